@@ -1,0 +1,1 @@
+#include "common/b64.h"

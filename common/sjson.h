@@ -1,0 +1,37 @@
+/*
+ * sjson: strict JSON input on top of jansson.
+ *
+ * Protocol messages are parsed with a size cap, a nesting cap checked before
+ * jansson sees the text (so deep input cannot exhaust the stack), duplicate
+ * members refused, and integers that do not fit refused. The accessors
+ * return NULL or an error instead of guessing at a missing or mistyped
+ * member.
+ */
+#ifndef RECEIPT_COMMON_SJSON_H
+#define RECEIPT_COMMON_SJSON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SJSON_MAX_DEPTH 8
+
+/*
+ * Parses n bytes that must be one JSON object. On failure returns NULL and,
+ * when err is not NULL, writes a short reason for a person. The caller owns
+ * the returned reference.
+ */
+json_t *sjson_parse_object(const char *text, size_t n, size_t max_depth, char *err,
+                           size_t errlen);
+
+/* Member accessors: NULL / false when absent or of another type. */
+const char *sjson_string(const json_t *obj, const char *key, size_t *len);
+const json_t *sjson_object(const json_t *obj, const char *key);
+/* A non-negative integer member that fits in int64; false otherwise. */
+bool sjson_uint(const json_t *obj, const char *key, uint64_t *out);
+
+/* Compact serialisation with members in insertion order; malloc'd. */
+char *sjson_dump(const json_t *value);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * ticket: the opaque, sealed ticket of PROTOCOL.md sections 1 and 4.
+ *
+ * A ticket is base64url of
+ *   version (1 byte, 1) || epoch (4 bytes, big-endian) || nonce (12 bytes)
+ *   || AES-256-GCM ciphertext of the claims || tag (16 bytes)
+ * with the header bytes as additional data. The key of each epoch is
+ * HKDF-SHA256(IKM = ticket secret, salt = "receipt/v1 ticket",
+ * info = "epoch " || decimal epoch), an epoch being TICKET_EPOCH_SECONDS of
+ * issue time: a random 96-bit nonce then never meets 2^32 messages under one
+ * key. A ticket is at most TICKET_MAX_LEN characters; content paths longer
+ * than TICKET_PATH_MAX bytes cannot be ticketed.
+ *
+ * A ticket_sealer is thread-safe; it owns a copy of the secret and wipes it
+ * when freed.
+ */
+#ifndef RECEIPT_COMMON_TICKET_H
+#define RECEIPT_COMMON_TICKET_H
+
+#include "common/uuid7.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TICKET_MAX_LEN 512
+#define TICKET_PATH_MAX 240
+#define TICKET_EPOCH_SECONDS 3600
+#define TICKET_SECRET_LEN 32
+
+typedef struct ticket_claims {
+    uuid7 delivery;
+    uint8_t sha256[32]; /* of the stored content */
+    uint64_t size;
+    uint64_t issued_ms;
+    uint64_t expires_ms;
+    bool bound;            /* client_id is set */
+    uint8_t client_id[32]; /* raw SHA-256 thumbprint of the client key */
+    size_t path_len;
+    char path[TICKET_PATH_MAX + 1]; /* NUL-terminated content path */
+} ticket_claims;
+
+typedef enum ticket_result {
+    TICKET_OK = 0,
+    TICKET_INVALID, /* malformed, tampered, or sealed under another secret */
+    TICKET_EXPIRED, /* authentic, but now >= expires_ms                     */
+    TICKET_TOO_LONG,
+    TICKET_INTERNAL,
+} ticket_result;
+
+typedef struct ticket_sealer ticket_sealer;
+
+ticket_sealer *ticket_sealer_new(const uint8_t secret[TICKET_SECRET_LEN]);
+void ticket_sealer_free(ticket_sealer *sealer);
+
+/* Seals claims (epoch from issued_ms); out holds TICKET_MAX_LEN + 1 bytes. */
+ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
+                          char out[TICKET_MAX_LEN + 1], size_t *out_len);
+
+/* Opens a ticket; checks expiry against now_ms. Claims are set on TICKET_OK
+ * and also on TICKET_EXPIRED (authentic but late). */
+ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uint64_t now_ms,
+                          ticket_claims *claims);
+
+#endif

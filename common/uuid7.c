@@ -1,0 +1,1 @@
+#include "common/uuid7.h"

@@ -1,0 +1,96 @@
+/*
+ * content: the content store under --root.
+ *
+ * Resolves URL paths to files strictly beneath the root (openat2 with
+ * RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, from a directory fd opened once),
+ * refuses dot segments and dotfiles, maps names to MIME types, and keeps two
+ * caches:
+ *  - digests: SHA-256 of a file keyed by (device, inode, size, mtime), so a
+ *    changed file is hashed again and an unchanged one never;
+ *  - bodies: the bytes of small files (<= body_max each, <= cache_bytes in
+ *    all, least recently used evicted), revalidated with stat() at most every
+ *    revalidate_ms, so a hot page costs no system call. Cached bytes and their
+ *    digest are always taken together: a response never pairs a digest with
+ *    other bytes.
+ *
+ * A content_store is thread-safe. content_open() fills a content_file that
+ * holds references (an fd and/or a cache entry or mapping) until
+ * content_file_release().
+ */
+#ifndef RECEIPT_DAEMON_CONTENT_H
+#define RECEIPT_DAEMON_CONTENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define CONTENT_URL_MAX 1024  /* longer decoded paths: CONTENT_TOO_LONG (414) */
+#define CONTENT_PATH_MAX 240  /* canonical path bytes that a ticket can carry  */
+#define CONTENT_HTML_MAX (16u * 1024 * 1024) /* larger HTML is not injected     */
+
+typedef struct content_options {
+    size_t body_max;        /* largest file kept in memory (default 256 KiB) */
+    size_t cache_bytes;     /* all bodies together (default 64 MiB)          */
+    size_t digest_entries;  /* digest cache entries (default 65536)          */
+    unsigned revalidate_ms; /* stat() a cached body at most this often (1000) */
+    const char *mime_types; /* NULL: /etc/mime.types, then built-in table    */
+} content_options;
+
+void content_options_default(content_options *opts);
+
+typedef enum content_status {
+    CONTENT_OK = 0,
+    CONTENT_NOT_FOUND,    /* missing, outside the root, dotfile, not regular */
+    CONTENT_REDIRECT,     /* a directory named without its trailing slash    */
+    CONTENT_BAD_PATH,     /* not absolute, NUL, invalid segment              */
+    CONTENT_TOO_LONG,     /* over CONTENT_URL_MAX or CONTENT_PATH_MAX         */
+    CONTENT_FORBIDDEN,    /* exists, but cannot be read (permissions)        */
+    CONTENT_ERROR,        /* I/O error                                       */
+} content_status;
+
+typedef struct content_file {
+    /* Canonical content path: "/" + the file's path under the root, so "/"
+     * and "/index.html" name the same content. NUL-terminated. */
+    char path[CONTENT_PATH_MAX + 1];
+    size_t path_len;
+    const char *mime;     /* static string, e.g. "text/html; charset=utf-8" */
+    bool is_html;
+    uint64_t size;
+    struct timespec mtime;
+    uint8_t sha256[32];
+    char etag[48];        /* strong ETag, quoted, from the digest            */
+    char last_modified[40]; /* IMF-fixdate                                  */
+    /* The body: data (size bytes) when in memory or mapped (always for HTML
+     * up to CONTENT_HTML_MAX), else fd for sendfile. One of them is set;
+     * both stay valid until release. fd is owned by the content_file: the
+     * caller may take it with content_file_take_fd(). */
+    const uint8_t *data;
+    int fd;
+    void *priv; /* internal reference */
+} content_file;
+
+typedef struct content_store content_store;
+
+content_store *content_store_new(const char *root, const content_options *opts, char *err,
+                                 size_t errlen);
+void content_store_free(content_store *store);
+
+/*
+ * url_path is the decoded path of the request (no query), length n. On
+ * CONTENT_OK *out is filled; on CONTENT_REDIRECT out->path holds the
+ * location to redirect to. Nothing needs releasing on other results.
+ */
+content_status content_open(content_store *store, const char *url_path, size_t n,
+                            content_file *out);
+
+/* Hands the fd to the caller (who must close it); -1 if there is none. */
+int content_file_take_fd(content_file *file);
+
+void content_file_release(content_file *file);
+
+/* MIME type for a file name by its extension; never NULL. */
+const char *content_mime_for(const content_store *store, const char *name);
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * ledger: where deliveries and their confirmations are recorded.
+ *
+ * An interface (a table of functions) with one file per backend:
+ * ledger_sqlite.c (embedded, the default) and, later, ledger_pg.c. A ledger
+ * handle is one database connection and is used by one thread at a time:
+ * the writer thread owns the only writing handle; readers (admin API,
+ * report) open their own.
+ *
+ * Writes happen inside ledger_begin()/ledger_commit() around a batch of
+ * ledger_apply() calls. ledger_commit() returns only when the batch is
+ * durable (SQLite: WAL with synchronous=FULL).
+ */
+#ifndef RECEIPT_DAEMON_LEDGER_H
+#define RECEIPT_DAEMON_LEDGER_H
+
+#include "common/eckey.h"
+#include "common/ticket.h"
+#include "common/uuid7.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LEDGER_PATH_MAX TICKET_PATH_MAX
+#define LEDGER_ADDR_MAX 46 /* INET6_ADDRSTRLEN */
+#define LEDGER_UA_MAX 255
+#define LEDGER_SERVER_MAX 63
+#define LEDGER_RECEIPT_MAX 2047
+#define LEDGER_ERR_MAX 256
+
+typedef enum ledger_status {
+    LEDGER_ISSUED = 0,
+    LEDGER_BOUND,
+    LEDGER_CONFIRMED,
+    LEDGER_CORRUPTED,
+} ledger_status;
+
+const char *ledger_status_name(ledger_status status);
+/* Returns 0 and sets *out, or -1 for an unknown name. */
+int ledger_status_parse(const char *name, ledger_status *out);
+
+/* One delivery row. Strings are NUL-terminated; "" means none. */
+typedef struct ledger_delivery {
+    char id[UUID7_STR_LEN + 1];
+    char path[LEDGER_PATH_MAX + 1];
+    uint8_t sha256[32];
+    uint64_t size;
+    char server[LEDGER_SERVER_MAX + 1];
+    char client_addr[LEDGER_ADDR_MAX + 1]; /* of the delivering request   */
+    char user_agent[LEDGER_UA_MAX + 1];
+    uint64_t issued_ms;
+    ledger_status status;
+    char client[ECKEY_THUMBPRINT_LEN + 1]; /* client ID once bound         */
+    char bound_addr[LEDGER_ADDR_MAX + 1];
+    uint64_t bound_ms;                     /* 0: not bound                 */
+    uint64_t confirmed_ms;                 /* 0: not confirmed             */
+    char confirm_addr[LEDGER_ADDR_MAX + 1];
+    bool received_has_sha256;              /* false: client sent null      */
+    uint8_t received_sha256[32];
+    uint64_t received_size;
+    uint64_t received_at_ms;               /* the client's clock           */
+    char receipt[LEDGER_RECEIPT_MAX + 1];  /* JWS, once confirmed          */
+} ledger_delivery;
+
+typedef enum ledger_event_kind {
+    LEDGER_EVENT_ISSUE,   /* a new row, status issued                        */
+    LEDGER_EVENT_BIND,    /* issued -> bound; inserts the row if missing     */
+    LEDGER_EVENT_CONFIRM, /* -> confirmed/corrupted; inserts the row if missing */
+} ledger_event_kind;
+
+/*
+ * An event carries a whole row. ISSUE uses the issuance fields. BIND and
+ * CONFIRM also carry the issuance fields (from the ticket) so that a row lost
+ * in a crash before it was written is created from them.
+ */
+typedef struct ledger_event {
+    ledger_event_kind kind;
+    ledger_delivery row;
+} ledger_event;
+
+typedef enum ledger_outcome {
+    LEDGER_APPLIED,  /* the event changed the row (or made it)                  */
+    LEDGER_SAME,     /* CONFIRM: already confirmed by this client; row returned */
+    LEDGER_CONFLICT, /* CONFIRM: already confirmed by another client            */
+    LEDGER_IGNORED,  /* BIND on a row past issued, ISSUE of an existing ID      */
+} ledger_outcome;
+
+typedef struct ledger_result {
+    ledger_outcome outcome;
+    /* For CONFIRM: the row as it stands after the event (status, client,
+     * confirmed_ms, receipt are what the client must be answered). */
+    ledger_delivery row;
+} ledger_result;
+
+typedef struct ledger ledger;
+
+/*
+ * Opens a ledger by URL: "sqlite:PATH" (PATH relative to the working
+ * directory) or NULL for STATE_DIR/ledger.sqlite. Migrates the schema to the
+ * current version when writable; read_only handles never write. Returns NULL
+ * with err (LEDGER_ERR_MAX bytes) set on failure.
+ */
+ledger *ledger_open(const char *url, const char *state_dir, bool read_only, char *err,
+                    size_t errlen);
+void ledger_close(ledger *lg);
+
+/* The backend's name ("sqlite") and the last error message (borrowed). */
+const char *ledger_backend(const ledger *lg);
+const char *ledger_error(const ledger *lg);
+
+int ledger_begin(ledger *lg);
+/* One event inside a transaction; result may be NULL for ISSUE and BIND. */
+int ledger_apply(ledger *lg, const ledger_event *event, ledger_result *result);
+int ledger_commit(ledger *lg);
+int ledger_rollback(ledger *lg);
+
+/* Reads one row; returns 1 found, 0 not found, -1 error. */
+int ledger_get(ledger *lg, const char *id, ledger_delivery *out);
+
+/* Number of rows (all statuses); -1 on error. */
+long long ledger_count(ledger *lg);
+
+/* The backend table. Each backend file defines one. */
+typedef struct ledger_ops {
+    const char *name;
+    ledger *(*open)(const char *target, bool read_only, char *err, size_t errlen);
+    void (*close)(ledger *lg);
+    const char *(*error)(const ledger *lg);
+    int (*begin)(ledger *lg);
+    int (*apply)(ledger *lg, const ledger_event *event, ledger_result *result);
+    int (*commit)(ledger *lg);
+    int (*rollback)(ledger *lg);
+    int (*get)(ledger *lg, const char *id, ledger_delivery *out);
+    long long (*count)(ledger *lg);
+} ledger_ops;
+
+/* Every backend's handle starts with this, so ledger.c can dispatch. */
+struct ledger {
+    const ledger_ops *ops;
+};
+
+extern const ledger_ops ledger_sqlite_ops;
+
+#endif
