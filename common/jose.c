@@ -1,1 +1,576 @@
 #include "common/jose.h"
+
+#include "common/b64.h"
+
+#include <limits.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JOSE_IV_B64_LEN 16
+#define JOSE_TAG_B64_LEN 22
+#define JOSE_SIG_B64_LEN 86
+#define JOSE_DER_SIG_MAX 80 /* a DER ECDSA P-256 signature is at most 72 bytes */
+#define JOSE_MAX_PARTS 5
+#define JOSE_TYP "receipt+jwt"
+
+typedef enum jose_shape {
+    JOSE_SHAPE_JWE,
+    JOSE_SHAPE_JWS,
+} jose_shape;
+
+typedef struct jose_parts {
+    const char *p[JOSE_MAX_PARTS];
+    size_t len[JOSE_MAX_PARTS];
+    size_t count;
+} jose_parts;
+
+static pthread_once_t jose_once = PTHREAD_ONCE_INIT;
+static EVP_CIPHER *jose_gcm;
+static EVP_MD *jose_sha256;
+static pthread_key_t jose_ctx_key;
+static bool jose_ready;
+
+static void jose_ctx_destroy(void *ctx)
+{
+    EVP_CIPHER_CTX_free(ctx);
+}
+
+static void jose_init(void)
+{
+    jose_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    jose_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    jose_ready = jose_gcm != NULL && jose_sha256 != NULL &&
+                 pthread_key_create(&jose_ctx_key, jose_ctx_destroy) == 0;
+}
+
+static bool jose_setup(void)
+{
+    pthread_once(&jose_once, jose_init);
+    return jose_ready;
+}
+
+/* One cipher context per thread, freed when the thread ends. */
+static EVP_CIPHER_CTX *jose_cipher_ctx(void)
+{
+    EVP_CIPHER_CTX *ctx;
+
+    if (!jose_setup())
+        return NULL;
+    ctx = pthread_getspecific(jose_ctx_key);
+    if (ctx != NULL)
+        return ctx;
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx != NULL && pthread_setspecific(jose_ctx_key, ctx) != 0) {
+        EVP_CIPHER_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
+const char *jose_result_str(jose_result r)
+{
+    switch (r) {
+    case JOSE_OK:
+        return "ok";
+    case JOSE_MALFORMED:
+        return "malformed JOSE serialisation";
+    case JOSE_BAD_HEADER:
+        return "protected header not allowed";
+    case JOSE_DECRYPT:
+        return "authentication failed";
+    case JOSE_INTERNAL:
+        return "internal error";
+    }
+    return "unknown";
+}
+
+jose_result jose_a256gcm_seal(const uint8_t key[32], const uint8_t iv[JOSE_IV_LEN],
+                              const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t n,
+                              uint8_t *ct, uint8_t tag[JOSE_TAG_LEN])
+{
+    EVP_CIPHER_CTX *ctx = jose_cipher_ctx();
+    int len;
+
+    if (ctx == NULL || aadlen > INT_MAX || n > INT_MAX)
+        return JOSE_INTERNAL;
+    if (EVP_EncryptInit_ex2(ctx, jose_gcm, key, iv, NULL) != 1)
+        goto fail;
+    if (aadlen > 0 && EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1)
+        goto fail;
+    if (n > 0 && (EVP_EncryptUpdate(ctx, ct, &len, pt, (int)n) != 1 || (size_t)len != n))
+        goto fail;
+    if (EVP_EncryptFinal_ex(ctx, ct + n, &len) != 1 || len != 0 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, JOSE_TAG_LEN, tag) != 1)
+        goto fail;
+    return JOSE_OK;
+fail:
+    ERR_clear_error();
+    return JOSE_INTERNAL;
+}
+
+jose_result jose_a256gcm_open(const uint8_t key[32], const uint8_t iv[JOSE_IV_LEN],
+                              const uint8_t *aad, size_t aadlen, const uint8_t *ct, size_t n,
+                              const uint8_t tag[JOSE_TAG_LEN], uint8_t *pt)
+{
+    EVP_CIPHER_CTX *ctx = jose_cipher_ctx();
+    uint8_t tagbuf[JOSE_TAG_LEN];
+    int len;
+
+    if (ctx == NULL || aadlen > INT_MAX || n > INT_MAX)
+        return JOSE_INTERNAL;
+    memcpy(tagbuf, tag, sizeof(tagbuf));
+    if (EVP_DecryptInit_ex2(ctx, jose_gcm, key, iv, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, JOSE_TAG_LEN, tagbuf) != 1)
+        goto internal;
+    if (aadlen > 0 && EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1)
+        goto internal;
+    if (n > 0 && (EVP_DecryptUpdate(ctx, pt, &len, ct, (int)n) != 1 || (size_t)len != n))
+        goto internal;
+    if (EVP_DecryptFinal_ex(ctx, pt + n, &len) != 1) {
+        ERR_clear_error();
+        return JOSE_DECRYPT;
+    }
+    return JOSE_OK;
+internal:
+    ERR_clear_error();
+    return JOSE_INTERNAL;
+}
+
+/*
+ * Header members we write ourselves go into the JSON verbatim, so they are
+ * limited to printable ASCII that needs no escaping. The parser holds
+ * received members to the same rule, which keeps control bytes out of logs.
+ */
+static bool jose_ident_ok(const char *s, size_t len, size_t max)
+{
+    if (len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            return false;
+    }
+    return true;
+}
+
+static bool jose_cty_ok(const char *cty)
+{
+    return strcmp(cty, JOSE_CTY_PLUGIN) == 0 || strcmp(cty, JOSE_CTY_CONFIRM) == 0;
+}
+
+/* Splits on '.'; count is JOSE_MAX_PARTS + 1 when there are more parts. */
+static void jose_split(const char *token, size_t n, jose_parts *parts)
+{
+    const char *p = token;
+    const char *end = token + n;
+
+    parts->count = 0;
+    for (;;) {
+        const char *dot = memchr(p, '.', (size_t)(end - p));
+        const char *stop = dot != NULL ? dot : end;
+
+        if (parts->count == JOSE_MAX_PARTS) {
+            parts->count++;
+            return;
+        }
+        parts->p[parts->count] = p;
+        parts->len[parts->count] = (size_t)(stop - p);
+        parts->count++;
+        if (dot == NULL)
+            return;
+        p = dot + 1;
+    }
+}
+
+static bool jose_copy_member(const json_t *v, char *dst, size_t max)
+{
+    const char *s;
+    size_t len;
+
+    if (!json_is_string(v))
+        return false;
+    s = json_string_value(v);
+    len = json_string_length(v);
+    if (!jose_ident_ok(s, len, max))
+        return false;
+    memcpy(dst, s, len);
+    dst[len] = '\0';
+    return true;
+}
+
+static bool jose_member_is(const json_t *v, const char *want)
+{
+    return json_is_string(v) && strlen(want) == json_string_length(v) &&
+           strcmp(json_string_value(v), want) == 0;
+}
+
+/*
+ * The allow-list: the header must be one JSON object holding exactly the
+ * members of its shape, each once, with the values the protocol allows.
+ */
+static jose_result jose_parse_header(const char *b64, size_t len, jose_shape shape,
+                                     jose_header *out)
+{
+    uint8_t buf[JOSE_HEADER_MAX];
+    jose_header h;
+    json_error_t err;
+    json_t *obj = NULL;
+    const char *name;
+    json_t *v;
+    long dlen;
+    size_t want = shape == JOSE_SHAPE_JWE ? 5 : 3;
+    jose_result r = JOSE_BAD_HEADER;
+
+    memset(&h, 0, sizeof(h));
+    if (len > b64url_encoded_len(sizeof(buf)))
+        return JOSE_BAD_HEADER;
+    dlen = b64url_decode(b64, len, buf, sizeof(buf));
+    if (dlen <= 0)
+        return JOSE_MALFORMED;
+    obj = json_loadb((const char *)buf, (size_t)dlen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+                     &err);
+    if (obj == NULL) {
+        r = json_error_code(&err) == json_error_duplicate_key ? JOSE_BAD_HEADER : JOSE_MALFORMED;
+        goto out;
+    }
+    if (!json_is_object(obj) || json_object_size(obj) != want)
+        goto out;
+    json_object_foreach(obj, name, v)
+    {
+        bool ok;
+
+        if (strcmp(name, "alg") == 0)
+            ok = jose_member_is(v, shape == JOSE_SHAPE_JWE ? "dir" : "ES256");
+        else if (strcmp(name, "kid") == 0)
+            ok = jose_copy_member(v, h.kid, JOSE_KID_MAX);
+        else if (shape == JOSE_SHAPE_JWE && strcmp(name, "enc") == 0)
+            ok = jose_member_is(v, "A256GCM");
+        else if (shape == JOSE_SHAPE_JWE && strcmp(name, "skid") == 0)
+            ok = jose_copy_member(v, h.skid, JOSE_KID_MAX);
+        else if (shape == JOSE_SHAPE_JWE && strcmp(name, "cty") == 0)
+            ok = jose_copy_member(v, h.cty, JOSE_CTY_MAX) && jose_cty_ok(h.cty);
+        else if (shape == JOSE_SHAPE_JWS && strcmp(name, "typ") == 0)
+            ok = jose_member_is(v, JOSE_TYP);
+        else
+            ok = false;
+        if (!ok)
+            goto out;
+    }
+    /* Exactly `want` members, no duplicates, each one known: all are present. */
+    if (out != NULL)
+        *out = h;
+    r = JOSE_OK;
+out:
+    json_decref(obj);
+    return r;
+}
+
+static jose_result jwe_parse(const char *token, size_t n, jose_parts *parts, jose_header *header)
+{
+    jose_result r;
+
+    if (token == NULL || n == 0 || n > JOSE_TOKEN_MAX)
+        return JOSE_MALFORMED;
+    jose_split(token, n, parts);
+    if (parts->count != 5)
+        return JOSE_MALFORMED;
+    r = jose_parse_header(parts->p[0], parts->len[0], JOSE_SHAPE_JWE, header);
+    if (r != JOSE_OK)
+        return r;
+    /* "dir": the key is K itself, so the encrypted key must be empty. */
+    if (parts->len[1] != 0 || parts->len[2] != JOSE_IV_B64_LEN ||
+        parts->len[4] != JOSE_TAG_B64_LEN)
+        return JOSE_MALFORMED;
+    return JOSE_OK;
+}
+
+jose_result jwe_encrypt(const uint8_t key[32], const char *kid, const char *skid,
+                        const char *cty, const uint8_t *plaintext, size_t n,
+                        const uint8_t *iv, char **out)
+{
+    char header[JOSE_HEADER_MAX];
+    uint8_t ivbuf[JOSE_IV_LEN];
+    uint8_t tag[JOSE_TAG_LEN];
+    uint8_t *ct = NULL;
+    char *token = NULL;
+    size_t hb, total, o;
+    int hlen;
+    jose_result r = JOSE_INTERNAL;
+
+    *out = NULL;
+    if (kid == NULL || skid == NULL || cty == NULL || (plaintext == NULL && n > 0) ||
+        !jose_ident_ok(kid, strlen(kid), JOSE_KID_MAX) ||
+        !jose_ident_ok(skid, strlen(skid), JOSE_KID_MAX) || !jose_cty_ok(cty))
+        return JOSE_BAD_HEADER;
+    if (n > JOSE_TOKEN_MAX)
+        return JOSE_MALFORMED;
+    hlen = snprintf(header, sizeof(header),
+                    "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"%s\",\"skid\":\"%s\","
+                    "\"cty\":\"%s\"}",
+                    kid, skid, cty);
+    if (hlen < 0 || (size_t)hlen >= sizeof(header))
+        return JOSE_BAD_HEADER;
+    hb = b64url_encoded_len((size_t)hlen);
+    total = hb + 2 + JOSE_IV_B64_LEN + 1 + b64url_encoded_len(n) + 1 + JOSE_TAG_B64_LEN;
+    if (total > JOSE_TOKEN_MAX)
+        return JOSE_MALFORMED;
+
+    if (iv == NULL) {
+        if (RAND_bytes(ivbuf, sizeof(ivbuf)) != 1)
+            goto out;
+        iv = ivbuf;
+    }
+    token = malloc(total + 1);
+    ct = malloc(n > 0 ? n : 1);
+    if (token == NULL || ct == NULL)
+        goto out;
+    o = b64url_encode((const uint8_t *)header, (size_t)hlen, token);
+    r = jose_a256gcm_seal(key, iv, (const uint8_t *)token, o, plaintext, n, ct, tag);
+    if (r != JOSE_OK)
+        goto out;
+    token[o++] = '.';
+    token[o++] = '.';
+    o += b64url_encode(iv, JOSE_IV_LEN, token + o);
+    token[o++] = '.';
+    o += b64url_encode(ct, n, token + o);
+    token[o++] = '.';
+    o += b64url_encode(tag, JOSE_TAG_LEN, token + o);
+    *out = token;
+    token = NULL;
+out:
+    free(token);
+    free(ct);
+    return r;
+}
+
+jose_result jwe_peek(const char *token, size_t n, jose_header *header)
+{
+    jose_parts parts;
+
+    return jwe_parse(token, n, &parts, header);
+}
+
+jose_result jwe_decrypt(const uint8_t key[32], const char *token, size_t n,
+                        jose_header *header, uint8_t **plaintext, size_t *plaintext_len)
+{
+    jose_parts parts;
+    uint8_t iv[JOSE_IV_LEN];
+    uint8_t tag[JOSE_TAG_LEN];
+    uint8_t *ct = NULL;
+    uint8_t *pt = NULL;
+    long ctlen = 0;
+    jose_result r;
+
+    *plaintext = NULL;
+    *plaintext_len = 0;
+    r = jwe_parse(token, n, &parts, header);
+    if (r != JOSE_OK)
+        return r;
+    r = JOSE_MALFORMED;
+    if (b64url_decode(parts.p[2], parts.len[2], iv, sizeof(iv)) != JOSE_IV_LEN ||
+        b64url_decode(parts.p[4], parts.len[4], tag, sizeof(tag)) != JOSE_TAG_LEN)
+        goto out;
+    ct = malloc(b64url_decoded_max(parts.len[3]) + 1);
+    if (ct == NULL) {
+        r = JOSE_INTERNAL;
+        goto out;
+    }
+    ctlen = b64url_decode(parts.p[3], parts.len[3], ct, b64url_decoded_max(parts.len[3]));
+    if (ctlen < 0)
+        goto out;
+    pt = malloc((size_t)ctlen + 1);
+    if (pt == NULL) {
+        r = JOSE_INTERNAL;
+        goto out;
+    }
+    r = jose_a256gcm_open(key, iv, (const uint8_t *)parts.p[0], parts.len[0], ct, (size_t)ctlen,
+                          tag, pt);
+    if (r != JOSE_OK)
+        goto out;
+    pt[ctlen] = '\0';
+    *plaintext = pt;
+    *plaintext_len = (size_t)ctlen;
+    pt = NULL;
+out:
+    if (pt != NULL) {
+        /* Unauthenticated plaintext must not linger. */
+        OPENSSL_cleanse(pt, (size_t)ctlen);
+        free(pt);
+    }
+    free(ct);
+    return r;
+}
+
+jose_result jose_es256_sign(const eckey *key, const uint8_t *msg, size_t n,
+                            uint8_t sig[JOSE_SIG_LEN])
+{
+    EVP_MD_CTX *mctx = NULL;
+    ECDSA_SIG *esig = NULL;
+    uint8_t der[JOSE_DER_SIG_MAX];
+    const unsigned char *p = der;
+    size_t derlen = sizeof(der);
+    const BIGNUM *r, *s;
+    jose_result rc = JOSE_INTERNAL;
+
+    if (!jose_setup() || !eckey_has_private(key))
+        goto out;
+    mctx = EVP_MD_CTX_new();
+    if (mctx == NULL || EVP_DigestSignInit(mctx, NULL, jose_sha256, NULL, eckey_pkey(key)) != 1 ||
+        EVP_DigestSign(mctx, der, &derlen, msg, n) != 1)
+        goto out;
+    esig = d2i_ECDSA_SIG(NULL, &p, (long)derlen);
+    if (esig == NULL)
+        goto out;
+    ECDSA_SIG_get0(esig, &r, &s);
+    if (BN_bn2binpad(r, sig, 32) != 32 || BN_bn2binpad(s, sig + 32, 32) != 32)
+        goto out;
+    rc = JOSE_OK;
+out:
+    if (rc != JOSE_OK)
+        ERR_clear_error();
+    ECDSA_SIG_free(esig);
+    EVP_MD_CTX_free(mctx);
+    return rc;
+}
+
+jose_result jose_es256_verify(const eckey *key, const uint8_t *msg, size_t n,
+                              const uint8_t sig[JOSE_SIG_LEN])
+{
+    EVP_MD_CTX *mctx = NULL;
+    ECDSA_SIG *esig = NULL;
+    BIGNUM *r = NULL, *s = NULL;
+    unsigned char *der = NULL;
+    int derlen;
+    jose_result rc = JOSE_INTERNAL;
+
+    if (!jose_setup() || key == NULL)
+        goto out;
+    esig = ECDSA_SIG_new();
+    r = BN_bin2bn(sig, 32, NULL);
+    s = BN_bin2bn(sig + 32, 32, NULL);
+    if (esig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(esig, r, s) != 1)
+        goto out;
+    r = s = NULL;
+    derlen = i2d_ECDSA_SIG(esig, &der);
+    if (derlen <= 0)
+        goto out;
+    mctx = EVP_MD_CTX_new();
+    if (mctx == NULL ||
+        EVP_DigestVerifyInit(mctx, NULL, jose_sha256, NULL, eckey_pkey(key)) != 1)
+        goto out;
+    rc = EVP_DigestVerify(mctx, der, (size_t)derlen, msg, n) == 1 ? JOSE_OK : JOSE_DECRYPT;
+out:
+    ERR_clear_error();
+    BN_free(r);
+    BN_free(s);
+    OPENSSL_free(der);
+    ECDSA_SIG_free(esig);
+    EVP_MD_CTX_free(mctx);
+    return rc;
+}
+
+jose_result jws_sign(const eckey *key, const char *kid, const uint8_t *payload, size_t n,
+                     char **out)
+{
+    char header[JOSE_HEADER_MAX];
+    uint8_t sig[JOSE_SIG_LEN];
+    char *token = NULL;
+    size_t total, o;
+    int hlen;
+    jose_result r;
+
+    *out = NULL;
+    if (kid == NULL || !jose_ident_ok(kid, strlen(kid), JOSE_KID_MAX))
+        return JOSE_BAD_HEADER;
+    if ((payload == NULL && n > 0) || n > JOSE_TOKEN_MAX)
+        return JOSE_MALFORMED;
+    hlen = snprintf(header, sizeof(header), "{\"alg\":\"ES256\",\"kid\":\"%s\",\"typ\":\"%s\"}",
+                    kid, JOSE_TYP);
+    if (hlen < 0 || (size_t)hlen >= sizeof(header))
+        return JOSE_BAD_HEADER;
+    total = b64url_encoded_len((size_t)hlen) + 1 + b64url_encoded_len(n) + 1 + JOSE_SIG_B64_LEN;
+    if (total > JOSE_TOKEN_MAX)
+        return JOSE_MALFORMED;
+    token = malloc(total + 1);
+    if (token == NULL)
+        return JOSE_INTERNAL;
+    o = b64url_encode((const uint8_t *)header, (size_t)hlen, token);
+    token[o++] = '.';
+    o += b64url_encode(payload, n, token + o);
+    r = jose_es256_sign(key, (const uint8_t *)token, o, sig);
+    if (r != JOSE_OK) {
+        free(token);
+        return r;
+    }
+    token[o++] = '.';
+    b64url_encode(sig, sizeof(sig), token + o);
+    *out = token;
+    return JOSE_OK;
+}
+
+static jose_result jws_parse(const char *token, size_t n, jose_parts *parts, jose_header *header)
+{
+    jose_result r;
+
+    if (token == NULL || n == 0 || n > JOSE_TOKEN_MAX)
+        return JOSE_MALFORMED;
+    jose_split(token, n, parts);
+    if (parts->count != 3)
+        return JOSE_MALFORMED;
+    r = jose_parse_header(parts->p[0], parts->len[0], JOSE_SHAPE_JWS, header);
+    if (r != JOSE_OK)
+        return r;
+    if (parts->len[2] != JOSE_SIG_B64_LEN)
+        return JOSE_MALFORMED;
+    return JOSE_OK;
+}
+
+jose_result jws_peek(const char *token, size_t n, jose_header *header)
+{
+    jose_parts parts;
+
+    return jws_parse(token, n, &parts, header);
+}
+
+jose_result jws_verify(const eckey *key, const char *token, size_t n, jose_header *header,
+                       uint8_t **payload, size_t *payload_len)
+{
+    jose_parts parts;
+    uint8_t sig[JOSE_SIG_LEN];
+    uint8_t *body = NULL;
+    long blen;
+    jose_result r;
+
+    *payload = NULL;
+    *payload_len = 0;
+    r = jws_parse(token, n, &parts, header);
+    if (r != JOSE_OK)
+        return r;
+    if (b64url_decode(parts.p[2], parts.len[2], sig, sizeof(sig)) != JOSE_SIG_LEN)
+        return JOSE_MALFORMED;
+    body = malloc(b64url_decoded_max(parts.len[1]) + 1);
+    if (body == NULL)
+        return JOSE_INTERNAL;
+    blen = b64url_decode(parts.p[1], parts.len[1], body, b64url_decoded_max(parts.len[1]));
+    if (blen < 0) {
+        free(body);
+        return JOSE_MALFORMED;
+    }
+    r = jose_es256_verify(key, (const uint8_t *)token, parts.len[0] + 1 + parts.len[1], sig);
+    if (r != JOSE_OK) {
+        free(body);
+        return r;
+    }
+    body[blen] = '\0';
+    *payload = body;
+    *payload_len = (size_t)blen;
+    return JOSE_OK;
+}

@@ -7,6 +7,11 @@
  * On input the header is parsed strictly and allow-listed before anything
  * else is done with the token: another alg or enc, a zip, crit or any other
  * member, a duplicate member or a member of the wrong type is refused.
+ * kid and skid are 1 to JOSE_KID_MAX printable ASCII characters other than
+ * space, double quote and backslash; cty is JOSE_CTY_PLUGIN or JOSE_CTY_CONFIRM (the caller
+ * still checks which of the two it expects). The token is at most
+ * JOSE_TOKEN_MAX characters, the IV exactly 12 bytes, the tag 16, the
+ * ES256 signature 64.
  *
  * JWS compact, ES256 with the 64-byte R || S signature, protected header
  * {"alg":"ES256","kid":KID,"typ":"receipt+jwt"}.
@@ -26,6 +31,10 @@
 #define JOSE_KID_MAX 64
 #define JOSE_CTY_MAX 32
 #define JOSE_TOKEN_MAX (64 * 1024)
+#define JOSE_HEADER_MAX 512 /* decoded protected header, bytes; ours is under 250 */
+#define JOSE_IV_LEN 12
+#define JOSE_TAG_LEN 16
+#define JOSE_SIG_LEN 64 /* ES256 R || S */
 
 #define JOSE_CTY_PLUGIN "receipt-plugin+json"
 #define JOSE_CTY_CONFIRM "receipt-confirm+json"
@@ -77,5 +86,26 @@ jose_result jws_peek(const char *token, size_t n, jose_header *header);
 /* Verifies with a public key; on JOSE_OK *payload is malloc'd, NUL-terminated. */
 jose_result jws_verify(const eckey *key, const char *token, size_t n, jose_header *header,
                        uint8_t **payload, size_t *payload_len);
+
+/*
+ * The primitives under the two shapes, for test vectors (RFC 7516 A.1,
+ * RFC 7515 A.3) whose headers the shapes above would refuse.
+ *
+ * AES-256-GCM with a 96-bit IV and a 128-bit tag: ct receives n bytes.
+ * Open returns JOSE_DECRYPT when the tag does not verify (pt then holds no
+ * plaintext worth reading).
+ */
+jose_result jose_a256gcm_seal(const uint8_t key[32], const uint8_t iv[JOSE_IV_LEN],
+                              const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t n,
+                              uint8_t *ct, uint8_t tag[JOSE_TAG_LEN]);
+jose_result jose_a256gcm_open(const uint8_t key[32], const uint8_t iv[JOSE_IV_LEN],
+                              const uint8_t *aad, size_t aadlen, const uint8_t *ct, size_t n,
+                              const uint8_t tag[JOSE_TAG_LEN], uint8_t *pt);
+
+/* ECDSA P-256 over SHA-256 of msg, signature as R || S. */
+jose_result jose_es256_sign(const eckey *key, const uint8_t *msg, size_t n,
+                            uint8_t sig[JOSE_SIG_LEN]);
+jose_result jose_es256_verify(const eckey *key, const uint8_t *msg, size_t n,
+                              const uint8_t sig[JOSE_SIG_LEN]);
 
 #endif

@@ -1,1 +1,369 @@
 #include "common/keystore.h"
+
+#include "common/b64.h"
+#include "common/sjson.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KEYSTORE_FILE_MAX (16 * 1024)
+#define KEYSTORE_PATH_MAX 4096
+#define KEYSTORE_VERSION 1
+#define KEYSTORE_SECRET_B64_LEN 43
+
+static void ks_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+void keystore_free(keystore *ks)
+{
+    if (ks == NULL)
+        return;
+    eckey_free(ks->enc);
+    eckey_free(ks->sig);
+    OPENSSL_cleanse(ks->ticket_secret, sizeof(ks->ticket_secret));
+    free(ks);
+}
+
+static int ks_check_dir(const char *dir, bool create, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT || !create) {
+            ks_err(err, errlen, "state directory %s: %s", dir, strerror(errno));
+            return -1;
+        }
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            ks_err(err, errlen, "cannot create state directory %s: %s", dir, strerror(errno));
+            return -1;
+        }
+        if (stat(dir, &st) != 0) {
+            ks_err(err, errlen, "state directory %s: %s", dir, strerror(errno));
+            return -1;
+        }
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        ks_err(err, errlen, "state directory %s is not a directory", dir);
+        return -1;
+    }
+    if ((st.st_mode & 0007) != 0) {
+        ks_err(err, errlen,
+               "state directory %s has mode %04o, so other users may access it; "
+               "run: chmod 700 %s",
+               dir, (unsigned)(st.st_mode & 07777), dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* The file's JSON: {"v":1,"enc":JWK,"sig":JWK,"ticket_secret":base64url}. */
+static char *ks_serialise(const keystore *ks)
+{
+    char secret[KEYSTORE_SECRET_B64_LEN + 1];
+    json_t *enc = eckey_to_jwk(ks->enc, true);
+    json_t *sig = eckey_to_jwk(ks->sig, true);
+    json_t *root = NULL;
+    char *text = NULL;
+
+    b64url_encode(ks->ticket_secret, TICKET_SECRET_LEN, secret);
+    if (enc == NULL || sig == NULL)
+        goto out;
+    root = json_pack("{s:i, s:O, s:O, s:s}", "v", KEYSTORE_VERSION, "enc", enc, "sig", sig,
+                     "ticket_secret", secret);
+    if (root != NULL)
+        text = json_dumps(root, JSON_INDENT(2));
+out:
+    OPENSSL_cleanse(secret, sizeof(secret));
+    json_decref(root);
+    json_decref(enc);
+    json_decref(sig);
+    return text;
+}
+
+static int ks_write_all(int fd, const char *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        buf += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/*
+ * Temporary file, fsync, rename, fsync of the directory: after a crash the
+ * key file is either absent or complete, never half written.
+ */
+static int ks_store(const char *dir, const char *path, const keystore *ks, char *err,
+                    size_t errlen)
+{
+    char tmp[KEYSTORE_PATH_MAX];
+    char *text = NULL;
+    int fd = -1;
+    int dfd = -1;
+    int rc = -1;
+    bool tmp_made = false;
+
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
+        ks_err(err, errlen, "state directory path too long: %s", dir);
+        goto out;
+    }
+    text = ks_serialise(ks);
+    if (text == NULL) {
+        ks_err(err, errlen, "cannot serialise new server keys");
+        goto out;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        ks_err(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    tmp_made = true;
+    /* The umask could only narrow 0600, but make the mode explicit anyway. */
+    if (fchmod(fd, 0600) != 0 || ks_write_all(fd, text, strlen(text)) != 0 ||
+        ks_write_all(fd, "\n", 1) != 0 || fsync(fd) != 0) {
+        ks_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        ks_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        ks_err(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        goto out;
+    }
+    tmp_made = false;
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        ks_err(err, errlen, "cannot sync state directory %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    if (tmp_made)
+        unlink(tmp);
+    if (text != NULL) {
+        OPENSSL_cleanse(text, strlen(text));
+        free(text);
+    }
+    return rc;
+}
+
+static keystore *ks_generate(char *err, size_t errlen)
+{
+    keystore *ks = calloc(1, sizeof(*ks));
+
+    if (ks == NULL) {
+        ks_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    ks->enc = eckey_generate();
+    ks->sig = eckey_generate();
+    if (ks->enc == NULL || ks->sig == NULL ||
+        RAND_bytes(ks->ticket_secret, sizeof(ks->ticket_secret)) != 1) {
+        ks_err(err, errlen, "cannot generate server keys");
+        keystore_free(ks);
+        return NULL;
+    }
+    return ks;
+}
+
+static keystore *ks_parse(const char *path, const char *text, size_t n, char *err, size_t errlen)
+{
+    char jerr[128];
+    json_t *root = NULL;
+    keystore *ks = NULL;
+    const char *secret;
+    size_t slen = 0;
+    uint64_t v = 0;
+
+    root = sjson_parse_object(text, n, 4, jerr, sizeof(jerr));
+    if (root == NULL) {
+        ks_err(err, errlen, "%s: %s", path, jerr);
+        goto fail;
+    }
+    ks = calloc(1, sizeof(*ks));
+    if (ks == NULL) {
+        ks_err(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (!sjson_uint(root, "v", &v) || v != KEYSTORE_VERSION) {
+        ks_err(err, errlen, "%s: unknown version (want \"v\": %d)", path, KEYSTORE_VERSION);
+        goto fail;
+    }
+    ks->enc = eckey_from_jwk(sjson_object(root, "enc"));
+    ks->sig = eckey_from_jwk(sjson_object(root, "sig"));
+    if (!eckey_has_private(ks->enc) || !eckey_has_private(ks->sig)) {
+        ks_err(err, errlen, "%s: \"enc\" and \"sig\" must be valid private P-256 JWKs", path);
+        goto fail;
+    }
+    secret = sjson_string(root, "ticket_secret", &slen);
+    if (secret == NULL ||
+        b64url_decode(secret, slen, ks->ticket_secret, sizeof(ks->ticket_secret)) !=
+            TICKET_SECRET_LEN) {
+        ks_err(err, errlen, "%s: \"ticket_secret\" must be %d bytes in base64url", path,
+               TICKET_SECRET_LEN);
+        goto fail;
+    }
+    json_decref(root);
+    return ks;
+fail:
+    json_decref(root);
+    keystore_free(ks);
+    return NULL;
+}
+
+static keystore *ks_load(const char *path, int fd, char *err, size_t errlen)
+{
+    struct stat st;
+    char *text = NULL;
+    size_t n = 0;
+    keystore *ks = NULL;
+
+    if (fstat(fd, &st) != 0) {
+        ks_err(err, errlen, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ks_err(err, errlen, "%s is not a regular file", path);
+        goto out;
+    }
+    if ((st.st_mode & 0077) != 0) {
+        ks_err(err, errlen,
+               "key file %s has mode %04o, so users other than its owner may read it; "
+               "run: chmod 600 %s",
+               path, (unsigned)(st.st_mode & 07777), path);
+        goto out;
+    }
+    if (st.st_size > KEYSTORE_FILE_MAX) {
+        ks_err(err, errlen, "%s is larger than %d bytes", path, KEYSTORE_FILE_MAX);
+        goto out;
+    }
+    text = malloc(KEYSTORE_FILE_MAX + 1);
+    if (text == NULL) {
+        ks_err(err, errlen, "out of memory");
+        goto out;
+    }
+    while (n < KEYSTORE_FILE_MAX) {
+        ssize_t r = read(fd, text + n, KEYSTORE_FILE_MAX - n);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            ks_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    ks = ks_parse(path, text, n, err, errlen);
+out:
+    if (text != NULL) {
+        OPENSSL_cleanse(text, KEYSTORE_FILE_MAX + 1);
+        free(text);
+    }
+    return ks;
+}
+
+keystore *keystore_open(const char *state_dir, bool create, bool *created, char *err,
+                        size_t errlen)
+{
+    char path[KEYSTORE_PATH_MAX];
+    keystore *ks = NULL;
+    int fd = -1;
+
+    if (created != NULL)
+        *created = false;
+    if (state_dir == NULL || state_dir[0] == '\0') {
+        ks_err(err, errlen, "no state directory given");
+        return NULL;
+    }
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", state_dir, KEYSTORE_FILE) >=
+        sizeof(path) - 32) {
+        ks_err(err, errlen, "state directory path too long: %s", state_dir);
+        return NULL;
+    }
+    if (ks_check_dir(state_dir, create, err, errlen) != 0)
+        return NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        ks = ks_load(path, fd, err, errlen);
+        close(fd);
+        return ks;
+    }
+    if (errno != ENOENT || !create) {
+        ks_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    ks = ks_generate(err, errlen);
+    if (ks == NULL)
+        return NULL;
+    if (ks_store(state_dir, path, ks, err, errlen) != 0) {
+        keystore_free(ks);
+        return NULL;
+    }
+    if (created != NULL)
+        *created = true;
+    return ks;
+}
+
+static json_t *ks_public_jwk(const eckey *key, const char *use)
+{
+    json_t *jwk = eckey_to_jwk(key, false);
+
+    if (jwk == NULL)
+        return NULL;
+    if (json_object_set_new(jwk, "kid", json_string(eckey_thumbprint(key))) != 0 ||
+        json_object_set_new(jwk, "use", json_string(use)) != 0 ||
+        (strcmp(use, "sig") == 0 && json_object_set_new(jwk, "alg", json_string("ES256")) != 0)) {
+        json_decref(jwk);
+        return NULL;
+    }
+    return jwk;
+}
+
+json_t *keystore_jwks(const keystore *ks)
+{
+    json_t *enc, *sig;
+
+    if (ks == NULL)
+        return NULL;
+    enc = ks_public_jwk(ks->enc, "enc");
+    sig = ks_public_jwk(ks->sig, "sig");
+    if (enc == NULL || sig == NULL) {
+        json_decref(enc);
+        json_decref(sig);
+        return NULL;
+    }
+    return json_pack("{s:[o, o]}", "keys", enc, sig);
+}

@@ -16,9 +16,12 @@
 #include <stdint.h>
 
 #define SJSON_MAX_DEPTH 8
+#define SJSON_MAX_LEN (64 * 1024) /* bytes of JSON text */
 
 /*
- * Parses n bytes that must be one JSON object. On failure returns NULL and,
+ * Parses n bytes (at most SJSON_MAX_LEN) that must be one JSON object, nested
+ * at most max_depth levels (0 means SJSON_MAX_DEPTH; the object itself is
+ * level 1). On failure returns NULL and,
  * when err is not NULL, writes a short reason for a person. The caller owns
  * the returned reference.
  */

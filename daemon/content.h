@@ -15,7 +15,19 @@
  *
  * A content_store is thread-safe. content_open() fills a content_file that
  * holds references (an fd and/or a cache entry or mapping) until
- * content_file_release().
+ * content_file_release(); every content_file is released before
+ * content_store_free().
+ *
+ * Paths. url_path is the decoded request path. It must start with '/' and
+ * hold no control byte (NUL included): else CONTENT_BAD_PATH. Empty segments
+ * collapse ("//a" is "/a"). Any segment that starts with '.' ("." and ".."
+ * included, so a decoded "%2e%2e" too) is CONTENT_NOT_FOUND, which tells a
+ * prober nothing. A backslash is an ordinary character. A trailing '/' names
+ * the directory's index.html. Symlinks are followed while they stay beneath
+ * the root; one that leaves it is CONTENT_NOT_FOUND.
+ *
+ * Content is best replaced by rename(): a file truncated in place while it
+ * is mapped for a response (HTML over body_max) raises SIGBUS.
  */
 #ifndef RECEIPT_DAEMON_CONTENT_H
 #define RECEIPT_DAEMON_CONTENT_H
@@ -26,28 +38,32 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define CONTENT_URL_MAX 1024  /* longer decoded paths: CONTENT_TOO_LONG (414) */
-#define CONTENT_PATH_MAX 240  /* canonical path bytes that a ticket can carry  */
-#define CONTENT_HTML_MAX (16u * 1024 * 1024) /* larger HTML is not injected     */
+#define CONTENT_URL_MAX  1024                /* longer decoded paths: CONTENT_TOO_LONG (414) */
+#define CONTENT_PATH_MAX 240                 /* canonical path bytes that a ticket can carry */
+#define CONTENT_HTML_MAX (16u * 1024 * 1024) /* larger HTML is not injected */
 
 typedef struct content_options {
     size_t body_max;        /* largest file kept in memory (default 256 KiB) */
-    size_t cache_bytes;     /* all bodies together (default 64 MiB)          */
-    size_t digest_entries;  /* digest cache entries (default 65536)          */
-    unsigned revalidate_ms; /* stat() a cached body at most this often (1000) */
-    const char *mime_types; /* NULL: /etc/mime.types, then built-in table    */
+    size_t cache_bytes;     /* all bodies together, with a per-entry overhead
+                               of about 400 bytes (default 64 MiB) */
+    size_t digest_entries;  /* digest cache entries (default 65536; 0: none) */
+    unsigned revalidate_ms; /* stat() a cached body at most this often (1000;
+                               0: on every request) */
+    const char *mime_types; /* NULL: /etc/mime.types if it exists; a named
+                               file must be readable. Extensions it lacks
+                               come from a built-in table. Read once. */
 } content_options;
 
 void content_options_default(content_options *opts);
 
 typedef enum content_status {
     CONTENT_OK = 0,
-    CONTENT_NOT_FOUND,    /* missing, outside the root, dotfile, not regular */
-    CONTENT_REDIRECT,     /* a directory named without its trailing slash    */
-    CONTENT_BAD_PATH,     /* not absolute, NUL, invalid segment              */
-    CONTENT_TOO_LONG,     /* over CONTENT_URL_MAX or CONTENT_PATH_MAX         */
-    CONTENT_FORBIDDEN,    /* exists, but cannot be read (permissions)        */
-    CONTENT_ERROR,        /* I/O error                                       */
+    CONTENT_NOT_FOUND, /* missing, outside the root, dotfile, not regular */
+    CONTENT_REDIRECT,  /* a directory named without its trailing slash */
+    CONTENT_BAD_PATH,  /* empty, not absolute, a control byte (NUL) */
+    CONTENT_TOO_LONG,  /* over CONTENT_URL_MAX or CONTENT_PATH_MAX */
+    CONTENT_FORBIDDEN, /* exists, but cannot be read (permissions) */
+    CONTENT_ERROR,     /* I/O error */
 } content_status;
 
 typedef struct content_file {
@@ -55,13 +71,13 @@ typedef struct content_file {
      * and "/index.html" name the same content. NUL-terminated. */
     char path[CONTENT_PATH_MAX + 1];
     size_t path_len;
-    const char *mime;     /* static string, e.g. "text/html; charset=utf-8" */
+    const char *mime; /* e.g. "text/html; charset=utf-8", owned by the store */
     bool is_html;
     uint64_t size;
     struct timespec mtime;
     uint8_t sha256[32];
-    char etag[48];        /* strong ETag, quoted, from the digest            */
-    char last_modified[40]; /* IMF-fixdate                                  */
+    char etag[48];          /* strong ETag, quoted, from the digest */
+    char last_modified[40]; /* IMF-fixdate */
     /* The body: data (size bytes) when in memory or mapped (always for HTML
      * up to CONTENT_HTML_MAX), else fd for sendfile. One of them is set;
      * both stay valid until release. fd is owned by the content_file: the
@@ -80,7 +96,11 @@ void content_store_free(content_store *store);
 /*
  * url_path is the decoded path of the request (no query), length n. On
  * CONTENT_OK *out is filled; on CONTENT_REDIRECT out->path holds the
- * location to redirect to. Nothing needs releasing on other results.
+ * location to redirect to: the canonical path plus '/', decoded (the caller
+ * percent-encodes it for the Location header). Nothing needs releasing on
+ * other results, but content_file_release() is harmless after any result.
+ * A file that keeps changing while it is read is CONTENT_ERROR: it has no
+ * stable version to name.
  */
 content_status content_open(content_store *store, const char *url_path, size_t n,
                             content_file *out);
@@ -88,9 +108,15 @@ content_status content_open(content_store *store, const char *url_path, size_t n
 /* Hands the fd to the caller (who must close it); -1 if there is none. */
 int content_file_take_fd(content_file *file);
 
+/* Drops the references of a file from content_open(). NULL-safe, idempotent. */
 void content_file_release(content_file *file);
 
-/* MIME type for a file name by its extension; never NULL. */
+/*
+ * MIME type for a file name by the extension of its last segment, without
+ * regard to case; never NULL. Text, JavaScript and JSON types carry
+ * "; charset=utf-8"; unknown is application/octet-stream. A NULL store
+ * uses the built-in table only.
+ */
 const char *content_mime_for(const content_store *store, const char *name);
 
 #endif

@@ -70,9 +70,21 @@ typedef enum ledger_event_kind {
 } ledger_event_kind;
 
 /*
- * An event carries a whole row. ISSUE uses the issuance fields. BIND and
- * CONFIRM also carry the issuance fields (from the ticket) so that a row lost
- * in a crash before it was written is created from them.
+ * An event carries a whole row. ISSUE uses the issuance fields (id, path,
+ * sha256, size, server, client_addr, user_agent, issued_ms); its status and
+ * later fields are ignored. BIND and CONFIRM also carry the issuance fields
+ * (from the ticket) so that a row lost in a crash before it was written is
+ * created from them.
+ *
+ * BIND sets client, bound_addr and bound_ms (client required). The first
+ * binding is the one recorded: a BIND on a row past issued is ignored.
+ *
+ * CONFIRM sets status (row.status must be LEDGER_CONFIRMED or
+ * LEDGER_CORRUPTED), client (required), confirmed_ms, confirm_addr,
+ * received_* and receipt. When the event carries a binding (bound_ms != 0)
+ * and the row is not bound to the confirming client, the event's binding
+ * replaces the stored one, so that client, bound_addr and bound_ms always
+ * describe the same client.
  */
 typedef struct ledger_event {
     ledger_event_kind kind;
@@ -95,11 +107,17 @@ typedef struct ledger_result {
 
 typedef struct ledger ledger;
 
+#define LEDGER_TARGET_MAX 4095 /* longest PATH (or later, connection string) */
+
 /*
  * Opens a ledger by URL: "sqlite:PATH" (PATH relative to the working
- * directory) or NULL for STATE_DIR/ledger.sqlite. Migrates the schema to the
- * current version when writable; read_only handles never write. Returns NULL
- * with err (LEDGER_ERR_MAX bytes) set on failure.
+ * directory) or NULL for STATE_DIR/ledger.sqlite. "postgresql://..." is
+ * recognised but not supported yet (an error says so). Migrates the schema to
+ * the current version when writable (a new SQLite file is created mode 0600);
+ * read_only handles never write, and need an existing ledger whose schema
+ * version is this binary's. A ledger whose schema is newer than this binary
+ * knows is refused either way. Returns NULL with err (LEDGER_ERR_MAX bytes)
+ * set on failure.
  */
 ledger *ledger_open(const char *url, const char *state_dir, bool read_only, char *err,
                     size_t errlen);
@@ -109,10 +127,30 @@ void ledger_close(ledger *lg);
 const char *ledger_backend(const ledger *lg);
 const char *ledger_error(const ledger *lg);
 
+/*
+ * How long a statement waits for a lock held by another connection before it
+ * fails (SQLite: busy_timeout; the default is LEDGER_LOCK_TIMEOUT_MS).
+ * Returns 0 or -1.
+ */
+#define LEDGER_LOCK_TIMEOUT_MS 5000
+int ledger_set_lock_timeout(ledger *lg, int timeout_ms);
+
+/* Each returns 0 or -1 (message in ledger_error()). */
 int ledger_begin(ledger *lg);
-/* One event inside a transaction; result may be NULL for ISSUE and BIND. */
+
+/*
+ * One event inside a transaction; result may be NULL. Returns 0 with result
+ * set, or:
+ *   LEDGER_APPLY_EVENT_FAILED: this event was refused (invalid, or violates a
+ *     constraint); nothing of it was written and the transaction goes on.
+ *   LEDGER_APPLY_TXN_FAILED: the transaction is lost (I/O error, disk full,
+ *     lock lost...); roll back, the whole batch must be tried again.
+ */
+#define LEDGER_APPLY_EVENT_FAILED (-1)
+#define LEDGER_APPLY_TXN_FAILED (-2)
 int ledger_apply(ledger *lg, const ledger_event *event, ledger_result *result);
 int ledger_commit(ledger *lg);
+/* Succeeds (does nothing) when no transaction is open. */
 int ledger_rollback(ledger *lg);
 
 /* Reads one row; returns 1 found, 0 not found, -1 error. */
@@ -127,6 +165,7 @@ typedef struct ledger_ops {
     ledger *(*open)(const char *target, bool read_only, char *err, size_t errlen);
     void (*close)(ledger *lg);
     const char *(*error)(const ledger *lg);
+    int (*set_lock_timeout)(ledger *lg, int timeout_ms);
     int (*begin)(ledger *lg);
     int (*apply)(ledger *lg, const ledger_event *event, ledger_result *result);
     int (*commit)(ledger *lg);

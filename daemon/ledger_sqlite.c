@@ -1,1 +1,751 @@
+/*
+ * The SQLite ledger backend.
+ *
+ * WAL with synchronous=FULL: a commit returns once the WAL is fsync'd, and
+ * readers (their own connections) never block the one writer. Every
+ * statement is prepared once per handle and bound with SQLITE_STATIC, since
+ * the event outlives the step.
+ */
 #include "daemon/ledger.h"
+
+#include <sqlite3.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SQLITE_CACHE_KIB 16384                /* page cache of a handle          */
+#define SQLITE_JOURNAL_LIMIT (64 * 1024 * 1024) /* WAL size kept after checkpoints */
+#define SQLITE_FILE_MODE 0600                   /* client addresses are personal data */
+
+/*
+ * Schema steps: step i takes user_version i to i + 1. Append only: a released
+ * step is never edited, since ledgers in the field already ran it.
+ *
+ * WITHOUT ROWID: the UUIDv7 key is the clustering key, so rows are stored in
+ * issue order with no second b-tree for the primary key (measured faster for
+ * ISSUE batches than a rowid table). The client index is partial: issued rows
+ * have no client and cost it nothing.
+ */
+static const char *const migrations[] = {
+    "CREATE TABLE deliveries ("
+    " id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 36),"
+    " path TEXT NOT NULL,"
+    " sha256 BLOB NOT NULL CHECK (length(sha256) = 32),"
+    " size INTEGER NOT NULL,"
+    " server TEXT NOT NULL,"
+    " client_addr TEXT NOT NULL,"
+    " user_agent TEXT,"
+    " issued_ms INTEGER NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('issued', 'bound', 'confirmed', 'corrupted')),"
+    " client TEXT,"
+    " bound_addr TEXT,"
+    " bound_ms INTEGER,"
+    " confirmed_ms INTEGER,"
+    " confirm_addr TEXT,"
+    " received_sha256 BLOB CHECK (received_sha256 IS NULL OR length(received_sha256) = 32),"
+    " received_size INTEGER,"
+    " received_at_ms INTEGER,"
+    " receipt TEXT"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX deliveries_path ON deliveries (path);"
+    "CREATE INDEX deliveries_client ON deliveries (client) WHERE client IS NOT NULL;"
+    "CREATE INDEX deliveries_status ON deliveries (status);"
+    "CREATE INDEX deliveries_issued ON deliveries (issued_ms);",
+};
+
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* Column order of every INSERT and SELECT; the enum is the 0-based index. */
+#define COLUMNS                                                                                    \
+    "id, path, sha256, size, server, client_addr, user_agent, issued_ms, status, client, "        \
+    "bound_addr, bound_ms, confirmed_ms, confirm_addr, received_sha256, received_size, "          \
+    "received_at_ms, receipt"
+#define PLACEHOLDERS "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18"
+
+enum column {
+    COL_ID,
+    COL_PATH,
+    COL_SHA256,
+    COL_SIZE,
+    COL_SERVER,
+    COL_CLIENT_ADDR,
+    COL_USER_AGENT,
+    COL_ISSUED_MS,
+    COL_STATUS,
+    COL_CLIENT,
+    COL_BOUND_ADDR,
+    COL_BOUND_MS,
+    COL_CONFIRMED_MS,
+    COL_CONFIRM_ADDR,
+    COL_RECEIVED_SHA256,
+    COL_RECEIVED_SIZE,
+    COL_RECEIVED_AT_MS,
+    COL_RECEIPT,
+};
+
+#define INSERT_ROW "INSERT INTO deliveries (" COLUMNS ") VALUES (" PLACEHOLDERS ") ON CONFLICT (id) "
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_ISSUE,
+    ST_BIND,
+    ST_CONFIRM,
+    ST_GET,
+    ST_COUNT,
+    ST_COUNT_ALL, /* number of statements, not one */
+};
+
+static const char *const stmt_sql[ST_COUNT_ALL] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_ISSUE] = INSERT_ROW "DO NOTHING",
+    /* The first binding is recorded: later ones leave the row as it is. */
+    [ST_BIND] = INSERT_ROW "DO UPDATE SET status = excluded.status, client = excluded.client,"
+                           " bound_addr = excluded.bound_addr, bound_ms = excluded.bound_ms"
+                           " WHERE deliveries.status = 'issued'",
+    /*
+     * The caller has read the row and knows it is not confirmed yet; the
+     * WHERE keeps a final status final even so. A binding of another client
+     * is replaced by the confirming client's, when the event has one.
+     */
+    [ST_CONFIRM] =
+        INSERT_ROW "DO UPDATE SET status = excluded.status, client = excluded.client,"
+                   " bound_addr = CASE WHEN excluded.bound_ms IS NOT NULL AND"
+                   "   deliveries.client IS NOT excluded.client"
+                   "   THEN excluded.bound_addr ELSE deliveries.bound_addr END,"
+                   " bound_ms = CASE WHEN excluded.bound_ms IS NOT NULL AND"
+                   "   deliveries.client IS NOT excluded.client"
+                   "   THEN excluded.bound_ms ELSE deliveries.bound_ms END,"
+                   " confirmed_ms = excluded.confirmed_ms, confirm_addr = excluded.confirm_addr,"
+                   " received_sha256 = excluded.received_sha256,"
+                   " received_size = excluded.received_size,"
+                   " received_at_ms = excluded.received_at_ms, receipt = excluded.receipt"
+                   " WHERE deliveries.status IN ('issued', 'bound')",
+    [ST_GET] = "SELECT " COLUMNS " FROM deliveries WHERE id = ?1",
+    [ST_COUNT] = "SELECT count(*) FROM deliveries",
+};
+
+typedef struct ledger_sqlite {
+    ledger base; /* first: ledger.c dispatches through it */
+    sqlite3 *db;
+    bool read_only;
+    sqlite3_stmt *stmt[ST_COUNT_ALL];
+    char err[LEDGER_ERR_MAX];
+} ledger_sqlite;
+
+static ledger_sqlite *impl(ledger *lg)
+{
+    return (ledger_sqlite *)lg;
+}
+
+static void fail(ledger_sqlite *lg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(ledger_sqlite *lg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(lg->err, sizeof lg->err, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- binding and reading rows ---- */
+
+static size_t field_len(const char *s, size_t cap)
+{
+    return strnlen(s, cap);
+}
+
+#define BIND_TEXT(st, col, field) bind_text(st, col, field, sizeof(field))
+
+/* Binds a NUL-terminated field; "" as NULL when nullable. */
+static int bind_text(sqlite3_stmt *st, int col, const char *s, size_t cap)
+{
+    return sqlite3_bind_text(st, col + 1, s, (int)field_len(s, cap), SQLITE_STATIC);
+}
+
+static int bind_opt_text(sqlite3_stmt *st, int col, const char *s, size_t cap)
+{
+    if (s[0] == '\0')
+        return sqlite3_bind_null(st, col + 1);
+    return bind_text(st, col, s, cap);
+}
+
+static int bind_int(sqlite3_stmt *st, int col, uint64_t v)
+{
+    return sqlite3_bind_int64(st, col + 1, (sqlite3_int64)v);
+}
+
+/* 0 means "none" for the optional times. */
+static int bind_opt_int(sqlite3_stmt *st, int col, uint64_t v)
+{
+    if (v == 0)
+        return sqlite3_bind_null(st, col + 1);
+    return bind_int(st, col, v);
+}
+
+static int bind_row(sqlite3_stmt *st, ledger_event_kind kind, const ledger_delivery *row)
+{
+    int rc = SQLITE_OK;
+    const char *status = kind == LEDGER_EVENT_ISSUE  ? "issued"
+                         : kind == LEDGER_EVENT_BIND ? "bound"
+                                                     : ledger_status_name(row->status);
+    bool bound = kind != LEDGER_EVENT_ISSUE;
+    bool confirmed = kind == LEDGER_EVENT_CONFIRM;
+
+    /* Any error sticks to the statement; the first one is reported. */
+    rc |= bind_text(st, COL_ID, row->id, sizeof row->id);
+    rc |= bind_text(st, COL_PATH, row->path, sizeof row->path);
+    rc |= sqlite3_bind_blob(st, COL_SHA256 + 1, row->sha256, sizeof row->sha256, SQLITE_STATIC);
+    rc |= bind_int(st, COL_SIZE, row->size);
+    rc |= bind_text(st, COL_SERVER, row->server, sizeof row->server);
+    rc |= bind_text(st, COL_CLIENT_ADDR, row->client_addr, sizeof row->client_addr);
+    rc |= bind_opt_text(st, COL_USER_AGENT, row->user_agent, sizeof row->user_agent);
+    rc |= bind_int(st, COL_ISSUED_MS, row->issued_ms);
+    rc |= sqlite3_bind_text(st, COL_STATUS + 1, status, -1, SQLITE_STATIC);
+    if (bound) {
+        rc |= bind_opt_text(st, COL_CLIENT, row->client, sizeof row->client);
+        rc |= bind_opt_text(st, COL_BOUND_ADDR, row->bound_addr, sizeof row->bound_addr);
+        rc |= bind_opt_int(st, COL_BOUND_MS, row->bound_ms);
+    } else {
+        rc |= sqlite3_bind_null(st, COL_CLIENT + 1);
+        rc |= sqlite3_bind_null(st, COL_BOUND_ADDR + 1);
+        rc |= sqlite3_bind_null(st, COL_BOUND_MS + 1);
+    }
+    if (confirmed) {
+        rc |= bind_opt_int(st, COL_CONFIRMED_MS, row->confirmed_ms);
+        rc |= bind_opt_text(st, COL_CONFIRM_ADDR, row->confirm_addr, sizeof row->confirm_addr);
+        if (row->received_has_sha256)
+            rc |= sqlite3_bind_blob(st, COL_RECEIVED_SHA256 + 1, row->received_sha256,
+                                    sizeof row->received_sha256, SQLITE_STATIC);
+        else
+            rc |= sqlite3_bind_null(st, COL_RECEIVED_SHA256 + 1);
+        rc |= bind_int(st, COL_RECEIVED_SIZE, row->received_size);
+        rc |= bind_int(st, COL_RECEIVED_AT_MS, row->received_at_ms);
+        rc |= bind_opt_text(st, COL_RECEIPT, row->receipt, sizeof row->receipt);
+    } else {
+        for (int col = COL_CONFIRMED_MS; col <= COL_RECEIPT; col++)
+            rc |= sqlite3_bind_null(st, col + 1);
+    }
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* Copies a text column into a field, truncating what cannot fit. */
+static void column_text(sqlite3_stmt *st, int col, char *dst, size_t cap)
+{
+    const unsigned char *text = sqlite3_column_text(st, col);
+    size_t n = text != NULL ? (size_t)sqlite3_column_bytes(st, col) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n > 0)
+        memcpy(dst, text, n);
+    dst[n] = '\0';
+}
+
+static bool column_sha256(sqlite3_stmt *st, int col, uint8_t out[32])
+{
+    const void *blob = sqlite3_column_blob(st, col);
+    if (blob == NULL || sqlite3_column_bytes(st, col) != 32)
+        return false;
+    memcpy(out, blob, 32);
+    return true;
+}
+
+static uint64_t column_u64(sqlite3_stmt *st, int col)
+{
+    return (uint64_t)sqlite3_column_int64(st, col); /* NULL reads as 0: "none" */
+}
+
+static int read_row(ledger_sqlite *lg, sqlite3_stmt *st, ledger_delivery *out)
+{
+    memset(out, 0, sizeof *out);
+    column_text(st, COL_ID, out->id, sizeof out->id);
+    column_text(st, COL_PATH, out->path, sizeof out->path);
+    column_sha256(st, COL_SHA256, out->sha256);
+    out->size = column_u64(st, COL_SIZE);
+    column_text(st, COL_SERVER, out->server, sizeof out->server);
+    column_text(st, COL_CLIENT_ADDR, out->client_addr, sizeof out->client_addr);
+    column_text(st, COL_USER_AGENT, out->user_agent, sizeof out->user_agent);
+    out->issued_ms = column_u64(st, COL_ISSUED_MS);
+    const char *status = (const char *)sqlite3_column_text(st, COL_STATUS);
+    if (status == NULL || ledger_status_parse(status, &out->status) != 0) {
+        fail(lg, "ledger row %s: unknown status '%s'", out->id, status ? status : "(null)");
+        return -1;
+    }
+    column_text(st, COL_CLIENT, out->client, sizeof out->client);
+    column_text(st, COL_BOUND_ADDR, out->bound_addr, sizeof out->bound_addr);
+    out->bound_ms = column_u64(st, COL_BOUND_MS);
+    out->confirmed_ms = column_u64(st, COL_CONFIRMED_MS);
+    column_text(st, COL_CONFIRM_ADDR, out->confirm_addr, sizeof out->confirm_addr);
+    out->received_has_sha256 = column_sha256(st, COL_RECEIVED_SHA256, out->received_sha256);
+    out->received_size = column_u64(st, COL_RECEIVED_SIZE);
+    out->received_at_ms = column_u64(st, COL_RECEIVED_AT_MS);
+    column_text(st, COL_RECEIPT, out->receipt, sizeof out->receipt);
+    return 0;
+}
+
+/* ---- statements ---- */
+
+/*
+ * Sorts a failed write: errors of the event's own making leave the
+ * transaction open; anything else (I/O, full disk, lost lock, or SQLite
+ * having rolled back on its own) loses it.
+ */
+static int write_error(ledger_sqlite *lg, int rc, const char *what, const char *id)
+{
+    fail(lg, "ledger %s %s: %s", what, id, sqlite3_errmsg(lg->db));
+    int primary = rc & 0xff;
+    bool event_fault = primary == SQLITE_CONSTRAINT || primary == SQLITE_MISMATCH ||
+                       primary == SQLITE_TOOBIG || primary == SQLITE_RANGE;
+    if (event_fault && !sqlite3_get_autocommit(lg->db))
+        return LEDGER_APPLY_EVENT_FAILED;
+    return LEDGER_APPLY_TXN_FAILED;
+}
+
+/* Runs a statement that returns no row; returns the step's result code. */
+static int run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Inserts or upserts; *changed tells whether a row was written. */
+static int write_row(ledger_sqlite *lg, enum stmt_id id, const ledger_event *ev, bool *changed)
+{
+    sqlite3_stmt *st = lg->stmt[id];
+    if (bind_row(st, ev->kind, &ev->row) != 0) {
+        fail(lg, "ledger bind %s: %s", ev->row.id, sqlite3_errmsg(lg->db));
+        return LEDGER_APPLY_EVENT_FAILED;
+    }
+    int rc = run(st);
+    if (rc != SQLITE_OK)
+        return write_error(lg, rc, "write", ev->row.id);
+    *changed = sqlite3_changes(lg->db) > 0;
+    return 0;
+}
+
+static int get_row(ledger_sqlite *lg, const char *id, ledger_delivery *out)
+{
+    sqlite3_stmt *st = lg->stmt[ST_GET];
+    int found = -1;
+    int rc = sqlite3_bind_text(st, 1, id, (int)strnlen(id, UUID7_STR_LEN + 1), SQLITE_STATIC);
+    if (rc != SQLITE_OK)
+        goto out;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        found = read_row(lg, st, out) == 0 ? 1 : -1;
+    else if (rc == SQLITE_DONE)
+        found = 0;
+out:
+    if (found < 0 && lg->err[0] == '\0')
+        fail(lg, "ledger read %.*s: %s", UUID7_STR_LEN, id, sqlite3_errmsg(lg->db));
+    sqlite3_reset(st);
+    return found;
+}
+
+/* ---- events ---- */
+
+static bool fits_int64(uint64_t v)
+{
+    return v <= (uint64_t)INT64_MAX;
+}
+
+/* Refuses events that could never be written correctly. */
+static bool event_valid(ledger_sqlite *lg, const ledger_event *ev)
+{
+    const ledger_delivery *r = &ev->row;
+    if (strnlen(r->id, sizeof r->id) != UUID7_STR_LEN) {
+        fail(lg, "ledger event: the delivery ID must be %d characters", UUID7_STR_LEN);
+        return false;
+    }
+    if (ev->kind != LEDGER_EVENT_ISSUE && ev->kind != LEDGER_EVENT_BIND &&
+        ev->kind != LEDGER_EVENT_CONFIRM) {
+        fail(lg, "ledger event %s: unknown kind %d", r->id, (int)ev->kind);
+        return false;
+    }
+    if (ev->kind != LEDGER_EVENT_ISSUE && r->client[0] == '\0') {
+        fail(lg, "ledger event %s: no client", r->id);
+        return false;
+    }
+    if (ev->kind == LEDGER_EVENT_CONFIRM && r->status != LEDGER_CONFIRMED &&
+        r->status != LEDGER_CORRUPTED) {
+        fail(lg, "ledger event %s: a confirmation must be confirmed or corrupted", r->id);
+        return false;
+    }
+    /* SQLite integers are signed; larger values would read back negative. */
+    if (!fits_int64(r->size) || !fits_int64(r->issued_ms) || !fits_int64(r->bound_ms) ||
+        !fits_int64(r->confirmed_ms) || !fits_int64(r->received_size) ||
+        !fits_int64(r->received_at_ms)) {
+        fail(lg, "ledger event %s: a number is out of range", r->id);
+        return false;
+    }
+    return true;
+}
+
+static int apply_confirm(ledger_sqlite *lg, const ledger_event *ev, ledger_result *result)
+{
+    ledger_delivery stored;
+    bool changed = false;
+    int found = get_row(lg, ev->row.id, &stored);
+    if (found < 0)
+        return LEDGER_APPLY_TXN_FAILED;
+
+    if (found == 1 && (stored.status == LEDGER_CONFIRMED || stored.status == LEDGER_CORRUPTED)) {
+        /* Final: answer from the row so that a repeat gets the same receipt. */
+        result->outcome =
+            strcmp(stored.client, ev->row.client) == 0 ? LEDGER_SAME : LEDGER_CONFLICT;
+        memcpy(&result->row, &stored, sizeof stored); /* padding too: rows compare bytewise */
+        return 0;
+    }
+
+    int rc = write_row(lg, ST_CONFIRM, ev, &changed);
+    if (rc != 0)
+        return rc;
+    if (!changed) {
+        fail(lg, "ledger confirm %s: the row did not change", ev->row.id);
+        return LEDGER_APPLY_EVENT_FAILED;
+    }
+    found = get_row(lg, ev->row.id, &result->row);
+    if (found != 1) {
+        if (found == 0)
+            fail(lg, "ledger confirm %s: the row vanished", ev->row.id);
+        return LEDGER_APPLY_TXN_FAILED;
+    }
+    result->outcome = LEDGER_APPLIED;
+    return 0;
+}
+
+static int sqlite_apply(ledger *base, const ledger_event *ev, ledger_result *result)
+{
+    ledger_sqlite *lg = impl(base);
+    bool changed = false;
+    int rc;
+
+    lg->err[0] = '\0';
+    if (lg->read_only) {
+        fail(lg, "ledger: read-only handle");
+        return LEDGER_APPLY_EVENT_FAILED;
+    }
+    if (!event_valid(lg, ev))
+        return LEDGER_APPLY_EVENT_FAILED;
+
+    switch (ev->kind) {
+    case LEDGER_EVENT_ISSUE:
+        rc = write_row(lg, ST_ISSUE, ev, &changed);
+        break;
+    case LEDGER_EVENT_BIND:
+        rc = write_row(lg, ST_BIND, ev, &changed);
+        break;
+    case LEDGER_EVENT_CONFIRM:
+    default: {
+        if (result != NULL)
+            return apply_confirm(lg, ev, result);
+        /* The caller wants no answer, but the row must still be read. */
+        ledger_result *scratch = malloc(sizeof *scratch);
+        if (scratch == NULL) {
+            fail(lg, "ledger confirm %s: out of memory", ev->row.id);
+            return LEDGER_APPLY_TXN_FAILED;
+        }
+        rc = apply_confirm(lg, ev, scratch);
+        free(scratch);
+        return rc;
+    }
+    }
+    if (rc == 0 && result != NULL)
+        result->outcome = changed ? LEDGER_APPLIED : LEDGER_IGNORED;
+    return rc;
+}
+
+static int sqlite_begin(ledger *base)
+{
+    ledger_sqlite *lg = impl(base);
+    if (lg->read_only) {
+        fail(lg, "ledger: read-only handle");
+        return -1;
+    }
+    int rc = run(lg->stmt[ST_BEGIN]);
+    if (rc != SQLITE_OK) {
+        fail(lg, "ledger begin: %s", sqlite3_errmsg(lg->db));
+        return -1;
+    }
+    return 0;
+}
+
+static int sqlite_commit(ledger *base)
+{
+    ledger_sqlite *lg = impl(base);
+    if (sqlite3_get_autocommit(lg->db)) {
+        /* SQLite rolled the transaction back on an earlier error. */
+        fail(lg, "ledger commit: no transaction is open (rolled back after an error)");
+        return -1;
+    }
+    int rc = run(lg->stmt[ST_COMMIT]);
+    if (rc != SQLITE_OK) {
+        fail(lg, "ledger commit: %s", sqlite3_errmsg(lg->db));
+        return -1;
+    }
+    return 0;
+}
+
+static int sqlite_rollback(ledger *base)
+{
+    ledger_sqlite *lg = impl(base);
+    if (sqlite3_get_autocommit(lg->db))
+        return 0;
+    int rc = run(lg->stmt[ST_ROLLBACK]);
+    if (rc != SQLITE_OK) {
+        fail(lg, "ledger rollback: %s", sqlite3_errmsg(lg->db));
+        return -1;
+    }
+    return 0;
+}
+
+static int sqlite_get(ledger *base, const char *id, ledger_delivery *out)
+{
+    ledger_sqlite *lg = impl(base);
+    lg->err[0] = '\0';
+    return get_row(lg, id, out);
+}
+
+static long long sqlite_count(ledger *base)
+{
+    ledger_sqlite *lg = impl(base);
+    sqlite3_stmt *st = lg->stmt[ST_COUNT];
+    long long n = -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    else
+        fail(lg, "ledger count: %s", sqlite3_errmsg(lg->db));
+    sqlite3_reset(st);
+    return n;
+}
+
+static int sqlite_set_lock_timeout(ledger *base, int timeout_ms)
+{
+    ledger_sqlite *lg = impl(base);
+    if (sqlite3_busy_timeout(lg->db, timeout_ms) != SQLITE_OK) {
+        fail(lg, "ledger: %s", sqlite3_errmsg(lg->db));
+        return -1;
+    }
+    return 0;
+}
+
+static const char *sqlite_error(const ledger *base)
+{
+    return ((const ledger_sqlite *)base)->err;
+}
+
+/* ---- opening ---- */
+
+static void sqlite_close(ledger *base)
+{
+    ledger_sqlite *lg = impl(base);
+    if (lg == NULL)
+        return;
+    for (int i = 0; i < ST_COUNT_ALL; i++)
+        sqlite3_finalize(lg->stmt[i]);
+    sqlite3_close(lg->db);
+    free(lg);
+}
+
+static int exec(ledger_sqlite *lg, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(lg->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fail(lg, "%s", msg != NULL ? msg : sqlite3_errmsg(lg->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs a PRAGMA that answers one value; copies it as text into out. */
+static int pragma_value(ledger_sqlite *lg, const char *sql, char *out, size_t cap)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = -1;
+    if (sqlite3_prepare_v2(lg->db, sql, -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    if (sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    column_text(st, 0, out, cap);
+    ret = 0;
+out:
+    if (ret != 0)
+        fail(lg, "%s", sqlite3_errmsg(lg->db));
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int schema_version(ledger_sqlite *lg, int *out)
+{
+    char value[32];
+    if (pragma_value(lg, "PRAGMA user_version", value, sizeof value) != 0)
+        return -1;
+    *out = atoi(value);
+    return 0;
+}
+
+static int configure(ledger_sqlite *lg)
+{
+    char mode[16];
+    char sql[160];
+    if (sqlite3_busy_timeout(lg->db, LEDGER_LOCK_TIMEOUT_MS) != SQLITE_OK)
+        return -1;
+    if (lg->read_only)
+        return exec(lg, "PRAGMA foreign_keys = ON; PRAGMA query_only = ON");
+
+    if (pragma_value(lg, "PRAGMA journal_mode = WAL", mode, sizeof mode) != 0)
+        return -1;
+    if (strcmp(mode, "wal") != 0) {
+        fail(lg, "cannot use WAL (journal mode stays %s)", mode);
+        return -1;
+    }
+    snprintf(sql, sizeof sql,
+             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+             " PRAGMA cache_size = -%d; PRAGMA journal_size_limit = %d",
+             SQLITE_CACHE_KIB, SQLITE_JOURNAL_LIMIT);
+    return exec(lg, sql);
+}
+
+/* Brings the schema up to SCHEMA_VERSION in one transaction. */
+static int migrate(ledger_sqlite *lg)
+{
+    int version = 0;
+    char sql[64];
+
+    if (exec(lg, "BEGIN IMMEDIATE") != 0)
+        return -1;
+    if (schema_version(lg, &version) != 0)
+        goto fail;
+    if (version > SCHEMA_VERSION) {
+        fail(lg, "schema version %d is newer than this receiptd knows (%d): upgrade receiptd",
+             version, SCHEMA_VERSION);
+        goto fail;
+    }
+    for (int i = version; i < SCHEMA_VERSION; i++) {
+        if (exec(lg, migrations[i]) != 0)
+            goto fail;
+    }
+    if (version < SCHEMA_VERSION) {
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+        if (exec(lg, sql) != 0)
+            goto fail;
+    }
+    if (exec(lg, "COMMIT") != 0)
+        goto fail;
+    return 0;
+fail:
+    sqlite3_exec(lg->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+static int check_version(ledger_sqlite *lg)
+{
+    int version = 0;
+    if (schema_version(lg, &version) != 0)
+        return -1;
+    if (version > SCHEMA_VERSION) {
+        fail(lg, "schema version %d is newer than this receiptd knows (%d): upgrade receiptd",
+             version, SCHEMA_VERSION);
+        return -1;
+    }
+    if (version < SCHEMA_VERSION) {
+        fail(lg, "schema version %d, this receiptd needs %d: open it writable once to migrate",
+             version, SCHEMA_VERSION);
+        return -1;
+    }
+    return 0;
+}
+
+static int prepare_all(ledger_sqlite *lg)
+{
+    for (int i = 0; i < ST_COUNT_ALL; i++) {
+        if (sqlite3_prepare_v3(lg->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &lg->stmt[i],
+                               NULL) != SQLITE_OK) {
+            fail(lg, "prepare: %s", sqlite3_errmsg(lg->db));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Makes the file ourselves, so that it (and the -wal and -shm files, which
+ * SQLite creates with the database's mode) is private from the start, and so
+ * that a bad path gets the system's own reason.
+ */
+static int create_file(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, SQLITE_FILE_MODE);
+    if (fd < 0) {
+        snprintf(err, errlen, "ledger %s: %s", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static ledger *sqlite_open(const char *target, bool read_only, char *err, size_t errlen)
+{
+    ledger_sqlite *lg = NULL;
+    int flags = SQLITE_OPEN_NOMUTEX; /* one thread at a time, by contract */
+
+    if (!read_only && create_file(target, err, errlen) != 0)
+        return NULL;
+
+    lg = calloc(1, sizeof *lg);
+    if (lg == NULL) {
+        snprintf(err, errlen, "ledger %s: out of memory", target);
+        return NULL;
+    }
+    lg->base.ops = &ledger_sqlite_ops;
+    lg->read_only = read_only;
+
+    flags |= read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    int rc = sqlite3_open_v2(target, &lg->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        int sys = lg->db != NULL ? sqlite3_system_errno(lg->db) : 0;
+        fail(lg, "%s%s%s%s", lg->db != NULL ? sqlite3_errmsg(lg->db) : sqlite3_errstr(rc),
+             sys ? " (" : "", sys ? strerror(sys) : "", sys ? ")" : "");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(lg->db, 1);
+
+    if (configure(lg) != 0)
+        goto fail;
+    if ((read_only ? check_version(lg) : migrate(lg)) != 0)
+        goto fail;
+    if (prepare_all(lg) != 0)
+        goto fail;
+    lg->err[0] = '\0';
+    return &lg->base;
+
+fail:
+    snprintf(err, errlen, "ledger %s: %s", target, lg->err);
+    sqlite_close(&lg->base);
+    return NULL;
+}
+
+const ledger_ops ledger_sqlite_ops = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .error = sqlite_error,
+    .set_lock_timeout = sqlite_set_lock_timeout,
+    .begin = sqlite_begin,
+    .apply = sqlite_apply,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .get = sqlite_get,
+    .count = sqlite_count,
+};

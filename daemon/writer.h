@@ -11,7 +11,16 @@
  * that have no callback (issuances, bindings) with backoff, so that they
  * are not lost either.
  *
- * writer_stop() stops accepting, drains the queue, commits and joins.
+ * An event that the ledger refuses on its own (invalid, see
+ * LEDGER_APPLY_EVENT_FAILED) cannot succeed on a retry: its callback gets
+ * ok = false, and a callback-less one is logged as lost.
+ *
+ * Memory stays bounded while the ledger is failing: at most queue_capacity
+ * queued events plus batch_max held for retry; submits fail meanwhile.
+ *
+ * writer_stop() stops accepting, drains the queue, commits and joins. While
+ * stopping, a ledger that keeps failing for WRITER_STOP_GRACE_MS is given
+ * up on: the events still held are logged as lost, so that stop returns.
  */
 #ifndef RECEIPT_DAEMON_WRITER_H
 #define RECEIPT_DAEMON_WRITER_H
@@ -33,23 +42,46 @@ typedef void (*writer_done_fn)(void *arg, bool ok, const ledger_result *result);
 #define WRITER_LATENCY_BUCKETS 12 /* commit latency, ms: 1 2 5 10 25 50 100 250 500 1000 2500 +Inf */
 #define WRITER_BATCH_BUCKETS 8    /* batch size: 1 4 16 64 256 1024 4096 +Inf */
 
+#define WRITER_QUEUE_MAX (1u << 22) /* largest queue_capacity accepted */
+#define WRITER_BATCH_MAX 65536      /* largest batch_max accepted      */
+#define WRITER_STOP_GRACE_MS 10000
+
+/*
+ * Counters since writer_new. Once stopped:
+ * submitted == committed + failed, and the histograms sum to batches.
+ */
 typedef struct writer_stats {
     uint64_t queued;         /* events in the queue now */
+    uint64_t retrying;       /* events held for retry after a failed commit */
     uint64_t capacity;
-    uint64_t committed;      /* events committed        */
-    uint64_t batches;
-    uint64_t failed_commits;
-    uint64_t rejected;       /* submits refused: queue full */
+    uint64_t submitted;      /* submits accepted */
+    uint64_t committed;      /* events committed (each once, retried or not) */
+    uint64_t failed;         /* events finished uncommitted: ok = false or lost */
+    uint64_t batches;        /* committed batches */
+    uint64_t failed_commits; /* batches that failed (begin, apply or commit) */
+    uint64_t rejected;       /* submits refused: queue full or stopping */
+    /* Latency of a committed batch, begin to durable commit (what a
+     * confirmation waits for once the writer takes it). */
     uint64_t latency_count[WRITER_LATENCY_BUCKETS]; /* not cumulative */
     double latency_sum_ms;
-    uint64_t batch_count[WRITER_BATCH_BUCKETS];
+    uint64_t batch_count[WRITER_BATCH_BUCKETS]; /* sizes of committed batches */
     uint64_t batch_sum;
 } writer_stats;
 
-/* Takes ownership of lg. */
+/*
+ * Takes ownership of lg (closed by writer_free, or at once if writer_new
+ * fails). queue_capacity is 1..WRITER_QUEUE_MAX, batch_max 1..WRITER_BATCH_MAX.
+ */
 writer *writer_new(ledger *lg, size_t queue_capacity, size_t batch_max);
+/* Starts the thread (once); returns 0 or -1. */
 int writer_start(writer *w);
+/*
+ * Stops accepting, commits what is queued and joins the thread. On a writer
+ * never started, the queue is drained on the calling thread (callbacks
+ * included). Idempotent.
+ */
 void writer_stop(writer *w);
+/* Stops first if needed; NULL-safe; closes the ledger. */
 void writer_free(writer *w);
 
 /* Copies the event into the queue. Returns 0, or -1 if full or stopping. */

@@ -1,0 +1,64 @@
+# A thin wrapper around Meson and Ninja; see README.md.
+#
+#   make          build (build/receiptd, build/receipt)
+#   make run      install what is missing, build, serve examples/site
+#   make check    install what is missing, build, run every test
+#   make bench    side-by-side benchmark against nginx (bench/README.md)
+#   make format   clang-format the C sources in place
+#   make clean    remove the build directories
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+MESON_OPTS ?=
+LISTEN     ?= 127.0.0.1:8080
+ADMIN      ?= 127.0.0.1:8091
+STATE_DIR  ?= var/state
+
+ifeq ($(CI),true)
+MESON_OPTS += -Dwerror=true
+endif
+
+.PHONY: all deps build run check test bench format format-check clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	@if [ -e $(BUILD)/cli/receipt ]; then ln -sf cli/receipt $(BUILD)/receipt; fi
+
+$(ASAN_BUILD)/build.ninja:
+	CC=clang meson setup $(ASAN_BUILD) $(MESON_OPTS) -Db_sanitize=address,undefined -Db_lundef=false
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+run: deps build
+	@mkdir -p $(dir $(STATE_DIR)) && mkdir -p -m 0700 $(STATE_DIR)
+	$(BUILD)/receiptd --root examples/site --listen $(LISTEN) --admin-listen $(ADMIN) \
+		--state-dir $(STATE_DIR)
+
+check: deps build $(ASAN_BUILD)/build.ninja node_modules/.package-lock.json
+	ninja -C $(ASAN_BUILD)
+	@if [ -e $(ASAN_BUILD)/cli/receipt ]; then ln -sf cli/receipt $(ASAN_BUILD)/receipt; fi
+	tests/run-all $(BUILD) $(ASAN_BUILD)
+
+test: check
+
+bench: deps build
+	bench/run
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

@@ -1,0 +1,198 @@
+#include "daemon/clientkeys.h"
+
+#include "common/b64.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLIENTKEYS_MIN_BUCKETS 64
+
+typedef struct entry {
+    char header[ECKEY_POINT_B64_LEN + 1];
+    uint64_t hash;
+    clientkey value;
+    struct entry *next_in_bucket;
+    struct entry *lru_prev, *lru_next; /* most recent at lru_head */
+} entry;
+
+struct clientkeys {
+    const eckey *server_enc;
+    const char *server_kid;
+    pthread_mutex_t lock;
+    entry **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t capacity;
+    size_t count;
+    entry *lru_head, *lru_tail;
+    uint64_t hits, misses;
+};
+
+/* FNV-1a: the keys are public values, so no keyed hash is needed for
+ * secrecy; the bounded LRU caps the work an adversary can cause. */
+static uint64_t hash_header(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+clientkeys *clientkeys_new(const eckey *server_enc, size_t capacity)
+{
+    clientkeys *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    size_t nb = CLIENTKEYS_MIN_BUCKETS;
+    while (nb < capacity)
+        nb <<= 1;
+    c->buckets = calloc(nb, sizeof *c->buckets);
+    if (c->buckets == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->nbuckets = nb;
+    c->capacity = capacity > 0 ? capacity : 1;
+    c->server_enc = server_enc;
+    c->server_kid = eckey_thumbprint(server_enc);
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+void clientkeys_free(clientkeys *c)
+{
+    if (c == NULL)
+        return;
+    entry *e = c->lru_head;
+    while (e != NULL) {
+        entry *next = e->lru_next;
+        explicit_bzero(e->value.key, sizeof e->value.key);
+        free(e);
+        e = next;
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c->buckets);
+    free(c);
+}
+
+static void lru_unlink(clientkeys *c, entry *e)
+{
+    if (e->lru_prev != NULL)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        c->lru_head = e->lru_next;
+    if (e->lru_next != NULL)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        c->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(clientkeys *c, entry *e)
+{
+    e->lru_prev = NULL;
+    e->lru_next = c->lru_head;
+    if (c->lru_head != NULL)
+        c->lru_head->lru_prev = e;
+    c->lru_head = e;
+    if (c->lru_tail == NULL)
+        c->lru_tail = e;
+}
+
+static void bucket_remove(clientkeys *c, entry *e)
+{
+    entry **p = &c->buckets[e->hash & (c->nbuckets - 1)];
+    while (*p != NULL && *p != e)
+        p = &(*p)->next_in_bucket;
+    if (*p == e)
+        *p = e->next_in_bucket;
+}
+
+static entry *find(clientkeys *c, const char *header, uint64_t h)
+{
+    for (entry *e = c->buckets[h & (c->nbuckets - 1)]; e != NULL; e = e->next_in_bucket) {
+        if (e->hash == h && memcmp(e->header, header, ECKEY_POINT_B64_LEN) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+int clientkeys_get(clientkeys *c, const char *header, size_t n, clientkey *out)
+{
+    if (n != ECKEY_POINT_B64_LEN)
+        return -1;
+    uint64_t h = hash_header(header, n);
+
+    pthread_mutex_lock(&c->lock);
+    entry *e = find(c, header, h);
+    if (e != NULL) {
+        *out = e->value;
+        lru_unlink(c, e);
+        lru_push_front(c, e);
+        c->hits++;
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+    }
+    c->misses++;
+    pthread_mutex_unlock(&c->lock);
+
+    /* The expensive part runs outside the lock. */
+    int rc = -1;
+    clientkey value;
+    eckey *client = eckey_from_header(header, n);
+    if (client == NULL)
+        goto done;
+    memcpy(value.id, eckey_thumbprint(client), sizeof value.id);
+    if (b64url_decode(value.id, ECKEY_THUMBPRINT_LEN, value.id_raw, sizeof value.id_raw) != 32)
+        goto done;
+    if (kdf_derive(c->server_enc, client, value.id, c->server_kid, value.key) != 0)
+        goto done;
+    *out = value;
+    rc = 0;
+
+    entry *fresh = malloc(sizeof *fresh);
+    if (fresh == NULL)
+        goto done; /* still answered, just not cached */
+    memcpy(fresh->header, header, n);
+    fresh->header[n] = '\0';
+    fresh->hash = h;
+    fresh->value = value;
+    fresh->lru_prev = fresh->lru_next = NULL;
+
+    pthread_mutex_lock(&c->lock);
+    if (find(c, header, h) != NULL) { /* another thread got there first */
+        pthread_mutex_unlock(&c->lock);
+        free(fresh);
+        goto done;
+    }
+    if (c->count == c->capacity) {
+        entry *old = c->lru_tail;
+        lru_unlink(c, old);
+        bucket_remove(c, old);
+        explicit_bzero(old->value.key, sizeof old->value.key);
+        free(old);
+        c->count--;
+    }
+    size_t b = h & (c->nbuckets - 1);
+    fresh->next_in_bucket = c->buckets[b];
+    c->buckets[b] = fresh;
+    lru_push_front(c, fresh);
+    c->count++;
+    pthread_mutex_unlock(&c->lock);
+done:
+    explicit_bzero(value.key, sizeof value.key);
+    eckey_free(client);
+    return rc;
+}
+
+void clientkeys_stats(clientkeys *c, uint64_t *hits, uint64_t *misses, size_t *entries)
+{
+    pthread_mutex_lock(&c->lock);
+    *hits = c->hits;
+    *misses = c->misses;
+    *entries = c->count;
+    pthread_mutex_unlock(&c->lock);
+}

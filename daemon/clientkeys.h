@@ -1,0 +1,40 @@
+/*
+ * clientkeys: from a Receipt-Client-Key header to the client ID and the
+ * client-server key K, with a bounded LRU cache in front.
+ *
+ * The first request of a client costs a point validation, a thumbprint and
+ * an ECDH + HKDF; later requests with the same header value cost one hash
+ * lookup. Entries are keyed by the exact header text (which encodes the
+ * point one way only), so a cached entry was validated when it was made.
+ * The server encryption key is fixed for the cache's life: a new key means
+ * a new cache. Thread-safe.
+ */
+#ifndef RECEIPT_DAEMON_CLIENTKEYS_H
+#define RECEIPT_DAEMON_CLIENTKEYS_H
+
+#include "common/eckey.h"
+#include "common/kdf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct clientkeys clientkeys;
+
+typedef struct clientkey {
+    char id[ECKEY_THUMBPRINT_LEN + 1]; /* client ID (thumbprint), text */
+    uint8_t id_raw[32];                /* the same, decoded             */
+    uint8_t key[KDF_KEY_LEN];          /* K                             */
+} clientkey;
+
+/* server_enc is borrowed and must outlive the cache. */
+clientkeys *clientkeys_new(const eckey *server_enc, size_t capacity);
+void clientkeys_free(clientkeys *cache);
+
+/* Returns 0 and fills *out, or -1 when the header value is not a valid
+ * P-256 point in the form of PROTOCOL.md section 2. */
+int clientkeys_get(clientkeys *cache, const char *header, size_t n, clientkey *out);
+
+/* Counters for metrics. */
+void clientkeys_stats(clientkeys *cache, uint64_t *hits, uint64_t *misses, size_t *entries);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * delivery: what turns a 200 into a delivery (PROTOCOL.md section 4).
+ *
+ * delivery_issue() makes the delivery ID and seals the ticket for one
+ * response; delivery_inject_offset() and delivery_element() place the agent
+ * element into an HTML page. Nothing here allocates or touches the ledger.
+ */
+#ifndef RECEIPT_DAEMON_DELIVERY_H
+#define RECEIPT_DAEMON_DELIVERY_H
+
+#include "common/ticket.h"
+#include "common/uuid7.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DELIVERY_ELEMENT_PREFIX "<script src=\"/_receipt/agent.js\" data-receipt-ticket=\""
+#define DELIVERY_ELEMENT_SUFFIX "\" async></script>"
+#define DELIVERY_ELEMENT_MAX                                                                   \
+    (sizeof DELIVERY_ELEMENT_PREFIX - 1 + TICKET_MAX_LEN + sizeof DELIVERY_ELEMENT_SUFFIX - 1)
+
+typedef struct delivery {
+    uuid7 id;
+    char id_text[UUID7_STR_LEN + 1];
+    ticket_claims claims;
+    char ticket[TICKET_MAX_LEN + 1];
+    size_t ticket_len;
+} delivery;
+
+/*
+ * Issues a delivery of the content (path, sha256, size) at now_ms, valid for
+ * ttl_s seconds, bound to client_id (32 raw bytes) when it is not NULL.
+ * Returns 0, or -1 if the ID or the ticket could not be made.
+ */
+int delivery_issue(ticket_sealer *sealer, const char *path, size_t path_len,
+                   const uint8_t sha256[32], uint64_t size, uint64_t now_ms, uint64_t ttl_s,
+                   const uint8_t *client_id, delivery *out);
+
+/* Offset of the last "</body>" (any case) in html, or n when there is none. */
+size_t delivery_inject_offset(const uint8_t *html, size_t n);
+
+/* Writes the element naming ticket into out (DELIVERY_ELEMENT_MAX bytes);
+ * returns its length. */
+size_t delivery_element(const char *ticket, size_t ticket_len, char *out);
+
+#endif

@@ -1,0 +1,809 @@
+#include "daemon/http_internal.h"
+
+#include "common/b64.h"
+#include "daemon/delivery.h"
+#include "daemon/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HTTP_ERROR_BODY_MAX 512
+
+/* Keeps a body alive while libmicrohttpd sends it. */
+typedef struct body_ref {
+    content_file file;
+    size_t element_len;
+    char element[DELIVERY_ELEMENT_MAX];
+} body_ref;
+
+uint64_t http_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void copy_bounded(char *dst, size_t cap, const char *src)
+{
+    if (src == NULL) {
+        dst[0] = '\0';
+        return;
+    }
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void client_address(struct MHD_Connection *c, char out[LEDGER_ADDR_MAX + 1])
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    strcpy(out, "-");
+    if (info == NULL || info->client_addr == NULL)
+        return;
+    const struct sockaddr *sa = info->client_addr;
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, LEDGER_ADDR_MAX);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6))
+            inet_ntop(AF_INET, &a6->s6_addr[12], out, LEDGER_ADDR_MAX);
+        else
+            inet_ntop(AF_INET6, a6, out, LEDGER_ADDR_MAX);
+    }
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static void add_extra_headers(const http_server *srv, struct MHD_Response *r)
+{
+    const config *cfg = srv->svc.cfg;
+    for (size_t i = 0; i < cfg->header_count; i++)
+        MHD_add_response_header(r, cfg->headers[i].name, cfg->headers[i].value);
+}
+
+enum MHD_Result http_queue(request *req, struct MHD_Connection *c, unsigned status,
+                             struct MHD_Response *r, uint64_t body_bytes)
+{
+    if (r == NULL) {
+        /* Out of memory: let libmicrohttpd close the connection. */
+        req->status = 500;
+        return MHD_NO;
+    }
+    req->status = status;
+    req->bytes = body_bytes;
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+/* The JSON error body of PROTOCOL.md section 6; *len gets the body length. */
+struct MHD_Response *http_error_response(unsigned status, const char *code,
+                                           const char *message, size_t *len)
+{
+    char body[HTTP_ERROR_BODY_MAX];
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n", code, message);
+    if (n < 0 || (size_t)n >= sizeof body)
+        n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"\"}\n", code);
+    *len = (size_t)n;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (r != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        if (status == 503)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
+    return r;
+}
+
+enum MHD_Result http_reply_error(request *req, struct MHD_Connection *c, unsigned status,
+                                   const char *code, const char *message)
+{
+    size_t len;
+    struct MHD_Response *r = http_error_response(status, code, message, &len);
+    return http_queue(req, c, status, r, strcmp(req->method, "HEAD") == 0 ? 0 : len);
+}
+
+enum MHD_Result http_reply_method_not_allowed(request *req, struct MHD_Connection *c,
+                                                const char *allow)
+{
+    char body[HTTP_ERROR_BODY_MAX];
+    int n = snprintf(body, sizeof body,
+                     "{\"error\":\"method_not_allowed\",\"message\":\"Use %s here.\"}\n", allow);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (r != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    return http_queue(req, c, 405, r, (uint64_t)n);
+}
+
+enum MHD_Result http_reply_preflight(request *req, struct MHD_Connection *c, const char *allow)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (r != NULL) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", allow);
+        MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                                "Content-Type, Receipt-Client-Key");
+        MHD_add_response_header(r, "Access-Control-Max-Age", "86400");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    return http_queue(req, c, 204, r, 0);
+}
+
+/* Length of the UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t len;
+    uint32_t cp;
+    if ((s[0] & 0xe0) == 0xc0) {
+        len = 2;
+        cp = s[0] & 0x1f;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        len = 3;
+        cp = s[0] & 0x0f;
+    } else if ((s[0] & 0xf8) == 0xf0) {
+        len = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    static const uint32_t min_for_len[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_for_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0; /* overlong, out of range, or a surrogate */
+    return len;
+}
+
+static bool utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_sequence(p + i, n - i);
+        if (len == 0)
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+int http_json_escape(const char *s, size_t n, char *out, size_t cap, size_t *out_len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = 0;
+    for (size_t i = 0; i < n;) {
+        size_t seq = utf8_sequence(p + i, n - i);
+        if (seq == 0 || len + 6 >= cap)
+            return -1;
+        if (seq > 1) {
+            memcpy(out + len, p + i, seq);
+            len += seq;
+        } else if (p[i] == '"' || p[i] == '\\') {
+            out[len++] = '\\';
+            out[len++] = (char)p[i];
+        } else if (p[i] < 0x20) {
+            memcpy(out + len, "\\u00", 4);
+            out[len + 4] = hex[p[i] >> 4];
+            out[len + 5] = hex[p[i] & 15];
+            len += 6;
+        } else {
+            out[len++] = (char)p[i];
+        }
+        i += seq;
+    }
+    out[len] = '\0';
+    *out_len = len;
+    return 0;
+}
+
+static struct MHD_Response *empty_response(void)
+{
+    return MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+}
+
+static void free_body_ref(void *cls)
+{
+    body_ref *ref = cls;
+    content_file_release(&ref->file);
+    free(ref);
+}
+
+/* ---- conditional and range requests -------------------------------------- */
+
+static bool etag_matches(const char *list, const char *etag)
+{
+    if (strcmp(list, "*") == 0)
+        return true;
+    size_t etag_len = strlen(etag);
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (strncmp(p, "W/", 2) == 0) /* weak comparison for If-None-Match */
+            p += 2;
+        if (strncmp(p, etag, etag_len) == 0 &&
+            (p[etag_len] == '\0' || p[etag_len] == ',' || p[etag_len] == ' '))
+            return true;
+        while (*p && *p != ',')
+            p++;
+    }
+    return false;
+}
+
+static bool parse_http_date(const char *text, time_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (end == NULL || *end != '\0')
+        return false;
+    *out = timegm(&tm);
+    return true;
+}
+
+static bool not_modified(struct MHD_Connection *c, const content_file *f)
+{
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+    if (inm != NULL)
+        return etag_matches(inm, f->etag);
+    const char *ims = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-Modified-Since");
+    time_t since;
+    if (ims != NULL && parse_http_date(ims, &since))
+        return f->mtime.tv_sec <= since;
+    return false;
+}
+
+typedef enum range_kind { RANGE_NONE, RANGE_PARTIAL, RANGE_UNSATISFIABLE } range_kind;
+
+/* One byte range (RFC 9110 14.1.2); several ranges are answered in full. */
+static range_kind parse_range(struct MHD_Connection *c, const content_file *f,
+                              uint64_t *start, uint64_t *len)
+{
+    const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Range");
+    if (range == NULL || strncmp(range, "bytes=", 6) != 0 || strchr(range, ',') != NULL)
+        return RANGE_NONE;
+    const char *if_range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-Range");
+    if (if_range != NULL && strcmp(if_range, f->etag) != 0 &&
+        strcmp(if_range, f->last_modified) != 0)
+        return RANGE_NONE;
+
+    const char *p = range + 6;
+    char *end;
+    uint64_t size = f->size;
+    if (*p == '-') {
+        errno = 0;
+        unsigned long long suffix = strtoull(p + 1, &end, 10);
+        if (errno != 0 || end == p + 1 || *end != '\0')
+            return RANGE_NONE;
+        if (suffix == 0 || size == 0)
+            return RANGE_UNSATISFIABLE;
+        if (suffix > size)
+            suffix = size;
+        *start = size - suffix;
+        *len = suffix;
+        return RANGE_PARTIAL;
+    }
+    if (*p < '0' || *p > '9')
+        return RANGE_NONE;
+    errno = 0;
+    unsigned long long first = strtoull(p, &end, 10);
+    if (errno != 0 || *end != '-')
+        return RANGE_NONE;
+    unsigned long long last = size == 0 ? 0 : size - 1;
+    if (end[1] != '\0') {
+        const char *q = end + 1;
+        if (*q < '0' || *q > '9')
+            return RANGE_NONE;
+        errno = 0;
+        last = strtoull(q, &end, 10);
+        if (errno != 0 || *end != '\0' || last < first)
+            return RANGE_NONE;
+        if (last >= size)
+            last = size - 1;
+    }
+    if (first >= size)
+        return RANGE_UNSATISFIABLE;
+    *start = first;
+    *len = last - first + 1;
+    return RANGE_PARTIAL;
+}
+
+/* ---- content -------------------------------------------------------------- */
+
+static void add_content_headers(const http_server *srv, struct MHD_Response *r,
+                                const content_file *f)
+{
+    char digest[64];
+    char header[80];
+    b64std_encode(f->sha256, 32, digest);
+    snprintf(header, sizeof header, "sha-256=:%s:", digest);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, f->mime);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, f->etag);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, f->last_modified);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "private, no-cache");
+    MHD_add_response_header(r, "Repr-Digest", header);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    add_extra_headers(srv, r);
+}
+
+static enum MHD_Result reply_not_modified(http_server *srv, request *req,
+                                          struct MHD_Connection *c, content_file *f)
+{
+    struct MHD_Response *r = empty_response();
+    if (r != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, f->etag);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, f->last_modified);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "private, no-cache");
+        add_extra_headers(srv, r);
+    }
+    content_file_release(f);
+    return http_queue(req, c, 304, r, 0);
+}
+
+/* A response whose body is [start, start + len) of the file. Takes f. */
+static struct MHD_Response *file_response(content_file *f, uint64_t start, uint64_t len)
+{
+    if (f->data == NULL) {
+        int fd = content_file_take_fd(f);
+        content_file_release(f);
+        struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(len, fd, start);
+        if (r == NULL)
+            close(fd);
+        return r;
+    }
+    body_ref *ref = malloc(sizeof *ref);
+    if (ref == NULL) {
+        content_file_release(f);
+        return NULL;
+    }
+    ref->file = *f;
+    ref->element_len = 0;
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+        (size_t)len, (void *)(ref->file.data + start), free_body_ref, ref);
+    if (r == NULL)
+        free_body_ref(ref);
+    return r;
+}
+
+/* The page with the agent element before its last </body>. Takes f. */
+static struct MHD_Response *injected_response(content_file *f, const delivery *d,
+                                              uint64_t *body_len)
+{
+    body_ref *ref = malloc(sizeof *ref);
+    if (ref == NULL) {
+        content_file_release(f);
+        return NULL;
+    }
+    ref->file = *f;
+    ref->element_len = delivery_element(d->ticket, d->ticket_len, ref->element);
+    size_t at = delivery_inject_offset(ref->file.data, (size_t)ref->file.size);
+    struct MHD_IoVec iov[3] = {
+        {.iov_base = ref->file.data, .iov_len = at},
+        {.iov_base = ref->element, .iov_len = ref->element_len},
+        {.iov_base = ref->file.data + at, .iov_len = (size_t)ref->file.size - at},
+    };
+    *body_len = ref->file.size + ref->element_len;
+    struct MHD_Response *r = MHD_create_response_from_iovec(iov, 3, free_body_ref, ref);
+    if (r == NULL)
+        free_body_ref(ref);
+    return r;
+}
+
+static void fill_issue_event(const http_server *srv, const request *req, const delivery *d,
+                             ledger_event *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->kind = LEDGER_EVENT_ISSUE;
+    ledger_delivery *row = &ev->row;
+    memcpy(row->id, d->id_text, sizeof row->id);
+    memcpy(row->path, d->claims.path, d->claims.path_len + 1);
+    memcpy(row->sha256, d->claims.sha256, 32);
+    row->size = d->claims.size;
+    copy_bounded(row->server, sizeof row->server, srv->svc.cfg->server_id);
+    memcpy(row->client_addr, req->client_addr, sizeof row->client_addr);
+    memcpy(row->user_agent, req->user_agent, sizeof row->user_agent);
+    row->issued_ms = d->claims.issued_ms;
+    row->status = LEDGER_ISSUED;
+}
+
+static enum MHD_Result serve_content(http_server *srv, request *req, struct MHD_Connection *c,
+                                     const char *url, bool head)
+{
+    content_file f;
+    content_status st = content_open(srv->svc.content, url, strlen(url), &f);
+    switch (st) {
+    case CONTENT_OK:
+        break;
+    case CONTENT_REDIRECT: {
+        struct MHD_Response *r = empty_response();
+        if (r != NULL)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, f.path);
+        return http_queue(req, c, 301, r, 0);
+    }
+    case CONTENT_NOT_FOUND:
+        return http_reply_error(req, c, 404, "not_found", "No content at this path.");
+    case CONTENT_BAD_PATH:
+        return http_reply_error(req, c, 400, "bad_path", "The request path is not valid.");
+    case CONTENT_TOO_LONG:
+        return http_reply_error(req, c, 414, "uri_too_long", "The request path is too long.");
+    case CONTENT_FORBIDDEN:
+        return http_reply_error(req, c, 403, "forbidden", "This content cannot be read.");
+    case CONTENT_ERROR:
+    default:
+        return http_reply_error(req, c, 500, "internal_error", "The content could not be read.");
+    }
+
+    if (not_modified(c, &f))
+        return reply_not_modified(srv, req, c, &f);
+
+    /* A device names its key and gets its plug-in data in the response;
+     * a browser gets a ticket (and the element that trades it). */
+    clientkey ck;
+    int has_key = plugin_client_key(srv, c, &ck);
+    if (has_key < 0) {
+        content_file_release(&f);
+        return http_reply_error(req, c, 400, "bad_client_key",
+                                "Receipt-Client-Key is not a valid P-256 public key.");
+    }
+    bool inject = has_key == 0 && srv->svc.cfg->inject && f.is_html && f.data != NULL;
+    if (!inject) {
+        uint64_t start = 0, len = 0;
+        range_kind rk = parse_range(c, &f, &start, &len);
+        if (rk == RANGE_UNSATISFIABLE) {
+            char cr[64];
+            size_t len416;
+            snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)f.size);
+            content_file_release(&f);
+            struct MHD_Response *r = http_error_response(416, "range_not_satisfiable",
+                                                    "The range lies outside the content.", &len416);
+            if (r != NULL)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+            return http_queue(req, c, 416, r, head ? 0 : len416);
+        }
+        if (rk == RANGE_PARTIAL) {
+            char cr[96];
+            snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)start,
+                     (unsigned long long)(start + len - 1), (unsigned long long)f.size);
+            content_file tmp = f;
+            struct MHD_Response *r = file_response(&tmp, start, len);
+            if (r != NULL) {
+                add_content_headers(srv, r, &f);
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+                MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+            }
+            return http_queue(req, c, 206, r, head ? 0 : len);
+        }
+    }
+
+    /* A 200: a delivery for GET. HEAD gets the same headers but for the
+     * delivery's own (same length, so Content-Length is right). */
+    delivery d;
+    char *plugin = NULL;
+    if (delivery_issue(srv->svc.sealer, f.path, f.path_len, f.sha256, f.size, http_now_ms(),
+                       srv->svc.cfg->ticket_ttl_s, has_key ? ck.id_raw : NULL, &d) != 0 ||
+        (has_key && !head && plugin_seal(srv, &d, &ck, req->client_addr, &plugin) != 0)) {
+        content_file_release(&f);
+        return http_reply_error(req, c, 500, "internal_error", "The delivery could not be issued.");
+    }
+    if (!head) {
+        ledger_event ev;
+        fill_issue_event(srv, req, &d, &ev);
+        if (writer_submit(srv->svc.ledger_writer, &ev, NULL, NULL) != 0) {
+            content_file_release(&f);
+            free(plugin);
+            log_warn("ledger queue full: answering 503 to %s %s", req->client_addr, url);
+            return http_reply_error(req, c, 503, "ledger_busy",
+                                    "The ledger is busy; retry in a moment.");
+        }
+    }
+
+    content_file headers_of = f; /* plain copy of the metadata for headers */
+    uint64_t body_len = f.size;
+    struct MHD_Response *r =
+        inject ? injected_response(&f, &d, &body_len) : file_response(&f, 0, f.size);
+    if (r != NULL) {
+        add_content_headers(srv, r, &headers_of);
+        if (!inject)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+        if (!head) {
+            MHD_add_response_header(r, "Receipt-Delivery", d.id_text);
+            if (plugin != NULL)
+                MHD_add_response_header(r, "Receipt-Plugin", plugin);
+            else
+                MHD_add_response_header(r, "Receipt-Ticket", d.ticket);
+        }
+    }
+    free(plugin);
+    return http_queue(req, c, 200, r, head ? 0 : body_len);
+}
+
+/* ---- /_receipt/ ------------------------------------------------------------ */
+
+static enum MHD_Result serve_jwks(http_server *srv, request *req, struct MHD_Connection *c,
+                                  bool head)
+{
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+    struct MHD_Response *r;
+    unsigned status = 200;
+    if (inm != NULL && etag_matches(inm, srv->jwks_etag)) {
+        r = empty_response();
+        status = 304;
+    } else {
+        r = MHD_create_response_from_buffer(srv->jwks_len, srv->jwks, MHD_RESPMEM_PERSISTENT);
+    }
+    if (r != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/jwk-set+json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "public, max-age=300");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, srv->jwks_etag);
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    }
+    return http_queue(req, c, status, r, (head || status == 304) ? 0 : srv->jwks_len);
+}
+
+static enum MHD_Result serve_receipt_route(http_server *srv, request *req,
+                                           struct MHD_Connection *c, const char *url,
+                                           const char *method)
+{
+    const char *route = url + strlen("/_receipt/");
+    bool get = strcmp(method, "GET") == 0;
+    bool head = strcmp(method, "HEAD") == 0;
+    if (strcmp(route, "jwks.json") == 0) {
+        if (!get && !head)
+            return http_reply_method_not_allowed(req, c, "GET, HEAD");
+        return serve_jwks(srv, req, c, head);
+    }
+    if (strncmp(route, "plugin/", 7) == 0) {
+        if (strcmp(method, "OPTIONS") == 0)
+            return http_reply_preflight(req, c, "GET");
+        if (!get)
+            return http_reply_method_not_allowed(req, c, "GET");
+        return plugin_serve(srv, req, c, route + 7);
+    }
+    return http_reply_error(req, c, 404, "not_found", "No such receipt endpoint.");
+}
+
+/* ---- libmicrohttpd callbacks --------------------------------------------- */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    http_server *srv = cls;
+    size_t len = strlen(uri);
+    size_t keep = len > HTTP_RAW_URI_MAX ? HTTP_RAW_URI_MAX : len;
+    request *req = malloc(sizeof *req + keep + 1);
+    if (req == NULL)
+        return NULL;
+    req->srv = srv;
+    req->status = 0;
+    req->bytes = 0;
+    req->phase = REQUEST_NEW;
+    req->started = false;
+    req->body = NULL;
+    req->body_len = 0;
+    req->call = NULL;
+    req->uri_len = len;
+    memcpy(req->uri, uri, keep);
+    req->uri[keep] = '\0';
+    req->method[0] = req->version[0] = req->user_agent[0] = req->referer[0] = '\0';
+    strcpy(req->client_addr, "-");
+    /* libmicrohttpd decodes the path before we see it, and a decoded NUL
+     * would silently cut it short: refuse %00 in the path here. */
+    const char *query = strchr(req->uri, '?');
+    size_t path_len = query != NULL ? (size_t)(query - req->uri) : keep;
+    req->raw_path_has_nul = memmem(req->uri, path_len, "%00", 3) != NULL;
+    atomic_fetch_add(&srv->in_flight, 1);
+    return req;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_server *srv = cls;
+    request *req = *req_cls;
+    if (req == NULL)
+        return;
+    confirm_release(req);
+    if (srv->svc.access_log != NULL && req->started) {
+        accesslog_entry e = {
+            .client_addr = req->client_addr,
+            .method = req->method,
+            .uri = req->uri,
+            .version = req->version,
+            .status = req->status,
+            .bytes = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? req->bytes : 0,
+            .referer = req->referer,
+            .user_agent = req->user_agent,
+        };
+        accesslog_write(srv->svc.access_log, &e);
+    }
+    free(req->body);
+    free(req);
+    *req_cls = NULL;
+    atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    http_server *srv = cls;
+    request *req = *req_cls;
+    if (req == NULL)
+        return MHD_NO;
+
+    if (!req->started) {
+        req->started = true;
+        copy_bounded(req->method, sizeof req->method, method);
+        copy_bounded(req->version, sizeof req->version, version);
+        copy_bounded(req->user_agent, sizeof req->user_agent,
+                     MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent"));
+        copy_bounded(req->referer, sizeof req->referer,
+                     MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Referer"));
+        client_address(c, req->client_addr);
+    }
+
+    bool get = strcmp(method, "GET") == 0;
+    bool head = strcmp(method, "HEAD") == 0;
+
+    if (req->uri_len > HTTP_RAW_URI_MAX)
+        return http_reply_error(req, c, 414, "uri_too_long", "The request target is too long.");
+    if (req->raw_path_has_nul || url[0] != '/')
+        return http_reply_error(req, c, 400, "bad_path", "The request path is not valid.");
+
+    if (strcmp(url, "/_receipt/confirm") == 0) {
+        if (req->phase == REQUEST_NEW && strcmp(method, "OPTIONS") == 0)
+            return http_reply_preflight(req, c, "POST");
+        if (req->phase == REQUEST_NEW && strcmp(method, "POST") != 0)
+            return http_reply_method_not_allowed(req, c, "POST");
+        return confirm_serve(srv, req, c, upload_data, upload_data_size);
+    }
+    if (!utf8_valid(url, strlen(url)))
+        return http_reply_error(req, c, 400, "bad_path", "The request path is not UTF-8.");
+    if (strncmp(url, "/_receipt/", 10) == 0)
+        return serve_receipt_route(srv, req, c, url, method);
+
+    if (!get && !head)
+        return http_reply_method_not_allowed(req, c, "GET, HEAD");
+    (void)upload_data;
+    (void)upload_data_size;
+    return serve_content(srv, req, c, url, head);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    log_debug("http: %s", line);
+}
+
+static int build_jwks(http_server *srv, char *err, size_t errlen)
+{
+    json_t *jwks = keystore_jwks(srv->svc.keys);
+    char *text = jwks != NULL ? json_dumps(jwks, JSON_COMPACT) : NULL;
+    json_decref(jwks);
+    if (text == NULL || strlen(text) >= sizeof srv->jwks) {
+        free(text);
+        snprintf(err, errlen, "cannot build the JWK Set");
+        return -1;
+    }
+    srv->jwks_len = strlen(text);
+    memcpy(srv->jwks, text, srv->jwks_len + 1);
+    free(text);
+    snprintf(srv->jwks_etag, sizeof srv->jwks_etag, "\"%.16s\"",
+             eckey_thumbprint(srv->svc.keys->enc));
+    return 0;
+}
+
+http_server *http_server_start(const http_services *svc, char *err, size_t errlen)
+{
+    http_server *srv = calloc(1, sizeof *srv);
+    if (srv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->svc = *svc;
+    atomic_init(&srv->in_flight, 0);
+    if (build_jwks(srv, err, errlen) != 0)
+        goto fail;
+    snprintf(srv->confirm_url, sizeof srv->confirm_url, "%s/_receipt/confirm",
+             svc->cfg->public_url);
+    srv->client_keys = clientkeys_new(svc->keys->enc, HTTP_CLIENTKEYS_CACHE);
+    srv->waits = confirm_waits_new(HTTP_CONFIRM_TIMEOUT_MS);
+    if (srv->client_keys == NULL || srv->waits == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+
+    const config *cfg = svc->cfg;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (cfg->listen_addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    srv->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv,
+        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&cfg->listen_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_END);
+    if (srv->mhd == NULL) {
+        snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen,
+                 errno != 0 ? strerror(errno) : "the HTTP library refused the settings");
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info != NULL ? info->port : 0;
+    return srv;
+fail:
+    confirm_waits_free(srv->waits);
+    clientkeys_free(srv->client_keys);
+    free(srv);
+    return NULL;
+}
+
+unsigned http_server_port(const http_server *srv)
+{
+    return srv->port;
+}
+
+void http_server_quiesce(http_server *srv)
+{
+    if (srv == NULL || srv->mhd == NULL)
+        return;
+    MHD_socket s = MHD_quiesce_daemon(srv->mhd);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+}
+
+bool http_server_wait_idle(http_server *srv, unsigned timeout_ms)
+{
+    for (unsigned waited = 0;; waited += 10) {
+        if (atomic_load(&srv->in_flight) == 0)
+            return true;
+        if (waited >= timeout_ms)
+            return false;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void http_server_stop(http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->mhd != NULL)
+        MHD_stop_daemon(srv->mhd);
+    confirm_waits_free(srv->waits);
+    clientkeys_free(srv->client_keys);
+    free(srv);
+}

@@ -1,0 +1,269 @@
+#include "lib/rc_fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RC_FS_TEMP_TRIES 32
+
+/* Leaves errno as e, so that callers can still tell ENOENT from others. */
+static void rc_fs_err(char *err, size_t errlen, const char *what, const char *path, int e)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
+    errno = e;
+}
+
+/* The directory part of path, "." when there is none. */
+static int rc_fs_dirname(const char *path, char out[RC_FS_PATH_MAX])
+{
+    size_t n = strlen(path);
+    if (n >= RC_FS_PATH_MAX)
+        return -1;
+    memcpy(out, path, n + 1);
+    char *d = dirname(out);
+    if (d != out)
+        memmove(out, d, strlen(d) + 1);
+    return 0;
+}
+
+int rc_fs_open_temp(const char *path, mode_t mode, char *tmp, char *err, size_t errlen)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    size_t n = strlen(path);
+    const char *slash = strrchr(path, '/');
+    size_t dir_len = slash == NULL ? 0 : (size_t)(slash - path) + 1;
+    const char *base = path + dir_len;
+    if (*base == '\0' || n + sizeof(RC_FS_TMP_MARK) + 8 >= RC_FS_PATH_MAX) {
+        rc_fs_err(err, errlen, "cannot write", path, EINVAL);
+        return -1;
+    }
+    for (int attempt = 0; attempt < RC_FS_TEMP_TRIES; attempt++) {
+        uint8_t rnd[6];
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+            rc_fs_err(err, errlen, "no randomness for", path, errno);
+            return -1;
+        }
+        char suffix[7];
+        for (size_t i = 0; i < 6; i++)
+            suffix[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
+        suffix[6] = '\0';
+        snprintf(tmp, RC_FS_PATH_MAX, "%.*s.%s%s%s", (int)dir_len, path, base, RC_FS_TMP_MARK,
+                 suffix);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST) {
+            rc_fs_err(err, errlen, "cannot create", tmp, errno);
+            return -1;
+        }
+    }
+    rc_fs_err(err, errlen, "cannot create a temporary file for", path, EEXIST);
+    return -1;
+}
+
+int rc_fs_write_all(int fd, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int rc_fs_stage(const char *path, const void *data, size_t n, mode_t mode, char *tmp,
+                char *err, size_t errlen)
+{
+    int fd = rc_fs_open_temp(path, mode, tmp, err, errlen);
+    if (fd < 0)
+        return -1;
+    int rc = -1;
+    if (rc_fs_write_all(fd, data, n) != 0) {
+        rc_fs_err(err, errlen, "cannot write", tmp, errno);
+        goto out;
+    }
+    if (fsync(fd) != 0) {
+        rc_fs_err(err, errlen, "cannot sync", tmp, errno);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (close(fd) != 0 && rc == 0) {
+        rc_fs_err(err, errlen, "cannot close", tmp, errno);
+        rc = -1;
+    }
+    if (rc != 0)
+        unlink(tmp);
+    return rc;
+}
+
+int rc_fs_sync_parent(const char *path)
+{
+    char dir[RC_FS_PATH_MAX];
+    if (rc_fs_dirname(path, dir) != 0)
+        return -1;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int rc_fs_commit(const char *tmp, const char *path, bool overwrite, char *err, size_t errlen)
+{
+    if (overwrite) {
+        if (rename(tmp, path) != 0) {
+            rc_fs_err(err, errlen, "cannot rename to", path, errno);
+            unlink(tmp);
+            return -1;
+        }
+    } else {
+        /* A hard link fails with EEXIST instead of replacing, on every
+         * file system that has links; renameat2(RENAME_NOREPLACE) does not
+         * exist on all of them. */
+        if (link(tmp, path) != 0) {
+            int e = errno;
+            unlink(tmp);
+            if (e == EEXIST) {
+                rc_fs_err(err, errlen, "will not overwrite", path, e);
+                return 1;
+            }
+            rc_fs_err(err, errlen, "cannot create", path, e);
+            return -1;
+        }
+        unlink(tmp);
+    }
+    if (rc_fs_sync_parent(path) != 0) {
+        rc_fs_err(err, errlen, "cannot sync the directory of", path, errno);
+        return -1;
+    }
+    return 0;
+}
+
+int rc_fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode,
+                       bool overwrite, char *err, size_t errlen)
+{
+    char tmp[RC_FS_PATH_MAX];
+    if (rc_fs_stage(path, data, n, mode, tmp, err, errlen) != 0)
+        return -1;
+    return rc_fs_commit(tmp, path, overwrite, err, errlen);
+}
+
+int rc_fs_mkdirs(const char *dir, mode_t mode, char *err, size_t errlen)
+{
+    char buf[RC_FS_PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof(buf)) {
+        rc_fs_err(err, errlen, "cannot create directory", dir, ENAMETOOLONG);
+        return -1;
+    }
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, mode) != 0 && errno != EEXIST) {
+            rc_fs_err(err, errlen, "cannot create directory", buf, errno);
+            return -1;
+        }
+        buf[i] = saved;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        rc_fs_err(err, errlen, "not a directory:", dir, ENOTDIR);
+        return -1;
+    }
+    return 0;
+}
+
+int rc_fs_read(const char *path, size_t cap, char **out, size_t *len, mode_t *st_mode,
+               char *err, size_t errlen)
+{
+    *out = NULL;
+    *len = 0;
+    char *buf = NULL;
+    int rc = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        rc_fs_err(err, errlen, "cannot open", path, errno);
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc_fs_err(err, errlen, "cannot stat", path, errno);
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc_fs_err(err, errlen, "not a regular file:", path, EINVAL);
+        errno = EINVAL;
+        goto out;
+    }
+    if ((uint64_t)st.st_size > cap) {
+        rc_fs_err(err, errlen, "file too large:", path, EFBIG);
+        errno = EFBIG;
+        goto out;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        rc_fs_err(err, errlen, "cannot read", path, ENOMEM);
+        goto out;
+    }
+    size_t got = 0;
+    for (;;) {
+        if (got == (size_t)st.st_size) {
+            /* One more byte tells whether the file grew past its stat. */
+            char extra;
+            ssize_t r = read(fd, &extra, 1);
+            if (r == 0)
+                break;
+            if (r < 0 && errno == EINTR)
+                continue;
+            rc_fs_err(err, errlen, "file changed while read:", path, EAGAIN);
+            goto out;
+        }
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc_fs_err(err, errlen, "cannot read", path, errno);
+            goto out;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    if (st_mode != NULL)
+        *st_mode = st.st_mode;
+    *out = buf;
+    *len = got;
+    buf = NULL;
+    rc = 0;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+bool rc_fs_is_temp_name(const char *name)
+{
+    if (name[0] != '.')
+        return false;
+    const char *mark = strstr(name, RC_FS_TMP_MARK);
+    return mark != NULL && strlen(mark) == sizeof(RC_FS_TMP_MARK) - 1 + 6;
+}
