@@ -45,7 +45,7 @@
 typedef struct content_options {
     size_t body_max;        /* largest file kept in memory (default 256 KiB) */
     size_t cache_bytes;     /* all bodies together, with a per-entry overhead
-                               of about 400 bytes (default 64 MiB) */
+                               of about 500 bytes (default 64 MiB) */
     size_t digest_entries;  /* digest cache entries (default 65536; 0: none) */
     unsigned revalidate_ms; /* stat() a cached body at most this often (1000;
                                0: on every request) */

@@ -3,10 +3,12 @@
 #include "common/b64.h"
 #include "daemon/delivery.h"
 #include "daemon/log.h"
+#include "web/web.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <openssl/sha.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -561,6 +563,28 @@ static enum MHD_Result serve_jwks(http_server *srv, request *req, struct MHD_Con
     return http_queue(req, c, status, r, (head || status == 304) ? 0 : srv->jwks_len);
 }
 
+static enum MHD_Result serve_agent(http_server *srv, request *req, struct MHD_Connection *c,
+                                   bool head)
+{
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+    bool fresh = inm != NULL && etag_matches(inm, srv->agent_etag);
+    struct MHD_Response *r =
+        fresh ? empty_response()
+              : MHD_create_response_from_buffer(web_agent_js_len, (void *)web_agent_js,
+                                                MHD_RESPMEM_PERSISTENT);
+    if (r != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "text/javascript; charset=utf-8");
+        /* An hour, then revalidated by ETag: a new release reaches
+         * browsers within the hour without costing a download per page. */
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "public, max-age=3600");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, srv->agent_etag);
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    }
+    return http_queue(req, c, fresh ? 304 : 200, r,
+                      (head || fresh) ? 0 : (uint64_t)web_agent_js_len);
+}
+
 static enum MHD_Result serve_receipt_route(http_server *srv, request *req,
                                            struct MHD_Connection *c, const char *url,
                                            const char *method)
@@ -572,6 +596,11 @@ static enum MHD_Result serve_receipt_route(http_server *srv, request *req,
         if (!get && !head)
             return http_reply_method_not_allowed(req, c, "GET, HEAD");
         return serve_jwks(srv, req, c, head);
+    }
+    if (strcmp(route, "agent.js") == 0) {
+        if (!get && !head)
+            return http_reply_method_not_allowed(req, c, "GET, HEAD");
+        return serve_agent(srv, req, c, head);
     }
     if (strncmp(route, "plugin/", 7) == 0) {
         if (strcmp(method, "OPTIONS") == 0)
@@ -729,6 +758,11 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     atomic_init(&srv->in_flight, 0);
     if (build_jwks(srv, err, errlen) != 0)
         goto fail;
+    uint8_t agent_digest[32];
+    char agent_b64[24];
+    SHA256(web_agent_js, web_agent_js_len, agent_digest);
+    b64url_encode(agent_digest, 12, agent_b64);
+    snprintf(srv->agent_etag, sizeof srv->agent_etag, "\"%s\"", agent_b64);
     snprintf(srv->confirm_url, sizeof srv->confirm_url, "%s/_receipt/confirm",
              svc->cfg->public_url);
     srv->client_keys = clientkeys_new(svc->keys->enc, HTTP_CLIENTKEYS_CACHE);

@@ -34,6 +34,7 @@ struct http_server {
     char jwks[HTTP_JWKS_MAX];
     size_t jwks_len;
     char jwks_etag[48];
+    char agent_etag[48];
     char confirm_url[HTTP_CONFIRM_URL_MAX];
     unsigned port;
     clientkeys *client_keys;

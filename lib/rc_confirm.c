@@ -260,6 +260,8 @@ static receipt_result rc_confirm_spool(receipt_client *c, receipt_delivery *d, c
     memcpy(e.client_id, d->client_id, sizeof(e.client_id));
     memcpy(e.sha256, d->sha256, sizeof(e.sha256));
     e.size = d->size;
+    memcpy(e.expected_sha256, d->expected_sha256, sizeof(e.expected_sha256));
+    e.expected_size = d->expected_size;
     e.intact = d->intact;
     e.created_ms = now;
     /* The key set is kept so that the receipt can be verified even if the

@@ -38,6 +38,8 @@ static receipt_delivery *rc_flush_delivery(const rc_spool_entry *e)
     memcpy(d->client_id, e->client_id, sizeof(d->client_id));
     memcpy(d->sha256, e->sha256, sizeof(d->sha256));
     d->size = e->size;
+    memcpy(d->expected_sha256, e->expected_sha256, sizeof(d->expected_sha256));
+    d->expected_size = e->expected_size;
     d->intact = e->intact;
     d->status = RECEIPT_STATUS_SPOOLED;
     if ((e->url && (d->url = strdup(e->url)) == NULL) ||

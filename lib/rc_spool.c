@@ -74,6 +74,8 @@ static char *rc_spool_serialise(const rc_spool_entry *e)
     bad |= rc_spool_set(obj, "content_path", rc_spool_str_or_null(e->content_path));
     bad |= rc_spool_set(obj, "sha256", json_string(e->sha256));
     bad |= rc_spool_set(obj, "size", json_integer((json_int_t)e->size));
+    bad |= rc_spool_set(obj, "expected_sha256", json_string(e->expected_sha256));
+    bad |= rc_spool_set(obj, "expected_size", json_integer((json_int_t)e->expected_size));
     bad |= rc_spool_set(obj, "intact", json_boolean(e->intact));
     bad |= rc_spool_set(obj, "file", rc_spool_str_or_null(e->file));
     bad |= rc_spool_set(obj, "created_ms", json_integer((json_int_t)e->created_ms));
@@ -163,7 +165,7 @@ int rc_spool_read(const char *dir, const char *name, rc_spool_entry *e, char *er
     json_t *obj = sjson_parse_object(text, len, SJSON_MAX_DEPTH, err, errlen);
     if (obj == NULL)
         goto out;
-    uint64_t v = 0, size = 0, created = 0, attempts = 0, next = 0;
+    uint64_t v = 0, size = 0, expected_size = 0, created = 0, attempts = 0, next = 0;
     const json_t *jwks = json_object_get(obj, "jwks");
     const json_t *intact = json_object_get(obj, "intact");
     const char *last_error = sjson_string(obj, "last_error", NULL);
@@ -175,6 +177,8 @@ int rc_spool_read(const char *dir, const char *name, rc_spool_entry *e, char *er
         rc_spool_copy(obj, "client_key", e->client_key, ECKEY_POINT_B64_LEN) != 0 ||
         rc_spool_copy(obj, "client_id", e->client_id, ECKEY_THUMBPRINT_LEN) != 0 ||
         rc_spool_copy(obj, "sha256", e->sha256, RC_SHA256_B64_LEN) != 0 ||
+        rc_spool_copy(obj, "expected_sha256", e->expected_sha256, RC_SHA256_B64_LEN) != 0 ||
+        !sjson_uint(obj, "expected_size", &expected_size) ||
         rc_spool_dup(obj, "confirm", false, &e->confirm_url) != 0 ||
         rc_spool_dup(obj, "body", false, &e->body) != 0 ||
         rc_spool_dup(obj, "url", true, &e->url) != 0 ||
@@ -192,6 +196,7 @@ int rc_spool_read(const char *dir, const char *name, rc_spool_entry *e, char *er
     snprintf(e->name, sizeof(e->name), "%s", name);
     snprintf(e->last_error, sizeof(e->last_error), "%s", last_error ? last_error : "");
     e->size = size;
+    e->expected_size = expected_size;
     e->intact = json_is_true(intact);
     e->created_ms = created;
     e->attempts = (unsigned)attempts;

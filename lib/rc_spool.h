@@ -55,6 +55,8 @@ typedef struct rc_spool_entry {
     char *content_path;
     char sha256[RC_SHA256_B64_LEN + 1];
     uint64_t size;
+    char expected_sha256[RC_SHA256_B64_LEN + 1]; /* as the server stated */
+    uint64_t expected_size;
     bool intact;
     char *file;                       /* local copy, or NULL             */
     uint64_t created_ms;

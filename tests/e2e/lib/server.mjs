@@ -145,6 +145,11 @@ export function queryLedger(file, sql) {
   return out.trim() === '' ? [] : JSON.parse(out);
 }
 
+/** Changes the ledger behind a stopped server's back (crash simulations). */
+export function writeLedger(file, sql) {
+  execFileSync('sqlite3', [file, sql], { encoding: 'utf8' });
+}
+
 /** Sends raw bytes over TCP and resolves with the raw response text. */
 export function rawRequest(port, text, timeoutMs = 5000) {
   return new Promise((resolve, reject) => {

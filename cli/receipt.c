@@ -1,0 +1,862 @@
+/*
+ * receipt: the command-line client of the receipt protocol.
+ *
+ * A pure user of include/receipt/receipt.h. Exit codes (also in --help and
+ * receipt(1)):
+ *   0  confirmed
+ *   1  another failure
+ *   2  usage
+ *   3  content saved, confirmation spooled for a later "receipt flush"
+ *   4  the bytes received differ from the content's digest (confirmed as
+ *      corrupted; no file left under the final name)
+ */
+#include <receipt/receipt.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_CONFIRMED 0
+#define EXIT_FAILURE_OTHER 1
+#define EXIT_USAGE 2
+#define EXIT_SPOOLED 3
+#define EXIT_CORRUPTED 4
+#define EXIT_INTERRUPTED 130
+
+#define CLI_PATH_MAX 4096
+#define CLI_FILE_MAX (64 * 1024) /* receipts and key sets read from files */
+#define CLI_PROGRESS_INTERVAL_MS 100
+
+static const char usage_text[] =
+    "usage: receipt COMMAND [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  keygen [--key FILE] [--force]      make a client key (P-256, PEM, mode 0600)\n"
+    "  id [--key FILE]                    print the client ID of the key\n"
+    "  fetch URL [-o FILE] [--key FILE] [--spool DIR] [--receipts DIR] [--json]\n"
+    "        [--quiet] [--insecure-confirm]\n"
+    "                                     download, verify, confirm, keep the receipt\n"
+    "  flush [--key FILE] [--spool DIR] [--receipts DIR] [--json] [--due]\n"
+    "        [--insecure-confirm]\n"
+    "                                     send spooled confirmations\n"
+    "  verify RECEIPT_FILE --jwks URL_OR_FILE\n"
+    "                                     check a receipt and print its payload\n"
+    "\n"
+    "Options:\n"
+    "  --key FILE          client key (default: STATE/client-key.pem; fetch creates it)\n"
+    "  --spool DIR         unsent confirmations (default: STATE/spool)\n"
+    "  --receipts DIR      receipts, saved as DELIVERY.jws (default: STATE/receipts)\n"
+    "  -o, --output FILE   where fetch saves the content ('-': standard output;\n"
+    "                      default: the last segment of the URL path)\n"
+    "  --json              one JSON object on standard output (flush: one per line)\n"
+    "  --due               flush only confirmations whose retry time has come\n"
+    "  --insecure-confirm  allow confirming over plain http to a non-loopback host\n"
+    "  -q, --quiet         no progress bar or summary on standard error\n"
+    "  -v, --verbose       log what the library does to standard error\n"
+    "  -h, --help          this text\n"
+    "  -V, --version       the version\n"
+    "\n"
+    "STATE is $XDG_STATE_HOME/receipt, or ~/.local/state/receipt.\n"
+    "\n"
+    "Exit status:\n"
+    "  0  confirmed (flush: every confirmation sent was confirmed, none waits)\n"
+    "  1  another failure\n"
+    "  2  usage error\n"
+    "  3  content saved, but the confirmation was spooled (run: receipt flush)\n"
+    "  4  the bytes received differ from the content's digest: the delivery was\n"
+    "     confirmed as corrupted and no file is left under the final name\n";
+
+static volatile sig_atomic_t cli_interrupted;
+
+typedef struct cli_opts {
+    const char *key;
+    const char *spool;
+    const char *receipts;
+    const char *output;
+    const char *jwks;
+    bool json;
+    bool quiet;
+    bool verbose;
+    bool force;
+    bool due;
+    bool insecure;
+    bool key_given;
+} cli_opts;
+
+typedef struct cli_progress {
+    bool draw;
+    bool drawn;
+    uint64_t last_ms;
+    uint64_t start_ms;
+} cli_progress;
+
+static void cli_on_signal(int sig)
+{
+    (void)sig;
+    cli_interrupted = 1;
+}
+
+static uint64_t cli_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void cli_err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("receipt: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("receipt: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\nTry 'receipt --help'.\n", stderr);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static void cli_log(receipt_log_level level, const char *message, void *user)
+{
+    static const char *names[] = {"debug", "info", "warning"};
+    (void)user;
+    fprintf(stderr, "receipt: %s: %s\n", names[level <= RECEIPT_LOG_WARN ? level : 0], message);
+}
+
+/* Warnings always reach the user; the rest only with --verbose. */
+static void cli_log_warnings(receipt_log_level level, const char *message, void *user)
+{
+    if (level >= RECEIPT_LOG_WARN)
+        cli_log(level, message, user);
+}
+
+static void cli_human_bytes(uint64_t n, char *out, size_t outlen)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, outlen, "%llu B", (unsigned long long)n);
+    else
+        snprintf(out, outlen, "%.1f %s", v, units[u]);
+}
+
+static int cli_on_progress(uint64_t received, uint64_t total, void *user)
+{
+    cli_progress *p = user;
+    if (cli_interrupted)
+        return 1;
+    if (!p->draw)
+        return 0;
+    uint64_t now = cli_now_ms();
+    if (p->start_ms == 0)
+        p->start_ms = now;
+    bool done = total > 0 && received >= total;
+    if (!done && now - p->last_ms < CLI_PROGRESS_INTERVAL_MS)
+        return 0;
+    p->last_ms = now;
+    char got[32], all[32], rate[32];
+    cli_human_bytes(received, got, sizeof(got));
+    uint64_t elapsed = now - p->start_ms;
+    cli_human_bytes(elapsed > 0 ? received * 1000 / elapsed : 0, rate, sizeof(rate));
+    if (total > 0) {
+        enum { width = 30 };
+        unsigned pct = (unsigned)(received * 100 / total);
+        unsigned fill = (unsigned)(received * width / total);
+        char bar[width + 1];
+        for (unsigned i = 0; i < width; i++)
+            bar[i] = i < fill ? '#' : '-';
+        bar[width] = '\0';
+        cli_human_bytes(total, all, sizeof(all));
+        fprintf(stderr, "\r%3u%% [%s] %s / %s  %s/s\033[K", pct, bar, got, all, rate);
+    } else {
+        fprintf(stderr, "\r%s  %s/s\033[K", got, rate);
+    }
+    p->drawn = true;
+    return 0;
+}
+
+static void cli_progress_end(cli_progress *p)
+{
+    if (p->drawn)
+        fputc('\n', stderr);
+    p->drawn = false;
+}
+
+/* STATE/name into out; -1 when neither XDG_STATE_HOME nor HOME is usable. */
+static int cli_state_path(const char *name, char *out, size_t outlen)
+{
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    int n;
+    /* The XDG spec: a relative XDG_STATE_HOME is invalid and ignored. */
+    if (xdg != NULL && xdg[0] == '/')
+        n = snprintf(out, outlen, "%s/receipt%s%s", xdg, name[0] ? "/" : "", name);
+    else if (home != NULL && home[0] != '\0')
+        n = snprintf(out, outlen, "%s/.local/state/receipt%s%s", home, name[0] ? "/" : "",
+                     name);
+    else
+        return -1;
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+/* Fills in defaults for the paths the command uses. */
+static int cli_defaults(cli_opts *o, char *key, char *spool, char *receipts)
+{
+    o->key_given = o->key != NULL;
+    if (o->key == NULL) {
+        if (cli_state_path("client-key.pem", key, CLI_PATH_MAX) != 0)
+            goto nostate;
+        o->key = key;
+    }
+    if (o->spool == NULL) {
+        if (cli_state_path("spool", spool, CLI_PATH_MAX) != 0)
+            goto nostate;
+        o->spool = spool;
+    }
+    if (o->receipts == NULL) {
+        if (cli_state_path("receipts", receipts, CLI_PATH_MAX) != 0)
+            goto nostate;
+        o->receipts = receipts;
+    }
+    return 0;
+nostate:
+    cli_err("neither XDG_STATE_HOME nor HOME is set; name the files with --key, --spool "
+            "and --receipts");
+    return -1;
+}
+
+static int cli_read_file(const char *path, char **out)
+{
+    *out = NULL;
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (f == NULL) {
+        cli_err("cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *buf = malloc(CLI_FILE_MAX + 1);
+    size_t n = buf ? fread(buf, 1, CLI_FILE_MAX + 1, f) : 0;
+    int bad = buf == NULL || ferror(f) || n > CLI_FILE_MAX;
+    if (f != stdin)
+        fclose(f);
+    if (bad) {
+        cli_err("cannot read %s (missing, unreadable or over %d bytes)", path, CLI_FILE_MAX);
+        free(buf);
+        return -1;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    return 0;
+}
+
+/* A JSON string literal of s (or null) on f. */
+static void cli_json_str(FILE *f, const char *s)
+{
+    if (s == NULL) {
+        fputs("null", f);
+        return;
+    }
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+/* The status word that --json reports for a delivery. */
+static const char *cli_status_word(const receipt_delivery *d)
+{
+    return receipt_status_name(receipt_delivery_status(d));
+}
+
+/* kept: whether the delivery's file is still there to report. */
+static void cli_json_delivery(FILE *f, const receipt_delivery *d, const char *status, bool kept,
+                              const char *error)
+{
+    fputs("{\"delivery\":", f);
+    cli_json_str(f, receipt_delivery_id(d));
+    fputs(",\"status\":", f);
+    cli_json_str(f, status);
+    fprintf(f, ",\"intact\":%s", receipt_delivery_intact(d) ? "true" : "false");
+    fputs(",\"sha256\":", f);
+    cli_json_str(f, receipt_delivery_sha256(d));
+    fprintf(f, ",\"size\":%llu", (unsigned long long)receipt_delivery_size(d));
+    fputs(",\"path\":", f);
+    cli_json_str(f, kept ? receipt_delivery_file(d) : NULL);
+    fputs(",\"receipt\":", f);
+    cli_json_str(f, receipt_delivery_receipt(d));
+    fputs(",\"receipt_file\":", f);
+    cli_json_str(f, receipt_delivery_receipt_file(d));
+    fputs(",\"url\":", f);
+    cli_json_str(f, receipt_delivery_url(d));
+    fputs(",\"content\":{\"path\":", f);
+    cli_json_str(f, receipt_delivery_content_path(d));
+    if (receipt_delivery_expected_sha256(d) != NULL && receipt_delivery_expected_sha256(d)[0]) {
+        fputs(",\"sha256\":", f);
+        cli_json_str(f, receipt_delivery_expected_sha256(d));
+        fprintf(f, ",\"size\":%llu", (unsigned long long)receipt_delivery_expected_size(d));
+    }
+    fputs("}", f);
+    if (error != NULL && error[0] != '\0') {
+        fputs(",\"error\":", f);
+        cli_json_str(f, error);
+    }
+    fputs("}\n", f);
+    fflush(f);
+}
+
+static void cli_json_failure(const char *url, const char *error)
+{
+    fputs("{\"delivery\":null,\"status\":\"failed\",\"url\":", stdout);
+    cli_json_str(stdout, url);
+    fputs(",\"error\":", stdout);
+    cli_json_str(stdout, error);
+    fputs("}\n", stdout);
+    fflush(stdout);
+}
+
+static receipt_client *cli_client(const cli_opts *o)
+{
+    receipt_client *c = NULL;
+    receipt_result r = receipt_client_new(&c);
+    if (r != RECEIPT_OK) {
+        cli_err("%s", receipt_strerror(r));
+        return NULL;
+    }
+    receipt_client_set_log(c, o->verbose ? cli_log : cli_log_warnings, NULL);
+    receipt_client_set_flags(c, o->insecure ? RECEIPT_ALLOW_INSECURE_CONFIRM : 0);
+    return c;
+}
+
+/* Loads the key; the default one is made on first use when create is set. */
+static int cli_load_key(receipt_client *c, const cli_opts *o, bool create)
+{
+    if (create && !o->key_given && access(o->key, F_OK) != 0 && errno == ENOENT) {
+        if (receipt_client_generate_key(c) != RECEIPT_OK ||
+            receipt_client_save_key(c, o->key, 0) != RECEIPT_OK) {
+            cli_err("%s", receipt_errmsg(c));
+            return -1;
+        }
+        if (!o->quiet)
+            cli_err("created client key %s (client ID %s)", o->key, receipt_client_id(c));
+        return 0;
+    }
+    if (receipt_client_load_key(c, o->key) != RECEIPT_OK) {
+        cli_err("%s", receipt_errmsg(c));
+        if (!o->key_given && access(o->key, F_OK) != 0)
+            cli_err("make one with: receipt keygen");
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_keygen(cli_opts *o)
+{
+    char key[CLI_PATH_MAX], spool[CLI_PATH_MAX], receipts[CLI_PATH_MAX];
+    if (cli_defaults(o, key, spool, receipts) != 0)
+        return EXIT_FAILURE_OTHER;
+    receipt_client *c = cli_client(o);
+    if (c == NULL)
+        return EXIT_FAILURE_OTHER;
+    int rc = EXIT_FAILURE_OTHER;
+    if (receipt_client_generate_key(c) != RECEIPT_OK) {
+        cli_err("%s", receipt_errmsg(c));
+        goto out;
+    }
+    receipt_result r = receipt_client_save_key(c, o->key, o->force ? RECEIPT_SAVE_OVERWRITE : 0);
+    if (r == RECEIPT_ERR_EXISTS) {
+        cli_err("%s exists; --force replaces it (and its client ID)", o->key);
+        goto out;
+    }
+    if (r != RECEIPT_OK) {
+        cli_err("%s", receipt_errmsg(c));
+        goto out;
+    }
+    printf("%s\n", receipt_client_id(c));
+    if (!o->quiet)
+        cli_err("key saved to %s", o->key);
+    rc = EXIT_CONFIRMED;
+out:
+    receipt_client_free(c);
+    return rc;
+}
+
+static int cmd_id(cli_opts *o)
+{
+    char key[CLI_PATH_MAX], spool[CLI_PATH_MAX], receipts[CLI_PATH_MAX];
+    if (cli_defaults(o, key, spool, receipts) != 0)
+        return EXIT_FAILURE_OTHER;
+    receipt_client *c = cli_client(o);
+    if (c == NULL)
+        return EXIT_FAILURE_OTHER;
+    int rc = EXIT_FAILURE_OTHER;
+    if (cli_load_key(c, o, false) == 0) {
+        printf("%s\n", receipt_client_id(c));
+        rc = EXIT_CONFIRMED;
+    }
+    receipt_client_free(c);
+    return rc;
+}
+
+/* The default output name: the URL path's last segment, or index.html. */
+static int cli_default_output(const char *url, const char *dir, char *out, size_t outlen)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    p = strchr(p, '/');
+    char name[256] = "index.html";
+    if (p != NULL) {
+        size_t len = strcspn(p, "?#");
+        const char *seg = p;
+        for (size_t i = 0; i < len; i++)
+            if (p[i] == '/')
+                seg = p + i + 1;
+        size_t seglen = (size_t)(p + len - seg);
+        if (seglen > 0 && seglen < sizeof(name)) {
+            memcpy(name, seg, seglen);
+            name[seglen] = '\0';
+        }
+    }
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strchr(name, '%') != NULL) {
+        cli_err("cannot make a file name from %s; name one with -o", url);
+        return -1;
+    }
+    int n = dir ? snprintf(out, outlen, "%s/%s", dir, name) : snprintf(out, outlen, "%s", name);
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+static int cli_write_stdout(const void *data, size_t n, void *user)
+{
+    (void)user;
+    return fwrite(data, 1, n, stdout) == n ? 0 : -1;
+}
+
+static void cli_fetch_summary(const cli_opts *o, const receipt_delivery *d, const char *error)
+{
+    if (o->quiet)
+        return;
+    char size[32];
+    cli_human_bytes(receipt_delivery_size(d), size, sizeof(size));
+    const char *file = receipt_delivery_file(d);
+    const char *rfile = receipt_delivery_receipt_file(d);
+    fprintf(stderr, "receipt: %s: delivery %s, %s%s%s\n", cli_status_word(d),
+            receipt_delivery_id(d), size, file ? ", saved to " : "", file ? file : "");
+    if (rfile != NULL)
+        fprintf(stderr, "receipt: receipt saved to %s\n", rfile);
+    if (error != NULL && error[0] != '\0')
+        fprintf(stderr, "receipt: %s\n", error);
+}
+
+static int cmd_fetch(cli_opts *o, const char *url)
+{
+    char key[CLI_PATH_MAX], spool[CLI_PATH_MAX], receipts[CLI_PATH_MAX];
+    char output[CLI_PATH_MAX];
+    if (cli_defaults(o, key, spool, receipts) != 0)
+        return EXIT_FAILURE_OTHER;
+    bool to_stdout = o->output != NULL && strcmp(o->output, "-") == 0;
+    if (!to_stdout) {
+        struct stat st;
+        const char *dir = NULL;
+        if (o->output != NULL && stat(o->output, &st) == 0 && S_ISDIR(st.st_mode))
+            dir = o->output;
+        if (o->output == NULL || dir != NULL) {
+            if (cli_default_output(url, dir, output, sizeof(output)) != 0)
+                return EXIT_USAGE;
+        } else {
+            snprintf(output, sizeof(output), "%s", o->output);
+        }
+    }
+    if (to_stdout && o->json)
+        return cli_usage_error("--json and -o - both want standard output");
+
+    receipt_client *c = cli_client(o);
+    if (c == NULL)
+        return EXIT_FAILURE_OTHER;
+    receipt_delivery *d = NULL;
+    int rc = EXIT_FAILURE_OTHER;
+    char error[1024] = "";
+    cli_progress progress = {.draw = !o->quiet && isatty(STDERR_FILENO)};
+    receipt_client_set_progress(c, cli_on_progress, &progress);
+
+    if (cli_load_key(c, o, true) != 0)
+        goto fail;
+    if (receipt_client_set_spool_dir(c, o->spool) != RECEIPT_OK ||
+        receipt_client_set_receipt_dir(c, o->receipts) != RECEIPT_OK) {
+        snprintf(error, sizeof(error), "%s", receipt_errmsg(c));
+        goto fail;
+    }
+
+    receipt_result r = to_stdout ? receipt_fetch(c, url, cli_write_stdout, NULL, &d)
+                                 : receipt_fetch_file(c, url, output, &d);
+    cli_progress_end(&progress);
+    if (to_stdout && fflush(stdout) != 0 && r == RECEIPT_OK) {
+        snprintf(error, sizeof(error), "cannot write standard output: %s", strerror(errno));
+        goto fail;
+    }
+    if (cli_interrupted)
+        goto interrupted;
+    if (d == NULL) {
+        snprintf(error, sizeof(error), "%s", receipt_errmsg(c));
+        goto fail;
+    }
+    if (r == RECEIPT_ERR_DIGEST)
+        cli_err("%s", receipt_errmsg(c));
+
+    /* A corrupted delivery is confirmed too: the server records what the
+     * client actually got. */
+    r = receipt_confirm(c, d);
+    if (r != RECEIPT_OK)
+        snprintf(error, sizeof(error), "%s", receipt_errmsg(c));
+    receipt_status st = receipt_delivery_status(d);
+    if (!receipt_delivery_intact(d) || st == RECEIPT_STATUS_CORRUPTED) {
+        /* The server found the bytes corrupted although they matched what
+         * it stated: keep nothing under the final name either way. */
+        if (receipt_delivery_file(d) != NULL)
+            unlink(receipt_delivery_file(d));
+        rc = EXIT_CORRUPTED;
+    } else if (r == RECEIPT_OK) {
+        rc = EXIT_CONFIRMED;
+    } else if (r == RECEIPT_SPOOLED) {
+        rc = EXIT_SPOOLED;
+    } else {
+        rc = EXIT_FAILURE_OTHER;
+    }
+    if (o->json) {
+        cli_json_delivery(stdout, d, cli_status_word(d), rc != EXIT_CORRUPTED, error);
+    } else {
+        cli_fetch_summary(o, d, r == RECEIPT_SPOOLED ? "confirmation spooled; send it later "
+                                                       "with: receipt flush"
+                                                     : error);
+    }
+    if (rc == EXIT_FAILURE_OTHER && o->quiet)
+        cli_err("%s", error);
+    goto out;
+
+interrupted:
+    cli_err("interrupted");
+    rc = EXIT_INTERRUPTED;
+    goto out;
+fail:
+    cli_progress_end(&progress);
+    if (o->json)
+        cli_json_failure(url, error[0] ? error : receipt_errmsg(c));
+    cli_err("%s", error[0] ? error : receipt_errmsg(c));
+    rc = EXIT_FAILURE_OTHER;
+out:
+    receipt_delivery_free(d);
+    receipt_client_free(c);
+    return rc;
+}
+
+typedef struct cli_flush_state {
+    const cli_opts *o;
+    size_t confirmed;
+    size_t corrupted;
+    size_t waiting;
+    size_t failed;
+} cli_flush_state;
+
+static void cli_on_flushed(const receipt_delivery *d, receipt_result r, const char *message,
+                           void *user)
+{
+    cli_flush_state *s = user;
+    receipt_status st = receipt_delivery_status(d);
+    if (r == RECEIPT_OK && st == RECEIPT_STATUS_CORRUPTED)
+        s->corrupted++;
+    else if (r == RECEIPT_OK)
+        s->confirmed++;
+    else if (r == RECEIPT_SPOOLED)
+        s->waiting++;
+    else
+        s->failed++;
+    const char *word = r == RECEIPT_OK || r == RECEIPT_SPOOLED || st == RECEIPT_STATUS_REJECTED
+                           ? receipt_status_name(st)
+                           : "failed";
+    if (s->o->json) {
+        cli_json_delivery(stdout, d, word, true, message);
+        return;
+    }
+    printf("%s %s", word, receipt_delivery_id(d));
+    if (receipt_delivery_receipt_file(d) != NULL)
+        printf(" receipt %s", receipt_delivery_receipt_file(d));
+    if (message[0] != '\0')
+        printf(" (%s)", message);
+    putchar('\n');
+    fflush(stdout);
+}
+
+static int cmd_flush(cli_opts *o)
+{
+    char key[CLI_PATH_MAX], spool[CLI_PATH_MAX], receipts[CLI_PATH_MAX];
+    if (cli_defaults(o, key, spool, receipts) != 0)
+        return EXIT_FAILURE_OTHER;
+    receipt_client *c = cli_client(o);
+    if (c == NULL)
+        return EXIT_FAILURE_OTHER;
+    int rc = EXIT_FAILURE_OTHER;
+    /* With --key, only that client's confirmations; without, all of them
+     * (the spool holds everything needed to send them). */
+    if (o->key_given && cli_load_key(c, o, false) != 0)
+        goto out;
+    if (receipt_client_set_spool_dir(c, o->spool) != RECEIPT_OK ||
+        receipt_client_set_receipt_dir(c, o->receipts) != RECEIPT_OK) {
+        cli_err("%s", receipt_errmsg(c));
+        goto out;
+    }
+    cli_flush_state s = {.o = o};
+    receipt_result r = receipt_flush(c, o->due ? 0 : RECEIPT_FLUSH_ALL, cli_on_flushed, &s);
+    if (r != RECEIPT_OK && r != RECEIPT_SPOOLED && r != RECEIPT_ERR_REJECTED && s.failed == 0)
+        cli_err("%s", receipt_errmsg(c));
+    if (!o->quiet && !o->json)
+        cli_err("%s", receipt_errmsg(c));
+    if (s.failed > 0 || (r != RECEIPT_OK && r != RECEIPT_SPOOLED))
+        rc = EXIT_FAILURE_OTHER;
+    else if (s.corrupted > 0)
+        rc = EXIT_CORRUPTED;
+    else if (r == RECEIPT_SPOOLED)
+        rc = EXIT_SPOOLED;
+    else
+        rc = EXIT_CONFIRMED;
+out:
+    receipt_client_free(c);
+    return rc;
+}
+
+/* The receipt in a file: a compact JWS, or a JSON object (such as the
+ * output of "receipt fetch --json") with a "receipt" member. */
+static char *cli_extract_receipt(char *text)
+{
+    char *p = text;
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+        p++;
+    if (*p == '{') {
+        char *m = strstr(p, "\"receipt\"");
+        if (m == NULL)
+            return NULL;
+        m += strlen("\"receipt\"");
+        while (*m == ' ' || *m == ':' || *m == '\n' || *m == '\t' || *m == '\r')
+            m++;
+        if (*m != '"')
+            return NULL;
+        p = m + 1;
+        char *end = strchr(p, '"');
+        if (end == NULL)
+            return NULL;
+        *end = '\0';
+        return p;
+    }
+    size_t n = strlen(p);
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == '\t'))
+        p[--n] = '\0';
+    return p;
+}
+
+static int cmd_verify(cli_opts *o, const char *file)
+{
+    if (o->jwks == NULL)
+        return cli_usage_error("verify needs --jwks URL_OR_FILE");
+    receipt_client *c = cli_client(o);
+    if (c == NULL)
+        return EXIT_FAILURE_OTHER;
+    int rc = EXIT_FAILURE_OTHER;
+    char *text = NULL, *jwks = NULL, *payload = NULL;
+    bool jwks_fetched = false;
+    if (cli_read_file(file, &text) != 0)
+        goto out;
+    const char *receipt = cli_extract_receipt(text);
+    if (receipt == NULL || receipt[0] == '\0') {
+        cli_err("%s holds no receipt", file);
+        goto out;
+    }
+    if (strncmp(o->jwks, "http://", 7) == 0 || strncmp(o->jwks, "https://", 8) == 0) {
+        if (receipt_jwks_fetch(c, o->jwks, &jwks) != RECEIPT_OK) {
+            cli_err("%s", receipt_errmsg(c));
+            goto out;
+        }
+        jwks_fetched = true;
+    } else if (cli_read_file(o->jwks, &jwks) != 0) {
+        goto out;
+    }
+    if (receipt_verify(c, receipt, jwks, &payload) != RECEIPT_OK) {
+        cli_err("%s: %s", file, receipt_errmsg(c));
+        goto out;
+    }
+    printf("%s\n", payload);
+    if (!o->quiet && !o->json)
+        cli_err("%s: valid receipt", file);
+    rc = EXIT_CONFIRMED;
+out:
+    receipt_free(payload);
+    if (jwks_fetched)
+        receipt_free(jwks);
+    else
+        free(jwks);
+    free(text);
+    receipt_client_free(c);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_KEY = 256, OPT_SPOOL, OPT_RECEIPTS, OPT_JSON, OPT_JWKS, OPT_FORCE, OPT_DUE,
+           OPT_INSECURE };
+    static const struct option longopts[] = {
+        {"key", required_argument, NULL, OPT_KEY},
+        {"spool", required_argument, NULL, OPT_SPOOL},
+        {"receipts", required_argument, NULL, OPT_RECEIPTS},
+        {"output", required_argument, NULL, 'o'},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"jwks", required_argument, NULL, OPT_JWKS},
+        {"force", no_argument, NULL, OPT_FORCE},
+        {"due", no_argument, NULL, OPT_DUE},
+        {"insecure-confirm", no_argument, NULL, OPT_INSECURE},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    cli_opts o = {0};
+
+    if (argc < 2)
+        return cli_usage_error("no command");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_text, stdout);
+        return EXIT_CONFIRMED;
+    }
+    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("receipt %s\n", receipt_version());
+        return EXIT_CONFIRMED;
+    }
+
+    opterr = 0;
+    optind = 1;
+    int ch;
+    int sub_argc = argc - 1;
+    char **sub_argv = argv + 1;
+    while ((ch = getopt_long(sub_argc, sub_argv, ":o:qvhV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_KEY:
+            o.key = optarg;
+            break;
+        case OPT_SPOOL:
+            o.spool = optarg;
+            break;
+        case OPT_RECEIPTS:
+            o.receipts = optarg;
+            break;
+        case 'o':
+            o.output = optarg;
+            break;
+        case OPT_JSON:
+            o.json = true;
+            break;
+        case OPT_JWKS:
+            o.jwks = optarg;
+            break;
+        case OPT_FORCE:
+            o.force = true;
+            break;
+        case OPT_DUE:
+            o.due = true;
+            break;
+        case OPT_INSECURE:
+            o.insecure = true;
+            break;
+        case 'q':
+            o.quiet = true;
+            break;
+        case 'v':
+            o.verbose = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return EXIT_CONFIRMED;
+        case 'V':
+            printf("receipt %s\n", receipt_version());
+            return EXIT_CONFIRMED;
+        case ':':
+            return cli_usage_error("option %s needs a value", sub_argv[optind - 1]);
+        default:
+            return cli_usage_error("unknown option %s", sub_argv[optind - 1]);
+        }
+    }
+    int npos = sub_argc - optind;
+    char **pos = sub_argv + optind;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = cli_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    /* A closed pipe on standard output is an error to report, not a kill. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (strcmp(cmd, "keygen") == 0 || strcmp(cmd, "id") == 0 || strcmp(cmd, "flush") == 0) {
+        if (npos != 0)
+            return cli_usage_error("%s takes no argument", cmd);
+        if (strcmp(cmd, "keygen") == 0)
+            return cmd_keygen(&o);
+        if (strcmp(cmd, "id") == 0)
+            return cmd_id(&o);
+        return cmd_flush(&o);
+    }
+    if (strcmp(cmd, "fetch") == 0) {
+        if (npos != 1)
+            return cli_usage_error("fetch takes one URL");
+        return cmd_fetch(&o, pos[0]);
+    }
+    if (strcmp(cmd, "verify") == 0) {
+        if (npos != 1)
+            return cli_usage_error("verify takes one receipt file");
+        return cmd_verify(&o, pos[0]);
+    }
+    return cli_usage_error("unknown command %s", cmd);
+}

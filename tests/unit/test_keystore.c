@@ -1,0 +1,224 @@
+/* keystore: creation, reload, file modes, refusals, and the JWK Set. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/keystore.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char base[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(base, sizeof(base), "/tmp/receipt-keystore-XXXXXX");
+    return mkdtemp(base) == NULL ? -1 : 0;
+}
+
+static void rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[512];
+
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            rm_tree(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    rm_tree(base);
+    return 0;
+}
+
+static void sub(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", base, name);
+}
+
+static void test_create_and_reload(void **state)
+{
+    char dir[300], file[400], err[512] = "";
+    bool created = false;
+    keystore *a, *b;
+    struct stat st;
+
+    (void)state;
+    sub(dir, sizeof(dir), "state1");
+    snprintf(file, sizeof(file), "%s/%s", dir, KEYSTORE_FILE);
+    a = keystore_open(dir, true, &created, err, sizeof(err));
+    assert_non_null(a);
+    assert_true(created);
+    assert_true(eckey_has_private(a->enc));
+    assert_true(eckey_has_private(a->sig));
+    assert_string_not_equal(eckey_thumbprint(a->enc), eckey_thumbprint(a->sig));
+
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+
+    b = keystore_open(dir, true, &created, err, sizeof(err));
+    assert_non_null(b);
+    assert_false(created);
+    assert_string_equal(eckey_thumbprint(a->enc), eckey_thumbprint(b->enc));
+    assert_string_equal(eckey_thumbprint(a->sig), eckey_thumbprint(b->sig));
+    assert_memory_equal(a->ticket_secret, b->ticket_secret, TICKET_SECRET_LEN);
+    keystore_free(b);
+    /* create false also loads what exists */
+    b = keystore_open(dir, false, NULL, err, sizeof(err));
+    assert_non_null(b);
+    keystore_free(b);
+    keystore_free(a);
+    keystore_free(NULL);
+}
+
+static void test_missing_without_create(void **state)
+{
+    char dir[300], err[512] = "";
+
+    (void)state;
+    sub(dir, sizeof(dir), "absent");
+    assert_null(keystore_open(dir, false, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, dir));
+    assert_int_equal(mkdir(dir, 0700), 0);
+    err[0] = '\0';
+    assert_null(keystore_open(dir, false, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, KEYSTORE_FILE));
+}
+
+static void test_refuses_open_dir(void **state)
+{
+    char dir[300], err[512] = "";
+    keystore *ks;
+
+    (void)state;
+    sub(dir, sizeof(dir), "state2");
+    ks = keystore_open(dir, true, NULL, err, sizeof(err));
+    assert_non_null(ks);
+    keystore_free(ks);
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_null(keystore_open(dir, true, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, dir));
+    assert_non_null(strstr(err, "0755"));
+    assert_non_null(strstr(err, "chmod 700"));
+    /* Group access alone is the operator's choice. */
+    assert_int_equal(chmod(dir, 0750), 0);
+    ks = keystore_open(dir, true, NULL, err, sizeof(err));
+    assert_non_null(ks);
+    keystore_free(ks);
+}
+
+static void test_refuses_readable_file(void **state)
+{
+    char dir[300], file[400], err[512] = "";
+    keystore *ks;
+
+    (void)state;
+    sub(dir, sizeof(dir), "state3");
+    snprintf(file, sizeof(file), "%s/%s", dir, KEYSTORE_FILE);
+    ks = keystore_open(dir, true, NULL, err, sizeof(err));
+    assert_non_null(ks);
+    keystore_free(ks);
+    assert_int_equal(chmod(file, 0644), 0);
+    assert_null(keystore_open(dir, true, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, file));
+    assert_non_null(strstr(err, "0644"));
+    assert_non_null(strstr(err, "chmod 600"));
+    assert_int_equal(chmod(file, 0640), 0);
+    assert_null(keystore_open(dir, true, NULL, err, sizeof(err)));
+    assert_int_equal(chmod(file, 0400), 0);
+    ks = keystore_open(dir, true, NULL, err, sizeof(err));
+    assert_non_null(ks);
+    keystore_free(ks);
+}
+
+static void test_refuses_bad_content(void **state)
+{
+    char dir[300], file[400], err[512] = "";
+    FILE *f;
+
+    (void)state;
+    sub(dir, sizeof(dir), "state4");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(file, sizeof(file), "%s/%s", dir, KEYSTORE_FILE);
+    f = fopen(file, "w");
+    fputs("{\"v\":1,\"enc\":{},\"sig\":{},\"ticket_secret\":\"AA\"}", f);
+    fclose(f);
+    assert_int_equal(chmod(file, 0600), 0);
+    assert_null(keystore_open(dir, true, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, file));
+}
+
+static void test_jwks_shape(void **state)
+{
+    char dir[300], err[512] = "";
+    keystore *ks;
+    json_t *set, *keys;
+    const char *uses[2] = {"enc", "sig"};
+
+    (void)state;
+    sub(dir, sizeof(dir), "state5");
+    ks = keystore_open(dir, true, NULL, err, sizeof(err));
+    assert_non_null(ks);
+    set = keystore_jwks(ks);
+    assert_non_null(set);
+    assert_int_equal(json_object_size(set), 1);
+    keys = json_object_get(set, "keys");
+    assert_true(json_is_array(keys));
+    assert_int_equal(json_array_size(keys), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *k = json_array_get(keys, i);
+        const eckey *want = i == 0 ? ks->enc : ks->sig;
+        eckey *back;
+
+        assert_string_equal(json_string_value(json_object_get(k, "kty")), "EC");
+        assert_string_equal(json_string_value(json_object_get(k, "crv")), "P-256");
+        assert_string_equal(json_string_value(json_object_get(k, "use")), uses[i]);
+        assert_string_equal(json_string_value(json_object_get(k, "kid")),
+                            eckey_thumbprint(want));
+        assert_null(json_object_get(k, "d"));
+        back = eckey_from_jwk(k);
+        assert_non_null(back);
+        assert_false(eckey_has_private(back));
+        assert_string_equal(eckey_thumbprint(back), eckey_thumbprint(want));
+        eckey_free(back);
+    }
+    assert_string_equal(json_string_value(json_object_get(json_array_get(keys, 1), "alg")),
+                        "ES256");
+    assert_null(json_object_get(json_array_get(keys, 0), "alg"));
+    json_decref(set);
+    keystore_free(ks);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_and_reload),   cmocka_unit_test(test_missing_without_create),
+        cmocka_unit_test(test_refuses_open_dir),    cmocka_unit_test(test_refuses_readable_file),
+        cmocka_unit_test(test_refuses_bad_content), cmocka_unit_test(test_jwks_shape),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

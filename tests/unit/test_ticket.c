@@ -1,0 +1,331 @@
+/* ticket: sealing, tampering, secrets, expiry, epochs, size limits, binding. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/b64.h"
+#include "common/ticket.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#define HOUR_MS ((uint64_t)TICKET_EPOCH_SECONDS * 1000)
+#define T0 UINT64_C(1764100000000)
+
+static const uint8_t secret_a[TICKET_SECRET_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+static const uint8_t secret_b[TICKET_SECRET_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12};
+
+static void claims_for(ticket_claims *c, const char *path, uint64_t issued)
+{
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(uuid7_new_at(&c->delivery, issued), 0);
+    for (int i = 0; i < 32; i++)
+        c->sha256[i] = (uint8_t)(0xa0 + i);
+    c->size = 123456789;
+    c->issued_ms = issued;
+    c->expires_ms = issued + 7 * 24 * HOUR_MS;
+    c->path_len = strlen(path);
+    memcpy(c->path, path, c->path_len + 1);
+}
+
+static void assert_same(const ticket_claims *a, const ticket_claims *b)
+{
+    assert_memory_equal(a->delivery.bytes, b->delivery.bytes, 16);
+    assert_memory_equal(a->sha256, b->sha256, 32);
+    assert_int_equal(a->size, b->size);
+    assert_int_equal(a->issued_ms, b->issued_ms);
+    assert_int_equal(a->expires_ms, b->expires_ms);
+    assert_int_equal(a->bound, b->bound);
+    if (a->bound)
+        assert_memory_equal(a->client_id, b->client_id, 32);
+    assert_int_equal(a->path_len, b->path_len);
+    assert_string_equal(a->path, b->path);
+}
+
+static void test_seal_open(void **state)
+{
+    ticket_sealer *s = ticket_sealer_new(secret_a);
+    ticket_claims c, got;
+    char t[TICKET_MAX_LEN + 1], t2[TICKET_MAX_LEN + 1];
+    size_t n = 0, n2 = 0;
+
+    (void)state;
+    claims_for(&c, "/docs/terms.html", T0);
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+    assert_int_equal(strlen(t), n);
+    assert_int_equal(ticket_open(s, t, n, T0 + 1000, &got), TICKET_OK);
+    assert_same(&c, &got);
+    /* Fresh nonce: the same claims never give the same ticket. */
+    assert_int_equal(ticket_seal(s, &c, t2, &n2), TICKET_OK);
+    assert_string_not_equal(t, t2);
+    /* Empty path. */
+    claims_for(&c, "", T0);
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+    assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
+    assert_same(&c, &got);
+    ticket_sealer_free(s);
+    ticket_sealer_free(NULL);
+}
+
+static void test_tamper_every_byte(void **state)
+{
+    ticket_sealer *s = ticket_sealer_new(secret_a);
+    ticket_claims c, got;
+    char t[TICKET_MAX_LEN + 1];
+    char e[TICKET_MAX_LEN + 1];
+    uint8_t raw[TICKET_MAX_LEN];
+    size_t n = 0;
+    long rawlen;
+
+    (void)state;
+    claims_for(&c, "/a/b.bin", T0);
+    c.bound = true;
+    memset(c.client_id, 0x5a, 32);
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+    rawlen = b64url_decode(t, n, raw, sizeof(raw));
+    assert_true(rawlen > 0);
+    for (long i = 0; i < rawlen; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            size_t en;
+
+            raw[i] ^= (uint8_t)(1 << bit);
+            en = b64url_encode(raw, (size_t)rawlen, e);
+            assert_int_equal(ticket_open(s, e, en, T0, &got), TICKET_INVALID);
+            raw[i] ^= (uint8_t)(1 << bit);
+        }
+    }
+    /* Truncated and extended. */
+    assert_int_equal(ticket_open(s, t, n - 1, T0, &got), TICKET_INVALID);
+    assert_int_equal(ticket_open(s, t, n - 4, T0, &got), TICKET_INVALID);
+    assert_int_equal(ticket_open(s, t, 10, T0, &got), TICKET_INVALID);
+    assert_int_equal(ticket_open(s, "", 0, T0, &got), TICKET_INVALID);
+    memcpy(e, t, n);
+    memcpy(e + n, "AAAA", 5);
+    assert_int_equal(ticket_open(s, e, n + 4, T0, &got), TICKET_INVALID);
+    /* Not base64url. */
+    memcpy(e, t, n + 1);
+    e[5] = '+';
+    assert_int_equal(ticket_open(s, e, n, T0, &got), TICKET_INVALID);
+    ticket_sealer_free(s);
+}
+
+static void test_wrong_version(void **state)
+{
+    ticket_sealer *s = ticket_sealer_new(secret_a);
+    ticket_claims c, got;
+    char t[TICKET_MAX_LEN + 1];
+    uint8_t raw[TICKET_MAX_LEN];
+    size_t n = 0;
+    long rawlen;
+
+    (void)state;
+    claims_for(&c, "/v", T0);
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+    rawlen = b64url_decode(t, n, raw, sizeof(raw));
+    assert_int_equal(raw[0], 1);
+    raw[0] = 2;
+    n = b64url_encode(raw, (size_t)rawlen, t);
+    assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_INVALID);
+    ticket_sealer_free(s);
+}
+
+static void test_wrong_secret(void **state)
+{
+    ticket_sealer *a = ticket_sealer_new(secret_a);
+    ticket_sealer *b = ticket_sealer_new(secret_b);
+    ticket_claims c, got;
+    char t[TICKET_MAX_LEN + 1];
+    size_t n = 0;
+
+    (void)state;
+    claims_for(&c, "/x", T0);
+    assert_int_equal(ticket_seal(a, &c, t, &n), TICKET_OK);
+    assert_int_equal(ticket_open(b, t, n, T0, &got), TICKET_INVALID);
+    assert_int_equal(ticket_open(a, t, n, T0, &got), TICKET_OK);
+    /* A sealer freed and made again with another secret must not reuse cached keys. */
+    ticket_sealer_free(a);
+    a = ticket_sealer_new(secret_b);
+    assert_int_equal(ticket_open(a, t, n, T0, &got), TICKET_INVALID);
+    ticket_sealer_free(a);
+    ticket_sealer_free(b);
+}
+
+static void test_expiry(void **state)
+{
+    ticket_sealer *s = ticket_sealer_new(secret_a);
+    ticket_claims c, got;
+    char t[TICKET_MAX_LEN + 1];
+    size_t n = 0;
+
+    (void)state;
+    claims_for(&c, "/e", T0);
+    c.expires_ms = T0 + 5000;
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+    assert_int_equal(ticket_open(s, t, n, T0 + 4999, &got), TICKET_OK);
+    memset(&got, 0, sizeof(got));
+    assert_int_equal(ticket_open(s, t, n, T0 + 5000, &got), TICKET_EXPIRED);
+    /* Authentic but late: the claims are still there for the caller. */
+    assert_same(&c, &got);
+    ticket_sealer_free(s);
+}
+
+static void test_epochs(void **state)
+{
+    ticket_sealer *s = ticket_sealer_new(secret_a);
+    ticket_claims c1, c2, got;
+    char t1[TICKET_MAX_LEN + 1], t2[TICKET_MAX_LEN + 1];
+    uint8_t r1[TICKET_MAX_LEN], r2[TICKET_MAX_LEN];
+    size_t n1 = 0, n2 = 0;
+    uint64_t e0 = T0 / HOUR_MS * HOUR_MS;
+
+    (void)state;
+    /* Last millisecond of one epoch and first of the next. */
+    claims_for(&c1, "/same", e0 + HOUR_MS - 1);
+    claims_for(&c2, "/same", e0 + HOUR_MS);
+    memcpy(c2.delivery.bytes, c1.delivery.bytes, 16);
+    assert_int_equal(ticket_seal(s, &c1, t1, &n1), TICKET_OK);
+    assert_int_equal(ticket_seal(s, &c2, t2, &n2), TICKET_OK);
+    b64url_decode(t1, n1, r1, sizeof(r1));
+    b64url_decode(t2, n2, r2, sizeof(r2));
+    assert_int_equal((r1[1] << 24 | r1[2] << 16 | r1[3] << 8 | r1[4]) + 1,
+                     r2[1] << 24 | r2[2] << 16 | r2[3] << 8 | r2[4]);
+    /* Opened many epochs later, while not expired. */
+    assert_int_equal(ticket_open(s, t1, n1, e0 + 100 * HOUR_MS, &got), TICKET_OK);
+    assert_same(&c1, &got);
+    assert_int_equal(ticket_open(s, t2, n2, e0 + 100 * HOUR_MS, &got), TICKET_OK);
+    /* Two epochs give two keys: moving a ticket to the next epoch breaks it. */
+    r1[4] = (uint8_t)(r1[4] + 1);
+    n1 = b64url_encode(r1, (size_t)b64url_decoded_max(n1), t1);
+    assert_int_equal(ticket_open(s, t1, n1, e0, &got), TICKET_INVALID);
+    /* More epochs than the per-thread cache holds, then back to the first. */
+    for (uint64_t i = 0; i < 10; i++) {
+        claims_for(&c1, "/cache", e0 + i * HOUR_MS);
+        assert_int_equal(ticket_seal(s, &c1, t1, &n1), TICKET_OK);
+        assert_int_equal(ticket_open(s, t1, n1, e0, &got), TICKET_OK);
+    }
+    assert_int_equal(ticket_open(s, t2, n2, e0, &got), TICKET_OK);
+    ticket_sealer_free(s);
+}
+
+static void test_path_limits(void **state)
+{
+    ticket_sealer *s = ticket_sealer_new(secret_a);
+    ticket_claims c, got;
+    char t[TICKET_MAX_LEN + 1];
+    char path[TICKET_PATH_MAX + 2];
+    size_t n = 0;
+
+    (void)state;
+    memset(path, 'p', sizeof(path));
+    path[0] = '/';
+    path[TICKET_PATH_MAX] = '\0';
+    claims_for(&c, path, T0);
+    c.bound = true; /* the largest claims: bound, longest path */
+    memset(c.client_id, 0xee, 32);
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+    assert_true(n <= TICKET_MAX_LEN);
+    assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
+    assert_same(&c, &got);
+
+    c.path_len = TICKET_PATH_MAX + 1;
+    c.path[TICKET_PATH_MAX] = '\0'; /* the field cannot hold more; the length says it all */
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_TOO_LONG);
+
+    /* A NUL inside the path is not a path. */
+    claims_for(&c, "/abc", T0);
+    c.path[2] = '\0';
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_INVALID);
+
+    /* Anything longer than TICKET_MAX_LEN is refused before decoding. */
+    memset(path, 'A', sizeof(path));
+    {
+        char longer[TICKET_MAX_LEN + 5];
+        memset(longer, 'A', sizeof(longer));
+        assert_int_equal(ticket_open(s, longer, TICKET_MAX_LEN + 4, T0, &got), TICKET_INVALID);
+    }
+    ticket_sealer_free(s);
+}
+
+static void test_bound_client(void **state)
+{
+    ticket_sealer *s = ticket_sealer_new(secret_a);
+    ticket_claims c, got;
+    char t[TICKET_MAX_LEN + 1];
+    size_t n = 0;
+
+    (void)state;
+    claims_for(&c, "/bound", T0);
+    c.bound = true;
+    for (int i = 0; i < 32; i++)
+        c.client_id[i] = (uint8_t)(255 - i);
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+    assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
+    assert_true(got.bound);
+    assert_same(&c, &got);
+    c.bound = false;
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+    assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
+    assert_false(got.bound);
+    ticket_sealer_free(s);
+}
+
+#define THREADS 4
+
+struct job {
+    ticket_sealer *s;
+    int failures;
+};
+
+static void *worker(void *arg)
+{
+    struct job *j = arg;
+
+    for (int i = 0; i < 500; i++) {
+        ticket_claims c, got;
+        char t[TICKET_MAX_LEN + 1];
+        size_t n = 0;
+        uint64_t issued = T0 + (uint64_t)(i % 7) * HOUR_MS;
+
+        memset(&c, 0, sizeof(c));
+        c.issued_ms = issued;
+        c.expires_ms = issued + HOUR_MS * 24;
+        c.size = (uint64_t)i;
+        if (ticket_seal(j->s, &c, t, &n) != TICKET_OK ||
+            ticket_open(j->s, t, n, T0, &got) != TICKET_OK || got.size != (uint64_t)i)
+            j->failures++;
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    ticket_sealer *s = ticket_sealer_new(secret_a);
+    pthread_t t[THREADS];
+    struct job jobs[THREADS];
+
+    (void)state;
+    for (int i = 0; i < THREADS; i++) {
+        jobs[i].s = s;
+        jobs[i].failures = 0;
+        assert_int_equal(pthread_create(&t[i], NULL, worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(jobs[i].failures, 0);
+    }
+    ticket_sealer_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seal_open),    cmocka_unit_test(test_tamper_every_byte),
+        cmocka_unit_test(test_wrong_version), cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_expiry),       cmocka_unit_test(test_epochs),
+        cmocka_unit_test(test_path_limits),  cmocka_unit_test(test_bound_client),
+        cmocka_unit_test(test_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

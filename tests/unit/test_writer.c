@@ -1,0 +1,493 @@
+#include "daemon/writer.h"
+
+#include "daemon/log.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <sqlite3.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TEST_DIR_MAX 64
+#define TEST_PATH_MAX 256
+#define PRODUCERS 4
+#define PER_PRODUCER 2500
+#define CONFIRMS 300
+
+#define CLIENT_A "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+#define CLIENT_B "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+
+typedef struct fixture {
+    char dir[TEST_DIR_MAX];
+    char url[TEST_DIR_MAX + 48];
+    char file[TEST_DIR_MAX + 32];
+} fixture;
+
+static void make_id(char out[UUID7_STR_LEN + 1], unsigned n)
+{
+    snprintf(out, UUID7_STR_LEN + 1, "01900000-0000-7000-8000-%012x", n);
+}
+
+static void fill_issue(ledger_event *ev, unsigned n)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->kind = LEDGER_EVENT_ISSUE;
+    make_id(ev->row.id, n);
+    snprintf(ev->row.path, sizeof ev->row.path, "/p/%u", n % 13);
+    memset(ev->row.sha256, 0x5a, 32);
+    ev->row.size = n;
+    snprintf(ev->row.server, sizeof ev->row.server, "node-1");
+    snprintf(ev->row.client_addr, sizeof ev->row.client_addr, "192.0.2.1");
+    ev->row.issued_ms = 1764100000000ull + n;
+}
+
+static void fill_confirm(ledger_event *ev, unsigned n, const char *client)
+{
+    fill_issue(ev, n);
+    ev->kind = LEDGER_EVENT_CONFIRM;
+    ev->row.status = LEDGER_CONFIRMED;
+    snprintf(ev->row.client, sizeof ev->row.client, "%s", client);
+    ev->row.confirmed_ms = 1764200000000ull + n;
+    snprintf(ev->row.receipt, sizeof ev->row.receipt, "receipt-%u", n);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static ledger *open_ledger(const fixture *f, bool read_only)
+{
+    char err[LEDGER_ERR_MAX];
+    ledger *lg = ledger_open(f->url, NULL, read_only, err, sizeof err);
+    if (lg == NULL)
+        fail_msg("open: %s", err);
+    return lg;
+}
+
+static long long count_rows(const fixture *f)
+{
+    ledger *lg = open_ledger(f, true);
+    long long n = ledger_count(lg);
+    ledger_close(lg);
+    return n;
+}
+
+/* What a stopped writer's counters must satisfy, whatever happened. */
+static void check_stats_add_up(const writer_stats *s)
+{
+    uint64_t lat = 0;
+    uint64_t sizes = 0;
+    assert_int_equal(s->queued, 0);
+    assert_int_equal(s->retrying, 0);
+    assert_int_equal(s->submitted, s->committed + s->failed);
+    for (int i = 0; i < WRITER_LATENCY_BUCKETS; i++)
+        lat += s->latency_count[i];
+    for (int i = 0; i < WRITER_BATCH_BUCKETS; i++)
+        sizes += s->batch_count[i];
+    assert_int_equal(lat, s->batches);
+    assert_int_equal(sizes, s->batches);
+    assert_true(s->batch_sum >= s->committed); /* refused events sit in batches too */
+    assert_true(s->batch_sum <= s->committed + s->failed);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/test_writer.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->file, sizeof f->file, "%s/ledger.sqlite", f->dir);
+    snprintf(f->url, sizeof f->url, "sqlite:%s", f->file);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char cmd[TEST_PATH_MAX];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(f);
+    return 0;
+}
+
+/* ---- many producers ---- */
+
+typedef struct producer {
+    writer *w;
+    unsigned first;
+    unsigned retries; /* submits refused because the queue was full */
+} producer;
+
+static void *produce(void *arg)
+{
+    producer *p = arg;
+    ledger_event ev;
+    for (unsigned i = 0; i < PER_PRODUCER; i++) {
+        fill_issue(&ev, p->first + i);
+        while (writer_submit(p->w, &ev, NULL, NULL) != 0) {
+            p->retries++;
+            sleep_ms(1); /* what a client does with 503 and Retry-After */
+        }
+    }
+    return NULL;
+}
+
+static void test_many_producers(void **state)
+{
+    fixture *f = *state;
+    pthread_t threads[PRODUCERS];
+    producer prod[PRODUCERS];
+    writer_stats s;
+    unsigned retries = 0;
+
+    writer *w = writer_new(open_ledger(f, false), 1024, 256);
+    assert_non_null(w);
+    assert_int_equal(writer_start(w), 0);
+    assert_int_equal(writer_start(w), -1); /* once */
+    for (int i = 0; i < PRODUCERS; i++) {
+        prod[i] = (producer){.w = w, .first = (unsigned)i * PER_PRODUCER};
+        assert_int_equal(pthread_create(&threads[i], NULL, produce, &prod[i]), 0);
+    }
+    for (int i = 0; i < PRODUCERS; i++) {
+        pthread_join(threads[i], NULL);
+        retries += prod[i].retries;
+    }
+    writer_stop(w);
+    writer_get_stats(w, &s);
+    writer_free(w);
+
+    assert_int_equal(count_rows(f), PRODUCERS * PER_PRODUCER);
+    assert_int_equal(s.submitted, PRODUCERS * PER_PRODUCER);
+    assert_int_equal(s.committed, PRODUCERS * PER_PRODUCER);
+    assert_int_equal(s.failed, 0);
+    assert_int_equal(s.failed_commits, 0);
+    assert_int_equal(s.rejected, retries);
+    assert_int_equal(s.capacity, 1024);
+    assert_int_equal(s.batch_sum, PRODUCERS * PER_PRODUCER);
+    assert_true(s.batches >= (PRODUCERS * PER_PRODUCER) / 256);
+    assert_true(s.latency_sum_ms > 0);
+    check_stats_add_up(&s);
+}
+
+/* ---- callbacks ---- */
+
+typedef struct confirm_ctx {
+    ledger *reader; /* used by callbacks only, which all run on the writer thread */
+    atomic_int calls[CONFIRMS];
+    atomic_int ok;
+    atomic_int visible;
+    atomic_int same;
+    atomic_int conflict;
+    unsigned next; /* order check: callbacks come in submission order */
+    atomic_int out_of_order;
+} confirm_ctx;
+
+typedef struct confirm_arg {
+    confirm_ctx *ctx;
+    unsigned n;
+    unsigned seq;
+} confirm_arg;
+
+static void on_confirm(void *arg, bool ok, const ledger_result *result)
+{
+    confirm_arg *a = arg;
+    confirm_ctx *ctx = a->ctx;
+    ledger_delivery row;
+
+    atomic_fetch_add(&ctx->calls[a->n], 1);
+    if (a->seq != ctx->next++)
+        atomic_fetch_add(&ctx->out_of_order, 1);
+    if (!ok || result == NULL)
+        return;
+    atomic_fetch_add(&ctx->ok, 1);
+    if (result->outcome == LEDGER_SAME)
+        atomic_fetch_add(&ctx->same, 1);
+    if (result->outcome == LEDGER_CONFLICT)
+        atomic_fetch_add(&ctx->conflict, 1);
+    /* Durable and visible to another connection before the callback runs. */
+    if (ledger_get(ctx->reader, result->row.id, &row) == 1 && row.status == LEDGER_CONFIRMED &&
+        strcmp(row.client, CLIENT_A) == 0)
+        atomic_fetch_add(&ctx->visible, 1);
+}
+
+static void test_callbacks_after_commit(void **state)
+{
+    fixture *f = *state;
+    static confirm_ctx ctx;
+    static confirm_arg args[CONFIRMS + 2];
+    ledger_event ev;
+    writer_stats s;
+
+    memset(&ctx, 0, sizeof ctx);
+    writer *w = writer_new(open_ledger(f, false), 64, 16);
+    assert_non_null(w);
+    ctx.reader = open_ledger(f, true); /* after the writer's open made the schema */
+    assert_int_equal(writer_start(w), 0);
+
+    for (unsigned i = 0; i < CONFIRMS; i++) {
+        fill_confirm(&ev, i, CLIENT_A);
+        args[i] = (confirm_arg){.ctx = &ctx, .n = i, .seq = i};
+        while (writer_submit(w, &ev, on_confirm, &args[i]) != 0)
+            sleep_ms(1);
+    }
+    /* A repeat and a rival for the first delivery. */
+    fill_confirm(&ev, 0, CLIENT_A);
+    args[CONFIRMS] = (confirm_arg){.ctx = &ctx, .n = 1, .seq = CONFIRMS};
+    while (writer_submit(w, &ev, on_confirm, &args[CONFIRMS]) != 0)
+        sleep_ms(1);
+    fill_confirm(&ev, 0, CLIENT_B);
+    args[CONFIRMS + 1] = (confirm_arg){.ctx = &ctx, .n = 2, .seq = CONFIRMS + 1};
+    while (writer_submit(w, &ev, on_confirm, &args[CONFIRMS + 1]) != 0)
+        sleep_ms(1);
+
+    writer_stop(w);
+    writer_get_stats(w, &s);
+    writer_free(w);
+    ledger_close(ctx.reader);
+
+    for (unsigned i = 0; i < CONFIRMS; i++)
+        assert_int_equal(atomic_load(&ctx.calls[i]), i == 1 || i == 2 ? 2 : 1);
+    assert_int_equal(atomic_load(&ctx.out_of_order), 0);
+    assert_int_equal(atomic_load(&ctx.ok), CONFIRMS + 2);
+    assert_int_equal(atomic_load(&ctx.visible), CONFIRMS + 2);
+    assert_int_equal(atomic_load(&ctx.same), 1);
+    assert_int_equal(atomic_load(&ctx.conflict), 1);
+    assert_int_equal(s.committed, CONFIRMS + 2);
+    check_stats_add_up(&s);
+    assert_int_equal(count_rows(f), CONFIRMS);
+}
+
+/* ---- the queue ---- */
+
+static void test_queue_full_and_stop_drains(void **state)
+{
+    fixture *f = *state;
+    ledger_event ev;
+    writer_stats s;
+
+    writer *w = writer_new(open_ledger(f, false), 4, 2);
+    assert_non_null(w);
+    for (unsigned i = 0; i < 4; i++) {
+        fill_issue(&ev, i);
+        assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+    }
+    fill_issue(&ev, 4);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), -1);
+    writer_get_stats(w, &s);
+    assert_int_equal(s.queued, 4);
+    assert_int_equal(s.rejected, 1);
+
+    /* Never started: stop commits what is queued all the same. */
+    writer_stop(w);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), -1);
+    writer_stop(w); /* idempotent */
+    writer_get_stats(w, &s);
+    writer_free(w);
+    assert_int_equal(s.rejected, 2);
+    assert_int_equal(s.committed, 4);
+    assert_int_equal(s.batches, 2);
+    check_stats_add_up(&s);
+    assert_int_equal(count_rows(f), 4);
+}
+
+static void test_stop_drains_running(void **state)
+{
+    fixture *f = *state;
+    ledger_event ev;
+    writer_stats s;
+    const unsigned n = 5000;
+
+    writer *w = writer_new(open_ledger(f, false), n, 100);
+    assert_non_null(w);
+    assert_int_equal(writer_start(w), 0);
+    for (unsigned i = 0; i < n; i++) {
+        fill_issue(&ev, i);
+        assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+    }
+    writer_stop(w); /* at once: most events are still queued */
+    writer_get_stats(w, &s);
+    writer_free(w);
+    assert_int_equal(s.committed, n);
+    check_stats_add_up(&s);
+    assert_int_equal(count_rows(f), n);
+}
+
+static void test_bad_arguments(void **state)
+{
+    fixture *f = *state;
+    ledger_event ev;
+    writer_stats s;
+
+    fill_issue(&ev, 1);
+    assert_null(writer_new(NULL, 4, 4));
+    assert_null(writer_new(open_ledger(f, false), 0, 4)); /* closes the ledger */
+    assert_null(writer_new(open_ledger(f, false), 4, 0));
+    assert_null(writer_new(open_ledger(f, false), WRITER_QUEUE_MAX + 1, 4));
+    assert_int_equal(writer_submit(NULL, &ev, NULL, NULL), -1);
+    assert_int_equal(writer_start(NULL), -1);
+    writer_stop(NULL);
+    writer_free(NULL);
+    writer_get_stats(NULL, &s);
+
+    /* Freed without a stop: it stops (and drains) first. */
+    writer *w = writer_new(open_ledger(f, false), 4, 4);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+    writer_free(w);
+    assert_int_equal(count_rows(f), 1);
+}
+
+/* ---- refused events ---- */
+
+static atomic_int refused_ok;
+static atomic_int refused_failed;
+
+static void on_refused(void *arg, bool ok, const ledger_result *result)
+{
+    if (ok && result != NULL)
+        atomic_fetch_add(&refused_ok, 1);
+    if (!ok && result == NULL)
+        atomic_fetch_add(&refused_failed, 1);
+}
+
+static void test_refused_event_alone(void **state)
+{
+    fixture *f = *state;
+    ledger_event ev;
+    writer_stats s;
+
+    atomic_store(&refused_ok, 0);
+    atomic_store(&refused_failed, 0);
+    writer *w = writer_new(open_ledger(f, false), 16, 16);
+    fill_issue(&ev, 1);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+    fill_issue(&ev, 2);
+    ev.row.id[3] = '\0'; /* invalid: the ledger refuses it */
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+    fill_confirm(&ev, 3, CLIENT_A);
+    ev.row.status = LEDGER_ISSUED; /* invalid too, with a callback */
+    assert_int_equal(writer_submit(w, &ev, on_refused, NULL), 0);
+    fill_confirm(&ev, 4, CLIENT_A);
+    assert_int_equal(writer_submit(w, &ev, on_refused, NULL), 0);
+    writer_stop(w); /* one batch, drained on this thread */
+    writer_get_stats(w, &s);
+    writer_free(w);
+
+    assert_int_equal(atomic_load(&refused_ok), 1);
+    assert_int_equal(atomic_load(&refused_failed), 1);
+    assert_int_equal(s.batches, 1);
+    assert_int_equal(s.committed, 2);
+    assert_int_equal(s.failed, 2);
+    assert_int_equal(s.failed_commits, 0);
+    check_stats_add_up(&s);
+    assert_int_equal(count_rows(f), 2);
+}
+
+/* ---- a ledger that cannot commit ---- */
+
+static atomic_int failure_calls;
+static atomic_int failure_ok;
+
+static void on_failure_test(void *arg, bool ok, const ledger_result *result)
+{
+    atomic_fetch_add(&failure_calls, 1);
+    /* No cmocka asserts here: they may not jump out of the writer thread. */
+    if (ok || result != NULL)
+        atomic_fetch_add(&failure_ok, 1);
+}
+
+static void wait_for(writer *w, uint64_t failed_commits)
+{
+    writer_stats s;
+    for (int i = 0; i < 5000; i++) {
+        writer_get_stats(w, &s);
+        if (s.failed_commits >= failed_commits)
+            return;
+        sleep_ms(1);
+    }
+    fail_msg("the writer never failed %llu times", (unsigned long long)failed_commits);
+}
+
+static void test_commit_failure_retries(void **state)
+{
+    fixture *f = *state;
+    ledger_event ev;
+    writer_stats s;
+    sqlite3 *blocker = NULL;
+    const unsigned issues = 50;
+
+    atomic_store(&failure_calls, 0);
+    atomic_store(&failure_ok, 0);
+    ledger *lg = open_ledger(f, false);
+    /* Give up on a held lock quickly, so that the test need not wait 5 s. */
+    assert_int_equal(ledger_set_lock_timeout(lg, 20), 0);
+    writer *w = writer_new(lg, 1024, 16);
+    assert_non_null(w);
+
+    /* Another process holds the write lock, as a long admin job might. */
+    assert_int_equal(sqlite3_open(f->file, &blocker), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(blocker, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+
+    assert_int_equal(writer_start(w), 0);
+    fill_confirm(&ev, 1000, CLIENT_A);
+    assert_int_equal(writer_submit(w, &ev, on_failure_test, NULL), 0);
+    wait_for(w, 1);
+    for (int i = 0; i < 2000 && atomic_load(&failure_calls) == 0; i++)
+        sleep_ms(1);
+    assert_int_equal(atomic_load(&failure_calls), 1);
+    assert_int_equal(atomic_load(&failure_ok), 0);
+
+    for (unsigned i = 0; i < issues; i++) {
+        fill_issue(&ev, i);
+        assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+    }
+    wait_for(w, 4); /* the issuances failed and were retried, more than once */
+    writer_get_stats(w, &s);
+    assert_true(s.retrying > 0);
+    assert_int_equal(s.committed, 0);
+
+    /* The lock goes away: the held issuances land. */
+    assert_int_equal(sqlite3_exec(blocker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(blocker);
+    writer_stop(w);
+    writer_get_stats(w, &s);
+    writer_free(w);
+
+    assert_int_equal(count_rows(f), issues);
+    assert_int_equal(atomic_load(&failure_calls), 1); /* once, and never again */
+    assert_int_equal(s.committed, issues);
+    assert_int_equal(s.failed, 1);
+    assert_true(s.failed_commits >= 4);
+    check_stats_add_up(&s);
+}
+
+int main(void)
+{
+    /* Failures are expected below; only errors should show. */
+    log_set_level(LOG_LEVEL_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_many_producers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callbacks_after_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_full_and_stop_drains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_drains_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_event_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_failure_retries, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

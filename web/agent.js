@@ -1,0 +1,1 @@
+/* receipt browser agent: see PROTOCOL.md */
