@@ -168,15 +168,15 @@ static void on_ledger_done(void *arg, bool ok, const ledger_result *result)
         call->result = *result;
     confirm_waits *w = call->waits;
     pthread_mutex_lock(&w->lock);
+    bool was_listed = call->listed;
     unlist(w, call);
     pthread_mutex_unlock(&w->lock);
-    if (!finish(call, ok ? CALL_DONE : CALL_FAILED)) {
-        /* Already answered 503; the row is written all the same, and a retry
-         * of the client gets it back unchanged. */
-    }
-    /* One for the list (now unlisted by us, unless the watchdog did) and
-     * one for the writer. */
-    call_unref(call);
+    /* When the watchdog answered 503 first, the row is written all the same,
+     * and the client's retry gets it back unchanged. */
+    finish(call, ok ? CALL_DONE : CALL_FAILED);
+    if (was_listed)
+        call_unref(call); /* the list's, unless the watchdog took it */
+    call_unref(call);     /* the writer's */
 }
 
 void confirm_release(request *req)

@@ -18,15 +18,15 @@
 
 #define CONTENT_HASH_CHUNK         (256u * 1024) /* pread size when hashing files not in memory */
 #define CONTENT_CHANGE_RETRIES     3 /* a file that keeps changing while read is an error */
-#define CONTENT_RESOLVE_RETRIES    4 /* openat2 EAGAIN: a rename raced the resolution      */
+#define CONTENT_RESOLVE_RETRIES    4 /* openat2 EAGAIN: a rename raced the resolution */
 #define CONTENT_DIGEST_ENTRIES_MAX (1u << 24)
 #define CONTENT_BODY_BUCKETS_MIN   256
 #define CONTENT_BODY_BUCKETS_MAX   (1u << 20)
 #define CONTENT_MIME_BUCKETS       1024
-#define CONTENT_MIME_ENTRIES_MAX   8192 /* extensions taken from a mime.types file       */
+#define CONTENT_MIME_ENTRIES_MAX   8192 /* extensions taken from a mime.types file */
 #define CONTENT_MIME_LINE_MAX      1024 /* longer lines of a mime.types file are skipped */
-#define CONTENT_MIME_TYPE_MAX      127  /* bytes of a type, without the charset          */
-#define CONTENT_EXT_MAX            32   /* longer extensions have no type                */
+#define CONTENT_MIME_TYPE_MAX      127  /* bytes of a type, without the charset */
+#define CONTENT_EXT_MAX            32   /* longer extensions have no type */
 #define CONTENT_DEFAULT_MIME       "application/octet-stream"
 #define CONTENT_CHARSET            "; charset=utf-8"
 

@@ -412,6 +412,24 @@ static struct MHD_Response *injected_response(content_file *f, const delivery *d
     return r;
 }
 
+/* Percent-encodes what a path may not carry literally in a Location. */
+static void percent_encode_path(const char *path, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = 0;
+    for (const unsigned char *p = (const unsigned char *)path; *p && len + 4 <= cap; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("/-._~!$&'()*+,;=:@", *p) != NULL) {
+            out[len++] = (char)*p;
+        } else {
+            out[len++] = '%';
+            out[len++] = hex[*p >> 4];
+            out[len++] = hex[*p & 15];
+        }
+    }
+    out[len] = '\0';
+}
+
 static void fill_issue_event(const http_server *srv, const request *req, const delivery *d,
                              ledger_event *ev)
 {
@@ -438,9 +456,11 @@ static enum MHD_Result serve_content(http_server *srv, request *req, struct MHD_
     case CONTENT_OK:
         break;
     case CONTENT_REDIRECT: {
+        char location[CONTENT_PATH_MAX * 3 + 1];
+        percent_encode_path(f.path, location, sizeof location);
         struct MHD_Response *r = empty_response();
         if (r != NULL)
-            MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, f.path);
+            MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
         return http_queue(req, c, 301, r, 0);
     }
     case CONTENT_NOT_FOUND:

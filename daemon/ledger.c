@@ -5,7 +5,7 @@
 #include <strings.h>
 
 #define LEDGER_SQLITE_SCHEME "sqlite:"
-#define LEDGER_DEFAULT_FILE "ledger.sqlite"
+#define LEDGER_DEFAULT_FILE  "ledger.sqlite"
 
 static const char *const status_names[] = {
     [LEDGER_ISSUED] = "issued",

@@ -22,12 +22,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_PATH_MAX TICKET_PATH_MAX
-#define LEDGER_ADDR_MAX 46 /* INET6_ADDRSTRLEN */
-#define LEDGER_UA_MAX 255
-#define LEDGER_SERVER_MAX 63
+#define LEDGER_PATH_MAX    TICKET_PATH_MAX
+#define LEDGER_ADDR_MAX    46 /* INET6_ADDRSTRLEN */
+#define LEDGER_UA_MAX      255
+#define LEDGER_SERVER_MAX  63
 #define LEDGER_RECEIPT_MAX 2047
-#define LEDGER_ERR_MAX 256
+#define LEDGER_ERR_MAX     256
 
 typedef enum ledger_status {
     LEDGER_ISSUED = 0,
@@ -53,14 +53,14 @@ typedef struct ledger_delivery {
     ledger_status status;
     char client[ECKEY_THUMBPRINT_LEN + 1]; /* client ID once bound         */
     char bound_addr[LEDGER_ADDR_MAX + 1];
-    uint64_t bound_ms;                     /* 0: not bound                 */
-    uint64_t confirmed_ms;                 /* 0: not confirmed             */
+    uint64_t bound_ms;     /* 0: not bound                 */
+    uint64_t confirmed_ms; /* 0: not confirmed             */
     char confirm_addr[LEDGER_ADDR_MAX + 1];
-    bool received_has_sha256;              /* false: client sent null      */
+    bool received_has_sha256; /* false: client sent null      */
     uint8_t received_sha256[32];
     uint64_t received_size;
-    uint64_t received_at_ms;               /* the client's clock           */
-    char receipt[LEDGER_RECEIPT_MAX + 1];  /* JWS, once confirmed          */
+    uint64_t received_at_ms;              /* the client's clock           */
+    char receipt[LEDGER_RECEIPT_MAX + 1]; /* JWS, once confirmed          */
 } ledger_delivery;
 
 typedef enum ledger_event_kind {
@@ -147,7 +147,7 @@ int ledger_begin(ledger *lg);
  *     lock lost...); roll back, the whole batch must be tried again.
  */
 #define LEDGER_APPLY_EVENT_FAILED (-1)
-#define LEDGER_APPLY_TXN_FAILED (-2)
+#define LEDGER_APPLY_TXN_FAILED   (-2)
 int ledger_apply(ledger *lg, const ledger_event *event, ledger_result *result);
 int ledger_commit(ledger *lg);
 /* Succeeds (does nothing) when no transaction is open. */

@@ -19,9 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SQLITE_CACHE_KIB 16384                /* page cache of a handle          */
+#define SQLITE_CACHE_KIB     16384              /* page cache of a handle          */
 #define SQLITE_JOURNAL_LIMIT (64 * 1024 * 1024) /* WAL size kept after checkpoints */
-#define SQLITE_FILE_MODE 0600                   /* client addresses are personal data */
+#define SQLITE_FILE_MODE     0600               /* client addresses are personal data */
 /*
  * WAL pages between automatic checkpoints (SQLite's default is 1000). Hot
  * index pages rewritten by many batches are then copied to the database once,
@@ -70,10 +70,11 @@ static const char *const migrations[] = {
 
 /* Column order of every INSERT and SELECT; the enum is the 0-based index. */
 #define COLUMNS                                                                                    \
-    "id, path, sha256, size, server, client_addr, user_agent, issued_ms, status, client, "        \
-    "bound_addr, bound_ms, confirmed_ms, confirm_addr, received_sha256, received_size, "          \
+    "id, path, sha256, size, server, client_addr, user_agent, issued_ms, status, client, "         \
+    "bound_addr, bound_ms, confirmed_ms, confirm_addr, received_sha256, received_size, "           \
     "received_at_ms, receipt"
-#define PLACEHOLDERS "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18"
+#define PLACEHOLDERS                                                                               \
+    "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18"
 
 enum column {
     COL_ID,
@@ -96,7 +97,8 @@ enum column {
     COL_RECEIPT,
 };
 
-#define INSERT_ROW "INSERT INTO deliveries (" COLUMNS ") VALUES (" PLACEHOLDERS ") ON CONFLICT (id) "
+#define INSERT_ROW                                                                                 \
+    "INSERT INTO deliveries (" COLUMNS ") VALUES (" PLACEHOLDERS ") ON CONFLICT (id) "
 
 enum stmt_id {
     ST_BEGIN,

@@ -169,8 +169,7 @@ static void batch_failed(writer *w, size_t n, const char *why)
         }
     }
     w->held = kept;
-    log_error("ledger writer: a batch of %zu events failed (%s); %zu kept for retry", n, why,
-              kept);
+    log_error("ledger writer: a batch of %zu events failed (%s); %zu kept for retry", n, why, kept);
 
     pthread_mutex_lock(&w->lock);
     w->stats.failed_commits++;
@@ -218,17 +217,40 @@ failed:
 
 /* ---- the thread ---- */
 
+/*
+ * Stopping, and the ledger has failed for the whole grace period: everything
+ * still here ends now, held and queued alike (nothing can be queued any
+ * more), rather than one failing batch per backoff.
+ */
 static void give_up(writer *w)
 {
-    size_t n = w->held;
-    log_error("ledger writer: the ledger kept failing while stopping; %zu events lost", n);
-    for (size_t i = 0; i < n; i++)
-        item_fail(w->batch[i]);
-    w->held = 0;
+    size_t held = w->held;
+    size_t queued;
+
     pthread_mutex_lock(&w->lock);
-    w->stats.failed += n;
+    queued = w->count;
+    w->stats.failed += held + queued;
     w->stats.retrying = 0;
     pthread_mutex_unlock(&w->lock);
+
+    log_error("ledger writer: the ledger kept failing while stopping; %zu events lost",
+              held + queued);
+    for (size_t i = 0; i < held; i++)
+        item_fail(w->batch[i]);
+    w->held = 0;
+    for (;;) {
+        writer_item *item = NULL;
+        pthread_mutex_lock(&w->lock);
+        if (w->count > 0) {
+            item = w->ring[w->head];
+            w->head = (w->head + 1) % w->capacity;
+            w->count--;
+        }
+        pthread_mutex_unlock(&w->lock);
+        if (item == NULL)
+            break;
+        item_fail(item); /* outside the lock: it may call back */
+    }
 }
 
 /* Takes queued events behind the held ones; returns false when done for good. */
@@ -286,8 +308,10 @@ static void *writer_main(void *arg)
         if (is_stopping(w)) {
             if (give_up_at < 0)
                 give_up_at = now_ms() + WRITER_STOP_GRACE_MS;
-            else if (now_ms() >= give_up_at && w->held > 0)
+            else if (now_ms() >= give_up_at) {
                 give_up(w);
+                continue; /* nothing left: batch_fill ends the loop */
+            }
         }
         /* Not woken by submits: the queue fills meanwhile, and bounds memory. */
         sleep_ms(backoff);
@@ -334,8 +358,7 @@ fail:
         free(w->batch);
         free(w);
     }
-    ledger_close(lg);
-    return NULL;
+    return NULL; /* lg stays the caller's */
 }
 
 int writer_start(writer *w)

@@ -39,11 +39,13 @@ typedef struct writer writer;
  */
 typedef void (*writer_done_fn)(void *arg, bool ok, const ledger_result *result);
 
-#define WRITER_LATENCY_BUCKETS 12 /* commit latency, ms: 1 2 5 10 25 50 100 250 500 1000 2500 +Inf */
-#define WRITER_BATCH_BUCKETS 8    /* batch size: 1 4 16 64 256 1024 4096 +Inf */
+/* Commit latency, ms: 1 2 5 10 25 50 100 250 500 1000 2500 +Inf. */
+#define WRITER_LATENCY_BUCKETS 12
+/* Batch size: 1 4 16 64 256 1024 4096 +Inf. */
+#define WRITER_BATCH_BUCKETS 8
 
-#define WRITER_QUEUE_MAX (1u << 22) /* largest queue_capacity accepted */
-#define WRITER_BATCH_MAX 65536      /* largest batch_max accepted      */
+#define WRITER_QUEUE_MAX     (1u << 22) /* largest queue_capacity accepted */
+#define WRITER_BATCH_MAX     65536      /* largest batch_max accepted      */
 #define WRITER_STOP_GRACE_MS 10000
 
 /*
@@ -51,8 +53,8 @@ typedef void (*writer_done_fn)(void *arg, bool ok, const ledger_result *result);
  * submitted == committed + failed, and the histograms sum to batches.
  */
 typedef struct writer_stats {
-    uint64_t queued;         /* events in the queue now */
-    uint64_t retrying;       /* events held for retry after a failed commit */
+    uint64_t queued;   /* events in the queue now */
+    uint64_t retrying; /* events held for retry after a failed commit */
     uint64_t capacity;
     uint64_t submitted;      /* submits accepted */
     uint64_t committed;      /* events committed (each once, retried or not) */
@@ -69,8 +71,9 @@ typedef struct writer_stats {
 } writer_stats;
 
 /*
- * Takes ownership of lg (closed by writer_free, or at once if writer_new
- * fails). queue_capacity is 1..WRITER_QUEUE_MAX, batch_max 1..WRITER_BATCH_MAX.
+ * Takes ownership of lg on success (writer_free closes it); on failure
+ * (NULL) the caller still owns it. queue_capacity is 1..WRITER_QUEUE_MAX,
+ * batch_max 1..WRITER_BATCH_MAX.
  */
 writer *writer_new(ledger *lg, size_t queue_capacity, size_t batch_max);
 /* Starts the thread (once); returns 0 or -1. */

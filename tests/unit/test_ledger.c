@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TEST_DIR_MAX 64
+#define TEST_DIR_MAX  64
 #define TEST_PATH_MAX 256
 
 typedef struct fixture {
@@ -250,8 +250,8 @@ static void test_bad_paths(void **state)
     char path[TEST_PATH_MAX];
     FILE *junk;
 
-    assert_null(ledger_open("sqlite:/nonexistent-dir/sub/ledger.sqlite", NULL, false, err,
-                            sizeof err));
+    assert_null(
+        ledger_open("sqlite:/nonexistent-dir/sub/ledger.sqlite", NULL, false, err, sizeof err));
     assert_non_null(strstr(err, "/nonexistent-dir/sub/ledger.sqlite"));
     assert_non_null(strstr(err, "No such file or directory"));
 

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define CLIENT_KEY                                                                                \
-    "BC8f8QOqnWiyzfVFWC4zIyh1H9lQiVXxeqa-IZPycBtCDMCETttP-cohU3a_5tJ9JaoRXcrztfhtbgL08K6FG8Q"
+    "BC8f8QOqnWiyzfXFWC4zIyh1H9lQiVXxeqa-IZPycBtCDMCETttP-cohU3a_5tJ9JaoRXcrztfhtbgL08K6FG8Q"
 #define CLIENT_ID "_p8c_h-lhZVQMr2M2RrlW5dVou4F02jrfVX_wGJR7rM"
 #define SHA "ZkxAVQDhyw7ZRpaXS-eY_CLzIOK0ZqpVWpKfTABtQsE"
 #define JWKS "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"k\",\"use\":\"sig\"}]}"

@@ -19,11 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TEST_DIR_MAX 64
+#define TEST_DIR_MAX  64
 #define TEST_PATH_MAX 256
-#define PRODUCERS 4
-#define PER_PRODUCER 2500
-#define CONFIRMS 300
+#define PRODUCERS     4
+#define PER_PRODUCER  2500
+#define CONFIRMS      300
 
 #define CLIENT_A "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 #define CLIENT_B "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
@@ -336,9 +336,13 @@ static void test_bad_arguments(void **state)
 
     fill_issue(&ev, 1);
     assert_null(writer_new(NULL, 4, 4));
-    assert_null(writer_new(open_ledger(f, false), 0, 4)); /* closes the ledger */
-    assert_null(writer_new(open_ledger(f, false), 4, 0));
-    assert_null(writer_new(open_ledger(f, false), WRITER_QUEUE_MAX + 1, 4));
+    ledger *lg = open_ledger(f, false);
+    assert_null(writer_new(lg, 0, 4)); /* the ledger stays ours */
+    assert_null(writer_new(lg, 4, 0));
+    assert_null(writer_new(lg, WRITER_QUEUE_MAX + 1, 4));
+    assert_null(writer_new(lg, 4, WRITER_BATCH_MAX + 1));
+    assert_int_equal(ledger_count(lg), 0);
+    ledger_close(lg);
     assert_int_equal(writer_submit(NULL, &ev, NULL, NULL), -1);
     assert_int_equal(writer_start(NULL), -1);
     writer_stop(NULL);
