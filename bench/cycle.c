@@ -48,16 +48,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RESP_MAX        (256 * 1024) /* one response, head and body */
-#define REQ_MAX         (32 * 1024)  /* one request, head and body */
-#define CLIENTS_MAX     4096
-#define CONNECTIONS_MAX 10000
-#define THREADS_MAX     64
-#define DURATION_MAX    3600
-#define PATH_MAX_LEN    1024
-#define EVENTS_MAX      256
-#define JWKS_TIMEOUT_S  5
-#define STATUS_MAX      600
+#define RESP_MAX         (256 * 1024) /* one response, head and body */
+#define REQ_MAX          (32 * 1024)  /* one request, head and body */
+#define CLIENTS_MAX      4096
+#define CONNECTIONS_MAX  10000
+#define THREADS_MAX      64
+#define DURATION_MAX     3600
+#define PATH_MAX_LEN     1024
+#define EVENTS_MAX       256
+#define JWKS_TIMEOUT_S   5
+#define STATUS_MAX       600
+#define CONNECT_PAUSE_NS (10 * 1000 * 1000)
 
 typedef enum err_kind {
     E_CONNECT,
@@ -157,6 +158,7 @@ typedef struct worker {
     conn *conns;
     size_t n;
     size_t next_client;
+    uint64_t connect_failed_ns; /* last failure to connect */
     stats st;
     bool failed;
 } worker;
@@ -296,7 +298,7 @@ static int parse_response(const char *buf, size_t len, response *r)
 
     bool have_length = false, chunked = false;
     uint64_t length = 0;
-    const char *line = memchr(buf, '\n', head) + 1;
+    const char *line = (const char *)memchr(buf, '\n', head) + 1;
     while (line < buf + head - 2) {
         const char *eol = memmem(line, (size_t)(buf + head - line), "\r\n", 2);
         size_t n = (size_t)(eol - line);
@@ -447,7 +449,7 @@ static void conn_open(worker *w, conn *c)
     c->gen++;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
-        count_error(w, E_CONNECT);
+        conn_fail(w, c, E_CONNECT);
         return;
     }
     int one = 1;
@@ -465,19 +467,15 @@ static void conn_open(worker *w, conn *c)
         conn_fail(w, c, E_IO);
 }
 
-/* Counts the failure and opens the connection again, after a pause when
- * the server refuses connections (so that a dead server is not spun on). */
+/* Counts the failure and closes; the worker loop opens the connection
+ * again, after a pause when connecting failed (no spinning on a dead server). */
 static void conn_fail(worker *w, conn *c, err_kind kind)
 {
     count_error(w, kind);
     conn_close(w, c);
     c->pending_post = false;
-    if (kind == E_CONNECT) {
-        struct timespec pause = {0, 10 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
-    if (now_ns() < g.end_ns)
-        conn_open(w, c);
+    if (kind == E_CONNECT)
+        w->connect_failed_ns = now_ns();
 }
 
 static int flush(worker *w, conn *c)
@@ -640,11 +638,8 @@ static void on_response(worker *w, conn *c, response *r)
 
     if (c->ph == PH_GET) {
         w->st.get_status[status]++;
-        if (r->status != 200) {
-            conn_close(w, c);
-            conn_open(w, c);
-            return;
-        }
+        if (r->status != 200)
+            goto next; /* counted by status */
         if (r->plugin == NULL) {
             kind = E_NO_PLUGIN;
             goto failed;
@@ -668,11 +663,8 @@ static void on_response(worker *w, conn *c, response *r)
     }
 
     w->st.post_status[status]++;
-    if (r->status != 200) {
-        conn_close(w, c);
-        conn_open(w, c);
-        return;
-    }
+    if (r->status != 200)
+        goto next;
     kind = check_answer(c, r);
     if (kind != E_KINDS)
         goto failed;
@@ -684,10 +676,10 @@ static void on_response(worker *w, conn *c, response *r)
         if (record_latency(&w->st, t - c->started_ns) != 0)
             w->failed = true;
     }
+next:
     if (close_after) {
         w->st.reconnects++;
-        conn_close(w, c);
-        conn_open(w, c);
+        conn_close(w, c); /* the worker loop opens it again */
         return;
     }
     start_get(w, c);
@@ -789,8 +781,11 @@ static void *worker_main(void *arg)
                 continue;
             on_event(w, c, evs[i].events);
         }
-        for (size_t i = 0; i < w->n; i++) {
-            if (w->conns[i].fd < 0 && now_ns() < g.end_ns)
+        uint64_t t = now_ns();
+        if (t - w->connect_failed_ns < CONNECT_PAUSE_NS)
+            continue;
+        for (size_t i = 0; i < w->n && t < g.end_ns; i++) {
+            if (w->conns[i].fd < 0)
                 conn_open(w, &w->conns[i]);
         }
     }
@@ -833,18 +828,15 @@ static json_t *fetch_jwks(void)
                      g.hostport);
     if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
         goto cleanup;
-    for (;;) {
+    int rc = 0;
+    while (rc == 0 && len < RESP_MAX - 1) {
         ssize_t got = recv(fd, buf + len, RESP_MAX - 1 - len, 0);
         if (got <= 0)
             break;
         len += (size_t)got;
-        int rc = parse_response(buf, len, &r);
-        if (rc != 0)
-            break;
-        if (len == RESP_MAX - 1)
-            break;
+        rc = parse_response(buf, len, &r);
     }
-    if (parse_response(buf, len, &r) != 1 || r.status != 200) {
+    if (rc != 1 || r.status != 200) {
         fprintf(stderr, "cycle: GET /_receipt/jwks.json failed (status %d)\n", r.status);
         goto cleanup;
     }

@@ -24,15 +24,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_CONFIRMED 0
+#define EXIT_CONFIRMED     0
 #define EXIT_FAILURE_OTHER 1
-#define EXIT_USAGE 2
-#define EXIT_SPOOLED 3
-#define EXIT_CORRUPTED 4
-#define EXIT_INTERRUPTED 130
+#define EXIT_USAGE         2
+#define EXIT_SPOOLED       3
+#define EXIT_CORRUPTED     4
+#define EXIT_INTERRUPTED   130
 
-#define CLI_PATH_MAX 4096
-#define CLI_FILE_MAX (64 * 1024) /* receipts and key sets read from files */
+#define CLI_PATH_MAX             4096
+#define CLI_FILE_MAX             (64 * 1024) /* receipts and key sets read from files */
 #define CLI_PROGRESS_INTERVAL_MS 100
 
 static const char usage_text[] =
@@ -170,7 +170,7 @@ static int cli_on_progress(uint64_t received, uint64_t total, void *user)
     cli_progress *p = user;
     if (cli_interrupted)
         return 1;
-    if (!p->draw)
+    if (!p->draw || (received == 0 && total == 0))
         return 0;
     uint64_t now = cli_now_ms();
     if (p->start_ms == 0)
@@ -217,8 +217,7 @@ static int cli_state_path(const char *name, char *out, size_t outlen)
     if (xdg != NULL && xdg[0] == '/')
         n = snprintf(out, outlen, "%s/receipt%s%s", xdg, name[0] ? "/" : "", name);
     else if (home != NULL && home[0] != '\0')
-        n = snprintf(out, outlen, "%s/.local/state/receipt%s%s", home, name[0] ? "/" : "",
-                     name);
+        n = snprintf(out, outlen, "%s/.local/state/receipt%s%s", home, name[0] ? "/" : "", name);
     else
         return -1;
     return n > 0 && (size_t)n < outlen ? 0 : -1;
@@ -443,13 +442,29 @@ static int cmd_id(cli_opts *o)
     return rc;
 }
 
-/* The default output name: the URL path's last segment, or index.html. */
+static int cli_hex(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/*
+ * The default output name: the URL path's last segment, percent-decoded,
+ * or index.html. A name that decodes to a path or a control character is
+ * refused rather than cleaned up behind the user's back.
+ */
 static int cli_default_output(const char *url, const char *dir, char *out, size_t outlen)
 {
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
     p = strchr(p, '/');
     char name[256] = "index.html";
+    bool bad = false;
     if (p != NULL) {
         size_t len = strcspn(p, "?#");
         const char *seg = p;
@@ -457,12 +472,22 @@ static int cli_default_output(const char *url, const char *dir, char *out, size_
             if (p[i] == '/')
                 seg = p + i + 1;
         size_t seglen = (size_t)(p + len - seg);
-        if (seglen > 0 && seglen < sizeof(name)) {
-            memcpy(name, seg, seglen);
-            name[seglen] = '\0';
+        size_t n = 0;
+        for (size_t i = 0; i < seglen && n + 1 < sizeof(name); i++) {
+            unsigned char ch = (unsigned char)seg[i];
+            if (ch == '%' && i + 2 < seglen && cli_hex(seg[i + 1]) >= 0 &&
+                cli_hex(seg[i + 2]) >= 0) {
+                ch = (unsigned char)(cli_hex(seg[i + 1]) * 16 + cli_hex(seg[i + 2]));
+                i += 2;
+            }
+            if (ch < 0x20 || ch == 0x7f || ch == '/')
+                bad = true;
+            name[n++] = (char)ch;
         }
+        if (n > 0)
+            name[n] = '\0';
     }
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strchr(name, '%') != NULL) {
+    if (bad || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
         cli_err("cannot make a file name from %s; name one with -o", url);
         return -1;
     }
@@ -523,8 +548,12 @@ static int cmd_fetch(cli_opts *o, const char *url)
     cli_progress progress = {.draw = !o->quiet && isatty(STDERR_FILENO)};
     receipt_client_set_progress(c, cli_on_progress, &progress);
 
-    if (cli_load_key(c, o, true) != 0)
-        goto fail;
+    if (cli_load_key(c, o, true) != 0) {
+        /* Already said on standard error. */
+        if (o->json)
+            cli_json_failure(url, receipt_errmsg(c));
+        goto out;
+    }
     if (receipt_client_set_spool_dir(c, o->spool) != RECEIPT_OK ||
         receipt_client_set_receipt_dir(c, o->receipts) != RECEIPT_OK) {
         snprintf(error, sizeof(error), "%s", receipt_errmsg(c));
@@ -569,9 +598,10 @@ static int cmd_fetch(cli_opts *o, const char *url)
     if (o->json) {
         cli_json_delivery(stdout, d, cli_status_word(d), rc != EXIT_CORRUPTED, error);
     } else {
-        cli_fetch_summary(o, d, r == RECEIPT_SPOOLED ? "confirmation spooled; send it later "
-                                                       "with: receipt flush"
-                                                     : error);
+        cli_fetch_summary(o, d,
+                          r == RECEIPT_SPOOLED ? "confirmation spooled; send it later "
+                                                 "with: receipt flush"
+                                               : error);
     }
     if (rc == EXIT_FAILURE_OTHER && o->quiet)
         cli_err("%s", error);
@@ -743,8 +773,16 @@ out:
 
 int main(int argc, char **argv)
 {
-    enum { OPT_KEY = 256, OPT_SPOOL, OPT_RECEIPTS, OPT_JSON, OPT_JWKS, OPT_FORCE, OPT_DUE,
-           OPT_INSECURE };
+    enum {
+        OPT_KEY = 256,
+        OPT_SPOOL,
+        OPT_RECEIPTS,
+        OPT_JSON,
+        OPT_JWKS,
+        OPT_FORCE,
+        OPT_DUE,
+        OPT_INSECURE
+    };
     static const struct option longopts[] = {
         {"key", required_argument, NULL, OPT_KEY},
         {"spool", required_argument, NULL, OPT_SPOOL},

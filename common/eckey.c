@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ECKEY_COORD_LEN 32
+#define ECKEY_COORD_LEN     32
 #define ECKEY_COORD_B64_LEN 43
-#define ECKEY_PEM_MAX (16 * 1024)
-#define ECKEY_GROUP "prime256v1"
+#define ECKEY_PEM_MAX       (16 * 1024)
+#define ECKEY_GROUP         "prime256v1"
 
 struct eckey {
     EVP_PKEY *pkey;
@@ -52,8 +52,8 @@ void eckey_thumbprint_of(const uint8_t x[32], const uint8_t y[32],
     b64url_encode(x, ECKEY_COORD_LEN, xs);
     b64url_encode(y, ECKEY_COORD_LEN, ys);
     /* RFC 7638: required members only, sorted, no whitespace. */
-    len = snprintf(json, sizeof(json), "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-                   xs, ys);
+    len = snprintf(json, sizeof(json),
+                   "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", xs, ys);
     if (len < 0 || (size_t)len >= sizeof(json) || sha256_md() == NULL ||
         EVP_Digest(json, (size_t)len, digest, &dlen, sha256_md(), NULL) != 1 || dlen != 32) {
         /* Only an exhausted or broken crypto library gets here; an empty id matches nothing. */
@@ -202,8 +202,8 @@ eckey *eckey_from_jwk(const json_t *jwk)
         goto out;
     kty = json_object_get(jwk, "kty");
     crv = json_object_get(jwk, "crv");
-    if (!json_is_string(kty) || strcmp(json_string_value(kty), "EC") != 0 ||
-        !json_is_string(crv) || strcmp(json_string_value(crv), "P-256") != 0)
+    if (!json_is_string(kty) || strcmp(json_string_value(kty), "EC") != 0 || !json_is_string(crv) ||
+        strcmp(json_string_value(crv), "P-256") != 0)
         goto out;
     point[0] = 0x04;
     if (!jwk_coord(jwk, "x", point + 1) || !jwk_coord(jwk, "y", point + 1 + ECKEY_COORD_LEN))

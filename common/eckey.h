@@ -16,9 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ECKEY_POINT_LEN 65         /* 0x04 || X || Y */
-#define ECKEY_POINT_B64_LEN 87     /* base64url of the point: Receipt-Client-Key */
-#define ECKEY_THUMBPRINT_LEN 43    /* base64url of a SHA-256 */
+#define ECKEY_POINT_LEN      65 /* 0x04 || X || Y */
+#define ECKEY_POINT_B64_LEN  87 /* base64url of the point: Receipt-Client-Key */
+#define ECKEY_THUMBPRINT_LEN 43 /* base64url of a SHA-256 */
 
 typedef struct eckey eckey;
 

@@ -14,12 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JOSE_IV_B64_LEN 16
+#define JOSE_IV_B64_LEN  16
 #define JOSE_TAG_B64_LEN 22
 #define JOSE_SIG_B64_LEN 86
 #define JOSE_DER_SIG_MAX 80 /* a DER ECDSA P-256 signature is at most 72 bytes */
-#define JOSE_MAX_PARTS 5
-#define JOSE_TYP "receipt+jwt"
+#define JOSE_MAX_PARTS   5
+#define JOSE_TYP         "receipt+jwt"
 
 typedef enum jose_shape {
     JOSE_SHAPE_JWE,
@@ -235,8 +235,8 @@ static jose_result jose_parse_header(const char *b64, size_t len, jose_shape sha
     dlen = b64url_decode(b64, len, buf, sizeof(buf));
     if (dlen <= 0)
         return JOSE_MALFORMED;
-    obj = json_loadb((const char *)buf, (size_t)dlen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                     &err);
+    obj =
+        json_loadb((const char *)buf, (size_t)dlen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (obj == NULL) {
         r = json_error_code(&err) == json_error_duplicate_key ? JOSE_BAD_HEADER : JOSE_MALFORMED;
         goto out;
@@ -286,15 +286,13 @@ static jose_result jwe_parse(const char *token, size_t n, jose_parts *parts, jos
     if (r != JOSE_OK)
         return r;
     /* "dir": the key is K itself, so the encrypted key must be empty. */
-    if (parts->len[1] != 0 || parts->len[2] != JOSE_IV_B64_LEN ||
-        parts->len[4] != JOSE_TAG_B64_LEN)
+    if (parts->len[1] != 0 || parts->len[2] != JOSE_IV_B64_LEN || parts->len[4] != JOSE_TAG_B64_LEN)
         return JOSE_MALFORMED;
     return JOSE_OK;
 }
 
-jose_result jwe_encrypt(const uint8_t key[32], const char *kid, const char *skid,
-                        const char *cty, const uint8_t *plaintext, size_t n,
-                        const uint8_t *iv, char **out)
+jose_result jwe_encrypt(const uint8_t key[32], const char *kid, const char *skid, const char *cty,
+                        const uint8_t *plaintext, size_t n, const uint8_t *iv, char **out)
 {
     char header[JOSE_HEADER_MAX];
     uint8_t ivbuf[JOSE_IV_LEN];
@@ -358,8 +356,8 @@ jose_result jwe_peek(const char *token, size_t n, jose_header *header)
     return jwe_parse(token, n, &parts, header);
 }
 
-jose_result jwe_decrypt(const uint8_t key[32], const char *token, size_t n,
-                        jose_header *header, uint8_t **plaintext, size_t *plaintext_len)
+jose_result jwe_decrypt(const uint8_t key[32], const char *token, size_t n, jose_header *header,
+                        uint8_t **plaintext, size_t *plaintext_len)
 {
     jose_parts parts;
     uint8_t iv[JOSE_IV_LEN];
@@ -463,8 +461,7 @@ jose_result jose_es256_verify(const eckey *key, const uint8_t *msg, size_t n,
     if (derlen <= 0)
         goto out;
     mctx = EVP_MD_CTX_new();
-    if (mctx == NULL ||
-        EVP_DigestVerifyInit(mctx, NULL, jose_sha256, NULL, eckey_pkey(key)) != 1)
+    if (mctx == NULL || EVP_DigestVerifyInit(mctx, NULL, jose_sha256, NULL, eckey_pkey(key)) != 1)
         goto out;
     rc = EVP_DigestVerify(mctx, der, (size_t)derlen, msg, n) == 1 ? JOSE_OK : JOSE_DECRYPT;
 out:

@@ -8,10 +8,12 @@
  * else is done with the token: another alg or enc, a zip, crit or any other
  * member, a duplicate member or a member of the wrong type is refused.
  * kid and skid are 1 to JOSE_KID_MAX printable ASCII characters other than
- * space, double quote and backslash; cty is JOSE_CTY_PLUGIN or JOSE_CTY_CONFIRM (the caller
- * still checks which of the two it expects). The token is at most
- * JOSE_TOKEN_MAX characters, the IV exactly 12 bytes, the tag 16, the
- * ES256 signature 64.
+ * space, double quote and backslash; cty is JOSE_CTY_PLUGIN or
+ * JOSE_CTY_CONFIRM (the caller still checks which of the two it expects).
+ * The token is at most JOSE_TOKEN_MAX characters, the IV exactly 12 bytes,
+ * the tag 16, the ES256 signature 64. Structural faults are JOSE_MALFORMED;
+ * a header that parses but is not allowed (a duplicate member included) is
+ * JOSE_BAD_HEADER.
  *
  * JWS compact, ES256 with the 64-byte R || S signature, protected header
  * {"alg":"ES256","kid":KID,"typ":"receipt+jwt"}.
@@ -28,15 +30,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JOSE_KID_MAX 64
-#define JOSE_CTY_MAX 32
-#define JOSE_TOKEN_MAX (64 * 1024)
+#define JOSE_KID_MAX    64
+#define JOSE_CTY_MAX    32
+#define JOSE_TOKEN_MAX  (64 * 1024)
 #define JOSE_HEADER_MAX 512 /* decoded protected header, bytes; ours is under 250 */
-#define JOSE_IV_LEN 12
-#define JOSE_TAG_LEN 16
-#define JOSE_SIG_LEN 64 /* ES256 R || S */
+#define JOSE_IV_LEN     12
+#define JOSE_TAG_LEN    16
+#define JOSE_SIG_LEN    64 /* ES256 R || S */
 
-#define JOSE_CTY_PLUGIN "receipt-plugin+json"
+#define JOSE_CTY_PLUGIN  "receipt-plugin+json"
 #define JOSE_CTY_CONFIRM "receipt-confirm+json"
 
 typedef enum jose_result {
@@ -59,9 +61,8 @@ typedef struct jose_header {
  * Encrypts n bytes under key. iv is NULL for a fresh random IV; a fixed IV
  * is for test vectors only. *out receives the token.
  */
-jose_result jwe_encrypt(const uint8_t key[32], const char *kid, const char *skid,
-                        const char *cty, const uint8_t *plaintext, size_t n,
-                        const uint8_t *iv, char **out);
+jose_result jwe_encrypt(const uint8_t key[32], const char *kid, const char *skid, const char *cty,
+                        const uint8_t *plaintext, size_t n, const uint8_t *iv, char **out);
 
 /*
  * Parses and allow-lists the header of a JWE without decrypting it, so that
@@ -73,8 +74,8 @@ jose_result jwe_peek(const char *token, size_t n, jose_header *header);
  * Checks the header like jwe_peek(), then decrypts. On JOSE_OK, *plaintext
  * (malloc'd, NUL-terminated for convenience) and *plaintext_len are set.
  */
-jose_result jwe_decrypt(const uint8_t key[32], const char *token, size_t n,
-                        jose_header *header, uint8_t **plaintext, size_t *plaintext_len);
+jose_result jwe_decrypt(const uint8_t key[32], const char *token, size_t n, jose_header *header,
+                        uint8_t **plaintext, size_t *plaintext_len);
 
 /* Signs n bytes of payload with a private P-256 key. */
 jose_result jws_sign(const eckey *key, const char *kid, const uint8_t *payload, size_t n,

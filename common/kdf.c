@@ -7,8 +7,8 @@
 #include <pthread.h>
 #include <string.h>
 
-#define KDF_SALT "receipt/v1"
-#define KDF_ID_MAX 64
+#define KDF_SALT     "receipt/v1"
+#define KDF_ID_MAX   64
 #define KDF_INFO_MAX (2 * KDF_ID_MAX + 1)
 
 static pthread_once_t kdf_once = PTHREAD_ONCE_INIT;
@@ -43,8 +43,8 @@ out:
     return rc;
 }
 
-int kdf_derive(const eckey *own, const eckey *peer, const char *client_id,
-               const char *server_kid, uint8_t key[KDF_KEY_LEN])
+int kdf_derive(const eckey *own, const eckey *peer, const char *client_id, const char *server_kid,
+               uint8_t key[KDF_KEY_LEN])
 {
     uint8_t z[32];
     char info[KDF_INFO_MAX + 1];
@@ -72,8 +72,8 @@ int kdf_derive(const eckey *own, const eckey *peer, const char *client_id,
         goto out;
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
     params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, z, sizeof(z));
-    params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, KDF_SALT,
-                                                  sizeof(KDF_SALT) - 1);
+    params[2] =
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, KDF_SALT, sizeof(KDF_SALT) - 1);
     params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, clen + 1 + slen);
     params[4] = OSSL_PARAM_construct_end();
     if (EVP_KDF_derive(kctx, key, KDF_KEY_LEN, params) != 1)

@@ -16,8 +16,8 @@
 #define KDF_KEY_LEN 32
 
 /* Returns 0, or -1 if own has no private key or derivation fails. */
-int kdf_derive(const eckey *own, const eckey *peer, const char *client_id,
-               const char *server_kid, uint8_t key[KDF_KEY_LEN]);
+int kdf_derive(const eckey *own, const eckey *peer, const char *client_id, const char *server_kid,
+               uint8_t key[KDF_KEY_LEN]);
 
 /* The ECDH shared secret alone (for test vectors). */
 int kdf_shared_secret(const eckey *own, const eckey *peer, uint8_t z[32]);

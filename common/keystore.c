@@ -14,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KEYSTORE_FILE_MAX (16 * 1024)
-#define KEYSTORE_PATH_MAX 4096
-#define KEYSTORE_VERSION 1
+#define KEYSTORE_FILE_MAX       (16 * 1024)
+#define KEYSTORE_PATH_MAX       4096
+#define KEYSTORE_VERSION        1
 #define KEYSTORE_SECRET_B64_LEN 43
 
 static void ks_err(char *err, size_t errlen, const char *fmt, ...)
@@ -116,8 +116,7 @@ static int ks_write_all(int fd, const char *buf, size_t n)
  * Temporary file, fsync, rename, fsync of the directory: after a crash the
  * key file is either absent or complete, never half written.
  */
-static int ks_store(const char *dir, const char *path, const keystore *ks, char *err,
-                    size_t errlen)
+static int ks_store(const char *dir, const char *path, const keystore *ks, char *err, size_t errlen)
 {
     char tmp[KEYSTORE_PATH_MAX];
     char *text = NULL;
@@ -227,9 +226,8 @@ static keystore *ks_parse(const char *path, const char *text, size_t n, char *er
         goto fail;
     }
     secret = sjson_string(root, "ticket_secret", &slen);
-    if (secret == NULL ||
-        b64url_decode(secret, slen, ks->ticket_secret, sizeof(ks->ticket_secret)) !=
-            TICKET_SECRET_LEN) {
+    if (secret == NULL || b64url_decode(secret, slen, ks->ticket_secret,
+                                        sizeof(ks->ticket_secret)) != TICKET_SECRET_LEN) {
         ks_err(err, errlen, "%s: \"ticket_secret\" must be %d bytes in base64url", path,
                TICKET_SECRET_LEN);
         goto fail;
@@ -295,8 +293,7 @@ out:
     return ks;
 }
 
-keystore *keystore_open(const char *state_dir, bool create, bool *created, char *err,
-                        size_t errlen)
+keystore *keystore_open(const char *state_dir, bool create, bool *created, char *err, size_t errlen)
 {
     char path[KEYSTORE_PATH_MAX];
     keystore *ks = NULL;

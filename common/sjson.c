@@ -56,8 +56,7 @@ static bool sjson_depth_ok(const char *text, size_t n, size_t max_depth)
     return true;
 }
 
-json_t *sjson_parse_object(const char *text, size_t n, size_t max_depth, char *err,
-                           size_t errlen)
+json_t *sjson_parse_object(const char *text, size_t n, size_t max_depth, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *root;

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define SJSON_MAX_DEPTH 8
-#define SJSON_MAX_LEN (64 * 1024) /* bytes of JSON text */
+#define SJSON_MAX_LEN   (64 * 1024) /* bytes of JSON text */
 
 /*
  * Parses n bytes (at most SJSON_MAX_LEN) that must be one JSON object, nested
@@ -25,8 +25,7 @@
  * when err is not NULL, writes a short reason for a person. The caller owns
  * the returned reference.
  */
-json_t *sjson_parse_object(const char *text, size_t n, size_t max_depth, char *err,
-                           size_t errlen);
+json_t *sjson_parse_object(const char *text, size_t n, size_t max_depth, char *err, size_t errlen);
 
 /* Member accessors: NULL / false when absent or of another type. */
 const char *sjson_string(const json_t *obj, const char *key, size_t *len);

@@ -32,18 +32,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TICKET_VERSION 1
-#define TICKET_HEADER_LEN 17 /* version, epoch, nonce */
-#define TICKET_NONCE_LEN 12
-#define TICKET_TAG_LEN 16
-#define TICKET_KEY_LEN 32
-#define TICKET_FLAG_BOUND 0x01
+#define TICKET_VERSION      1
+#define TICKET_HEADER_LEN   17 /* version, epoch, nonce */
+#define TICKET_NONCE_LEN    12
+#define TICKET_TAG_LEN      16
+#define TICKET_KEY_LEN      32
+#define TICKET_FLAG_BOUND   0x01
 #define TICKET_CLAIMS_FIXED 74 /* flags .. expires_ms, plus the path length byte */
-#define TICKET_CLAIMS_MAX (TICKET_CLAIMS_FIXED + 32 + TICKET_PATH_MAX)
-#define TICKET_RAW_MAX (TICKET_HEADER_LEN + TICKET_CLAIMS_MAX + TICKET_TAG_LEN)
-#define TICKET_EPOCH_MS ((uint64_t)TICKET_EPOCH_SECONDS * 1000)
-#define TICKET_CACHE_SLOTS 4
-#define TICKET_SALT "receipt/v1 ticket"
+#define TICKET_CLAIMS_MAX   (TICKET_CLAIMS_FIXED + 32 + TICKET_PATH_MAX)
+#define TICKET_RAW_MAX      (TICKET_HEADER_LEN + TICKET_CLAIMS_MAX + TICKET_TAG_LEN)
+#define TICKET_EPOCH_MS     ((uint64_t)TICKET_EPOCH_SECONDS * 1000)
+#define TICKET_CACHE_SLOTS  4
+#define TICKET_SALT         "receipt/v1 ticket"
 
 _Static_assert((TICKET_RAW_MAX + 2) / 3 * 4 <= TICKET_MAX_LEN, "largest ticket must fit");
 

@@ -23,10 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TICKET_MAX_LEN 512
-#define TICKET_PATH_MAX 240
+#define TICKET_MAX_LEN       512
+#define TICKET_PATH_MAX      240
 #define TICKET_EPOCH_SECONDS 3600
-#define TICKET_SECRET_LEN 32
+#define TICKET_SECRET_LEN    32
 
 typedef struct ticket_claims {
     uuid7 delivery;
@@ -58,7 +58,9 @@ ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
                           char out[TICKET_MAX_LEN + 1], size_t *out_len);
 
 /* Opens a ticket; checks expiry against now_ms. Claims are set on TICKET_OK
- * and also on TICKET_EXPIRED (authentic but late). */
+ * and also on TICKET_EXPIRED (authentic but late). Text longer than
+ * TICKET_MAX_LEN is TICKET_INVALID, like any text that does not open;
+ * TICKET_TOO_LONG is for sealing a path over TICKET_PATH_MAX. */
 ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uint64_t now_ms,
                           ticket_claims *claims);
 

@@ -7,7 +7,7 @@
 #include <time.h>
 
 #define UUID7_COUNTER_BITS 12
-#define UUID7_MS_MASK ((UINT64_C(1) << 48) - 1)
+#define UUID7_MS_MASK      ((UINT64_C(1) << 48) - 1)
 
 /*
  * ms << 12 | counter of the last ID handed out, in any thread. Adding one
@@ -38,8 +38,8 @@ int uuid7_new_at(uuid7 *out, uint64_t unix_ms)
 
     do {
         next = old >= floor ? old + 1 : floor;
-    } while (!atomic_compare_exchange_weak_explicit(&uuid7_state, &old, next,
-                                                    memory_order_relaxed, memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(&uuid7_state, &old, next, memory_order_relaxed,
+                                                    memory_order_relaxed));
 
     if (random_tail(b + 8, 8) != 0)
         return -1;

@@ -431,7 +431,7 @@ static void percent_encode_path(const char *path, char *out, size_t cap)
 }
 
 static void fill_issue_event(const http_server *srv, const request *req, const delivery *d,
-                             ledger_event *ev)
+                             const clientkey *bound_to, ledger_event *ev)
 {
     memset(ev, 0, sizeof *ev);
     ev->kind = LEDGER_EVENT_ISSUE;
@@ -445,6 +445,12 @@ static void fill_issue_event(const http_server *srv, const request *req, const d
     memcpy(row->user_agent, req->user_agent, sizeof row->user_agent);
     row->issued_ms = d->claims.issued_ms;
     row->status = LEDGER_ISSUED;
+    if (bound_to != NULL) {
+        row->status = LEDGER_BOUND;
+        memcpy(row->client, bound_to->id, sizeof row->client);
+        memcpy(row->bound_addr, req->client_addr, sizeof row->bound_addr);
+        row->bound_ms = d->claims.issued_ms;
+    }
 }
 
 static enum MHD_Result serve_content(http_server *srv, request *req, struct MHD_Connection *c,
@@ -530,7 +536,7 @@ static enum MHD_Result serve_content(http_server *srv, request *req, struct MHD_
     }
     if (!head) {
         ledger_event ev;
-        fill_issue_event(srv, req, &d, &ev);
+        fill_issue_event(srv, req, &d, has_key ? &ck : NULL, &ev);
         if (writer_submit(srv->svc.ledger_writer, &ev, NULL, NULL) != 0) {
             content_file_release(&f);
             free(plugin);

@@ -64,15 +64,17 @@ typedef struct ledger_delivery {
 } ledger_delivery;
 
 typedef enum ledger_event_kind {
-    LEDGER_EVENT_ISSUE,   /* a new row, status issued                        */
+    LEDGER_EVENT_ISSUE,   /* a new row, status issued (or bound, see below)  */
     LEDGER_EVENT_BIND,    /* issued -> bound; inserts the row if missing     */
     LEDGER_EVENT_CONFIRM, /* -> confirmed/corrupted; inserts the row if missing */
 } ledger_event_kind;
 
 /*
  * An event carries a whole row. ISSUE uses the issuance fields (id, path,
- * sha256, size, server, client_addr, user_agent, issued_ms); its status and
- * later fields are ignored. BIND and CONFIRM also carry the issuance fields
+ * sha256, size, server, client_addr, user_agent, issued_ms). Its status is
+ * issued, or bound when row.status is LEDGER_BOUND (a device that named its
+ * key in the delivering request), which also records client, bound_addr and
+ * bound_ms; later fields are ignored. BIND and CONFIRM also carry the issuance fields
  * (from the ticket) so that a row lost in a crash before it was written is
  * created from them.
  *
@@ -101,7 +103,8 @@ typedef enum ledger_outcome {
 typedef struct ledger_result {
     ledger_outcome outcome;
     /* For CONFIRM: the row as it stands after the event (status, client,
-     * confirmed_ms, receipt are what the client must be answered). */
+     * confirmed_ms, receipt are what the client must be answered). Not
+     * filled for ISSUE and BIND, which only set outcome. */
     ledger_delivery row;
 } ledger_result;
 

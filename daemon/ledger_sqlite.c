@@ -204,10 +204,13 @@ static int bind_opt_int(sqlite3_stmt *st, int col, uint64_t v)
 static int bind_row(sqlite3_stmt *st, ledger_event_kind kind, const ledger_delivery *row)
 {
     int rc = SQLITE_OK;
-    const char *status = kind == LEDGER_EVENT_ISSUE  ? "issued"
+    /* A device names its key in the delivering request: its ISSUE is bound
+     * from the start. */
+    bool issued_bound = kind == LEDGER_EVENT_ISSUE && row->status == LEDGER_BOUND;
+    const char *status = kind == LEDGER_EVENT_ISSUE  ? (issued_bound ? "bound" : "issued")
                          : kind == LEDGER_EVENT_BIND ? "bound"
                                                      : ledger_status_name(row->status);
-    bool bound = kind != LEDGER_EVENT_ISSUE;
+    bool bound = kind != LEDGER_EVENT_ISSUE || issued_bound;
     bool confirmed = kind == LEDGER_EVENT_CONFIRM;
 
     /* Any error sticks to the statement; the first one is reported. */

@@ -2,7 +2,6 @@
 
 #include "lib/rc_fs.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -166,8 +165,7 @@ RECEIPT_API void receipt_client_set_log(receipt_client *c, receipt_log_fn fn, vo
     c->log_user = user;
 }
 
-RECEIPT_API void receipt_client_set_progress(receipt_client *c, receipt_progress_fn fn,
-                                             void *user)
+RECEIPT_API void receipt_client_set_progress(receipt_client *c, receipt_progress_fn fn, void *user)
 {
     if (c == NULL)
         return;

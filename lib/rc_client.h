@@ -20,7 +20,7 @@
 #define RC_ERRMSG_MAX 512
 
 #define RC_CONNECT_MS_DEFAULT 10000
-#define RC_STALL_MS_DEFAULT 30000
+#define RC_STALL_MS_DEFAULT   30000
 #define RC_REQUEST_MS_DEFAULT 30000
 
 struct receipt_client {

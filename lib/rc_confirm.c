@@ -30,9 +30,9 @@ receipt_result rc_confirm_seal(receipt_client *c, const receipt_delivery *d, uin
     if (!d->has_k || d->ticket == NULL)
         return rc_fail(c, RECEIPT_ERR_ARGUMENT, "the delivery cannot be confirmed again");
     json_t *obj = json_pack("{s:i, s:s, s:s, s:{s:s}, s:{s:s, s:I, s:I}}", "v", 1, "delivery",
-                            d->id, "ticket", d->ticket, "client", "id", d->client_id,
-                            "received", "sha256", d->sha256, "size", (json_int_t)d->size,
-                            "at_ms", (json_int_t)(d->received_at_ms ? d->received_at_ms : now_ms));
+                            d->id, "ticket", d->ticket, "client", "id", d->client_id, "received",
+                            "sha256", d->sha256, "size", (json_int_t)d->size, "at_ms",
+                            (json_int_t)(d->received_at_ms ? d->received_at_ms : now_ms));
     char *text = obj ? sjson_dump(obj) : NULL;
     json_decref(obj);
     if (text == NULL)
@@ -99,8 +99,7 @@ receipt_result rc_confirm_check_receipt(receipt_client *c, const json_t *set, co
     if ((delivery != NULL && strcmp(delivery, pdelivery) != 0) ||
         (client_id != NULL && (pclient == NULL || strcmp(client_id, pclient) != 0)) ||
         (status != NULL && *status != RECEIPT_STATUS_RECEIVED && *status != st)) {
-        r = rc_fail(c, RECEIPT_ERR_VERIFY,
-                    "the receipt is for another delivery, client or status");
+        r = rc_fail(c, RECEIPT_ERR_VERIFY, "the receipt is for another delivery, client or status");
         goto out;
     }
     if (status != NULL)
@@ -155,8 +154,7 @@ static receipt_result rc_confirm_key_set(receipt_client *c, const char *jwks_tex
 
 receipt_result rc_confirm_send(receipt_client *c, const char *url, const char *client_key,
                                const char *body, const char *delivery, const char *client_id,
-                               const char *jwks_text, const char *origin,
-                               rc_confirm_answer *a)
+                               const char *jwks_text, const char *origin, rc_confirm_answer *a)
 {
     rc_confirm_answer_clear(a);
     rc_http_request req = {
@@ -191,8 +189,7 @@ receipt_result rc_confirm_send(receipt_client *c, const char *url, const char *c
     const char *adelivery = obj ? sjson_string(obj, "delivery", NULL) : NULL;
     const char *receipt = obj ? sjson_string(obj, "receipt", NULL) : NULL;
     receipt_status st = RECEIPT_STATUS_RECEIVED;
-    if (obj == NULL || adelivery == NULL || strcmp(adelivery, delivery) != 0 ||
-        receipt == NULL ||
+    if (obj == NULL || adelivery == NULL || strcmp(adelivery, delivery) != 0 || receipt == NULL ||
         rc_confirm_status_parse(sjson_string(obj, "status", NULL), &st) != 0) {
         r = rc_fail(c, RECEIPT_ERR_PROTOCOL, "confirmation of %s: malformed answer", delivery);
         goto out;
@@ -376,8 +373,8 @@ RECEIPT_API receipt_result receipt_jwks_fetch(receipt_client *c, const char *url
     return r;
 }
 
-RECEIPT_API receipt_result receipt_verify(receipt_client *c, const char *receipt,
-                                          const char *jwks, char **payload)
+RECEIPT_API receipt_result receipt_verify(receipt_client *c, const char *receipt, const char *jwks,
+                                          char **payload)
 {
     if (payload != NULL)
         *payload = NULL;

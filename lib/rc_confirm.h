@@ -19,8 +19,8 @@
 #include <stdbool.h>
 
 #define RC_CONFIRM_ANSWER_MAX (16 * 1024)
-#define RC_RECEIPT_MAX 4096
-#define RC_RECEIPT_FILE_MODE 0644
+#define RC_RECEIPT_MAX        4096
+#define RC_RECEIPT_FILE_MODE  0644
 
 typedef struct rc_confirm_answer {
     long http_status;      /* 0: no answer came                         */
@@ -42,8 +42,7 @@ receipt_result rc_confirm_seal(receipt_client *c, const receipt_delivery *d, uin
  */
 receipt_result rc_confirm_send(receipt_client *c, const char *url, const char *client_key,
                                const char *body, const char *delivery, const char *client_id,
-                               const char *jwks_text, const char *origin,
-                               rc_confirm_answer *a);
+                               const char *jwks_text, const char *origin, rc_confirm_answer *a);
 
 /*
  * Verifies a receipt with set and checks its payload: version 1, and, for

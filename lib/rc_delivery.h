@@ -27,10 +27,10 @@ struct receipt_delivery {
     receipt_status status;
     bool intact;
 
-    char *url;          /* fetched URL (NULL when read from the spool)   */
+    char *url;                  /* fetched URL (NULL when read from the spool)   */
     char origin[RC_ORIGIN_MAX]; /* of the answering URL: its key set      */
     char *content_path;
-    char sha256[RC_SHA256_B64_LEN + 1];          /* received             */
+    char sha256[RC_SHA256_B64_LEN + 1]; /* received             */
     uint64_t size;
     char expected_sha256[RC_SHA256_B64_LEN + 1]; /* from the plug-in data */
     uint64_t expected_size;

@@ -19,8 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RC_FETCH_PLUGIN_MAX JOSE_TOKEN_MAX
-#define RC_FETCH_TICKET_MAX 512
+#define RC_FETCH_PLUGIN_MAX  JOSE_TOKEN_MAX
+#define RC_FETCH_TICKET_MAX  512
 #define RC_FETCH_PLUGIN_PATH "/_receipt/plugin/"
 
 /* Where the body goes while it is hashed. */
@@ -29,8 +29,8 @@ typedef struct rc_fetch_sink {
     uint64_t size;
     receipt_write_fn write; /* callback mode */
     void *user;
-    int fd;                 /* file mode, -1 otherwise */
-    int write_errno;        /* the file could not be written */
+    int fd;          /* file mode, -1 otherwise */
+    int write_errno; /* the file could not be written */
 } rc_fetch_sink;
 
 receipt_delivery *rc_delivery_new(void)
@@ -188,8 +188,8 @@ static receipt_result rc_fetch_trade_ticket(receipt_client *c, const char *origi
         r = rc_fail(c, RECEIPT_ERR_HTTP, "plug-in data: %s", why);
     }
     if (r == RECEIPT_OK) {
-        while (resp.body_len > 0 && (resp.body[resp.body_len - 1] == '\n' ||
-                                     resp.body[resp.body_len - 1] == '\r'))
+        while (resp.body_len > 0 &&
+               (resp.body[resp.body_len - 1] == '\n' || resp.body[resp.body_len - 1] == '\r'))
             resp.body[--resp.body_len] = '\0';
         *plugin = resp.body;
         resp.body = NULL;
@@ -394,8 +394,7 @@ static receipt_result rc_fetch_run(receipt_client *c, const char *url, rc_fetch_
     else if (rc_http_parse_repr_digest(resp.repr_digest, repr) != 0)
         rc_log(c, RECEIPT_LOG_WARN, "%s: malformed Repr-Digest", url);
     else if (memcmp(repr, expected, 32) != 0)
-        rc_log(c, RECEIPT_LOG_WARN, "%s: Repr-Digest differs from the plug-in data's digest",
-               url);
+        rc_log(c, RECEIPT_LOG_WARN, "%s: Repr-Digest differs from the plug-in data's digest", url);
 
     d->intact = memcmp(got, expected, 32) == 0 && d->size == d->expected_size;
     *out = d;
@@ -418,9 +417,8 @@ out:
     return r;
 }
 
-RECEIPT_API receipt_result receipt_fetch(receipt_client *c, const char *url,
-                                         receipt_write_fn write, void *user,
-                                         receipt_delivery **out)
+RECEIPT_API receipt_result receipt_fetch(receipt_client *c, const char *url, receipt_write_fn write,
+                                         void *user, receipt_delivery **out)
 {
     if (out != NULL)
         *out = NULL;
@@ -433,8 +431,8 @@ RECEIPT_API receipt_result receipt_fetch(receipt_client *c, const char *url,
     return rc_fetch_run(c, url, &sink, out);
 }
 
-RECEIPT_API receipt_result receipt_fetch_file(receipt_client *c, const char *url,
-                                              const char *path, receipt_delivery **out)
+RECEIPT_API receipt_result receipt_fetch_file(receipt_client *c, const char *url, const char *path,
+                                              receipt_delivery **out)
 {
     if (out != NULL)
         *out = NULL;

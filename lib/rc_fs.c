@@ -84,8 +84,8 @@ int rc_fs_write_all(int fd, const void *data, size_t n)
     return 0;
 }
 
-int rc_fs_stage(const char *path, const void *data, size_t n, mode_t mode, char *tmp,
-                char *err, size_t errlen)
+int rc_fs_stage(const char *path, const void *data, size_t n, mode_t mode, char *tmp, char *err,
+                size_t errlen)
 {
     int fd = rc_fs_open_temp(path, mode, tmp, err, errlen);
     if (fd < 0)
@@ -154,8 +154,8 @@ int rc_fs_commit(const char *tmp, const char *path, bool overwrite, char *err, s
     return 0;
 }
 
-int rc_fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode,
-                       bool overwrite, char *err, size_t errlen)
+int rc_fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, bool overwrite,
+                       char *err, size_t errlen)
 {
     char tmp[RC_FS_PATH_MAX];
     if (rc_fs_stage(path, data, n, mode, tmp, err, errlen) != 0)
@@ -191,8 +191,8 @@ int rc_fs_mkdirs(const char *dir, mode_t mode, char *err, size_t errlen)
     return 0;
 }
 
-int rc_fs_read(const char *path, size_t cap, char **out, size_t *len, mode_t *st_mode,
-               char *err, size_t errlen)
+int rc_fs_read(const char *path, size_t cap, char **out, size_t *len, mode_t *st_mode, char *err,
+               size_t errlen)
 {
     *out = NULL;
     *len = 0;

@@ -30,8 +30,8 @@ int rc_fs_open_temp(const char *path, mode_t mode, char *tmp, char *err, size_t 
 int rc_fs_write_all(int fd, const void *data, size_t n);
 
 /* Writes data to a new temporary file beside path and fsyncs it. */
-int rc_fs_stage(const char *path, const void *data, size_t n, mode_t mode, char *tmp,
-                char *err, size_t errlen);
+int rc_fs_stage(const char *path, const void *data, size_t n, mode_t mode, char *tmp, char *err,
+                size_t errlen);
 
 /*
  * Renames tmp to path and fsyncs the directory. Without overwrite an
@@ -41,8 +41,8 @@ int rc_fs_stage(const char *path, const void *data, size_t n, mode_t mode, char 
 int rc_fs_commit(const char *tmp, const char *path, bool overwrite, char *err, size_t errlen);
 
 /* rc_fs_stage() then rc_fs_commit(). */
-int rc_fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode,
-                       bool overwrite, char *err, size_t errlen);
+int rc_fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, bool overwrite,
+                       char *err, size_t errlen);
 
 /* fsyncs the directory that holds path (durability of a rename or unlink). */
 int rc_fs_sync_parent(const char *path);
@@ -55,8 +55,8 @@ int rc_fs_mkdirs(const char *dir, mode_t mode, char *err, size_t errlen);
  * NUL-terminated). st_mode, when not NULL, receives the file's mode.
  * Returns 0, or -1 (missing: errno ENOENT; too large: EFBIG).
  */
-int rc_fs_read(const char *path, size_t cap, char **out, size_t *len, mode_t *st_mode,
-               char *err, size_t errlen);
+int rc_fs_read(const char *path, size_t cap, char **out, size_t *len, mode_t *st_mode, char *err,
+               size_t errlen);
 
 /* Whether a directory entry name is a temporary file of rc_fs. */
 bool rc_fs_is_temp_name(const char *name);

@@ -2,7 +2,6 @@
 
 #include "common/sjson.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +14,8 @@ typedef struct rc_http_xfer {
     receipt_client *c;
     const rc_http_request *req;
     rc_http_response *resp;
-    size_t cap;      /* for the collected body */
-    bool oversized;  /* a field or body went past its cap */
+    size_t cap;     /* for the collected body */
+    bool oversized; /* a field or body went past its cap */
 } rc_http_xfer;
 
 void rc_http_response_clear(rc_http_response *resp)
@@ -153,14 +152,18 @@ static size_t rc_http_on_body(char *data, size_t size, size_t nmemb, void *user)
     return rc_http_collect(x, data, n, cap) == 0 ? n : 0;
 }
 
-static int rc_http_on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow,
-                               curl_off_t ultotal, curl_off_t ulnow)
+static int rc_http_on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                               curl_off_t ulnow)
 {
     rc_http_xfer *x = user;
+    if (x->c->progress == NULL)
+        return 0;
+    /* Called before the answer too (with zeros), so that a caller can stop
+     * a transfer that is still connecting. */
     long status = 0;
     curl_easy_getinfo(x->c->curl, CURLINFO_RESPONSE_CODE, &status);
-    if (status != 200 || x->c->progress == NULL)
-        return 0;
+    if (status != 200)
+        dlnow = dltotal = 0;
     if (x->c->progress((uint64_t)(dlnow < 0 ? 0 : dlnow), (uint64_t)(dltotal < 0 ? 0 : dltotal),
                        x->c->progress_user) != 0) {
         x->resp->progress_stopped = true;

@@ -17,40 +17,40 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RC_HTTP_FIELD_MAX (16 * 1024)
+#define RC_HTTP_FIELD_MAX      (16 * 1024)
 #define RC_HTTP_ERROR_BODY_MAX (4 * 1024)
-#define RC_HTTP_MAX_REDIRECTS 5
+#define RC_HTTP_MAX_REDIRECTS  5
 
 /* Receives body bytes of a 200 answer; non-zero stops the transfer. */
 typedef int (*rc_http_sink)(const void *data, size_t n, void *user);
 
 typedef struct rc_http_request {
     const char *url;
-    const char *client_key;   /* Receipt-Client-Key value, or NULL        */
-    const char *accept;       /* Accept value, or NULL                    */
-    const char *body;         /* POST when not NULL                       */
+    const char *client_key; /* Receipt-Client-Key value, or NULL        */
+    const char *accept;     /* Accept value, or NULL                    */
+    const char *body;       /* POST when not NULL                       */
     size_t body_len;
     const char *content_type; /* of the POST body                         */
     rc_http_sink sink;        /* NULL: collect the body, up to body_cap   */
     void *sink_user;
     size_t body_cap;
-    bool download;            /* stall timeout and progress, no total one */
-    bool follow;              /* follow redirects (http and https only)   */
+    bool download; /* stall timeout and progress, no total one */
+    bool follow;   /* follow redirects (http and https only)   */
 } rc_http_request;
 
 typedef struct rc_http_response {
-    long status;          /* 0 when no HTTP answer came                      */
-    char *body;           /* collected body (malloc'd, NUL-terminated)       */
+    long status; /* 0 when no HTTP answer came                      */
+    char *body;  /* collected body (malloc'd, NUL-terminated)       */
     size_t body_len;
-    char *delivery;       /* Receipt-Delivery                                */
-    char *repr_digest;    /* Repr-Digest                                     */
-    char *plugin;         /* Receipt-Plugin                                  */
-    char *ticket;         /* Receipt-Ticket                                  */
-    char *content_type;   /* Content-Type                                    */
-    long retry_after_s;   /* Retry-After in seconds, -1 when absent          */
-    char *effective_url;  /* the URL finally answered, after redirects       */
-    bool sink_stopped;    /* the sink asked to stop                          */
-    bool progress_stopped;/* the progress callback asked to stop             */
+    char *delivery;        /* Receipt-Delivery                                */
+    char *repr_digest;     /* Repr-Digest                                     */
+    char *plugin;          /* Receipt-Plugin                                  */
+    char *ticket;          /* Receipt-Ticket                                  */
+    char *content_type;    /* Content-Type                                    */
+    long retry_after_s;    /* Retry-After in seconds, -1 when absent          */
+    char *effective_url;   /* the URL finally answered, after redirects       */
+    bool sink_stopped;     /* the sink asked to stop                          */
+    bool progress_stopped; /* the progress callback asked to stop             */
 } rc_http_response;
 
 /*

@@ -136,8 +136,7 @@ out:
     return r;
 }
 
-receipt_result rc_jwks_get(receipt_client *c, const char *origin, bool refresh,
-                           rc_jwks_entry **out)
+receipt_result rc_jwks_get(receipt_client *c, const char *origin, bool refresh, rc_jwks_entry **out)
 {
     rc_jwks_cache *cache = &c->jwks;
     size_t slot = RC_JWKS_ORIGINS_MAX;

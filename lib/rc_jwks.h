@@ -24,9 +24,9 @@
 
 #define RC_JWKS_ORIGINS_MAX 8
 #define RC_JWKS_DERIVED_MAX 4 /* derived keys kept per origin */
-#define RC_JWKS_TEXT_MAX (64 * 1024)
-#define RC_JWKS_KEYS_MAX 32   /* keys in one set */
-#define RC_JWKS_PATH "/_receipt/jwks.json"
+#define RC_JWKS_TEXT_MAX    (64 * 1024)
+#define RC_JWKS_KEYS_MAX    32 /* keys in one set */
+#define RC_JWKS_PATH        "/_receipt/jwks.json"
 
 typedef struct rc_jwks_derived {
     char kid[JOSE_KID_MAX + 1];
@@ -55,7 +55,6 @@ json_t *rc_jwks_parse(const char *text, size_t n, char *err, size_t errlen);
  * is use ("enc" or "sig"). Returns a new eckey or NULL.
  */
 eckey *rc_jwks_find(const json_t *set, const char *kid, const char *use);
-
 
 /*
  * The cached entry for origin, fetched when missing or when refresh is

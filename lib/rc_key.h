@@ -16,9 +16,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define RC_KEY_FILE_MAX (16 * 1024)
+#define RC_KEY_FILE_MAX  (16 * 1024)
 #define RC_KEY_FILE_MODE 0600
-#define RC_KEY_DIR_MODE 0700
+#define RC_KEY_DIR_MODE  0700
 
 /* Loads a private key; on failure returns an error code and writes err. */
 receipt_result rc_key_load(const char *path, eckey **out, char *err, size_t errlen);

@@ -30,8 +30,8 @@ void rc_spool_entry_clear(rc_spool_entry *e)
 void rc_spool_entry_name(uint64_t created_ms, const char *delivery,
                          char name[RC_SPOOL_NAME_MAX + 1])
 {
-    snprintf(name, RC_SPOOL_NAME_MAX + 1, "%016llu-%s%s", (unsigned long long)created_ms,
-             delivery, RC_SPOOL_SUFFIX);
+    snprintf(name, RC_SPOOL_NAME_MAX + 1, "%016llu-%s%s", (unsigned long long)created_ms, delivery,
+             RC_SPOOL_SUFFIX);
 }
 
 static int rc_spool_path(const char *dir, const char *name, char *out)
@@ -90,8 +90,8 @@ out:
     return text;
 }
 
-int rc_spool_stage(const char *dir, rc_spool_entry *e, char *tmp, char *final_path,
-                   char *err, size_t errlen)
+int rc_spool_stage(const char *dir, rc_spool_entry *e, char *tmp, char *final_path, char *err,
+                   size_t errlen)
 {
     if (e->name[0] == '\0')
         rc_spool_entry_name(e->created_ms, e->delivery, e->name);
@@ -148,8 +148,7 @@ static int rc_spool_copy(const json_t *obj, const char *key, char *out, size_t e
     return 0;
 }
 
-int rc_spool_read(const char *dir, const char *name, rc_spool_entry *e, char *err,
-                  size_t errlen)
+int rc_spool_read(const char *dir, const char *name, rc_spool_entry *e, char *err, size_t errlen)
 {
     memset(e, 0, sizeof(*e));
     char path[RC_FS_PATH_MAX];
@@ -319,8 +318,8 @@ size_t rc_spool_sweep(const char *dir, uint64_t now_ms, uint64_t max_age_ms)
         struct stat st;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
             continue;
-        uint64_t mtime_ms = (uint64_t)st.st_mtim.tv_sec * 1000u +
-                            (uint64_t)st.st_mtim.tv_nsec / 1000000u;
+        uint64_t mtime_ms =
+            (uint64_t)st.st_mtim.tv_sec * 1000u + (uint64_t)st.st_mtim.tv_nsec / 1000000u;
         if (mtime_ms + max_age_ms <= now_ms && unlinkat(dirfd(d), de->d_name, 0) == 0)
             removed++;
     }
@@ -342,8 +341,8 @@ uint64_t rc_spool_backoff_ms(unsigned attempts, uint64_t random)
     return half + random % (d - half + 1);
 }
 
-void rc_spool_entry_failed(rc_spool_entry *e, uint64_t now_ms, uint64_t random,
-                           long retry_after_s, const char *why)
+void rc_spool_entry_failed(rc_spool_entry *e, uint64_t now_ms, uint64_t random, long retry_after_s,
+                           const char *why)
 {
     if (e->attempts < UINT32_MAX)
         e->attempts++;

@@ -32,33 +32,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RC_SPOOL_ENTRY_MAX SJSON_MAX_LEN   /* bytes of one entry file        */
-#define RC_SPOOL_LIST_MAX 100000           /* entries one flush looks at     */
-#define RC_SPOOL_NAME_MAX 64
-#define RC_SPOOL_SUFFIX ".json"
-#define RC_SPOOL_BAD_SUFFIX ".bad"
-#define RC_SPOOL_BACKOFF_BASE_MS 1000ull
-#define RC_SPOOL_BACKOFF_CAP_MS (3600ull * 1000)
+#define RC_SPOOL_ENTRY_MAX          SJSON_MAX_LEN /* bytes of one entry file        */
+#define RC_SPOOL_LIST_MAX           100000        /* entries one flush looks at     */
+#define RC_SPOOL_NAME_MAX           64
+#define RC_SPOOL_SUFFIX             ".json"
+#define RC_SPOOL_BAD_SUFFIX         ".bad"
+#define RC_SPOOL_BACKOFF_BASE_MS    1000ull
+#define RC_SPOOL_BACKOFF_CAP_MS     (3600ull * 1000)
 #define RC_SPOOL_RETRY_AFTER_MAX_MS (24ull * 3600 * 1000)
-#define RC_SPOOL_TEMP_MAX_AGE_MS (3600ull * 1000)
-#define RC_SPOOL_ERROR_MAX 256
+#define RC_SPOOL_TEMP_MAX_AGE_MS    (3600ull * 1000)
+#define RC_SPOOL_ERROR_MAX          256
 
 typedef struct rc_spool_entry {
     char name[RC_SPOOL_NAME_MAX + 1]; /* file name; "" until written     */
     char delivery[UUID7_STR_LEN + 1];
     char *confirm_url;
-    char *body;                       /* the confirmation JWE            */
+    char *body; /* the confirmation JWE            */
     char client_key[ECKEY_POINT_B64_LEN + 1];
     char client_id[ECKEY_THUMBPRINT_LEN + 1];
-    char *jwks;                       /* the server's key set, or NULL   */
-    char *url;                        /* fetched URL, or NULL            */
+    char *jwks; /* the server's key set, or NULL   */
+    char *url;  /* fetched URL, or NULL            */
     char *content_path;
     char sha256[RC_SHA256_B64_LEN + 1];
     uint64_t size;
     char expected_sha256[RC_SHA256_B64_LEN + 1]; /* as the server stated */
     uint64_t expected_size;
     bool intact;
-    char *file;                       /* local copy, or NULL             */
+    char *file; /* local copy, or NULL             */
     uint64_t created_ms;
     uint64_t next_attempt_ms;
     unsigned attempts;
@@ -81,13 +81,12 @@ int rc_spool_write(const char *dir, rc_spool_entry *e, char *err, size_t errlen)
  * rc_spool_write() is rc_spool_stage() then rc_fs_commit(); tests stop
  * between the two to play a crash.
  */
-int rc_spool_stage(const char *dir, rc_spool_entry *e, char *tmp, char *final_path,
-                   char *err, size_t errlen);
+int rc_spool_stage(const char *dir, rc_spool_entry *e, char *tmp, char *final_path, char *err,
+                   size_t errlen);
 
 /* Reads an entry by file name. Returns 0, -1 on I/O error, -2 when the
  * file is not a valid entry. */
-int rc_spool_read(const char *dir, const char *name, rc_spool_entry *e, char *err,
-                  size_t errlen);
+int rc_spool_read(const char *dir, const char *name, rc_spool_entry *e, char *err, size_t errlen);
 
 /* Removes an entry (and syncs the directory). A missing entry is not an
  * error: another process may have sent it. */
@@ -119,8 +118,8 @@ uint64_t rc_spool_backoff_ms(unsigned attempts, uint64_t random);
  * Records a failed attempt at now_ms: attempts + 1, next_attempt_ms from
  * the backoff (or retry_after_s when >= 0 and longer), last_error.
  */
-void rc_spool_entry_failed(rc_spool_entry *e, uint64_t now_ms, uint64_t random,
-                           long retry_after_s, const char *why);
+void rc_spool_entry_failed(rc_spool_entry *e, uint64_t now_ms, uint64_t random, long retry_after_s,
+                           const char *why);
 
 /* Whether an entry's next attempt is due at now_ms. */
 bool rc_spool_due(const rc_spool_entry *e, uint64_t now_ms);

@@ -125,8 +125,7 @@ rc_url_verdict rc_url_confirm_allowed(const char *url, bool allow_insecure, char
         snprintf(err, errlen, "confirm URL is not a valid absolute URL");
         return RC_URL_MALFORMED;
     }
-    if (strcmp(parts.scheme, "https") == 0 || allow_insecure ||
-        rc_url_host_is_loopback(parts.host))
+    if (strcmp(parts.scheme, "https") == 0 || allow_insecure || rc_url_host_is_loopback(parts.host))
         return RC_URL_OK;
     snprintf(err, errlen,
              "refusing to send a confirmation over plain http to %s "

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define RC_URL_MAX 4096
+#define RC_URL_MAX    4096
 #define RC_ORIGIN_MAX 512
 
 typedef enum rc_url_verdict {

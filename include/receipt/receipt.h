@@ -100,14 +100,13 @@ typedef void (*receipt_log_fn)(receipt_log_level level, const char *message, voi
 RECEIPT_API void receipt_client_set_log(receipt_client *c, receipt_log_fn fn, void *user);
 
 /*
- * Called while a body downloads: bytes so far and the total (0 when the
- * server did not say). Returning non-zero stops the transfer
- * (RECEIPT_ERR_ABORTED).
+ * Called often while a fetch runs: bytes of the body so far and its total
+ * (0 when the server did not say, and 0 and 0 until the body starts).
+ * Returning non-zero stops the transfer (RECEIPT_ERR_ABORTED).
  */
 typedef int (*receipt_progress_fn)(uint64_t received, uint64_t total, void *user);
 
-RECEIPT_API void receipt_client_set_progress(receipt_client *c, receipt_progress_fn fn,
-                                             void *user);
+RECEIPT_API void receipt_client_set_progress(receipt_client *c, receipt_progress_fn fn, void *user);
 
 /* Allow confirmations over plain http to hosts that are not loopback. */
 #define RECEIPT_ALLOW_INSECURE_CONFIRM 0x1u
@@ -197,9 +196,8 @@ typedef int (*receipt_write_fn)(const void *data, size_t n, void *user);
  * must discard them). In both cases *out is a new delivery, ready for
  * receipt_confirm(); on every other result *out is NULL.
  */
-RECEIPT_API receipt_result receipt_fetch(receipt_client *c, const char *url,
-                                         receipt_write_fn write, void *user,
-                                         receipt_delivery **out);
+RECEIPT_API receipt_result receipt_fetch(receipt_client *c, const char *url, receipt_write_fn write,
+                                         void *user, receipt_delivery **out);
 
 /*
  * The same into a file: the body is written to a temporary name beside
@@ -207,8 +205,8 @@ RECEIPT_API receipt_result receipt_fetch(receipt_client *c, const char *url,
  * (path is then replaced if it existed). On RECEIPT_ERR_DIGEST the
  * temporary file is removed and nothing is left under path.
  */
-RECEIPT_API receipt_result receipt_fetch_file(receipt_client *c, const char *url,
-                                              const char *path, receipt_delivery **out);
+RECEIPT_API receipt_result receipt_fetch_file(receipt_client *c, const char *url, const char *path,
+                                              receipt_delivery **out);
 
 /*
  * Sends the confirmation of a fetched delivery to the server's confirm URL
@@ -262,8 +260,8 @@ RECEIPT_API void receipt_delivery_free(receipt_delivery *d);
  * error that ended it; message is "" or the reason, for a person. d and
  * message are borrowed for the call.
  */
-typedef void (*receipt_flush_fn)(const receipt_delivery *d, receipt_result r,
-                                 const char *message, void *user);
+typedef void (*receipt_flush_fn)(const receipt_delivery *d, receipt_result r, const char *message,
+                                 void *user);
 
 /*
  * Sends the spooled confirmations that are due (all with
@@ -297,8 +295,8 @@ RECEIPT_API receipt_result receipt_jwks_fetch(receipt_client *c, const char *url
  * version 1 receipt. On RECEIPT_OK *payload, when payload is not NULL,
  * receives the payload JSON text.
  */
-RECEIPT_API receipt_result receipt_verify(receipt_client *c, const char *receipt,
-                                          const char *jwks, char **payload);
+RECEIPT_API receipt_result receipt_verify(receipt_client *c, const char *receipt, const char *jwks,
+                                          char **payload);
 
 #ifdef __cplusplus
 }

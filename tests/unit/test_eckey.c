@@ -15,9 +15,9 @@
 #include <string.h>
 
 /* The fixed client key of docs/protocol-vectors.md. */
-#define CLIENT_D "pmpYkLdKjQ4j23b2378479Qtj_BjbMfJYCY5dlGrq3w"
-#define CLIENT_X "Lx_xA6qdaLLN9cVYLjMjKHUf2VCJVfF6pr4hk_JwG0I"
-#define CLIENT_Y "DMCETttP-cohU3a_5tJ9JaoRXcrztfhtbgL08K6FG8Q"
+#define CLIENT_D  "pmpYkLdKjQ4j23b2378479Qtj_BjbMfJYCY5dlGrq3w"
+#define CLIENT_X  "Lx_xA6qdaLLN9cVYLjMjKHUf2VCJVfF6pr4hk_JwG0I"
+#define CLIENT_Y  "DMCETttP-cohU3a_5tJ9JaoRXcrztfhtbgL08K6FG8Q"
 #define CLIENT_TP "_p8c_h-lhZVQMr2M2RrlW5dVou4F02jrfVX_wGJR7rM"
 #define CLIENT_POINT                                                                               \
     "BC8f8QOqnWiyzfXFWC4zIyh1H9lQiVXxeqa-IZPycBtCDMCETttP-cohU3a_5tJ9JaoRXcrztfhtbgL08K6FG8Q"
@@ -39,8 +39,8 @@ static void reference_thumbprint(const char *x, const char *y, char out[44])
     char json[200];
     uint8_t md[32];
     unsigned int mdlen = 0;
-    int n = snprintf(json, sizeof(json), "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-                     x, y);
+    int n = snprintf(json, sizeof(json),
+                     "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", x, y);
 
     assert_int_equal(EVP_Digest(json, (size_t)n, md, &mdlen, EVP_sha256(), NULL), 1);
     b64url_encode(md, 32, out);
@@ -277,9 +277,9 @@ static void test_pem_round_trip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_thumbprint_of),     cmocka_unit_test(test_generate),
-        cmocka_unit_test(test_point_validation),  cmocka_unit_test(test_header_round_trip),
-        cmocka_unit_test(test_jwk_round_trip),    cmocka_unit_test(test_jwk_fixed_and_refused),
+        cmocka_unit_test(test_thumbprint_of),    cmocka_unit_test(test_generate),
+        cmocka_unit_test(test_point_validation), cmocka_unit_test(test_header_round_trip),
+        cmocka_unit_test(test_jwk_round_trip),   cmocka_unit_test(test_jwk_fixed_and_refused),
         cmocka_unit_test(test_pem_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

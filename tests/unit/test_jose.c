@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLIENT_TP "_p8c_h-lhZVQMr2M2RrlW5dVou4F02jrfVX_wGJR7rM"
-#define SERVER_TP "NQYrvWcPtl5T6pdxquoOD5FQNKubNni3Lyw_jKDNuZU"
-#define K_HEX "850adaf10699e49061ab26f62aecf2ed9cd1a191c5330671845e6d40f1c0b143"
+#define CLIENT_TP     "_p8c_h-lhZVQMr2M2RrlW5dVou4F02jrfVX_wGJR7rM"
+#define SERVER_TP     "NQYrvWcPtl5T6pdxquoOD5FQNKubNni3Lyw_jKDNuZU"
+#define K_HEX         "850adaf10699e49061ab26f62aecf2ed9cd1a191c5330671845e6d40f1c0b143"
 #define FIXED_PAYLOAD "{\"v\":1,\"delivery\":\"019a6b2c-3d4e-7f00-8000-0123456789ab\"}"
 #define FIXED_JWE                                                                                  \
     "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIiwia2lkIjoiX3A4Y19oLWxoWlZRTXIyTTJScmxXNWRWb3U0RjAyanJm" \
@@ -31,7 +31,8 @@
 #define A3_Y "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
 #define A3_D "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"
 #define A3_INPUT                                                                                   \
-    "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNv" \
+    "eyJhbGciOiJFUzI1NiJ9."                                                                        \
+    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNv"                     \
     "bS9pc19yb290Ijp0cnVlfQ"
 #define A3_SIG                                                                                     \
     "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q"
@@ -143,9 +144,9 @@ static void test_fixed_vector(void **state)
 /* RFC 7516 appendix A.1: the AES-256-GCM content encryption step. */
 static void test_rfc7516_a1(void **state)
 {
-    static const uint8_t cek[32] = {177, 161, 244, 128, 84,  143, 225, 115, 63,  180, 3,
-                                    255, 107, 154, 212, 246, 138, 7,   110, 91,  112, 46,
-                                    34,  105, 47,  130, 203, 46,  122, 234, 64,  252};
+    static const uint8_t cek[32] = {177, 161, 244, 128, 84,  143, 225, 115, 63, 180, 3,
+                                    255, 107, 154, 212, 246, 138, 7,   110, 91, 112, 46,
+                                    34,  105, 47,  130, 203, 46,  122, 234, 64, 252};
     static const uint8_t iv[12] = {227, 197, 117, 252, 2, 219, 233, 68, 180, 225, 77, 219};
     const char *aad = "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ";
     const char *plain = "The true sign of intelligence is not knowledge but imagination.";
@@ -162,19 +163,19 @@ static void test_rfc7516_a1(void **state)
                               "EFShS8iB7j6jiSdiwkIr3ajwQzaBtQD_A");
     b64url_encode(tag, 16, text);
     assert_string_equal(text, "XFBoMYUZodetZdvTiFvSkQ");
-    assert_int_equal(jose_a256gcm_open(cek, iv, (const uint8_t *)aad, strlen(aad), ct, n, tag,
-                                       back),
-                     JOSE_OK);
+    assert_int_equal(
+        jose_a256gcm_open(cek, iv, (const uint8_t *)aad, strlen(aad), ct, n, tag, back), JOSE_OK);
     assert_memory_equal(back, plain, n);
     tag[15] ^= 1;
-    assert_int_equal(jose_a256gcm_open(cek, iv, (const uint8_t *)aad, strlen(aad), ct, n, tag,
-                                       back),
-                     JOSE_DECRYPT);
+    assert_int_equal(
+        jose_a256gcm_open(cek, iv, (const uint8_t *)aad, strlen(aad), ct, n, tag, back),
+        JOSE_DECRYPT);
 }
 
 static eckey *a3_key(bool with_d)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "kty", "EC", "crv", "P-256", "x", A3_X, "y", A3_Y);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:s}", "kty", "EC", "crv", "P-256", "x", A3_X, "y", A3_Y);
     eckey *k;
 
     if (with_d)
@@ -349,7 +350,7 @@ static void test_cjose_verifies_ours(void **state)
  * given, so that only the flaw named can be the reason for refusal.
  */
 #define GOOD_HDR                                                                                   \
-    "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"k1\",\"skid\":\"s1\",\"cty\":"               \
+    "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"k1\",\"skid\":\"s1\",\"cty\":"                 \
     "\"receipt-plugin+json\"}"
 
 static char *forge(const char *header_json, const char *ek, size_t ivlen, size_t taglen)
@@ -424,9 +425,8 @@ static const struct hostile hostile_jwe[] = {
     {"duplicate alg, second not allowed",
      "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"k1\",\"skid\":\"s1\",\"alg\":\"none\"}", "",
      12, 16, JOSE_BAD_HEADER},
-    {"missing member",
-     "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"k1\",\"skid\":\"s1\"}", "", 12, 16,
-     JOSE_BAD_HEADER},
+    {"missing member", "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"k1\",\"skid\":\"s1\"}", "",
+     12, 16, JOSE_BAD_HEADER},
     {"kid not a string",
      "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":7,\"skid\":\"s1\",\"cty\":"
      "\"receipt-plugin+json\"}",
@@ -441,8 +441,8 @@ static const struct hostile hostile_jwe[] = {
      "\"receipt-plugin+json\"}",
      "", 12, 16, JOSE_BAD_HEADER},
     {"unknown cty",
-     "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"k1\",\"skid\":\"s1\",\"cty\":\"JWT\"}", "",
-     12, 16, JOSE_BAD_HEADER},
+     "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"k1\",\"skid\":\"s1\",\"cty\":\"JWT\"}", "", 12,
+     16, JOSE_BAD_HEADER},
     {"non-object header", "[\"dir\",\"A256GCM\"]", "", 12, 16, JOSE_BAD_HEADER},
     {"string header", "\"dir\"", "", 12, 16, JOSE_BAD_HEADER},
     {"header not JSON", "{\"alg\":\"dir\",", "", 12, 16, JOSE_MALFORMED},
@@ -465,8 +465,7 @@ static void test_hostile_jwe(void **state)
         jose_result r = jwe_decrypt(key32, tok, strlen(tok), &h, &pt, &n);
 
         if (r != t->want)
-            fail_msg("%s: got %s, want %s", t->name, jose_result_str(r),
-                     jose_result_str(t->want));
+            fail_msg("%s: got %s, want %s", t->name, jose_result_str(r), jose_result_str(t->want));
         if (t->want != JOSE_OK) {
             assert_null(pt);
             /* peek agrees whenever the flaw is in the header */

@@ -11,16 +11,16 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CLIENT_D "pmpYkLdKjQ4j23b2378479Qtj_BjbMfJYCY5dlGrq3w"
-#define CLIENT_X "Lx_xA6qdaLLN9cVYLjMjKHUf2VCJVfF6pr4hk_JwG0I"
-#define CLIENT_Y "DMCETttP-cohU3a_5tJ9JaoRXcrztfhtbgL08K6FG8Q"
-#define SERVER_D "RgW19JTZP2Dolg2VyP5UONH1hV4uyr2N_JSxunmgz80"
-#define SERVER_X "mkifm4jtaMCjOrDQlHWSHMEJ4skuVtDKMkwBvv0XlY0"
-#define SERVER_Y "EXF4z_XCtTMj8FC0gatcsajJUiKvrgWf3RmFLnz178Q"
+#define CLIENT_D  "pmpYkLdKjQ4j23b2378479Qtj_BjbMfJYCY5dlGrq3w"
+#define CLIENT_X  "Lx_xA6qdaLLN9cVYLjMjKHUf2VCJVfF6pr4hk_JwG0I"
+#define CLIENT_Y  "DMCETttP-cohU3a_5tJ9JaoRXcrztfhtbgL08K6FG8Q"
+#define SERVER_D  "RgW19JTZP2Dolg2VyP5UONH1hV4uyr2N_JSxunmgz80"
+#define SERVER_X  "mkifm4jtaMCjOrDQlHWSHMEJ4skuVtDKMkwBvv0XlY0"
+#define SERVER_Y  "EXF4z_XCtTMj8FC0gatcsajJUiKvrgWf3RmFLnz178Q"
 #define CLIENT_TP "_p8c_h-lhZVQMr2M2RrlW5dVou4F02jrfVX_wGJR7rM"
 #define SERVER_TP "NQYrvWcPtl5T6pdxquoOD5FQNKubNni3Lyw_jKDNuZU"
-#define Z_HEX "0efba5ab28bcd0534a63334224d1e8f8868d10878d7e24eaa4c544e38e8ead3e"
-#define K_HEX "850adaf10699e49061ab26f62aecf2ed9cd1a191c5330671845e6d40f1c0b143"
+#define Z_HEX     "0efba5ab28bcd0534a63334224d1e8f8868d10878d7e24eaa4c544e38e8ead3e"
+#define K_HEX     "850adaf10699e49061ab26f62aecf2ed9cd1a191c5330671845e6d40f1c0b143"
 
 static eckey *key_of(const char *x, const char *y, const char *d)
 {

@@ -197,8 +197,7 @@ static void test_jwks_shape(void **state)
         assert_string_equal(json_string_value(json_object_get(k, "kty")), "EC");
         assert_string_equal(json_string_value(json_object_get(k, "crv")), "P-256");
         assert_string_equal(json_string_value(json_object_get(k, "use")), uses[i]);
-        assert_string_equal(json_string_value(json_object_get(k, "kid")),
-                            eckey_thumbprint(want));
+        assert_string_equal(json_string_value(json_object_get(k, "kid")), eckey_thumbprint(want));
         assert_null(json_object_get(k, "d"));
         back = eckey_from_jwk(k);
         assert_non_null(back);

@@ -18,11 +18,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CLIENT_KEY                                                                                \
+#define CLIENT_KEY                                                                                 \
     "BC8f8QOqnWiyzfXFWC4zIyh1H9lQiVXxeqa-IZPycBtCDMCETttP-cohU3a_5tJ9JaoRXcrztfhtbgL08K6FG8Q"
 #define CLIENT_ID "_p8c_h-lhZVQMr2M2RrlW5dVou4F02jrfVX_wGJR7rM"
-#define SHA "ZkxAVQDhyw7ZRpaXS-eY_CLzIOK0ZqpVWpKfTABtQsE"
-#define JWKS "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"k\",\"use\":\"sig\"}]}"
+#define SHA       "ZkxAVQDhyw7ZRpaXS-eY_CLzIOK0ZqpVWpKfTABtQsE"
+#define JWKS      "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"k\",\"use\":\"sig\"}]}"
 
 typedef struct fixture {
     char dir[64];
@@ -178,9 +178,9 @@ static void test_crash_between_write_and_rename(void **state)
     assert_int_equal(rc_spool_sweep(f->dir, mtime_ms + 10, RC_SPOOL_TEMP_MAX_AGE_MS), 0);
     assert_int_equal(access(tmp, F_OK), 0);
     /* A stale one is swept. */
-    assert_int_equal(
-        rc_spool_sweep(f->dir, mtime_ms + RC_SPOOL_TEMP_MAX_AGE_MS + 1000, RC_SPOOL_TEMP_MAX_AGE_MS),
-        1);
+    assert_int_equal(rc_spool_sweep(f->dir, mtime_ms + RC_SPOOL_TEMP_MAX_AGE_MS + 1000,
+                                    RC_SPOOL_TEMP_MAX_AGE_MS),
+                     1);
     assert_int_not_equal(access(tmp, F_OK), 0);
 
     /* An update that crashes: the old entry stays whole. */
@@ -295,8 +295,8 @@ static void test_backoff_schedule(void **state)
     assert_int_equal(rc_spool_backoff_ms(3, 0), 2000);
     /* 2^12 s > 1 h: capped from the 13th attempt on, without overflow. */
     assert_int_equal(rc_spool_backoff_ms(13, 0), RC_SPOOL_BACKOFF_CAP_MS / 2);
-    assert_int_equal(rc_spool_backoff_ms(64, UINT64_MAX), RC_SPOOL_BACKOFF_CAP_MS / 2 +
-                                                              UINT64_MAX % (RC_SPOOL_BACKOFF_CAP_MS / 2 + 1));
+    assert_int_equal(rc_spool_backoff_ms(64, UINT64_MAX),
+                     RC_SPOOL_BACKOFF_CAP_MS / 2 + UINT64_MAX % (RC_SPOOL_BACKOFF_CAP_MS / 2 + 1));
     assert_true(rc_spool_backoff_ms(1000000, UINT64_MAX) <= RC_SPOOL_BACKOFF_CAP_MS);
     assert_true(rc_spool_backoff_ms(UINT32_MAX, 7) >= RC_SPOOL_BACKOFF_CAP_MS / 2);
     /* Pure: the same arguments, the same wait. */
@@ -334,8 +334,7 @@ typedef struct flushed {
     char id[64];
 } flushed;
 
-static void on_flushed(const receipt_delivery *d, receipt_result r, const char *message,
-                       void *user)
+static void on_flushed(const receipt_delivery *d, receipt_result r, const char *message, void *user)
 {
     flushed *f = user;
     f->calls++;

@@ -15,13 +15,22 @@
 static void test_loopback_hosts(void **state)
 {
     (void)state;
-    static const char *yes[] = {"localhost", "LOCALHOST", "localhost.", "app.localhost",
-                                "127.0.0.1", "127.1.2.3",  "127.255.255.254", "[::1]",
-                                "::1",       "[::ffff:127.0.0.1]", "[0:0:0:0:0:0:0:1]"};
-    static const char *no[] = {"",          "example.com", "localhost.example.com",
-                               "128.0.0.1", "10.0.0.1",    "0.0.0.0",
-                               "[::]",      "[::2]",       "[::ffff:10.0.0.1]",
-                               "127.0.0.1.example.com", "mylocalhost", "[fe80::1]"};
+    static const char *yes[] = {
+        "localhost", "LOCALHOST",          "localhost.",       "app.localhost",
+        "127.0.0.1", "127.1.2.3",          "127.255.255.254",  "[::1]",
+        "::1",       "[::ffff:127.0.0.1]", "[0:0:0:0:0:0:0:1]"};
+    static const char *no[] = {"",
+                               "example.com",
+                               "localhost.example.com",
+                               "128.0.0.1",
+                               "10.0.0.1",
+                               "0.0.0.0",
+                               "[::]",
+                               "[::2]",
+                               "[::ffff:10.0.0.1]",
+                               "127.0.0.1.example.com",
+                               "mylocalhost",
+                               "[fe80::1]"};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
         if (!rc_url_host_is_loopback(yes[i]))
             fail_msg("%s should be loopback", yes[i]);
@@ -38,8 +47,8 @@ static void test_confirm_policy(void **state)
     char err[256];
     static const struct {
         const char *url;
-        rc_url_verdict strict;   /* without allowing insecure */
-        rc_url_verdict relaxed;  /* with */
+        rc_url_verdict strict;  /* without allowing insecure */
+        rc_url_verdict relaxed; /* with */
     } cases[] = {
         {"https://example.com/_receipt/confirm", RC_URL_OK, RC_URL_OK},
         {"HTTPS://Example.COM:8443/c", RC_URL_OK, RC_URL_OK},
@@ -67,8 +76,8 @@ static void test_confirm_policy(void **state)
                      cases[i].relaxed);
     }
     assert_int_equal(rc_url_confirm_allowed(NULL, true, err, sizeof(err)), RC_URL_MALFORMED);
-    assert_int_equal(
-        rc_url_confirm_allowed("http://example.com/c", false, err, sizeof(err)), RC_URL_INSECURE);
+    assert_int_equal(rc_url_confirm_allowed("http://example.com/c", false, err, sizeof(err)),
+                     RC_URL_INSECURE);
     assert_non_null(strstr(err, "example.com"));
 
     /* Too long to be a URL we accept. */
@@ -123,10 +132,10 @@ static void test_repr_digest(void **state)
         0);
     assert_memory_equal(got, want, 32);
     /* Among other members, in any order. */
-    assert_int_equal(rc_http_parse_repr_digest(
-                         "sha-512=:AAAA:, sha-256=:ZkxAVQDhyw7ZRpaXS+eY/CLzIOK0ZqpVWpKfTABtQsE=:",
-                         got),
-                     0);
+    assert_int_equal(
+        rc_http_parse_repr_digest(
+            "sha-512=:AAAA:, sha-256=:ZkxAVQDhyw7ZRpaXS+eY/CLzIOK0ZqpVWpKfTABtQsE=:", got),
+        0);
     assert_memory_equal(got, want, 32);
     static const char *bad[] = {
         "",
@@ -174,9 +183,9 @@ static void test_retryable_statuses(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_loopback_hosts),    cmocka_unit_test(test_confirm_policy),
-        cmocka_unit_test(test_origin),            cmocka_unit_test(test_repr_digest),
-        cmocka_unit_test(test_retry_after),       cmocka_unit_test(test_retryable_statuses),
+        cmocka_unit_test(test_loopback_hosts), cmocka_unit_test(test_confirm_policy),
+        cmocka_unit_test(test_origin),         cmocka_unit_test(test_repr_digest),
+        cmocka_unit_test(test_retry_after),    cmocka_unit_test(test_retryable_statuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,8 +45,8 @@ static void test_duplicates(void **state)
 
 static void test_non_object(void **state)
 {
-    static const char *bad[] = {"[]", "[1,2]", "1", "\"s\"", "null", "true", "", " ", "{", "{}x",
-                                "{\"a\":1}{}"};
+    static const char *bad[] = {"[]", "[1,2]", "1", "\"s\"", "null",       "true",
+                                "",   " ",     "{", "{}x",   "{\"a\":1}{}"};
 
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -167,9 +167,9 @@ static void test_dump(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_object_ok), cmocka_unit_test(test_duplicates),
-        cmocka_unit_test(test_non_object), cmocka_unit_test(test_depth),
-        cmocka_unit_test(test_size_cap),  cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_object_ok),   cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_non_object),  cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_size_cap),    cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_wrong_types), cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 20000
 
 static uint64_t now_ms(void)
