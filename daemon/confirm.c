@@ -379,8 +379,10 @@ static enum MHD_Result start(http_server *srv, request *req, struct MHD_Connecti
 {
     checked ck;
     failure fail = {500, "internal_error", "The confirmation could not be processed."};
-    if (check(srv, c, req, &ck, &fail) != 0)
+    if (check(srv, c, req, &ck, &fail) != 0) {
+        metrics_count_confirm(METRICS_CONFIRM_REJECTED);
         return http_reply_error(req, c, fail.status, fail.code, fail.message);
+    }
 
     char delivery_id[UUID7_STR_LEN + 1];
     uuid7_format(&ck.ticket.delivery, delivery_id);
@@ -445,13 +447,20 @@ static enum MHD_Result answer(request *req, struct MHD_Connection *c)
 {
     confirm_call *call = req->call;
     int state = atomic_load(&call->state);
-    if (state == CALL_FAILED || state == CALL_TIMEDOUT || state == CALL_PENDING)
+    if (state == CALL_FAILED || state == CALL_TIMEDOUT || state == CALL_PENDING) {
+        metrics_count_confirm(METRICS_CONFIRM_UNAVAILABLE);
         return http_reply_error(req, c, 503, "ledger_unavailable",
                                 "The ledger cannot record this now; retry shortly.");
+    }
     const ledger_result *res = &call->result;
-    if (res->outcome == LEDGER_CONFLICT)
+    if (res->outcome == LEDGER_CONFLICT) {
+        metrics_count_confirm(METRICS_CONFIRM_CONFLICT);
         return http_reply_error(req, c, 409, "already_confirmed",
                                 "This delivery was already confirmed by another client.");
+    }
+    metrics_count_confirm(res->outcome == LEDGER_SAME ? METRICS_CONFIRM_REPEATED
+                          : res->row.status == LEDGER_CORRUPTED ? METRICS_CONFIRM_CORRUPTED
+                                                                : METRICS_CONFIRM_CONFIRMED);
     char body[LEDGER_RECEIPT_MAX + 256];
     int n = snprintf(body, sizeof body, "{\"delivery\":\"%s\",\"status\":\"%s\",\"receipt\":\"%s\"}",
                      res->row.id, ledger_status_name(res->row.status), res->row.receipt);

@@ -79,10 +79,12 @@ enum MHD_Result http_queue(request *req, struct MHD_Connection *c, unsigned stat
     if (r == NULL) {
         /* Out of memory: let libmicrohttpd close the connection. */
         req->status = 500;
+        metrics_count_response(req->route, 500);
         return MHD_NO;
     }
     req->status = status;
     req->bytes = body_bytes;
+    metrics_count_response(req->route, status);
     enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
@@ -544,6 +546,7 @@ static enum MHD_Result serve_content(http_server *srv, request *req, struct MHD_
             return http_reply_error(req, c, 503, "ledger_busy",
                                     "The ledger is busy; retry in a moment.");
         }
+        metrics_count_delivery();
     }
 
     content_file headers_of = f; /* plain copy of the metadata for headers */
@@ -652,6 +655,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->status = 0;
     req->bytes = 0;
     req->phase = REQUEST_NEW;
+    req->route = METRICS_ROUTE_OTHER;
     req->started = false;
     req->body = NULL;
     req->body_len = 0;
@@ -697,6 +701,22 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     atomic_fetch_sub(&srv->in_flight, 1);
 }
 
+static metrics_route route_of(const char *url)
+{
+    if (strncmp(url, "/_receipt/", 10) != 0)
+        return METRICS_ROUTE_CONTENT;
+    const char *r = url + 10;
+    if (strcmp(r, "jwks.json") == 0)
+        return METRICS_ROUTE_JWKS;
+    if (strcmp(r, "agent.js") == 0)
+        return METRICS_ROUTE_AGENT;
+    if (strncmp(r, "plugin/", 7) == 0)
+        return METRICS_ROUTE_PLUGIN;
+    if (strcmp(r, "confirm") == 0)
+        return METRICS_ROUTE_CONFIRM;
+    return METRICS_ROUTE_OTHER;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -709,6 +729,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
     if (!req->started) {
         req->started = true;
+        req->route = route_of(url);
         copy_bounded(req->method, sizeof req->method, method);
         copy_bounded(req->version, sizeof req->version, version);
         copy_bounded(req->user_agent, sizeof req->user_agent,

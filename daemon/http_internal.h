@@ -10,6 +10,7 @@
 #include "daemon/delivery.h"
 #include "daemon/http.h"
 #include "daemon/ledger.h"
+#include "daemon/metrics.h"
 
 #include <microhttpd.h>
 #include <stdatomic.h>
@@ -53,6 +54,7 @@ typedef struct request {
     unsigned status;
     uint64_t bytes;
     request_phase phase;
+    metrics_route route;
     bool raw_path_has_nul;
     bool started;
     size_t uri_len;

@@ -113,6 +113,7 @@ enum MHD_Result plugin_serve(http_server *srv, request *req, struct MHD_Connecti
             return http_reply_error(req, c, 503, "ledger_busy",
                                     "The ledger is busy; retry in a moment.");
         }
+        metrics_count_binding();
     }
 
     size_t len = strlen(jwe);

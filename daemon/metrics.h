@@ -1,0 +1,62 @@
+/*
+ * metrics: counters of the public listener, for GET /metrics on the admin
+ * listener. Lock-free (relaxed atomics): a worker pays one atomic add per
+ * response.
+ */
+#ifndef RECEIPT_DAEMON_METRICS_H
+#define RECEIPT_DAEMON_METRICS_H
+
+#include <stdint.h>
+
+typedef enum metrics_route {
+    METRICS_ROUTE_CONTENT = 0,
+    METRICS_ROUTE_JWKS,
+    METRICS_ROUTE_AGENT,
+    METRICS_ROUTE_PLUGIN,
+    METRICS_ROUTE_CONFIRM,
+    METRICS_ROUTE_OTHER,
+    METRICS_ROUTE_COUNT, /* number of routes, not one */
+} metrics_route;
+
+/* The status codes counted one by one; others fall into METRICS_CODE_OTHER. */
+#define METRICS_CODES                                                                          \
+    X(200) X(204) X(206) X(301) X(304) X(400) X(401) X(403) X(404) X(405) X(409) X(410)        \
+        X(413) X(414) X(415) X(416) X(431) X(500) X(503)
+
+typedef enum metrics_code {
+#define X(n) METRICS_CODE_##n,
+    METRICS_CODES
+#undef X
+        METRICS_CODE_OTHER,
+    METRICS_CODE_COUNT,
+} metrics_code;
+
+typedef enum metrics_confirm {
+    METRICS_CONFIRM_CONFIRMED = 0,
+    METRICS_CONFIRM_CORRUPTED,
+    METRICS_CONFIRM_REPEATED, /* idempotent repeat by the same client */
+    METRICS_CONFIRM_CONFLICT, /* 409: another client was first         */
+    METRICS_CONFIRM_REJECTED, /* 4xx before reaching the ledger        */
+    METRICS_CONFIRM_UNAVAILABLE, /* 503                                */
+    METRICS_CONFIRM_COUNT,
+} metrics_confirm;
+
+typedef struct metrics_snapshot {
+    uint64_t responses[METRICS_ROUTE_COUNT][METRICS_CODE_COUNT];
+    uint64_t deliveries;      /* 200s to GET of content        */
+    uint64_t bindings;        /* plug-in data for a ticket      */
+    uint64_t confirms[METRICS_CONFIRM_COUNT];
+} metrics_snapshot;
+
+void metrics_count_response(metrics_route route, unsigned status);
+void metrics_count_delivery(void);
+void metrics_count_binding(void);
+void metrics_count_confirm(metrics_confirm kind);
+void metrics_snapshot_take(metrics_snapshot *out);
+
+const char *metrics_route_name(metrics_route route);
+/* The HTTP status of a code index; 0 for METRICS_CODE_OTHER. */
+unsigned metrics_code_status(metrics_code code);
+const char *metrics_confirm_name(metrics_confirm kind);
+
+#endif
