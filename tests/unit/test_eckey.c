@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The fixed client key of docs/protocol-vectors.md. */
+/* The fixed client key of docs/protocol.md (test vectors). */
 #define CLIENT_D  "pmpYkLdKjQ4j23b2378479Qtj_BjbMfJYCY5dlGrq3w"
 #define CLIENT_X  "Lx_xA6qdaLLN9cVYLjMjKHUf2VCJVfF6pr4hk_JwG0I"
 #define CLIENT_Y  "DMCETttP-cohU3a_5tJ9JaoRXcrztfhtbgL08K6FG8Q"

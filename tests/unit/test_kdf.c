@@ -1,4 +1,4 @@
-/* kdf: both sides agree, and the fixed vector of docs/protocol-vectors.md holds. */
+/* kdf: both sides agree, and the fixed vector of docs/protocol.md (test vectors) holds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
