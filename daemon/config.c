@@ -161,7 +161,8 @@ int config_parse_hostport(const char *text, struct sockaddr_storage *addr, sockl
         return -1;
     }
 
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host[0] != '\0' ? host : NULL, port_text, &hints, &res);
@@ -314,8 +315,7 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
             break;
         case OPT_LOG_LEVEL:
             if (log_level_parse(optarg, &cfg->level) != 0) {
-                snprintf(err, errlen, "--log-level '%s': use debug, info, warn or error",
-                         optarg);
+                snprintf(err, errlen, "--log-level '%s': use debug, info, warn or error", optarg);
                 return CONFIG_USAGE;
             }
             break;
@@ -328,14 +328,14 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
         case OPT_VERSION:
             printf("receiptd %s\n", RECEIPT_VERSION);
             return CONFIG_EXIT_OK;
-#define NUMBER_OPTION(code, name, min, max, field)                                             \
-    case code:                                                                                 \
-        if (parse_number(optarg, min, max, &v) != 0) {                                         \
-            snprintf(err, errlen, "--%s '%s': expected a whole number from %llu to %llu",      \
-                     name, optarg, (unsigned long long)(min), (unsigned long long)(max));      \
-            return CONFIG_USAGE;                                                               \
-        }                                                                                      \
-        cfg->field = v;                                                                        \
+#define NUMBER_OPTION(code, name, min, max, field)                                                 \
+    case code:                                                                                     \
+        if (parse_number(optarg, min, max, &v) != 0) {                                             \
+            snprintf(err, errlen, "--%s '%s': expected a whole number from %llu to %llu", name,    \
+                     optarg, (unsigned long long)(min), (unsigned long long)(max));                \
+            return CONFIG_USAGE;                                                                   \
+        }                                                                                          \
+        cfg->field = v;                                                                            \
         break;
             NUMBER_OPTION(OPT_TICKET_TTL, "ticket-ttl", 1, 10ull * 365 * 24 * 3600, ticket_ttl_s)
             NUMBER_OPTION(OPT_THREADS, "threads", 1, 256, threads)
@@ -358,8 +358,7 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
         case '?':
         default:
             if (optopt != 0)
-                snprintf(err, errlen, "option '%s' needs a value or is unknown",
-                         argv[optind - 1]);
+                snprintf(err, errlen, "option '%s' needs a value or is unknown", argv[optind - 1]);
             else
                 snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
             return CONFIG_USAGE;
@@ -378,8 +377,7 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
         return CONFIG_USAGE;
     }
     strcpy(cfg->listen, listen);
-    if (config_parse_hostport(listen, &cfg->listen_addr, &cfg->listen_addr_len, err, errlen) !=
-        0)
+    if (config_parse_hostport(listen, &cfg->listen_addr, &cfg->listen_addr_len, err, errlen) != 0)
         return CONFIG_USAGE;
 
     if (public_url != NULL) {
@@ -408,13 +406,11 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
     } else {
         size_t n = strlen(server_id);
         if (n == 0 || n > CONFIG_SERVER_ID_MAX) {
-            snprintf(err, errlen, "--server-id must have 1 to %d characters",
-                     CONFIG_SERVER_ID_MAX);
+            snprintf(err, errlen, "--server-id must have 1 to %d characters", CONFIG_SERVER_ID_MAX);
             return CONFIG_USAGE;
         }
         for (const char *p = server_id; *p; p++) {
-            if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || *p == '"' ||
-                *p == '\\') {
+            if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || *p == '"' || *p == '\\') {
                 snprintf(err, errlen, "--server-id '%s': printable ASCII without spaces",
                          server_id);
                 return CONFIG_USAGE;

@@ -16,9 +16,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define CONFIG_HOSTPORT_MAX 300
-#define CONFIG_URL_MAX 512
-#define CONFIG_SERVER_ID_MAX 63
+#define CONFIG_HOSTPORT_MAX      300
+#define CONFIG_URL_MAX           512
+#define CONFIG_SERVER_ID_MAX     63
 #define CONFIG_EXTRA_HEADERS_MAX 32
 
 typedef struct config_header {
@@ -55,8 +55,8 @@ typedef struct config {
 
 typedef enum config_result {
     CONFIG_OK = 0,
-    CONFIG_EXIT_OK,    /* --help or --version printed: exit 0 */
-    CONFIG_USAGE,      /* err says what is wrong: exit 2      */
+    CONFIG_EXIT_OK, /* --help or --version printed: exit 0 */
+    CONFIG_USAGE,   /* err says what is wrong: exit 2      */
 } config_result;
 
 config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen);

@@ -24,7 +24,7 @@
 #include <time.h>
 
 #define CONFIRM_RECEIPT_PAYLOAD_MAX 4096
-#define CONFIRM_WATCHDOG_TICK_MS 50
+#define CONFIRM_WATCHDOG_TICK_MS    50
 
 typedef enum call_state {
     CALL_PENDING = 0,
@@ -202,12 +202,12 @@ typedef struct failure {
     const char *message;
 } failure;
 
-#define FAIL(s, c, m)                                                                          \
-    do {                                                                                       \
-        fail->status = (s);                                                                    \
-        fail->code = (c);                                                                      \
-        fail->message = (m);                                                                   \
-        goto out;                                                                              \
+#define FAIL(s, c, m)                                                                              \
+    do {                                                                                           \
+        fail->status = (s);                                                                        \
+        fail->code = (c);                                                                          \
+        fail->message = (m);                                                                       \
+        goto out;                                                                                  \
     } while (0)
 
 static bool content_type_is_jose(const char *value)
@@ -250,8 +250,8 @@ static int check(http_server *srv, struct MHD_Connection *c, const request *req,
     if (strcmp(jh.cty, JOSE_CTY_CONFIRM) != 0)
         FAIL(400, "bad_jose_header", "The JWE cty must be receipt-confirm+json.");
 
-    switch (jwe_decrypt(out->client.key, req->body, req->body_len, &jh, &plaintext,
-                        &plaintext_len)) {
+    switch (
+        jwe_decrypt(out->client.key, req->body, req->body_len, &jh, &plaintext, &plaintext_len)) {
     case JOSE_OK:
         break;
     case JOSE_DECRYPT:
@@ -287,8 +287,8 @@ static int check(http_server *srv, struct MHD_Connection *c, const request *req,
     if (sha == NULL || json_is_null(sha)) {
         out->has_sha256 = false;
     } else if (json_is_string(sha) &&
-               b64url_decode(json_string_value(sha), json_string_length(sha),
-                             out->received_sha256, sizeof out->received_sha256) == 32) {
+               b64url_decode(json_string_value(sha), json_string_length(sha), out->received_sha256,
+                             sizeof out->received_sha256) == 32) {
         out->has_sha256 = true;
     } else {
         FAIL(400, "bad_payload", "received.sha256 must be null or base64url of 32 bytes.");
@@ -343,15 +343,14 @@ static int sign_receipt(const http_server *srv, const checked *ck, const char *d
     if (n < 0 || (size_t)n >= sizeof payload)
         return -1;
     const eckey *sig = srv->svc.keys->sig;
-    return jws_sign(sig, eckey_thumbprint(sig), (const uint8_t *)payload, (size_t)n, out) ==
-                   JOSE_OK
+    return jws_sign(sig, eckey_thumbprint(sig), (const uint8_t *)payload, (size_t)n, out) == JOSE_OK
                ? 0
                : -1;
 }
 
 static void fill_confirm_event(const http_server *srv, const request *req, const checked *ck,
-                               const char *delivery_id, ledger_status status,
-                               uint64_t confirmed_ms, const char *receipt, ledger_event *ev)
+                               const char *delivery_id, ledger_status status, uint64_t confirmed_ms,
+                               const char *receipt, ledger_event *ev)
 {
     memset(ev, 0, sizeof *ev);
     ev->kind = LEDGER_EVENT_CONFIRM;
@@ -458,12 +457,13 @@ static enum MHD_Result answer(request *req, struct MHD_Connection *c)
         return http_reply_error(req, c, 409, "already_confirmed",
                                 "This delivery was already confirmed by another client.");
     }
-    metrics_count_confirm(res->outcome == LEDGER_SAME ? METRICS_CONFIRM_REPEATED
+    metrics_count_confirm(res->outcome == LEDGER_SAME           ? METRICS_CONFIRM_REPEATED
                           : res->row.status == LEDGER_CORRUPTED ? METRICS_CONFIRM_CORRUPTED
                                                                 : METRICS_CONFIRM_CONFIRMED);
     char body[LEDGER_RECEIPT_MAX + 256];
-    int n = snprintf(body, sizeof body, "{\"delivery\":\"%s\",\"status\":\"%s\",\"receipt\":\"%s\"}",
-                     res->row.id, ledger_status_name(res->row.status), res->row.receipt);
+    int n =
+        snprintf(body, sizeof body, "{\"delivery\":\"%s\",\"status\":\"%s\",\"receipt\":\"%s\"}",
+                 res->row.id, ledger_status_name(res->row.status), res->row.receipt);
     if (n < 0 || (size_t)n >= sizeof body)
         return http_reply_error(req, c, 500, "internal_error", "The receipt is too large.");
     struct MHD_Response *r =

@@ -16,7 +16,7 @@
 
 #define DELIVERY_ELEMENT_PREFIX "<script src=\"/_receipt/agent.js\" data-receipt-ticket=\""
 #define DELIVERY_ELEMENT_SUFFIX "\" async></script>"
-#define DELIVERY_ELEMENT_MAX                                                                   \
+#define DELIVERY_ELEMENT_MAX                                                                       \
     (sizeof DELIVERY_ELEMENT_PREFIX - 1 + TICKET_MAX_LEN + sizeof DELIVERY_ELEMENT_SUFFIX - 1)
 
 typedef struct delivery {

@@ -2,6 +2,7 @@
 
 #include "common/b64.h"
 #include "daemon/delivery.h"
+#include "daemon/httpcond.h"
 #include "daemon/log.h"
 #include "web/web.h"
 
@@ -74,7 +75,7 @@ static void add_extra_headers(const http_server *srv, struct MHD_Response *r)
 }
 
 enum MHD_Result http_queue(request *req, struct MHD_Connection *c, unsigned status,
-                             struct MHD_Response *r, uint64_t body_bytes)
+                           struct MHD_Response *r, uint64_t body_bytes)
 {
     if (r == NULL) {
         /* Out of memory: let libmicrohttpd close the connection. */
@@ -91,8 +92,8 @@ enum MHD_Result http_queue(request *req, struct MHD_Connection *c, unsigned stat
 }
 
 /* The JSON error body of PROTOCOL.md section 6; *len gets the body length. */
-struct MHD_Response *http_error_response(unsigned status, const char *code,
-                                           const char *message, size_t *len)
+struct MHD_Response *http_error_response(unsigned status, const char *code, const char *message,
+                                         size_t *len)
 {
     char body[HTTP_ERROR_BODY_MAX];
     int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n", code, message);
@@ -111,7 +112,7 @@ struct MHD_Response *http_error_response(unsigned status, const char *code,
 }
 
 enum MHD_Result http_reply_error(request *req, struct MHD_Connection *c, unsigned status,
-                                   const char *code, const char *message)
+                                 const char *code, const char *message)
 {
     size_t len;
     struct MHD_Response *r = http_error_response(status, code, message, &len);
@@ -119,7 +120,7 @@ enum MHD_Result http_reply_error(request *req, struct MHD_Connection *c, unsigne
 }
 
 enum MHD_Result http_reply_method_not_allowed(request *req, struct MHD_Connection *c,
-                                                const char *allow)
+                                              const char *allow)
 {
     char body[HTTP_ERROR_BODY_MAX];
     int n = snprintf(body, sizeof body,
@@ -235,102 +236,30 @@ static void free_body_ref(void *cls)
 
 /* ---- conditional and range requests -------------------------------------- */
 
-static bool etag_matches(const char *list, const char *etag)
-{
-    if (strcmp(list, "*") == 0)
-        return true;
-    size_t etag_len = strlen(etag);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (strncmp(p, "W/", 2) == 0) /* weak comparison for If-None-Match */
-            p += 2;
-        if (strncmp(p, etag, etag_len) == 0 &&
-            (p[etag_len] == '\0' || p[etag_len] == ',' || p[etag_len] == ' '))
-            return true;
-        while (*p && *p != ',')
-            p++;
-    }
-    return false;
-}
-
-static bool parse_http_date(const char *text, time_t *out)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *end = strptime(text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    if (end == NULL || *end != '\0')
-        return false;
-    *out = timegm(&tm);
-    return true;
-}
-
 static bool not_modified(struct MHD_Connection *c, const content_file *f)
 {
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
     if (inm != NULL)
-        return etag_matches(inm, f->etag);
+        return httpcond_etag_matches(inm, f->etag);
     const char *ims = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-Modified-Since");
     time_t since;
-    if (ims != NULL && parse_http_date(ims, &since))
+    if (ims != NULL && httpcond_parse_date(ims, &since))
         return f->mtime.tv_sec <= since;
     return false;
 }
 
-typedef enum range_kind { RANGE_NONE, RANGE_PARTIAL, RANGE_UNSATISFIABLE } range_kind;
-
-/* One byte range (RFC 9110 14.1.2); several ranges are answered in full. */
-static range_kind parse_range(struct MHD_Connection *c, const content_file *f,
-                              uint64_t *start, uint64_t *len)
+/* One byte range; If-Range that names another version asks for it all. */
+static httpcond_range requested_range(struct MHD_Connection *c, const content_file *f,
+                                      uint64_t *start, uint64_t *len)
 {
     const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Range");
-    if (range == NULL || strncmp(range, "bytes=", 6) != 0 || strchr(range, ',') != NULL)
-        return RANGE_NONE;
+    if (range == NULL)
+        return HTTPCOND_RANGE_NONE;
     const char *if_range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-Range");
     if (if_range != NULL && strcmp(if_range, f->etag) != 0 &&
         strcmp(if_range, f->last_modified) != 0)
-        return RANGE_NONE;
-
-    const char *p = range + 6;
-    char *end;
-    uint64_t size = f->size;
-    if (*p == '-') {
-        errno = 0;
-        unsigned long long suffix = strtoull(p + 1, &end, 10);
-        if (errno != 0 || end == p + 1 || *end != '\0')
-            return RANGE_NONE;
-        if (suffix == 0 || size == 0)
-            return RANGE_UNSATISFIABLE;
-        if (suffix > size)
-            suffix = size;
-        *start = size - suffix;
-        *len = suffix;
-        return RANGE_PARTIAL;
-    }
-    if (*p < '0' || *p > '9')
-        return RANGE_NONE;
-    errno = 0;
-    unsigned long long first = strtoull(p, &end, 10);
-    if (errno != 0 || *end != '-')
-        return RANGE_NONE;
-    unsigned long long last = size == 0 ? 0 : size - 1;
-    if (end[1] != '\0') {
-        const char *q = end + 1;
-        if (*q < '0' || *q > '9')
-            return RANGE_NONE;
-        errno = 0;
-        last = strtoull(q, &end, 10);
-        if (errno != 0 || *end != '\0' || last < first)
-            return RANGE_NONE;
-        if (last >= size)
-            last = size - 1;
-    }
-    if (first >= size)
-        return RANGE_UNSATISFIABLE;
-    *start = first;
-    *len = last - first + 1;
-    return RANGE_PARTIAL;
+        return HTTPCOND_RANGE_NONE;
+    return httpcond_parse_range(range, f->size, start, len);
 }
 
 /* ---- content -------------------------------------------------------------- */
@@ -351,8 +280,8 @@ static void add_content_headers(const http_server *srv, struct MHD_Response *r,
     add_extra_headers(srv, r);
 }
 
-static enum MHD_Result reply_not_modified(http_server *srv, request *req,
-                                          struct MHD_Connection *c, content_file *f)
+static enum MHD_Result reply_not_modified(http_server *srv, request *req, struct MHD_Connection *c,
+                                          content_file *f)
 {
     struct MHD_Response *r = empty_response();
     if (r != NULL) {
@@ -499,19 +428,19 @@ static enum MHD_Result serve_content(http_server *srv, request *req, struct MHD_
     bool inject = has_key == 0 && srv->svc.cfg->inject && f.is_html && f.data != NULL;
     if (!inject) {
         uint64_t start = 0, len = 0;
-        range_kind rk = parse_range(c, &f, &start, &len);
-        if (rk == RANGE_UNSATISFIABLE) {
+        httpcond_range rk = requested_range(c, &f, &start, &len);
+        if (rk == HTTPCOND_RANGE_UNSATISFIABLE) {
             char cr[64];
             size_t len416;
             snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)f.size);
             content_file_release(&f);
-            struct MHD_Response *r = http_error_response(416, "range_not_satisfiable",
-                                                    "The range lies outside the content.", &len416);
+            struct MHD_Response *r = http_error_response(
+                416, "range_not_satisfiable", "The range lies outside the content.", &len416);
             if (r != NULL)
                 MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
             return http_queue(req, c, 416, r, head ? 0 : len416);
         }
-        if (rk == RANGE_PARTIAL) {
+        if (rk == HTTPCOND_RANGE_PARTIAL) {
             char cr[96];
             snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)start,
                      (unsigned long long)(start + len - 1), (unsigned long long)f.size);
@@ -577,7 +506,7 @@ static enum MHD_Result serve_jwks(http_server *srv, request *req, struct MHD_Con
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
     struct MHD_Response *r;
     unsigned status = 200;
-    if (inm != NULL && etag_matches(inm, srv->jwks_etag)) {
+    if (inm != NULL && httpcond_etag_matches(inm, srv->jwks_etag)) {
         r = empty_response();
         status = 304;
     } else {
@@ -596,14 +525,13 @@ static enum MHD_Result serve_agent(http_server *srv, request *req, struct MHD_Co
                                    bool head)
 {
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
-    bool fresh = inm != NULL && etag_matches(inm, srv->agent_etag);
+    bool fresh = inm != NULL && httpcond_etag_matches(inm, srv->agent_etag);
     struct MHD_Response *r =
         fresh ? empty_response()
               : MHD_create_response_from_buffer(web_agent_js_len, (void *)web_agent_js,
                                                 MHD_RESPMEM_PERSISTENT);
     if (r != NULL) {
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "text/javascript; charset=utf-8");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/javascript; charset=utf-8");
         /* An hour, then revalidated by ETag: a new release reaches
          * browsers within the hour without costing a download per page. */
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "public, max-age=3600");
@@ -614,9 +542,8 @@ static enum MHD_Result serve_agent(http_server *srv, request *req, struct MHD_Co
                       (head || fresh) ? 0 : (uint64_t)web_agent_js_len);
 }
 
-static enum MHD_Result serve_receipt_route(http_server *srv, request *req,
-                                           struct MHD_Connection *c, const char *url,
-                                           const char *method)
+static enum MHD_Result serve_receipt_route(http_server *srv, request *req, struct MHD_Connection *c,
+                                           const char *url, const char *method)
 {
     const char *route = url + strlen("/_receipt/");
     bool get = strcmp(method, "GET") == 0;
@@ -718,9 +645,8 @@ static metrics_route route_of(const char *url)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     http_server *srv = cls;
     request *req = *req_cls;
@@ -825,17 +751,14 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     if (cfg->listen_addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     srv->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv,
-        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&cfg->listen_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)&cfg->listen_addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_END);
     if (srv->mhd == NULL) {
         snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen,

@@ -17,12 +17,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define HTTP_RAW_URI_MAX 4096 /* request-target bytes; longer: 414 */
-#define HTTP_REFERER_MAX 255
-#define HTTP_JWKS_MAX 4096
-#define HTTP_CONFIRM_BODY_MAX (16 * 1024) /* PROTOCOL.md section 6: 413 above */
-#define HTTP_CONFIRM_URL_MAX (CONFIG_URL_MAX + 32)
-#define HTTP_CLIENTKEYS_CACHE 65536
+#define HTTP_RAW_URI_MAX        4096 /* request-target bytes; longer: 414 */
+#define HTTP_REFERER_MAX        255
+#define HTTP_JWKS_MAX           4096
+#define HTTP_CONFIRM_BODY_MAX   (16 * 1024) /* PROTOCOL.md section 6: 413 above */
+#define HTTP_CONFIRM_URL_MAX    (CONFIG_URL_MAX + 32)
+#define HTTP_CLIENTKEYS_CACHE   65536
 #define HTTP_CONFIRM_TIMEOUT_MS 10000 /* a ledger slower than this: 503 */
 
 typedef struct confirm_waits confirm_waits;

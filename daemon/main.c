@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAIN_ERR_MAX 512
+#define MAIN_ERR_MAX    512
 #define MAIN_FD_RESERVE 256 /* descriptors beyond connections: files, ledger, logs */
 
 /* Makes room for the configured connections; lowers the limit if it cannot. */
@@ -192,8 +192,8 @@ int main(int argc, char **argv)
         goto out;
 
     log_info("receiptd %s serving %s on %s (port %u), %u threads, ledger %s, server id %s",
-             RECEIPT_VERSION, cfg.root, cfg.listen, http_server_port(srv), cfg.threads,
-             backend, cfg.server_id);
+             RECEIPT_VERSION, cfg.root, cfg.listen, http_server_port(srv), cfg.threads, backend,
+             cfg.server_id);
     log_info("public URL %s; confirmations go to %s/_receipt/confirm", cfg.public_url,
              cfg.public_url);
 

@@ -10,8 +10,8 @@ static _Atomic uint64_t confirms[METRICS_CONFIRM_COUNT];
 static metrics_code code_of(unsigned status)
 {
     switch (status) {
-#define X(n)                                                                                   \
-    case n:                                                                                    \
+#define X(n)                                                                                       \
+    case n:                                                                                        \
         return METRICS_CODE_##n;
         METRICS_CODES
 #undef X

@@ -19,9 +19,10 @@ typedef enum metrics_route {
 } metrics_route;
 
 /* The status codes counted one by one; others fall into METRICS_CODE_OTHER. */
-#define METRICS_CODES                                                                          \
-    X(200) X(204) X(206) X(301) X(304) X(400) X(401) X(403) X(404) X(405) X(409) X(410)        \
-        X(413) X(414) X(415) X(416) X(431) X(500) X(503)
+#define METRICS_CODES                                                                              \
+    X(200)                                                                                         \
+    X(204) X(206) X(301) X(304) X(400) X(401) X(403) X(404) X(405) X(409) X(410) X(413) X(414)     \
+        X(415) X(416) X(431) X(500) X(503)
 
 typedef enum metrics_code {
 #define X(n) METRICS_CODE_##n,
@@ -34,17 +35,17 @@ typedef enum metrics_code {
 typedef enum metrics_confirm {
     METRICS_CONFIRM_CONFIRMED = 0,
     METRICS_CONFIRM_CORRUPTED,
-    METRICS_CONFIRM_REPEATED, /* idempotent repeat by the same client */
-    METRICS_CONFIRM_CONFLICT, /* 409: another client was first         */
-    METRICS_CONFIRM_REJECTED, /* 4xx before reaching the ledger        */
+    METRICS_CONFIRM_REPEATED,    /* idempotent repeat by the same client */
+    METRICS_CONFIRM_CONFLICT,    /* 409: another client was first         */
+    METRICS_CONFIRM_REJECTED,    /* 4xx before reaching the ledger        */
     METRICS_CONFIRM_UNAVAILABLE, /* 503                                */
     METRICS_CONFIRM_COUNT,
 } metrics_confirm;
 
 typedef struct metrics_snapshot {
     uint64_t responses[METRICS_ROUTE_COUNT][METRICS_CODE_COUNT];
-    uint64_t deliveries;      /* 200s to GET of content        */
-    uint64_t bindings;        /* plug-in data for a ticket      */
+    uint64_t deliveries; /* 200s to GET of content        */
+    uint64_t bindings;   /* plug-in data for a ticket      */
     uint64_t confirms[METRICS_CONFIRM_COUNT];
 } metrics_snapshot;
 

@@ -117,8 +117,8 @@ enum MHD_Result plugin_serve(http_server *srv, request *req, struct MHD_Connecti
     }
 
     size_t len = strlen(jwe);
-    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
-        len, jwe, free, jwe);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback_cls(len, jwe, free, jwe);
     if (r == NULL) {
         free(jwe);
         return http_queue(req, c, 500, NULL, 0);

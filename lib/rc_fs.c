@@ -135,8 +135,15 @@ int rc_fs_commit(const char *tmp, const char *path, bool overwrite, char *err, s
         /* A hard link fails with EEXIST instead of replacing, on every
          * file system that has links; renameat2(RENAME_NOREPLACE) does not
          * exist on all of them. */
-        if (link(tmp, path) != 0) {
-            int e = errno;
+        int linked = link(tmp, path);
+        int e = errno;
+        if (linked != 0 && (e == EPERM || e == EOPNOTSUPP || e == ENOSYS)) {
+            /* No hard links here (e.g. FAT): the kernel's no-replace rename. */
+            if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+                linked = 0;
+            e = errno;
+        }
+        if (linked != 0) {
             unlink(tmp);
             if (e == EEXIST) {
                 rc_fs_err(err, errlen, "will not overwrite", path, e);

@@ -18,6 +18,14 @@ const TEXT = 'hello receipt\n';
 const BIG_SIZE = 200 * 1024 * 1024;
 const RSS_LIMIT_KB = 64 * 1024;
 
+// Directories this suite made for clients; removed when it ends.
+const madeDirs = [];
+function ownTempDir(prefix) {
+  const dir = tempDir(prefix);
+  madeDirs.push(dir);
+  return dir;
+}
+
 const sha256 = (buf) => crypto.createHash('sha256').update(buf).digest('base64url');
 
 function sha256File(file) {
@@ -43,7 +51,7 @@ const cliIsSanitized = (() => {
  * withKey is false), spool and receipts.
  */
 async function clientDirs({ withKey = true } = {}) {
-  const dir = tempDir('receipt-cli-');
+  const dir = ownTempDir('receipt-cli-');
   const c = {
     dir,
     key: path.join(dir, 'key.pem'),
@@ -70,7 +78,7 @@ function runCli(args, { env = {}, timeoutMs = 60000, watchMemory = false, wrap =
     const argv = wrap ? [...wrap, CLI, ...args] : args;
     const proc = spawn(wrap ? argv[0] : CLI, wrap ? argv.slice(1) : argv, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, XDG_STATE_HOME: env.XDG_STATE_HOME || tempDir('receipt-xdg-'), ...env },
+      env: { ...process.env, XDG_STATE_HOME: env.XDG_STATE_HOME || ownTempDir('receipt-xdg-'), ...env },
     });
     const out = [];
     let stderr = '';
@@ -176,6 +184,10 @@ async function flippingProxy(targetPort, offset = 100) {
 }
 
 describe('receipt command line', () => {
+  after(() => {
+    for (const dir of madeDirs) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   test('keygen and id', async () => {
     const c = await clientDirs({ withKey: false });
     const made = await runCli(['keygen', '--key', c.key]);
@@ -205,7 +217,7 @@ describe('receipt command line', () => {
   });
 
   test('the default key lives under XDG_STATE_HOME', async () => {
-    const xdg = tempDir('receipt-xdg-');
+    const xdg = ownTempDir('receipt-xdg-');
     const made = await runCli(['keygen'], { env: { XDG_STATE_HOME: xdg } });
     assert.equal(made.code, 0, made.stderr);
     const key = path.join(xdg, 'receipt', 'client-key.pem');
@@ -365,7 +377,7 @@ describe('receipt command line', () => {
 
   test('confirm URL unreachable: exit 3, then flush confirms', async () => {
     const confirmPort = await freePort();
-    const root = tempDir('receipt-root-');
+    const root = ownTempDir('receipt-root-');
     fs.writeFileSync(path.join(root, 'fw.bin'), BIN);
     const first = await startServer({ root, args: ['--public-url', `http://127.0.0.1:${confirmPort}`] });
     const stateDir = first.stateDir;

@@ -1,0 +1,102 @@
+/* delivery: issuing (ID, bound and unbound tickets) and placing the agent element. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "daemon/delivery.h"
+
+#include <string.h>
+
+static const uint8_t secret[TICKET_SECRET_LEN] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
+static const uint8_t digest[32] = {0xde, 0xad, 0xbe, 0xef};
+
+static size_t offset_of(const char *html)
+{
+    return delivery_inject_offset((const uint8_t *)html, strlen(html));
+}
+
+static void test_inject_offset(void **state)
+{
+    (void)state;
+    /* before the last </body>, in any case; at the end when there is none */
+    assert_int_equal(offset_of("<html><body>x</body></html>"), 13);
+    assert_int_equal(offset_of("<html><BODY>x</BODY></html>"), 13);
+    assert_int_equal(offset_of("<p>no body"), 10);
+    assert_int_equal(offset_of(""), 0);
+    assert_int_equal(offset_of("</body>"), 0);
+    assert_int_equal(offset_of("</bod"), 5);
+    assert_int_equal(offset_of("<</body><"), 1);
+    const char *several = "<body><script>'</body>'</script><!-- </BODY> --></Body>\n</html>";
+    assert_int_equal(offset_of(several), strstr(several, "</Body>") - several);
+    const char *trailing = "<body>x</body></html><!-- </body -->";
+    assert_int_equal(offset_of(trailing), 7);
+    const char *lt_only = "<<<<<<<<";
+    assert_int_equal(offset_of(lt_only), strlen(lt_only));
+}
+
+static void test_element(void **state)
+{
+    (void)state;
+    char out[DELIVERY_ELEMENT_MAX];
+    size_t n = delivery_element("abc_-", 5, out);
+    const char *expected = "<script src=\"/_receipt/agent.js\" data-receipt-ticket=\"abc_-\" "
+                           "async></script>";
+    assert_int_equal(n, strlen(expected));
+    assert_memory_equal(out, expected, n);
+}
+
+static void test_issue(void **state)
+{
+    (void)state;
+    ticket_sealer *sealer = ticket_sealer_new(secret);
+    assert_non_null(sealer);
+    delivery a, b;
+    uint64_t now = UINT64_C(1764100000000);
+    assert_int_equal(delivery_issue(sealer, "/a.html", 7, digest, 42, now, 60, NULL, &a), 0);
+    assert_int_equal(delivery_issue(sealer, "/a.html", 7, digest, 42, now, 60, NULL, &b), 0);
+    assert_int_equal(strlen(a.id_text), UUID7_STR_LEN);
+    assert_string_not_equal(a.id_text, b.id_text);
+    assert_true(strcmp(a.id_text, b.id_text) < 0);
+    assert_int_equal(strlen(a.ticket), a.ticket_len);
+
+    ticket_claims opened;
+    assert_int_equal(ticket_open(sealer, a.ticket, a.ticket_len, now, &opened), TICKET_OK);
+    assert_memory_equal(&opened.delivery, &a.id, sizeof a.id);
+    assert_string_equal(opened.path, "/a.html");
+    assert_memory_equal(opened.sha256, digest, 32);
+    assert_int_equal(opened.size, 42);
+    assert_int_equal(opened.issued_ms, now);
+    assert_int_equal(opened.expires_ms, now + 60000);
+    assert_false(opened.bound);
+    assert_int_equal(ticket_open(sealer, a.ticket, a.ticket_len, now + 60000, &opened),
+                     TICKET_EXPIRED);
+
+    uint8_t client[32];
+    memset(client, 0x5a, sizeof client);
+    assert_int_equal(delivery_issue(sealer, "/a.html", 7, digest, 42, now, 60, client, &a), 0);
+    assert_int_equal(ticket_open(sealer, a.ticket, a.ticket_len, now, &opened), TICKET_OK);
+    assert_true(opened.bound);
+    assert_memory_equal(opened.client_id, client, 32);
+
+    char long_path[TICKET_PATH_MAX + 2];
+    memset(long_path, 'p', sizeof long_path);
+    long_path[0] = '/';
+    assert_int_equal(
+        delivery_issue(sealer, long_path, TICKET_PATH_MAX + 1, digest, 1, now, 60, NULL, &a), -1);
+    assert_int_equal(
+        delivery_issue(sealer, long_path, TICKET_PATH_MAX, digest, 1, now, 60, client, &a), 0);
+    assert_true(a.ticket_len <= TICKET_MAX_LEN);
+    ticket_sealer_free(sealer);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_inject_offset),
+        cmocka_unit_test(test_element),
+        cmocka_unit_test(test_issue),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
