@@ -4,11 +4,14 @@
 #   make run      install what is missing, build, serve examples/site
 #   make check    install what is missing, build, run every test
 #   make bench    side-by-side benchmark against nginx (bench/README.md)
+#   make fuzz     run every libFuzzer harness for FUZZ_SECONDS each
 #   make format   clang-format the C sources in place
 #   make clean    remove the build directories
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
 MESON_OPTS ?=
 LISTEN     ?= 127.0.0.1:8080
 ADMIN      ?= 127.0.0.1:8091
@@ -18,7 +21,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps build run check test bench format format-check clean
+.PHONY: all deps build run check test bench fuzz format format-check clean
 
 all: build
 
@@ -54,6 +57,19 @@ test: check
 bench: deps build
 	bench/run
 
+# Every libFuzzer harness for FUZZ_SECONDS each; corpora under $(FUZZ_BUILD)/corpus.
+fuzz: deps
+	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true \
+		-Dtests=false -Db_lundef=false
+	ninja -C $(FUZZ_BUILD)
+	@for f in $(FUZZ_BUILD)/tests/fuzz/fuzz_*; do \
+		[ -f "$$f" ] && [ -x "$$f" ] || continue; \
+		name=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
+		echo "== $$name"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_BUILD)/corpus/$$name \
+			2>&1 | grep -E '^(stat::number_of_executed_units|==|SUMMARY)' || exit 1; \
+	done
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
@@ -61,4 +77,4 @@ format-check:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -151,3 +151,54 @@ long long ledger_count(ledger *lg)
 {
     return lg != NULL ? lg->ops->count(lg) : -1;
 }
+
+int ledger_summary_read(ledger *lg, ledger_summary *out)
+{
+    if (lg == NULL || out == NULL)
+        return -1;
+    return lg->ops->summary(lg, out);
+}
+
+int ledger_content_stats_read(ledger *lg, ledger_content_fn fn, void *arg)
+{
+    if (lg == NULL || fn == NULL)
+        return -1;
+    return lg->ops->content_stats(lg, fn, arg);
+}
+
+int ledger_client_stats_read(ledger *lg, ledger_client_fn fn, void *arg)
+{
+    if (lg == NULL || fn == NULL)
+        return -1;
+    return lg->ops->client_stats(lg, fn, arg);
+}
+
+int ledger_series_read(ledger *lg, uint64_t since_ms, uint64_t until_ms, uint64_t width_ms,
+                       ledger_bucket_fn fn, void *arg)
+{
+    if (lg == NULL || fn == NULL || width_ms == 0 || until_ms < since_ms)
+        return -1;
+    return lg->ops->series(lg, since_ms, until_ms, width_ms, fn, arg);
+}
+
+ledger_cursor *ledger_query(ledger *lg, const ledger_filter *filter)
+{
+    static const ledger_filter all;
+    if (lg == NULL)
+        return NULL;
+    return lg->ops->query(lg, filter != NULL ? filter : &all);
+}
+
+int ledger_cursor_next(ledger_cursor *cur, ledger_delivery *out)
+{
+    if (cur == NULL || out == NULL)
+        return -1;
+    return cur->lg->ops->cursor_next(cur, out);
+}
+
+void ledger_cursor_free(ledger_cursor *cur)
+{
+    if (cur == NULL)
+        return;
+    cur->lg->ops->cursor_free(cur);
+}

@@ -162,6 +162,95 @@ int ledger_get(ledger *lg, const char *id, ledger_delivery *out);
 /* Number of rows (all statuses); -1 on error. */
 long long ledger_count(ledger *lg);
 
+/* ---- reading: admin API, dashboard and report ---- */
+
+/*
+ * Which rows a query returns. Every member narrows the set; a zero member
+ * (NULL, 0) does not. Rows come newest first, ordered by ID (UUIDv7: issue
+ * time, then random bits), which is stable across pages.
+ */
+#define LEDGER_STATUS_BIT(s)  (1u << (unsigned)(s))
+#define LEDGER_STATUS_PENDING (LEDGER_STATUS_BIT(LEDGER_ISSUED) | LEDGER_STATUS_BIT(LEDGER_BOUND))
+
+typedef struct ledger_filter {
+    const char *path;      /* exact content path                      */
+    const char *client;    /* exact client ID                         */
+    unsigned statuses;     /* LEDGER_STATUS_BIT()s; 0: every status   */
+    uint64_t since_ms;     /* issued_ms >= since_ms                   */
+    uint64_t until_ms;     /* issued_ms < until_ms; 0: no upper bound */
+    const char *before_id; /* keyset page: rows with id < before_id   */
+} ledger_filter;
+
+typedef struct ledger_summary {
+    uint64_t deliveries;
+    uint64_t confirmed;
+    uint64_t corrupted;
+    uint64_t bound;     /* status bound now (not yet confirmed) */
+    uint64_t pending;   /* issued or bound                      */
+    uint64_t first_ms;  /* earliest issued_ms; 0: no rows       */
+    uint64_t last_ms;   /* latest issued_ms or confirmed_ms     */
+} ledger_summary;
+
+/*
+ * One content version (path and sha256). Latencies are confirmed_ms -
+ * issued_ms over its confirmed and corrupted rows, nearest rank: of n
+ * values sorted ascending, the median is the ceil(n/2)-th and p95 the
+ * ceil(0.95 n)-th.
+ */
+typedef struct ledger_content_stats {
+    char path[LEDGER_PATH_MAX + 1];
+    uint8_t sha256[32];
+    uint64_t size;
+    uint64_t deliveries, confirmed, corrupted, pending;
+    uint64_t first_ms, last_ms; /* issued_ms range */
+    bool has_latency;           /* false: nothing confirmed yet */
+    int64_t median_ms, p95_ms;
+} ledger_content_stats;
+
+/* One client: every row bound to or confirmed by it. */
+typedef struct ledger_client_stats {
+    char client[ECKEY_THUMBPRINT_LEN + 1];
+    uint64_t deliveries, confirmed, corrupted, pending;
+    uint64_t last_seen_ms; /* latest of issued, bound and confirmed times */
+} ledger_client_stats;
+
+/* Deliveries issued, and confirmations made, in [start_ms, start_ms + width). */
+typedef struct ledger_bucket {
+    uint64_t start_ms;
+    uint64_t deliveries, confirmed, corrupted;
+} ledger_bucket;
+
+/* Callbacks of the aggregate reads: return 0 to go on, non-zero to stop. */
+typedef int (*ledger_content_fn)(void *arg, const ledger_content_stats *row);
+typedef int (*ledger_client_fn)(void *arg, const ledger_client_stats *row);
+typedef int (*ledger_bucket_fn)(void *arg, const ledger_bucket *row);
+
+/* Each returns 0, or -1 (message in ledger_error()); a callback's stop is 0. */
+int ledger_summary_read(ledger *lg, ledger_summary *out);
+int ledger_content_stats_read(ledger *lg, ledger_content_fn fn, void *arg);
+int ledger_client_stats_read(ledger *lg, ledger_client_fn fn, void *arg);
+/* Buckets of width_ms from since_ms up to until_ms; only non-empty ones. */
+int ledger_series_read(ledger *lg, uint64_t since_ms, uint64_t until_ms, uint64_t width_ms,
+                       ledger_bucket_fn fn, void *arg);
+
+/*
+ * A query's rows, one at a time: memory stays constant however many rows
+ * match. The cursor borrows the filter's strings only during ledger_query()
+ * and must be freed before its ledger is closed. A cursor holds a read
+ * snapshot (SQLite: an open read transaction) until it ends or is freed.
+ */
+typedef struct ledger_cursor ledger_cursor;
+
+ledger_cursor *ledger_query(ledger *lg, const ledger_filter *filter); /* NULL: error */
+/* Returns 1 with *out set, 0 after the last row, -1 on error. */
+int ledger_cursor_next(ledger_cursor *cur, ledger_delivery *out);
+void ledger_cursor_free(ledger_cursor *cur); /* NULL-safe */
+
+/* Every backend's cursor starts with this. */
+struct ledger_cursor {
+    ledger *lg;
+};
+
 /* The backend table. Each backend file defines one. */
 typedef struct ledger_ops {
     const char *name;
@@ -175,6 +264,14 @@ typedef struct ledger_ops {
     int (*rollback)(ledger *lg);
     int (*get)(ledger *lg, const char *id, ledger_delivery *out);
     long long (*count)(ledger *lg);
+    int (*summary)(ledger *lg, ledger_summary *out);
+    int (*content_stats)(ledger *lg, ledger_content_fn fn, void *arg);
+    int (*client_stats)(ledger *lg, ledger_client_fn fn, void *arg);
+    int (*series)(ledger *lg, uint64_t since_ms, uint64_t until_ms, uint64_t width_ms,
+                  ledger_bucket_fn fn, void *arg);
+    ledger_cursor *(*query)(ledger *lg, const ledger_filter *filter);
+    int (*cursor_next)(ledger_cursor *cur, ledger_delivery *out);
+    void (*cursor_free)(ledger_cursor *cur);
 } ledger_ops;
 
 /* Every backend's handle starts with this, so ledger.c can dispatch. */
