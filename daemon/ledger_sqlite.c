@@ -109,6 +109,10 @@ enum stmt_id {
     ST_CONFIRM,
     ST_GET,
     ST_COUNT,
+    ST_SUMMARY,
+    ST_CONTENT_STATS,
+    ST_CLIENT_STATS,
+    ST_SERIES,
     ST_COUNT_ALL, /* number of statements, not one */
 };
 
@@ -141,6 +145,54 @@ static const char *const stmt_sql[ST_COUNT_ALL] = {
                    " WHERE deliveries.status IN ('issued', 'bound')",
     [ST_GET] = "SELECT " COLUMNS " FROM deliveries WHERE id = ?1",
     [ST_COUNT] = "SELECT count(*) FROM deliveries",
+    /*
+     * One statement, so one snapshot. The counts by status are answered from
+     * the status index, the times from the issued index; only the latest
+     * confirmation needs a scan.
+     */
+    [ST_SUMMARY] = "SELECT (SELECT count(*) FROM deliveries),"
+                   " (SELECT count(*) FROM deliveries WHERE status = 'confirmed'),"
+                   " (SELECT count(*) FROM deliveries WHERE status = 'corrupted'),"
+                   " (SELECT count(*) FROM deliveries WHERE status = 'bound'),"
+                   " (SELECT count(*) FROM deliveries WHERE status = 'issued'),"
+                   " (SELECT min(issued_ms) FROM deliveries),"
+                   " (SELECT max(issued_ms) FROM deliveries),"
+                   " (SELECT max(confirmed_ms) FROM deliveries)",
+    /*
+     * Per content version. Nearest-rank percentiles in integers: of n sorted
+     * latencies the median is number (n + 1) / 2 = ceil(n / 2) and p95 is
+     * number (95 n + 99) / 100 = ceil(0.95 n), counting from 1.
+     */
+    [ST_CONTENT_STATS] =
+        "WITH c AS (SELECT path, sha256, max(size) AS size, count(*) AS n,"
+        "   total(status = 'confirmed') AS confirmed, total(status = 'corrupted') AS corrupted,"
+        "   total(status IN ('issued', 'bound')) AS pending,"
+        "   min(issued_ms) AS first_ms, max(issued_ms) AS last_ms"
+        "  FROM deliveries GROUP BY path, sha256),"
+        " t AS (SELECT path, sha256, confirmed_ms - issued_ms AS d,"
+        "   row_number() OVER (PARTITION BY path, sha256 ORDER BY confirmed_ms - issued_ms) AS rn,"
+        "   count(*) OVER (PARTITION BY path, sha256) AS k"
+        "  FROM deliveries WHERE status IN ('confirmed', 'corrupted') AND confirmed_ms IS NOT NULL),"
+        " p AS (SELECT path, sha256, max(CASE WHEN rn = (k + 1) / 2 THEN d END) AS median,"
+        "   max(CASE WHEN rn = (95 * k + 99) / 100 THEN d END) AS p95"
+        "  FROM t GROUP BY path, sha256)"
+        " SELECT c.path, c.sha256, c.size, c.n, c.confirmed, c.corrupted, c.pending, c.first_ms,"
+        "  c.last_ms, p.median, p.p95"
+        " FROM c LEFT JOIN p ON p.path = c.path AND p.sha256 = c.sha256"
+        " ORDER BY c.path, c.first_ms, c.sha256",
+    [ST_CLIENT_STATS] =
+        "SELECT client, count(*), total(status = 'confirmed'), total(status = 'corrupted'),"
+        " total(status IN ('issued', 'bound')),"
+        " max(max(issued_ms, coalesce(bound_ms, 0), coalesce(confirmed_ms, 0))) AS seen"
+        " FROM deliveries WHERE client IS NOT NULL GROUP BY client ORDER BY seen DESC, client",
+    /* ?1 since, ?2 until (exclusive), ?3 bucket width. */
+    [ST_SERIES] = "SELECT b, sum(d), sum(c), sum(x) FROM ("
+                  " SELECT (issued_ms - ?1) / ?3 AS b, 1 AS d, 0 AS c, 0 AS x FROM deliveries"
+                  "  WHERE issued_ms >= ?1 AND issued_ms < ?2"
+                  " UNION ALL"
+                  " SELECT (confirmed_ms - ?1) / ?3, 0, status = 'confirmed', status = 'corrupted'"
+                  "  FROM deliveries WHERE confirmed_ms >= ?1 AND confirmed_ms < ?2"
+                  ") GROUP BY b ORDER BY b",
 };
 
 typedef struct ledger_sqlite {
@@ -541,6 +593,272 @@ static long long sqlite_count(ledger *base)
     return n;
 }
 
+/* ---- reads for the admin API and report ---- */
+
+static uint64_t column_count(sqlite3_stmt *st, int col)
+{
+    sqlite3_int64 v = sqlite3_column_int64(st, col); /* total() is a float; it converts */
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+static int sqlite_summary(ledger *base, ledger_summary *out)
+{
+    ledger_sqlite *lg = impl(base);
+    sqlite3_stmt *st = lg->stmt[ST_SUMMARY];
+    int ret = -1;
+    lg->err[0] = '\0';
+    memset(out, 0, sizeof *out);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        out->deliveries = column_count(st, 0);
+        out->confirmed = column_count(st, 1);
+        out->corrupted = column_count(st, 2);
+        out->bound = column_count(st, 3);
+        out->pending = out->bound + column_count(st, 4);
+        out->first_ms = column_count(st, 5);
+        out->last_ms = column_count(st, 6);
+        if (column_count(st, 7) > out->last_ms)
+            out->last_ms = column_count(st, 7);
+        ret = 0;
+    } else {
+        fail(lg, "ledger summary: %s", sqlite3_errmsg(lg->db));
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
+/* Steps st to the end, handing each row to row_fn; resets st either way. */
+static int for_each_row(ledger_sqlite *lg, sqlite3_stmt *st, const char *what,
+                        int (*row_fn)(sqlite3_stmt *st, void *fn, void *arg), void *fn, void *arg)
+{
+    int ret = 0;
+    int rc;
+    lg->err[0] = '\0';
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (row_fn(st, fn, arg) != 0)
+            goto out; /* the caller stopped: not an error */
+    }
+    if (rc != SQLITE_DONE) {
+        fail(lg, "ledger %s: %s", what, sqlite3_errmsg(lg->db));
+        ret = -1;
+    }
+out:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return ret;
+}
+
+static int content_row(sqlite3_stmt *st, void *fn, void *arg)
+{
+    ledger_content_stats row;
+    memset(&row, 0, sizeof row);
+    column_text(st, 0, row.path, sizeof row.path);
+    column_sha256(st, 1, row.sha256);
+    row.size = column_count(st, 2);
+    row.deliveries = column_count(st, 3);
+    row.confirmed = column_count(st, 4);
+    row.corrupted = column_count(st, 5);
+    row.pending = column_count(st, 6);
+    row.first_ms = column_count(st, 7);
+    row.last_ms = column_count(st, 8);
+    row.has_latency = sqlite3_column_type(st, 9) != SQLITE_NULL;
+    row.median_ms = sqlite3_column_int64(st, 9);
+    row.p95_ms = sqlite3_column_int64(st, 10);
+    return (*(ledger_content_fn *)fn)(arg, &row);
+}
+
+static int sqlite_content_stats(ledger *base, ledger_content_fn fn, void *arg)
+{
+    ledger_sqlite *lg = impl(base);
+    return for_each_row(lg, lg->stmt[ST_CONTENT_STATS], "contents", content_row, &fn, arg);
+}
+
+static int client_row(sqlite3_stmt *st, void *fn, void *arg)
+{
+    ledger_client_stats row;
+    memset(&row, 0, sizeof row);
+    column_text(st, 0, row.client, sizeof row.client);
+    row.deliveries = column_count(st, 1);
+    row.confirmed = column_count(st, 2);
+    row.corrupted = column_count(st, 3);
+    row.pending = column_count(st, 4);
+    row.last_seen_ms = column_count(st, 5);
+    return (*(ledger_client_fn *)fn)(arg, &row);
+}
+
+static int sqlite_client_stats(ledger *base, ledger_client_fn fn, void *arg)
+{
+    ledger_sqlite *lg = impl(base);
+    return for_each_row(lg, lg->stmt[ST_CLIENT_STATS], "clients", client_row, &fn, arg);
+}
+
+typedef struct series_ctx {
+    ledger_bucket_fn fn;
+    uint64_t since_ms;
+    uint64_t width_ms;
+} series_ctx;
+
+static int series_row(sqlite3_stmt *st, void *fn, void *arg)
+{
+    const series_ctx *ctx = fn;
+    ledger_bucket row = {
+        .start_ms = ctx->since_ms + column_count(st, 0) * ctx->width_ms,
+        .deliveries = column_count(st, 1),
+        .confirmed = column_count(st, 2),
+        .corrupted = column_count(st, 3),
+    };
+    return ctx->fn(arg, &row);
+}
+
+static int sqlite_series(ledger *base, uint64_t since_ms, uint64_t until_ms, uint64_t width_ms,
+                         ledger_bucket_fn fn, void *arg)
+{
+    ledger_sqlite *lg = impl(base);
+    sqlite3_stmt *st = lg->stmt[ST_SERIES];
+    series_ctx ctx = {.fn = fn, .since_ms = since_ms, .width_ms = width_ms};
+    if (!fits_int64(since_ms) || !fits_int64(until_ms) || !fits_int64(width_ms)) {
+        fail(lg, "ledger series: a time is out of range");
+        return -1;
+    }
+    if (sqlite3_bind_int64(st, 1, (sqlite3_int64)since_ms) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)until_ms) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)width_ms) != SQLITE_OK) {
+        fail(lg, "ledger series: %s", sqlite3_errmsg(lg->db));
+        sqlite3_clear_bindings(st);
+        return -1;
+    }
+    return for_each_row(lg, st, "series", series_row, &ctx, arg);
+}
+
+/* The query's statement is made for its filter: SQLite then picks the index
+ * that fits (path, client, issued time, or the ID for plain pages). */
+typedef struct sqlite_cursor {
+    ledger_cursor base; /* first: ledger.c dispatches through it */
+    sqlite3_stmt *st;
+    bool done;
+} sqlite_cursor;
+
+#define QUERY_SQL_MAX 512
+
+enum query_param {
+    QP_PATH = 1,
+    QP_CLIENT,
+    QP_SINCE,
+    QP_UNTIL,
+    QP_BEFORE,
+};
+
+static int build_query(const ledger_filter *f, char *sql, size_t cap)
+{
+    size_t len = 0;
+    int n = snprintf(sql, cap, "SELECT " COLUMNS " FROM deliveries WHERE 1");
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    len = (size_t)n;
+#define APPEND(...)                                                                                \
+    do {                                                                                           \
+        n = snprintf(sql + len, cap - len, __VA_ARGS__);                                           \
+        if (n < 0 || (size_t)n >= cap - len)                                                       \
+            return -1;                                                                             \
+        len += (size_t)n;                                                                          \
+    } while (0)
+    if (f->path != NULL)
+        APPEND(" AND path = ?%d", QP_PATH);
+    if (f->client != NULL)
+        APPEND(" AND client = ?%d", QP_CLIENT);
+    if (f->since_ms != 0)
+        APPEND(" AND issued_ms >= ?%d", QP_SINCE);
+    if (f->until_ms != 0)
+        APPEND(" AND issued_ms < ?%d", QP_UNTIL);
+    if (f->before_id != NULL && f->before_id[0] != '\0')
+        APPEND(" AND id < ?%d", QP_BEFORE);
+    if (f->statuses != 0) {
+        /* Names from the fixed table, never from the caller. */
+        const char *sep = " AND status IN (";
+        for (unsigned s = LEDGER_ISSUED; s <= LEDGER_CORRUPTED; s++) {
+            if (f->statuses & LEDGER_STATUS_BIT(s)) {
+                APPEND("%s'%s'", sep, ledger_status_name((ledger_status)s));
+                sep = ", ";
+            }
+        }
+        APPEND(")");
+    }
+    APPEND(" ORDER BY id DESC");
+#undef APPEND
+    return 0;
+}
+
+static int bind_filter(sqlite3_stmt *st, const ledger_filter *f)
+{
+    int rc = SQLITE_OK;
+    if (f->path != NULL)
+        rc |= sqlite3_bind_text(st, QP_PATH, f->path, -1, SQLITE_TRANSIENT);
+    if (f->client != NULL)
+        rc |= sqlite3_bind_text(st, QP_CLIENT, f->client, -1, SQLITE_TRANSIENT);
+    if (f->since_ms != 0)
+        rc |= sqlite3_bind_int64(st, QP_SINCE, (sqlite3_int64)f->since_ms);
+    if (f->until_ms != 0)
+        rc |= sqlite3_bind_int64(st, QP_UNTIL, (sqlite3_int64)f->until_ms);
+    if (f->before_id != NULL && f->before_id[0] != '\0')
+        rc |= sqlite3_bind_text(st, QP_BEFORE, f->before_id, -1, SQLITE_TRANSIENT);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+static ledger_cursor *sqlite_query(ledger *base, const ledger_filter *f)
+{
+    ledger_sqlite *lg = impl(base);
+    char sql[QUERY_SQL_MAX];
+    sqlite_cursor *cur = NULL;
+    lg->err[0] = '\0';
+    if (!fits_int64(f->since_ms) || !fits_int64(f->until_ms) ||
+        (f->statuses & ~(LEDGER_STATUS_BIT(LEDGER_CORRUPTED + 1) - 1)) != 0) {
+        fail(lg, "ledger query: a filter is out of range");
+        return NULL;
+    }
+    if (build_query(f, sql, sizeof sql) != 0) {
+        fail(lg, "ledger query: too many conditions");
+        return NULL;
+    }
+    cur = calloc(1, sizeof *cur);
+    if (cur == NULL) {
+        fail(lg, "ledger query: out of memory");
+        return NULL;
+    }
+    cur->base.lg = base;
+    if (sqlite3_prepare_v2(lg->db, sql, -1, &cur->st, NULL) != SQLITE_OK ||
+        bind_filter(cur->st, f) != 0) {
+        fail(lg, "ledger query: %s", sqlite3_errmsg(lg->db));
+        sqlite3_finalize(cur->st);
+        free(cur);
+        return NULL;
+    }
+    return &cur->base;
+}
+
+static int sqlite_cursor_next(ledger_cursor *base, ledger_delivery *out)
+{
+    sqlite_cursor *cur = (sqlite_cursor *)base;
+    ledger_sqlite *lg = impl(base->lg);
+    if (cur->done)
+        return 0;
+    int rc = sqlite3_step(cur->st);
+    if (rc == SQLITE_ROW)
+        return read_row(lg, cur->st, out) == 0 ? 1 : -1;
+    cur->done = true;
+    /* Ends the read transaction now rather than when the cursor is freed. */
+    sqlite3_reset(cur->st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    fail(lg, "ledger query: %s", sqlite3_errmsg(lg->db));
+    return -1;
+}
+
+static void sqlite_cursor_free(ledger_cursor *base)
+{
+    sqlite_cursor *cur = (sqlite_cursor *)base;
+    sqlite3_finalize(cur->st);
+    free(cur);
+}
+
 static int sqlite_set_lock_timeout(ledger *base, int timeout_ms)
 {
     ledger_sqlite *lg = impl(base);
@@ -761,4 +1079,11 @@ const ledger_ops ledger_sqlite_ops = {
     .rollback = sqlite_rollback,
     .get = sqlite_get,
     .count = sqlite_count,
+    .summary = sqlite_summary,
+    .content_stats = sqlite_content_stats,
+    .client_stats = sqlite_client_stats,
+    .series = sqlite_series,
+    .query = sqlite_query,
+    .cursor_next = sqlite_cursor_next,
+    .cursor_free = sqlite_cursor_free,
 };
