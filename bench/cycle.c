@@ -107,10 +107,12 @@ typedef struct client {
 } client;
 
 typedef struct stats {
-    uint64_t cycles;     /* confirmed inside the measured window */
-    uint64_t all_cycles; /* confirmed, warm-up included */
-    uint64_t digests;    /* confirmations that carried a sha256 */
-    uint64_t reconnects; /* connections the server closed with Connection: close */
+    uint64_t cycles;          /* confirmed inside the measured window */
+    uint64_t all_cycles;      /* confirmed, warm-up included */
+    uint64_t digests;         /* confirmations that carried a sha256 */
+    uint64_t reconnects;      /* connections the server closed with Connection: close */
+    uint64_t waiting_get;     /* at the end: GETs sent and not answered */
+    uint64_t waiting_confirm; /* at the end: confirmations sent and not answered */
     uint64_t errors[E_KINDS];
     uint64_t get_status[STATUS_MAX];
     uint64_t post_status[STATUS_MAX];
@@ -791,6 +793,13 @@ static void *worker_main(void *arg)
     }
 cleanup:
     for (size_t i = 0; i < w->n; i++) {
+        const conn *c = &w->conns[i];
+        if (c->fd >= 0 && c->st == ST_RECV && c->ph == PH_GET)
+            w->st.waiting_get++;
+        if (c->fd >= 0 && c->st == ST_RECV && c->ph == PH_POST)
+            w->st.waiting_confirm++;
+    }
+    for (size_t i = 0; i < w->n; i++) {
         conn_close(w, &w->conns[i]);
         free(w->conns[i].out);
         free(w->conns[i].in);
@@ -1029,6 +1038,11 @@ static void report(const stats *total, double p50, double p99)
             "%" PRIu64 " with a digest)\n",
             total->cycles, g.opt.duration, cps, p50, p99, g.opt.connections, g.opt.threads,
             g.opt.clients, total->digests);
+    if (total->waiting_get || total->waiting_confirm)
+        fprintf(stderr,
+                "cycle: at the end, %" PRIu64 " GETs and %" PRIu64
+                " confirmations were waiting for an answer\n",
+                total->waiting_get, total->waiting_confirm);
     if (total->reconnects)
         fprintf(stderr, "cycle: the server closed %" PRIu64 " connections after answering\n",
                 total->reconnects);
@@ -1048,9 +1062,11 @@ static void report(const stats *total, double p50, double p99)
 
     printf("{\"cycles\":%" PRIu64 ",\"seconds\":%.3f,\"cps\":%.1f,\"p50_ms\":%.3f,"
            "\"p99_ms\":%.3f,\"connections\":%ld,\"threads\":%ld,\"clients\":%ld,"
-           "\"with_digest\":%" PRIu64 ",\"reconnects\":%" PRIu64 ",\"errors\":{",
+           "\"with_digest\":%" PRIu64 ",\"reconnects\":%" PRIu64 ",\"waiting_get\":%" PRIu64
+           ",\"waiting_confirm\":%" PRIu64 ",\"errors\":{",
            total->cycles, g.opt.duration, cps, p50, p99, g.opt.connections, g.opt.threads,
-           g.opt.clients, total->digests, total->reconnects);
+           g.opt.clients, total->digests, total->reconnects, total->waiting_get,
+           total->waiting_confirm);
     const char *sep = "";
     for (int k = 0; k < E_KINDS; k++) {
         if (total->errors[k]) {
@@ -1129,6 +1145,8 @@ join:
         total.all_cycles += s->all_cycles;
         total.digests += s->digests;
         total.reconnects += s->reconnects;
+        total.waiting_get += s->waiting_get;
+        total.waiting_confirm += s->waiting_confirm;
         for (int k = 0; k < E_KINDS; k++)
             total.errors[k] += s->errors[k];
         for (int k = 0; k < STATUS_MAX; k++) {

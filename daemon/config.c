@@ -21,6 +21,8 @@ static const char usage_text[] =
     "Content and protocol:\n"
     "  --root DIR              directory to serve (required)\n"
     "  --listen HOST:PORT      public listener (default 127.0.0.1:8080)\n"
+    "  --admin-listen HOST:PORT  admin listener: dashboard, /metrics and the API\n"
+    "                          (default 127.0.0.1:8091; 'off' disables it)\n"
     "  --public-url URL        base URL clients reach this server at; the confirm\n"
     "                          URL in plug-in data is URL/_receipt/confirm\n"
     "                          (default http://LISTEN)\n"
@@ -61,6 +63,7 @@ static const char usage_text[] =
 enum {
     OPT_ROOT = 256,
     OPT_LISTEN,
+    OPT_ADMIN_LISTEN,
     OPT_STATE_DIR,
     OPT_LEDGER,
     OPT_PUBLIC_URL,
@@ -87,6 +90,7 @@ enum {
 static const struct option long_options[] = {
     {"root", required_argument, NULL, OPT_ROOT},
     {"listen", required_argument, NULL, OPT_LISTEN},
+    {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
     {"state-dir", required_argument, NULL, OPT_STATE_DIR},
     {"ledger", required_argument, NULL, OPT_LEDGER},
     {"public-url", required_argument, NULL, OPT_PUBLIC_URL},
@@ -263,6 +267,7 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
 {
     memset(cfg, 0, sizeof *cfg);
     const char *listen = "127.0.0.1:8080";
+    const char *admin_listen = "127.0.0.1:8091";
     const char *public_url = NULL;
     const char *server_id = NULL;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -290,6 +295,10 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
             break;
         case OPT_LISTEN:
             listen = optarg;
+            break;
+        case OPT_ADMIN_LISTEN:
+            admin_listen = optarg;
+            cfg->admin_explicit = true;
             break;
         case OPT_STATE_DIR:
             cfg->state_dir = optarg;
@@ -379,6 +388,17 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
     strcpy(cfg->listen, listen);
     if (config_parse_hostport(listen, &cfg->listen_addr, &cfg->listen_addr_len, err, errlen) != 0)
         return CONFIG_USAGE;
+
+    if (strcmp(admin_listen, "off") != 0) {
+        if (strlen(admin_listen) > CONFIG_HOSTPORT_MAX) {
+            snprintf(err, errlen, "--admin-listen is too long");
+            return CONFIG_USAGE;
+        }
+        strcpy(cfg->admin_listen, admin_listen);
+        if (config_parse_hostport(admin_listen, &cfg->admin_addr, &cfg->admin_addr_len, err,
+                                  errlen) != 0)
+            return CONFIG_USAGE;
+    }
 
     if (public_url != NULL) {
         size_t n = strlen(public_url);

@@ -34,6 +34,10 @@ typedef struct config {
     char listen[CONFIG_HOSTPORT_MAX + 1];
     struct sockaddr_storage listen_addr;
     socklen_t listen_addr_len;
+    char admin_listen[CONFIG_HOSTPORT_MAX + 1]; /* "" with --admin-listen off */
+    struct sockaddr_storage admin_addr;
+    socklen_t admin_addr_len;
+    bool admin_explicit; /* given on the command line: failing to bind it is fatal */
     char public_url[CONFIG_URL_MAX + 1]; /* no trailing slash */
     char server_id[CONFIG_SERVER_ID_MAX + 1];
     uint64_t ticket_ttl_s;

@@ -493,8 +493,13 @@ enum MHD_Result confirm_serve(http_server *srv, request *req, struct MHD_Connect
         if (req->body == NULL)
             return MHD_NO;
         req->phase = REQUEST_RECEIVING;
-        return MHD_YES;
+        /* The first call has headers only; should it ever carry body bytes,
+         * they must be taken now: libmicrohttpd waits for more data, not
+         * for another call, when they are left unconsumed. */
+        if (*upload_data_size == 0)
+            return MHD_YES;
     }
+        /* fall through */
     case REQUEST_RECEIVING:
         if (*upload_data_size > 0) {
             if (req->body_len + *upload_data_size > HTTP_CONFIRM_BODY_MAX)

@@ -116,6 +116,11 @@ enum MHD_Result http_reply_error(request *req, struct MHD_Connection *c, unsigne
 {
     size_t len;
     struct MHD_Response *r = http_error_response(status, code, message, &len);
+    /* A browser must see why a cross-origin confirmation failed (a 409 is
+     * final, a network error is retried); content errors stay same-origin
+     * so that other sites cannot probe which paths exist. */
+    if (r != NULL && (req->route == METRICS_ROUTE_PLUGIN || req->route == METRICS_ROUTE_CONFIRM))
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
     return http_queue(req, c, status, r, strcmp(req->method, "HEAD") == 0 ? 0 : len);
 }
 
@@ -663,6 +668,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         copy_bounded(req->referer, sizeof req->referer,
                      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Referer"));
         client_address(c, req->client_addr);
+        /* libmicrohttpd 0.9.75 closes the connection after a response
+         * queued on the first call of a request, so GET and HEAD are
+         * answered on the next call and keep the connection alive. Other
+         * methods carry a body: an early error is sent on the first call,
+         * before the body, which closes the connection and so never leaves
+         * an unread body to reset it. */
+        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+            return MHD_YES;
     }
 
     bool get = strcmp(method, "GET") == 0;

@@ -185,10 +185,10 @@ typedef struct ledger_summary {
     uint64_t deliveries;
     uint64_t confirmed;
     uint64_t corrupted;
-    uint64_t bound;     /* status bound now (not yet confirmed) */
-    uint64_t pending;   /* issued or bound                      */
-    uint64_t first_ms;  /* earliest issued_ms; 0: no rows       */
-    uint64_t last_ms;   /* latest issued_ms or confirmed_ms     */
+    uint64_t bound;    /* status bound now (not yet confirmed) */
+    uint64_t pending;  /* issued or bound                      */
+    uint64_t first_ms; /* earliest issued_ms; 0: no rows       */
+    uint64_t last_ms;  /* latest issued_ms or confirmed_ms     */
 } ledger_summary;
 
 /*

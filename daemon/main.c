@@ -2,7 +2,7 @@
  * receiptd: serves content and records every delivery.
  *
  * main() wires the modules together: config, keys, ticket sealer, content
- * store, ledger writer, HTTP listener; then waits for signals on the main
+ * store, ledger writer, HTTP listener, admin listener; then waits for signals on the main
  * thread (every other thread has them blocked): SIGHUP reopens the access
  * log, SIGTERM and SIGINT shut down cleanly (stop accepting, let requests in
  * flight finish, drain the ledger queue, exit 0).
@@ -10,11 +10,13 @@
 #include "common/keystore.h"
 #include "common/ticket.h"
 #include "daemon/accesslog.h"
+#include "daemon/admin.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
 #include "daemon/http.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
+#include "daemon/report.h"
 #include "daemon/writer.h"
 
 #include <errno.h>
@@ -96,6 +98,33 @@ static int run_check(const config *cfg)
     return 0;
 }
 
+/*
+ * The dashboard link, token included, in the log and on stdout (where
+ * `make run` shows it). The host is the one the admin listener is bound to;
+ * a wildcard address is shown as loopback, which reaches it from this host.
+ */
+static void print_admin_link(const config *cfg, const admin_server *admin)
+{
+    char host[CONFIG_HOSTPORT_MAX + 1];
+    const char *colon = cfg->admin_listen[0] == '[' ? strchr(cfg->admin_listen, ']')
+                                                    : strrchr(cfg->admin_listen, ':');
+    size_t n = colon != NULL ? (size_t)(colon - cfg->admin_listen) : 0;
+    if (cfg->admin_listen[0] == '[')
+        n++; /* keep the brackets of an IPv6 literal */
+    memcpy(host, cfg->admin_listen, n);
+    host[n] = '\0';
+    if (n == 0 || strcmp(host, "0.0.0.0") == 0)
+        strcpy(host, "127.0.0.1");
+    else if (strcmp(host, "[::]") == 0)
+        strcpy(host, "[::1]");
+    log_info("admin listener on %s (port %u): dashboard, /metrics and /api/", cfg->admin_listen,
+             admin_port(admin));
+    log_info("dashboard: http://%s:%u/#token=%s", host, admin_port(admin), admin_token(admin));
+    printf("receiptd: dashboard http://%s:%u/#token=%s\n", host, admin_port(admin),
+           admin_token(admin));
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     char err[MAIN_ERR_MAX] = "";
@@ -108,6 +137,11 @@ int main(int argc, char **argv)
     writer *ledger_writer = NULL;
     accesslog *alog = NULL;
     http_server *srv = NULL;
+    admin_server *admin = NULL;
+
+    /* A subcommand with options of its own, before the server's parsing. */
+    if (argc > 1 && strcmp(argv[1], "report") == 0)
+        return report_main(argc - 1, argv + 1);
 
     config_result cr = config_parse(&cfg, argc, argv, err, sizeof err);
     if (cr == CONFIG_EXIT_OK)
@@ -197,6 +231,21 @@ int main(int argc, char **argv)
     log_info("public URL %s; confirmations go to %s/_receipt/confirm", cfg.public_url,
              cfg.public_url);
 
+    if (cfg.admin_listen[0] != '\0') {
+        admin_services asvc = {.cfg = &cfg, .ledger_writer = ledger_writer};
+        admin = admin_start(&asvc, err, sizeof err);
+        if (admin == NULL && cfg.admin_explicit)
+            goto out;
+        if (admin == NULL) {
+            /* The default address may be taken by another receiptd on this
+             * host: serve content anyway, without the admin listener. */
+            log_warn("%s; no admin listener (set --admin-listen, or 'off')", err);
+            err[0] = '\0';
+        } else {
+            print_admin_link(&cfg, admin);
+        }
+    }
+
     for (;;) {
         int sig = 0;
         if (sigwait(&signals, &sig) != 0)
@@ -213,6 +262,8 @@ int main(int argc, char **argv)
         break;
     }
 
+    admin_stop(admin);
+    admin = NULL;
     http_server_quiesce(srv);
     if (!http_server_wait_idle(srv, cfg.shutdown_grace_s * 1000))
         log_warn("requests still in flight after %u s; closing them", cfg.shutdown_grace_s);
@@ -228,6 +279,7 @@ int main(int argc, char **argv)
 out:
     if (status != 0 && err[0] != '\0')
         log_error("%s", err);
+    admin_stop(admin);
     http_server_stop(srv);
     writer_free(ledger_writer);
     ledger_close(lg);

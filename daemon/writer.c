@@ -127,6 +127,8 @@ static void batch_committed(writer *w, size_t n, double latency)
     size_t refused = 0;
     for (size_t i = 0; i < n; i++)
         refused += w->batch[i]->status != 0;
+    if (latency >= WRITER_SLOW_COMMIT_MS)
+        log_warn("ledger writer: a batch of %zu events took %.0f ms to commit", n, latency);
 
     /* Counted before the callbacks run, so that what they observe adds up. */
     pthread_mutex_lock(&w->lock);

@@ -1,20 +1,13 @@
-/*
- * receipt browser agent: confirms that this page reached this browser.
- *
- * receiptd embeds <script src="/_receipt/agent.js" data-receipt-ticket="..."
- * async> into every HTML page it delivers. This script trades the ticket for
- * plug-in data encrypted to a key pair kept in this origin's IndexedDB, and
- * once the page has loaded sends the encrypted confirmation back
- * (PROTOCOL.md sections 2 to 7; docs/agent.md). WebCrypto only, no eval,
- * no inline code; it never throws into the page.
- */
+/* receipt browser agent (PROTOCOL.md, docs/agent.md): trades this page's
+ * ticket for plug-in data and, once the page has loaded, confirms the
+ * delivery. WebCrypto only, no eval; never throws into the page. */
 (() => {
   'use strict';
   const me = document.currentScript;
   const ticket = me && me.dataset.receiptTicket;
   if (!ticket) return;
   const warn = (why) => console.warn('receipt: ' + why);
-  if (!window.isSecureContext || !window.crypto || !crypto.subtle || !window.indexedDB) {
+  if (!window.isSecureContext || !crypto.subtle || !window.indexedDB) {
     warn('WebCrypto needs a secure context (HTTPS or localhost); this delivery is not confirmed.');
     return;
   }
@@ -24,18 +17,15 @@
   const td = new TextDecoder();
   const api = new URL('/_receipt/', me.src).href;
   const ECDH = { name: 'ECDH', namedCurve: 'P-256' };
-  const loaded = new Promise((ok) => {
-    if (document.readyState === 'complete') ok();
-    else addEventListener('load', ok, { once: true });
-  });
-
+  const loaded = new Promise((ok) =>
+    document.readyState === 'complete' ? ok() : addEventListener('load', ok, { once: true }));
   const b64u = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)))
     .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   const unb64u = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')),
     (ch) => ch.charCodeAt(0));
 
-  /* IndexedDB "receipt-agent": keys (the client key, derived keys K),
-   * pending (confirmations not answered yet), cache (the JWK Set). */
+  /* Database "receipt-agent", stores: keys (client key, keys K),
+   * pending (unanswered confirmations), cache (the JWK Set). */
   let dbp;
   const db = () => dbp || (dbp = new Promise((ok, fail) => {
     const r = indexedDB.open('receipt-agent', 1);
@@ -46,64 +36,60 @@
     };
     r.onerror = () => fail(r.error);
   }));
-  /* One request, op(...args) on store, in a transaction of its own. */
+  /* store[op](...args) in a transaction of its own. */
   const idb = async (store, op, ...args) => {
     const d = await db();
     return new Promise((ok, fail) => {
-      const tx = d.transaction(store, /^get/.test(op) ? 'readonly' : 'readwrite');
+      const tx = d.transaction(store, op.startsWith('get') ? 'readonly' : 'readwrite');
       const r = tx.objectStore(store)[op](...args);
       tx.oncomplete = () => ok(r.result);
       tx.onabort = () => fail(tx.error || r.error);
     });
   };
 
-  /* The client key: private key non-extractable, made once per origin. */
+  /* The client key, made once per origin; the private key never leaves. */
   async function clientKey() {
     let c = await idb('keys', 'get', 'client');
     if (c) return c;
     const pair = await subtle.generateKey(ECDH, false, ['deriveBits']);
-    const jwk = await subtle.exportKey('jwk', pair.publicKey);
-    const thumb = `{"crv":"P-256","kty":"EC","x":"${jwk.x}","y":"${jwk.y}"}`;
+    const { x, y } = await subtle.exportKey('jwk', pair.publicKey);
     c = {
       priv: pair.privateKey,
-      id: b64u(await subtle.digest('SHA-256', te.encode(thumb))),
+      id: b64u(await subtle.digest('SHA-256',
+        te.encode(`{"crv":"P-256","kty":"EC","x":"${x}","y":"${y}"}`))),
       header: b64u(await subtle.exportKey('raw', pair.publicKey)),
     };
     try {
       await idb('keys', 'add', c, 'client');
       return c;
-    } catch (e) { /* another tab stored its key first: use that one */
-      const other = await idb('keys', 'get', 'client');
-      if (!other) throw e;
-      return other;
+    } catch (e) { /* another tab was first */
+      return (await idb('keys', 'get', 'client')) || Promise.reject(e);
     }
   }
 
-  /* The JWK Set, fetched when no cached copy names the key wanted. */
+  /* A server key from the JWK Set, fetched when the cached set lacks it. */
   async function serverKey(kid) {
     const url = api + 'jwks.json';
     const find = (set) => set && set.keys.find((k) => k.kid === kid && k.use === 'enc');
     let jwk = find(await idb('cache', 'get', url));
     if (!jwk) {
       const res = await fetch(url, { credentials: 'omit' });
-      if (res.status !== 200) throw Error('JWK Set: HTTP ' + res.status);
+      if (!res.ok) throw Error('JWK Set: HTTP ' + res.status);
       const set = await res.json();
-      await idb('cache', 'put', { keys: set.keys, at_ms: Date.now() }, url);
+      await idb('cache', 'put', set, url);
       jwk = find(set);
     }
-    if (!jwk) throw Error('unknown server key ' + kid);
-    return jwk;
+    return jwk || Promise.reject(Error('unknown server key ' + kid));
   }
 
-  /* K of section 2, cached per client and server key as a non-extractable
-   * AES-GCM key. Its name is the HKDF info: client_id "." server_enc_kid. */
+  /* K (section 2), kept as a non-extractable AES-GCM key under its HKDF
+   * info: client_id "." server_enc_kid. */
   async function sharedKey(c, kid) {
     const name = c.id + '.' + kid;
     let k = await idb('keys', 'get', name);
     if (k) return k;
-    const jwk = await serverKey(kid);
-    const pub = await subtle.importKey('jwk', { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y },
-      ECDH, false, []);
+    const { x, y } = await serverKey(kid);
+    const pub = await subtle.importKey('jwk', { kty: 'EC', crv: 'P-256', x, y }, ECDH, false, []);
     const z = await subtle.deriveBits({ name: 'ECDH', public: pub }, c.priv, 256);
     const ikm = await subtle.importKey('raw', z, 'HKDF', false, ['deriveKey']);
     k = await subtle.deriveKey(
@@ -113,24 +99,21 @@
     return k;
   }
 
-  /* Opens the plug-in JWE (section 3) and checks that it is ours. */
+  /* Opens the plug-in JWE (section 3) and checks that it is for us. */
   async function open(c, jwe) {
     const [h, ek, iv, ct, tag] = jwe.split('.');
-    const hdr = JSON.parse(td.decode(unb64u(h)));
-    if (hdr.alg !== 'dir' || hdr.enc !== 'A256GCM' || hdr.cty !== 'receipt-plugin+json' ||
-        hdr.kid !== c.id || ek !== '' || !tag) throw Error('unexpected plug-in data');
-    const data = new Uint8Array([...unb64u(ct), ...unb64u(tag)]);
-    const plain = await subtle.decrypt({ name: 'AES-GCM', iv: unb64u(iv), additionalData: te.encode(h) },
-      await sharedKey(c, hdr.skid), data);
-    const p = JSON.parse(td.decode(plain));
+    const hd = JSON.parse(td.decode(unb64u(h)));
+    if (hd.alg !== 'dir' || hd.enc !== 'A256GCM' || hd.cty !== 'receipt-plugin+json' ||
+        hd.kid !== c.id || ek !== '' || !tag) throw Error('unexpected plug-in data');
+    const p = JSON.parse(td.decode(await subtle.decrypt(
+      { name: 'AES-GCM', iv: unb64u(iv), additionalData: te.encode(h) },
+      await sharedKey(c, hd.skid), new Uint8Array([...unb64u(ct), ...unb64u(tag)]))));
     if (p.v !== 1 || !/^[0-9a-f-]{36}$/.test(p.delivery) || p.client.id !== c.id ||
-        p.server.kid !== hdr.skid || !/^https?:\/\//.test(p.server.confirm)) {
-      throw Error('plug-in data for another delivery or client');
-    }
+        p.server.kid !== hd.skid) throw Error('plug-in data not for us');
     return p;
   }
 
-  /* Encrypts the confirmation payload for the server key kid. */
+  /* The confirmation JWE for server key kid. */
   async function seal(c, kid, payload) {
     const h = b64u(te.encode(JSON.stringify(
       { alg: 'dir', enc: 'A256GCM', kid: c.id, skid: kid, cty: 'receipt-confirm+json' })));
@@ -140,11 +123,11 @@
     return [h, '', b64u(iv), b64u(out.slice(0, -16)), b64u(out.slice(-16))].join('.');
   }
 
-  /* Sends one pending confirmation. Network errors, 429 and 5xx keep it
-   * (retried with backoff while the page is open, then on the next page
-   * load and on "online"); any other answer settles it. */
+  /* A network error, 429 or 5xx keeps a confirmation pending: retried
+   * after 2, 4, 8, 16 s, then on the next page load and on "online". */
   const busy = new Set();
-  async function send(item, own, tries = 0) {
+  let mine; /* this page's delivery */
+  async function send(item, tries = 0) {
     if (busy.has(item.delivery)) return;
     busy.add(item.delivery);
     let status = 0;
@@ -156,28 +139,28 @@
       });
       status = res.status;
       if (status === 200) answer = await res.json();
-    } catch (e) { /* a network error, or a 200 without JSON: both retried */ }
+    } catch (e) { /* a network error */ }
     busy.delete(item.delivery);
     try {
-      if (!answer && (status === 0 || status === 200 || status === 429 || status >= 500)) {
-        if (tries < 4) setTimeout(() => send(item, own, tries + 1), 2000 << tries);
+      if (!answer && (status < 400 || status === 429 || status > 499)) {
+        if (tries < 4) setTimeout(() => send(item, tries + 1), 2000 << tries);
         return;
       }
       await idb('pending', 'delete', item.delivery);
-      if (own && answer && answer.delivery === item.delivery) {
+      if (answer && answer.delivery === mine) {
         document.dispatchEvent(new CustomEvent('receipt:confirmed', { detail: answer }));
       }
     } catch (e) { /* stays pending */ }
   }
 
-  /* Sends what earlier pages of this origin could not; drops the expired. */
+  /* Sends what earlier pages could not; drops what has expired. */
   async function flush() {
     try {
       for (const item of await idb('pending', 'getAll')) {
         if (item.exp_ms < Date.now()) await idb('pending', 'delete', item.delivery);
-        else send(item, false);
+        else send(item);
       }
-    } catch (e) { /* nothing to flush now */ }
+    } catch (e) { /* nothing to send now */ }
   }
 
   async function main() {
@@ -187,26 +170,23 @@
     const res = await fetch(api + 'plugin/' + encodeURIComponent(ticket), {
       credentials: 'omit', cache: 'no-store', headers: { 'Receipt-Client-Key': c.header },
     });
-    /* 404 or 410: a saved page with an expired or foreign ticket; normal. */
-    if (res.status !== 200) return;
+    if (res.status !== 200) return; /* 404, 410: a saved page's old ticket */
     const p = await open(c, await res.text());
     await loaded;
-    const nav = performance.getEntriesByType('navigation')[0];
     const body = await seal(c, p.server.kid, {
       v: 1,
       delivery: p.delivery,
       ticket: p.ticket,
       client: { id: c.id },
-      received: {
-        sha256: null, /* a browser cannot hash the bytes it rendered */
-        size: p.content.size,
-        at_ms: Math.round(nav ? performance.timeOrigin + nav.responseEnd : Date.now()),
-      },
+      /* a browser cannot hash what it rendered */
+      received: { sha256: null, size: p.content.size, at_ms: Date.now() },
     });
-    const item = { delivery: p.delivery, url: p.server.confirm, key: c.header, body, exp_ms: p.exp * 1000 };
-    await idb('pending', 'put', item, item.delivery);
-    await send(item, true);
+    const item = { delivery: p.delivery, url: p.server.confirm, key: c.header, body,
+      exp_ms: p.exp * 1000 };
+    mine = p.delivery;
+    await idb('pending', 'put', item, mine);
+    await send(item);
   }
 
-  main().catch((e) => warn('this delivery is not confirmed: ' + (e && e.message)));
+  main().catch((e) => warn('this delivery is not confirmed: ' + e));
 })();

@@ -10,4 +10,12 @@
 extern const unsigned char web_agent_js[];
 extern const size_t web_agent_js_len;
 
+/* The admin dashboard (daemon/admin.c). */
+extern const unsigned char web_dashboard_html[];
+extern const size_t web_dashboard_html_len;
+extern const unsigned char web_dashboard_css[];
+extern const size_t web_dashboard_css_len;
+extern const unsigned char web_dashboard_js[];
+extern const size_t web_dashboard_js_len;
+
 #endif

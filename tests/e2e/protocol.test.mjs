@@ -3,6 +3,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import http from 'node:http';
 import { base64url } from 'jose';
 import { startServer, queryLedger, writeLedger } from './lib/server.mjs';
 import {
@@ -127,6 +128,7 @@ describe('protocol with an independent client', () => {
     const other = await postConfirm(pb.server.confirm, b, await sealConfirmation(b, jwks, confirmation(pb)));
     assert.equal(other.status, 409);
     assert.equal(other.json.error, 'already_confirmed');
+    assert.equal(other.headers.get('access-control-allow-origin'), '*', 'readable cross-origin');
     const [row] = srv.query(`SELECT client, status FROM deliveries WHERE id='${pa.delivery}'`);
     assert.deepEqual(row, { client: a.id, status: 'confirmed' });
   });
@@ -144,6 +146,40 @@ describe('protocol with an independent client', () => {
     const [row] = srv.query(`SELECT status, hex(received_sha256) AS h FROM deliveries WHERE id='${payload.delivery}'`);
     assert.equal(row.status, 'corrupted');
     assert.equal(row.h, Buffer.from(base64url.decode(wrong)).toString('hex').toUpperCase());
+  });
+
+  test('keep-alive: deliveries and confirmations share one connection', async () => {
+    const client = await newClient();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const request = (method, path, headers, body) => new Promise((resolve, reject) => {
+      const req = http.request(srv.url + path, { method, headers, agent, timeout: 10000 }, (res) => {
+        const chunks = [];
+        res.on('data', (d) => chunks.push(d));
+        res.on('end', () => resolve({ res, reused: req.reusedSocket, body: Buffer.concat(chunks) }));
+      });
+      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const get = await request('GET', '/blob.bin', { 'Receipt-Client-Key': client.header });
+        assert.equal(get.res.statusCode, 200);
+        assert.notEqual(get.res.headers.connection, 'close');
+        if (i > 0) assert.ok(get.reused, 'the GET reused the connection');
+        const { payload } = await openPlugin(client, jwks, get.res.headers['receipt-plugin']);
+        const jwe = await sealConfirmation(client, jwks, confirmation(payload));
+        // with and without Content-Length (chunked): both must be read whole
+        const headers = { 'Content-Type': 'application/jose', 'Receipt-Client-Key': client.header };
+        if (i % 2 === 0) headers['Content-Length'] = Buffer.byteLength(jwe);
+        const post = await request('POST', '/_receipt/confirm', headers, jwe);
+        assert.equal(post.res.statusCode, 200, post.body.toString());
+        assert.ok(post.reused, 'the confirmation reused the connection');
+        assert.notEqual(post.res.headers.connection, 'close');
+      }
+    } finally {
+      agent.destroy();
+    }
   });
 
   test('the derived key is the same on both sides for many clients (cache)', async () => {

@@ -78,20 +78,28 @@ export function runReceiptd(args, { timeoutMs = 10000 } = {}) {
 
 /**
  * Starts receiptd. Options: files ({"/a.html": "..."}), root, stateDir, args
- * (extra command-line arguments), port. Returns a handle with url, port,
- * root, stateDir, stop(), kill(), query(sql) and log().
+ * (extra command-line arguments), port, adminPort. Returns a handle with url,
+ * port, adminUrl, root, stateDir, stop(), kill(), query(sql), adminToken()
+ * and log().
+ *
+ * The admin listener gets a free port of its own unless args name
+ * --admin-listen: the default 127.0.0.1:8091 would collide between servers.
  */
 export async function startServer(opts = {}) {
   const root = opts.root || tempDir('receipt-root-');
   if (opts.files) writeFiles(root, opts.files);
   const stateDir = opts.stateDir || path.join(tempDir('receipt-state-'), 'state');
   const port = opts.port || (await freePort());
+  const extra = opts.args || [];
+  const adminGiven = extra.includes('--admin-listen');
+  const adminPort = adminGiven ? null : opts.adminPort || (await freePort());
   const args = [
     '--root', root,
     '--listen', `127.0.0.1:${port}`,
     '--state-dir', stateDir,
     '--log-level', opts.logLevel || 'warn',
-    ...(opts.args || []),
+    ...(adminGiven ? [] : ['--admin-listen', `127.0.0.1:${adminPort}`]),
+    ...extra,
   ];
   const proc = spawn(RECEIPTD, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -103,11 +111,18 @@ export async function startServer(opts = {}) {
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const log = () => output;
   await waitListening(port, proc, log);
+  if (adminPort) await waitListening(adminPort, proc, log);
 
   const ledgerFile = path.join(stateDir, 'ledger.sqlite');
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    adminPort,
+    adminUrl: adminPort ? `http://127.0.0.1:${adminPort}` : null,
+    /** The admin bearer token (STATE_DIR/admin-token). */
+    adminToken() {
+      return fs.readFileSync(path.join(stateDir, 'admin-token'), 'utf8').trim();
+    },
     root,
     stateDir,
     proc,

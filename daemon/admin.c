@@ -1,0 +1,1111 @@
+#include "daemon/admin.h"
+
+#include "common/b64.h"
+#include "daemon/export.h"
+#include "daemon/ledger.h"
+#include "daemon/log.h"
+#include "daemon/metrics.h"
+#include "web/web.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ADMIN_CONNECTIONS_MAX 64 /* a handful of operators and a scraper */
+#define ADMIN_IDLE_TIMEOUT_S  60
+#define ADMIN_CONN_MEMORY     (32 * 1024)
+#define ADMIN_AUTH_HEADER_MAX 512 /* longer Authorization values: refused */
+#define ADMIN_TOKEN_BYTES     32
+#define ADMIN_BODY_MAX        (32u * 1024 * 1024) /* largest JSON answer built in memory */
+#define ADMIN_BODY_INITIAL    (16 * 1024)
+#define ADMIN_LIST_MAX        10000 /* rows of /api/contents and /api/clients */
+#define ADMIN_PAGE_DEFAULT    50
+#define ADMIN_PAGE_MAX        1000
+#define ADMIN_EXPORTS_MAX     4 /* concurrent streaming exports, each a connection */
+#define ADMIN_EXPORT_BLOCK    (64 * 1024)
+#define ADMIN_CURSOR_MAX      64 /* base64url of an ID: 48 characters */
+#define ADMIN_SERIES_DEFAULT  48
+#define ADMIN_SERIES_MAX      500
+#define ADMIN_SERIES_EMPTY_MS (24 * 3600 * 1000ull) /* range shown for an empty ledger */
+#define ADMIN_METRICS_MAX     (64 * 1024)
+#define ADMIN_ERR_BODY_MAX    512
+
+/* Served on every admin answer: the dashboard loads only its own files. */
+#define ADMIN_CSP                                                                                  \
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"               \
+    " connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self';"                 \
+    " frame-ancestors 'none'"
+
+struct admin_server {
+    admin_services svc;
+    struct MHD_Daemon *mhd;
+    ledger *lg; /* used only on the libmicrohttpd thread */
+    unsigned port;
+    atomic_int exports;
+    char token[ADMIN_TOKEN_MAX + 1];
+    uint8_t token_digest[SHA256_DIGEST_LENGTH];
+    uint64_t started_ms;
+};
+
+/* ---- the token ------------------------------------------------------------ */
+
+static bool token_chars_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.' || ch == '~'))
+            return false;
+    }
+    return true;
+}
+
+static int token_read(const char *file, char *token, char *err, size_t errlen)
+{
+    char text[ADMIN_TOKEN_MAX + 3];
+    struct stat st;
+    int ret = -1;
+    int fd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s is not a regular file", file);
+        goto out;
+    }
+    if ((st.st_mode & 077) != 0) {
+        /* Whoever reads it reads the whole ledger: same rule as the keys. */
+        snprintf(err, errlen, "%s grants access to group or others: chmod 600 %s", file, file);
+        goto out;
+    }
+    ssize_t n = read(fd, text, sizeof text - 1);
+    if (n < 0) {
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        goto out;
+    }
+    size_t len = (size_t)n;
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        len--;
+    if (len < ADMIN_TOKEN_MIN || len > ADMIN_TOKEN_MAX || !token_chars_valid(text, len)) {
+        snprintf(err, errlen, "%s: the token must be %d to %d base64url characters", file,
+                 ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX);
+        goto out;
+    }
+    memcpy(token, text, len);
+    token[len] = '\0';
+    ret = 0;
+out:
+    close(fd);
+    return ret;
+}
+
+/* 0 made, 1 someone else made it first, -1 error. */
+static int token_create(const char *dir, const char *file, char *token, char *err, size_t errlen)
+{
+    uint8_t raw[ADMIN_TOKEN_BYTES];
+    char line[ADMIN_TOKEN_MAX + 2];
+    int ret = -1;
+    if (RAND_bytes(raw, sizeof raw) != 1) {
+        snprintf(err, errlen, "no random bytes for the admin token");
+        return -1;
+    }
+    size_t len = b64url_encode(raw, sizeof raw, token);
+    OPENSSL_cleanse(raw, sizeof raw);
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            return 1;
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        return -1;
+    }
+    memcpy(line, token, len);
+    line[len] = '\n';
+    if (write(fd, line, len + 1) != (ssize_t)(len + 1) || fsync(fd) != 0) {
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        unlink(file);
+        goto out;
+    }
+    /* The name must survive a crash too, or the next start makes another. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    ret = 0;
+out:
+    close(fd);
+    return ret;
+}
+
+int admin_token_load(const char *state_dir, char *token, bool *created, char *err, size_t errlen)
+{
+    char file[PATH_MAX];
+    int n = snprintf(file, sizeof file, "%s/%s", state_dir, ADMIN_TOKEN_FILE);
+    *created = false;
+    if (n < 0 || (size_t)n >= sizeof file) {
+        snprintf(err, errlen, "state directory path too long");
+        return -1;
+    }
+    if (access(file, F_OK) != 0 && errno == ENOENT) {
+        int rc = token_create(state_dir, file, token, err, errlen);
+        if (rc < 0)
+            return -1;
+        if (rc == 0) {
+            *created = true;
+            return 0;
+        }
+    }
+    return token_read(file, token, err, errlen);
+}
+
+/*
+ * Compares digests of the whole presented value with CRYPTO_memcmp: the time
+ * taken depends on neither where the values differ nor the token's length.
+ */
+static bool token_matches(const admin_server *srv, const char *presented, size_t len)
+{
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)presented, len, digest);
+    return CRYPTO_memcmp(digest, srv->token_digest, sizeof digest) == 0;
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+static void add_common_headers(struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "Content-Security-Policy", ADMIN_CSP);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+}
+
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r)
+{
+    if (r == NULL)
+        return MHD_NO; /* out of memory: libmicrohttpd closes the connection */
+    add_common_headers(r);
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *code,
+                                   const char *message)
+{
+    char body[ADMIN_ERR_BODY_MAX];
+    export_buf b;
+    export_buf_init(&b, body, sizeof body);
+    export_printf(&b, "{\"error\":\"%s\",\"message\":", code);
+    export_json_string(&b, message);
+    export_puts(&b, "}\n");
+    if (b.overflow)
+        return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(b.len, body, MHD_RESPMEM_MUST_COPY);
+    if (r != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        if (status == 401)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                    "Bearer realm=\"receiptd admin\"");
+        if (status == 405)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        if (status == 503)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
+    return queue(c, status, r);
+}
+
+static enum MHD_Result reply_static(struct MHD_Connection *c, const unsigned char *data, size_t len,
+                                    const char *type)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
+    if (r != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    }
+    return queue(c, 200, r);
+}
+
+/* A growing answer, capped at ADMIN_BODY_MAX. */
+typedef struct body {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool failed; /* out of memory or over the cap */
+} body;
+
+static void body_add(body *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (n > ADMIN_BODY_MAX - b->len) {
+        b->failed = true;
+        return;
+    }
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap != 0 ? b->cap : ADMIN_BODY_INITIAL;
+        while (cap < b->len + n)
+            cap *= 2;
+        if (cap > ADMIN_BODY_MAX)
+            cap = ADMIN_BODY_MAX;
+        char *grown = realloc(b->data, cap);
+        if (grown == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+static void body_str(body *b, const char *s)
+{
+    body_add(b, s, strlen(s));
+}
+
+/* Appends what an export_buf rendered; an item too large fails the body. */
+static void body_item(body *b, const export_buf *item)
+{
+    if (item->overflow)
+        b->failed = true;
+    else
+        body_add(b, item->data, item->len);
+}
+
+/* Queues the body as JSON and frees it either way. */
+static enum MHD_Result reply_json(struct MHD_Connection *c, body *b)
+{
+    if (b->failed) {
+        free(b->data);
+        return reply_error(c, 500, "internal_error", "The answer is too large to build.");
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(
+        b->len, b->data != NULL ? b->data : (void *)"", b->data != NULL ? free : NULL);
+    if (r == NULL) {
+        free(b->data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return queue(c, 200, r);
+}
+
+static enum MHD_Result reply_ledger_error(admin_server *srv, struct MHD_Connection *c)
+{
+    log_error("admin: %s", ledger_error(srv->lg));
+    return reply_error(c, 500, "ledger_error", "The ledger could not be read.");
+}
+
+static const char *arg(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static double rate(uint64_t part, uint64_t whole)
+{
+    return (double)part / (double)whole;
+}
+
+/* A time, or null for 0 ("none"). */
+static void put_opt_ms(export_buf *b, uint64_t ms)
+{
+    if (ms == 0)
+        export_puts(b, "null");
+    else
+        export_u64(b, ms);
+}
+
+/* ---- /api/summary ---------------------------------------------------------- */
+
+static enum MHD_Result serve_summary(admin_server *srv, struct MHD_Connection *c)
+{
+    ledger_summary s;
+    char text[1024];
+    export_buf b;
+    body out = {0};
+    if (ledger_summary_read(srv->lg, &s) != 0)
+        return reply_ledger_error(srv, c);
+    export_buf_init(&b, text, sizeof text);
+    export_printf(&b,
+                  "{\"deliveries\":%llu,\"confirmed\":%llu,\"corrupted\":%llu,\"bound\":%llu,"
+                  "\"pending\":%llu,\"confirmation_rate\":",
+                  (unsigned long long)s.deliveries, (unsigned long long)s.confirmed,
+                  (unsigned long long)s.corrupted, (unsigned long long)s.bound,
+                  (unsigned long long)s.pending);
+    if (s.deliveries == 0)
+        export_puts(&b, "null");
+    else
+        export_json_double(&b, rate(s.confirmed + s.corrupted, s.deliveries));
+    export_puts(&b, ",\"first_issued_ms\":");
+    put_opt_ms(&b, s.first_ms);
+    export_puts(&b, ",\"last_activity_ms\":");
+    put_opt_ms(&b, s.last_ms);
+    export_puts(&b, "}\n");
+    body_item(&out, &b);
+    return reply_json(c, &out);
+}
+
+/* ---- /api/deliveries ------------------------------------------------------ */
+
+/* The cursor is base64url of the last ID of the page before. */
+static int cursor_decode(const char *text, char id[UUID7_STR_LEN + 1])
+{
+    uint8_t raw[ADMIN_CURSOR_MAX];
+    size_t n = strnlen(text, ADMIN_CURSOR_MAX + 1);
+    if (n > ADMIN_CURSOR_MAX)
+        return -1;
+    long len = b64url_decode(text, n, raw, sizeof raw);
+    if (len != UUID7_STR_LEN)
+        return -1;
+    for (long i = 0; i < len; i++) {
+        char ch = (char)raw[i];
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? ch != '-' : !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+            return -1;
+    }
+    memcpy(id, raw, UUID7_STR_LEN);
+    id[UUID7_STR_LEN] = '\0';
+    return 0;
+}
+
+typedef enum export_kind { KIND_JSON, KIND_NDJSON, KIND_CSV } export_kind;
+
+static export_kind negotiate(struct MHD_Connection *c)
+{
+    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+    if (accept == NULL)
+        return KIND_JSON;
+    /* The first of the two named wins; anything else is the JSON page. */
+    const char *csv = strcasestr(accept, "text/csv");
+    const char *nd = strcasestr(accept, "application/x-ndjson");
+    if (csv != NULL && (nd == NULL || csv < nd))
+        return KIND_CSV;
+    if (nd != NULL)
+        return KIND_NDJSON;
+    return KIND_JSON;
+}
+
+typedef struct export_stream {
+    admin_server *srv;
+    ledger *lg; /* the export's own connection */
+    ledger_cursor *cur;
+    export_kind kind;
+    bool done;
+    bool failed;
+    size_t off;
+    export_buf line;
+    char text[EXPORT_ITEM_MAX];
+} export_stream;
+
+static void export_stream_free(void *cls)
+{
+    export_stream *x = cls;
+    if (x == NULL)
+        return;
+    ledger_cursor_free(x->cur);
+    ledger_close(x->lg);
+    atomic_fetch_sub(&x->srv->exports, 1);
+    free(x);
+}
+
+/* Renders the next row into x->line; false at the end or on error. */
+static bool export_next_line(export_stream *x)
+{
+    ledger_delivery *row = malloc(sizeof *row);
+    if (row == NULL) {
+        x->failed = true;
+        return false;
+    }
+    int rc = ledger_cursor_next(x->cur, row);
+    if (rc < 0) {
+        log_error("admin export: %s", ledger_error(x->lg));
+        x->failed = true;
+    } else if (rc == 0) {
+        x->done = true;
+    } else {
+        export_buf_init(&x->line, x->text, sizeof x->text);
+        if (x->kind == KIND_CSV) {
+            export_item_csv(&x->line, row);
+        } else {
+            export_item_json(&x->line, row, false);
+            export_puts(&x->line, "\n");
+        }
+        x->off = 0;
+        if (x->line.overflow) {
+            log_error("admin export: row %s does not fit %d bytes", row->id, EXPORT_ITEM_MAX);
+            x->failed = true;
+        }
+    }
+    free(row);
+    return rc == 1 && !x->failed;
+}
+
+static ssize_t export_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    export_stream *x = cls;
+    size_t out = 0;
+    (void)pos;
+    while (out < max) {
+        if (x->off < x->line.len) {
+            size_t n = x->line.len - x->off;
+            if (n > max - out)
+                n = max - out;
+            memcpy(buf + out, x->text + x->off, n);
+            x->off += n;
+            out += n;
+            continue;
+        }
+        if (x->done || x->failed || !export_next_line(x))
+            break;
+    }
+    if (out > 0)
+        return (ssize_t)out;
+    /* An error mid-stream cuts the chunked body short: the client sees it. */
+    return x->failed ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static enum MHD_Result serve_export(admin_server *srv, struct MHD_Connection *c,
+                                    const ledger_filter *f, export_kind kind)
+{
+    char err[LEDGER_ERR_MAX];
+    const config *cfg = srv->svc.cfg;
+    if (atomic_fetch_add(&srv->exports, 1) >= ADMIN_EXPORTS_MAX) {
+        atomic_fetch_sub(&srv->exports, 1);
+        return reply_error(c, 503, "busy", "Too many exports at once; retry in a moment.");
+    }
+    export_stream *x = calloc(1, sizeof *x);
+    if (x == NULL) {
+        atomic_fetch_sub(&srv->exports, 1);
+        return MHD_NO;
+    }
+    x->srv = srv;
+    x->kind = kind;
+    export_buf_init(&x->line, x->text, sizeof x->text);
+    x->lg = ledger_open(cfg->ledger_url, cfg->state_dir, true, err, sizeof err);
+    x->cur = x->lg != NULL ? ledger_query(x->lg, f) : NULL;
+    if (x->cur == NULL) {
+        log_error("admin export: %s", x->lg != NULL ? ledger_error(x->lg) : err);
+        export_stream_free(x);
+        return reply_error(c, 500, "ledger_error", "The ledger could not be read.");
+    }
+    if (kind == KIND_CSV)
+        export_puts(&x->line, export_csv_header);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, ADMIN_EXPORT_BLOCK,
+                                                               export_read, x, export_stream_free);
+    if (r == NULL) {
+        export_stream_free(x);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            kind == KIND_CSV ? "text/csv; charset=utf-8; header=present"
+                                             : "application/x-ndjson");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (kind == KIND_CSV)
+        MHD_add_response_header(r, "Content-Disposition",
+                                "attachment; filename=\"deliveries.csv\"");
+    return queue(c, 200, r);
+}
+
+static enum MHD_Result serve_deliveries(admin_server *srv, struct MHD_Connection *c)
+{
+    char err[EXPORT_ERR_MAX];
+    char before[UUID7_STR_LEN + 1] = "";
+    ledger_filter f;
+    unsigned long limit = ADMIN_PAGE_DEFAULT;
+
+    if (export_filter_parse(&f, arg(c, "content"), arg(c, "client"), arg(c, "status"),
+                            arg(c, "since"), arg(c, "until"), err, sizeof err) != 0)
+        return reply_error(c, 400, "bad_filter", err);
+    const char *cursor = arg(c, "cursor");
+    if (cursor != NULL && cursor[0] != '\0') {
+        if (cursor_decode(cursor, before) != 0)
+            return reply_error(c, 400, "bad_cursor", "cursor: not a cursor of this API.");
+        f.before_id = before;
+    }
+    const char *limit_text = arg(c, "limit");
+    if (limit_text != NULL && limit_text[0] != '\0') {
+        char *end = NULL;
+        errno = 0;
+        limit = strtoul(limit_text, &end, 10);
+        if (errno != 0 || *end != '\0' || limit_text[0] < '0' || limit_text[0] > '9' || limit < 1 ||
+            limit > ADMIN_PAGE_MAX)
+            return reply_error(c, 400, "bad_limit", "limit: a whole number from 1 to 1000.");
+    }
+
+    export_kind kind = negotiate(c);
+    if (kind != KIND_JSON)
+        return serve_export(srv, c, &f, kind);
+
+    body out = {0};
+    ledger_delivery *row = malloc(sizeof *row);
+    char *text = malloc(EXPORT_ITEM_MAX);
+    ledger_cursor *cur = row != NULL && text != NULL ? ledger_query(srv->lg, &f) : NULL;
+    char last[UUID7_STR_LEN + 1] = "";
+    bool more = false;
+    int rc = -1;
+    if (cur == NULL)
+        goto fail;
+    body_str(&out, "{\"items\":[");
+    for (unsigned long n = 0;; n++) {
+        rc = ledger_cursor_next(cur, row);
+        if (rc <= 0)
+            break;
+        if (n == limit) {
+            more = true; /* one row past the page: there is a next one */
+            break;
+        }
+        export_buf item;
+        export_buf_init(&item, text, EXPORT_ITEM_MAX);
+        if (n > 0)
+            export_puts(&item, ",");
+        export_item_json(&item, row, false);
+        body_item(&out, &item);
+        memcpy(last, row->id, sizeof last);
+    }
+    if (rc < 0)
+        goto fail;
+    body_str(&out, "],\"next_cursor\":");
+    if (more) {
+        char enc[ADMIN_CURSOR_MAX + 1];
+        size_t n = b64url_encode((const uint8_t *)last, UUID7_STR_LEN, enc);
+        enc[n] = '\0';
+        body_str(&out, "\"");
+        body_str(&out, enc);
+        body_str(&out, "\"");
+    } else {
+        body_str(&out, "null");
+    }
+    body_str(&out, "}\n");
+    ledger_cursor_free(cur);
+    free(row);
+    free(text);
+    return reply_json(c, &out);
+fail:
+    ledger_cursor_free(cur);
+    free(row);
+    free(text);
+    free(out.data);
+    if (row == NULL || text == NULL)
+        return MHD_NO;
+    return reply_ledger_error(srv, c);
+}
+
+static enum MHD_Result serve_delivery(admin_server *srv, struct MHD_Connection *c, const char *id)
+{
+    if (strlen(id) != UUID7_STR_LEN)
+        return reply_error(c, 404, "not_found", "No delivery with this ID.");
+    ledger_delivery *row = malloc(sizeof *row);
+    char *text = malloc(EXPORT_ITEM_MAX);
+    body out = {0};
+    enum MHD_Result ret = MHD_NO;
+    if (row == NULL || text == NULL)
+        goto out;
+    int found = ledger_get(srv->lg, id, row);
+    if (found < 0) {
+        ret = reply_ledger_error(srv, c);
+        goto out;
+    }
+    if (found == 0) {
+        ret = reply_error(c, 404, "not_found", "No delivery with this ID.");
+        goto out;
+    }
+    export_buf item;
+    export_buf_init(&item, text, EXPORT_ITEM_MAX);
+    export_item_json(&item, row, true);
+    export_puts(&item, "\n");
+    body_item(&out, &item);
+    ret = reply_json(c, &out);
+out:
+    free(row);
+    free(text);
+    return ret;
+}
+
+/* ---- /api/contents, /api/clients ----------------------------------------- */
+
+typedef struct list_ctx {
+    body *out;
+    size_t n;
+    bool truncated;
+} list_ctx;
+
+static int content_item(void *arg, const ledger_content_stats *s)
+{
+    list_ctx *ctx = arg;
+    char text[2048];
+    char sha[48];
+    export_buf b;
+    if (ctx->n == ADMIN_LIST_MAX) {
+        ctx->truncated = true;
+        return 1;
+    }
+    export_buf_init(&b, text, sizeof text);
+    b64url_encode(s->sha256, 32, sha);
+    export_puts(&b, ctx->n > 0 ? ",{\"content\":" : "{\"content\":");
+    export_json_string(&b, s->path);
+    export_printf(&b,
+                  ",\"sha256\":\"%s\",\"size\":%llu,\"deliveries\":%llu,\"confirmed\":%llu,"
+                  "\"corrupted\":%llu,\"pending\":%llu,\"confirmation_rate\":",
+                  sha, (unsigned long long)s->size, (unsigned long long)s->deliveries,
+                  (unsigned long long)s->confirmed, (unsigned long long)s->corrupted,
+                  (unsigned long long)s->pending);
+    export_json_double(&b, rate(s->confirmed + s->corrupted, s->deliveries));
+    if (s->has_latency)
+        export_printf(&b, ",\"median_ms\":%lld,\"p95_ms\":%lld", (long long)s->median_ms,
+                      (long long)s->p95_ms);
+    else
+        export_puts(&b, ",\"median_ms\":null,\"p95_ms\":null");
+    export_printf(&b, ",\"first_issued_ms\":%llu,\"last_issued_ms\":%llu}",
+                  (unsigned long long)s->first_ms, (unsigned long long)s->last_ms);
+    body_item(ctx->out, &b);
+    ctx->n++;
+    return 0;
+}
+
+static int client_item(void *arg, const ledger_client_stats *s)
+{
+    list_ctx *ctx = arg;
+    char text[512];
+    export_buf b;
+    if (ctx->n == ADMIN_LIST_MAX) {
+        ctx->truncated = true;
+        return 1;
+    }
+    export_buf_init(&b, text, sizeof text);
+    export_puts(&b, ctx->n > 0 ? ",{\"client\":" : "{\"client\":");
+    export_json_string(&b, s->client);
+    export_printf(&b,
+                  ",\"deliveries\":%llu,\"confirmed\":%llu,\"corrupted\":%llu,\"pending\":%llu,"
+                  "\"last_seen_ms\":%llu}",
+                  (unsigned long long)s->deliveries, (unsigned long long)s->confirmed,
+                  (unsigned long long)s->corrupted, (unsigned long long)s->pending,
+                  (unsigned long long)s->last_seen_ms);
+    body_item(ctx->out, &b);
+    ctx->n++;
+    return 0;
+}
+
+static enum MHD_Result serve_list(admin_server *srv, struct MHD_Connection *c, bool contents)
+{
+    body out = {0};
+    list_ctx ctx = {.out = &out};
+    body_str(&out, "{\"items\":[");
+    int rc = contents ? ledger_content_stats_read(srv->lg, content_item, &ctx)
+                      : ledger_client_stats_read(srv->lg, client_item, &ctx);
+    if (rc != 0) {
+        free(out.data);
+        return reply_ledger_error(srv, c);
+    }
+    body_str(&out, ctx.truncated ? "],\"truncated\":true}\n" : "],\"truncated\":false}\n");
+    return reply_json(c, &out);
+}
+
+/* ---- /api/series ------------------------------------------------------------ */
+
+/* Bucket widths a person reads at a glance. */
+static const uint64_t nice_widths_ms[] = {
+    1000,     5000,      10000,     30000,      60000,      300000,   600000,
+    900000,   1800000,   3600000,   7200000,    10800000,   21600000, 43200000,
+    86400000, 172800000, 604800000, 1209600000, 2592000000,
+};
+#define NICE_WIDTHS (sizeof nice_widths_ms / sizeof nice_widths_ms[0])
+
+typedef struct series_ctx {
+    body *out;
+    uint64_t next_ms; /* start of the next bucket to write */
+    uint64_t width_ms;
+    bool first;
+} series_ctx;
+
+static void series_put(series_ctx *ctx, uint64_t start, uint64_t d, uint64_t cf, uint64_t cr)
+{
+    char text[160];
+    export_buf b;
+    export_buf_init(&b, text, sizeof text);
+    export_printf(&b, "%s{\"t\":%llu,\"deliveries\":%llu,\"confirmed\":%llu,\"corrupted\":%llu}",
+                  ctx->first ? "" : ",", (unsigned long long)start, (unsigned long long)d,
+                  (unsigned long long)cf, (unsigned long long)cr);
+    ctx->first = false;
+    body_item(ctx->out, &b);
+}
+
+static int series_bucket(void *arg, const ledger_bucket *row)
+{
+    series_ctx *ctx = arg;
+    /* The ledger gives non-empty buckets only: fill the gaps with zeros. */
+    for (; ctx->next_ms < row->start_ms; ctx->next_ms += ctx->width_ms)
+        series_put(ctx, ctx->next_ms, 0, 0, 0);
+    series_put(ctx, row->start_ms, row->deliveries, row->confirmed, row->corrupted);
+    ctx->next_ms = row->start_ms + ctx->width_ms;
+    return 0;
+}
+
+static enum MHD_Result serve_series(admin_server *srv, struct MHD_Connection *c)
+{
+    ledger_summary s;
+    uint64_t since = 0, until = 0;
+    unsigned long buckets = ADMIN_SERIES_DEFAULT;
+    const char *text = arg(c, "buckets");
+    if (text != NULL && text[0] != '\0') {
+        char *end = NULL;
+        buckets = strtoul(text, &end, 10);
+        if (*end != '\0' || text[0] < '0' || text[0] > '9' || buckets < 1 ||
+            buckets > ADMIN_SERIES_MAX)
+            return reply_error(c, 400, "bad_buckets", "buckets: a whole number from 1 to 500.");
+    }
+    text = arg(c, "since");
+    if (text != NULL && text[0] != '\0' && export_parse_time(text, &since) != 0)
+        return reply_error(c, 400, "bad_filter", "since: not a time.");
+    text = arg(c, "until");
+    if (text != NULL && text[0] != '\0' && export_parse_time(text, &until) != 0)
+        return reply_error(c, 400, "bad_filter", "until: not a time.");
+    if (since == 0 || until == 0) {
+        if (ledger_summary_read(srv->lg, &s) != 0)
+            return reply_ledger_error(srv, c);
+        if (s.deliveries == 0) {
+            /* Nothing yet: the last day, empty, rather than 1970. */
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            s.last_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+            s.first_ms = s.last_ms - ADMIN_SERIES_EMPTY_MS;
+        }
+        if (since == 0)
+            since = s.first_ms;
+        if (until == 0)
+            until = s.last_ms + 1;
+    }
+    if (until <= since)
+        until = since + 1;
+
+    /* The narrowest nice width that covers the range in `buckets`; since
+     * moves back to a multiple of it, so buckets fall on round times. */
+    uint64_t span = until - since;
+    uint64_t width = nice_widths_ms[NICE_WIDTHS - 1];
+    for (size_t i = 0; i < NICE_WIDTHS; i++) {
+        if (nice_widths_ms[i] * buckets >= span) {
+            width = nice_widths_ms[i];
+            break;
+        }
+    }
+    if (width * buckets < span)
+        width = (span + buckets - 1) / buckets;
+    since -= since % width;
+    uint64_t count = (until - since + width - 1) / width;
+    until = since + count * width;
+
+    body out = {0};
+    char head[160];
+    snprintf(head, sizeof head,
+             "{\"since_ms\":%llu,\"until_ms\":%llu,\"bucket_ms\":%llu,\"buckets\":[",
+             (unsigned long long)since, (unsigned long long)until, (unsigned long long)width);
+    body_str(&out, head);
+    series_ctx ctx = {.out = &out, .next_ms = since, .width_ms = width, .first = true};
+    if (ledger_series_read(srv->lg, since, until, width, series_bucket, &ctx) != 0) {
+        free(out.data);
+        return reply_ledger_error(srv, c);
+    }
+    for (; ctx.next_ms < until; ctx.next_ms += width)
+        series_put(&ctx, ctx.next_ms, 0, 0, 0);
+    body_str(&out, "]}\n");
+    return reply_json(c, &out);
+}
+
+/* ---- /metrics ----------------------------------------------------------------- */
+
+static void metric_head(export_buf *b, const char *name, const char *type, const char *help)
+{
+    export_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void histogram(export_buf *b, const char *name, const char *help, const char *const *le,
+                      const uint64_t *counts, size_t n, const char *sum)
+{
+    uint64_t total = 0;
+    metric_head(b, name, "histogram", help);
+    for (size_t i = 0; i < n; i++) {
+        total += counts[i]; /* the writer's buckets are not cumulative; these are */
+        export_printf(b, "%s_bucket{le=\"%s\"} %llu\n", name, le[i], (unsigned long long)total);
+    }
+    export_printf(b, "%s_sum %s\n%s_count %llu\n", name, sum, name, (unsigned long long)total);
+}
+
+static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c)
+{
+    static const char *const batch_le[WRITER_BATCH_BUCKETS] = {"1",   "4",    "16",   "64",
+                                                               "256", "1024", "4096", "+Inf"};
+    static const char *const latency_le[WRITER_LATENCY_BUCKETS] = {
+        "0.001", "0.002", "0.005", "0.01", "0.025", "0.05",
+        "0.1",   "0.25",  "0.5",   "1",    "2.5",   "+Inf"};
+    metrics_snapshot m;
+    writer_stats ws;
+    char sum[64];
+    char *text = malloc(ADMIN_METRICS_MAX);
+    if (text == NULL)
+        return MHD_NO;
+    metrics_snapshot_take(&m);
+    writer_get_stats(srv->svc.ledger_writer, &ws);
+
+    export_buf b;
+    export_buf_init(&b, text, ADMIN_METRICS_MAX);
+    metric_head(&b, "receiptd_info", "gauge", "Version of this receiptd.");
+    export_printf(&b, "receiptd_info{version=\"%s\"} 1\n", RECEIPT_VERSION);
+    metric_head(&b, "receiptd_start_time_seconds", "gauge", "Unix time receiptd started at.");
+    export_printf(&b, "receiptd_start_time_seconds %.3f\n", (double)srv->started_ms / 1000.0);
+    metric_head(&b, "receiptd_deliveries_total", "counter",
+                "Deliveries issued (200 responses to GET of content).");
+    export_printf(&b, "receiptd_deliveries_total %llu\n", (unsigned long long)m.deliveries);
+    metric_head(&b, "receiptd_bindings_total", "counter",
+                "Tickets traded for plug-in data bound to a client.");
+    export_printf(&b, "receiptd_bindings_total %llu\n", (unsigned long long)m.bindings);
+    metric_head(&b, "receiptd_confirmations_total", "counter",
+                "Confirmations answered, by outcome.");
+    for (int k = 0; k < METRICS_CONFIRM_COUNT; k++)
+        export_printf(&b, "receiptd_confirmations_total{status=\"%s\"} %llu\n",
+                      metrics_confirm_name((metrics_confirm)k), (unsigned long long)m.confirms[k]);
+
+    metric_head(&b, "receiptd_ledger_queue_depth", "gauge",
+                "Ledger events waiting for the writer.");
+    export_printf(&b, "receiptd_ledger_queue_depth %llu\n", (unsigned long long)ws.queued);
+    metric_head(&b, "receiptd_ledger_queue_capacity", "gauge", "Ledger events the queue holds.");
+    export_printf(&b, "receiptd_ledger_queue_capacity %llu\n", (unsigned long long)ws.capacity);
+    metric_head(&b, "receiptd_ledger_retrying", "gauge",
+                "Ledger events held for a retry after a failed commit.");
+    export_printf(&b, "receiptd_ledger_retrying %llu\n", (unsigned long long)ws.retrying);
+    metric_head(&b, "receiptd_ledger_events_committed_total", "counter",
+                "Ledger events committed.");
+    export_printf(&b, "receiptd_ledger_events_committed_total %llu\n",
+                  (unsigned long long)ws.committed);
+    metric_head(&b, "receiptd_ledger_events_failed_total", "counter",
+                "Ledger events that finished uncommitted.");
+    export_printf(&b, "receiptd_ledger_events_failed_total %llu\n", (unsigned long long)ws.failed);
+    metric_head(&b, "receiptd_ledger_events_rejected_total", "counter",
+                "Ledger events refused because the queue was full or stopping.");
+    export_printf(&b, "receiptd_ledger_events_rejected_total %llu\n",
+                  (unsigned long long)ws.rejected);
+    metric_head(&b, "receiptd_ledger_failed_commits_total", "counter",
+                "Ledger batches whose commit failed.");
+    export_printf(&b, "receiptd_ledger_failed_commits_total %llu\n",
+                  (unsigned long long)ws.failed_commits);
+
+    snprintf(sum, sizeof sum, "%llu", (unsigned long long)ws.batch_sum);
+    histogram(&b, "receiptd_ledger_batch_size", "Events per committed ledger batch.", batch_le,
+              ws.batch_count, WRITER_BATCH_BUCKETS, sum);
+    snprintf(sum, sizeof sum, "%.6f", ws.latency_sum_ms / 1000.0);
+    histogram(&b, "receiptd_ledger_commit_seconds",
+              "Time from begin to durable commit of a ledger batch.", latency_le, ws.latency_count,
+              WRITER_LATENCY_BUCKETS, sum);
+
+    metric_head(&b, "receiptd_http_responses_total", "counter",
+                "Responses of the public listener, by route and status code.");
+    for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
+        for (int k = 0; k < METRICS_CODE_COUNT; k++) {
+            if (m.responses[r][k] == 0)
+                continue;
+            unsigned status = metrics_code_status((metrics_code)k);
+            char code[16];
+            if (status == 0)
+                snprintf(code, sizeof code, "other");
+            else
+                snprintf(code, sizeof code, "%u", status);
+            export_printf(&b, "receiptd_http_responses_total{route=\"%s\",code=\"%s\"} %llu\n",
+                          metrics_route_name((metrics_route)r), code,
+                          (unsigned long long)m.responses[r][k]);
+        }
+    }
+    if (b.overflow) {
+        free(text);
+        return reply_error(c, 500, "internal_error", "The metrics do not fit.");
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(b.len, text, free);
+    if (r == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return queue(c, 200, r);
+}
+
+/* ---- routing ------------------------------------------------------------------ */
+
+/* 0 authorized; otherwise the 401 was queued and its result is in *ret. */
+static int require_token(admin_server *srv, struct MHD_Connection *c, enum MHD_Result *ret)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (h == NULL) {
+        *ret = reply_error(c, 401, "unauthorized",
+                           "Send Authorization: Bearer TOKEN (STATE_DIR/admin-token).");
+        return -1;
+    }
+    size_t n = strnlen(h, ADMIN_AUTH_HEADER_MAX + 1);
+    const char *tok = h + 6;
+    bool ok = n <= ADMIN_AUTH_HEADER_MAX && strncasecmp(h, "Bearer", 6) == 0 &&
+              (*tok == ' ' || *tok == '\t');
+    if (ok) {
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        size_t len = strlen(tok);
+        while (len > 0 && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
+            len--;
+        ok = token_matches(srv, tok, len);
+    }
+    if (!ok) {
+        *ret = reply_error(c, 401, "invalid_token", "The admin token is not valid.");
+        return -1;
+    }
+    return 0;
+}
+
+static enum MHD_Result serve_api(admin_server *srv, struct MHD_Connection *c, const char *route)
+{
+    if (strcmp(route, "summary") == 0)
+        return serve_summary(srv, c);
+    if (strcmp(route, "deliveries") == 0)
+        return serve_deliveries(srv, c);
+    if (strncmp(route, "deliveries/", 11) == 0)
+        return serve_delivery(srv, c, route + 11);
+    if (strcmp(route, "contents") == 0)
+        return serve_list(srv, c, true);
+    if (strcmp(route, "clients") == 0)
+        return serve_list(srv, c, false);
+    if (strcmp(route, "series") == 0)
+        return serve_series(srv, c);
+    return reply_error(c, 404, "not_found", "No such API endpoint.");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    admin_server *srv = cls;
+    (void)version;
+    (void)upload_data;
+    if (*req_cls == NULL) {
+        /* First call: headers only. Answer on the next, with any body read. */
+        *req_cls = srv;
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) {
+        *upload_data_size = 0; /* the admin API takes no bodies: discard */
+        return MHD_YES;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return reply_error(c, 405, "method_not_allowed", "Use GET here.");
+
+    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
+        return reply_static(c, web_dashboard_html, web_dashboard_html_len,
+                            "text/html; charset=utf-8");
+    if (strcmp(url, "/dashboard.css") == 0)
+        return reply_static(c, web_dashboard_css, web_dashboard_css_len, "text/css; charset=utf-8");
+    if (strcmp(url, "/dashboard.js") == 0)
+        return reply_static(c, web_dashboard_js, web_dashboard_js_len,
+                            "text/javascript; charset=utf-8");
+    if (strcmp(url, "/metrics") == 0)
+        return serve_metrics(srv, c);
+    if (strncmp(url, "/api/", 5) == 0) {
+        enum MHD_Result ret;
+        if (require_token(srv, c, &ret) != 0)
+            return ret;
+        return serve_api(srv, c, url + 5);
+    }
+    return reply_error(c, 404, "not_found", "Nothing here.");
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    (void)cls;
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    log_debug("admin http: %s", line);
+}
+
+admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
+{
+    const config *cfg = svc->cfg;
+    bool created = false;
+    admin_server *srv = calloc(1, sizeof *srv);
+    if (srv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->svc = *svc;
+    atomic_init(&srv->exports, 0);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    srv->started_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+
+    if (admin_token_load(cfg->state_dir, srv->token, &created, err, errlen) != 0)
+        goto fail;
+    if (created)
+        log_info("made a new admin token in %s/%s", cfg->state_dir, ADMIN_TOKEN_FILE);
+    SHA256((const unsigned char *)srv->token, strlen(srv->token), srv->token_digest);
+
+    srv->lg = ledger_open(cfg->ledger_url, cfg->state_dir, true, err, errlen);
+    if (srv->lg == NULL)
+        goto fail;
+
+    /* One internal thread and no pool: the ledger handle is single-threaded. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    if (cfg->admin_addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    srv->mhd =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+                         (const struct sockaddr *)&cfg->admin_addr, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)ADMIN_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned)ADMIN_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                         (size_t)ADMIN_CONN_MEMORY, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+                         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_END);
+    if (srv->mhd == NULL) {
+        snprintf(err, errlen, "cannot listen on %s (admin): %s", cfg->admin_listen,
+                 errno != 0 ? strerror(errno) : "the HTTP library refused the settings");
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info != NULL ? info->port : 0;
+    return srv;
+fail:
+    ledger_close(srv->lg);
+    OPENSSL_cleanse(srv->token, sizeof srv->token);
+    free(srv);
+    return NULL;
+}
+
+unsigned admin_port(const admin_server *srv)
+{
+    return srv != NULL ? srv->port : 0;
+}
+
+const char *admin_token(const admin_server *srv)
+{
+    return srv->token;
+}
+
+void admin_stop(admin_server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->mhd != NULL)
+        MHD_stop_daemon(srv->mhd); /* frees every export, closing their ledgers */
+    ledger_close(srv->lg);
+    OPENSSL_cleanse(srv->token, sizeof srv->token);
+    free(srv);
+}

@@ -1,0 +1,442 @@
+#include "daemon/export.h"
+
+#include "common/b64.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define EXPORT_TIME_TEXT_MAX   40 /* longest time text worth parsing */
+#define EXPORT_MS_DIGITS_MAX   15 /* Unix ms up to the year 33658      */
+#define EXPORT_STATUS_TEXT_MAX 64
+
+void export_buf_init(export_buf *b, char *data, size_t cap)
+{
+    b->data = data;
+    b->len = 0;
+    b->cap = cap;
+    b->overflow = false;
+    if (cap > 0)
+        data[0] = '\0';
+}
+
+void export_putn(export_buf *b, const char *s, size_t n)
+{
+    if (b->overflow)
+        return;
+    if (b->cap == 0 || n >= b->cap - b->len) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void export_puts(export_buf *b, const char *s)
+{
+    export_putn(b, s, strlen(s));
+}
+
+void export_printf(export_buf *b, const char *fmt, ...)
+{
+    if (b->overflow)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = b->cap > b->len ? vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap) : -1;
+    va_end(ap);
+    if (n < 0 || (size_t)n >= b->cap - b->len) {
+        b->overflow = true;
+        if (b->cap > b->len)
+            b->data[b->len] = '\0';
+        return;
+    }
+    b->len += (size_t)n;
+}
+
+void export_u64(export_buf *b, uint64_t v)
+{
+    export_printf(b, "%llu", (unsigned long long)v);
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+    if (s[0] < 0x80)
+        return 1;
+    if ((s[0] & 0xe0) == 0xc0) {
+        len = 2;
+        cp = s[0] & 0x1f;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        len = 3;
+        cp = s[0] & 0x0f;
+    } else if ((s[0] & 0xf8) == 0xf0) {
+        len = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    static const uint32_t min_for_len[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_for_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+void export_json_string(export_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    export_putn(b, "\"", 1);
+    for (size_t i = 0; i < n;) {
+        size_t seq = utf8_len(p + i, n - i);
+        if (seq == 0) {
+            /* Rows written by other tools may hold any bytes. */
+            export_puts(b, "\xef\xbf\xbd");
+            i++;
+            continue;
+        }
+        if (seq > 1) {
+            export_putn(b, (const char *)p + i, seq);
+        } else if (p[i] == '"' || p[i] == '\\') {
+            char esc[2] = {'\\', (char)p[i]};
+            export_putn(b, esc, 2);
+        } else if (p[i] < 0x20 || p[i] == 0x7f) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[p[i] >> 4], hex[p[i] & 15]};
+            export_putn(b, esc, 6);
+        } else {
+            export_putn(b, (const char *)p + i, 1);
+        }
+        i += seq;
+    }
+    export_putn(b, "\"", 1);
+}
+
+void export_json_opt_string(export_buf *b, const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        export_puts(b, "null");
+    else
+        export_json_string(b, s);
+}
+
+void export_json_double(export_buf *b, double v)
+{
+    char text[40];
+    if (!isfinite(v)) {
+        export_puts(b, "null");
+        return;
+    }
+    /* The shortest of %.15g..%.17g that reads back exactly. */
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(text, sizeof text, "%.*g", prec, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
+    export_puts(b, text);
+}
+
+void export_csv_field(export_buf *b, const char *s)
+{
+    if (strpbrk(s, ",\"\r\n") == NULL) {
+        export_puts(b, s);
+        return;
+    }
+    export_putn(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"')
+            export_putn(b, "\"\"", 2);
+        else
+            export_putn(b, p, 1);
+    }
+    export_putn(b, "\"", 1);
+}
+
+static void json_sha256(export_buf *b, const uint8_t sha256[32])
+{
+    char text[48];
+    b64url_encode(sha256, 32, text);
+    export_printf(b, "\"%s\"", text);
+}
+
+static void json_opt_ms(export_buf *b, uint64_t ms)
+{
+    if (ms == 0)
+        export_puts(b, "null");
+    else
+        export_u64(b, ms);
+}
+
+void export_item_json(export_buf *b, const ledger_delivery *d, bool detail)
+{
+    export_puts(b, "{\"delivery\":");
+    export_json_string(b, d->id);
+    export_puts(b, ",\"content\":");
+    export_json_string(b, d->path);
+    export_puts(b, ",\"sha256\":");
+    json_sha256(b, d->sha256);
+    export_puts(b, ",\"size\":");
+    export_u64(b, d->size);
+    export_printf(b, ",\"status\":\"%s\",\"client\":", ledger_status_name(d->status));
+    export_json_opt_string(b, d->client);
+    export_puts(b, ",\"client_addr\":");
+    export_json_string(b, d->client_addr);
+    export_puts(b, ",\"issued_at_ms\":");
+    export_u64(b, d->issued_ms);
+    export_puts(b, ",\"confirmed_at_ms\":");
+    json_opt_ms(b, d->confirmed_ms);
+    export_puts(b, ",\"server\":");
+    export_json_string(b, d->server);
+    if (detail) {
+        export_puts(b, ",\"user_agent\":");
+        export_json_opt_string(b, d->user_agent);
+        export_puts(b, ",\"bound_at_ms\":");
+        json_opt_ms(b, d->bound_ms);
+        export_puts(b, ",\"bound_addr\":");
+        export_json_opt_string(b, d->bound_addr);
+        export_puts(b, ",\"confirm_addr\":");
+        export_json_opt_string(b, d->confirm_addr);
+        export_puts(b, ",\"received\":");
+        if (d->confirmed_ms == 0) {
+            export_puts(b, "null");
+        } else {
+            export_puts(b, "{\"sha256\":");
+            if (d->received_has_sha256)
+                json_sha256(b, d->received_sha256);
+            else
+                export_puts(b, "null");
+            export_puts(b, ",\"size\":");
+            export_u64(b, d->received_size);
+            export_puts(b, ",\"at_ms\":");
+            export_u64(b, d->received_at_ms);
+            export_puts(b, "}");
+        }
+        export_puts(b, ",\"receipt\":");
+        export_json_opt_string(b, d->receipt);
+    }
+    export_puts(b, "}");
+}
+
+const char export_csv_header[] = "delivery,content,sha256,size,status,client,client_addr,"
+                                 "issued_at_ms,confirmed_at_ms,server\r\n";
+
+void export_item_csv(export_buf *b, const ledger_delivery *d)
+{
+    char sha[48];
+    b64url_encode(d->sha256, 32, sha);
+    export_csv_field(b, d->id);
+    export_putn(b, ",", 1);
+    export_csv_field(b, d->path);
+    export_printf(b, ",%s,%llu,%s,", sha, (unsigned long long)d->size,
+                  ledger_status_name(d->status));
+    export_csv_field(b, d->client);
+    export_putn(b, ",", 1);
+    export_csv_field(b, d->client_addr);
+    export_printf(b, ",%llu,", (unsigned long long)d->issued_ms);
+    if (d->confirmed_ms != 0)
+        export_u64(b, d->confirmed_ms);
+    export_putn(b, ",", 1);
+    export_csv_field(b, d->server);
+    export_puts(b, "\r\n");
+}
+
+/* ---- filters -------------------------------------------------------------- */
+
+/* Reads exactly n digits at *p into *out; advances *p. */
+static bool digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i]))
+            return false;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && leap(y) ? 29 : days[m - 1];
+}
+
+int export_parse_time(const char *text, uint64_t *out_ms)
+{
+    size_t n = text != NULL ? strnlen(text, EXPORT_TIME_TEXT_MAX + 1) : 0;
+    if (n == 0 || n > EXPORT_TIME_TEXT_MAX)
+        return -1;
+    if (strspn(text, "0123456789") == n) {
+        if (n > EXPORT_MS_DIGITS_MAX)
+            return -1;
+        *out_ms = strtoull(text, NULL, 10);
+        return 0;
+    }
+
+    const char *p = text;
+    int year, month, day, hour = 0, minute = 0, second = 0, ms = 0, offset_min = 0;
+    if (!digits(&p, 4, &year) || *p++ != '-' || !digits(&p, 2, &month) || *p++ != '-' ||
+        !digits(&p, 2, &day))
+        return -1;
+    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month))
+        return -1;
+    if (*p != '\0') {
+        if (*p != 'T' && *p != 't' && *p != ' ')
+            return -1;
+        p++;
+        if (!digits(&p, 2, &hour) || *p++ != ':' || !digits(&p, 2, &minute))
+            return -1;
+        if (*p == ':') {
+            p++;
+            if (!digits(&p, 2, &second))
+                return -1;
+            if (*p == '.') {
+                p++;
+                int scale = 100, seen = 0;
+                while (isdigit((unsigned char)*p)) {
+                    ms += (*p - '0') * scale; /* beyond milliseconds: dropped */
+                    scale /= 10;
+                    p++;
+                    seen++;
+                }
+                if (seen == 0)
+                    return -1;
+            }
+        }
+        if (hour > 23 || minute > 59 || second > 60)
+            return -1;
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int sign = *p++ == '-' ? -1 : 1, oh, om;
+            if (!digits(&p, 2, &oh) || *p++ != ':' || !digits(&p, 2, &om) || oh > 23 || om > 59)
+                return -1;
+            offset_min = sign * (oh * 60 + om);
+        } else {
+            return -1; /* RFC 3339 times name their offset */
+        }
+        if (*p != '\0')
+            return -1;
+    }
+    struct tm tm = {.tm_year = year - 1900,
+                    .tm_mon = month - 1,
+                    .tm_mday = day,
+                    .tm_hour = hour,
+                    .tm_min = minute,
+                    .tm_sec = second > 59 ? 59 : second};
+    time_t t = timegm(&tm);
+    long long s = (long long)t - (long long)offset_min * 60;
+    if (t == (time_t)-1 || s < 0)
+        return -1;
+    *out_ms = (uint64_t)s * 1000 + (uint64_t)ms;
+    return 0;
+}
+
+void export_format_time(uint64_t ms, char out[EXPORT_TIME_MAX])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL) {
+        snprintf(out, EXPORT_TIME_MAX, "%llu", (unsigned long long)ms);
+        return;
+    }
+    /* Room for any int the compiler imagines; real years fit out. */
+    char text[96];
+    int n = snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (unsigned)(ms % 1000));
+    size_t len = n > 0 ? (size_t)n : 0;
+    if (len >= EXPORT_TIME_MAX)
+        len = EXPORT_TIME_MAX - 1;
+    memcpy(out, text, len);
+    out[len] = '\0';
+}
+
+int export_parse_status(const char *text, unsigned *statuses)
+{
+    char words[EXPORT_STATUS_TEXT_MAX + 1];
+    size_t n = text != NULL ? strnlen(text, sizeof words) : 0;
+    if (n == 0 || n >= sizeof words)
+        return -1;
+    memcpy(words, text, n + 1);
+    unsigned bits = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(words, ",", &save); w != NULL; w = strtok_r(NULL, ",", &save)) {
+        ledger_status s;
+        if (strcmp(w, "pending") == 0)
+            bits |= LEDGER_STATUS_PENDING;
+        else if (ledger_status_parse(w, &s) == 0)
+            bits |= LEDGER_STATUS_BIT(s);
+        else
+            return -1;
+    }
+    if (bits == 0)
+        return -1;
+    *statuses = bits;
+    return 0;
+}
+
+static bool given(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+int export_filter_parse(ledger_filter *f, const char *content, const char *client,
+                        const char *status, const char *since, const char *until, char *err,
+                        size_t errlen)
+{
+    memset(f, 0, sizeof *f);
+    if (given(content)) {
+        if (strlen(content) > LEDGER_PATH_MAX) {
+            snprintf(err, errlen, "content: a path has at most %d bytes", LEDGER_PATH_MAX);
+            return -1;
+        }
+        f->path = content;
+    }
+    if (given(client)) {
+        if (strlen(client) != ECKEY_THUMBPRINT_LEN) {
+            snprintf(err, errlen, "client: a client ID has %d characters", ECKEY_THUMBPRINT_LEN);
+            return -1;
+        }
+        f->client = client;
+    }
+    if (given(status) && export_parse_status(status, &f->statuses) != 0) {
+        snprintf(err, errlen,
+                 "status: use issued, bound, confirmed, corrupted or pending (comma-separated)");
+        return -1;
+    }
+    if (given(since) && export_parse_time(since, &f->since_ms) != 0) {
+        snprintf(err, errlen, "since: use Unix milliseconds, YYYY-MM-DD or an RFC 3339 time");
+        return -1;
+    }
+    if (given(until) && (export_parse_time(until, &f->until_ms) != 0 || f->until_ms == 0)) {
+        snprintf(err, errlen, "until: use Unix milliseconds, YYYY-MM-DD or an RFC 3339 time");
+        return -1;
+    }
+    if (f->until_ms != 0 && f->until_ms <= f->since_ms) {
+        snprintf(err, errlen, "until must be later than since");
+        return -1;
+    }
+    return 0;
+}
