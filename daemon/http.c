@@ -19,7 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HTTP_ERROR_BODY_MAX 512
+#define HTTP_ERROR_BODY_MAX  512
+#define HTTP_INJECT_COPY_MAX (64 * 1024) /* pages copied whole for one send */
 
 /* Keeps a body alive while libmicrohttpd sends it. */
 typedef struct body_ref {
@@ -325,23 +326,53 @@ static struct MHD_Response *file_response(content_file *f, uint64_t start, uint6
 }
 
 /* The page with the agent element before its last </body>. Takes f. */
+/*
+ * The page with the agent element before its last </body>. Takes f.
+ *
+ * libmicrohttpd sends a contiguous body in the same system call as the
+ * headers but an I/O vector after them, in a second call and a second
+ * packet: pages up to HTTP_INJECT_COPY_MAX are copied into one buffer, which
+ * costs less than the extra send; larger ones go out as a vector.
+ */
 static struct MHD_Response *injected_response(content_file *f, const delivery *d,
                                               uint64_t *body_len)
 {
+    char element[DELIVERY_ELEMENT_MAX];
+    size_t element_len = delivery_element(d->ticket, d->ticket_len, element);
+    size_t size = (size_t)f->size;
+    size_t at = delivery_inject_offset(f->data, size);
+    *body_len = size + element_len;
+
+    if (size <= HTTP_INJECT_COPY_MAX) {
+        char *page = malloc(size + element_len);
+        if (page == NULL) {
+            content_file_release(f);
+            return NULL;
+        }
+        memcpy(page, f->data, at);
+        memcpy(page + at, element, element_len);
+        memcpy(page + at + element_len, f->data + at, size - at);
+        content_file_release(f);
+        struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+            size + element_len, page, free, page);
+        if (r == NULL)
+            free(page);
+        return r;
+    }
+
     body_ref *ref = malloc(sizeof *ref);
     if (ref == NULL) {
         content_file_release(f);
         return NULL;
     }
     ref->file = *f;
-    ref->element_len = delivery_element(d->ticket, d->ticket_len, ref->element);
-    size_t at = delivery_inject_offset(ref->file.data, (size_t)ref->file.size);
+    ref->element_len = element_len;
+    memcpy(ref->element, element, element_len);
     struct MHD_IoVec iov[3] = {
         {.iov_base = ref->file.data, .iov_len = at},
         {.iov_base = ref->element, .iov_len = ref->element_len},
-        {.iov_base = ref->file.data + at, .iov_len = (size_t)ref->file.size - at},
+        {.iov_base = ref->file.data + at, .iov_len = size - at},
     };
-    *body_len = ref->file.size + ref->element_len;
     struct MHD_Response *r = MHD_create_response_from_iovec(iov, 3, free_body_ref, ref);
     if (r == NULL)
         free_body_ref(ref);

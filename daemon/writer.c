@@ -43,7 +43,9 @@ struct writer {
     size_t head;
     size_t count;
     bool stopping;
-    bool waiting; /* the writer thread sleeps on wake: submits must signal */
+    bool waiting;   /* the writer thread sleeps on wake: submits must signal */
+    bool lingering; /* it waits a little for more events: only urgent ones signal */
+    size_t urgent;  /* queued events with a callback (someone waits for them) */
     writer_stats stats;
 
     /* Owned by the writer thread (or by writer_stop's caller when never started). */
@@ -247,6 +249,7 @@ static void give_up(writer *w)
             item = w->ring[w->head];
             w->head = (w->head + 1) % w->capacity;
             w->count--;
+            w->urgent -= item->done != NULL;
         }
         pthread_mutex_unlock(&w->lock);
         if (item == NULL)
@@ -266,6 +269,24 @@ static bool batch_fill(writer *w, size_t *n)
         pthread_cond_wait(&w->wake, &w->lock);
         w->waiting = false;
     }
+    /* Issuances wait for nobody: linger a moment so that one commit and one
+     * wake-up serve many of them. A confirmation (urgent) or a full batch
+     * ends the wait at once. */
+    if (!w->stopping && w->urgent == 0 && w->held + w->count < w->batch_max) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += WRITER_LINGER_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        w->lingering = true;
+        while (!w->stopping && w->urgent == 0 && w->held + w->count < w->batch_max) {
+            if (pthread_cond_timedwait(&w->wake, &w->lock, &until) == ETIMEDOUT)
+                break;
+        }
+        w->lingering = false;
+    }
     if (w->count == 0 && w->held == 0 && w->stopping) {
         more = false;
     } else {
@@ -274,6 +295,7 @@ static bool batch_fill(writer *w, size_t *n)
             take = w->count;
         for (size_t i = 0; i < take; i++) {
             w->batch[w->held + i] = w->ring[w->head];
+            w->urgent -= w->ring[w->head]->done != NULL;
             w->head = (w->head + 1) % w->capacity;
         }
         w->count -= take;
@@ -344,7 +366,12 @@ writer *writer_new(ledger *lg, size_t queue_capacity, size_t batch_max)
         goto fail;
     if (pthread_mutex_init(&w->lock, NULL) != 0)
         goto fail;
-    if (pthread_cond_init(&w->wake, NULL) != 0) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int cond_rc = pthread_cond_init(&w->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    if (cond_rc != 0) {
         pthread_mutex_destroy(&w->lock);
         goto fail;
     }
@@ -450,8 +477,9 @@ int writer_submit(writer *w, const ledger_event *event, writer_done_fn done, voi
     }
     w->ring[(w->head + w->count) % w->capacity] = item;
     w->count++;
+    w->urgent += done != NULL;
     w->stats.submitted++;
-    if (w->waiting)
+    if (w->waiting || (w->lingering && (done != NULL || w->held + w->count >= w->batch_max)))
         pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
     return 0;

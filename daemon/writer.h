@@ -41,6 +41,7 @@ typedef void (*writer_done_fn)(void *arg, bool ok, const ledger_result *result);
 
 /* Commit latency, ms: 1 2 5 10 25 50 100 250 500 1000 2500 +Inf. */
 #define WRITER_SLOW_COMMIT_MS  500 /* a commit this slow is logged */
+#define WRITER_LINGER_MS       5   /* issuances wait this long for company */
 #define WRITER_LATENCY_BUCKETS 12
 /* Batch size: 1 4 16 64 256 1024 4096 +Inf. */
 #define WRITER_BATCH_BUCKETS 8

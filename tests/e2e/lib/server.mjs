@@ -156,7 +156,7 @@ export async function startServer(opts = {}) {
 
 export function queryLedger(file, sql) {
   if (!fs.existsSync(file)) return [];
-  const out = execFileSync('sqlite3', ['-json', '-readonly', file, sql], { encoding: 'utf8' });
+  const out = execFileSync('sqlite3', ['-json', '-readonly', file, sql], { encoding: 'utf8', maxBuffer: 1 << 28 });
   return out.trim() === '' ? [] : JSON.parse(out);
 }
 
