@@ -1,6 +1,7 @@
 #include "daemon/export.h"
 
 #include "common/b64.h"
+#include "common/utf8.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -65,38 +66,6 @@ void export_u64(export_buf *b, uint64_t v)
     export_printf(b, "%llu", (unsigned long long)v);
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t cp;
-    if (s[0] < 0x80)
-        return 1;
-    if ((s[0] & 0xe0) == 0xc0) {
-        len = 2;
-        cp = s[0] & 0x1f;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        len = 3;
-        cp = s[0] & 0x0f;
-    } else if ((s[0] & 0xf8) == 0xf0) {
-        len = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    static const uint32_t min_for_len[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 void export_json_string(export_buf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
@@ -104,7 +73,7 @@ void export_json_string(export_buf *b, const char *s)
     size_t n = strlen(s);
     export_putn(b, "\"", 1);
     for (size_t i = 0; i < n;) {
-        size_t seq = utf8_len(p + i, n - i);
+        size_t seq = utf8_sequence(p + i, n - i);
         if (seq == 0) {
             /* Rows written by other tools may hold any bytes. */
             export_puts(b, "\xef\xbf\xbd");

@@ -1,6 +1,7 @@
 #include "daemon/http_internal.h"
 
 #include "common/b64.h"
+#include "common/utf8.h"
 #include "daemon/delivery.h"
 #include "daemon/httpcond.h"
 #include "daemon/log.h"
@@ -152,50 +153,6 @@ enum MHD_Result http_reply_preflight(request *req, struct MHD_Connection *c, con
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     }
     return http_queue(req, c, 204, r, 0);
-}
-
-/* Length of the UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_sequence(const unsigned char *s, size_t n)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t len;
-    uint32_t cp;
-    if ((s[0] & 0xe0) == 0xc0) {
-        len = 2;
-        cp = s[0] & 0x1f;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        len = 3;
-        cp = s[0] & 0x0f;
-    } else if ((s[0] & 0xf8) == 0xf0) {
-        len = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    static const uint32_t min_for_len[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0; /* overlong, out of range, or a surrogate */
-    return len;
-}
-
-static bool utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t len = utf8_sequence(p + i, n - i);
-        if (len == 0)
-            return false;
-        i += len;
-    }
-    return true;
 }
 
 int http_json_escape(const char *s, size_t n, char *out, size_t cap, size_t *out_len)
