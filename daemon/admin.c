@@ -909,6 +909,10 @@ static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c
     histogram(&b, "receiptd_ledger_commit_seconds",
               "Time from begin to durable commit of a ledger batch.", latency_le, ws.latency_count,
               WRITER_LATENCY_BUCKETS, sum);
+    snprintf(sum, sizeof sum, "%.6f", ws.issue_lag_sum_ms / 1000.0);
+    histogram(&b, "receiptd_ledger_issue_lag_seconds",
+              "Time from a delivery to the durable commit of its ledger row.", latency_le,
+              ws.issue_lag_count, WRITER_LATENCY_BUCKETS, sum);
 
     metric_head(&b, "receiptd_http_responses_total", "counter",
                 "Responses of the public listener, by route and status code.");

@@ -127,8 +127,22 @@ static void item_fail(writer_item *item)
 static void batch_committed(writer *w, size_t n, double latency)
 {
     size_t refused = 0;
-    for (size_t i = 0; i < n; i++)
-        refused += w->batch[i]->status != 0;
+    uint64_t lag_count[WRITER_LATENCY_BUCKETS] = {0};
+    double lag_sum = 0;
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    uint64_t wall_ms = (uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000;
+    for (size_t i = 0; i < n; i++) {
+        const writer_item *item = w->batch[i];
+        refused += item->status != 0;
+        /* How long a delivery went without its row: the durability target. */
+        if (item->status == 0 && item->event.kind == LEDGER_EVENT_ISSUE) {
+            uint64_t issued = item->event.row.issued_ms;
+            double lag = wall_ms > issued ? (double)(wall_ms - issued) : 0;
+            lag_count[latency_bucket(lag)]++;
+            lag_sum += lag;
+        }
+    }
     if (latency >= WRITER_SLOW_COMMIT_MS)
         log_warn("ledger writer: a batch of %zu events took %.0f ms to commit", n, latency);
 
@@ -142,6 +156,9 @@ static void batch_committed(writer *w, size_t n, double latency)
     w->stats.latency_sum_ms += latency;
     w->stats.batch_count[batch_bucket(n)]++;
     w->stats.batch_sum += n;
+    for (size_t b = 0; b < WRITER_LATENCY_BUCKETS; b++)
+        w->stats.issue_lag_count[b] += lag_count[b];
+    w->stats.issue_lag_sum_ms += lag_sum;
     pthread_mutex_unlock(&w->lock);
 
     for (size_t i = 0; i < n; i++) {

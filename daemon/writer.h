@@ -68,6 +68,9 @@ typedef struct writer_stats {
      * confirmation waits for once the writer takes it). */
     uint64_t latency_count[WRITER_LATENCY_BUCKETS]; /* not cumulative */
     double latency_sum_ms;
+    /* From a delivery's issue time to the commit of its row (same buckets). */
+    uint64_t issue_lag_count[WRITER_LATENCY_BUCKETS];
+    double issue_lag_sum_ms;
     uint64_t batch_count[WRITER_BATCH_BUCKETS]; /* sizes of committed batches */
     uint64_t batch_sum;
 } writer_stats;

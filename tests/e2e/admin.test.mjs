@@ -287,7 +287,8 @@ describe('metrics after real traffic', () => {
     assert.equal(value('receiptd_http_responses_total{route="content",code="404"}'), 1);
     assert.equal(value('receiptd_http_responses_total{route="confirm",code="200"}'), 2);
     assert.equal(value('receiptd_ledger_queue_depth'), 0);
-    for (const h of ['receiptd_ledger_batch_size', 'receiptd_ledger_commit_seconds']) {
+    for (const h of ['receiptd_ledger_batch_size', 'receiptd_ledger_commit_seconds',
+      'receiptd_ledger_issue_lag_seconds']) {
       assert.ok(text.includes(`# TYPE ${h} histogram\n`), h);
       const buckets = text.split('\n').filter((l) => l.startsWith(`${h}_bucket{`));
       const counts = buckets.map((l) => Number(l.split(' ')[1]));
@@ -298,6 +299,7 @@ describe('metrics after real traffic', () => {
       assert.ok(value(`${h}_sum`) >= 0);
     }
     assert.ok(value('receiptd_ledger_batch_size_sum') >= 4, 'two issues and two confirmations committed');
+    assert.equal(value('receiptd_ledger_issue_lag_seconds_count'), 2, 'one lag sample per issuance row');
     // Every sample's family has HELP and TYPE first.
     const families = new Set(text.split('\n').filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]));
     for (const l of text.split('\n').filter((x) => x && !x.startsWith('#'))) {
