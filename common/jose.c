@@ -1,4 +1,5 @@
 #include "common/jose.h"
+#include "common/rnd.h"
 
 #include "common/b64.h"
 
@@ -322,7 +323,7 @@ jose_result jwe_encrypt(const uint8_t key[32], const char *kid, const char *skid
         return JOSE_MALFORMED;
 
     if (iv == NULL) {
-        if (RAND_bytes(ivbuf, sizeof(ivbuf)) != 1)
+        if (rnd_bytes(ivbuf, sizeof(ivbuf)) != 0)
             goto out;
         iv = ivbuf;
     }

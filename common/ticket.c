@@ -18,6 +18,7 @@
  * length does not match its own fields exactly is refused.
  */
 #include "common/ticket.h"
+#include "common/rnd.h"
 
 #include "common/b64.h"
 
@@ -294,7 +295,7 @@ ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
     raw[2] = (uint8_t)(epoch >> 16);
     raw[3] = (uint8_t)(epoch >> 8);
     raw[4] = (uint8_t)epoch;
-    if (RAND_bytes(raw + 5, TICKET_NONCE_LEN) != 1)
+    if (rnd_bytes(raw + 5, TICKET_NONCE_LEN) != 0)
         goto out;
     ptlen = encode_claims(claims, pt);
     if (EVP_EncryptInit_ex2(tls->ctx, ticket_gcm, key, raw + 5, NULL) != 1 ||

@@ -1,4 +1,5 @@
 #include "common/uuid7.h"
+#include "common/rnd.h"
 
 #include <openssl/rand.h>
 #include <stdatomic.h>
@@ -19,7 +20,7 @@ static _Atomic uint64_t uuid7_state;
 
 static int random_tail(uint8_t *buf, size_t n)
 {
-    if (RAND_bytes(buf, (int)n) == 1)
+    if (rnd_bytes(buf, n) == 0)
         return 0;
     /* A last resort when the OpenSSL DRBG cannot be seeded or reseeded. */
     if (getrandom(buf, n, 0) == (ssize_t)n)
