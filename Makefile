@@ -48,6 +48,7 @@ run: deps build
 		--state-dir $(STATE_DIR)
 
 check: deps build $(ASAN_BUILD)/build.ninja node_modules/.package-lock.json
+	@$(MAKE) --no-print-directory format-check
 	ninja -C $(ASAN_BUILD)
 	@if [ -e $(ASAN_BUILD)/cli/receipt ]; then ln -sf cli/receipt $(ASAN_BUILD)/receipt; fi
 	tests/run-all $(BUILD) $(ASAN_BUILD)
@@ -74,7 +75,7 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 format-check:
-	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo "clang-format: the tree is formatted"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

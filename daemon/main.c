@@ -230,6 +230,8 @@ int main(int argc, char **argv)
              cfg.server_id);
     log_info("public URL %s; confirmations go to %s/_receipt/confirm", cfg.public_url,
              cfg.public_url);
+    printf("receiptd: serving %s at %s/\n", cfg.root, cfg.public_url);
+    fflush(stdout);
 
     if (cfg.admin_listen[0] != '\0') {
         admin_services asvc = {.cfg = &cfg, .ledger_writer = ledger_writer};
