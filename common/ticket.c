@@ -337,6 +337,10 @@ ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uin
         return TICKET_INVALID;
     ctlen = (size_t)rawlen - TICKET_HEADER_LEN - TICKET_TAG_LEN;
     epoch = (uint32_t)raw[1] << 24 | (uint32_t)raw[2] << 16 | (uint32_t)raw[3] << 8 | raw[4];
+    /* The epoch is not authenticated yet: one from the future is forged,
+     * and must not cost a key derivation or evict a real key. */
+    if ((uint64_t)epoch > now_ms / TICKET_EPOCH_MS + 1)
+        return TICKET_INVALID;
     tls = ticket_thread();
     if (tls == NULL)
         return TICKET_INTERNAL;

@@ -1,5 +1,7 @@
 #include "daemon/config.h"
 
+#include "daemon/writer.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -353,7 +355,7 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
             NUMBER_OPTION(OPT_IDLE_TIMEOUT, "idle-timeout", 1, 86400, idle_timeout_s)
             NUMBER_OPTION(OPT_CONN_MEMORY, "connection-memory", 4096, 1024 * 1024,
                           connection_memory)
-            NUMBER_OPTION(OPT_QUEUE, "queue", 16, 16 * 1024 * 1024, queue_capacity)
+            NUMBER_OPTION(OPT_QUEUE, "queue", 16, WRITER_QUEUE_MAX, queue_capacity)
             NUMBER_OPTION(OPT_BATCH, "batch", 1, 65536, batch_max)
             NUMBER_OPTION(OPT_GRACE, "shutdown-grace", 0, 3600, shutdown_grace_s)
 #undef NUMBER_OPTION
@@ -421,8 +423,13 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
         if (gethostname(host, sizeof host) != 0)
             strcpy(host, "receiptd");
         host[sizeof host - 1] = '\0';
-        server_id = host;
-        snprintf(cfg->server_id, sizeof cfg->server_id, "%s", server_id);
+        /* The ID goes into JSON and headers unescaped: keep the host name
+         * to the characters --server-id accepts. */
+        for (char *p = host; *p; p++) {
+            if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || *p == '"' || *p == '\\')
+                *p = '-';
+        }
+        snprintf(cfg->server_id, sizeof cfg->server_id, "%s", host[0] ? host : "receiptd");
     } else {
         size_t n = strlen(server_id);
         if (n == 0 || n > CONFIG_SERVER_ID_MAX) {

@@ -140,6 +140,22 @@ confirm_waits *confirm_waits_new(unsigned timeout_ms)
     return w;
 }
 
+size_t confirm_waits_abort(confirm_waits *w)
+{
+    if (w == NULL)
+        return 0;
+    size_t n = 0;
+    pthread_mutex_lock(&w->lock);
+    while (w->head != NULL) {
+        confirm_call *call = w->head;
+        unlist(w, call);
+        n += finish(call, CALL_FAILED);
+        call_unref(call); /* the list's */
+    }
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
 void confirm_waits_free(confirm_waits *w)
 {
     if (w == NULL)
@@ -376,6 +392,9 @@ static void fill_confirm_event(const http_server *srv, const request *req, const
 /* Checks, signs, suspends, submits. */
 static enum MHD_Result start(http_server *srv, request *req, struct MHD_Connection *c)
 {
+    if (atomic_load(&srv->stopping))
+        return http_reply_error(req, c, 503, "shutting_down",
+                                "The server is shutting down; retry shortly.");
     checked ck;
     failure fail = {500, "internal_error", "The confirmation could not be processed."};
     if (check(srv, c, req, &ck, &fail) != 0) {
@@ -502,14 +521,22 @@ enum MHD_Result confirm_serve(http_server *srv, request *req, struct MHD_Connect
         /* fall through */
     case REQUEST_RECEIVING:
         if (*upload_data_size > 0) {
-            if (req->body_len + *upload_data_size > HTTP_CONFIRM_BODY_MAX)
-                return http_reply_error(req, c, 413, "body_too_large",
-                                        "A confirmation is at most 16 KiB.");
-            memcpy(req->body + req->body_len, upload_data, *upload_data_size);
+            /* No answer can be queued while a body is arriving: read on,
+             * keep nothing, and say 413 at the end (a chunked body has no
+             * Content-Length to refuse it by up front). */
+            if (req->body_len > HTTP_CONFIRM_DISCARD_MAX)
+                return MHD_NO; /* past any honest mistake: close */
+            if (req->too_large || req->body_len + *upload_data_size > HTTP_CONFIRM_BODY_MAX)
+                req->too_large = true;
+            else
+                memcpy(req->body + req->body_len, upload_data, *upload_data_size);
             req->body_len += *upload_data_size;
             *upload_data_size = 0;
             return MHD_YES;
         }
+        if (req->too_large)
+            return http_reply_error(req, c, 413, "body_too_large",
+                                    "A confirmation is at most 16 KiB.");
         req->body[req->body_len] = '\0';
         return start(srv, req, c);
     case REQUEST_WAITING:

@@ -577,6 +577,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->phase = REQUEST_NEW;
     req->route = METRICS_ROUTE_OTHER;
     req->started = false;
+    req->too_large = false;
     req->body = NULL;
     req->body_len = 0;
     req->call = NULL;
@@ -662,8 +663,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * methods carry a body: an early error is sent on the first call,
          * before the body, which closes the connection and so never leaves
          * an unread body to reset it. */
-        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+            /* A body would still be arriving when the answer is due, and
+             * the answer could then not be sent: refuse it up front. */
+            const char *length =
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if ((length != NULL && strcmp(length, "0") != 0) ||
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                            MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL)
+                return http_reply_error(req, c, 400, "body_not_allowed",
+                                        "A GET or HEAD request carries no body.");
             return MHD_YES;
+        }
     }
 
     bool get = strcmp(method, "GET") == 0;
@@ -730,6 +741,7 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     }
     srv->svc = *svc;
     atomic_init(&srv->in_flight, 0);
+    atomic_init(&srv->stopping, false);
     if (build_jwks(srv, err, errlen) != 0)
         goto fail;
     uint8_t agent_digest[32];
@@ -770,9 +782,7 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     srv->port = info != NULL ? info->port : 0;
     return srv;
 fail:
-    confirm_waits_free(srv->waits);
-    clientkeys_free(srv->client_keys);
-    free(srv);
+    http_server_free(srv);
     return NULL;
 }
 
@@ -781,16 +791,7 @@ unsigned http_server_port(const http_server *srv)
     return srv->port;
 }
 
-void http_server_quiesce(http_server *srv)
-{
-    if (srv == NULL || srv->mhd == NULL)
-        return;
-    MHD_socket s = MHD_quiesce_daemon(srv->mhd);
-    if (s != MHD_INVALID_SOCKET)
-        close(s);
-}
-
-bool http_server_wait_idle(http_server *srv, unsigned timeout_ms)
+static bool wait_idle(http_server *srv, unsigned timeout_ms)
 {
     for (unsigned waited = 0;; waited += 10) {
         if (atomic_load(&srv->in_flight) == 0)
@@ -802,12 +803,40 @@ bool http_server_wait_idle(http_server *srv, unsigned timeout_ms)
     }
 }
 
+bool http_server_drain(http_server *srv, unsigned grace_ms)
+{
+    if (srv == NULL || srv->mhd == NULL)
+        return true;
+    MHD_socket s = MHD_quiesce_daemon(srv->mhd);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+    if (wait_idle(srv, grace_ms))
+        return true;
+    /* Keep-alive clients may still send: from now on a confirmation is
+     * answered 503 at once instead of waiting for the ledger. */
+    atomic_store(&srv->stopping, true);
+    size_t aborted = confirm_waits_abort(srv->waits);
+    if (aborted > 0)
+        log_warn("shutting down: %zu confirmations still waiting for the ledger answered 503",
+                 aborted);
+    return wait_idle(srv, HTTP_DRAIN_AFTER_ABORT_MS);
+}
+
 void http_server_stop(http_server *srv)
+{
+    if (srv == NULL || srv->mhd == NULL)
+        return;
+    atomic_store(&srv->stopping, true);
+    confirm_waits_abort(srv->waits);
+    MHD_stop_daemon(srv->mhd);
+    srv->mhd = NULL;
+}
+
+void http_server_free(http_server *srv)
 {
     if (srv == NULL)
         return;
-    if (srv->mhd != NULL)
-        MHD_stop_daemon(srv->mhd);
+    http_server_stop(srv);
     confirm_waits_free(srv->waits);
     clientkeys_free(srv->client_keys);
     free(srv);

@@ -35,13 +35,19 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
 /* The port actually bound (useful with --listen HOST:0). */
 unsigned http_server_port(const http_server *srv);
 
-/* Stops accepting new connections; requests in flight go on. */
-void http_server_quiesce(http_server *srv);
-
-/* Waits until no request is in flight or timeout_ms passed; true if idle. */
-bool http_server_wait_idle(http_server *srv, unsigned timeout_ms);
-
-/* Closes every connection and frees the server. NULL-safe. */
+/*
+ * Shutting down, in this order:
+ *  http_server_drain()  stops accepting, lets requests in flight finish for
+ *                       up to grace_ms, then answers confirmations still
+ *                       waiting for the ledger with 503 (a suspended
+ *                       connection must not outlive the listener);
+ *  http_server_stop()   closes every connection;
+ *  writer_stop()        (the caller) commits what is queued;
+ *  http_server_free()   frees what writer callbacks may still have used.
+ * Each is NULL-safe. Returns true from drain if nothing was left in flight.
+ */
+bool http_server_drain(http_server *srv, unsigned grace_ms);
 void http_server_stop(http_server *srv);
+void http_server_free(http_server *srv);
 
 #endif

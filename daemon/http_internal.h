@@ -17,13 +17,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define HTTP_RAW_URI_MAX        4096 /* request-target bytes; longer: 414 */
-#define HTTP_REFERER_MAX        255
-#define HTTP_JWKS_MAX           4096
-#define HTTP_CONFIRM_BODY_MAX   (16 * 1024) /* PROTOCOL.md section 6: 413 above */
-#define HTTP_CONFIRM_URL_MAX    (CONFIG_URL_MAX + 32)
-#define HTTP_CLIENTKEYS_CACHE   65536
-#define HTTP_CONFIRM_TIMEOUT_MS 10000 /* a ledger slower than this: 503 */
+#define HTTP_RAW_URI_MAX          4096 /* request-target bytes; longer: 414 */
+#define HTTP_REFERER_MAX          255
+#define HTTP_JWKS_MAX             4096
+#define HTTP_CONFIRM_BODY_MAX     (16 * 1024)   /* PROTOCOL.md section 6: 413 above */
+#define HTTP_CONFIRM_DISCARD_MAX  (1024 * 1024) /* read past the cap for the 413, then close */
+#define HTTP_CONFIRM_URL_MAX      (CONFIG_URL_MAX + 32)
+#define HTTP_CLIENTKEYS_CACHE     65536
+#define HTTP_CONFIRM_TIMEOUT_MS   10000 /* a ledger slower than this: 503 */
+#define HTTP_DRAIN_AFTER_ABORT_MS 2000  /* for the 503s of aborted confirmations */
 
 typedef struct confirm_waits confirm_waits;
 typedef struct confirm_call confirm_call;
@@ -32,6 +34,7 @@ struct http_server {
     http_services svc;
     struct MHD_Daemon *mhd;
     atomic_long in_flight;
+    atomic_bool stopping; /* draining: confirmations get 503 at once */
     char jwks[HTTP_JWKS_MAX];
     size_t jwks_len;
     char jwks_etag[48];
@@ -57,6 +60,7 @@ typedef struct request {
     metrics_route route;
     bool raw_path_has_nul;
     bool started;
+    bool too_large; /* a confirmation body past the cap: 413 once it ends */
     size_t uri_len;
     char *body; /* confirmation body, at most HTTP_CONFIRM_BODY_MAX */
     size_t body_len;
@@ -110,6 +114,9 @@ int plugin_client_key(http_server *srv, struct MHD_Connection *c, clientkey *ck)
 /* ---- confirm.c ---- */
 
 confirm_waits *confirm_waits_new(unsigned timeout_ms);
+/* Answers every waiting confirmation 503 now; returns how many there were. */
+size_t confirm_waits_abort(confirm_waits *waits);
+/* Only once the ledger writer is stopped: its callbacks use the waits. */
 void confirm_waits_free(confirm_waits *waits);
 
 /* POST /_receipt/confirm, every call of the request (body chunks, resume). */

@@ -266,12 +266,12 @@ int main(int argc, char **argv)
 
     admin_stop(admin);
     admin = NULL;
-    http_server_quiesce(srv);
-    if (!http_server_wait_idle(srv, cfg.shutdown_grace_s * 1000))
+    if (!http_server_drain(srv, cfg.shutdown_grace_s * 1000))
         log_warn("requests still in flight after %u s; closing them", cfg.shutdown_grace_s);
     http_server_stop(srv);
-    srv = NULL;
     writer_stop(ledger_writer);
+    http_server_free(srv);
+    srv = NULL;
     writer_stats ws;
     writer_get_stats(ledger_writer, &ws);
     log_info("ledger flushed: %llu events in %llu batches; stopped",
@@ -284,6 +284,7 @@ out:
     admin_stop(admin);
     http_server_stop(srv);
     writer_free(ledger_writer);
+    http_server_free(srv);
     ledger_close(lg);
     accesslog_close(alog);
     content_store_free(content);

@@ -102,3 +102,24 @@ test('a confirmation the ledger cannot commit is answered 503 within the bound',
   assert.equal(retry.status, 200);
   assert.equal((await srv.stop()).code, 0, srv.log());
 });
+
+test('SIGTERM while a confirmation waits for a locked ledger: 503, clean exit', { timeout: 60000 }, async () => {
+  const srv = await startServer({ files: { 'b.bin': 'bytes' }, args: ['--shutdown-grace', '0'] });
+  const jwks = await fetchJwks(srv.url);
+  const client = await newClient();
+  const res = await fetch(srv.url + '/b.bin', { headers: { 'Receipt-Client-Key': client.header } });
+  await res.arrayBuffer();
+  const { payload } = await openPlugin(client, jwks, res.headers.get('receipt-plugin'));
+  await srv.until(() => srv.query(`SELECT id FROM deliveries WHERE id='${payload.delivery}'`).length);
+
+  const lock = lockLedger(srv.ledgerFile);
+  await lock.locked;
+  const pending = postConfirm(payload.server.confirm, client, await sealConfirmation(client, jwks, confirmation(payload)));
+  await sleep(300); // the confirmation is now suspended, waiting for the writer
+  const exit = srv.stop('SIGTERM');
+  const out = await pending;
+  assert.equal(out.status, 503, out.text);
+  await lock.release();
+  const { code } = await exit;
+  assert.equal(code, 0, srv.log());
+});

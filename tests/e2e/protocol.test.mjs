@@ -251,6 +251,28 @@ describe('bad confirmations and plug-in requests change nothing', () => {
       ['delivery not the ticket\'s', 400, async () => postConfirm(confirmUrl, a, await sealConfirmation(a, jwks, { ...confirmation(pa), delivery: pb.delivery }))],
       ['client.id of another client', 400, async () => postConfirm(confirmUrl, a, await sealConfirmation(a, jwks, { ...confirmation(pa), client: { id: b.id } }))],
       ['body over 16 KiB', 413, () => postConfirm(confirmUrl, a, 'x'.repeat(17 * 1024))],
+      ['chunked body over 16 KiB', 413, () => new Promise((resolve, reject) => {
+        const req = http.request(confirmUrl, { method: 'POST', headers: { 'Content-Type': 'application/jose', 'Receipt-Client-Key': a.header } }, (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(text), text }));
+        });
+        req.on('error', reject);
+        for (let i = 0; i < 20; i++) req.write('y'.repeat(1024)); // no Content-Length: chunked
+        req.end();
+      })],
+      ['content GET with a body', 400, async () => {
+        const raw = await new Promise((resolve, reject) => {
+          const req = http.request(`${srv.url}/blob.bin`, { method: 'GET', headers: { 'Content-Length': 3 } }, (res) => {
+            let text = '';
+            res.on('data', (d) => (text += d));
+            res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(text), text }));
+          });
+          req.on('error', reject);
+          req.end('xyz');
+        });
+        return raw;
+      }],
       ['wrong content type', 415, () => postConfirm(confirmUrl, a, good, { contentType: 'application/json' })],
       ['no content type', 415, async () => {
         const res = await fetch(confirmUrl, { method: 'POST', headers: { 'Receipt-Client-Key': a.header }, body: new Blob([good]) });

@@ -203,9 +203,14 @@ static void test_epochs(void **state)
     for (uint64_t i = 0; i < 10; i++) {
         claims_for(&c1, "/cache", e0 + i * HOUR_MS);
         assert_int_equal(ticket_seal(s, &c1, t1, &n1), TICKET_OK);
-        assert_int_equal(ticket_open(s, t1, n1, e0, &got), TICKET_OK);
+        assert_int_equal(ticket_open(s, t1, n1, e0 + i * HOUR_MS, &got), TICKET_OK);
     }
-    assert_int_equal(ticket_open(s, t2, n2, e0, &got), TICKET_OK);
+    assert_int_equal(ticket_open(s, t2, n2, e0 + 10 * HOUR_MS, &got), TICKET_OK);
+    /* An epoch from the future is forged: refused before any key is made. */
+    claims_for(&c1, "/future", e0 + 5 * HOUR_MS);
+    assert_int_equal(ticket_seal(s, &c1, t1, &n1), TICKET_OK);
+    assert_int_equal(ticket_open(s, t1, n1, e0 + 4 * HOUR_MS, &got), TICKET_OK);
+    assert_int_equal(ticket_open(s, t1, n1, e0 + 3 * HOUR_MS, &got), TICKET_INVALID);
     ticket_sealer_free(s);
 }
 
@@ -290,7 +295,7 @@ static void *worker(void *arg)
         c.expires_ms = issued + HOUR_MS * 24;
         c.size = (uint64_t)i;
         if (ticket_seal(j->s, &c, t, &n) != TICKET_OK ||
-            ticket_open(j->s, t, n, T0, &got) != TICKET_OK || got.size != (uint64_t)i)
+            ticket_open(j->s, t, n, issued, &got) != TICKET_OK || got.size != (uint64_t)i)
             j->failures++;
     }
     return NULL;
