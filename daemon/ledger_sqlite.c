@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1027,10 +1028,24 @@ static int create_file(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * SQLite counts every allocation under one global mutex unless told not to;
+ * the writer allocates per row, and the counts are never read here. Must run
+ * before the library initialises, hence once, before the first open.
+ */
+static pthread_once_t sqlite_setup_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_setup(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static ledger *sqlite_open(const char *target, bool read_only, char *err, size_t errlen)
 {
     ledger_sqlite *lg = NULL;
     int flags = SQLITE_OPEN_NOMUTEX; /* one thread at a time, by contract */
+
+    pthread_once(&sqlite_setup_once, sqlite_setup);
 
     if (!read_only && create_file(target, err, errlen) != 0)
         return NULL;
