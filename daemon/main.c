@@ -119,10 +119,16 @@ static void print_admin_link(const config *cfg, const admin_server *admin)
         strcpy(host, "[::1]");
     log_info("admin listener on %s (port %u): dashboard, /metrics and /api/", cfg->admin_listen,
              admin_port(admin));
-    log_info("dashboard: http://%s:%u/#token=%s", host, admin_port(admin), admin_token(admin));
-    printf("receiptd: dashboard http://%s:%u/#token=%s\n", host, admin_port(admin),
-           admin_token(admin));
-    fflush(stdout);
+    /* The token opens the whole ledger: logs (a journal, a file) get the
+     * place of the token, and only a person at a terminal gets the link
+     * that signs in. */
+    log_info("dashboard: http://%s:%u/ (its token is in %s/admin-token)", host, admin_port(admin),
+             cfg->state_dir);
+    if (isatty(STDOUT_FILENO)) {
+        printf("receiptd: dashboard http://%s:%u/#token=%s\n", host, admin_port(admin),
+               admin_token(admin));
+        fflush(stdout);
+    }
 }
 
 int main(int argc, char **argv)

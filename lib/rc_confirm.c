@@ -195,8 +195,13 @@ receipt_result rc_confirm_send(receipt_client *c, const char *url, const char *c
         goto out;
     }
     r = rc_confirm_key_set(c, jwks_text, origin, receipt, &set);
-    if (r != RECEIPT_OK)
+    if (r != RECEIPT_OK) {
+        /* The server has the confirmation; a key set that could not be
+         * fetched now is fetched on the retry, which confirming again
+         * (idempotent) makes safe. */
+        a->retryable = r == RECEIPT_ERR_NETWORK || r == RECEIPT_ERR_HTTP;
         goto out;
+    }
     a->status = st;
     r = rc_confirm_check_receipt(c, set, receipt, delivery, client_id, &st, NULL);
     if (r != RECEIPT_OK)

@@ -79,6 +79,7 @@ static void rc_flush_one(receipt_client *c, rc_spool_entry *e, receipt_flush_fn 
         rc_flush_note_error(t, rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory"));
         return;
     }
+    snprintf(why, sizeof(why), "the confirm URL %s has no usable origin", e->confirm_url);
     if (rc_url_confirm_allowed(e->confirm_url, (c->flags & RECEIPT_ALLOW_INSECURE_CONFIRM) != 0,
                                why, sizeof(why)) != RC_URL_OK ||
         rc_url_origin(e->confirm_url, origin) != 0) {

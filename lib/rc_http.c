@@ -227,7 +227,10 @@ receipt_result rc_http_perform(receipt_client *c, const rc_http_request *req,
     if (req->follow) {
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(h, CURLOPT_MAXREDIRS, (long)RC_HTTP_MAX_REDIRECTS);
-        curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        /* Never from https down to http: what a redirect reaches decides
+         * where the key set comes from. */
+        curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR,
+                         strncasecmp(req->url, "https:", 6) == 0 ? "https" : "http,https");
     }
     if (req->body != NULL) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);

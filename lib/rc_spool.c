@@ -1,5 +1,6 @@
 #include "lib/rc_spool.h"
 
+#include "common/uuid7.h"
 #include "common/sjson.h"
 #include "lib/rc_fs.h"
 
@@ -173,6 +174,8 @@ int rc_spool_read(const char *dir, const char *name, rc_spool_entry *e, char *er
         attempts > 1000000 || !sjson_uint(obj, "next_attempt_ms", &next) ||
         !json_is_boolean(intact) ||
         rc_spool_copy(obj, "delivery", e->delivery, UUID7_STR_LEN) != 0 ||
+        /* it names the receipt file: nothing but a delivery ID */
+        uuid7_parse(e->delivery, strlen(e->delivery), &(uuid7){0}) != 0 ||
         rc_spool_copy(obj, "client_key", e->client_key, ECKEY_POINT_B64_LEN) != 0 ||
         rc_spool_copy(obj, "client_id", e->client_id, ECKEY_THUMBPRINT_LEN) != 0 ||
         rc_spool_copy(obj, "sha256", e->sha256, RC_SHA256_B64_LEN) != 0 ||

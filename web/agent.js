@@ -7,7 +7,11 @@
   const ticket = me && me.dataset.receiptTicket;
   if (!ticket) return;
   const warn = (why) => console.warn('receipt: ' + why);
-  if (!window.isSecureContext || !crypto.subtle || !window.indexedDB) {
+  let api;
+  try { // indexedDB throws where storage is blocked
+    if (!window.isSecureContext || !crypto.subtle || !window.indexedDB) throw 0;
+    api = new URL('/_receipt/', me.src).href;
+  } catch {
     warn('WebCrypto needs a secure context (HTTPS or localhost); this delivery is not confirmed.');
     return;
   }
@@ -15,7 +19,6 @@
   const subtle = crypto.subtle;
   const te = new TextEncoder();
   const td = new TextDecoder();
-  const api = new URL('/_receipt/', me.src).href;
   const ECDH = { name: 'ECDH', namedCurve: 'P-256' };
   const loaded = new Promise((ok) =>
     document.readyState === 'complete' ? ok() : addEventListener('load', ok, { once: true }));

@@ -3,10 +3,10 @@
 // `receiptd report` against the same seed.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, repoRoot, RECEIPTD } from './lib/server.mjs';
+import { startServer, repoRoot, RECEIPTD, freePort } from './lib/server.mjs';
 import { newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postConfirm } from './lib/client.mjs';
 import {
   seedRows, writeSeed, item, newestFirst, expectedSummary, expectedContents, expectedClients,
@@ -325,8 +325,33 @@ describe('admin listener options', () => {
     const series = await get('/api/series');
     assert.ok(series.buckets.length > 0 && series.buckets.every((b) => b.deliveries === 0));
     assert.ok(Math.abs(series.until_ms - Date.now()) < 3 * 3600 * 1000, 'an empty ledger shows the last day');
-    assert.ok(srv.log().includes(`receiptd: dashboard http://127.0.0.1:${srv.adminPort}/#token=${token}`), srv.log());
+    // Logs, which a journal or a file keeps, name where the token is, not the token.
+    assert.ok(srv.log().includes(`dashboard: http://127.0.0.1:${srv.adminPort}/ (its token is in `), srv.log());
+    assert.ok(!srv.log().includes(token), 'the token stays out of the log');
     assert.equal((await srv.stop()).code, 0);
+    // A person at a terminal gets the link that signs in.
+    const port = await freePort();
+    const adminPort = await freePort();
+    const shown = await new Promise((resolve) => {
+      const cmd = ['exec', RECEIPTD, '--root', srv.root, '--state-dir', srv.stateDir, '--listen',
+        `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--log-level', 'warn'].join(' ');
+      // script(1) gives receiptd a terminal; receiptd is its only child
+      const tty = spawn('script', ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const stopChild = (sig) => {
+        try {
+          const kids = fs.readFileSync(`/proc/${tty.pid}/task/${tty.pid}/children`, 'utf8').trim().split(/\s+/);
+          for (const k of kids) if (k) process.kill(Number(k), sig);
+        } catch { /* already gone */ }
+      };
+      let out = '';
+      tty.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('#token=')) stopChild('SIGTERM');
+      });
+      const timer = setTimeout(() => { stopChild('SIGKILL'); tty.kill('SIGKILL'); }, 10000);
+      tty.on('exit', () => { clearTimeout(timer); resolve(out); });
+    });
+    assert.ok(shown.includes(`receiptd: dashboard http://127.0.0.1:${adminPort}/#token=${token}`), shown);
     // The same token at the next start.
     const again = await startServer({ root: srv.root, stateDir: srv.stateDir });
     assert.equal(again.adminToken(), token);
