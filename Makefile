@@ -47,11 +47,15 @@ run: deps build
 	$(BUILD)/receiptd --root examples/site --listen $(LISTEN) --admin-listen $(ADMIN) \
 		--state-dir $(STATE_DIR)
 
-check: deps build $(ASAN_BUILD)/build.ninja node_modules/.package-lock.json
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=false -Db_lundef=false
+
+check: deps build $(ASAN_BUILD)/build.ninja $(FUZZ_BUILD)/build.ninja node_modules/.package-lock.json
 	@$(MAKE) --no-print-directory format-check
 	ninja -C $(ASAN_BUILD)
+	ninja -C $(FUZZ_BUILD)
 	@if [ -e $(ASAN_BUILD)/cli/receipt ]; then ln -sf cli/receipt $(ASAN_BUILD)/receipt; fi
-	tests/run-all $(BUILD) $(ASAN_BUILD)
+	FUZZ_BUILD=$(FUZZ_BUILD) tests/run-all $(BUILD) $(ASAN_BUILD)
 
 test: check
 
@@ -59,9 +63,7 @@ bench: deps build
 	bench/run
 
 # Every libFuzzer harness for FUZZ_SECONDS each; corpora under $(FUZZ_BUILD)/corpus.
-fuzz: deps
-	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true \
-		-Dtests=false -Db_lundef=false
+fuzz: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)
 	@for f in $(FUZZ_BUILD)/tests/fuzz/fuzz_*; do \
 		[ -f "$$f" ] && [ -x "$$f" ] || continue; \
