@@ -340,22 +340,18 @@ out:
 static int sign_receipt(const http_server *srv, const checked *ck, const char *delivery_id,
                         ledger_status status, uint64_t confirmed_ms, char **out)
 {
-    char path[TICKET_PATH_MAX * 6 + 1];
-    size_t path_len;
-    char sha[64];
+    char content[HTTP_CONTENT_JSON_MAX];
     char payload[CONFIRM_RECEIPT_PAYLOAD_MAX];
     const ticket_claims *t = &ck->ticket;
-    if (http_json_escape(t->path, t->path_len, path, sizeof path, &path_len) != 0)
+    if (http_content_json(t, content, sizeof content) < 0)
         return -1;
-    b64url_encode(t->sha256, 32, sha);
     int n = snprintf(payload, sizeof payload,
-                     "{\"v\":1,\"delivery\":\"%s\",\"status\":\"%s\","
-                     "\"content\":{\"path\":\"%s\",\"sha256\":\"%s\",\"size\":%llu},"
+                     "{\"v\":1,\"delivery\":\"%s\",\"status\":\"%s\",%s,"
                      "\"client\":{\"id\":\"%s\"},\"server\":{\"id\":\"%s\"},"
                      "\"issued_at_ms\":%llu,\"confirmed_at_ms\":%llu}",
-                     delivery_id, ledger_status_name(status), path, sha,
-                     (unsigned long long)t->size, ck->client.id, srv->svc.cfg->server_id,
-                     (unsigned long long)t->issued_ms, (unsigned long long)confirmed_ms);
+                     delivery_id, ledger_status_name(status), content, ck->client.id,
+                     srv->svc.cfg->server_id, (unsigned long long)t->issued_ms,
+                     (unsigned long long)confirmed_ms);
     if (n < 0 || (size_t)n >= sizeof payload)
         return -1;
     const eckey *sig = srv->svc.keys->sig;

@@ -337,6 +337,19 @@ static struct MHD_Response *injected_response(content_file *f, const delivery *d
     return r;
 }
 
+int http_content_json(const ticket_claims *t, char *out, size_t cap)
+{
+    char path[TICKET_PATH_MAX * 6 + 1];
+    size_t path_len;
+    char sha[64];
+    if (http_json_escape(t->path, t->path_len, path, sizeof path, &path_len) != 0)
+        return -1;
+    b64url_encode(t->sha256, 32, sha);
+    int n = snprintf(out, cap, "\"content\":{\"path\":\"%s\",\"sha256\":\"%s\",\"size\":%llu}",
+                     path, sha, (unsigned long long)t->size);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
 /* Percent-encodes what a path may not carry literally in a Location. */
 static void percent_encode_path(const char *path, char *out, size_t cap)
 {

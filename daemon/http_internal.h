@@ -93,6 +93,11 @@ enum MHD_Result http_reply_preflight(request *req, struct MHD_Connection *c, con
  * fit or is not valid UTF-8. */
 int http_json_escape(const char *s, size_t n, char *out, size_t cap, size_t *out_len);
 
+/* The "content" member of plug-in data and receipts (path, sha256, size of
+ * the ticket's content); returns its length, or -1 if it does not fit. */
+#define HTTP_CONTENT_JSON_MAX (TICKET_PATH_MAX * 6 + 160)
+int http_content_json(const ticket_claims *t, char *out, size_t cap);
+
 /* ---- plugin.c ---- */
 
 #define PLUGIN_PAYLOAD_MAX 4096

@@ -23,24 +23,20 @@ int plugin_client_key(http_server *srv, struct MHD_Connection *c, clientkey *ck)
 int plugin_seal(const http_server *srv, const delivery *d, const clientkey *ck,
                 const char *client_addr, char **out)
 {
-    char path[TICKET_PATH_MAX * 6 + 1];
-    size_t path_len;
-    char sha[64];
+    char content[HTTP_CONTENT_JSON_MAX];
     char payload[PLUGIN_PAYLOAD_MAX];
     const ticket_claims *t = &d->claims;
 
-    if (http_json_escape(t->path, t->path_len, path, sizeof path, &path_len) != 0)
+    if (http_content_json(t, content, sizeof content) < 0)
         return -1;
-    b64url_encode(t->sha256, 32, sha);
     int n = snprintf(payload, sizeof payload,
-                     "{\"v\":1,\"delivery\":\"%s\",\"ticket\":\"%s\","
-                     "\"content\":{\"path\":\"%s\",\"sha256\":\"%s\",\"size\":%llu},"
+                     "{\"v\":1,\"delivery\":\"%s\",\"ticket\":\"%s\",%s,"
                      "\"client\":{\"id\":\"%s\",\"addr\":\"%s\"},"
                      "\"server\":{\"id\":\"%s\",\"kid\":\"%s\",\"confirm\":\"%s\"},"
                      "\"iat\":%llu,\"exp\":%llu}",
-                     d->id_text, d->ticket, path, sha, (unsigned long long)t->size, ck->id,
-                     client_addr, srv->svc.cfg->server_id, eckey_thumbprint(srv->svc.keys->enc),
-                     srv->confirm_url, (unsigned long long)(t->issued_ms / 1000),
+                     d->id_text, d->ticket, content, ck->id, client_addr, srv->svc.cfg->server_id,
+                     eckey_thumbprint(srv->svc.keys->enc), srv->confirm_url,
+                     (unsigned long long)(t->issued_ms / 1000),
                      (unsigned long long)(t->expires_ms / 1000));
     if (n < 0 || (size_t)n >= sizeof payload)
         return -1;

@@ -9,6 +9,17 @@ import { newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postC
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// A delivery to a device, its row written: something to confirm later.
+async function deliverToDevice(srv) {
+  const jwks = await fetchJwks(srv.url);
+  const client = await newClient();
+  const res = await fetch(srv.url + '/b.bin', { headers: { 'Receipt-Client-Key': client.header } });
+  await res.arrayBuffer();
+  const { payload } = await openPlugin(client, jwks, res.headers.get('receipt-plugin'));
+  await srv.until(() => srv.query(`SELECT id FROM deliveries WHERE id='${payload.delivery}'`).length);
+  return { jwks, client, payload };
+}
+
 // Holds the SQLite write lock from another process until released.
 function lockLedger(file) {
   const proc = spawn('sqlite3', [file], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -25,13 +36,8 @@ function lockLedger(file) {
 
 test('a locked ledger: 503 with Retry-After, bounded waits, nothing lost', { timeout: 60000 }, async () => {
   const srv = await startServer({ files: { 'a.txt': 'hello', 'b.bin': 'bytes' }, args: ['--queue', '16'] });
-  const jwks = await fetchJwks(srv.url);
-  const client = await newClient();
   // a delivery to confirm later, while the ledger still works
-  const first = await fetch(srv.url + '/b.bin', { headers: { 'Receipt-Client-Key': client.header } });
-  await first.arrayBuffer();
-  const { payload } = await openPlugin(client, jwks, first.headers.get('receipt-plugin'));
-  await srv.until(() => srv.query(`SELECT id FROM deliveries WHERE id='${payload.delivery}'`).length);
+  const { jwks, client, payload } = await deliverToDevice(srv);
 
   const lock = lockLedger(srv.ledgerFile);
   await lock.locked;
@@ -79,12 +85,7 @@ test('a locked ledger: 503 with Retry-After, bounded waits, nothing lost', { tim
 
 test('a confirmation the ledger cannot commit is answered 503 within the bound', { timeout: 60000 }, async () => {
   const srv = await startServer({ files: { 'b.bin': 'bytes' } });
-  const jwks = await fetchJwks(srv.url);
-  const client = await newClient();
-  const res = await fetch(srv.url + '/b.bin', { headers: { 'Receipt-Client-Key': client.header } });
-  await res.arrayBuffer();
-  const { payload } = await openPlugin(client, jwks, res.headers.get('receipt-plugin'));
-  await srv.until(() => srv.query(`SELECT id FROM deliveries WHERE id='${payload.delivery}'`).length);
+  const { jwks, client, payload } = await deliverToDevice(srv);
 
   const lock = lockLedger(srv.ledgerFile);
   await lock.locked;
@@ -105,12 +106,7 @@ test('a confirmation the ledger cannot commit is answered 503 within the bound',
 
 test('SIGTERM while a confirmation waits for a locked ledger: 503, clean exit', { timeout: 60000 }, async () => {
   const srv = await startServer({ files: { 'b.bin': 'bytes' }, args: ['--shutdown-grace', '0'] });
-  const jwks = await fetchJwks(srv.url);
-  const client = await newClient();
-  const res = await fetch(srv.url + '/b.bin', { headers: { 'Receipt-Client-Key': client.header } });
-  await res.arrayBuffer();
-  const { payload } = await openPlugin(client, jwks, res.headers.get('receipt-plugin'));
-  await srv.until(() => srv.query(`SELECT id FROM deliveries WHERE id='${payload.delivery}'`).length);
+  const { jwks, client, payload } = await deliverToDevice(srv);
 
   const lock = lockLedger(srv.ledgerFile);
   await lock.locked;
