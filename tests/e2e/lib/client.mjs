@@ -1,9 +1,11 @@
 // An independent client of the receipt protocol, built on npm `jose` and
 // WebCrypto only (no project code): what a third party would write from
 // PROTOCOL.md.
+import { webcrypto } from 'node:crypto';
 import { CompactEncrypt, compactDecrypt, compactVerify, importJWK, calculateJwkThumbprint, base64url } from 'jose';
 
-const subtle = globalThis.crypto.subtle;
+// node:crypto's webcrypto: the global one needs Node 19 or a flag on Node 18.
+const subtle = webcrypto.subtle;
 const enc = new TextEncoder();
 
 export async function newClient() {
@@ -72,7 +74,7 @@ export async function sealConfirmation(client, jwks, payload, { cty = 'receipt-c
 /** A JWE made by hand, for headers that a JOSE library refuses to write. */
 export async function craftJwe(header, payloadBytes, key, { encryptedKey = '' } = {}) {
   const h = base64url.encode(JSON.stringify(header));
-  const iv = globalThis.crypto.getRandomValues(new Uint8Array(12));
+  const iv = webcrypto.getRandomValues(new Uint8Array(12));
   const aes = await subtle.importKey('raw', key, 'AES-GCM', false, ['encrypt']);
   const out = new Uint8Array(await subtle.encrypt({ name: 'AES-GCM', iv, additionalData: enc.encode(h), tagLength: 128 }, aes, payloadBytes));
   const ct = out.subarray(0, out.length - 16);
