@@ -1030,8 +1030,6 @@ static int parse_options(int argc, char **argv)
 static void report(const stats *total, double p50, double p99)
 {
     double cps = (double)total->cycles / g.opt.duration;
-    uint64_t nerrors = 0;
-
     fprintf(stderr,
             "cycle: %" PRIu64 " confirmed deliveries in %.1f s: %.1f/s "
             "(p50 %.2f ms, p99 %.2f ms; %ld connections, %ld threads, %ld clients; "
@@ -1049,7 +1047,6 @@ static void report(const stats *total, double p50, double p99)
     for (int k = 0; k < E_KINDS; k++) {
         if (total->errors[k])
             fprintf(stderr, "cycle: error %s: %" PRIu64 "\n", err_names[k], total->errors[k]);
-        nerrors += total->errors[k];
     }
     for (int s = 0; s < STATUS_MAX; s++) {
         if (s != 200 && total->get_status[s])
