@@ -188,6 +188,11 @@ done:
     return rc;
 }
 
+void clientkey_wipe(clientkey *key)
+{
+    explicit_bzero(key, sizeof *key);
+}
+
 void clientkeys_stats(clientkeys *c, uint64_t *hits, uint64_t *misses, size_t *entries)
 {
     pthread_mutex_lock(&c->lock);

@@ -26,6 +26,11 @@ typedef struct clientkey {
     uint8_t key[KDF_KEY_LEN];          /* K                             */
 } clientkey;
 
+/* Wipes a key copied out of the cache; for __attribute__((cleanup)), so that
+ * K leaves no copy on a worker's stack whichever way a handler returns. */
+void clientkey_wipe(clientkey *key);
+#define CLIENTKEY_SCOPED __attribute__((cleanup(clientkey_wipe)))
+
 /* server_enc is borrowed and must outlive the cache. */
 clientkeys *clientkeys_new(const eckey *server_enc, size_t capacity);
 void clientkeys_free(clientkeys *cache);

@@ -336,6 +336,12 @@ out:
     return rc;
 }
 
+/* K and what it decrypted leave no copy on the stack. */
+static void checked_wipe(checked *ck)
+{
+    explicit_bzero(ck, sizeof *ck);
+}
+
 /* The receipt JWS (PROTOCOL.md section 6); *out is malloc'd. */
 static int sign_receipt(const http_server *srv, const checked *ck, const char *delivery_id,
                         ledger_status status, uint64_t confirmed_ms, char **out)
@@ -391,7 +397,7 @@ static enum MHD_Result start(http_server *srv, request *req, struct MHD_Connecti
     if (atomic_load(&srv->stopping))
         return http_reply_error(req, c, 503, "shutting_down",
                                 "The server is shutting down; retry shortly.");
-    checked ck;
+    checked ck __attribute__((cleanup(checked_wipe)));
     failure fail = {500, "internal_error", "The confirmation could not be processed."};
     if (check(srv, c, req, &ck, &fail) != 0) {
         metrics_count_confirm(METRICS_CONFIRM_REJECTED);

@@ -428,7 +428,7 @@ static enum MHD_Result serve_content(http_server *srv, request *req, struct MHD_
 
     /* A device names its key and gets its plug-in data in the response;
      * a browser gets a ticket (and the element that trades it). */
-    clientkey ck;
+    clientkey ck CLIENTKEY_SCOPED;
     int has_key = plugin_client_key(srv, c, &ck);
     if (has_key < 0) {
         content_file_release(&f);

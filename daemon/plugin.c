@@ -70,7 +70,7 @@ static void fill_bind_event(const http_server *srv, const request *req, const ti
 enum MHD_Result plugin_serve(http_server *srv, request *req, struct MHD_Connection *c,
                              const char *ticket)
 {
-    clientkey ck;
+    clientkey ck CLIENTKEY_SCOPED;
     int has_key = plugin_client_key(srv, c, &ck);
     if (has_key == 0)
         return http_reply_error(req, c, 400, "missing_client_key",
