@@ -143,6 +143,11 @@ describe('content and deliveries', () => {
     assert.ok(Buffer.from(await partial.arrayBuffer()).equals(BIN.subarray(10, 20)));
     assert.equal(partial.headers.get('receipt-delivery'), null);
 
+    const htmlRange = await fetch(srv.url + '/index.html', { headers: { Range: 'bytes=0-9' } });
+    assert.equal(htmlRange.status, 200, 'an injected page is sent whole');
+    assert.match(htmlRange.headers.get('receipt-delivery'), UUID7);
+    await htmlRange.text();
+
     const suffix = await fetch(srv.url + '/blob.bin', { headers: { Range: 'bytes=-5' } });
     assert.equal(suffix.status, 206);
     assert.ok(Buffer.from(await suffix.arrayBuffer()).equals(BIN.subarray(BIN.length - 5)));
@@ -165,7 +170,7 @@ describe('content and deliveries', () => {
 
     await new Promise((r) => setTimeout(r, 300));
     const after = srv.query('SELECT count(*) AS n FROM deliveries')[0].n;
-    assert.equal(after, before + 1, 'only the one GET of /index.html became a row');
+    assert.equal(after, before + 2, 'only the plain GET and the whole-page range GET of /index.html became rows');
   });
 
   test('a directory serves its index.html; without the slash it redirects', async () => {
