@@ -457,7 +457,7 @@ static enum MHD_Result start(http_server *srv, request *req, struct MHD_Connecti
         if (was_listed)
             call_unref(call);
         call_unref(call); /* the writer's, which it will never take */
-        log_warn("ledger queue full: answering 503 to a confirmation");
+        http_note_queue_full();
     }
     free(ev);
     return MHD_YES;

@@ -38,6 +38,21 @@ uint64_t http_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static atomic_ulong queue_full_count;
+static atomic_ullong queue_full_logged_ms;
+
+void http_note_queue_full(void)
+{
+    atomic_fetch_add(&queue_full_count, 1);
+    uint64_t now = http_now_ms();
+    unsigned long long last = atomic_load(&queue_full_logged_ms);
+    if (now - last < 1000 ||
+        !atomic_compare_exchange_strong(&queue_full_logged_ms, &last, (unsigned long long)now))
+        return;
+    unsigned long n = atomic_exchange(&queue_full_count, 0);
+    log_warn("ledger queue full: %lu requests answered 503 since the last report", n);
+}
+
 static void copy_bounded(char *dst, size_t cap, const char *src)
 {
     if (src == NULL) {
@@ -481,7 +496,7 @@ static enum MHD_Result serve_content(http_server *srv, request *req, struct MHD_
         if (writer_submit(srv->svc.ledger_writer, &ev, NULL, NULL) != 0) {
             content_file_release(&f);
             free(plugin);
-            log_warn("ledger queue full: answering 503 to %s %s", req->client_addr, url);
+            http_note_queue_full();
             return http_reply_error(req, c, 503, "ledger_busy",
                                     "The ledger is busy; retry in a moment.");
         }

@@ -75,6 +75,10 @@ typedef struct request {
 
 uint64_t http_now_ms(void);
 
+/* Counts a request refused because the ledger queue is full, and logs the
+ * count at most once a second: an overload must not also flood the log. */
+void http_note_queue_full(void);
+
 /* Queues r (destroying the handle) and records status and body size. */
 enum MHD_Result http_queue(request *req, struct MHD_Connection *c, unsigned status,
                            struct MHD_Response *r, uint64_t body_bytes);

@@ -109,7 +109,7 @@ enum MHD_Result plugin_serve(http_server *srv, request *req, struct MHD_Connecti
         fill_bind_event(srv, req, &t, &ck, now, &ev);
         if (writer_submit(srv->svc.ledger_writer, &ev, NULL, NULL) != 0) {
             free(jwe);
-            log_warn("ledger queue full: answering 503 to a plug-in request");
+            http_note_queue_full();
             return http_reply_error(req, c, 503, "ledger_busy",
                                     "The ledger is busy; retry in a moment.");
         }
