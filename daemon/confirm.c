@@ -95,6 +95,8 @@ static bool finish(confirm_call *call, call_state state)
 static void *watchdog(void *arg)
 {
     confirm_waits *w = arg;
+    size_t expired = 0;
+    uint64_t logged_ms = 0;
     pthread_mutex_lock(&w->lock);
     while (!w->stopping) {
         struct timespec until;
@@ -111,12 +113,17 @@ static void *watchdog(void *arg)
             confirm_call *next = call->next;
             if (now >= call->deadline_ms) {
                 unlist(w, call);
-                if (finish(call, CALL_TIMEDOUT))
-                    log_error("ledger did not commit a confirmation within %u ms: answered 503",
-                              w->timeout_ms);
+                expired += finish(call, CALL_TIMEDOUT);
                 call_unref(call); /* the list's reference */
             }
             call = next;
+        }
+        /* A stuck disk expires many at once: one line a second at most. */
+        if (expired > 0 && now - logged_ms >= 1000) {
+            log_error("ledger did not commit within %u ms: %zu confirmations answered 503",
+                      w->timeout_ms, expired);
+            expired = 0;
+            logged_ms = now;
         }
     }
     pthread_mutex_unlock(&w->lock);
