@@ -20,6 +20,7 @@
 #include "daemon/writer.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,13 @@ static int run_check(const config *cfg)
             return 1;
         }
         keystore_free(ks);
+        char token_file[PATH_MAX];
+        snprintf(token_file, sizeof token_file, "%s/%s", cfg->state_dir, ADMIN_TOKEN_FILE);
+        if (stat(token_file, &st) == 0 && (st.st_mode & 077) != 0) {
+            fprintf(stderr, "receiptd: %s grants access to group or others: chmod 600 %s\n",
+                    token_file, token_file);
+            return 1;
+        }
         ledger *lg = ledger_open(cfg->ledger_url, cfg->state_dir, true, err, sizeof err);
         if (lg == NULL) {
             printf("receiptd: ledger not opened read-only (%s); it is created at start\n", err);

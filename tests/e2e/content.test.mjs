@@ -298,6 +298,12 @@ describe('server options and lifecycle', () => {
       '--state-dir', srv.stateDir]);
     assert.equal(refused2.code, 1);
     assert.match(refused2.stderr, /server-keys\.json/);
+    fs.chmodSync(keyFile, 0o600);
+    const tokenFile = path.join(srv.stateDir, 'admin-token');
+    fs.chmodSync(tokenFile, 0o644);
+    const checked = await runReceiptd(['--check', '--root', srv.root, '--state-dir', srv.stateDir]);
+    assert.equal(checked.code, 1, '--check refuses a readable admin token');
+    assert.match(checked.stderr, /admin-token/);
   });
 
   test('--help, --version, --check and usage errors', async () => {
