@@ -21,6 +21,7 @@
 #include "common/rnd.h"
 
 #include "common/b64.h"
+#include "common/jose.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -65,13 +66,11 @@ typedef struct ticket_slot {
 } ticket_slot;
 
 typedef struct ticket_tls {
-    EVP_CIPHER_CTX *ctx;
     ticket_slot slot[TICKET_CACHE_SLOTS];
     unsigned next;
 } ticket_tls;
 
 static pthread_once_t ticket_once = PTHREAD_ONCE_INIT;
-static EVP_CIPHER *ticket_gcm;
 static EVP_KDF *ticket_hkdf;
 static pthread_key_t ticket_tls_key;
 static bool ticket_ready;
@@ -81,16 +80,14 @@ static void ticket_tls_destroy(void *p)
 {
     ticket_tls *tls = p;
 
-    EVP_CIPHER_CTX_free(tls->ctx);
     OPENSSL_cleanse(tls, sizeof(*tls));
     free(tls);
 }
 
 static void ticket_init(void)
 {
-    ticket_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     ticket_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    ticket_ready = ticket_gcm != NULL && ticket_hkdf != NULL &&
+    ticket_ready = ticket_hkdf != NULL &&
                    pthread_key_create(&ticket_tls_key, ticket_tls_destroy) == 0;
 }
 
@@ -107,9 +104,7 @@ static ticket_tls *ticket_thread(void)
     tls = calloc(1, sizeof(*tls));
     if (tls == NULL)
         return NULL;
-    tls->ctx = EVP_CIPHER_CTX_new();
-    if (tls->ctx == NULL || pthread_setspecific(ticket_tls_key, tls) != 0) {
-        EVP_CIPHER_CTX_free(tls->ctx);
+    if (pthread_setspecific(ticket_tls_key, tls) != 0) {
         free(tls);
         return NULL;
     }
@@ -272,7 +267,6 @@ ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
     uint64_t epoch64;
     uint32_t epoch;
     size_t ptlen;
-    int len;
     ticket_result r = TICKET_INTERNAL;
 
     if (sealer == NULL || claims == NULL)
@@ -298,13 +292,9 @@ ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
     if (rnd_bytes(raw + 5, TICKET_NONCE_LEN) != 0)
         goto out;
     ptlen = encode_claims(claims, pt);
-    if (EVP_EncryptInit_ex2(tls->ctx, ticket_gcm, key, raw + 5, NULL) != 1 ||
-        EVP_EncryptUpdate(tls->ctx, NULL, &len, raw, TICKET_HEADER_LEN) != 1 ||
-        EVP_EncryptUpdate(tls->ctx, raw + TICKET_HEADER_LEN, &len, pt, (int)ptlen) != 1 ||
-        (size_t)len != ptlen ||
-        EVP_EncryptFinal_ex(tls->ctx, raw + TICKET_HEADER_LEN + ptlen, &len) != 1 ||
-        EVP_CIPHER_CTX_ctrl(tls->ctx, EVP_CTRL_AEAD_GET_TAG, TICKET_TAG_LEN,
-                            raw + TICKET_HEADER_LEN + ptlen) != 1)
+    /* The header (version, epoch, nonce) is the additional data. */
+    if (jose_a256gcm_seal(key, raw + 5, raw, TICKET_HEADER_LEN, pt, ptlen,
+                          raw + TICKET_HEADER_LEN, raw + TICKET_HEADER_LEN + ptlen) != JOSE_OK)
         goto out;
     *out_len = b64url_encode(raw, TICKET_HEADER_LEN + ptlen + TICKET_TAG_LEN, out);
     r = TICKET_OK;
@@ -320,13 +310,11 @@ ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uin
 {
     uint8_t raw[TICKET_RAW_MAX];
     uint8_t pt[TICKET_CLAIMS_MAX];
-    uint8_t tag[TICKET_TAG_LEN];
     ticket_tls *tls;
     const uint8_t *key;
     uint32_t epoch;
     size_t ctlen;
     long rawlen;
-    int len;
     ticket_result r = TICKET_INVALID;
 
     if (sealer == NULL || text == NULL || claims == NULL || n > TICKET_MAX_LEN)
@@ -347,16 +335,16 @@ ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uin
     key = ticket_key(tls, sealer, epoch);
     if (key == NULL)
         return TICKET_INTERNAL;
-    memcpy(tag, raw + TICKET_HEADER_LEN + ctlen, TICKET_TAG_LEN);
-    if (EVP_DecryptInit_ex2(tls->ctx, ticket_gcm, key, raw + 5, NULL) != 1 ||
-        EVP_CIPHER_CTX_ctrl(tls->ctx, EVP_CTRL_AEAD_SET_TAG, TICKET_TAG_LEN, tag) != 1 ||
-        EVP_DecryptUpdate(tls->ctx, NULL, &len, raw, TICKET_HEADER_LEN) != 1 ||
-        EVP_DecryptUpdate(tls->ctx, pt, &len, raw + TICKET_HEADER_LEN, (int)ctlen) != 1) {
+    switch (jose_a256gcm_open(key, raw + 5, raw, TICKET_HEADER_LEN, raw + TICKET_HEADER_LEN,
+                              ctlen, raw + TICKET_HEADER_LEN + ctlen, pt)) {
+    case JOSE_OK:
+        break;
+    case JOSE_DECRYPT:
+        goto out; /* TICKET_INVALID: tampered, or another secret */
+    default:
         r = TICKET_INTERNAL;
         goto out;
     }
-    if (EVP_DecryptFinal_ex(tls->ctx, pt + ctlen, &len) != 1)
-        goto out;
     /* Authentic from here on; the checks below guard against our own bugs. */
     if (!decode_claims(pt, ctlen, claims) || claims->issued_ms / TICKET_EPOCH_MS != epoch)
         goto out;
