@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 import {
@@ -339,6 +340,52 @@ describe('server options and lifecycle', () => {
     assert.match(lines[0],
       /^127\.0\.0\.1 - - \[\d{2}\/\w{3}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "GET \/a\.txt HTTP\/1\.1" 200 5 "http:\/\/r\/" "e2e \\x22agent\\x22"$/);
     assert.match(lines[1], /"GET \/missing HTTP\/1\.1" 404 \d+ /);
+  });
+
+  test('SIGHUP reopens the access log (rotation)', async () => {
+    const dir = tempDir();
+    const logFile = path.join(dir, 'access.log');
+    const srv = await startServer({ files: { 'a.txt': 'hello' }, args: ['--access-log', logFile] });
+    await (await fetch(srv.url + '/a.txt')).text();
+    fs.renameSync(logFile, logFile + '.1');
+    srv.proc.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 200));
+    await (await fetch(srv.url + '/a.txt?after')).text();
+    assert.equal((await srv.stop()).code, 0, srv.log());
+    assert.equal(fs.readFileSync(logFile + '.1', 'utf8').trim().split('\n').length, 1);
+    assert.match(fs.readFileSync(logFile, 'utf8'), /"GET \/a\.txt\?after HTTP\/1\.1" 200 5 /);
+  });
+
+  test('idle connections are closed after --idle-timeout; --max-connections is a hard limit', async () => {
+    const quick = await startServer({ files: { 'a.txt': 'hello' }, args: ['--idle-timeout', '1'] });
+    try {
+      const idle = net.connect(quick.port, '127.0.0.1');
+      await new Promise((r) => idle.once('connect', r));
+      const closed = await new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(false), 6000);
+        idle.once('close', () => { clearTimeout(timer); resolve(true); });
+      });
+      assert.ok(closed, 'an idle connection was closed by the server');
+    } finally {
+      assert.equal((await quick.stop()).code, 0, quick.log());
+    }
+
+    // the limit is split between the worker threads: one thread, two connections
+    const srv = await startServer({ files: { 'a.txt': 'hello' }, args: ['--max-connections', '2', '--threads', '1'] });
+    try {
+      const held = [net.connect(srv.port, '127.0.0.1'), net.connect(srv.port, '127.0.0.1')];
+      await Promise.all(held.map((s) => new Promise((r) => s.once('connect', r))));
+      await new Promise((r) => setTimeout(r, 100));
+      const third = await rawRequest(srv.port, 'GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 2000)
+        .catch(() => '');
+      assert.equal(statusOf(third), 0, 'a third connection is not served');
+      held.forEach((s) => s.destroy());
+      await new Promise((r) => setTimeout(r, 200));
+      const again = await rawRequest(srv.port, 'GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      assert.equal(statusOf(again), 200, 'served again once there is room');
+    } finally {
+      assert.equal((await srv.stop()).code, 0, srv.log());
+    }
   });
 
   test('SIGTERM under load: every 200 that carried a delivery ID has its row', async () => {
