@@ -111,15 +111,20 @@ static uint64_t cli_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static void cli_verr(const char *fmt, va_list ap, const char *tail)
+{
+    fputs("receipt: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(tail, stderr);
+}
+
 static void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void cli_err(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("receipt: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    cli_verr(fmt, ap, "\n");
     va_end(ap);
 }
 
@@ -129,9 +134,7 @@ static int cli_usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("receipt: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\nTry 'receipt --help'.\n", stderr);
+    cli_verr(fmt, ap, "\nTry 'receipt --help'.\n");
     va_end(ap);
     return EXIT_USAGE;
 }

@@ -356,6 +356,7 @@ typedef struct body_entry {
     bool is_html;
     uint8_t sha256[32];
     char etag[48];
+    char repr_digest[64];
     char last_modified[40];
     size_t path_len;
     char path[CONTENT_PATH_MAX + 1];
@@ -466,6 +467,14 @@ static void format_etag(const uint8_t sha256[32], char out[48])
     size_t n = b64url_encode(sha256, 16, out + 1);
     out[1 + n] = '"';
     out[2 + n] = '\0';
+}
+
+/* Made once per version of a file, not per response. */
+static void format_repr_digest(const uint8_t sha256[32], char out[64])
+{
+    char b64[48];
+    b64std_encode(sha256, 32, b64);
+    snprintf(out, 64, "sha-256=:%s:", b64);
 }
 
 static void format_http_date(const struct timespec *t, char out[40])
@@ -791,6 +800,7 @@ static void fill_from_entry(content_file *out, body_entry *e)
     out->mtime = e->id.mtime;
     memcpy(out->sha256, e->sha256, 32);
     memcpy(out->etag, e->etag, sizeof out->etag);
+    memcpy(out->repr_digest, e->repr_digest, sizeof out->repr_digest);
     memcpy(out->last_modified, e->last_modified, sizeof out->last_modified);
     out->data = e->data;
     out->fd = -1;
@@ -839,6 +849,7 @@ static content_status body_load(content_store *s, int fd, const file_id *id, con
     e->mime = mime_lookup(&s->mime, path);
     e->is_html = mime_is_html(e->mime);
     format_etag(e->sha256, e->etag);
+    format_repr_digest(e->sha256, e->repr_digest);
     format_http_date(&id->mtime, e->last_modified);
     *out = e;
     e = NULL;
@@ -884,6 +895,7 @@ static void fill_meta(content_store *s, content_file *out, const file_id *id, co
     out->size = id->size;
     out->mtime = id->mtime;
     format_etag(out->sha256, out->etag);
+    format_repr_digest(out->sha256, out->repr_digest);
     format_http_date(&id->mtime, out->last_modified);
 }
 

@@ -77,6 +77,7 @@ typedef struct content_file {
     struct timespec mtime;
     uint8_t sha256[32];
     char etag[48];          /* strong ETag, quoted, from the digest */
+    char repr_digest[64];   /* Repr-Digest value: sha-256=:<base64>: (RFC 9530) */
     char last_modified[40]; /* IMF-fixdate */
     /* The body: data (size bytes) when in memory or mapped (always for HTML
      * up to CONTENT_HTML_MAX), else fd for sendfile. One of them is set;

@@ -246,15 +246,11 @@ static httpcond_range requested_range(struct MHD_Connection *c, const content_fi
 static void add_content_headers(const http_server *srv, struct MHD_Response *r,
                                 const content_file *f)
 {
-    char digest[64];
-    char header[80];
-    b64std_encode(f->sha256, 32, digest);
-    snprintf(header, sizeof header, "sha-256=:%s:", digest);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, f->mime);
     MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, f->etag);
     MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, f->last_modified);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "private, no-cache");
-    MHD_add_response_header(r, "Repr-Digest", header);
+    MHD_add_response_header(r, "Repr-Digest", f->repr_digest);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     add_extra_headers(srv, r);
 }
