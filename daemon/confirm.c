@@ -374,19 +374,11 @@ static int sign_receipt(const http_server *srv, const checked *ck, const char *d
 }
 
 static void fill_confirm_event(const http_server *srv, const request *req, const checked *ck,
-                               const char *delivery_id, ledger_status status, uint64_t confirmed_ms,
-                               const char *receipt, ledger_event *ev)
+                               ledger_status status, uint64_t confirmed_ms, const char *receipt,
+                               ledger_event *ev)
 {
-    memset(ev, 0, sizeof *ev);
-    ev->kind = LEDGER_EVENT_CONFIRM;
+    http_event_from_ticket(srv, LEDGER_EVENT_CONFIRM, &ck->ticket, ev);
     ledger_delivery *row = &ev->row;
-    const ticket_claims *t = &ck->ticket;
-    memcpy(row->id, delivery_id, sizeof row->id);
-    memcpy(row->path, t->path, t->path_len + 1);
-    memcpy(row->sha256, t->sha256, 32);
-    row->size = t->size;
-    snprintf(row->server, sizeof row->server, "%s", srv->svc.cfg->server_id);
-    row->issued_ms = t->issued_ms;
     row->status = status;
     memcpy(row->client, ck->client.id, sizeof row->client);
     row->confirmed_ms = confirmed_ms;
@@ -431,7 +423,7 @@ static enum MHD_Result start(http_server *srv, request *req, struct MHD_Connecti
         free(receipt);
         return MHD_NO;
     }
-    fill_confirm_event(srv, req, &ck, delivery_id, status, confirmed_ms, receipt, ev);
+    fill_confirm_event(srv, req, &ck, status, confirmed_ms, receipt, ev);
     free(receipt);
 
     /* Three holders: this request, the writer's callback, the watchdog list. */

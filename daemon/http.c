@@ -379,23 +379,28 @@ static void percent_encode_path(const char *path, char *out, size_t cap)
     out[len] = '\0';
 }
 
+void http_event_from_ticket(const http_server *srv, ledger_event_kind kind, const ticket_claims *t,
+                            ledger_event *ev)
+{
+    memset(ev, 0, offsetof(ledger_event, row.receipt));
+    ev->row.receipt[0] = '\0';
+    ev->kind = kind;
+    ledger_delivery *row = &ev->row;
+    uuid7_format(&t->delivery, row->id);
+    memcpy(row->path, t->path, t->path_len + 1);
+    memcpy(row->sha256, t->sha256, 32);
+    row->size = t->size;
+    copy_bounded(row->server, sizeof row->server, srv->svc.cfg->server_id);
+    row->issued_ms = t->issued_ms;
+}
+
 static void fill_issue_event(const http_server *srv, const request *req, const delivery *d,
                              const clientkey *bound_to, ledger_event *ev)
 {
-    /* All but the receipt, which only a confirmation carries: 2 KiB less
-     * to clear per delivery. */
-    memset(ev, 0, offsetof(ledger_event, row.receipt));
-    ev->row.receipt[0] = '\0';
-    ev->kind = LEDGER_EVENT_ISSUE;
+    http_event_from_ticket(srv, LEDGER_EVENT_ISSUE, &d->claims, ev);
     ledger_delivery *row = &ev->row;
-    memcpy(row->id, d->id_text, sizeof row->id);
-    memcpy(row->path, d->claims.path, d->claims.path_len + 1);
-    memcpy(row->sha256, d->claims.sha256, 32);
-    row->size = d->claims.size;
-    copy_bounded(row->server, sizeof row->server, srv->svc.cfg->server_id);
     memcpy(row->client_addr, req->client_addr, sizeof row->client_addr);
     memcpy(row->user_agent, req->user_agent, sizeof row->user_agent);
-    row->issued_ms = d->claims.issued_ms;
     row->status = LEDGER_ISSUED;
     if (bound_to != NULL) {
         row->status = LEDGER_BOUND;

@@ -97,6 +97,15 @@ enum MHD_Result http_reply_preflight(request *req, struct MHD_Connection *c, con
  * fit or is not valid UTF-8. */
 int http_json_escape(const char *s, size_t n, char *out, size_t cap, size_t *out_len);
 
+/*
+ * Starts a ledger event of kind from a ticket's issuance fields (ID, path,
+ * digest, size, issue time) and this server's ID; everything else is
+ * cleared but the receipt, which only a confirmation carries (2 KiB less to
+ * clear per delivery): it is set to "".
+ */
+void http_event_from_ticket(const http_server *srv, ledger_event_kind kind, const ticket_claims *t,
+                            ledger_event *ev);
+
 /* The "content" member of plug-in data and receipts (path, sha256, size of
  * the ticket's content); returns its length, or -1 if it does not fit. */
 #define HTTP_CONTENT_JSON_MAX (TICKET_PATH_MAX * 6 + 160)

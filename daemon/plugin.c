@@ -7,7 +7,6 @@
 #include "daemon/http_internal.h"
 #include "daemon/log.h"
 
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,18 +48,8 @@ int plugin_seal(const http_server *srv, const delivery *d, const clientkey *ck,
 static void fill_bind_event(const http_server *srv, const request *req, const ticket_claims *t,
                             const clientkey *ck, uint64_t now_ms, ledger_event *ev)
 {
-    /* All but the receipt, which only a confirmation carries: 2 KiB less
-     * to clear per delivery. */
-    memset(ev, 0, offsetof(ledger_event, row.receipt));
-    ev->row.receipt[0] = '\0';
-    ev->kind = LEDGER_EVENT_BIND;
+    http_event_from_ticket(srv, LEDGER_EVENT_BIND, t, ev);
     ledger_delivery *row = &ev->row;
-    uuid7_format(&t->delivery, row->id);
-    memcpy(row->path, t->path, t->path_len + 1);
-    memcpy(row->sha256, t->sha256, 32);
-    row->size = t->size;
-    snprintf(row->server, sizeof row->server, "%s", srv->svc.cfg->server_id);
-    row->issued_ms = t->issued_ms;
     row->status = LEDGER_BOUND;
     memcpy(row->client, ck->id, sizeof row->client);
     memcpy(row->bound_addr, req->client_addr, sizeof row->bound_addr);
