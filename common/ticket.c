@@ -87,8 +87,8 @@ static void ticket_tls_destroy(void *p)
 static void ticket_init(void)
 {
     ticket_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    ticket_ready = ticket_hkdf != NULL &&
-                   pthread_key_create(&ticket_tls_key, ticket_tls_destroy) == 0;
+    ticket_ready =
+        ticket_hkdf != NULL && pthread_key_create(&ticket_tls_key, ticket_tls_destroy) == 0;
 }
 
 static ticket_tls *ticket_thread(void)
@@ -293,8 +293,8 @@ ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
         goto out;
     ptlen = encode_claims(claims, pt);
     /* The header (version, epoch, nonce) is the additional data. */
-    if (jose_a256gcm_seal(key, raw + 5, raw, TICKET_HEADER_LEN, pt, ptlen,
-                          raw + TICKET_HEADER_LEN, raw + TICKET_HEADER_LEN + ptlen) != JOSE_OK)
+    if (jose_a256gcm_seal(key, raw + 5, raw, TICKET_HEADER_LEN, pt, ptlen, raw + TICKET_HEADER_LEN,
+                          raw + TICKET_HEADER_LEN + ptlen) != JOSE_OK)
         goto out;
     *out_len = b64url_encode(raw, TICKET_HEADER_LEN + ptlen + TICKET_TAG_LEN, out);
     r = TICKET_OK;
@@ -335,8 +335,8 @@ ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uin
     key = ticket_key(tls, sealer, epoch);
     if (key == NULL)
         return TICKET_INTERNAL;
-    switch (jose_a256gcm_open(key, raw + 5, raw, TICKET_HEADER_LEN, raw + TICKET_HEADER_LEN,
-                              ctlen, raw + TICKET_HEADER_LEN + ctlen, pt)) {
+    switch (jose_a256gcm_open(key, raw + 5, raw, TICKET_HEADER_LEN, raw + TICKET_HEADER_LEN, ctlen,
+                              raw + TICKET_HEADER_LEN + ctlen, pt)) {
     case JOSE_OK:
         break;
     case JOSE_DECRYPT:
