@@ -159,6 +159,10 @@ describe('browser agent in headless Chromium', () => {
       const [revalidated, ms0] = await confirmedRow(srv, again, t0);
       assert.ok(revalidated && ms0 <= CONFIRM_WITHIN_MS, `after a reload: ${ms0} ms`);
       assert.equal(revalidated.client, first.client);
+      // The row was confirmed already, so the agent of the reloaded page may
+      // still be talking to the server: let it finish before navigating
+      // again, or the browser aborts its fetch and the agent says so.
+      await pg.waitForLoadState('networkidle');
       // A reload that bypasses the cache fetches the page again: a second
       // delivery, confirmed by the same client.
       const cdp = await one.newCDPSession(pg);
