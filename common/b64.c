@@ -123,3 +123,52 @@ long b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap)
         return -1;
     return (long)o;
 }
+
+long b64std_decode(const char *in, size_t n, uint8_t *out, size_t cap)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t pad = 0;
+    size_t o = 0;
+    unsigned bad = 0;
+
+    if (n % 4 != 0 || n / 4 > (size_t)(LONG_MAX / 3))
+        return -1;
+    if (n > 0 && s[n - 1] == '=')
+        pad = n > 1 && s[n - 2] == '=' ? 2 : 1;
+    if (n / 4 * 3 - pad > cap)
+        return -1;
+    for (size_t i = 0; i < n; i += 4) {
+        bool last = i + 4 == n;
+        uint32_t v = 0;
+
+        for (size_t j = 0; j < 4; j++) {
+            unsigned char c = s[i + j];
+            uint8_t d;
+
+            if (last && j >= 4 - pad) {
+                bad |= c != '=';
+                continue;
+            }
+            /* The url-safe table with '+' and '/' standing in for '-' and '_'. */
+            d = c == '+' ? 63 : c == '/' ? 64 : (c == '-' || c == '_') ? 0 : b64url_value[c];
+            bad |= d == 0;
+            v |= (uint32_t)(d - 1u) << (18 - 6 * j);
+        }
+        if (bad)
+            return -1;
+        out[o++] = (uint8_t)(v >> 16);
+        if (last && pad == 2) {
+            bad |= (v & 0xffff) != 0;
+            break;
+        }
+        out[o++] = (uint8_t)(v >> 8);
+        if (last && pad == 1) {
+            bad |= (v & 0xff) != 0;
+            break;
+        }
+        out[o++] = (uint8_t)v;
+    }
+    if (bad)
+        return -1;
+    return (long)o;
+}

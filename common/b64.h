@@ -34,4 +34,12 @@ long b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap);
 /* Standard base64 with padding (for Repr-Digest); out holds 4*ceil(n/3)+1. */
 size_t b64std_encode(const uint8_t *in, size_t n, char *out);
 
+/*
+ * Decodes n characters of standard base64 with padding (signed notes and
+ * checkpoints) into out (cap bytes). As strict as b64url_decode(): the length
+ * is a multiple of four, padding only where the length requires it, no other
+ * character, zero trailing bits. Returns the number of bytes written, or -1.
+ */
+long b64std_decode(const char *in, size_t n, uint8_t *out, size_t cap);
+
 #endif

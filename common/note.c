@@ -1,0 +1,532 @@
+#include "common/note.h"
+
+#include "common/b64.h"
+#include "common/unicode.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ED25519_KEY_LEN 32
+#define ED25519_SIG_LEN 64
+#define KEY_B64_LEN     44 /* base64 of the 33 bytes type || key */
+
+static const char em_dash_space[] = "\xe2\x80\x94 "; /* U+2014 U+0020 */
+static const char private_prefix[] = "PRIVATE+KEY+";
+
+struct note_verifier {
+    char name[NOTE_NAME_MAX + 1];
+    size_t name_len;
+    uint32_t id;
+    uint8_t public_key[ED25519_KEY_LEN];
+    EVP_PKEY *pkey;
+};
+
+struct note_signer {
+    char name[NOTE_NAME_MAX + 1];
+    size_t name_len;
+    uint32_t id;
+    uint8_t seed[ED25519_KEY_LEN];
+    uint8_t public_key[ED25519_KEY_LEN];
+    EVP_PKEY *pkey;
+};
+
+const char *note_result_str(note_result r)
+{
+    switch (r) {
+    case NOTE_OK:
+        return "ok";
+    case NOTE_MALFORMED:
+        return "malformed";
+    case NOTE_BAD_NAME:
+        return "invalid key name";
+    case NOTE_BAD_KEY_ID:
+        return "key ID does not match the key";
+    case NOTE_UNSUPPORTED:
+        return "unsupported signature type";
+    case NOTE_BAD_TEXT:
+        return "text cannot be signed as a note";
+    case NOTE_BAD_SIGNATURE:
+        return "a signature by a known key does not verify";
+    case NOTE_UNVERIFIED:
+        return "no signature by a known key";
+    case NOTE_INTERNAL:
+        return "internal error";
+    }
+    return "unknown error";
+}
+
+/* ---- names, ids, text ---- */
+
+static bool valid_name(const char *name, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)name;
+    uint32_t cp;
+
+    if (n == 0 || n > NOTE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n;) {
+        size_t len = unicode_decode(p + i, n - i, &cp);
+        if (len == 0 || cp < 0x20 || cp == 0x7f || cp == '+' || unicode_is_space(cp))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/* Valid UTF-8 with no control character other than newline. */
+static bool valid_note_bytes(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp;
+
+    for (size_t i = 0; i < n;) {
+        size_t len;
+
+        if (p[i] >= 0x20 && p[i] < 0x80) { /* the common case */
+            i++;
+            continue;
+        }
+        len = unicode_decode(p + i, n - i, &cp);
+        if (len == 0 || (cp < 0x20 && cp != '\n'))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+static note_result key_id(const char *name, size_t n, const uint8_t key[ED25519_KEY_LEN],
+                          uint32_t *id)
+{
+    uint8_t buf[NOTE_NAME_MAX + 2 + ED25519_KEY_LEN];
+    uint8_t digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+
+    memcpy(buf, name, n);
+    buf[n] = '\n';
+    buf[n + 1] = NOTE_ED25519;
+    memcpy(buf + n + 2, key, ED25519_KEY_LEN);
+    if (EVP_Digest(buf, n + 2 + ED25519_KEY_LEN, digest, &dlen, EVP_sha256(), NULL) != 1 ||
+        dlen != 32)
+        return NOTE_INTERNAL;
+    *id = (uint32_t)digest[0] << 24 | (uint32_t)digest[1] << 16 | (uint32_t)digest[2] << 8 |
+          digest[3];
+    return NOTE_OK;
+}
+
+static bool parse_hex32(const char *s, uint32_t *out)
+{
+    uint32_t v = 0;
+
+    for (int i = 0; i < 8; i++) {
+        char c = s[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return false; /* upper case too: one spelling per key */
+        v = v << 4 | d;
+    }
+    *out = v;
+    return true;
+}
+
+/*
+ * "<name>+<hex id>+<base64 type||key>" at text (n bytes): the pieces, with
+ * the 32-byte key decoded. The type byte must be Ed25519's.
+ */
+static note_result split_key_text(const char *text, size_t n, size_t *name_len, uint32_t *id,
+                                  uint8_t key[ED25519_KEY_LEN])
+{
+    const char *plus = memchr(text, '+', n);
+    uint8_t raw[1 + ED25519_KEY_LEN];
+    size_t nl;
+    long dl;
+
+    if (plus == NULL)
+        return NOTE_MALFORMED;
+    nl = (size_t)(plus - text);
+    if (!valid_name(text, nl))
+        return NOTE_BAD_NAME;
+    if (n - nl < 1 + 8 + 1 || !parse_hex32(plus + 1, id) || plus[9] != '+')
+        return NOTE_MALFORMED;
+    dl = b64std_decode(plus + 10, n - nl - 10, raw, sizeof(raw));
+    if (dl < 1)
+        return NOTE_MALFORMED;
+    if (raw[0] != NOTE_ED25519)
+        return NOTE_UNSUPPORTED;
+    if (dl != (long)sizeof(raw))
+        return NOTE_MALFORMED;
+    memcpy(key, raw + 1, ED25519_KEY_LEN);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    *name_len = nl;
+    return NOTE_OK;
+}
+
+static size_t format_key_text(const char *prefix, const char *name, uint32_t id,
+                              const uint8_t key[ED25519_KEY_LEN], char *out, size_t cap)
+{
+    uint8_t raw[1 + ED25519_KEY_LEN];
+    char b64[KEY_B64_LEN + 1];
+    int w;
+
+    raw[0] = NOTE_ED25519;
+    memcpy(raw + 1, key, ED25519_KEY_LEN);
+    b64std_encode(raw, sizeof(raw), b64);
+    w = snprintf(out, cap, "%s%s+%08x+%s", prefix, name, (unsigned)id, b64);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    OPENSSL_cleanse(b64, sizeof(b64));
+    return w > 0 && (size_t)w < cap ? (size_t)w : 0;
+}
+
+/* ---- verifiers ---- */
+
+note_result note_verifier_new(const char *name, size_t n, const uint8_t public_key[32],
+                              note_verifier **out)
+{
+    note_verifier *v;
+    note_result r;
+
+    *out = NULL;
+    if (!valid_name(name, n))
+        return NOTE_BAD_NAME;
+    v = calloc(1, sizeof(*v));
+    if (v == NULL)
+        return NOTE_INTERNAL;
+    memcpy(v->name, name, n);
+    v->name_len = n;
+    memcpy(v->public_key, public_key, ED25519_KEY_LEN);
+    r = key_id(name, n, public_key, &v->id);
+    if (r == NOTE_OK) {
+        v->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, public_key, ED25519_KEY_LEN);
+        if (v->pkey == NULL)
+            r = NOTE_INTERNAL;
+    }
+    if (r != NOTE_OK) {
+        note_verifier_free(v);
+        return r;
+    }
+    *out = v;
+    return NOTE_OK;
+}
+
+note_result note_verifier_parse(const char *text, size_t n, note_verifier **out)
+{
+    uint8_t key[ED25519_KEY_LEN];
+    size_t name_len;
+    uint32_t id;
+    note_result r;
+
+    *out = NULL;
+    if (n >= NOTE_VKEY_MAX)
+        return NOTE_MALFORMED;
+    r = split_key_text(text, n, &name_len, &id, key);
+    if (r != NOTE_OK)
+        return r;
+    r = note_verifier_new(text, name_len, key, out);
+    if (r == NOTE_OK && (*out)->id != id) {
+        note_verifier_free(*out);
+        *out = NULL;
+        return NOTE_BAD_KEY_ID;
+    }
+    return r;
+}
+
+void note_verifier_free(note_verifier *v)
+{
+    if (v == NULL)
+        return;
+    EVP_PKEY_free(v->pkey);
+    free(v);
+}
+
+const char *note_verifier_name(const note_verifier *v)
+{
+    return v->name;
+}
+
+uint32_t note_verifier_id(const note_verifier *v)
+{
+    return v->id;
+}
+
+const uint8_t *note_verifier_public_key(const note_verifier *v)
+{
+    return v->public_key;
+}
+
+size_t note_verifier_text(const note_verifier *v, char out[NOTE_VKEY_MAX])
+{
+    return format_key_text("", v->name, v->id, v->public_key, out, NOTE_VKEY_MAX);
+}
+
+/* ---- signers ---- */
+
+note_result note_signer_new(const char *name, size_t n, const uint8_t seed[32], note_signer **out)
+{
+    note_signer *s;
+    size_t publen = ED25519_KEY_LEN;
+    note_result r = NOTE_INTERNAL;
+
+    *out = NULL;
+    if (!valid_name(name, n))
+        return NOTE_BAD_NAME;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NOTE_INTERNAL;
+    memcpy(s->name, name, n);
+    s->name_len = n;
+    memcpy(s->seed, seed, ED25519_KEY_LEN);
+    s->pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, ED25519_KEY_LEN);
+    if (s->pkey == NULL || EVP_PKEY_get_raw_public_key(s->pkey, s->public_key, &publen) != 1 ||
+        publen != ED25519_KEY_LEN)
+        goto fail;
+    r = key_id(name, n, s->public_key, &s->id);
+    if (r != NOTE_OK)
+        goto fail;
+    *out = s;
+    return NOTE_OK;
+fail:
+    note_signer_free(s);
+    return r;
+}
+
+note_result note_signer_generate(const char *name, size_t n, note_signer **out)
+{
+    uint8_t seed[ED25519_KEY_LEN];
+    note_result r;
+
+    *out = NULL;
+    if (RAND_priv_bytes(seed, sizeof(seed)) != 1)
+        return NOTE_INTERNAL;
+    r = note_signer_new(name, n, seed, out);
+    OPENSSL_cleanse(seed, sizeof(seed));
+    return r;
+}
+
+note_result note_signer_parse(const char *text, size_t n, note_signer **out)
+{
+    const size_t plen = sizeof(private_prefix) - 1;
+    uint8_t seed[ED25519_KEY_LEN];
+    size_t name_len;
+    uint32_t id;
+    note_result r;
+
+    *out = NULL;
+    if (n >= NOTE_SKEY_MAX || n < plen || memcmp(text, private_prefix, plen) != 0)
+        return NOTE_MALFORMED;
+    r = split_key_text(text + plen, n - plen, &name_len, &id, seed);
+    if (r == NOTE_OK)
+        r = note_signer_new(text + plen, name_len, seed, out);
+    OPENSSL_cleanse(seed, sizeof(seed));
+    if (r == NOTE_OK && (*out)->id != id) {
+        note_signer_free(*out);
+        *out = NULL;
+        return NOTE_BAD_KEY_ID;
+    }
+    return r;
+}
+
+void note_signer_free(note_signer *s)
+{
+    if (s == NULL)
+        return;
+    EVP_PKEY_free(s->pkey);
+    OPENSSL_cleanse(s, sizeof(*s));
+    free(s);
+}
+
+const char *note_signer_name(const note_signer *s)
+{
+    return s->name;
+}
+
+uint32_t note_signer_id(const note_signer *s)
+{
+    return s->id;
+}
+
+size_t note_signer_text(const note_signer *s, char out[NOTE_SKEY_MAX])
+{
+    return format_key_text(private_prefix, s->name, s->id, s->seed, out, NOTE_SKEY_MAX);
+}
+
+note_verifier *note_signer_verifier(const note_signer *s)
+{
+    note_verifier *v = NULL;
+
+    note_verifier_new(s->name, s->name_len, s->public_key, &v);
+    return v;
+}
+
+/* ---- notes ---- */
+
+note_result note_sign(const char *text, size_t n, note_signer *const *signers, size_t nsigners,
+                      char **out, size_t *out_len)
+{
+    /* a line: dash and space, name, space, base64 of 68 bytes (92), newline */
+    const size_t line_max = sizeof(em_dash_space) - 1 + NOTE_NAME_MAX + 1 + 92 + 1;
+    EVP_MD_CTX *mctx = NULL;
+    char *note = NULL;
+    size_t o, cap;
+    note_result r = NOTE_INTERNAL;
+
+    *out = NULL;
+    if (nsigners == 0 || nsigners > NOTE_MAX_SIGS)
+        return NOTE_BAD_TEXT;
+    if (n == 0 || text[n - 1] != '\n' || !valid_note_bytes(text, n) ||
+        n > NOTE_MAX_LEN - 1 - nsigners * line_max)
+        return NOTE_BAD_TEXT;
+    cap = n + 1 + nsigners * line_max + 1;
+    note = malloc(cap);
+    mctx = EVP_MD_CTX_new();
+    if (note == NULL || mctx == NULL)
+        goto out;
+    memcpy(note, text, n);
+    o = n;
+    note[o++] = '\n';
+    for (size_t i = 0; i < nsigners; i++) {
+        const note_signer *s = signers[i];
+        uint8_t sig[4 + ED25519_SIG_LEN];
+        size_t siglen = ED25519_SIG_LEN;
+
+        sig[0] = (uint8_t)(s->id >> 24);
+        sig[1] = (uint8_t)(s->id >> 16);
+        sig[2] = (uint8_t)(s->id >> 8);
+        sig[3] = (uint8_t)s->id;
+        if (EVP_MD_CTX_reset(mctx) != 1 ||
+            EVP_DigestSignInit(mctx, NULL, NULL, NULL, s->pkey) != 1 ||
+            EVP_DigestSign(mctx, sig + 4, &siglen, (const unsigned char *)text, n) != 1 ||
+            siglen != ED25519_SIG_LEN)
+            goto out;
+        memcpy(note + o, em_dash_space, sizeof(em_dash_space) - 1);
+        o += sizeof(em_dash_space) - 1;
+        memcpy(note + o, s->name, s->name_len);
+        o += s->name_len;
+        note[o++] = ' ';
+        o += b64std_encode(sig, sizeof(sig), note + o);
+        note[o++] = '\n';
+    }
+    note[o] = '\0';
+    *out = note;
+    note = NULL;
+    if (out_len != NULL)
+        *out_len = o;
+    r = NOTE_OK;
+out:
+    EVP_MD_CTX_free(mctx);
+    free(note);
+    return r;
+}
+
+static bool ed25519_verify(EVP_PKEY *pkey, const uint8_t *sig, const char *msg, size_t n,
+                           note_result *err)
+{
+    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+    int rc;
+
+    if (mctx == NULL || EVP_DigestVerifyInit(mctx, NULL, NULL, NULL, pkey) != 1) {
+        EVP_MD_CTX_free(mctx);
+        *err = NOTE_INTERNAL;
+        return false;
+    }
+    rc = EVP_DigestVerify(mctx, sig, ED25519_SIG_LEN, (const unsigned char *)msg, n);
+    EVP_MD_CTX_free(mctx);
+    return rc == 1;
+}
+
+note_result note_open(const char *msg, size_t n, note_verifier *const *known, size_t nknown,
+                      size_t *text_len, bool *signed_by, size_t *unknown)
+{
+    const size_t dash = sizeof(em_dash_space) - 1;
+    const char *sigs, *end = msg + n;
+    size_t split, tlen, nsigs = 0, nunknown = 0, verified = 0;
+    uint8_t *sig = NULL;
+    note_result r = NOTE_MALFORMED;
+
+    *text_len = 0;
+    if (signed_by != NULL) {
+        for (size_t i = 0; i < nknown; i++)
+            signed_by[i] = false;
+    }
+    if (unknown != NULL)
+        *unknown = 0;
+    if (n < 2 || n > NOTE_MAX_LEN || !valid_note_bytes(msg, n))
+        return NOTE_MALFORMED;
+    /* The text ends at the last blank line; signature lines are never empty. */
+    for (split = n - 1; split > 0 && !(msg[split - 1] == '\n' && msg[split] == '\n'); split--)
+        ;
+    if (split == 0)
+        return NOTE_MALFORMED;
+    tlen = split; /* the text keeps its final newline, msg[split - 1] */
+    sigs = msg + split + 1;
+    if (sigs == end || end[-1] != '\n')
+        return NOTE_MALFORMED;
+    sig = malloc(NOTE_SIG_MAX);
+    if (sig == NULL)
+        return NOTE_INTERNAL;
+
+    while (sigs < end) {
+        const char *eol = memchr(sigs, '\n', (size_t)(end - sigs));
+        const char *name, *space, *b64;
+        size_t name_len;
+        long dl;
+        uint32_t id;
+        size_t k;
+
+        if (++nsigs > NOTE_MAX_SIGS || (size_t)(eol - sigs) < dash ||
+            memcmp(sigs, em_dash_space, dash) != 0)
+            goto out;
+        name = sigs + dash;
+        space = memchr(name, ' ', (size_t)(eol - name));
+        if (space == NULL)
+            goto out;
+        name_len = (size_t)(space - name);
+        b64 = space + 1;
+        if (!valid_name(name, name_len) || b64 == eol)
+            goto out;
+        dl = b64std_decode(b64, (size_t)(eol - b64), sig, NOTE_SIG_MAX);
+        if (dl < 5)
+            goto out;
+        id = (uint32_t)sig[0] << 24 | (uint32_t)sig[1] << 16 | (uint32_t)sig[2] << 8 | sig[3];
+        for (k = 0; k < nknown; k++) {
+            if (known[k]->id == id && known[k]->name_len == name_len &&
+                memcmp(known[k]->name, name, name_len) == 0)
+                break;
+        }
+        if (k == nknown) {
+            nunknown++;
+        } else {
+            note_result err = NOTE_BAD_SIGNATURE;
+            if (dl != 4 + ED25519_SIG_LEN ||
+                !ed25519_verify(known[k]->pkey, sig + 4, msg, tlen, &err)) {
+                r = err;
+                goto out;
+            }
+            verified++;
+            if (signed_by != NULL)
+                signed_by[k] = true;
+        }
+        sigs = eol + 1;
+    }
+    if (verified == 0) {
+        r = NOTE_UNVERIFIED;
+        goto out;
+    }
+    *text_len = tlen;
+    if (unknown != NULL)
+        *unknown = nunknown;
+    r = NOTE_OK;
+out:
+    free(sig);
+    if (r != NOTE_OK && signed_by != NULL) {
+        for (size_t i = 0; i < nknown; i++)
+            signed_by[i] = false;
+    }
+    return r;
+}
