@@ -54,7 +54,8 @@ jcs_result jcs_dump(const json_t *value, char **out, size_t *len);
 /*
  * Parses n bytes (at most JCS_MAX_LEN) of one JSON value, refusing duplicate
  * member names and reading every number as a double. \u0000 is allowed in
- * strings. The caller owns the returned reference.
+ * string values but not in member names (jansson keeps those as C strings
+ * when it parses). The caller owns the returned reference.
  */
 jcs_result jcs_parse(const char *text, size_t n, json_t **out);
 
