@@ -61,6 +61,22 @@ static uint64_t splitmix(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+/* Appends leaves whose commitments are the numbers 0 .. leaves - 1; returns the hashes stored. */
+static uint64_t append_numbered(merkle_edge *edge, store *s, uint64_t leaves)
+{
+    for (uint64_t i = 0; i < leaves; i++) {
+        merkle_hash commitment, leaf;
+        size_t count;
+
+        memset(&commitment, 0, sizeof(commitment));
+        memcpy(commitment.bytes, &i, sizeof(i));
+        merkle_leaf_hash(commitment.bytes, sizeof(commitment.bytes), &leaf);
+        merkle_edge_append(edge, &leaf, s->hashes + s->count, &count, NULL);
+        s->count += count;
+    }
+    return s->count;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: bench/tlog [--leaves N] [--json]\n"
@@ -104,18 +120,8 @@ int main(int argc, char **argv)
 
     /* integrate: commitments given */
     t = now();
-    for (uint64_t i = 0; i < leaves; i++) {
-        merkle_hash commitment, leaf;
-        size_t count;
-
-        memset(&commitment, 0, sizeof(commitment));
-        memcpy(commitment.bytes, &i, sizeof(i));
-        merkle_leaf_hash(commitment.bytes, sizeof(commitment.bytes), &leaf);
-        merkle_edge_append(edge, &leaf, s.hashes + s.count, &count, NULL);
-        s.count += count;
-    }
+    writes = append_numbered(edge, &s, leaves);
     integrate_s = now() - t;
-    writes = s.count;
 
     /* commit: from an event object, as the writer will */
     {
@@ -153,15 +159,7 @@ int main(int argc, char **argv)
     {
         merkle_edge *edge3 = merkle_edge_new();
         s.count = 0;
-        for (uint64_t i = 0; i < leaves; i++) {
-            merkle_hash commitment, leaf;
-            size_t count;
-            memset(&commitment, 0, sizeof(commitment));
-            memcpy(commitment.bytes, &i, sizeof(i));
-            merkle_leaf_hash(commitment.bytes, sizeof(commitment.bytes), &leaf);
-            merkle_edge_append(edge3, &leaf, s.hashes + s.count, &count, NULL);
-            s.count += count;
-        }
+        append_numbered(edge3, &s, leaves);
         merkle_edge_free(edge3);
     }
     merkle_edge_root(edge, &root);

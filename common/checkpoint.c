@@ -43,23 +43,6 @@ static bool valid_extensions(const char *s, size_t n)
     return true;
 }
 
-/* A key name is also what the origin must be for the log to sign it. */
-static bool valid_origin_to_write(const char *origin, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)origin;
-    uint32_t cp;
-
-    if (n == 0 || n > CHECKPOINT_ORIGIN_MAX)
-        return false;
-    for (size_t i = 0; i < n;) {
-        size_t len = unicode_decode(p + i, n - i, &cp);
-        if (len == 0 || cp < 0x20 || cp == 0x7f || cp == '+' || unicode_is_space(cp))
-            return false;
-        i += len;
-    }
-    return true;
-}
-
 size_t checkpoint_format(const checkpoint *c, char *out, size_t cap)
 {
     size_t olen = strnlen(c->origin, sizeof(c->origin));
@@ -68,7 +51,7 @@ size_t checkpoint_format(const checkpoint *c, char *out, size_t cap)
     int w;
 
     if (olen > CHECKPOINT_ORIGIN_MAX || elen > CHECKPOINT_EXTENSIONS_MAX ||
-        !valid_origin_to_write(c->origin, olen) || c->size >= MERKLE_MAX_SIZE ||
+        !note_valid_name(c->origin, olen) || c->size >= MERKLE_MAX_SIZE ||
         !valid_extensions(c->extensions, elen))
         goto fail;
     b64std_encode(c->root.bytes, MERKLE_HASH_LEN, root);

@@ -12,6 +12,8 @@
  * below 2^63, a root of exactly 44 base64 characters, at most
  * CHECKPOINT_MAX_EXTENSIONS extension lines, none empty. Writing is stricter
  * still: the origin must also be a valid key name (no spaces, no plus sign).
+ * Opening a checkpoint does not compare its origin with anything: the
+ * caller checks that it is the log it expects.
  *
  * Nothing here allocates; a parsed checkpoint is a value that owns its
  * copies.

@@ -61,7 +61,7 @@ const char *note_result_str(note_result r)
 
 /* ---- names, ids, text ---- */
 
-static bool valid_name(const char *name, size_t n)
+bool note_valid_name(const char *name, size_t n)
 {
     const unsigned char *p = (const unsigned char *)name;
     uint32_t cp;
@@ -151,7 +151,7 @@ static note_result split_key_text(const char *text, size_t n, size_t *name_len, 
     if (plus == NULL)
         return NOTE_MALFORMED;
     nl = (size_t)(plus - text);
-    if (!valid_name(text, nl))
+    if (!note_valid_name(text, nl))
         return NOTE_BAD_NAME;
     if (n - nl < 1 + 8 + 1 || !parse_hex32(plus + 1, id) || plus[9] != '+')
         return NOTE_MALFORMED;
@@ -193,7 +193,7 @@ note_result note_verifier_new(const char *name, size_t n, const uint8_t public_k
     note_result r;
 
     *out = NULL;
-    if (!valid_name(name, n))
+    if (!note_valid_name(name, n))
         return NOTE_BAD_NAME;
     v = calloc(1, sizeof(*v));
     if (v == NULL)
@@ -274,7 +274,7 @@ note_result note_signer_new(const char *name, size_t n, const uint8_t seed[32], 
     note_result r = NOTE_INTERNAL;
 
     *out = NULL;
-    if (!valid_name(name, n))
+    if (!note_valid_name(name, n))
         return NOTE_BAD_NAME;
     s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -488,7 +488,7 @@ note_result note_open(const char *msg, size_t n, note_verifier *const *known, si
             goto out;
         name_len = (size_t)(space - name);
         b64 = space + 1;
-        if (!valid_name(name, name_len) || b64 == eol)
+        if (!note_valid_name(name, name_len) || b64 == eol)
             goto out;
         dl = b64std_decode(b64, (size_t)(eol - b64), sig, NOTE_SIG_MAX);
         if (dl < 5)

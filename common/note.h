@@ -59,6 +59,9 @@ typedef enum note_result {
 
 const char *note_result_str(note_result r);
 
+/* Whether n bytes are a valid key name (see above). */
+bool note_valid_name(const char *name, size_t n);
+
 typedef struct note_verifier note_verifier;
 typedef struct note_signer note_signer;
 
