@@ -188,6 +188,13 @@ done:
     return rc;
 }
 
+int clientkeys_lookup(clientkeys *c, const char *header, clientkey *out)
+{
+    if (header == NULL)
+        return 0;
+    return clientkeys_get(c, header, strlen(header), out) == 0 ? 1 : -1;
+}
+
 void clientkey_wipe(clientkey *key)
 {
     explicit_bzero(key, sizeof *key);

@@ -35,9 +35,16 @@ void clientkey_wipe(clientkey *key);
 clientkeys *clientkeys_new(const eckey *server_enc, size_t capacity);
 void clientkeys_free(clientkeys *cache);
 
+/* The request header that names a client's key. */
+#define CLIENTKEYS_HEADER "Receipt-Client-Key"
+
 /* Returns 0 and fills *out, or -1 when the header value is not a valid
  * P-256 point in the form of PROTOCOL.md section 2. */
 int clientkeys_get(clientkeys *cache, const char *header, size_t n, clientkey *out);
+
+/* The value of a request's CLIENTKEYS_HEADER (NULL when it has none):
+ * 1 valid (out set), 0 absent, -1 not a valid key. */
+int clientkeys_lookup(clientkeys *cache, const char *header, clientkey *out);
 
 /* Counters for metrics. */
 void clientkeys_stats(clientkeys *cache, uint64_t *hits, uint64_t *misses, size_t *entries);

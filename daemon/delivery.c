@@ -1,5 +1,10 @@
 #include "daemon/delivery.h"
 
+#include "common/b64.h"
+#include "common/utf8.h"
+
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -62,4 +67,66 @@ size_t delivery_element(const char *ticket, size_t ticket_len, char *out)
     memcpy(out + len, DELIVERY_ELEMENT_SUFFIX, sizeof DELIVERY_ELEMENT_SUFFIX - 1);
     len += sizeof DELIVERY_ELEMENT_SUFFIX - 1;
     return len;
+}
+
+void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const char *server_id,
+                          ledger_event *ev)
+{
+    memset(ev, 0, offsetof(ledger_event, row.receipt));
+    ev->row.receipt[0] = '\0';
+    ev->kind = kind;
+    ledger_delivery *row = &ev->row;
+    uuid7_format(&t->delivery, row->id);
+    memcpy(row->path, t->path, t->path_len + 1);
+    memcpy(row->sha256, t->sha256, 32);
+    row->size = t->size;
+    size_t n = strnlen(server_id, sizeof row->server - 1);
+    memcpy(row->server, server_id, n);
+    row->server[n] = '\0';
+    row->issued_ms = t->issued_ms;
+}
+
+/* Writes s as the contents of a JSON string (no quotes); -1 if it does not
+ * fit or is not valid UTF-8. */
+static int json_escape(const char *s, size_t n, char *out, size_t cap, size_t *out_len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = 0;
+    for (size_t i = 0; i < n;) {
+        size_t seq = utf8_sequence(p + i, n - i);
+        if (seq == 0 || len + 6 >= cap)
+            return -1;
+        if (seq > 1) {
+            memcpy(out + len, p + i, seq);
+            len += seq;
+        } else if (p[i] == '"' || p[i] == '\\') {
+            out[len++] = '\\';
+            out[len++] = (char)p[i];
+        } else if (p[i] < 0x20) {
+            memcpy(out + len, "\\u00", 4);
+            out[len + 4] = hex[p[i] >> 4];
+            out[len + 5] = hex[p[i] & 15];
+            len += 6;
+        } else {
+            out[len++] = (char)p[i];
+        }
+        i += seq;
+    }
+    out[len] = '\0';
+    *out_len = len;
+    return 0;
+}
+
+int delivery_content_json(const ticket_claims *t, char *out, size_t cap)
+{
+    char path[TICKET_PATH_MAX * 6 + 1];
+    size_t path_len;
+    char sha[64];
+    if (json_escape(t->path, t->path_len, path, sizeof path, &path_len) != 0)
+        return -1;
+    b64url_encode(t->sha256, 32, sha);
+    int n = snprintf(out, cap, "\"content\":{\"path\":\"%s\",\"sha256\":\"%s\",\"size\":%llu}",
+                     path, sha, (unsigned long long)t->size);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
 }

@@ -3,13 +3,17 @@
  *
  * delivery_issue() makes the delivery ID and seals the ticket for one
  * response; delivery_inject_offset() and delivery_element() place the agent
- * element into an HTML page. Nothing here allocates or touches the ledger.
+ * element into an HTML page; delivery_event_start() turns a ticket into the
+ * ledger event that records it, and delivery_content_json() into the
+ * "content" member of plug-in data and receipts. Nothing here allocates,
+ * touches the ledger or knows HTTP.
  */
 #ifndef RECEIPT_DAEMON_DELIVERY_H
 #define RECEIPT_DAEMON_DELIVERY_H
 
 #include "common/ticket.h"
 #include "common/uuid7.h"
+#include "daemon/ledger.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -42,5 +46,19 @@ size_t delivery_inject_offset(const uint8_t *html, size_t n);
 /* Writes the element naming ticket into out (DELIVERY_ELEMENT_MAX bytes);
  * returns its length. */
 size_t delivery_element(const char *ticket, size_t ticket_len, char *out);
+
+/*
+ * Starts a ledger event of kind from a ticket's issuance fields (ID, path,
+ * digest, size, issue time) and server_id; everything else is cleared but
+ * the receipt, which only a confirmation carries (2 KiB less to clear per
+ * delivery): it is set to "".
+ */
+void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const char *server_id,
+                          ledger_event *ev);
+
+/* The "content" member of plug-in data and receipts (path, sha256, size of
+ * the ticket's content); returns its length, or -1 if it does not fit. */
+#define DELIVERY_CONTENT_JSON_MAX (TICKET_PATH_MAX * 6 + 160)
+int delivery_content_json(const ticket_claims *t, char *out, size_t cap);
 
 #endif

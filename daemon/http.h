@@ -1,10 +1,11 @@
 /*
- * http: receiptd's public listener (libmicrohttpd).
+ * http: receiptd's public listener (libmicrohttpd) and its router.
  *
- * Routes a request to the content path (section 4 of PROTOCOL.md) or to
- * /_receipt/ (JWK Set, agent, plug-in data, confirmations), applies the
- * limits of the config, writes the access log and counts responses.
- * The services are borrowed and must outlive the server.
+ * Accepts connections, applies the limits of the config, and routes each
+ * request: content to http_file (PROTOCOL.md section 4), plug-in data to
+ * plugin, confirmations to confirm; it serves the JWK Set and the agent
+ * itself. It writes the access log once a request completes. The services
+ * are borrowed and must outlive the server.
  */
 #ifndef RECEIPT_DAEMON_HTTP_H
 #define RECEIPT_DAEMON_HTTP_H

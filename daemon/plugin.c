@@ -1,54 +1,43 @@
-/*
- * plugin: plug-in data (PROTOCOL.md section 5), for the device path of a
- * content GET and for GET /_receipt/plugin/<ticket>.
- */
-#include "common/b64.h"
+#include "daemon/plugin.h"
+
 #include "common/jose.h"
-#include "daemon/http_internal.h"
-#include "daemon/log.h"
+#include "daemon/clock.h"
+#include "daemon/http_reply.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int plugin_client_key(http_server *srv, struct MHD_Connection *c, clientkey *ck)
-{
-    const char *value = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Receipt-Client-Key");
-    if (value == NULL)
-        return 0;
-    return clientkeys_get(srv->client_keys, value, strlen(value), ck) == 0 ? 1 : -1;
-}
-
-int plugin_seal(const http_server *srv, const delivery *d, const clientkey *ck,
+int plugin_seal(const http_context *ctx, const delivery *d, const clientkey *ck,
                 const char *client_addr, char **out)
 {
-    char content[HTTP_CONTENT_JSON_MAX];
+    char content[DELIVERY_CONTENT_JSON_MAX];
     char payload[PLUGIN_PAYLOAD_MAX];
     const ticket_claims *t = &d->claims;
 
-    if (http_content_json(t, content, sizeof content) < 0)
+    if (delivery_content_json(t, content, sizeof content) < 0)
         return -1;
     int n = snprintf(payload, sizeof payload,
                      "{\"v\":1,\"delivery\":\"%s\",\"ticket\":\"%s\",%s,"
                      "\"client\":{\"id\":\"%s\",\"addr\":\"%s\"},"
                      "\"server\":{\"id\":\"%s\",\"kid\":\"%s\",\"confirm\":\"%s\"},"
                      "\"iat\":%llu,\"exp\":%llu}",
-                     d->id_text, d->ticket, content, ck->id, client_addr, srv->svc.cfg->server_id,
-                     eckey_thumbprint(srv->svc.keys->enc), srv->confirm_url,
+                     d->id_text, d->ticket, content, ck->id, client_addr, ctx->cfg->server_id,
+                     eckey_thumbprint(ctx->keys->enc), ctx->confirm_url,
                      (unsigned long long)(t->issued_ms / 1000),
                      (unsigned long long)(t->expires_ms / 1000));
     if (n < 0 || (size_t)n >= sizeof payload)
         return -1;
-    jose_result jr = jwe_encrypt(ck->key, ck->id, eckey_thumbprint(srv->svc.keys->enc),
-                                 JOSE_CTY_PLUGIN, (const uint8_t *)payload, (size_t)n, NULL, out);
+    jose_result jr = jwe_encrypt(ck->key, ck->id, eckey_thumbprint(ctx->keys->enc), JOSE_CTY_PLUGIN,
+                                 (const uint8_t *)payload, (size_t)n, NULL, out);
     explicit_bzero(payload, sizeof payload);
     return jr == JOSE_OK ? 0 : -1;
 }
 
-static void fill_bind_event(const http_server *srv, const request *req, const ticket_claims *t,
+static void fill_bind_event(const http_context *ctx, const request *req, const ticket_claims *t,
                             const clientkey *ck, uint64_t now_ms, ledger_event *ev)
 {
-    http_event_from_ticket(srv, LEDGER_EVENT_BIND, t, ev);
+    delivery_event_start(LEDGER_EVENT_BIND, t, ctx->cfg->server_id, ev);
     ledger_delivery *row = &ev->row;
     row->status = LEDGER_BOUND;
     memcpy(row->client, ck->id, sizeof row->client);
@@ -56,11 +45,12 @@ static void fill_bind_event(const http_server *srv, const request *req, const ti
     row->bound_ms = now_ms;
 }
 
-enum MHD_Result plugin_serve(http_server *srv, request *req, struct MHD_Connection *c,
+enum MHD_Result plugin_serve(http_context *ctx, request *req, struct MHD_Connection *c,
                              const char *ticket)
 {
     clientkey ck CLIENTKEY_SCOPED;
-    int has_key = plugin_client_key(srv, c, &ck);
+    int has_key = clientkeys_lookup(
+        ctx->client_keys, MHD_lookup_connection_value(c, MHD_HEADER_KIND, CLIENTKEYS_HEADER), &ck);
     if (has_key == 0)
         return http_reply_error(req, c, 400, "missing_client_key",
                                 "Send your public key in Receipt-Client-Key.");
@@ -68,9 +58,9 @@ enum MHD_Result plugin_serve(http_server *srv, request *req, struct MHD_Connecti
         return http_reply_error(req, c, 400, "bad_client_key",
                                 "Receipt-Client-Key is not a valid P-256 public key.");
 
-    uint64_t now = http_now_ms();
+    uint64_t now = clock_wall_ms();
     ticket_claims t;
-    ticket_result tr = ticket_open(srv->svc.sealer, ticket, strlen(ticket), now, &t);
+    ticket_result tr = ticket_open(ctx->sealer, ticket, strlen(ticket), now, &t);
     if (tr == TICKET_EXPIRED)
         return http_reply_error(req, c, 410, "ticket_expired", "This ticket has expired.");
     if (tr != TICKET_OK)
@@ -85,22 +75,20 @@ enum MHD_Result plugin_serve(http_server *srv, request *req, struct MHD_Connecti
     d.claims = t;
     d.claims.bound = true;
     memcpy(d.claims.client_id, ck.id_raw, 32);
-    if (ticket_seal(srv->svc.sealer, &d.claims, d.ticket, &d.ticket_len) != TICKET_OK)
+    if (ticket_seal(ctx->sealer, &d.claims, d.ticket, &d.ticket_len) != TICKET_OK)
         return http_reply_error(req, c, 500, "internal_error", "The ticket could not be bound.");
 
     char *jwe = NULL;
-    if (plugin_seal(srv, &d, &ck, req->client_addr, &jwe) != 0)
+    if (plugin_seal(ctx, &d, &ck, req->client_addr, &jwe) != 0)
         return http_reply_error(req, c, 500, "internal_error",
                                 "The plug-in data could not be made.");
 
     if (!t.bound) {
         ledger_event ev;
-        fill_bind_event(srv, req, &t, &ck, now, &ev);
-        if (writer_submit(srv->svc.ledger_writer, &ev, NULL, NULL) != 0) {
+        fill_bind_event(ctx, req, &t, &ck, now, &ev);
+        if (writer_submit(ctx->ledger_writer, &ev, NULL, NULL) != 0) {
             free(jwe);
-            http_note_queue_full();
-            return http_reply_error(req, c, 503, "ledger_busy",
-                                    "The ledger is busy; retry in a moment.");
+            return http_reply_ledger_busy(req, c);
         }
         metrics_count_binding();
     }
@@ -110,10 +98,10 @@ enum MHD_Result plugin_serve(http_server *srv, request *req, struct MHD_Connecti
         MHD_create_response_from_buffer_with_free_callback_cls(len, jwe, free, jwe);
     if (r == NULL) {
         free(jwe);
-        return http_queue(req, c, 500, NULL, 0);
+        return http_reply_queue(req, c, 500, NULL, 0);
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/jose");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
-    return http_queue(req, c, 200, r, len);
+    return http_reply_queue(req, c, 200, r, len);
 }

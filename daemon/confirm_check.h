@@ -1,0 +1,66 @@
+/*
+ * confirm_check: whether a confirmation (PROTOCOL.md section 6) is one to
+ * record, and what it says.
+ *
+ * The whole check of a POST /_receipt/confirm body, on values alone: the
+ * client's key from its Receipt-Client-Key value, the JWE header
+ * allow-list, kid and skid, decryption with K, the payload's members, the
+ * ticket (authentic, unexpired, bound to this client, naming this
+ * delivery), and the status the received digest gives. It knows no HTTP
+ * and writes nothing; confirm.c takes what it returns to the ledger.
+ * Thread-safe as its keys are.
+ */
+#ifndef RECEIPT_DAEMON_CONFIRM_CHECK_H
+#define RECEIPT_DAEMON_CONFIRM_CHECK_H
+
+#include "common/ticket.h"
+#include "common/uuid7.h"
+#include "daemon/clientkeys.h"
+#include "daemon/ledger.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a confirmation is checked against; borrowed. */
+typedef struct confirm_check_keys {
+    clientkeys *client_keys; /* from the Receipt-Client-Key value to K */
+    const char *server_kid;  /* thumbprint of the server's encryption key: the skid */
+    ticket_sealer *sealer;
+} confirm_check_keys;
+
+/* A confirmation that passed. Holds K: wipe it with confirm_check_wipe(). */
+typedef struct confirm_check_result {
+    ticket_claims ticket;
+    clientkey client;
+    char delivery_id[UUID7_STR_LEN + 1];
+    ledger_status status; /* LEDGER_CONFIRMED, or LEDGER_CORRUPTED when the
+                             received digest is not the delivered one */
+    bool has_sha256;      /* false: the client sent null */
+    uint8_t received_sha256[32];
+    uint64_t received_size;
+    uint64_t received_at_ms;
+} confirm_check_result;
+
+/* Why a confirmation was refused: the HTTP status and the error body's
+ * code and message (static strings). */
+typedef struct confirm_check_failure {
+    unsigned status;
+    const char *code;
+    const char *message;
+} confirm_check_failure;
+
+/*
+ * Checks the n bytes of body (a JWE compact serialisation) sent with the
+ * Receipt-Client-Key value client_key (NULL when the header is absent) at
+ * now_ms. Returns 0 with *out set, or -1 with *fail set; nothing of the
+ * plaintext is left in memory either way but what *out holds.
+ */
+int confirm_check(const confirm_check_keys *keys, const char *client_key, const char *body,
+                  size_t n, uint64_t now_ms, confirm_check_result *out,
+                  confirm_check_failure *fail);
+
+/* Wipes a result (K and what was decrypted); for __attribute__((cleanup)). */
+void confirm_check_wipe(confirm_check_result *result);
+
+#endif

@@ -1,0 +1,322 @@
+#include "daemon/http_file.h"
+
+#include "daemon/clock.h"
+#include "daemon/delivery.h"
+#include "daemon/http_reply.h"
+#include "daemon/httpcond.h"
+#include "daemon/plugin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HTTP_INJECT_COPY_MAX (64 * 1024) /* pages copied whole for one send */
+
+/* Keeps a body alive while libmicrohttpd sends it. */
+typedef struct body_ref {
+    content_file file;
+    size_t element_len;
+    char element[DELIVERY_ELEMENT_MAX];
+} body_ref;
+
+static void add_extra_headers(const http_context *ctx, struct MHD_Response *r)
+{
+    const config *cfg = ctx->cfg;
+    for (size_t i = 0; i < cfg->header_count; i++)
+        MHD_add_response_header(r, cfg->headers[i].name, cfg->headers[i].value);
+}
+
+/* Takes f (released on failure) and a copy of the element. */
+static body_ref *body_ref_new(content_file *f, const char *element, size_t element_len)
+{
+    body_ref *ref = malloc(sizeof *ref);
+    if (ref == NULL) {
+        content_file_release(f);
+        return NULL;
+    }
+    ref->file = *f;
+    ref->element_len = element_len;
+    if (element_len > 0)
+        memcpy(ref->element, element, element_len);
+    return ref;
+}
+
+static void free_body_ref(void *cls)
+{
+    body_ref *ref = cls;
+    content_file_release(&ref->file);
+    free(ref);
+}
+
+/* ---- conditional and range requests -------------------------------------- */
+
+static bool not_modified(struct MHD_Connection *c, const content_file *f)
+{
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+    if (inm != NULL)
+        return httpcond_etag_matches(inm, f->etag);
+    const char *ims = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-Modified-Since");
+    time_t since;
+    if (ims != NULL && httpcond_parse_date(ims, &since))
+        return f->mtime.tv_sec <= since;
+    return false;
+}
+
+/* One byte range; If-Range that names another version asks for it all. */
+static httpcond_range requested_range(struct MHD_Connection *c, const content_file *f,
+                                      uint64_t *start, uint64_t *len)
+{
+    const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Range");
+    if (range == NULL)
+        return HTTPCOND_RANGE_NONE;
+    const char *if_range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-Range");
+    if (if_range != NULL && strcmp(if_range, f->etag) != 0 &&
+        strcmp(if_range, f->last_modified) != 0)
+        return HTTPCOND_RANGE_NONE;
+    return httpcond_parse_range(range, f->size, start, len);
+}
+
+/* ---- content -------------------------------------------------------------- */
+
+static void add_content_headers(const http_context *ctx, struct MHD_Response *r,
+                                const content_file *f)
+{
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, f->mime);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, f->etag);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, f->last_modified);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "private, no-cache");
+    MHD_add_response_header(r, "Repr-Digest", f->repr_digest);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    add_extra_headers(ctx, r);
+}
+
+static enum MHD_Result reply_not_modified(http_context *ctx, request *req, struct MHD_Connection *c,
+                                          content_file *f)
+{
+    struct MHD_Response *r = http_reply_empty();
+    if (r != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, f->etag);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, f->last_modified);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "private, no-cache");
+        add_extra_headers(ctx, r);
+    }
+    content_file_release(f);
+    return http_reply_queue(req, c, 304, r, 0);
+}
+
+/* A response whose body is [start, start + len) of the file. Takes f. */
+static struct MHD_Response *file_response(content_file *f, uint64_t start, uint64_t len)
+{
+    if (f->data == NULL) {
+        int fd = content_file_take_fd(f);
+        content_file_release(f);
+        struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(len, fd, start);
+        if (r == NULL)
+            close(fd);
+        return r;
+    }
+    body_ref *ref = body_ref_new(f, NULL, 0);
+    if (ref == NULL)
+        return NULL;
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+        (size_t)len, (void *)(ref->file.data + start), free_body_ref, ref);
+    if (r == NULL)
+        free_body_ref(ref);
+    return r;
+}
+
+/*
+ * The page with the agent element before its last </body>. Takes f.
+ *
+ * libmicrohttpd sends a contiguous body in the same system call as the
+ * headers but an I/O vector after them, in a second call and a second
+ * packet: pages up to HTTP_INJECT_COPY_MAX are copied into one buffer, which
+ * costs less than the extra send; larger ones go out as a vector.
+ */
+static struct MHD_Response *injected_response(content_file *f, const delivery *d,
+                                              uint64_t *body_len)
+{
+    char element[DELIVERY_ELEMENT_MAX];
+    size_t element_len = delivery_element(d->ticket, d->ticket_len, element);
+    size_t size = (size_t)f->size;
+    size_t at = delivery_inject_offset(f->data, size);
+    *body_len = size + element_len;
+
+    if (size <= HTTP_INJECT_COPY_MAX) {
+        char *page = malloc(size + element_len);
+        if (page == NULL) {
+            content_file_release(f);
+            return NULL;
+        }
+        memcpy(page, f->data, at);
+        memcpy(page + at, element, element_len);
+        memcpy(page + at + element_len, f->data + at, size - at);
+        content_file_release(f);
+        struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+            size + element_len, page, free, page);
+        if (r == NULL)
+            free(page);
+        return r;
+    }
+
+    body_ref *ref = body_ref_new(f, element, element_len);
+    if (ref == NULL)
+        return NULL;
+    struct MHD_IoVec iov[3] = {
+        {.iov_base = ref->file.data, .iov_len = at},
+        {.iov_base = ref->element, .iov_len = ref->element_len},
+        {.iov_base = ref->file.data + at, .iov_len = size - at},
+    };
+    struct MHD_Response *r = MHD_create_response_from_iovec(iov, 3, free_body_ref, ref);
+    if (r == NULL)
+        free_body_ref(ref);
+    return r;
+}
+
+/* Percent-encodes what a path may not carry literally in a Location. */
+static void percent_encode_path(const char *path, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = 0;
+    for (const unsigned char *p = (const unsigned char *)path; *p && len + 4 <= cap; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("/-._~!$&'()*+,;=:@", *p) != NULL) {
+            out[len++] = (char)*p;
+        } else {
+            out[len++] = '%';
+            out[len++] = hex[*p >> 4];
+            out[len++] = hex[*p & 15];
+        }
+    }
+    out[len] = '\0';
+}
+
+static void fill_issue_event(const http_context *ctx, const request *req, const delivery *d,
+                             const clientkey *bound_to, ledger_event *ev)
+{
+    delivery_event_start(LEDGER_EVENT_ISSUE, &d->claims, ctx->cfg->server_id, ev);
+    ledger_delivery *row = &ev->row;
+    memcpy(row->client_addr, req->client_addr, sizeof row->client_addr);
+    memcpy(row->user_agent, req->user_agent, sizeof row->user_agent);
+    row->status = LEDGER_ISSUED;
+    if (bound_to != NULL) {
+        row->status = LEDGER_BOUND;
+        memcpy(row->client, bound_to->id, sizeof row->client);
+        memcpy(row->bound_addr, req->client_addr, sizeof row->bound_addr);
+        row->bound_ms = d->claims.issued_ms;
+    }
+}
+
+enum MHD_Result http_file_serve(http_context *ctx, request *req, struct MHD_Connection *c,
+                                const char *url, bool head)
+{
+    content_file f;
+    content_status st = content_open(ctx->content, url, strlen(url), &f);
+    switch (st) {
+    case CONTENT_OK:
+        break;
+    case CONTENT_REDIRECT: {
+        char location[CONTENT_PATH_MAX * 3 + 1];
+        percent_encode_path(f.path, location, sizeof location);
+        struct MHD_Response *r = http_reply_empty();
+        if (r != NULL)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
+        return http_reply_queue(req, c, 301, r, 0);
+    }
+    case CONTENT_NOT_FOUND:
+        return http_reply_error(req, c, 404, "not_found", "No content at this path.");
+    case CONTENT_BAD_PATH:
+        return http_reply_error(req, c, 400, "bad_path", "The request path is not valid.");
+    case CONTENT_TOO_LONG:
+        return http_reply_error(req, c, 414, "uri_too_long", "The request path is too long.");
+    case CONTENT_FORBIDDEN:
+        return http_reply_error(req, c, 403, "forbidden", "This content cannot be read.");
+    case CONTENT_ERROR:
+    default:
+        return http_reply_error(req, c, 500, "internal_error", "The content could not be read.");
+    }
+
+    if (not_modified(c, &f))
+        return reply_not_modified(ctx, req, c, &f);
+
+    /* A device names its key and gets its plug-in data in the response;
+     * a browser gets a ticket (and the element that trades it). */
+    clientkey ck CLIENTKEY_SCOPED;
+    int has_key = clientkeys_lookup(
+        ctx->client_keys, MHD_lookup_connection_value(c, MHD_HEADER_KIND, CLIENTKEYS_HEADER), &ck);
+    if (has_key < 0) {
+        content_file_release(&f);
+        return http_reply_error(req, c, 400, "bad_client_key",
+                                "Receipt-Client-Key is not a valid P-256 public key.");
+    }
+    bool inject = has_key == 0 && ctx->cfg->inject && f.is_html && f.data != NULL;
+    if (!inject) {
+        uint64_t start = 0, len = 0;
+        httpcond_range rk = requested_range(c, &f, &start, &len);
+        if (rk == HTTPCOND_RANGE_UNSATISFIABLE) {
+            char cr[64];
+            size_t len416;
+            snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)f.size);
+            content_file_release(&f);
+            struct MHD_Response *r = http_reply_error_response(
+                416, "range_not_satisfiable", "The range lies outside the content.", &len416);
+            if (r != NULL)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+            return http_reply_queue(req, c, 416, r, head ? 0 : len416);
+        }
+        if (rk == HTTPCOND_RANGE_PARTIAL) {
+            char cr[96];
+            snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)start,
+                     (unsigned long long)(start + len - 1), (unsigned long long)f.size);
+            content_file tmp = f;
+            struct MHD_Response *r = file_response(&tmp, start, len);
+            if (r != NULL) {
+                add_content_headers(ctx, r, &f);
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+                MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+            }
+            return http_reply_queue(req, c, 206, r, head ? 0 : len);
+        }
+    }
+
+    /* A 200: a delivery for GET. HEAD gets the same headers but for the
+     * delivery's own (same length, so Content-Length is right). */
+    delivery d;
+    char *plugin = NULL;
+    if (delivery_issue(ctx->sealer, f.path, f.path_len, f.sha256, f.size, clock_wall_ms(),
+                       ctx->cfg->ticket_ttl_s, has_key ? ck.id_raw : NULL, &d) != 0 ||
+        (has_key && !head && plugin_seal(ctx, &d, &ck, req->client_addr, &plugin) != 0)) {
+        content_file_release(&f);
+        return http_reply_error(req, c, 500, "internal_error", "The delivery could not be issued.");
+    }
+    if (!head) {
+        ledger_event ev;
+        fill_issue_event(ctx, req, &d, has_key ? &ck : NULL, &ev);
+        if (writer_submit(ctx->ledger_writer, &ev, NULL, NULL) != 0) {
+            content_file_release(&f);
+            free(plugin);
+            return http_reply_ledger_busy(req, c);
+        }
+        metrics_count_delivery();
+    }
+
+    content_file headers_of = f; /* plain copy of the metadata for headers */
+    uint64_t body_len = f.size;
+    struct MHD_Response *r =
+        inject ? injected_response(&f, &d, &body_len) : file_response(&f, 0, f.size);
+    if (r != NULL) {
+        add_content_headers(ctx, r, &headers_of);
+        if (!inject)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+        if (!head) {
+            MHD_add_response_header(r, "Receipt-Delivery", d.id_text);
+            if (plugin != NULL)
+                MHD_add_response_header(r, "Receipt-Plugin", plugin);
+            else
+                MHD_add_response_header(r, "Receipt-Ticket", d.ticket);
+        }
+    }
+    free(plugin);
+    return http_reply_queue(req, c, 200, r, head ? 0 : body_len);
+}

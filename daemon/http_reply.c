@@ -1,0 +1,114 @@
+#include "daemon/http_reply.h"
+
+#include "daemon/clock.h"
+#include "daemon/log.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define HTTP_ERROR_BODY_MAX 512
+
+enum MHD_Result http_reply_queue(request *req, struct MHD_Connection *c, unsigned status,
+                                 struct MHD_Response *r, uint64_t body_bytes)
+{
+    if (r == NULL) {
+        /* Out of memory: let libmicrohttpd close the connection. */
+        req->status = 500;
+        metrics_count_response(req->route, 500);
+        return MHD_NO;
+    }
+    req->status = status;
+    req->bytes = body_bytes;
+    metrics_count_response(req->route, status);
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+struct MHD_Response *http_reply_empty(void)
+{
+    return MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+}
+
+struct MHD_Response *http_reply_error_response(unsigned status, const char *code,
+                                               const char *message, size_t *len)
+{
+    char body[HTTP_ERROR_BODY_MAX];
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n", code, message);
+    if (n < 0 || (size_t)n >= sizeof body)
+        n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"\"}\n", code);
+    *len = (size_t)n;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (r != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        if (status == 503)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
+    return r;
+}
+
+enum MHD_Result http_reply_error(request *req, struct MHD_Connection *c, unsigned status,
+                                 const char *code, const char *message)
+{
+    size_t len;
+    struct MHD_Response *r = http_reply_error_response(status, code, message, &len);
+    /* A browser must see why a cross-origin confirmation failed (a 409 is
+     * final, a network error is retried); content errors stay same-origin
+     * so that other sites cannot probe which paths exist. */
+    if (r != NULL && (req->route == METRICS_ROUTE_PLUGIN || req->route == METRICS_ROUTE_CONFIRM))
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    return http_reply_queue(req, c, status, r, strcmp(req->method, "HEAD") == 0 ? 0 : len);
+}
+
+enum MHD_Result http_reply_method_not_allowed(request *req, struct MHD_Connection *c,
+                                              const char *allow)
+{
+    char body[HTTP_ERROR_BODY_MAX];
+    int n = snprintf(body, sizeof body,
+                     "{\"error\":\"method_not_allowed\",\"message\":\"Use %s here.\"}\n", allow);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (r != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    return http_reply_queue(req, c, 405, r, (uint64_t)n);
+}
+
+enum MHD_Result http_reply_preflight(request *req, struct MHD_Connection *c, const char *allow)
+{
+    struct MHD_Response *r = http_reply_empty();
+    if (r != NULL) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", allow);
+        MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                                "Content-Type, Receipt-Client-Key");
+        MHD_add_response_header(r, "Access-Control-Max-Age", "86400");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    return http_reply_queue(req, c, 204, r, 0);
+}
+
+static atomic_ulong queue_full_count;
+static atomic_ullong queue_full_logged_ms;
+
+void http_reply_note_queue_full(void)
+{
+    atomic_fetch_add(&queue_full_count, 1);
+    uint64_t now = clock_wall_ms();
+    unsigned long long last = atomic_load(&queue_full_logged_ms);
+    if (now - last < 1000 ||
+        !atomic_compare_exchange_strong(&queue_full_logged_ms, &last, (unsigned long long)now))
+        return;
+    unsigned long n = atomic_exchange(&queue_full_count, 0);
+    log_warn("ledger queue full: %lu requests answered 503 since the last report", n);
+}
+
+enum MHD_Result http_reply_ledger_busy(request *req, struct MHD_Connection *c)
+{
+    http_reply_note_queue_full();
+    return http_reply_error(req, c, 503, "ledger_busy", "The ledger is busy; retry in a moment.");
+}

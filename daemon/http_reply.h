@@ -1,0 +1,48 @@
+/*
+ * http_reply: the answers of the public listener.
+ *
+ * Every response goes out through http_reply_queue(), which records the
+ * status and body size on the request (for the access log) and counts it
+ * (metrics). Errors have the JSON body of PROTOCOL.md section 6. Each
+ * function queues the response it makes and returns what libmicrohttpd
+ * returned; a response that could not be made (out of memory) lets
+ * libmicrohttpd close the connection.
+ */
+#ifndef RECEIPT_DAEMON_HTTP_REPLY_H
+#define RECEIPT_DAEMON_HTTP_REPLY_H
+
+#include "daemon/http_internal.h"
+
+#include <microhttpd.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Queues r (destroying the handle; NULL: out of memory) and records status
+ * and body size. */
+enum MHD_Result http_reply_queue(request *req, struct MHD_Connection *c, unsigned status,
+                                 struct MHD_Response *r, uint64_t body_bytes);
+
+/* A response without a body (304, 301, 204). */
+struct MHD_Response *http_reply_empty(void);
+
+/* The JSON error body of PROTOCOL.md section 6, not queued; *len gets the
+ * body length. For errors that need headers of their own (416). */
+struct MHD_Response *http_reply_error_response(unsigned status, const char *code,
+                                               const char *message, size_t *len);
+
+enum MHD_Result http_reply_error(request *req, struct MHD_Connection *c, unsigned status,
+                                 const char *code, const char *message);
+enum MHD_Result http_reply_method_not_allowed(request *req, struct MHD_Connection *c,
+                                              const char *allow);
+/* 204 to a CORS preflight for the protocol endpoints. */
+enum MHD_Result http_reply_preflight(request *req, struct MHD_Connection *c, const char *allow);
+
+/*
+ * Counts a request refused because the ledger queue is full, and logs the
+ * count at most once a second: an overload must not also flood the log.
+ */
+void http_reply_note_queue_full(void);
+/* http_reply_note_queue_full() and the 503 that says so. */
+enum MHD_Result http_reply_ledger_busy(request *req, struct MHD_Connection *c);
+
+#endif
