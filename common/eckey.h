@@ -10,8 +10,6 @@
 #ifndef RECEIPT_COMMON_ECKEY_H
 #define RECEIPT_COMMON_ECKEY_H
 
-#include <jansson.h>
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +19,11 @@
 #define ECKEY_THUMBPRINT_LEN 43 /* base64url of a SHA-256 */
 
 typedef struct eckey eckey;
+
+/* jansson's JSON values and OpenSSL's keys, named without their headers:
+ * most users of eckey need neither. */
+struct json_t;
+struct evp_pkey_st;
 
 /* A fresh private key; NULL on failure. */
 eckey *eckey_generate(void);
@@ -35,7 +38,7 @@ eckey *eckey_from_header(const char *value, size_t n);
  * From a JWK object: kty "EC", crv "P-256", x and y (32 bytes each, base64url)
  * and, if present, d (private). Other members are ignored.
  */
-eckey *eckey_from_jwk(const json_t *jwk);
+eckey *eckey_from_jwk(const struct json_t *jwk);
 
 /* From a PEM private key ("PRIVATE KEY" or "EC PRIVATE KEY") or public key. */
 eckey *eckey_from_pem(const char *pem, size_t n);
@@ -47,7 +50,7 @@ char *eckey_to_pem(const eckey *key);
  * The JWK of the key: {"crv","kty","x","y"} and "d" when with_private and the
  * key has one. Caller owns the returned reference.
  */
-json_t *eckey_to_jwk(const eckey *key, bool with_private);
+struct json_t *eckey_to_jwk(const eckey *key, bool with_private);
 
 bool eckey_has_private(const eckey *key);
 
@@ -59,7 +62,7 @@ const char *eckey_thumbprint(const eckey *key);
 void eckey_header_value(const eckey *key, char out[ECKEY_POINT_B64_LEN + 1]);
 
 /* Borrowed EVP_PKEY for signing and derivation. */
-EVP_PKEY *eckey_pkey(const eckey *key);
+struct evp_pkey_st *eckey_pkey(const eckey *key);
 
 void eckey_free(eckey *key);
 

@@ -3,11 +3,13 @@
 
 #include "common/b64.h"
 
+#include <jansson.h>
 #include <limits.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdbool.h>

@@ -3,7 +3,9 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/kdf.h>
+#include <openssl/params.h>
 #include <pthread.h>
 #include <string.h>
 

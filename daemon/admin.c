@@ -1,6 +1,7 @@
 #include "daemon/admin.h"
 
 #include "common/b64.h"
+#include "common/durable.h"
 #include "daemon/export.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
@@ -111,42 +112,23 @@ out:
     return ret;
 }
 
-/* 0 made, 1 someone else made it first, -1 error. */
-static int token_create(const char *dir, const char *file, char *token, char *err, size_t errlen)
+/* 0 made, 1 someone else made it first, -1 error. Through a temporary file
+ * (durable.h): a crash leaves no token, or the whole of it. */
+static int token_create(const char *file, char *token, char *err, size_t errlen)
 {
     uint8_t raw[ADMIN_TOKEN_BYTES];
     char line[ADMIN_TOKEN_MAX + 2];
-    int ret = -1;
     if (RAND_bytes(raw, sizeof raw) != 1) {
         snprintf(err, errlen, "no random bytes for the admin token");
         return -1;
     }
     size_t len = b64url_encode(raw, sizeof raw, token);
     OPENSSL_cleanse(raw, sizeof raw);
-    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            return 1;
-        snprintf(err, errlen, "%s: %s", file, strerror(errno));
-        return -1;
-    }
     memcpy(line, token, len);
     line[len] = '\n';
-    if (write(fd, line, len + 1) != (ssize_t)(len + 1) || fsync(fd) != 0) {
-        snprintf(err, errlen, "%s: %s", file, strerror(errno));
-        unlink(file);
-        goto out;
-    }
-    /* The name must survive a crash too, or the next start makes another. */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    ret = 0;
-out:
-    close(fd);
-    return ret;
+    int rc = durable_write_atomic(file, line, len + 1, 0600, false, err, errlen);
+    OPENSSL_cleanse(line, sizeof line);
+    return rc;
 }
 
 int admin_token_load(const char *state_dir, char *token, bool *created, char *err, size_t errlen)
@@ -159,7 +141,7 @@ int admin_token_load(const char *state_dir, char *token, bool *created, char *er
         return -1;
     }
     if (access(file, F_OK) != 0 && errno == ENOENT) {
-        int rc = token_create(state_dir, file, token, err, errlen);
+        int rc = token_create(file, token, err, errlen);
         if (rc < 0)
             return -1;
         if (rc == 0) {

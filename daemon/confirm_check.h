@@ -13,10 +13,10 @@
 #ifndef RECEIPT_DAEMON_CONFIRM_CHECK_H
 #define RECEIPT_DAEMON_CONFIRM_CHECK_H
 
-#include "common/ticket.h"
 #include "common/uuid7.h"
 #include "daemon/clientkeys.h"
 #include "daemon/ledger.h"
+#include "daemon/ticket.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 #include "daemon/delivery.h"
 
 #include "common/b64.h"
-#include "common/utf8.h"
+#include "daemon/utf8.h"
 
 #include <stddef.h>
 #include <stdio.h>

@@ -11,9 +11,9 @@
 #ifndef RECEIPT_DAEMON_DELIVERY_H
 #define RECEIPT_DAEMON_DELIVERY_H
 
-#include "common/ticket.h"
 #include "common/uuid7.h"
 #include "daemon/ledger.h"
+#include "daemon/ticket.h"
 
 #include <stddef.h>
 #include <stdint.h>

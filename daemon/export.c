@@ -1,7 +1,7 @@
 #include "daemon/export.h"
 
 #include "common/b64.h"
-#include "common/utf8.h"
+#include "daemon/utf8.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,7 +1,6 @@
 #include "daemon/http.h"
 
 #include "common/b64.h"
-#include "common/utf8.h"
 #include "daemon/confirm.h"
 #include "daemon/http_file.h"
 #include "daemon/http_internal.h"
@@ -9,6 +8,7 @@
 #include "daemon/httpcond.h"
 #include "daemon/log.h"
 #include "daemon/plugin.h"
+#include "daemon/utf8.h"
 #include "web/web.h"
 
 #include <arpa/inet.h>
@@ -295,9 +295,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 static int build_jwks(http_server *srv, char *err, size_t errlen)
 {
-    json_t *jwks = keystore_jwks(srv->ctx.keys);
-    char *text = jwks != NULL ? json_dumps(jwks, JSON_COMPACT) : NULL;
-    json_decref(jwks);
+    char *text = keystore_jwks(srv->ctx.keys);
     if (text == NULL || strlen(text) >= sizeof srv->jwks) {
         free(text);
         snprintf(err, errlen, "cannot build the JWK Set");

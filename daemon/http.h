@@ -10,11 +10,11 @@
 #ifndef RECEIPT_DAEMON_HTTP_H
 #define RECEIPT_DAEMON_HTTP_H
 
-#include "common/keystore.h"
-#include "common/ticket.h"
 #include "daemon/accesslog.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
+#include "daemon/keystore.h"
+#include "daemon/ticket.h"
 #include "daemon/writer.h"
 
 #include <stdbool.h>

@@ -10,13 +10,13 @@
 #ifndef RECEIPT_DAEMON_HTTP_INTERNAL_H
 #define RECEIPT_DAEMON_HTTP_INTERNAL_H
 
-#include "common/keystore.h"
-#include "common/ticket.h"
 #include "daemon/clientkeys.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
+#include "daemon/keystore.h"
 #include "daemon/ledger.h"
 #include "daemon/metrics.h"
+#include "daemon/ticket.h"
 #include "daemon/writer.h"
 
 #include <stdatomic.h>

@@ -1,4 +1,4 @@
-#include "daemon/ledger.h"
+#include "daemon/ledger_backend.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -2,7 +2,9 @@
  * ledger: where deliveries and their confirmations are recorded.
  *
  * An interface (a table of functions) with one file per backend:
- * ledger_sqlite.c (embedded, the default) and, later, ledger_pg.c. A ledger
+ * ledger_sqlite.c (embedded, the default) and, later, ledger_pg.c; the table
+ * each of them fills is in ledger_backend.h, which only backends and
+ * ledger.c include. A ledger
  * handle is one database connection and is used by one thread at a time:
  * the writer thread owns the only writing handle; readers (admin API,
  * report) open their own.
@@ -15,8 +17,8 @@
 #define RECEIPT_DAEMON_LEDGER_H
 
 #include "common/eckey.h"
-#include "common/ticket.h"
 #include "common/uuid7.h"
+#include "daemon/ticket.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -245,40 +247,5 @@ ledger_cursor *ledger_query(ledger *lg, const ledger_filter *filter); /* NULL: e
 /* Returns 1 with *out set, 0 after the last row, -1 on error. */
 int ledger_cursor_next(ledger_cursor *cur, ledger_delivery *out);
 void ledger_cursor_free(ledger_cursor *cur); /* NULL-safe */
-
-/* Every backend's cursor starts with this. */
-struct ledger_cursor {
-    ledger *lg;
-};
-
-/* The backend table. Each backend file defines one. */
-typedef struct ledger_ops {
-    const char *name;
-    ledger *(*open)(const char *target, bool read_only, char *err, size_t errlen);
-    void (*close)(ledger *lg);
-    const char *(*error)(const ledger *lg);
-    int (*set_lock_timeout)(ledger *lg, int timeout_ms);
-    int (*begin)(ledger *lg);
-    int (*apply)(ledger *lg, const ledger_event *event, ledger_result *result);
-    int (*commit)(ledger *lg);
-    int (*rollback)(ledger *lg);
-    int (*get)(ledger *lg, const char *id, ledger_delivery *out);
-    long long (*count)(ledger *lg);
-    int (*summary)(ledger *lg, ledger_summary *out);
-    int (*content_stats)(ledger *lg, ledger_content_fn fn, void *arg);
-    int (*client_stats)(ledger *lg, ledger_client_fn fn, void *arg);
-    int (*series)(ledger *lg, uint64_t since_ms, uint64_t until_ms, uint64_t width_ms,
-                  ledger_bucket_fn fn, void *arg);
-    ledger_cursor *(*query)(ledger *lg, const ledger_filter *filter);
-    int (*cursor_next)(ledger_cursor *cur, ledger_delivery *out);
-    void (*cursor_free)(ledger_cursor *cur);
-} ledger_ops;
-
-/* Every backend's handle starts with this, so ledger.c can dispatch. */
-struct ledger {
-    const ledger_ops *ops;
-};
-
-extern const ledger_ops ledger_sqlite_ops;
 
 #endif

@@ -6,7 +6,7 @@
  * statement is prepared once per handle and bound with SQLITE_STATIC, since
  * the event outlives the step.
  */
-#include "daemon/ledger.h"
+#include "daemon/ledger_backend.h"
 
 #include <sqlite3.h>
 

@@ -7,16 +7,16 @@
  * log, SIGTERM and SIGINT shut down cleanly (stop accepting, let requests in
  * flight finish, drain the ledger queue, exit 0).
  */
-#include "common/keystore.h"
-#include "common/ticket.h"
 #include "daemon/accesslog.h"
 #include "daemon/admin.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
 #include "daemon/http.h"
+#include "daemon/keystore.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
 #include "daemon/report.h"
+#include "daemon/ticket.h"
 #include "daemon/writer.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 #include "lib/rc_client.h"
 
-#include "lib/rc_fs.h"
+#include "common/durable.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -215,7 +215,7 @@ static receipt_result rc_client_set_dir(receipt_client *c, char **slot, const ch
         if (dir[0] == '\0')
             return rc_fail(c, RECEIPT_ERR_ARGUMENT, "empty directory name");
         char err[RC_ERRMSG_MAX];
-        if (rc_fs_mkdirs(dir, 0700, err, sizeof(err)) != 0)
+        if (durable_mkdirs(dir, 0700, err, sizeof(err)) != 0)
             return rc_fail(c, RECEIPT_ERR_IO, "%s", err);
     }
     return rc_client_set_string(c, slot, dir);

@@ -1,8 +1,8 @@
 #include "lib/rc_confirm.h"
 
+#include "common/durable.h"
 #include "common/jose.h"
 #include "common/sjson.h"
-#include "lib/rc_fs.h"
 #include "lib/rc_http.h"
 #include "lib/rc_jwks.h"
 #include "lib/rc_spool.h"
@@ -219,7 +219,7 @@ receipt_result rc_confirm_save_receipt(receipt_client *c, receipt_delivery *d)
 {
     if (c->receipt_dir == NULL || d->receipt == NULL)
         return RECEIPT_OK;
-    char path[RC_FS_PATH_MAX];
+    char path[DURABLE_PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%s.jws", c->receipt_dir, d->id) >= (int)sizeof(path))
         return rc_fail(c, RECEIPT_ERR_IO, "receipt directory name too long");
     size_t n = strlen(d->receipt);
@@ -230,7 +230,7 @@ receipt_result rc_confirm_save_receipt(receipt_client *c, receipt_delivery *d)
     text[n] = '\n';
     text[n + 1] = '\0';
     char err[RC_ERRMSG_MAX];
-    int rc = rc_fs_write_atomic(path, text, n + 1, RC_RECEIPT_FILE_MODE, true, err, sizeof(err));
+    int rc = durable_write_atomic(path, text, n + 1, RC_RECEIPT_FILE_MODE, true, err, sizeof(err));
     free(text);
     if (rc != 0)
         return rc_fail(c, RECEIPT_ERR_IO, "cannot save the receipt: %s", err);

@@ -5,9 +5,9 @@
 #include "lib/rc_delivery.h"
 
 #include "common/b64.h"
+#include "common/durable.h"
 #include "common/sjson.h"
 #include "lib/rc_client.h"
-#include "lib/rc_fs.h"
 #include "lib/rc_http.h"
 #include "lib/rc_jwks.h"
 
@@ -146,7 +146,7 @@ static int rc_fetch_on_body(const void *data, size_t n, void *user)
     s->size += n;
     if (s->write != NULL)
         return s->write(data, n, s->user);
-    if (s->fd >= 0 && rc_fs_write_all(s->fd, data, n) != 0) {
+    if (s->fd >= 0 && durable_write_all(s->fd, data, n) != 0) {
         s->write_errno = errno;
         return -1;
     }
@@ -441,10 +441,10 @@ RECEIPT_API receipt_result receipt_fetch_file(receipt_client *c, const char *url
     if (url == NULL || path == NULL || path[0] == '\0' || out == NULL)
         return rc_fail(c, RECEIPT_ERR_ARGUMENT, "URL, file and result are required");
     c->errmsg[0] = '\0';
-    char tmp[RC_FS_PATH_MAX];
+    char tmp[DURABLE_PATH_MAX];
     char err[RC_ERRMSG_MAX];
     /* 0666 and the umask: the mode any new file of the user's would get. */
-    int fd = rc_fs_open_temp(path, 0666, tmp, err, sizeof(err));
+    int fd = durable_open_temp(path, 0666, tmp, err, sizeof(err));
     if (fd < 0)
         return rc_fail(c, RECEIPT_ERR_IO, "%s", err);
     rc_fetch_sink sink = {.fd = fd};
@@ -466,7 +466,7 @@ RECEIPT_API receipt_result receipt_fetch_file(receipt_client *c, const char *url
         }
         return r;
     }
-    if (rc_fs_commit(tmp, path, true, err, sizeof(err)) != 0) {
+    if (durable_commit(tmp, path, true, err, sizeof(err)) != 0) {
         receipt_delivery_free(*out);
         *out = NULL;
         return rc_fail(c, RECEIPT_ERR_IO, "%s", err);

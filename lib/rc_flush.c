@@ -2,10 +2,10 @@
  * rc_flush: receipt_flush(), sending what the spool holds (rc_spool.h
  * for the files and the schedule, rc_confirm.h for the sending).
  */
+#include "common/durable.h"
 #include "lib/rc_client.h"
 #include "lib/rc_confirm.h"
 #include "lib/rc_delivery.h"
-#include "lib/rc_fs.h"
 #include "lib/rc_spool.h"
 #include "lib/rc_url.h"
 
@@ -140,7 +140,7 @@ out:
  * twice (harmless, confirming is idempotent, but wasteful). */
 static int rc_flush_lock(receipt_client *c)
 {
-    char path[RC_FS_PATH_MAX];
+    char path[DURABLE_PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%s", c->spool_dir, RC_FLUSH_LOCK_NAME) >=
         (int)sizeof(path))
         return -1;

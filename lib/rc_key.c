@@ -1,7 +1,7 @@
 #include "lib/rc_key.h"
 
+#include "common/durable.h"
 #include "lib/rc_client.h"
-#include "lib/rc_fs.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -18,7 +18,7 @@ receipt_result rc_key_load(const char *path, eckey **out, char *err, size_t errl
     size_t len = 0;
     mode_t mode = 0;
     receipt_result r = RECEIPT_ERR_KEY;
-    if (rc_fs_read(path, RC_KEY_FILE_MAX, &pem, &len, &mode, err, errlen) != 0) {
+    if (durable_read(path, RC_KEY_FILE_MAX, &pem, &len, &mode, err, errlen) != 0) {
         r = errno == ENOENT ? RECEIPT_ERR_KEY : RECEIPT_ERR_IO;
         goto out;
     }
@@ -57,12 +57,12 @@ receipt_result rc_key_save(const eckey *key, const char *path, bool overwrite, c
         snprintf(err, errlen, "the key cannot be written as PEM");
         return RECEIPT_ERR_KEY;
     }
-    char dir[RC_FS_PATH_MAX];
+    char dir[DURABLE_PATH_MAX];
     snprintf(dir, sizeof(dir), "%s", path);
     char *d = dirname(dir);
-    if (strcmp(d, ".") != 0 && rc_fs_mkdirs(d, RC_KEY_DIR_MODE, err, errlen) != 0)
+    if (strcmp(d, ".") != 0 && durable_mkdirs(d, RC_KEY_DIR_MODE, err, errlen) != 0)
         goto out;
-    int rc = rc_fs_write_atomic(path, pem, strlen(pem), RC_KEY_FILE_MODE, overwrite, err, errlen);
+    int rc = durable_write_atomic(path, pem, strlen(pem), RC_KEY_FILE_MODE, overwrite, err, errlen);
     if (rc == 1) {
         r = RECEIPT_ERR_EXISTS;
         snprintf(err, errlen, "%s exists; not overwritten", path);

@@ -1,8 +1,8 @@
 #include "lib/rc_spool.h"
 
-#include "common/uuid7.h"
+#include "common/durable.h"
 #include "common/sjson.h"
-#include "lib/rc_fs.h"
+#include "common/uuid7.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -37,8 +37,8 @@ void rc_spool_entry_name(uint64_t created_ms, const char *delivery,
 
 static int rc_spool_path(const char *dir, const char *name, char *out)
 {
-    int n = snprintf(out, RC_FS_PATH_MAX, "%s/%s", dir, name);
-    return n > 0 && n < RC_FS_PATH_MAX ? 0 : -1;
+    int n = snprintf(out, DURABLE_PATH_MAX, "%s/%s", dir, name);
+    return n > 0 && n < DURABLE_PATH_MAX ? 0 : -1;
 }
 
 static int rc_spool_set(json_t *obj, const char *key, json_t *value)
@@ -112,7 +112,7 @@ int rc_spool_stage(const char *dir, rc_spool_entry *e, char *tmp, char *final_pa
         goto out;
     }
     text[n] = '\n'; /* replaces the NUL: the file ends in a newline */
-    rc = rc_fs_stage(final_path, text, n + 1, RC_SPOOL_FILE_MODE, tmp, err, errlen);
+    rc = durable_stage(final_path, text, n + 1, RC_SPOOL_FILE_MODE, tmp, err, errlen);
 out:
     free(text);
     return rc;
@@ -120,10 +120,10 @@ out:
 
 int rc_spool_write(const char *dir, rc_spool_entry *e, char *err, size_t errlen)
 {
-    char tmp[RC_FS_PATH_MAX], path[RC_FS_PATH_MAX];
+    char tmp[DURABLE_PATH_MAX], path[DURABLE_PATH_MAX];
     if (rc_spool_stage(dir, e, tmp, path, err, errlen) != 0)
         return -1;
-    return rc_fs_commit(tmp, path, true, err, errlen) == 0 ? 0 : -1;
+    return durable_commit(tmp, path, true, err, errlen) == 0 ? 0 : -1;
 }
 
 static int rc_spool_dup(const json_t *obj, const char *key, bool nullable, char **out)
@@ -152,14 +152,14 @@ static int rc_spool_copy(const json_t *obj, const char *key, char *out, size_t e
 int rc_spool_read(const char *dir, const char *name, rc_spool_entry *e, char *err, size_t errlen)
 {
     memset(e, 0, sizeof(*e));
-    char path[RC_FS_PATH_MAX];
+    char path[DURABLE_PATH_MAX];
     if (strlen(name) > RC_SPOOL_NAME_MAX || rc_spool_path(dir, name, path) != 0) {
         snprintf(err, errlen, "bad spool entry name %s", name);
         return -2;
     }
     char *text = NULL;
     size_t len = 0;
-    if (rc_fs_read(path, RC_SPOOL_ENTRY_MAX, &text, &len, NULL, err, errlen) != 0)
+    if (durable_read(path, RC_SPOOL_ENTRY_MAX, &text, &len, NULL, err, errlen) != 0)
         return errno == EFBIG ? -2 : -1;
     int rc = -2;
     json_t *obj = sjson_parse_object(text, len, SJSON_MAX_DEPTH, err, errlen);
@@ -214,26 +214,26 @@ out:
 
 int rc_spool_remove(const char *dir, const char *name, char *err, size_t errlen)
 {
-    char path[RC_FS_PATH_MAX];
+    char path[DURABLE_PATH_MAX];
     if (rc_spool_path(dir, name, path) != 0)
         return -1;
     if (unlink(path) != 0 && errno != ENOENT) {
         snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
         return -1;
     }
-    rc_fs_sync_parent(path);
+    durable_sync_parent(path);
     return 0;
 }
 
 int rc_spool_quarantine(const char *dir, const char *name)
 {
-    char path[RC_FS_PATH_MAX], bad[RC_FS_PATH_MAX];
+    char path[DURABLE_PATH_MAX], bad[DURABLE_PATH_MAX];
     if (rc_spool_path(dir, name, path) != 0 ||
         snprintf(bad, sizeof(bad), "%s%s", path, RC_SPOOL_BAD_SUFFIX) >= (int)sizeof(bad))
         return -1;
     if (rename(path, bad) != 0)
         return -1;
-    return rc_fs_sync_parent(bad);
+    return durable_sync_parent(bad);
 }
 
 static bool rc_spool_is_entry_name(const char *name)
@@ -316,7 +316,7 @@ size_t rc_spool_sweep(const char *dir, uint64_t now_ms, uint64_t max_age_ms)
     size_t removed = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (!rc_fs_is_temp_name(de->d_name))
+        if (!durable_is_temp_name(de->d_name))
             continue;
         struct stat st;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)

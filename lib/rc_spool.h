@@ -8,7 +8,7 @@
  * Receipt-Client-Key value, the server's key set (to verify the receipt),
  * what was received, and the retry state (attempts, next_attempt_ms).
  *
- * Entries are written through rc_fs (temporary file, fsync, rename, fsync
+ * Entries are written through durable (temporary file, fsync, rename, fsync
  * of the directory): a crash leaves the old entry or the new one. A
  * temporary file that a crash left behind is ignored by listings and swept
  * once older than RC_SPOOL_TEMP_MAX_AGE_MS (younger ones may belong to a
@@ -77,8 +77,8 @@ int rc_spool_write(const char *dir, rc_spool_entry *e, char *err, size_t errlen)
 
 /*
  * The first half of rc_spool_write(): the entry's bytes are durable under a
- * temporary name (tmp, RC_FS_PATH_MAX bytes) but not yet visible.
- * rc_spool_write() is rc_spool_stage() then rc_fs_commit(); tests stop
+ * temporary name (tmp, DURABLE_PATH_MAX bytes) but not yet visible.
+ * rc_spool_write() is rc_spool_stage() then durable_commit(); tests stop
  * between the two to play a crash.
  */
 int rc_spool_stage(const char *dir, rc_spool_entry *e, char *tmp, char *final_path, char *err,

@@ -1,6 +1,7 @@
 /* eckey: point, header, JWK and PEM constructors under arbitrary input. */
 #include "common/eckey.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -2,6 +2,7 @@
 #include "common/b64.h"
 #include "common/jose.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -2,7 +2,7 @@
  * ticket: opening arbitrary text never succeeds without the secret, and
  * arbitrary claims survive a seal/open round trip.
  */
-#include "common/ticket.h"
+#include "daemon/ticket.h"
 
 #include <stdlib.h>
 #include <string.h>

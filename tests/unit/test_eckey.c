@@ -8,6 +8,7 @@
 #include "common/b64.h"
 #include "common/eckey.h"
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdio.h>

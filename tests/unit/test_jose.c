@@ -12,6 +12,7 @@
 #include "common/jose.h"
 
 #include <cjose/cjose.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

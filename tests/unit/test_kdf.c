@@ -8,6 +8,7 @@
 #include "common/b64.h"
 #include "common/kdf.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -5,9 +5,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "common/keystore.h"
+#include "daemon/keystore.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,7 +184,11 @@ static void test_jwks_shape(void **state)
     sub(dir, sizeof(dir), "state5");
     ks = keystore_open(dir, true, NULL, err, sizeof(err));
     assert_non_null(ks);
-    set = keystore_jwks(ks);
+    char *text = keystore_jwks(ks);
+    assert_non_null(text);
+    assert_null(strchr(text, '\n')); /* compact: served as it is */
+    set = json_loads(text, 0, NULL);
+    free(text);
     assert_non_null(set);
     assert_int_equal(json_object_size(set), 1);
     keys = json_object_get(set, "keys");

@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "common/durable.h"
 #include "common/eckey.h"
-#include "lib/rc_fs.h"
 #include "lib/rc_key.h"
 #include "receipt/receipt.h"
 
@@ -69,7 +69,7 @@ static int count_entries(const char *dir, int *temps)
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         n++;
-        if (rc_fs_is_temp_name(de->d_name))
+        if (durable_is_temp_name(de->d_name))
             (*temps)++;
     }
     closedir(d);
@@ -109,7 +109,7 @@ static void test_pem_is_pkcs8(void **state)
     assert_int_equal(rc_key_save(key, f->path, false, err, sizeof(err)), RECEIPT_OK);
     char *text = NULL;
     size_t len = 0;
-    assert_int_equal(rc_fs_read(f->path, 4096, &text, &len, NULL, err, sizeof(err)), 0);
+    assert_int_equal(durable_read(f->path, 4096, &text, &len, NULL, err, sizeof(err)), 0);
     assert_non_null(strstr(text, "-----BEGIN PRIVATE KEY-----"));
     free(text);
     eckey_free(key);

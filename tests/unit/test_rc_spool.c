@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "lib/rc_fs.h"
+#include "common/durable.h"
 #include "lib/rc_spool.h"
 #include "receipt/receipt.h"
 
@@ -78,7 +78,7 @@ static int count_temps(const char *dir)
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL)
-        if (rc_fs_is_temp_name(de->d_name))
+        if (durable_is_temp_name(de->d_name))
             n++;
     closedir(d);
     return n;
@@ -158,7 +158,7 @@ static void test_crash_between_write_and_rename(void **state)
 {
     fixture *f = *state;
     rc_spool_entry e, back;
-    char err[256], tmp[RC_FS_PATH_MAX], final_path[RC_FS_PATH_MAX];
+    char err[256], tmp[DURABLE_PATH_MAX], final_path[DURABLE_PATH_MAX];
     make_entry(&e, 2000, "01a21563-544b-7000-8a1f-0267d50ba7e1", "https://x.test/c");
 
     /* A new entry: nothing visible at all. */
@@ -195,7 +195,7 @@ static void test_crash_between_write_and_rename(void **state)
     rc_spool_list_free(names, n);
 
     /* Recovery is the commit that did not happen, or the next write. */
-    assert_int_equal(rc_fs_commit(tmp, final_path, true, err, sizeof(err)), 0);
+    assert_int_equal(durable_commit(tmp, final_path, true, err, sizeof(err)), 0);
     assert_int_equal(rc_spool_read(f->dir, e.name, &back, err, sizeof(err)), 0);
     assert_int_equal(back.attempts, 1);
     assert_int_equal(count_temps(f->dir), 0);

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "common/b64.h"
-#include "common/ticket.h"
+#include "daemon/ticket.h"
 
 #include <pthread.h>
 #include <string.h>

@@ -17,7 +17,7 @@
  * 506 characters of base64url, within TICKET_MAX_LEN. A plaintext whose
  * length does not match its own fields exactly is refused.
  */
-#include "common/ticket.h"
+#include "daemon/ticket.h"
 #include "common/rnd.h"
 
 #include "common/b64.h"

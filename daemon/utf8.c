@@ -1,4 +1,4 @@
-#include "common/utf8.h"
+#include "daemon/utf8.h"
 
 #include <stdint.h>
 

@@ -1,4 +1,4 @@
-#include "lib/rc_fs.h"
+#include "common/durable.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,10 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RC_FS_TEMP_TRIES 32
+#define DURABLE_TEMP_TRIES 32
 
 /* Leaves errno as e, so that callers can still tell ENOENT from others. */
-static void rc_fs_err(char *err, size_t errlen, const char *what, const char *path, int e)
+static void durable_err(char *err, size_t errlen, const char *what, const char *path, int e)
 {
     if (err != NULL && errlen > 0)
         snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
@@ -21,10 +21,10 @@ static void rc_fs_err(char *err, size_t errlen, const char *what, const char *pa
 }
 
 /* The directory part of path, "." when there is none. */
-static int rc_fs_dirname(const char *path, char out[RC_FS_PATH_MAX])
+static int durable_dirname(const char *path, char out[DURABLE_PATH_MAX])
 {
     size_t n = strlen(path);
-    if (n >= RC_FS_PATH_MAX)
+    if (n >= DURABLE_PATH_MAX)
         return -1;
     memcpy(out, path, n + 1);
     char *d = dirname(out);
@@ -33,42 +33,42 @@ static int rc_fs_dirname(const char *path, char out[RC_FS_PATH_MAX])
     return 0;
 }
 
-int rc_fs_open_temp(const char *path, mode_t mode, char *tmp, char *err, size_t errlen)
+int durable_open_temp(const char *path, mode_t mode, char *tmp, char *err, size_t errlen)
 {
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
     size_t n = strlen(path);
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash == NULL ? 0 : (size_t)(slash - path) + 1;
     const char *base = path + dir_len;
-    if (*base == '\0' || n + sizeof(RC_FS_TMP_MARK) + 8 >= RC_FS_PATH_MAX) {
-        rc_fs_err(err, errlen, "cannot write", path, EINVAL);
+    if (*base == '\0' || n + sizeof(DURABLE_TMP_MARK) + 8 >= DURABLE_PATH_MAX) {
+        durable_err(err, errlen, "cannot write", path, EINVAL);
         return -1;
     }
-    for (int attempt = 0; attempt < RC_FS_TEMP_TRIES; attempt++) {
+    for (int attempt = 0; attempt < DURABLE_TEMP_TRIES; attempt++) {
         uint8_t rnd[6];
         if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-            rc_fs_err(err, errlen, "no randomness for", path, errno);
+            durable_err(err, errlen, "no randomness for", path, errno);
             return -1;
         }
         char suffix[7];
         for (size_t i = 0; i < 6; i++)
             suffix[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
         suffix[6] = '\0';
-        snprintf(tmp, RC_FS_PATH_MAX, "%.*s.%s%s%s", (int)dir_len, path, base, RC_FS_TMP_MARK,
+        snprintf(tmp, DURABLE_PATH_MAX, "%.*s.%s%s%s", (int)dir_len, path, base, DURABLE_TMP_MARK,
                  suffix);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
         if (fd >= 0)
             return fd;
         if (errno != EEXIST) {
-            rc_fs_err(err, errlen, "cannot create", tmp, errno);
+            durable_err(err, errlen, "cannot create", tmp, errno);
             return -1;
         }
     }
-    rc_fs_err(err, errlen, "cannot create a temporary file for", path, EEXIST);
+    durable_err(err, errlen, "cannot create a temporary file for", path, EEXIST);
     return -1;
 }
 
-int rc_fs_write_all(int fd, const void *data, size_t n)
+int durable_write_all(int fd, const void *data, size_t n)
 {
     const uint8_t *p = data;
     while (n > 0) {
@@ -84,25 +84,25 @@ int rc_fs_write_all(int fd, const void *data, size_t n)
     return 0;
 }
 
-int rc_fs_stage(const char *path, const void *data, size_t n, mode_t mode, char *tmp, char *err,
-                size_t errlen)
+int durable_stage(const char *path, const void *data, size_t n, mode_t mode, char *tmp, char *err,
+                  size_t errlen)
 {
-    int fd = rc_fs_open_temp(path, mode, tmp, err, errlen);
+    int fd = durable_open_temp(path, mode, tmp, err, errlen);
     if (fd < 0)
         return -1;
     int rc = -1;
-    if (rc_fs_write_all(fd, data, n) != 0) {
-        rc_fs_err(err, errlen, "cannot write", tmp, errno);
+    if (durable_write_all(fd, data, n) != 0) {
+        durable_err(err, errlen, "cannot write", tmp, errno);
         goto out;
     }
     if (fsync(fd) != 0) {
-        rc_fs_err(err, errlen, "cannot sync", tmp, errno);
+        durable_err(err, errlen, "cannot sync", tmp, errno);
         goto out;
     }
     rc = 0;
 out:
     if (close(fd) != 0 && rc == 0) {
-        rc_fs_err(err, errlen, "cannot close", tmp, errno);
+        durable_err(err, errlen, "cannot close", tmp, errno);
         rc = -1;
     }
     if (rc != 0)
@@ -110,10 +110,10 @@ out:
     return rc;
 }
 
-int rc_fs_sync_parent(const char *path)
+int durable_sync_parent(const char *path)
 {
-    char dir[RC_FS_PATH_MAX];
-    if (rc_fs_dirname(path, dir) != 0)
+    char dir[DURABLE_PATH_MAX];
+    if (durable_dirname(path, dir) != 0)
         return -1;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -123,11 +123,11 @@ int rc_fs_sync_parent(const char *path)
     return rc;
 }
 
-int rc_fs_commit(const char *tmp, const char *path, bool overwrite, char *err, size_t errlen)
+int durable_commit(const char *tmp, const char *path, bool overwrite, char *err, size_t errlen)
 {
     if (overwrite) {
         if (rename(tmp, path) != 0) {
-            rc_fs_err(err, errlen, "cannot rename to", path, errno);
+            durable_err(err, errlen, "cannot rename to", path, errno);
             unlink(tmp);
             return -1;
         }
@@ -146,36 +146,36 @@ int rc_fs_commit(const char *tmp, const char *path, bool overwrite, char *err, s
         if (linked != 0) {
             unlink(tmp);
             if (e == EEXIST) {
-                rc_fs_err(err, errlen, "will not overwrite", path, e);
+                durable_err(err, errlen, "will not overwrite", path, e);
                 return 1;
             }
-            rc_fs_err(err, errlen, "cannot create", path, e);
+            durable_err(err, errlen, "cannot create", path, e);
             return -1;
         }
         unlink(tmp);
     }
-    if (rc_fs_sync_parent(path) != 0) {
-        rc_fs_err(err, errlen, "cannot sync the directory of", path, errno);
+    if (durable_sync_parent(path) != 0) {
+        durable_err(err, errlen, "cannot sync the directory of", path, errno);
         return -1;
     }
     return 0;
 }
 
-int rc_fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, bool overwrite,
-                       char *err, size_t errlen)
+int durable_write_atomic(const char *path, const void *data, size_t n, mode_t mode, bool overwrite,
+                         char *err, size_t errlen)
 {
-    char tmp[RC_FS_PATH_MAX];
-    if (rc_fs_stage(path, data, n, mode, tmp, err, errlen) != 0)
+    char tmp[DURABLE_PATH_MAX];
+    if (durable_stage(path, data, n, mode, tmp, err, errlen) != 0)
         return -1;
-    return rc_fs_commit(tmp, path, overwrite, err, errlen);
+    return durable_commit(tmp, path, overwrite, err, errlen);
 }
 
-int rc_fs_mkdirs(const char *dir, mode_t mode, char *err, size_t errlen)
+int durable_mkdirs(const char *dir, mode_t mode, char *err, size_t errlen)
 {
-    char buf[RC_FS_PATH_MAX];
+    char buf[DURABLE_PATH_MAX];
     size_t n = strlen(dir);
     if (n == 0 || n >= sizeof(buf)) {
-        rc_fs_err(err, errlen, "cannot create directory", dir, ENAMETOOLONG);
+        durable_err(err, errlen, "cannot create directory", dir, ENAMETOOLONG);
         return -1;
     }
     memcpy(buf, dir, n + 1);
@@ -185,21 +185,21 @@ int rc_fs_mkdirs(const char *dir, mode_t mode, char *err, size_t errlen)
         char saved = buf[i];
         buf[i] = '\0';
         if (mkdir(buf, mode) != 0 && errno != EEXIST) {
-            rc_fs_err(err, errlen, "cannot create directory", buf, errno);
+            durable_err(err, errlen, "cannot create directory", buf, errno);
             return -1;
         }
         buf[i] = saved;
     }
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        rc_fs_err(err, errlen, "not a directory:", dir, ENOTDIR);
+        durable_err(err, errlen, "not a directory:", dir, ENOTDIR);
         return -1;
     }
     return 0;
 }
 
-int rc_fs_read(const char *path, size_t cap, char **out, size_t *len, mode_t *st_mode, char *err,
-               size_t errlen)
+int durable_read(const char *path, size_t cap, char **out, size_t *len, mode_t *st_mode, char *err,
+                 size_t errlen)
 {
     *out = NULL;
     *len = 0;
@@ -207,27 +207,27 @@ int rc_fs_read(const char *path, size_t cap, char **out, size_t *len, mode_t *st
     int rc = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        rc_fs_err(err, errlen, "cannot open", path, errno);
+        durable_err(err, errlen, "cannot open", path, errno);
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        rc_fs_err(err, errlen, "cannot stat", path, errno);
+        durable_err(err, errlen, "cannot stat", path, errno);
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        rc_fs_err(err, errlen, "not a regular file:", path, EINVAL);
+        durable_err(err, errlen, "not a regular file:", path, EINVAL);
         errno = EINVAL;
         goto out;
     }
     if ((uint64_t)st.st_size > cap) {
-        rc_fs_err(err, errlen, "file too large:", path, EFBIG);
+        durable_err(err, errlen, "file too large:", path, EFBIG);
         errno = EFBIG;
         goto out;
     }
     buf = malloc((size_t)st.st_size + 1);
     if (buf == NULL) {
-        rc_fs_err(err, errlen, "cannot read", path, ENOMEM);
+        durable_err(err, errlen, "cannot read", path, ENOMEM);
         goto out;
     }
     size_t got = 0;
@@ -240,14 +240,14 @@ int rc_fs_read(const char *path, size_t cap, char **out, size_t *len, mode_t *st
                 break;
             if (r < 0 && errno == EINTR)
                 continue;
-            rc_fs_err(err, errlen, "file changed while read:", path, EAGAIN);
+            durable_err(err, errlen, "file changed while read:", path, EAGAIN);
             goto out;
         }
         ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            rc_fs_err(err, errlen, "cannot read", path, errno);
+            durable_err(err, errlen, "cannot read", path, errno);
             goto out;
         }
         if (r == 0)
@@ -267,10 +267,10 @@ out:
     return rc;
 }
 
-bool rc_fs_is_temp_name(const char *name)
+bool durable_is_temp_name(const char *name)
 {
     if (name[0] != '.')
         return false;
-    const char *mark = strstr(name, RC_FS_TMP_MARK);
-    return mark != NULL && strlen(mark) == sizeof(RC_FS_TMP_MARK) - 1 + 6;
+    const char *mark = strstr(name, DURABLE_TMP_MARK);
+    return mark != NULL && strlen(mark) == sizeof(DURABLE_TMP_MARK) - 1 + 6;
 }

@@ -14,8 +14,8 @@
  * A ticket_sealer is thread-safe; it owns a copy of the secret and wipes it
  * when freed.
  */
-#ifndef RECEIPT_COMMON_TICKET_H
-#define RECEIPT_COMMON_TICKET_H
+#ifndef RECEIPT_DAEMON_TICKET_H
+#define RECEIPT_DAEMON_TICKET_H
 
 #include "common/uuid7.h"
 

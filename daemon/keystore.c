@@ -1,6 +1,7 @@
-#include "common/keystore.h"
+#include "daemon/keystore.h"
 
 #include "common/b64.h"
+#include "common/durable.h"
 #include "common/sjson.h"
 
 #include <errno.h>
@@ -72,8 +73,11 @@ static int ks_check_dir(const char *dir, bool create, char *err, size_t errlen)
     return 0;
 }
 
-/* The file's JSON: {"v":1,"enc":JWK,"sig":JWK,"ticket_secret":base64url}. */
-static char *ks_serialise(const keystore *ks)
+/*
+ * The file: {"v":1,"enc":JWK,"sig":JWK,"ticket_secret":base64url} and a
+ * newline; malloc'd, *len bytes. The caller cleanses it.
+ */
+static char *ks_serialise(const keystore *ks, size_t *len)
 {
     char secret[KEYSTORE_SECRET_B64_LEN + 1];
     json_t *enc = eckey_to_jwk(ks->enc, true);
@@ -86,8 +90,21 @@ static char *ks_serialise(const keystore *ks)
         goto out;
     root = json_pack("{s:i, s:O, s:O, s:s}", "v", KEYSTORE_VERSION, "enc", enc, "sig", sig,
                      "ticket_secret", secret);
-    if (root != NULL)
-        text = json_dumps(root, JSON_INDENT(2));
+    if (root == NULL)
+        goto out;
+    /* Dumped straight into a buffer with room for the newline: no copy of
+     * the secrets is left in freed memory. */
+    size_t n = json_dumpb(root, NULL, 0, JSON_INDENT(2));
+    if (n == 0 || (text = malloc(n + 1)) == NULL)
+        goto out;
+    if (json_dumpb(root, text, n, JSON_INDENT(2)) != n) {
+        OPENSSL_cleanse(text, n);
+        free(text);
+        text = NULL;
+        goto out;
+    }
+    text[n] = '\n';
+    *len = n + 1;
 out:
     OPENSSL_cleanse(secret, sizeof(secret));
     json_decref(root);
@@ -96,84 +113,22 @@ out:
     return text;
 }
 
-static int ks_write_all(int fd, const char *buf, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, buf, n);
-
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /*
- * Temporary file, fsync, rename, fsync of the directory: after a crash the
- * key file is either absent or complete, never half written.
+ * Through a temporary file (durable.h): after a crash the key file is
+ * either absent or complete, never half written. Returns 0, 1 when another
+ * process made the file first, or -1.
  */
-static int ks_store(const char *dir, const char *path, const keystore *ks, char *err, size_t errlen)
+static int ks_store(const char *path, const keystore *ks, char *err, size_t errlen)
 {
-    char tmp[KEYSTORE_PATH_MAX];
-    char *text = NULL;
-    int fd = -1;
-    int dfd = -1;
-    int rc = -1;
-    bool tmp_made = false;
-
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
-        ks_err(err, errlen, "state directory path too long: %s", dir);
-        goto out;
-    }
-    text = ks_serialise(ks);
+    size_t len = 0;
+    char *text = ks_serialise(ks, &len);
     if (text == NULL) {
         ks_err(err, errlen, "cannot serialise new server keys");
-        goto out;
+        return -1;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        ks_err(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    tmp_made = true;
-    /* The umask could only narrow 0600, but make the mode explicit anyway. */
-    if (fchmod(fd, 0600) != 0 || ks_write_all(fd, text, strlen(text)) != 0 ||
-        ks_write_all(fd, "\n", 1) != 0 || fsync(fd) != 0) {
-        ks_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        ks_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        ks_err(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto out;
-    }
-    tmp_made = false;
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        ks_err(err, errlen, "cannot sync state directory %s: %s", dir, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (dfd >= 0)
-        close(dfd);
-    if (tmp_made)
-        unlink(tmp);
-    if (text != NULL) {
-        OPENSSL_cleanse(text, strlen(text));
-        free(text);
-    }
+    int rc = durable_write_atomic(path, text, len, 0600, false, err, errlen);
+    OPENSSL_cleanse(text, len);
+    free(text);
     return rc;
 }
 
@@ -325,9 +280,20 @@ keystore *keystore_open(const char *state_dir, bool create, bool *created, char 
     ks = ks_generate(err, errlen);
     if (ks == NULL)
         return NULL;
-    if (ks_store(state_dir, path, ks, err, errlen) != 0) {
+    int stored = ks_store(path, ks, err, errlen);
+    if (stored != 0) {
         keystore_free(ks);
-        return NULL;
+        if (stored < 0)
+            return NULL;
+        /* Another process made the keys meanwhile: use those. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+            ks_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+            return NULL;
+        }
+        ks = ks_load(path, fd, err, errlen);
+        close(fd);
+        return ks;
     }
     if (created != NULL)
         *created = true;
@@ -349,9 +315,10 @@ static json_t *ks_public_jwk(const eckey *key, const char *use)
     return jwk;
 }
 
-json_t *keystore_jwks(const keystore *ks)
+char *keystore_jwks(const keystore *ks)
 {
-    json_t *enc, *sig;
+    json_t *enc, *sig, *set;
+    char *text;
 
     if (ks == NULL)
         return NULL;
@@ -362,5 +329,8 @@ json_t *keystore_jwks(const keystore *ks)
         json_decref(sig);
         return NULL;
     }
-    return json_pack("{s:[o, o]}", "keys", enc, sig);
+    set = json_pack("{s:[o, o]}", "keys", enc, sig);
+    text = set != NULL ? json_dumps(set, JSON_COMPACT) : NULL;
+    json_decref(set);
+    return text;
 }

@@ -3,18 +3,19 @@
  *
  * STATE_DIR/server-keys.json holds the encryption key and the signing key as
  * private JWKs and the ticket secret (base64url). The file is created on first
- * start with mode 0600 (written to a temporary name, fsync'd, renamed); the
- * state directory is created with mode 0700. Loading refuses a state
+ * start with mode 0600 through common/durable (a temporary file, fsync'd,
+ * then linked into place, so that a crash leaves no half-written keys and
+ * two servers starting at once end up with the same keys); the state
+ * directory is created with mode 0700. Loading refuses a state
  * directory that others may access or a key file that anyone but the owner
  * may access, with a message saying which and how to fix it.
  */
-#ifndef RECEIPT_COMMON_KEYSTORE_H
-#define RECEIPT_COMMON_KEYSTORE_H
+#ifndef RECEIPT_DAEMON_KEYSTORE_H
+#define RECEIPT_DAEMON_KEYSTORE_H
 
 #include "common/eckey.h"
-#include "common/ticket.h"
+#include "daemon/ticket.h"
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,8 +36,9 @@ typedef struct keystore {
 keystore *keystore_open(const char *state_dir, bool create, bool *created, char *err,
                         size_t errlen);
 
-/* The public JWK Set of PROTOCOL.md section 2; caller owns the reference. */
-json_t *keystore_jwks(const keystore *ks);
+/* The public JWK Set of PROTOCOL.md section 2, compact JSON; malloc'd,
+ * NULL when out of memory. */
+char *keystore_jwks(const keystore *ks);
 
 void keystore_free(keystore *ks);
 

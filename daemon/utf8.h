@@ -2,8 +2,8 @@
  * utf8: strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
  * past U+10FFFF. Used wherever bytes from outside become JSON or headers.
  */
-#ifndef RECEIPT_COMMON_UTF8_H
-#define RECEIPT_COMMON_UTF8_H
+#ifndef RECEIPT_DAEMON_UTF8_H
+#define RECEIPT_DAEMON_UTF8_H
 
 #include <stdbool.h>
 #include <stddef.h>
