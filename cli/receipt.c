@@ -12,6 +12,8 @@
  */
 #include <receipt/receipt.h>
 
+#include "cli_json.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -273,41 +275,6 @@ static int cli_read_file(const char *path, char **out)
     buf[n] = '\0';
     *out = buf;
     return 0;
-}
-
-/* A JSON string literal of s (or null) on f. */
-static void cli_json_str(FILE *f, const char *s)
-{
-    if (s == NULL) {
-        fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
-    }
-    fputc('"', f);
 }
 
 /* The status word that --json reports for a delivery. */

@@ -3,6 +3,7 @@
 #include "common/b64.h"
 #include "common/durable.h"
 #include "daemon/export.h"
+#include "daemon/jbuf.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -29,8 +30,7 @@
 #define ADMIN_AUTH_HEADER_MAX 512 /* longer Authorization values: refused */
 #define ADMIN_TOKEN_BYTES     32
 #define ADMIN_BODY_MAX        (32u * 1024 * 1024) /* largest JSON answer built in memory */
-#define ADMIN_BODY_INITIAL    (16 * 1024)
-#define ADMIN_LIST_MAX        10000 /* rows of /api/contents and /api/clients */
+#define ADMIN_LIST_MAX        10000               /* rows of /api/contents and /api/clients */
 #define ADMIN_PAGE_DEFAULT    50
 #define ADMIN_PAGE_MAX        1000
 #define ADMIN_EXPORTS_MAX     4 /* concurrent streaming exports, each a connection */
@@ -187,12 +187,10 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, co
                                    const char *message)
 {
     char body[ADMIN_ERR_BODY_MAX];
-    export_buf b;
-    export_buf_init(&b, body, sizeof body);
-    export_printf(&b, "{\"error\":\"%s\",\"message\":", code);
-    export_json_string(&b, message);
-    export_puts(&b, "}\n");
-    if (b.overflow)
+    jbuf b;
+    jbuf_init(&b, body, sizeof body);
+    jbuf_error(&b, code, message);
+    if (b.failed)
         return MHD_NO;
     struct MHD_Response *r = MHD_create_response_from_buffer(b.len, body, MHD_RESPMEM_MUST_COPY);
     if (r != NULL) {
@@ -221,65 +219,22 @@ static enum MHD_Result reply_static(struct MHD_Connection *c, const unsigned cha
     return queue(c, 200, r);
 }
 
-/* A growing answer, capped at ADMIN_BODY_MAX. */
-typedef struct body {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool failed; /* out of memory or over the cap */
-} body;
-
-static void body_add(body *b, const char *s, size_t n)
+/* A JSON answer, built on the heap up to ADMIN_BODY_MAX. */
+static void body_init(jbuf *b)
 {
-    if (b->failed)
-        return;
-    if (n > ADMIN_BODY_MAX - b->len) {
-        b->failed = true;
-        return;
-    }
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap != 0 ? b->cap : ADMIN_BODY_INITIAL;
-        while (cap < b->len + n)
-            cap *= 2;
-        if (cap > ADMIN_BODY_MAX)
-            cap = ADMIN_BODY_MAX;
-        char *grown = realloc(b->data, cap);
-        if (grown == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-}
-
-static void body_str(body *b, const char *s)
-{
-    body_add(b, s, strlen(s));
-}
-
-/* Appends what an export_buf rendered; an item too large fails the body. */
-static void body_item(body *b, const export_buf *item)
-{
-    if (item->overflow)
-        b->failed = true;
-    else
-        body_add(b, item->data, item->len);
+    jbuf_init_growing(b, NULL, 0, ADMIN_BODY_MAX);
 }
 
 /* Queues the body as JSON and frees it either way. */
-static enum MHD_Result reply_json(struct MHD_Connection *c, body *b)
+static enum MHD_Result reply_json(struct MHD_Connection *c, jbuf *b)
 {
-    if (b->failed) {
-        free(b->data);
+    size_t len = 0;
+    char *text = jbuf_take(b, &len);
+    if (text == NULL)
         return reply_error(c, 500, "internal_error", "The answer is too large to build.");
-    }
-    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(
-        b->len, b->data != NULL ? b->data : (void *)"", b->data != NULL ? free : NULL);
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, text, free);
     if (r == NULL) {
-        free(b->data);
+        free(text);
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
@@ -303,42 +258,31 @@ static double rate(uint64_t part, uint64_t whole)
     return (double)part / (double)whole;
 }
 
-/* A time, or null for 0 ("none"). */
-static void put_opt_ms(export_buf *b, uint64_t ms)
-{
-    if (ms == 0)
-        export_puts(b, "null");
-    else
-        export_u64(b, ms);
-}
-
 /* ---- /api/summary ---------------------------------------------------------- */
 
 static enum MHD_Result serve_summary(admin_server *srv, struct MHD_Connection *c)
 {
     ledger_summary s;
-    char text[1024];
-    export_buf b;
-    body out = {0};
+    jbuf out;
     if (ledger_summary_read(srv->lg, &s) != 0)
         return reply_ledger_error(srv, c);
-    export_buf_init(&b, text, sizeof text);
-    export_printf(&b,
-                  "{\"deliveries\":%llu,\"confirmed\":%llu,\"corrupted\":%llu,\"bound\":%llu,"
-                  "\"pending\":%llu,\"confirmation_rate\":",
-                  (unsigned long long)s.deliveries, (unsigned long long)s.confirmed,
-                  (unsigned long long)s.corrupted, (unsigned long long)s.bound,
-                  (unsigned long long)s.pending);
+    body_init(&out);
+    jbuf_adds(&out, "{");
+    jbuf_member_u64(&out, "deliveries", s.deliveries);
+    jbuf_member_u64(&out, "confirmed", s.confirmed);
+    jbuf_member_u64(&out, "corrupted", s.corrupted);
+    jbuf_member_u64(&out, "bound", s.bound);
+    jbuf_member_u64(&out, "pending", s.pending);
+    jbuf_key(&out, "confirmation_rate");
     if (s.deliveries == 0)
-        export_puts(&b, "null");
+        jbuf_adds(&out, "null");
     else
-        export_json_double(&b, rate(s.confirmed + s.corrupted, s.deliveries));
-    export_puts(&b, ",\"first_issued_ms\":");
-    put_opt_ms(&b, s.first_ms);
-    export_puts(&b, ",\"last_activity_ms\":");
-    put_opt_ms(&b, s.last_ms);
-    export_puts(&b, "}\n");
-    body_item(&out, &b);
+        jbuf_double(&out, rate(s.confirmed + s.corrupted, s.deliveries));
+    jbuf_key(&out, "first_issued_ms");
+    jbuf_opt_u64(&out, s.first_ms);
+    jbuf_key(&out, "last_activity_ms");
+    jbuf_opt_u64(&out, s.last_ms);
+    jbuf_adds(&out, "}\n");
     return reply_json(c, &out);
 }
 
@@ -390,7 +334,7 @@ typedef struct export_stream {
     bool done;
     bool failed;
     size_t off;
-    export_buf line;
+    jbuf line;
     char text[EXPORT_ITEM_MAX];
 } export_stream;
 
@@ -420,15 +364,15 @@ static bool export_next_line(export_stream *x)
     } else if (rc == 0) {
         x->done = true;
     } else {
-        export_buf_init(&x->line, x->text, sizeof x->text);
+        jbuf_reset(&x->line);
         if (x->kind == KIND_CSV) {
             export_item_csv(&x->line, row);
         } else {
             export_item_json(&x->line, row, false);
-            export_puts(&x->line, "\n");
+            jbuf_adds(&x->line, "\n");
         }
         x->off = 0;
-        if (x->line.overflow) {
+        if (x->line.failed) {
             log_error("admin export: row %s does not fit %d bytes", row->id, EXPORT_ITEM_MAX);
             x->failed = true;
         }
@@ -477,7 +421,7 @@ static enum MHD_Result serve_export(admin_server *srv, struct MHD_Connection *c,
     }
     x->srv = srv;
     x->kind = kind;
-    export_buf_init(&x->line, x->text, sizeof x->text);
+    jbuf_init(&x->line, x->text, sizeof x->text);
     x->lg = ledger_open(cfg->ledger_url, cfg->state_dir, true, err, sizeof err);
     x->cur = x->lg != NULL ? ledger_query(x->lg, f) : NULL;
     if (x->cur == NULL) {
@@ -486,7 +430,7 @@ static enum MHD_Result serve_export(admin_server *srv, struct MHD_Connection *c,
         return reply_error(c, 500, "ledger_error", "The ledger could not be read.");
     }
     if (kind == KIND_CSV)
-        export_puts(&x->line, export_csv_header);
+        jbuf_adds(&x->line, export_csv_header);
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, ADMIN_EXPORT_BLOCK,
                                                                export_read, x, export_stream_free);
     if (r == NULL) {
@@ -533,16 +477,16 @@ static enum MHD_Result serve_deliveries(admin_server *srv, struct MHD_Connection
     if (kind != KIND_JSON)
         return serve_export(srv, c, &f, kind);
 
-    body out = {0};
+    jbuf out;
     ledger_delivery *row = malloc(sizeof *row);
-    char *text = malloc(EXPORT_ITEM_MAX);
-    ledger_cursor *cur = row != NULL && text != NULL ? ledger_query(srv->lg, &f) : NULL;
+    ledger_cursor *cur = row != NULL ? ledger_query(srv->lg, &f) : NULL;
     char last[UUID7_STR_LEN + 1] = "";
     bool more = false;
     int rc = -1;
+    body_init(&out);
     if (cur == NULL)
         goto fail;
-    body_str(&out, "{\"items\":[");
+    jbuf_adds(&out, "{\"items\":[");
     for (unsigned long n = 0;; n++) {
         rc = ledger_cursor_next(cur, row);
         if (rc <= 0)
@@ -551,39 +495,31 @@ static enum MHD_Result serve_deliveries(admin_server *srv, struct MHD_Connection
             more = true; /* one row past the page: there is a next one */
             break;
         }
-        export_buf item;
-        export_buf_init(&item, text, EXPORT_ITEM_MAX);
-        if (n > 0)
-            export_puts(&item, ",");
-        export_item_json(&item, row, false);
-        body_item(&out, &item);
+        jbuf_sep(&out);
+        export_item_json(&out, row, false);
         memcpy(last, row->id, sizeof last);
     }
     if (rc < 0)
         goto fail;
-    body_str(&out, "],\"next_cursor\":");
+    jbuf_adds(&out, "]");
+    jbuf_key(&out, "next_cursor");
     if (more) {
         char enc[ADMIN_CURSOR_MAX + 1];
         size_t n = b64url_encode((const uint8_t *)last, UUID7_STR_LEN, enc);
-        enc[n] = '\0';
-        body_str(&out, "\"");
-        body_str(&out, enc);
-        body_str(&out, "\"");
+        jbuf_string(&out, enc, n);
     } else {
-        body_str(&out, "null");
+        jbuf_adds(&out, "null");
     }
-    body_str(&out, "}\n");
+    jbuf_adds(&out, "}\n");
     ledger_cursor_free(cur);
     free(row);
-    free(text);
     return reply_json(c, &out);
 fail:
     ledger_cursor_free(cur);
-    free(row);
-    free(text);
-    free(out.data);
-    if (row == NULL || text == NULL)
+    jbuf_free(&out);
+    if (row == NULL)
         return MHD_NO;
+    free(row);
     return reply_ledger_error(srv, c);
 }
 
@@ -592,36 +528,29 @@ static enum MHD_Result serve_delivery(admin_server *srv, struct MHD_Connection *
     if (strlen(id) != UUID7_STR_LEN)
         return reply_error(c, 404, "not_found", "No delivery with this ID.");
     ledger_delivery *row = malloc(sizeof *row);
-    char *text = malloc(EXPORT_ITEM_MAX);
-    body out = {0};
     enum MHD_Result ret = MHD_NO;
-    if (row == NULL || text == NULL)
-        goto out;
+    if (row == NULL)
+        return MHD_NO;
     int found = ledger_get(srv->lg, id, row);
     if (found < 0) {
         ret = reply_ledger_error(srv, c);
-        goto out;
-    }
-    if (found == 0) {
+    } else if (found == 0) {
         ret = reply_error(c, 404, "not_found", "No delivery with this ID.");
-        goto out;
+    } else {
+        jbuf out;
+        body_init(&out);
+        export_item_json(&out, row, true);
+        jbuf_adds(&out, "\n");
+        ret = reply_json(c, &out);
     }
-    export_buf item;
-    export_buf_init(&item, text, EXPORT_ITEM_MAX);
-    export_item_json(&item, row, true);
-    export_puts(&item, "\n");
-    body_item(&out, &item);
-    ret = reply_json(c, &out);
-out:
     free(row);
-    free(text);
     return ret;
 }
 
 /* ---- /api/contents, /api/clients ----------------------------------------- */
 
 typedef struct list_ctx {
-    body *out;
+    jbuf *out;
     size_t n;
     bool truncated;
 } list_ctx;
@@ -629,32 +558,38 @@ typedef struct list_ctx {
 static int content_item(void *arg, const ledger_content_stats *s)
 {
     list_ctx *ctx = arg;
-    char text[2048];
+    jbuf *b = ctx->out;
     char sha[48];
-    export_buf b;
     if (ctx->n == ADMIN_LIST_MAX) {
         ctx->truncated = true;
         return 1;
     }
-    export_buf_init(&b, text, sizeof text);
-    b64url_encode(s->sha256, 32, sha);
-    export_puts(&b, ctx->n > 0 ? ",{\"content\":" : "{\"content\":");
-    export_json_string(&b, s->path);
-    export_printf(&b,
-                  ",\"sha256\":\"%s\",\"size\":%llu,\"deliveries\":%llu,\"confirmed\":%llu,"
-                  "\"corrupted\":%llu,\"pending\":%llu,\"confirmation_rate\":",
-                  sha, (unsigned long long)s->size, (unsigned long long)s->deliveries,
-                  (unsigned long long)s->confirmed, (unsigned long long)s->corrupted,
-                  (unsigned long long)s->pending);
-    export_json_double(&b, rate(s->confirmed + s->corrupted, s->deliveries));
+    size_t sha_len = b64url_encode(s->sha256, 32, sha);
+    jbuf_sep(b);
+    jbuf_adds(b, "{");
+    jbuf_member_str(b, "content", s->path);
+    jbuf_key(b, "sha256");
+    jbuf_string(b, sha, sha_len);
+    jbuf_member_u64(b, "size", s->size);
+    jbuf_member_u64(b, "deliveries", s->deliveries);
+    jbuf_member_u64(b, "confirmed", s->confirmed);
+    jbuf_member_u64(b, "corrupted", s->corrupted);
+    jbuf_member_u64(b, "pending", s->pending);
+    jbuf_key(b, "confirmation_rate");
+    jbuf_double(b, rate(s->confirmed + s->corrupted, s->deliveries));
+    jbuf_key(b, "median_ms");
     if (s->has_latency)
-        export_printf(&b, ",\"median_ms\":%lld,\"p95_ms\":%lld", (long long)s->median_ms,
-                      (long long)s->p95_ms);
+        jbuf_i64(b, s->median_ms);
     else
-        export_puts(&b, ",\"median_ms\":null,\"p95_ms\":null");
-    export_printf(&b, ",\"first_issued_ms\":%llu,\"last_issued_ms\":%llu}",
-                  (unsigned long long)s->first_ms, (unsigned long long)s->last_ms);
-    body_item(ctx->out, &b);
+        jbuf_adds(b, "null");
+    jbuf_key(b, "p95_ms");
+    if (s->has_latency)
+        jbuf_i64(b, s->p95_ms);
+    else
+        jbuf_adds(b, "null");
+    jbuf_member_u64(b, "first_issued_ms", s->first_ms);
+    jbuf_member_u64(b, "last_issued_ms", s->last_ms);
+    jbuf_adds(b, "}");
     ctx->n++;
     return 0;
 }
@@ -662,38 +597,39 @@ static int content_item(void *arg, const ledger_content_stats *s)
 static int client_item(void *arg, const ledger_client_stats *s)
 {
     list_ctx *ctx = arg;
-    char text[512];
-    export_buf b;
+    jbuf *b = ctx->out;
     if (ctx->n == ADMIN_LIST_MAX) {
         ctx->truncated = true;
         return 1;
     }
-    export_buf_init(&b, text, sizeof text);
-    export_puts(&b, ctx->n > 0 ? ",{\"client\":" : "{\"client\":");
-    export_json_string(&b, s->client);
-    export_printf(&b,
-                  ",\"deliveries\":%llu,\"confirmed\":%llu,\"corrupted\":%llu,\"pending\":%llu,"
-                  "\"last_seen_ms\":%llu}",
-                  (unsigned long long)s->deliveries, (unsigned long long)s->confirmed,
-                  (unsigned long long)s->corrupted, (unsigned long long)s->pending,
-                  (unsigned long long)s->last_seen_ms);
-    body_item(ctx->out, &b);
+    jbuf_sep(b);
+    jbuf_adds(b, "{");
+    jbuf_member_str(b, "client", s->client);
+    jbuf_member_u64(b, "deliveries", s->deliveries);
+    jbuf_member_u64(b, "confirmed", s->confirmed);
+    jbuf_member_u64(b, "corrupted", s->corrupted);
+    jbuf_member_u64(b, "pending", s->pending);
+    jbuf_member_u64(b, "last_seen_ms", s->last_seen_ms);
+    jbuf_adds(b, "}");
     ctx->n++;
     return 0;
 }
 
 static enum MHD_Result serve_list(admin_server *srv, struct MHD_Connection *c, bool contents)
 {
-    body out = {0};
+    jbuf out;
     list_ctx ctx = {.out = &out};
-    body_str(&out, "{\"items\":[");
+    body_init(&out);
+    jbuf_adds(&out, "{\"items\":[");
     int rc = contents ? ledger_content_stats_read(srv->lg, content_item, &ctx)
                       : ledger_client_stats_read(srv->lg, client_item, &ctx);
     if (rc != 0) {
-        free(out.data);
+        jbuf_free(&out);
         return reply_ledger_error(srv, c);
     }
-    body_str(&out, ctx.truncated ? "],\"truncated\":true}\n" : "],\"truncated\":false}\n");
+    jbuf_adds(&out, "]");
+    jbuf_key(&out, "truncated");
+    jbuf_adds(&out, ctx.truncated ? "true}\n" : "false}\n");
     return reply_json(c, &out);
 }
 
@@ -708,22 +644,21 @@ static const uint64_t nice_widths_ms[] = {
 #define NICE_WIDTHS (sizeof nice_widths_ms / sizeof nice_widths_ms[0])
 
 typedef struct series_ctx {
-    body *out;
+    jbuf *out;
     uint64_t next_ms; /* start of the next bucket to write */
     uint64_t width_ms;
-    bool first;
 } series_ctx;
 
 static void series_put(series_ctx *ctx, uint64_t start, uint64_t d, uint64_t cf, uint64_t cr)
 {
-    char text[160];
-    export_buf b;
-    export_buf_init(&b, text, sizeof text);
-    export_printf(&b, "%s{\"t\":%llu,\"deliveries\":%llu,\"confirmed\":%llu,\"corrupted\":%llu}",
-                  ctx->first ? "" : ",", (unsigned long long)start, (unsigned long long)d,
-                  (unsigned long long)cf, (unsigned long long)cr);
-    ctx->first = false;
-    body_item(ctx->out, &b);
+    jbuf *b = ctx->out;
+    jbuf_sep(b);
+    jbuf_adds(b, "{");
+    jbuf_member_u64(b, "t", start);
+    jbuf_member_u64(b, "deliveries", d);
+    jbuf_member_u64(b, "confirmed", cf);
+    jbuf_member_u64(b, "corrupted", cr);
+    jbuf_adds(b, "}");
 }
 
 static int series_bucket(void *arg, const ledger_bucket *row)
@@ -790,117 +725,114 @@ static enum MHD_Result serve_series(admin_server *srv, struct MHD_Connection *c)
     uint64_t count = (until - since + width - 1) / width;
     until = since + count * width;
 
-    body out = {0};
-    char head[160];
-    snprintf(head, sizeof head,
-             "{\"since_ms\":%llu,\"until_ms\":%llu,\"bucket_ms\":%llu,\"buckets\":[",
-             (unsigned long long)since, (unsigned long long)until, (unsigned long long)width);
-    body_str(&out, head);
-    series_ctx ctx = {.out = &out, .next_ms = since, .width_ms = width, .first = true};
+    jbuf out;
+    body_init(&out);
+    jbuf_adds(&out, "{");
+    jbuf_member_u64(&out, "since_ms", since);
+    jbuf_member_u64(&out, "until_ms", until);
+    jbuf_member_u64(&out, "bucket_ms", width);
+    jbuf_key(&out, "buckets");
+    jbuf_adds(&out, "[");
+    series_ctx ctx = {.out = &out, .next_ms = since, .width_ms = width};
     if (ledger_series_read(srv->lg, since, until, width, series_bucket, &ctx) != 0) {
-        free(out.data);
+        jbuf_free(&out);
         return reply_ledger_error(srv, c);
     }
     for (; ctx.next_ms < until; ctx.next_ms += width)
         series_put(&ctx, ctx.next_ms, 0, 0, 0);
-    body_str(&out, "]}\n");
+    jbuf_adds(&out, "]}\n");
     return reply_json(c, &out);
 }
 
 /* ---- /metrics ----------------------------------------------------------------- */
 
-static void metric_head(export_buf *b, const char *name, const char *type, const char *help)
-{
-    export_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void histogram(export_buf *b, const char *name, const char *help, const char *const *le,
-                      const uint64_t *counts, size_t n, const char *sum)
-{
-    uint64_t total = 0;
-    metric_head(b, name, "histogram", help);
-    for (size_t i = 0; i < n; i++) {
-        total += counts[i]; /* the writer's buckets are not cumulative; these are */
-        export_printf(b, "%s_bucket{le=\"%s\"} %llu\n", name, le[i], (unsigned long long)total);
-    }
-    export_printf(b, "%s_sum %s\n%s_count %llu\n", name, sum, name, (unsigned long long)total);
-}
-
-static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c)
-{
-    static const char *const batch_le[WRITER_BATCH_BUCKETS] = {"1",   "4",    "16",   "64",
-                                                               "256", "1024", "4096", "+Inf"};
-    static const char *const latency_le[WRITER_LATENCY_BUCKETS] = {
-        "0.001", "0.002", "0.005", "0.01", "0.025", "0.05",
-        "0.1",   "0.25",  "0.5",   "1",    "2.5",   "+Inf"};
+/* Everything /metrics reports, read once per scrape. */
+typedef struct metric_values {
     metrics_snapshot m;
     writer_stats ws;
-    char sum[64];
-    char *text = malloc(ADMIN_METRICS_MAX);
-    if (text == NULL)
-        return MHD_NO;
-    metrics_snapshot_take(&m);
-    writer_get_stats(srv->svc.ledger_writer, &ws);
+    uint64_t started_ms;
+} metric_values;
 
-    export_buf b;
-    export_buf_init(&b, text, ADMIN_METRICS_MAX);
-    metric_head(&b, "receiptd_info", "gauge", "Version of this receiptd.");
-    export_printf(&b, "receiptd_info{version=\"%s\"} 1\n", RECEIPT_VERSION);
-    metric_head(&b, "receiptd_start_time_seconds", "gauge", "Unix time receiptd started at.");
-    export_printf(&b, "receiptd_start_time_seconds %.3f\n", (double)srv->started_ms / 1000.0);
-    metric_head(&b, "receiptd_deliveries_total", "counter",
-                "Deliveries issued (200 responses to GET of content).");
-    export_printf(&b, "receiptd_deliveries_total %llu\n", (unsigned long long)m.deliveries);
-    metric_head(&b, "receiptd_bindings_total", "counter",
-                "Tickets traded for plug-in data bound to a client.");
-    export_printf(&b, "receiptd_bindings_total %llu\n", (unsigned long long)m.bindings);
-    metric_head(&b, "receiptd_confirmations_total", "counter",
-                "Confirmations answered, by outcome.");
+typedef struct metric metric;
+
+/* Writes the samples of a metric that is not one plain number. */
+typedef void (*metric_write_fn)(jbuf *b, const metric *mt, const metric_values *v);
+
+/*
+ * One metric family: a plain one is the uint64_t at offset in
+ * metric_values; the others have a writer of their samples.
+ */
+struct metric {
+    const char *name;
+    const char *type; /* counter, gauge or histogram */
+    const char *help;
+    size_t offset;
+    metric_write_fn write;
+};
+
+#define PLAIN(field) .offset = offsetof(metric_values, field)
+
+/* The writer's histograms: its buckets are not cumulative; these are. */
+static void histogram(jbuf *b, const char *name, const char *const *le, const uint64_t *counts,
+                      size_t n, const char *sum)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += counts[i];
+        jbuf_addf(b, "%s_bucket{le=\"%s\"} %llu\n", name, le[i], (unsigned long long)total);
+    }
+    jbuf_addf(b, "%s_sum %s\n%s_count %llu\n", name, sum, name, (unsigned long long)total);
+}
+
+static const char *const batch_le[WRITER_BATCH_BUCKETS] = {"1",   "4",    "16",   "64",
+                                                           "256", "1024", "4096", "+Inf"};
+static const char *const latency_le[WRITER_LATENCY_BUCKETS] = {
+    "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"};
+
+static void write_info(jbuf *b, const metric *mt, const metric_values *v)
+{
+    jbuf_addf(b, "%s{version=\"%s\"} 1\n", mt->name, RECEIPT_VERSION);
+}
+
+static void write_start_time(jbuf *b, const metric *mt, const metric_values *v)
+{
+    jbuf_addf(b, "%s %.3f\n", mt->name, (double)v->started_ms / 1000.0);
+}
+
+static void write_confirmations(jbuf *b, const metric *mt, const metric_values *v)
+{
     for (int k = 0; k < METRICS_CONFIRM_COUNT; k++)
-        export_printf(&b, "receiptd_confirmations_total{status=\"%s\"} %llu\n",
-                      metrics_confirm_name((metrics_confirm)k), (unsigned long long)m.confirms[k]);
+        jbuf_addf(b, "%s{status=\"%s\"} %llu\n", mt->name, metrics_confirm_name((metrics_confirm)k),
+                  (unsigned long long)v->m.confirms[k]);
+}
 
-    metric_head(&b, "receiptd_ledger_queue_depth", "gauge",
-                "Ledger events waiting for the writer.");
-    export_printf(&b, "receiptd_ledger_queue_depth %llu\n", (unsigned long long)ws.queued);
-    metric_head(&b, "receiptd_ledger_queue_capacity", "gauge", "Ledger events the queue holds.");
-    export_printf(&b, "receiptd_ledger_queue_capacity %llu\n", (unsigned long long)ws.capacity);
-    metric_head(&b, "receiptd_ledger_retrying", "gauge",
-                "Ledger events held for a retry after a failed commit.");
-    export_printf(&b, "receiptd_ledger_retrying %llu\n", (unsigned long long)ws.retrying);
-    metric_head(&b, "receiptd_ledger_events_committed_total", "counter",
-                "Ledger events committed.");
-    export_printf(&b, "receiptd_ledger_events_committed_total %llu\n",
-                  (unsigned long long)ws.committed);
-    metric_head(&b, "receiptd_ledger_events_failed_total", "counter",
-                "Ledger events that finished uncommitted.");
-    export_printf(&b, "receiptd_ledger_events_failed_total %llu\n", (unsigned long long)ws.failed);
-    metric_head(&b, "receiptd_ledger_events_rejected_total", "counter",
-                "Ledger events refused because the queue was full or stopping.");
-    export_printf(&b, "receiptd_ledger_events_rejected_total %llu\n",
-                  (unsigned long long)ws.rejected);
-    metric_head(&b, "receiptd_ledger_failed_commits_total", "counter",
-                "Ledger batches whose commit failed.");
-    export_printf(&b, "receiptd_ledger_failed_commits_total %llu\n",
-                  (unsigned long long)ws.failed_commits);
+static void write_batch_sizes(jbuf *b, const metric *mt, const metric_values *v)
+{
+    char sum[32];
+    snprintf(sum, sizeof sum, "%llu", (unsigned long long)v->ws.batch_sum);
+    histogram(b, mt->name, batch_le, v->ws.batch_count, WRITER_BATCH_BUCKETS, sum);
+}
 
-    snprintf(sum, sizeof sum, "%llu", (unsigned long long)ws.batch_sum);
-    histogram(&b, "receiptd_ledger_batch_size", "Events per committed ledger batch.", batch_le,
-              ws.batch_count, WRITER_BATCH_BUCKETS, sum);
-    snprintf(sum, sizeof sum, "%.6f", ws.latency_sum_ms / 1000.0);
-    histogram(&b, "receiptd_ledger_commit_seconds",
-              "Time from begin to durable commit of a ledger batch.", latency_le, ws.latency_count,
-              WRITER_LATENCY_BUCKETS, sum);
-    snprintf(sum, sizeof sum, "%.6f", ws.issue_lag_sum_ms / 1000.0);
-    histogram(&b, "receiptd_ledger_issue_lag_seconds",
-              "Time from a delivery to the durable commit of its ledger row.", latency_le,
-              ws.issue_lag_count, WRITER_LATENCY_BUCKETS, sum);
+static void write_commit_seconds(jbuf *b, const metric *mt, const metric_values *v)
+{
+    char sum[64];
+    snprintf(sum, sizeof sum, "%.6f", v->ws.latency_sum_ms / 1000.0);
+    histogram(b, mt->name, latency_le, v->ws.latency_count, WRITER_LATENCY_BUCKETS, sum);
+}
 
-    metric_head(&b, "receiptd_http_responses_total", "counter",
-                "Responses of the public listener, by route and status code.");
+static void write_issue_lag_seconds(jbuf *b, const metric *mt, const metric_values *v)
+{
+    char sum[64];
+    snprintf(sum, sizeof sum, "%.6f", v->ws.issue_lag_sum_ms / 1000.0);
+    histogram(b, mt->name, latency_le, v->ws.issue_lag_count, WRITER_LATENCY_BUCKETS, sum);
+}
+
+/* Only the route and code pairs that happened. */
+static void write_responses(jbuf *b, const metric *mt, const metric_values *v)
+{
     for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
         for (int k = 0; k < METRICS_CODE_COUNT; k++) {
-            if (m.responses[r][k] == 0)
+            if (v->m.responses[r][k] == 0)
                 continue;
             unsigned status = metrics_code_status((metrics_code)k);
             char code[16];
@@ -908,16 +840,73 @@ static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c
                 snprintf(code, sizeof code, "other");
             else
                 snprintf(code, sizeof code, "%u", status);
-            export_printf(&b, "receiptd_http_responses_total{route=\"%s\",code=\"%s\"} %llu\n",
-                          metrics_route_name((metrics_route)r), code,
-                          (unsigned long long)m.responses[r][k]);
+            jbuf_addf(b, "%s{route=\"%s\",code=\"%s\"} %llu\n", mt->name,
+                      metrics_route_name((metrics_route)r), code,
+                      (unsigned long long)v->m.responses[r][k]);
         }
     }
-    if (b.overflow) {
-        free(text);
-        return reply_error(c, 500, "internal_error", "The metrics do not fit.");
+}
+
+static const metric metrics_table[] = {
+    {"receiptd_info", "gauge", "Version of this receiptd.", .write = write_info},
+    {"receiptd_start_time_seconds", "gauge", "Unix time receiptd started at.",
+     .write = write_start_time},
+    {"receiptd_deliveries_total", "counter", "Deliveries issued (200 responses to GET of content).",
+     PLAIN(m.deliveries)},
+    {"receiptd_bindings_total", "counter", "Tickets traded for plug-in data bound to a client.",
+     PLAIN(m.bindings)},
+    {"receiptd_confirmations_total", "counter", "Confirmations answered, by outcome.",
+     .write = write_confirmations},
+    {"receiptd_ledger_queue_depth", "gauge", "Ledger events waiting for the writer.",
+     PLAIN(ws.queued)},
+    {"receiptd_ledger_queue_capacity", "gauge", "Ledger events the queue holds.",
+     PLAIN(ws.capacity)},
+    {"receiptd_ledger_retrying", "gauge", "Ledger events held for a retry after a failed commit.",
+     PLAIN(ws.retrying)},
+    {"receiptd_ledger_events_committed_total", "counter", "Ledger events committed.",
+     PLAIN(ws.committed)},
+    {"receiptd_ledger_events_failed_total", "counter", "Ledger events that finished uncommitted.",
+     PLAIN(ws.failed)},
+    {"receiptd_ledger_events_rejected_total", "counter",
+     "Ledger events refused because the queue was full or stopping.", PLAIN(ws.rejected)},
+    {"receiptd_ledger_failed_commits_total", "counter", "Ledger batches whose commit failed.",
+     PLAIN(ws.failed_commits)},
+    {"receiptd_ledger_batch_size", "histogram", "Events per committed ledger batch.",
+     .write = write_batch_sizes},
+    {"receiptd_ledger_commit_seconds", "histogram",
+     "Time from begin to durable commit of a ledger batch.", .write = write_commit_seconds},
+    {"receiptd_ledger_issue_lag_seconds", "histogram",
+     "Time from a delivery to the durable commit of its ledger row.",
+     .write = write_issue_lag_seconds},
+    {"receiptd_http_responses_total", "counter",
+     "Responses of the public listener, by route and status code.", .write = write_responses},
+};
+
+static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c)
+{
+    metric_values v;
+    metrics_snapshot_take(&v.m);
+    writer_get_stats(srv->svc.ledger_writer, &v.ws);
+    v.started_ms = srv->started_ms;
+
+    jbuf b;
+    jbuf_init_growing(&b, NULL, 0, ADMIN_METRICS_MAX);
+    for (size_t i = 0; i < sizeof metrics_table / sizeof metrics_table[0]; i++) {
+        const metric *mt = &metrics_table[i];
+        jbuf_addf(&b, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name, mt->type);
+        if (mt->write != NULL) {
+            mt->write(&b, mt, &v);
+        } else {
+            uint64_t value;
+            memcpy(&value, (const char *)&v + mt->offset, sizeof value);
+            jbuf_addf(&b, "%s %llu\n", mt->name, (unsigned long long)value);
+        }
     }
-    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(b.len, text, free);
+    size_t len = 0;
+    char *text = jbuf_take(&b, &len);
+    if (text == NULL)
+        return reply_error(c, 500, "internal_error", "The metrics do not fit.");
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, text, free);
     if (r == NULL) {
         free(text);
         return MHD_NO;

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #define CONFIRM_RECEIPT_PAYLOAD_MAX 4096
+#define CONFIRM_ANSWER_MAX          (LEDGER_RECEIPT_MAX + 256)
 #define CONFIRM_WATCHDOG_TICK_MS    50
 
 typedef enum call_state {
@@ -219,22 +220,29 @@ static bool content_type_is_jose(const char *value)
 static int sign_receipt(const http_context *ctx, const confirm_check_result *ck,
                         uint64_t confirmed_ms, char **out)
 {
-    char content[DELIVERY_CONTENT_JSON_MAX];
     char payload[CONFIRM_RECEIPT_PAYLOAD_MAX];
     const ticket_claims *t = &ck->ticket;
-    if (delivery_content_json(t, content, sizeof content) < 0)
-        return -1;
-    int n = snprintf(payload, sizeof payload,
-                     "{\"v\":1,\"delivery\":\"%s\",\"status\":\"%s\",%s,"
-                     "\"client\":{\"id\":\"%s\"},\"server\":{\"id\":\"%s\"},"
-                     "\"issued_at_ms\":%llu,\"confirmed_at_ms\":%llu}",
-                     ck->delivery_id, ledger_status_name(ck->status), content, ck->client.id,
-                     ctx->cfg->server_id, (unsigned long long)t->issued_ms,
-                     (unsigned long long)confirmed_ms);
-    if (n < 0 || (size_t)n >= sizeof payload)
+    jbuf b;
+    jbuf_init(&b, payload, sizeof payload);
+    jbuf_adds(&b, "{\"v\":1");
+    jbuf_member_str(&b, "delivery", ck->delivery_id);
+    jbuf_member_str(&b, "status", ledger_status_name(ck->status));
+    delivery_content_json(&b, t);
+    jbuf_key(&b, "client");
+    jbuf_adds(&b, "{");
+    jbuf_member_str(&b, "id", ck->client.id);
+    jbuf_adds(&b, "}");
+    jbuf_key(&b, "server");
+    jbuf_adds(&b, "{");
+    jbuf_member_str(&b, "id", ctx->cfg->server_id);
+    jbuf_adds(&b, "}");
+    jbuf_member_u64(&b, "issued_at_ms", t->issued_ms);
+    jbuf_member_u64(&b, "confirmed_at_ms", confirmed_ms);
+    jbuf_adds(&b, "}");
+    if (b.failed)
         return -1;
     const eckey *sig = ctx->keys->sig;
-    return jws_sign(sig, eckey_thumbprint(sig), (const uint8_t *)payload, (size_t)n, out) == JOSE_OK
+    return jws_sign(sig, eckey_thumbprint(sig), (const uint8_t *)b.data, b.len, out) == JOSE_OK
                ? 0
                : -1;
 }
@@ -341,20 +349,23 @@ static enum MHD_Result answer(request *req, struct MHD_Connection *c)
     metrics_count_confirm(res->outcome == LEDGER_SAME           ? METRICS_CONFIRM_REPEATED
                           : res->row.status == LEDGER_CORRUPTED ? METRICS_CONFIRM_CORRUPTED
                                                                 : METRICS_CONFIRM_CONFIRMED);
-    char body[LEDGER_RECEIPT_MAX + 256];
-    int n =
-        snprintf(body, sizeof body, "{\"delivery\":\"%s\",\"status\":\"%s\",\"receipt\":\"%s\"}",
-                 res->row.id, ledger_status_name(res->row.status), res->row.receipt);
-    if (n < 0 || (size_t)n >= sizeof body)
+    char body[CONFIRM_ANSWER_MAX];
+    jbuf b;
+    jbuf_init(&b, body, sizeof body);
+    jbuf_adds(&b, "{");
+    jbuf_member_str(&b, "delivery", res->row.id);
+    jbuf_member_str(&b, "status", ledger_status_name(res->row.status));
+    jbuf_member_str(&b, "receipt", res->row.receipt);
+    jbuf_adds(&b, "}");
+    if (b.failed)
         return http_reply_error(req, c, 500, "internal_error", "The receipt is too large.");
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(b.len, body, MHD_RESPMEM_MUST_COPY);
     if (r != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
     }
-    return http_reply_queue(req, c, 200, r, (uint64_t)n);
+    return http_reply_queue(req, c, 200, r, b.len);
 }
 
 enum MHD_Result confirm_serve(http_context *ctx, request *req, struct MHD_Connection *c,

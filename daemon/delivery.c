@@ -1,10 +1,8 @@
 #include "daemon/delivery.h"
 
 #include "common/b64.h"
-#include "daemon/utf8.h"
 
 #include <stddef.h>
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -86,47 +84,16 @@ void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const 
     row->issued_ms = t->issued_ms;
 }
 
-/* Writes s as the contents of a JSON string (no quotes); -1 if it does not
- * fit or is not valid UTF-8. */
-static int json_escape(const char *s, size_t n, char *out, size_t cap, size_t *out_len)
+void delivery_content_json(jbuf *b, const ticket_claims *t)
 {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = 0;
-    for (size_t i = 0; i < n;) {
-        size_t seq = utf8_sequence(p + i, n - i);
-        if (seq == 0 || len + 6 >= cap)
-            return -1;
-        if (seq > 1) {
-            memcpy(out + len, p + i, seq);
-            len += seq;
-        } else if (p[i] == '"' || p[i] == '\\') {
-            out[len++] = '\\';
-            out[len++] = (char)p[i];
-        } else if (p[i] < 0x20) {
-            memcpy(out + len, "\\u00", 4);
-            out[len + 4] = hex[p[i] >> 4];
-            out[len + 5] = hex[p[i] & 15];
-            len += 6;
-        } else {
-            out[len++] = (char)p[i];
-        }
-        i += seq;
-    }
-    out[len] = '\0';
-    *out_len = len;
-    return 0;
-}
-
-int delivery_content_json(const ticket_claims *t, char *out, size_t cap)
-{
-    char path[TICKET_PATH_MAX * 6 + 1];
-    size_t path_len;
-    char sha[64];
-    if (json_escape(t->path, t->path_len, path, sizeof path, &path_len) != 0)
-        return -1;
-    b64url_encode(t->sha256, 32, sha);
-    int n = snprintf(out, cap, "\"content\":{\"path\":\"%s\",\"sha256\":\"%s\",\"size\":%llu}",
-                     path, sha, (unsigned long long)t->size);
-    return n < 0 || (size_t)n >= cap ? -1 : n;
+    char sha[48];
+    size_t sha_len = b64url_encode(t->sha256, 32, sha);
+    jbuf_key(b, "content");
+    jbuf_adds(b, "{");
+    jbuf_key(b, "path");
+    jbuf_string(b, t->path, t->path_len);
+    jbuf_key(b, "sha256");
+    jbuf_string(b, sha, sha_len);
+    jbuf_member_u64(b, "size", t->size);
+    jbuf_adds(b, "}");
 }

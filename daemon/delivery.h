@@ -12,6 +12,7 @@
 #define RECEIPT_DAEMON_DELIVERY_H
 
 #include "common/uuid7.h"
+#include "daemon/jbuf.h"
 #include "daemon/ledger.h"
 #include "daemon/ticket.h"
 
@@ -56,9 +57,8 @@ size_t delivery_element(const char *ticket, size_t ticket_len, char *out);
 void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const char *server_id,
                           ledger_event *ev);
 
-/* The "content" member of plug-in data and receipts (path, sha256, size of
- * the ticket's content); returns its length, or -1 if it does not fit. */
-#define DELIVERY_CONTENT_JSON_MAX (TICKET_PATH_MAX * 6 + 160)
-int delivery_content_json(const ticket_claims *t, char *out, size_t cap);
+/* Writes the "content" member of plug-in data and receipts: the path,
+ * sha256 and size of the ticket's content. */
+void delivery_content_json(jbuf *b, const ticket_claims *t);
 
 #endif

@@ -1,12 +1,9 @@
 #include "daemon/export.h"
 
 #include "common/b64.h"
-#include "daemon/utf8.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,212 +13,94 @@
 #define EXPORT_MS_DIGITS_MAX   15 /* Unix ms up to the year 33658      */
 #define EXPORT_STATUS_TEXT_MAX 64
 
-void export_buf_init(export_buf *b, char *data, size_t cap)
-{
-    b->data = data;
-    b->len = 0;
-    b->cap = cap;
-    b->overflow = false;
-    if (cap > 0)
-        data[0] = '\0';
-}
-
-void export_putn(export_buf *b, const char *s, size_t n)
-{
-    if (b->overflow)
-        return;
-    if (b->cap == 0 || n >= b->cap - b->len) {
-        b->overflow = true;
-        return;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void export_puts(export_buf *b, const char *s)
-{
-    export_putn(b, s, strlen(s));
-}
-
-void export_printf(export_buf *b, const char *fmt, ...)
-{
-    if (b->overflow)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = b->cap > b->len ? vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap) : -1;
-    va_end(ap);
-    if (n < 0 || (size_t)n >= b->cap - b->len) {
-        b->overflow = true;
-        if (b->cap > b->len)
-            b->data[b->len] = '\0';
-        return;
-    }
-    b->len += (size_t)n;
-}
-
-void export_u64(export_buf *b, uint64_t v)
-{
-    export_printf(b, "%llu", (unsigned long long)v);
-}
-
-void export_json_string(export_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-    export_putn(b, "\"", 1);
-    for (size_t i = 0; i < n;) {
-        size_t seq = utf8_sequence(p + i, n - i);
-        if (seq == 0) {
-            /* Rows written by other tools may hold any bytes. */
-            export_puts(b, "\xef\xbf\xbd");
-            i++;
-            continue;
-        }
-        if (seq > 1) {
-            export_putn(b, (const char *)p + i, seq);
-        } else if (p[i] == '"' || p[i] == '\\') {
-            char esc[2] = {'\\', (char)p[i]};
-            export_putn(b, esc, 2);
-        } else if (p[i] < 0x20 || p[i] == 0x7f) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[p[i] >> 4], hex[p[i] & 15]};
-            export_putn(b, esc, 6);
-        } else {
-            export_putn(b, (const char *)p + i, 1);
-        }
-        i += seq;
-    }
-    export_putn(b, "\"", 1);
-}
-
-void export_json_opt_string(export_buf *b, const char *s)
-{
-    if (s == NULL || s[0] == '\0')
-        export_puts(b, "null");
-    else
-        export_json_string(b, s);
-}
-
-void export_json_double(export_buf *b, double v)
-{
-    char text[40];
-    if (!isfinite(v)) {
-        export_puts(b, "null");
-        return;
-    }
-    /* The shortest of %.15g..%.17g that reads back exactly. */
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(text, sizeof text, "%.*g", prec, v);
-        if (strtod(text, NULL) == v)
-            break;
-    }
-    export_puts(b, text);
-}
-
-void export_csv_field(export_buf *b, const char *s)
+void export_csv_field(jbuf *b, const char *s)
 {
     if (strpbrk(s, ",\"\r\n") == NULL) {
-        export_puts(b, s);
+        jbuf_adds(b, s);
         return;
     }
-    export_putn(b, "\"", 1);
+    jbuf_add(b, "\"", 1);
     for (const char *p = s; *p; p++) {
         if (*p == '"')
-            export_putn(b, "\"\"", 2);
+            jbuf_add(b, "\"\"", 2);
         else
-            export_putn(b, p, 1);
+            jbuf_add(b, p, 1);
     }
-    export_putn(b, "\"", 1);
+    jbuf_add(b, "\"", 1);
 }
 
-static void json_sha256(export_buf *b, const uint8_t sha256[32])
+static void json_sha256(jbuf *b, const uint8_t sha256[32])
 {
     char text[48];
-    b64url_encode(sha256, 32, text);
-    export_printf(b, "\"%s\"", text);
+    size_t n = b64url_encode(sha256, 32, text);
+    jbuf_string(b, text, n);
 }
 
-static void json_opt_ms(export_buf *b, uint64_t ms)
+void export_item_json(jbuf *b, const ledger_delivery *d, bool detail)
 {
-    if (ms == 0)
-        export_puts(b, "null");
-    else
-        export_u64(b, ms);
-}
-
-void export_item_json(export_buf *b, const ledger_delivery *d, bool detail)
-{
-    export_puts(b, "{\"delivery\":");
-    export_json_string(b, d->id);
-    export_puts(b, ",\"content\":");
-    export_json_string(b, d->path);
-    export_puts(b, ",\"sha256\":");
+    jbuf_adds(b, "{");
+    jbuf_member_str(b, "delivery", d->id);
+    jbuf_member_str(b, "content", d->path);
+    jbuf_key(b, "sha256");
     json_sha256(b, d->sha256);
-    export_puts(b, ",\"size\":");
-    export_u64(b, d->size);
-    export_printf(b, ",\"status\":\"%s\",\"client\":", ledger_status_name(d->status));
-    export_json_opt_string(b, d->client);
-    export_puts(b, ",\"client_addr\":");
-    export_json_string(b, d->client_addr);
-    export_puts(b, ",\"issued_at_ms\":");
-    export_u64(b, d->issued_ms);
-    export_puts(b, ",\"confirmed_at_ms\":");
-    json_opt_ms(b, d->confirmed_ms);
-    export_puts(b, ",\"server\":");
-    export_json_string(b, d->server);
+    jbuf_member_u64(b, "size", d->size);
+    jbuf_member_str(b, "status", ledger_status_name(d->status));
+    jbuf_key(b, "client");
+    jbuf_opt_str(b, d->client);
+    jbuf_member_str(b, "client_addr", d->client_addr);
+    jbuf_member_u64(b, "issued_at_ms", d->issued_ms);
+    jbuf_key(b, "confirmed_at_ms");
+    jbuf_opt_u64(b, d->confirmed_ms);
+    jbuf_member_str(b, "server", d->server);
     if (detail) {
-        export_puts(b, ",\"user_agent\":");
-        export_json_opt_string(b, d->user_agent);
-        export_puts(b, ",\"bound_at_ms\":");
-        json_opt_ms(b, d->bound_ms);
-        export_puts(b, ",\"bound_addr\":");
-        export_json_opt_string(b, d->bound_addr);
-        export_puts(b, ",\"confirm_addr\":");
-        export_json_opt_string(b, d->confirm_addr);
-        export_puts(b, ",\"received\":");
+        jbuf_key(b, "user_agent");
+        jbuf_opt_str(b, d->user_agent);
+        jbuf_key(b, "bound_at_ms");
+        jbuf_opt_u64(b, d->bound_ms);
+        jbuf_key(b, "bound_addr");
+        jbuf_opt_str(b, d->bound_addr);
+        jbuf_key(b, "confirm_addr");
+        jbuf_opt_str(b, d->confirm_addr);
+        jbuf_key(b, "received");
         if (d->confirmed_ms == 0) {
-            export_puts(b, "null");
+            jbuf_adds(b, "null");
         } else {
-            export_puts(b, "{\"sha256\":");
+            jbuf_adds(b, "{");
+            jbuf_key(b, "sha256");
             if (d->received_has_sha256)
                 json_sha256(b, d->received_sha256);
             else
-                export_puts(b, "null");
-            export_puts(b, ",\"size\":");
-            export_u64(b, d->received_size);
-            export_puts(b, ",\"at_ms\":");
-            export_u64(b, d->received_at_ms);
-            export_puts(b, "}");
+                jbuf_adds(b, "null");
+            jbuf_member_u64(b, "size", d->received_size);
+            jbuf_member_u64(b, "at_ms", d->received_at_ms);
+            jbuf_adds(b, "}");
         }
-        export_puts(b, ",\"receipt\":");
-        export_json_opt_string(b, d->receipt);
+        jbuf_key(b, "receipt");
+        jbuf_opt_str(b, d->receipt);
     }
-    export_puts(b, "}");
+    jbuf_adds(b, "}");
 }
 
 const char export_csv_header[] = "delivery,content,sha256,size,status,client,client_addr,"
                                  "issued_at_ms,confirmed_at_ms,server\r\n";
 
-void export_item_csv(export_buf *b, const ledger_delivery *d)
+void export_item_csv(jbuf *b, const ledger_delivery *d)
 {
     char sha[48];
     b64url_encode(d->sha256, 32, sha);
     export_csv_field(b, d->id);
-    export_putn(b, ",", 1);
+    jbuf_add(b, ",", 1);
     export_csv_field(b, d->path);
-    export_printf(b, ",%s,%llu,%s,", sha, (unsigned long long)d->size,
-                  ledger_status_name(d->status));
+    jbuf_addf(b, ",%s,%llu,%s,", sha, (unsigned long long)d->size, ledger_status_name(d->status));
     export_csv_field(b, d->client);
-    export_putn(b, ",", 1);
+    jbuf_add(b, ",", 1);
     export_csv_field(b, d->client_addr);
-    export_printf(b, ",%llu,", (unsigned long long)d->issued_ms);
+    jbuf_addf(b, ",%llu,", (unsigned long long)d->issued_ms);
     if (d->confirmed_ms != 0)
-        export_u64(b, d->confirmed_ms);
-    export_putn(b, ",", 1);
+        jbuf_u64(b, d->confirmed_ms);
+    jbuf_add(b, ",", 1);
     export_csv_field(b, d->server);
-    export_puts(b, "\r\n");
+    jbuf_adds(b, "\r\n");
 }
 
 /* ---- filters -------------------------------------------------------------- */

@@ -1,6 +1,7 @@
 #include "daemon/http_reply.h"
 
 #include "daemon/clock.h"
+#include "daemon/jbuf.h"
 #include "daemon/log.h"
 
 #include <stdatomic.h>
@@ -31,16 +32,32 @@ struct MHD_Response *http_reply_empty(void)
     return MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 }
 
+/* The JSON error body of PROTOCOL.md section 6, in out (HTTP_ERROR_BODY_MAX
+ * bytes); returns its length. */
+static size_t error_body(const char *code, const char *message, char *out)
+{
+    jbuf b;
+    jbuf_init(&b, out, HTTP_ERROR_BODY_MAX);
+    jbuf_adds(&b, "{");
+    jbuf_member_str(&b, "error", code);
+    jbuf_member_str(&b, "message", message);
+    jbuf_adds(&b, "}\n");
+    if (b.failed) {
+        /* The code alone: it is what clients act on. */
+        jbuf_reset(&b);
+        jbuf_adds(&b, "{");
+        jbuf_member_str(&b, "error", code);
+        jbuf_adds(&b, ",\"message\":\"\"}\n");
+    }
+    return b.len;
+}
+
 struct MHD_Response *http_reply_error_response(unsigned status, const char *code,
                                                const char *message, size_t *len)
 {
     char body[HTTP_ERROR_BODY_MAX];
-    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n", code, message);
-    if (n < 0 || (size_t)n >= sizeof body)
-        n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"\"}\n", code);
-    *len = (size_t)n;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    *len = error_body(code, message, body);
+    struct MHD_Response *r = MHD_create_response_from_buffer(*len, body, MHD_RESPMEM_MUST_COPY);
     if (r != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -67,15 +84,15 @@ enum MHD_Result http_reply_method_not_allowed(request *req, struct MHD_Connectio
                                               const char *allow)
 {
     char body[HTTP_ERROR_BODY_MAX];
-    int n = snprintf(body, sizeof body,
-                     "{\"error\":\"method_not_allowed\",\"message\":\"Use %s here.\"}\n", allow);
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    char message[64];
+    snprintf(message, sizeof message, "Use %s here.", allow);
+    size_t n = error_body("method_not_allowed", message, body);
+    struct MHD_Response *r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_COPY);
     if (r != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     }
-    return http_reply_queue(req, c, 405, r, (uint64_t)n);
+    return http_reply_queue(req, c, 405, r, n);
 }
 
 enum MHD_Result http_reply_preflight(request *req, struct MHD_Connection *c, const char *allow)

@@ -4,32 +4,39 @@
 #include "daemon/clock.h"
 #include "daemon/http_reply.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int plugin_seal(const http_context *ctx, const delivery *d, const clientkey *ck,
                 const char *client_addr, char **out)
 {
-    char content[DELIVERY_CONTENT_JSON_MAX];
     char payload[PLUGIN_PAYLOAD_MAX];
     const ticket_claims *t = &d->claims;
-
-    if (delivery_content_json(t, content, sizeof content) < 0)
-        return -1;
-    int n = snprintf(payload, sizeof payload,
-                     "{\"v\":1,\"delivery\":\"%s\",\"ticket\":\"%s\",%s,"
-                     "\"client\":{\"id\":\"%s\",\"addr\":\"%s\"},"
-                     "\"server\":{\"id\":\"%s\",\"kid\":\"%s\",\"confirm\":\"%s\"},"
-                     "\"iat\":%llu,\"exp\":%llu}",
-                     d->id_text, d->ticket, content, ck->id, client_addr, ctx->cfg->server_id,
-                     eckey_thumbprint(ctx->keys->enc), ctx->confirm_url,
-                     (unsigned long long)(t->issued_ms / 1000),
-                     (unsigned long long)(t->expires_ms / 1000));
-    if (n < 0 || (size_t)n >= sizeof payload)
-        return -1;
-    jose_result jr = jwe_encrypt(ck->key, ck->id, eckey_thumbprint(ctx->keys->enc), JOSE_CTY_PLUGIN,
-                                 (const uint8_t *)payload, (size_t)n, NULL, out);
+    const char *server_kid = eckey_thumbprint(ctx->keys->enc);
+    jbuf b;
+    jbuf_init(&b, payload, sizeof payload);
+    jbuf_adds(&b, "{\"v\":1");
+    jbuf_member_str(&b, "delivery", d->id_text);
+    jbuf_key(&b, "ticket");
+    jbuf_string(&b, d->ticket, d->ticket_len);
+    delivery_content_json(&b, t);
+    jbuf_key(&b, "client");
+    jbuf_adds(&b, "{");
+    jbuf_member_str(&b, "id", ck->id);
+    jbuf_member_str(&b, "addr", client_addr);
+    jbuf_adds(&b, "}");
+    jbuf_key(&b, "server");
+    jbuf_adds(&b, "{");
+    jbuf_member_str(&b, "id", ctx->cfg->server_id);
+    jbuf_member_str(&b, "kid", server_kid);
+    jbuf_member_str(&b, "confirm", ctx->confirm_url);
+    jbuf_adds(&b, "}");
+    jbuf_member_u64(&b, "iat", t->issued_ms / 1000);
+    jbuf_member_u64(&b, "exp", t->expires_ms / 1000);
+    jbuf_adds(&b, "}");
+    jose_result jr = b.failed ? JOSE_INTERNAL
+                              : jwe_encrypt(ck->key, ck->id, server_kid, JOSE_CTY_PLUGIN,
+                                            (const uint8_t *)b.data, b.len, NULL, out);
     explicit_bzero(payload, sizeof payload);
     return jr == JOSE_OK ? 0 : -1;
 }

@@ -132,8 +132,8 @@ static int print_rows(ledger *lg, const ledger_filter *f, report_format format)
                "CONFIRMED", "CLIENT", "CONTENT");
 
     while ((rc = ledger_cursor_next(cur, row)) == 1) {
-        export_buf b;
-        export_buf_init(&b, text, EXPORT_ITEM_MAX);
+        jbuf b;
+        jbuf_init(&b, text, EXPORT_ITEM_MAX);
         if (format == FORMAT_TABLE) {
             print_table_row(row, &t);
             continue;
@@ -141,10 +141,10 @@ static int print_rows(ledger *lg, const ledger_filter *f, report_format format)
         if (format == FORMAT_CSV) {
             export_item_csv(&b, row);
         } else {
-            export_puts(&b, t.rows > 0 ? ",\n" : "\n");
+            jbuf_adds(&b, t.rows > 0 ? ",\n" : "\n");
             export_item_json(&b, row, false);
         }
-        if (b.overflow) {
+        if (b.failed) {
             fprintf(stderr, "receiptd report: row %s is too large to print\n", row->id);
             rc = -1;
             break;

@@ -1,8 +1,12 @@
 /* Fuzzes the admin API's and the report's filter parsing (content, client,
  * status, since, until as five NUL-separated fields) and the escaping of
- * what ends up in CSV and JSON. */
+ * what ends up in CSV and JSON: whatever the bytes, the JSON string is one
+ * that a JSON parser takes, and valid UTF-8 reads back as it was. */
 #include "daemon/export.h"
+#include "daemon/jbuf.h"
+#include "daemon/utf8.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,11 +37,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned statuses;
     export_parse_status(text, &statuses);
 
-    char out[1024];
-    export_buf b;
-    export_buf_init(&b, out, sizeof out);
+    jbuf b;
+    jbuf_init_growing(&b, NULL, 0, 6 * size + 8);
     export_csv_field(&b, text);
-    export_json_string(&b, text);
+    jbuf_reset(&b);
+    jbuf_string(&b, (const char *)data, size);
+    if (b.failed)
+        abort(); /* 6 bytes a byte at most, and the quotes */
+    json_error_t error;
+    json_t *back = json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
+    if (back == NULL || !json_is_string(back))
+        abort();
+    if (utf8_valid((const char *)data, size) &&
+        (json_string_length(back) != size || memcmp(json_string_value(back), data, size) != 0))
+        abort();
+    json_decref(back);
+    jbuf_free(&b);
     free(text);
     return 0;
 }

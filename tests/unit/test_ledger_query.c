@@ -296,7 +296,7 @@ static void test_parse_time(void **state)
 static void test_renderings(void **state)
 {
     char text[TEST_TEXT_MAX];
-    export_buf b;
+    jbuf b;
     ledger_delivery d;
     (void)state;
     memset(&d, 0, sizeof d);
@@ -305,30 +305,23 @@ static void test_renderings(void **state)
     snprintf(d.server, sizeof d.server, "s1");
     snprintf(d.client_addr, sizeof d.client_addr, "::1");
     d.issued_ms = 5;
-    export_buf_init(&b, text, sizeof text);
+    jbuf_init(&b, text, sizeof text);
     export_item_csv(&b, &d);
-    assert_false(b.overflow);
+    assert_false(b.failed);
     assert_non_null(strstr(text, ",\"/a,\"\"b\"\"\n\x01\xff.html\","));
     assert_non_null(strstr(text, ",issued,,::1,5,,s1\r\n"));
 
-    export_buf_init(&b, text, sizeof text);
+    jbuf_init(&b, text, sizeof text);
     export_item_json(&b, &d, false);
-    assert_false(b.overflow);
+    assert_false(b.failed);
     assert_non_null(strstr(text, "\"content\":\"/a,\\\"b\\\"\\u000a\\u0001\xef\xbf\xbd.html\""));
     assert_non_null(strstr(text, "\"client\":null"));
     assert_non_null(strstr(text, "\"confirmed_at_ms\":null"));
 
     char small[16];
-    export_buf_init(&b, small, sizeof small);
+    jbuf_init(&b, small, sizeof small);
     export_item_json(&b, &d, true);
-    assert_true(b.overflow); /* reported, never cut silently */
-
-    export_buf_init(&b, text, sizeof text);
-    export_json_double(&b, 0.1 + 0.2);
-    assert_string_equal(text, "0.30000000000000004");
-    export_buf_init(&b, text, sizeof text);
-    export_json_double(&b, 36.0 / 61.0);
-    assert_true(strtod(text, NULL) == 36.0 / 61.0);
+    assert_true(b.failed); /* reported, never cut silently */
 
     unsigned st = 0;
     assert_int_equal(export_parse_status("pending,corrupted", &st), 0);
