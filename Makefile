@@ -6,6 +6,7 @@
 #   make bench    side-by-side benchmark against nginx (bench/README.md)
 #   make fuzz     run every libFuzzer harness for FUZZ_SECONDS each
 #   make format   clang-format the C sources in place
+#   make man      write the OPTIONS of docs/receiptd.8 from the option table
 #   make clean    remove the build directories
 
 BUILD      ?= build
@@ -21,7 +22,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps build run check test bench fuzz format format-check clean
+.PHONY: all deps build run check test bench fuzz format format-check man clean
 
 all: build
 
@@ -75,6 +76,9 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+man: build
+	scripts/update-man $(BUILD)
 
 format-check:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo "clang-format: the tree is formatted"

@@ -1,34 +1,30 @@
 #include "daemon/admin.h"
 
+#include "daemon/admin_metrics.h"
+#include "daemon/admin_token.h"
+
 #include "common/b64.h"
-#include "common/durable.h"
 #include "daemon/export.h"
 #include "daemon/jbuf.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
-#include "daemon/metrics.h"
 #include "web/web.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #define ADMIN_CONNECTIONS_MAX 64 /* a handful of operators and a scraper */
 #define ADMIN_IDLE_TIMEOUT_S  60
 #define ADMIN_CONN_MEMORY     (32 * 1024)
-#define ADMIN_AUTH_HEADER_MAX 512 /* longer Authorization values: refused */
-#define ADMIN_TOKEN_BYTES     32
+#define ADMIN_AUTH_HEADER_MAX 512                 /* longer Authorization values: refused */
 #define ADMIN_BODY_MAX        (32u * 1024 * 1024) /* largest JSON answer built in memory */
 #define ADMIN_LIST_MAX        10000               /* rows of /api/contents and /api/clients */
 #define ADMIN_PAGE_DEFAULT    50
@@ -58,110 +54,6 @@ struct admin_server {
     uint8_t token_digest[SHA256_DIGEST_LENGTH];
     uint64_t started_ms;
 };
-
-/* ---- the token ------------------------------------------------------------ */
-
-static bool token_chars_valid(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '_' || ch == '.' || ch == '~'))
-            return false;
-    }
-    return true;
-}
-
-static int token_read(const char *file, char *token, char *err, size_t errlen)
-{
-    char text[ADMIN_TOKEN_MAX + 3];
-    struct stat st;
-    int ret = -1;
-    int fd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", file, strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s is not a regular file", file);
-        goto out;
-    }
-    if ((st.st_mode & 077) != 0) {
-        /* Whoever reads it reads the whole ledger: same rule as the keys. */
-        snprintf(err, errlen, "%s grants access to group or others: chmod 600 %s", file, file);
-        goto out;
-    }
-    ssize_t n = read(fd, text, sizeof text - 1);
-    if (n < 0) {
-        snprintf(err, errlen, "%s: %s", file, strerror(errno));
-        goto out;
-    }
-    size_t len = (size_t)n;
-    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-        len--;
-    if (len < ADMIN_TOKEN_MIN || len > ADMIN_TOKEN_MAX || !token_chars_valid(text, len)) {
-        snprintf(err, errlen, "%s: the token must be %d to %d base64url characters", file,
-                 ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX);
-        goto out;
-    }
-    memcpy(token, text, len);
-    token[len] = '\0';
-    ret = 0;
-out:
-    close(fd);
-    return ret;
-}
-
-/* 0 made, 1 someone else made it first, -1 error. Through a temporary file
- * (durable.h): a crash leaves no token, or the whole of it. */
-static int token_create(const char *file, char *token, char *err, size_t errlen)
-{
-    uint8_t raw[ADMIN_TOKEN_BYTES];
-    char line[ADMIN_TOKEN_MAX + 2];
-    if (RAND_bytes(raw, sizeof raw) != 1) {
-        snprintf(err, errlen, "no random bytes for the admin token");
-        return -1;
-    }
-    size_t len = b64url_encode(raw, sizeof raw, token);
-    OPENSSL_cleanse(raw, sizeof raw);
-    memcpy(line, token, len);
-    line[len] = '\n';
-    int rc = durable_write_atomic(file, line, len + 1, 0600, false, err, errlen);
-    OPENSSL_cleanse(line, sizeof line);
-    return rc;
-}
-
-int admin_token_load(const char *state_dir, char *token, bool *created, char *err, size_t errlen)
-{
-    char file[PATH_MAX];
-    int n = snprintf(file, sizeof file, "%s/%s", state_dir, ADMIN_TOKEN_FILE);
-    *created = false;
-    if (n < 0 || (size_t)n >= sizeof file) {
-        snprintf(err, errlen, "state directory path too long");
-        return -1;
-    }
-    if (access(file, F_OK) != 0 && errno == ENOENT) {
-        int rc = token_create(file, token, err, errlen);
-        if (rc < 0)
-            return -1;
-        if (rc == 0) {
-            *created = true;
-            return 0;
-        }
-    }
-    return token_read(file, token, err, errlen);
-}
-
-/*
- * Compares digests of the whole presented value with CRYPTO_memcmp: the time
- * taken depends on neither where the values differ nor the token's length.
- */
-static bool token_matches(const admin_server *srv, const char *presented, size_t len)
-{
-    uint8_t digest[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)presented, len, digest);
-    return CRYPTO_memcmp(digest, srv->token_digest, sizeof digest) == 0;
-}
 
 /* ---- responses ------------------------------------------------------------ */
 
@@ -746,162 +638,11 @@ static enum MHD_Result serve_series(admin_server *srv, struct MHD_Connection *c)
 
 /* ---- /metrics ----------------------------------------------------------------- */
 
-/* Everything /metrics reports, read once per scrape. */
-typedef struct metric_values {
-    metrics_snapshot m;
-    writer_stats ws;
-    uint64_t started_ms;
-} metric_values;
-
-typedef struct metric metric;
-
-/* Writes the samples of a metric that is not one plain number. */
-typedef void (*metric_write_fn)(jbuf *b, const metric *mt, const metric_values *v);
-
-/*
- * One metric family: a plain one is the uint64_t at offset in
- * metric_values; the others have a writer of their samples.
- */
-struct metric {
-    const char *name;
-    const char *type; /* counter, gauge or histogram */
-    const char *help;
-    size_t offset;
-    metric_write_fn write;
-};
-
-#define PLAIN(field) .offset = offsetof(metric_values, field)
-
-/* The writer's histograms: its buckets are not cumulative; these are. */
-static void histogram(jbuf *b, const char *name, const char *const *le, const uint64_t *counts,
-                      size_t n, const char *sum)
-{
-    uint64_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        total += counts[i];
-        jbuf_addf(b, "%s_bucket{le=\"%s\"} %llu\n", name, le[i], (unsigned long long)total);
-    }
-    jbuf_addf(b, "%s_sum %s\n%s_count %llu\n", name, sum, name, (unsigned long long)total);
-}
-
-static const char *const batch_le[WRITER_BATCH_BUCKETS] = {"1",   "4",    "16",   "64",
-                                                           "256", "1024", "4096", "+Inf"};
-static const char *const latency_le[WRITER_LATENCY_BUCKETS] = {
-    "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"};
-
-static void write_info(jbuf *b, const metric *mt, const metric_values *v)
-{
-    jbuf_addf(b, "%s{version=\"%s\"} 1\n", mt->name, RECEIPT_VERSION);
-}
-
-static void write_start_time(jbuf *b, const metric *mt, const metric_values *v)
-{
-    jbuf_addf(b, "%s %.3f\n", mt->name, (double)v->started_ms / 1000.0);
-}
-
-static void write_confirmations(jbuf *b, const metric *mt, const metric_values *v)
-{
-    for (int k = 0; k < METRICS_CONFIRM_COUNT; k++)
-        jbuf_addf(b, "%s{status=\"%s\"} %llu\n", mt->name, metrics_confirm_name((metrics_confirm)k),
-                  (unsigned long long)v->m.confirms[k]);
-}
-
-static void write_batch_sizes(jbuf *b, const metric *mt, const metric_values *v)
-{
-    char sum[32];
-    snprintf(sum, sizeof sum, "%llu", (unsigned long long)v->ws.batch_sum);
-    histogram(b, mt->name, batch_le, v->ws.batch_count, WRITER_BATCH_BUCKETS, sum);
-}
-
-static void write_commit_seconds(jbuf *b, const metric *mt, const metric_values *v)
-{
-    char sum[64];
-    snprintf(sum, sizeof sum, "%.6f", v->ws.latency_sum_ms / 1000.0);
-    histogram(b, mt->name, latency_le, v->ws.latency_count, WRITER_LATENCY_BUCKETS, sum);
-}
-
-static void write_issue_lag_seconds(jbuf *b, const metric *mt, const metric_values *v)
-{
-    char sum[64];
-    snprintf(sum, sizeof sum, "%.6f", v->ws.issue_lag_sum_ms / 1000.0);
-    histogram(b, mt->name, latency_le, v->ws.issue_lag_count, WRITER_LATENCY_BUCKETS, sum);
-}
-
-/* Only the route and code pairs that happened. */
-static void write_responses(jbuf *b, const metric *mt, const metric_values *v)
-{
-    for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
-        for (int k = 0; k < METRICS_CODE_COUNT; k++) {
-            if (v->m.responses[r][k] == 0)
-                continue;
-            unsigned status = metrics_code_status((metrics_code)k);
-            char code[16];
-            if (status == 0)
-                snprintf(code, sizeof code, "other");
-            else
-                snprintf(code, sizeof code, "%u", status);
-            jbuf_addf(b, "%s{route=\"%s\",code=\"%s\"} %llu\n", mt->name,
-                      metrics_route_name((metrics_route)r), code,
-                      (unsigned long long)v->m.responses[r][k]);
-        }
-    }
-}
-
-static const metric metrics_table[] = {
-    {"receiptd_info", "gauge", "Version of this receiptd.", .write = write_info},
-    {"receiptd_start_time_seconds", "gauge", "Unix time receiptd started at.",
-     .write = write_start_time},
-    {"receiptd_deliveries_total", "counter", "Deliveries issued (200 responses to GET of content).",
-     PLAIN(m.deliveries)},
-    {"receiptd_bindings_total", "counter", "Tickets traded for plug-in data bound to a client.",
-     PLAIN(m.bindings)},
-    {"receiptd_confirmations_total", "counter", "Confirmations answered, by outcome.",
-     .write = write_confirmations},
-    {"receiptd_ledger_queue_depth", "gauge", "Ledger events waiting for the writer.",
-     PLAIN(ws.queued)},
-    {"receiptd_ledger_queue_capacity", "gauge", "Ledger events the queue holds.",
-     PLAIN(ws.capacity)},
-    {"receiptd_ledger_retrying", "gauge", "Ledger events held for a retry after a failed commit.",
-     PLAIN(ws.retrying)},
-    {"receiptd_ledger_events_committed_total", "counter", "Ledger events committed.",
-     PLAIN(ws.committed)},
-    {"receiptd_ledger_events_failed_total", "counter", "Ledger events that finished uncommitted.",
-     PLAIN(ws.failed)},
-    {"receiptd_ledger_events_rejected_total", "counter",
-     "Ledger events refused because the queue was full or stopping.", PLAIN(ws.rejected)},
-    {"receiptd_ledger_failed_commits_total", "counter", "Ledger batches whose commit failed.",
-     PLAIN(ws.failed_commits)},
-    {"receiptd_ledger_batch_size", "histogram", "Events per committed ledger batch.",
-     .write = write_batch_sizes},
-    {"receiptd_ledger_commit_seconds", "histogram",
-     "Time from begin to durable commit of a ledger batch.", .write = write_commit_seconds},
-    {"receiptd_ledger_issue_lag_seconds", "histogram",
-     "Time from a delivery to the durable commit of its ledger row.",
-     .write = write_issue_lag_seconds},
-    {"receiptd_http_responses_total", "counter",
-     "Responses of the public listener, by route and status code.", .write = write_responses},
-};
-
 static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c)
 {
-    metric_values v;
-    metrics_snapshot_take(&v.m);
-    writer_get_stats(srv->svc.ledger_writer, &v.ws);
-    v.started_ms = srv->started_ms;
-
     jbuf b;
     jbuf_init_growing(&b, NULL, 0, ADMIN_METRICS_MAX);
-    for (size_t i = 0; i < sizeof metrics_table / sizeof metrics_table[0]; i++) {
-        const metric *mt = &metrics_table[i];
-        jbuf_addf(&b, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name, mt->type);
-        if (mt->write != NULL) {
-            mt->write(&b, mt, &v);
-        } else {
-            uint64_t value;
-            memcpy(&value, (const char *)&v + mt->offset, sizeof value);
-            jbuf_addf(&b, "%s %llu\n", mt->name, (unsigned long long)value);
-        }
-    }
+    admin_metrics_write(&b, srv->svc.ledger_writer, srv->started_ms);
     size_t len = 0;
     char *text = jbuf_take(&b, &len);
     if (text == NULL)
@@ -918,6 +659,17 @@ static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c
 }
 
 /* ---- routing ------------------------------------------------------------------ */
+
+/*
+ * Compares digests of the whole presented value with CRYPTO_memcmp: the time
+ * taken depends on neither where the values differ nor the token's length.
+ */
+static bool token_matches(const admin_server *srv, const char *presented, size_t len)
+{
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)presented, len, digest);
+    return CRYPTO_memcmp(digest, srv->token_digest, sizeof digest) == 0;
+}
 
 /* 0 authorized; otherwise the 401 was queued and its result is in *ret. */
 static int require_token(admin_server *srv, struct MHD_Connection *c, enum MHD_Result *ret)
@@ -1040,17 +792,17 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
 
     /* One internal thread and no pool: the ledger handle is single-threaded. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-    if (cfg->admin_addr.ss_family == AF_INET6)
+    if (cfg->admin_listen.addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    srv->mhd =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-                         (const struct sockaddr *)&cfg->admin_addr, MHD_OPTION_CONNECTION_LIMIT,
-                         (unsigned)ADMIN_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)ADMIN_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                         (size_t)ADMIN_CONN_MEMORY, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-                         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_END);
+    srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+                                (const struct sockaddr *)&cfg->admin_listen.addr,
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_CONNECTIONS_MAX,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_IDLE_TIMEOUT_S,
+                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY,
+                                MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+                                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_END);
     if (srv->mhd == NULL) {
-        snprintf(err, errlen, "cannot listen on %s (admin): %s", cfg->admin_listen,
+        snprintf(err, errlen, "cannot listen on %s (admin): %s", cfg->admin_listen.text,
                  errno != 0 ? strerror(errno) : "the HTTP library refused the settings");
         goto fail;
     }

@@ -4,7 +4,7 @@
  * Serves the dashboard (GET / and its assets), Prometheus metrics
  * (GET /metrics) and the JSON API under /api/ (docs/api.md). Everything but
  * the dashboard's files and /metrics needs "Authorization: Bearer TOKEN",
- * where TOKEN is the content of STATE_DIR/admin-token, made at first start.
+ * where TOKEN is the content of STATE_DIR/admin-token (admin_token.h).
  *
  * One libmicrohttpd thread serves every admin request, with one read-only
  * ledger connection of its own (SQLite connections are single-threaded);
@@ -21,24 +21,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define ADMIN_TOKEN_FILE "admin-token"
-#define ADMIN_TOKEN_MIN  22 /* characters: 128 bits of base64url at least */
-#define ADMIN_TOKEN_MAX  128
-
 typedef struct admin_services {
     const config *cfg;
     writer *ledger_writer; /* for queue and commit statistics */
 } admin_services;
 
 typedef struct admin_server admin_server;
-
-/*
- * Reads STATE_DIR/admin-token, or makes it (32 random bytes, base64url,
- * mode 0600) when there is none; *created tells which. A token file that
- * grants group or other access is refused, as the keys are. token holds
- * ADMIN_TOKEN_MAX + 1 bytes. Returns 0 or -1 with err set.
- */
-int admin_token_load(const char *state_dir, char *token, bool *created, char *err, size_t errlen);
 
 /* Starts the listener on cfg->admin_addr. NULL with err set on failure. */
 admin_server *admin_start(const admin_services *svc, char *err, size_t errlen);

@@ -1,6 +1,7 @@
 #include "daemon/clientkeys.h"
 
 #include "common/b64.h"
+#include "daemon/hash.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -28,18 +29,6 @@ struct clientkeys {
     entry *lru_head, *lru_tail;
     uint64_t hits, misses;
 };
-
-/* FNV-1a: the keys are public values, so no keyed hash is needed for
- * secrecy; the bounded LRU caps the work an adversary can cause. */
-static uint64_t hash_header(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
 
 clientkeys *clientkeys_new(const eckey *server_enc, size_t capacity)
 {
@@ -124,7 +113,7 @@ int clientkeys_get(clientkeys *c, const char *header, size_t n, clientkey *out)
 {
     if (n != ECKEY_POINT_B64_LEN)
         return -1;
-    uint64_t h = hash_header(header, n);
+    uint64_t h = hash_fnv1a(header, n);
 
     pthread_mutex_lock(&c->lock);
     entry *e = find(c, header, h);

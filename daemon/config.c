@@ -9,117 +9,224 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static const char usage_text[] =
+#define CONFIG_HELP_WIDTH  79 /* --help wraps its lines here */
+#define CONFIG_HELP_COLUMN 26 /* where the help of an option starts */
+#define CONFIG_HELP_LINE   160
+#define CONFIG_MAN_WIDTH   76     /* lines of the man page's source */
+#define NO_BREAK           '\x01' /* a space --help does not wrap at */
+
+typedef struct config_option config_option;
+
+/* Parses value into the option's place in cfg; 0, or -1 with err set. */
+typedef int (*config_parser)(config *cfg, const config_option *o, const char *value, char *err,
+                             size_t errlen);
+/* Sets a default that depends on other options, once they are all set. */
+typedef void (*config_deriver)(config *cfg);
+
+/* Flags of an option. */
+#define CONFIG_COMMAND_LINE 1u /* not for a configuration file: help, version, check */
+#define CONFIG_REQUIRED     2u /* must be given */
+#define CONFIG_MAY_BE_OFF   4u /* an address that "off" switches off */
+
+typedef enum config_section {
+    SECTION_PROTOCOL,
+    SECTION_STATE,
+    SECTION_LIMITS,
+    SECTION_OPERATIONS,
+} config_section;
+
+static const char *const section_titles[] = {
+    [SECTION_PROTOCOL] = "Content and protocol",
+    [SECTION_STATE] = "State",
+    [SECTION_LIMITS] = "Limits",
+    [SECTION_OPERATIONS] = "Operations",
+};
+
+/*
+ * One option. In help and doc, %D stands for the default (value, or shown
+ * when the default is worked out at start) and %M for max.
+ */
+struct config_option {
+    const char *name; /* --NAME on the command line; NAME in a configuration file */
+    const char *arg;  /* what its value is called; NULL: it takes none */
+    config_section section;
+    config_parser parse;
+    size_t offset, size;                /* its place in struct config */
+    unsigned long long min, max, scale; /* numbers: a value is kept times scale (0: 1) */
+    const char *unit;                   /* how an error calls a number: "a whole number", "MiB" */
+    const char *value;                  /* the default, parsed as if given; NULL: none */
+    config_deriver derive;              /* or a default worked out once the others are set */
+    const char *shown;                  /* how --help and the man page name a derived default */
+    unsigned flags;
+    const char *help; /* --help: a phrase, wrapped as it needs */
+    const char *doc;  /* receiptd(8): roff text, inline font escapes only */
+};
+
+static int parse_string(config *, const config_option *, const char *, char *, size_t);
+static int parse_address(config *, const config_option *, const char *, char *, size_t);
+static int parse_number(config *, const config_option *, const char *, char *, size_t);
+static int parse_flag(config *, const config_option *, const char *, char *, size_t);
+static int parse_level(config *, const config_option *, const char *, char *, size_t);
+static int parse_header(config *, const config_option *, const char *, char *, size_t);
+static int parse_public_url(config *, const config_option *, const char *, char *, size_t);
+static int parse_server_id(config *, const config_option *, const char *, char *, size_t);
+static void derive_threads(config *cfg);
+static void derive_public_url(config *cfg);
+static void derive_server_id(config *cfg);
+
+#define AT(member)          .offset = offsetof(config, member), .size = sizeof(((config *)0)->member)
+#define NUMBER(lo, hi)      .parse = parse_number, .min = (lo), .max = (hi)
+#define SETS(member, value) AT(member), .parse = parse_flag, .min = (value)
+
+/* Every option of receiptd, in the order of --help and the man page. */
+static const config_option options[] = {
+    {"root", "DIR", SECTION_PROTOCOL, parse_string, AT(root), .flags = CONFIG_REQUIRED,
+     .help = "directory to serve (required)",
+     .doc = "Directory to serve (required). Nothing outside it is ever served: paths resolve "
+            "with openat2(2) and RESOLVE_BENEATH; dot segments and dotfiles answer 404."},
+    {"listen", "HOST:PORT", SECTION_PROTOCOL, parse_address, AT(listen), .value = "127.0.0.1:8080",
+     .help = "public listener (default %D)", .doc = "Public listener (default %D)."},
+    {"admin-listen", "HOST:PORT", SECTION_PROTOCOL, parse_address, AT(admin_listen),
+     .value = "127.0.0.1:8091", .flags = CONFIG_MAY_BE_OFF,
+     .help = "admin listener: dashboard, /metrics and the API (default %D; 'off' disables it)",
+     .doc = "Admin listener with the dashboard, /metrics and the JSON API (default %D; \\fBoff\\fR "
+            "disables it). Every route but the dashboard page, its assets and /metrics requires "
+            "the bearer token in STATE_DIR/admin-token."},
+    {"public-url", "URL", SECTION_PROTOCOL, parse_public_url, AT(public_url),
+     .derive = derive_public_url, .shown = "http://LISTEN",
+     .help = "base URL clients reach this server at; the confirm URL in plug-in data is "
+             "URL/_receipt/confirm (default %D)",
+     .doc = "Base URL clients reach this server at; plug-in data names URL/_receipt/confirm "
+            "(default %D)."},
+    {"server-id", "ID", SECTION_PROTOCOL, parse_server_id, AT(server_id),
+     .derive = derive_server_id, .shown = "the host name",
+     .help = "name of this server in the ledger and in plug-in data (default: %D)",
+     .doc = "Name of this server in the ledger, plug-in data and receipts (default: %D)."},
+    {"ticket-ttl", "SECONDS", SECTION_PROTOCOL, NUMBER(1, 10ull * 365 * 24 * 3600),
+     AT(ticket_ttl_s), .value = "604800",
+     .help = "how long a delivery may be confirmed (default %D)",
+     .doc = "How long a delivery may be confirmed, in seconds (default %D)."},
+    {"no-inject", NULL, SECTION_PROTOCOL, SETS(inject, false),
+     .help = "do not embed the agent element into HTML pages",
+     .doc = "Do not embed the agent element into HTML pages."},
+    {"add-header", "NAME:VALUE", SECTION_PROTOCOL, parse_header, .max = CONFIG_EXTRA_HEADERS_MAX,
+     .help = "add a header to every content response (repeatable)",
+     .doc = "Add a header to every content response, e.g. a Content-Security-Policy "
+            "(repeatable, at most %M)."},
+
+    {"state-dir", "DIR", SECTION_STATE, parse_string, AT(state_dir), .value = "/var/lib/receiptd",
+     .help = "keys, admin token and the default ledger (default %D; mode 0700)",
+     .doc = "Keys, admin token and the default ledger (default %D). Created with mode 0700 on "
+            "first start; receiptd refuses to start when the directory is accessible to others "
+            "or server-keys.json to anyone but its owner."},
+    {"ledger", "URL", SECTION_STATE, parse_string, AT(ledger_url),
+     .shown = "sqlite:STATE_DIR/ledger.sqlite", .help = "sqlite:PATH (default %D)",
+     .doc = "\\fBsqlite:\\fIPATH\\fR (default %D)."},
+
+    {"threads", "N", SECTION_LIMITS, NUMBER(1, 256), AT(threads), .derive = derive_threads,
+     .shown = "the number of CPUs", .help = "HTTP worker threads (default: %D)",
+     .doc = "HTTP worker threads (default: %D)."},
+    {"max-connections", "N", SECTION_LIMITS, NUMBER(1, 1000000), AT(max_connections),
+     .value = "10000", .help = "open connections at most (default %D)",
+     .doc = "Open connections at most (default %D); the open file limit is raised to fit."},
+    {"per-ip-connections", "N", SECTION_LIMITS, NUMBER(0, 1000000), AT(per_ip_connections),
+     .value = "0", .help = "connections per client address (default %D: no limit)",
+     .doc = "Connections per client address (default %D, no limit)."},
+    {"idle-timeout", "SECONDS", SECTION_LIMITS, NUMBER(1, 86400), AT(idle_timeout_s), .value = "30",
+     .help = "close a connection idle this long (default %D)",
+     .doc = "Close a connection idle this long (default %D)."},
+    {"connection-memory", "BYTES", SECTION_LIMITS, NUMBER(4096, 1024 * 1024), AT(connection_memory),
+     .value = "16384",
+     .help = "bytes per connection for the request line, headers and buffers; larger headers "
+             "get 431 (default %D)",
+     .doc = "Memory per connection for the request line, headers and buffers (default %D). "
+            "Request headers over about half of it are answered 431; each idle connection keeps "
+            "about this much resident."},
+    {"queue", "N", SECTION_LIMITS, NUMBER(16, WRITER_QUEUE_MAX), AT(queue_capacity),
+     .value = "65536",
+     .help = "ledger events waiting at most; past it deliveries get 503 (default %D)",
+     .doc = "Ledger events waiting at most (default %D); past it, deliveries are answered 503 "
+            "with Retry-After."},
+    {"batch", "N", SECTION_LIMITS, NUMBER(1, WRITER_BATCH_MAX), AT(batch_max), .value = "1024",
+     .help = "ledger events per commit at most (default %D)",
+     .doc = "Ledger events per commit at most (default %D)."},
+    {"cache-size", "MIB", SECTION_LIMITS, NUMBER(0, 64 * 1024), AT(cache_bytes),
+     .scale = 1024 * 1024, .unit = "MiB", .value = "64",
+     .help = "memory for small hot files (default %D)",
+     .doc = "Memory for small hot files, in MiB (default %D)."},
+    {"shutdown-grace", "SECONDS", SECTION_LIMITS, NUMBER(0, 3600), AT(shutdown_grace_s),
+     .value = "10", .help = "time for requests in flight at SIGTERM (default %D)",
+     .doc = "Time requests in flight get at SIGTERM (default %D)."},
+
+    {"access-log", "FILE", SECTION_OPERATIONS, parse_string, AT(access_log),
+     .help = "combined-format access log (reopened on SIGHUP)",
+     .doc = "Combined-format access log, reopened on SIGHUP."},
+    {"log-level", "LEVEL", SECTION_OPERATIONS, parse_level, AT(level), .value = "info",
+     .help = "debug, info, warn or error (default %D)",
+     .doc = "\\fBdebug\\fR, \\fBinfo\\fR, \\fBwarn\\fR or \\fBerror\\fR (default %D); the log goes "
+            "to standard error."},
+    {"check", NULL, SECTION_OPERATIONS, SETS(check_only, true), .flags = CONFIG_COMMAND_LINE,
+     .help = "validate the configuration and state, then exit",
+     .doc = "Validate the configuration and the state directory, then exit."},
+    {"help", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "this text",
+     .doc = "Print the options."},
+    {"version", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "the version",
+     .doc = "Print the version."},
+};
+
+#define OPTION_COUNT (sizeof options / sizeof options[0])
+_Static_assert(OPTION_COUNT <= 64, "config.given has a bit per option");
+
+static const char usage_head[] =
     "usage: receiptd --root DIR [options]\n"
     "       receiptd report [options]      (see receiptd report --help)\n"
     "\n"
-    "Serves the files under DIR over HTTP and records every delivery in a ledger.\n"
-    "\n"
-    "Content and protocol:\n"
-    "  --root DIR              directory to serve (required)\n"
-    "  --listen HOST:PORT      public listener (default 127.0.0.1:8080)\n"
-    "  --admin-listen HOST:PORT  admin listener: dashboard, /metrics and the API\n"
-    "                          (default 127.0.0.1:8091; 'off' disables it)\n"
-    "  --public-url URL        base URL clients reach this server at; the confirm\n"
-    "                          URL in plug-in data is URL/_receipt/confirm\n"
-    "                          (default http://LISTEN)\n"
-    "  --server-id ID          name of this server in the ledger and in plug-in data\n"
-    "                          (default: the host name)\n"
-    "  --ticket-ttl SECONDS    how long a delivery may be confirmed (default 604800)\n"
-    "  --no-inject             do not embed the agent element into HTML pages\n"
-    "  --add-header NAME:VALUE add a header to every content response (repeatable)\n"
-    "\n"
-    "State:\n"
-    "  --state-dir DIR         keys, admin token and the default ledger\n"
-    "                          (default /var/lib/receiptd; mode 0700)\n"
-    "  --ledger URL            sqlite:PATH (default sqlite:STATE_DIR/ledger.sqlite)\n"
-    "\n"
-    "Limits:\n"
-    "  --threads N             HTTP worker threads (default: number of CPUs)\n"
-    "  --max-connections N     open connections at most (default 10000)\n"
-    "  --per-ip-connections N  connections per client address (default 0: no limit)\n"
-    "  --idle-timeout SECONDS  close a connection idle this long (default 30)\n"
-    "  --connection-memory N   bytes per connection for the request line, headers\n"
-    "                          and buffers; larger headers get 431 (default 16384)\n"
-    "  --queue N               ledger events waiting at most; past it deliveries\n"
-    "                          get 503 (default 65536)\n"
-    "  --batch N               ledger events per commit at most (default 1024)\n"
-    "  --cache-size MIB        memory for small hot files (default 64)\n"
-    "  --shutdown-grace SECONDS  time for requests in flight at SIGTERM (default 10)\n"
-    "\n"
-    "Operations:\n"
-    "  --access-log FILE       combined-format access log (reopened on SIGHUP)\n"
-    "  --log-level LEVEL       debug, info, warn or error (default info)\n"
-    "  --check                 validate the configuration and state, then exit\n"
-    "  --help                  this text\n"
-    "  --version               the version\n"
+    "Serves the files under DIR over HTTP and records every delivery in a ledger.\n";
+
+static const char usage_tail[] =
     "\n"
     "Exit status: 0 after a clean shutdown (SIGTERM, SIGINT) or a passing --check,\n"
     "1 when the server cannot start, 2 for a usage error.\n";
 
-enum {
-    OPT_ROOT = 256,
-    OPT_LISTEN,
-    OPT_ADMIN_LISTEN,
-    OPT_STATE_DIR,
-    OPT_LEDGER,
-    OPT_PUBLIC_URL,
-    OPT_SERVER_ID,
-    OPT_TICKET_TTL,
-    OPT_NO_INJECT,
-    OPT_ADD_HEADER,
-    OPT_THREADS,
-    OPT_MAX_CONNECTIONS,
-    OPT_PER_IP,
-    OPT_IDLE_TIMEOUT,
-    OPT_CONN_MEMORY,
-    OPT_QUEUE,
-    OPT_BATCH,
-    OPT_CACHE_SIZE,
-    OPT_GRACE,
-    OPT_ACCESS_LOG,
-    OPT_LOG_LEVEL,
-    OPT_CHECK,
-    OPT_HELP,
-    OPT_VERSION,
-};
+static void *place(config *cfg, const config_option *o)
+{
+    return (char *)cfg + o->offset;
+}
 
-static const struct option long_options[] = {
-    {"root", required_argument, NULL, OPT_ROOT},
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
-    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
-    {"ledger", required_argument, NULL, OPT_LEDGER},
-    {"public-url", required_argument, NULL, OPT_PUBLIC_URL},
-    {"server-id", required_argument, NULL, OPT_SERVER_ID},
-    {"ticket-ttl", required_argument, NULL, OPT_TICKET_TTL},
-    {"no-inject", no_argument, NULL, OPT_NO_INJECT},
-    {"add-header", required_argument, NULL, OPT_ADD_HEADER},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
-    {"per-ip-connections", required_argument, NULL, OPT_PER_IP},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
-    {"connection-memory", required_argument, NULL, OPT_CONN_MEMORY},
-    {"queue", required_argument, NULL, OPT_QUEUE},
-    {"batch", required_argument, NULL, OPT_BATCH},
-    {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
-    {"shutdown-grace", required_argument, NULL, OPT_GRACE},
-    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"check", no_argument, NULL, OPT_CHECK},
-    {"help", no_argument, NULL, OPT_HELP},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
-};
+static const config_option *option_named(const char *name)
+{
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        if (strcmp(options[i].name, name) == 0)
+            return &options[i];
+    }
+    return NULL;
+}
 
-/* Parses a decimal number in [min, max]; returns 0 or -1. */
-static int parse_number(const char *text, unsigned long long min, unsigned long long max,
-                        unsigned long long *out)
+/* ---- the parsers ---------------------------------------------------------- */
+
+static int parse_string(config *cfg, const config_option *o, const char *value, char *err,
+                        size_t errlen)
+{
+    char **slot = place(cfg, o);
+    char *copy = strdup(value);
+    if (copy == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+/* A decimal number in [min, max]; returns 0 or -1. */
+static int number_in(const char *text, unsigned long long min, unsigned long long max,
+                     unsigned long long *out)
 {
     if (text == NULL || !isdigit((unsigned char)text[0]))
         return -1;
@@ -129,6 +236,43 @@ static int parse_number(const char *text, unsigned long long min, unsigned long 
     if (errno != 0 || *end != '\0' || v < min || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+static int parse_number(config *cfg, const config_option *o, const char *value, char *err,
+                        size_t errlen)
+{
+    unsigned long long v;
+    if (number_in(value, o->min, o->max, &v) != 0) {
+        snprintf(err, errlen, "--%s '%s': expected %s from %llu to %llu", o->name, value,
+                 o->unit != NULL ? o->unit : "a whole number", o->min, o->max);
+        return -1;
+    }
+    v *= o->scale != 0 ? o->scale : 1;
+    if (o->size == sizeof(unsigned)) {
+        unsigned narrow = (unsigned)v;
+        memcpy(place(cfg, o), &narrow, sizeof narrow);
+    } else {
+        uint64_t wide = v;
+        memcpy(place(cfg, o), &wide, sizeof wide);
+    }
+    return 0;
+}
+
+static int parse_flag(config *cfg, const config_option *o, const char *value, char *err,
+                      size_t errlen)
+{
+    *(bool *)place(cfg, o) = o->min != 0;
+    return 0;
+}
+
+static int parse_level(config *cfg, const config_option *o, const char *value, char *err,
+                       size_t errlen)
+{
+    if (log_level_parse(value, place(cfg, o)) != 0) {
+        snprintf(err, errlen, "--%s '%s': use debug, info, warn or error", o->name, value);
+        return -1;
+    }
     return 0;
 }
 
@@ -162,7 +306,7 @@ int config_parse_hostport(const char *text, struct sockaddr_storage *addr, sockl
         port_text = colon + 1;
     }
     unsigned long long port;
-    if (parse_number(port_text, 0, 65535, &port) != 0) {
+    if (number_in(port_text, 0, 65535, &port) != 0) {
         snprintf(err, errlen, "'%s': the port must be a number from 0 to 65535", text);
         return -1;
     }
@@ -182,17 +326,37 @@ int config_parse_hostport(const char *text, struct sockaddr_storage *addr, sockl
     return 0;
 }
 
-static int add_header(config *cfg, const char *arg, char *err, size_t errlen)
+static int parse_address(config *cfg, const config_option *o, const char *value, char *err,
+                         size_t errlen)
+{
+    config_address *a = place(cfg, o);
+    if ((o->flags & CONFIG_MAY_BE_OFF) && strcmp(value, "off") == 0) {
+        memset(a, 0, sizeof *a);
+        return 0;
+    }
+    size_t n = strlen(value);
+    if (n > CONFIG_HOSTPORT_MAX) {
+        snprintf(err, errlen, "--%s is too long", o->name);
+        return -1;
+    }
+    if (config_parse_hostport(value, &a->addr, &a->len, err, errlen) != 0)
+        return -1;
+    memcpy(a->text, value, n + 1);
+    return 0;
+}
+
+static int parse_header(config *cfg, const config_option *o, const char *arg, char *err,
+                        size_t errlen)
 {
     const char *colon = strchr(arg, ':');
     if (colon == NULL || colon == arg) {
-        snprintf(err, errlen, "--add-header '%s': expected NAME:VALUE", arg);
+        snprintf(err, errlen, "--%s '%s': expected NAME:VALUE", o->name, arg);
         return -1;
     }
     for (const char *p = arg; p < colon; p++) {
         /* RFC 9110 token characters */
         if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL) {
-            snprintf(err, errlen, "--add-header '%s': invalid header name", arg);
+            snprintf(err, errlen, "--%s '%s': invalid header name", o->name, arg);
             return -1;
         }
     }
@@ -201,12 +365,12 @@ static int add_header(config *cfg, const char *arg, char *err, size_t errlen)
         value++;
     for (const char *p = value; *p; p++) {
         if ((unsigned char)*p < 0x20 && *p != '\t') {
-            snprintf(err, errlen, "--add-header '%s': control character in the value", arg);
+            snprintf(err, errlen, "--%s '%s': control character in the value", o->name, arg);
             return -1;
         }
     }
-    if (cfg->header_count == CONFIG_EXTRA_HEADERS_MAX) {
-        snprintf(err, errlen, "at most %d --add-header options", CONFIG_EXTRA_HEADERS_MAX);
+    if (cfg->header_count == o->max) {
+        snprintf(err, errlen, "at most %llu --%s options", o->max, o->name);
         return -1;
     }
     config_header *h = &cfg->headers[cfg->header_count];
@@ -222,18 +386,87 @@ static int add_header(config *cfg, const char *arg, char *err, size_t errlen)
     return 0;
 }
 
-static void default_public_url(config *cfg)
+static int parse_public_url(config *cfg, const config_option *o, const char *url, char *err,
+                            size_t errlen)
+{
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        n--;
+    if (n > CONFIG_URL_MAX - 32) {
+        snprintf(err, errlen, "--%s is too long", o->name);
+        return -1;
+    }
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+        snprintf(err, errlen, "--%s '%.*s' must start with http:// or https://", o->name, (int)n,
+                 url);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c <= 0x20 || c == '"' || c == '<' || c == '>' || c == '\\' || c >= 0x7f) {
+            snprintf(err, errlen, "--%s '%.*s' has a character a URL cannot have", o->name, (int)n,
+                     url);
+            return -1;
+        }
+    }
+    memcpy(cfg->public_url, url, n);
+    cfg->public_url[n] = '\0';
+    return 0;
+}
+
+/* What a server ID may hold: it goes into JSON and headers. */
+static bool server_id_char(unsigned char c)
+{
+    return c >= 0x21 && c <= 0x7e && c != '"' && c != '\\';
+}
+
+static int parse_server_id(config *cfg, const config_option *o, const char *id, char *err,
+                           size_t errlen)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > CONFIG_SERVER_ID_MAX) {
+        snprintf(err, errlen, "--%s must have 1 to %d characters", o->name, CONFIG_SERVER_ID_MAX);
+        return -1;
+    }
+    for (const char *p = id; *p; p++) {
+        if (!server_id_char((unsigned char)*p)) {
+            snprintf(err, errlen, "--%s '%s': printable ASCII without spaces", o->name, id);
+            return -1;
+        }
+    }
+    memcpy(cfg->server_id, id, n + 1);
+    return 0;
+}
+
+/* ---- derived defaults ------------------------------------------------------ */
+
+static void derive_threads(config *cfg)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = ncpu > 0 ? (unsigned)ncpu : 1;
+}
+
+/* The host name, or fallback when there is none. */
+static void host_name(char *out, size_t cap, const char *fallback)
+{
+    if (gethostname(out, cap) != 0 || out[0] == '\0')
+        snprintf(out, cap, "%s", fallback);
+    out[cap - 1] = '\0';
+}
+
+/* http://LISTEN, with the host name for a wildcard address. */
+static void derive_public_url(config *cfg)
 {
     char host[NI_MAXHOST] = "127.0.0.1";
     int port = 0;
-    const struct sockaddr_storage *ss = &cfg->listen_addr;
+    const struct sockaddr_storage *ss = &cfg->listen.addr;
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
         port = ntohs(in->sin_port);
         if (in->sin_addr.s_addr != htonl(INADDR_ANY))
             inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        else if (gethostname(host, sizeof host) != 0)
-            strcpy(host, "localhost");
+        else
+            host_name(host, sizeof host, "localhost");
         snprintf(cfg->public_url, sizeof cfg->public_url, "http://%s:%d", host, port);
     } else {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
@@ -242,219 +475,246 @@ static void default_public_url(config *cfg)
             inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
             snprintf(cfg->public_url, sizeof cfg->public_url, "http://[%s]:%d", host, port);
         } else {
-            if (gethostname(host, sizeof host) != 0)
-                strcpy(host, "localhost");
+            host_name(host, sizeof host, "localhost");
             snprintf(cfg->public_url, sizeof cfg->public_url, "http://%s:%d", host, port);
         }
     }
 }
 
-static int check_public_url(const char *url, char *err, size_t errlen)
+static void derive_server_id(config *cfg)
 {
-    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-        snprintf(err, errlen, "--public-url '%s' must start with http:// or https://", url);
+    char host[256];
+    host_name(host, sizeof host, "receiptd");
+    /* The ID goes into JSON and headers: keep the host name to the
+     * characters --server-id accepts. */
+    for (char *p = host; *p; p++) {
+        if (!server_id_char((unsigned char)*p))
+            *p = '-';
+    }
+    /* A longer name is cut to the most an ID may have. */
+    size_t n = strnlen(host, CONFIG_SERVER_ID_MAX);
+    memcpy(cfg->server_id, host, n);
+    cfg->server_id[n] = '\0';
+}
+
+/* ---- setting -------------------------------------------------------------- */
+
+static int set(config *cfg, const config_option *o, const char *value, char *err, size_t errlen)
+{
+    if (o->arg != NULL && value == NULL) {
+        snprintf(err, errlen, "--%s needs a value", o->name);
         return -1;
     }
-    for (const char *p = url; *p; p++) {
-        if ((unsigned char)*p <= 0x20 || *p == '"' || *p == '<' || *p == '>' || *p == '\\' ||
-            (unsigned char)*p >= 0x7f) {
-            snprintf(err, errlen, "--public-url '%s' has a character a URL cannot have", url);
-            return -1;
-        }
-    }
+    if (o->parse(cfg, o, value, err, errlen) != 0)
+        return -1;
+    cfg->given |= UINT64_C(1) << (size_t)(o - options);
     return 0;
+}
+
+int config_set(config *cfg, const char *name, const char *value, char *err, size_t errlen)
+{
+    const config_option *o = option_named(name);
+    if (o == NULL || o->parse == NULL || (o->flags & CONFIG_COMMAND_LINE)) {
+        snprintf(err, errlen, "unknown option '%s'", name);
+        return -1;
+    }
+    return set(cfg, o, value, err, errlen);
+}
+
+static void config_defaults(config *cfg)
+{
+    char err[CONFIG_ERR_MAX];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        /* A flag's setting is what it changes: not given, it is the other. */
+        if (options[i].parse == parse_flag)
+            *(bool *)place(cfg, &options[i]) = options[i].min == 0;
+        /* The table's defaults are this program's own: they parse. */
+        if (options[i].value != NULL &&
+            options[i].parse(cfg, &options[i], options[i].value, err, sizeof err) != 0)
+            abort();
+    }
+}
+
+/* What is left once every option is set: derived defaults, and checks. */
+static config_result config_finish(config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const config_option *o = &options[i];
+        bool given = (cfg->given >> i) & 1;
+        if ((o->flags & CONFIG_REQUIRED) && !given) {
+            snprintf(err, errlen, "--%s %s is required", o->name, o->arg);
+            return CONFIG_USAGE;
+        }
+        if (o->derive != NULL && !given)
+            o->derive(cfg);
+    }
+    cfg->admin_explicit = (cfg->given >> (option_named("admin-listen") - options)) & 1;
+    return CONFIG_OK;
 }
 
 config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
-    memset(cfg, 0, sizeof *cfg);
-    const char *listen = "127.0.0.1:8080";
-    const char *admin_listen = "127.0.0.1:8091";
-    const char *public_url = NULL;
-    const char *server_id = NULL;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->state_dir = "/var/lib/receiptd";
-    cfg->ticket_ttl_s = 7 * 24 * 3600;
-    cfg->inject = true;
-    cfg->level = LOG_LEVEL_INFO;
-    cfg->threads = ncpu > 0 ? (unsigned)ncpu : 1;
-    cfg->max_connections = 10000;
-    cfg->idle_timeout_s = 30;
-    cfg->connection_memory = 16 * 1024;
-    cfg->queue_capacity = 65536;
-    cfg->batch_max = 1024;
-    cfg->cache_bytes = 64u * 1024 * 1024;
-    cfg->shutdown_grace_s = 10;
+    struct option long_options[OPTION_COUNT + 1];
+    config_defaults(cfg);
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        long_options[i] = (struct option){options[i].name,
+                                          options[i].arg != NULL ? required_argument : no_argument,
+                                          NULL, (int)i + 256};
+    }
+    long_options[OPTION_COUNT] = (struct option){NULL, 0, NULL, 0};
 
     optind = 1;
     opterr = 0;
     int opt;
-    unsigned long long v;
     while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_ROOT:
-            cfg->root = optarg;
-            break;
-        case OPT_LISTEN:
-            listen = optarg;
-            break;
-        case OPT_ADMIN_LISTEN:
-            admin_listen = optarg;
-            cfg->admin_explicit = true;
-            break;
-        case OPT_STATE_DIR:
-            cfg->state_dir = optarg;
-            break;
-        case OPT_LEDGER:
-            cfg->ledger_url = optarg;
-            break;
-        case OPT_PUBLIC_URL:
-            public_url = optarg;
-            break;
-        case OPT_SERVER_ID:
-            server_id = optarg;
-            break;
-        case OPT_NO_INJECT:
-            cfg->inject = false;
-            break;
-        case OPT_ADD_HEADER:
-            if (add_header(cfg, optarg, err, errlen) != 0)
-                return CONFIG_USAGE;
-            break;
-        case OPT_ACCESS_LOG:
-            cfg->access_log = optarg;
-            break;
-        case OPT_LOG_LEVEL:
-            if (log_level_parse(optarg, &cfg->level) != 0) {
-                snprintf(err, errlen, "--log-level '%s': use debug, info, warn or error", optarg);
-                return CONFIG_USAGE;
-            }
-            break;
-        case OPT_CHECK:
-            cfg->check_only = true;
-            break;
-        case OPT_HELP:
-            fputs(usage_text, stdout);
-            return CONFIG_EXIT_OK;
-        case OPT_VERSION:
-            printf("receiptd %s\n", RECEIPT_VERSION);
-            return CONFIG_EXIT_OK;
-#define NUMBER_OPTION(code, name, min, max, field)                                                 \
-    case code:                                                                                     \
-        if (parse_number(optarg, min, max, &v) != 0) {                                             \
-            snprintf(err, errlen, "--%s '%s': expected a whole number from %llu to %llu", name,    \
-                     optarg, (unsigned long long)(min), (unsigned long long)(max));                \
-            return CONFIG_USAGE;                                                                   \
-        }                                                                                          \
-        cfg->field = v;                                                                            \
-        break;
-            NUMBER_OPTION(OPT_TICKET_TTL, "ticket-ttl", 1, 10ull * 365 * 24 * 3600, ticket_ttl_s)
-            NUMBER_OPTION(OPT_THREADS, "threads", 1, 256, threads)
-            NUMBER_OPTION(OPT_MAX_CONNECTIONS, "max-connections", 1, 1000000, max_connections)
-            NUMBER_OPTION(OPT_PER_IP, "per-ip-connections", 0, 1000000, per_ip_connections)
-            NUMBER_OPTION(OPT_IDLE_TIMEOUT, "idle-timeout", 1, 86400, idle_timeout_s)
-            NUMBER_OPTION(OPT_CONN_MEMORY, "connection-memory", 4096, 1024 * 1024,
-                          connection_memory)
-            NUMBER_OPTION(OPT_QUEUE, "queue", 16, WRITER_QUEUE_MAX, queue_capacity)
-            NUMBER_OPTION(OPT_BATCH, "batch", 1, 65536, batch_max)
-            NUMBER_OPTION(OPT_GRACE, "shutdown-grace", 0, 3600, shutdown_grace_s)
-#undef NUMBER_OPTION
-        case OPT_CACHE_SIZE:
-            if (parse_number(optarg, 0, 64 * 1024, &v) != 0) {
-                snprintf(err, errlen, "--cache-size '%s': expected MiB from 0 to 65536", optarg);
-                return CONFIG_USAGE;
-            }
-            cfg->cache_bytes = (size_t)v * 1024 * 1024;
-            break;
-        case '?':
-        default:
+        if (opt < 256 || opt >= 256 + (int)OPTION_COUNT) {
             if (optopt != 0)
                 snprintf(err, errlen, "option '%s' needs a value or is unknown", argv[optind - 1]);
             else
                 snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
             return CONFIG_USAGE;
         }
+        const config_option *o = &options[opt - 256];
+        if (strcmp(o->name, "help") == 0) {
+            config_print_help(stdout);
+            return CONFIG_EXIT_OK;
+        }
+        if (strcmp(o->name, "version") == 0) {
+            printf("receiptd %s\n", RECEIPT_VERSION);
+            return CONFIG_EXIT_OK;
+        }
+        if (set(cfg, o, optarg, err, errlen) != 0)
+            return CONFIG_USAGE;
     }
     if (optind < argc) {
         snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
         return CONFIG_USAGE;
     }
-    if (cfg->root == NULL) {
-        snprintf(err, errlen, "--root DIR is required");
-        return CONFIG_USAGE;
-    }
-    if (strlen(listen) > CONFIG_HOSTPORT_MAX) {
-        snprintf(err, errlen, "--listen is too long");
-        return CONFIG_USAGE;
-    }
-    strcpy(cfg->listen, listen);
-    if (config_parse_hostport(listen, &cfg->listen_addr, &cfg->listen_addr_len, err, errlen) != 0)
-        return CONFIG_USAGE;
-
-    if (strcmp(admin_listen, "off") != 0) {
-        if (strlen(admin_listen) > CONFIG_HOSTPORT_MAX) {
-            snprintf(err, errlen, "--admin-listen is too long");
-            return CONFIG_USAGE;
-        }
-        strcpy(cfg->admin_listen, admin_listen);
-        if (config_parse_hostport(admin_listen, &cfg->admin_addr, &cfg->admin_addr_len, err,
-                                  errlen) != 0)
-            return CONFIG_USAGE;
-    }
-
-    if (public_url != NULL) {
-        size_t n = strlen(public_url);
-        while (n > 0 && public_url[n - 1] == '/')
-            n--;
-        if (n > CONFIG_URL_MAX - 32) {
-            snprintf(err, errlen, "--public-url is too long");
-            return CONFIG_USAGE;
-        }
-        memcpy(cfg->public_url, public_url, n);
-        cfg->public_url[n] = '\0';
-        if (check_public_url(cfg->public_url, err, errlen) != 0)
-            return CONFIG_USAGE;
-    } else {
-        default_public_url(cfg);
-    }
-
-    if (server_id == NULL) {
-        char host[256];
-        if (gethostname(host, sizeof host) != 0)
-            strcpy(host, "receiptd");
-        host[sizeof host - 1] = '\0';
-        /* The ID goes into JSON and headers unescaped: keep the host name
-         * to the characters --server-id accepts. */
-        for (char *p = host; *p; p++) {
-            if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || *p == '"' || *p == '\\')
-                *p = '-';
-        }
-        snprintf(cfg->server_id, sizeof cfg->server_id, "%s", host[0] ? host : "receiptd");
-    } else {
-        size_t n = strlen(server_id);
-        if (n == 0 || n > CONFIG_SERVER_ID_MAX) {
-            snprintf(err, errlen, "--server-id must have 1 to %d characters", CONFIG_SERVER_ID_MAX);
-            return CONFIG_USAGE;
-        }
-        for (const char *p = server_id; *p; p++) {
-            if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || *p == '"' || *p == '\\') {
-                snprintf(err, errlen, "--server-id '%s': printable ASCII without spaces",
-                         server_id);
-                return CONFIG_USAGE;
-            }
-        }
-        memcpy(cfg->server_id, server_id, n + 1);
-    }
-    return CONFIG_OK;
+    return config_finish(cfg, err, errlen);
 }
 
 void config_free(config *cfg)
 {
     if (cfg == NULL)
         return;
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        if (options[i].parse == parse_string) {
+            char **slot = place(cfg, &options[i]);
+            free(*slot);
+            *slot = NULL;
+        }
+    }
     for (size_t i = 0; i < cfg->header_count; i++) {
         free(cfg->headers[i].name);
         free(cfg->headers[i].value);
     }
     cfg->header_count = 0;
+}
+
+/* ---- describing ----------------------------------------------------------- */
+
+/* text with %D and %M of option o filled in. */
+static void expand(const config_option *o, const char *text, char *out, size_t cap)
+{
+    const char *shown = o->value != NULL ? o->value : o->shown != NULL ? o->shown : "";
+    size_t len = 0;
+    out[0] = '\0';
+    for (const char *p = text; *p && len + 1 < cap; p++) {
+        int n = 0;
+        if (p[0] == '%' && p[1] == 'D')
+            n = snprintf(out + len, cap - len, "%s", shown);
+        else if (p[0] == '%' && p[1] == 'M')
+            n = snprintf(out + len, cap - len, "%llu", o->max);
+        if (n > 0) {
+            len += (size_t)n < cap - len ? (size_t)n : cap - len - 1;
+            p++;
+            continue;
+        }
+        out[len++] = *p;
+        out[len] = '\0';
+    }
+}
+
+/*
+ * Writes text (which it changes) word by word from column, breaking lines
+ * before width and starting each new one with indent spaces. "(default X)"
+ * stays on one line.
+ */
+static void print_wrapped(FILE *f, char *text, int column, int width, int indent)
+{
+    for (char *d = strstr(text, "(default "); d != NULL; d = strstr(d + 1, "(default "))
+        d[sizeof "(default" - 1] = NO_BREAK;
+    char *save = NULL;
+    bool first = true;
+    for (char *word = strtok_r(text, " ", &save); word != NULL; word = strtok_r(NULL, " ", &save)) {
+        int n = (int)strlen(word);
+        if (!first && column + 1 + n > width) {
+            column = fprintf(f, "\n%*s", indent, "") - 1;
+        } else if (!first) {
+            fputc(' ', f);
+            column++;
+        }
+        for (char *p = word; *p; p++)
+            fputc(*p == NO_BREAK ? ' ' : *p, f);
+        column += n;
+        first = false;
+    }
+    fputc('\n', f);
+}
+
+void config_print_help(FILE *f)
+{
+    char text[CONFIG_HELP_LINE * 4];
+    fputs(usage_head, f);
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const config_option *o = &options[i];
+        if (i == 0 || options[i - 1].section != o->section)
+            fprintf(f, "\n%s:\n", section_titles[o->section]);
+        int column = fprintf(f, "  --%s%s%s", o->name, o->arg != NULL ? " " : "",
+                             o->arg != NULL ? o->arg : "");
+        /* The help beside the option, two spaces apart at least. */
+        if (column > CONFIG_HELP_COLUMN - 2)
+            column += fprintf(f, "  ");
+        else
+            column += fprintf(f, "%*s", CONFIG_HELP_COLUMN - column, "");
+        expand(o, o->help, text, sizeof text);
+        print_wrapped(f, text, column, CONFIG_HELP_WIDTH, CONFIG_HELP_COLUMN);
+    }
+    fputs(usage_tail, f);
+}
+
+/* An option name in roff: every '-' escaped. */
+static void man_name(FILE *f, const char *name)
+{
+    fputs("\\-\\-", f);
+    for (const char *p = name; *p; p++) {
+        if (*p == '-')
+            fputs("\\-", f);
+        else
+            fputc(*p, f);
+    }
+}
+
+void config_print_man(FILE *f)
+{
+    char text[CONFIG_HELP_LINE * 4];
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const config_option *o = &options[i];
+        if (i == 0 || options[i - 1].section != o->section)
+            fprintf(f, ".SS %s\n", section_titles[o->section]);
+        fputs(".TP\n", f);
+        if (o->arg != NULL) {
+            fputs(".BI ", f);
+            man_name(f, o->name);
+            fprintf(f, " \" %s\"\n", o->arg);
+        } else {
+            fputs(".B ", f);
+            man_name(f, o->name);
+            fputc('\n', f);
+        }
+        expand(o, o->doc, text, sizeof text);
+        /* Lines of a readable length in the page's source; roff refills. */
+        print_wrapped(f, text, 0, CONFIG_MAN_WIDTH, 0);
+    }
 }

@@ -1,10 +1,17 @@
 /*
- * config: receiptd's command line.
+ * config: receiptd's options.
  *
- * config_parse() fills a config from argv with the documented defaults,
- * validates every value, and reports the first problem in err. Strings in a
- * config point into argv or into the config itself; nothing is allocated
- * except the extra header list (config_free()).
+ * One table in config.c declares every option: its name, the kind of value
+ * it takes and where in struct config that goes, its limits, its default,
+ * and its help for --help and for receiptd(8). Parsing the command line,
+ * printing --help and writing the OPTIONS section of docs/receiptd.8 all
+ * read that table, so adding an option is one entry there (and a member
+ * here). config_set() sets one option by name from text: the command line
+ * goes through it, and so can a configuration file of "name value" lines.
+ *
+ * Defaults are text in the table, set through the same parsers as given
+ * values, so that what --help and the man page say is what the server does.
+ * Strings in a config are its own (config_free() releases them).
  */
 #ifndef RECEIPT_DAEMON_CONFIG_H
 #define RECEIPT_DAEMON_CONFIG_H
@@ -14,30 +21,35 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #define CONFIG_HOSTPORT_MAX      300
 #define CONFIG_URL_MAX           512
 #define CONFIG_SERVER_ID_MAX     63
 #define CONFIG_EXTRA_HEADERS_MAX 32
+#define CONFIG_ERR_MAX           512
 
 typedef struct config_header {
     char *name;
     char *value;
 } config_header;
 
+/* A listening address as given and as resolved. */
+typedef struct config_address {
+    char text[CONFIG_HOSTPORT_MAX + 1]; /* "" when switched off */
+    struct sockaddr_storage addr;
+    socklen_t len;
+} config_address;
+
 typedef struct config {
-    const char *root;
-    const char *state_dir;
-    const char *ledger_url; /* NULL: STATE_DIR/ledger.sqlite */
-    const char *access_log; /* NULL: none */
-    char listen[CONFIG_HOSTPORT_MAX + 1];
-    struct sockaddr_storage listen_addr;
-    socklen_t listen_addr_len;
-    char admin_listen[CONFIG_HOSTPORT_MAX + 1]; /* "" with --admin-listen off */
-    struct sockaddr_storage admin_addr;
-    socklen_t admin_addr_len;
-    bool admin_explicit; /* given on the command line: failing to bind it is fatal */
+    char *root;
+    char *state_dir;
+    char *ledger_url; /* NULL: STATE_DIR/ledger.sqlite */
+    char *access_log; /* NULL: none */
+    config_address listen;
+    config_address admin_listen;         /* text "" with --admin-listen off */
+    bool admin_explicit;                 /* given, not defaulted: failing to bind it is fatal */
     char public_url[CONFIG_URL_MAX + 1]; /* no trailing slash */
     char server_id[CONFIG_SERVER_ID_MAX + 1];
     uint64_t ticket_ttl_s;
@@ -55,6 +67,7 @@ typedef struct config {
     unsigned shutdown_grace_s;
     config_header headers[CONFIG_EXTRA_HEADERS_MAX];
     size_t header_count;
+    uint64_t given; /* bit i: option i of the table was set (not defaulted) */
 } config;
 
 typedef enum config_result {
@@ -63,8 +76,30 @@ typedef enum config_result {
     CONFIG_USAGE,   /* err says what is wrong: exit 2      */
 } config_result;
 
+/*
+ * Fills cfg with the defaults, then the options of argv (--NAME VALUE or
+ * --NAME=VALUE), then what is derived from them (the public URL, the
+ * server ID), and checks that nothing required is missing. On CONFIG_USAGE
+ * err names the first problem; cfg is to be freed whatever the result.
+ */
 config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/*
+ * Sets the option called name (without dashes) from value (NULL for an
+ * option that takes none), as a line "name value" of a configuration file
+ * would. Options of the command line alone (help, version) are refused.
+ * Returns 0, or -1 with err naming the option and the problem.
+ */
+int config_set(config *cfg, const char *name, const char *value, char *err, size_t errlen);
+
+/* Releases what the config owns. NULL-safe. */
 void config_free(config *cfg);
+
+/* The text of --help. */
+void config_print_help(FILE *f);
+
+/* The OPTIONS section of receiptd(8), in roff, from the same table. */
+void config_print_man(FILE *f);
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" into an address. */
 int config_parse_hostport(const char *text, struct sockaddr_storage *addr, socklen_t *len,

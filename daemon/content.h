@@ -3,8 +3,8 @@
  *
  * Resolves URL paths to files strictly beneath the root (openat2 with
  * RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, from a directory fd opened once),
- * refuses dot segments and dotfiles, maps names to MIME types, and keeps two
- * caches:
+ * refuses dot segments and dotfiles, maps names to MIME types (mime.h), and
+ * keeps two caches (content_cache.h):
  *  - digests: SHA-256 of a file keyed by (device, inode, size, mtime), so a
  *    changed file is hashed again and an unchanged one never;
  *  - bodies: the bytes of small files (<= body_max each, <= cache_bytes in

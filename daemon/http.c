@@ -344,11 +344,11 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     const config *cfg = svc->cfg;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
-    if (cfg->listen_addr.ss_family == AF_INET6)
+    if (cfg->listen.addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     srv->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-        (const struct sockaddr *)&cfg->listen_addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (const struct sockaddr *)&cfg->listen.addr, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
@@ -357,7 +357,7 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_END);
     if (srv->mhd == NULL) {
-        snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen,
+        snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen.text,
                  errno != 0 ? strerror(errno) : "the HTTP library refused the settings");
         goto fail;
     }

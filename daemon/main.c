@@ -9,6 +9,7 @@
  */
 #include "daemon/accesslog.h"
 #include "daemon/admin.h"
+#include "daemon/admin_token.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
 #include "daemon/http.h"
@@ -114,19 +115,19 @@ static int run_check(const config *cfg)
 static void print_admin_link(const config *cfg, const admin_server *admin)
 {
     char host[CONFIG_HOSTPORT_MAX + 1];
-    const char *colon = cfg->admin_listen[0] == '[' ? strchr(cfg->admin_listen, ']')
-                                                    : strrchr(cfg->admin_listen, ':');
-    size_t n = colon != NULL ? (size_t)(colon - cfg->admin_listen) : 0;
-    if (cfg->admin_listen[0] == '[')
+    const char *colon = cfg->admin_listen.text[0] == '[' ? strchr(cfg->admin_listen.text, ']')
+                                                         : strrchr(cfg->admin_listen.text, ':');
+    size_t n = colon != NULL ? (size_t)(colon - cfg->admin_listen.text) : 0;
+    if (cfg->admin_listen.text[0] == '[')
         n++; /* keep the brackets of an IPv6 literal */
-    memcpy(host, cfg->admin_listen, n);
+    memcpy(host, cfg->admin_listen.text, n);
     host[n] = '\0';
     if (n == 0 || strcmp(host, "0.0.0.0") == 0)
         strcpy(host, "127.0.0.1");
     else if (strcmp(host, "[::]") == 0)
         strcpy(host, "[::1]");
-    log_info("admin listener on %s (port %u): dashboard, /metrics and /api/", cfg->admin_listen,
-             admin_port(admin));
+    log_info("admin listener on %s (port %u): dashboard, /metrics and /api/",
+             cfg->admin_listen.text, admin_port(admin));
     /* The token opens the whole ledger: logs (a journal, a file) get the
      * place of the token, and only a person at a terminal gets the link
      * that signs in. */
@@ -158,9 +159,10 @@ int main(int argc, char **argv)
         return report_main(argc - 1, argv + 1);
 
     config_result cr = config_parse(&cfg, argc, argv, err, sizeof err);
-    if (cr == CONFIG_EXIT_OK)
-        return 0;
-    if (cr == CONFIG_USAGE) {
+    if (cr != CONFIG_OK) {
+        config_free(&cfg);
+        if (cr == CONFIG_EXIT_OK)
+            return 0;
         fprintf(stderr, "receiptd: %s\nTry 'receiptd --help'.\n", err);
         return 2;
     }
@@ -240,14 +242,14 @@ int main(int argc, char **argv)
         goto out;
 
     log_info("receiptd %s serving %s on %s (port %u), %u threads, ledger %s, server id %s",
-             RECEIPT_VERSION, cfg.root, cfg.listen, http_server_port(srv), cfg.threads, backend,
-             cfg.server_id);
+             RECEIPT_VERSION, cfg.root, cfg.listen.text, http_server_port(srv), cfg.threads,
+             backend, cfg.server_id);
     log_info("public URL %s; confirmations go to %s/_receipt/confirm", cfg.public_url,
              cfg.public_url);
     printf("receiptd: serving %s at %s/\n", cfg.root, cfg.public_url);
     fflush(stdout);
 
-    if (cfg.admin_listen[0] != '\0') {
+    if (cfg.admin_listen.text[0] != '\0') {
         admin_services asvc = {.cfg = &cfg, .ledger_writer = ledger_writer};
         admin = admin_start(&asvc, err, sizeof err);
         if (admin == NULL && cfg.admin_explicit)

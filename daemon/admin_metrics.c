@@ -1,0 +1,162 @@
+#include "daemon/admin_metrics.h"
+
+#include "daemon/metrics.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Everything /metrics reports, read once per scrape. */
+typedef struct metric_values {
+    metrics_snapshot m;
+    writer_stats ws;
+    uint64_t started_ms;
+} metric_values;
+
+typedef struct metric metric;
+
+/* Writes the samples of a metric that is not one plain number. */
+typedef void (*metric_write_fn)(jbuf *b, const metric *mt, const metric_values *v);
+
+/*
+ * One metric family: a plain one is the uint64_t at offset in
+ * metric_values; the others have a writer of their samples.
+ */
+struct metric {
+    const char *name;
+    const char *type; /* counter, gauge or histogram */
+    const char *help;
+    size_t offset;
+    metric_write_fn write;
+};
+
+#define PLAIN(field) .offset = offsetof(metric_values, field)
+
+/* The writer's histograms: its buckets are not cumulative; these are. */
+static void histogram(jbuf *b, const char *name, const char *const *le, const uint64_t *counts,
+                      size_t n, const char *sum)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += counts[i];
+        jbuf_addf(b, "%s_bucket{le=\"%s\"} %llu\n", name, le[i], (unsigned long long)total);
+    }
+    jbuf_addf(b, "%s_sum %s\n%s_count %llu\n", name, sum, name, (unsigned long long)total);
+}
+
+static const char *const batch_le[WRITER_BATCH_BUCKETS] = {"1",   "4",    "16",   "64",
+                                                           "256", "1024", "4096", "+Inf"};
+static const char *const latency_le[WRITER_LATENCY_BUCKETS] = {
+    "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"};
+
+static void write_info(jbuf *b, const metric *mt, const metric_values *v)
+{
+    jbuf_addf(b, "%s{version=\"%s\"} 1\n", mt->name, RECEIPT_VERSION);
+}
+
+static void write_start_time(jbuf *b, const metric *mt, const metric_values *v)
+{
+    jbuf_addf(b, "%s %.3f\n", mt->name, (double)v->started_ms / 1000.0);
+}
+
+static void write_confirmations(jbuf *b, const metric *mt, const metric_values *v)
+{
+    for (int k = 0; k < METRICS_CONFIRM_COUNT; k++)
+        jbuf_addf(b, "%s{status=\"%s\"} %llu\n", mt->name, metrics_confirm_name((metrics_confirm)k),
+                  (unsigned long long)v->m.confirms[k]);
+}
+
+static void write_batch_sizes(jbuf *b, const metric *mt, const metric_values *v)
+{
+    char sum[32];
+    snprintf(sum, sizeof sum, "%llu", (unsigned long long)v->ws.batch_sum);
+    histogram(b, mt->name, batch_le, v->ws.batch_count, WRITER_BATCH_BUCKETS, sum);
+}
+
+static void write_commit_seconds(jbuf *b, const metric *mt, const metric_values *v)
+{
+    char sum[64];
+    snprintf(sum, sizeof sum, "%.6f", v->ws.latency_sum_ms / 1000.0);
+    histogram(b, mt->name, latency_le, v->ws.latency_count, WRITER_LATENCY_BUCKETS, sum);
+}
+
+static void write_issue_lag_seconds(jbuf *b, const metric *mt, const metric_values *v)
+{
+    char sum[64];
+    snprintf(sum, sizeof sum, "%.6f", v->ws.issue_lag_sum_ms / 1000.0);
+    histogram(b, mt->name, latency_le, v->ws.issue_lag_count, WRITER_LATENCY_BUCKETS, sum);
+}
+
+/* Only the route and code pairs that happened. */
+static void write_responses(jbuf *b, const metric *mt, const metric_values *v)
+{
+    for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
+        for (int k = 0; k < METRICS_CODE_COUNT; k++) {
+            if (v->m.responses[r][k] == 0)
+                continue;
+            unsigned status = metrics_code_status((metrics_code)k);
+            char code[16];
+            if (status == 0)
+                snprintf(code, sizeof code, "other");
+            else
+                snprintf(code, sizeof code, "%u", status);
+            jbuf_addf(b, "%s{route=\"%s\",code=\"%s\"} %llu\n", mt->name,
+                      metrics_route_name((metrics_route)r), code,
+                      (unsigned long long)v->m.responses[r][k]);
+        }
+    }
+}
+
+static const metric metrics_table[] = {
+    {"receiptd_info", "gauge", "Version of this receiptd.", .write = write_info},
+    {"receiptd_start_time_seconds", "gauge", "Unix time receiptd started at.",
+     .write = write_start_time},
+    {"receiptd_deliveries_total", "counter", "Deliveries issued (200 responses to GET of content).",
+     PLAIN(m.deliveries)},
+    {"receiptd_bindings_total", "counter", "Tickets traded for plug-in data bound to a client.",
+     PLAIN(m.bindings)},
+    {"receiptd_confirmations_total", "counter", "Confirmations answered, by outcome.",
+     .write = write_confirmations},
+    {"receiptd_ledger_queue_depth", "gauge", "Ledger events waiting for the writer.",
+     PLAIN(ws.queued)},
+    {"receiptd_ledger_queue_capacity", "gauge", "Ledger events the queue holds.",
+     PLAIN(ws.capacity)},
+    {"receiptd_ledger_retrying", "gauge", "Ledger events held for a retry after a failed commit.",
+     PLAIN(ws.retrying)},
+    {"receiptd_ledger_events_committed_total", "counter", "Ledger events committed.",
+     PLAIN(ws.committed)},
+    {"receiptd_ledger_events_failed_total", "counter", "Ledger events that finished uncommitted.",
+     PLAIN(ws.failed)},
+    {"receiptd_ledger_events_rejected_total", "counter",
+     "Ledger events refused because the queue was full or stopping.", PLAIN(ws.rejected)},
+    {"receiptd_ledger_failed_commits_total", "counter", "Ledger batches whose commit failed.",
+     PLAIN(ws.failed_commits)},
+    {"receiptd_ledger_batch_size", "histogram", "Events per committed ledger batch.",
+     .write = write_batch_sizes},
+    {"receiptd_ledger_commit_seconds", "histogram",
+     "Time from begin to durable commit of a ledger batch.", .write = write_commit_seconds},
+    {"receiptd_ledger_issue_lag_seconds", "histogram",
+     "Time from a delivery to the durable commit of its ledger row.",
+     .write = write_issue_lag_seconds},
+    {"receiptd_http_responses_total", "counter",
+     "Responses of the public listener, by route and status code.", .write = write_responses},
+};
+
+void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms)
+{
+    metric_values v;
+    metrics_snapshot_take(&v.m);
+    writer_get_stats(ledger_writer, &v.ws);
+    v.started_ms = started_ms;
+    for (size_t i = 0; i < sizeof metrics_table / sizeof metrics_table[0]; i++) {
+        const metric *mt = &metrics_table[i];
+        jbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name, mt->type);
+        if (mt->write != NULL) {
+            mt->write(b, mt, &v);
+        } else {
+            uint64_t value;
+            memcpy(&value, (const char *)&v + mt->offset, sizeof value);
+            jbuf_addf(b, "%s %llu\n", mt->name, (unsigned long long)value);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+/*
+ * admin_metrics: the text of GET /metrics on the admin listener, in the
+ * Prometheus text format 0.0.4.
+ *
+ * One table lists every metric family (name, type, help, and where its
+ * value is or which function writes its samples): adding a metric is one
+ * entry. Values come from the public listener's counters (metrics.h) and
+ * the ledger writer's statistics, read once per scrape.
+ */
+#ifndef RECEIPT_DAEMON_ADMIN_METRICS_H
+#define RECEIPT_DAEMON_ADMIN_METRICS_H
+
+#include "daemon/jbuf.h"
+#include "daemon/writer.h"
+
+#include <stdint.h>
+
+/* Appends every family to b; started_ms is when receiptd started. */
+void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms);
+
+#endif
