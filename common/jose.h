@@ -25,6 +25,7 @@
 #ifndef RECEIPT_COMMON_JOSE_H
 #define RECEIPT_COMMON_JOSE_H
 
+#include "common/compiler.h"
 #include "common/eckey.h"
 
 #include <stddef.h>
@@ -61,32 +62,35 @@ typedef struct jose_header {
  * Encrypts n bytes under key. iv is NULL for a fresh random IV; a fixed IV
  * is for test vectors only. *out receives the token.
  */
-jose_result jwe_encrypt(const uint8_t key[32], const char *kid, const char *skid, const char *cty,
-                        const uint8_t *plaintext, size_t n, const uint8_t *iv, char **out);
+WARN_UNUSED_RESULT jose_result jwe_encrypt(const uint8_t key[32], const char *kid, const char *skid,
+                                           const char *cty, const uint8_t *plaintext, size_t n,
+                                           const uint8_t *iv, char **out);
 
 /*
  * Parses and allow-lists the header of a JWE without decrypting it, so that
  * the caller can pick the key by kid and skid.
  */
-jose_result jwe_peek(const char *token, size_t n, jose_header *header);
+WARN_UNUSED_RESULT jose_result jwe_peek(const char *token, size_t n, jose_header *header);
 
 /*
  * Checks the header like jwe_peek(), then decrypts. On JOSE_OK, *plaintext
  * (malloc'd, NUL-terminated for convenience) and *plaintext_len are set.
  */
-jose_result jwe_decrypt(const uint8_t key[32], const char *token, size_t n, jose_header *header,
-                        uint8_t **plaintext, size_t *plaintext_len);
+WARN_UNUSED_RESULT jose_result jwe_decrypt(const uint8_t key[32], const char *token, size_t n,
+                                           jose_header *header, uint8_t **plaintext,
+                                           size_t *plaintext_len);
 
 /* Signs n bytes of payload with a private P-256 key. */
-jose_result jws_sign(const eckey *key, const char *kid, const uint8_t *payload, size_t n,
-                     char **out);
+WARN_UNUSED_RESULT jose_result jws_sign(const eckey *key, const char *kid, const uint8_t *payload,
+                                        size_t n, char **out);
 
 /* Reads the kid of a receipt JWS, after allow-listing its header. */
-jose_result jws_peek(const char *token, size_t n, jose_header *header);
+WARN_UNUSED_RESULT jose_result jws_peek(const char *token, size_t n, jose_header *header);
 
 /* Verifies with a public key; on JOSE_OK *payload is malloc'd, NUL-terminated. */
-jose_result jws_verify(const eckey *key, const char *token, size_t n, jose_header *header,
-                       uint8_t **payload, size_t *payload_len);
+WARN_UNUSED_RESULT jose_result jws_verify(const eckey *key, const char *token, size_t n,
+                                          jose_header *header, uint8_t **payload,
+                                          size_t *payload_len);
 
 /*
  * The primitives under the two shapes, for test vectors (RFC 7516 A.1,
@@ -96,17 +100,19 @@ jose_result jws_verify(const eckey *key, const char *token, size_t n, jose_heade
  * Open returns JOSE_DECRYPT when the tag does not verify (pt then holds no
  * plaintext worth reading).
  */
-jose_result jose_a256gcm_seal(const uint8_t key[32], const uint8_t iv[JOSE_IV_LEN],
-                              const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t n,
-                              uint8_t *ct, uint8_t tag[JOSE_TAG_LEN]);
-jose_result jose_a256gcm_open(const uint8_t key[32], const uint8_t iv[JOSE_IV_LEN],
-                              const uint8_t *aad, size_t aadlen, const uint8_t *ct, size_t n,
-                              const uint8_t tag[JOSE_TAG_LEN], uint8_t *pt);
+WARN_UNUSED_RESULT jose_result jose_a256gcm_seal(const uint8_t key[32],
+                                                 const uint8_t iv[JOSE_IV_LEN], const uint8_t *aad,
+                                                 size_t aadlen, const uint8_t *pt, size_t n,
+                                                 uint8_t *ct, uint8_t tag[JOSE_TAG_LEN]);
+WARN_UNUSED_RESULT jose_result jose_a256gcm_open(const uint8_t key[32],
+                                                 const uint8_t iv[JOSE_IV_LEN], const uint8_t *aad,
+                                                 size_t aadlen, const uint8_t *ct, size_t n,
+                                                 const uint8_t tag[JOSE_TAG_LEN], uint8_t *pt);
 
 /* ECDSA P-256 over SHA-256 of msg, signature as R || S. */
-jose_result jose_es256_sign(const eckey *key, const uint8_t *msg, size_t n,
-                            uint8_t sig[JOSE_SIG_LEN]);
-jose_result jose_es256_verify(const eckey *key, const uint8_t *msg, size_t n,
-                              const uint8_t sig[JOSE_SIG_LEN]);
+WARN_UNUSED_RESULT jose_result jose_es256_sign(const eckey *key, const uint8_t *msg, size_t n,
+                                               uint8_t sig[JOSE_SIG_LEN]);
+WARN_UNUSED_RESULT jose_result jose_es256_verify(const eckey *key, const uint8_t *msg, size_t n,
+                                                 const uint8_t sig[JOSE_SIG_LEN]);
 
 #endif

@@ -9,6 +9,8 @@
 #ifndef RECEIPT_DAEMON_ADMIN_TOKEN_H
 #define RECEIPT_DAEMON_ADMIN_TOKEN_H
 
+#include "common/compiler.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -21,6 +23,7 @@
  * tells which. token holds ADMIN_TOKEN_MAX + 1 bytes. Returns 0 or -1 with
  * err set.
  */
-int admin_token_load(const char *state_dir, char *token, bool *created, char *err, size_t errlen);
+WARN_UNUSED_RESULT int admin_token_load(const char *state_dir, char *token, bool *created,
+                                        char *err, size_t errlen);
 
 #endif

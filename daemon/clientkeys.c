@@ -2,6 +2,7 @@
 
 #include "common/b64.h"
 #include "daemon/hash.h"
+#include "daemon/lru.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -15,7 +16,7 @@ typedef struct entry {
     uint64_t hash;
     clientkey value;
     struct entry *next_in_bucket;
-    struct entry *lru_prev, *lru_next; /* most recent at lru_head */
+    lru_link lru;
 } entry;
 
 struct clientkeys {
@@ -25,8 +26,7 @@ struct clientkeys {
     entry **buckets;
     size_t nbuckets; /* a power of two */
     size_t capacity;
-    size_t count;
-    entry *lru_head, *lru_tail;
+    lru_list lru; /* every entry, most recent first */
     uint64_t hits, misses;
 };
 
@@ -55,40 +55,15 @@ void clientkeys_free(clientkeys *c)
 {
     if (c == NULL)
         return;
-    entry *e = c->lru_head;
-    while (e != NULL) {
-        entry *next = e->lru_next;
+    while (c->lru.head != NULL) {
+        entry *e = LRU_ENTRY(c->lru.head, entry, lru);
+        lru_unlink(&c->lru, &e->lru);
         explicit_bzero(e->value.key, sizeof e->value.key);
         free(e);
-        e = next;
     }
     pthread_mutex_destroy(&c->lock);
     free(c->buckets);
     free(c);
-}
-
-static void lru_unlink(clientkeys *c, entry *e)
-{
-    if (e->lru_prev != NULL)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        c->lru_head = e->lru_next;
-    if (e->lru_next != NULL)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        c->lru_tail = e->lru_prev;
-    e->lru_prev = e->lru_next = NULL;
-}
-
-static void lru_push_front(clientkeys *c, entry *e)
-{
-    e->lru_prev = NULL;
-    e->lru_next = c->lru_head;
-    if (c->lru_head != NULL)
-        c->lru_head->lru_prev = e;
-    c->lru_head = e;
-    if (c->lru_tail == NULL)
-        c->lru_tail = e;
 }
 
 static void bucket_remove(clientkeys *c, entry *e)
@@ -119,8 +94,7 @@ int clientkeys_get(clientkeys *c, const char *header, size_t n, clientkey *out)
     entry *e = find(c, header, h);
     if (e != NULL) {
         *out = e->value;
-        lru_unlink(c, e);
-        lru_push_front(c, e);
+        lru_touch(&c->lru, &e->lru);
         c->hits++;
         pthread_mutex_unlock(&c->lock);
         return 0;
@@ -149,7 +123,7 @@ int clientkeys_get(clientkeys *c, const char *header, size_t n, clientkey *out)
     fresh->header[n] = '\0';
     fresh->hash = h;
     fresh->value = value;
-    fresh->lru_prev = fresh->lru_next = NULL;
+    fresh->lru = (lru_link){NULL, NULL};
 
     pthread_mutex_lock(&c->lock);
     if (find(c, header, h) != NULL) { /* another thread got there first */
@@ -157,19 +131,17 @@ int clientkeys_get(clientkeys *c, const char *header, size_t n, clientkey *out)
         free(fresh);
         goto done;
     }
-    if (c->count == c->capacity) {
-        entry *old = c->lru_tail;
-        lru_unlink(c, old);
+    if (c->lru.count == c->capacity) {
+        entry *old = LRU_ENTRY(c->lru.tail, entry, lru);
+        lru_unlink(&c->lru, &old->lru);
         bucket_remove(c, old);
         explicit_bzero(old->value.key, sizeof old->value.key);
         free(old);
-        c->count--;
     }
     size_t b = h & (c->nbuckets - 1);
     fresh->next_in_bucket = c->buckets[b];
     c->buckets[b] = fresh;
-    lru_push_front(c, fresh);
-    c->count++;
+    lru_push_front(&c->lru, &fresh->lru);
     pthread_mutex_unlock(&c->lock);
 done:
     explicit_bzero(value.key, sizeof value.key);
@@ -194,6 +166,6 @@ void clientkeys_stats(clientkeys *c, uint64_t *hits, uint64_t *misses, size_t *e
     pthread_mutex_lock(&c->lock);
     *hits = c->hits;
     *misses = c->misses;
-    *entries = c->count;
+    *entries = c->lru.count;
     pthread_mutex_unlock(&c->lock);
 }

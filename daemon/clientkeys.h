@@ -12,6 +12,7 @@
 #ifndef RECEIPT_DAEMON_CLIENTKEYS_H
 #define RECEIPT_DAEMON_CLIENTKEYS_H
 
+#include "common/compiler.h"
 #include "common/eckey.h"
 #include "common/kdf.h"
 
@@ -40,11 +41,12 @@ void clientkeys_free(clientkeys *cache);
 
 /* Returns 0 and fills *out, or -1 when the header value is not a valid
  * P-256 point in the form of PROTOCOL.md section 2. */
-int clientkeys_get(clientkeys *cache, const char *header, size_t n, clientkey *out);
+WARN_UNUSED_RESULT int clientkeys_get(clientkeys *cache, const char *header, size_t n,
+                                      clientkey *out);
 
 /* The value of a request's CLIENTKEYS_HEADER (NULL when it has none):
  * 1 valid (out set), 0 absent, -1 not a valid key. */
-int clientkeys_lookup(clientkeys *cache, const char *header, clientkey *out);
+WARN_UNUSED_RESULT int clientkeys_lookup(clientkeys *cache, const char *header, clientkey *out);
 
 /* Counters for metrics. */
 void clientkeys_stats(clientkeys *cache, uint64_t *hits, uint64_t *misses, size_t *entries);

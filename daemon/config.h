@@ -16,6 +16,7 @@
 #ifndef RECEIPT_DAEMON_CONFIG_H
 #define RECEIPT_DAEMON_CONFIG_H
 
+#include "common/compiler.h"
 #include "daemon/log.h"
 
 #include <stdbool.h>
@@ -82,7 +83,8 @@ typedef enum config_result {
  * server ID), and checks that nothing required is missing. On CONFIG_USAGE
  * err names the first problem; cfg is to be freed whatever the result.
  */
-config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen);
+WARN_UNUSED_RESULT config_result config_parse(config *cfg, int argc, char **argv, char *err,
+                                              size_t errlen);
 
 /*
  * Sets the option called name (without dashes) from value (NULL for an
@@ -90,7 +92,8 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
  * would. Options of the command line alone (help, version) are refused.
  * Returns 0, or -1 with err naming the option and the problem.
  */
-int config_set(config *cfg, const char *name, const char *value, char *err, size_t errlen);
+WARN_UNUSED_RESULT int config_set(config *cfg, const char *name, const char *value, char *err,
+                                  size_t errlen);
 
 /* Releases what the config owns. NULL-safe. */
 void config_free(config *cfg);

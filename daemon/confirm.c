@@ -6,7 +6,9 @@
 #include "daemon/delivery.h"
 #include "daemon/http_reply.h"
 #include "daemon/log.h"
+#include "daemon/lru.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +33,7 @@ struct confirm_call {
     struct MHD_Connection *conn;
     confirm_waits *waits;
     uint64_t deadline_ms;
-    confirm_call *prev, *next; /* in the watchdog's list while pending */
+    lru_link link; /* in the watchdog's list while pending (listed) */
     bool listed;
     ledger_result result;
 };
@@ -42,13 +44,19 @@ struct confirm_waits {
     pthread_t thread;
     bool stopping;
     unsigned timeout_ms;
-    confirm_call *head;
+    lru_list pending; /* calls waiting for the ledger, newest first */
 };
 
 static void call_unref(confirm_call *call)
 {
-    if (call != NULL && atomic_fetch_sub(&call->refs, 1) == 1)
+    if (call == NULL)
+        return;
+    int before = atomic_fetch_sub(&call->refs, 1);
+    assert(before > 0);
+    if (before == 1) {
+        assert(!call->listed); /* the watchdog's list holds a reference */
         free(call);
+    }
 }
 
 /* Caller holds waits->lock. */
@@ -56,13 +64,7 @@ static void unlist(confirm_waits *w, confirm_call *call)
 {
     if (!call->listed)
         return;
-    if (call->prev != NULL)
-        call->prev->next = call->next;
-    else
-        w->head = call->next;
-    if (call->next != NULL)
-        call->next->prev = call->prev;
-    call->prev = call->next = NULL;
+    lru_unlink(&w->pending, &call->link);
     call->listed = false;
 }
 
@@ -93,15 +95,16 @@ static void *watchdog(void *arg)
         }
         pthread_cond_timedwait(&w->wake, &w->lock, &until);
         uint64_t now = clock_mono_ms();
-        confirm_call *call = w->head;
-        while (call != NULL) {
-            confirm_call *next = call->next;
+        lru_link *link = w->pending.head;
+        while (link != NULL) {
+            lru_link *next = link->next;
+            confirm_call *call = LRU_ENTRY(link, confirm_call, link);
             if (now >= call->deadline_ms) {
                 unlist(w, call);
                 expired += finish(call, CALL_TIMEDOUT);
                 call_unref(call); /* the list's reference */
             }
-            call = next;
+            link = next;
         }
         /* A stuck disk expires many at once: one line a second at most. */
         if (expired > 0 && now - logged_ms >= 1000) {
@@ -138,8 +141,8 @@ size_t confirm_waits_abort(confirm_waits *w)
         return 0;
     size_t n = 0;
     pthread_mutex_lock(&w->lock);
-    while (w->head != NULL) {
-        confirm_call *call = w->head;
+    while (w->pending.head != NULL) {
+        confirm_call *call = LRU_ENTRY(w->pending.head, confirm_call, link);
         unlist(w, call);
         n += finish(call, CALL_FAILED);
         call_unref(call); /* the list's */
@@ -158,8 +161,8 @@ void confirm_waits_free(confirm_waits *w)
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
     /* The daemon is stopped: nothing can be resumed any more. */
-    while (w->head != NULL) {
-        confirm_call *call = w->head;
+    while (w->pending.head != NULL) {
+        confirm_call *call = LRU_ENTRY(w->pending.head, confirm_call, link);
         unlist(w, call);
         call_unref(call);
     }
@@ -315,10 +318,7 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     MHD_suspend_connection(c);
     confirm_waits *w = ctx->waits;
     pthread_mutex_lock(&w->lock);
-    call->next = w->head;
-    if (w->head != NULL)
-        w->head->prev = call;
-    w->head = call;
+    lru_push_front(&w->pending, &call->link);
     call->listed = true;
     pthread_mutex_unlock(&w->lock);
 

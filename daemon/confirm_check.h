@@ -13,6 +13,7 @@
 #ifndef RECEIPT_DAEMON_CONFIRM_CHECK_H
 #define RECEIPT_DAEMON_CONFIRM_CHECK_H
 
+#include "common/compiler.h"
 #include "common/uuid7.h"
 #include "daemon/clientkeys.h"
 #include "daemon/ledger.h"
@@ -56,9 +57,9 @@ typedef struct confirm_check_failure {
  * now_ms. Returns 0 with *out set, or -1 with *fail set; nothing of the
  * plaintext is left in memory either way but what *out holds.
  */
-int confirm_check(const confirm_check_keys *keys, const char *client_key, const char *body,
-                  size_t n, uint64_t now_ms, confirm_check_result *out,
-                  confirm_check_failure *fail);
+WARN_UNUSED_RESULT int confirm_check(const confirm_check_keys *keys, const char *client_key,
+                                     const char *body, size_t n, uint64_t now_ms,
+                                     confirm_check_result *out, confirm_check_failure *fail);
 
 /* Wipes a result (K and what was decrypted); for __attribute__((cleanup)). */
 void confirm_check_wipe(confirm_check_result *result);

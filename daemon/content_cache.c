@@ -11,7 +11,7 @@
 
 typedef struct digest_entry {
     struct digest_entry *hnext;
-    struct digest_entry *prev, *next; /* LRU, most recent first */
+    lru_link lru;
     uint64_t hash;
     content_cache_id id;
     uint8_t sha256[32];
@@ -24,15 +24,13 @@ struct content_cache {
     pthread_mutex_t body_lock;
     content_cache_body **body_buckets;
     size_t body_nbuckets; /* a power of two */
-    size_t body_count;
     size_t body_bytes;
-    content_cache_body *body_head, *body_tail;
+    lru_list bodies;
 
     pthread_mutex_t digest_lock;
     digest_entry **digest_buckets;
     size_t digest_nbuckets; /* a power of two */
-    size_t digest_count;
-    digest_entry *digest_head, *digest_tail;
+    lru_list digests;
 };
 
 static size_t pow2_at_least(size_t n, size_t min)
@@ -90,17 +88,7 @@ bool content_cache_digest_get(content_cache *s, const content_cache_id *id, uint
     }
     if (e) {
         memcpy(out, e->sha256, 32);
-        if (e != s->digest_head) {
-            e->prev->next = e->next;
-            if (e->next)
-                e->next->prev = e->prev;
-            else
-                s->digest_tail = e->prev;
-            e->prev = NULL;
-            e->next = s->digest_head;
-            s->digest_head->prev = e;
-            s->digest_head = e;
-        }
+        lru_touch(&s->digests, &e->lru);
         found = true;
     }
     pthread_mutex_unlock(&s->digest_lock);
@@ -113,15 +101,7 @@ static void digest_unlink(content_cache *s, digest_entry *e)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        s->digest_head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        s->digest_tail = e->prev;
-    s->digest_count--;
+    lru_unlink(&s->digests, &e->lru);
 }
 
 void content_cache_digest_put(content_cache *s, const content_cache_id *id, uint64_t h,
@@ -135,6 +115,7 @@ void content_cache_digest_put(content_cache *s, const content_cache_id *id, uint
         return; /* the cache is an optimisation; hashing again next time is correct */
     e->hash = h;
     e->id = *id;
+    e->lru = (lru_link){NULL, NULL};
     memcpy(e->sha256, sha, 32);
 
     pthread_mutex_lock(&s->digest_lock);
@@ -147,21 +128,14 @@ void content_cache_digest_put(content_cache *s, const content_cache_id *id, uint
         /* Another thread hashed the same version meanwhile. */
         victim = e;
     } else {
-        if (s->digest_count >= s->digest_entries) {
-            victim = s->digest_tail;
+        if (s->digests.count >= s->digest_entries) {
+            victim = LRU_ENTRY(s->digests.tail, digest_entry, lru);
             digest_unlink(s, victim);
         }
         size_t b = h & (s->digest_nbuckets - 1);
         e->hnext = s->digest_buckets[b];
         s->digest_buckets[b] = e;
-        e->prev = NULL;
-        e->next = s->digest_head;
-        if (s->digest_head)
-            s->digest_head->prev = e;
-        else
-            s->digest_tail = e;
-        s->digest_head = e;
-        s->digest_count++;
+        lru_push_front(&s->digests, &e->lru);
     }
     pthread_mutex_unlock(&s->digest_lock);
     free(victim);
@@ -169,10 +143,24 @@ void content_cache_digest_put(content_cache *s, const content_cache_id *id, uint
 
 /* ----------------------------------------------------------- the bodies */
 
+/* A reference more on a body someone holds one of already. */
+static void take_ref(content_cache_body *e)
+{
+    unsigned before = atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    assert(before > 0);
+    (void)before;
+}
+
 void content_cache_body_unref(content_cache_body *e)
 {
-    if (e && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+    if (e == NULL)
+        return;
+    unsigned before = atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel);
+    assert(before > 0);
+    if (before == 1) {
+        assert(!e->cached); /* the cache holds a reference while it has it */
         free(e);
+    }
 }
 
 static content_cache_body *body_find(content_cache *s, uint64_t h, const char *path, size_t len)
@@ -185,21 +173,6 @@ static content_cache_body *body_find(content_cache *s, uint64_t h, const char *p
     return NULL;
 }
 
-static void body_lru_front(content_cache *s, content_cache_body *e)
-{
-    if (e == s->body_head)
-        return;
-    e->prev->next = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        s->body_tail = e->prev;
-    e->prev = NULL;
-    e->next = s->body_head;
-    s->body_head->prev = e;
-    s->body_head = e;
-}
-
 /* Takes e out of the table; the cache's reference goes onto *drop (freed unlocked). */
 static void body_unlink(content_cache *s, content_cache_body *e, content_cache_body **drop)
 {
@@ -207,16 +180,9 @@ static void body_unlink(content_cache *s, content_cache_body *e, content_cache_b
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        s->body_head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        s->body_tail = e->prev;
+    lru_unlink(&s->bodies, &e->lru);
     e->cached = false;
-    s->body_count--;
+    assert(s->body_bytes >= e->cost);
     s->body_bytes -= e->cost;
     e->hnext = *drop;
     *drop = e;
@@ -272,23 +238,16 @@ void content_cache_body_put(content_cache *s, content_cache_body *e)
     if (old)
         body_unlink(s, old, &drop);
     if (e->cost <= s->cache_bytes) {
-        while (s->body_tail && s->body_bytes + e->cost > s->cache_bytes)
-            body_unlink(s, s->body_tail, &drop);
-        if (s->body_count >= s->body_nbuckets)
+        while (s->bodies.tail != NULL && s->body_bytes + e->cost > s->cache_bytes)
+            body_unlink(s, LRU_ENTRY(s->bodies.tail, content_cache_body, lru), &drop);
+        if (s->bodies.count >= s->body_nbuckets)
             body_grow(s);
-        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        take_ref(e);
         e->cached = true;
         size_t b = e->hash & (s->body_nbuckets - 1);
         e->hnext = s->body_buckets[b];
         s->body_buckets[b] = e;
-        e->prev = NULL;
-        e->next = s->body_head;
-        if (s->body_head)
-            s->body_head->prev = e;
-        else
-            s->body_tail = e;
-        s->body_head = e;
-        s->body_count++;
+        lru_push_front(&s->bodies, &e->lru);
         s->body_bytes += e->cost;
     }
     pthread_mutex_unlock(&s->body_lock);
@@ -302,7 +261,8 @@ content_cache_body *content_cache_body_new(size_t size)
         return NULL;
     atomic_init(&e->refs, 1);
     e->cached = false;
-    e->hnext = e->prev = e->next = NULL;
+    e->hnext = NULL;
+    e->lru = (lru_link){NULL, NULL};
     e->cost = sizeof *e + size;
     return e;
 }
@@ -315,8 +275,8 @@ content_cache_body *content_cache_body_fresh(content_cache *s, uint64_t h, const
     /* checked_ms may be a little ahead when another thread just revalidated. */
     if (e != NULL && revalidate_ms > 0 &&
         (now_ms <= e->checked_ms || now_ms - e->checked_ms < revalidate_ms)) {
-        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-        body_lru_front(s, e);
+        take_ref(e);
+        lru_touch(&s->bodies, &e->lru);
     } else {
         e = NULL;
     }
@@ -331,8 +291,8 @@ content_cache_body *content_cache_body_same(content_cache *s, uint64_t h, const 
     content_cache_body *e = body_find(s, h, path, len);
     if (e != NULL && content_cache_id_eq(&e->id, id)) {
         e->checked_ms = now_ms;
-        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-        body_lru_front(s, e);
+        take_ref(e);
+        lru_touch(&s->bodies, &e->lru);
     } else {
         e = NULL;
     }
@@ -374,13 +334,13 @@ void content_cache_free(content_cache *s)
         return;
     /* Entries still held by a content_file live on until released. */
     content_cache_body *drop = NULL;
-    while (s->body_head)
-        body_unlink(s, s->body_head, &drop);
+    while (s->bodies.head != NULL)
+        body_unlink(s, LRU_ENTRY(s->bodies.head, content_cache_body, lru), &drop);
     body_drop_all(drop);
     free(s->body_buckets);
     if (s->digest_buckets) {
-        while (s->digest_head) {
-            digest_entry *e = s->digest_head;
+        while (s->digests.head != NULL) {
+            digest_entry *e = LRU_ENTRY(s->digests.head, digest_entry, lru);
             digest_unlink(s, e);
             free(e);
         }

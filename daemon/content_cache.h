@@ -18,6 +18,8 @@
 #ifndef RECEIPT_DAEMON_CONTENT_CACHE_H
 #define RECEIPT_DAEMON_CONTENT_CACHE_H
 
+#include "daemon/lru.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,12 +49,12 @@ uint64_t content_cache_id_hash(const content_cache_id *id);
  */
 typedef struct content_cache_body {
     atomic_uint refs;
-    bool cached;                            /* in the table and the LRU list */
-    struct content_cache_body *hnext;       /* hash chain */
-    struct content_cache_body *prev, *next; /* LRU, most recent first */
-    uint64_t hash;                          /* of the path */
-    uint64_t checked_ms;                    /* last time the file was seen to be this one */
-    size_t cost;                            /* against cache_bytes */
+    bool cached;                      /* in the table and the LRU list */
+    struct content_cache_body *hnext; /* hash chain */
+    lru_link lru;
+    uint64_t hash;       /* of the path */
+    uint64_t checked_ms; /* last time the file was seen to be this one */
+    size_t cost;         /* against cache_bytes */
     content_cache_id id;
     const char *mime;
     bool is_html;

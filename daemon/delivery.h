@@ -11,6 +11,7 @@
 #ifndef RECEIPT_DAEMON_DELIVERY_H
 #define RECEIPT_DAEMON_DELIVERY_H
 
+#include "common/compiler.h"
 #include "common/uuid7.h"
 #include "daemon/jbuf.h"
 #include "daemon/ledger.h"
@@ -37,9 +38,9 @@ typedef struct delivery {
  * ttl_s seconds, bound to client_id (32 raw bytes) when it is not NULL.
  * Returns 0, or -1 if the ID or the ticket could not be made.
  */
-int delivery_issue(ticket_sealer *sealer, const char *path, size_t path_len,
-                   const uint8_t sha256[32], uint64_t size, uint64_t now_ms, uint64_t ttl_s,
-                   const uint8_t *client_id, delivery *out);
+WARN_UNUSED_RESULT int delivery_issue(ticket_sealer *sealer, const char *path, size_t path_len,
+                                      const uint8_t sha256[32], uint64_t size, uint64_t now_ms,
+                                      uint64_t ttl_s, const uint8_t *client_id, delivery *out);
 
 /* Offset of the last "</body>" (any case) in html, or n when there is none. */
 size_t delivery_inject_offset(const uint8_t *html, size_t n);

@@ -13,6 +13,7 @@
 #ifndef RECEIPT_DAEMON_KEYSTORE_H
 #define RECEIPT_DAEMON_KEYSTORE_H
 
+#include "common/compiler.h"
 #include "common/eckey.h"
 #include "daemon/ticket.h"
 
@@ -33,8 +34,8 @@ typedef struct keystore {
  * create is true and they do not exist. Returns NULL with err set on
  * failure. *created tells whether new keys were made.
  */
-keystore *keystore_open(const char *state_dir, bool create, bool *created, char *err,
-                        size_t errlen);
+WARN_UNUSED_RESULT keystore *keystore_open(const char *state_dir, bool create, bool *created,
+                                           char *err, size_t errlen);
 
 /* The public JWK Set of PROTOCOL.md section 2, compact JSON; malloc'd,
  * NULL when out of memory. */

@@ -16,6 +16,7 @@
 #ifndef RECEIPT_DAEMON_LEDGER_H
 #define RECEIPT_DAEMON_LEDGER_H
 
+#include "common/compiler.h"
 #include "common/eckey.h"
 #include "common/uuid7.h"
 #include "daemon/ticket.h"
@@ -40,7 +41,7 @@ typedef enum ledger_status {
 
 const char *ledger_status_name(ledger_status status);
 /* Returns 0 and sets *out, or -1 for an unknown name. */
-int ledger_status_parse(const char *name, ledger_status *out);
+WARN_UNUSED_RESULT int ledger_status_parse(const char *name, ledger_status *out);
 
 /* One delivery row. Strings are NUL-terminated; "" means none. */
 typedef struct ledger_delivery {
@@ -124,8 +125,8 @@ typedef struct ledger ledger;
  * knows is refused either way. Returns NULL with err (LEDGER_ERR_MAX bytes)
  * set on failure.
  */
-ledger *ledger_open(const char *url, const char *state_dir, bool read_only, char *err,
-                    size_t errlen);
+WARN_UNUSED_RESULT ledger *ledger_open(const char *url, const char *state_dir, bool read_only,
+                                       char *err, size_t errlen);
 void ledger_close(ledger *lg);
 
 /* The backend's name ("sqlite") and the last error message (borrowed). */
@@ -138,10 +139,10 @@ const char *ledger_error(const ledger *lg);
  * Returns 0 or -1.
  */
 #define LEDGER_LOCK_TIMEOUT_MS 5000
-int ledger_set_lock_timeout(ledger *lg, int timeout_ms);
+WARN_UNUSED_RESULT int ledger_set_lock_timeout(ledger *lg, int timeout_ms);
 
 /* Each returns 0 or -1 (message in ledger_error()). */
-int ledger_begin(ledger *lg);
+WARN_UNUSED_RESULT int ledger_begin(ledger *lg);
 
 /*
  * One event inside a transaction; result may be NULL. Returns 0 with result
@@ -153,16 +154,16 @@ int ledger_begin(ledger *lg);
  */
 #define LEDGER_APPLY_EVENT_FAILED (-1)
 #define LEDGER_APPLY_TXN_FAILED   (-2)
-int ledger_apply(ledger *lg, const ledger_event *event, ledger_result *result);
-int ledger_commit(ledger *lg);
+WARN_UNUSED_RESULT int ledger_apply(ledger *lg, const ledger_event *event, ledger_result *result);
+WARN_UNUSED_RESULT int ledger_commit(ledger *lg);
 /* Succeeds (does nothing) when no transaction is open. */
-int ledger_rollback(ledger *lg);
+WARN_UNUSED_RESULT int ledger_rollback(ledger *lg);
 
 /* Reads one row; returns 1 found, 0 not found, -1 error. */
-int ledger_get(ledger *lg, const char *id, ledger_delivery *out);
+WARN_UNUSED_RESULT int ledger_get(ledger *lg, const char *id, ledger_delivery *out);
 
 /* Number of rows (all statuses); -1 on error. */
-long long ledger_count(ledger *lg);
+WARN_UNUSED_RESULT long long ledger_count(ledger *lg);
 
 /* ---- reading: admin API, dashboard and report ---- */
 
@@ -228,12 +229,12 @@ typedef int (*ledger_client_fn)(void *arg, const ledger_client_stats *row);
 typedef int (*ledger_bucket_fn)(void *arg, const ledger_bucket *row);
 
 /* Each returns 0, or -1 (message in ledger_error()); a callback's stop is 0. */
-int ledger_summary_read(ledger *lg, ledger_summary *out);
-int ledger_content_stats_read(ledger *lg, ledger_content_fn fn, void *arg);
-int ledger_client_stats_read(ledger *lg, ledger_client_fn fn, void *arg);
+WARN_UNUSED_RESULT int ledger_summary_read(ledger *lg, ledger_summary *out);
+WARN_UNUSED_RESULT int ledger_content_stats_read(ledger *lg, ledger_content_fn fn, void *arg);
+WARN_UNUSED_RESULT int ledger_client_stats_read(ledger *lg, ledger_client_fn fn, void *arg);
 /* Buckets of width_ms from since_ms up to until_ms; only non-empty ones. */
-int ledger_series_read(ledger *lg, uint64_t since_ms, uint64_t until_ms, uint64_t width_ms,
-                       ledger_bucket_fn fn, void *arg);
+WARN_UNUSED_RESULT int ledger_series_read(ledger *lg, uint64_t since_ms, uint64_t until_ms,
+                                          uint64_t width_ms, ledger_bucket_fn fn, void *arg);
 
 /*
  * A query's rows, one at a time: memory stays constant however many rows
@@ -243,9 +244,10 @@ int ledger_series_read(ledger *lg, uint64_t since_ms, uint64_t until_ms, uint64_
  */
 typedef struct ledger_cursor ledger_cursor;
 
-ledger_cursor *ledger_query(ledger *lg, const ledger_filter *filter); /* NULL: error */
+WARN_UNUSED_RESULT ledger_cursor *ledger_query(ledger *lg,
+                                               const ledger_filter *filter); /* NULL: error */
 /* Returns 1 with *out set, 0 after the last row, -1 on error. */
-int ledger_cursor_next(ledger_cursor *cur, ledger_delivery *out);
+WARN_UNUSED_RESULT int ledger_cursor_next(ledger_cursor *cur, ledger_delivery *out);
 void ledger_cursor_free(ledger_cursor *cur); /* NULL-safe */
 
 #endif

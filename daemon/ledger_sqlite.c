@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -923,7 +924,14 @@ static int schema_version(ledger_sqlite *lg, int *out)
     char value[32];
     if (pragma_value(lg, "PRAGMA user_version", value, sizeof value) != 0)
         return -1;
-    *out = atoi(value);
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (errno != 0 || end == value || *end != '\0' || v < INT_MIN || v > INT_MAX) {
+        fail(lg, "the schema version '%s' is not a number", value);
+        return -1;
+    }
+    *out = (int)v;
     return 0;
 }
 

@@ -9,18 +9,18 @@
 
 #define LOG_LINE_MAX 2048
 
-static log_level current_level = LOG_LEVEL_INFO;
+log_level log_min_level = LOG_LEVEL_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(log_level level)
 {
-    current_level = level;
+    log_min_level = level;
 }
 
 log_level log_get_level(void)
 {
-    return current_level;
+    return log_min_level;
 }
 
 int log_level_parse(const char *name, log_level *out)
@@ -36,7 +36,7 @@ int log_level_parse(const char *name, log_level *out)
 
 void log_write(log_level level, const char *fmt, ...)
 {
-    if (level < current_level)
+    if (level < log_min_level)
         return;
 
     char line[LOG_LINE_MAX];

@@ -123,9 +123,9 @@ static void print_admin_link(const config *cfg, const admin_server *admin)
     memcpy(host, cfg->admin_listen.text, n);
     host[n] = '\0';
     if (n == 0 || strcmp(host, "0.0.0.0") == 0)
-        strcpy(host, "127.0.0.1");
+        snprintf(host, sizeof host, "127.0.0.1");
     else if (strcmp(host, "[::]") == 0)
-        strcpy(host, "[::1]");
+        snprintf(host, sizeof host, "[::1]");
     log_info("admin listener on %s (port %u): dashboard, /metrics and /api/",
              cfg->admin_listen.text, admin_port(admin));
     /* The token opens the whole ledger: logs (a journal, a file) get the

@@ -17,6 +17,7 @@
 #ifndef RECEIPT_DAEMON_TICKET_H
 #define RECEIPT_DAEMON_TICKET_H
 
+#include "common/compiler.h"
 #include "common/uuid7.h"
 
 #include <stdbool.h>
@@ -50,18 +51,18 @@ typedef enum ticket_result {
 
 typedef struct ticket_sealer ticket_sealer;
 
-ticket_sealer *ticket_sealer_new(const uint8_t secret[TICKET_SECRET_LEN]);
+WARN_UNUSED_RESULT ticket_sealer *ticket_sealer_new(const uint8_t secret[TICKET_SECRET_LEN]);
 void ticket_sealer_free(ticket_sealer *sealer);
 
 /* Seals claims (epoch from issued_ms); out holds TICKET_MAX_LEN + 1 bytes. */
-ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
-                          char out[TICKET_MAX_LEN + 1], size_t *out_len);
+WARN_UNUSED_RESULT ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
+                                             char out[TICKET_MAX_LEN + 1], size_t *out_len);
 
 /* Opens a ticket; checks expiry against now_ms. Claims are set on TICKET_OK
  * and also on TICKET_EXPIRED (authentic but late). Text longer than
  * TICKET_MAX_LEN is TICKET_INVALID, like any text that does not open;
  * TICKET_TOO_LONG is for sealing a path over TICKET_PATH_MAX. */
-ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uint64_t now_ms,
-                          ticket_claims *claims);
+WARN_UNUSED_RESULT ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n,
+                                             uint64_t now_ms, ticket_claims *claims);
 
 #endif

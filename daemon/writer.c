@@ -2,6 +2,7 @@
 
 #include "daemon/log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -263,6 +264,7 @@ static void give_up(writer *w)
         writer_item *item = NULL;
         pthread_mutex_lock(&w->lock);
         if (w->count > 0) {
+            assert(w->head < w->capacity);
             item = w->ring[w->head];
             w->head = (w->head + 1) % w->capacity;
             w->count--;
@@ -307,6 +309,8 @@ static bool batch_fill(writer *w, size_t *n)
     if (w->count == 0 && w->held == 0 && w->stopping) {
         more = false;
     } else {
+        assert(w->held <= w->batch_max && w->count <= w->capacity && w->head < w->capacity);
+        assert(w->urgent <= w->count);
         size_t take = w->batch_max - w->held;
         if (take > w->count)
             take = w->count;
@@ -492,6 +496,7 @@ int writer_submit(writer *w, const ledger_event *event, writer_done_fn done, voi
         item_free(item);
         return -1;
     }
+    assert(w->count < w->capacity && w->head < w->capacity);
     w->ring[(w->head + w->count) % w->capacity] = item;
     w->count++;
     w->urgent += done != NULL;

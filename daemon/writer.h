@@ -25,6 +25,7 @@
 #ifndef RECEIPT_DAEMON_WRITER_H
 #define RECEIPT_DAEMON_WRITER_H
 
+#include "common/compiler.h"
 #include "daemon/ledger.h"
 
 #include <stdbool.h>
@@ -80,9 +81,9 @@ typedef struct writer_stats {
  * (NULL) the caller still owns it. queue_capacity is 1..WRITER_QUEUE_MAX,
  * batch_max 1..WRITER_BATCH_MAX.
  */
-writer *writer_new(ledger *lg, size_t queue_capacity, size_t batch_max);
+WARN_UNUSED_RESULT writer *writer_new(ledger *lg, size_t queue_capacity, size_t batch_max);
 /* Starts the thread (once); returns 0 or -1. */
-int writer_start(writer *w);
+WARN_UNUSED_RESULT int writer_start(writer *w);
 /*
  * Stops accepting, commits what is queued and joins the thread. On a writer
  * never started, the queue is drained on the calling thread (callbacks
@@ -93,7 +94,8 @@ void writer_stop(writer *w);
 void writer_free(writer *w);
 
 /* Copies the event into the queue. Returns 0, or -1 if full or stopping. */
-int writer_submit(writer *w, const ledger_event *event, writer_done_fn done, void *arg);
+WARN_UNUSED_RESULT int writer_submit(writer *w, const ledger_event *event, writer_done_fn done,
+                                     void *arg);
 
 void writer_get_stats(writer *w, writer_stats *out);
 

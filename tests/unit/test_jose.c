@@ -367,7 +367,7 @@ static char *forge(const char *header_json, const char *ek, size_t ivlen, size_t
                                        strlen(pt), ct, tag),
                      JOSE_OK);
     tok[o++] = '.';
-    o += (size_t)sprintf(tok + o, "%s", ek);
+    o += (size_t)snprintf(tok + o, 4096 - o, "%s", ek);
     tok[o++] = '.';
     o += b64url_encode(iv, ivlen, tok + o);
     tok[o++] = '.';
@@ -505,18 +505,18 @@ static void test_hostile_jwe_structure(void **state)
     snprintf(buf, sizeof(buf), "%.*s", (int)(len / 2), good);
     assert_int_equal(try_jwe(buf), JOSE_MALFORMED);
     /* tampered tag and ciphertext: authentic-looking, does not verify */
-    strcpy(buf, good);
+    snprintf(buf, sizeof(buf), "%s", good);
     buf[last - good + 1] = buf[last - good + 1] == 'A' ? 'B' : 'A';
     assert_int_equal(try_jwe(buf), JOSE_DECRYPT);
-    strcpy(buf, good);
+    snprintf(buf, sizeof(buf), "%s", good);
     buf[last - good - 2] = buf[last - good - 2] == 'A' ? 'B' : 'A';
     assert_int_equal(try_jwe(buf), JOSE_DECRYPT);
     /* header bytes changed but still allowed (a space added): the AAD no longer matches */
     o = b64url_encode((const uint8_t *)GOOD_HDR " ", strlen(GOOD_HDR) + 1, buf);
-    strcpy(buf + o, strchr(good, '.'));
+    snprintf(buf + o, sizeof(buf) - o, "%s", strchr(good, '.'));
     assert_int_equal(try_jwe(buf), JOSE_DECRYPT);
     /* one header character changed: {"alg -> {"`lg, an unknown member */
-    strcpy(buf, good);
+    snprintf(buf, sizeof(buf), "%s", good);
     assert_int_equal(buf[3], 'h');
     buf[3] = 'g';
     assert_int_equal(try_jwe(buf), JOSE_BAD_HEADER);
@@ -530,13 +530,13 @@ static void test_hostile_jwe_structure(void **state)
     /* bad base64url: padding, foreign characters, in each part */
     snprintf(buf, sizeof(buf), "%s=", good);
     assert_int_equal(try_jwe(buf), JOSE_MALFORMED);
-    strcpy(buf, good);
+    snprintf(buf, sizeof(buf), "%s", good);
     buf[last - good - 2] = '+';
     assert_int_equal(try_jwe(buf), JOSE_MALFORMED);
-    strcpy(buf, good);
+    snprintf(buf, sizeof(buf), "%s", good);
     buf[5] = '/';
     assert_int_equal(try_jwe(buf), JOSE_MALFORMED);
-    strcpy(buf, good);
+    snprintf(buf, sizeof(buf), "%s", good);
     buf[strchr(good, '.') - good + 3] = '*'; /* in the IV */
     assert_int_equal(try_jwe(buf), JOSE_MALFORMED);
     /* nothing at all */
@@ -566,7 +566,7 @@ static jose_result try_jws(const eckey *k, const char *header, const char *sig_o
     assert_int_equal(jose_es256_sign(k, (const uint8_t *)tok, o, sig), JOSE_OK);
     tok[o++] = '.';
     if (sig_override != NULL)
-        strcpy(tok + o, sig_override);
+        snprintf(tok + o, sizeof(tok) - o, "%s", sig_override);
     else
         b64url_encode(sig, 64, tok + o);
     r = jws_verify(k, tok, strlen(tok), NULL, &payload, &n);

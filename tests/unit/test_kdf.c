@@ -36,10 +36,11 @@ static eckey *key_of(const char *x, const char *y, const char *d)
     return k;
 }
 
+/* out holds 2 n + 1 bytes. */
 static void hex(const uint8_t *b, size_t n, char *out)
 {
     for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", b[i]);
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
 static void test_both_sides_agree(void **state)

@@ -81,10 +81,8 @@ static int apply_one(ledger *lg, const ledger_event *ev, ledger_result *res)
     if (ledger_begin(lg) != 0)
         return -100;
     int rc = ledger_apply(lg, ev, res);
-    if (rc != 0) {
-        ledger_rollback(lg);
-        return rc;
-    }
+    if (rc != 0)
+        return ledger_rollback(lg) == 0 ? rc : -102;
     return ledger_commit(lg) == 0 ? 0 : -101;
 }
 

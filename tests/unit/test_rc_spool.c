@@ -265,7 +265,8 @@ static void test_corrupt_entry_is_set_aside(void **state)
     assert_int_equal(rc_spool_list(f->dir, &names, &n, err, sizeof(err)), 0);
     assert_int_equal(n, 0);
     rc_spool_list_free(names, n);
-    strcat(path, RC_SPOOL_BAD_SUFFIX);
+    size_t path_len = strlen(path);
+    snprintf(path + path_len, sizeof(path) - path_len, "%s", RC_SPOOL_BAD_SUFFIX);
     assert_int_equal(access(path, F_OK), 0);
     /* A missing entry reads as an I/O error, and removing it is no error. */
     assert_int_equal(rc_spool_read(f->dir, name, &e, err, sizeof(err)), -1);

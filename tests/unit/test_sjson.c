@@ -70,8 +70,8 @@ static void test_depth(void **state)
     json_decref(v);
     /* Default cap, and a depth that would hurt an unguarded recursive parser. */
     for (int i = 0; i < SJSON_MAX_DEPTH; i++)
-        n += (size_t)sprintf(deep + n, "{\"a\":");
-    n += (size_t)sprintf(deep + n, "1");
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n, "{\"a\":");
+    n += (size_t)snprintf(deep + n, sizeof(deep) - n, "1");
     for (int i = 0; i < SJSON_MAX_DEPTH; i++)
         deep[n++] = '}';
     deep[n] = '\0';
