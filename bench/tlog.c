@@ -208,7 +208,7 @@ int main(int argc, char **argv)
             return 1;
         }
         memset(&c, 0, sizeof(c));
-        strcpy(c.origin, "bench.example/_receipt/log");
+        snprintf(c.origin, sizeof(c.origin), "%s", "bench.example/_receipt/log");
         c.root = root;
         t = now();
         for (int k = 0; k < notes; k++) {

@@ -83,7 +83,7 @@ static void nearest_digits(double v, int p, char digits[18], int *exp10)
         if (*s >= '0' && *s <= '9')
             digits[o++] = *s;
     }
-    *exp10 = *s == 'e' ? atoi(s + 1) : 0;
+    *exp10 = *s == 'e' ? (int)strtol(s + 1, NULL, 10) : 0;
 }
 
 /* The next p-digit decimal away from zero (up) or towards it (down). */

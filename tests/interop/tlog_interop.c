@@ -189,7 +189,8 @@ static void request(char *line)
         if (bundle)
             t = (tiles_tile){TILES_ENTRIES, x, (unsigned)y};
         else
-            t = (tiles_tile){(int)strtol(a1, NULL, 10), y, a3 ? (unsigned)atoi(a3) : 0};
+            t = (tiles_tile){(int)strtol(a1, NULL, 10), y,
+                             a3 ? (unsigned)strtoul(a3, NULL, 10) : 0};
         if (strcmp(verb, "path") == 0) {
             char path[TILES_PATH_MAX];
             if (tiles_path(&t, path) > 0)
@@ -298,7 +299,7 @@ static void request(char *line)
 
         memset(&c, 0, sizeof(c));
         if (a1 != NULL && strlen(a1) <= CHECKPOINT_ORIGIN_MAX)
-            strcpy(c.origin, a1);
+            snprintf(c.origin, sizeof(c.origin), "%s", a1);
         c.size = y;
         if (!get_hex(a3, &c.root) || (n = checkpoint_format(&c, text, sizeof(text))) == 0)
             printf("fail");

@@ -222,7 +222,7 @@ static void test_worked_example(void **state)
     assert_string_equal(vkey, example_vkey);
 
     memset(&c, 0, sizeof(c));
-    strcpy(c.origin, example_origin);
+    snprintf(c.origin, sizeof(c.origin), "%s", example_origin);
     c.size = 3;
     c.root = root;
     len = checkpoint_format(&c, text, sizeof(text));

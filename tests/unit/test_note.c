@@ -196,11 +196,11 @@ static void test_refusals(void **state)
     snprintf(buf, sizeof(buf), "a\tb\n\n%s", peter_sig);
     REFUSE(buf, NOTE_MALFORMED);
     /* a signature altered: the known key's signature must verify */
-    strcpy(buf, good);
+    snprintf(buf, sizeof(buf), "%s", good);
     buf[strlen(peter_text) + 1 + 30] ^= 1;
     REFUSE(buf, NOTE_BAD_SIGNATURE);
     /* the text altered */
-    strcpy(buf, good);
+    snprintf(buf, sizeof(buf), "%s", good);
     buf[3] = 'X';
     REFUSE(buf, NOTE_BAD_SIGNATURE);
     /* a known name and ID with a signature of the wrong length */
@@ -230,7 +230,9 @@ static void test_limits(void **state)
 
     (void)state;
     assert_non_null(msg);
-    o = (size_t)sprintf(msg, "%s\n", peter_text);
+    o = strlen(peter_text) + 1;
+    memcpy(msg, peter_text, o - 1);
+    msg[o - 1] = '\n';
     for (int i = 0; i < NOTE_MAX_SIGS; i++) {
         memcpy(msg + o, peter_sig, siglen);
         o += siglen;
