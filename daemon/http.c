@@ -1,6 +1,7 @@
 #include "daemon/http.h"
 
 #include "common/b64.h"
+#include "common/unicode.h"
 #include "daemon/confirm.h"
 #include "daemon/http_file.h"
 #include "daemon/http_internal.h"
@@ -8,7 +9,6 @@
 #include "daemon/httpcond.h"
 #include "daemon/log.h"
 #include "daemon/plugin.h"
-#include "daemon/utf8.h"
 #include "web/web.h"
 
 #include <arpa/inet.h>
@@ -271,7 +271,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return http_reply_method_not_allowed(req, c, "POST");
         return confirm_serve(&srv->ctx, req, c, upload_data, upload_data_size);
     }
-    if (!utf8_valid(url, strlen(url)))
+    if (!unicode_valid(url, strlen(url)))
         return http_reply_error(req, c, 400, "bad_path", "The request path is not UTF-8.");
     if (strncmp(url, "/_receipt/", 10) == 0)
         return serve_receipt_route(srv, req, c, url, method);

@@ -1,6 +1,6 @@
 #include "daemon/jbuf.h"
 
-#include "daemon/utf8.h"
+#include "common/unicode.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -175,7 +175,8 @@ void jbuf_escaped(jbuf *b, const char *s, size_t n)
             jbuf_add(b, esc, 6);
             i++;
         } else {
-            size_t seq = utf8_sequence(p + i, n - i);
+            uint32_t cp;
+            size_t seq = unicode_decode(p + i, n - i, &cp);
             if (seq == 0) {
                 jbuf_add(b, replacement, sizeof replacement - 1);
                 i++;

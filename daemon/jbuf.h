@@ -3,10 +3,11 @@
  * curl's dynbuf.
  *
  * Every JSON text receiptd makes (error bodies, plug-in data, receipts, the
- * admin API, exports, /metrics) is built here, so that there is one rule for
- * strings (RFC 8259): '"' and '\' escaped with a backslash, control
+ * admin API, exports; /metrics is text built here too) is built here, so
+ * that there is one rule for strings (RFC 8259): '"' and '\' escaped with a backslash, control
  * characters and DEL (0x7f) as \u00XX, other valid UTF-8 as it is, and each
- * byte that is not part of valid UTF-8 replaced by U+FFFD.
+ * byte that is not part of valid UTF-8 replaced by U+FFFD. (Canonical JSON,
+ * which is hashed and signed, has the spelling RFC 8785 fixes: common/jcs.)
  *
  * A jbuf starts in memory of the caller's (a stack buffer, so that the
  * request path allocates nothing) and, when it was made growable, moves to

@@ -2,9 +2,9 @@
  * status, since, until as five NUL-separated fields) and the escaping of
  * what ends up in CSV and JSON: whatever the bytes, the JSON string is one
  * that a JSON parser takes, and valid UTF-8 reads back as it was. */
+#include "common/unicode.h"
 #include "daemon/export.h"
 #include "daemon/jbuf.h"
-#include "daemon/utf8.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *back = json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
     if (back == NULL || !json_is_string(back))
         abort();
-    if (utf8_valid((const char *)data, size) &&
+    if (unicode_valid((const char *)data, size) &&
         (json_string_length(back) != size || memcmp(json_string_value(back), data, size) != 0))
         abort();
     json_decref(back);
