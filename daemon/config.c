@@ -58,7 +58,8 @@ struct config_option {
     config_section section;
     config_parser parse;
     size_t offset, size;                /* its place in struct config */
-    unsigned long long min, max, scale; /* numbers: a value is kept times scale (0: 1) */
+    unsigned long long min, max, scale; /* numbers: a value is kept times scale (0: 1);
+                                           flags: min is what they set; repeatable: max */
     const char *unit;                   /* how an error calls a number: "a whole number", "MiB" */
     const char *value;                  /* the default, parsed as if given; NULL: none */
     config_deriver derive;              /* or a default worked out once the others are set */
