@@ -780,7 +780,7 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
     clock_gettime(CLOCK_REALTIME, &now);
     srv->started_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 
-    if (admin_token_load(cfg->state_dir, srv->token, &created, err, errlen) != 0)
+    if (admin_token_load(cfg->state_dir, true, srv->token, &created, err, errlen) != 0)
         goto fail;
     if (created)
         log_info("made a new admin token in %s/%s", cfg->state_dir, ADMIN_TOKEN_FILE);

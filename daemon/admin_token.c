@@ -85,7 +85,8 @@ static int token_create(const char *file, char *token, char *err, size_t errlen)
     return rc;
 }
 
-int admin_token_load(const char *state_dir, char *token, bool *created, char *err, size_t errlen)
+int admin_token_load(const char *state_dir, bool create, char *token, bool *created, char *err,
+                     size_t errlen)
 {
     char file[PATH_MAX];
     int n = snprintf(file, sizeof file, "%s/%s", state_dir, ADMIN_TOKEN_FILE);
@@ -95,6 +96,8 @@ int admin_token_load(const char *state_dir, char *token, bool *created, char *er
         return -1;
     }
     if (access(file, F_OK) != 0 && errno == ENOENT) {
+        if (!create)
+            return 1;
         int rc = token_create(file, token, err, errlen);
         if (rc < 0)
             return -1;

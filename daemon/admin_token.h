@@ -19,11 +19,14 @@
 #define ADMIN_TOKEN_MAX  128
 
 /*
- * Reads STATE_DIR/admin-token, or makes it when there is none; *created
- * tells which. token holds ADMIN_TOKEN_MAX + 1 bytes. Returns 0 or -1 with
- * err set.
+ * Reads STATE_DIR/admin-token, or, with create, makes it when there is
+ * none; *created tells which. A file that does not hold ADMIN_TOKEN_MIN to
+ * ADMIN_TOKEN_MAX base64url characters is refused too. token holds
+ * ADMIN_TOKEN_MAX + 1 bytes. Returns 0, 1 when the file is missing and
+ * create is false, or -1 with err set. Start-up and --check both call it,
+ * so that --check refuses what start-up would.
  */
-WARN_UNUSED_RESULT int admin_token_load(const char *state_dir, char *token, bool *created,
-                                        char *err, size_t errlen);
+WARN_UNUSED_RESULT int admin_token_load(const char *state_dir, bool create, char *token,
+                                        bool *created, char *err, size_t errlen);
 
 #endif

@@ -35,6 +35,7 @@ struct confirm_call {
     uint64_t deadline_ms;
     lru_link link; /* in the watchdog's list while pending (listed) */
     bool listed;
+    writer_result refused; /* why the writer did not take it, if it did not */
     ledger_result result;
 };
 
@@ -322,10 +323,11 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     call->listed = true;
     pthread_mutex_unlock(&w->lock);
 
-    if (writer_submit(ctx->ledger_writer, ev, on_ledger_done, call) != 0) {
+    writer_result refused = writer_submit(ctx->ledger_writer, ev, on_ledger_done, call);
+    if (refused != WRITER_OK) {
         /* The writer will never call back: its part ends here. */
+        call->refused = refused;
         settle(call, CALL_FAILED);
-        http_reply_note_queue_full();
     }
     free(ev);
     return MHD_YES;
@@ -337,8 +339,8 @@ static enum MHD_Result answer(request *req, struct MHD_Connection *c)
     int state = atomic_load(&call->state);
     if (state == CALL_FAILED || state == CALL_TIMEDOUT || state == CALL_PENDING) {
         metrics_count_confirm(METRICS_CONFIRM_UNAVAILABLE);
-        return http_reply_error(req, c, 503, "ledger_unavailable",
-                                "The ledger cannot record this now; retry shortly.");
+        return http_reply_refused(req, c,
+                                  call->refused != WRITER_OK ? call->refused : WRITER_FAILING);
     }
     const ledger_result *res = &call->result;
     if (res->outcome == LEDGER_CONFLICT) {

@@ -293,10 +293,11 @@ enum MHD_Result http_file_serve(http_context *ctx, request *req, struct MHD_Conn
     if (!head) {
         ledger_event ev;
         fill_issue_event(ctx, req, &d, has_key ? &ck : NULL, &ev);
-        if (writer_submit(ctx->ledger_writer, &ev, NULL, NULL) != 0) {
+        writer_result refused = writer_submit(ctx->ledger_writer, &ev, NULL, NULL);
+        if (refused != WRITER_OK) {
             content_file_release(&f);
             free(plugin);
-            return http_reply_ledger_busy(req, c);
+            return http_reply_refused(req, c, refused);
         }
         metrics_count_delivery();
     }

@@ -109,23 +109,18 @@ enum MHD_Result http_reply_preflight(request *req, struct MHD_Connection *c, con
     return http_reply_queue(req, c, 204, r, 0);
 }
 
-static atomic_ulong queue_full_count;
-static atomic_ullong queue_full_logged_ms;
-
-void http_reply_note_queue_full(void)
+enum MHD_Result http_reply_refused(request *req, struct MHD_Connection *c, writer_result why)
 {
-    atomic_fetch_add(&queue_full_count, 1);
-    uint64_t now = clock_wall_ms();
-    unsigned long long last = atomic_load(&queue_full_logged_ms);
-    if (now - last < 1000 ||
-        !atomic_compare_exchange_strong(&queue_full_logged_ms, &last, (unsigned long long)now))
-        return;
-    unsigned long n = atomic_exchange(&queue_full_count, 0);
-    log_warn("ledger queue full: %lu requests answered 503 since the last report", n);
-}
-
-enum MHD_Result http_reply_ledger_busy(request *req, struct MHD_Connection *c)
-{
-    http_reply_note_queue_full();
-    return http_reply_error(req, c, 503, "ledger_busy", "The ledger is busy; retry in a moment.");
+    switch (why) {
+    case WRITER_FAILING:
+        return http_reply_error(req, c, 503, "ledger_unavailable",
+                                "The ledger cannot record this now; retry shortly.");
+    case WRITER_STOPPING:
+        return http_reply_error(req, c, 503, "shutting_down",
+                                "The server is shutting down; retry shortly.");
+    case WRITER_QUEUE_FULL:
+    default:
+        return http_reply_error(req, c, 503, "ledger_busy",
+                                "The ledger is busy; retry in a moment.");
+    }
 }

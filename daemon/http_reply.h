@@ -38,11 +38,11 @@ enum MHD_Result http_reply_method_not_allowed(request *req, struct MHD_Connectio
 enum MHD_Result http_reply_preflight(request *req, struct MHD_Connection *c, const char *allow);
 
 /*
- * Counts a request refused because the ledger queue is full, and logs the
- * count at most once a second: an overload must not also flood the log.
+ * The 503 (with Retry-After) for a ledger event the writer refused, saying
+ * why: ledger_busy (queue full), ledger_unavailable (the ledger is not
+ * committing) or shutting_down. The writer counts refusals and logs them
+ * once a second.
  */
-void http_reply_note_queue_full(void);
-/* http_reply_note_queue_full() and the 503 that says so. */
-enum MHD_Result http_reply_ledger_busy(request *req, struct MHD_Connection *c);
+enum MHD_Result http_reply_refused(request *req, struct MHD_Connection *c, writer_result why);
 
 #endif

@@ -1,8 +1,10 @@
 #include "daemon/ledger_backend.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #define LEDGER_SQLITE_SCHEME "sqlite:"
 #define LEDGER_DEFAULT_FILE  "ledger.sqlite"
@@ -49,49 +51,67 @@ static bool has_scheme(const char *url, const char *scheme)
     return strncasecmp(url, scheme, strlen(scheme)) == 0;
 }
 
-ledger *ledger_open(const char *url, const char *state_dir, bool read_only, char *err,
-                    size_t errlen)
+/* Resolves a URL to a backend and its target; returns the backend or NULL with err set. */
+static const ledger_ops *resolve(const char *url, const char *state_dir, char *target, char *err,
+                                 size_t errlen)
 {
-    char target[LEDGER_TARGET_MAX + 1];
-    const ledger_ops *ops = NULL;
-
-    if (err != NULL && errlen > 0)
-        err[0] = '\0';
-
     if (url == NULL) {
         if (state_dir == NULL || state_dir[0] == '\0') {
             set_err(err, errlen, "ledger: no URL and no state directory", NULL);
             return NULL;
         }
-        int n = snprintf(target, sizeof target, "%s/%s", state_dir, LEDGER_DEFAULT_FILE);
-        if (n < 0 || (size_t)n >= sizeof target) {
+        int n = snprintf(target, LEDGER_TARGET_MAX + 1, "%s/%s", state_dir, LEDGER_DEFAULT_FILE);
+        if (n < 0 || (size_t)n > LEDGER_TARGET_MAX) {
             set_err(err, errlen, "ledger: state directory path too long", NULL);
             return NULL;
         }
-        ops = &ledger_sqlite_ops;
-    } else if (has_scheme(url, LEDGER_SQLITE_SCHEME)) {
+        return &ledger_sqlite_ops;
+    }
+    if (has_scheme(url, LEDGER_SQLITE_SCHEME)) {
         const char *path = url + strlen(LEDGER_SQLITE_SCHEME);
         size_t n = strlen(path);
         if (n == 0) {
             set_err(err, errlen, "ledger URL: \"sqlite:\" needs a file path", NULL);
             return NULL;
         }
-        if (n >= sizeof target) {
+        if (n > LEDGER_TARGET_MAX) {
             set_err(err, errlen, "ledger URL: path too long", NULL);
             return NULL;
         }
         memcpy(target, path, n + 1);
-        ops = &ledger_sqlite_ops;
-    } else if (has_scheme(url, "postgresql:") || has_scheme(url, "postgres:")) {
+        return &ledger_sqlite_ops;
+    }
+    if (has_scheme(url, "postgresql:") || has_scheme(url, "postgres:")) {
         set_err(err, errlen, "ledger URL: the PostgreSQL backend is not supported yet",
                 "use sqlite:PATH");
         return NULL;
-    } else {
-        set_err(err, errlen, "ledger URL: unknown scheme (expected sqlite:PATH)", url);
-        return NULL;
     }
+    set_err(err, errlen, "ledger URL: unknown scheme (expected sqlite:PATH)", url);
+    return NULL;
+}
 
+ledger *ledger_open(const char *url, const char *state_dir, bool read_only, char *err,
+                    size_t errlen)
+{
+    char target[LEDGER_TARGET_MAX + 1];
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    const ledger_ops *ops = resolve(url, state_dir, target, err, errlen);
+    if (ops == NULL)
+        return NULL;
     return ops->open(target, read_only, err, errlen);
+}
+
+int ledger_exists(const char *url, const char *state_dir, char *err, size_t errlen)
+{
+    char target[LEDGER_TARGET_MAX + 1];
+    struct stat st;
+    const ledger_ops *ops = resolve(url, state_dir, target, err, errlen);
+    if (ops == NULL)
+        return -1;
+    if (ops != &ledger_sqlite_ops)
+        return 1;
+    return stat(target, &st) == 0 || errno != ENOENT;
 }
 
 void ledger_close(ledger *lg)
@@ -138,6 +158,18 @@ int ledger_commit(ledger *lg)
 int ledger_rollback(ledger *lg)
 {
     return lg != NULL ? lg->ops->rollback(lg) : -1;
+}
+
+ledger_fault ledger_last_fault(const ledger *lg)
+{
+    return lg != NULL ? lg->ops->fault(lg) : LEDGER_FAULT_FATAL;
+}
+
+int ledger_verify(ledger *lg)
+{
+    if (lg == NULL)
+        return -1;
+    return lg->ops->verify != NULL ? lg->ops->verify(lg) : 0;
 }
 
 int ledger_get(ledger *lg, const char *id, ledger_delivery *out)

@@ -129,6 +129,13 @@ WARN_UNUSED_RESULT ledger *ledger_open(const char *url, const char *state_dir, b
                                        char *err, size_t errlen);
 void ledger_close(ledger *lg);
 
+/*
+ * Whether the ledger a URL names exists yet: 1 yes, 0 no (start-up will
+ * create it), -1 when the URL is invalid (err set). Backends that are not
+ * files answer 1: opening them says the rest.
+ */
+int ledger_exists(const char *url, const char *state_dir, char *err, size_t errlen);
+
 /* The backend's name ("sqlite") and the last error message (borrowed). */
 const char *ledger_backend(const ledger *lg);
 const char *ledger_error(const ledger *lg);
@@ -158,6 +165,34 @@ WARN_UNUSED_RESULT int ledger_apply(ledger *lg, const ledger_event *event, ledge
 WARN_UNUSED_RESULT int ledger_commit(ledger *lg);
 /* Succeeds (does nothing) when no transaction is open. */
 WARN_UNUSED_RESULT int ledger_rollback(ledger *lg);
+
+/*
+ * After a failed ledger_begin(), ledger_apply() (LEDGER_APPLY_TXN_FAILED) or
+ * ledger_commit(): may the transaction's events be tried again? Each backend
+ * sorts its own errors:
+ *   LEDGER_FAULT_RETRY: nothing of the transaction is durable and the store
+ *     is sound; the same events can be applied again later (SQLite: full
+ *     disk, lock timeout, an I/O error on a write; PostgreSQL: a lost
+ *     connection, a serialization failure).
+ *   LEDGER_FAULT_FATAL: the handle can no longer tell what is durable, or
+ *     the store is damaged: stop writing through it (SQLite: fsync failed,
+ *     since the kernel may have dropped the dirty pages and a later fsync
+ *     would succeed without them; a corrupt or foreign file).
+ */
+typedef enum ledger_fault {
+    LEDGER_FAULT_RETRY = 0,
+    LEDGER_FAULT_FATAL,
+} ledger_fault;
+
+ledger_fault ledger_last_fault(const ledger *lg);
+
+/*
+ * A full check of the store, which reads all of it (SQLite: PRAGMA
+ * integrity_check); slow on a large ledger, so start-up does not run it and
+ * --check does. Returns 0 sound, or -1 with the first problems in
+ * ledger_error(). A backend without such a check returns 0.
+ */
+int ledger_verify(ledger *lg);
 
 /* Reads one row; returns 1 found, 0 not found, -1 error. */
 WARN_UNUSED_RESULT int ledger_get(ledger *lg, const char *id, ledger_delivery *out);

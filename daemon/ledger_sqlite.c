@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SQLITE_CACHE_KIB     16384              /* page cache of a handle          */
@@ -69,6 +70,17 @@ static const char *const migrations[] = {
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+/*
+ * Marks a ledger as receiptd's (SQLite's application_id, the 32-bit number
+ * at offset 68 of the file header, "rcpt"), so that a database of another
+ * program at the ledger path is refused rather than altered. Ledgers made
+ * before the mark existed are adopted when their schema is receiptd's.
+ */
+#define LEDGER_APPLICATION_ID 0x72637074
+
+/* The tables of a ledger at SCHEMA_VERSION, for adopting an unmarked one. */
+static const char *const schema_tables[] = {"deliveries"};
 
 /* Column order of every INSERT and SELECT; the enum is the 0-based index. */
 #define COLUMNS                                                                                    \
@@ -203,6 +215,7 @@ typedef struct ledger_sqlite {
     sqlite3 *db;
     bool read_only;
     sqlite3_stmt *stmt[ST_COUNT_ALL];
+    int fault_rc; /* result code of the last failed write step */
     char err[LEDGER_ERR_MAX];
 } ledger_sqlite;
 
@@ -369,6 +382,7 @@ static int read_row(ledger_sqlite *lg, sqlite3_stmt *st, ledger_delivery *out)
 static int write_error(ledger_sqlite *lg, int rc, const char *what, const char *id)
 {
     fail(lg, "ledger %s %s: %s", what, id, sqlite3_errmsg(lg->db));
+    lg->fault_rc = rc;
     int primary = rc & 0xff;
     bool event_fault = primary == SQLITE_CONSTRAINT || primary == SQLITE_MISMATCH ||
                        primary == SQLITE_TOOBIG || primary == SQLITE_RANGE;
@@ -413,8 +427,10 @@ static int get_row(ledger_sqlite *lg, const char *id, ledger_delivery *out)
     else if (rc == SQLITE_DONE)
         found = 0;
 out:
-    if (found < 0 && lg->err[0] == '\0')
+    if (found < 0 && lg->err[0] == '\0') {
         fail(lg, "ledger read %.*s: %s", UUID7_STR_LEN, id, sqlite3_errmsg(lg->db));
+        lg->fault_rc = rc;
+    }
     sqlite3_reset(st);
     return found;
 }
@@ -539,9 +555,11 @@ static int sqlite_begin(ledger *base)
         fail(lg, "ledger: read-only handle");
         return -1;
     }
+    lg->fault_rc = SQLITE_OK;
     int rc = run(lg->stmt[ST_BEGIN]);
     if (rc != SQLITE_OK) {
         fail(lg, "ledger begin: %s", sqlite3_errmsg(lg->db));
+        lg->fault_rc = rc;
         return -1;
     }
     return 0;
@@ -558,9 +576,27 @@ static int sqlite_commit(ledger *base)
     int rc = run(lg->stmt[ST_COMMIT]);
     if (rc != SQLITE_OK) {
         fail(lg, "ledger commit: %s", sqlite3_errmsg(lg->db));
+        lg->fault_rc = rc;
         return -1;
     }
     return 0;
+}
+
+static ledger_fault sqlite_fault(const ledger *base)
+{
+    int rc = ((const ledger_sqlite *)base)->fault_rc;
+    /* After a failed fsync the kernel may have dropped the dirty pages and
+     * marked them clean: a retry could "succeed" without them. */
+    if (rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC)
+        return LEDGER_FAULT_FATAL;
+    switch (rc & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return LEDGER_FAULT_FATAL;
+    default:
+        /* SQLITE_FULL, SQLITE_BUSY, write errors...: rolled back, retryable. */
+        return LEDGER_FAULT_RETRY;
+    }
 }
 
 static int sqlite_rollback(ledger *base)
@@ -982,6 +1018,10 @@ static int migrate(ledger_sqlite *lg)
         if (exec(lg, sql) != 0)
             goto fail;
     }
+    /* New, or adopted (ownership_check() said its schema is receiptd's). */
+    snprintf(sql, sizeof sql, "PRAGMA application_id = %d", LEDGER_APPLICATION_ID);
+    if (exec(lg, sql) != 0)
+        goto fail;
     if (exec(lg, "COMMIT") != 0)
         goto fail;
     return 0;
@@ -1006,6 +1046,196 @@ static int check_version(ledger_sqlite *lg)
         return -1;
     }
     return 0;
+}
+
+/* ---- whose file is it ---- */
+
+/* Reads the first column of each row of sql into names[0..cap); returns the count or -1. */
+static int read_names(ledger_sqlite *lg, const char *sql, char names[][64], int cap)
+{
+    sqlite3_stmt *st = NULL;
+    int n = 0;
+    int rc;
+    if (sqlite3_prepare_v2(lg->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fail(lg, "%s", sqlite3_errmsg(lg->db));
+        return -1;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n < cap)
+            column_text(st, 0, names[n], sizeof names[n]);
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        fail(lg, "%s", sqlite3_errmsg(lg->db));
+        n = -1;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+#define SCHEMA_NAMES_MAX 32
+
+/* Whether an unmarked database holds receiptd's tables and columns. */
+static int schema_is_ours(ledger_sqlite *lg, bool *ours)
+{
+    static const char *const columns[] = {
+        "id",
+        "path",
+        "sha256",
+        "size",
+        "server",
+        "client_addr",
+        "user_agent",
+        "issued_ms",
+        "status",
+        "client",
+        "bound_addr",
+        "bound_ms",
+        "confirmed_ms",
+        "confirm_addr",
+        "received_sha256",
+        "received_size",
+        "received_at_ms",
+        "receipt",
+    };
+    char names[SCHEMA_NAMES_MAX][64];
+    int ntables = (int)(sizeof schema_tables / sizeof schema_tables[0]);
+    int ncolumns = (int)(sizeof columns / sizeof columns[0]);
+    *ours = false;
+    int n = read_names(lg,
+                       "SELECT name FROM sqlite_schema WHERE type = 'table'"
+                       " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                       names, SCHEMA_NAMES_MAX);
+    if (n < 0)
+        return -1;
+    if (n != ntables)
+        return 0;
+    for (int i = 0; i < ntables; i++)
+        if (strcmp(names[i], schema_tables[i]) != 0)
+            return 0;
+    n = read_names(lg, "SELECT name FROM pragma_table_info('deliveries') ORDER BY cid", names,
+                   SCHEMA_NAMES_MAX);
+    if (n < 0)
+        return -1;
+    if (n != ncolumns)
+        return 0;
+    for (int i = 0; i < ncolumns; i++)
+        if (strcmp(names[i], columns[i]) != 0)
+            return 0;
+    *ours = true;
+    return 0;
+}
+
+/*
+ * Refuses a database that is not a receiptd ledger before anything is
+ * written to it (even the switch to WAL writes to the header): another
+ * program's application_id, or no mark and tables that are not receiptd's.
+ * An empty database is a new ledger; an unmarked one with receiptd's schema
+ * at a known version is adopted (marked by migrate()).
+ */
+static int ownership_check(ledger_sqlite *lg, const char *path)
+{
+    char value[32];
+    int version = 0;
+    char names[1][64];
+    if (pragma_value(lg, "PRAGMA application_id", value, sizeof value) != 0) {
+        if (sqlite3_errcode(lg->db) == SQLITE_NOTADB)
+            fail(lg,
+                 "%s is not an SQLite database: receiptd will neither use nor alter it; "
+                 "restore the ledger from a backup or give --ledger another path",
+                 path);
+        return -1;
+    }
+    long long app_id = strtoll(value, NULL, 10);
+    if (app_id == LEDGER_APPLICATION_ID)
+        return 0;
+    if (app_id != 0) {
+        fail(lg,
+             "%s belongs to another program (SQLite application_id 0x%08llx): receiptd will "
+             "neither use nor alter it; give --ledger another path",
+             path, (unsigned long long)(uint32_t)app_id);
+        return -1;
+    }
+    if (schema_version(lg, &version) != 0)
+        return -1;
+    int objects = read_names(lg, "SELECT name FROM sqlite_schema", names, 1);
+    if (objects < 0)
+        return -1;
+    if (objects == 0 && version == 0)
+        return 0; /* empty: a new ledger */
+    bool ours = false;
+    if (version >= 1 && version <= SCHEMA_VERSION && schema_is_ours(lg, &ours) != 0)
+        return -1;
+    if (!ours) {
+        fail(lg,
+             "%s is an SQLite database of another program (its tables are not a receiptd "
+             "ledger): receiptd will neither use nor alter it; give --ledger another path",
+             path);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * What start-up can check of the file without reading all of it: that it is
+ * as long as its header says (a copy cut short, a disk that lost its tail),
+ * when no WAL holds later pages. PRAGMA integrity_check (ledger_verify)
+ * finds the rest. Only SQLite reads the file: a descriptor of our own,
+ * closed, would drop the POSIX locks SQLite holds on it in this process.
+ */
+static int length_check(ledger_sqlite *lg, const char *path)
+{
+    char value[32];
+    char wal[LEDGER_TARGET_MAX + 8];
+    struct stat st;
+    struct stat wst;
+    if (stat(path, &st) != 0 || st.st_size == 0)
+        return 0; /* missing (read-only opens say so) or new */
+    if (pragma_value(lg, "PRAGMA page_count", value, sizeof value) != 0)
+        return -1;
+    uint64_t pages = strtoull(value, NULL, 10);
+    if (pragma_value(lg, "PRAGMA page_size", value, sizeof value) != 0)
+        return -1;
+    uint64_t page_size = strtoull(value, NULL, 10);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    bool wal_has_frames = stat(wal, &wst) == 0 && wst.st_size > 32;
+    if (!wal_has_frames && (uint64_t)st.st_size < pages * page_size) {
+        fail(lg,
+             "%s is truncated: its header counts %llu pages of %llu bytes, the file holds %lld "
+             "bytes; restore the ledger from a backup",
+             path, (unsigned long long)pages, (unsigned long long)page_size, (long long)st.st_size);
+        return -1;
+    }
+    return 0;
+}
+
+#define VERIFY_LINES_MAX 4
+
+static int sqlite_verify(ledger *base)
+{
+    ledger_sqlite *lg = impl(base);
+    sqlite3_stmt *st = NULL;
+    char lines[VERIFY_LINES_MAX][64];
+    int n = 0;
+    int rc;
+    lg->err[0] = '\0';
+    if (sqlite3_prepare_v2(lg->db, "PRAGMA integrity_check(4)", -1, &st, NULL) != SQLITE_OK) {
+        fail(lg, "integrity check: %s", sqlite3_errmsg(lg->db));
+        return -1;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < VERIFY_LINES_MAX)
+        column_text(st, 0, lines[n++], sizeof lines[0]);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        fail(lg, "integrity check: %s", sqlite3_errmsg(lg->db));
+        return -1;
+    }
+    if (n == 1 && strcmp(lines[0], "ok") == 0)
+        return 0;
+    fail(lg, "integrity check failed: %s%s%s%s%s%s%s", n > 0 ? lines[0] : "no answer",
+         n > 1 ? "; " : "", n > 1 ? lines[1] : "", n > 2 ? "; " : "", n > 2 ? lines[2] : "",
+         n > 3 ? "; " : "", n > 3 ? lines[3] : "");
+    return -1;
 }
 
 static int prepare_all(ledger_sqlite *lg)
@@ -1075,7 +1305,10 @@ static ledger *sqlite_open(const char *target, bool read_only, char *err, size_t
         goto fail;
     }
     sqlite3_extended_result_codes(lg->db, 1);
+    sqlite3_busy_timeout(lg->db, LEDGER_LOCK_TIMEOUT_MS);
 
+    if (ownership_check(lg, target) != 0 || length_check(lg, target) != 0)
+        goto fail;
     if (configure(lg) != 0)
         goto fail;
     if ((read_only ? check_version(lg) : migrate(lg)) != 0)
@@ -1101,6 +1334,8 @@ const ledger_ops ledger_sqlite_ops = {
     .apply = sqlite_apply,
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
+    .fault = sqlite_fault,
+    .verify = sqlite_verify,
     .get = sqlite_get,
     .count = sqlite_count,
     .summary = sqlite_summary,

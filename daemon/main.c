@@ -16,21 +16,26 @@
 #include "daemon/keystore.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
+#include "daemon/recovery.h"
 #include "daemon/report.h"
 #include "daemon/ticket.h"
 #include "daemon/writer.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAIN_ERR_MAX    512
+#define MAIN_EXIT_LOST  3   /* ledger events neither committed nor saved */
 #define MAIN_FD_RESERVE 256 /* descriptors beyond connections: files, ledger, logs */
 
 /* Makes room for the configured connections; lowers the limit if it cannot. */
@@ -68,43 +73,153 @@ static int check_root(const char *root, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * What start-up opens, in order. start_state() runs the same checks for a
+ * start and for --check (which creates and changes nothing, and adds what is
+ * too slow for every start: a full integrity check of the ledger).
+ */
+typedef struct state {
+    keystore *keys;
+    ledger *lg;
+    recovery_file *recovery;
+} state;
+
+static void state_close(state *st)
+{
+    recovery_close(st->recovery);
+    ledger_close(st->lg);
+    keystore_free(st->keys);
+    memset(st, 0, sizeof *st);
+}
+
+/* Free space for the recovery file's reservation, beyond what it holds now. */
+static int check_reservation_room(const config *cfg, size_t events, char *err, size_t errlen)
+{
+    char file[PATH_MAX];
+    struct statvfs vfs;
+    struct stat st;
+    uint64_t want = recovery_size_for(events);
+    snprintf(file, sizeof file, "%s/%s", cfg->state_dir, RECOVERY_FILE);
+    uint64_t have = stat(file, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+    if (statvfs(cfg->state_dir, &vfs) != 0)
+        return 0; /* start-up will say */
+    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    if (want > have && want - have > avail) {
+        snprintf(err, errlen,
+                 "the recovery file needs %llu bytes in %s and only %llu are free: free space, "
+                 "or lower --queue or --batch",
+                 (unsigned long long)want, cfg->state_dir, (unsigned long long)avail);
+        return -1;
+    }
+    return 0;
+}
+
+static int start_state(const config *cfg, bool check_only, state *st, char *err, size_t errlen)
+{
+    struct stat sb;
+    bool created = false;
+    size_t recovery_events = cfg->queue_capacity + cfg->batch_max;
+
+    memset(st, 0, sizeof *st);
+    if (check_root(cfg->root, err, errlen) != 0)
+        return -1;
+    if (check_only && stat(cfg->state_dir, &sb) != 0) {
+        printf("receiptd: state directory %s does not exist yet; it will be created\n",
+               cfg->state_dir);
+        return 0;
+    }
+
+    st->keys = keystore_open(cfg->state_dir, !check_only, &created, err, errlen);
+    if (st->keys == NULL)
+        return -1;
+    if (created)
+        log_info("made new server keys in %s/%s", cfg->state_dir, KEYSTORE_FILE);
+
+    if (cfg->admin_listen.text[0] != '\0') {
+        char token[ADMIN_TOKEN_MAX + 1];
+        int rc = admin_token_load(cfg->state_dir, !check_only, token, &created, err, errlen);
+        OPENSSL_cleanse(token, sizeof token);
+        if (rc < 0)
+            return -1;
+        if (rc == 1)
+            printf("receiptd: no admin token yet; one is made at start\n");
+        else if (created)
+            log_info("made a new admin token in %s/%s", cfg->state_dir, ADMIN_TOKEN_FILE);
+    }
+
+    if (check_only) {
+        int exists = ledger_exists(cfg->ledger_url, cfg->state_dir, err, errlen);
+        if (exists < 0)
+            return -1;
+        if (exists == 0) {
+            printf("receiptd: no ledger yet; it is created at start\n");
+        } else {
+            st->lg = ledger_open(cfg->ledger_url, cfg->state_dir, true, err, errlen);
+            if (st->lg == NULL)
+                return -1;
+            if (ledger_verify(st->lg) != 0) {
+                snprintf(err, errlen, "ledger: %s; restore it from a backup", ledger_error(st->lg));
+                return -1;
+            }
+            printf("receiptd: ledger %s is sound and holds %lld deliveries\n",
+                   ledger_backend(st->lg), ledger_count(st->lg));
+        }
+        recovery_summary rs;
+        if (recovery_inspect(cfg->state_dir, &rs, err, errlen) != 0)
+            return -1;
+        if (rs.events > 0)
+            printf("receiptd: %llu ledger events wait in %s/%s; start-up applies them\n",
+                   (unsigned long long)rs.events, cfg->state_dir, RECOVERY_FILE);
+        if (rs.damaged_at != 0)
+            printf("receiptd: warning: %s/%s is damaged at byte %llu; start-up applies the "
+                   "events before it and keeps the file aside\n",
+                   cfg->state_dir, RECOVERY_FILE, (unsigned long long)rs.damaged_at);
+        return check_reservation_room(cfg, recovery_events, err, errlen);
+    }
+
+    st->lg = ledger_open(cfg->ledger_url, cfg->state_dir, false, err, errlen);
+    if (st->lg == NULL)
+        return -1;
+    /* Events saved when the ledger last failed go in before anything new. */
+    recovery_summary rs;
+    if (recovery_apply(cfg->state_dir, st->lg, cfg->batch_max, &rs, err, errlen) != 0)
+        return -1;
+    if (rs.events > 0)
+        log_warn("applied %llu ledger events saved by the last run from %s/%s",
+                 (unsigned long long)rs.events, cfg->state_dir, RECOVERY_FILE);
+    st->recovery = recovery_open(cfg->state_dir, recovery_events, err, errlen);
+    if (st->recovery == NULL)
+        return -1;
+    return 0;
+}
+
 /* --check: validate everything that start-up would, change nothing. */
 static int run_check(const config *cfg)
 {
     char err[MAIN_ERR_MAX] = "";
-    if (check_root(cfg->root, err, sizeof err) != 0) {
+    state st;
+    int rc = start_state(cfg, true, &st, err, sizeof err);
+    state_close(&st);
+    if (rc != 0) {
         fprintf(stderr, "receiptd: %s\n", err);
         return 1;
     }
-    struct stat st;
-    if (stat(cfg->state_dir, &st) != 0) {
-        printf("receiptd: state directory %s does not exist yet; it will be created\n",
-               cfg->state_dir);
-    } else {
-        keystore *ks = keystore_open(cfg->state_dir, false, NULL, err, sizeof err);
-        if (ks == NULL) {
-            fprintf(stderr, "receiptd: %s\n", err);
-            return 1;
-        }
-        keystore_free(ks);
-        char token_file[PATH_MAX];
-        snprintf(token_file, sizeof token_file, "%s/%s", cfg->state_dir, ADMIN_TOKEN_FILE);
-        if (stat(token_file, &st) == 0 && (st.st_mode & 077) != 0) {
-            fprintf(stderr, "receiptd: %s grants access to group or others: chmod 600 %s\n",
-                    token_file, token_file);
-            return 1;
-        }
-        ledger *lg = ledger_open(cfg->ledger_url, cfg->state_dir, true, err, sizeof err);
-        if (lg == NULL) {
-            printf("receiptd: ledger not opened read-only (%s); it is created at start\n", err);
-        } else {
-            printf("receiptd: ledger %s holds %lld deliveries\n", ledger_backend(lg),
-                   ledger_count(lg));
-            ledger_close(lg);
-        }
-    }
     printf("receiptd: configuration is valid\n");
     return 0;
+}
+
+/* The ledger failed for good: stop as if told to (main() then exits 1). */
+static void on_ledger_fatal(void *arg)
+{
+    (void)arg;
+    kill(getpid(), SIGTERM);
+}
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /*
@@ -145,10 +260,10 @@ int main(int argc, char **argv)
     char err[MAIN_ERR_MAX] = "";
     config cfg;
     int status = 1;
-    keystore *keys = NULL;
+    state st = {0};
+    const keystore *keys = NULL;
     ticket_sealer *sealer = NULL;
     content_store *content = NULL;
-    ledger *lg = NULL;
     writer *ledger_writer = NULL;
     accesslog *alog = NULL;
     http_server *srv = NULL;
@@ -183,16 +298,10 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (check_root(cfg.root, err, sizeof err) != 0)
-        goto out;
     fit_fd_limit(&cfg);
-
-    bool created = false;
-    keys = keystore_open(cfg.state_dir, true, &created, err, sizeof err);
-    if (keys == NULL)
+    if (start_state(&cfg, false, &st, err, sizeof err) != 0)
         goto out;
-    if (created)
-        log_info("made new server keys in %s/%s", cfg.state_dir, KEYSTORE_FILE);
+    keys = st.keys;
 
     sealer = ticket_sealer_new(keys->ticket_secret);
     if (sealer == NULL) {
@@ -207,17 +316,15 @@ int main(int argc, char **argv)
     if (content == NULL)
         goto out;
 
-    lg = ledger_open(cfg.ledger_url, cfg.state_dir, false, err, sizeof err);
-    if (lg == NULL)
-        goto out;
-    const char *backend = ledger_backend(lg);
-    ledger_writer = writer_new(lg, cfg.queue_capacity, cfg.batch_max);
+    const char *backend = ledger_backend(st.lg);
+    ledger_writer = writer_new(st.lg, cfg.queue_capacity, cfg.batch_max);
     if (ledger_writer == NULL) {
-        ledger_close(lg);
         snprintf(err, sizeof err, "cannot set up the ledger writer");
         goto out;
     }
-    lg = NULL; /* the writer owns it now */
+    st.lg = NULL; /* the writer owns it now */
+    writer_set_recovery(ledger_writer, st.recovery);
+    writer_set_fatal_handler(ledger_writer, on_ledger_fatal, NULL);
     if (writer_start(ledger_writer) != 0) {
         snprintf(err, sizeof err, "cannot start the ledger writer thread");
         goto out;
@@ -280,19 +387,42 @@ int main(int argc, char **argv)
         break;
     }
 
-    admin_stop(admin);
-    admin = NULL;
-    if (!http_server_drain(srv, cfg.shutdown_grace_s * 1000))
-        log_warn("requests still in flight after %u s; closing them", cfg.shutdown_grace_s);
-    http_server_stop(srv);
-    writer_stop(ledger_writer);
-    http_server_free(srv);
-    srv = NULL;
+    /* One grace for the whole shutdown: requests in flight first, then a
+     * failing ledger; what it still cannot take then goes to the recovery
+     * file. */
+    uint64_t grace_ms = (uint64_t)cfg.shutdown_grace_s * 1000;
+    uint64_t deadline = monotonic_ms() + grace_ms;
     writer_stats ws;
     writer_get_stats(ledger_writer, &ws);
-    log_info("ledger flushed: %llu events in %llu batches; stopped",
-             (unsigned long long)ws.committed, (unsigned long long)ws.batches);
-    status = 0;
+    if (ws.fatal)
+        log_error("stopping: the ledger failed (see above)");
+    admin_stop(admin);
+    admin = NULL;
+    if (!http_server_drain(srv, (unsigned)grace_ms))
+        log_warn("requests still in flight after %u s; closing them", cfg.shutdown_grace_s);
+    http_server_stop(srv);
+    uint64_t now = monotonic_ms();
+    writer_stop(ledger_writer, now < deadline ? (unsigned)(deadline - now) : 0);
+    http_server_free(srv);
+    srv = NULL;
+    writer_get_stats(ledger_writer, &ws);
+    if (ws.lost > 0) {
+        log_error("stopped: %llu ledger events LOST (neither the ledger nor the recovery file "
+                  "took them); %llu committed, %llu saved for the next start",
+                  (unsigned long long)ws.lost, (unsigned long long)ws.committed,
+                  (unsigned long long)ws.saved);
+        status = MAIN_EXIT_LOST;
+    } else if (ws.saved > 0 || ws.fatal) {
+        log_error("stopped: %llu ledger events committed, %llu saved to %s/%s for the next "
+                  "start",
+                  (unsigned long long)ws.committed, (unsigned long long)ws.saved, cfg.state_dir,
+                  RECOVERY_FILE);
+        status = ws.fatal ? 1 : 0;
+    } else {
+        log_info("ledger flushed: %llu events in %llu batches; stopped",
+                 (unsigned long long)ws.committed, (unsigned long long)ws.batches);
+        status = 0;
+    }
 
 out:
     if (status != 0 && err[0] != '\0')
@@ -301,11 +431,10 @@ out:
     http_server_stop(srv);
     writer_free(ledger_writer);
     http_server_free(srv);
-    ledger_close(lg);
     accesslog_close(alog);
     content_store_free(content);
     ticket_sealer_free(sealer);
-    keystore_free(keys);
+    state_close(&st);
     config_free(&cfg);
     return status;
 }

@@ -93,9 +93,10 @@ enum MHD_Result plugin_serve(http_context *ctx, request *req, struct MHD_Connect
     if (!t.bound) {
         ledger_event ev;
         fill_bind_event(ctx, req, &t, &ck, now, &ev);
-        if (writer_submit(ctx->ledger_writer, &ev, NULL, NULL) != 0) {
+        writer_result refused = writer_submit(ctx->ledger_writer, &ev, NULL, NULL);
+        if (refused != WRITER_OK) {
             free(jwe);
-            return http_reply_ledger_busy(req, c);
+            return http_reply_refused(req, c, refused);
         }
         metrics_count_binding();
     }

@@ -92,7 +92,8 @@ static void check_stats_add_up(const writer_stats *s)
     uint64_t sizes = 0;
     assert_int_equal(s->queued, 0);
     assert_int_equal(s->retrying, 0);
-    assert_int_equal(s->submitted, s->committed + s->failed);
+    assert_int_equal(s->submitted, s->committed + s->failed + s->saved);
+    assert_true(s->lost <= s->failed);
     for (int i = 0; i < WRITER_LATENCY_BUCKETS; i++)
         lat += s->latency_count[i];
     for (int i = 0; i < WRITER_BATCH_BUCKETS; i++)
@@ -100,7 +101,7 @@ static void check_stats_add_up(const writer_stats *s)
     assert_int_equal(lat, s->batches);
     assert_int_equal(sizes, s->batches);
     assert_true(s->batch_sum >= s->committed); /* refused events sit in batches too */
-    assert_true(s->batch_sum <= s->committed + s->failed);
+    assert_true(s->batch_sum <= s->committed + s->failed + s->saved);
 }
 
 static int setup(void **state)
@@ -140,7 +141,7 @@ static void *produce(void *arg)
     ledger_event ev;
     for (unsigned i = 0; i < PER_PRODUCER; i++) {
         fill_issue(&ev, p->first + i);
-        while (writer_submit(p->w, &ev, NULL, NULL) != 0) {
+        while (writer_submit(p->w, &ev, NULL, NULL) != WRITER_OK) {
             p->retries++;
             sleep_ms(1); /* what a client does with 503 and Retry-After */
         }
@@ -168,7 +169,7 @@ static void test_many_producers(void **state)
         pthread_join(threads[i], NULL);
         retries += prod[i].retries;
     }
-    writer_stop(w);
+    writer_stop(w, 0);
     writer_get_stats(w, &s);
     writer_free(w);
 
@@ -243,20 +244,20 @@ static void test_callbacks_after_commit(void **state)
     for (unsigned i = 0; i < CONFIRMS; i++) {
         fill_confirm(&ev, i, CLIENT_A);
         args[i] = (confirm_arg){.ctx = &ctx, .n = i, .seq = i};
-        while (writer_submit(w, &ev, on_confirm, &args[i]) != 0)
+        while (writer_submit(w, &ev, on_confirm, &args[i]) != WRITER_OK)
             sleep_ms(1);
     }
     /* A repeat and a rival for the first delivery. */
     fill_confirm(&ev, 0, CLIENT_A);
     args[CONFIRMS] = (confirm_arg){.ctx = &ctx, .n = 1, .seq = CONFIRMS};
-    while (writer_submit(w, &ev, on_confirm, &args[CONFIRMS]) != 0)
+    while (writer_submit(w, &ev, on_confirm, &args[CONFIRMS]) != WRITER_OK)
         sleep_ms(1);
     fill_confirm(&ev, 0, CLIENT_B);
     args[CONFIRMS + 1] = (confirm_arg){.ctx = &ctx, .n = 2, .seq = CONFIRMS + 1};
-    while (writer_submit(w, &ev, on_confirm, &args[CONFIRMS + 1]) != 0)
+    while (writer_submit(w, &ev, on_confirm, &args[CONFIRMS + 1]) != WRITER_OK)
         sleep_ms(1);
 
-    writer_stop(w);
+    writer_stop(w, 0);
     writer_get_stats(w, &s);
     writer_free(w);
     ledger_close(ctx.reader);
@@ -285,21 +286,23 @@ static void test_queue_full_and_stop_drains(void **state)
     assert_non_null(w);
     for (unsigned i = 0; i < 4; i++) {
         fill_issue(&ev, i);
-        assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+        assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_OK);
     }
     fill_issue(&ev, 4);
-    assert_int_equal(writer_submit(w, &ev, NULL, NULL), -1);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_QUEUE_FULL);
     writer_get_stats(w, &s);
     assert_int_equal(s.queued, 4);
     assert_int_equal(s.rejected, 1);
 
     /* Never started: stop commits what is queued all the same. */
-    writer_stop(w);
-    assert_int_equal(writer_submit(w, &ev, NULL, NULL), -1);
-    writer_stop(w); /* idempotent */
+    writer_stop(w, 0);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_STOPPING);
+    writer_stop(w, 0); /* idempotent */
     writer_get_stats(w, &s);
     writer_free(w);
     assert_int_equal(s.rejected, 2);
+    assert_int_equal(s.refused[WRITER_QUEUE_FULL], 1);
+    assert_int_equal(s.refused[WRITER_STOPPING], 1);
     assert_int_equal(s.committed, 4);
     assert_int_equal(s.batches, 2);
     check_stats_add_up(&s);
@@ -318,9 +321,9 @@ static void test_stop_drains_running(void **state)
     assert_int_equal(writer_start(w), 0);
     for (unsigned i = 0; i < n; i++) {
         fill_issue(&ev, i);
-        assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+        assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_OK);
     }
-    writer_stop(w); /* at once: most events are still queued */
+    writer_stop(w, 0); /* at once: most events are still queued */
     writer_get_stats(w, &s);
     writer_free(w);
     assert_int_equal(s.committed, n);
@@ -343,15 +346,15 @@ static void test_bad_arguments(void **state)
     assert_null(writer_new(lg, 4, WRITER_BATCH_MAX + 1));
     assert_int_equal(ledger_count(lg), 0);
     ledger_close(lg);
-    assert_int_equal(writer_submit(NULL, &ev, NULL, NULL), -1);
+    assert_int_equal(writer_submit(NULL, &ev, NULL, NULL), WRITER_STOPPING);
     assert_int_equal(writer_start(NULL), -1);
-    writer_stop(NULL);
+    writer_stop(NULL, 0);
     writer_free(NULL);
     writer_get_stats(NULL, &s);
 
     /* Freed without a stop: it stops (and drains) first. */
     writer *w = writer_new(open_ledger(f, false), 4, 4);
-    assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_OK);
     writer_free(w);
     assert_int_equal(count_rows(f), 1);
 }
@@ -379,16 +382,16 @@ static void test_refused_event_alone(void **state)
     atomic_store(&refused_failed, 0);
     writer *w = writer_new(open_ledger(f, false), 16, 16);
     fill_issue(&ev, 1);
-    assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_OK);
     fill_issue(&ev, 2);
     ev.row.id[3] = '\0'; /* invalid: the ledger refuses it */
-    assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_OK);
     fill_confirm(&ev, 3, CLIENT_A);
     ev.row.status = LEDGER_ISSUED; /* invalid too, with a callback */
-    assert_int_equal(writer_submit(w, &ev, on_refused, NULL), 0);
+    assert_int_equal(writer_submit(w, &ev, on_refused, NULL), WRITER_OK);
     fill_confirm(&ev, 4, CLIENT_A);
-    assert_int_equal(writer_submit(w, &ev, on_refused, NULL), 0);
-    writer_stop(w); /* one batch, drained on this thread */
+    assert_int_equal(writer_submit(w, &ev, on_refused, NULL), WRITER_OK);
+    writer_stop(w, 0); /* one batch, drained on this thread */
     writer_get_stats(w, &s);
     writer_free(w);
 
@@ -427,57 +430,224 @@ static void wait_for(writer *w, uint64_t failed_commits)
     fail_msg("the writer never failed %llu times", (unsigned long long)failed_commits);
 }
 
+/* Another process holds the write lock, as a long admin job might. */
+static sqlite3 *lock_ledger(const fixture *f)
+{
+    sqlite3 *blocker = NULL;
+    assert_int_equal(sqlite3_open(f->file, &blocker), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(blocker, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    return blocker;
+}
+
+static void unlock_ledger(sqlite3 *blocker)
+{
+    assert_int_equal(sqlite3_exec(blocker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(blocker);
+}
+
+/* A writer whose ledger gives up on a held lock quickly (not after 5 s). */
+static writer *impatient_writer(const fixture *f, size_t capacity, size_t batch)
+{
+    ledger *lg = open_ledger(f, false);
+    assert_int_equal(ledger_set_lock_timeout(lg, 20), 0);
+    writer *w = writer_new(lg, capacity, batch);
+    assert_non_null(w);
+    return w;
+}
+
+static void wait_committed(writer *w, uint64_t committed)
+{
+    writer_stats s;
+    for (int i = 0; i < 5000; i++) {
+        writer_get_stats(w, &s);
+        if (s.committed >= committed)
+            return;
+        sleep_ms(1);
+    }
+    fail_msg("the writer never committed %llu events", (unsigned long long)committed);
+}
+
 static void test_commit_failure_retries(void **state)
 {
     fixture *f = *state;
     ledger_event ev;
     writer_stats s;
-    sqlite3 *blocker = NULL;
     const unsigned issues = 50;
 
     atomic_store(&failure_calls, 0);
     atomic_store(&failure_ok, 0);
-    ledger *lg = open_ledger(f, false);
-    /* Give up on a held lock quickly, so that the test need not wait 5 s. */
-    assert_int_equal(ledger_set_lock_timeout(lg, 20), 0);
-    writer *w = writer_new(lg, 1024, 16);
-    assert_non_null(w);
+    writer *w = impatient_writer(f, 1024, 16);
+    sqlite3 *blocker = lock_ledger(f);
 
-    /* Another process holds the write lock, as a long admin job might. */
-    assert_int_equal(sqlite3_open(f->file, &blocker), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(blocker, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
-
-    assert_int_equal(writer_start(w), 0);
+    /* Queued before anyone knows that the ledger fails: accepted. */
     fill_confirm(&ev, 1000, CLIENT_A);
-    assert_int_equal(writer_submit(w, &ev, on_failure_test, NULL), 0);
-    wait_for(w, 1);
-    for (int i = 0; i < 2000 && atomic_load(&failure_calls) == 0; i++)
-        sleep_ms(1);
-    assert_int_equal(atomic_load(&failure_calls), 1);
-    assert_int_equal(atomic_load(&failure_ok), 0);
-
+    assert_int_equal(writer_submit(w, &ev, on_failure_test, NULL), WRITER_OK);
     for (unsigned i = 0; i < issues; i++) {
         fill_issue(&ev, i);
-        assert_int_equal(writer_submit(w, &ev, NULL, NULL), 0);
+        assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_OK);
     }
-    wait_for(w, 4); /* the issuances failed and were retried, more than once */
+    assert_int_equal(writer_start(w), 0);
+    wait_for(w, 4); /* failed, and was retried more than once */
+    for (int i = 0; i < 2000 && atomic_load(&failure_calls) == 0; i++)
+        sleep_ms(1);
+    assert_int_equal(atomic_load(&failure_calls), 1); /* the client was told at once */
+    assert_int_equal(atomic_load(&failure_ok), 0);
+
+    /* Failing: nothing new is accepted, so nothing new is answered 200. */
+    fill_issue(&ev, 5000);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_FAILING);
+    fill_confirm(&ev, 5001, CLIENT_A);
+    assert_int_equal(writer_submit(w, &ev, on_failure_test, NULL), WRITER_FAILING);
     writer_get_stats(w, &s);
+    assert_true(s.failing);
+    assert_false(s.fatal);
     assert_true(s.retrying > 0);
     assert_int_equal(s.committed, 0);
+    assert_int_equal(s.refused[WRITER_FAILING], 2);
 
-    /* The lock goes away: the held issuances land. */
-    assert_int_equal(sqlite3_exec(blocker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(blocker);
-    writer_stop(w);
+    /* The lock goes away: everything held lands, the confirmation too
+     * (its client, answered 503, gets the row back on its retry). */
+    unlock_ledger(blocker);
+    wait_committed(w, issues + 1);
+    writer_get_stats(w, &s);
+    assert_false(s.failing);
+    fill_issue(&ev, 6000);
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_OK);
+    writer_stop(w, 0);
     writer_get_stats(w, &s);
     writer_free(w);
 
-    assert_int_equal(count_rows(f), issues);
+    assert_int_equal(count_rows(f), issues + 2);
     assert_int_equal(atomic_load(&failure_calls), 1); /* once, and never again */
-    assert_int_equal(s.committed, issues);
-    assert_int_equal(s.failed, 1);
+    assert_int_equal(s.committed, issues + 2);
+    assert_int_equal(s.failed, 0);
+    assert_int_equal(s.saved, 0);
     assert_true(s.failed_commits >= 4);
     check_stats_add_up(&s);
+}
+
+/* ---- giving up: the recovery file ---- */
+
+static void queue_mixed(writer *w, unsigned issues)
+{
+    ledger_event ev;
+    for (unsigned i = 0; i < issues; i++) {
+        if (i % 10 == 3) {
+            fill_confirm(&ev, i, CLIENT_A);
+            assert_int_equal(writer_submit(w, &ev, on_failure_test, NULL), WRITER_OK);
+        } else {
+            fill_issue(&ev, i);
+            assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_OK);
+        }
+    }
+}
+
+static void test_stop_saves_what_the_ledger_refuses(void **state)
+{
+    fixture *f = *state;
+    char err[RECOVERY_ERR_MAX];
+    writer_stats s;
+    recovery_summary rs;
+    const unsigned n = 200; /* more than a batch: held and queued events alike */
+
+    atomic_store(&failure_calls, 0);
+    atomic_store(&failure_ok, 0);
+    writer *w = impatient_writer(f, 256, 16);
+    recovery_file *rf = recovery_open(f->dir, 256 + 16, err, sizeof err);
+    assert_non_null(rf);
+    writer_set_recovery(w, rf);
+    sqlite3 *blocker = lock_ledger(f);
+    queue_mixed(w, n);
+    assert_int_equal(writer_start(w), 0);
+    wait_for(w, 1);
+    writer_stop(w, 300); /* the ledger stays locked through the grace */
+    writer_get_stats(w, &s);
+    writer_free(w);
+    recovery_close(rf);
+    unlock_ledger(blocker);
+
+    assert_int_equal(atomic_load(&failure_calls), n / 10); /* every confirmation: 503 */
+    assert_int_equal(atomic_load(&failure_ok), 0);
+    assert_int_equal(s.saved, n);
+    assert_int_equal(s.lost, 0);
+    assert_int_equal(s.committed, 0);
+    check_stats_add_up(&s);
+    assert_int_equal(count_rows(f), 0);
+
+    /* The next start applies the file first. */
+    ledger *lg = open_ledger(f, false);
+    assert_int_equal(recovery_apply(f->dir, lg, 64, &rs, err, sizeof err), 0);
+    assert_true(rs.exists);
+    assert_int_equal(rs.events, n);
+    assert_int_equal(rs.damaged_at, 0);
+    ledger_delivery row;
+    char id[UUID7_STR_LEN + 1];
+    make_id(id, 13);
+    assert_int_equal(ledger_get(lg, id, &row), 1);
+    assert_int_equal(row.status, LEDGER_CONFIRMED);
+    /* The issuance went in first: the row keeps its client address. */
+    assert_string_equal(row.client_addr, "192.0.2.1");
+    ledger_close(lg);
+    assert_int_equal(count_rows(f), n);
+    /* Applied and removed: a second start finds nothing. */
+    assert_int_equal(recovery_inspect(f->dir, &rs, err, sizeof err), 0);
+    assert_false(rs.exists);
+}
+
+static void test_stop_without_recovery_counts_the_lost(void **state)
+{
+    fixture *f = *state;
+    writer_stats s;
+
+    atomic_store(&failure_calls, 0);
+    writer *w = impatient_writer(f, 64, 8);
+    sqlite3 *blocker = lock_ledger(f);
+    queue_mixed(w, 20);
+    assert_int_equal(writer_start(w), 0);
+    wait_for(w, 1);
+    writer_stop(w, 0);
+    writer_get_stats(w, &s);
+    writer_free(w);
+    unlock_ledger(blocker);
+    assert_int_equal(s.lost, 20);
+    assert_int_equal(s.saved, 0);
+    assert_int_equal(atomic_load(&failure_calls), 2);
+    check_stats_add_up(&s);
+}
+
+/* A grace long enough for the ledger to come back: nothing is saved. */
+static void *unlock_later(void *arg)
+{
+    sleep_ms(150);
+    unlock_ledger(arg);
+    return NULL;
+}
+
+static void test_stop_grace_waits_for_the_ledger(void **state)
+{
+    fixture *f = *state;
+    char err[RECOVERY_ERR_MAX];
+    writer_stats s;
+    pthread_t t;
+
+    writer *w = impatient_writer(f, 64, 8);
+    recovery_file *rf = recovery_open(f->dir, 64 + 8, err, sizeof err);
+    assert_non_null(rf);
+    writer_set_recovery(w, rf);
+    sqlite3 *blocker = lock_ledger(f);
+    queue_mixed(w, 30);
+    assert_int_equal(writer_start(w), 0);
+    wait_for(w, 1);
+    assert_int_equal(pthread_create(&t, NULL, unlock_later, blocker), 0);
+    writer_stop(w, 10000);
+    pthread_join(t, NULL);
+    writer_get_stats(w, &s);
+    writer_free(w);
+    recovery_close(rf);
+    assert_int_equal(s.committed, 30);
+    assert_int_equal(s.saved, 0);
+    check_stats_add_up(&s);
+    assert_int_equal(count_rows(f), 30);
 }
 
 int main(void)
@@ -492,6 +662,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_event_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_saves_what_the_ledger_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_without_recovery_counts_the_lost, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stop_grace_waits_for_the_ledger, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
