@@ -642,7 +642,7 @@ static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c
 {
     jbuf b;
     jbuf_init_growing(&b, NULL, 0, ADMIN_METRICS_MAX);
-    admin_metrics_write(&b, srv->svc.ledger_writer, srv->started_ms);
+    admin_metrics_write(&b, srv->svc.ledger_writer, srv->started_ms, srv->svc.recovered_at_start);
     size_t len = 0;
     char *text = jbuf_take(&b, &len);
     if (text == NULL)

@@ -23,7 +23,8 @@
 
 typedef struct admin_services {
     const config *cfg;
-    writer *ledger_writer; /* for queue and commit statistics */
+    writer *ledger_writer;       /* for queue and commit statistics */
+    uint64_t recovered_at_start; /* events applied from the recovery file at start */
 } admin_services;
 
 typedef struct admin_server admin_server;

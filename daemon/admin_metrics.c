@@ -11,6 +11,8 @@ typedef struct metric_values {
     metrics_snapshot m;
     writer_stats ws;
     uint64_t started_ms;
+    uint64_t failing;   /* ws.failing as a number */
+    uint64_t recovered; /* events applied from the recovery file at start */
 } metric_values;
 
 typedef struct metric metric;
@@ -52,6 +54,18 @@ static const char *const latency_le[WRITER_LATENCY_BUCKETS] = {
 static void write_info(jbuf *b, const metric *mt, const metric_values *v)
 {
     jbuf_addf(b, "%s{version=\"%s\"} 1\n", mt->name, RECEIPT_VERSION);
+}
+
+static void write_refused(jbuf *b, const metric *mt, const metric_values *v)
+{
+    static const char *const reasons[WRITER_RESULT_COUNT] = {
+        [WRITER_QUEUE_FULL] = "queue_full",
+        [WRITER_FAILING] = "ledger_failing",
+        [WRITER_STOPPING] = "stopping",
+    };
+    for (int r = WRITER_QUEUE_FULL; r < WRITER_RESULT_COUNT; r++)
+        jbuf_addf(b, "%s{reason=\"%s\"} %llu\n", mt->name, reasons[r],
+                  (unsigned long long)v->ws.refused[r]);
 }
 
 static void write_start_time(jbuf *b, const metric *mt, const metric_values *v)
@@ -128,9 +142,23 @@ static const metric metrics_table[] = {
     {"receiptd_ledger_events_failed_total", "counter", "Ledger events that finished uncommitted.",
      PLAIN(ws.failed)},
     {"receiptd_ledger_events_rejected_total", "counter",
-     "Ledger events refused because the queue was full or stopping.", PLAIN(ws.rejected)},
+     "Ledger events refused (answered 503), every reason.", PLAIN(ws.rejected)},
+    {"receiptd_ledger_refused_total", "counter", "Ledger events refused (answered 503), by reason.",
+     .write = write_refused},
     {"receiptd_ledger_failed_commits_total", "counter", "Ledger batches whose commit failed.",
      PLAIN(ws.failed_commits)},
+    {"receiptd_ledger_failing", "gauge",
+     "1 while the last ledger commit failed: deliveries and confirmations get 503.",
+     PLAIN(failing)},
+    {"receiptd_ledger_recovery_reserved_bytes", "gauge",
+     "Disk space reserved for the recovery file.", PLAIN(ws.recovery_reserved)},
+    {"receiptd_ledger_recovery_applied_events", "gauge",
+     "Ledger events applied from the recovery file at start.", PLAIN(recovered)},
+    {"receiptd_ledger_recovery_saved_events_total", "counter",
+     "Ledger events saved to the recovery file because the ledger could not take them.",
+     PLAIN(ws.saved)},
+    {"receiptd_ledger_events_lost_total", "counter",
+     "Ledger events neither committed nor saved to the recovery file.", PLAIN(ws.lost)},
     {"receiptd_ledger_batch_size", "histogram", "Events per committed ledger batch.",
      .write = write_batch_sizes},
     {"receiptd_ledger_commit_seconds", "histogram",
@@ -142,12 +170,14 @@ static const metric metrics_table[] = {
      "Responses of the public listener, by route and status code.", .write = write_responses},
 };
 
-void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms)
+void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, uint64_t recovered)
 {
     metric_values v;
     metrics_snapshot_take(&v.m);
     writer_get_stats(ledger_writer, &v.ws);
     v.started_ms = started_ms;
+    v.failing = v.ws.failing ? 1 : 0;
+    v.recovered = recovered;
     for (size_t i = 0; i < sizeof metrics_table / sizeof metrics_table[0]; i++) {
         const metric *mt = &metrics_table[i];
         jbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name, mt->type);

@@ -15,7 +15,8 @@
 
 #include <stdint.h>
 
-/* Appends every family to b; started_ms is when receiptd started. */
-void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms);
+/* Appends every family to b; started_ms is when receiptd started, and
+ * recovered the events it applied from the recovery file then. */
+void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, uint64_t recovered);
 
 #endif

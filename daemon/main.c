@@ -82,6 +82,7 @@ typedef struct state {
     keystore *keys;
     ledger *lg;
     recovery_file *recovery;
+    uint64_t recovered; /* events applied from the recovery file */
 } state;
 
 static void state_close(state *st)
@@ -184,6 +185,7 @@ static int start_state(const config *cfg, bool check_only, state *st, char *err,
     recovery_summary rs;
     if (recovery_apply(cfg->state_dir, st->lg, cfg->batch_max, &rs, err, errlen) != 0)
         return -1;
+    st->recovered = rs.events;
     if (rs.events > 0)
         log_warn("applied %llu ledger events saved by the last run from %s/%s",
                  (unsigned long long)rs.events, cfg->state_dir, RECOVERY_FILE);
@@ -357,7 +359,8 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     if (cfg.admin_listen.text[0] != '\0') {
-        admin_services asvc = {.cfg = &cfg, .ledger_writer = ledger_writer};
+        admin_services asvc = {
+            .cfg = &cfg, .ledger_writer = ledger_writer, .recovered_at_start = st.recovered};
         admin = admin_start(&asvc, err, sizeof err);
         if (admin == NULL && cfg.admin_explicit)
             goto out;
