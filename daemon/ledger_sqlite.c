@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define SQLITE_CACHE_KIB     16384              /* page cache of a handle          */
@@ -1144,6 +1143,12 @@ static int ownership_check(ledger_sqlite *lg, const char *path)
                  "%s is not an SQLite database: receiptd will neither use nor alter it; "
                  "restore the ledger from a backup or give --ledger another path",
                  path);
+        else if (sqlite3_errcode(lg->db) == SQLITE_CORRUPT)
+            /* SQLite checks that the file is as long as its header says. */
+            fail(lg,
+                 "%s is damaged (%s: cut short or overwritten); restore the ledger from a "
+                 "backup",
+                 path, sqlite3_errmsg(lg->db));
         return -1;
     }
     long long app_id = strtoll(value, NULL, 10);
@@ -1176,39 +1181,6 @@ static int ownership_check(ledger_sqlite *lg, const char *path)
     return 0;
 }
 
-/*
- * What start-up can check of the file without reading all of it: that it is
- * as long as its header says (a copy cut short, a disk that lost its tail),
- * when no WAL holds later pages. PRAGMA integrity_check (ledger_verify)
- * finds the rest. Only SQLite reads the file: a descriptor of our own,
- * closed, would drop the POSIX locks SQLite holds on it in this process.
- */
-static int length_check(ledger_sqlite *lg, const char *path)
-{
-    char value[32];
-    char wal[LEDGER_TARGET_MAX + 8];
-    struct stat st;
-    struct stat wst;
-    if (stat(path, &st) != 0 || st.st_size == 0)
-        return 0; /* missing (read-only opens say so) or new */
-    if (pragma_value(lg, "PRAGMA page_count", value, sizeof value) != 0)
-        return -1;
-    uint64_t pages = strtoull(value, NULL, 10);
-    if (pragma_value(lg, "PRAGMA page_size", value, sizeof value) != 0)
-        return -1;
-    uint64_t page_size = strtoull(value, NULL, 10);
-    snprintf(wal, sizeof wal, "%s-wal", path);
-    bool wal_has_frames = stat(wal, &wst) == 0 && wst.st_size > 32;
-    if (!wal_has_frames && (uint64_t)st.st_size < pages * page_size) {
-        fail(lg,
-             "%s is truncated: its header counts %llu pages of %llu bytes, the file holds %lld "
-             "bytes; restore the ledger from a backup",
-             path, (unsigned long long)pages, (unsigned long long)page_size, (long long)st.st_size);
-        return -1;
-    }
-    return 0;
-}
-
 #define VERIFY_LINES_MAX 4
 
 static int sqlite_verify(ledger *base)
@@ -1220,14 +1192,14 @@ static int sqlite_verify(ledger *base)
     int rc;
     lg->err[0] = '\0';
     if (sqlite3_prepare_v2(lg->db, "PRAGMA integrity_check(4)", -1, &st, NULL) != SQLITE_OK) {
-        fail(lg, "integrity check: %s", sqlite3_errmsg(lg->db));
+        fail(lg, "integrity check failed: %s", sqlite3_errmsg(lg->db));
         return -1;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < VERIFY_LINES_MAX)
         column_text(st, 0, lines[n++], sizeof lines[0]);
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        fail(lg, "integrity check: %s", sqlite3_errmsg(lg->db));
+        fail(lg, "integrity check failed: %s", sqlite3_errmsg(lg->db));
         return -1;
     }
     if (n == 1 && strcmp(lines[0], "ok") == 0)
@@ -1307,7 +1279,7 @@ static ledger *sqlite_open(const char *target, bool read_only, char *err, size_t
     sqlite3_extended_result_codes(lg->db, 1);
     sqlite3_busy_timeout(lg->db, LEDGER_LOCK_TIMEOUT_MS);
 
-    if (ownership_check(lg, target) != 0 || length_check(lg, target) != 0)
+    if (ownership_check(lg, target) != 0)
         goto fail;
     if (configure(lg) != 0)
         goto fail;
