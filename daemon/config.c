@@ -153,7 +153,8 @@ static const config_option options[] = {
      .value = "65536",
      .help = "ledger events waiting at most; past it deliveries get 503 (default %D)",
      .doc = "Ledger events waiting at most (default %D); past it, deliveries are answered 503 "
-            "with Retry-After."},
+            "with Retry-After. The recovery file reserves room for this many events plus a "
+            "batch, at most 1 KB each."},
     {"batch", "N", SECTION_LIMITS, NUMBER(1, WRITER_BATCH_MAX), AT(batch_max), .value = "1024",
      .help = "ledger events per commit at most (default %D)",
      .doc = "Ledger events per commit at most (default %D)."},
@@ -162,8 +163,12 @@ static const config_option options[] = {
      .help = "memory for small hot files (default %D)",
      .doc = "Memory for small hot files, in MiB (default %D)."},
     {"shutdown-grace", "SECONDS", SECTION_LIMITS, NUMBER(0, 3600), AT(shutdown_grace_s),
-     .value = "10", .help = "time for requests in flight at SIGTERM (default %D)",
-     .doc = "Time requests in flight get at SIGTERM (default %D)."},
+     .value = "10",
+     .help = "at SIGTERM, time for requests in flight and for a failing ledger; then what "
+             "it has not taken goes to the recovery file (default %D)",
+     .doc = "At SIGTERM, the time requests in flight get to finish and a failing ledger gets "
+            "to come back (default %D); ledger events it still has not taken then go to "
+            "STATE_DIR/ledger-recovery, which the next start applies."},
 
     {"access-log", "FILE", SECTION_OPERATIONS, parse_string, AT(access_log),
      .help = "combined-format access log (reopened on SIGHUP)",
@@ -173,8 +178,11 @@ static const config_option options[] = {
      .doc = "\\fBdebug\\fR, \\fBinfo\\fR, \\fBwarn\\fR or \\fBerror\\fR (default %D); the log goes "
             "to standard error."},
     {"check", NULL, SECTION_OPERATIONS, SETS(check_only, true), .flags = CONFIG_COMMAND_LINE,
-     .help = "validate the configuration and state, then exit",
-     .doc = "Validate the configuration and the state directory, then exit."},
+     .help = "run start-up's checks of the configuration and state, and a full "
+             "integrity check of the ledger; change nothing, then exit",
+     .doc = "Run the checks of start-up (root, state directory, keys, admin token, ledger "
+            "ownership and schema, recovery file and its reservation) and a full integrity "
+            "check of the ledger; create and change nothing; exit 0 or 1."},
     {"help", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "this text",
      .doc = "Print the options."},
     {"version", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "the version",
@@ -193,7 +201,8 @@ static const char usage_head[] =
 static const char usage_tail[] =
     "\n"
     "Exit status: 0 after a clean shutdown (SIGTERM, SIGINT) or a passing --check,\n"
-    "1 when the server cannot start, 2 for a usage error.\n";
+    "1 when the server cannot start or the ledger failed for good, 2 for a usage\n"
+    "error, 3 when ledger events were lost (the log gives the count).\n";
 
 static void *place(config *cfg, const config_option *o)
 {
