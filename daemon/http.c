@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -201,6 +202,75 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     atomic_fetch_sub(&srv->in_flight, 1);
 }
 
+/*
+ * What decides where a request ends (RFC 9112 section 6) and which host it
+ * is for, read from every header field in one pass. libmicrohttpd 0.9.75
+ * frames a body by the first Content-Length or by Transfer-Encoding, keeps
+ * the connection open in either case, and does not check Host: a request
+ * whose framing two parsers could read differently is refused here, before
+ * anything is routed or recorded, and its connection closed.
+ */
+typedef struct framing {
+    unsigned lengths; /* Content-Length fields */
+    const char *length;
+    bool lengths_differ;
+    unsigned codings;  /* Transfer-Encoding fields */
+    bool chunked_only; /* exactly one, and it says "chunked" */
+    unsigned hosts;
+    bool bare_cr; /* a CR not followed by LF, in a name or a value */
+} framing;
+
+static enum MHD_Result note_field(void *cls, enum MHD_ValueKind kind, const char *name,
+                                  const char *value)
+{
+    framing *f = cls;
+    (void)kind;
+    if (value == NULL)
+        value = "";
+    if (strchr(name, '\r') != NULL || strchr(value, '\r') != NULL)
+        f->bare_cr = true;
+    if (strcasecmp(name, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (f->lengths++ == 0)
+            f->length = value;
+        else if (strcmp(f->length, value) != 0)
+            f->lengths_differ = true;
+    } else if (strcasecmp(name, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->chunked_only = f->codings++ == 0 && strcasecmp(value, "chunked") == 0;
+    } else if (strcasecmp(name, MHD_HTTP_HEADER_HOST) == 0) {
+        f->hosts++;
+    }
+    return MHD_YES;
+}
+
+/* Answers a request whose framing or Host is not sound; MHD_YES if it is. */
+static enum MHD_Result refuse_bad_framing(request *req, struct MHD_Connection *c,
+                                          const char *version, bool *refused)
+{
+    framing f = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, note_field, &f);
+    *refused = true;
+    if (f.bare_cr)
+        return http_reply_error_close(req, c, 400, "bad_header",
+                                      "A header field holds a CR that does not end a line.");
+    if (f.lengths_differ)
+        return http_reply_error_close(req, c, 400, "conflicting_length",
+                                      "Content-Length is given more than once, with different "
+                                      "values.");
+    if (f.lengths > 0 && f.codings > 0)
+        return http_reply_error_close(req, c, 400, "conflicting_length",
+                                      "Content-Length and Transfer-Encoding cannot both frame "
+                                      "a request.");
+    if (f.codings > 0 && !f.chunked_only)
+        return http_reply_error_close(req, c, 501, "unsupported_transfer_coding",
+                                      "The only transfer coding understood is chunked.");
+    if (f.hosts != 1 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
+        return http_reply_error_close(req, c, 400, "bad_host",
+                                      f.hosts == 0 ? "An HTTP/1.1 request needs a Host header."
+                                                   : "Host is given more than once.");
+    *refused = false;
+    return MHD_YES;
+}
+
 static metrics_route route_of(const char *url)
 {
     if (strncmp(url, "/_receipt/", 10) != 0)
@@ -236,6 +306,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         copy_bounded(req->referer, sizeof req->referer,
                      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Referer"));
         client_address(c, req->client_addr);
+        bool refused;
+        enum MHD_Result framing_answer = refuse_bad_framing(req, c, version, &refused);
+        if (refused)
+            return framing_answer;
         /* libmicrohttpd 0.9.75 closes the connection after a response
          * queued on the first call of a request, so GET and HEAD are
          * answered on the next call and keep the connection alive. Other

@@ -80,6 +80,16 @@ enum MHD_Result http_reply_error(request *req, struct MHD_Connection *c, unsigne
     return http_reply_queue(req, c, status, r, strcmp(req->method, "HEAD") == 0 ? 0 : len);
 }
 
+enum MHD_Result http_reply_error_close(request *req, struct MHD_Connection *c, unsigned status,
+                                       const char *code, const char *message)
+{
+    size_t len;
+    struct MHD_Response *r = http_reply_error_response(status, code, message, &len);
+    if (r != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    return http_reply_queue(req, c, status, r, strcmp(req->method, "HEAD") == 0 ? 0 : len);
+}
+
 enum MHD_Result http_reply_method_not_allowed(request *req, struct MHD_Connection *c,
                                               const char *allow)
 {

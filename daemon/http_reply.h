@@ -34,6 +34,13 @@ enum MHD_Result http_reply_error(request *req, struct MHD_Connection *c, unsigne
                                  const char *code, const char *message);
 enum MHD_Result http_reply_method_not_allowed(request *req, struct MHD_Connection *c,
                                               const char *allow);
+/*
+ * An error after which the connection is closed and nothing more is read
+ * from it (Connection: close): for requests whose framing cannot be
+ * trusted, so that no byte after them is taken for another request.
+ */
+enum MHD_Result http_reply_error_close(request *req, struct MHD_Connection *c, unsigned status,
+                                       const char *code, const char *message);
 /* 204 to a CORS preflight for the protocol endpoints. */
 enum MHD_Result http_reply_preflight(request *req, struct MHD_Connection *c, const char *allow);
 

@@ -23,7 +23,7 @@ typedef enum metrics_route {
 /* clang-format off */
 #define METRICS_CODES                                                                          \
     X(200) X(204) X(206) X(301) X(304) X(400) X(401) X(403) X(404) X(405) X(409) X(410)        \
-    X(413) X(414) X(415) X(416) X(431) X(500) X(503)
+    X(413) X(414) X(415) X(416) X(431) X(500) X(501) X(503)
 /* clang-format on */
 
 typedef enum metrics_code {

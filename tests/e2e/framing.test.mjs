@@ -1,0 +1,130 @@
+// Request smuggling and framing, over raw sockets: a request whose end two
+// parsers could place differently is refused and its connection closed,
+// nothing after it on the connection is read, and nothing is recorded.
+// The cases libmicrohttpd 0.9.75 answers or rewrites itself are pinned
+// down too, as docs/operations.md describes them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startServer } from './lib/server.mjs';
+
+// Sends bytes, reads until the server closes (or timeoutMs); says which.
+function exchange(port, bytes, timeoutMs = 3000) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    const done = (closed) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ text: Buffer.concat(chunks).toString('latin1'), closed });
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('end', () => done(true));
+    sock.on('error', (e) => (chunks.length ? done(true) : reject(e)));
+    sock.write(Buffer.from(bytes, 'latin1'));
+  });
+}
+
+const statusLines = (text) => text.match(/^HTTP\/1\.[01] \d{3}[^\r\n]*/gm) || [];
+const smuggled = 'GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n';
+const confirmHead = 'POST /_receipt/confirm HTTP/1.1\r\nHost: x\r\nContent-Type: application/jose\r\n';
+
+// receiptd's own refusals: status, error code, and the bytes that carry them.
+const refused = [
+  ['two different Content-Length values', 400, 'conflicting_length',
+    `${confirmHead}Content-Length: 5\r\nContent-Length: 40\r\n\r\nhello${smuggled}`],
+  ['two different Content-Length values on a GET', 400, 'conflicting_length',
+    `GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 36\r\n\r\n${smuggled}`],
+  ['Content-Length with Transfer-Encoding', 400, 'conflicting_length',
+    `${confirmHead}Content-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`],
+  ['Transfer-Encoding with Content-Length after it', 400, 'conflicting_length',
+    `${confirmHead}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n${smuggled}`],
+  ['Transfer-Encoding: gzip', 501, 'unsupported_transfer_coding',
+    `${confirmHead}Transfer-Encoding: gzip\r\n\r\n${smuggled}`],
+  ['Transfer-Encoding: xchunked', 501, 'unsupported_transfer_coding',
+    `${confirmHead}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n${smuggled}`],
+  ['Transfer-Encoding: chunked, chunked', 501, 'unsupported_transfer_coding',
+    `${confirmHead}Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n${smuggled}`],
+  ['two Transfer-Encoding fields', 501, 'unsupported_transfer_coding',
+    `${confirmHead}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`],
+  ['Transfer-Encoding on a GET', 501, 'unsupported_transfer_coding',
+    `GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n${smuggled}`],
+  ['HTTP/1.1 without Host', 400, 'bad_host', `GET /a.txt HTTP/1.1\r\n\r\n${smuggled}`],
+  ['HTTP/1.1 with two Host fields', 400, 'bad_host',
+    `GET /a.txt HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n${smuggled}`],
+  ['a bare CR in a header value', 400, 'bad_header',
+    `GET /a.txt HTTP/1.1\r\nHost: x\r\nX-Note: a\rb\r\n\r\n${smuggled}`],
+  ['a bare CR in a confirmation header', 400, 'bad_header',
+    `${confirmHead}Content-Length: 5\r\nReceipt-Client-Key: a\rb\r\n\r\nhello${smuggled}`],
+];
+
+// What libmicrohttpd 0.9.75 does before receiptd sees the request: the
+// status, whether the connection closes, and whether the request is served.
+const library = [
+  // Its error page, with the status line and headers sent twice.
+  ['a negative Content-Length', { status: 400, lines: 2, closed: true, served: false },
+    `${confirmHead}Content-Length: -1\r\n\r\n${smuggled}`],
+  ['an overflowing Content-Length', { status: 413, lines: 2, closed: true, served: false },
+    `${confirmHead}Content-Length: 99999999999999999999999\r\n\r\n${smuggled}`],
+  // The value ends at the NUL: served, with the User-Agent "ab".
+  ['a NUL in a header value', { status: 200, lines: 1, closed: false, served: true, agent: 'ab' },
+    'GET /a.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: ab\0cd\r\n\r\n'],
+  // The folded line joins the field's name ("User-Agentcd: ab"): served,
+  // without a User-Agent.
+  ['an obs-folded header line', { status: 200, lines: 1, closed: false, served: true, agent: null },
+    'GET /a.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: ab\r\n cd\r\n\r\n'],
+];
+
+test('framing that could smuggle a request: refused, closed, nothing read after, nothing recorded', async () => {
+  const srv = await startServer({ files: { 'a.txt': 'hello' } });
+  const rows = () => srv.query('SELECT id, user_agent FROM deliveries');
+  for (const [what, status, code, bytes] of refused) {
+    const before = rows().length;
+    const out = await exchange(srv.port, bytes);
+    const lines = statusLines(out.text);
+    assert.equal(lines.length, 1, `${what}: one answer, nothing read after it:\n${out.text}`);
+    assert.match(lines[0], new RegExp(`^HTTP/1\\.1 ${status} `), what);
+    assert.match(out.text, /\r\nConnection: close\r\n/i, what);
+    assert.equal(out.closed, true, `${what}: the connection is closed`);
+    const body = JSON.parse(out.text.slice(out.text.indexOf('\r\n\r\n') + 4));
+    assert.equal(body.error, code, what);
+    // A delivery after it lands, so the writer has caught up: nothing else did.
+    const marker = await fetch(srv.url + '/a.txt');
+    await marker.text();
+    const id = marker.headers.get('receipt-delivery');
+    await srv.until(() => rows().some((r) => r.id === id));
+    assert.equal(rows().length, before + 1, `${what}: nothing recorded`);
+  }
+  // The same request with sound framing is served: the checks refuse only what they say.
+  const ok10 = await exchange(srv.port, 'GET /a.txt HTTP/1.0\r\n\r\n');
+  assert.match(statusLines(ok10.text)[0], /^HTTP\/1\.1 200 /, 'HTTP/1.0 needs no Host');
+  const sameTwice = await exchange(srv.port,
+    `${confirmHead}Content-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nxx`);
+  assert.match(statusLines(sameTwice.text)[0], /^HTTP\/1\.1 400 /);
+  assert.match(sameTwice.text, /"error":"missing_client_key"/, 'equal Content-Length values frame one body');
+  assert.equal((await srv.stop()).code, 0, srv.log());
+});
+
+test('what libmicrohttpd 0.9.75 answers or rewrites itself (docs/operations.md)', async () => {
+  const srv = await startServer({ files: { 'a.txt': 'hello' } });
+  for (const [what, want, bytes] of library) {
+    const before = srv.query('SELECT count(*) AS n FROM deliveries')[0].n;
+    const out = await exchange(srv.port, bytes, want.closed ? 3000 : 1500);
+    const lines = statusLines(out.text);
+    assert.equal(lines.length, want.lines, `${what}:\n${out.text}`);
+    assert.match(lines[0], new RegExp(`^HTTP/1\\.1 ${want.status} `), what);
+    assert.equal(out.closed, want.closed, what);
+    if (want.served) {
+      const id = /\r\nReceipt-Delivery: (\S+)\r\n/.exec(out.text)[1];
+      const [row] = await srv.until(() => srv.query(`SELECT user_agent FROM deliveries WHERE id='${id}'`));
+      assert.equal(row.user_agent, want.agent, what);
+    } else {
+      const marker = await fetch(srv.url + '/a.txt');
+      await marker.text();
+      await srv.until(() => srv.query('SELECT count(*) AS n FROM deliveries')[0].n > before);
+      assert.equal(srv.query('SELECT count(*) AS n FROM deliveries')[0].n, before + 1, `${what}: nothing recorded`);
+    }
+  }
+  assert.equal((await srv.stop()).code, 0, srv.log());
+});
