@@ -1,9 +1,11 @@
 #include "daemon/admin.h"
 
+#include "daemon/admin_auth.h"
 #include "daemon/admin_metrics.h"
 #include "daemon/admin_token.h"
 
 #include "common/b64.h"
+#include "daemon/clock.h"
 #include "daemon/export.h"
 #include "daemon/jbuf.h"
 #include "daemon/ledger.h"
@@ -53,6 +55,7 @@ struct admin_server {
     char token[ADMIN_TOKEN_MAX + 1];
     uint8_t token_digest[SHA256_DIGEST_LENGTH];
     uint64_t started_ms;
+    admin_auth *auth; /* failed authentications; the listener's thread only */
 };
 
 /* ---- responses ------------------------------------------------------------ */
@@ -97,6 +100,27 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, co
             MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     }
     return queue(c, status, r);
+}
+
+/* 429 for an address locked out after repeated wrong tokens. */
+static enum MHD_Result reply_throttled(struct MHD_Connection *c, unsigned retry_after_s)
+{
+    char body[ADMIN_ERR_BODY_MAX];
+    char retry[16];
+    jbuf b;
+    jbuf_init(&b, body, sizeof body);
+    jbuf_error(&b, "too_many_failures",
+               "Too many wrong tokens from this address; retry after Retry-After seconds.");
+    if (b.failed)
+        return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(b.len, body, MHD_RESPMEM_MUST_COPY);
+    if (r != NULL) {
+        snprintf(retry, sizeof retry, "%u", retry_after_s);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+    }
+    return queue(c, 429, r);
 }
 
 static enum MHD_Result reply_static(struct MHD_Connection *c, const unsigned char *data, size_t len,
@@ -642,7 +666,10 @@ static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c
 {
     jbuf b;
     jbuf_init_growing(&b, NULL, 0, ADMIN_METRICS_MAX);
-    admin_metrics_write(&b, srv->svc.ledger_writer, srv->started_ms, srv->svc.recovered_at_start);
+    admin_auth_stats auth;
+    admin_auth_get_stats(srv->auth, &auth);
+    admin_metrics_write(&b, srv->svc.ledger_writer, srv->started_ms, srv->svc.recovered_at_start,
+                        &auth);
     size_t len = 0;
     char *text = jbuf_take(&b, &len);
     if (text == NULL)
@@ -674,6 +701,16 @@ static bool token_matches(const admin_server *srv, const char *presented, size_t
 /* 0 authorized; otherwise the 401 was queued and its result is in *ret. */
 static int require_token(admin_server *srv, struct MHD_Connection *c, enum MHD_Result *ret)
 {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *addr = info != NULL ? info->client_addr : NULL;
+    uint64_t now = clock_mono_ms();
+    unsigned retry_after = 0;
+    if (admin_auth_locked(srv->auth, addr, now, &retry_after)) {
+        /* The token is not even looked at: guesses wait their turn. */
+        *ret = reply_throttled(c, retry_after);
+        return -1;
+    }
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     if (h == NULL) {
         *ret = reply_error(c, 401, "unauthorized",
@@ -693,9 +730,11 @@ static int require_token(admin_server *srv, struct MHD_Connection *c, enum MHD_R
         ok = token_matches(srv, tok, len);
     }
     if (!ok) {
+        admin_auth_failed(srv->auth, addr, now);
         *ret = reply_error(c, 401, "invalid_token", "The admin token is not valid.");
         return -1;
     }
+    admin_auth_succeeded(srv->auth, addr);
     return 0;
 }
 
@@ -789,6 +828,11 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
     srv->lg = ledger_open(cfg->ledger_url, cfg->state_dir, true, err, errlen);
     if (srv->lg == NULL)
         goto fail;
+    srv->auth = admin_auth_new();
+    if (srv->auth == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
 
     /* One internal thread and no pool: the ledger handle is single-threaded. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
@@ -811,6 +855,7 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
     return srv;
 fail:
     ledger_close(srv->lg);
+    admin_auth_free(srv->auth);
     OPENSSL_cleanse(srv->token, sizeof srv->token);
     free(srv);
     return NULL;
@@ -833,6 +878,7 @@ void admin_stop(admin_server *srv)
     if (srv->mhd != NULL)
         MHD_stop_daemon(srv->mhd); /* frees every export, closing their ledgers */
     ledger_close(srv->lg);
+    admin_auth_free(srv->auth);
     OPENSSL_cleanse(srv->token, sizeof srv->token);
     free(srv);
 }

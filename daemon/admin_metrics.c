@@ -13,6 +13,7 @@ typedef struct metric_values {
     uint64_t started_ms;
     uint64_t failing;   /* ws.failing as a number */
     uint64_t recovered; /* events applied from the recovery file at start */
+    admin_auth_stats auth;
 } metric_values;
 
 typedef struct metric metric;
@@ -166,11 +167,19 @@ static const metric metrics_table[] = {
     {"receiptd_ledger_issue_lag_seconds", "histogram",
      "Time from a delivery to the durable commit of its ledger row.",
      .write = write_issue_lag_seconds},
+    {"receiptd_admin_auth_failures_total", "counter",
+     "Wrong admin tokens presented to the admin API.", PLAIN(auth.failures)},
+    {"receiptd_admin_auth_throttled_total", "counter",
+     "Admin API requests answered 429: their address is locked out after wrong tokens.",
+     PLAIN(auth.throttled)},
+    {"receiptd_admin_auth_addresses", "gauge",
+     "Addresses with recent wrong admin tokens (at most 1024 are tracked).", PLAIN(auth.tracked)},
     {"receiptd_http_responses_total", "counter",
      "Responses of the public listener, by route and status code.", .write = write_responses},
 };
 
-void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, uint64_t recovered)
+void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, uint64_t recovered,
+                         const admin_auth_stats *auth)
 {
     metric_values v;
     metrics_snapshot_take(&v.m);
@@ -178,6 +187,7 @@ void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, ui
     v.started_ms = started_ms;
     v.failing = v.ws.failing ? 1 : 0;
     v.recovered = recovered;
+    v.auth = *auth;
     for (size_t i = 0; i < sizeof metrics_table / sizeof metrics_table[0]; i++) {
         const metric *mt = &metrics_table[i];
         jbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name, mt->type);

@@ -10,6 +10,7 @@
 #ifndef RECEIPT_DAEMON_ADMIN_METRICS_H
 #define RECEIPT_DAEMON_ADMIN_METRICS_H
 
+#include "daemon/admin_auth.h"
 #include "daemon/jbuf.h"
 #include "daemon/writer.h"
 
@@ -17,6 +18,7 @@
 
 /* Appends every family to b; started_ms is when receiptd started, and
  * recovered the events it applied from the recovery file then. */
-void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, uint64_t recovered);
+void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, uint64_t recovered,
+                         const admin_auth_stats *auth);
 
 #endif
