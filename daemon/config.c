@@ -142,6 +142,20 @@ static const config_option options[] = {
     {"idle-timeout", "SECONDS", SECTION_LIMITS, NUMBER(1, 86400), AT(idle_timeout_s), .value = "30",
      .help = "close a connection idle this long (default %D)",
      .doc = "Close a connection idle this long (default %D)."},
+    {"header-timeout", "SECONDS", SECTION_LIMITS, NUMBER(1, 3600), AT(header_timeout_s),
+     .value = "10",
+     .help = "a request's headers must be complete this long after its start, however "
+             "slowly they trickle (default %D)",
+     .doc = "A request's headers must be complete within this time (default %D), counted from "
+            "the connection's start for its first request and from the request line for a "
+            "later one; a client that trickles them is closed, whatever the idle timeout."},
+    {"min-body-rate", "BYTES", SECTION_LIMITS, NUMBER(0, 1000000000), AT(min_body_rate),
+     .value = "500",
+     .help = "a request body must arrive at this many bytes per second on average, after a "
+             "first --header-timeout (default %D; 0: no minimum)",
+     .doc = "A request body must arrive at this many bytes per second on average, after a "
+            "first \\-\\-header\\-timeout (default %D; 0 for no minimum); a slower one is "
+            "closed."},
     {"connection-memory", "BYTES", SECTION_LIMITS, NUMBER(4096, 1024 * 1024), AT(connection_memory),
      .value = "16384",
      .help = "bytes per connection for the request line, headers and buffers; larger headers "

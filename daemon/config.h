@@ -61,6 +61,8 @@ typedef struct config {
     unsigned max_connections;
     unsigned per_ip_connections; /* 0: no per-address limit */
     unsigned idle_timeout_s;
+    unsigned header_timeout_s;
+    unsigned min_body_rate; /* bytes per second; 0: none */
     size_t connection_memory;
     size_t queue_capacity;
     size_t batch_max;

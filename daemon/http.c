@@ -30,6 +30,7 @@
 struct http_server {
     http_context ctx; /* what the route handlers see */
     accesslog *access_log;
+    http_guard *guard; /* slow clients */
     struct MHD_Daemon *mhd;
     atomic_long in_flight;
     char jwks[HTTP_JWKS_MAX];
@@ -160,6 +161,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->body = NULL;
     req->body_len = 0;
     req->call = NULL;
+    req->guard = http_guard_of(c);
+    http_guard_request_line(req->guard);
     req->uri_len = len;
     memcpy(req->uri, uri, keep);
     req->uri[keep] = '\0';
@@ -183,6 +186,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     if (req == NULL)
         return;
     confirm_release(req);
+    http_guard_request_done(req->guard);
     if (srv->access_log != NULL && req->started) {
         accesslog_entry e = {
             .client_addr = req->client_addr,
@@ -296,8 +300,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (req == NULL)
         return MHD_NO;
 
-    if (!req->started) {
+    if (req->started) {
+        if (*upload_data_size > 0)
+            http_guard_body(req->guard, *upload_data_size);
+        else
+            http_guard_body_done(req->guard);
+    } else {
         req->started = true;
+        http_guard_headers_done(req->guard,
+                                strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0);
         req->route = route_of(url);
         copy_bounded(req->method, sizeof req->method, method);
         copy_bounded(req->version, sizeof req->version, version);
@@ -420,6 +431,18 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
                      MHD_USE_ERROR_LOG;
     if (cfg->listen.addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    http_guard_options gopts = {
+        .header_timeout_ms = cfg->header_timeout_s * 1000,
+        .min_body_rate = cfg->min_body_rate,
+        .idle_timeout_ms = cfg->idle_timeout_s * 1000,
+        .max_connections = cfg->max_connections,
+        .threads = cfg->threads,
+    };
+    srv->guard = http_guard_new(&gopts);
+    if (srv->guard == NULL) {
+        snprintf(err, errlen, "cannot start the connection watchdog");
+        goto fail;
+    }
     srv->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
         (const struct sockaddr *)&cfg->listen.addr, MHD_OPTION_THREAD_POOL_SIZE,
@@ -428,8 +451,8 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
+        http_guard_notify, srv->guard, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_END);
     if (srv->mhd == NULL) {
         snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen.text,
                  errno != 0 ? strerror(errno) : "the HTTP library refused the settings");
@@ -494,6 +517,7 @@ void http_server_free(http_server *srv)
     if (srv == NULL)
         return;
     http_server_stop(srv);
+    http_guard_free(srv->guard); /* the library has closed every connection */
     confirm_waits_free(srv->ctx.waits);
     clientkeys_free(srv->ctx.client_keys);
     free(srv);

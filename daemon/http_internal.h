@@ -11,6 +11,7 @@
 #define RECEIPT_DAEMON_HTTP_INTERNAL_H
 
 #include "daemon/clientkeys.h"
+#include "daemon/http_guard.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
 #include "daemon/keystore.h"
@@ -75,6 +76,7 @@ typedef struct request {
     char *body; /* confirmation body, at most HTTP_CONFIRM_BODY_MAX */
     size_t body_len;
     confirm_call *call;
+    http_guard_conn *guard; /* the connection's deadlines (http_guard.h); may be NULL */
     char client_addr[LEDGER_ADDR_MAX + 1];
     char user_agent[LEDGER_UA_MAX + 1];
     char referer[HTTP_REFERER_MAX + 1];

@@ -1,0 +1,138 @@
+// Slow clients are bounded: headers must be complete within --header-timeout
+// and bodies must keep --min-body-rate, however slowly they trickle; and
+// idle keep-alive connections make room when the connection limit is near.
+// Attackers outnumber the connection limit; a normal client must still be
+// served soon after the header timeout.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startServer } from './lib/server.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A client that sends `head`, then one more piece every `everyMs`, until
+// the server closes the connection; resolves with the time it took.
+function trickler(port, head, piece, everyMs) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const sock = net.connect(port, '127.0.0.1');
+    let timer = null;
+    let answered = '';
+    const end = () => {
+      clearInterval(timer);
+      sock.destroy();
+      resolve({ ms: Date.now() - started, answered });
+    };
+    sock.on('connect', () => {
+      sock.write(head);
+      timer = setInterval(() => sock.write(piece), everyMs);
+    });
+    sock.on('data', (d) => (answered += d.toString('latin1')));
+    sock.on('end', end);
+    sock.on('error', end);
+    sock.on('close', end);
+  });
+}
+
+// A keep-alive connection that makes one request, reads the answer, and
+// stays open; resolves once answered, with a promise of its closing.
+function idleClient(port) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let text = '';
+    let closedBy = null;
+    const closed = new Promise((r) => (closedBy = r));
+    sock.on('data', (d) => {
+      text += d.toString('latin1');
+      if (/\r\n\r\nhello$/.test(text)) resolve({ sock, closed });
+    });
+    sock.on('error', () => closedBy(true));
+    sock.on('close', () => closedBy(true));
+    sock.on('connect', () => sock.write('GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n'));
+    setTimeout(() => reject(new Error(`no answer: ${text}`)), 10000);
+  });
+}
+
+test('slow headers and slow bodies above the connection limit: a normal client is served',
+  { timeout: 60000 }, async () => {
+    const headerTimeout = 2000;
+    const srv = await startServer({
+      files: { 'a.txt': 'hello' },
+      args: ['--max-connections', '40', '--threads', '2', '--header-timeout', '2',
+        '--min-body-rate', '100', '--idle-timeout', '30', '--log-level', 'warn'],
+    });
+    const before = srv.query('SELECT count(*) AS n FROM deliveries')[0].n;
+    const started = Date.now();
+    const attackers = [];
+    for (let i = 0; i < 30; i++) {
+      // one header line every 500 ms: every byte resets an idle timeout
+      attackers.push(trickler(srv.port, 'GET /a.txt HTTP/1.1\r\nHost: x\r\n', 'X-Slow: 1\r\n', 500));
+      // a confirmation body at 2 bytes a second
+      attackers.push(trickler(srv.port,
+        'POST /_receipt/confirm HTTP/1.1\r\nHost: x\r\nContent-Type: application/jose\r\n' +
+        'Content-Length: 16000\r\n\r\n', 'x', 500));
+    }
+    await sleep(300); // the attackers hold every slot; the rest wait in the backlog
+    const res = await fetch(srv.url + '/a.txt');
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'hello');
+    const servedAfter = Date.now() - started;
+    assert.ok(servedAfter <= headerTimeout + 2000,
+      `served ${servedAfter} ms after the attack began (header timeout ${headerTimeout} ms)`);
+
+    const ends = await Promise.all(attackers);
+    for (const e of ends) {
+      assert.equal(e.answered, '', 'an attacker gets no answer');
+      assert.ok(e.ms < headerTimeout * 3 + 2000, `an attacker held on ${e.ms} ms`);
+    }
+    const log = srv.log();
+    assert.match(log, /closed \d+ connections with late headers, \d+ with too slow a body/);
+    const reports = log.split('\n').filter((l) => l.includes('connections with late headers')).length;
+    assert.ok(reports <= (Date.now() - started) / 1000 + 2, `${reports} report lines`);
+    // Nothing of the attackers was recorded: only the normal client's delivery.
+    await srv.until(() => srv.query('SELECT count(*) AS n FROM deliveries')[0].n > before);
+    assert.equal(srv.query('SELECT count(*) AS n FROM deliveries')[0].n, before + 1);
+    assert.equal((await srv.stop()).code, 0, srv.log());
+  });
+
+test('a keep-alive request trickled after an idle spell is bounded too', { timeout: 30000 }, async () => {
+  const srv = await startServer({
+    files: { 'a.txt': 'hello' },
+    args: ['--header-timeout', '1', '--idle-timeout', '2'],
+  });
+  const { sock, closed } = await idleClient(srv.port);
+  const started = Date.now();
+  // The next request line, one byte every 500 ms: the idle timeout never fires.
+  const line = 'GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n';
+  let i = 0;
+  const timer = setInterval(() => { if (i < line.length) sock.write(line[i++]); }, 500);
+  await closed;
+  clearInterval(timer);
+  const held = Date.now() - started;
+  assert.ok(held < 2000 + 1000 + 1500, `closed after ${held} ms (idle 2 s + headers 1 s)`);
+  assert.equal((await srv.stop()).code, 0, srv.log());
+});
+
+test('near the connection limit, idle keep-alive connections make room', { timeout: 60000 }, async () => {
+  const srv = await startServer({
+    files: { 'a.txt': 'hello' },
+    args: ['--max-connections', '20', '--threads', '2', '--idle-timeout', '60'],
+  });
+  const idle = [];
+  for (let i = 0; i < 20; i++) idle.push(await idleClient(srv.port));
+  // Every slot holds an idle keep-alive connection; the idle timeout is a minute away.
+  const started = Date.now();
+  const res = await fetch(srv.url + '/a.txt', { headers: { Connection: 'close' } });
+  assert.equal(res.status, 200);
+  await res.text();
+  const waited = Date.now() - started;
+  assert.ok(waited < 2000, `a new client waited ${waited} ms`);
+  const closedSoon = await Promise.race([
+    Promise.any(idle.map((c) => c.closed)).then(() => true),
+    sleep(1000).then(() => false),
+  ]);
+  assert.ok(closedSoon, 'an idle connection was closed to make room');
+  assert.match(srv.log(), /\d+ idle ones to make room/);
+  for (const c of idle) c.sock.destroy();
+  assert.equal((await srv.stop()).code, 0, srv.log());
+});
