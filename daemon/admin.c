@@ -668,8 +668,10 @@ static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c
     jbuf_init_growing(&b, NULL, 0, ADMIN_METRICS_MAX);
     admin_auth_stats auth;
     admin_auth_get_stats(srv->auth, &auth);
+    http_guard_stats conns;
+    http_server_guard_stats(srv->svc.http, &conns);
     admin_metrics_write(&b, srv->svc.ledger_writer, srv->started_ms, srv->svc.recovered_at_start,
-                        &auth);
+                        &auth, &conns);
     size_t len = 0;
     char *text = jbuf_take(&b, &len);
     if (text == NULL)

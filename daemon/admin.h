@@ -16,6 +16,7 @@
 #define RECEIPT_DAEMON_ADMIN_H
 
 #include "daemon/config.h"
+#include "daemon/http.h"
 #include "daemon/writer.h"
 
 #include <stdbool.h>
@@ -25,6 +26,7 @@ typedef struct admin_services {
     const config *cfg;
     writer *ledger_writer;       /* for queue and commit statistics */
     uint64_t recovered_at_start; /* events applied from the recovery file at start */
+    http_server *http;           /* for its connection statistics; may be NULL */
 } admin_services;
 
 typedef struct admin_server admin_server;

@@ -14,6 +14,7 @@ typedef struct metric_values {
     uint64_t failing;   /* ws.failing as a number */
     uint64_t recovered; /* events applied from the recovery file at start */
     admin_auth_stats auth;
+    http_guard_stats conns;
 } metric_values;
 
 typedef struct metric metric;
@@ -67,6 +68,16 @@ static void write_refused(jbuf *b, const metric *mt, const metric_values *v)
     for (int r = WRITER_QUEUE_FULL; r < WRITER_RESULT_COUNT; r++)
         jbuf_addf(b, "%s{reason=\"%s\"} %llu\n", mt->name, reasons[r],
                   (unsigned long long)v->ws.refused[r]);
+}
+
+static void write_closed(jbuf *b, const metric *mt, const metric_values *v)
+{
+    jbuf_addf(b, "%s{reason=\"slow_headers\"} %llu\n", mt->name,
+              (unsigned long long)v->conns.slow_headers);
+    jbuf_addf(b, "%s{reason=\"slow_body\"} %llu\n", mt->name,
+              (unsigned long long)v->conns.slow_bodies);
+    jbuf_addf(b, "%s{reason=\"idle_for_room\"} %llu\n", mt->name,
+              (unsigned long long)v->conns.idle_closed);
 }
 
 static void write_start_time(jbuf *b, const metric *mt, const metric_values *v)
@@ -167,6 +178,11 @@ static const metric metrics_table[] = {
     {"receiptd_ledger_issue_lag_seconds", "histogram",
      "Time from a delivery to the durable commit of its ledger row.",
      .write = write_issue_lag_seconds},
+    {"receiptd_http_connections_open", "gauge", "Connections open on the public listener.",
+     PLAIN(conns.open)},
+    {"receiptd_http_connections_closed_total", "counter",
+     "Connections the listener closed: headers late, body too slow, idle to make room.",
+     .write = write_closed},
     {"receiptd_admin_auth_failures_total", "counter",
      "Wrong admin tokens presented to the admin API.", PLAIN(auth.failures)},
     {"receiptd_admin_auth_throttled_total", "counter",
@@ -179,7 +195,7 @@ static const metric metrics_table[] = {
 };
 
 void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, uint64_t recovered,
-                         const admin_auth_stats *auth)
+                         const admin_auth_stats *auth, const http_guard_stats *conns)
 {
     metric_values v;
     metrics_snapshot_take(&v.m);
@@ -188,6 +204,7 @@ void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, ui
     v.failing = v.ws.failing ? 1 : 0;
     v.recovered = recovered;
     v.auth = *auth;
+    v.conns = *conns;
     for (size_t i = 0; i < sizeof metrics_table / sizeof metrics_table[0]; i++) {
         const metric *mt = &metrics_table[i];
         jbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name, mt->type);

@@ -11,6 +11,7 @@
 #define RECEIPT_DAEMON_ADMIN_METRICS_H
 
 #include "daemon/admin_auth.h"
+#include "daemon/http_guard.h"
 #include "daemon/jbuf.h"
 #include "daemon/writer.h"
 
@@ -19,6 +20,6 @@
 /* Appends every family to b; started_ms is when receiptd started, and
  * recovered the events it applied from the recovery file then. */
 void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, uint64_t recovered,
-                         const admin_auth_stats *auth);
+                         const admin_auth_stats *auth, const http_guard_stats *conns);
 
 #endif

@@ -466,6 +466,15 @@ fail:
     return NULL;
 }
 
+void http_server_guard_stats(http_server *srv, http_guard_stats *out)
+{
+    if (srv == NULL || srv->guard == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    http_guard_get_stats(srv->guard, out);
+}
+
 unsigned http_server_port(const http_server *srv)
 {
     return srv->port;

@@ -13,6 +13,7 @@
 #include "daemon/accesslog.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
+#include "daemon/http_guard.h"
 #include "daemon/keystore.h"
 #include "daemon/ticket.h"
 #include "daemon/writer.h"
@@ -35,6 +36,9 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
 
 /* The port actually bound (useful with --listen HOST:0). */
 unsigned http_server_port(const http_server *srv);
+
+/* Connections open, and closed for being slow or to make room (http_guard.h). */
+void http_server_guard_stats(http_server *srv, http_guard_stats *out);
 
 /*
  * Shutting down, in this order:

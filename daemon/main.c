@@ -359,8 +359,10 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     if (cfg.admin_listen.text[0] != '\0') {
-        admin_services asvc = {
-            .cfg = &cfg, .ledger_writer = ledger_writer, .recovered_at_start = st.recovered};
+        admin_services asvc = {.cfg = &cfg,
+                               .ledger_writer = ledger_writer,
+                               .recovered_at_start = st.recovered,
+                               .http = srv};
         admin = admin_start(&asvc, err, sizeof err);
         if (admin == NULL && cfg.admin_explicit)
             goto out;

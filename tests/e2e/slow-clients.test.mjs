@@ -85,6 +85,11 @@ test('slow headers and slow bodies above the connection limit: a normal client i
       assert.equal(e.answered, '', 'an attacker gets no answer');
       assert.ok(e.ms < headerTimeout * 3 + 2000, `an attacker held on ${e.ms} ms`);
     }
+    const metrics = await (await fetch(srv.adminUrl + '/metrics')).text();
+    const closed = (reason) => Number(new RegExp(
+      `^receiptd_http_connections_closed_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(metrics)[1]);
+    assert.ok(closed('slow_headers') >= 30, metrics);
+    assert.ok(closed('slow_body') >= 30, metrics);
     const log = srv.log();
     assert.match(log, /closed \d+ connections with late headers, \d+ with too slow a body/);
     const reports = log.split('\n').filter((l) => l.includes('connections with late headers')).length;
