@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 
 #define ADMIN_AUTH_TRACKED     1024
-#define ADMIN_AUTH_FREE        5
+#define ADMIN_AUTH_FREE        10
 #define ADMIN_AUTH_LOCK_MIN_MS 1000
 #define ADMIN_AUTH_LOCK_MAX_MS 60000
 #define ADMIN_AUTH_FORGET_MS   (15 * 60 * 1000)
