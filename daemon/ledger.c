@@ -162,7 +162,10 @@ int ledger_rollback(ledger *lg)
 
 ledger_fault ledger_last_fault(const ledger *lg)
 {
-    return lg != NULL ? lg->ops->fault(lg) : LEDGER_FAULT_FATAL;
+    if (lg == NULL)
+        return LEDGER_FAULT_FATAL;
+    /* A backend that cannot tell is retried, as every failure was before. */
+    return lg->ops->fault != NULL ? lg->ops->fault(lg) : LEDGER_FAULT_RETRY;
 }
 
 int ledger_verify(ledger *lg)

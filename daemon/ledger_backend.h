@@ -34,8 +34,8 @@ typedef struct ledger_ops {
     int (*apply)(ledger *lg, const ledger_event *event, ledger_result *result);
     int (*commit)(ledger *lg);
     int (*rollback)(ledger *lg);
-    ledger_fault (*fault)(const ledger *lg);
-    int (*verify)(ledger *lg); /* NULL: nothing to verify */
+    ledger_fault (*fault)(const ledger *lg); /* NULL: every failure is retried */
+    int (*verify)(ledger *lg);               /* NULL: nothing to verify */
     int (*get)(ledger *lg, const char *id, ledger_delivery *out);
     long long (*count)(ledger *lg);
     int (*summary)(ledger *lg, ledger_summary *out);
