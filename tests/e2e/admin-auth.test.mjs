@@ -31,8 +31,9 @@ async function metric(srv, name) {
   return m ? Number(m[1]) : NaN;
 }
 
-test('admin brute force: counted, logged once a second, slowed per address', { timeout: 60000 }, async () => {
+test('admin brute force: counted, logged once a second, slowed per address', { timeout: 60000 }, async (t) => {
   const srv = await startServer({ files: { 'a.txt': 'hello' } });
+  t.after(() => srv.kill()); // also when an assertion fails
   const token = srv.adminToken();
   const wrong = 'A'.repeat(43);
 

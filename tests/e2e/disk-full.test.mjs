@@ -77,11 +77,15 @@ function missingRows(srv, ids) {
 
 test('a full disk: 503 instead of 200 without a row; every 200 keeps its row, across a SIGTERM too',
   { skip, timeout: 180000 }, async (t) => {
+    // Stopped before the tmpfs is unmounted (hooks run in order), also when
+    // an assertion fails.
+    let srv = null;
+    t.after(() => srv?.kill());
     const mnt = mountTmpfs(t, 24);
     const stateDir = path.join(mnt, 'state');
     const args = ['--queue', '512', '--batch', '64', '--shutdown-grace', '2', '--log-level', 'info'];
     const files = { 'a.txt': 'hello', 'b.bin': 'bytes' };
-    let srv = await startServer({ files, stateDir, args });
+    srv = await startServer({ files, stateDir, args });
     const root = srv.root;
     const delivered = [];
 

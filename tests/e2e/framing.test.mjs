@@ -76,8 +76,9 @@ const library = [
     'GET /a.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: ab\r\n cd\r\n\r\n'],
 ];
 
-test('framing that could smuggle a request: refused, closed, nothing read after, nothing recorded', async () => {
+test('framing that could smuggle a request: refused, closed, nothing read after, nothing recorded', async (t) => {
   const srv = await startServer({ files: { 'a.txt': 'hello' } });
+  t.after(() => srv.kill()); // also when an assertion fails
   const rows = () => srv.query('SELECT id, user_agent FROM deliveries');
   for (const [what, status, code, bytes] of refused) {
     const before = rows().length;
@@ -106,8 +107,9 @@ test('framing that could smuggle a request: refused, closed, nothing read after,
   assert.equal((await srv.stop()).code, 0, srv.log());
 });
 
-test('what libmicrohttpd 0.9.75 answers or rewrites itself (docs/operations.md)', async () => {
+test('what libmicrohttpd 0.9.75 answers or rewrites itself (docs/operations.md)', async (t) => {
   const srv = await startServer({ files: { 'a.txt': 'hello' } });
+  t.after(() => srv.kill()); // also when an assertion fails
   for (const [what, want, bytes] of library) {
     const before = srv.query('SELECT count(*) AS n FROM deliveries')[0].n;
     const out = await exchange(srv.port, bytes, want.closed ? 3000 : 1500);

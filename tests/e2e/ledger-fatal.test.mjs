@@ -10,9 +10,10 @@ import path from 'node:path';
 import { startServer, writeLedger, queryLedger } from './lib/server.mjs';
 
 test('a corrupt ledger is fatal: saved to the recovery file, exit 1, applied at the next start',
-  { timeout: 60000 }, async () => {
+  { timeout: 60000 }, async (t) => {
     const files = { 'a.txt': 'hello' };
     let srv = await startServer({ files, args: ['--log-level', 'info'] });
+    t.after(() => srv.kill()); // the last one started, also when an assertion fails
     const { root, stateDir, ledgerFile } = srv;
     const delivered = [];
     const get = async () => {

@@ -54,13 +54,14 @@ function idleClient(port) {
 }
 
 test('slow headers and slow bodies above the connection limit: a normal client is served',
-  { timeout: 60000 }, async () => {
+  { timeout: 60000 }, async (t) => {
     const headerTimeout = 2000;
     const srv = await startServer({
       files: { 'a.txt': 'hello' },
       args: ['--max-connections', '40', '--threads', '2', '--header-timeout', '2',
         '--min-body-rate', '100', '--idle-timeout', '30', '--log-level', 'warn'],
     });
+    t.after(() => srv.kill()); // also when an assertion fails
     const before = srv.query('SELECT count(*) AS n FROM deliveries')[0].n;
     const started = Date.now();
     const attackers = [];
@@ -100,11 +101,12 @@ test('slow headers and slow bodies above the connection limit: a normal client i
     assert.equal((await srv.stop()).code, 0, srv.log());
   });
 
-test('a keep-alive request trickled after an idle spell is bounded too', { timeout: 30000 }, async () => {
+test('a keep-alive request trickled after an idle spell is bounded too', { timeout: 30000 }, async (t) => {
   const srv = await startServer({
     files: { 'a.txt': 'hello' },
     args: ['--header-timeout', '1', '--idle-timeout', '2'],
   });
+  t.after(() => srv.kill()); // also when an assertion fails
   const { sock, closed } = await idleClient(srv.port);
   const started = Date.now();
   // The next request line, one byte every 500 ms: the idle timeout never fires.
@@ -118,11 +120,12 @@ test('a keep-alive request trickled after an idle spell is bounded too', { timeo
   assert.equal((await srv.stop()).code, 0, srv.log());
 });
 
-test('near the connection limit, idle keep-alive connections make room', { timeout: 60000 }, async () => {
+test('near the connection limit, idle keep-alive connections make room', { timeout: 60000 }, async (t) => {
   const srv = await startServer({
     files: { 'a.txt': 'hello' },
     args: ['--max-connections', '20', '--threads', '2', '--idle-timeout', '60'],
   });
+  t.after(() => srv.kill()); // also when an assertion fails
   const idle = [];
   for (let i = 0; i < 20; i++) idle.push(await idleClient(srv.port));
   // Every slot holds an idle keep-alive connection; the idle timeout is a minute away.
@@ -137,7 +140,8 @@ test('near the connection limit, idle keep-alive connections make room', { timeo
     sleep(1000).then(() => false),
   ]);
   assert.ok(closedSoon, 'an idle connection was closed to make room');
-  assert.match(srv.log(), /\d+ idle ones to make room/);
+  // The watchdog's report reaches the log (a pipe) a moment later.
+  assert.ok(await srv.until(() => /\d+ idle ones to make room/.test(srv.log()), 3000), srv.log());
   for (const c of idle) c.sock.destroy();
   assert.equal((await srv.stop()).code, 0, srv.log());
 });
