@@ -393,6 +393,9 @@ static enum MHD_Result serve_deliveries(admin_server *srv, struct MHD_Connection
     if (kind != KIND_JSON)
         return serve_export(srv, c, &f, kind);
 
+    /* One row past the page tells whether there is a next one; the ledger
+     * plans for no more (PostgreSQL: a LIMIT, read through an index). */
+    f.limit = limit + 1;
     jbuf out;
     ledger_delivery *row = malloc(sizeof *row);
     ledger_cursor *cur = row != NULL ? ledger_query(srv->lg, &f) : NULL;

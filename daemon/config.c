@@ -80,6 +80,7 @@ static int parse_server_id(config *, const config_option *, const char *, char *
 static void derive_threads(config *cfg);
 static void derive_public_url(config *cfg);
 static void derive_server_id(config *cfg);
+static void derive_node_id(config *cfg);
 
 #define AT(member)          .offset = offsetof(config, member), .size = sizeof(((config *)0)->member)
 #define NUMBER(lo, hi)      .parse = parse_number, .min = (lo), .max = (hi)
@@ -107,8 +108,18 @@ static const config_option options[] = {
             "(default %D)."},
     {"server-id", "ID", SECTION_PROTOCOL, parse_server_id, AT(server_id),
      .derive = derive_server_id, .shown = "the host name",
-     .help = "name of this server in the ledger and in plug-in data (default: %D)",
-     .doc = "Name of this server in the ledger, plug-in data and receipts (default: %D)."},
+     .help = "name of the site in the ledger, plug-in data and receipts: the same on every "
+             "node that serves it (default: %D)",
+     .doc = "Name of the site in the ledger, plug-in data and receipts (default: %D). Every "
+            "receiptd node that serves the site, with one ledger and the same keys, has the "
+            "same."},
+    {"node-id", "ID", SECTION_PROTOCOL, parse_server_id, AT(node_id), .derive = derive_node_id,
+     .shown = "the host name",
+     .help = "name of this node of the site, in plug-in data, receipts and the ledger's "
+             "record of each step (default: %D)",
+     .doc = "Name of this receiptd node of the site (default: %D): plug-in data and receipts "
+            "carry it as server.node, and the ledger records the node that issued, bound and "
+            "confirmed each delivery. Give each node its own."},
     {"ticket-ttl", "SECONDS", SECTION_PROTOCOL, NUMBER(1, 10ull * 365 * 24 * 3600),
      AT(ticket_ttl_s), .value = "604800",
      .help = "how long a delivery may be confirmed (default %D)",
@@ -127,8 +138,16 @@ static const config_option options[] = {
             "first start; receiptd refuses to start when the directory is accessible to others "
             "or server-keys.json to anyone but its owner."},
     {"ledger", "URL", SECTION_STATE, parse_string, AT(ledger_url),
-     .shown = "sqlite:STATE_DIR/ledger.sqlite", .help = "sqlite:PATH (default %D)",
-     .doc = "\\fBsqlite:\\fIPATH\\fR (default %D)."},
+     .shown = "sqlite:STATE_DIR/ledger.sqlite",
+     .help = "sqlite:PATH (default %D), or PostgreSQL: postgresql://USER@HOST:PORT/DB or a "
+             "libpq key=value string; a password best from PGPASSWORD or ~/.pgpass (never "
+             "logged)",
+     .doc = "The ledger: a SQLite file, \\fBsqlite:\\fIPATH\\fR, or a PostgreSQL database, "
+            "which several receiptd nodes may share, named by a libpq URL "
+            "(\\fIpostgresql://USER@HOST:PORT/DB\\fR) or key/value string. Its password "
+            "comes from the URL, \\fBPGPASSWORD\\fR or \\fB~/.pgpass\\fR, and is never "
+            "logged; a database that cannot be reached at start is waited for. See "
+            "docs/operations.md. Default: %D."},
 
     {"threads", "N", SECTION_LIMITS, NUMBER(1, 256), AT(threads), .derive = derive_threads,
      .shown = "the number of CPUs", .help = "HTTP worker threads (default: %D)",
@@ -209,6 +228,8 @@ _Static_assert(OPTION_COUNT <= 64, "config.given has a bit per option");
 static const char usage_head[] =
     "usage: receiptd --root DIR [options]\n"
     "       receiptd report [options]      (see receiptd report --help)\n"
+    "       receiptd ledger copy FROM TO   (see receiptd ledger --help)\n"
+    "       receiptd keys show|export|import  (see receiptd keys --help)\n"
     "\n"
     "Serves the files under DIR over HTTP and records every delivery in a ledger.\n";
 
@@ -458,7 +479,7 @@ static int parse_server_id(config *cfg, const config_option *o, const char *id, 
             return -1;
         }
     }
-    memcpy(cfg->server_id, id, n + 1);
+    memcpy(place(cfg, o), id, n + 1);
     return 0;
 }
 
@@ -505,7 +526,8 @@ static void derive_public_url(config *cfg)
     }
 }
 
-static void derive_server_id(config *cfg)
+/* The host name as an ID: what --server-id and --node-id default to. */
+static void host_id(char out[CONFIG_SERVER_ID_MAX + 1])
 {
     char host[256];
     host_name(host, sizeof host, "receiptd");
@@ -517,8 +539,18 @@ static void derive_server_id(config *cfg)
     }
     /* A longer name is cut to the most an ID may have. */
     size_t n = strnlen(host, CONFIG_SERVER_ID_MAX);
-    memcpy(cfg->server_id, host, n);
-    cfg->server_id[n] = '\0';
+    memcpy(out, host, n);
+    out[n] = '\0';
+}
+
+static void derive_server_id(config *cfg)
+{
+    host_id(cfg->server_id);
+}
+
+static void derive_node_id(config *cfg)
+{
+    host_id(cfg->node_id);
 }
 
 /* ---- setting -------------------------------------------------------------- */

@@ -52,7 +52,8 @@ typedef struct config {
     config_address admin_listen;         /* text "" with --admin-listen off */
     bool admin_explicit;                 /* given, not defaulted: failing to bind it is fatal */
     char public_url[CONFIG_URL_MAX + 1]; /* no trailing slash */
-    char server_id[CONFIG_SERVER_ID_MAX + 1];
+    char server_id[CONFIG_SERVER_ID_MAX + 1]; /* the site: the same on every node */
+    char node_id[CONFIG_SERVER_ID_MAX + 1];   /* this node of the site */
     uint64_t ticket_ttl_s;
     bool inject;
     bool check_only;

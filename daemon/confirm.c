@@ -239,6 +239,7 @@ static int sign_receipt(const http_context *ctx, const confirm_check_result *ck,
     jbuf_key(&b, "server");
     jbuf_adds(&b, "{");
     jbuf_member_str(&b, "id", ctx->cfg->server_id);
+    jbuf_member_str(&b, "node", ctx->cfg->node_id);
     jbuf_adds(&b, "}");
     jbuf_member_u64(&b, "issued_at_ms", t->issued_ms);
     jbuf_member_u64(&b, "confirmed_at_ms", confirmed_ms);
@@ -255,7 +256,8 @@ static void fill_confirm_event(const http_context *ctx, const request *req,
                                const confirm_check_result *ck, uint64_t confirmed_ms,
                                const char *receipt, ledger_event *ev)
 {
-    delivery_event_start(LEDGER_EVENT_CONFIRM, &ck->ticket, ctx->cfg->server_id, ev);
+    delivery_event_start(LEDGER_EVENT_CONFIRM, &ck->ticket, ctx->cfg->server_id, ctx->cfg->node_id,
+                         ev);
     ledger_delivery *row = &ev->row;
     row->status = ck->status;
     memcpy(row->client, ck->client.id, sizeof row->client);

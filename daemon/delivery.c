@@ -67,9 +67,19 @@ size_t delivery_element(const char *ticket, size_t ticket_len, char *out)
     return len;
 }
 
-void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const char *server_id,
-                          ledger_event *ev)
+static void copy_id(char *dst, size_t cap, const char *id)
 {
+    size_t n = strnlen(id, cap - 1);
+    memcpy(dst, id, n);
+    dst[n] = '\0';
+}
+
+void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const char *server_id,
+                          const char *node_id, ledger_event *ev)
+{
+    _Static_assert(offsetof(ledger_delivery, receipt) + LEDGER_RECEIPT_MAX + 1 ==
+                       sizeof(ledger_delivery),
+                   "the receipt is the row's last field: everything before it is cleared");
     memset(ev, 0, offsetof(ledger_event, row.receipt));
     ev->row.receipt[0] = '\0';
     ev->kind = kind;
@@ -78,10 +88,12 @@ void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const 
     memcpy(row->path, t->path, t->path_len + 1);
     memcpy(row->sha256, t->sha256, 32);
     row->size = t->size;
-    size_t n = strnlen(server_id, sizeof row->server - 1);
-    memcpy(row->server, server_id, n);
-    row->server[n] = '\0';
+    copy_id(row->server, sizeof row->server, server_id);
     row->issued_ms = t->issued_ms;
+    char *node = kind == LEDGER_EVENT_ISSUE  ? row->issued_node
+                 : kind == LEDGER_EVENT_BIND ? row->bound_node
+                                             : row->confirmed_node;
+    copy_id(node, LEDGER_NODE_MAX + 1, node_id);
 }
 
 void delivery_content_json(jbuf *b, const ticket_claims *t)

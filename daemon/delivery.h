@@ -51,12 +51,14 @@ size_t delivery_element(const char *ticket, size_t ticket_len, char *out);
 
 /*
  * Starts a ledger event of kind from a ticket's issuance fields (ID, path,
- * digest, size, issue time) and server_id; everything else is cleared but
- * the receipt, which only a confirmation carries (2 KiB less to clear per
- * delivery): it is set to "".
+ * digest, size, issue time), server_id (the site) and node_id, recorded as
+ * the node of the event's step (issued_node, bound_node or confirmed_node);
+ * everything else is cleared but the receipt, which only a confirmation
+ * carries (2 KiB less to clear per delivery, hence last in the row): it is
+ * set to "".
  */
 void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const char *server_id,
-                          ledger_event *ev);
+                          const char *node_id, ledger_event *ev);
 
 /* Writes the "content" member of plug-in data and receipts: the path,
  * sha256 and size of the ticket's content. */

@@ -77,6 +77,15 @@ void export_item_json(jbuf *b, const ledger_delivery *d, bool detail)
         }
         jbuf_key(b, "receipt");
         jbuf_opt_str(b, d->receipt);
+        jbuf_key(b, "nodes");
+        jbuf_adds(b, "{");
+        jbuf_key(b, "issued");
+        jbuf_opt_str(b, d->issued_node);
+        jbuf_key(b, "bound");
+        jbuf_opt_str(b, d->bound_node);
+        jbuf_key(b, "confirmed");
+        jbuf_opt_str(b, d->confirmed_node);
+        jbuf_adds(b, "}");
     }
     jbuf_adds(b, "}");
 }

@@ -195,7 +195,8 @@ static void percent_encode_path(const char *path, char *out, size_t cap)
 static void fill_issue_event(const http_context *ctx, const request *req, const delivery *d,
                              const clientkey *bound_to, ledger_event *ev)
 {
-    delivery_event_start(LEDGER_EVENT_ISSUE, &d->claims, ctx->cfg->server_id, ev);
+    delivery_event_start(LEDGER_EVENT_ISSUE, &d->claims, ctx->cfg->server_id, ctx->cfg->node_id,
+                         ev);
     ledger_delivery *row = &ev->row;
     memcpy(row->client_addr, req->client_addr, sizeof row->client_addr);
     memcpy(row->user_agent, req->user_agent, sizeof row->user_agent);
@@ -205,6 +206,7 @@ static void fill_issue_event(const http_context *ctx, const request *req, const 
         memcpy(row->client, bound_to->id, sizeof row->client);
         memcpy(row->bound_addr, req->client_addr, sizeof row->bound_addr);
         row->bound_ms = d->claims.issued_ms;
+        memcpy(row->bound_node, row->issued_node, sizeof row->bound_node);
     }
 }
 

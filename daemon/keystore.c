@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,17 +117,17 @@ out:
 /*
  * Through a temporary file (durable.h): after a crash the key file is
  * either absent or complete, never half written. Returns 0, 1 when another
- * process made the file first, or -1.
+ * process made the file first (without overwrite), or -1.
  */
-static int ks_store(const char *path, const keystore *ks, char *err, size_t errlen)
+static int ks_store(const char *path, const keystore *ks, bool overwrite, char *err, size_t errlen)
 {
     size_t len = 0;
     char *text = ks_serialise(ks, &len);
     if (text == NULL) {
-        ks_err(err, errlen, "cannot serialise new server keys");
+        ks_err(err, errlen, "cannot serialise server keys");
         return -1;
     }
-    int rc = durable_write_atomic(path, text, len, 0600, false, err, errlen);
+    int rc = durable_write_atomic(path, text, len, 0600, overwrite, err, errlen);
     OPENSSL_cleanse(text, len);
     free(text);
     return rc;
@@ -280,7 +281,7 @@ keystore *keystore_open(const char *state_dir, bool create, bool *created, char 
     ks = ks_generate(err, errlen);
     if (ks == NULL)
         return NULL;
-    int stored = ks_store(path, ks, err, errlen);
+    int stored = ks_store(path, ks, false, err, errlen);
     if (stored != 0) {
         keystore_free(ks);
         if (stored < 0)
@@ -333,4 +334,77 @@ char *keystore_jwks(const keystore *ks)
     text = set != NULL ? json_dumps(set, JSON_COMPACT) : NULL;
     json_decref(set);
     return text;
+}
+
+char *keystore_export(const keystore *ks, size_t *len)
+{
+    return ks_serialise(ks, len);
+}
+
+keystore *keystore_parse(const char *name, const char *text, size_t n, char *err, size_t errlen)
+{
+    if (n > KEYSTORE_FILE_MAX) {
+        ks_err(err, errlen, "%s is larger than %d bytes", name, KEYSTORE_FILE_MAX);
+        return NULL;
+    }
+    return ks_parse(name, text, n, err, errlen);
+}
+
+bool keystore_same(const keystore *a, const keystore *b)
+{
+    return strcmp(eckey_thumbprint(a->enc), eckey_thumbprint(b->enc)) == 0 &&
+           strcmp(eckey_thumbprint(a->sig), eckey_thumbprint(b->sig)) == 0 &&
+           CRYPTO_memcmp(a->ticket_secret, b->ticket_secret, TICKET_SECRET_LEN) == 0;
+}
+
+int keystore_install(const char *state_dir, const keystore *ks, bool replace, char *err,
+                     size_t errlen)
+{
+    char path[KEYSTORE_PATH_MAX];
+    if (state_dir == NULL || state_dir[0] == '\0') {
+        ks_err(err, errlen, "no state directory given");
+        return -1;
+    }
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", state_dir, KEYSTORE_FILE) >=
+        sizeof(path) - 32) {
+        ks_err(err, errlen, "state directory path too long: %s", state_dir);
+        return -1;
+    }
+    if (ks_check_dir(state_dir, true, err, errlen) != 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        keystore *there = ks_load(path, fd, err, errlen);
+        close(fd);
+        if (there == NULL && !replace)
+            return -1;
+        bool same = there != NULL && keystore_same(there, ks);
+        keystore_free(there);
+        if (same)
+            return 1;
+        if (!replace) {
+            ks_err(err, errlen,
+                   "%s holds other keys; replacing them makes every ticket, plug-in data and "
+                   "key set this node gave out unusable, so it takes --replace",
+                   path);
+            return -1;
+        }
+    } else if (errno != ENOENT) {
+        ks_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return ks_store(path, ks, true, err, errlen) == 0 ? 0 : -1;
+}
+
+void keystore_secret_fingerprint(const keystore *ks, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256(ks->ticket_secret, TICKET_SECRET_LEN, digest);
+    for (int i = 0; i < 8; i++) {
+        out[2 * i] = hex[digest[i] >> 4];
+        out[2 * i + 1] = hex[digest[i] & 15];
+    }
+    out[16] = '\0';
+    OPENSSL_cleanse(digest, sizeof digest);
 }

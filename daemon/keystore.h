@@ -41,6 +41,34 @@ WARN_UNUSED_RESULT keystore *keystore_open(const char *state_dir, bool create, b
  * NULL when out of memory. */
 char *keystore_jwks(const keystore *ks);
 
+/*
+ * The key file's text (private keys and the ticket secret: handle as the
+ * file itself), *len bytes, malloc'd; the caller cleanses and frees it.
+ * NULL when out of memory. What another node imports to share these keys.
+ */
+char *keystore_export(const keystore *ks, size_t *len);
+
+/* Keys from the key file's text; name (the file's, or "-") is for messages.
+ * Returns NULL with err set when the text is not such a file. */
+WARN_UNUSED_RESULT keystore *keystore_parse(const char *name, const char *text, size_t n, char *err,
+                                            size_t errlen);
+
+/* Whether two key sets are the same keys and secret. */
+bool keystore_same(const keystore *a, const keystore *b);
+
+/*
+ * Writes ks as STATE_DIR/server-keys.json (mode 0600, durably, the
+ * directory made with mode 0700 if missing), for the nodes of one site.
+ * Keys already there that differ are kept unless replace. Returns 0 written,
+ * 1 the same keys were there already, or -1 with err set.
+ */
+WARN_UNUSED_RESULT int keystore_install(const char *state_dir, const keystore *ks, bool replace,
+                                        char *err, size_t errlen);
+
+/* A fingerprint of the ticket secret that shows whether two nodes share it
+ * without showing it: the first 16 hex digits of its SHA-256. */
+void keystore_secret_fingerprint(const keystore *ks, char out[17]);
+
 void keystore_free(keystore *ks);
 
 #endif

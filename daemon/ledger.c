@@ -1,7 +1,9 @@
 #include "daemon/ledger_backend.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -51,6 +53,26 @@ static bool has_scheme(const char *url, const char *scheme)
     return strncasecmp(url, scheme, strlen(scheme)) == 0;
 }
 
+bool ledger_url_is_pg(const char *url)
+{
+    if (url == NULL)
+        return false;
+    if (has_scheme(url, "postgresql://") || has_scheme(url, "postgres://"))
+        return true;
+    /* A libpq key/value string starts with a keyword and '='. */
+    const char *p = url;
+    while (isspace((unsigned char)*p))
+        p++;
+    const char *word = p;
+    while (islower((unsigned char)*p) || *p == '_')
+        p++;
+    if (p == word)
+        return false;
+    while (isspace((unsigned char)*p))
+        p++;
+    return *p == '=';
+}
+
 /* Resolves a URL to a backend and its target; returns the backend or NULL with err set. */
 static const ledger_ops *resolve(const char *url, const char *state_dir, char *target, char *err,
                                  size_t errlen)
@@ -81,25 +103,43 @@ static const ledger_ops *resolve(const char *url, const char *state_dir, char *t
         memcpy(target, path, n + 1);
         return &ledger_sqlite_ops;
     }
-    if (has_scheme(url, "postgresql:") || has_scheme(url, "postgres:")) {
-        set_err(err, errlen, "ledger URL: the PostgreSQL backend is not supported yet",
-                "use sqlite:PATH");
-        return NULL;
+    if (ledger_url_is_pg(url)) {
+        size_t n = strlen(url);
+        if (n > LEDGER_TARGET_MAX) {
+            set_err(err, errlen, "ledger URL: too long", NULL);
+            return NULL;
+        }
+        memcpy(target, url, n + 1);
+        return &ledger_pg_ops;
     }
-    set_err(err, errlen, "ledger URL: unknown scheme (expected sqlite:PATH)", url);
+    /* Not echoed: it may be a connection string with a password in it. */
+    set_err(err, errlen,
+            "ledger URL: unknown form (expected sqlite:PATH, postgresql://... or a PostgreSQL "
+            "key=value string)",
+            NULL);
     return NULL;
 }
 
 ledger *ledger_open(const char *url, const char *state_dir, bool read_only, char *err,
                     size_t errlen)
 {
+    return ledger_open_ex(url, state_dir, read_only, NULL, err, errlen);
+}
+
+ledger *ledger_open_ex(const char *url, const char *state_dir, bool read_only, bool *unreachable,
+                       char *err, size_t errlen)
+{
     char target[LEDGER_TARGET_MAX + 1];
+    bool scratch = false;
+    if (unreachable == NULL)
+        unreachable = &scratch;
+    *unreachable = false;
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     const ledger_ops *ops = resolve(url, state_dir, target, err, errlen);
     if (ops == NULL)
         return NULL;
-    return ops->open(target, read_only, err, errlen);
+    return ops->open(target, read_only, unreachable, err, errlen);
 }
 
 int ledger_exists(const char *url, const char *state_dir, char *err, size_t errlen)
@@ -118,7 +158,14 @@ void ledger_close(ledger *lg)
 {
     if (lg == NULL)
         return;
+    free(lg->refusals);
+    lg->refusals = NULL;
     lg->ops->close(lg);
+}
+
+const char *ledger_where(const ledger *lg)
+{
+    return lg != NULL ? lg->ops->where(lg) : "none";
 }
 
 const char *ledger_backend(const ledger *lg)
@@ -158,6 +205,93 @@ int ledger_commit(ledger *lg)
 int ledger_rollback(ledger *lg)
 {
     return lg != NULL ? lg->ops->rollback(lg) : -1;
+}
+
+int ledger_event_check(const ledger_event *ev, char *err, size_t errlen)
+{
+    const ledger_delivery *r = &ev->row;
+    const uint64_t max = (uint64_t)INT64_MAX; /* signed columns read larger values back negative */
+    const char *why = NULL;
+    if (strnlen(r->id, sizeof r->id) != UUID7_STR_LEN) {
+        snprintf(err, errlen, "ledger event: the delivery ID must be %d characters", UUID7_STR_LEN);
+        return -1;
+    }
+    if (ev->kind != LEDGER_EVENT_ISSUE && ev->kind != LEDGER_EVENT_BIND &&
+        ev->kind != LEDGER_EVENT_CONFIRM && ev->kind != LEDGER_EVENT_COPY)
+        why = "unknown kind";
+    else if (ev->kind == LEDGER_EVENT_COPY && (unsigned)r->status > LEDGER_CORRUPTED)
+        why = "unknown status";
+    else if (ev->kind != LEDGER_EVENT_ISSUE && ev->kind != LEDGER_EVENT_COPY &&
+             r->client[0] == '\0')
+        why = "no client";
+    else if (ev->kind == LEDGER_EVENT_CONFIRM && r->status != LEDGER_CONFIRMED &&
+             r->status != LEDGER_CORRUPTED)
+        why = "a confirmation must be confirmed or corrupted";
+    else if (r->size > max || r->issued_ms > max || r->bound_ms > max || r->confirmed_ms > max ||
+             r->received_size > max || r->received_at_ms > max)
+        why = "a number is out of range";
+    if (why == NULL)
+        return 0;
+    snprintf(err, errlen, "ledger event %s: %s", r->id, why);
+    return -1;
+}
+
+void ledger_event_columns_of(const ledger_event *ev, ledger_event_columns *out)
+{
+    ledger_event_kind kind = ev->kind;
+    /* A device names its key in the delivering request: its ISSUE is bound
+     * from the start. */
+    bool issued_bound = kind == LEDGER_EVENT_ISSUE && ev->row.status == LEDGER_BOUND;
+    out->status = kind == LEDGER_EVENT_ISSUE  ? (issued_bound ? "bound" : "issued")
+                  : kind == LEDGER_EVENT_BIND ? "bound"
+                                              : ledger_status_name(ev->row.status);
+    out->binding = kind != LEDGER_EVENT_ISSUE || issued_bound;
+    out->confirmation = kind == LEDGER_EVENT_CONFIRM || kind == LEDGER_EVENT_COPY;
+    out->insert_only = kind == LEDGER_EVENT_ISSUE || kind == LEDGER_EVENT_COPY;
+}
+
+/* The way of backends without a batch statement of their own. */
+static int write_one_by_one(ledger *lg, ledger_batch_entry *entries, size_t n)
+{
+    ledger_refusals_reset(lg);
+    if (lg->ops->begin(lg) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int rc = lg->ops->apply(lg, entries[i].event, entries[i].result);
+        entries[i].status = rc;
+        if (rc == LEDGER_APPLY_EVENT_FAILED) {
+            if (ledger_refusal_add(lg, lg->ops->error(lg)) != 0)
+                goto fail;
+        } else if (rc != 0) {
+            goto fail;
+        }
+    }
+    if (lg->ops->commit(lg) != 0)
+        goto fail;
+    ledger_refusals_assign(lg, entries, n);
+    return 0;
+fail:
+    /* A rollback that succeeds leaves the reason in ledger_error(). */
+    lg->ops->rollback(lg);
+    return -1;
+}
+
+int ledger_write(ledger *lg, ledger_batch_entry *entries, size_t n)
+{
+    if (lg == NULL || (entries == NULL && n > 0))
+        return -1;
+    if (lg->ops->write != NULL)
+        return lg->ops->write(lg, entries, n);
+    return write_one_by_one(lg, entries, n);
+}
+
+int ledger_prepare(ledger *lg, uint64_t first_ms, uint64_t last_ms)
+{
+    if (lg == NULL || last_ms < first_ms)
+        return -1;
+    if (lg->ops->prepare == NULL)
+        return 0;
+    return lg->ops->prepare(lg, first_ms, last_ms);
 }
 
 ledger_fault ledger_last_fault(const ledger *lg)

@@ -2,16 +2,18 @@
  * ledger: where deliveries and their confirmations are recorded.
  *
  * An interface (a table of functions) with one file per backend:
- * ledger_sqlite.c (embedded, the default) and, later, ledger_pg.c; the table
- * each of them fills is in ledger_backend.h, which only backends and
- * ledger.c include. A ledger
+ * ledger_sqlite.c (embedded, the default) and ledger_pg.c (PostgreSQL, one
+ * ledger for several receiptd nodes); the table each of them fills is in
+ * ledger_backend.h, which only backends and ledger.c include. A ledger
  * handle is one database connection and is used by one thread at a time:
- * the writer thread owns the only writing handle; readers (admin API,
+ * the writer thread owns the process's writing handle; readers (admin API,
  * report) open their own.
  *
- * Writes happen inside ledger_begin()/ledger_commit() around a batch of
- * ledger_apply() calls. ledger_commit() returns only when the batch is
- * durable (SQLite: WAL with synchronous=FULL).
+ * Writes are either one ledger_write() of a whole batch (the writer's way:
+ * PostgreSQL then sends the batch as a few multi-row statements in one round
+ * trip), or ledger_apply() calls between ledger_begin() and ledger_commit().
+ * Either returns only when the batch is durable (SQLite: WAL with
+ * synchronous=FULL; PostgreSQL: synchronous_commit on).
  */
 #ifndef RECEIPT_DAEMON_LEDGER_H
 #define RECEIPT_DAEMON_LEDGER_H
@@ -29,6 +31,7 @@
 #define LEDGER_ADDR_MAX    46 /* INET6_ADDRSTRLEN */
 #define LEDGER_UA_MAX      255
 #define LEDGER_SERVER_MAX  63
+#define LEDGER_NODE_MAX    63
 #define LEDGER_RECEIPT_MAX 2047
 #define LEDGER_ERR_MAX     256
 
@@ -62,34 +65,44 @@ typedef struct ledger_delivery {
     bool received_has_sha256; /* false: client sent null      */
     uint8_t received_sha256[32];
     uint64_t received_size;
-    uint64_t received_at_ms;              /* the client's clock           */
-    char receipt[LEDGER_RECEIPT_MAX + 1]; /* JWS, once confirmed          */
+    uint64_t received_at_ms; /* the client's clock           */
+    /* The receiptd node of each step; server is the site, the same on all.
+     * "" when not known (a row made from a ticket on another node). */
+    char issued_node[LEDGER_NODE_MAX + 1];
+    char bound_node[LEDGER_NODE_MAX + 1];
+    char confirmed_node[LEDGER_NODE_MAX + 1];
+    char receipt[LEDGER_RECEIPT_MAX + 1]; /* JWS, once confirmed; last: see delivery.h */
 } ledger_delivery;
 
 typedef enum ledger_event_kind {
     LEDGER_EVENT_ISSUE,   /* a new row, status issued (or bound, see below)  */
     LEDGER_EVENT_BIND,    /* issued -> bound; inserts the row if missing     */
     LEDGER_EVENT_CONFIRM, /* -> confirmed/corrupted; inserts the row if missing */
+    LEDGER_EVENT_COPY,    /* the whole row as it is, unless the ID exists    */
 } ledger_event_kind;
 
 /*
  * An event carries a whole row. ISSUE uses the issuance fields (id, path,
- * sha256, size, server, client_addr, user_agent, issued_ms). Its status is
- * issued, or bound when row.status is LEDGER_BOUND (a device that named its
- * key in the delivering request), which also records client, bound_addr and
- * bound_ms; later fields are ignored. BIND and CONFIRM also carry the issuance fields
- * (from the ticket) so that a row lost in a crash before it was written is
- * created from them.
+ * sha256, size, server, client_addr, user_agent, issued_ms, issued_node).
+ * Its status is issued, or bound when row.status is LEDGER_BOUND (a device
+ * that named its key in the delivering request), which also records client,
+ * bound_addr, bound_ms and bound_node; later fields are ignored. BIND and CONFIRM also carry the
+ * issuance fields (from the ticket) so that a row lost in a crash before it was written is created
+ * from them.
  *
- * BIND sets client, bound_addr and bound_ms (client required). The first
- * binding is the one recorded: a BIND on a row past issued is ignored.
+ * BIND sets client, bound_addr, bound_ms and bound_node (client required).
+ * The first binding is the one recorded: a BIND on a row past issued is
+ * ignored.
  *
  * CONFIRM sets status (row.status must be LEDGER_CONFIRMED or
  * LEDGER_CORRUPTED), client (required), confirmed_ms, confirm_addr,
- * received_* and receipt. When the event carries a binding (bound_ms != 0)
- * and the row is not bound to the confirming client, the event's binding
- * replaces the stored one, so that client, bound_addr and bound_ms always
- * describe the same client.
+ * received_*, receipt and confirmed_node. When the event carries a binding
+ * (bound_ms != 0) and the row is not bound to the confirming client, the
+ * event's binding replaces the stored one, so that client, bound_addr,
+ * bound_ms and bound_node always describe the same client.
+ *
+ * COPY writes every field as given (ledger copy moves rows between ledgers);
+ * an existing ID is left alone (IGNORED).
  */
 typedef struct ledger_event {
     ledger_event_kind kind;
@@ -113,22 +126,29 @@ typedef struct ledger_result {
 
 typedef struct ledger ledger;
 
-#define LEDGER_TARGET_MAX 4095 /* longest PATH (or later, connection string) */
+#define LEDGER_TARGET_MAX 4095 /* longest PATH or connection string */
 
 /*
  * Opens a ledger by URL: "sqlite:PATH" (PATH relative to the working
- * directory) or NULL for STATE_DIR/ledger.sqlite. "postgresql://..." is
- * recognised but not supported yet (an error says so). Migrates the schema to
- * the current version when writable (a new SQLite file is created mode 0600);
+ * directory), NULL for STATE_DIR/ledger.sqlite, or PostgreSQL by a libpq
+ * URL ("postgresql://..." or "postgres://...") or key/value string
+ * ("host=... dbname=..."; any string with an '='), whose password may also
+ * come from PGPASSWORD or a password file. Migrates the schema to the
+ * current version when writable (a new SQLite file is created mode 0600;
+ * PostgreSQL migrates under an advisory lock, so nodes may start together);
  * read_only handles never write, and need an existing ledger whose schema
  * version is this binary's. A ledger whose schema is newer than this binary
  * knows is refused either way. Returns NULL with err (LEDGER_ERR_MAX bytes)
- * set on failure.
+ * set on failure; err never holds a password.
  */
 WARN_UNUSED_RESULT ledger *ledger_open(const char *url, const char *state_dir, bool read_only,
                                        char *err, size_t errlen);
-void ledger_close(ledger *lg);
-
+/*
+ * The same, and *unreachable (may be NULL) tells whether the failure was
+ * the database server not answering, or refusing the connection (down,
+ * starting, a network gone, a password it does not take yet), which
+ * waiting may cure, rather than the ledger itself.
+ */
 /*
  * Whether the ledger a URL names exists yet: 1 yes, 0 no (start-up will
  * create it), -1 when the URL is invalid (err set). Backends that are not
@@ -136,9 +156,23 @@ void ledger_close(ledger *lg);
  */
 int ledger_exists(const char *url, const char *state_dir, char *err, size_t errlen);
 
-/* The backend's name ("sqlite") and the last error message (borrowed). */
+WARN_UNUSED_RESULT ledger *ledger_open_ex(const char *url, const char *state_dir, bool read_only,
+                                          bool *unreachable, char *err, size_t errlen);
+void ledger_close(ledger *lg);
+
+/* The backend's name ("sqlite", "postgresql") and the last error message
+ * (borrowed). */
 const char *ledger_backend(const ledger *lg);
 const char *ledger_error(const ledger *lg);
+
+/*
+ * Where the ledger is, for logs: the SQLite file, or the PostgreSQL
+ * connection as a URL without its password (borrowed).
+ */
+const char *ledger_where(const ledger *lg);
+
+/* Whether a URL names a PostgreSQL ledger (the same test ledger_open makes). */
+bool ledger_url_is_pg(const char *url);
 
 /*
  * How long a statement waits for a lock held by another connection before it
@@ -167,13 +201,14 @@ WARN_UNUSED_RESULT int ledger_commit(ledger *lg);
 WARN_UNUSED_RESULT int ledger_rollback(ledger *lg);
 
 /*
- * After a failed ledger_begin(), ledger_apply() (LEDGER_APPLY_TXN_FAILED) or
- * ledger_commit(): may the transaction's events be tried again? Each backend
- * sorts its own errors:
+ * After a failed ledger_begin(), ledger_apply() (LEDGER_APPLY_TXN_FAILED),
+ * ledger_commit() or ledger_write(): may the transaction's events be tried
+ * again? Each backend sorts its own errors:
  *   LEDGER_FAULT_RETRY: nothing of the transaction is durable and the store
  *     is sound; the same events can be applied again later (SQLite: full
- *     disk, lock timeout, an I/O error on a write; PostgreSQL: a lost
- *     connection, a serialization failure).
+ *     disk, lock timeout, an I/O error on a write; PostgreSQL: every failure,
+ *     since its events are idempotent and the server keeps what it
+ *     committed).
  *   LEDGER_FAULT_FATAL: the handle can no longer tell what is durable, or
  *     the store is damaged: stop writing through it (SQLite: fsync failed,
  *     since the kernel may have dropped the dirty pages and a later fsync
@@ -194,6 +229,59 @@ ledger_fault ledger_last_fault(const ledger *lg);
  */
 int ledger_verify(ledger *lg);
 
+/*
+ * One batch as one durable transaction: the entries' events in order, with
+ * the same effects and results as ledger_begin(), ledger_apply() of each and
+ * ledger_commit(). Returns 0 once durable, with every entry's status (0 or
+ * LEDGER_APPLY_EVENT_FAILED, with why saying why, valid until the next call
+ * on lg) and result (when not NULL) set; or -1 when the transaction failed
+ * and nothing of it was written (message in ledger_error()). No transaction
+ * may be open. The entries and what they point to are the caller's.
+ */
+typedef struct ledger_batch_entry {
+    const ledger_event *event;
+    ledger_result *result; /* may be NULL */
+    int status;            /* out */
+    const char *why;       /* out: for LEDGER_APPLY_EVENT_FAILED, else NULL */
+} ledger_batch_entry;
+
+WARN_UNUSED_RESULT int ledger_write(ledger *lg, ledger_batch_entry *entries, size_t n);
+
+/*
+ * Makes room for rows whose IDs carry times from first_ms to last_ms (Unix
+ * milliseconds): PostgreSQL creates the monthly partitions of the deliveries
+ * table that do not exist yet (receiptd keeps LEDGER_MONTHS_AHEAD months
+ * ready); SQLite has nothing to do. Needs a writable handle and no open
+ * transaction. Returns the number of partitions made, or -1.
+ */
+#define LEDGER_MONTHS_AHEAD 2
+WARN_UNUSED_RESULT int ledger_prepare(ledger *lg, uint64_t first_ms, uint64_t last_ms);
+
+/*
+ * Whether an event can be written at all, the same rules for every backend,
+ * which check it first: an ID of 36 characters, a known kind (and for COPY a
+ * known status), a client for BIND and CONFIRM, a final status for CONFIRM,
+ * numbers that fit a signed 64-bit column. Returns 0, or -1 with err
+ * (LEDGER_ERR_MAX bytes) saying what is wrong.
+ */
+WARN_UNUSED_RESULT int ledger_event_check(const ledger_event *ev, char *err, size_t errlen);
+
+/*
+ * The columns an event writes, the same for every backend: the status the
+ * row gets, and whether the binding (client, bound_addr, bound_ms,
+ * bound_node) and the confirmation (confirmed_ms to receipt, confirmed_node)
+ * come from the event or stay empty. insert_only: ISSUE and COPY, which make
+ * a row or leave an existing one alone; BIND and CONFIRM update one.
+ */
+typedef struct ledger_event_columns {
+    const char *status;
+    bool binding;
+    bool confirmation;
+    bool insert_only;
+} ledger_event_columns;
+
+void ledger_event_columns_of(const ledger_event *ev, ledger_event_columns *out);
+
 /* Reads one row; returns 1 found, 0 not found, -1 error. */
 WARN_UNUSED_RESULT int ledger_get(ledger *lg, const char *id, ledger_delivery *out);
 
@@ -204,8 +292,9 @@ WARN_UNUSED_RESULT long long ledger_count(ledger *lg);
 
 /*
  * Which rows a query returns. Every member narrows the set; a zero member
- * (NULL, 0) does not. Rows come newest first, ordered by ID (UUIDv7: issue
- * time, then random bits), which is stable across pages.
+ * (NULL, 0, false) does not. Rows come newest first, ordered by ID (UUIDv7:
+ * issue time, then random bits), which is stable across pages; oldest first
+ * with oldest_first.
  */
 #define LEDGER_STATUS_BIT(s)  (1u << (unsigned)(s))
 #define LEDGER_STATUS_PENDING (LEDGER_STATUS_BIT(LEDGER_ISSUED) | LEDGER_STATUS_BIT(LEDGER_BOUND))
@@ -217,6 +306,9 @@ typedef struct ledger_filter {
     uint64_t since_ms;     /* issued_ms >= since_ms                   */
     uint64_t until_ms;     /* issued_ms < until_ms; 0: no upper bound */
     const char *before_id; /* keyset page: rows with id < before_id   */
+    const char *after_id;  /* rows with id > after_id                 */
+    bool oldest_first;     /* ascending IDs instead of descending     */
+    uint64_t limit;        /* at most this many rows; 0: no limit     */
 } ledger_filter;
 
 typedef struct ledger_summary {

@@ -7,7 +7,9 @@
  * with struct ledger and struct ledger_cursor, so that ledger.c can reach
  * the table from either. Each function has the contract of the ledger.h
  * function of the same name; ledger.c has checked the arguments that
- * ledger.h says may not be NULL before it calls one.
+ * ledger.h says may not be NULL before it calls one. A NULL write or prepare
+ * is ledger.c's to do: events one by one between begin and commit, and
+ * nothing to prepare.
  */
 #ifndef RECEIPT_DAEMON_LEDGER_BACKEND_H
 #define RECEIPT_DAEMON_LEDGER_BACKEND_H
@@ -17,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 /* Every backend's cursor starts with this. */
 struct ledger_cursor {
@@ -26,7 +30,8 @@ struct ledger_cursor {
 /* The backend table. */
 typedef struct ledger_ops {
     const char *name;
-    ledger *(*open)(const char *target, bool read_only, char *err, size_t errlen);
+    ledger *(*open)(const char *target, bool read_only, bool *unreachable, char *err,
+                    size_t errlen);
     void (*close)(ledger *lg);
     const char *(*error)(const ledger *lg);
     int (*set_lock_timeout)(ledger *lg, int timeout_ms);
@@ -36,6 +41,9 @@ typedef struct ledger_ops {
     int (*rollback)(ledger *lg);
     ledger_fault (*fault)(const ledger *lg); /* NULL: every failure is retried */
     int (*verify)(ledger *lg);               /* NULL: nothing to verify */
+    int (*write)(ledger *lg, ledger_batch_entry *entries, size_t n);
+    int (*prepare)(ledger *lg, uint64_t first_ms, uint64_t last_ms);
+    const char *(*where)(const ledger *lg);
     int (*get)(ledger *lg, const char *id, ledger_delivery *out);
     long long (*count)(ledger *lg);
     int (*summary)(ledger *lg, ledger_summary *out);
@@ -51,8 +59,49 @@ typedef struct ledger_ops {
 /* Every backend's handle starts with this, so ledger.c can dispatch. */
 struct ledger {
     const ledger_ops *ops;
+    /* Reasons of the events refused by the last ledger_write(), in order;
+     * ledger_close() frees them. */
+    char (*refusals)[LEDGER_ERR_MAX];
+    size_t refusal_count;
+    size_t refusal_cap;
 };
 
+/*
+ * For write(): ledger_refusals_reset() before a batch; ledger_refusal_add()
+ * for each refused event, in entry order (0, or -1 out of memory);
+ * ledger_refusals_assign() points the refused entries' why at the reasons
+ * once the batch is done.
+ */
+static inline void ledger_refusals_reset(ledger *lg)
+{
+    lg->refusal_count = 0;
+}
+
+static inline int ledger_refusal_add(ledger *lg, const char *why)
+{
+    if (lg->refusal_count == lg->refusal_cap) {
+        size_t cap = lg->refusal_cap ? lg->refusal_cap * 2 : 8;
+        void *grown = realloc(lg->refusals, cap * sizeof *lg->refusals);
+        if (grown == NULL)
+            return -1;
+        lg->refusals = grown;
+        lg->refusal_cap = cap;
+    }
+    snprintf(lg->refusals[lg->refusal_count++], LEDGER_ERR_MAX, "%s", why);
+    return 0;
+}
+
+static inline void ledger_refusals_assign(ledger *lg, ledger_batch_entry *entries, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        entries[i].why = NULL;
+        if (entries[i].status == LEDGER_APPLY_EVENT_FAILED)
+            entries[i].why = k < lg->refusal_count ? lg->refusals[k++] : "refused";
+    }
+}
+
 extern const ledger_ops ledger_sqlite_ops;
+extern const ledger_ops ledger_pg_ops;
 
 #endif

@@ -66,6 +66,10 @@ static const char *const migrations[] = {
     "CREATE INDEX deliveries_client ON deliveries (client) WHERE client IS NOT NULL;"
     "CREATE INDEX deliveries_status ON deliveries (status);"
     "CREATE INDEX deliveries_issued ON deliveries (issued_ms);",
+    /* 2: the receiptd node of each step (several nodes, one site). */
+    "ALTER TABLE deliveries ADD COLUMN issued_node TEXT;"
+    "ALTER TABLE deliveries ADD COLUMN bound_node TEXT;"
+    "ALTER TABLE deliveries ADD COLUMN confirmed_node TEXT;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -85,9 +89,10 @@ static const char *const schema_tables[] = {"deliveries"};
 #define COLUMNS                                                                                    \
     "id, path, sha256, size, server, client_addr, user_agent, issued_ms, status, client, "         \
     "bound_addr, bound_ms, confirmed_ms, confirm_addr, received_sha256, received_size, "           \
-    "received_at_ms, receipt"
+    "received_at_ms, receipt, issued_node, bound_node, confirmed_node"
 #define PLACEHOLDERS                                                                               \
-    "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18"
+    "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, "  \
+    "?21"
 
 enum column {
     COL_ID,
@@ -108,6 +113,9 @@ enum column {
     COL_RECEIVED_SIZE,
     COL_RECEIVED_AT_MS,
     COL_RECEIPT,
+    COL_ISSUED_NODE,
+    COL_BOUND_NODE,
+    COL_CONFIRMED_NODE,
 };
 
 #define INSERT_ROW                                                                                 \
@@ -136,7 +144,8 @@ static const char *const stmt_sql[ST_COUNT_ALL] = {
     [ST_ISSUE] = INSERT_ROW "DO NOTHING",
     /* The first binding is recorded: later ones leave the row as it is. */
     [ST_BIND] = INSERT_ROW "DO UPDATE SET status = excluded.status, client = excluded.client,"
-                           " bound_addr = excluded.bound_addr, bound_ms = excluded.bound_ms"
+                           " bound_addr = excluded.bound_addr, bound_ms = excluded.bound_ms,"
+                           " bound_node = excluded.bound_node"
                            " WHERE deliveries.status = 'issued'",
     /*
      * The caller has read the row and knows it is not confirmed yet; the
@@ -151,6 +160,10 @@ static const char *const stmt_sql[ST_COUNT_ALL] = {
                    " bound_ms = CASE WHEN excluded.bound_ms IS NOT NULL AND"
                    "   deliveries.client IS NOT excluded.client"
                    "   THEN excluded.bound_ms ELSE deliveries.bound_ms END,"
+                   " bound_node = CASE WHEN excluded.bound_ms IS NOT NULL AND"
+                   "   deliveries.client IS NOT excluded.client"
+                   "   THEN excluded.bound_node ELSE deliveries.bound_node END,"
+                   " confirmed_node = excluded.confirmed_node,"
                    " confirmed_ms = excluded.confirmed_ms, confirm_addr = excluded.confirm_addr,"
                    " received_sha256 = excluded.received_sha256,"
                    " received_size = excluded.received_size,"
@@ -213,6 +226,7 @@ typedef struct ledger_sqlite {
     ledger base; /* first: ledger.c dispatches through it */
     sqlite3 *db;
     bool read_only;
+    char where[LEDGER_TARGET_MAX + 1];
     sqlite3_stmt *stmt[ST_COUNT_ALL];
     int fault_rc; /* result code of the last failed write step */
     char err[LEDGER_ERR_MAX];
@@ -268,17 +282,16 @@ static int bind_opt_int(sqlite3_stmt *st, int col, uint64_t v)
     return bind_int(st, col, v);
 }
 
-static int bind_row(sqlite3_stmt *st, ledger_event_kind kind, const ledger_delivery *row)
+static int bind_row(sqlite3_stmt *st, const ledger_event *ev)
 {
     int rc = SQLITE_OK;
-    /* A device names its key in the delivering request: its ISSUE is bound
-     * from the start. */
-    bool issued_bound = kind == LEDGER_EVENT_ISSUE && row->status == LEDGER_BOUND;
-    const char *status = kind == LEDGER_EVENT_ISSUE  ? (issued_bound ? "bound" : "issued")
-                         : kind == LEDGER_EVENT_BIND ? "bound"
-                                                     : ledger_status_name(row->status);
-    bool bound = kind != LEDGER_EVENT_ISSUE || issued_bound;
-    bool confirmed = kind == LEDGER_EVENT_CONFIRM;
+    const ledger_delivery *row = &ev->row;
+    ledger_event_kind kind = ev->kind;
+    ledger_event_columns cols;
+    ledger_event_columns_of(ev, &cols);
+    const char *status = cols.status;
+    bool bound = cols.binding;
+    bool confirmed = cols.confirmation;
 
     /* Any error sticks to the statement; the first one is reported. */
     rc |= bind_text(st, COL_ID, row->id, sizeof row->id);
@@ -290,14 +303,17 @@ static int bind_row(sqlite3_stmt *st, ledger_event_kind kind, const ledger_deliv
     rc |= bind_opt_text(st, COL_USER_AGENT, row->user_agent, sizeof row->user_agent);
     rc |= bind_int(st, COL_ISSUED_MS, row->issued_ms);
     rc |= sqlite3_bind_text(st, COL_STATUS + 1, status, -1, SQLITE_STATIC);
+    rc |= bind_opt_text(st, COL_ISSUED_NODE, row->issued_node, sizeof row->issued_node);
     if (bound) {
         rc |= bind_opt_text(st, COL_CLIENT, row->client, sizeof row->client);
         rc |= bind_opt_text(st, COL_BOUND_ADDR, row->bound_addr, sizeof row->bound_addr);
         rc |= bind_opt_int(st, COL_BOUND_MS, row->bound_ms);
+        rc |= bind_opt_text(st, COL_BOUND_NODE, row->bound_node, sizeof row->bound_node);
     } else {
         rc |= sqlite3_bind_null(st, COL_CLIENT + 1);
         rc |= sqlite3_bind_null(st, COL_BOUND_ADDR + 1);
         rc |= sqlite3_bind_null(st, COL_BOUND_MS + 1);
+        rc |= sqlite3_bind_null(st, COL_BOUND_NODE + 1);
     }
     if (confirmed) {
         rc |= bind_opt_int(st, COL_CONFIRMED_MS, row->confirmed_ms);
@@ -307,12 +323,21 @@ static int bind_row(sqlite3_stmt *st, ledger_event_kind kind, const ledger_deliv
                                     sizeof row->received_sha256, SQLITE_STATIC);
         else
             rc |= sqlite3_bind_null(st, COL_RECEIVED_SHA256 + 1);
-        rc |= bind_int(st, COL_RECEIVED_SIZE, row->received_size);
-        rc |= bind_int(st, COL_RECEIVED_AT_MS, row->received_at_ms);
+        if (kind == LEDGER_EVENT_COPY && row->confirmed_ms == 0) {
+            /* A row never confirmed has no received fields. */
+            rc |= bind_opt_int(st, COL_RECEIVED_SIZE, row->received_size);
+            rc |= bind_opt_int(st, COL_RECEIVED_AT_MS, row->received_at_ms);
+        } else {
+            rc |= bind_int(st, COL_RECEIVED_SIZE, row->received_size);
+            rc |= bind_int(st, COL_RECEIVED_AT_MS, row->received_at_ms);
+        }
         rc |= bind_opt_text(st, COL_RECEIPT, row->receipt, sizeof row->receipt);
+        rc |=
+            bind_opt_text(st, COL_CONFIRMED_NODE, row->confirmed_node, sizeof row->confirmed_node);
     } else {
         for (int col = COL_CONFIRMED_MS; col <= COL_RECEIPT; col++)
             rc |= sqlite3_bind_null(st, col + 1);
+        rc |= sqlite3_bind_null(st, COL_CONFIRMED_NODE + 1);
     }
     return rc == SQLITE_OK ? 0 : -1;
 }
@@ -368,6 +393,9 @@ static int read_row(ledger_sqlite *lg, sqlite3_stmt *st, ledger_delivery *out)
     out->received_size = column_u64(st, COL_RECEIVED_SIZE);
     out->received_at_ms = column_u64(st, COL_RECEIVED_AT_MS);
     column_text(st, COL_RECEIPT, out->receipt, sizeof out->receipt);
+    column_text(st, COL_ISSUED_NODE, out->issued_node, sizeof out->issued_node);
+    column_text(st, COL_BOUND_NODE, out->bound_node, sizeof out->bound_node);
+    column_text(st, COL_CONFIRMED_NODE, out->confirmed_node, sizeof out->confirmed_node);
     return 0;
 }
 
@@ -402,7 +430,7 @@ static int run(sqlite3_stmt *st)
 static int write_row(ledger_sqlite *lg, enum stmt_id id, const ledger_event *ev, bool *changed)
 {
     sqlite3_stmt *st = lg->stmt[id];
-    if (bind_row(st, ev->kind, &ev->row) != 0) {
+    if (bind_row(st, ev) != 0) {
         fail(lg, "ledger bind %s: %s", ev->row.id, sqlite3_errmsg(lg->db));
         return LEDGER_APPLY_EVENT_FAILED;
     }
@@ -444,33 +472,7 @@ static bool fits_int64(uint64_t v)
 /* Refuses events that could never be written correctly. */
 static bool event_valid(ledger_sqlite *lg, const ledger_event *ev)
 {
-    const ledger_delivery *r = &ev->row;
-    if (strnlen(r->id, sizeof r->id) != UUID7_STR_LEN) {
-        fail(lg, "ledger event: the delivery ID must be %d characters", UUID7_STR_LEN);
-        return false;
-    }
-    if (ev->kind != LEDGER_EVENT_ISSUE && ev->kind != LEDGER_EVENT_BIND &&
-        ev->kind != LEDGER_EVENT_CONFIRM) {
-        fail(lg, "ledger event %s: unknown kind %d", r->id, (int)ev->kind);
-        return false;
-    }
-    if (ev->kind != LEDGER_EVENT_ISSUE && r->client[0] == '\0') {
-        fail(lg, "ledger event %s: no client", r->id);
-        return false;
-    }
-    if (ev->kind == LEDGER_EVENT_CONFIRM && r->status != LEDGER_CONFIRMED &&
-        r->status != LEDGER_CORRUPTED) {
-        fail(lg, "ledger event %s: a confirmation must be confirmed or corrupted", r->id);
-        return false;
-    }
-    /* SQLite integers are signed; larger values would read back negative. */
-    if (!fits_int64(r->size) || !fits_int64(r->issued_ms) || !fits_int64(r->bound_ms) ||
-        !fits_int64(r->confirmed_ms) || !fits_int64(r->received_size) ||
-        !fits_int64(r->received_at_ms)) {
-        fail(lg, "ledger event %s: a number is out of range", r->id);
-        return false;
-    }
-    return true;
+    return ledger_event_check(ev, lg->err, sizeof lg->err) == 0;
 }
 
 static int apply_confirm(ledger_sqlite *lg, const ledger_event *ev, ledger_result *result)
@@ -522,6 +524,7 @@ static int sqlite_apply(ledger *base, const ledger_event *ev, ledger_result *res
 
     switch (ev->kind) {
     case LEDGER_EVENT_ISSUE:
+    case LEDGER_EVENT_COPY: /* the same INSERT; bind_row binds the whole row */
         rc = write_row(lg, ST_ISSUE, ev, &changed);
         break;
     case LEDGER_EVENT_BIND:
@@ -775,7 +778,7 @@ typedef struct sqlite_cursor {
     bool done;
 } sqlite_cursor;
 
-#define QUERY_SQL_MAX 512
+#define QUERY_SQL_MAX 768
 
 enum query_param {
     QP_PATH = 1,
@@ -783,6 +786,8 @@ enum query_param {
     QP_SINCE,
     QP_UNTIL,
     QP_BEFORE,
+    QP_AFTER,
+    QP_LIMIT,
 };
 
 static int build_query(const ledger_filter *f, char *sql, size_t cap)
@@ -809,6 +814,8 @@ static int build_query(const ledger_filter *f, char *sql, size_t cap)
         APPEND(" AND issued_ms < ?%d", QP_UNTIL);
     if (f->before_id != NULL && f->before_id[0] != '\0')
         APPEND(" AND id < ?%d", QP_BEFORE);
+    if (f->after_id != NULL && f->after_id[0] != '\0')
+        APPEND(" AND id > ?%d", QP_AFTER);
     if (f->statuses != 0) {
         /* Names from the fixed table, never from the caller. */
         const char *sep = " AND status IN (";
@@ -820,7 +827,9 @@ static int build_query(const ledger_filter *f, char *sql, size_t cap)
         }
         APPEND(")");
     }
-    APPEND(" ORDER BY id DESC");
+    APPEND(" ORDER BY id %s", f->oldest_first ? "ASC" : "DESC");
+    if (f->limit != 0)
+        APPEND(" LIMIT ?%d", QP_LIMIT);
 #undef APPEND
     return 0;
 }
@@ -838,6 +847,10 @@ static int bind_filter(sqlite3_stmt *st, const ledger_filter *f)
         rc |= sqlite3_bind_int64(st, QP_UNTIL, (sqlite3_int64)f->until_ms);
     if (f->before_id != NULL && f->before_id[0] != '\0')
         rc |= sqlite3_bind_text(st, QP_BEFORE, f->before_id, -1, SQLITE_TRANSIENT);
+    if (f->after_id != NULL && f->after_id[0] != '\0')
+        rc |= sqlite3_bind_text(st, QP_AFTER, f->after_id, -1, SQLITE_TRANSIENT);
+    if (f->limit != 0)
+        rc |= sqlite3_bind_int64(st, QP_LIMIT, (sqlite3_int64)f->limit);
     return rc == SQLITE_OK ? 0 : -1;
 }
 
@@ -847,7 +860,7 @@ static ledger_cursor *sqlite_query(ledger *base, const ledger_filter *f)
     char sql[QUERY_SQL_MAX];
     sqlite_cursor *cur = NULL;
     lg->err[0] = '\0';
-    if (!fits_int64(f->since_ms) || !fits_int64(f->until_ms) ||
+    if (!fits_int64(f->since_ms) || !fits_int64(f->until_ms) || !fits_int64(f->limit) ||
         (f->statuses & ~(LEDGER_STATUS_BIT(LEDGER_CORRUPTED + 1) - 1)) != 0) {
         fail(lg, "ledger query: a filter is out of range");
         return NULL;
@@ -910,6 +923,11 @@ static int sqlite_set_lock_timeout(ledger *base, int timeout_ms)
 static const char *sqlite_error(const ledger *base)
 {
     return ((const ledger_sqlite *)base)->err;
+}
+
+static const char *sqlite_where(const ledger *base)
+{
+    return ((const ledger_sqlite *)base)->where;
 }
 
 /* ---- opening ---- */
@@ -1250,8 +1268,10 @@ static void sqlite_setup(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
-static ledger *sqlite_open(const char *target, bool read_only, char *err, size_t errlen)
+static ledger *sqlite_open(const char *target, bool read_only, bool *unreachable, char *err,
+                           size_t errlen)
 {
+    (void)unreachable; /* a file is there or not: waiting cures nothing */
     ledger_sqlite *lg = NULL;
     int flags = SQLITE_OPEN_NOMUTEX; /* one thread at a time, by contract */
 
@@ -1267,6 +1287,7 @@ static ledger *sqlite_open(const char *target, bool read_only, char *err, size_t
     }
     lg->base.ops = &ledger_sqlite_ops;
     lg->read_only = read_only;
+    snprintf(lg->where, sizeof lg->where, "%s", target);
 
     flags |= read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
     int rc = sqlite3_open_v2(target, &lg->db, flags, NULL);
@@ -1308,6 +1329,9 @@ const ledger_ops ledger_sqlite_ops = {
     .rollback = sqlite_rollback,
     .fault = sqlite_fault,
     .verify = sqlite_verify,
+    .write = NULL, /* one by one: SQLite statements cost no round trip */
+    .prepare = NULL,
+    .where = sqlite_where,
     .get = sqlite_get,
     .count = sqlite_count,
     .summary = sqlite_summary,

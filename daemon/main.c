@@ -10,15 +10,19 @@
 #include "daemon/accesslog.h"
 #include "daemon/admin.h"
 #include "daemon/admin_token.h"
+#include "daemon/clock.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
 #include "daemon/http.h"
+#include "daemon/keys.h"
 #include "daemon/keystore.h"
 #include "daemon/ledger.h"
+#include "daemon/ledger_copy.h"
 #include "daemon/log.h"
 #include "daemon/recovery.h"
 #include "daemon/report.h"
 #include "daemon/ticket.h"
+#include "daemon/upkeep.h"
 #include "daemon/writer.h"
 
 #include <errno.h>
@@ -34,9 +38,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAIN_ERR_MAX    512
-#define MAIN_EXIT_LOST  3   /* ledger events neither committed nor saved */
-#define MAIN_FD_RESERVE 256 /* descriptors beyond connections: files, ledger, logs */
+#define MAIN_ERR_MAX           512
+#define MAIN_EXIT_LOST         3   /* ledger events neither committed nor saved */
+#define MAIN_FD_RESERVE        256 /* descriptors beyond connections: files, ledger, logs */
+#define MAIN_LEDGER_WAIT_MAX_S 30  /* longest wait between tries to reach the ledger */
 
 /* Makes room for the configured connections; lowers the limit if it cannot. */
 static void fit_fd_limit(config *cfg)
@@ -115,7 +120,57 @@ static int check_reservation_room(const config *cfg, size_t events, char *err, s
     return 0;
 }
 
-static int start_state(const config *cfg, bool check_only, state *st, char *err, size_t errlen)
+/*
+ * The writer's ledger. A database server that cannot be reached yet (down,
+ * still starting, the network not up) is tried again, with the wait doubling
+ * up to MAIN_LEDGER_WAIT_MAX_S, and said so each time, until SIGTERM or
+ * SIGINT (then *stopped). Anything else wrong with the ledger fails at once.
+ */
+static ledger *open_ledger_waiting(const config *cfg, const sigset_t *signals, bool *stopped,
+                                   char *err, size_t errlen)
+{
+    unsigned wait_s = 1;
+    *stopped = false;
+    for (;;) {
+        bool unreachable = false;
+        ledger *lg =
+            ledger_open_ex(cfg->ledger_url, cfg->state_dir, false, &unreachable, err, errlen);
+        if (lg != NULL || !unreachable)
+            return lg;
+        log_warn("%s; trying again in %u s", err, wait_s);
+        struct timespec ts = {.tv_sec = wait_s};
+        int sig = sigtimedwait(signals, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("%s while waiting for the ledger: stopping",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            *stopped = true;
+            return NULL;
+        }
+        wait_s = wait_s * 2 > MAIN_LEDGER_WAIT_MAX_S ? MAIN_LEDGER_WAIT_MAX_S : wait_s * 2;
+    }
+}
+
+/* PostgreSQL: this month's partition and the next ones, at every start (the
+ * upkeep thread then daily). Without them rows go to the default partition,
+ * which works: a warning, not a reason to stop. */
+static void prepare_months(ledger *lg)
+{
+    uint64_t now = clock_wall_ms();
+    int made = ledger_prepare(lg, now, now + (uint64_t)LEDGER_MONTHS_AHEAD * 31 * 86400000ull);
+    if (made < 0)
+        log_warn("ledger: cannot make the partitions of the months ahead (%s); rows go to the "
+                 "default partition until they exist",
+                 ledger_error(lg));
+    else if (made > 0)
+        log_info("ledger: made %d monthly partition%s of deliveries", made, made == 1 ? "" : "s");
+}
+
+/*
+ * signals: those main() waits for, which stop a start that waits for its
+ * ledger (*stopped then); NULL with check_only.
+ */
+static int start_state(const config *cfg, bool check_only, const sigset_t *signals, bool *stopped,
+                       state *st, char *err, size_t errlen)
 {
     struct stat sb;
     bool created = false;
@@ -178,9 +233,11 @@ static int start_state(const config *cfg, bool check_only, state *st, char *err,
         return check_reservation_room(cfg, recovery_events, err, errlen);
     }
 
-    st->lg = ledger_open(cfg->ledger_url, cfg->state_dir, false, err, errlen);
+    st->lg = open_ledger_waiting(cfg, signals, stopped, err, errlen);
     if (st->lg == NULL)
         return -1;
+    log_info("ledger %s at %s", ledger_backend(st->lg), ledger_where(st->lg));
+    prepare_months(st->lg);
     /* Events saved when the ledger last failed go in before anything new. */
     recovery_summary rs;
     if (recovery_apply(cfg->state_dir, st->lg, cfg->batch_max, &rs, err, errlen) != 0)
@@ -200,7 +257,7 @@ static int run_check(const config *cfg)
 {
     char err[MAIN_ERR_MAX] = "";
     state st;
-    int rc = start_state(cfg, true, &st, err, sizeof err);
+    int rc = start_state(cfg, true, NULL, NULL, &st, err, sizeof err);
     state_close(&st);
     if (rc != 0) {
         fprintf(stderr, "receiptd: %s\n", err);
@@ -267,6 +324,7 @@ int main(int argc, char **argv)
     ticket_sealer *sealer = NULL;
     content_store *content = NULL;
     writer *ledger_writer = NULL;
+    upkeep *ledger_upkeep = NULL;
     accesslog *alog = NULL;
     http_server *srv = NULL;
     admin_server *admin = NULL;
@@ -274,6 +332,10 @@ int main(int argc, char **argv)
     /* A subcommand with options of its own, before the server's parsing. */
     if (argc > 1 && strcmp(argv[1], "report") == 0)
         return report_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "ledger") == 0)
+        return ledger_copy_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "keys") == 0)
+        return keys_main(argc - 1, argv + 1);
 
     config_result cr = config_parse(&cfg, argc, argv, err, sizeof err);
     if (cr != CONFIG_OK) {
@@ -301,8 +363,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     fit_fd_limit(&cfg);
-    if (start_state(&cfg, false, &st, err, sizeof err) != 0)
+    bool stopped = false;
+    if (start_state(&cfg, false, &signals, &stopped, &st, err, sizeof err) != 0) {
+        if (stopped)
+            status = 0;
         goto out;
+    }
     keys = st.keys;
 
     sealer = ticket_sealer_new(keys->ticket_secret);
@@ -331,6 +397,11 @@ int main(int argc, char **argv)
         snprintf(err, sizeof err, "cannot start the ledger writer thread");
         goto out;
     }
+    ledger_upkeep = upkeep_start(cfg.ledger_url, cfg.state_dir);
+    if (ledger_upkeep == NULL) {
+        snprintf(err, sizeof err, "cannot start the ledger upkeep thread");
+        goto out;
+    }
 
     if (cfg.access_log != NULL) {
         alog = accesslog_open(cfg.access_log, err, sizeof err);
@@ -350,9 +421,9 @@ int main(int argc, char **argv)
     if (srv == NULL)
         goto out;
 
-    log_info("receiptd %s serving %s on %s (port %u), %u threads, ledger %s, server id %s",
+    log_info("receiptd %s serving %s on %s (port %u), %u threads, ledger %s, site %s, node %s",
              RECEIPT_VERSION, cfg.root, cfg.listen.text, http_server_port(srv), cfg.threads,
-             backend, cfg.server_id);
+             backend, cfg.server_id, cfg.node_id);
     log_info("public URL %s; confirmations go to %s/_receipt/confirm", cfg.public_url,
              cfg.public_url);
     printf("receiptd: serving %s at %s/\n", cfg.root, cfg.public_url);
@@ -434,6 +505,7 @@ out:
         log_error("%s", err);
     admin_stop(admin);
     http_server_stop(srv);
+    upkeep_stop(ledger_upkeep);
     writer_free(ledger_writer);
     http_server_free(srv);
     accesslog_close(alog);

@@ -28,6 +28,7 @@ int plugin_seal(const http_context *ctx, const delivery *d, const clientkey *ck,
     jbuf_key(&b, "server");
     jbuf_adds(&b, "{");
     jbuf_member_str(&b, "id", ctx->cfg->server_id);
+    jbuf_member_str(&b, "node", ctx->cfg->node_id);
     jbuf_member_str(&b, "kid", server_kid);
     jbuf_member_str(&b, "confirm", ctx->confirm_url);
     jbuf_adds(&b, "}");
@@ -44,7 +45,7 @@ int plugin_seal(const http_context *ctx, const delivery *d, const clientkey *ck,
 static void fill_bind_event(const http_context *ctx, const request *req, const ticket_claims *t,
                             const clientkey *ck, uint64_t now_ms, ledger_event *ev)
 {
-    delivery_event_start(LEDGER_EVENT_BIND, t, ctx->cfg->server_id, ev);
+    delivery_event_start(LEDGER_EVENT_BIND, t, ctx->cfg->server_id, ctx->cfg->node_id, ev);
     ledger_delivery *row = &ev->row;
     row->status = LEDGER_BOUND;
     memcpy(row->client, ck->id, sizeof row->client);

@@ -13,8 +13,8 @@
  *              L  path bytes (no NUL)
  *
  * Fixed widths keep the parser trivial; the largest claims (bound, 240-byte
- * path) are 346 bytes, so a ticket is at most 17 + 346 + 16 = 379 bytes,
- * 506 characters of base64url, within TICKET_MAX_LEN. A plaintext whose
+ * path) are 346 bytes, so a ticket is at most 21 + 346 + 16 = 383 bytes,
+ * 511 characters of base64url, within TICKET_MAX_LEN. A plaintext whose
  * length does not match its own fields exactly is refused.
  */
 #include "daemon/ticket.h"
@@ -34,8 +34,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TICKET_VERSION      1
-#define TICKET_HEADER_LEN   17 /* version, epoch, nonce */
+#define TICKET_VERSION      2
+#define TICKET_V1           1  /* opened, never sealed any more */
+#define TICKET_HEADER_LEN   21 /* version, epoch, key tag, nonce */
+#define TICKET_V1_HEADER    17 /* version, epoch, nonce */
+#define TICKET_KEY_TAG_LEN  4
 #define TICKET_NONCE_LEN    12
 #define TICKET_TAG_LEN      16
 #define TICKET_KEY_LEN      32
@@ -44,13 +47,14 @@
 #define TICKET_CLAIMS_MAX   (TICKET_CLAIMS_FIXED + 32 + TICKET_PATH_MAX)
 #define TICKET_RAW_MAX      (TICKET_HEADER_LEN + TICKET_CLAIMS_MAX + TICKET_TAG_LEN)
 #define TICKET_EPOCH_MS     ((uint64_t)TICKET_EPOCH_SECONDS * 1000)
-#define TICKET_CACHE_SLOTS  4
+#define TICKET_CACHE_SLOTS  16 /* epochs and key tags: tickets of several nodes */
 #define TICKET_SALT         "receipt/v1 ticket"
 
 _Static_assert((TICKET_RAW_MAX + 2) / 3 * 4 <= TICKET_MAX_LEN, "largest ticket must fit");
 
 struct ticket_sealer {
     uint64_t id;
+    uint8_t key_tag[TICKET_KEY_TAG_LEN]; /* this sealer's keys, among all that share the secret */
     uint8_t secret[TICKET_SECRET_LEN];
 };
 
@@ -62,6 +66,8 @@ struct ticket_sealer {
 typedef struct ticket_slot {
     uint64_t sealer_id;
     uint32_t epoch;
+    bool tagged; /* version 2: key_tag is part of the derivation */
+    uint8_t key_tag[TICKET_KEY_TAG_LEN];
     uint8_t key[TICKET_KEY_LEN];
 } ticket_slot;
 
@@ -111,10 +117,15 @@ static ticket_tls *ticket_thread(void)
     return tls;
 }
 
-static int ticket_derive(const ticket_sealer *sealer, uint32_t epoch, uint8_t key[TICKET_KEY_LEN])
+/* The key of an epoch and key tag (NULL: a version 1 ticket, which has none). */
+static int ticket_derive(const ticket_sealer *sealer, uint32_t epoch, const uint8_t *key_tag,
+                         uint8_t key[TICKET_KEY_LEN])
 {
-    char info[32];
-    int ilen = snprintf(info, sizeof(info), "epoch %u", (unsigned)epoch);
+    char info[48];
+    int ilen = key_tag == NULL
+                   ? snprintf(info, sizeof(info), "epoch %u", (unsigned)epoch)
+                   : snprintf(info, sizeof(info), "epoch %u key %02x%02x%02x%02x", (unsigned)epoch,
+                              key_tag[0], key_tag[1], key_tag[2], key_tag[3]);
     EVP_KDF_CTX *kctx = NULL;
     OSSL_PARAM params[5];
     int rc = -1;
@@ -140,23 +151,30 @@ out:
     return rc;
 }
 
-/* The epoch key from this thread's cache, derived on a miss. */
-static const uint8_t *ticket_key(ticket_tls *tls, const ticket_sealer *sealer, uint32_t epoch)
+/* The key of an epoch and key tag (NULL: version 1) from this thread's
+ * cache, derived on a miss. */
+static const uint8_t *ticket_key(ticket_tls *tls, const ticket_sealer *sealer, uint32_t epoch,
+                                 const uint8_t *key_tag)
 {
     ticket_slot *slot;
 
     for (unsigned i = 0; i < TICKET_CACHE_SLOTS; i++) {
         slot = &tls->slot[i];
-        if (slot->sealer_id == sealer->id && slot->epoch == epoch)
+        if (slot->sealer_id == sealer->id && slot->epoch == epoch &&
+            slot->tagged == (key_tag != NULL) &&
+            (key_tag == NULL || memcmp(slot->key_tag, key_tag, TICKET_KEY_TAG_LEN) == 0))
             return slot->key;
     }
     slot = &tls->slot[tls->next];
     tls->next = (tls->next + 1) % TICKET_CACHE_SLOTS;
     slot->sealer_id = 0;
-    if (ticket_derive(sealer, epoch, slot->key) != 0)
+    if (ticket_derive(sealer, epoch, key_tag, slot->key) != 0)
         return NULL;
     slot->sealer_id = sealer->id;
     slot->epoch = epoch;
+    slot->tagged = key_tag != NULL;
+    if (key_tag != NULL)
+        memcpy(slot->key_tag, key_tag, TICKET_KEY_TAG_LEN);
     return slot->key;
 }
 
@@ -170,6 +188,10 @@ ticket_sealer *ticket_sealer_new(const uint8_t secret[TICKET_SECRET_LEN])
     if (sealer == NULL)
         return NULL;
     sealer->id = atomic_fetch_add(&ticket_next_id, 1);
+    if (rnd_bytes(sealer->key_tag, TICKET_KEY_TAG_LEN) != 0) {
+        free(sealer);
+        return NULL;
+    }
     memcpy(sealer->secret, secret, TICKET_SECRET_LEN);
     return sealer;
 }
@@ -280,7 +302,7 @@ ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
     tls = ticket_thread();
     if (tls == NULL)
         return TICKET_INTERNAL;
-    key = ticket_key(tls, sealer, epoch);
+    key = ticket_key(tls, sealer, epoch, sealer->key_tag);
     if (key == NULL)
         return TICKET_INTERNAL;
 
@@ -289,11 +311,13 @@ ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
     raw[2] = (uint8_t)(epoch >> 16);
     raw[3] = (uint8_t)(epoch >> 8);
     raw[4] = (uint8_t)epoch;
-    if (rnd_bytes(raw + 5, TICKET_NONCE_LEN) != 0)
+    memcpy(raw + 5, sealer->key_tag, TICKET_KEY_TAG_LEN);
+    uint8_t *nonce = raw + 5 + TICKET_KEY_TAG_LEN;
+    if (rnd_bytes(nonce, TICKET_NONCE_LEN) != 0)
         goto out;
     ptlen = encode_claims(claims, pt);
-    /* The header (version, epoch, nonce) is the additional data. */
-    if (jose_a256gcm_seal(key, raw + 5, raw, TICKET_HEADER_LEN, pt, ptlen, raw + TICKET_HEADER_LEN,
+    /* The header (version, epoch, key tag, nonce) is the additional data. */
+    if (jose_a256gcm_seal(key, nonce, raw, TICKET_HEADER_LEN, pt, ptlen, raw + TICKET_HEADER_LEN,
                           raw + TICKET_HEADER_LEN + ptlen) != JOSE_OK)
         goto out;
     *out_len = b64url_encode(raw, TICKET_HEADER_LEN + ptlen + TICKET_TAG_LEN, out);
@@ -320,10 +344,13 @@ ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uin
     if (sealer == NULL || text == NULL || claims == NULL || n > TICKET_MAX_LEN)
         return TICKET_INVALID;
     rawlen = b64url_decode(text, n, raw, sizeof(raw));
-    if (rawlen < TICKET_HEADER_LEN + TICKET_CLAIMS_FIXED + TICKET_TAG_LEN ||
-        raw[0] != TICKET_VERSION)
+    if (rawlen < 1 || (raw[0] != TICKET_VERSION && raw[0] != TICKET_V1))
         return TICKET_INVALID;
-    ctlen = (size_t)rawlen - TICKET_HEADER_LEN - TICKET_TAG_LEN;
+    size_t header = raw[0] == TICKET_VERSION ? TICKET_HEADER_LEN : TICKET_V1_HEADER;
+    const uint8_t *key_tag = raw[0] == TICKET_VERSION ? raw + 5 : NULL;
+    if ((size_t)rawlen < header + TICKET_CLAIMS_FIXED + TICKET_TAG_LEN)
+        return TICKET_INVALID;
+    ctlen = (size_t)rawlen - header - TICKET_TAG_LEN;
     epoch = (uint32_t)raw[1] << 24 | (uint32_t)raw[2] << 16 | (uint32_t)raw[3] << 8 | raw[4];
     /* The epoch is not authenticated yet: one from the future is forged,
      * and must not cost a key derivation or evict a real key. */
@@ -332,11 +359,11 @@ ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uin
     tls = ticket_thread();
     if (tls == NULL)
         return TICKET_INTERNAL;
-    key = ticket_key(tls, sealer, epoch);
+    key = ticket_key(tls, sealer, epoch, key_tag);
     if (key == NULL)
         return TICKET_INTERNAL;
-    switch (jose_a256gcm_open(key, raw + 5, raw, TICKET_HEADER_LEN, raw + TICKET_HEADER_LEN, ctlen,
-                              raw + TICKET_HEADER_LEN + ctlen, pt)) {
+    switch (jose_a256gcm_open(key, raw + header - TICKET_NONCE_LEN, raw, header, raw + header,
+                              ctlen, raw + header + ctlen, pt)) {
     case JOSE_OK:
         break;
     case JOSE_DECRYPT:

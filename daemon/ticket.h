@@ -2,14 +2,20 @@
  * ticket: the opaque, sealed ticket of PROTOCOL.md sections 1 and 4.
  *
  * A ticket is base64url of
- *   version (1 byte, 1) || epoch (4 bytes, big-endian) || nonce (12 bytes)
- *   || AES-256-GCM ciphertext of the claims || tag (16 bytes)
- * with the header bytes as additional data. The key of each epoch is
+ *   version (1 byte, 2) || epoch (4 bytes, big-endian) || key tag (4 bytes)
+ *   || nonce (12 bytes) || AES-256-GCM ciphertext of the claims || tag (16)
+ * with the header bytes as additional data. The key is
  * HKDF-SHA256(IKM = ticket secret, salt = "receipt/v1 ticket",
- * info = "epoch " || decimal epoch), an epoch being TICKET_EPOCH_SECONDS of
- * issue time: a random 96-bit nonce then never meets 2^32 messages under one
- * key. A ticket is at most TICKET_MAX_LEN characters; content paths longer
- * than TICKET_PATH_MAX bytes cannot be ticketed.
+ * info = "epoch " || decimal epoch || " key " || key tag in lowercase hex),
+ * an epoch being TICKET_EPOCH_SECONDS of issue time, and the key tag random,
+ * chosen once per sealer (once per receiptd process). Several nodes share the
+ * ticket secret; with their own key tags, each seals under keys of its own,
+ * so random 96-bit nonces stay below 2^32 messages per key as long as one
+ * process stays below 2^32 tickets an hour, however many nodes there are.
+ * Version 1 (no key tag; info "epoch " || decimal epoch) still opens, so
+ * that tickets issued before an upgrade stay valid. A ticket is at most
+ * TICKET_MAX_LEN characters; content paths longer than TICKET_PATH_MAX
+ * bytes cannot be ticketed.
  *
  * A ticket_sealer is thread-safe; it owns a copy of the secret and wipes it
  * when freed.

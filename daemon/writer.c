@@ -1,11 +1,11 @@
 #include "daemon/writer.h"
 
 #include "daemon/log.h"
+#include "daemon/thread.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +55,8 @@ struct writer {
     writer_stats stats;
 
     /* Owned by the writer thread (or by writer_stop's caller when never started). */
-    writer_item **batch; /* batch_max pointers; the first `held` wait for a retry */
+    writer_item **batch;         /* batch_max pointers; the first `held` wait for a retry */
+    ledger_batch_entry *entries; /* batch_max: the batch as ledger_write() takes it */
     size_t held;
     const ledger_event **save_list; /* capacity + batch_max: for save_all() */
     char why[LEDGER_ERR_MAX];       /* the last failure */
@@ -130,6 +131,8 @@ static const char *kind_name(ledger_event_kind kind)
         return "bind";
     case LEDGER_EVENT_CONFIRM:
         return "confirm";
+    case LEDGER_EVENT_COPY:
+        return "copy";
     }
     return "unknown";
 }
@@ -282,42 +285,33 @@ static void batch_failed(writer *w, size_t n, const char *why)
         item_answer_failed(w->batch[i]);
 }
 
-/* Applies and commits w->batch[0..n). */
+/* Writes w->batch[0..n) in one transaction (ledger_write). */
 static batch_outcome batch_run(writer *w, size_t n)
 {
     char why[LEDGER_ERR_MAX];
     double start = now_ms();
 
-    for (size_t i = 0; i < n; i++)
-        w->batch[i]->status = 0;
-
-    if (ledger_begin(w->lg) != 0)
-        goto failed;
     for (size_t i = 0; i < n; i++) {
         writer_item *item = w->batch[i];
-        int rc = ledger_apply(w->lg, &item->event, item->result);
-        if (rc == LEDGER_APPLY_EVENT_FAILED) {
-            /* This event alone; the rest of the batch goes on. */
-            item->status = rc;
-            log_error("ledger writer: %s event %s refused: %s", kind_name(item->event.kind),
-                      item->event.row.id, ledger_error(w->lg));
-        } else if (rc != 0) {
-            goto failed;
-        }
+        item->status = 0;
+        w->entries[i] = (ledger_batch_entry){.event = &item->event, .result = item->result};
     }
-    if (ledger_commit(w->lg) != 0)
-        goto failed;
+    if (ledger_write(w->lg, w->entries, n) != 0) {
+        ledger_fault fault = ledger_last_fault(w->lg);
+        snprintf(why, sizeof why, "%s", ledger_error(w->lg));
+        batch_failed(w, n, why);
+        return fault == LEDGER_FAULT_FATAL ? BATCH_FATAL : BATCH_RETRY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        writer_item *item = w->batch[i];
+        item->status = w->entries[i].status;
+        /* This event alone; the rest of the batch went on. */
+        if (item->status != 0)
+            log_error("ledger writer: %s event %s refused: %s", kind_name(item->event.kind),
+                      item->event.row.id, w->entries[i].why ? w->entries[i].why : "refused");
+    }
     batch_committed(w, n, now_ms() - start);
     return BATCH_COMMITTED;
-
-failed:;
-    /* Rolling back may overwrite the message and the fault that say why. */
-    ledger_fault fault = ledger_last_fault(w->lg);
-    snprintf(why, sizeof why, "%s", ledger_error(w->lg));
-    if (ledger_rollback(w->lg) != 0)
-        log_error("ledger writer: rollback failed: %s", ledger_error(w->lg));
-    batch_failed(w, n, why);
-    return fault == LEDGER_FAULT_FATAL ? BATCH_FATAL : BATCH_RETRY;
 }
 
 /* ---- giving up on the ledger ---- */
@@ -511,7 +505,8 @@ writer *writer_new(ledger *lg, size_t queue_capacity, size_t batch_max)
     w->ring = calloc(queue_capacity, sizeof *w->ring);
     w->batch = calloc(batch_max, sizeof *w->batch);
     w->save_list = calloc(queue_capacity + batch_max, sizeof *w->save_list);
-    if (w->ring == NULL || w->batch == NULL || w->save_list == NULL)
+    w->entries = calloc(batch_max, sizeof *w->entries);
+    if (w->ring == NULL || w->batch == NULL || w->save_list == NULL || w->entries == NULL)
         goto fail;
     if (pthread_mutex_init(&w->lock, NULL) != 0)
         goto fail;
@@ -538,6 +533,7 @@ fail:
         free(w->ring);
         free(w->batch);
         free(w->save_list);
+        free(w->entries);
         free(w);
     }
     return NULL; /* lg stays the caller's */
@@ -561,16 +557,9 @@ void writer_set_fatal_handler(writer *w, writer_fatal_fn fn, void *arg)
 
 int writer_start(writer *w)
 {
-    sigset_t all;
-    sigset_t old;
-
     if (w == NULL || w->started || w->stopped)
         return -1;
-    /* Signals belong to the main thread; the writer must not take them. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&w->thread, NULL, writer_main, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = thread_start(&w->thread, writer_main, w);
     if (rc != 0) {
         log_error("ledger writer: cannot start the thread: %s", strerror(rc));
         return -1;
@@ -613,6 +602,7 @@ void writer_free(writer *w)
     free(w->ring);
     free(w->batch);
     free(w->save_list);
+    free(w->entries);
     free(w);
 }
 

@@ -105,7 +105,7 @@ static void test_event_start(void **state)
     ledger_event *ev = malloc(sizeof *ev);
     assert_non_null(ev);
     memset(ev, 0x5a, sizeof *ev);
-    delivery_event_start(LEDGER_EVENT_BIND, &d.claims, "edge-1", ev);
+    delivery_event_start(LEDGER_EVENT_BIND, &d.claims, "edge-1", "node-b", ev);
     assert_int_equal(ev->kind, LEDGER_EVENT_BIND);
     assert_string_equal(ev->row.id, d.id_text);
     assert_string_equal(ev->row.path, "/a.html");
@@ -117,6 +117,18 @@ static void test_event_start(void **state)
     assert_int_equal(ev->row.bound_ms, 0);
     assert_int_equal(ev->row.confirmed_ms, 0);
     assert_string_equal(ev->row.receipt, "");
+    /* The node of the event's own step, and no other. */
+    assert_string_equal(ev->row.bound_node, "node-b");
+    assert_string_equal(ev->row.issued_node, "");
+    assert_string_equal(ev->row.confirmed_node, "");
+    memset(ev, 0x5a, sizeof *ev);
+    delivery_event_start(LEDGER_EVENT_ISSUE, &d.claims, "edge-1", "node-a", ev);
+    assert_string_equal(ev->row.issued_node, "node-a");
+    assert_string_equal(ev->row.bound_node, "");
+    memset(ev, 0x5a, sizeof *ev);
+    delivery_event_start(LEDGER_EVENT_CONFIRM, &d.claims, "edge-1", "node-c", ev);
+    assert_string_equal(ev->row.confirmed_node, "node-c");
+    assert_string_equal(ev->row.issued_node, "");
     free(ev);
     ticket_sealer_free(sealer);
 }

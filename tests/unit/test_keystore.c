@@ -217,12 +217,69 @@ static void test_jwks_shape(void **state)
     keystore_free(ks);
 }
 
+/* Export, parse, install: the keys another node of the site gets. */
+static void test_export_install(void **state)
+{
+    char a_dir[300], b_dir[300], c_dir[300], file[400], err[512] = "";
+    char fa[17], fb[17];
+    struct stat st;
+    (void)state;
+    sub(a_dir, sizeof(a_dir), "node-a");
+    sub(b_dir, sizeof(b_dir), "node-b");
+    sub(c_dir, sizeof(c_dir), "node-c");
+    keystore *a = keystore_open(a_dir, true, NULL, err, sizeof(err));
+    keystore *c = keystore_open(c_dir, true, NULL, err, sizeof(err));
+    assert_non_null(a);
+    assert_non_null(c);
+    assert_false(keystore_same(a, c));
+
+    size_t len = 0;
+    char *text = keystore_export(a, &len);
+    assert_non_null(text);
+    keystore *parsed = keystore_parse("-", text, len, err, sizeof(err));
+    assert_non_null(parsed);
+    assert_true(keystore_same(a, parsed));
+    assert_null(keystore_parse("-", text, len / 2, err, sizeof(err)));
+    assert_non_null(strstr(err, "-:"));
+
+    assert_int_equal(keystore_install(b_dir, parsed, false, err, sizeof(err)), 0);
+    snprintf(file, sizeof(file), "%s/%s", b_dir, KEYSTORE_FILE);
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    keystore *b = keystore_open(b_dir, false, NULL, err, sizeof(err));
+    assert_non_null(b);
+    assert_true(keystore_same(a, b));
+    keystore_secret_fingerprint(a, fa);
+    keystore_secret_fingerprint(b, fb);
+    assert_string_equal(fa, fb);
+    assert_int_equal(strlen(fa), 16);
+    assert_int_equal(keystore_install(b_dir, parsed, false, err, sizeof(err)), 1);
+
+    /* Other keys stay, unless replaced on purpose. */
+    assert_int_equal(keystore_install(c_dir, parsed, false, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "--replace"));
+    keystore *still = keystore_open(c_dir, false, NULL, err, sizeof(err));
+    assert_true(keystore_same(still, c));
+    assert_int_equal(keystore_install(c_dir, parsed, true, err, sizeof(err)), 0);
+    keystore_free(still);
+    still = keystore_open(c_dir, false, NULL, err, sizeof(err));
+    assert_true(keystore_same(still, a));
+
+    keystore_free(still);
+    keystore_free(b);
+    keystore_free(parsed);
+    keystore_free(c);
+    keystore_free(a);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_and_reload),   cmocka_unit_test(test_missing_without_create),
         cmocka_unit_test(test_refuses_open_dir),    cmocka_unit_test(test_refuses_readable_file),
         cmocka_unit_test(test_refuses_bad_content), cmocka_unit_test(test_jwks_shape),
+        cmocka_unit_test(test_export_install),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,4 +1,11 @@
+/*
+ * The ledger's writes and its open/close rules. Every test of events runs
+ * against both backends: SQLite, and PostgreSQL on the server of
+ * tests/with-postgres; backend-specific rules have tests of their own here
+ * (SQLite) and in test_ledger_pg.c.
+ */
 #include "daemon/ledger.h"
+#include "pgtest.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,9 +26,11 @@
 #define TEST_PATH_MAX 256
 
 typedef struct fixture {
+    bool pg;
     char dir[TEST_DIR_MAX];
     char file[TEST_DIR_MAX + 32];
-    char url[TEST_DIR_MAX + 48];
+    char db[PGTEST_NAME_MAX];
+    char url[PGTEST_URL_MAX];
     ledger *lg;
 } fixture;
 
@@ -45,6 +54,7 @@ static void fill_issue(ledger_event *ev, unsigned n)
     snprintf(ev->row.user_agent, sizeof ev->row.user_agent, "test/1.0");
     ev->row.issued_ms = 1764100000000ull + n;
     ev->row.status = LEDGER_ISSUED;
+    snprintf(ev->row.issued_node, sizeof ev->row.issued_node, "node-a");
 }
 
 static void fill_bind(ledger_event *ev, unsigned n, const char *client)
@@ -55,6 +65,7 @@ static void fill_bind(ledger_event *ev, unsigned n, const char *client)
     snprintf(ev->row.client, sizeof ev->row.client, "%s", client);
     snprintf(ev->row.bound_addr, sizeof ev->row.bound_addr, "198.51.100.%zu", strlen(client));
     ev->row.bound_ms = ev->row.issued_ms + 10;
+    snprintf(ev->row.bound_node, sizeof ev->row.bound_node, "node-b");
 }
 
 static void fill_confirm(ledger_event *ev, unsigned n, const char *client, uint64_t at_ms)
@@ -70,6 +81,7 @@ static void fill_confirm(ledger_event *ev, unsigned n, const char *client, uint6
     ev->row.received_at_ms = at_ms - 5;
     snprintf(ev->row.receipt, sizeof ev->row.receipt, "eyJhbGciOiJFUzI1NiJ9.%s.%llu", client,
              (unsigned long long)at_ms);
+    snprintf(ev->row.confirmed_node, sizeof ev->row.confirmed_node, "node-c");
 }
 
 /* Clients are 43-character thumbprints in real life; the ledger only compares them. */
@@ -86,20 +98,34 @@ static int apply_one(ledger *lg, const ledger_event *ev, ledger_result *res)
     return ledger_commit(lg) == 0 ? 0 : -101;
 }
 
-static int setup(void **state)
+static int setup_backend(void **state, bool pg)
 {
     fixture *f = calloc(1, sizeof *f);
     char err[LEDGER_ERR_MAX];
     assert_non_null(f);
+    f->pg = pg;
     snprintf(f->dir, sizeof f->dir, "/tmp/test_ledger.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->file, sizeof f->file, "%s/ledger.sqlite", f->dir);
-    snprintf(f->url, sizeof f->url, "sqlite:%s", f->file);
+    if (pg)
+        assert_int_equal(pgtest_create(f->db, f->url, false), 0);
+    else
+        snprintf(f->url, sizeof f->url, "sqlite:%s", f->file);
     f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
     if (f->lg == NULL)
         fail_msg("open: %s", err);
     *state = f;
     return 0;
+}
+
+static int setup_sqlite(void **state)
+{
+    return setup_backend(state, false);
+}
+
+static int setup_pg(void **state)
+{
+    return setup_backend(state, true);
 }
 
 static int teardown(void **state)
@@ -109,6 +135,8 @@ static int teardown(void **state)
     ledger_close(f->lg);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     if (system(cmd) != 0)
+        return -1;
+    if (f->pg && pgtest_drop(f->db) != 0)
         return -1;
     free(f);
     return 0;
@@ -158,12 +186,22 @@ static void test_url_errors(void **state)
     char err[LEDGER_ERR_MAX];
     assert_null(ledger_open(NULL, NULL, false, err, sizeof err));
     assert_non_null(strstr(err, "state directory"));
-    assert_null(ledger_open("postgresql://db.example/receipt", NULL, false, err, sizeof err));
-    assert_non_null(strstr(err, "not supported yet"));
-    assert_null(ledger_open("mysql://db.example/receipt", NULL, false, err, sizeof err));
-    assert_non_null(strstr(err, "unknown scheme"));
+    assert_null(
+        ledger_open("mysql://admin:hunter2@db.example/receipt", NULL, false, err, sizeof err));
+    assert_non_null(strstr(err, "unknown form"));
+    assert_null(strstr(err, "hunter2")); /* never echoed: it may hold a password */
     assert_null(ledger_open("sqlite:", NULL, false, err, sizeof err));
     assert_non_null(strstr(err, "path"));
+
+    /* Which strings are PostgreSQL's: its URLs and libpq key/value strings. */
+    assert_true(ledger_url_is_pg("postgresql://db.example/receipt"));
+    assert_true(ledger_url_is_pg("POSTGRES://db.example/receipt"));
+    assert_true(ledger_url_is_pg("host=db.example dbname=receipt"));
+    assert_true(ledger_url_is_pg("  dbname = receipt"));
+    assert_false(ledger_url_is_pg("sqlite:/var/lib/x=y.sqlite"));
+    assert_false(ledger_url_is_pg("/var/lib/receiptd/ledger.sqlite"));
+    assert_false(ledger_url_is_pg("=x"));
+    assert_false(ledger_url_is_pg(NULL));
 }
 
 /* ---- opening ---- */
@@ -182,7 +220,7 @@ static void test_open_default_path(void **state)
     assert_int_equal(ledger_count(lg), 0);
     ledger_close(lg);
 
-    assert_int_equal(raw_user_version(f->file), 1);
+    assert_int_equal(raw_user_version(f->file), 2);
     assert_int_equal(stat(f->file, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600); /* private, whatever the umask */
 }
@@ -202,14 +240,14 @@ static void test_reopen_keeps_data(void **state)
     assert_int_equal(ledger_get(f->lg, ev.row.id, &row), 1);
     assert_string_equal(row.path, ev.row.path);
     assert_int_equal(ledger_count(f->lg), 1);
-    assert_int_equal(raw_user_version(f->file), 1);
+    if (!f->pg)
+        assert_int_equal(raw_user_version(f->file), 2);
 }
 
 static void test_read_only(void **state)
 {
     fixture *f = *state;
     char err[LEDGER_ERR_MAX];
-    char path[TEST_PATH_MAX];
     ledger_event ev;
     ledger_delivery row;
 
@@ -225,8 +263,19 @@ static void test_read_only(void **state)
     assert_non_null(strstr(ledger_error(ro), "read-only"));
     fill_issue(&ev, 3);
     assert_int_equal(ledger_apply(ro, &ev, NULL), LEDGER_APPLY_EVENT_FAILED);
+    ledger_batch_entry e = {.event = &ev};
+    assert_int_equal(ledger_write(ro, &e, 1), -1);
+    /* SQLite has nothing to prepare; PostgreSQL's partitions need a writer. */
+    assert_int_equal(ledger_prepare(ro, 0, 1), f->pg ? -1 : 0);
     ledger_close(ro);
     assert_int_equal(ledger_count(f->lg), 1);
+}
+
+static void test_read_only_sqlite(void **state)
+{
+    fixture *f = *state;
+    char err[LEDGER_ERR_MAX];
+    char path[TEST_PATH_MAX];
 
     /* A read-only handle never creates a ledger... */
     snprintf(path, sizeof path, "sqlite:%s/missing.sqlite", f->dir);
@@ -283,6 +332,37 @@ static void test_newer_schema_refused(void **state)
     assert_int_equal(raw_user_version(f->file), 99); /* and left alone */
 }
 
+/* A ledger of version 1 (before the node columns) migrates, rows kept. */
+static void test_migrates_version_1(void **state)
+{
+    fixture *f = *state;
+    char err[LEDGER_ERR_MAX];
+    ledger_event ev;
+    ledger_delivery row;
+
+    fill_issue(&ev, 5);
+    assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
+    ledger_close(f->lg);
+    f->lg = NULL;
+    raw_exec(f->file, "ALTER TABLE deliveries DROP COLUMN issued_node;"
+                      "ALTER TABLE deliveries DROP COLUMN bound_node;"
+                      "ALTER TABLE deliveries DROP COLUMN confirmed_node;"
+                      "PRAGMA user_version = 1");
+    assert_null(ledger_open(f->url, NULL, true, err, sizeof err));
+    assert_non_null(strstr(err, "migrate"));
+    f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
+    if (f->lg == NULL)
+        fail_msg("open: %s", err);
+    assert_int_equal(raw_user_version(f->file), 2);
+    assert_int_equal(ledger_get(f->lg, ev.row.id, &row), 1);
+    assert_string_equal(row.path, ev.row.path);
+    assert_string_equal(row.issued_node, "");
+    fill_confirm(&ev, 5, CLIENT_A, 1764200000000ull);
+    assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
+    assert_int_equal(ledger_get(f->lg, ev.row.id, &row), 1);
+    assert_string_equal(row.confirmed_node, "node-c");
+}
+
 /* ---- events ---- */
 
 static void test_issue_and_duplicate(void **state)
@@ -297,6 +377,8 @@ static void test_issue_and_duplicate(void **state)
     /* Fields past issuance are ignored on ISSUE. */
     snprintf(ev.row.client, sizeof ev.row.client, CLIENT_A);
     ev.row.confirmed_ms = 5;
+    snprintf(ev.row.bound_node, sizeof ev.row.bound_node, "node-x");
+    snprintf(ev.row.confirmed_node, sizeof ev.row.confirmed_node, "node-y");
     assert_int_equal(apply_one(f->lg, &ev, &res), 0);
     assert_int_equal(res.outcome, LEDGER_APPLIED);
 
@@ -315,6 +397,9 @@ static void test_issue_and_duplicate(void **state)
     assert_int_equal(row.confirmed_ms, 0);
     assert_false(row.received_has_sha256);
     assert_string_equal(row.receipt, "");
+    assert_string_equal(row.issued_node, "node-a");
+    assert_string_equal(row.bound_node, "");
+    assert_string_equal(row.confirmed_node, "");
 
     ev.row.size = 1;
     assert_int_equal(apply_one(f->lg, &ev, &res), 0);
@@ -357,15 +442,19 @@ static void test_bind(void **state)
     assert_string_equal(row.client, CLIENT_A);
     assert_string_equal(row.bound_addr, ev.row.bound_addr);
     assert_int_equal(row.bound_ms, ev.row.bound_ms);
+    assert_string_equal(row.bound_node, "node-b");
+    assert_string_equal(row.issued_node, "node-a");
 
-    /* A second binding, by anyone, is not recorded. */
+    /* A second binding, by anyone, on any node, is not recorded. */
     fill_bind(&ev, 21, CLIENT_B);
     ev.row.bound_ms += 1000;
+    snprintf(ev.row.bound_node, sizeof ev.row.bound_node, "node-z");
     assert_int_equal(apply_one(f->lg, &ev, &res), 0);
     assert_int_equal(res.outcome, LEDGER_IGNORED);
     assert_int_equal(ledger_get(f->lg, ev.row.id, &row), 1);
     assert_string_equal(row.client, CLIENT_A);
     assert_int_equal(row.bound_ms, ev.row.issued_ms + 10);
+    assert_string_equal(row.bound_node, "node-b");
 
     /* Nor after a confirmation. */
     ledger_event confirm;
@@ -404,13 +493,18 @@ static void test_confirm_and_repeat(void **state)
     assert_int_equal(res.row.received_size, ev.row.size);
     assert_int_equal(res.row.received_at_ms, 1764200000000ull - 5);
     assert_int_equal(res.row.bound_ms, ev.row.bound_ms);
+    assert_string_equal(res.row.confirmed_node, "node-c");
+    assert_string_equal(res.row.bound_node, "node-b");
+    assert_string_equal(res.row.issued_node, "node-a");
     assert_int_equal(ledger_get(f->lg, ev.row.id, &row), 1);
     assert_memory_equal(&row, &res.row, sizeof row);
     char first_receipt[LEDGER_RECEIPT_MAX + 1];
     snprintf(first_receipt, sizeof first_receipt, "%s", ev.row.receipt);
 
-    /* The same client again, later, with a receipt of its own making: the first stands. */
+    /* The same client again, later, on another node, with a receipt of its
+     * own making: the first stands. */
     fill_confirm(&ev, 30, CLIENT_A, 1764200009999ull);
+    snprintf(ev.row.confirmed_node, sizeof ev.row.confirmed_node, "node-d");
     assert_int_equal(apply_one(f->lg, &ev, &res), 0);
     assert_int_equal(res.outcome, LEDGER_SAME);
     assert_int_equal(res.row.status, LEDGER_CONFIRMED);
@@ -510,12 +604,14 @@ static void test_confirm_replaces_other_binding(void **state)
     assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
     fill_confirm(&ev, 70, CLIENT_B, 1764200000000ull);
     snprintf(ev.row.bound_addr, sizeof ev.row.bound_addr, "203.0.113.9");
+    snprintf(ev.row.bound_node, sizeof ev.row.bound_node, "node-e");
     ev.row.bound_ms = 1764100000777ull;
     assert_int_equal(apply_one(f->lg, &ev, &res), 0);
     assert_int_equal(res.outcome, LEDGER_APPLIED);
     assert_string_equal(res.row.client, CLIENT_B);
     assert_string_equal(res.row.bound_addr, "203.0.113.9");
     assert_int_equal(res.row.bound_ms, 1764100000777ull);
+    assert_string_equal(res.row.bound_node, "node-e");
 
     /* The bound client confirming keeps its recorded binding. */
     fill_bind(&ev, 71, CLIENT_A);
@@ -523,8 +619,11 @@ static void test_confirm_replaces_other_binding(void **state)
     uint64_t bound_ms = ev.row.bound_ms;
     fill_confirm(&ev, 71, CLIENT_A, 1764200000000ull);
     ev.row.bound_ms = 1;
+    snprintf(ev.row.bound_node, sizeof ev.row.bound_node, "node-f");
     assert_int_equal(apply_one(f->lg, &ev, &res), 0);
     assert_int_equal(res.row.bound_ms, bound_ms);
+    assert_string_equal(res.row.bound_node, "node-b");
+    assert_string_equal(res.row.confirmed_node, "node-c");
 }
 
 static void test_rollback(void **state)
@@ -595,26 +694,237 @@ static void test_null_safety(void **state)
     assert_int_equal(ledger_apply(NULL, NULL, NULL), LEDGER_APPLY_EVENT_FAILED);
 }
 
+/* ---- batches, as the writer sends them ---- */
+
+static void test_write_batch(void **state)
+{
+    fixture *f = *state;
+    enum { N = 13 };
+    ledger_event ev[N];
+    ledger_result res[N];
+    ledger_batch_entry e[N];
+    ledger_delivery row;
+
+    /* One ID through every step in one batch, and repeats of each step. */
+    fill_issue(&ev[0], 200);
+    fill_bind(&ev[1], 200, CLIENT_A);
+    fill_confirm(&ev[2], 200, CLIENT_A, 1764200000000ull);
+    fill_confirm(&ev[3], 200, CLIENT_B, 1764200000100ull);
+    fill_confirm(&ev[4], 200, CLIENT_A, 1764200000200ull);
+    fill_issue(&ev[5], 201);
+    fill_issue(&ev[6], 999);
+    ev[6].row.id[30] = '\0'; /* refused, alone */
+    fill_issue(&ev[7], 201);
+    ev[7].row.size = 7;
+    fill_confirm(&ev[8], 202, CLIENT_B, 1764200000300ull); /* no row yet */
+    fill_bind(&ev[9], 203, CLIENT_A);
+    fill_bind(&ev[10], 203, CLIENT_B);
+    fill_issue(&ev[11], 204);
+    ev[11].row.status = LEDGER_BOUND; /* a device named its key */
+    snprintf(ev[11].row.client, sizeof ev[11].row.client, CLIENT_B);
+    snprintf(ev[11].row.bound_addr, sizeof ev[11].row.bound_addr, "192.0.2.44");
+    ev[11].row.bound_ms = ev[11].row.issued_ms;
+    fill_confirm(&ev[12], 204, CLIENT_B, 1764200000400ull);
+    for (int i = 0; i < N; i++)
+        e[i] = (ledger_batch_entry){.event = &ev[i], .result = i % 3 == 1 ? NULL : &res[i]};
+    e[2].result = &res[2];
+    e[4].result = &res[4];
+
+    assert_int_equal(ledger_write(f->lg, e, N), 0);
+    for (int i = 0; i < N; i++) {
+        if (i == 6) {
+            assert_int_equal(e[i].status, LEDGER_APPLY_EVENT_FAILED);
+            assert_non_null(e[i].why);
+            assert_non_null(strstr(e[i].why, "ID"));
+        } else {
+            assert_int_equal(e[i].status, 0);
+            assert_null(e[i].why);
+        }
+    }
+    assert_int_equal(res[0].outcome, LEDGER_APPLIED);
+    assert_int_equal(res[2].outcome, LEDGER_APPLIED);
+    assert_int_equal(res[2].row.status, LEDGER_CONFIRMED);
+    assert_string_equal(res[2].row.client, CLIENT_A);
+    assert_string_equal(res[2].row.receipt, ev[2].row.receipt);
+    assert_int_equal(res[3].outcome, LEDGER_CONFLICT);
+    assert_string_equal(res[3].row.client, CLIENT_A);
+    assert_int_equal(res[4].outcome, LEDGER_SAME);
+    assert_string_equal(res[4].row.receipt, ev[2].row.receipt); /* the first stands */
+    assert_int_equal(res[4].row.confirmed_ms, 1764200000000ull);
+    assert_int_equal(res[5].outcome, LEDGER_APPLIED);
+    assert_int_equal(res[8].outcome, LEDGER_APPLIED);
+    assert_string_equal(res[8].row.client, CLIENT_B);
+    assert_int_equal(res[9].outcome, LEDGER_APPLIED);
+    assert_int_equal(res[11].outcome, LEDGER_APPLIED);
+    assert_int_equal(res[12].outcome, LEDGER_APPLIED);
+    assert_int_equal(res[12].row.bound_ms, ev[11].row.issued_ms); /* its own binding kept */
+
+    assert_int_equal(ledger_count(f->lg), 5);
+    assert_int_equal(ledger_get(f->lg, ev[0].row.id, &row), 1);
+    assert_memory_equal(&row, &res[2].row, sizeof row);
+    assert_int_equal(ledger_get(f->lg, ev[5].row.id, &row), 1);
+    assert_int_equal(row.size, ev[5].row.size); /* the second ISSUE changed nothing */
+    assert_int_equal(ledger_get(f->lg, ev[9].row.id, &row), 1);
+    assert_string_equal(row.client, CLIENT_A); /* the first binding */
+    assert_int_equal(row.status, LEDGER_BOUND);
+    assert_int_equal(ledger_get(f->lg, ev[11].row.id, &row), 1);
+    assert_string_equal(row.bound_addr, "192.0.2.44");
+
+    /* The same batch again: nothing new, the same answers. */
+    assert_int_equal(ledger_write(f->lg, e, N), 0);
+    assert_int_equal(res[0].outcome, LEDGER_IGNORED);
+    assert_int_equal(res[2].outcome, LEDGER_SAME);
+    assert_int_equal(res[3].outcome, LEDGER_CONFLICT);
+    assert_int_equal(res[8].outcome, LEDGER_SAME);
+    assert_int_equal(ledger_count(f->lg), 5);
+
+    /* Only refusals: committed as nothing. An empty batch too. */
+    assert_int_equal(ledger_write(f->lg, &e[6], 1), 0);
+    assert_int_equal(e[6].status, LEDGER_APPLY_EVENT_FAILED);
+    assert_int_equal(ledger_write(f->lg, e, 0), 0);
+
+    /* Not inside a transaction of the caller's. */
+    assert_int_equal(ledger_begin(f->lg), 0);
+    assert_int_equal(ledger_write(f->lg, e, 1), -1);
+    assert_int_equal(ledger_rollback(f->lg), 0);
+}
+
+/* A batch bigger than anything the other tests send, in one transaction. */
+static void test_write_large_batch(void **state)
+{
+    fixture *f = *state;
+    enum { N = 3000 };
+    ledger_event *ev = calloc(N, sizeof *ev);
+    ledger_batch_entry *e = calloc(N, sizeof *e);
+    ledger_result *res = calloc(N, sizeof *res);
+    assert_non_null(ev);
+    assert_non_null(e);
+    assert_non_null(res);
+    for (unsigned i = 0; i < N; i++) {
+        /* Thirds: issued, then bound, then confirmed, each ID thrice. */
+        unsigned id = 1000 + i % (N / 3);
+        if (i < N / 3)
+            fill_issue(&ev[i], id);
+        else if (i < 2 * N / 3)
+            fill_bind(&ev[i], id, CLIENT_A);
+        else
+            fill_confirm(&ev[i], id, CLIENT_A, 1764200000000ull + i);
+        e[i] = (ledger_batch_entry){.event = &ev[i], .result = i >= 2 * N / 3 ? &res[i] : NULL};
+    }
+    assert_int_equal(ledger_write(f->lg, e, N), 0);
+    for (unsigned i = 0; i < N; i++)
+        assert_int_equal(e[i].status, 0);
+    for (unsigned i = 2 * N / 3; i < N; i++) {
+        assert_int_equal(res[i].outcome, LEDGER_APPLIED);
+        assert_string_equal(res[i].row.receipt, ev[i].row.receipt);
+    }
+    assert_int_equal(ledger_count(f->lg), N / 3);
+    ledger_summary s;
+    assert_int_equal(ledger_summary_read(f->lg, &s), 0);
+    assert_int_equal(s.confirmed, N / 3);
+    free(ev);
+    free(e);
+    free(res);
+}
+
+/* COPY: a row from another ledger, field for field. */
+static void test_copy_rows(void **state)
+{
+    fixture *f = *state;
+    ledger_event ev;
+    ledger_result res;
+    ledger_delivery rows[3];
+    ledger_delivery back;
+
+    fill_confirm(&ev, 300, CLIENT_A, 1764200000000ull);
+    ev.row.status = LEDGER_CORRUPTED;
+    memset(ev.row.received_sha256, 0x11, 32);
+    ev.row.received_size = 0;
+    rows[0] = ev.row;
+    fill_bind(&ev, 301, CLIENT_B);
+    ev.row.user_agent[0] = '\0';
+    rows[1] = ev.row;
+    fill_issue(&ev, 302);
+    rows[2] = ev.row;
+
+    for (int i = 0; i < 3; i++) {
+        memset(&ev, 0, sizeof ev);
+        ev.kind = LEDGER_EVENT_COPY;
+        ev.row = rows[i];
+        assert_int_equal(apply_one(f->lg, &ev, &res), 0);
+        assert_int_equal(res.outcome, LEDGER_APPLIED);
+        assert_int_equal(ledger_get(f->lg, rows[i].id, &back), 1);
+        assert_string_equal(back.id, rows[i].id);
+        assert_int_equal(back.status, rows[i].status);
+        assert_string_equal(back.client, rows[i].client);
+        assert_string_equal(back.user_agent, rows[i].user_agent);
+        assert_int_equal(back.bound_ms, rows[i].bound_ms);
+        assert_int_equal(back.confirmed_ms, rows[i].confirmed_ms);
+        assert_int_equal(back.received_has_sha256, rows[i].received_has_sha256);
+        assert_int_equal(back.received_size, rows[i].received_size);
+        assert_string_equal(back.receipt, rows[i].receipt);
+        assert_string_equal(back.issued_node, rows[i].issued_node);
+        assert_string_equal(back.bound_node, rows[i].bound_node);
+        assert_string_equal(back.confirmed_node, rows[i].confirmed_node);
+        /* A second copy leaves the row alone. */
+        ev.row.size = 1;
+        assert_int_equal(apply_one(f->lg, &ev, &res), 0);
+        assert_int_equal(res.outcome, LEDGER_IGNORED);
+    }
+    memset(&ev, 0, sizeof ev);
+    ev.kind = LEDGER_EVENT_COPY;
+    ev.row = rows[0];
+    ev.row.status = (ledger_status)7;
+    assert_int_equal(apply_one(f->lg, &ev, &res), LEDGER_APPLY_EVENT_FAILED);
+    assert_int_equal(ledger_count(f->lg), 3);
+}
+
+static void test_pg_unavailable(void **state)
+{
+    (void)state;
+    printf("# %s\n", pgtest_unavailable());
+    skip();
+}
+
+/* The tests every backend passes. */
+#define BACKEND_TESTS(setup)                                                                       \
+    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),                      \
+        cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),                          \
+        cmocka_unit_test_setup_teardown(test_issue_and_duplicate, setup, teardown),                \
+        cmocka_unit_test_setup_teardown(test_bind, setup, teardown),                               \
+        cmocka_unit_test_setup_teardown(test_confirm_and_repeat, setup, teardown),                 \
+        cmocka_unit_test_setup_teardown(test_confirm_conflict, setup, teardown),                   \
+        cmocka_unit_test_setup_teardown(test_confirm_missing_row, setup, teardown),                \
+        cmocka_unit_test_setup_teardown(test_confirm_corrupted, setup, teardown),                  \
+        cmocka_unit_test_setup_teardown(test_confirm_replaces_other_binding, setup, teardown),     \
+        cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),                           \
+        cmocka_unit_test_setup_teardown(test_invalid_events, setup, teardown),                     \
+        cmocka_unit_test_setup_teardown(test_write_batch, setup, teardown),                        \
+        cmocka_unit_test_setup_teardown(test_write_large_batch, setup, teardown),                  \
+        cmocka_unit_test_setup_teardown(test_copy_rows, setup, teardown)
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest common[] = {
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_url_errors),
         cmocka_unit_test(test_null_safety),
-        cmocka_unit_test_setup_teardown(test_open_default_path, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_issue_and_duplicate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bind, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_confirm_and_repeat, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_confirm_conflict, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_confirm_missing_row, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_confirm_corrupted, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_confirm_replaces_other_binding, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_events, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest sqlite[] = {
+        cmocka_unit_test_setup_teardown(test_open_default_path, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_sqlite, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_paths, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_version_1, setup_sqlite, teardown),
+        BACKEND_TESTS(setup_sqlite),
+    };
+    const struct CMUnitTest pg[] = {BACKEND_TESTS(setup_pg)};
+    const struct CMUnitTest pg_missing[] = {cmocka_unit_test(test_pg_unavailable)};
+    int failed = cmocka_run_group_tests_name("ledger", common, NULL, NULL);
+    failed += cmocka_run_group_tests_name("ledger_sqlite", sqlite, NULL, NULL);
+    if (pgtest_unavailable() == NULL)
+        failed += cmocka_run_group_tests_name("ledger_postgresql", pg, NULL, NULL);
+    else
+        failed += cmocka_run_group_tests_name("ledger_postgresql", pg_missing, NULL, NULL);
+    return failed;
 }

@@ -1,9 +1,11 @@
 /*
  * The ledger's reads (summary, content and client figures, series, filtered
- * keyset queries) and the export renderings built on them.
+ * keyset queries) and the export renderings built on them. The reads run
+ * against both backends.
  */
 #include "daemon/export.h"
 #include "daemon/ledger.h"
+#include "pgtest.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,7 +28,10 @@
 #define CLIENT_B      "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 
 typedef struct fixture {
+    bool pg;
     char dir[TEST_DIR_MAX];
+    char db[PGTEST_NAME_MAX];
+    char url[PGTEST_URL_MAX];
     ledger *lg;
 } fixture;
 
@@ -69,14 +74,20 @@ static void add_row(ledger *lg, unsigned n)
     assert_int_equal(ledger_apply(lg, &ev, NULL), 0);
 }
 
-static int setup(void **state)
+static int setup_backend(void **state, bool pg)
 {
     fixture *f = calloc(1, sizeof *f);
     char err[LEDGER_ERR_MAX];
     assert_non_null(f);
+    f->pg = pg;
     snprintf(f->dir, sizeof f->dir, "/tmp/test_ledger_query.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    f->lg = ledger_open(NULL, f->dir, false, err, sizeof err);
+    if (pg) {
+        assert_int_equal(pgtest_create(f->db, f->url, true), 0);
+        f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
+    } else {
+        f->lg = ledger_open(NULL, f->dir, false, err, sizeof err);
+    }
     if (f->lg == NULL)
         fail_msg("open: %s", err);
     assert_int_equal(ledger_begin(f->lg), 0);
@@ -87,6 +98,16 @@ static int setup(void **state)
     return 0;
 }
 
+static int setup_sqlite(void **state)
+{
+    return setup_backend(state, false);
+}
+
+static int setup_pg(void **state)
+{
+    return setup_backend(state, true);
+}
+
 static int teardown(void **state)
 {
     fixture *f = *state;
@@ -94,6 +115,8 @@ static int teardown(void **state)
     ledger_close(f->lg);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     if (system(cmd) != 0)
+        return -1;
+    if (f->pg && pgtest_drop(f->db) != 0)
         return -1;
     free(f);
     return 0;
@@ -261,6 +284,69 @@ static void test_query(void **state)
 
     flt.statuses = 1u << 7; /* no such status */
     assert_null(ledger_query(f->lg, &flt));
+
+    /* Oldest first, after an ID, and a limit. */
+    char after[UUID7_STR_LEN + 1];
+    memset(&flt, 0, sizeof flt);
+    flt.oldest_first = true;
+    assert_int_equal(run_query(f->lg, &flt, &first, &last), TEST_ROWS);
+    assert_int_equal(first, 1);
+    assert_int_equal(last, 20);
+    make_id(after, 4);
+    flt.after_id = after;
+    flt.limit = 3;
+    assert_int_equal(run_query(f->lg, &flt, &first, &last), 3);
+    assert_int_equal(first, 5);
+    assert_int_equal(last, 7);
+    memset(&flt, 0, sizeof flt);
+    flt.limit = 2;
+    flt.path = "/b.html";
+    assert_int_equal(run_query(f->lg, &flt, &first, &last), 2);
+    assert_int_equal(first, 20);
+    assert_int_equal(last, 18);
+    make_id(before, 18);
+    flt.before_id = before;
+    flt.after_id = after;
+    flt.limit = 100;
+    assert_int_equal(run_query(f->lg, &flt, &first, &last), 6); /* 16 down to 6 */
+    assert_int_equal(first, 16);
+    assert_int_equal(last, 6);
+}
+
+/*
+ * More rows than a cursor fetches at once, read to the end, and a query
+ * left half read: the next query on the handle still works, and sees rows
+ * written since.
+ */
+static void test_long_query(void **state)
+{
+    fixture *f = *state;
+    unsigned first = 0, last = 0;
+    ledger_filter flt;
+    ledger_delivery row;
+    enum { MORE = 1000 };
+
+    assert_int_equal(ledger_begin(f->lg), 0);
+    for (unsigned n = TEST_ROWS + 1; n <= TEST_ROWS + MORE; n++)
+        add_row(f->lg, n);
+    assert_int_equal(ledger_commit(f->lg), 0);
+
+    memset(&flt, 0, sizeof flt);
+    assert_int_equal(run_query(f->lg, &flt, &first, &last), TEST_ROWS + MORE);
+    assert_int_equal(first, TEST_ROWS + MORE);
+    assert_int_equal(last, 1);
+
+    ledger_cursor *cur = ledger_query(f->lg, &flt);
+    assert_non_null(cur);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(ledger_cursor_next(cur, &row), 1);
+    ledger_cursor_free(cur);
+
+    ledger_summary s;
+    assert_int_equal(ledger_summary_read(f->lg, &s), 0);
+    assert_int_equal(s.deliveries, TEST_ROWS + MORE);
+    flt.path = "/a.html";
+    assert_int_equal(run_query(f->lg, &flt, &first, &last), (TEST_ROWS + MORE) / 2);
 }
 
 static void test_parse_time(void **state)
@@ -330,16 +416,35 @@ static void test_renderings(void **state)
     assert_int_equal(export_parse_status(",", &st), -1);
 }
 
+static void test_pg_unavailable(void **state)
+{
+    (void)state;
+    printf("# %s\n", pgtest_unavailable());
+    skip();
+}
+
+#define BACKEND_TESTS(setup)                                                                       \
+    cmocka_unit_test_setup_teardown(test_summary, setup, teardown),                                \
+        cmocka_unit_test_setup_teardown(test_content_stats, setup, teardown),                      \
+        cmocka_unit_test_setup_teardown(test_client_stats, setup, teardown),                       \
+        cmocka_unit_test_setup_teardown(test_series, setup, teardown),                             \
+        cmocka_unit_test_setup_teardown(test_query, setup, teardown),                              \
+        cmocka_unit_test_setup_teardown(test_long_query, setup, teardown)
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_content_stats, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_client_stats, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_series, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_query, setup, teardown),
+    const struct CMUnitTest common[] = {
         cmocka_unit_test(test_parse_time),
         cmocka_unit_test(test_renderings),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest sqlite[] = {BACKEND_TESTS(setup_sqlite)};
+    const struct CMUnitTest pg[] = {BACKEND_TESTS(setup_pg)};
+    const struct CMUnitTest pg_missing[] = {cmocka_unit_test(test_pg_unavailable)};
+    int failed = cmocka_run_group_tests_name("export", common, NULL, NULL);
+    failed += cmocka_run_group_tests_name("ledger_query_sqlite", sqlite, NULL, NULL);
+    if (pgtest_unavailable() == NULL)
+        failed += cmocka_run_group_tests_name("ledger_query_postgresql", pg, NULL, NULL);
+    else
+        failed += cmocka_run_group_tests_name("ledger_query_postgresql", pg_missing, NULL, NULL);
+    return failed;
 }

@@ -1,6 +1,13 @@
+/*
+ * The ledger writer: group commit, callbacks after durability, a full
+ * queue, refused events, a ledger that cannot commit, and the recovery
+ * file; on both backends (a lock another connection holds stands for a
+ * failing ledger: SQLite's write lock, a PostgreSQL table lock).
+ */
 #include "daemon/writer.h"
 
 #include "daemon/log.h"
+#include "pgtest.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include <pthread.h>
@@ -29,9 +37,11 @@
 #define CLIENT_B "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 
 typedef struct fixture {
+    bool pg;
     char dir[TEST_DIR_MAX];
-    char url[TEST_DIR_MAX + 48];
+    char url[PGTEST_URL_MAX];
     char file[TEST_DIR_MAX + 32];
+    char db[PGTEST_NAME_MAX];
 } fixture;
 
 static void make_id(char out[UUID7_STR_LEN + 1], unsigned n)
@@ -104,16 +114,30 @@ static void check_stats_add_up(const writer_stats *s)
     assert_true(s->batch_sum <= s->committed + s->failed + s->saved);
 }
 
-static int setup(void **state)
+static int setup_backend(void **state, bool pg)
 {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
+    f->pg = pg;
     snprintf(f->dir, sizeof f->dir, "/tmp/test_writer.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->file, sizeof f->file, "%s/ledger.sqlite", f->dir);
-    snprintf(f->url, sizeof f->url, "sqlite:%s", f->file);
+    if (pg)
+        assert_int_equal(pgtest_create(f->db, f->url, false), 0);
+    else
+        snprintf(f->url, sizeof f->url, "sqlite:%s", f->file);
     *state = f;
     return 0;
+}
+
+static int setup_sqlite(void **state)
+{
+    return setup_backend(state, false);
+}
+
+static int setup_pg(void **state)
+{
+    return setup_backend(state, true);
 }
 
 static int teardown(void **state)
@@ -122,6 +146,8 @@ static int teardown(void **state)
     char cmd[TEST_PATH_MAX];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     if (system(cmd) != 0)
+        return -1;
+    if (f->pg && pgtest_drop(f->db) != 0)
         return -1;
     free(f);
     return 0;
@@ -430,19 +456,43 @@ static void wait_for(writer *w, uint64_t failed_commits)
     fail_msg("the writer never failed %llu times", (unsigned long long)failed_commits);
 }
 
-/* Another process holds the write lock, as a long admin job might. */
-static sqlite3 *lock_ledger(const fixture *f)
+/* Another connection holds a lock every writer waits for, as a long admin
+ * job might: SQLite's write lock, or a PostgreSQL table lock. */
+typedef struct ledger_lock {
+    sqlite3 *db;
+    PGconn *pg;
+} ledger_lock;
+
+static ledger_lock *lock_ledger(const fixture *f)
 {
-    sqlite3 *blocker = NULL;
-    assert_int_equal(sqlite3_open(f->file, &blocker), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(blocker, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
-    return blocker;
+    ledger_lock *b = calloc(1, sizeof *b);
+    assert_non_null(b);
+    if (f->pg) {
+        ledger_close(open_ledger(f, false)); /* the table, before it can be locked */
+        b->pg = PQconnectdb(f->url);
+        assert_int_equal(PQstatus(b->pg), CONNECTION_OK);
+        PGresult *res = PQexec(b->pg, "BEGIN; LOCK TABLE deliveries IN EXCLUSIVE MODE");
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+        return b;
+    }
+    assert_int_equal(sqlite3_open(f->file, &b->db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(b->db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    return b;
 }
 
-static void unlock_ledger(sqlite3 *blocker)
+static void unlock_ledger(ledger_lock *b)
 {
-    assert_int_equal(sqlite3_exec(blocker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(blocker);
+    if (b->pg != NULL) {
+        PGresult *res = PQexec(b->pg, "COMMIT");
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+        PQfinish(b->pg);
+    } else {
+        assert_int_equal(sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(b->db);
+    }
+    free(b);
 }
 
 /* A writer whose ledger gives up on a held lock quickly (not after 5 s). */
@@ -477,7 +527,7 @@ static void test_commit_failure_retries(void **state)
     atomic_store(&failure_calls, 0);
     atomic_store(&failure_ok, 0);
     writer *w = impatient_writer(f, 1024, 16);
-    sqlite3 *blocker = lock_ledger(f);
+    ledger_lock *blocker = lock_ledger(f);
 
     /* Queued before anyone knows that the ledger fails: accepted. */
     fill_confirm(&ev, 1000, CLIENT_A);
@@ -556,7 +606,7 @@ static void test_stop_saves_what_the_ledger_refuses(void **state)
     recovery_file *rf = recovery_open(f->dir, 256 + 16, err, sizeof err);
     assert_non_null(rf);
     writer_set_recovery(w, rf);
-    sqlite3 *blocker = lock_ledger(f);
+    ledger_lock *blocker = lock_ledger(f);
     queue_mixed(w, n);
     assert_int_equal(writer_start(w), 0);
     wait_for(w, 1);
@@ -601,7 +651,7 @@ static void test_stop_without_recovery_counts_the_lost(void **state)
 
     atomic_store(&failure_calls, 0);
     writer *w = impatient_writer(f, 64, 8);
-    sqlite3 *blocker = lock_ledger(f);
+    ledger_lock *blocker = lock_ledger(f);
     queue_mixed(w, 20);
     assert_int_equal(writer_start(w), 0);
     wait_for(w, 1);
@@ -634,7 +684,7 @@ static void test_stop_grace_waits_for_the_ledger(void **state)
     recovery_file *rf = recovery_open(f->dir, 64 + 8, err, sizeof err);
     assert_non_null(rf);
     writer_set_recovery(w, rf);
-    sqlite3 *blocker = lock_ledger(f);
+    ledger_lock *blocker = lock_ledger(f);
     queue_mixed(w, 30);
     assert_int_equal(writer_start(w), 0);
     wait_for(w, 1);
@@ -650,22 +700,37 @@ static void test_stop_grace_waits_for_the_ledger(void **state)
     assert_int_equal(count_rows(f), 30);
 }
 
+static void test_pg_unavailable(void **state)
+{
+    (void)state;
+    printf("# %s\n", pgtest_unavailable());
+    skip();
+}
+
+#define BACKEND_TESTS(setup)                                                                       \
+    cmocka_unit_test_setup_teardown(test_many_producers, setup, teardown),                         \
+        cmocka_unit_test_setup_teardown(test_callbacks_after_commit, setup, teardown),             \
+        cmocka_unit_test_setup_teardown(test_queue_full_and_stop_drains, setup, teardown),         \
+        cmocka_unit_test_setup_teardown(test_stop_drains_running, setup, teardown),                \
+        cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),                      \
+        cmocka_unit_test_setup_teardown(test_refused_event_alone, setup, teardown),                \
+        cmocka_unit_test_setup_teardown(test_commit_failure_retries, setup, teardown),             \
+        cmocka_unit_test_setup_teardown(test_stop_saves_what_the_ledger_refuses, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_stop_without_recovery_counts_the_lost, setup,         \
+                                        teardown),                                                 \
+        cmocka_unit_test_setup_teardown(test_stop_grace_waits_for_the_ledger, setup, teardown)
+
 int main(void)
 {
     /* Failures are expected below; only errors should show. */
     log_set_level(LOG_LEVEL_ERROR);
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_many_producers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_callbacks_after_commit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_full_and_stop_drains, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_drains_running, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refused_event_alone, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_commit_failure_retries, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_saves_what_the_ledger_refuses, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_without_recovery_counts_the_lost, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_stop_grace_waits_for_the_ledger, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest sqlite[] = {BACKEND_TESTS(setup_sqlite)};
+    const struct CMUnitTest pg[] = {BACKEND_TESTS(setup_pg)};
+    const struct CMUnitTest pg_missing[] = {cmocka_unit_test(test_pg_unavailable)};
+    int failed = cmocka_run_group_tests_name("writer_sqlite", sqlite, NULL, NULL);
+    if (pgtest_unavailable() == NULL)
+        failed += cmocka_run_group_tests_name("writer_postgresql", pg, NULL, NULL);
+    else
+        failed += cmocka_run_group_tests_name("writer_postgresql", pg_missing, NULL, NULL);
+    return failed;
 }
