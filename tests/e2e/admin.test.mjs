@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, repoRoot, RECEIPTD, freePort } from './lib/server.mjs';
+import { startServer, repoRoot, RECEIPTD, freePort, ledgerArgs } from './lib/server.mjs';
 import { newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postConfirm } from './lib/client.mjs';
 import {
   seedRows, writeSeed, item, newestFirst, expectedSummary, expectedContents, expectedClients,
@@ -20,7 +20,7 @@ const byNewest = newestFirst(rows);
 export async function seededServer() {
   const first = await startServer({ files: { 'a.html': '<p>a</p>' } });
   assert.equal((await first.stop()).code, 0, first.log());
-  writeSeed(first.ledgerFile, rows);
+  writeSeed(first, rows);
   return startServer({ root: first.root, stateDir: first.stateDir });
 }
 
@@ -183,8 +183,9 @@ describe('admin API on a seeded ledger', () => {
   test('one delivery, in detail', async () => {
     const r = rows.find((x) => x.status === 'corrupted');
     const d = await api.json(`/api/deliveries/${r.delivery}`);
-    assert.deepEqual(item({ ...d, bound_at_ms: undefined, receipt: undefined, user_agent: undefined, bound_addr: undefined, confirm_addr: undefined, received: undefined }),
-      { ...item(r), user_agent: undefined, bound_addr: undefined, confirm_addr: undefined, received: undefined });
+    assert.deepEqual(item({ ...d, bound_at_ms: undefined, receipt: undefined, user_agent: undefined, bound_addr: undefined, confirm_addr: undefined, received: undefined, nodes: undefined }),
+      { ...item(r), user_agent: undefined, bound_addr: undefined, confirm_addr: undefined, received: undefined, nodes: undefined });
+    assert.deepEqual(d.nodes, { issued: null, bound: null, confirmed: null }, 'seeded rows name no node');
     assert.equal(d.receipt, r.receipt);
     assert.equal(d.bound_at_ms, r.bound_at_ms);
     assert.equal(d.user_agent, 'seed/1.0');
@@ -246,7 +247,7 @@ describe('admin API on a seeded ledger', () => {
 describe('metrics after real traffic', () => {
   let srv;
   before(async () => {
-    srv = await startServer({ files: { 'doc.txt': 'hello metrics' } });
+    srv = await startServer({ files: { 'doc.txt': 'hello metrics' }, args: ['--node-id', 'node-7'] });
   });
   after(async () => assert.equal((await srv.stop()).code, 0, srv.log()));
 
@@ -269,6 +270,7 @@ describe('metrics after real traffic', () => {
     const d = await (await fetch(`${srv.adminUrl}/api/deliveries/${receipts[0].id}`, { headers: { Authorization: `Bearer ${token}` } })).json();
     assert.equal(d.status, 'confirmed');
     assert.equal(d.receipt, receipts[0].receipt, 'the receipt the client got');
+    assert.deepEqual(d.nodes, { issued: 'node-7', bound: 'node-7', confirmed: 'node-7' });
     const s = await (await fetch(`${srv.adminUrl}/api/summary`, { headers: { Authorization: `Bearer ${token}` } })).json();
     assert.deepEqual([s.deliveries, s.confirmed, s.corrupted, s.confirmation_rate], [2, 1, 1, 1]);
 
@@ -334,7 +336,8 @@ describe('admin listener options', () => {
     const adminPort = await freePort();
     const shown = await new Promise((resolve) => {
       const cmd = ['exec', RECEIPTD, '--root', srv.root, '--state-dir', srv.stateDir, '--listen',
-        `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--log-level', 'warn'].join(' ');
+        `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--log-level', 'warn',
+        ...ledgerArgs(srv.stateDir)].map((a) => `'${a}'`).join(' ');
       // script(1) gives receiptd a terminal; receiptd is its only child
       const tty = spawn('script', ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
       const stopChild = (sig) => {
@@ -369,7 +372,7 @@ describe('admin listener options', () => {
     assert.equal((await srv.stop()).code, 0);
     fs.chmodSync(path.join(srv.stateDir, 'admin-token'), 0o640);
     const r = spawnSync(RECEIPTD, ['--root', srv.root, '--state-dir', srv.stateDir, '--listen', '127.0.0.1:0',
-      '--admin-listen', '127.0.0.1:0'], { encoding: 'utf8', timeout: 10000 });
+      '--admin-listen', '127.0.0.1:0', ...ledgerArgs(srv.stateDir)], { encoding: 'utf8', timeout: 10000 });
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /admin-token grants access to group or others/);
   });
@@ -382,7 +385,8 @@ describe('receiptd report', () => {
     stateDir = srv.stateDir;
     assert.equal((await srv.stop()).code, 0, srv.log()); // no server runs during the reports
   });
-  const report = (...args) => spawnSync(RECEIPTD, ['report', '--state-dir', stateDir, ...args], { encoding: 'utf8', timeout: 10000 });
+  const report = (...args) => spawnSync(RECEIPTD, ['report', '--state-dir', stateDir, ...ledgerArgs(stateDir), ...args],
+    { encoding: 'utf8', timeout: 10000 });
 
   test('json: one array of the API items', () => {
     const r = report('--format', 'json');
@@ -396,7 +400,8 @@ describe('receiptd report', () => {
 
   test('csv with --since, through --ledger', () => {
     const since = rows[30].issued_at_ms;
-    const r = spawnSync(RECEIPTD, ['report', '--ledger', `sqlite:${path.join(stateDir, 'ledger.sqlite')}`, '--format', 'csv',
+    const ledger = ledgerArgs(stateDir)[1] ?? `sqlite:${path.join(stateDir, 'ledger.sqlite')}`;
+    const r = spawnSync(RECEIPTD, ['report', '--ledger', ledger, '--format', 'csv',
       '--since', new Date(since).toISOString()], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const table = parseCsv(r.stdout);

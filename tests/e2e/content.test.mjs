@@ -1,6 +1,7 @@
 // receiptd as a static server that records deliveries (PROTOCOL.md section 4).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -8,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 import {
-  startServer, runReceiptd, rawRequest, statusOf, tempDir, freePort, writeFiles, queryLedger,
+  startServer, runReceiptd, rawRequest, statusOf, tempDir, freePort, writeFiles, RECEIPTD,
 } from './lib/server.mjs';
 
 const PAGE = '<!doctype html><html><head><title>t</title></head><body><p>Hello</p></body></html>\n';
@@ -307,6 +308,56 @@ describe('server options and lifecycle', () => {
     assert.match(checked.stderr, /admin-token/);
   });
 
+  test('receiptd keys: show, export and import to another node, never replacing by accident', async () => {
+    const keysCmd = (...args) => spawnSync(RECEIPTD, ['keys', ...args], { encoding: 'utf8' });
+    const a = await startServer({ files: { 'a.txt': 'a' } });
+    const jwksA = await (await fetch(a.url + '/_receipt/jwks.json')).json();
+    assert.equal((await a.stop()).code, 0);
+    const shownA = keysCmd('show', '--state-dir', a.stateDir);
+    assert.equal(shownA.status, 0, shownA.stderr);
+    assert.match(shownA.stdout, /^encryption key  [A-Za-z0-9_-]{43}\nsigning key     [A-Za-z0-9_-]{43}\nticket secret   sha256:[0-9a-f]{16}\.\.\.\n$/);
+    const exported = keysCmd('export', '--state-dir', a.stateDir);
+    assert.equal(exported.status, 0);
+    const file = JSON.parse(exported.stdout);
+    assert.ok(!shownA.stdout.includes(file.ticket_secret) && !shownA.stdout.includes(file.enc.d));
+
+    // Into a new node: the same keys, the same JWK Set, mode 0600 in a 0700 directory.
+    const stateB = path.join(tempDir(), 'b');
+    const imported = spawnSync(RECEIPTD, ['keys', 'import', '--state-dir', stateB, '-'], { input: exported.stdout, encoding: 'utf8' });
+    assert.equal(imported.status, 0, imported.stderr);
+    assert.equal(fs.statSync(path.join(stateB, 'server-keys.json')).mode & 0o777, 0o600);
+    assert.equal(fs.statSync(stateB).mode & 0o777, 0o700);
+    assert.equal(keysCmd('show', '--state-dir', stateB).stdout, shownA.stdout);
+    const b = await startServer({ files: { 'a.txt': 'a' }, stateDir: stateB });
+    assert.deepEqual(await (await fetch(b.url + '/_receipt/jwks.json')).json(), jwksA);
+    assert.equal((await b.stop()).code, 0);
+    const again = spawnSync(RECEIPTD, ['keys', 'import', '--state-dir', stateB, '-'], { input: exported.stdout, encoding: 'utf8' });
+    assert.equal(again.status, 0);
+    assert.match(again.stdout, /the same keys are already in/);
+
+    // A node with keys of its own keeps them unless told.
+    const c = await startServer({ files: { 'a.txt': 'a' } });
+    assert.equal((await c.stop()).code, 0);
+    const shownC = keysCmd('show', '--state-dir', c.stateDir).stdout;
+    const refused = spawnSync(RECEIPTD, ['keys', 'import', '--state-dir', c.stateDir, '-'], { input: exported.stdout, encoding: 'utf8' });
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /holds other keys.*--replace/);
+    assert.equal(keysCmd('show', '--state-dir', c.stateDir).stdout, shownC);
+    const replaced = spawnSync(RECEIPTD, ['keys', 'import', '--state-dir', c.stateDir, '--replace', '-'], { input: exported.stdout, encoding: 'utf8' });
+    assert.equal(replaced.status, 0, replaced.stderr);
+    assert.equal(keysCmd('show', '--state-dir', c.stateDir).stdout, shownA.stdout);
+
+    // Not a key file; usage errors; no keys to show.
+    const garbage = spawnSync(RECEIPTD, ['keys', 'import', '--state-dir', path.join(tempDir(), 'd'), '-'], { input: '{"v":1}', encoding: 'utf8' });
+    assert.equal(garbage.status, 1);
+    assert.match(garbage.stderr, /private P-256 JWKs/);
+    assert.equal(keysCmd('rotate').status, 2);
+    assert.equal(keysCmd('import', '--state-dir', stateB).status, 2);
+    assert.equal(keysCmd('show', '--replace').status, 2);
+    assert.equal(keysCmd('show', '--state-dir', path.join(tempDir(), 'none')).status, 1);
+    assert.match(keysCmd('--help').stdout, /^usage: receiptd keys show/);
+  });
+
   test('--help, --version, --check and usage errors', async () => {
     const help = await runReceiptd(['--help']);
     assert.equal(help.code, 0);
@@ -416,7 +467,7 @@ describe('server options and lifecycle', () => {
     const { code } = await exit;
     assert.equal(code, 0, srv.log());
     assert.ok(ids.length > 100, `load ran (${ids.length} deliveries)`);
-    const rows = new Set(queryLedger(srv.ledgerFile, 'SELECT id FROM deliveries').map((r) => r.id));
+    const rows = new Set(srv.query('SELECT id FROM deliveries').map((r) => r.id));
     const missing = ids.filter((id) => !rows.has(id));
     assert.deepEqual(missing, [], `${missing.length} of ${ids.length} deliveries have no row`);
 
@@ -426,7 +477,7 @@ describe('server options and lifecycle', () => {
     const id = res.headers.get('receipt-delivery');
     await again.until(() => again.query(`SELECT id FROM deliveries WHERE id='${id}'`).length);
     assert.equal((await again.stop()).code, 0);
-    const all = queryLedger(srv.ledgerFile, 'SELECT count(*) AS n FROM deliveries')[0].n;
+    const all = srv.query('SELECT count(*) AS n FROM deliveries')[0].n;
     assert.equal(all, rows.size + 1, 'the restart continued the same ledger');
   });
 });

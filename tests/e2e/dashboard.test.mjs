@@ -47,7 +47,7 @@ describe('dashboard in Chromium', () => {
     fs.mkdirSync(OUT, { recursive: true });
     const first = await startServer({ files: { 'a.html': '<p>a</p>' } });
     assert.equal((await first.stop()).code, 0, first.log());
-    writeSeed(first.ledgerFile, rows);
+    writeSeed(first, rows);
     srv = await startServer({ root: first.root, stateDir: first.stateDir });
     token = srv.adminToken();
     browser = await chromium.launch({

@@ -1,9 +1,10 @@
 // A ledger that cannot commit: deliveries get 503 once the queue is full,
 // confirmations get 503 within a bound, nothing answered 200 is lost, and
-// the server recovers when the ledger does.
+// the server recovers when the ledger does. Another connection holds a lock
+// every writer waits for (SQLite: the write lock; PostgreSQL: an EXCLUSIVE
+// table lock).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { startServer } from './lib/server.mjs';
 import { newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postConfirm } from './lib/client.mjs';
 
@@ -20,26 +21,12 @@ async function deliverToDevice(srv) {
   return { jwks, client, payload };
 }
 
-// Holds the SQLite write lock from another process until released.
-function lockLedger(file) {
-  const proc = spawn('sqlite3', [file], { stdio: ['pipe', 'pipe', 'pipe'] });
-  proc.stdin.write('PRAGMA busy_timeout=5000;\nBEGIN EXCLUSIVE;\nSELECT \'locked\';\n');
-  const locked = new Promise((resolve) => proc.stdout.on('data', (d) => String(d).includes('locked') && resolve()));
-  return {
-    locked,
-    release() {
-      proc.stdin.end('COMMIT;\n');
-      return new Promise((resolve) => proc.on('exit', resolve));
-    },
-  };
-}
-
 test('a locked ledger: 503 with Retry-After, bounded waits, nothing lost', { timeout: 60000 }, async () => {
   const srv = await startServer({ files: { 'a.txt': 'hello', 'b.bin': 'bytes' }, args: ['--queue', '16'] });
   // a delivery to confirm later, while the ledger still works
   const { jwks, client, payload } = await deliverToDevice(srv);
 
-  const lock = lockLedger(srv.ledgerFile);
+  const lock = srv.lockLedger();
   await lock.locked;
 
   const delivered = [];
@@ -87,7 +74,7 @@ test('a confirmation the ledger cannot commit is answered 503 within the bound',
   const srv = await startServer({ files: { 'b.bin': 'bytes' } });
   const { jwks, client, payload } = await deliverToDevice(srv);
 
-  const lock = lockLedger(srv.ledgerFile);
+  const lock = srv.lockLedger();
   await lock.locked;
   const started = Date.now();
   const out = await postConfirm(payload.server.confirm, client, await sealConfirmation(client, jwks, confirmation(payload)));
@@ -115,7 +102,7 @@ test('SIGTERM while a confirmation waits for a locked ledger: 503, clean exit', 
   const srv = await startServer({ files: { 'b.bin': 'bytes' }, args: ['--shutdown-grace', '0'] });
   const { jwks, client, payload } = await deliverToDevice(srv);
 
-  const lock = lockLedger(srv.ledgerFile);
+  const lock = srv.lockLedger();
   await lock.locked;
   const pending = postConfirm(payload.server.confirm, client, await sealConfirmation(client, jwks, confirmation(payload)));
   await sleep(300); // the confirmation is now suspended, waiting for the writer

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { base64url } from 'jose';
-import { startServer, queryLedger, writeLedger } from './lib/server.mjs';
+import { startServer } from './lib/server.mjs';
 import {
   newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, craftJwe, postConfirm,
   verifyReceipt, sha256b64url, deriveKey, encKey, sigKey,
@@ -44,7 +44,7 @@ describe('protocol with an independent client', () => {
   let srv;
   let jwks;
   before(async () => {
-    srv = await startServer({ files: { 'page.html': PAGE, 'blob.bin': BIN }, args: ['--server-id', 'edge-1'] });
+    srv = await startServer({ files: { 'page.html': PAGE, 'blob.bin': BIN }, args: ['--server-id', 'edge-1', '--node-id', 'edge-1b'] });
     jwks = await fetchJwks(srv.url);
   });
   after(async () => assert.equal((await srv.stop()).code, 0, srv.log()));
@@ -63,7 +63,7 @@ describe('protocol with an independent client', () => {
     assert.equal(payload.delivery, res.headers.get('receipt-delivery'));
     assert.deepEqual(payload.content, { path: '/blob.bin', sha256: await sha256b64url(BIN), size: BIN.length });
     assert.deepEqual(payload.client, { id: client.id, addr: '127.0.0.1' });
-    assert.deepEqual(payload.server, { id: 'edge-1', kid: encKey(jwks).kid, confirm: `${srv.url}/_receipt/confirm` });
+    assert.deepEqual(payload.server, { id: 'edge-1', node: 'edge-1b', kid: encKey(jwks).kid, confirm: `${srv.url}/_receipt/confirm` });
     assert.ok(payload.exp > payload.iat);
     assert.match(payload.ticket, /^[A-Za-z0-9_-]+$/);
 
@@ -80,7 +80,7 @@ describe('protocol with an independent client', () => {
     assert.equal(receipt.payload.status, 'confirmed');
     assert.deepEqual(receipt.payload.content, payload.content);
     assert.deepEqual(receipt.payload.client, { id: client.id });
-    assert.deepEqual(receipt.payload.server, { id: 'edge-1' });
+    assert.deepEqual(receipt.payload.server, { id: 'edge-1', node: 'edge-1b' });
     assert.ok(receipt.payload.confirmed_at_ms >= receipt.payload.issued_at_ms);
 
     const [row] = srv.query(`SELECT * FROM deliveries WHERE id='${payload.delivery}'`);
@@ -89,6 +89,8 @@ describe('protocol with an independent client', () => {
     assert.equal(row.confirmed_ms, receipt.payload.confirmed_at_ms);
     assert.equal(row.receipt, out.json.receipt);
     assert.equal(row.received_size, BIN.length);
+    assert.equal(row.server, 'edge-1', 'the site');
+    assert.deepEqual([row.issued_node, row.bound_node, row.confirmed_node], ['edge-1b', 'edge-1b', 'edge-1b']);
   });
 
   test('browser path: a ticket traded for plug-in data, bound, then confirmed', async () => {
@@ -368,8 +370,8 @@ describe('durability', () => {
     const { payload } = await devicePlugin(srv, c, jwks);
     assert.equal((await srv.stop()).code, 0);
     // what a crash before the writer's commit would leave: no row at all
-    writeLedger(srv.ledgerFile, `DELETE FROM deliveries WHERE id='${payload.delivery}'`);
-    assert.equal(queryLedger(srv.ledgerFile, `SELECT count(*) AS n FROM deliveries WHERE id='${payload.delivery}'`)[0].n, 0);
+    srv.exec(`DELETE FROM deliveries WHERE id='${payload.delivery}'`);
+    assert.equal(srv.query(`SELECT count(*) AS n FROM deliveries WHERE id='${payload.delivery}'`)[0].n, 0);
     const again = await startServer({ root: srv.root, stateDir: srv.stateDir });
     const out = await postConfirm(`${again.url}/_receipt/confirm`, c, await sealConfirmation(c, jwks, confirmation(payload)));
     assert.equal(out.status, 200, out.text);
@@ -412,7 +414,7 @@ describe('durability', () => {
     }
     assert.equal((await srv.stop()).code, 0);
     assert.ok(confirmed.length > 20, `confirmations ran (${confirmed.length} of ${attempts} attempts)`);
-    const rows = new Map(queryLedger(srv.ledgerFile,
+    const rows = new Map(srv.query(
       "SELECT id, client, status FROM deliveries WHERE status IN ('confirmed','corrupted')").map((r) => [r.id, r]));
     const lost = confirmed.filter((c) => rows.get(c.id)?.client !== c.client);
     assert.deepEqual(lost, [], `${lost.length} of ${confirmed.length} confirmations lost`);

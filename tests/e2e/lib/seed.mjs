@@ -1,9 +1,8 @@
 // A seeded ledger for the admin API, dashboard and report suites: rows
 // across contents and versions, clients, statuses and days, written with
-// the sqlite3 shell into a stopped server's ledger, and the figures the API
-// must answer, computed here from the rows independently of receiptd.
+// the database's own shell into a stopped server's ledger, and the figures
+// the API must answer, computed here from the rows independently of receiptd.
 import crypto from 'node:crypto';
-import { writeLedger } from './server.mjs';
 
 export const T0 = Date.UTC(2025, 10, 20, 8, 0, 0); // 2025-11-20T08:00:00Z
 const HOUR = 3600 * 1000;
@@ -59,10 +58,10 @@ export function seedRows() {
 }
 
 const q = (s) => (s === null ? 'NULL' : `'${String(s).replace(/'/g, "''")}'`);
-const blob = (b64) => `X'${Buffer.from(b64, 'base64url').toString('hex')}'`;
 
-/** Writes the rows into a stopped server's ledger file. */
-export function writeSeed(file, rows) {
+/** Writes the rows into a stopped server's ledger (a startServer handle). */
+export function writeSeed(srv, rows) {
+  const blob = (b64) => srv.blob(Buffer.from(b64, 'base64url').toString('hex'));
   const values = rows.map((r) => `(${[
     q(r.delivery), q(r.content), blob(r.sha256), r.size, q(r.server), q(r.client_addr), q('seed/1.0'),
     r.issued_at_ms, q(r.status), q(r.client), r.client ? q('198.51.100.7') : 'NULL',
@@ -70,7 +69,7 @@ export function writeSeed(file, rows) {
     r.status === 'confirmed' ? blob(r.sha256) : r.status === 'corrupted' ? blob(b64u(sha('other'))) : 'NULL',
     r.confirmed_at_ms ? r.size : 'NULL', r.confirmed_at_ms ?? 'NULL', q(r.receipt),
   ].join(', ')})`);
-  writeLedger(file, `BEGIN; INSERT INTO deliveries (id, path, sha256, size, server, client_addr, user_agent,
+  srv.exec(`BEGIN; INSERT INTO deliveries (id, path, sha256, size, server, client_addr, user_agent,
     issued_ms, status, client, bound_addr, bound_ms, confirmed_ms, confirm_addr, received_sha256,
     received_size, received_at_ms, receipt) VALUES ${values.join(',\n')}; COMMIT;`);
 }

@@ -1,6 +1,13 @@
 // Starts a real receiptd on a free loopback port with a temporary content
 // root and state directory, for the end-to-end suites.
-import { spawn, execFileSync } from 'node:child_process';
+//
+// The ledger is SQLite in the state directory, or, with
+// RECEIPT_TEST_LEDGER=postgresql, a database of its own on the PostgreSQL
+// server of tests/with-postgres: one database per state directory, so that
+// a server started again on the same state finds its rows. The suites read
+// and change the ledger through the handle's query(), exec() and
+// lockLedger(), which speak to either.
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -37,6 +44,119 @@ export function writeFiles(root, files) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The backend the suites run against: 'sqlite' (default) or 'postgresql'. */
+export const LEDGER = process.env.RECEIPT_TEST_LEDGER === 'postgresql' ? 'postgresql' : 'sqlite';
+
+const PSQL = path.join(process.env.RECEIPT_TEST_PG_BIN || '/usr/bin', 'psql');
+const pgDatabases = new Map(); // state directory -> database name
+let pgCounter = 0;
+
+/** A connection URL for a database of the test server. */
+export function pgUrl(db) {
+  const host = process.env.RECEIPT_TEST_PG_HOST;
+  const port = process.env.RECEIPT_TEST_PG_PORT;
+  if (!host || !port) throw new Error('no PostgreSQL for the tests: run under tests/with-postgres');
+  return `postgresql://receipt@/${db}?host=${encodeURIComponent(host)}&port=${port}`;
+}
+
+function psql(db, sql, extra = []) {
+  return execFileSync(PSQL, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', ...extra, '-d', pgUrl(db), '-c', sql],
+    { encoding: 'utf8', maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Makes a new, empty database; returns its name. */
+export function pgCreateDatabase(prefix = 'e2e') {
+  const db = `${prefix}_${process.pid}_${pgCounter++}`;
+  psql('postgres', `CREATE DATABASE ${db}`);
+  // The suites' SQL is SQLite's: hex() is the one function PostgreSQL lacks.
+  psql(db, "CREATE FUNCTION hex(bytea) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT upper(encode($1, 'hex')) $$");
+  return db;
+}
+
+function pgDatabaseFor(stateDir) {
+  const key = path.resolve(stateDir);
+  if (!pgDatabases.has(key)) pgDatabases.set(key, pgCreateDatabase());
+  return pgDatabases.get(key);
+}
+
+/** The --ledger arguments a receiptd on this state directory needs (none for SQLite). */
+export function ledgerArgs(stateDir, backend = LEDGER) {
+  return backend === 'postgresql' ? ['--ledger', pgUrl(pgDatabaseFor(stateDir))] : [];
+}
+
+/**
+ * pg_ctl on the test server (tests/with-postgres): stop('fast'|'immediate')
+ * and start(), each waiting until done; start() on a running server does
+ * nothing.
+ */
+export const pgServer = {
+  ctl(args) {
+    return spawnSync('sh', ['-c', `${process.env.RECEIPT_TEST_PG_CTL} ${args}`], { stdio: 'ignore' }).status;
+  },
+  running() {
+    return this.ctl('status') === 0;
+  },
+  stop(mode = 'fast') {
+    if (this.running() && this.ctl(`stop -m ${mode}`) !== 0) throw new Error('pg_ctl stop failed');
+  },
+  start() {
+    if (!this.running() && this.ctl('start') !== 0) throw new Error('pg_ctl start failed');
+  },
+};
+
+/** Rows of a query against a PostgreSQL database, as objects. */
+export function pgQuery(db, sql) {
+  const out = psql(db, `SELECT coalesce(json_agg(q), '[]'::json) FROM (${sql}) q`, ['-A', '-t']);
+  return JSON.parse(out);
+}
+
+export function pgExec(db, sql) {
+  psql(db, sql);
+}
+
+/** Holds a lock that keeps every writer of the ledger waiting, until released. */
+function lockWith(cmd, args, script) {
+  const proc = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  proc.stdin.write(script);
+  const locked = new Promise((resolve) => proc.stdout.on('data', (d) => String(d).includes('locked') && resolve()));
+  return {
+    locked,
+    release() {
+      proc.stdin.end('COMMIT;\n');
+      return new Promise((resolve) => proc.on('exit', resolve));
+    },
+  };
+}
+
+/** The ledger of a state directory, whichever backend: query, exec, lock. */
+export function ledgerOf(stateDir, backend = LEDGER) {
+  const file = path.join(stateDir, 'ledger.sqlite');
+  if (backend === 'postgresql') {
+    const db = pgDatabaseFor(stateDir);
+    return {
+      database: db,
+      query: (sql) => pgQuery(db, sql),
+      exec: (sql) => pgExec(db, sql),
+      blob: (hex) => `'\\x${hex}'::bytea`,
+      lock: () => lockWith(PSQL, ['-X', '-q', '-d', pgUrl(db)],
+        "BEGIN;\nLOCK TABLE deliveries IN EXCLUSIVE MODE;\nSELECT 'locked';\n"),
+    };
+  }
+  return {
+    query: (sql) => queryLedger(file, sql),
+    exec: (sql) => writeLedger(file, sql),
+    blob: (hex) => `X'${hex}'`,
+    lock: () => lockWith('sqlite3', [file], "PRAGMA busy_timeout=5000;\nBEGIN EXCLUSIVE;\nSELECT 'locked';\n"),
+  };
+}
+
+/** With --state-dir DIR among args, and no --ledger: the ledger of DIR. */
+function withLedger(args) {
+  const i = args.indexOf('--state-dir');
+  if (i < 0 || i + 1 >= args.length || args.includes('--ledger')) return args;
+  return [...args, ...ledgerArgs(args[i + 1])];
+}
+
 function waitListening(port, proc, log, timeoutMs = 10000) {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
@@ -63,7 +183,7 @@ function waitListening(port, proc, log, timeoutMs = 10000) {
 // Runs receiptd with args and waits for it to exit; for start-up failures.
 export function runReceiptd(args, { timeoutMs = 10000 } = {}) {
   return new Promise((resolve) => {
-    const proc = spawn(RECEIPTD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(RECEIPTD, withLedger(args), { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (d) => (stdout += d));
@@ -78,9 +198,11 @@ export function runReceiptd(args, { timeoutMs = 10000 } = {}) {
 
 /**
  * Starts receiptd. Options: files ({"/a.html": "..."}), root, stateDir, args
- * (extra command-line arguments), port, adminPort. Returns a handle with url,
- * port, adminUrl, root, stateDir, stop(), kill(), query(sql), adminToken()
- * and log().
+ * (extra command-line arguments), port, adminPort, ledger ('sqlite' or
+ * 'postgresql'; default RECEIPT_TEST_LEDGER's), readyMs (how long it may
+ * take to listen; default 10 s). Returns a handle with url,
+ * port, adminUrl, root, stateDir, stop(), kill(), query(sql), exec(sql),
+ * lockLedger(), adminToken() and log(); query and exec work after a stop.
  *
  * The admin listener gets a free port of its own unless args name
  * --admin-listen: the default 127.0.0.1:8091 would collide between servers.
@@ -99,6 +221,7 @@ export async function startServer(opts = {}) {
     '--state-dir', stateDir,
     '--log-level', opts.logLevel || 'warn',
     ...(adminGiven ? [] : ['--admin-listen', `127.0.0.1:${adminPort}`]),
+    ...(extra.includes('--ledger') ? [] : ledgerArgs(stateDir, opts.ledger)),
     ...extra,
   ];
   const proc = spawn(RECEIPTD, args, {
@@ -110,10 +233,11 @@ export async function startServer(opts = {}) {
   proc.stderr.on('data', (d) => (output += d));
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const log = () => output;
-  await waitListening(port, proc, log);
-  if (adminPort) await waitListening(adminPort, proc, log);
+  await waitListening(port, proc, log, opts.readyMs);
+  if (adminPort) await waitListening(adminPort, proc, log, opts.readyMs);
 
   const ledgerFile = path.join(stateDir, 'ledger.sqlite');
+  const ledger = ledgerOf(stateDir, opts.ledger);
   return {
     url: `http://127.0.0.1:${port}`,
     port,
@@ -137,9 +261,21 @@ export async function startServer(opts = {}) {
     async kill() {
       return this.stop('SIGKILL');
     },
-    /** Rows of a query against the ledger, read with the sqlite3 shell. */
+    /** Rows of a query against the ledger (sqlite3 shell or psql), as objects. */
     query(sql) {
-      return queryLedger(ledgerFile, sql);
+      return ledger.query(sql);
+    },
+    /** Changes the ledger behind the server's back (crash simulations, seeds). */
+    exec(sql) {
+      return ledger.exec(sql);
+    },
+    /** A literal of bytes (hex) in the ledger's SQL. */
+    blob(hex) {
+      return ledger.blob(hex);
+    },
+    /** Holds a lock every ledger writer waits for: {locked, release()}. */
+    lockLedger() {
+      return ledger.lock();
     },
     /** Polls until fn() is truthy (ledger rows lag deliveries by a batch). */
     async until(fn, timeoutMs = 5000) {

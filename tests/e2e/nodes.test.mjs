@@ -1,0 +1,205 @@
+// Two receiptd nodes of one site: one ledger on PostgreSQL, the same keys
+// (receiptd keys export | receiptd keys import), one --server-id, their own
+// --node-id. A delivery issued on one node is bound on the other and
+// confirmed on the first; concurrent confirmations of the same deliveries
+// split across the nodes give one receipt each; each node's admin API shows
+// every delivery; a node SIGKILLed under load loses no confirmation answered
+// 200.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { startServer, tempDir, pgCreateDatabase, pgUrl, pgQuery, RECEIPTD } from './lib/server.mjs';
+import {
+  newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postConfirm, verifyReceipt,
+} from './lib/client.mjs';
+
+const skip = process.env.RECEIPT_TEST_PG ? false
+  : 'no PostgreSQL server: run under tests/with-postgres (make check does)';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const PAGE = '<!doctype html><title>notice</title><p>terms</p></html>';
+const BIN = Buffer.from('firmware '.repeat(300));
+const files = { 'page.html': PAGE, 'b.bin': BIN };
+
+let db;
+let url;
+let a;
+let b;
+let root;
+let stateA;
+let stateB;
+
+const nodeArgs = (node) => ['--ledger', url, '--server-id', 'site-1', '--node-id', node];
+
+before(async () => {
+  if (skip) return;
+  db = pgCreateDatabase('nodes');
+  url = pgUrl(db);
+  root = tempDir('receipt-root-');
+  stateA = path.join(tempDir('receipt-state-'), 'a');
+  stateB = path.join(tempDir('receipt-state-'), 'b');
+  // Node A makes the keys at its first start; node B gets a copy of them.
+  const first = await startServer({ files, root, stateDir: stateA, args: nodeArgs('a') });
+  assert.equal((await first.stop()).code, 0, first.log());
+  const exported = spawnSync(RECEIPTD, ['keys', 'export', '--state-dir', stateA]);
+  assert.equal(exported.status, 0, String(exported.stderr));
+  const imported = spawnSync(RECEIPTD, ['keys', 'import', '--state-dir', stateB, '-'], { input: exported.stdout });
+  assert.equal(imported.status, 0, String(imported.stderr));
+  const shown = (dir) => spawnSync(RECEIPTD, ['keys', 'show', '--state-dir', dir], { encoding: 'utf8' }).stdout;
+  assert.equal(shown(stateB), shown(stateA), 'the same keys on both nodes');
+  assert.ok(!shown(stateA).includes(JSON.parse(exported.stdout).ticket_secret), 'show keeps the secret');
+  // Both start at once: migrations and partitions under the database's locks.
+  [a, b] = await Promise.all([
+    startServer({ root, stateDir: stateA, args: nodeArgs('a') }),
+    startServer({ root, stateDir: stateB, args: nodeArgs('b') }),
+  ]);
+  // This month's partition and the next two, made at start, once.
+  const now = new Date();
+  const months = [0, 1, 2].map((k) => {
+    const d = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + k, 1));
+    return `deliveries_${d.getUTCFullYear()}_${String(d.getUTCMonth() + 1).padStart(2, '0')}`;
+  });
+  const made = pgQuery(db, "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'deliveries'::regclass").map((r) => r.name);
+  for (const m of months) assert.ok(made.includes(m), `${m} among ${made}`);
+  assert.equal(pgQuery(db, 'SELECT count(*) AS n FROM ledger_schema')[0].n, 1);
+});
+
+after(async () => {
+  for (const srv of [a, b]) if (srv) await srv.kill();
+});
+
+const query = (sql) => pgQuery(db, sql);
+
+/** A browser-style delivery on srv: its ticket from the response. */
+async function deliver(srv) {
+  const res = await fetch(srv.url + '/page.html');
+  await res.text();
+  assert.equal(res.status, 200);
+  return { id: res.headers.get('receipt-delivery'), ticket: res.headers.get('receipt-ticket') };
+}
+
+/** Trades a ticket for plug-in data on srv. */
+async function trade(srv, client, jwks, ticket) {
+  const res = await fetch(`${srv.url}/_receipt/plugin/${ticket}`, { headers: { 'Receipt-Client-Key': client.header } });
+  assert.equal(res.status, 200, await res.clone().text());
+  return (await openPlugin(client, jwks, await res.text())).payload;
+}
+
+test('issued on A, bound on B, confirmed on A: one row that names each node', { skip, timeout: 60000 }, async () => {
+  const jwks = await fetchJwks(a.url);
+  assert.deepEqual(await fetchJwks(b.url), jwks, 'one key set');
+  const client = await newClient();
+  const { id, ticket } = await deliver(a);
+  const plugin = await trade(b, client, jwks, ticket);
+  assert.equal(plugin.delivery, id);
+  assert.deepEqual({ id: plugin.server.id, node: plugin.server.node }, { id: 'site-1', node: 'b' });
+  const out = await postConfirm(`${a.url}/_receipt/confirm`, client, await sealConfirmation(client, jwks, confirmation(plugin)));
+  assert.equal(out.status, 200, out.text);
+  const receipt = await verifyReceipt(jwks, out.json.receipt);
+  assert.deepEqual(receipt.payload.server, { id: 'site-1', node: 'a' });
+  const [row] = query(`SELECT status, client, server, issued_node, bound_node, confirmed_node FROM deliveries WHERE id = '${id}'`);
+  assert.deepEqual(row, { status: 'confirmed', client: client.id, server: 'site-1', issued_node: 'a', bound_node: 'b', confirmed_node: 'a' });
+  // The same confirmation on B: the same receipt, from the shared ledger.
+  const again = await postConfirm(`${b.url}/_receipt/confirm`, client, await sealConfirmation(client, jwks, confirmation(plugin)));
+  assert.equal(again.status, 200);
+  assert.equal(again.json.receipt, out.json.receipt);
+  // Each node's admin API has the row, with its nodes.
+  for (const srv of [a, b]) {
+    const res = await fetch(`${srv.adminUrl}/api/deliveries/${id}`, { headers: { Authorization: `Bearer ${srv.adminToken()}` } });
+    assert.deepEqual((await res.json()).nodes, { issued: 'a', bound: 'b', confirmed: 'a' });
+  }
+});
+
+test('200 concurrent confirmations of 100 deliveries, split across the nodes: one receipt each', { skip, timeout: 120000 }, async () => {
+  const jwks = await fetchJwks(a.url);
+  const clients = await Promise.all(Array.from({ length: 20 }, newClient));
+  const deliveries = [];
+  for (let i = 0; i < 100; i++) deliveries.push(await deliver(i % 2 ? a : b));
+  // Each delivery traded by two clients, one on each node (a page opened twice).
+  const pairs = await Promise.all(deliveries.map(async (d, i) => {
+    const ca = clients[i % 10];
+    const cb = clients[10 + (i % 10)];
+    return {
+      id: d.id,
+      onA: { client: ca, plugin: await trade(a, ca, jwks, d.ticket) },
+      onB: { client: cb, plugin: await trade(b, cb, jwks, d.ticket) },
+    };
+  }));
+  const sealed = await Promise.all(pairs.flatMap((p) => [
+    sealConfirmation(p.onA.client, jwks, confirmation(p.onA.plugin)).then((jwe) => ({ p, side: p.onA, srv: a, jwe })),
+    sealConfirmation(p.onB.client, jwks, confirmation(p.onB.plugin)).then((jwe) => ({ p, side: p.onB, srv: b, jwe })),
+  ]));
+  const answers = await Promise.all(sealed.map(async (s) => ({
+    ...s, out: await postConfirm(`${s.srv.url}/_receipt/confirm`, s.side.client, s.jwe),
+  })));
+  const rows = new Map(query('SELECT id, client, receipt, confirmed_node FROM deliveries').map((r) => [r.id, r]));
+  for (const p of pairs) {
+    const mine = answers.filter((x) => x.p === p);
+    const won = mine.filter((x) => x.out.status === 200);
+    const lost = mine.filter((x) => x.out.status === 409);
+    assert.equal(won.length, 1, `delivery ${p.id}: ${mine.map((x) => x.out.status)}`);
+    assert.equal(lost.length, 1);
+    assert.equal(lost[0].out.json.error, 'already_confirmed');
+    const row = rows.get(p.id);
+    assert.equal(row.client, won[0].side.client.id, 'the row names the client that got the receipt');
+    assert.equal(row.receipt, won[0].out.json.receipt);
+    assert.equal(row.confirmed_node, won[0].srv === a ? 'a' : 'b');
+  }
+  const winsOnA = answers.filter((x) => x.out.status === 200 && x.srv === a).length;
+  assert.ok(winsOnA > 0 && winsOnA < 100, `both nodes won some (${winsOnA} on A)`);
+});
+
+test('either node\'s admin API shows every delivery of both', { skip, timeout: 60000 }, async () => {
+  const auth = (srv) => ({ headers: { Authorization: `Bearer ${srv.adminToken()}` } });
+  const total = query('SELECT count(*) AS n FROM deliveries')[0].n;
+  const nodes = query('SELECT DISTINCT issued_node AS n FROM deliveries ORDER BY 1').map((r) => r.n);
+  assert.deepEqual(nodes, ['a', 'b']);
+  const pages = [];
+  for (const srv of [a, b]) {
+    const summary = await (await fetch(srv.adminUrl + '/api/summary', auth(srv))).json();
+    assert.equal(summary.deliveries, total);
+    const page = await (await fetch(srv.adminUrl + '/api/deliveries?limit=1000', auth(srv))).json();
+    assert.equal(page.items.length, total);
+    pages.push(JSON.stringify(page));
+  }
+  assert.equal(pages[0], pages[1], 'the same answer from both');
+});
+
+test('node A SIGKILLed under load, B goes on: every confirmation answered 200 has its row', { skip, timeout: 120000 }, async () => {
+  const jwks = await fetchJwks(a.url);
+  const clients = await Promise.all(Array.from({ length: 6 }, newClient));
+  const confirmed = [];
+  let running = true;
+  let aDown = false;
+  const worker = (c, i) => (async () => {
+    while (running) {
+      // Delivered on one node and confirmed on the other, while both run.
+      const srv = i % 2 && !aDown ? a : b;
+      const other = aDown ? b : srv === a ? b : a;
+      try {
+        const res = await fetch(srv.url + '/b.bin', { headers: { 'Receipt-Client-Key': c.header } });
+        await res.arrayBuffer();
+        if (res.status !== 200) continue;
+        const { payload } = await openPlugin(c, jwks, res.headers.get('receipt-plugin'));
+        const out = await postConfirm(`${other.url}/_receipt/confirm`, c, await sealConfirmation(c, jwks, confirmation(payload)));
+        if (out.status === 200) confirmed.push({ id: payload.delivery, client: c.id, receipt: out.json.receipt });
+      } catch {
+        await sleep(10);
+      }
+    }
+  })();
+  const workers = clients.map(worker);
+  await sleep(800);
+  await a.kill();
+  aDown = true;
+  const beforeKill = confirmed.length;
+  await sleep(800);
+  running = false;
+  await Promise.all(workers);
+  assert.ok(beforeKill > 10, `confirmations ran across both nodes (${beforeKill})`);
+  assert.ok(confirmed.length > beforeKill, 'and went on, on B alone');
+  a = await startServer({ root, stateDir: stateA, args: nodeArgs('a') });
+  const rows = new Map(query("SELECT id, client, receipt FROM deliveries WHERE status = 'confirmed'").map((r) => [r.id, r]));
+  const lost = confirmed.filter((c) => rows.get(c.id)?.receipt !== c.receipt || rows.get(c.id)?.client !== c.client);
+  assert.deepEqual(lost, [], `${lost.length} of ${confirmed.length} confirmations answered 200 have no row`);
+});
