@@ -61,7 +61,7 @@ check: deps build $(ASAN_BUILD)/build.ninja $(FUZZ_BUILD)/build.ninja node_modul
 test: check
 
 bench: deps build
-	bench/run
+	tests/with-postgres bench/run
 
 # Every libFuzzer harness for FUZZ_SECONDS each; corpora under $(FUZZ_BUILD)/corpus.
 fuzz: deps $(FUZZ_BUILD)/build.ninja
