@@ -18,8 +18,25 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export const RECEIPTD = process.env.RECEIPTD || path.join(repoRoot, 'build/receiptd');
 export const RECEIPT_CLI = process.env.RECEIPT_CLI || path.join(repoRoot, 'build/receipt');
 
+// Every temporary directory goes when the suite's process ends: a state
+// directory holds the recovery file's reservation (61 MB at the defaults),
+// so thousands left behind fill a disk. RECEIPT_TEST_KEEP=1 keeps them.
+const made = [];
+process.on('exit', () => {
+  if (process.env.RECEIPT_TEST_KEEP) return;
+  for (const dir of made) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // a mount point still in use, say: left for the system's cleaner
+    }
+  }
+});
+
 export function tempDir(prefix = 'receipt-e2e-') {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 export function freePort() {
