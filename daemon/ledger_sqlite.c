@@ -1092,8 +1092,9 @@ static int read_names(ledger_sqlite *lg, const char *sql, char names[][64], int 
 
 #define SCHEMA_NAMES_MAX 32
 
-/* Whether an unmarked database holds receiptd's tables and columns. */
-static int schema_is_ours(ledger_sqlite *lg, bool *ours)
+/* Whether an unmarked database holds receiptd's tables and the columns of
+ * its schema version (the node columns from version 2 on). */
+static int schema_is_ours(ledger_sqlite *lg, int version, bool *ours)
 {
     static const char *const columns[] = {
         "id",
@@ -1114,10 +1115,13 @@ static int schema_is_ours(ledger_sqlite *lg, bool *ours)
         "received_size",
         "received_at_ms",
         "receipt",
+        "issued_node",
+        "bound_node",
+        "confirmed_node",
     };
     char names[SCHEMA_NAMES_MAX][64];
     int ntables = (int)(sizeof schema_tables / sizeof schema_tables[0]);
-    int ncolumns = (int)(sizeof columns / sizeof columns[0]);
+    int ncolumns = (int)(sizeof columns / sizeof columns[0]) - (version < 2 ? 3 : 0);
     *ours = false;
     int n = read_names(lg,
                        "SELECT name FROM sqlite_schema WHERE type = 'table'"
@@ -1187,7 +1191,7 @@ static int ownership_check(ledger_sqlite *lg, const char *path)
     if (objects == 0 && version == 0)
         return 0; /* empty: a new ledger */
     bool ours = false;
-    if (version >= 1 && version <= SCHEMA_VERSION && schema_is_ours(lg, &ours) != 0)
+    if (version >= 1 && version <= SCHEMA_VERSION && schema_is_ours(lg, version, &ours) != 0)
         return -1;
     if (!ours) {
         fail(lg,

@@ -332,7 +332,8 @@ static void test_newer_schema_refused(void **state)
     assert_int_equal(raw_user_version(f->file), 99); /* and left alone */
 }
 
-/* A ledger of version 1 (before the node columns) migrates, rows kept. */
+/* A ledger of version 1 (before the node columns) migrates, rows kept; one
+ * made before the application_id mark too (adopted, then migrated). */
 static void test_migrates_version_1(void **state)
 {
     fixture *f = *state;
@@ -347,7 +348,8 @@ static void test_migrates_version_1(void **state)
     raw_exec(f->file, "ALTER TABLE deliveries DROP COLUMN issued_node;"
                       "ALTER TABLE deliveries DROP COLUMN bound_node;"
                       "ALTER TABLE deliveries DROP COLUMN confirmed_node;"
-                      "PRAGMA user_version = 1");
+                      "PRAGMA user_version = 1;"
+                      "PRAGMA application_id = 0");
     assert_null(ledger_open(f->url, NULL, true, err, sizeof err));
     assert_non_null(strstr(err, "migrate"));
     f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
