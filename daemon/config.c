@@ -180,8 +180,10 @@ static const config_option options[] = {
      .help = "bytes per connection for the request line, headers and buffers; larger headers "
              "get 431 (default %D)",
      .doc = "Memory per connection for the request line, headers and buffers (default %D). "
-            "Request headers over about half of it are answered 431; each idle connection keeps "
-            "about this much resident."},
+            "A request whose line and header fields, plus 80 bytes for each field, cookie and "
+            "query argument, come within 2 KiB of it is answered 431, since the answer's own "
+            "header block needs that room; each idle connection keeps about this much resident, "
+            "plus about 1 KB."},
     {"queue", "N", SECTION_LIMITS, NUMBER(16, WRITER_QUEUE_MAX), AT(queue_capacity),
      .value = "65536",
      .help = "ledger events waiting at most; past it deliveries get 503 (default %D)",

@@ -275,6 +275,32 @@ static enum MHD_Result refuse_bad_framing(request *req, struct MHD_Connection *c
     return MHD_YES;
 }
 
+/*
+ * libmicrohttpd 0.9.75 builds a response's header block in the connection's
+ * memory pool (--connection-memory), after the request line, the header
+ * fields and one record per parsed field (header, cookie or query
+ * argument). A request that leaves less room than the header block needs is
+ * closed without an answer ("failed to create response header"); one that
+ * overflows the pool gets the library's own 431. Between the two, receiptd
+ * refuses with its own 431 while a short answer still fits. The headroom
+ * covers receiptd's largest header block (a delivery with plug-in data,
+ * about 1.5 KB) with room to spare.
+ */
+enum { HTTP_RESPONSE_HEADROOM = 2048, HTTP_FIELD_RECORD_BYTES = 80 };
+
+static bool request_leaves_room(struct MHD_Connection *c, size_t pool)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (info == NULL)
+        return true;
+    int fields = MHD_get_connection_values(
+        c, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
+    size_t need = info->header_size + (size_t)(fields > 0 ? fields : 0) * HTTP_FIELD_RECORD_BYTES +
+                  HTTP_RESPONSE_HEADROOM;
+    return need <= pool;
+}
+
 static metrics_route route_of(const char *url)
 {
     if (strncmp(url, "/_receipt/", 10) != 0)
@@ -317,6 +343,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         copy_bounded(req->referer, sizeof req->referer,
                      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Referer"));
         client_address(c, req->client_addr);
+        if (!request_leaves_room(c, srv->ctx.cfg->connection_memory))
+            return http_reply_error_close(req, c, 431, "headers_too_large",
+                                          "The request line and header fields leave no room "
+                                          "for an answer in this server's per-connection memory "
+                                          "(--connection-memory).");
         bool refused;
         enum MHD_Result framing_answer = refuse_bad_framing(req, c, version, &refused);
         if (refused)

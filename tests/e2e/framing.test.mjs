@@ -130,3 +130,53 @@ test('what libmicrohttpd 0.9.75 answers or rewrites itself (docs/operations.md)'
   }
   assert.equal((await srv.stop()).code, 0, srv.log());
 });
+
+// A request answered in full or refused with 431, never closed unanswered
+// when there is room for an answer: libmicrohttpd builds the response's
+// header block in the connection's memory pool, after the request's own
+// bytes and one record per parsed field (docs/operations.md).
+test('request headers near --connection-memory: 200, or 431 while an answer still fits', async (t) => {
+  const pool = 8192;
+  const srv = await startServer({ files: { 'a.txt': 'hello' }, args: ['--connection-memory', String(pool)] });
+  t.after(() => srv.kill()); // also when an assertion fails
+  const clientKey = 'BGsX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU';
+  const cookies = Array.from({ length: 40 }, (_, i) => `c${i}=v`).join('; ');
+  const shapes = [
+    ['plain', '', 0],
+    ['with a client key (plug-in data in the answer)', `Receipt-Client-Key: ${clientKey}\r\n`, 1],
+    ['with 40 cookies', `Cookie: ${cookies}\r\n`, 41],
+  ];
+  let served = 0;
+  for (const [what, extra, fields] of shapes) {
+    const seen = { 200: 0, 431: 0 };
+    for (let fill = 0; fill <= pool + 256; fill += 48) {
+      const bytes = `GET /a.txt?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${extra}X-Fill: ${'a'.repeat(fill)}\r\n\r\n`;
+      const records = fields + 4; // Host, Connection, X-Fill, q
+      const out = await exchange(srv.port, bytes);
+      const line = statusLines(out.text)[0];
+      const at = `${what}, ${bytes.length} bytes`;
+      if (bytes.length + records * 80 + 2300 <= pool) {
+        assert.match(line ?? '', /^HTTP\/1\.1 200 /, `${at}: served`);
+      }
+      if (bytes.length + records * 80 + 512 <= pool) {
+        assert.ok(line, `${at}: answered, not closed unanswered`);
+      }
+      if (!line) continue;
+      const status = Number(line.split(' ')[1]);
+      assert.ok(status === 200 || status === 431, `${at}: ${line}`);
+      seen[status]++;
+      if (status === 200) {
+        served++;
+        if (extra.startsWith('Receipt-Client-Key')) assert.match(out.text, /\r\nReceipt-Plugin: /i, `${at}: the whole answer`);
+      } else if (/\r\nContent-Type: application\/json/i.test(out.text)) {
+        assert.match(out.text, /"error":"headers_too_large"/, at);
+        assert.match(out.text, /\r\nConnection: close\r\n/i, at);
+      }
+    }
+    assert.ok(seen[200] > 0 && seen[431] > 0, `${what}: both answers seen (${JSON.stringify(seen)})`);
+  }
+  // Only the requests answered 200 were recorded.
+  await srv.until(() => srv.query('SELECT count(*) AS n FROM deliveries')[0].n >= served);
+  assert.equal(srv.query('SELECT count(*) AS n FROM deliveries')[0].n, served);
+  assert.equal((await srv.stop()).code, 0, srv.log());
+});
