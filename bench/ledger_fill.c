@@ -200,15 +200,24 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"ledger", required_argument, NULL, 'l'},    {"deliveries", required_argument, NULL, 'n'},
-        {"days", required_argument, NULL, 'd'},      {"confirmed", required_argument, NULL, 'c'},
-        {"corrupted", required_argument, NULL, 'x'}, {"paths", required_argument, NULL, 'p'},
-        {"clients", required_argument, NULL, 'k'},   {"seed", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},            {NULL, 0, NULL, 0},
+        {"ledger", required_argument, NULL, 'l'},
+        {"deliveries", required_argument, NULL, 'n'},
+        {"days", required_argument, NULL, 'd'},
+        {"confirmed", required_argument, NULL, 'c'},
+        {"corrupted", required_argument, NULL, 'x'},
+        {"paths", required_argument, NULL, 'p'},
+        {"clients", required_argument, NULL, 'k'},
+        {"seed", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
     };
     const char *url = NULL;
-    fill_options o = {.days = 30, .confirmed = 0.7, .corrupted = 0.01, .paths = 2000,
-                      .clients = 100000, .seed = 1};
+    fill_options o = {.days = 30,
+                      .confirmed = 0.7,
+                      .corrupted = 0.01,
+                      .paths = 2000,
+                      .clients = 100000,
+                      .seed = 1};
     bool json = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -283,7 +292,7 @@ int main(int argc, char **argv)
         printf("{\"deliveries\": %llu, \"events\": %lld, \"seconds\": %.1f}\n",
                (unsigned long long)o.deliveries, events, elapsed);
     else
-        printf("%llu deliveries, %lld events in %.1f s\n", (unsigned long long)o.deliveries,
-               events, elapsed);
+        printf("%llu deliveries, %lld events in %.1f s\n", (unsigned long long)o.deliveries, events,
+               elapsed);
     return 0;
 }
