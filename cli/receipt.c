@@ -44,12 +44,12 @@ static const char usage_text[] =
     "  keygen [--key FILE] [--force]      make a client key (P-256, PEM, mode 0600)\n"
     "  id [--key FILE]                    print the client ID of the key\n"
     "  fetch URL [-o FILE] [--key FILE] [--spool DIR] [--receipts DIR] [--json]\n"
-    "        [--quiet] [--insecure-confirm]\n"
+    "        [--quiet] [--insecure-confirm] [--cacert FILE] [--capath DIR]\n"
     "                                     download, verify, confirm, keep the receipt\n"
     "  flush [--key FILE] [--spool DIR] [--receipts DIR] [--json] [--due]\n"
-    "        [--insecure-confirm]\n"
+    "        [--insecure-confirm] [--cacert FILE] [--capath DIR]\n"
     "                                     send spooled confirmations\n"
-    "  verify RECEIPT_FILE --jwks URL_OR_FILE\n"
+    "  verify RECEIPT_FILE --jwks URL_OR_FILE [--cacert FILE] [--capath DIR]\n"
     "                                     check a receipt and print its payload\n"
     "\n"
     "Options:\n"
@@ -61,12 +61,18 @@ static const char usage_text[] =
     "  --json              one JSON object on standard output (flush: one per line)\n"
     "  --due               flush only confirmations whose retry time has come\n"
     "  --insecure-confirm  allow confirming over plain http to a non-loopback host\n"
+    "  --cacert FILE       verify https servers with the CA certificates in FILE (PEM)\n"
+    "                      instead of the system's (default: $CURL_CA_BUNDLE, else\n"
+    "                      $SSL_CERT_FILE and $SSL_CERT_DIR, else the system's CAs)\n"
+    "  --capath DIR        the same with a directory of hashed CA certificates\n"
     "  -q, --quiet         no progress bar or summary on standard error\n"
     "  -v, --verbose       log what the library does to standard error\n"
     "  -h, --help          this text\n"
     "  -V, --version       the version\n"
     "\n"
     "STATE is $XDG_STATE_HOME/receipt, or ~/.local/state/receipt.\n"
+    "Certificate verification cannot be turned off: a receipt from a server that\n"
+    "was not authenticated proves nothing.\n"
     "\n"
     "Exit status:\n"
     "  0  confirmed (flush: every confirmation sent was confirmed, none waits)\n"
@@ -78,12 +84,17 @@ static const char usage_text[] =
 
 static volatile sig_atomic_t cli_interrupted;
 
+/* Which CAs https servers are verified against, for messages. */
+static char cli_ca_source[CLI_PATH_MAX + 64] = "the system's CAs";
+
 typedef struct cli_opts {
     const char *key;
     const char *spool;
     const char *receipts;
     const char *output;
     const char *jwks;
+    const char *cacert;
+    const char *capath;
     bool json;
     bool quiet;
     bool verbose;
@@ -329,6 +340,61 @@ static void cli_json_failure(const char *url, const char *error)
     fflush(stdout);
 }
 
+static const char *cli_env(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/*
+ * The CAs to trust: --cacert and --capath, else the variables curl's own
+ * command honours, in its order (CURL_CA_BUNDLE, then SSL_CERT_FILE and
+ * SSL_CERT_DIR). Debian's libcurl reads none of them itself.
+ */
+static int cli_set_ca(receipt_client *c, const cli_opts *o)
+{
+    const char *file = o->cacert, *dir = o->capath;
+    const char *from_file = "--cacert", *from_dir = "--capath";
+    if (file == NULL && dir == NULL) {
+        if ((file = cli_env("CURL_CA_BUNDLE")) != NULL) {
+            from_file = "CURL_CA_BUNDLE";
+        } else {
+            file = cli_env("SSL_CERT_FILE");
+            dir = cli_env("SSL_CERT_DIR");
+            from_file = "SSL_CERT_FILE";
+            from_dir = "SSL_CERT_DIR";
+        }
+    }
+    if (file == NULL && dir == NULL)
+        return 0;
+    /* One at a time, so that an error names where the bad name came from. */
+    if (file != NULL && receipt_client_set_ca(c, file, NULL) != RECEIPT_OK) {
+        cli_err("%s (named by %s)", receipt_errmsg(c), from_file);
+        return -1;
+    }
+    if (receipt_client_set_ca(c, file, dir) != RECEIPT_OK) {
+        cli_err("%s (named by %s)", receipt_errmsg(c), from_dir);
+        return -1;
+    }
+    if (file != NULL && dir != NULL)
+        snprintf(cli_ca_source, sizeof(cli_ca_source), "%s (%s) and %s (%s)", file, from_file, dir,
+                 from_dir);
+    else
+        snprintf(cli_ca_source, sizeof(cli_ca_source), "%s (%s)", file ? file : dir,
+                 file ? from_file : from_dir);
+    return 0;
+}
+
+/* After a TLS failure: which CAs were trusted, and how to name others. */
+static void cli_tls_hint(void)
+{
+    if (strcmp(cli_ca_source, "the system's CAs") == 0)
+        cli_err("trusted: the system's CAs; for a server with a private CA, name its "
+                "certificate with --cacert FILE");
+    else
+        cli_err("trusted: only the CAs in %s", cli_ca_source);
+}
+
 static receipt_client *cli_client(const cli_opts *o)
 {
     receipt_client *c = NULL;
@@ -339,6 +405,10 @@ static receipt_client *cli_client(const cli_opts *o)
     }
     receipt_client_set_log(c, o->verbose ? cli_log : cli_log_warnings, NULL);
     receipt_client_set_flags(c, o->insecure ? RECEIPT_ALLOW_INSECURE_CONFIRM : 0);
+    if (cli_set_ca(c, o) != 0) {
+        receipt_client_free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -515,6 +585,7 @@ static int cmd_fetch(cli_opts *o, const char *url)
     receipt_delivery *d = NULL;
     int rc = EXIT_FAILURE_OTHER;
     char error[1024] = "";
+    bool tls_failed = false;
     cli_progress progress = {.draw = !o->quiet && isatty(STDERR_FILENO)};
     receipt_client_set_progress(c, cli_on_progress, &progress);
 
@@ -541,6 +612,7 @@ static int cmd_fetch(cli_opts *o, const char *url)
         goto interrupted;
     if (d == NULL) {
         snprintf(error, sizeof(error), "%s", receipt_errmsg(c));
+        tls_failed = r == RECEIPT_ERR_TLS;
         goto fail;
     }
     if (r == RECEIPT_ERR_DIGEST)
@@ -586,6 +658,8 @@ fail:
     if (o->json)
         cli_json_failure(url, error[0] ? error : receipt_errmsg(c));
     cli_err("%s", error[0] ? error : receipt_errmsg(c));
+    if (tls_failed)
+        cli_tls_hint();
     rc = EXIT_FAILURE_OTHER;
 out:
     receipt_delivery_free(d);
@@ -714,8 +788,11 @@ static int cmd_verify(cli_opts *o, const char *file)
         goto out;
     }
     if (strncmp(o->jwks, "http://", 7) == 0 || strncmp(o->jwks, "https://", 8) == 0) {
-        if (receipt_jwks_fetch(c, o->jwks, &jwks) != RECEIPT_OK) {
+        receipt_result r = receipt_jwks_fetch(c, o->jwks, &jwks);
+        if (r != RECEIPT_OK) {
             cli_err("%s", receipt_errmsg(c));
+            if (r == RECEIPT_ERR_TLS)
+                cli_tls_hint();
             goto out;
         }
         jwks_fetched = true;
@@ -751,7 +828,9 @@ int main(int argc, char **argv)
         OPT_JWKS,
         OPT_FORCE,
         OPT_DUE,
-        OPT_INSECURE
+        OPT_INSECURE,
+        OPT_CACERT,
+        OPT_CAPATH
     };
     static const struct option longopts[] = {
         {"key", required_argument, NULL, OPT_KEY},
@@ -763,6 +842,8 @@ int main(int argc, char **argv)
         {"force", no_argument, NULL, OPT_FORCE},
         {"due", no_argument, NULL, OPT_DUE},
         {"insecure-confirm", no_argument, NULL, OPT_INSECURE},
+        {"cacert", required_argument, NULL, OPT_CACERT},
+        {"capath", required_argument, NULL, OPT_CAPATH},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -816,6 +897,12 @@ int main(int argc, char **argv)
             break;
         case OPT_INSECURE:
             o.insecure = true;
+            break;
+        case OPT_CACERT:
+            o.cacert = optarg;
+            break;
+        case OPT_CAPATH:
+            o.capath = optarg;
             break;
         case 'q':
             o.quiet = true;

@@ -2,12 +2,16 @@
 
 #include "common/durable.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static pthread_once_t rc_client_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode rc_client_curl_init_result = CURLE_FAILED_INIT;
@@ -56,6 +60,8 @@ RECEIPT_API const char *receipt_strerror(receipt_result r)
         return "aborted by the caller";
     case RECEIPT_ERR_INTERNAL:
         return "internal error";
+    case RECEIPT_ERR_TLS:
+        return "TLS failure: the server could not be authenticated";
     }
     return "unknown result";
 }
@@ -147,6 +153,7 @@ RECEIPT_API void receipt_client_free(receipt_client *c)
     if (c->curl != NULL)
         curl_easy_cleanup(c->curl);
     free(c->ca_file);
+    free(c->ca_path);
     free(c->spool_dir);
     free(c->receipt_dir);
     free(c);
@@ -199,11 +206,53 @@ static receipt_result rc_client_set_string(receipt_client *c, char **slot, const
     return RECEIPT_OK;
 }
 
-RECEIPT_API receipt_result receipt_client_set_ca_file(receipt_client *c, const char *path)
+/* Whether path can be opened for reading as the kind of file wanted; a
+ * mistyped name is reported now rather than as a TLS failure later. */
+static receipt_result rc_client_check_readable(receipt_client *c, const char *what,
+                                               const char *path, bool want_dir)
+{
+    if (path[0] == '\0')
+        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "empty %s name", what);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (want_dir ? O_DIRECTORY : 0));
+    if (fd < 0)
+        return rc_fail(c, RECEIPT_ERR_IO, "%s %s: %s", what, path, strerror(errno));
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0 && (want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+    close(fd);
+    if (!ok)
+        return rc_fail(c, RECEIPT_ERR_IO, "%s %s: not a %s", what, path,
+                       want_dir ? "directory" : "regular file");
+    return RECEIPT_OK;
+}
+
+RECEIPT_API receipt_result receipt_client_set_ca(receipt_client *c, const char *ca_file,
+                                                 const char *ca_path)
 {
     if (c == NULL)
         return RECEIPT_ERR_ARGUMENT;
-    return rc_client_set_string(c, &c->ca_file, path);
+    c->errmsg[0] = '\0';
+    receipt_result r;
+    if (ca_file != NULL &&
+        (r = rc_client_check_readable(c, "CA file", ca_file, false)) != RECEIPT_OK)
+        return r;
+    if (ca_path != NULL &&
+        (r = rc_client_check_readable(c, "CA directory", ca_path, true)) != RECEIPT_OK)
+        return r;
+    char *file = NULL;
+    if (ca_file != NULL && (file = strdup(ca_file)) == NULL)
+        return rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+    if ((r = rc_client_set_string(c, &c->ca_path, ca_path)) != RECEIPT_OK) {
+        free(file);
+        return r;
+    }
+    free(c->ca_file);
+    c->ca_file = file;
+    return RECEIPT_OK;
+}
+
+RECEIPT_API receipt_result receipt_client_set_ca_file(receipt_client *c, const char *path)
+{
+    return receipt_client_set_ca(c, path, NULL);
 }
 
 static receipt_result rc_client_set_dir(receipt_client *c, char **slot, const char *dir)

@@ -29,7 +29,8 @@ struct receipt_client {
     char key_header[ECKEY_POINT_B64_LEN + 1];
 
     CURL *curl;
-    char *ca_file;
+    char *ca_file; /* both NULL: the system's CAs */
+    char *ca_path;
     char *spool_dir;
     char *receipt_dir;
     unsigned flags;

@@ -172,7 +172,7 @@ receipt_result rc_confirm_send(receipt_client *c, const char *url, const char *c
     a->http_status = resp.status;
     a->retry_after_s = resp.retry_after_s;
     if (r != RECEIPT_OK) {
-        a->retryable = r == RECEIPT_ERR_NETWORK;
+        a->retryable = r == RECEIPT_ERR_NETWORK || r == RECEIPT_ERR_TLS;
         goto out;
     }
     if (resp.status != 200) {
@@ -199,7 +199,7 @@ receipt_result rc_confirm_send(receipt_client *c, const char *url, const char *c
         /* The server has the confirmation; a key set that could not be
          * fetched now is fetched on the retry, which confirming again
          * (idempotent) makes safe. */
-        a->retryable = r == RECEIPT_ERR_NETWORK || r == RECEIPT_ERR_HTTP;
+        a->retryable = r == RECEIPT_ERR_NETWORK || r == RECEIPT_ERR_TLS || r == RECEIPT_ERR_HTTP;
         goto out;
     }
     a->status = st;

@@ -2,6 +2,7 @@
 
 #include "common/sjson.h"
 
+#include <openssl/x509_vfy.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,113 @@ static size_t rc_http_on_body(char *data, size_t size, size_t nmemb, void *user)
     return rc_http_collect(x, data, n, cap) == 0 ? n : 0;
 }
 
+/* Whether curl's TLS backend is OpenSSL, whose verification codes
+ * CURLINFO_SSL_VERIFYRESULT then reports. */
+static bool rc_http_backend_is_openssl(void)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    return v != NULL && v->ssl_version != NULL && strncmp(v->ssl_version, "OpenSSL/", 8) == 0;
+}
+
+static bool rc_http_is_tls_error(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_USE_SSL_FAILED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/*
+ * Says what failed in a TLS connection, in words that do not depend on
+ * curl's generic strings (one of which blames "SSL peer certificate or SSH
+ * remote key"): which host, and whether its certificate's issuer is
+ * unknown, its name does not match, it expired, or the handshake broke.
+ */
+static receipt_result rc_http_tls_failure(receipt_client *c, CURL *h, CURLcode cc, const char *url,
+                                          const char *detail)
+{
+    char host[256] = "the server";
+    CURLU *u = curl_url();
+    char *eff = NULL, *name = NULL;
+    if (u != NULL && curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK &&
+        eff != NULL && curl_url_set(u, CURLUPART_URL, eff, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &name, 0) == CURLUE_OK)
+        snprintf(host, sizeof(host), "%s", name);
+    curl_free(name);
+    curl_url_cleanup(u);
+
+    char what[384];
+    long verify = 0;
+    if (cc == CURLE_PEER_FAILED_VERIFICATION && rc_http_backend_is_openssl() &&
+        curl_easy_getinfo(h, CURLINFO_SSL_VERIFYRESULT, &verify) == CURLE_OK) {
+        /* curl checks the name itself after OpenSSL's chain check, and
+         * reports a mismatch as an unspecified error with its own words. */
+        bool name_mismatch = verify == X509_V_ERR_HOSTNAME_MISMATCH ||
+                             verify == X509_V_ERR_IP_ADDRESS_MISMATCH ||
+                             ((verify == X509_V_OK || verify == X509_V_ERR_UNSPECIFIED) &&
+                              strstr(detail, "subject name") != NULL);
+        if (name_mismatch)
+            verify = X509_V_ERR_HOSTNAME_MISMATCH;
+        switch (verify) {
+        case X509_V_ERR_HOSTNAME_MISMATCH:
+            snprintf(what, sizeof(what), "the certificate is not valid for the host name %s", host);
+            break;
+        case X509_V_OK:
+        case X509_V_ERR_UNSPECIFIED:
+            snprintf(what, sizeof(what), "the certificate of %s did not verify (%s)", host,
+                     detail[0] ? detail : "no detail");
+            break;
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+        case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+        case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+        case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+            snprintf(what, sizeof(what),
+                     "the certificate of %s was issued by an unknown authority (%s)", host,
+                     X509_verify_cert_error_string(verify));
+            break;
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+            snprintf(what, sizeof(what), "the certificate of %s has expired", host);
+            break;
+        case X509_V_ERR_CERT_NOT_YET_VALID:
+            snprintf(what, sizeof(what), "the certificate of %s is not valid yet", host);
+            break;
+        case X509_V_ERR_CERT_REVOKED:
+            snprintf(what, sizeof(what), "the certificate of %s has been revoked", host);
+            break;
+        default:
+            snprintf(what, sizeof(what), "the certificate of %s did not verify (%s)", host,
+                     X509_verify_cert_error_string(verify));
+            break;
+        }
+    } else if (cc == CURLE_PEER_FAILED_VERIFICATION) {
+        snprintf(what, sizeof(what), "the certificate of %s did not verify (%s)", host,
+                 detail[0] ? detail : "no detail");
+    } else if (cc == CURLE_SSL_CACERT_BADFILE) {
+        snprintf(what, sizeof(what), "the trusted CA certificates cannot be read (%s)",
+                 detail[0] ? detail : "no detail");
+    } else {
+        snprintf(what, sizeof(what), "the handshake with %s failed (%s)", host,
+                 detail[0] ? detail : "no detail");
+    }
+    return rc_fail(c, RECEIPT_ERR_TLS, "%s: TLS: %s", url, what);
+}
+
 static int rc_http_on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                                curl_off_t ulnow)
 {
@@ -179,6 +287,7 @@ receipt_result rc_http_perform(receipt_client *c, const rc_http_request *req,
     rc_http_xfer x = {.c = c, .req = req, .resp = resp, .cap = req->body_cap};
     struct curl_slist *headers = NULL;
     char line[RC_HTTP_FIELD_MAX];
+    char curl_error[CURL_ERROR_SIZE] = "";
     receipt_result r = RECEIPT_ERR_INTERNAL;
     CURL *h = c->curl;
 
@@ -222,8 +331,12 @@ receipt_result rc_http_perform(receipt_client *c, const rc_http_request *req,
     /* A delivery is per request: no content coding that would change the
      * bytes whose digest is checked. */
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL);
-    if (c->ca_file != NULL)
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_error);
+    if (c->ca_file != NULL || c->ca_path != NULL) {
+        /* Named CAs replace the system's (both its bundle and directory). */
         curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+        curl_easy_setopt(h, CURLOPT_CAPATH, c->ca_path);
+    }
     if (req->follow) {
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(h, CURLOPT_MAXREDIRS, (long)RC_HTTP_MAX_REDIRECTS);
@@ -267,8 +380,11 @@ receipt_result rc_http_perform(receipt_client *c, const rc_http_request *req,
     if (cc != CURLE_OK) {
         /* An answer that came but broke off is no answer. */
         resp->status = 0;
-        r = rc_fail(c, cc == CURLE_WRITE_ERROR ? RECEIPT_ERR_IO : RECEIPT_ERR_NETWORK, "%s: %s",
-                    req->url, curl_easy_strerror(cc));
+        if (rc_http_is_tls_error(cc))
+            r = rc_http_tls_failure(c, h, cc, req->url, curl_error);
+        else
+            r = rc_fail(c, cc == CURLE_WRITE_ERROR ? RECEIPT_ERR_IO : RECEIPT_ERR_NETWORK, "%s: %s",
+                        req->url, curl_error[0] ? curl_error : curl_easy_strerror(cc));
         goto out;
     }
     r = RECEIPT_OK;
@@ -278,6 +394,7 @@ nomem:
 out:
     /* The handle must not keep pointers into this call's stack. */
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
     curl_slist_free_all(headers);
     return r;
 }

@@ -50,7 +50,7 @@ typedef enum receipt_result {
     RECEIPT_ERR_KEY,      /* key file missing, malformed or readable by others    */
     RECEIPT_ERR_NO_KEY,   /* the operation needs a client key and there is none   */
     RECEIPT_ERR_EXISTS,   /* the file exists and overwriting was not asked for    */
-    RECEIPT_ERR_NETWORK,  /* no HTTP answer: DNS, connection, TLS, timeout        */
+    RECEIPT_ERR_NETWORK,  /* no HTTP answer: DNS, connection refused, timeout     */
     RECEIPT_ERR_HTTP,     /* an HTTP status other than the one expected           */
     RECEIPT_ERR_PROTOCOL, /* the server's answer breaks PROTOCOL.md               */
     RECEIPT_ERR_DIGEST,   /* the bytes received differ from the content's digest  */
@@ -59,6 +59,10 @@ typedef enum receipt_result {
     RECEIPT_ERR_VERIFY,   /* a receipt whose signature or contents do not check   */
     RECEIPT_ERR_ABORTED,  /* a callback asked to stop                             */
     RECEIPT_ERR_INTERNAL,
+    /* The TLS connection failed: the server's certificate did not verify
+     * (unknown issuer, wrong host name, expired) or the handshake broke.
+     * Like RECEIPT_ERR_NETWORK, no HTTP answer came. */
+    RECEIPT_ERR_TLS,
 } receipt_result;
 
 /* A static English description of a result code; never NULL. */
@@ -122,7 +126,23 @@ RECEIPT_API void receipt_client_set_flags(receipt_client *c, unsigned flags);
 RECEIPT_API void receipt_client_set_timeouts(receipt_client *c, long connect_ms, long stall_ms,
                                              long request_ms);
 
-/* A PEM file of CA certificates for https instead of the system's. */
+/*
+ * The certificate authorities that https servers are verified against,
+ * for a server whose certificate comes from a private CA. ca_file: a PEM
+ * file of CA certificates; ca_path: a directory of them named by subject
+ * hash (as made by openssl rehash or c_rehash). Either or both, or NULL for
+ * neither; when at least one is set, they replace the system's CAs
+ * entirely. The file or directory must exist and be readable
+ * (RECEIPT_ERR_IO otherwise). The library does not read SSL_CERT_FILE or
+ * CURL_CA_BUNDLE: a program that honours them passes them here.
+ *
+ * There is deliberately no way to turn verification off: evidence sent to
+ * a server that was not authenticated proves nothing.
+ */
+RECEIPT_API receipt_result receipt_client_set_ca(receipt_client *c, const char *ca_file,
+                                                 const char *ca_path);
+
+/* receipt_client_set_ca(c, path, NULL). */
 RECEIPT_API receipt_result receipt_client_set_ca_file(receipt_client *c, const char *path);
 
 /*

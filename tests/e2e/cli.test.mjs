@@ -3,28 +3,19 @@
 // unreachable; corruption in transit; a large file in constant memory.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { startServer, freePort, tempDir, repoRoot } from './lib/server.mjs';
+import { startServer, freePort, tempDir } from './lib/server.mjs';
 import { fetchJwks, verifyReceipt } from './lib/client.mjs';
+import { runCli, clientDirs, ownTempDir, removeOwnTempDirs, parseJsonLine, cliIsSanitized } from './lib/cli.mjs';
 
-const CLI = path.resolve(repoRoot, process.env.RECEIPT_CLI || 'build/receipt');
 const BIN = crypto.randomBytes(64 * 1024);
 const TEXT = 'hello receipt\n';
 const BIG_SIZE = 200 * 1024 * 1024;
 const RSS_LIMIT_KB = 64 * 1024;
-
-// Directories this suite made for clients; removed when it ends.
-const madeDirs = [];
-function ownTempDir(prefix) {
-  const dir = tempDir(prefix);
-  madeDirs.push(dir);
-  return dir;
-}
 
 const sha256 = (buf) => crypto.createHash('sha256').update(buf).digest('base64url');
 
@@ -33,83 +24,6 @@ function sha256File(file) {
     const h = crypto.createHash('sha256');
     fs.createReadStream(file).on('data', (d) => h.update(d)).on('end', () => resolve(h.digest('base64url'))).on('error', reject);
   });
-}
-
-// A sanitizer build keeps shadow memory and a quarantine: its footprint is
-// not the program's, and valgrind cannot run it.
-const cliIsSanitized = (() => {
-  try {
-    const bin = fs.readFileSync(CLI);
-    return bin.includes('__asan_init') || bin.includes('__ubsan_handle');
-  } catch {
-    return false;
-  }
-})();
-
-/**
- * A client's own state in a fresh directory: key (made with keygen unless
- * withKey is false), spool and receipts.
- */
-async function clientDirs({ withKey = true } = {}) {
-  const dir = ownTempDir('receipt-cli-');
-  const c = {
-    dir,
-    key: path.join(dir, 'key.pem'),
-    spool: path.join(dir, 'spool'),
-    receipts: path.join(dir, 'receipts'),
-    out: (name) => path.join(dir, name),
-    args() {
-      return ['--key', this.key, '--spool', this.spool, '--receipts', this.receipts];
-    },
-  };
-  if (withKey) {
-    const r = await runCli(['keygen', '--key', c.key, '--quiet']);
-    assert.equal(r.code, 0, r.stderr);
-  }
-  return c;
-}
-
-/**
- * Runs the CLI; resolves with {code, signal, stdout, stderr, peakKb} where
- * peakKb is the highest VmHWM seen while it ran (when watchMemory).
- */
-function runCli(args, { env = {}, timeoutMs = 60000, watchMemory = false, wrap = null } = {}) {
-  return new Promise((resolve) => {
-    const argv = wrap ? [...wrap, CLI, ...args] : args;
-    const proc = spawn(wrap ? argv[0] : CLI, wrap ? argv.slice(1) : argv, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, XDG_STATE_HOME: env.XDG_STATE_HOME || ownTempDir('receipt-xdg-'), ...env },
-    });
-    const out = [];
-    let stderr = '';
-    let peakKb = 0;
-    proc.stdout.on('data', (d) => out.push(d));
-    proc.stderr.on('data', (d) => (stderr += d));
-    let poll = null;
-    if (watchMemory) {
-      poll = setInterval(() => {
-        try {
-          const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${proc.pid}/status`, 'utf8'));
-          if (m) peakKb = Math.max(peakKb, Number(m[1]));
-        } catch {
-          /* exited between two polls */
-        }
-      }, 10);
-    }
-    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-    proc.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (poll) clearInterval(poll);
-      const stdout = Buffer.concat(out);
-      resolve({ code, signal, stdout: stdout.toString('utf8'), stdoutBytes: stdout, stderr, peakKb });
-    });
-  });
-}
-
-function parseJsonLine(stdout) {
-  const lines = stdout.trim().split('\n').filter(Boolean);
-  assert.equal(lines.length, 1, `one JSON object expected, got: ${stdout}`);
-  return JSON.parse(lines[0]);
 }
 
 /** Files in dir whose name marks an unfinished write. */
@@ -185,7 +99,7 @@ async function flippingProxy(targetPort, offset = 100) {
 
 describe('receipt command line', () => {
   after(() => {
-    for (const dir of madeDirs) fs.rmSync(dir, { recursive: true, force: true });
+    removeOwnTempDirs();
   });
 
   test('keygen and id', async () => {
