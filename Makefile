@@ -5,6 +5,7 @@
 #   make check    install what is missing, build, run every test
 #   make bench    side-by-side benchmark against nginx (bench/README.md)
 #   make fuzz     run every libFuzzer harness for FUZZ_SECONDS each
+#   make install  install into the configured prefix (DESTDIR= stages it)
 #   make format   clang-format the C sources in place
 #   make man      write the OPTIONS of docs/receiptd.8 from the option table
 #   make clean    remove the build directories
@@ -22,7 +23,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps build run check test bench fuzz format format-check man clean
+.PHONY: all deps build run check test bench fuzz install format format-check man clean
 
 all: build
 
@@ -62,6 +63,13 @@ test: check
 
 bench: deps build
 	tests/with-postgres bench/run
+
+# Programs, libreceipt with its header and pkg-config file, man pages, the
+# systemd unit and sysusers.d entry, the sample configuration (kept when
+# one is installed already). The prefix is Meson's (/usr/local unless
+# configured: meson configure build -Dprefix=/usr).
+install: build
+	meson install -C $(BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(DESTDIR))
 
 # Every libFuzzer harness for FUZZ_SECONDS each; corpora under $(FUZZ_BUILD)/corpus.
 fuzz: deps $(FUZZ_BUILD)/build.ninja
