@@ -1,0 +1,332 @@
+#include "daemon/tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TLS_DIGEST_LEN 32
+
+const char tls_priorities[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+                              ":-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
+                              ":-MAC-ALL:+AEAD"
+                              ":-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"
+                              ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1"
+                              ":-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:-SIGN-DSA-SHA1:-SIGN-RSA-MD5";
+
+struct tls_pair {
+    atomic_uint refs; /* 1 while current, plus 1 per connection holding it */
+    gnutls_pcert_st pcert[TLS_CHAIN_MAX];
+    unsigned int count;
+    gnutls_privkey_t key;
+    uint8_t digest[TLS_DIGEST_LEN]; /* of both files' bytes: tells an unchanged pair */
+    tls_cert_info info;
+};
+
+struct tls_creds {
+    pthread_mutex_t lock; /* guards current between reading it and taking a reference */
+    tls_pair *current;
+    char *cert_file;
+    char *key_file;
+};
+
+static void pair_free(tls_pair *p)
+{
+    if (p == NULL)
+        return;
+    for (unsigned int i = 0; i < p->count; i++)
+        gnutls_pcert_deinit(&p->pcert[i]);
+    gnutls_privkey_deinit(p->key);
+    free(p);
+}
+
+static void pair_release(tls_pair *p)
+{
+    if (p != NULL && atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+        pair_free(p);
+}
+
+/* Reads a whole regular file of at most cap bytes. For the key, checks who
+ * may read it first, on the file actually opened (symbolic links, as
+ * certbot's live/ directory uses, are followed). */
+static int read_file(const char *what, const char *path, size_t cap, bool secret, uint8_t **out,
+                     size_t *len, char *err, size_t errlen)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    int rc = -1;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s %s is not a regular file", what, path);
+        goto out;
+    }
+    if (secret && (st.st_mode & (S_IRWXO | S_IWGRP)) != 0) {
+        snprintf(err, errlen,
+                 "%s %s has mode %04o: others may %s it; make it 0600 (or 0640 with a group "
+                 "of the server's user)",
+                 what, path, (unsigned)(st.st_mode & 07777),
+                 (st.st_mode & S_IRWXO) != 0 ? "read or change" : "change");
+        goto out;
+    }
+    if ((size_t)st.st_size > cap) {
+        snprintf(err, errlen, "%s %s is larger than %zu bytes", what, path, cap);
+        goto out;
+    }
+    if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "%s %s: %s", what, path, n < 0 ? strerror(errno) : "truncated");
+            goto out;
+        }
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    buf = NULL;
+    rc = 0;
+out:
+    if (buf != NULL) {
+        explicit_bzero(buf, (size_t)st.st_size);
+        free(buf);
+    }
+    close(fd);
+    return rc;
+}
+
+static void describe(tls_pair *p)
+{
+    tls_cert_info *info = &p->info;
+    memset(info, 0, sizeof *info);
+    info->chain_length = p->count;
+    gnutls_x509_crt_t crt = NULL;
+    if (gnutls_x509_crt_init(&crt) < 0)
+        return;
+    if (gnutls_x509_crt_import(crt, &p->pcert[0].cert, GNUTLS_X509_FMT_DER) >= 0) {
+        size_t n = sizeof info->subject;
+        if (gnutls_x509_crt_get_dn(crt, info->subject, &n) < 0)
+            info->subject[0] = '\0';
+        uint8_t serial[64];
+        size_t slen = sizeof serial;
+        if (gnutls_x509_crt_get_serial(crt, serial, &slen) >= 0 && slen > 0) {
+            /* As openssl x509 -serial prints it, without leading zeros. */
+            static const char hex[] = "0123456789ABCDEF";
+            size_t o = 0;
+            for (size_t i = 0; i < slen && o + 2 < sizeof info->serial; i++) {
+                if (o > 0 || serial[i] >> 4)
+                    info->serial[o++] = hex[serial[i] >> 4];
+                if (o > 0 || (serial[i] & 15) || i + 1 == slen)
+                    info->serial[o++] = hex[serial[i] & 15];
+            }
+            info->serial[o] = '\0';
+        }
+        info->not_before = gnutls_x509_crt_get_activation_time(crt);
+        info->not_after = gnutls_x509_crt_get_expiration_time(crt);
+    }
+    gnutls_x509_crt_deinit(crt);
+}
+
+/* Whether key is the private half of the leaf certificate's public key. */
+static bool key_matches(gnutls_pcert_st *leaf, gnutls_privkey_t key)
+{
+    gnutls_pubkey_t pub = NULL;
+    gnutls_datum_t a = {NULL, 0}, b = {NULL, 0};
+    bool same = false;
+    if (gnutls_pubkey_init(&pub) < 0)
+        return false;
+    if (gnutls_pubkey_import_privkey(pub, key, 0, 0) >= 0 &&
+        gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &a) >= 0 &&
+        gnutls_pubkey_export2(leaf->pubkey, GNUTLS_X509_FMT_DER, &b) >= 0)
+        same = a.size == b.size && memcmp(a.data, b.data, a.size) == 0;
+    gnutls_free(a.data);
+    gnutls_free(b.data);
+    gnutls_pubkey_deinit(pub);
+    return same;
+}
+
+static tls_pair *pair_load(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    uint8_t *cert_pem = NULL, *key_pem = NULL;
+    size_t cert_len = 0, key_len = 0;
+    tls_pair *p = NULL;
+    if (read_file("key file", key_file, TLS_KEY_FILE_MAX, true, &key_pem, &key_len, err, errlen) !=
+            0 ||
+        read_file("certificate file", cert_file, TLS_CERT_FILE_MAX, false, &cert_pem, &cert_len,
+                  err, errlen) != 0)
+        goto fail;
+    if ((p = calloc(1, sizeof *p)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    atomic_init(&p->refs, 1);
+
+    gnutls_datum_t cert = {cert_pem, (unsigned int)cert_len};
+    p->count = TLS_CHAIN_MAX;
+    int rc = gnutls_pcert_list_import_x509_raw(p->pcert, &p->count, &cert, GNUTLS_X509_FMT_PEM,
+                                               GNUTLS_X509_CRT_LIST_FAIL_IF_UNSORTED);
+    if (rc < 0) {
+        p->count = 0;
+        if (rc == GNUTLS_E_SHORT_MEMORY_BUFFER)
+            snprintf(err, errlen, "certificate file %s holds more than %d certificates", cert_file,
+                     TLS_CHAIN_MAX);
+        else if (rc == GNUTLS_E_CERTIFICATE_LIST_UNSORTED)
+            snprintf(err, errlen,
+                     "certificate file %s: the chain is out of order (the server's certificate "
+                     "first, then each issuer after the certificate it signed)",
+                     cert_file);
+        else
+            snprintf(err, errlen, "certificate file %s: no PEM certificate could be read (%s)",
+                     cert_file, gnutls_strerror(rc));
+        goto fail;
+    }
+    if (p->count == 0) {
+        snprintf(err, errlen, "certificate file %s holds no certificate", cert_file);
+        goto fail;
+    }
+
+    gnutls_datum_t key = {key_pem, (unsigned int)key_len};
+    if ((rc = gnutls_privkey_init(&p->key)) < 0 ||
+        (rc = gnutls_privkey_import_x509_raw(p->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
+        snprintf(err, errlen, "key file %s: no unencrypted PEM private key could be read (%s)",
+                 key_file, gnutls_strerror(rc));
+        goto fail;
+    }
+    if (!key_matches(&p->pcert[0], p->key)) {
+        snprintf(err, errlen,
+                 "key file %s does not hold the private key of the first certificate in %s",
+                 key_file, cert_file);
+        goto fail;
+    }
+
+    gnutls_hash_hd_t hash = NULL;
+    if (gnutls_hash_init(&hash, GNUTLS_DIG_SHA256) < 0 ||
+        gnutls_hash(hash, cert_pem, cert_len) < 0 || gnutls_hash(hash, key_pem, key_len) < 0) {
+        if (hash != NULL)
+            gnutls_hash_deinit(hash, NULL);
+        snprintf(err, errlen, "SHA-256 failed");
+        goto fail;
+    }
+    gnutls_hash_deinit(hash, p->digest);
+    describe(p);
+    explicit_bzero(key_pem, key_len);
+    free(key_pem);
+    free(cert_pem);
+    return p;
+
+fail:
+    pair_free(p);
+    if (key_pem != NULL)
+        explicit_bzero(key_pem, key_len);
+    free(key_pem);
+    free(cert_pem);
+    return NULL;
+}
+
+tls_creds *tls_creds_load(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    tls_creds *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if ((t->cert_file = strdup(cert_file)) == NULL || (t->key_file = strdup(key_file)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if ((t->current = pair_load(cert_file, key_file, err, errlen)) == NULL)
+        goto fail;
+    pthread_mutex_init(&t->lock, NULL);
+    return t;
+fail:
+    free(t->cert_file);
+    free(t->key_file);
+    free(t);
+    return NULL;
+}
+
+int tls_creds_reload(tls_creds *t, char *err, size_t errlen)
+{
+    tls_pair *fresh = pair_load(t->cert_file, t->key_file, err, errlen);
+    if (fresh == NULL)
+        return -1;
+    pthread_mutex_lock(&t->lock);
+    tls_pair *old = t->current;
+    bool same = memcmp(old->digest, fresh->digest, TLS_DIGEST_LEN) == 0;
+    if (!same)
+        t->current = fresh;
+    pthread_mutex_unlock(&t->lock);
+    if (same) {
+        pair_free(fresh);
+        return 1;
+    }
+    pair_release(old);
+    return 0;
+}
+
+void tls_creds_free(tls_creds *t)
+{
+    if (t == NULL)
+        return;
+    pair_release(t->current);
+    pthread_mutex_destroy(&t->lock);
+    free(t->cert_file);
+    free(t->key_file);
+    free(t);
+}
+
+void tls_creds_info(tls_creds *t, tls_cert_info *out)
+{
+    pthread_mutex_lock(&t->lock);
+    *out = t->current->info;
+    pthread_mutex_unlock(&t->lock);
+}
+
+const char *tls_creds_cert_file(const tls_creds *t)
+{
+    return t->cert_file;
+}
+
+int tls_creds_take(tls_creds *t, tls_pair **held, gnutls_pcert_st **pcert, unsigned int *count,
+                   gnutls_privkey_t *key)
+{
+    if (t == NULL)
+        return -1;
+    pthread_mutex_lock(&t->lock);
+    tls_pair *p = t->current;
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&t->lock);
+    tls_creds_give_back(held);
+    *held = p;
+    *pcert = p->pcert;
+    *count = p->count;
+    *key = p->key;
+    return 0;
+}
+
+void tls_creds_give_back(tls_pair **held)
+{
+    if (held == NULL || *held == NULL)
+        return;
+    pair_release(*held);
+    *held = NULL;
+}

@@ -1,0 +1,83 @@
+/*
+ * tls: the certificate and key of a TLS listener, replaceable while it
+ * runs.
+ *
+ * A tls_creds holds the pair loaded from two PEM files: the certificate
+ * followed by its chain, and the private key, which is refused when others
+ * may read it or group or others may write it. tls_creds_reload() reads the
+ * files again (on SIGHUP): a pair that loads and matches replaces the
+ * current one for new handshakes, while connections that took the old one
+ * keep it until they close; a pair that fails leaves the current one in
+ * place and err says why.
+ *
+ * Each handshake takes the current pair with tls_creds_take() (from the
+ * listener's GnuTLS certificate callback) and gives it back with
+ * tls_creds_give_back() once its session is gone, so that a pair is freed
+ * only when nothing uses it. Both are thread-safe; reload and free are for
+ * one thread (the main thread) at a time.
+ */
+#ifndef RECEIPT_DAEMON_TLS_H
+#define RECEIPT_DAEMON_TLS_H
+
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#define TLS_CERT_FILE_MAX (256 * 1024) /* a certificate and its chain, PEM */
+#define TLS_KEY_FILE_MAX  (64 * 1024)
+#define TLS_CHAIN_MAX     16 /* certificates in the certificate file */
+#define TLS_SUBJECT_MAX   256
+#define TLS_SERIAL_MAX    (2 * 20 + 1) /* RFC 5280: at most 20 octets, in hex */
+
+/*
+ * TLS 1.2 and 1.3 only; AES-GCM and ChaCha20-Poly1305 only; ECDHE key
+ * exchange only (forward secrecy); no SHA-1 signatures. The client's
+ * preference among these decides, as every one of them is strong.
+ */
+extern const char tls_priorities[];
+
+typedef struct tls_creds tls_creds;
+typedef struct tls_pair tls_pair;
+
+typedef struct tls_cert_info {
+    char subject[TLS_SUBJECT_MAX]; /* RFC 4514 DN of the leaf certificate */
+    char serial[TLS_SERIAL_MAX];   /* hex, upper case, no leading zeros */
+    time_t not_before, not_after;
+    unsigned chain_length; /* certificates in the file, the leaf included */
+} tls_cert_info;
+
+/* Loads the pair; NULL with err naming the file and the problem. */
+tls_creds *tls_creds_load(const char *cert_file, const char *key_file, char *err, size_t errlen);
+
+/*
+ * Reads the files again. Returns 0 when a new pair is now in use, 1 when
+ * the files hold the pair already in use (nothing changes), -1 when the new
+ * files do not load (the current pair stays; err says why).
+ */
+int tls_creds_reload(tls_creds *t, char *err, size_t errlen);
+
+/* Frees the creds, once no listener can start a handshake with them; pairs
+ * still held by connections go when they are given back. NULL-safe. */
+void tls_creds_free(tls_creds *t);
+
+/* The certificate in use now. */
+void tls_creds_info(tls_creds *t, tls_cert_info *out);
+
+/* The files the pair comes from. */
+const char *tls_creds_cert_file(const tls_creds *t);
+
+/*
+ * For a handshake: the current pair, its certificate chain and key, in the
+ * form a gnutls_certificate_retrieve_function2 returns them. *held is the
+ * connection's slot: a pair it held already (a renegotiation) is given
+ * back. Returns 0, or -1 when t is NULL.
+ */
+int tls_creds_take(tls_creds *t, tls_pair **held, gnutls_pcert_st **pcert, unsigned int *count,
+                   gnutls_privkey_t *key);
+
+/* Gives back what a connection held (NULL-safe) and clears the slot. */
+void tls_creds_give_back(tls_pair **held);
+
+#endif
