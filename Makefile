@@ -7,7 +7,8 @@
 #   make fuzz     run every libFuzzer harness for FUZZ_SECONDS each
 #   make install  install into the configured prefix (DESTDIR= stages it)
 #   make format   clang-format the C sources in place
-#   make man      write the OPTIONS of docs/receiptd.8 from the option table
+#   make man      write the OPTIONS of docs/receiptd.8 and dist/receiptd.conf from
+#                 the option table
 #   make clean    remove the build directories
 
 BUILD      ?= build

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CONFIG_HELP_WIDTH  79 /* --help wraps its lines here */
@@ -28,14 +30,19 @@ typedef int (*config_parser)(config *cfg, const config_option *o, const char *va
                              size_t errlen);
 /* Sets a default that depends on other options, once they are all set. */
 typedef void (*config_deriver)(config *cfg);
+/* Empties a repeatable option's list. */
+typedef void (*config_clearer)(config *cfg);
 
 /* Flags of an option. */
-#define CONFIG_COMMAND_LINE 1u /* not for a configuration file: help, version, check */
-#define CONFIG_REQUIRED     2u /* must be given */
-#define CONFIG_MAY_BE_OFF   4u /* an address that "off" switches off */
+#define CONFIG_COMMAND_LINE 1u  /* not for a configuration file: help, version, check */
+#define CONFIG_REQUIRED     2u  /* must be given */
+#define CONFIG_MAY_BE_OFF   4u  /* an address that "off" switches off */
+#define CONFIG_REPEATABLE   8u  /* each time adds to a list (max: its length) */
+#define CONFIG_SECRET       16u /* its value may hold a password */
 
 typedef enum config_section {
     SECTION_PROTOCOL,
+    SECTION_TLS,
     SECTION_STATE,
     SECTION_LIMITS,
     SECTION_OPERATIONS,
@@ -43,6 +50,7 @@ typedef enum config_section {
 
 static const char *const section_titles[] = {
     [SECTION_PROTOCOL] = "Content and protocol",
+    [SECTION_TLS] = "TLS and reverse proxies",
     [SECTION_STATE] = "State",
     [SECTION_LIMITS] = "Limits",
     [SECTION_OPERATIONS] = "Operations",
@@ -63,6 +71,7 @@ struct config_option {
     const char *unit;                   /* how an error calls a number: "a whole number", "MiB" */
     const char *value;                  /* the default, parsed as if given; NULL: none */
     config_deriver derive;              /* or a default worked out once the others are set */
+    config_clearer clear;               /* repeatable: empties the list */
     const char *shown;                  /* how --help and the man page name a derived default */
     unsigned flags;
     const char *help; /* --help: a phrase, wrapped as it needs */
@@ -77,6 +86,9 @@ static int parse_level(config *, const config_option *, const char *, char *, si
 static int parse_header(config *, const config_option *, const char *, char *, size_t);
 static int parse_public_url(config *, const config_option *, const char *, char *, size_t);
 static int parse_server_id(config *, const config_option *, const char *, char *, size_t);
+static int parse_trusted_proxy(config *, const config_option *, const char *, char *, size_t);
+static void clear_headers(config *cfg);
+static void clear_trusted_proxies(config *cfg);
 static void derive_threads(config *cfg);
 static void derive_public_url(config *cfg);
 static void derive_server_id(config *cfg);
@@ -101,7 +113,7 @@ static const config_option options[] = {
             "disables it). Every route but the dashboard page, its assets and /metrics requires "
             "the bearer token in STATE_DIR/admin-token."},
     {"public-url", "URL", SECTION_PROTOCOL, parse_public_url, AT(public_url),
-     .derive = derive_public_url, .shown = "http://LISTEN",
+     .derive = derive_public_url, .shown = "http://LISTEN, or https://LISTEN with --tls-cert",
      .help = "base URL clients reach this server at; the confirm URL in plug-in data is "
              "URL/_receipt/confirm (default %D)",
      .doc = "Base URL clients reach this server at; plug-in data names URL/_receipt/confirm "
@@ -128,16 +140,58 @@ static const config_option options[] = {
      .help = "do not embed the agent element into HTML pages",
      .doc = "Do not embed the agent element into HTML pages."},
     {"add-header", "NAME:VALUE", SECTION_PROTOCOL, parse_header, .max = CONFIG_EXTRA_HEADERS_MAX,
+     .flags = CONFIG_REPEATABLE, .clear = clear_headers,
      .help = "add a header to every content response (repeatable)",
      .doc = "Add a header to every content response, e.g. a Content-Security-Policy "
             "(repeatable, at most %M)."},
+
+    {"tls-cert", "FILE", SECTION_TLS, parse_string, AT(tls_cert),
+     .help = "serve HTTPS with this PEM certificate, its chain after it (with --tls-key)",
+     .doc =
+         "Serve HTTPS on the public listener with this PEM certificate, followed by the "
+         "intermediate certificates of its chain, each after the one it signed (with "
+         "\\fB\\-\\-tls\\-key\\fR). TLS 1.2 and 1.3 only, with ECDHE key exchange and AES-GCM or "
+         "ChaCha20-Poly1305. Read again on SIGHUP: new connections get the new pair, open "
+         "ones keep theirs, and a pair that does not load is logged and the old one kept."},
+    {"tls-key", "FILE", SECTION_TLS, parse_string, AT(tls_key),
+     .help = "the private key of --tls-cert (PEM, unencrypted, not readable by others)",
+     .doc = "The private key of \\fB\\-\\-tls\\-cert\\fR (PEM, unencrypted). Refused when others "
+            "may read it or group or others may change it: mode 0600, or 0640 with a group of "
+            "the server's user."},
+    {"redirect-http", "HOST:PORT", SECTION_TLS, parse_address, AT(redirect_http),
+     .flags = CONFIG_MAY_BE_OFF,
+     .help = "also listen for plain HTTP here, answering 308 to the https URL (with --tls-cert)",
+     .doc = "Also listen for plain HTTP on this address and answer every request with 308 "
+            "Permanent Redirect to the same path under the public URL (with "
+            "\\fB\\-\\-tls\\-cert\\fR and an https public URL)."},
+    {"admin-tls-cert", "FILE", SECTION_TLS, parse_string, AT(admin_tls_cert),
+     .help = "serve the admin listener over HTTPS with this certificate (with --admin-tls-key)",
+     .doc = "Serve the admin listener over HTTPS with this certificate and chain (with "
+            "\\fB\\-\\-admin\\-tls\\-key\\fR), read again on SIGHUP like "
+            "\\fB\\-\\-tls\\-cert\\fR."},
+    {"admin-tls-key", "FILE", SECTION_TLS, parse_string, AT(admin_tls_key),
+     .help = "the private key of --admin-tls-cert",
+     .doc = "The private key of \\fB\\-\\-admin\\-tls\\-cert\\fR, under the rules of "
+            "\\fB\\-\\-tls\\-key\\fR."},
+    {"trusted-proxy", "CIDR", SECTION_TLS, parse_trusted_proxy, .max = PROXY_SET_MAX,
+     .flags = CONFIG_REPEATABLE, .clear = clear_trusted_proxies,
+     .help = "believe Forwarded and X-Forwarded-For from peers in this network (repeatable)",
+     .doc = "A network of reverse proxies (\\fIADDRESS\\fR or \\fIADDRESS\\fB/\\fIPREFIX\\fR, IPv4 "
+            "or IPv6) whose Forwarded (RFC 7239), or else X-Forwarded-For and "
+            "X-Forwarded-Proto, headers are believed (repeatable, at most %M). The client is "
+            "the right-most address in them that is not itself a trusted proxy: the ledger, "
+            "plug-in data, the admin API and the access log record it. From any other peer "
+            "these headers are ignored; a malformed value is ignored (the peer is the client) "
+            "and counted in /metrics. Trusted proxies are exempt from "
+            "\\fB\\-\\-per\\-ip\\-connections\\fR, which limits the requests in progress per "
+            "forwarded address instead."},
 
     {"state-dir", "DIR", SECTION_STATE, parse_string, AT(state_dir), .value = "/var/lib/receiptd",
      .help = "keys, admin token and the default ledger (default %D; mode 0700)",
      .doc = "Keys, admin token and the default ledger (default %D). Created with mode 0700 on "
             "first start; receiptd refuses to start when the directory is accessible to others "
             "or server-keys.json to anyone but its owner."},
-    {"ledger", "URL", SECTION_STATE, parse_string, AT(ledger_url),
+    {"ledger", "URL", SECTION_STATE, parse_string, AT(ledger_url), .flags = CONFIG_SECRET,
      .shown = "sqlite:STATE_DIR/ledger.sqlite",
      .help = "sqlite:PATH (default %D), or PostgreSQL: postgresql://USER@HOST:PORT/DB or a "
              "libpq key=value string; a password best from PGPASSWORD or ~/.pgpass (never "
@@ -156,8 +210,12 @@ static const config_option options[] = {
      .value = "10000", .help = "open connections at most (default %D)",
      .doc = "Open connections at most (default %D); the open file limit is raised to fit."},
     {"per-ip-connections", "N", SECTION_LIMITS, NUMBER(0, 1000000), AT(per_ip_connections),
-     .value = "0", .help = "connections per client address (default %D: no limit)",
-     .doc = "Connections per client address (default %D, no limit)."},
+     .value = "0",
+     .help = "connections per client address (default %D: no limit); behind a trusted proxy, "
+             "requests in progress per forwarded address",
+     .doc = "Connections per client address (default %D, no limit). Trusted proxies "
+            "(\\fB\\-\\-trusted\\-proxy\\fR) are exempt; for the clients behind them, this many "
+            "requests in progress per forwarded address, and 429 past it."},
     {"idle-timeout", "SECONDS", SECTION_LIMITS, NUMBER(1, 86400), AT(idle_timeout_s), .value = "30",
      .help = "close a connection idle this long (default %D)",
      .doc = "Close a connection idle this long (default %D)."},
@@ -212,6 +270,17 @@ static const config_option options[] = {
      .help = "debug, info, warn or error (default %D)",
      .doc = "\\fBdebug\\fR, \\fBinfo\\fR, \\fBwarn\\fR or \\fBerror\\fR (default %D); the log goes "
             "to standard error."},
+    {"config", "FILE", SECTION_OPERATIONS, parse_string, AT(config_file),
+     .flags = CONFIG_COMMAND_LINE,
+     .help = "read options from FILE first, NAME VALUE a line; the command line wins",
+     .doc =
+         "Read options from \\fIFILE\\fR first: one \\fINAME VALUE\\fR a line, with the names of "
+         "the options without their dashes; a flag alone, or \\fINAME\\fB yes\\fR or "
+         "\\fINAME\\fB no\\fR; a line that starts with \\fB#\\fR is a comment. An option given on "
+         "the command line replaces the file's value (for a repeatable option, the file's "
+         "whole list). An unknown name, a value given twice or a bad value is an error that "
+         "names the file and the line. The file is refused when others may change it, or "
+         "read it while it holds a password. Changes take effect at restart."},
     {"check", NULL, SECTION_OPERATIONS, SETS(check_only, true), .flags = CONFIG_COMMAND_LINE,
      .help = "run start-up's checks of the configuration and state, and a full "
              "integrity check of the ledger; change nothing, then exit",
@@ -485,6 +554,31 @@ static int parse_server_id(config *cfg, const config_option *o, const char *id, 
     return 0;
 }
 
+static int parse_trusted_proxy(config *cfg, const config_option *o, const char *value, char *err,
+                               size_t errlen)
+{
+    char why[CONFIG_ERR_MAX];
+    if (proxy_set_add(&cfg->trusted_proxies, value, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--%s: %s", o->name, why);
+        return -1;
+    }
+    return 0;
+}
+
+static void clear_headers(config *cfg)
+{
+    for (size_t i = 0; i < cfg->header_count; i++) {
+        free(cfg->headers[i].name);
+        free(cfg->headers[i].value);
+    }
+    cfg->header_count = 0;
+}
+
+static void clear_trusted_proxies(config *cfg)
+{
+    cfg->trusted_proxies.count = 0;
+}
+
 /* ---- derived defaults ------------------------------------------------------ */
 
 static void derive_threads(config *cfg)
@@ -501,9 +595,10 @@ static void host_name(char *out, size_t cap, const char *fallback)
     out[cap - 1] = '\0';
 }
 
-/* http://LISTEN, with the host name for a wildcard address. */
+/* http://LISTEN (https:// with TLS), with the host name for a wildcard address. */
 static void derive_public_url(config *cfg)
 {
+    const char *scheme = cfg->tls_cert != NULL ? "https" : "http";
     char host[NI_MAXHOST] = "127.0.0.1";
     int port = 0;
     const struct sockaddr_storage *ss = &cfg->listen.addr;
@@ -514,16 +609,16 @@ static void derive_public_url(config *cfg)
             inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
         else
             host_name(host, sizeof host, "localhost");
-        snprintf(cfg->public_url, sizeof cfg->public_url, "http://%s:%d", host, port);
+        snprintf(cfg->public_url, sizeof cfg->public_url, "%s://%s:%d", scheme, host, port);
     } else {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
         port = ntohs(in6->sin6_port);
         if (!IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr)) {
             inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-            snprintf(cfg->public_url, sizeof cfg->public_url, "http://[%s]:%d", host, port);
+            snprintf(cfg->public_url, sizeof cfg->public_url, "%s://[%s]:%d", scheme, host, port);
         } else {
             host_name(host, sizeof host, "localhost");
-            snprintf(cfg->public_url, sizeof cfg->public_url, "http://%s:%d", host, port);
+            snprintf(cfg->public_url, sizeof cfg->public_url, "%s://%s:%d", scheme, host, port);
         }
     }
 }
@@ -572,8 +667,12 @@ static int set(config *cfg, const config_option *o, const char *value, char *err
 int config_set(config *cfg, const char *name, const char *value, char *err, size_t errlen)
 {
     const config_option *o = option_named(name);
-    if (o == NULL || o->parse == NULL || (o->flags & CONFIG_COMMAND_LINE)) {
+    if (o == NULL || o->parse == NULL) {
         snprintf(err, errlen, "unknown option '%s'", name);
+        return -1;
+    }
+    if (o->flags & CONFIG_COMMAND_LINE) {
+        snprintf(err, errlen, "'%s' can only be given on the command line", name);
         return -1;
     }
     return set(cfg, o, value, err, errlen);
@@ -594,6 +693,35 @@ static void config_defaults(config *cfg)
     }
 }
 
+/* Options that only make sense together. */
+static config_result check_agreement(const config *cfg, char *err, size_t errlen)
+{
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together");
+        return CONFIG_USAGE;
+    }
+    if ((cfg->admin_tls_cert == NULL) != (cfg->admin_tls_key == NULL)) {
+        snprintf(err, errlen, "--admin-tls-cert and --admin-tls-key go together");
+        return CONFIG_USAGE;
+    }
+    if (cfg->redirect_http.text[0] != '\0') {
+        if (cfg->tls_cert == NULL) {
+            snprintf(err, errlen, "--redirect-http redirects to HTTPS: it needs --tls-cert");
+            return CONFIG_USAGE;
+        }
+        if (strncmp(cfg->public_url, "https://", 8) != 0) {
+            snprintf(err, errlen, "--redirect-http needs an https --public-url to redirect to");
+            return CONFIG_USAGE;
+        }
+        if (cfg->redirect_http.len == cfg->listen.len &&
+            memcmp(&cfg->redirect_http.addr, &cfg->listen.addr, cfg->listen.len) == 0) {
+            snprintf(err, errlen, "--redirect-http and --listen name the same address");
+            return CONFIG_USAGE;
+        }
+    }
+    return CONFIG_OK;
+}
+
 /* What is left once every option is set: derived defaults, and checks. */
 static config_result config_finish(config *cfg, char *err, size_t errlen)
 {
@@ -608,8 +736,188 @@ static config_result config_finish(config *cfg, char *err, size_t errlen)
             o->derive(cfg);
     }
     cfg->admin_explicit = (cfg->given >> (option_named("admin-listen") - options)) & 1;
-    return CONFIG_OK;
+    return check_agreement(cfg, err, errlen);
 }
+
+/* ---- the configuration file ------------------------------------------------ */
+
+/* A URL with user:password@, or a libpq keyword string with password=. */
+static bool holds_password(const char *value)
+{
+    const char *scheme_end = strstr(value, "://");
+    if (scheme_end != NULL) {
+        const char *auth = scheme_end + 3;
+        size_t len = strcspn(auth, "/?#");
+        const char *at = memrchr(auth, '@', len);
+        if (at != NULL && memchr(auth, ':', (size_t)(at - auth)) != NULL)
+            return true;
+    }
+    return strcasestr(value, "password=") != NULL;
+}
+
+/* A parser's message names the option as on the command line; a file
+ * names it without the dashes. */
+static void file_error(char *err, size_t errlen, const char *path, unsigned line, const char *why)
+{
+    if (strncmp(why, "--", 2) == 0)
+        why += 2;
+    snprintf(err, errlen, "%s:%u: %s", path, line, why);
+}
+
+static int apply_line(config *cfg, const char *path, unsigned line, char *text, mode_t mode,
+                      uint64_t *file_given, unsigned *lines, char *err, size_t errlen)
+{
+    char why[CONFIG_ERR_MAX];
+    char *name = text;
+    char *value = name + strcspn(name, " \t");
+    if (*value != '\0') {
+        *value++ = '\0';
+        value += strspn(value, " \t");
+    }
+    if (strncmp(name, "--", 2) == 0) {
+        snprintf(why, sizeof why, "option names go without their dashes: '%s', not '%s'", name + 2,
+                 name);
+        file_error(err, errlen, path, line, why);
+        return -1;
+    }
+    const config_option *o = option_named(name);
+    if (o == NULL || o->parse == NULL || (o->flags & CONFIG_COMMAND_LINE)) {
+        snprintf(why, sizeof why,
+                 o == NULL || o->parse == NULL ? "unknown option '%s'"
+                                               : "'%s' can only be given on the command line",
+                 name);
+        file_error(err, errlen, path, line, why);
+        return -1;
+    }
+    size_t idx = (size_t)(o - options);
+    if (!(o->flags & CONFIG_REPEATABLE) && ((*file_given >> idx) & 1)) {
+        snprintf(why, sizeof why, "%s is given already, on line %u", name, lines[idx]);
+        file_error(err, errlen, path, line, why);
+        return -1;
+    }
+    if (o->arg == NULL) {
+        if (strcmp(value, "no") == 0) {
+            *file_given |= UINT64_C(1) << idx;
+            lines[idx] = line;
+            return 0;
+        }
+        if (value[0] != '\0' && strcmp(value, "yes") != 0) {
+            snprintf(why, sizeof why, "%s is a flag: give it alone, or with yes or no", name);
+            file_error(err, errlen, path, line, why);
+            return -1;
+        }
+        value = NULL;
+    } else if (value[0] == '\0') {
+        snprintf(why, sizeof why, "%s needs a value (%s)", name, o->arg);
+        file_error(err, errlen, path, line, why);
+        return -1;
+    }
+    if ((o->flags & CONFIG_SECRET) && (mode & S_IROTH) && holds_password(value)) {
+        snprintf(why, sizeof why,
+                 "%s holds a password, and others may read the file (mode %04o): chmod o-r %s",
+                 name, (unsigned)(mode & 07777), path);
+        file_error(err, errlen, path, line, why);
+        return -1;
+    }
+    if (set(cfg, o, value, why, sizeof why) != 0) {
+        /* Name the option where the parser's message does not. */
+        char named[CONFIG_ERR_MAX + 80];
+        size_t n = strlen(o->name);
+        if (strncmp(why, "--", 2) == 0 && strncmp(why + 2, o->name, n) == 0)
+            snprintf(named, sizeof named, "%s", why);
+        else
+            snprintf(named, sizeof named, "%s: %s", o->name, why);
+        file_error(err, errlen, path, line, named);
+        return -1;
+    }
+    *file_given |= UINT64_C(1) << idx;
+    lines[idx] = line;
+    return 0;
+}
+
+/*
+ * Sets the options of the file at path; file_given gets a bit for each
+ * option it names. A file that others may change is refused whatever it
+ * holds: it decides what the server serves and where its keys are.
+ */
+static int read_config_file(config *cfg, const char *path, uint64_t *file_given, char *err,
+                            size_t errlen)
+{
+    unsigned lines[OPTION_COUNT] = {0};
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0) {
+        snprintf(err, errlen, "--config %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "--config %s is not a regular file", path);
+        goto out;
+    }
+    if (st.st_mode & S_IWOTH) {
+        snprintf(err, errlen, "--config %s may be changed by others (mode %04o): chmod o-w %s",
+                 path, (unsigned)(st.st_mode & 07777), path);
+        goto out;
+    }
+    if (st.st_size > CONFIG_FILE_MAX) {
+        snprintf(err, errlen, "--config %s is larger than %d bytes", path, CONFIG_FILE_MAX);
+        goto out;
+    }
+    if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    while (len < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "--config %s: %s", path, n < 0 ? strerror(errno) : "truncated");
+            goto out;
+        }
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+
+    unsigned number = 0;
+    for (char *p = buf; p < buf + len;) {
+        char *end = memchr(p, '\n', (size_t)(buf + len - p));
+        size_t n = end != NULL ? (size_t)(end - p) : (size_t)(buf + len - p);
+        number++;
+        char line[CONFIG_LINE_MAX + 1];
+        if (n > CONFIG_LINE_MAX) {
+            file_error(err, errlen, path, number, "the line is longer than 4096 bytes");
+            goto out;
+        }
+        if (memchr(p, '\0', n) != NULL) {
+            file_error(err, errlen, path, number, "a NUL byte: this is not a text file");
+            goto out;
+        }
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p += n + 1;
+        while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        char *text = line + strspn(line, " \t");
+        if (text[0] == '\0' || text[0] == '#')
+            continue;
+        if (apply_line(cfg, path, number, text, st.st_mode, file_given, lines, err, errlen) != 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    if (buf != NULL) {
+        explicit_bzero(buf, len); /* it may hold a password */
+        free(buf);
+    }
+    close(fd);
+    return rc;
+}
+
+/* ---- the command line ------------------------------------------------------ */
 
 config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
@@ -621,10 +929,28 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
                                           NULL, (int)i + 256};
     }
     long_options[OPTION_COUNT] = (struct option){NULL, 0, NULL, 0};
-
-    optind = 1;
+    const size_t config_index = (size_t)(option_named("config") - options);
     opterr = 0;
     int opt;
+
+    /* The file first, so that the command line replaces what it says;
+     * --help and --version need no file. */
+    const char *file = NULL;
+    bool reads_file = true;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+        if (opt == 256 + (int)config_index)
+            file = optarg;
+        else if (opt >= 256 && opt < 256 + (int)OPTION_COUNT &&
+                 (strcmp(options[opt - 256].name, "help") == 0 ||
+                  strcmp(options[opt - 256].name, "version") == 0))
+            reads_file = false;
+    }
+    uint64_t file_given = 0, cleared = 0;
+    if (file != NULL && reads_file && read_config_file(cfg, file, &file_given, err, errlen) != 0)
+        return CONFIG_USAGE;
+
+    optind = 0;
     while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
         if (opt < 256 || opt >= 256 + (int)OPTION_COUNT) {
             if (optopt != 0)
@@ -633,7 +959,8 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
                 snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
             return CONFIG_USAGE;
         }
-        const config_option *o = &options[opt - 256];
+        size_t idx = (size_t)(opt - 256);
+        const config_option *o = &options[idx];
         if (strcmp(o->name, "help") == 0) {
             config_print_help(stdout);
             return CONFIG_EXIT_OK;
@@ -641,6 +968,12 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
         if (strcmp(o->name, "version") == 0) {
             printf("receiptd %s\n", RECEIPT_VERSION);
             return CONFIG_EXIT_OK;
+        }
+        /* A list given on the command line replaces the file's list. */
+        if ((o->flags & CONFIG_REPEATABLE) && ((file_given >> idx) & 1) &&
+            !((cleared >> idx) & 1)) {
+            o->clear(cfg);
+            cleared |= UINT64_C(1) << idx;
         }
         if (set(cfg, o, optarg, err, errlen) != 0)
             return CONFIG_USAGE;
@@ -663,11 +996,7 @@ void config_free(config *cfg)
             *slot = NULL;
         }
     }
-    for (size_t i = 0; i < cfg->header_count; i++) {
-        free(cfg->headers[i].name);
-        free(cfg->headers[i].value);
-    }
-    cfg->header_count = 0;
+    clear_headers(cfg);
 }
 
 /* ---- describing ----------------------------------------------------------- */
@@ -774,5 +1103,69 @@ void config_print_man(FILE *f)
         expand(o, o->doc, text, sizeof text);
         /* Lines of a readable length in the page's source; roff refills. */
         print_wrapped(f, text, 0, CONFIG_MAN_WIDTH, 0);
+    }
+}
+
+static const char sample_head[] =
+    "# receiptd.conf: the options of receiptd(8), read with --config FILE (the\n"
+    "# systemd unit passes this file).\n"
+    "#\n"
+    "# One option a line: its name without the dashes, then its value; a flag\n"
+    "# alone, or NAME yes / NAME no. A line that starts with # is a comment. An\n"
+    "# option given on the command line replaces the value here (for a\n"
+    "# repeatable option, all of its values here). Every option is shown below,\n"
+    "# commented out, at its default.\n"
+    "#\n"
+    "# Changes take effect at restart (systemctl restart receiptd). SIGHUP\n"
+    "# (systemctl reload receiptd) reloads the TLS certificates and reopens the\n"
+    "# access log. receiptd --config FILE --check validates a file.\n"
+    "#\n"
+    "# A file that holds a password (in the ledger URL) must not be readable by\n"
+    "# others: chmod 0640, owned by root and the group receiptd.\n";
+
+/* text as comment lines of at most width columns. */
+static void print_comment(FILE *f, char *text, int width)
+{
+    for (char *d = strstr(text, "(default"); d != NULL; d = strstr(d + 1, "(default")) {
+        char *space = strchr(d, ' ');
+        if (space != NULL)
+            *space = NO_BREAK;
+    }
+    char *save = NULL;
+    int column = 0;
+    for (char *word = strtok_r(text, " ", &save); word != NULL; word = strtok_r(NULL, " ", &save)) {
+        int n = (int)strlen(word);
+        if (column > 0 && column + 1 + n > width) {
+            fputc('\n', f);
+            column = 0;
+        }
+        column += fprintf(f, column == 0 ? "# " : " ");
+        for (char *p = word; *p; p++)
+            fputc(*p == NO_BREAK ? ' ' : *p, f);
+        column += n;
+    }
+    fputc('\n', f);
+}
+
+void config_print_sample(FILE *f)
+{
+    char text[CONFIG_HELP_LINE * 4];
+    fputs(sample_head, f);
+    int section = -1;
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const config_option *o = &options[i];
+        if (o->flags & CONFIG_COMMAND_LINE)
+            continue;
+        if ((int)o->section != section) {
+            section = (int)o->section;
+            fprintf(f, "\n# ---- %s ----\n", section_titles[o->section]);
+        }
+        fputc('\n', f);
+        expand(o, o->help, text, sizeof text);
+        print_comment(f, text, CONFIG_MAN_WIDTH);
+        if (o->arg == NULL)
+            fprintf(f, "#%s no\n", o->name);
+        else
+            fprintf(f, "#%s %s\n", o->name, o->value != NULL ? o->value : o->arg);
     }
 }

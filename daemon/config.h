@@ -12,12 +12,19 @@
  * Defaults are text in the table, set through the same parsers as given
  * values, so that what --help and the man page say is what the server does.
  * Strings in a config are its own (config_free() releases them).
+ *
+ * --config FILE reads the same names from a file, one "name value" a line;
+ * the command line is applied after it, and an option it names replaces
+ * the file's value (for a repeatable option, the file's whole list). The
+ * sample configuration, dist/receiptd.conf, is printed from the table too
+ * (config_print_sample()).
  */
 #ifndef RECEIPT_DAEMON_CONFIG_H
 #define RECEIPT_DAEMON_CONFIG_H
 
 #include "common/compiler.h"
 #include "daemon/log.h"
+#include "daemon/proxy.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -30,6 +37,8 @@
 #define CONFIG_SERVER_ID_MAX     63
 #define CONFIG_EXTRA_HEADERS_MAX 32
 #define CONFIG_ERR_MAX           512
+#define CONFIG_FILE_MAX          (64 * 1024) /* bytes of a --config file */
+#define CONFIG_LINE_MAX          4096        /* bytes of one of its lines */
 
 typedef struct config_header {
     char *name;
@@ -46,8 +55,15 @@ typedef struct config_address {
 typedef struct config {
     char *root;
     char *state_dir;
-    char *ledger_url; /* NULL: STATE_DIR/ledger.sqlite */
-    char *access_log; /* NULL: none */
+    char *ledger_url;  /* NULL: STATE_DIR/ledger.sqlite */
+    char *access_log;  /* NULL: none */
+    char *config_file; /* --config; NULL: none */
+    char *tls_cert;    /* PEM certificate and chain; NULL: plain HTTP */
+    char *tls_key;
+    char *admin_tls_cert; /* the admin listener's own pair; NULL: plain HTTP */
+    char *admin_tls_key;
+    config_address redirect_http; /* text "" when off */
+    proxy_set trusted_proxies;
     config_address listen;
     config_address admin_listen;         /* text "" with --admin-listen off */
     bool admin_explicit;                 /* given, not defaulted: failing to bind it is fatal */
@@ -81,10 +97,12 @@ typedef enum config_result {
 } config_result;
 
 /*
- * Fills cfg with the defaults, then the options of argv (--NAME VALUE or
- * --NAME=VALUE), then what is derived from them (the public URL, the
- * server ID), and checks that nothing required is missing. On CONFIG_USAGE
- * err names the first problem; cfg is to be freed whatever the result.
+ * Fills cfg with the defaults, then the options of the --config file if
+ * argv names one, then the options of argv (--NAME VALUE or --NAME=VALUE),
+ * then what is derived from them (the public URL, the server ID), and
+ * checks that nothing required is missing and that the options agree. On
+ * CONFIG_USAGE err names the first problem (FILE:LINE: for one in the
+ * file); cfg is to be freed whatever the result.
  */
 WARN_UNUSED_RESULT config_result config_parse(config *cfg, int argc, char **argv, char *err,
                                               size_t errlen);
@@ -106,6 +124,10 @@ void config_print_help(FILE *f);
 
 /* The OPTIONS section of receiptd(8), in roff, from the same table. */
 void config_print_man(FILE *f);
+
+/* A configuration file with every option commented out at its default
+ * (dist/receiptd.conf), from the same table. */
+void config_print_sample(FILE *f);
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" into an address. */
 int config_parse_hostport(const char *text, struct sockaddr_storage *addr, socklen_t *len,

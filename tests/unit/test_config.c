@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define ARGV(...) ((char *[]){"receiptd", __VA_ARGS__, NULL})
 #define ARGC(...) ((int)(sizeof((char *[]){"receiptd", __VA_ARGS__}) / sizeof(char *)))
@@ -224,12 +226,297 @@ static void test_help_and_man(void **state)
     free(man);
 }
 
+/* A configuration file with text and mode; its path is returned. */
+static char *config_file(const char *text, mode_t mode)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/test_config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(chmod(path, mode), 0);
+    return path;
+}
+
+static void test_file(void **state)
+{
+    (void)state;
+    config cfg;
+    char err[512] = "";
+    char *path = config_file("# receiptd.conf\n"
+                             "\n"
+                             "root /srv/www\n"
+                             "  listen   127.0.0.1:9001  \r\n"
+                             "no-inject\n"
+                             "add-header X-A: one two\n"
+                             "add-header X-B: three\n"
+                             "trusted-proxy 10.0.0.0/8\n"
+                             "trusted-proxy ::1\n"
+                             "\t# an indented comment\n"
+                             "ledger sqlite:/var/x.db",
+                             0644);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_OK);
+    assert_string_equal(cfg.root, "/srv/www");
+    assert_string_equal(cfg.listen.text, "127.0.0.1:9001");
+    assert_string_equal(cfg.public_url, "http://127.0.0.1:9001");
+    assert_false(cfg.inject);
+    assert_int_equal(cfg.header_count, 2);
+    assert_string_equal(cfg.headers[0].value, "one two");
+    assert_int_equal(cfg.trusted_proxies.count, 2);
+    assert_string_equal(cfg.ledger_url, "sqlite:/var/x.db");
+    assert_string_equal(cfg.config_file, path);
+    config_free(&cfg);
+
+    /* The command line wins: a value replaces the file's, a list the
+     * file's whole list; what it does not name stays as the file says. */
+    assert_int_equal(config_parse(&cfg,
+                                  ARGC("--listen", "127.0.0.1:9002", "--config", path,
+                                       "--add-header", "X-C: four", "--add-header", "X-D: five"),
+                                  ARGV("--listen", "127.0.0.1:9002", "--config", path,
+                                       "--add-header", "X-C: four", "--add-header", "X-D: five"),
+                                  err, sizeof err),
+                     CONFIG_OK);
+    assert_string_equal(cfg.listen.text, "127.0.0.1:9002");
+    assert_int_equal(cfg.header_count, 2);
+    assert_string_equal(cfg.headers[0].name, "X-C");
+    assert_string_equal(cfg.headers[1].name, "X-D");
+    assert_int_equal(cfg.trusted_proxies.count, 2);
+    assert_string_equal(cfg.root, "/srv/www");
+    config_free(&cfg);
+    assert_int_equal(config_parse(&cfg, ARGC("--config", path, "--trusted-proxy", "192.0.2.1"),
+                                  ARGV("--config", path, "--trusted-proxy", "192.0.2.1"), err,
+                                  sizeof err),
+                     CONFIG_OK);
+    assert_int_equal(cfg.trusted_proxies.count, 1);
+    assert_int_equal(cfg.header_count, 2);
+    config_free(&cfg);
+    unlink(path);
+
+    /* Flags as yes and no. */
+    path = config_file("root /srv\nno-inject no\n", 0600);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_OK);
+    assert_true(cfg.inject);
+    config_free(&cfg);
+    unlink(path);
+    path = config_file("root /srv\nno-inject yes\n", 0600);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_OK);
+    assert_false(cfg.inject);
+    config_free(&cfg);
+    unlink(path);
+
+    /* --help needs no file. */
+    assert_int_equal(config_parse(&cfg, ARGC("--config", "/nonexistent", "--version"),
+                                  ARGV("--config", "/nonexistent", "--version"), err, sizeof err),
+                     CONFIG_EXIT_OK);
+    config_free(&cfg);
+}
+
+typedef struct file_case {
+    const char *text;
+    mode_t mode;
+    const char *error; /* after "PATH" */
+} file_case;
+
+static void test_file_errors(void **state)
+{
+    (void)state;
+    static const file_case cases[] = {
+        {"root /srv\nlisten 127.0.0.1:1\nbogus 1\n", 0644, ":3: unknown option 'bogus'"},
+        {"root /srv\n--listen 127.0.0.1:1\n", 0644,
+         ":2: option names go without their dashes: 'listen', not '--listen'"},
+        {"root /srv\nlisten nowhere\n", 0644, ":2: listen: 'nowhere' is not HOST:PORT"},
+        {"root /srv\nthreads 0\n", 0644, ":2: threads '0': expected a whole number from 1 to 256"},
+        {"root /srv\nlisten 127.0.0.1:1\n\nlisten 127.0.0.1:2\n", 0644,
+         ":4: listen is given already, on line 2"},
+        {"root /srv\nconfig /etc/other.conf\n", 0644,
+         ":2: 'config' can only be given on the command line"},
+        {"root /srv\ncheck\n", 0644, ":2: 'check' can only be given on the command line"},
+        {"root /srv\nno-inject maybe\n", 0644,
+         ":2: no-inject is a flag: give it alone, or with yes or no"},
+        {"root /srv\nlisten\n", 0644, ":2: listen needs a value (HOST:PORT)"},
+        {"root /srv\ntrusted-proxy 10.0.0.1/8\n", 0644,
+         ":2: trusted-proxy: '10.0.0.1/8' has address bits set beyond its prefix length"},
+        {"root /srv\nledger postgresql://u:secret@db/receipt\n", 0644,
+         ":2: ledger holds a password, and others may read the file (mode 0644): chmod o-r "},
+        {"root /srv\nledger host=db password=secret\n", 0604,
+         ":2: ledger holds a password, and others may read the file (mode 0604)"},
+        {"root /srv\nx\0y\n", 0644, ":2: a NUL byte"},
+        {"root /srv\n", 0646, " may be changed by others (mode 0646): chmod o-w "},
+        {"root /srv\ntls-cert /etc/c.pem\n", 0644, "--tls-cert and --tls-key go together"},
+        {"root /srv\nredirect-http 127.0.0.1:80\n", 0644,
+         "--redirect-http redirects to HTTPS: it needs --tls-cert"},
+        {"root /srv\nadmin-tls-key /k\n", 0644, "--admin-tls-cert and --admin-tls-key go together"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        config cfg;
+        char err[512] = "";
+        /* The NUL case's text is written in full. */
+        char *path;
+        if (strstr(cases[i].error, "NUL") != NULL) {
+            static char nul_path[64];
+            snprintf(nul_path, sizeof nul_path, "/tmp/test_config-XXXXXX");
+            int fd = mkstemp(nul_path);
+            assert_int_equal(write(fd, "root /srv\nx\0y\n", 14), 14);
+            close(fd);
+            path = nul_path;
+        } else {
+            path = config_file(cases[i].text, cases[i].mode);
+        }
+        config_result r =
+            config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err);
+        char want[512];
+        snprintf(want, sizeof want, "%s%s",
+                 strchr(cases[i].error, ':') == cases[i].error ? path : "", cases[i].error);
+        if (r != CONFIG_USAGE || strstr(err, want) == NULL)
+            fail_msg("case %zu: result %d, error '%s'; expected '%s'", i, r, err, want);
+        config_free(&cfg);
+        unlink(path);
+    }
+
+    config cfg;
+    char err[512] = "";
+    /* A password in a file only its owner and group may read is fine. */
+    char *path = config_file("root /srv\nledger postgresql://u:secret@db/r\n", 0640);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_OK);
+    config_free(&cfg);
+    unlink(path);
+    /* A password given on the command line is no file's business. */
+    path = config_file("root /srv\n", 0644);
+    assert_int_equal(config_parse(&cfg, ARGC("--config", path, "--ledger", "postgresql://u:p@h/d"),
+                                  ARGV("--config", path, "--ledger", "postgresql://u:p@h/d"), err,
+                                  sizeof err),
+                     CONFIG_OK);
+    config_free(&cfg);
+    unlink(path);
+
+    assert_int_equal(config_parse(&cfg, ARGC("--config", "/nonexistent/receiptd.conf"),
+                                  ARGV("--config", "/nonexistent/receiptd.conf"), err, sizeof err),
+                     CONFIG_USAGE);
+    assert_string_equal(err, "--config /nonexistent/receiptd.conf: No such file or directory");
+    config_free(&cfg);
+
+    char long_line[CONFIG_LINE_MAX + 64] = "root /srv\nadd-header X: ";
+    size_t n = strlen(long_line);
+    memset(long_line + n, 'a', CONFIG_LINE_MAX);
+    long_line[n + CONFIG_LINE_MAX] = '\0';
+    path = config_file(long_line, 0644);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_USAGE);
+    assert_non_null(strstr(err, ":2: the line is longer than 4096 bytes"));
+    config_free(&cfg);
+    unlink(path);
+}
+
+static void test_tls_options(void **state)
+{
+    (void)state;
+    config cfg;
+    char err[512] = "";
+    assert_int_equal(
+        config_parse(&cfg,
+                     ARGC("--root", "/srv", "--listen", "127.0.0.1:8443", "--tls-cert", "/c",
+                          "--tls-key", "/k", "--redirect-http", "127.0.0.1:8080"),
+                     ARGV("--root", "/srv", "--listen", "127.0.0.1:8443", "--tls-cert", "/c",
+                          "--tls-key", "/k", "--redirect-http", "127.0.0.1:8080"),
+                     err, sizeof err),
+        CONFIG_OK);
+    assert_string_equal(cfg.public_url, "https://127.0.0.1:8443");
+    assert_string_equal(cfg.redirect_http.text, "127.0.0.1:8080");
+    config_free(&cfg);
+    assert_int_equal(
+        config_parse(&cfg,
+                     ARGC("--root", "/srv", "--tls-cert", "/c", "--tls-key", "/k",
+                          "--redirect-http", "127.0.0.1:80", "--public-url", "http://example.com"),
+                     ARGV("--root", "/srv", "--tls-cert", "/c", "--tls-key", "/k",
+                          "--redirect-http", "127.0.0.1:80", "--public-url", "http://example.com"),
+                     err, sizeof err),
+        CONFIG_USAGE);
+    assert_non_null(strstr(err, "needs an https --public-url"));
+    config_free(&cfg);
+    assert_int_equal(config_parse(&cfg,
+                                  ARGC("--root", "/srv", "--tls-cert", "/c", "--tls-key", "/k",
+                                       "--redirect-http", "127.0.0.1:8080"),
+                                  ARGV("--root", "/srv", "--tls-cert", "/c", "--tls-key", "/k",
+                                       "--redirect-http", "127.0.0.1:8080"),
+                                  err, sizeof err),
+                     CONFIG_USAGE);
+    assert_non_null(strstr(err, "name the same address"));
+    config_free(&cfg);
+}
+
+/* The sample file: every option a file may hold, at its default. */
+static void test_sample(void **state)
+{
+    (void)state;
+    char *sample = printed(config_print_sample);
+    static const char *const lines[] = {
+        "\n#root DIR\n",
+        "\n#listen 127.0.0.1:8080\n",
+        "\n#no-inject no\n",
+        "\n#tls-cert FILE\n",
+        "\n#trusted-proxy CIDR\n",
+        "\n#state-dir /var/lib/receiptd\n",
+        "\n#log-level info\n",
+        "\n# ---- Limits ----\n",
+        "\n#add-header NAME:VALUE\n",
+        "\n#redirect-http HOST:PORT\n",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        if (strstr(sample, lines[i]) == NULL)
+            fail_msg("the sample lacks '%s'", lines[i]);
+    }
+    assert_null(strstr(sample, "\n#help"));
+    assert_null(strstr(sample, "\n#config "));
+    assert_null(strstr(sample, "\n#check"));
+    /* Uncommented, every option line of the sample is accepted. */
+    char *text = strdup(sample);
+    size_t w = 0;
+    for (char *line = strtok(sample, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (line[0] != '#' || line[1] == ' ' || line[1] == '\0' || strchr(line, ' ') == NULL)
+            continue;
+        if (strstr(line, " FILE") || strstr(line, " DIR") || strstr(line, " URL") ||
+            strstr(line, " ID") || strstr(line, " N") || strstr(line, " CIDR") ||
+            strstr(line, "HOST:PORT") || strstr(line, "NAME:VALUE"))
+            continue; /* placeholders, not values */
+        size_t n = strlen(line + 1);
+        memcpy(text + w, line + 1, n);
+        text[w + n] = '\n';
+        w += n + 1;
+    }
+    text[w] = '\0';
+    char with_root[8192];
+    snprintf(with_root, sizeof with_root, "root /srv\n%s", text);
+    char *path = config_file(with_root, 0644);
+    config cfg;
+    char err[512] = "";
+    if (config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err) !=
+        CONFIG_OK)
+        fail_msg("the sample's defaults do not parse: %s\n%s", err, with_root);
+    assert_true(cfg.inject);
+    config_free(&cfg);
+    unlink(path);
+    free(text);
+    free(sample);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),     cmocka_unit_test(test_values),
         cmocka_unit_test(test_refusals),     cmocka_unit_test(test_set_by_name),
-        cmocka_unit_test(test_help_and_man),
+        cmocka_unit_test(test_help_and_man), cmocka_unit_test(test_file),
+        cmocka_unit_test(test_file_errors),  cmocka_unit_test(test_tls_options),
+        cmocka_unit_test(test_sample),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
