@@ -843,13 +843,22 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (cfg->admin_listen.addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)tls_creds_retrieve},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)tls_conn_notify, svc->tls},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (svc->tls != NULL)
+        flags |= MHD_USE_TLS;
     srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
                                 (const struct sockaddr *)&cfg->admin_listen.addr,
                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_CONNECTIONS_MAX,
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_IDLE_TIMEOUT_S,
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY,
                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-                                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_END);
+                                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_ARRAY,
+                                svc->tls != NULL ? tls_options : tls_options + 3, MHD_OPTION_END);
     if (srv->mhd == NULL) {
         snprintf(err, errlen, "cannot listen on %s (admin): %s", cfg->admin_listen.text,
                  errno != 0 ? strerror(errno) : "the HTTP library refused the settings");

@@ -17,6 +17,7 @@
 
 #include "daemon/config.h"
 #include "daemon/http.h"
+#include "daemon/tls.h"
 #include "daemon/writer.h"
 
 #include <stdbool.h>
@@ -27,6 +28,7 @@ typedef struct admin_services {
     writer *ledger_writer;       /* for queue and commit statistics */
     uint64_t recovered_at_start; /* events applied from the recovery file at start */
     http_server *http;           /* for its connection statistics; may be NULL */
+    tls_creds *tls;              /* NULL: plain HTTP; else HTTPS with its current pair */
 } admin_services;
 
 typedef struct admin_server admin_server;

@@ -31,6 +31,7 @@ struct http_server {
     http_context ctx; /* what the route handlers see */
     accesslog *access_log;
     http_guard *guard; /* slow clients */
+    tls_creds *tls;
     struct MHD_Daemon *mhd;
     atomic_long in_flight;
     char jwks[HTTP_JWKS_MAX];
@@ -143,6 +144,47 @@ static enum MHD_Result serve_receipt_route(http_server *srv, request *req, struc
 
 /* ---- libmicrohttpd callbacks --------------------------------------------- */
 
+/* Per connection, made and freed by the library's connection notifications. */
+typedef struct http_conn {
+    tls_conn tls; /* first: tls_creds_retrieve() finds it there */
+    void *guard;  /* the slow-client guard's record of it (http_guard_conn) */
+} http_conn;
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        /* Without one, a TLS handshake finds no certificate and fails, and
+         * the guard does not watch the connection (the idle timeout does). */
+        http_conn *hc = calloc(1, sizeof *hc);
+        if (hc != NULL) {
+            hc->tls.creds = srv->tls;
+            /* From here the guard's header deadline runs: a TLS handshake
+             * is part of the time a client has to send its headers. */
+            http_guard_notify(srv->guard, c, &hc->guard, code);
+        }
+        *socket_context = hc;
+        return;
+    }
+    http_conn *hc = *socket_context;
+    if (hc != NULL) {
+        http_guard_notify(srv->guard, c, &hc->guard, code);
+        tls_conn_close(&hc->tls);
+        free(hc);
+    }
+    *socket_context = NULL;
+}
+
+/* The guard's record of a connection; NULL when it has none. */
+static http_guard_conn *guard_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const http_conn *hc = info != NULL ? info->socket_context : NULL;
+    return hc != NULL ? hc->guard : NULL;
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
     http_server *srv = cls;
@@ -161,7 +203,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->body = NULL;
     req->body_len = 0;
     req->call = NULL;
-    req->guard = http_guard_of(c);
+    req->guard = guard_of(c);
     http_guard_request_line(req->guard);
     req->uri_len = len;
     memcpy(req->uri, uri, keep);
@@ -439,6 +481,7 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     ctx->keys = svc->keys;
     ctx->ledger_writer = svc->ledger_writer;
     srv->access_log = svc->access_log;
+    srv->tls = svc->tls;
     atomic_init(&srv->in_flight, 0);
     atomic_init(&ctx->stopping, false);
     if (build_jwks(srv, err, errlen) != 0)
@@ -474,6 +517,15 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
         snprintf(err, errlen, "cannot start the connection watchdog");
         goto fail;
     }
+    /* GnuTLS asks for the certificate at each handshake, so that a reload
+     * reaches new connections without touching open ones. */
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)tls_creds_retrieve},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (srv->tls != NULL)
+        flags |= MHD_USE_TLS;
     srv->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
         (const struct sockaddr *)&cfg->listen.addr, MHD_OPTION_THREAD_POOL_SIZE,
@@ -482,8 +534,9 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
-        http_guard_notify, srv->guard, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_ARRAY,
+        srv->tls != NULL ? tls_options : tls_options + 2, MHD_OPTION_END);
     if (srv->mhd == NULL) {
         snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen.text,
                  errno != 0 ? strerror(errno) : "the HTTP library refused the settings");

@@ -16,6 +16,7 @@
 #include "daemon/http_guard.h"
 #include "daemon/keystore.h"
 #include "daemon/ticket.h"
+#include "daemon/tls.h"
 #include "daemon/writer.h"
 
 #include <stdbool.h>
@@ -28,6 +29,7 @@ typedef struct http_services {
     const keystore *keys;
     writer *ledger_writer;
     accesslog *access_log; /* NULL: none */
+    tls_creds *tls;        /* NULL: plain HTTP; else HTTPS with its current pair */
 } http_services;
 
 typedef struct http_server http_server;

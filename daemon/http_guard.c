@@ -120,13 +120,6 @@ void http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_contex
     *socket_context = NULL;
 }
 
-http_guard_conn *http_guard_of(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return info != NULL ? info->socket_context : NULL;
-}
-
 static void set(http_guard_conn *gc, conn_phase phase, uint64_t deadline)
 {
     atomic_store_explicit(&gc->deadline, deadline, memory_order_relaxed);

@@ -67,12 +67,15 @@ WARN_UNUSED_RESULT http_guard *http_guard_new(const http_guard_options *opts);
 /* Stops the watchdog; only once the library has closed every connection. */
 void http_guard_free(http_guard *g);
 
-/* For MHD_OPTION_NOTIFY_CONNECTION, with the guard as its closure. */
+/*
+ * The listener's connection notification calls this with the guard as
+ * cls; socket_context is where the connection's record (an
+ * http_guard_conn, NULL when untracked) is kept from start to close: the
+ * library's own, or a slot of the listener's per-connection record. The
+ * calls below take the record, or NULL.
+ */
 void http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                        enum MHD_ConnectionNotificationCode code);
-
-/* The connection's record (NULL when untracked); the calls below take NULL. */
-http_guard_conn *http_guard_of(struct MHD_Connection *c);
 
 /* The request line of a request arrived. */
 void http_guard_request_line(http_guard_conn *gc);

@@ -2,10 +2,12 @@
  * receiptd: serves content and records every delivery.
  *
  * main() wires the modules together: config, keys, ticket sealer, content
- * store, ledger writer, HTTP listener, admin listener; then waits for signals on the main
- * thread (every other thread has them blocked): SIGHUP reopens the access
- * log, SIGTERM and SIGINT shut down cleanly (stop accepting, let requests in
- * flight finish, drain the ledger queue, exit 0).
+ * store, ledger writer, TLS certificates, HTTP listener, redirect listener,
+ * admin listener; then waits for signals on the main thread (every other
+ * thread has them blocked): SIGHUP reloads the TLS certificates (keeping
+ * the old pair when a new one fails) and reopens the access log, SIGTERM
+ * and SIGINT shut down cleanly (stop accepting, let requests in flight
+ * finish, drain the ledger queue, exit 0).
  */
 #include "daemon/accesslog.h"
 #include "daemon/admin.h"
@@ -14,6 +16,7 @@
 #include "daemon/config.h"
 #include "daemon/content.h"
 #include "daemon/http.h"
+#include "daemon/http_redirect.h"
 #include "daemon/keys.h"
 #include "daemon/keystore.h"
 #include "daemon/ledger.h"
@@ -22,6 +25,7 @@
 #include "daemon/recovery.h"
 #include "daemon/report.h"
 #include "daemon/ticket.h"
+#include "daemon/tls.h"
 #include "daemon/upkeep.h"
 #include "daemon/writer.h"
 
@@ -42,6 +46,7 @@
 #define MAIN_EXIT_LOST         3   /* ledger events neither committed nor saved */
 #define MAIN_FD_RESERVE        256 /* descriptors beyond connections: files, ledger, logs */
 #define MAIN_LEDGER_WAIT_MAX_S 30  /* longest wait between tries to reach the ledger */
+#define MAIN_CERT_WARN_DAYS    14  /* a certificate this close to expiry is warned about */
 
 /* Makes room for the configured connections; lowers the limit if it cannot. */
 static void fit_fd_limit(config *cfg)
@@ -252,6 +257,66 @@ static int start_state(const config *cfg, bool check_only, const sigset_t *signa
     return 0;
 }
 
+/* Says which certificate a listener has, and warns of one that is not
+ * valid now or soon will not be. */
+static void describe_certificate(const char *listener, tls_creds *t, const char *how)
+{
+    tls_cert_info info;
+    tls_creds_info(t, &info);
+    char until[32] = "?";
+    struct tm tm;
+    if (gmtime_r(&info.not_after, &tm) != NULL)
+        strftime(until, sizeof until, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    log_info("%s listener: %s certificate %s (serial %s, %u in chain), valid until %s", listener,
+             how, info.subject, info.serial, info.chain_length, until);
+    time_t now = time(NULL);
+    if (info.not_after <= now)
+        log_error("%s listener: the certificate in %s expired on %s: clients will refuse it",
+                  listener, tls_creds_cert_file(t), until);
+    else if (info.not_before > now)
+        log_error("%s listener: the certificate in %s is not valid yet: clients will refuse it",
+                  listener, tls_creds_cert_file(t));
+    else if (info.not_after - now < MAIN_CERT_WARN_DAYS * 24 * 3600)
+        log_warn("%s listener: the certificate in %s expires in %lld days, on %s", listener,
+                 tls_creds_cert_file(t), (long long)((info.not_after - now) / 86400), until);
+}
+
+/* Loads a listener's pair, if it has one; -1 with err on failure. */
+static int load_certificate(const char *listener, const char *option, const char *cert,
+                            const char *key, tls_creds **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (cert == NULL)
+        return 0;
+    char why[MAIN_ERR_MAX - 64];
+    *out = tls_creds_load(cert, key, why, sizeof why);
+    if (*out == NULL) {
+        snprintf(err, errlen, "--%s: %s", option, why);
+        return -1;
+    }
+    describe_certificate(listener, *out, "loaded");
+    return 0;
+}
+
+/* SIGHUP: a new pair for new connections, or the old one kept. */
+static void reload_certificate(const char *listener, tls_creds *t)
+{
+    if (t == NULL)
+        return;
+    char err[MAIN_ERR_MAX];
+    int rc = tls_creds_reload(t, err, sizeof err);
+    if (rc < 0) {
+        tls_cert_info info;
+        tls_creds_info(t, &info);
+        log_error("SIGHUP: %s listener: %s; the certificate in use (serial %s) stays", listener,
+                  err, info.serial);
+    } else if (rc == 0) {
+        describe_certificate(listener, t, "reloaded");
+    } else {
+        log_info("SIGHUP: %s listener: certificate and key unchanged", listener);
+    }
+}
+
 /* --check: validate everything that start-up would, change nothing. */
 static int run_check(const config *cfg)
 {
@@ -259,6 +324,21 @@ static int run_check(const config *cfg)
     state st;
     int rc = start_state(cfg, true, NULL, NULL, &st, err, sizeof err);
     state_close(&st);
+    tls_creds *pairs[2] = {NULL, NULL};
+    if (rc == 0)
+        rc = load_certificate("public", "tls-cert", cfg->tls_cert, cfg->tls_key, &pairs[0], err,
+                              sizeof err) != 0 ||
+             load_certificate("admin", "admin-tls-cert", cfg->admin_tls_cert, cfg->admin_tls_key,
+                              &pairs[1], err, sizeof err) != 0;
+    for (int i = 0; i < 2; i++) {
+        if (pairs[i] == NULL)
+            continue;
+        tls_cert_info info;
+        tls_creds_info(pairs[i], &info);
+        printf("receiptd: %s certificate %s, serial %s\n", i == 0 ? "public" : "admin",
+               info.subject, info.serial);
+        tls_creds_free(pairs[i]);
+    }
     if (rc != 0) {
         fprintf(stderr, "receiptd: %s\n", err);
         return 1;
@@ -305,10 +385,11 @@ static void print_admin_link(const config *cfg, const admin_server *admin)
     /* The token opens the whole ledger: logs (a journal, a file) get the
      * place of the token, and only a person at a terminal gets the link
      * that signs in. */
-    log_info("dashboard: http://%s:%u/ (its token is in %s/admin-token)", host, admin_port(admin),
-             cfg->state_dir);
+    const char *scheme = cfg->admin_tls_cert != NULL ? "https" : "http";
+    log_info("dashboard: %s://%s:%u/ (its token is in %s/admin-token)", scheme, host,
+             admin_port(admin), cfg->state_dir);
     if (isatty(STDOUT_FILENO)) {
-        printf("receiptd: dashboard http://%s:%u/#token=%s\n", host, admin_port(admin),
+        printf("receiptd: dashboard %s://%s:%u/#token=%s\n", scheme, host, admin_port(admin),
                admin_token(admin));
         fflush(stdout);
     }
@@ -327,7 +408,9 @@ int main(int argc, char **argv)
     upkeep *ledger_upkeep = NULL;
     accesslog *alog = NULL;
     http_server *srv = NULL;
+    http_redirect *redirect = NULL;
     admin_server *admin = NULL;
+    tls_creds *tls = NULL, *admin_tls = NULL;
 
     /* A subcommand with options of its own, before the server's parsing. */
     if (argc > 1 && strcmp(argv[1], "report") == 0)
@@ -408,6 +491,11 @@ int main(int argc, char **argv)
         if (alog == NULL)
             goto out;
     }
+    if (load_certificate("public", "tls-cert", cfg.tls_cert, cfg.tls_key, &tls, err, sizeof err) !=
+            0 ||
+        load_certificate("admin", "admin-tls-cert", cfg.admin_tls_cert, cfg.admin_tls_key,
+                         &admin_tls, err, sizeof err) != 0)
+        goto out;
 
     http_services svc = {
         .cfg = &cfg,
@@ -416,10 +504,18 @@ int main(int argc, char **argv)
         .keys = keys,
         .ledger_writer = ledger_writer,
         .access_log = alog,
+        .tls = tls,
     };
     srv = http_server_start(&svc, err, sizeof err);
     if (srv == NULL)
         goto out;
+    if (cfg.redirect_http.text[0] != '\0') {
+        redirect = http_redirect_start(&cfg, alog, err, sizeof err);
+        if (redirect == NULL)
+            goto out;
+        log_info("redirect listener on %s (port %u): 308 to %s", cfg.redirect_http.text,
+                 http_redirect_port(redirect), cfg.public_url);
+    }
 
     log_info("receiptd %s serving %s on %s (port %u), %u threads, ledger %s, site %s, node %s",
              RECEIPT_VERSION, cfg.root, cfg.listen.text, http_server_port(srv), cfg.threads,
@@ -433,7 +529,8 @@ int main(int argc, char **argv)
         admin_services asvc = {.cfg = &cfg,
                                .ledger_writer = ledger_writer,
                                .recovered_at_start = st.recovered,
-                               .http = srv};
+                               .http = srv,
+                               .tls = admin_tls};
         admin = admin_start(&asvc, err, sizeof err);
         if (admin == NULL && cfg.admin_explicit)
             goto out;
@@ -452,6 +549,10 @@ int main(int argc, char **argv)
         if (sigwait(&signals, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
+            reload_certificate("public", tls);
+            reload_certificate("admin", admin_tls);
+            if (alog == NULL)
+                continue;
             if (accesslog_reopen(alog) != 0)
                 log_error("cannot reopen the access log: %s", strerror(errno));
             else
@@ -474,6 +575,8 @@ int main(int argc, char **argv)
         log_error("stopping: the ledger failed (see above)");
     admin_stop(admin);
     admin = NULL;
+    http_redirect_stop(redirect);
+    redirect = NULL;
     if (!http_server_drain(srv, (unsigned)grace_ms))
         log_warn("requests still in flight after %u s; closing them", cfg.shutdown_grace_s);
     http_server_stop(srv);
@@ -504,10 +607,14 @@ out:
     if (status != 0 && err[0] != '\0')
         log_error("%s", err);
     admin_stop(admin);
+    http_redirect_stop(redirect);
     http_server_stop(srv);
     upkeep_stop(ledger_upkeep);
     writer_free(ledger_writer);
     http_server_free(srv);
+    /* After the listeners: no handshake can start any more. */
+    tls_creds_free(tls);
+    tls_creds_free(admin_tls);
     accesslog_close(alog);
     content_store_free(content);
     ticket_sealer_free(sealer);

@@ -330,3 +330,44 @@ void tls_creds_give_back(tls_pair **held)
     pair_release(*held);
     *held = NULL;
 }
+
+int tls_creds_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+                       const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                       gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+    (void)req_ca_dn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    /* libmicrohttpd keeps its connection as the session's pointer. */
+    struct MHD_Connection *c = gnutls_session_get_ptr(session);
+    const union MHD_ConnectionInfo *info =
+        c != NULL ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+    tls_conn *tc = info != NULL ? info->socket_context : NULL;
+    if (tc == NULL)
+        return -1;
+    return tls_creds_take(tc->creds, &tc->held, pcert, pcert_length, pkey);
+}
+
+void tls_conn_close(tls_conn *tc)
+{
+    if (tc != NULL)
+        tls_creds_give_back(&tc->held);
+}
+
+void tls_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code)
+{
+    (void)c;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        /* Without one, the handshake finds no certificate and fails. */
+        tls_conn *tc = calloc(1, sizeof *tc);
+        if (tc != NULL)
+            tc->creds = cls;
+        *socket_context = tc;
+        return;
+    }
+    tls_conn_close(*socket_context);
+    free(*socket_context);
+    *socket_context = NULL;
+}

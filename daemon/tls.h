@@ -15,12 +15,19 @@
  * tls_creds_give_back() once its session is gone, so that a pair is freed
  * only when nothing uses it. Both are thread-safe; reload and free are for
  * one thread (the main thread) at a time.
+ *
+ * For libmicrohttpd (MHD_OPTION_HTTPS_CERT_CALLBACK), tls_creds_retrieve()
+ * does that for a listener whose connections' socket contexts begin with a
+ * tls_conn: its connection notification fills the tls_conn when a
+ * connection starts, and calls tls_conn_close() when it is closed, which
+ * the library does after it has freed the TLS session.
  */
 #ifndef RECEIPT_DAEMON_TLS_H
 #define RECEIPT_DAEMON_TLS_H
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <microhttpd.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -79,5 +86,25 @@ int tls_creds_take(tls_creds *t, tls_pair **held, gnutls_pcert_st **pcert, unsig
 
 /* Gives back what a connection held (NULL-safe) and clears the slot. */
 void tls_creds_give_back(tls_pair **held);
+
+/* The first member of a TLS listener's per-connection socket context. */
+typedef struct tls_conn {
+    tls_creds *creds; /* borrowed: the listener's */
+    tls_pair *held;   /* what the handshake took */
+} tls_conn;
+
+/* A gnutls_certificate_retrieve_function2 for libmicrohttpd: the current
+ * pair of the connection's tls_conn. -1 (no certificate) without one. */
+int tls_creds_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+                       const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                       gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey);
+
+/* Gives back the pair of a closed connection. NULL-safe. */
+void tls_conn_close(tls_conn *tc);
+
+/* MHD_OPTION_NOTIFY_CONNECTION for a listener whose socket context is a
+ * tls_conn and nothing more; cls is its tls_creds. */
+void tls_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code);
 
 #endif

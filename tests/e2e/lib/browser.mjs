@@ -1,6 +1,10 @@
 // Launches Debian's chromium headless through playwright-core, and watches
 // what a page reports: uncaught errors, console messages, receipt events.
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -8,8 +12,25 @@ export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 /** A name that resolves to loopback but is no secure context. */
 export const INSECURE_HOST = 'insecure.test';
 
-export function launch() {
-  return chromium.launch({
+/**
+ * trustCA: a PEM CA certificate that this browser trusts for servers, as
+ * one installed in the system would be: it goes into the certificate store
+ * (NSS) of a home directory made for the browser, with certutil
+ * (libnss3-tools). Without it, only the system's CAs are trusted.
+ */
+export async function launch({ trustCA = null } = {}) {
+  let env = process.env;
+  let home = null;
+  if (trustCA) {
+    home = fs.mkdtempSync(path.join(os.tmpdir(), 'receipt-chromium-home-'));
+    const db = path.join(home, '.pki', 'nssdb');
+    fs.mkdirSync(db, { recursive: true });
+    execFileSync('certutil', ['-N', '-d', `sql:${db}`, '--empty-password']);
+    execFileSync('certutil', ['-A', '-d', `sql:${db}`, '-n', 'receipt test CA', '-t', 'C,,', '-i', trustCA]);
+    env = { ...process.env, HOME: home };
+  }
+  const browser = await chromium.launch({
+    env,
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60000,
@@ -19,6 +40,8 @@ export function launch() {
       `--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1`,
     ],
   });
+  if (home) browser.on('disconnected', () => fs.rmSync(home, { recursive: true, force: true }));
+  return browser;
 }
 
 // Runs in every page before its own scripts (and regardless of its CSP):

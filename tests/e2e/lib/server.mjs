@@ -217,7 +217,8 @@ export function runReceiptd(args, { timeoutMs = 10000 } = {}) {
  * Starts receiptd. Options: files ({"/a.html": "..."}), root, stateDir, args
  * (extra command-line arguments), port, adminPort, ledger ('sqlite' or
  * 'postgresql'; default RECEIPT_TEST_LEDGER's), readyMs (how long it may
- * take to listen; default 10 s). Returns a handle with url,
+ * take to listen; default 10 s), https (the public listener speaks TLS: url
+ * is https), adminHttps. Returns a handle with url,
  * port, adminUrl, root, stateDir, stop(), kill(), query(sql), exec(sql),
  * lockLedger(), adminToken() and log(); query and exec work after a stop.
  *
@@ -256,10 +257,10 @@ export async function startServer(opts = {}) {
   const ledgerFile = path.join(stateDir, 'ledger.sqlite');
   const ledger = ledgerOf(stateDir, opts.ledger);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.https ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     adminPort,
-    adminUrl: adminPort ? `http://127.0.0.1:${adminPort}` : null,
+    adminUrl: adminPort ? `${opts.adminHttps ? 'https' : 'http'}://127.0.0.1:${adminPort}` : null,
     /** The admin bearer token (STATE_DIR/admin-token). */
     adminToken() {
       return fs.readFileSync(path.join(stateDir, 'admin-token'), 'utf8').trim();

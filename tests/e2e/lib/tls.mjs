@@ -54,9 +54,9 @@ export function makeCA({ name = 'receipt test root CA', dir = tempDir('receipt-c
     const csr = path.join(dir, 'ca.csr');
     openssl(['req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', csr]);
     openssl(['x509', '-req', '-in', csr, '-CA', parent.cert, '-CAkey', parent.key,
-      '-set_serial', String(serialCounter++), '-days', '30', '-extfile', caExt, '-out', cert]);
+      '-set_serial', String(serialCounter++), '-days', '60', '-extfile', caExt, '-out', cert]);
   } else {
-    openssl(['req', '-x509', '-new', '-key', key, '-subj', `/CN=${name}`, '-days', '30',
+    openssl(['req', '-x509', '-new', '-key', key, '-subj', `/CN=${name}`, '-days', '60',
       '-extensions', 'v3_ca_test', '-config', writeReqConfig(dir, caExt), '-out', cert]);
   }
   // What a server's chain file appends after its own certificate.
@@ -106,7 +106,7 @@ export function makeCA({ name = 'receipt test root CA', dir = tempDir('receipt-c
         '',
       ].join('\n'));
       const start = notBefore || new Date(Date.now() - 3600 * 1000);
-      const end = notAfter || new Date(Date.now() + 7 * 24 * 3600 * 1000);
+      const end = notAfter || new Date(Date.now() + 30 * 24 * 3600 * 1000);
       fs.writeFileSync(path.join(dir, 'serial'), `${((h) => (h.length % 2 ? '0' + h : h))(serial.toString(16))}\n`);
       openssl(['ca', '-batch', '-notext', '-config', caConf, '-in', csr, '-out', leafCert,
         '-startdate', caTime(start), '-enddate', caTime(end), '-extfile', ext]);
@@ -139,4 +139,12 @@ export function serialOf(pem) {
 /** A serial number as serialOf() prints it. */
 export function serialHex(n) {
   return n.toString(16).toUpperCase();
+}
+
+/** Copies a pair to the files a server was started with, as an operator's
+ * renewal would (the key keeps mode 0600). */
+export function installPair(pair, certFile, keyFile) {
+  fs.copyFileSync(pair.chain, certFile);
+  fs.copyFileSync(pair.key, keyFile);
+  fs.chmodSync(keyFile, 0o600);
 }

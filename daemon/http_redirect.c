@@ -1,0 +1,184 @@
+#include "daemon/http_redirect.h"
+
+#include "daemon/http_internal.h"
+#include "daemon/http_reply.h"
+#include "daemon/log.h"
+#include "daemon/proxy.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REDIRECT_MEMORY    8192 /* per connection: a request line and headers */
+#define REDIRECT_TIMEOUT_S 10
+
+struct http_redirect {
+    const config *cfg;
+    accesslog *access_log;
+    struct MHD_Daemon *mhd;
+    unsigned port;
+};
+
+/* The request target as received (the library hands the handler a decoded
+ * path, and a redirect must keep the client's own spelling). */
+typedef struct redirect_request {
+    size_t len;
+    char target[]; /* at most HTTP_RAW_URI_MAX bytes kept */
+} redirect_request;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    size_t len = strlen(uri);
+    size_t keep = len > HTTP_RAW_URI_MAX ? HTTP_RAW_URI_MAX : len;
+    redirect_request *rr = malloc(sizeof *rr + keep + 1);
+    if (rr == NULL)
+        return NULL;
+    rr->len = len;
+    memcpy(rr->target, uri, keep);
+    rr->target[keep] = '\0';
+    return rr;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    free(*req_cls);
+    *req_cls = NULL;
+}
+
+static void peer_address(struct MHD_Connection *c, char out[PROXY_ADDR_TEXT_MAX])
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    uint8_t addr[16];
+    if (info == NULL || proxy_addr_from_sockaddr(info->client_addr, addr) != 0)
+        snprintf(out, PROXY_ADDR_TEXT_MAX, "-");
+    else
+        proxy_addr_format(addr, out);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    http_redirect *r = cls;
+    redirect_request *rr = *req_cls;
+    (void)url;
+    (void)upload_data;
+    (void)upload_data_size;
+    if (rr == NULL)
+        return MHD_NO;
+
+    /* An absolute-form target (a request meant for a proxy) keeps its path. */
+    const char *path = rr->target;
+    if (strncmp(path, "http://", 7) == 0) {
+        path = strchr(path + 7, '/');
+        if (path == NULL)
+            path = "/";
+    }
+    unsigned status = MHD_HTTP_PERMANENT_REDIRECT;
+    struct MHD_Response *resp = NULL;
+    size_t body = 0;
+    char location[CONFIG_URL_MAX + HTTP_RAW_URI_MAX + 1];
+    if (rr->len > HTTP_RAW_URI_MAX) {
+        status = 414;
+        resp = http_reply_error_response(status, "uri_too_long", "The request target is too long.",
+                                         &body);
+    } else if (path[0] != '/') {
+        status = 400;
+        resp =
+            http_reply_error_response(status, "bad_path", "The request path is not valid.", &body);
+    } else {
+        snprintf(location, sizeof location, "%s%s", r->cfg->public_url, path);
+        resp = http_reply_empty();
+        if (resp != NULL)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+    }
+    if (resp == NULL)
+        return MHD_NO;
+    /* Nothing more is served here: the client goes to https. */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+
+    if (r->access_log != NULL) {
+        char peer[PROXY_ADDR_TEXT_MAX];
+        peer_address(c, peer);
+        accesslog_entry e = {
+            .client_addr = peer,
+            .method = method,
+            .uri = rr->target,
+            .version = version,
+            .status = status,
+            .bytes = body,
+            .referer = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Referer"),
+            .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent"),
+        };
+        accesslog_write(r->access_log, &e);
+    }
+    return ret;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    log_debug("redirect: %s", line);
+}
+
+http_redirect *http_redirect_start(const config *cfg, accesslog *access_log, char *err,
+                                   size_t errlen)
+{
+    http_redirect *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->cfg = cfg;
+    r->access_log = access_log;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    if (cfg->redirect_http.addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    r->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, r, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)&cfg->redirect_http.addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)REDIRECT_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)REDIRECT_MEMORY,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, on_uri, r,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, r, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r,
+        MHD_OPTION_END);
+    if (r->mhd == NULL) {
+        snprintf(err, errlen, "cannot listen on %s (--redirect-http): %s", cfg->redirect_http.text,
+                 errno != 0 ? strerror(errno) : "the HTTP library refused the settings");
+        free(r);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(r->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    r->port = info != NULL ? info->port : 0;
+    return r;
+}
+
+unsigned http_redirect_port(const http_redirect *r)
+{
+    return r != NULL ? r->port : 0;
+}
+
+void http_redirect_stop(http_redirect *r)
+{
+    if (r == NULL)
+        return;
+    MHD_stop_daemon(r->mhd);
+    free(r);
+}
