@@ -113,6 +113,37 @@ static void write_issue_lag_seconds(jbuf *b, const metric *mt, const metric_valu
     histogram(b, mt->name, latency_le, v->ws.issue_lag_count, WRITER_LATENCY_BUCKETS, sum);
 }
 
+static void write_forwarded(jbuf *b, const metric *mt, const metric_values *v)
+{
+    for (int k = 0; k < METRICS_FORWARDED_COUNT; k++)
+        jbuf_addf(b, "%s{outcome=\"%s\"} %llu\n", mt->name,
+                  metrics_forwarded_name((metrics_forwarded)k),
+                  (unsigned long long)v->m.forwarded[k]);
+}
+
+static void write_limited(jbuf *b, const metric *mt, const metric_values *v)
+{
+    for (int k = 0; k < METRICS_LIMITED_COUNT; k++)
+        jbuf_addf(b, "%s{kind=\"%s\"} %llu\n", mt->name, metrics_limited_name((metrics_limited)k),
+                  (unsigned long long)v->m.limited[k]);
+}
+
+static void write_tls_reloads(jbuf *b, const metric *mt, const metric_values *v)
+{
+    jbuf_addf(b, "%s{result=\"loaded\"} %llu\n%s{result=\"failed\"} %llu\n", mt->name,
+              (unsigned long long)v->m.tls_reloads_ok, mt->name,
+              (unsigned long long)v->m.tls_reloads_failed);
+}
+
+/* Only the listeners that speak TLS. */
+static void write_tls_expiry(jbuf *b, const metric *mt, const metric_values *v)
+{
+    for (int k = 0; k < METRICS_LISTENER_COUNT; k++)
+        if (v->m.tls_expiry[k] != 0)
+            jbuf_addf(b, "%s{listener=\"%s\"} %lld\n", mt->name,
+                      metrics_listener_name((metrics_listener)k), (long long)v->m.tls_expiry[k]);
+}
+
 /* Only the route and code pairs that happened. */
 static void write_responses(jbuf *b, const metric *mt, const metric_values *v)
 {
@@ -192,6 +223,16 @@ static const metric metrics_table[] = {
      "Addresses with recent wrong admin tokens (at most 1024 are tracked).", PLAIN(auth.tracked)},
     {"receiptd_http_responses_total", "counter",
      "Responses of the public listener, by route and status code.", .write = write_responses},
+    {"receiptd_forwarded_headers_total", "counter",
+     "Requests with Forwarded or X-Forwarded-* headers, by what became of them.",
+     .write = write_forwarded},
+    {"receiptd_per_address_limited_total", "counter",
+     "Connections and forwarded requests refused by the per-address limit.",
+     .write = write_limited},
+    {"receiptd_tls_reloads_total", "counter",
+     "Certificate pairs read again on SIGHUP, by whether they loaded.", .write = write_tls_reloads},
+    {"receiptd_tls_certificate_expiry_timestamp_seconds", "gauge",
+     "When the certificate a TLS listener uses expires (Unix time).", .write = write_tls_expiry},
 };
 
 void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, uint64_t recovered,

@@ -2,6 +2,7 @@
 
 #include "common/b64.h"
 #include "common/unicode.h"
+#include "daemon/addrcount.h"
 #include "daemon/confirm.h"
 #include "daemon/http_file.h"
 #include "daemon/http_internal.h"
@@ -9,10 +10,11 @@
 #include "daemon/httpcond.h"
 #include "daemon/log.h"
 #include "daemon/plugin.h"
+#include "daemon/proxy.h"
 #include "web/web.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <openssl/sha.h>
 #include <netinet/in.h>
@@ -25,13 +27,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HTTP_JWKS_MAX 4096
+#define HTTP_JWKS_MAX        4096
+#define HTTP_LIMITED_RETRY_S "1" /* Retry-After of a 429 from the per-address limit */
 
 struct http_server {
     http_context ctx; /* what the route handlers see */
     accesslog *access_log;
     http_guard *guard; /* slow clients */
     tls_creds *tls;
+    /* With --per-ip-connections: connections per peer (trusted proxies
+     * exempt), and requests in progress per forwarded address. */
+    addrcount *peers;
+    addrcount *forwarded;
     struct MHD_Daemon *mhd;
     atomic_long in_flight;
     char jwks[HTTP_JWKS_MAX];
@@ -52,24 +59,63 @@ static void copy_bounded(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-static void client_address(struct MHD_Connection *c, char out[LEDGER_ADDR_MAX + 1])
+/* Forwarding headers of a request, each header's lines joined. */
+typedef struct forwarding {
+    char value[3][PROXY_HEADER_MAX + 1];
+    size_t len[3];
+    bool seen[3], too_long[3];
+} forwarding;
+
+static enum MHD_Result collect_forwarding(void *cls, enum MHD_ValueKind kind, const char *name,
+                                          const char *value)
+{
+    static const char *const names[3] = {"Forwarded", "X-Forwarded-For", "X-Forwarded-Proto"};
+    forwarding *f = cls;
+    (void)kind;
+    for (int i = 0; i < 3; i++) {
+        if (strcasecmp(name, names[i]) != 0)
+            continue;
+        f->seen[i] = true;
+        if (!f->too_long[i] &&
+            proxy_join(f->value[i], sizeof f->value[i], &f->len[i], value ? value : "") != 0)
+            f->too_long[i] = true;
+    }
+    return MHD_YES;
+}
+
+/*
+ * Who the client is: the peer, or, when the peer is a trusted proxy, whom
+ * its Forwarded or X-Forwarded-For header names (proxy.h). What became of
+ * the headers is counted; a value too long to keep is malformed.
+ */
+static void resolve_client(http_server *srv, struct MHD_Connection *c, request *req)
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    out[0] = '-';
-    out[1] = '\0';
-    if (info == NULL || info->client_addr == NULL)
-        return;
-    const struct sockaddr *sa = info->client_addr;
-    if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, LEDGER_ADDR_MAX);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a6))
-            inet_ntop(AF_INET, &a6->s6_addr[12], out, LEDGER_ADDR_MAX);
-        else
-            inet_ntop(AF_INET6, a6, out, LEDGER_ADDR_MAX);
-    }
+    if (info == NULL || proxy_addr_from_sockaddr(info->client_addr, req->client) != 0)
+        return; /* not IP: client_addr stays "-" */
+    forwarding f;
+    memset(f.len, 0, sizeof f.len);
+    memset(f.seen, 0, sizeof f.seen);
+    memset(f.too_long, 0, sizeof f.too_long);
+    MHD_get_connection_values(c, MHD_HEADER_KIND, collect_forwarding, &f);
+    const char *v[3];
+    for (int i = 0; i < 3; i++) /* "" is malformed for every one of them */
+        v[i] = !f.seen[i] ? NULL : f.too_long[i] ? "" : f.value[i];
+    proxy_headers h = {v[0], v[1], v[2]};
+    proxy_client pc;
+    uint8_t peer[16];
+    memcpy(peer, req->client, 16);
+    proxy_outcome o = proxy_resolve(&srv->ctx.cfg->trusted_proxies, peer, &h, &pc);
+    if (o == PROXY_FORWARDED)
+        metrics_count_forwarded(METRICS_FORWARDED_USED);
+    else if (o == PROXY_UNTRUSTED)
+        metrics_count_forwarded(METRICS_FORWARDED_UNTRUSTED);
+    else if (o == PROXY_MALFORMED)
+        metrics_count_forwarded(METRICS_FORWARDED_MALFORMED);
+    memcpy(req->client, pc.addr, 16);
+    req->forwarded = o == PROXY_FORWARDED;
+    proxy_addr_format(req->client, req->client_addr);
 }
 
 /* ---- /_receipt/ ------------------------------------------------------------ */
@@ -148,7 +194,35 @@ static enum MHD_Result serve_receipt_route(http_server *srv, request *req, struc
 typedef struct http_conn {
     tls_conn tls; /* first: tls_creds_retrieve() finds it there */
     void *guard;  /* the slow-client guard's record of it (http_guard_conn) */
+    uint8_t peer[16];
+    bool counted; /* it counts in srv->peers */
 } http_conn;
+
+/* The peer of a connection that the per-address limit applies to. */
+static bool limited_peer(http_server *srv, const struct sockaddr *sa, uint8_t peer[16])
+{
+    return srv->peers != NULL && proxy_addr_from_sockaddr(sa, peer) == 0 &&
+           !proxy_set_contains(&srv->ctx.cfg->trusted_proxies, peer);
+}
+
+/*
+ * --per-ip-connections, checked before the library takes a connection and
+ * counted once it has (it notifies no close of one it refused after this
+ * check). Accepts racing on several threads can pass the check together:
+ * a peer may briefly hold one connection over its limit per thread.
+ */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    http_server *srv = cls;
+    uint8_t peer[16];
+    (void)addrlen;
+    if (limited_peer(srv, addr, peer) &&
+        addrcount_get(srv->peers, peer) >= srv->ctx.cfg->per_ip_connections) {
+        metrics_count_limited(METRICS_LIMITED_CONNECTION);
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
@@ -160,6 +234,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         http_conn *hc = calloc(1, sizeof *hc);
         if (hc != NULL) {
             hc->tls.creds = srv->tls;
+            const union MHD_ConnectionInfo *info =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+            if (info != NULL && limited_peer(srv, info->client_addr, hc->peer))
+                hc->counted = addrcount_take(srv->peers, hc->peer, UINT_MAX);
             /* From here the guard's header deadline runs: a TLS handshake
              * is part of the time a client has to send its headers. */
             http_guard_notify(srv->guard, c, &hc->guard, code);
@@ -171,6 +249,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (hc != NULL) {
         http_guard_notify(srv->guard, c, &hc->guard, code);
         tls_conn_close(&hc->tls);
+        if (hc->counted)
+            addrcount_give_back(srv->peers, hc->peer);
         free(hc);
     }
     *socket_context = NULL;
@@ -211,6 +291,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->method[0] = req->version[0] = req->user_agent[0] = req->referer[0] = '\0';
     req->client_addr[0] = '-';
     req->client_addr[1] = '\0';
+    memset(req->client, 0, sizeof req->client);
+    req->forwarded = req->over_limit = req->limit_taken = false;
     /* libmicrohttpd decodes the path before we see it, and a decoded NUL
      * would silently cut it short: refuse %00 in the path here. */
     const char *query = strchr(req->uri, '?');
@@ -228,6 +310,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     if (req == NULL)
         return;
     confirm_release(req);
+    if (req->limit_taken)
+        addrcount_give_back(srv->forwarded, req->client);
     http_guard_request_done(req->guard);
     if (srv->access_log != NULL && req->started) {
         accesslog_entry e = {
@@ -343,6 +427,17 @@ static bool request_leaves_room(struct MHD_Connection *c, size_t pool)
     return need <= pool;
 }
 
+static enum MHD_Result reply_over_limit(request *req, struct MHD_Connection *c)
+{
+    metrics_count_limited(METRICS_LIMITED_FORWARDED);
+    size_t len = 0;
+    struct MHD_Response *r = http_reply_error_response(
+        429, "too_many_requests", "This address has too many requests in progress.", &len);
+    if (r != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, HTTP_LIMITED_RETRY_S);
+    return http_reply_queue(req, c, 429, r, len);
+}
+
 static metrics_route route_of(const char *url)
 {
     if (strncmp(url, "/_receipt/", 10) != 0)
@@ -384,7 +479,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent"));
         copy_bounded(req->referer, sizeof req->referer,
                      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Referer"));
-        client_address(c, req->client_addr);
+        resolve_client(srv, c, req);
         if (!request_leaves_room(c, srv->ctx.cfg->connection_memory))
             return http_reply_error_close(req, c, 431, "headers_too_large",
                                           "The request line and header fields leave no room "
@@ -394,6 +489,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         enum MHD_Result framing_answer = refuse_bad_framing(req, c, version, &refused);
         if (refused)
             return framing_answer;
+        /* Behind a trusted proxy, the per-address limit counts the
+         * requests each forwarded address has in progress. */
+        if (req->forwarded && srv->forwarded != NULL) {
+            req->limit_taken =
+                addrcount_take(srv->forwarded, req->client, srv->ctx.cfg->per_ip_connections);
+            req->over_limit = !req->limit_taken;
+        }
         /* libmicrohttpd 0.9.75 closes the connection after a response
          * queued on the first call of a request, so GET and HEAD are
          * answered on the next call and keep the connection alive. Other
@@ -417,6 +519,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     bool get = strcmp(method, "GET") == 0;
     bool head = strcmp(method, "HEAD") == 0;
 
+    if (req->over_limit)
+        return reply_over_limit(req, c);
     if (req->uri_len > HTTP_RAW_URI_MAX)
         return http_reply_error(req, c, 414, "uri_too_long", "The request target is too long.");
     if (req->raw_path_has_nul || url[0] != '/')
@@ -493,6 +597,15 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     snprintf(srv->agent_etag, sizeof srv->agent_etag, "\"%s\"", agent_b64);
     snprintf(ctx->confirm_url, sizeof ctx->confirm_url, "%s/_receipt/confirm",
              svc->cfg->public_url);
+    if (svc->cfg->per_ip_connections > 0) {
+        /* One entry per connection or request in progress at most. */
+        srv->peers = addrcount_new(svc->cfg->max_connections);
+        srv->forwarded = addrcount_new(svc->cfg->max_connections);
+        if (srv->peers == NULL || srv->forwarded == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     ctx->client_keys = clientkeys_new(svc->keys->enc, HTTP_CLIENTKEYS_CACHE);
     ctx->waits = confirm_waits_new(HTTP_CONFIRM_TIMEOUT_MS);
     if (ctx->client_keys == NULL || ctx->waits == NULL) {
@@ -527,10 +640,9 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     if (srv->tls != NULL)
         flags |= MHD_USE_TLS;
     srv->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+        flags, 0, srv->peers != NULL ? on_accept : NULL, srv, on_request, srv, MHD_OPTION_SOCK_ADDR,
         (const struct sockaddr *)&cfg->listen.addr, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
@@ -611,6 +723,8 @@ void http_server_free(http_server *srv)
         return;
     http_server_stop(srv);
     http_guard_free(srv->guard); /* the library has closed every connection */
+    addrcount_free(srv->peers);
+    addrcount_free(srv->forwarded);
     confirm_waits_free(srv->ctx.waits);
     clientkeys_free(srv->ctx.client_keys);
     free(srv);

@@ -77,7 +77,11 @@ typedef struct request {
     size_t body_len;
     confirm_call *call;
     http_guard_conn *guard; /* the connection's deadlines (http_guard.h); may be NULL */
-    char client_addr[LEDGER_ADDR_MAX + 1];
+    char client_addr[LEDGER_ADDR_MAX + 1]; /* the client: the peer, or whom a trusted proxy named */
+    uint8_t client[16];                    /* the same, as proxy.h holds addresses */
+    bool forwarded;                        /* a trusted proxy named the client */
+    bool over_limit;                       /* its forwarded address is at the per-address limit */
+    bool limit_taken;                      /* it counts in the forwarded requests' table */
     char user_agent[LEDGER_UA_MAX + 1];
     char referer[HTTP_REFERER_MAX + 1];
     char method[16];

@@ -22,6 +22,7 @@
 #include "daemon/ledger.h"
 #include "daemon/ledger_copy.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/recovery.h"
 #include "daemon/report.h"
 #include "daemon/ticket.h"
@@ -259,10 +260,12 @@ static int start_state(const config *cfg, bool check_only, const sigset_t *signa
 
 /* Says which certificate a listener has, and warns of one that is not
  * valid now or soon will not be. */
-static void describe_certificate(const char *listener, tls_creds *t, const char *how)
+static void describe_certificate(metrics_listener which, tls_creds *t, const char *how)
 {
+    const char *listener = metrics_listener_name(which);
     tls_cert_info info;
     tls_creds_info(t, &info);
+    metrics_set_tls_expiry(which, (int64_t)info.not_after);
     char until[32] = "?";
     struct tm tm;
     if (gmtime_r(&info.not_after, &tm) != NULL)
@@ -282,7 +285,7 @@ static void describe_certificate(const char *listener, tls_creds *t, const char 
 }
 
 /* Loads a listener's pair, if it has one; -1 with err on failure. */
-static int load_certificate(const char *listener, const char *option, const char *cert,
+static int load_certificate(metrics_listener which, const char *option, const char *cert,
                             const char *key, tls_creds **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -294,24 +297,26 @@ static int load_certificate(const char *listener, const char *option, const char
         snprintf(err, errlen, "--%s: %s", option, why);
         return -1;
     }
-    describe_certificate(listener, *out, "loaded");
+    describe_certificate(which, *out, "loaded");
     return 0;
 }
 
 /* SIGHUP: a new pair for new connections, or the old one kept. */
-static void reload_certificate(const char *listener, tls_creds *t)
+static void reload_certificate(metrics_listener which, tls_creds *t)
 {
     if (t == NULL)
         return;
+    const char *listener = metrics_listener_name(which);
     char err[MAIN_ERR_MAX];
     int rc = tls_creds_reload(t, err, sizeof err);
+    metrics_count_tls_reload(rc >= 0);
     if (rc < 0) {
         tls_cert_info info;
         tls_creds_info(t, &info);
         log_error("SIGHUP: %s listener: %s; the certificate in use (serial %s) stays", listener,
                   err, info.serial);
     } else if (rc == 0) {
-        describe_certificate(listener, t, "reloaded");
+        describe_certificate(which, t, "reloaded");
     } else {
         log_info("SIGHUP: %s listener: certificate and key unchanged", listener);
     }
@@ -326,10 +331,10 @@ static int run_check(const config *cfg)
     state_close(&st);
     tls_creds *pairs[2] = {NULL, NULL};
     if (rc == 0)
-        rc = load_certificate("public", "tls-cert", cfg->tls_cert, cfg->tls_key, &pairs[0], err,
-                              sizeof err) != 0 ||
-             load_certificate("admin", "admin-tls-cert", cfg->admin_tls_cert, cfg->admin_tls_key,
-                              &pairs[1], err, sizeof err) != 0;
+        rc = load_certificate(METRICS_LISTENER_PUBLIC, "tls-cert", cfg->tls_cert, cfg->tls_key,
+                              &pairs[0], err, sizeof err) != 0 ||
+             load_certificate(METRICS_LISTENER_ADMIN, "admin-tls-cert", cfg->admin_tls_cert,
+                              cfg->admin_tls_key, &pairs[1], err, sizeof err) != 0;
     for (int i = 0; i < 2; i++) {
         if (pairs[i] == NULL)
             continue;
@@ -491,10 +496,10 @@ int main(int argc, char **argv)
         if (alog == NULL)
             goto out;
     }
-    if (load_certificate("public", "tls-cert", cfg.tls_cert, cfg.tls_key, &tls, err, sizeof err) !=
-            0 ||
-        load_certificate("admin", "admin-tls-cert", cfg.admin_tls_cert, cfg.admin_tls_key,
-                         &admin_tls, err, sizeof err) != 0)
+    if (load_certificate(METRICS_LISTENER_PUBLIC, "tls-cert", cfg.tls_cert, cfg.tls_key, &tls, err,
+                         sizeof err) != 0 ||
+        load_certificate(METRICS_LISTENER_ADMIN, "admin-tls-cert", cfg.admin_tls_cert,
+                         cfg.admin_tls_key, &admin_tls, err, sizeof err) != 0)
         goto out;
 
     http_services svc = {
@@ -549,8 +554,8 @@ int main(int argc, char **argv)
         if (sigwait(&signals, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            reload_certificate("public", tls);
-            reload_certificate("admin", admin_tls);
+            reload_certificate(METRICS_LISTENER_PUBLIC, tls);
+            reload_certificate(METRICS_LISTENER_ADMIN, admin_tls);
             if (alog == NULL)
                 continue;
             if (accesslog_reopen(alog) != 0)

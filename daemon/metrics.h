@@ -1,7 +1,7 @@
 /*
- * metrics: counters of the public listener, for GET /metrics on the admin
- * listener. Lock-free (relaxed atomics): a worker pays one atomic add per
- * response.
+ * metrics: counters of the public listener, and of the TLS certificates of
+ * both listeners, for GET /metrics on the admin listener. Lock-free
+ * (relaxed atomics): a worker pays one atomic add per response.
  */
 #ifndef RECEIPT_DAEMON_METRICS_H
 #define RECEIPT_DAEMON_METRICS_H
@@ -23,7 +23,7 @@ typedef enum metrics_route {
 /* clang-format off */
 #define METRICS_CODES                                                                          \
     X(200) X(204) X(206) X(301) X(304) X(400) X(401) X(403) X(404) X(405) X(409) X(410)        \
-    X(413) X(414) X(415) X(416) X(431) X(500) X(501) X(503)
+    X(413) X(414) X(415) X(416) X(429) X(431) X(500) X(501) X(503)
 /* clang-format on */
 
 typedef enum metrics_code {
@@ -44,22 +44,55 @@ typedef enum metrics_confirm {
     METRICS_CONFIRM_COUNT,
 } metrics_confirm;
 
+/* What became of a request's forwarding headers (proxy.h). */
+typedef enum metrics_forwarded {
+    METRICS_FORWARDED_USED = 0,  /* a trusted proxy named the client */
+    METRICS_FORWARDED_UNTRUSTED, /* sent by a peer that is no trusted proxy: ignored */
+    METRICS_FORWARDED_MALFORMED, /* a trusted proxy's value broke the grammar: ignored */
+    METRICS_FORWARDED_COUNT,
+} metrics_forwarded;
+
+/* Refusals of the per-address limits. */
+typedef enum metrics_limited {
+    METRICS_LIMITED_CONNECTION = 0, /* a connection over --per-ip-connections */
+    METRICS_LIMITED_FORWARDED,      /* a request over the limit of a forwarded address */
+    METRICS_LIMITED_COUNT,
+} metrics_limited;
+
+typedef enum metrics_listener {
+    METRICS_LISTENER_PUBLIC = 0,
+    METRICS_LISTENER_ADMIN,
+    METRICS_LISTENER_COUNT,
+} metrics_listener;
+
 typedef struct metrics_snapshot {
     uint64_t responses[METRICS_ROUTE_COUNT][METRICS_CODE_COUNT];
     uint64_t deliveries; /* 200s to GET of content        */
     uint64_t bindings;   /* plug-in data for a ticket      */
     uint64_t confirms[METRICS_CONFIRM_COUNT];
+    uint64_t forwarded[METRICS_FORWARDED_COUNT];
+    uint64_t limited[METRICS_LIMITED_COUNT];
+    uint64_t tls_reloads_ok, tls_reloads_failed;
+    int64_t tls_expiry[METRICS_LISTENER_COUNT]; /* Unix seconds; 0: no TLS */
 } metrics_snapshot;
 
 void metrics_count_response(metrics_route route, unsigned status);
 void metrics_count_delivery(void);
 void metrics_count_binding(void);
 void metrics_count_confirm(metrics_confirm kind);
+void metrics_count_forwarded(metrics_forwarded outcome);
+void metrics_count_limited(metrics_limited kind);
+void metrics_count_tls_reload(int ok);
+/* The expiry of the certificate a listener uses now. */
+void metrics_set_tls_expiry(metrics_listener listener, int64_t not_after);
 void metrics_snapshot_take(metrics_snapshot *out);
 
 const char *metrics_route_name(metrics_route route);
 /* The HTTP status of a code index; 0 for METRICS_CODE_OTHER. */
 unsigned metrics_code_status(metrics_code code);
 const char *metrics_confirm_name(metrics_confirm kind);
+const char *metrics_forwarded_name(metrics_forwarded outcome);
+const char *metrics_limited_name(metrics_limited kind);
+const char *metrics_listener_name(metrics_listener listener);
 
 #endif

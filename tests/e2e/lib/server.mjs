@@ -319,10 +319,11 @@ export function writeLedger(file, sql) {
   execFileSync('sqlite3', [file, sql], { encoding: 'utf8' });
 }
 
-/** Sends raw bytes over TCP and resolves with the raw response text. */
-export function rawRequest(port, text, timeoutMs = 5000) {
+/** Sends raw bytes over TCP (from localAddress, when given) and resolves
+ * with the raw response text. */
+export function rawRequest(port, text, timeoutMs = 5000, localAddress = undefined) {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1');
+    const sock = net.connect({ port, host: '127.0.0.1', localAddress });
     const chunks = [];
     const timer = setTimeout(() => {
       sock.destroy();
