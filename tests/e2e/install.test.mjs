@@ -1,13 +1,17 @@
 // `meson install` into a staging directory: every file an operator and a
-// library user need lands where it should, a program builds against the
-// installed libreceipt through pkg-config, and the systemd unit passes
-// systemd-analyze verify.
+// library user need lands where it should, an edited configuration
+// survives a reinstall, a program builds against the installed libreceipt
+// through pkg-config, and the systemd unit passes systemd-analyze verify;
+// and receiptd, traced while it serves HTTPS, makes no system call and
+// opens no socket family that the unit's filters would refuse.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { RECEIPTD, tempDir } from './lib/server.mjs';
+import { RECEIPTD, tempDir, startServer, freePort } from './lib/server.mjs';
+import { runCli, clientDirs, removeOwnTempDirs, parseJsonLine } from './lib/cli.mjs';
+import { makeCA } from './lib/tls.mjs';
 
 const BUILD = path.dirname(RECEIPTD);
 
@@ -48,11 +52,24 @@ describe('meson install', { skip: missing || false }, () => {
       path.join(root, 'share/man/man1/receipt.1'),
       path.join(root, 'lib/systemd/system/receiptd.service'),
       path.join(root, 'lib/sysusers.d/receiptd.conf'),
+      path.join(stage, prefix, mesonValue('sysconfdir'), 'receiptd/receiptd.conf'),
+      path.join(root, 'share/doc/receipt/receiptd.conf'),
     ];
     for (const f of expected) assert.ok(fs.existsSync(f), `${f} is installed`);
     assert.equal(fs.statSync(path.join(root, 'bin/receiptd')).mode & 0o111, 0o111);
     // Nothing from the tests or the benchmarks.
     assert.deepEqual(fs.readdirSync(path.join(root, 'bin')).sort(), ['receipt', 'receiptd']);
+  });
+
+  test('the sample configuration is the shipped one, and an edited one survives a reinstall', () => {
+    const etc = path.join(stage, prefix, mesonValue('sysconfdir'), 'receiptd/receiptd.conf');
+    const shipped = fs.readFileSync(path.join(path.dirname(BUILD), 'dist/receiptd.conf'), 'utf8');
+    assert.equal(fs.readFileSync(etc, 'utf8'), shipped);
+    assert.equal(fs.statSync(etc).mode & 0o777, 0o644);
+    fs.writeFileSync(etc, 'root /srv/www\n');
+    execFileSync('meson', ['install', '-C', BUILD, '--destdir', stage, '--quiet', '--no-rebuild'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.equal(fs.readFileSync(etc, 'utf8'), 'root /srv/www\n');
+    assert.equal(fs.readFileSync(path.join(root, 'share/doc/receipt/receiptd.conf'), 'utf8'), shipped);
   });
 
   test('a program builds against the installed libreceipt with pkg-config and runs', { skip: have('cc') && have('pkg-config') ? false : 'needs cc and pkg-config' }, () => {
@@ -123,4 +140,133 @@ int main(void)
         fs.rmSync(dir, { recursive: true, force: true });
       }
     });
+});
+
+/** Every system call in a systemd filter set, nested sets expanded. */
+function filterSet(name, seen = new Set()) {
+  const out = new Set();
+  const text = execFileSync('systemd-analyze', ['syscall-filter', name], { encoding: 'utf8' });
+  for (const raw of text.split('\n').slice(1)) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('@')) {
+      if (!seen.has(line)) {
+        seen.add(line);
+        for (const c of filterSet(line, seen)) out.add(c);
+      }
+    } else {
+      out.add(line);
+    }
+  }
+  return out;
+}
+
+/** The value of a Key= line of the shipped unit (the last, for a repeated key). */
+function unitValues(key) {
+  const unit = fs.readFileSync(path.join(path.dirname(BUILD), 'dist/receiptd.service.in'), 'utf8');
+  return unit.split('\n').filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1));
+}
+
+const sanitized = (() => {
+  try {
+    const bin = fs.readFileSync(RECEIPTD);
+    return bin.includes('__asan_init') || bin.includes('__ubsan_handle');
+  } catch {
+    return true;
+  }
+})();
+
+function straceWorks() {
+  if (!spawnSync('sh', ['-c', 'command -v strace'], { stdio: 'ignore' }).status === 0) return false;
+  const r = spawnSync('strace', ['-f', '-qq', '-o', '/dev/null', 'true'], { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+const traceSkip = sanitized ? 'a sanitizer build makes calls of its own (shadow memory, reports)'
+  : !have('systemd-analyze') ? 'needs systemd-analyze (Debian package systemd)'
+    : !have('strace') || !straceWorks() ? 'needs strace, and ptrace allowed here' : false;
+
+describe('the unit\'s filters and receiptd at work', { skip: traceSkip }, () => {
+  after(() => removeOwnTempDirs());
+
+  test('every system call and socket family receiptd uses serving HTTPS is one the unit allows', { timeout: 120000 }, async () => {
+    const [allowSet, denySet] = unitValues('SystemCallFilter');
+    assert.equal(allowSet, '@system-service');
+    const allowed = filterSet(allowSet);
+    for (const group of denySet.replace(/^~/, '').split(/\s+/)) {
+      for (const c of filterSet(group)) allowed.delete(c);
+    }
+    const families = new Set(unitValues('RestrictAddressFamilies')[0].split(/\s+/));
+
+    // As under the unit: an unprivileged user (as root here, SQLite would
+    // also fchown its journal to root, which it never does as another user).
+    const ca = makeCA();
+    const pair = ca.issue();
+    const work = tempDir('receipt-trace-');
+    const root = path.join(work, 'root');
+    fs.mkdirSync(root);
+    fs.writeFileSync(path.join(root, 'doc.bin'), Buffer.alloc(300000, 7));
+    fs.writeFileSync(path.join(root, 'a.html'), '<p>x</p>');
+    const cert = path.join(work, 'cert.pem');
+    const key = path.join(work, 'key.pem');
+    fs.copyFileSync(pair.chain, cert);
+    fs.copyFileSync(pair.key, key);
+    fs.chmodSync(key, 0o600);
+    const asUser = process.getuid() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
+    if (asUser.length) {
+      for (const f of [work, root, path.join(root, 'doc.bin'), path.join(root, 'a.html'), cert, key]) fs.chownSync(f, 65534, 65534);
+    }
+    const trace = path.join(tempDir('receipt-trace-out-'), 'trace');
+    const log = path.join(work, 'access.log');
+    const redirect = await freePort();
+    const srv = await startServer({
+      https: true,
+      root,
+      stateDir: path.join(work, 'state'),
+      wrap: ['strace', '-f', '-qq', '-o', trace, ...asUser],
+      args: ['--tls-cert', cert, '--tls-key', key, '--access-log', log,
+        '--trusted-proxy', '127.0.0.1', '--per-ip-connections', '8',
+        '--redirect-http', `127.0.0.1:${redirect}`],
+    });
+    let receiptd = 0;
+    try {
+      // receiptd is the child of strace (setpriv became receiptd).
+      const kids = fs.readFileSync(`/proc/${srv.proc.pid}/task/${srv.proc.pid}/children`, 'utf8').trim().split(/\s+/);
+      receiptd = Number(kids[0]);
+      const c = await clientDirs();
+      const r = await runCli(['fetch', `${srv.url}/doc.bin`, '-o', c.out('doc.bin'), '--json', '--cacert', ca.cert, ...c.args()],
+        { env: { CURL_CA_BUNDLE: '', SSL_CERT_FILE: '', SSL_CERT_DIR: '' } });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(parseJsonLine(r.stdout).status, 'confirmed');
+      execFileSync('curl', ['-sS', '-o', '/dev/null', '--cacert', ca.cert, '-H', 'X-Forwarded-For: 192.0.2.1', `${srv.url}/a.html`]);
+      execFileSync('curl', ['-sS', '-o', '/dev/null', `http://127.0.0.1:${redirect}/a.html`]);
+      execFileSync('curl', ['-sS', '-o', '/dev/null', '-H', `Authorization: Bearer ${srv.adminToken()}`, `${srv.adminUrl}/metrics`]);
+      execFileSync('curl', ['-sS', '-o', '/dev/null', '-H', `Authorization: Bearer ${srv.adminToken()}`, `${srv.adminUrl}/api/deliveries`]);
+      process.kill(receiptd, 'SIGHUP');
+      await new Promise((res) => setTimeout(res, 300));
+    } finally {
+      if (receiptd) process.kill(receiptd, 'SIGTERM');
+      await srv.exited;
+    }
+    // From receiptd's execve on: what setpriv did before is no part of it
+    // (systemd installs the filter just before that execve).
+    const all = fs.readFileSync(trace, 'utf8').split('\n');
+    const start = all.findIndex((l) => l.includes(`execve("${RECEIPTD}"`) && / = 0$/.test(l));
+    assert.ok(start >= 0, 'the trace holds receiptd\'s execve');
+    const used = new Set();
+    const usedFamilies = new Set();
+    for (const line of all.slice(start)) {
+      const m = /^\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]/.exec(line);
+      if (m && m[1] !== 'exit' && !line.includes('resumed>') ) used.add(m[1]);
+      const f = /\bsocket\((AF_[A-Z0-9]+)/.exec(line);
+      if (f) usedFamilies.add(f[1]);
+    }
+    assert.ok(used.has('accept4') || used.has('accept'), `the trace saw receiptd work: ${[...used].join(' ')}`);
+    const refused = [...used].filter((c) => !allowed.has(c));
+    assert.deepEqual(refused, [], `system calls the unit's filter would refuse (EPERM): ${refused.join(' ')}`);
+    const foreign = [...usedFamilies].filter((f) => !families.has(f));
+    assert.deepEqual(foreign, [], `socket families outside RestrictAddressFamilies: ${foreign.join(' ')}`);
+    fs.rmSync(work, { recursive: true, force: true });
+    fs.rmSync(path.dirname(trace), { recursive: true, force: true });
+  });
 });

@@ -218,7 +218,8 @@ export function runReceiptd(args, { timeoutMs = 10000 } = {}) {
  * (extra command-line arguments), port, adminPort, ledger ('sqlite' or
  * 'postgresql'; default RECEIPT_TEST_LEDGER's), readyMs (how long it may
  * take to listen; default 10 s), https (the public listener speaks TLS: url
- * is https), adminHttps. Returns a handle with url,
+ * is https), adminHttps, wrap (a command to run receiptd under, e.g.
+ * ['strace', '-f']). Returns a handle with url,
  * port, adminUrl, root, stateDir, stop(), kill(), query(sql), exec(sql),
  * lockLedger(), adminToken() and log(); query and exec work after a stop.
  *
@@ -242,7 +243,9 @@ export async function startServer(opts = {}) {
     ...(extra.includes('--ledger') ? [] : ledgerArgs(stateDir, opts.ledger)),
     ...extra,
   ];
-  const proc = spawn(RECEIPTD, args, {
+  // opts.wrap: a command that runs receiptd (strace, valgrind), its argv before receiptd's.
+  const wrap = opts.wrap || [];
+  const proc = spawn(wrap.length ? wrap[0] : RECEIPTD, [...wrap.slice(1), ...(wrap.length ? [RECEIPTD] : []), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...(opts.env || {}) },
   });
