@@ -64,24 +64,30 @@ describe('receiptd behind nginx with --trusted-proxy', { skip: nginxMissing() ||
         '--access-log', accessLog, '--per-ip-connections', '1'],
     });
     stateDir = srv.stateDir;
-    // The recipe of docs/deployment.md: nginx says whom it forwards for in
+    // Recipe 2 of docs/deployment.md: nginx says whom it forwards for in
     // X-Forwarded-For (appended to what the client sent) and drops any
     // Forwarded header of the client's.
     nginx = await startNginx({
       ports: [port],
       servers: `
+    upstream receiptd {
+        server 127.0.0.1:${srv.port};
+        keepalive 32;
+    }
     server {
         listen 127.0.0.1:${port} ssl;
         ${tlsServerLines({ cert: pair.chain, key: pair.key })}
         access_log ${path.dirname(accessLog)}/nginx.log proxied;
         location / {
-            proxy_pass http://127.0.0.1:${srv.port};
+            proxy_pass http://receiptd;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host $host:$server_port;
+            proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header Forwarded "";
+            proxy_cache off;
+            gzip off;
         }
     }`,
     });
@@ -96,10 +102,11 @@ describe('receiptd behind nginx with --trusted-proxy', { skip: nginxMissing() ||
     const client = await newClient();
     const jwks = await fetchJwks(srv.url);
     const ca0 = fs.readFileSync(ca.cert);
-    // The client claims another address; the right-most untrusted one wins.
+    // The client claims other addresses: in X-Forwarded-For, the right-most
+    // untrusted address wins; a Forwarded of its own, nginx drops.
     const got = await request(`${front}/doc.bin`, {
       localAddress: CLIENT_ADDR, ca: ca0,
-      headers: { 'Receipt-Client-Key': client.header, 'X-Forwarded-For': '6.6.6.6' },
+      headers: { 'Receipt-Client-Key': client.header, 'X-Forwarded-For': '6.6.6.6', Forwarded: 'for=9.9.9.9' },
     });
     assert.equal(got.status, 200);
     const id = got.headers['receipt-delivery'];
