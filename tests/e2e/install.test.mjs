@@ -72,7 +72,33 @@ describe('meson install', { skip: missing || false }, () => {
     assert.equal(fs.readFileSync(path.join(root, 'share/doc/receipt/receiptd.conf'), 'utf8'), shipped);
   });
 
-  test('a program builds against the installed libreceipt with pkg-config and runs', { skip: have('cc') && have('pkg-config') ? false : 'needs cc and pkg-config' }, () => {
+  test('the reload command of the unit, run as written, validates a configuration', () => {
+    const unit = fs.readFileSync(path.join(root, 'lib/systemd/system/receiptd.service'), 'utf8');
+    const bindir = path.join(prefix, mesonValue('bindir'));
+    const check = unit.split('\n').find((l) => l.startsWith('ExecReload=') && l.includes('receiptd'));
+    assert.ok(check, 'a receiptd command in ExecReload');
+    const work = tempDir('receipt-reload-');
+    try {
+      const site = path.join(work, 'site');
+      fs.mkdirSync(site);
+      const conf = path.join(work, 'receiptd.conf');
+      fs.writeFileSync(conf, `root ${site}\nstate-dir ${path.join(work, 'state')}\nadmin-listen off\n`);
+      // The installed program, the test's configuration; every other word as in the unit.
+      const argv = check.slice('ExecReload='.length).split(' ').map((w) =>
+        w.startsWith(`${bindir}/`) ? path.join(stage, w) : w.endsWith('/receiptd.conf') ? conf : w);
+      const ok = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: { ...process.env, LD_LIBRARY_PATH: path.join(stage, prefix, mesonValue('libdir')) } });
+      assert.equal(ok.status, 0, `${argv.join(' ')}:\n${ok.stdout}${ok.stderr}`);
+      assert.match(ok.stdout, /configuration is valid/);
+      fs.writeFileSync(conf, `root ${site}\nbogus 1\n`);
+      const bad = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
+      assert.equal(bad.status, 2);
+      assert.match(bad.stderr, /receiptd\.conf:2: unknown option 'bogus'/);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  test('a program builds against the installed libreceipt with pkg-config and runs', { skip: have('cc') && have('clang') && have('pkg-config') ? false : 'needs cc, clang and pkg-config' }, () => {
     const libdir = path.join(stage, prefix, mesonValue('libdir'));
     const env = { ...process.env, PKG_CONFIG_PATH: path.join(libdir, 'pkgconfig'), PKG_CONFIG_SYSROOT_DIR: stage };
     const flags = execFileSync('pkg-config', ['--cflags', '--libs', 'libreceipt'], { env, encoding: 'utf8' }).trim().split(/\s+/);
@@ -93,7 +119,12 @@ int main(void)
 }
 `);
       const exe = path.join(dir, 'app');
-      execFileSync('cc', ['-std=c17', '-Wall', '-Werror', src, '-o', exe, ...flags], { stdio: ['ignore', 'pipe', 'pipe'] });
+      // A library built with sanitizers needs their runtime in the program
+      // too, from the compiler that built it (clang, for make check's).
+      const option = mesonValue('b_sanitize');
+      const sanitize = Array.isArray(option) ? option.join(',') : option;
+      const [compiler, extra] = sanitize && sanitize !== 'none' ? ['clang', [`-fsanitize=${sanitize}`]] : ['cc', []];
+      execFileSync(compiler, ['-std=c17', '-Wall', '-Werror', ...extra, src, '-o', exe, ...flags], { stdio: ['ignore', 'pipe', 'pipe'] });
       const out = execFileSync(exe, { env: { ...process.env, LD_LIBRARY_PATH: libdir }, encoding: 'utf8' });
       assert.match(out, /^\d+\.\d+\.\d+ TLS failure/);
     } finally {
@@ -110,6 +141,7 @@ int main(void)
       const lines = unit.split('\n').filter((l) => /^[A-Za-z]+=/.test(l));
       const has = (l) => assert.ok(lines.includes(l), `${l} in the unit`);
       has(`ExecStart=${bindir}/receiptd --config ${sysconfdir}/receiptd/receiptd.conf`);
+      has(`ExecReload=${bindir}/receiptd --config ${sysconfdir}/receiptd/receiptd.conf --check`);
       has('ExecReload=/bin/kill -HUP $MAINPID');
       has('User=receiptd');
       has('StateDirectory=receiptd');
