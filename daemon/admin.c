@@ -798,17 +798,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return reply_error(c, 404, "not_found", "Nothing here.");
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char line[512];
-    (void)cls;
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n > 0 && line[n - 1] == '\n')
-        line[--n] = '\0';
-    log_debug("admin http: %s", line);
-}
-
 admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
 {
     const config *cfg = svc->cfg;
@@ -851,14 +840,14 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
     };
     if (svc->tls != NULL)
         flags |= MHD_USE_TLS;
-    srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-                                (const struct sockaddr *)&cfg->admin_listen.addr,
-                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_CONNECTIONS_MAX,
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_IDLE_TIMEOUT_S,
-                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY,
-                                MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-                                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_ARRAY,
-                                svc->tls != NULL ? tls_options : tls_options + 3, MHD_OPTION_END);
+    srv->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)&cfg->admin_listen.addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)ADMIN_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)ADMIN_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)ADMIN_CONN_MEMORY, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_EXTERNAL_LOGGER, log_library, "admin http", MHD_OPTION_ARRAY,
+        svc->tls != NULL ? tls_options : tls_options + 3, MHD_OPTION_END);
     if (srv->mhd == NULL) {
         snprintf(err, errlen, "cannot listen on %s (admin): %s", cfg->admin_listen.text,
                  errno != 0 ? strerror(errno) : "the HTTP library refused the settings");

@@ -1,11 +1,11 @@
 #include "daemon/config.h"
 
+#include "common/durable.h"
 #include "daemon/writer.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
@@ -846,41 +846,18 @@ static int read_config_file(config *cfg, const char *path, uint64_t *file_given,
     unsigned lines[OPTION_COUNT] = {0};
     char *buf = NULL;
     size_t len = 0;
+    mode_t mode = 0;
     int rc = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    struct stat st;
-    if (fd < 0) {
-        snprintf(err, errlen, "--config %s: %s", path, strerror(errno));
+    char why[CONFIG_ERR_MAX];
+    if (durable_read(path, CONFIG_FILE_MAX, &buf, &len, &mode, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--config: %s", why);
         return -1;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "--config %s is not a regular file", path);
-        goto out;
-    }
-    if (st.st_mode & S_IWOTH) {
+    if (mode & S_IWOTH) {
         snprintf(err, errlen, "--config %s may be changed by others (mode %04o): chmod o-w %s",
-                 path, (unsigned)(st.st_mode & 07777), path);
+                 path, (unsigned)(mode & 07777), path);
         goto out;
     }
-    if (st.st_size > CONFIG_FILE_MAX) {
-        snprintf(err, errlen, "--config %s is larger than %d bytes", path, CONFIG_FILE_MAX);
-        goto out;
-    }
-    if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    while (len < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            snprintf(err, errlen, "--config %s: %s", path, n < 0 ? strerror(errno) : "truncated");
-            goto out;
-        }
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
 
     unsigned number = 0;
     for (char *p = buf; p < buf + len;) {
@@ -904,16 +881,13 @@ static int read_config_file(config *cfg, const char *path, uint64_t *file_given,
         char *text = line + strspn(line, " \t");
         if (text[0] == '\0' || text[0] == '#')
             continue;
-        if (apply_line(cfg, path, number, text, st.st_mode, file_given, lines, err, errlen) != 0)
+        if (apply_line(cfg, path, number, text, mode, file_given, lines, err, errlen) != 0)
             goto out;
     }
     rc = 0;
 out:
-    if (buf != NULL) {
-        explicit_bzero(buf, len); /* it may hold a password */
-        free(buf);
-    }
-    close(fd);
+    explicit_bzero(buf, len); /* it may hold a password */
+    free(buf);
     return rc;
 }
 

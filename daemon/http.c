@@ -545,16 +545,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return http_file_serve(&srv->ctx, req, c, url, head);
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n > 0 && line[n - 1] == '\n')
-        line[--n] = '\0';
-    log_debug("http: %s", line);
-}
-
 static int build_jwks(http_server *srv, char *err, size_t errlen)
 {
     char *text = keystore_jwks(srv->ctx.keys);
@@ -647,7 +637,7 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_ARRAY,
+        srv, MHD_OPTION_EXTERNAL_LOGGER, log_library, "http", MHD_OPTION_ARRAY,
         srv->tls != NULL ? tls_options : tls_options + 2, MHD_OPTION_END);
     if (srv->mhd == NULL) {
         snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen.text,

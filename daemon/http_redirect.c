@@ -126,17 +126,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return ret;
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n > 0 && line[n - 1] == '\n')
-        line[--n] = '\0';
-    log_debug("redirect: %s", line);
-}
-
 http_redirect *http_redirect_start(const config *cfg, accesslog *access_log, char *err,
                                    size_t errlen)
 {
@@ -157,8 +146,8 @@ http_redirect *http_redirect_start(const config *cfg, accesslog *access_log, cha
         (unsigned)cfg->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)REDIRECT_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)REDIRECT_MEMORY,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, on_uri, r,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, r, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, r, MHD_OPTION_EXTERNAL_LOGGER, log_library,
+        "redirect", MHD_OPTION_END);
     if (r->mhd == NULL) {
         snprintf(err, errlen, "cannot listen on %s (--redirect-http): %s", cfg->redirect_http.text,
                  errno != 0 ? strerror(errno) : "the HTTP library refused the settings");

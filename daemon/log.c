@@ -61,3 +61,15 @@ void log_write(log_level level, const char *fmt, ...)
     ssize_t ignored = write(STDERR_FILENO, line, len);
     (void)ignored;
 }
+
+void log_library(void *who, const char *fmt, va_list ap)
+{
+    if (LOG_LEVEL_DEBUG < log_min_level)
+        return;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    log_write(LOG_LEVEL_DEBUG, "%s: %s", (const char *)who, line);
+}

@@ -10,6 +10,8 @@
 #ifndef RECEIPT_DAEMON_LOG_H
 #define RECEIPT_DAEMON_LOG_H
 
+#include <stdarg.h>
+
 typedef enum log_level {
     LOG_LEVEL_DEBUG = 0,
     LOG_LEVEL_INFO,
@@ -26,6 +28,13 @@ log_level log_get_level(void);
 int log_level_parse(const char *name, log_level *out);
 
 void log_write(log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * A library's own messages (libmicrohttpd's MHD_OPTION_EXTERNAL_LOGGER),
+ * at debug level, its trailing newlines dropped; who is the name the line
+ * starts with (a string literal, "http").
+ */
+void log_library(void *who, const char *fmt, va_list ap);
 
 #define log_at(level, ...)                                                                         \
     do {                                                                                           \

@@ -1,7 +1,7 @@
 #include "daemon/tls.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include "common/durable.h"
+
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 #include <pthread.h>
@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define TLS_DIGEST_LEN 32
+#define TLS_ERR_MAX    512
 
 const char tls_priorities[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
                               ":-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
@@ -54,64 +54,33 @@ static void pair_release(tls_pair *p)
         pair_free(p);
 }
 
-/* Reads a whole regular file of at most cap bytes. For the key, checks who
- * may read it first, on the file actually opened (symbolic links, as
- * certbot's live/ directory uses, are followed). */
+/* Reads a whole file of at most cap bytes; for the key, refuses it when
+ * others may read it or group or others may change it, by the mode of the
+ * file actually read (symbolic links, as certbot's live/ directory uses,
+ * are followed). */
 static int read_file(const char *what, const char *path, size_t cap, bool secret, uint8_t **out,
                      size_t *len, char *err, size_t errlen)
 {
+    char *text = NULL;
+    mode_t mode = 0;
+    char why[TLS_ERR_MAX];
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+    if (durable_read(path, cap, &text, len, &mode, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", what, why);
         return -1;
     }
-    struct stat st;
-    int rc = -1;
-    uint8_t *buf = NULL;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s %s is not a regular file", what, path);
-        goto out;
-    }
-    if (secret && (st.st_mode & (S_IRWXO | S_IWGRP)) != 0) {
+    if (secret && (mode & (S_IRWXO | S_IWGRP)) != 0) {
         snprintf(err, errlen,
                  "%s %s has mode %04o: others may %s it; make it 0600 (or 0640 with a group "
                  "of the server's user)",
-                 what, path, (unsigned)(st.st_mode & 07777),
-                 (st.st_mode & S_IRWXO) != 0 ? "read or change" : "change");
-        goto out;
+                 what, path, (unsigned)(mode & 07777),
+                 (mode & S_IRWXO) != 0 ? "read or change" : "change");
+        explicit_bzero(text, *len);
+        free(text);
+        return -1;
     }
-    if ((size_t)st.st_size > cap) {
-        snprintf(err, errlen, "%s %s is larger than %zu bytes", what, path, cap);
-        goto out;
-    }
-    if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            snprintf(err, errlen, "%s %s: %s", what, path, n < 0 ? strerror(errno) : "truncated");
-            goto out;
-        }
-        got += (size_t)n;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    buf = NULL;
-    rc = 0;
-out:
-    if (buf != NULL) {
-        explicit_bzero(buf, (size_t)st.st_size);
-        free(buf);
-    }
-    close(fd);
-    return rc;
+    *out = (uint8_t *)text;
+    return 0;
 }
 
 static void describe(tls_pair *p)

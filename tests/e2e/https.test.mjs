@@ -237,7 +237,7 @@ describe('receiptd refuses a TLS set-up that cannot be right', () => {
     assert.match(r.stderr, /does not hold the private key of the first certificate/);
     r = await runReceiptd([...base, '--tls-cert', path.join(root, 'none.pem'), '--tls-key', a.key]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /certificate file .*none\.pem: No such file or directory/);
+    assert.match(r.stderr, /--tls-cert: certificate file: cannot open .*none\.pem: No such file or directory/);
     r = await runReceiptd([...base, '--tls-cert', a.chain]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--tls-cert and --tls-key go together/);

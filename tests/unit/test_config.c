@@ -401,7 +401,8 @@ static void test_file_errors(void **state)
     assert_int_equal(config_parse(&cfg, ARGC("--config", "/nonexistent/receiptd.conf"),
                                   ARGV("--config", "/nonexistent/receiptd.conf"), err, sizeof err),
                      CONFIG_USAGE);
-    assert_string_equal(err, "--config /nonexistent/receiptd.conf: No such file or directory");
+    assert_string_equal(
+        err, "--config: cannot open /nonexistent/receiptd.conf: No such file or directory");
     config_free(&cfg);
 
     char long_line[CONFIG_LINE_MAX + 64] = "root /srv\nadd-header X: ";

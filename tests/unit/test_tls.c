@@ -178,7 +178,7 @@ static void test_refused(void **state)
     write_key(key, &leaf, 0600);
     expect_refused(path_of("missing.pem"), key, "No such file or directory");
     expect_refused(cert, path_of("missing.key"), "No such file or directory");
-    expect_refused(dir, key, "is not a regular file");
+    expect_refused(dir, key, "not a regular file");
 
     const char *junk = path_of("junk.pem");
     FILE *f = fopen(junk, "w");

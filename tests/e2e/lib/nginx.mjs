@@ -3,38 +3,14 @@
 // servers), a prefix directory of its own, stopped with the suite.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { tempDir } from './server.mjs';
+import { tempDir, waitListening } from './server.mjs';
 
 export const NGINX = process.env.NGINX || '/usr/sbin/nginx';
 
 /** Why nginx cannot run here, or null when it can. */
 export function nginxMissing() {
   return fs.existsSync(NGINX) ? null : `needs nginx (${NGINX}; scripts/install-deps installs nginx-light)`;
-}
-
-function waitPort(port, proc, log, timeoutMs = 10000) {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) {
-        reject(new Error(`nginx exited (${proc.exitCode ?? proc.signalCode}):\n${log()}`));
-        return;
-      }
-      const sock = net.connect(port, '127.0.0.1');
-      sock.once('connect', () => {
-        sock.destroy();
-        resolve();
-      });
-      sock.once('error', () => {
-        sock.destroy();
-        if (Date.now() > deadline) reject(new Error(`nginx did not listen on ${port}:\n${log()}`));
-        else setTimeout(attempt, 25);
-      });
-    };
-    attempt();
-  });
 }
 
 /**
@@ -91,7 +67,7 @@ ${servers}
     }
     return text;
   };
-  for (const port of ports) await waitPort(port, proc, log);
+  for (const port of ports) await waitListening(port, proc, log, 10000, 'nginx');
   return {
     dir,
     conf,

@@ -174,12 +174,13 @@ function withLedger(args) {
   return [...args, ...ledgerArgs(args[i + 1])];
 }
 
-function waitListening(port, proc, log, timeoutMs = 10000) {
+/** Resolves once port accepts connections; rejects if proc (called what) exits first. */
+export function waitListening(port, proc, log, timeoutMs = 10000, what = 'receiptd') {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
     const attempt = () => {
       if (proc.exitCode !== null || proc.signalCode !== null) {
-        reject(new Error(`receiptd exited (${proc.exitCode ?? proc.signalCode}):\n${log()}`));
+        reject(new Error(`${what} exited (${proc.exitCode ?? proc.signalCode}):\n${log()}`));
         return;
       }
       const sock = net.connect(port, '127.0.0.1');
@@ -189,7 +190,7 @@ function waitListening(port, proc, log, timeoutMs = 10000) {
       });
       sock.once('error', () => {
         sock.destroy();
-        if (Date.now() > deadline) reject(new Error(`receiptd did not listen:\n${log()}`));
+        if (Date.now() > deadline) reject(new Error(`${what} did not listen on ${port}:\n${log()}`));
         else setTimeout(attempt, 25);
       });
     };
