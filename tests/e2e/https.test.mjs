@@ -11,6 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { startServer, runReceiptd, freePort, tempDir } from './lib/server.mjs';
@@ -216,6 +217,38 @@ describe('receiptd over https', () => {
     assert.match(res.body.toString(), /receiptd_deliveries_total/);
     // Not the public pair: the public CA does not vouch for it.
     await assert.rejects(get(`${srv.adminUrl}/metrics`, { ca: fs.readFileSync(ca.cert) }), /certificate/);
+  });
+});
+
+describe('a TLS handshake is part of the time to send headers', () => {
+  test('a client that starts a handshake and stalls is closed after --header-timeout', { timeout: 30000 }, async () => {
+    const ca = makeCA();
+    const pair = ca.issue();
+    const srv = await startServer({ https: true, files: { '/a.txt': 'x' },
+      args: ['--tls-cert', pair.chain, '--tls-key', pair.key, '--header-timeout', '1', '--idle-timeout', '30'] });
+    try {
+      const closedAfter = await new Promise((resolve, reject) => {
+        const t0 = Date.now();
+        const sock = net.connect(srv.port, '127.0.0.1', () => {
+          // The first bytes of a ClientHello record, and then nothing.
+          sock.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+        });
+        const timer = setTimeout(() => reject(new Error('still open after 10 s')), 10000);
+        sock.on('close', () => {
+          clearTimeout(timer);
+          resolve(Date.now() - t0);
+        });
+        sock.on('error', () => {});
+      });
+      assert.ok(closedAfter >= 900 && closedAfter < 5000, `closed after ${closedAfter} ms`);
+      const text = await (await fetch(`${srv.adminUrl}/metrics`)).text();
+      assert.match(text, /receiptd_http_connections_closed_total\{reason="slow_headers"\} [1-9]/);
+      // A client that completes its handshake and asks in time is served.
+      const ok = await get(`${srv.url}/a.txt`, { ca: fs.readFileSync(ca.cert) });
+      assert.equal(ok.status, 200);
+    } finally {
+      await srv.stop();
+    }
   });
 });
 
