@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { RECEIPTD, tempDir, startServer, freePort } from './lib/server.mjs';
+import { RECEIPTD, tempDir, startServer, freePort, pgCreateDatabase, pgExec } from './lib/server.mjs';
 import { runCli, clientDirs, removeOwnTempDirs, parseJsonLine } from './lib/cli.mjs';
 import { makeCA } from './lib/tls.mjs';
 
@@ -218,10 +218,14 @@ const traceSkip = sanitized ? 'a sanitizer build makes calls of its own (shadow 
   : !have('systemd-analyze') ? 'needs systemd-analyze (Debian package systemd)'
     : !have('strace') || !straceWorks() ? 'needs strace, and ptrace allowed here' : false;
 
-describe('the unit\'s filters and receiptd at work', { skip: traceSkip }, () => {
-  after(() => removeOwnTempDirs());
-
-  test('every system call and socket family receiptd uses serving HTTPS is one the unit allows', { timeout: 120000 }, async () => {
+/**
+ * Runs receiptd under strace as the unit would run it (an unprivileged
+ * user), serving HTTPS, redirecting, answering the admin API and reloading,
+ * with ledgerArgs/env for its ledger; checks every system call and socket
+ * family it used against the unit's filters.
+ */
+async function traceAtWork(ledgerArgs = [], env = {}) {
+  {
     const [allowSet, denySet] = unitValues('SystemCallFilter');
     assert.equal(allowSet, '@system-service');
     const allowed = filterSet(allowSet);
@@ -256,9 +260,10 @@ describe('the unit\'s filters and receiptd at work', { skip: traceSkip }, () => 
       root,
       stateDir: path.join(work, 'state'),
       wrap: ['strace', '-f', '-qq', '-o', trace, ...asUser],
+      env,
       args: ['--tls-cert', cert, '--tls-key', key, '--access-log', log,
         '--trusted-proxy', '127.0.0.1', '--per-ip-connections', '8',
-        '--redirect-http', `127.0.0.1:${redirect}`],
+        '--redirect-http', `127.0.0.1:${redirect}`, ...ledgerArgs],
     });
     let receiptd = 0;
     try {
@@ -300,5 +305,22 @@ describe('the unit\'s filters and receiptd at work', { skip: traceSkip }, () => 
     assert.deepEqual(foreign, [], `socket families outside RestrictAddressFamilies: ${foreign.join(' ')}`);
     fs.rmSync(work, { recursive: true, force: true });
     fs.rmSync(path.dirname(trace), { recursive: true, force: true });
+  }
+}
+
+describe('the unit\'s filters and receiptd at work', { skip: traceSkip }, () => {
+  after(() => removeOwnTempDirs());
+
+  test('every system call and socket family receiptd uses serving HTTPS is one the unit allows', { timeout: 120000 }, async () => {
+    await traceAtWork();
   });
+
+  test('the same with its ledger on PostgreSQL, reached over TCP with a password',
+    { timeout: 120000, skip: process.env.RECEIPT_TEST_PG_PASSWORD ? false : 'no PostgreSQL server: run under tests/with-postgres (make check does)' },
+    async () => {
+      const db = pgCreateDatabase('trace');
+      pgExec(db, `ALTER DATABASE ${db} OWNER TO receipt_pw`);
+      const url = `postgresql://receipt_pw@127.0.0.1:${process.env.RECEIPT_TEST_PG_PORT}/${db}`;
+      await traceAtWork(['--ledger', url], { PGPASSWORD: process.env.RECEIPT_TEST_PG_PASSWORD });
+    });
 });
