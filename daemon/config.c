@@ -84,6 +84,7 @@ static int parse_number(config *, const config_option *, const char *, char *, s
 static int parse_flag(config *, const config_option *, const char *, char *, size_t);
 static int parse_level(config *, const config_option *, const char *, char *, size_t);
 static int parse_header(config *, const config_option *, const char *, char *, size_t);
+static int parse_path_rule(config *, const config_option *, const char *, char *, size_t);
 static int parse_public_url(config *, const config_option *, const char *, char *, size_t);
 static int parse_server_id(config *, const config_option *, const char *, char *, size_t);
 static int parse_trusted_proxy(config *, const config_option *, const char *, char *, size_t);
@@ -119,7 +120,7 @@ static const config_option options[] = {
      .doc = "Base URL clients reach this server at; plug-in data names URL/_receipt/confirm "
             "(default %D)."},
     {"server-id", "ID", SECTION_PROTOCOL, parse_server_id, AT(server_id),
-     .derive = derive_server_id, .shown = "the host name",
+     .derive = derive_server_id, .shown = "the host of the public URL",
      .help = "name of the site in the ledger, plug-in data and receipts: the same on every "
              "node that serves it (default: %D)",
      .doc = "Name of the site in the ledger, plug-in data and receipts (default: %D). Every "
@@ -139,6 +140,27 @@ static const config_option options[] = {
     {"no-inject", NULL, SECTION_PROTOCOL, SETS(inject, false),
      .help = "do not embed the agent element into HTML pages",
      .doc = "Do not embed the agent element into HTML pages."},
+    {"track", "GLOB", SECTION_PROTOCOL, parse_path_rule, .min = 1, .max = CONFIG_PATH_RULES_MAX,
+     .help = "make every 200 for content paths matching GLOB a delivery ('*' within a "
+             "segment, '**' across; repeatable, the last --track or --untrack that matches wins)",
+     .doc = "Make every 200 for a content path that GLOB matches a delivery, whatever the "
+            "request's fetch metadata says: a subresource becomes a delivery of kind "
+            "\\fBtracked\\fR. In GLOB, \\fB*\\fR matches any characters but "
+            "\\fB/\\fR, \\fB**\\fR any characters at all and \\fB?\\fR one "
+            "byte but \\fB/\\fR; the path is the canonical content path, such as "
+            "/docs/index.html for /docs/. Repeatable; with \\fB\\-\\-untrack\\fR, at most "
+            "%M in all, and the last of them that matches a path decides. Example: "
+            "\\fB\\-\\-track '/img/charts/**'\\fR."},
+    {"untrack", "GLOB", SECTION_PROTOCOL, parse_path_rule, .min = 0, .max = CONFIG_PATH_RULES_MAX,
+     .help = "serve content paths matching GLOB without deliveries (repeatable)",
+     .doc = "Serve content paths that GLOB matches without deliveries, whatever the request "
+            "(devices included): no row, no ticket, no Receipt headers. Example: "
+            "\\fB\\-\\-untrack '/status/**' \\-\\-track '/status/notice.html'\\fR "
+            "tracks one page of an untracked directory."},
+    {"track-subresources", NULL, SECTION_PROTOCOL, SETS(track_subresources, true),
+     .help = "make every 200 to a GET a delivery, a page's images, styles and scripts too",
+     .doc = "Make every 200 to a GET a delivery, a page's images, styles and scripts included "
+            "(kind \\fBtracked\\fR), as before receiptd read fetch metadata."},
     {"add-header", "NAME:VALUE", SECTION_PROTOCOL, parse_header, .max = CONFIG_EXTRA_HEADERS_MAX,
      .flags = CONFIG_REPEATABLE, .clear = clear_headers,
      .help = "add a header to every content response (repeatable)",
@@ -502,6 +524,38 @@ static int parse_header(config *cfg, const config_option *o, const char *arg, ch
     return 0;
 }
 
+/* A --track or --untrack glob: a content path pattern without spaces or
+ * control characters. */
+static int parse_path_rule(config *cfg, const config_option *o, const char *glob, char *err,
+                           size_t errlen)
+{
+    size_t n = strlen(glob);
+    if (n == 0 || n > CONFIG_GLOB_MAX || (glob[0] != '/' && glob[0] != '*')) {
+        snprintf(err, errlen, "--%s '%s': expected a path pattern that starts with / or *", o->name,
+                 glob);
+        return -1;
+    }
+    for (const char *p = glob; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7f) {
+            snprintf(err, errlen, "--%s '%s': a space or control character", o->name, glob);
+            return -1;
+        }
+    }
+    if (cfg->path_rule_count == o->max) {
+        snprintf(err, errlen, "at most %llu --track and --untrack options in all", o->max);
+        return -1;
+    }
+    config_path_rule *r = &cfg->path_rules[cfg->path_rule_count];
+    r->glob = strdup(glob);
+    if (r->glob == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    r->track = o->min != 0;
+    cfg->path_rule_count++;
+    return 0;
+}
+
 static int parse_public_url(config *cfg, const config_option *o, const char *url, char *err,
                             size_t errlen)
 {
@@ -623,7 +677,7 @@ static void derive_public_url(config *cfg)
     }
 }
 
-/* The host name as an ID: what --server-id and --node-id default to. */
+/* The host name as an ID: what --node-id defaults to. */
 static void host_id(char out[CONFIG_SERVER_ID_MAX + 1])
 {
     char host[256];
@@ -640,9 +694,31 @@ static void host_id(char out[CONFIG_SERVER_ID_MAX + 1])
     out[n] = '\0';
 }
 
+/*
+ * The host of the public URL: what a receipt's reader knows the site by,
+ * and the same on every node behind one name. Characters a server ID may
+ * not hold (none in a valid host) become '-'; a longer host is cut.
+ */
 static void derive_server_id(config *cfg)
 {
-    host_id(cfg->server_id);
+    const char *host = strstr(cfg->public_url, "://");
+    host = host != NULL ? host + 3 : cfg->public_url;
+    size_t n;
+    if (*host == '[') {
+        host++;
+        n = strcspn(host, "]");
+    } else {
+        n = strcspn(host, ":/?#");
+    }
+    if (n == 0) {
+        snprintf(cfg->server_id, sizeof cfg->server_id, "receiptd");
+        return;
+    }
+    if (n > CONFIG_SERVER_ID_MAX)
+        n = CONFIG_SERVER_ID_MAX;
+    for (size_t i = 0; i < n; i++)
+        cfg->server_id[i] = server_id_char((unsigned char)host[i]) ? host[i] : '-';
+    cfg->server_id[n] = '\0';
 }
 
 static void derive_node_id(config *cfg)
@@ -971,6 +1047,9 @@ void config_free(config *cfg)
         }
     }
     clear_headers(cfg);
+    for (size_t i = 0; i < cfg->path_rule_count; i++)
+        free(cfg->path_rules[i].glob);
+    cfg->path_rule_count = 0;
 }
 
 /* ---- describing ----------------------------------------------------------- */

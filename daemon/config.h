@@ -36,6 +36,8 @@
 #define CONFIG_URL_MAX           512
 #define CONFIG_SERVER_ID_MAX     63
 #define CONFIG_EXTRA_HEADERS_MAX 32
+#define CONFIG_PATH_RULES_MAX    64  /* --track and --untrack together */
+#define CONFIG_GLOB_MAX          255 /* bytes of one of their globs */
 #define CONFIG_ERR_MAX           512
 #define CONFIG_FILE_MAX          (64 * 1024) /* bytes of a --config file */
 #define CONFIG_LINE_MAX          4096        /* bytes of one of its lines */
@@ -44,6 +46,12 @@ typedef struct config_header {
     char *name;
     char *value;
 } config_header;
+
+/* One --track (track true) or --untrack glob, in the order given. */
+typedef struct config_path_rule {
+    bool track;
+    char *glob;
+} config_path_rule;
 
 /* A listening address as given and as resolved. */
 typedef struct config_address {
@@ -72,6 +80,9 @@ typedef struct config {
     char node_id[CONFIG_SERVER_ID_MAX + 1];   /* this node of the site */
     uint64_t ticket_ttl_s;
     bool inject;
+    bool track_subresources; /* every 200 is a delivery, as before fetch metadata */
+    config_path_rule path_rules[CONFIG_PATH_RULES_MAX];
+    size_t path_rule_count;
     bool check_only;
     log_level level;
     unsigned threads;

@@ -240,6 +240,8 @@ static int sign_receipt(const http_context *ctx, const confirm_check_result *ck,
     jbuf_adds(&b, "{");
     jbuf_member_str(&b, "id", ctx->cfg->server_id);
     jbuf_member_str(&b, "node", ctx->cfg->node_id);
+    jbuf_member_str(&b, "url", ctx->cfg->public_url);
+    jbuf_member_str(&b, "jwks", ctx->jwks_url);
     jbuf_adds(&b, "}");
     jbuf_member_u64(&b, "issued_at_ms", t->issued_ms);
     jbuf_member_u64(&b, "confirmed_at_ms", confirmed_ms);

@@ -107,9 +107,10 @@ int confirm_check(const confirm_check_keys *keys, const char *client_key, const 
     uuid7_format(&out->ticket.delivery, out->delivery_id);
     if (delivery_len != UUID7_STR_LEN || strcmp(out->delivery_id, delivery_id) != 0)
         FAIL(400, "delivery_mismatch", "delivery is not the ticket's delivery.");
-    out->status = out->has_sha256 && memcmp(out->received_sha256, out->ticket.sha256, 32) != 0
-                      ? LEDGER_CORRUPTED
-                      : LEDGER_CONFIRMED;
+    out->status =
+        out->has_sha256 && memcmp(out->received_sha256, out->ticket.delivered_sha256, 32) != 0
+            ? LEDGER_CORRUPTED
+            : LEDGER_CONFIRMED;
     rc = 0;
 out:
     json_decref(msg);

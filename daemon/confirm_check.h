@@ -36,7 +36,8 @@ typedef struct confirm_check_result {
     clientkey client;
     char delivery_id[UUID7_STR_LEN + 1];
     ledger_status status; /* LEDGER_CONFIRMED, or LEDGER_CORRUPTED when the
-                             received digest is not the delivered one */
+                             received digest is not the delivered one (the
+                             ticket's delivered_sha256: the bytes sent) */
     bool has_sha256;      /* false: the client sent null */
     uint8_t received_sha256[32];
     uint64_t received_size;

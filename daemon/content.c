@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -41,6 +42,8 @@ struct content_store {
     content_options opts;
     mime_table *mime;
     content_cache *cache;
+    size_t element_len; /* 0: no injected forms */
+    char element[CONTENT_ELEMENT_MAX + 1];
 };
 
 /* Marks a content_file whose data is a private mapping of size bytes. */
@@ -61,6 +64,7 @@ void content_options_default(content_options *opts)
     opts->digest_entries = 65536;
     opts->revalidate_ms = 1000;
     opts->mime_types = NULL;
+    opts->inject_element = NULL;
 }
 
 static uint64_t now_ms(void)
@@ -114,21 +118,76 @@ static bool fstat_same(int fd, const content_cache_id *id)
     return content_cache_id_eq(&now, id);
 }
 
+size_t content_inject_offset(const uint8_t *html, size_t n)
+{
+    static const char tag[] = "</body>";
+    const size_t tag_len = sizeof tag - 1;
+    size_t end = n;
+    /* Backwards: pages are long and the tag sits near the end. */
+    while (end >= tag_len) {
+        const uint8_t *lt = memrchr(html, '<', end - tag_len + 1);
+        if (lt == NULL)
+            break;
+        if (strncasecmp((const char *)lt, tag, tag_len) == 0)
+            return (size_t)(lt - html);
+        end = (size_t)(lt - html) + tag_len - 1;
+        if (lt == html)
+            break;
+    }
+    return n;
+}
+
+/* The SHA-256 of the injected form of the n bytes of html, the element at at. */
+static bool injected_digest(content_store *s, const uint8_t *html, size_t n, size_t at,
+                            uint8_t out[32])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx != NULL && EVP_DigestInit_ex2(ctx, s->md, NULL) &&
+              EVP_DigestUpdate(ctx, html, at) &&
+              EVP_DigestUpdate(ctx, s->element, s->element_len) &&
+              EVP_DigestUpdate(ctx, html + at, n - at) && EVP_DigestFinal_ex(ctx, out, NULL);
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
+/* Whether a file of this name and size gets an injected form. */
+static bool injectable(const content_store *s, const char *mime, uint64_t size)
+{
+    return s->element_len > 0 && mime_is_html(mime) && size <= CONTENT_HTML_MAX;
+}
+
 /*
- * SHA-256 of the file behind fd, which fstat() described as id: from the
- * cache, or from map (size bytes) when given, else read with pread. Sets
- * *changed when the file was seen to change while it was read.
+ * The digests of the file behind fd, which fstat() described as id: from
+ * the cache, or from map (size bytes) when given, else read with pread;
+ * with the injected form's when inject (which needs map). Sets *changed
+ * when the file was seen to change while it was read.
  */
 static content_status file_digest(content_store *s, int fd, const content_cache_id *id,
-                                  const uint8_t *map, uint8_t out[32], bool *changed)
+                                  const uint8_t *map, bool inject, content_cache_digests *out,
+                                  bool *changed)
 {
     content_status rc = CONTENT_ERROR;
     uint8_t *buf = NULL;
     EVP_MD_CTX *ctx = NULL;
     uint64_t h = content_cache_id_hash(id);
 
-    if (content_cache_digest_get(s->cache, id, h, out))
+    if (content_cache_digest_get(s->cache, id, h, out)) {
+        if (!inject || out->has_injected)
+            return CONTENT_OK;
+        /* Hashed before as something not injected (another name of the
+         * same file): add the injected form's digest. */
+        out->inject_at = content_inject_offset(map, id->size);
+        if (!injected_digest(s, map, id->size, out->inject_at, out->injected_sha256))
+            return CONTENT_ERROR;
+        out->has_injected = true;
+        if (!fstat_same(fd, id)) {
+            *changed = true;
+            return CONTENT_OK;
+        }
+        content_cache_digest_put(s->cache, id, h, out);
         return CONTENT_OK;
+    }
+    out->has_injected = false;
 
     ctx = EVP_MD_CTX_new();
     if (!ctx || !EVP_DigestInit_ex2(ctx, s->md, NULL))
@@ -160,8 +219,14 @@ static content_status file_digest(content_store *s, int fd, const content_cache_
             off += (uint64_t)got;
         }
     }
-    if (!EVP_DigestFinal_ex(ctx, out, NULL))
+    if (!EVP_DigestFinal_ex(ctx, out->sha256, NULL))
         goto done;
+    if (inject) {
+        out->inject_at = content_inject_offset(map, id->size);
+        if (!injected_digest(s, map, id->size, out->inject_at, out->injected_sha256))
+            goto done;
+        out->has_injected = true;
+    }
     /* Only a digest of one stable version may be cached, or recorded. */
     if (!fstat_same(fd, id)) {
         *changed = true;
@@ -176,7 +241,17 @@ done:
     return rc;
 }
 
-static void fill_from_entry(content_file *out, content_cache_body *e)
+static void set_injected(const content_store *s, content_file *out, const uint8_t sha256[32])
+{
+    out->injectable = true;
+    out->injected_size = out->size + s->element_len;
+    out->element = s->element;
+    out->element_len = s->element_len;
+    memcpy(out->injected_sha256, sha256, 32);
+    format_repr_digest(sha256, out->injected_repr_digest);
+}
+
+static void fill_from_entry(const content_store *s, content_file *out, content_cache_body *e)
 {
     memcpy(out->path, e->path, e->path_len + 1);
     out->path_len = e->path_len;
@@ -191,18 +266,33 @@ static void fill_from_entry(content_file *out, content_cache_body *e)
     out->data = e->data;
     out->fd = -1;
     out->priv = e;
+    if (e->injectable) {
+        out->injectable = true;
+        out->inject_at = e->inject_at;
+        out->injected_size = e->injected_size;
+        out->injected_data = e->data + e->id.size;
+        out->element = s->element;
+        out->element_len = s->element_len;
+        memcpy(out->injected_sha256, e->injected_sha256, 32);
+        memcpy(out->injected_repr_digest, e->injected_repr_digest,
+               sizeof out->injected_repr_digest);
+    }
 }
 
 /*
  * Reads a small file into a new entry with its digest taken from exactly
- * those bytes. Sets *changed when the file changed while it was read.
+ * those bytes, and its injected form after them when it has one. Sets
+ * *changed when the file changed while it was read.
  */
 static content_status body_load(content_store *s, int fd, const content_cache_id *id,
                                 const char *path, size_t len, uint64_t h, uint64_t now,
                                 content_cache_body **out, bool *changed)
 {
     content_status rc = CONTENT_ERROR;
-    content_cache_body *e = content_cache_body_new(id->size);
+    const char *mime = mime_lookup(s->mime, path);
+    bool inject = injectable(s, mime, id->size);
+    size_t room = id->size + (inject ? id->size + s->element_len : 0);
+    content_cache_body *e = content_cache_body_new(room);
     if (!e)
         goto done;
     uint64_t off = 0;
@@ -228,8 +318,21 @@ static content_status body_load(content_store *s, int fd, const content_cache_id
     e->id = *id;
     memcpy(e->path, path, len + 1);
     e->path_len = len;
-    e->mime = mime_lookup(s->mime, path);
+    e->mime = mime;
     e->is_html = mime_is_html(e->mime);
+    e->injectable = inject;
+    if (inject) {
+        uint8_t *page = e->data + id->size;
+        size_t at = content_inject_offset(e->data, id->size);
+        memcpy(page, e->data, at);
+        memcpy(page + at, s->element, s->element_len);
+        memcpy(page + at + s->element_len, e->data + at, id->size - at);
+        e->inject_at = at;
+        e->injected_size = id->size + s->element_len;
+        if (!EVP_Digest(page, e->injected_size, e->injected_sha256, NULL, s->md, NULL))
+            goto done;
+        format_repr_digest(e->injected_sha256, e->injected_repr_digest);
+    }
     format_etag(e->sha256, e->etag);
     format_repr_digest(e->sha256, e->repr_digest);
     format_http_date(&id->mtime, e->last_modified);
@@ -253,13 +356,14 @@ static content_status serve_cached(content_store *s, int fd, const content_cache
             return rc;
         content_cache_body_put(s->cache, e);
     }
-    fill_from_entry(out, e);
+    fill_from_entry(s, out, e);
     return CONTENT_OK;
 }
 
 static void fill_meta(content_store *s, content_file *out, const content_cache_id *id,
-                      const char *path, size_t len)
+                      const char *path, size_t len, const content_cache_digests *d)
 {
+    memcpy(out->sha256, d->sha256, 32);
     memcpy(out->path, path, len + 1);
     out->path_len = len;
     out->mime = mime_lookup(s->mime, path);
@@ -269,6 +373,12 @@ static void fill_meta(content_store *s, content_file *out, const content_cache_i
     format_etag(out->sha256, out->etag);
     format_repr_digest(out->sha256, out->repr_digest);
     format_http_date(&id->mtime, out->last_modified);
+    /* The digest cache knows versions, not names: the same file under a
+     * name that is not HTML has no injected form. */
+    if (d->has_injected && injectable(s, out->mime, id->size)) {
+        out->inject_at = d->inject_at;
+        set_injected(s, out, d->injected_sha256);
+    }
 }
 
 /* ---------------------------------------------------------- resolution */
@@ -378,6 +488,10 @@ static void file_init(content_file *out)
     out->size = 0;
     out->data = NULL;
     out->fd = -1;
+    out->injectable = false;
+    out->injected_data = NULL;
+    out->element = NULL;
+    out->element_len = 0;
     out->priv = NULL;
 }
 
@@ -432,17 +546,19 @@ static content_status open_slow(content_store *s, const char *canon, size_t len,
                 rc = CONTENT_ERROR;
                 goto done;
             }
-            rc = file_digest(s, fd, &id, map, out->sha256, &changed);
+            content_cache_digests d;
+            rc = file_digest(s, fd, &id, map, s->element_len > 0, &d, &changed);
             if (rc == CONTENT_OK && !changed) {
-                fill_meta(s, out, &id, canon, len);
+                fill_meta(s, out, &id, canon, len, &d);
                 out->data = map;
                 out->priv = &mapped_tag;
                 map = MAP_FAILED;
             }
         } else {
-            rc = file_digest(s, fd, &id, NULL, out->sha256, &changed);
+            content_cache_digests d;
+            rc = file_digest(s, fd, &id, NULL, false, &d, &changed);
             if (rc == CONTENT_OK && !changed) {
-                fill_meta(s, out, &id, canon, len);
+                fill_meta(s, out, &id, canon, len, &d);
                 out->fd = fd;
                 fd = -1;
             }
@@ -491,7 +607,7 @@ content_status content_open(content_store *s, const char *url_path, size_t n, co
     content_cache_body *e =
         content_cache_body_fresh(s->cache, h, canon, len, now, s->opts.revalidate_ms);
     if (e) {
-        fill_from_entry(out, e);
+        fill_from_entry(s, out, e);
         return CONTENT_OK;
     }
     return open_slow(s, canon, len, h, trailing, now, out);
@@ -552,6 +668,15 @@ content_store *content_store_new(const char *root, const content_options *opts, 
     else
         content_options_default(&s->opts);
     s->opts.mime_types = NULL; /* borrowed; only needed here */
+    s->opts.inject_element = NULL;
+    if (opts && opts->inject_element) {
+        s->element_len = strlen(opts->inject_element);
+        if (s->element_len > CONTENT_ELEMENT_MAX) {
+            set_err(err, errlen, "%s", "the element to inject is too long");
+            goto done;
+        }
+        memcpy(s->element, opts->inject_element, s->element_len + 1);
+    }
 
     s->root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (s->root_fd < 0) {

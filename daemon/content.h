@@ -13,6 +13,14 @@
  *    digest are always taken together: a response never pairs a digest with
  *    other bytes.
  *
+ * Injection. With an inject_element, every HTML file of at most
+ * CONTENT_HTML_MAX bytes also has an injected form: the element right
+ * before its last "</body>" (content_inject_offset()). The element is the
+ * same for every response, so the injected form of a version is fixed: it
+ * is made and hashed once per version (kept with a small file's cached
+ * body, its digest in the digest cache for larger ones), never per
+ * response.
+ *
  * A content_store is thread-safe. content_open() fills a content_file that
  * holds references (an fd and/or a cache entry or mapping) until
  * content_file_release(); every content_file is released before
@@ -38,20 +46,22 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define CONTENT_URL_MAX  1024                /* longer decoded paths: CONTENT_TOO_LONG (414) */
-#define CONTENT_PATH_MAX 240                 /* canonical path bytes that a ticket can carry */
-#define CONTENT_HTML_MAX (16u * 1024 * 1024) /* larger HTML is not injected */
+#define CONTENT_URL_MAX     1024                /* longer decoded paths: CONTENT_TOO_LONG (414) */
+#define CONTENT_PATH_MAX    240                 /* canonical path bytes that a ticket can carry */
+#define CONTENT_HTML_MAX    (16u * 1024 * 1024) /* larger HTML is not injected */
+#define CONTENT_ELEMENT_MAX 256                 /* bytes of an inject_element */
 
 typedef struct content_options {
-    size_t body_max;        /* largest file kept in memory (default 256 KiB) */
-    size_t cache_bytes;     /* all bodies together, with a per-entry overhead
-                               of about 500 bytes (default 64 MiB) */
-    size_t digest_entries;  /* digest cache entries (default 65536; 0: none) */
-    unsigned revalidate_ms; /* stat() a cached body at most this often (1000;
-                               0: on every request) */
-    const char *mime_types; /* NULL: /etc/mime.types if it exists; a named
-                               file must be readable. Extensions it lacks
-                               come from a built-in table. Read once. */
+    size_t body_max;            /* largest file kept in memory (default 256 KiB) */
+    size_t cache_bytes;         /* all bodies together, with a per-entry overhead
+                                   of about 500 bytes (default 64 MiB) */
+    size_t digest_entries;      /* digest cache entries (default 65536; 0: none) */
+    unsigned revalidate_ms;     /* stat() a cached body at most this often (1000;
+                                   0: on every request) */
+    const char *mime_types;     /* NULL: /etc/mime.types if it exists; a named
+                                   file must be readable. Extensions it lacks
+                                   come from a built-in table. Read once. */
+    const char *inject_element; /* NULL: no injected forms; else copied */
 } content_options;
 
 void content_options_default(content_options *opts);
@@ -85,6 +95,17 @@ typedef struct content_file {
      * caller may take it with content_file_take_fd(). */
     const uint8_t *data;
     int fd;
+    /* The injected form, when injectable: injected_size bytes, in memory at
+     * injected_data, or (injected_data NULL) data[0, inject_at), the
+     * element, data[inject_at, size). The element is owned by the store. */
+    bool injectable;
+    uint64_t inject_at;
+    uint64_t injected_size;
+    const uint8_t *injected_data;
+    const char *element;
+    size_t element_len;
+    uint8_t injected_sha256[32];
+    char injected_repr_digest[64];
     void *priv; /* internal reference */
 } content_file;
 
@@ -105,6 +126,10 @@ void content_store_free(content_store *store);
  */
 content_status content_open(content_store *store, const char *url_path, size_t n,
                             content_file *out);
+
+/* Offset of the last "</body>" (any case) in html, or n when there is none:
+ * where the element goes. */
+size_t content_inject_offset(const uint8_t *html, size_t n);
 
 /* Hands the fd to the caller (who must close it); -1 if there is none. */
 int content_file_take_fd(content_file *file);

@@ -14,7 +14,7 @@ typedef struct digest_entry {
     lru_link lru;
     uint64_t hash;
     content_cache_id id;
-    uint8_t sha256[32];
+    content_cache_digests digests;
 } digest_entry;
 
 struct content_cache {
@@ -75,7 +75,7 @@ uint64_t content_cache_id_hash(const content_cache_id *id)
 /* ---------------------------------------------------------- the digests */
 
 bool content_cache_digest_get(content_cache *s, const content_cache_id *id, uint64_t h,
-                              uint8_t out[32])
+                              content_cache_digests *out)
 {
     bool found = false;
     if (!s->digest_buckets)
@@ -87,7 +87,7 @@ bool content_cache_digest_get(content_cache *s, const content_cache_id *id, uint
             break;
     }
     if (e) {
-        memcpy(out, e->sha256, 32);
+        *out = e->digests;
         lru_touch(&s->digests, &e->lru);
         found = true;
     }
@@ -105,7 +105,7 @@ static void digest_unlink(content_cache *s, digest_entry *e)
 }
 
 void content_cache_digest_put(content_cache *s, const content_cache_id *id, uint64_t h,
-                              const uint8_t sha[32])
+                              const content_cache_digests *d)
 {
     digest_entry *victim = NULL;
     if (!s->digest_buckets)
@@ -116,7 +116,7 @@ void content_cache_digest_put(content_cache *s, const content_cache_id *id, uint
     e->hash = h;
     e->id = *id;
     e->lru = (lru_link){NULL, NULL};
-    memcpy(e->sha256, sha, 32);
+    e->digests = *d;
 
     pthread_mutex_lock(&s->digest_lock);
     digest_entry *old = s->digest_buckets[h & (s->digest_nbuckets - 1)];
@@ -125,7 +125,10 @@ void content_cache_digest_put(content_cache *s, const content_cache_id *id, uint
             break;
     }
     if (old) {
-        /* Another thread hashed the same version meanwhile. */
+        /* Another thread hashed the same version meanwhile, or this one
+         * adds the injected form's digest. */
+        if (d->has_injected && !old->digests.has_injected)
+            old->digests = *d;
         victim = e;
     } else {
         if (s->digests.count >= s->digest_entries) {

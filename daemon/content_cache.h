@@ -3,12 +3,14 @@
  *
  *  - digests: the SHA-256 of a file version, keyed by its identity
  *    (content_cache_id: device, inode, size, mtime), so that a changed file
- *    is hashed again and an unchanged one never; at most digest_entries,
- *    least recently used evicted.
+ *    is hashed again and an unchanged one never, with the digest of its
+ *    injected form when it has one; at most digest_entries, least recently
+ *    used evicted.
  *  - bodies: small files in memory, keyed by canonical path, at most
  *    cache_bytes in all (each entry costing its size and its header), least
  *    recently used evicted. An entry carries its bytes and their digest
- *    together, so a response never pairs a digest with other bytes.
+ *    together, so a response never pairs a digest with other bytes; an
+ *    HTML page keeps its injected form beside them, made once per version.
  *
  * Entries are reference counted: the cache holds one while an entry is in
  * it, every content_file one more; the last release frees it, without a
@@ -62,6 +64,13 @@ typedef struct content_cache_body {
     char etag[48];
     char repr_digest[64];
     char last_modified[40];
+    /* HTML that the store injects: data holds the injected form too, right
+     * after the file's own bytes, the element at inject_at. */
+    bool injectable;
+    size_t inject_at;
+    size_t injected_size;
+    uint8_t injected_sha256[32];
+    char injected_repr_digest[64];
     size_t path_len;
     char path[CONTENT_CACHE_PATH_MAX + 1];
     uint8_t data[];
@@ -75,16 +84,26 @@ content_cache *content_cache_new(size_t cache_bytes, size_t digest_entries);
  * NULL-safe. */
 void content_cache_free(content_cache *c);
 
-/* The digest of version id (h: content_cache_id_hash(id)): true and out set,
- * or false. */
-bool content_cache_digest_get(content_cache *c, const content_cache_id *id, uint64_t h,
-                              uint8_t out[32]);
-/* Remembers the digest of a stable version; memory short: not remembered. */
-void content_cache_digest_put(content_cache *c, const content_cache_id *id, uint64_t h,
-                              const uint8_t sha256[32]);
+/* The digests of one version: of its bytes, and of its injected form (the
+ * element at inject_at) when it has one. */
+typedef struct content_cache_digests {
+    uint8_t sha256[32];
+    bool has_injected;
+    uint64_t inject_at;
+    uint8_t injected_sha256[32];
+} content_cache_digests;
 
-/* A new body of size bytes holding one reference (the caller's), not in
- * the cache; NULL when out of memory. */
+/* The digests of version id (h: content_cache_id_hash(id)): true and out
+ * set, or false. */
+bool content_cache_digest_get(content_cache *c, const content_cache_id *id, uint64_t h,
+                              content_cache_digests *out);
+/* Remembers the digests of a stable version (an entry without the injected
+ * digest gains it); memory short: not remembered. */
+void content_cache_digest_put(content_cache *c, const content_cache_id *id, uint64_t h,
+                              const content_cache_digests *d);
+
+/* A new body with room for size bytes of data, holding one reference (the
+ * caller's), not in the cache; NULL when out of memory. */
 content_cache_body *content_cache_body_new(size_t size);
 /* Drops a reference; the last frees the body. NULL-safe, lock-free. */
 void content_cache_body_unref(content_cache_body *e);

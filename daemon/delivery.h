@@ -2,11 +2,11 @@
  * delivery: what turns a 200 into a delivery (PROTOCOL.md section 4).
  *
  * delivery_issue() makes the delivery ID and seals the ticket for one
- * response; delivery_inject_offset() and delivery_element() place the agent
- * element into an HTML page; delivery_event_start() turns a ticket into the
- * ledger event that records it, and delivery_content_json() into the
- * "content" member of plug-in data and receipts. Nothing here allocates,
- * touches the ledger or knows HTTP.
+ * response; DELIVERY_ELEMENT is what the content store injects into HTML
+ * pages; delivery_event_start() turns a ticket into the ledger event that
+ * records it, and delivery_content_json() into the "content" member of
+ * plug-in data and receipts. Nothing here allocates, touches the ledger or
+ * knows HTTP.
  */
 #ifndef RECEIPT_DAEMON_DELIVERY_H
 #define RECEIPT_DAEMON_DELIVERY_H
@@ -20,10 +20,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DELIVERY_ELEMENT_PREFIX "<script src=\"/_receipt/agent.js\" data-receipt-ticket=\""
-#define DELIVERY_ELEMENT_SUFFIX "\" async></script>"
-#define DELIVERY_ELEMENT_MAX                                                                       \
-    (sizeof DELIVERY_ELEMENT_PREFIX - 1 + TICKET_MAX_LEN + sizeof DELIVERY_ELEMENT_SUFFIX - 1)
+/*
+ * The agent element, the same in every page and every delivery: the ticket
+ * travels in the Receipt-Ticket and Server-Timing headers only, so the
+ * injected form of a version is fixed and its digest known before the
+ * ticket is sealed (docs/protocol.md, "The agent element").
+ */
+#define DELIVERY_ELEMENT "<script src=\"/_receipt/agent.js\" async></script>"
+
+/* What one response delivers: the content's version and the bytes sent. */
+typedef struct delivery_content {
+    const char *path; /* canonical content path */
+    size_t path_len;
+    ledger_kind kind;
+    const uint8_t *sha256; /* of the stored file: the version */
+    uint64_t size;
+    const uint8_t *delivered_sha256; /* of the bytes sent: the injected page */
+    uint64_t delivered_size;         /* or the stored bytes again */
+} delivery_content;
 
 typedef struct delivery {
     uuid7 id;
@@ -34,20 +48,13 @@ typedef struct delivery {
 } delivery;
 
 /*
- * Issues a delivery of the content (path, sha256, size) at now_ms, valid for
- * ttl_s seconds, bound to client_id (32 raw bytes) when it is not NULL.
- * Returns 0, or -1 if the ID or the ticket could not be made.
+ * Issues a delivery of content at now_ms, valid for ttl_s seconds, bound
+ * to client_id (32 raw bytes) when it is not NULL. Returns 0, or -1 if the
+ * ID or the ticket could not be made (a path over TICKET_PATH_MAX).
  */
-WARN_UNUSED_RESULT int delivery_issue(ticket_sealer *sealer, const char *path, size_t path_len,
-                                      const uint8_t sha256[32], uint64_t size, uint64_t now_ms,
-                                      uint64_t ttl_s, const uint8_t *client_id, delivery *out);
-
-/* Offset of the last "</body>" (any case) in html, or n when there is none. */
-size_t delivery_inject_offset(const uint8_t *html, size_t n);
-
-/* Writes the element naming ticket into out (DELIVERY_ELEMENT_MAX bytes);
- * returns its length. */
-size_t delivery_element(const char *ticket, size_t ticket_len, char *out);
+WARN_UNUSED_RESULT int delivery_issue(ticket_sealer *sealer, const delivery_content *content,
+                                      uint64_t now_ms, uint64_t ttl_s, const uint8_t *client_id,
+                                      delivery *out);
 
 /*
  * Starts a ledger event of kind from a ticket's issuance fields (ID, path,
@@ -60,8 +67,9 @@ size_t delivery_element(const char *ticket, size_t ticket_len, char *out);
 void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const char *server_id,
                           const char *node_id, ledger_event *ev);
 
-/* Writes the "content" member of plug-in data and receipts: the path,
- * sha256 and size of the ticket's content. */
+/* Writes the "content" member of plug-in data and receipts: the path, the
+ * sha256 and size of the bytes delivered, and the "version" they came from
+ * (the stored file's sha256 and size). */
 void delivery_content_json(jbuf *b, const ticket_claims *t);
 
 #endif

@@ -587,6 +587,7 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     snprintf(srv->agent_etag, sizeof srv->agent_etag, "\"%s\"", agent_b64);
     snprintf(ctx->confirm_url, sizeof ctx->confirm_url, "%s/_receipt/confirm",
              svc->cfg->public_url);
+    snprintf(ctx->jwks_url, sizeof ctx->jwks_url, "%s/_receipt/jwks.json", svc->cfg->public_url);
     if (svc->cfg->per_ip_connections > 0) {
         /* One entry per connection or request in progress at most. */
         srv->peers = addrcount_new(svc->cfg->max_connections);

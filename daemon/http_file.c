@@ -5,19 +5,19 @@
 #include "daemon/http_reply.h"
 #include "daemon/httpcond.h"
 #include "daemon/plugin.h"
+#include "daemon/track.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define HTTP_INJECT_COPY_MAX (64 * 1024) /* pages copied whole for one send */
+/* "receipt;desc=" and the quoted ticket: the Server-Timing entry. */
+#define HTTP_SERVER_TIMING_MAX (TICKET_MAX_LEN + 32)
 
 /* Keeps a body alive while libmicrohttpd sends it. */
 typedef struct body_ref {
     content_file file;
-    size_t element_len;
-    char element[DELIVERY_ELEMENT_MAX];
 } body_ref;
 
 static void add_extra_headers(const http_context *ctx, struct MHD_Response *r)
@@ -27,8 +27,8 @@ static void add_extra_headers(const http_context *ctx, struct MHD_Response *r)
         MHD_add_response_header(r, cfg->headers[i].name, cfg->headers[i].value);
 }
 
-/* Takes f (released on failure) and a copy of the element. */
-static body_ref *body_ref_new(content_file *f, const char *element, size_t element_len)
+/* Takes f (released on failure). */
+static body_ref *body_ref_new(content_file *f)
 {
     body_ref *ref = malloc(sizeof *ref);
     if (ref == NULL) {
@@ -36,9 +36,6 @@ static body_ref *body_ref_new(content_file *f, const char *element, size_t eleme
         return NULL;
     }
     ref->file = *f;
-    ref->element_len = element_len;
-    if (element_len > 0)
-        memcpy(ref->element, element, element_len);
     return ref;
 }
 
@@ -79,14 +76,21 @@ static httpcond_range requested_range(struct MHD_Connection *c, const content_fi
 
 /* ---- content -------------------------------------------------------------- */
 
+/*
+ * The headers of a 200 or 206. An injected page has no validators: its
+ * every view that reaches the server must be a new delivery, never a 304
+ * that brings back an old one.
+ */
 static void add_content_headers(const http_context *ctx, struct MHD_Response *r,
-                                const content_file *f)
+                                const content_file *f, bool injected)
 {
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, f->mime);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, f->etag);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, f->last_modified);
+    if (!injected) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, f->etag);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, f->last_modified);
+    }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "private, no-cache");
-    MHD_add_response_header(r, "Repr-Digest", f->repr_digest);
+    MHD_add_response_header(r, "Repr-Digest", injected ? f->injected_repr_digest : f->repr_digest);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     add_extra_headers(ctx, r);
 }
@@ -116,7 +120,7 @@ static struct MHD_Response *file_response(content_file *f, uint64_t start, uint6
             close(fd);
         return r;
     }
-    body_ref *ref = body_ref_new(f, NULL, 0);
+    body_ref *ref = body_ref_new(f);
     if (ref == NULL)
         return NULL;
     struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
@@ -127,48 +131,28 @@ static struct MHD_Response *file_response(content_file *f, uint64_t start, uint6
 }
 
 /*
- * The page with the agent element before its last </body>. Takes f.
- *
- * libmicrohttpd sends a contiguous body in the same system call as the
- * headers but an I/O vector after them, in a second call and a second
- * packet: pages up to HTTP_INJECT_COPY_MAX are copied into one buffer, which
- * costs less than the extra send; larger ones go out as a vector.
+ * The page's injected form. Takes f. A cached page has it whole in memory,
+ * made once per version; a larger one (mapped) goes out as the three parts
+ * around the element, in an I/O vector.
  */
-static struct MHD_Response *injected_response(content_file *f, const delivery *d,
-                                              uint64_t *body_len)
+static struct MHD_Response *injected_response(content_file *f)
 {
-    char element[DELIVERY_ELEMENT_MAX];
-    size_t element_len = delivery_element(d->ticket, d->ticket_len, element);
-    size_t size = (size_t)f->size;
-    size_t at = delivery_inject_offset(f->data, size);
-    *body_len = size + element_len;
-
-    if (size <= HTTP_INJECT_COPY_MAX) {
-        char *page = malloc(size + element_len);
-        if (page == NULL) {
-            content_file_release(f);
-            return NULL;
-        }
-        memcpy(page, f->data, at);
-        memcpy(page + at, element, element_len);
-        memcpy(page + at + element_len, f->data + at, size - at);
-        content_file_release(f);
-        struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
-            size + element_len, page, free, page);
-        if (r == NULL)
-            free(page);
-        return r;
-    }
-
-    body_ref *ref = body_ref_new(f, element, element_len);
+    body_ref *ref = body_ref_new(f);
     if (ref == NULL)
         return NULL;
-    struct MHD_IoVec iov[3] = {
-        {.iov_base = ref->file.data, .iov_len = at},
-        {.iov_base = ref->element, .iov_len = ref->element_len},
-        {.iov_base = ref->file.data + at, .iov_len = size - at},
-    };
-    struct MHD_Response *r = MHD_create_response_from_iovec(iov, 3, free_body_ref, ref);
+    const content_file *p = &ref->file;
+    struct MHD_Response *r;
+    if (p->injected_data != NULL) {
+        r = MHD_create_response_from_buffer_with_free_callback_cls(
+            (size_t)p->injected_size, (void *)p->injected_data, free_body_ref, ref);
+    } else {
+        struct MHD_IoVec iov[3] = {
+            {.iov_base = p->data, .iov_len = (size_t)p->inject_at},
+            {.iov_base = p->element, .iov_len = p->element_len},
+            {.iov_base = p->data + p->inject_at, .iov_len = (size_t)(p->size - p->inject_at)},
+        };
+        r = MHD_create_response_from_iovec(iov, 3, free_body_ref, ref);
+    }
     if (r == NULL)
         free_body_ref(ref);
     return r;
@@ -210,6 +194,71 @@ static void fill_issue_event(const http_context *ctx, const request *req, const 
     }
 }
 
+static const char *header(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/*
+ * Conditional and range requests of a response with validators; false when
+ * the request is for the whole 200. Takes f when it answers.
+ */
+static bool answer_partially(http_context *ctx, request *req, struct MHD_Connection *c,
+                             content_file *f, bool head, enum MHD_Result *ret)
+{
+    if (not_modified(c, f)) {
+        *ret = reply_not_modified(ctx, req, c, f);
+        return true;
+    }
+    uint64_t start = 0, len = 0;
+    httpcond_range rk = requested_range(c, f, &start, &len);
+    if (rk == HTTPCOND_RANGE_UNSATISFIABLE) {
+        char cr[64];
+        size_t len416;
+        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)f->size);
+        content_file_release(f);
+        struct MHD_Response *r = http_reply_error_response(
+            416, "range_not_satisfiable", "The range lies outside the content.", &len416);
+        if (r != NULL)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+        *ret = http_reply_queue(req, c, 416, r, head ? 0 : len416);
+        return true;
+    }
+    if (rk == HTTPCOND_RANGE_PARTIAL) {
+        char cr[96];
+        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)start,
+                 (unsigned long long)(start + len - 1), (unsigned long long)f->size);
+        content_file headers_of = *f; /* plain copy of the metadata for headers */
+        struct MHD_Response *r = file_response(f, start, len);
+        if (r != NULL) {
+            add_content_headers(ctx, r, &headers_of, false);
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+            MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+        }
+        *ret = http_reply_queue(req, c, 206, r, head ? 0 : len);
+        return true;
+    }
+    return false;
+}
+
+/* A 200 that is no delivery (a page's subresource, an untracked path, a
+ * HEAD): the stored bytes with their validators. Takes f. */
+static enum MHD_Result serve_plain(http_context *ctx, request *req, struct MHD_Connection *c,
+                                   content_file *f, bool head)
+{
+    enum MHD_Result ret;
+    if (answer_partially(ctx, req, c, f, head, &ret))
+        return ret;
+    content_file headers_of = *f;
+    uint64_t size = f->size;
+    struct MHD_Response *r = file_response(f, 0, size);
+    if (r != NULL) {
+        add_content_headers(ctx, r, &headers_of, false);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    }
+    return http_reply_queue(req, c, 200, r, head ? 0 : size);
+}
+
 enum MHD_Result http_file_serve(http_context *ctx, request *req, struct MHD_Connection *c,
                                 const char *url, bool head)
 {
@@ -239,55 +288,49 @@ enum MHD_Result http_file_serve(http_context *ctx, request *req, struct MHD_Conn
         return http_reply_error(req, c, 500, "internal_error", "The content could not be read.");
     }
 
-    if (not_modified(c, &f))
-        return reply_not_modified(ctx, req, c, &f);
+    const track_request tr = {
+        .path = f.path,
+        .is_html = f.is_html,
+        .fetch_dest = header(c, "Sec-Fetch-Dest"),
+        .fetch_mode = header(c, "Sec-Fetch-Mode"),
+        .receipt_fetch = header(c, TRACK_FETCH_HEADER),
+    };
+    ledger_kind kind;
+    if (!track_decide(ctx->cfg, &tr, &kind))
+        return serve_plain(ctx, req, c, &f, head);
 
     /* A device names its key and gets its plug-in data in the response;
      * a browser gets a ticket (and the element that trades it). */
     clientkey ck CLIENTKEY_SCOPED;
-    int has_key = clientkeys_lookup(
-        ctx->client_keys, MHD_lookup_connection_value(c, MHD_HEADER_KIND, CLIENTKEYS_HEADER), &ck);
+    int has_key = clientkeys_lookup(ctx->client_keys, header(c, CLIENTKEYS_HEADER), &ck);
     if (has_key < 0) {
         content_file_release(&f);
         return http_reply_error(req, c, 400, "bad_client_key",
                                 "Receipt-Client-Key is not a valid P-256 public key.");
     }
-    bool inject = has_key == 0 && ctx->cfg->inject && f.is_html && f.data != NULL;
-    if (!inject) {
-        uint64_t start = 0, len = 0;
-        httpcond_range rk = requested_range(c, &f, &start, &len);
-        if (rk == HTTPCOND_RANGE_UNSATISFIABLE) {
-            char cr[64];
-            size_t len416;
-            snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)f.size);
-            content_file_release(&f);
-            struct MHD_Response *r = http_reply_error_response(
-                416, "range_not_satisfiable", "The range lies outside the content.", &len416);
-            if (r != NULL)
-                MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-            return http_reply_queue(req, c, 416, r, head ? 0 : len416);
-        }
-        if (rk == HTTPCOND_RANGE_PARTIAL) {
-            char cr[96];
-            snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)start,
-                     (unsigned long long)(start + len - 1), (unsigned long long)f.size);
-            content_file tmp = f;
-            struct MHD_Response *r = file_response(&tmp, start, len);
-            if (r != NULL) {
-                add_content_headers(ctx, r, &f);
-                MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-                MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
-            }
-            return http_reply_queue(req, c, 206, r, head ? 0 : len);
-        }
-    }
+    /* Pages and what devices and scripts fetch get the agent element;
+     * downloads, views and tracked subresources are sent as stored. */
+    bool inject =
+        has_key == 0 && f.injectable && (kind == LEDGER_KIND_PAGE || kind == LEDGER_KIND_DEVICE);
+    enum MHD_Result partial;
+    if (!inject && answer_partially(ctx, req, c, &f, head, &partial))
+        return partial;
 
     /* A 200: a delivery for GET. HEAD gets the same headers but for the
      * delivery's own (same length, so Content-Length is right). */
+    const delivery_content what = {
+        .path = f.path,
+        .path_len = f.path_len,
+        .kind = kind,
+        .sha256 = f.sha256,
+        .size = f.size,
+        .delivered_sha256 = inject ? f.injected_sha256 : f.sha256,
+        .delivered_size = inject ? f.injected_size : f.size,
+    };
     delivery d;
     char *plugin = NULL;
-    if (delivery_issue(ctx->sealer, f.path, f.path_len, f.sha256, f.size, clock_wall_ms(),
-                       ctx->cfg->ticket_ttl_s, has_key ? ck.id_raw : NULL, &d) != 0 ||
+    if (delivery_issue(ctx->sealer, &what, clock_wall_ms(), ctx->cfg->ticket_ttl_s,
+                       has_key ? ck.id_raw : NULL, &d) != 0 ||
         (has_key && !head && plugin_seal(ctx, &d, &ck, req->client_addr, &plugin) != 0)) {
         content_file_release(&f);
         return http_reply_error(req, c, 500, "internal_error", "The delivery could not be issued.");
@@ -305,19 +348,24 @@ enum MHD_Result http_file_serve(http_context *ctx, request *req, struct MHD_Conn
     }
 
     content_file headers_of = f; /* plain copy of the metadata for headers */
-    uint64_t body_len = f.size;
-    struct MHD_Response *r =
-        inject ? injected_response(&f, &d, &body_len) : file_response(&f, 0, f.size);
+    uint64_t body_len = inject ? f.injected_size : f.size;
+    struct MHD_Response *r = inject ? injected_response(&f) : file_response(&f, 0, f.size);
     if (r != NULL) {
-        add_content_headers(ctx, r, &headers_of);
+        add_content_headers(ctx, r, &headers_of, inject);
         if (!inject)
             MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
         if (!head) {
             MHD_add_response_header(r, "Receipt-Delivery", d.id_text);
-            if (plugin != NULL)
+            if (plugin != NULL) {
                 MHD_add_response_header(r, "Receipt-Plugin", plugin);
-            else
+            } else {
+                /* The page's agent reads the ticket from the Server-Timing
+                 * entry of its navigation; other clients from the header. */
+                char timing[HTTP_SERVER_TIMING_MAX];
+                snprintf(timing, sizeof timing, "receipt;desc=\"%s\"", d.ticket);
                 MHD_add_response_header(r, "Receipt-Ticket", d.ticket);
+                MHD_add_response_header(r, "Server-Timing", timing);
+            }
         }
     }
     free(plugin);

@@ -51,6 +51,7 @@ typedef struct http_context {
     confirm_waits *waits;
     atomic_bool stopping; /* draining: confirmations get 503 at once */
     char confirm_url[HTTP_CONFIRM_URL_MAX];
+    char jwks_url[HTTP_CONFIRM_URL_MAX]; /* the public URL's /_receipt/jwks.json */
 } http_context;
 
 typedef enum request_phase {

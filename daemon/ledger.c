@@ -40,6 +40,32 @@ int ledger_status_parse(const char *name, ledger_status *out)
     return -1;
 }
 
+static const char *const kind_names[LEDGER_KIND_COUNT] = {
+    [LEDGER_KIND_PAGE] = "page",       [LEDGER_KIND_DOWNLOAD] = "download",
+    [LEDGER_KIND_VIEW] = "view",       [LEDGER_KIND_DEVICE] = "device",
+    [LEDGER_KIND_TRACKED] = "tracked",
+};
+
+const char *ledger_kind_name(ledger_kind kind)
+{
+    if ((size_t)kind >= LEDGER_KIND_COUNT)
+        return "unknown";
+    return kind_names[kind];
+}
+
+int ledger_kind_parse(const char *name, ledger_kind *out)
+{
+    if (name == NULL || out == NULL)
+        return -1;
+    for (size_t i = 0; i < LEDGER_KIND_COUNT; i++) {
+        if (strcmp(name, kind_names[i]) == 0) {
+            *out = (ledger_kind)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 static void set_err(char *err, size_t errlen, const char *msg, const char *detail)
 {
     if (err == NULL || errlen == 0)

@@ -32,7 +32,7 @@
 #define LEDGER_UA_MAX      255
 #define LEDGER_SERVER_MAX  63
 #define LEDGER_NODE_MAX    63
-#define LEDGER_RECEIPT_MAX 2047
+#define LEDGER_RECEIPT_MAX 4095
 #define LEDGER_ERR_MAX     256
 
 typedef enum ledger_status {
@@ -45,6 +45,28 @@ typedef enum ledger_status {
 const char *ledger_status_name(ledger_status status);
 /* Returns 0 and sets *out, or -1 for an unknown name. */
 WARN_UNUSED_RESULT int ledger_status_parse(const char *name, ledger_status *out);
+
+/*
+ * What kind of delivery a row records (docs/protocol.md, "Which requests
+ * are deliveries"): a page view the agent can confirm, a file fetched by the
+ * agent or downloaded by the browser, a non-HTML document opened by
+ * navigation (which no agent can confirm), a request without fetch metadata
+ * (devices, scripts), or anything else an operator tracked. Rows recorded
+ * before kinds were told apart are tracked.
+ */
+typedef enum ledger_kind {
+    LEDGER_KIND_PAGE = 0,
+    LEDGER_KIND_DOWNLOAD,
+    LEDGER_KIND_VIEW,
+    LEDGER_KIND_DEVICE,
+    LEDGER_KIND_TRACKED,
+} ledger_kind;
+
+#define LEDGER_KIND_COUNT 5
+
+const char *ledger_kind_name(ledger_kind kind);
+/* Returns 0 and sets *out, or -1 for an unknown name. */
+WARN_UNUSED_RESULT int ledger_kind_parse(const char *name, ledger_kind *out);
 
 /* One delivery row. Strings are NUL-terminated; "" means none. */
 typedef struct ledger_delivery {

@@ -15,6 +15,7 @@
 #include "daemon/clock.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
+#include "daemon/delivery.h"
 #include "daemon/http.h"
 #include "daemon/http_redirect.h"
 #include "daemon/keys.h"
@@ -468,6 +469,7 @@ int main(int argc, char **argv)
     content_options copts;
     content_options_default(&copts);
     copts.cache_bytes = cfg.cache_bytes;
+    copts.inject_element = cfg.inject ? DELIVERY_ELEMENT : NULL;
     content = content_store_new(cfg.root, &copts, err, sizeof err);
     if (content == NULL)
         goto out;

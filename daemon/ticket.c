@@ -1,21 +1,29 @@
 /*
- * Claims plaintext, version 1 (all integers big-endian):
+ * Claims plaintext, version 3 (all integers big-endian):
  *
- *   offset  size  field
- *        0     1  flags: bit 0 = bound (client_id follows); other bits zero
- *        1    16  delivery ID
- *       17    32  sha256 of the stored content
- *       49     8  size
- *       57     8  issued_ms
- *       65     8  expires_ms
- *       73    32  client_id (raw SHA-256 thumbprint), only when bound
- *    73|105    1  path length L, 0..TICKET_PATH_MAX
- *              L  path bytes (no NUL)
+ *   size  field
+ *      1  flags: bit 0 bound (client_id follows); bit 1 the delivered bytes
+ *         differ from the stored ones (their digest and size follow);
+ *         bits 2-4 the kind (a ledger_kind); bits 5-7 zero
+ *     16  delivery ID
+ *     32  sha256 of the stored content (the version)
+ *      8  its size
+ *      8  issued_ms
+ *      8  expires_ms
+ *     32  client_id (raw SHA-256 thumbprint), only when bound
+ *   32+8  sha256 and size of the delivered bytes, only when they differ
+ *      1  path length L, 0..TICKET_PATH_MAX
+ *      L  path bytes (no NUL)
  *
- * Fixed widths keep the parser trivial; the largest claims (bound, 240-byte
- * path) are 346 bytes, so a ticket is at most 21 + 346 + 16 = 383 bytes,
- * 511 characters of base64url, within TICKET_MAX_LEN. A plaintext whose
- * length does not match its own fields exactly is refused.
+ * Fixed widths keep the parser trivial; the largest claims (bound,
+ * injected, a 200-byte path) are 346 bytes, so a ticket is at most
+ * 21 + 346 + 16 = 383 bytes, 511 characters of base64url, within
+ * TICKET_MAX_LEN. A plaintext whose length does not match its own fields
+ * exactly is refused.
+ *
+ * Versions 1 and 2, still opened for the tickets issued before: the
+ * claims have no kind and no delivered digest (the flags' bit 0 only), and
+ * paths of up to 240 bytes (those over TICKET_PATH_MAX no longer open).
  */
 #include "daemon/ticket.h"
 #include "common/rnd.h"
@@ -34,23 +42,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TICKET_VERSION      2
-#define TICKET_V1           1  /* opened, never sealed any more */
-#define TICKET_HEADER_LEN   21 /* version, epoch, key tag, nonce */
-#define TICKET_V1_HEADER    17 /* version, epoch, nonce */
-#define TICKET_KEY_TAG_LEN  4
-#define TICKET_NONCE_LEN    12
-#define TICKET_TAG_LEN      16
-#define TICKET_KEY_LEN      32
-#define TICKET_FLAG_BOUND   0x01
-#define TICKET_CLAIMS_FIXED 74 /* flags .. expires_ms, plus the path length byte */
-#define TICKET_CLAIMS_MAX   (TICKET_CLAIMS_FIXED + 32 + TICKET_PATH_MAX)
-#define TICKET_RAW_MAX      (TICKET_HEADER_LEN + TICKET_CLAIMS_MAX + TICKET_TAG_LEN)
-#define TICKET_EPOCH_MS     ((uint64_t)TICKET_EPOCH_SECONDS * 1000)
-#define TICKET_CACHE_SLOTS  16 /* epochs and key tags: tickets of several nodes */
-#define TICKET_SALT         "receipt/v1 ticket"
+#define TICKET_VERSION        3
+#define TICKET_V2             2  /* the key tag, claims without kind: opened, never sealed */
+#define TICKET_V1             1  /* no key tag either */
+#define TICKET_HEADER_LEN     21 /* version, epoch, key tag, nonce */
+#define TICKET_V1_HEADER      17 /* version, epoch, nonce */
+#define TICKET_KEY_TAG_LEN    4
+#define TICKET_NONCE_LEN      12
+#define TICKET_TAG_LEN        16
+#define TICKET_KEY_LEN        32
+#define TICKET_FLAG_BOUND     0x01
+#define TICKET_FLAG_DELIVERED 0x02
+#define TICKET_KIND_SHIFT     2
+#define TICKET_KIND_MASK      0x1c
+#define TICKET_CLAIMS_FIXED   74 /* flags .. expires_ms, plus the path length byte */
+#define TICKET_DELIVERED_LEN  40 /* sha256 and size of the bytes sent */
+#define TICKET_CLAIMS_MAX     (TICKET_CLAIMS_FIXED + 32 + TICKET_DELIVERED_LEN + TICKET_PATH_MAX)
+#define TICKET_OLD_CLAIMS_MAX (TICKET_CLAIMS_FIXED + 32 + 240) /* versions 1 and 2 */
+#define TICKET_RAW_MAX        (TICKET_HEADER_LEN + TICKET_CLAIMS_MAX + TICKET_TAG_LEN)
+#define TICKET_EPOCH_MS       ((uint64_t)TICKET_EPOCH_SECONDS * 1000)
+#define TICKET_CACHE_SLOTS    16 /* epochs and key tags: tickets of several nodes */
+#define TICKET_SALT           "receipt/v1 ticket"
 
 _Static_assert((TICKET_RAW_MAX + 2) / 3 * 4 <= TICKET_MAX_LEN, "largest ticket must fit");
+_Static_assert(TICKET_OLD_CLAIMS_MAX <= TICKET_CLAIMS_MAX,
+               "one buffer holds the claims of any version");
 
 struct ticket_sealer {
     uint64_t id;
@@ -221,11 +237,18 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
+static bool delivered_differs(const ticket_claims *c)
+{
+    return c->delivered_size != c->size || memcmp(c->delivered_sha256, c->sha256, 32) != 0;
+}
+
 static size_t encode_claims(const ticket_claims *c, uint8_t *out)
 {
     size_t o = 0;
+    bool delivered = delivered_differs(c);
 
-    out[o++] = c->bound ? TICKET_FLAG_BOUND : 0;
+    out[o++] = (uint8_t)((c->bound ? TICKET_FLAG_BOUND : 0) |
+                         (delivered ? TICKET_FLAG_DELIVERED : 0) | c->kind << TICKET_KIND_SHIFT);
     memcpy(out + o, c->delivery.bytes, 16);
     o += 16;
     memcpy(out + o, c->sha256, 32);
@@ -240,20 +263,32 @@ static size_t encode_claims(const ticket_claims *c, uint8_t *out)
         memcpy(out + o, c->client_id, 32);
         o += 32;
     }
+    if (delivered) {
+        memcpy(out + o, c->delivered_sha256, 32);
+        o += 32;
+        put_u64(out + o, c->delivered_size);
+        o += 8;
+    }
     out[o++] = (uint8_t)c->path_len;
     memcpy(out + o, c->path, c->path_len);
     return o + c->path_len;
 }
 
-static bool decode_claims(const uint8_t *in, size_t n, ticket_claims *c)
+static bool decode_claims(uint8_t version, const uint8_t *in, size_t n, ticket_claims *c)
 {
     size_t o = 0;
     size_t plen;
+    bool current = version == TICKET_VERSION;
+    uint8_t known =
+        current ? TICKET_FLAG_BOUND | TICKET_FLAG_DELIVERED | TICKET_KIND_MASK : TICKET_FLAG_BOUND;
 
     memset(c, 0, sizeof(*c));
-    if (n < TICKET_CLAIMS_FIXED || (in[0] & ~TICKET_FLAG_BOUND) != 0)
+    if (n < TICKET_CLAIMS_FIXED || (in[0] & ~known) != 0)
         return false;
-    c->bound = (in[o++] & TICKET_FLAG_BOUND) != 0;
+    uint8_t flags = in[o++];
+    c->bound = (flags & TICKET_FLAG_BOUND) != 0;
+    c->kind =
+        current ? (uint8_t)((flags & TICKET_KIND_MASK) >> TICKET_KIND_SHIFT) : TICKET_KIND_NONE;
     memcpy(c->delivery.bytes, in + o, 16);
     o += 16;
     memcpy(c->sha256, in + o, 32);
@@ -265,10 +300,21 @@ static bool decode_claims(const uint8_t *in, size_t n, ticket_claims *c)
     c->expires_ms = get_u64(in + o);
     o += 8;
     if (c->bound) {
-        if (n < TICKET_CLAIMS_FIXED + 32)
+        if (n < o + 32 + 1)
             return false;
         memcpy(c->client_id, in + o, 32);
         o += 32;
+    }
+    if (flags & TICKET_FLAG_DELIVERED) {
+        if (n < o + TICKET_DELIVERED_LEN + 1)
+            return false;
+        memcpy(c->delivered_sha256, in + o, 32);
+        o += 32;
+        c->delivered_size = get_u64(in + o);
+        o += 8;
+    } else {
+        memcpy(c->delivered_sha256, c->sha256, 32);
+        c->delivered_size = c->size;
     }
     plen = in[o++];
     if (plen > TICKET_PATH_MAX || n != o + plen || memchr(in + o, '\0', plen) != NULL)
@@ -295,6 +341,8 @@ ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
         return TICKET_INVALID;
     if (claims->path_len > TICKET_PATH_MAX)
         return TICKET_TOO_LONG;
+    if (claims->kind > TICKET_KIND_MASK >> TICKET_KIND_SHIFT)
+        return TICKET_INVALID;
     epoch64 = claims->issued_ms / TICKET_EPOCH_MS;
     if (epoch64 > UINT32_MAX || memchr(claims->path, '\0', claims->path_len) != NULL)
         return TICKET_INVALID;
@@ -344,10 +392,10 @@ ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uin
     if (sealer == NULL || text == NULL || claims == NULL || n > TICKET_MAX_LEN)
         return TICKET_INVALID;
     rawlen = b64url_decode(text, n, raw, sizeof(raw));
-    if (rawlen < 1 || (raw[0] != TICKET_VERSION && raw[0] != TICKET_V1))
+    if (rawlen < 1 || (raw[0] != TICKET_VERSION && raw[0] != TICKET_V2 && raw[0] != TICKET_V1))
         return TICKET_INVALID;
-    size_t header = raw[0] == TICKET_VERSION ? TICKET_HEADER_LEN : TICKET_V1_HEADER;
-    const uint8_t *key_tag = raw[0] == TICKET_VERSION ? raw + 5 : NULL;
+    size_t header = raw[0] != TICKET_V1 ? TICKET_HEADER_LEN : TICKET_V1_HEADER;
+    const uint8_t *key_tag = raw[0] != TICKET_V1 ? raw + 5 : NULL;
     if ((size_t)rawlen < header + TICKET_CLAIMS_FIXED + TICKET_TAG_LEN)
         return TICKET_INVALID;
     ctlen = (size_t)rawlen - header - TICKET_TAG_LEN;
@@ -373,7 +421,7 @@ ticket_result ticket_open(ticket_sealer *sealer, const char *text, size_t n, uin
         goto out;
     }
     /* Authentic from here on; the checks below guard against our own bugs. */
-    if (!decode_claims(pt, ctlen, claims) || claims->issued_ms / TICKET_EPOCH_MS != epoch)
+    if (!decode_claims(raw[0], pt, ctlen, claims) || claims->issued_ms / TICKET_EPOCH_MS != epoch)
         goto out;
     r = now_ms >= claims->expires_ms ? TICKET_EXPIRED : TICKET_OK;
 out:

@@ -2,7 +2,7 @@
  * ticket: the opaque, sealed ticket of PROTOCOL.md sections 1 and 4.
  *
  * A ticket is base64url of
- *   version (1 byte, 2) || epoch (4 bytes, big-endian) || key tag (4 bytes)
+ *   version (1 byte, 3) || epoch (4 bytes, big-endian) || key tag (4 bytes)
  *   || nonce (12 bytes) || AES-256-GCM ciphertext of the claims || tag (16)
  * with the header bytes as additional data. The key is
  * HKDF-SHA256(IKM = ticket secret, salt = "receipt/v1 ticket",
@@ -12,8 +12,11 @@
  * ticket secret; with their own key tags, each seals under keys of its own,
  * so random 96-bit nonces stay below 2^32 messages per key as long as one
  * process stays below 2^32 tickets an hour, however many nodes there are.
- * Version 1 (no key tag; info "epoch " || decimal epoch) still opens, so
- * that tickets issued before an upgrade stay valid. A ticket is at most
+ * The claims (ticket.c) name the delivery's kind and the digest of the
+ * bytes it sent beside the stored file's. Versions 1 (no key tag; info
+ * "epoch " || decimal epoch) and 2 (the key tag, claims without kind and
+ * bytes sent) still open, so that tickets issued before an upgrade stay
+ * valid. A ticket is at most
  * TICKET_MAX_LEN characters; content paths longer than TICKET_PATH_MAX
  * bytes cannot be ticketed.
  *
@@ -31,14 +34,21 @@
 #include <stdint.h>
 
 #define TICKET_MAX_LEN       512
-#define TICKET_PATH_MAX      240
+#define TICKET_PATH_MAX      200
 #define TICKET_EPOCH_SECONDS 3600
 #define TICKET_SECRET_LEN    32
 
+#define TICKET_KIND_NONE 0xff /* tickets before version 3 carry no kind */
+
 typedef struct ticket_claims {
     uuid7 delivery;
-    uint8_t sha256[32]; /* of the stored content */
+    uint8_t kind;       /* a ledger_kind, or TICKET_KIND_NONE */
+    uint8_t sha256[32]; /* of the stored content: its version */
     uint64_t size;
+    /* What the response sent: the injected page, or the stored bytes (then
+     * the same as sha256 and size). */
+    uint8_t delivered_sha256[32];
+    uint64_t delivered_size;
     uint64_t issued_ms;
     uint64_t expires_ms;
     bool bound;            /* client_id is set */

@@ -35,8 +35,73 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.idle_timeout_s, 30);
     assert_int_equal(cfg.connection_memory, 16384);
     assert_true(cfg.inject);
-    assert_true(cfg.server_id[0] != '\0');
-    assert_null(strpbrk(cfg.server_id, " \"\\"));
+    /* The server ID is the public URL's host. */
+    assert_string_equal(cfg.server_id, "127.0.0.1");
+    assert_false(cfg.track_subresources);
+    assert_int_equal(cfg.path_rule_count, 0);
+    config_free(&cfg);
+}
+
+/* The default server ID is the host of the public URL, given or derived. */
+static void test_server_id_from_public_url(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url, *id;
+    } cases[] = {
+        {"https://www.example.com", "www.example.com"},
+        {"https://www.example.com:8443/base", "www.example.com"},
+        {"http://[2001:db8::1]:8080", "2001:db8::1"},
+        {"https://Example.ORG/", "Example.ORG"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        config cfg;
+        char err[256] = "";
+        char *argv[] = {"receiptd", "--root", "/srv", "--public-url", (char *)cases[i].url, NULL};
+        assert_int_equal(parse(&cfg, 5, argv, err), CONFIG_OK);
+        assert_string_equal(cfg.server_id, cases[i].id);
+        config_free(&cfg);
+    }
+}
+
+/* --track and --untrack keep their order in one list. */
+static void test_path_rules(void **state)
+{
+    (void)state;
+    config cfg;
+    char err[256] = "";
+    assert_int_equal(
+        parse(&cfg,
+              ARGC("--root", "/srv", "--untrack", "/status/**", "--track", "/status/notice.html",
+                   "--track-subresources", "--untrack", "**.svg"),
+              ARGV("--root", "/srv", "--untrack", "/status/**", "--track", "/status/notice.html",
+                   "--track-subresources", "--untrack", "**.svg"),
+              err),
+        CONFIG_OK);
+    assert_true(cfg.track_subresources);
+    assert_int_equal(cfg.path_rule_count, 3);
+    assert_false(cfg.path_rules[0].track);
+    assert_string_equal(cfg.path_rules[0].glob, "/status/**");
+    assert_true(cfg.path_rules[1].track);
+    assert_string_equal(cfg.path_rules[1].glob, "/status/notice.html");
+    assert_false(cfg.path_rules[2].track);
+    assert_string_equal(cfg.path_rules[2].glob, "**.svg");
+    config_free(&cfg);
+    assert_int_equal(cfg.path_rule_count, 0);
+
+    /* At most CONFIG_PATH_RULES_MAX in all. */
+    char *argv[3 + 2 * (CONFIG_PATH_RULES_MAX + 1) + 1];
+    int argc = 0;
+    argv[argc++] = "receiptd";
+    argv[argc++] = "--root";
+    argv[argc++] = "/srv";
+    for (int i = 0; i <= CONFIG_PATH_RULES_MAX; i++) {
+        argv[argc++] = i % 2 ? "--track" : "--untrack";
+        argv[argc++] = "/x";
+    }
+    argv[argc] = NULL;
+    assert_int_equal(parse(&cfg, argc, argv, err), CONFIG_USAGE);
+    assert_non_null(strstr(err, "at most 64"));
     config_free(&cfg);
 }
 
@@ -80,6 +145,10 @@ static void test_refusals(void **state)
         {"--listen", "nowhere", "HOST:PORT"},
         {"--listen", "127.0.0.1:70000", "port"},
         {"--public-url", "ftp://x", "--public-url"},
+        {"--track", "img/*.png", "starts with / or *"},
+        {"--track", "", "starts with / or *"},
+        {"--untrack", "/a b", "space"},
+        {"--untrack", "/a\tb", "control"},
         {"--public-url", "http://a b", "--public-url"},
         {"--add-header", "NoColon", "--add-header"},
         {"--add-header", "Bad Name: x", "--add-header"},
@@ -487,7 +556,7 @@ static void test_sample(void **state)
             continue;
         if (strstr(line, " FILE") || strstr(line, " DIR") || strstr(line, " URL") ||
             strstr(line, " ID") || strstr(line, " N") || strstr(line, " CIDR") ||
-            strstr(line, "HOST:PORT") || strstr(line, "NAME:VALUE"))
+            strstr(line, " GLOB") || strstr(line, "HOST:PORT") || strstr(line, "NAME:VALUE"))
             continue; /* placeholders, not values */
         size_t n = strlen(line + 1);
         memcpy(text + w, line + 1, n);
@@ -517,7 +586,8 @@ int main(void)
         cmocka_unit_test(test_refusals),     cmocka_unit_test(test_set_by_name),
         cmocka_unit_test(test_help_and_man), cmocka_unit_test(test_file),
         cmocka_unit_test(test_file_errors),  cmocka_unit_test(test_tls_options),
-        cmocka_unit_test(test_sample),
+        cmocka_unit_test(test_sample),       cmocka_unit_test(test_server_id_from_public_url),
+        cmocka_unit_test(test_path_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

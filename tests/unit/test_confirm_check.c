@@ -26,6 +26,7 @@
 
 static const uint8_t secret[TICKET_SECRET_LEN] = {3, 1, 4, 1, 5, 9, 2, 6};
 static const uint8_t digest[32] = {0xfe, 0xed, 0xfa, 0xce};
+static const uint8_t injected[32] = {0x1e, 0xc7, 0xed}; /* the page as sent */
 
 typedef struct fixture {
     eckey *server;
@@ -39,6 +40,7 @@ typedef struct fixture {
     uint8_t k[KDF_KEY_LEN];
     delivery bound;   /* bound to client */
     delivery unbound; /* a browser's ticket, never traded */
+    delivery page;    /* an injected page, bound to client */
     char sha_b64[48];
 } fixture;
 
@@ -63,12 +65,20 @@ static int setup(void **state)
     assert_int_equal(kdf_derive(f->client, f->server, eckey_thumbprint(f->client),
                                 eckey_thumbprint(f->server), f->k),
                      0);
-    assert_int_equal(delivery_issue(f->sealer, "/notice.html", 12, digest, SIZE, NOW, TTL_S,
-                                    f->client_raw, &f->bound),
-                     0);
-    assert_int_equal(
-        delivery_issue(f->sealer, "/notice.html", 12, digest, SIZE, NOW, TTL_S, NULL, &f->unbound),
-        0);
+    delivery_content notice = {
+        .path = "/notice.html",
+        .path_len = 12,
+        .kind = LEDGER_KIND_DEVICE,
+        .sha256 = digest,
+        .size = SIZE,
+        .delivered_sha256 = digest,
+        .delivered_size = SIZE,
+    };
+    assert_int_equal(delivery_issue(f->sealer, &notice, NOW, TTL_S, f->client_raw, &f->bound), 0);
+    assert_int_equal(delivery_issue(f->sealer, &notice, NOW, TTL_S, NULL, &f->unbound), 0);
+    notice.delivered_sha256 = injected;
+    notice.delivered_size = SIZE + 48;
+    assert_int_equal(delivery_issue(f->sealer, &notice, NOW, TTL_S, f->client_raw, &f->page), 0);
     b64url_encode(digest, 32, f->sha_b64);
     *state = f;
     return 0;
@@ -168,6 +178,36 @@ static void test_corrupted_and_unknown_digest(void **state)
     assert_int_equal(run(f, f->header, jwe, NOW + 10, &r, &fail), 0);
     assert_int_equal(r.status, LEDGER_CONFIRMED);
     assert_false(r.has_sha256);
+    free(jwe);
+}
+
+/* An injected page: the bytes sent are the version with the element, and
+ * a client that hashed them confirms; the stored file's digest is not what
+ * it received. */
+static void test_injected_page(void **state)
+{
+    fixture *f = *state;
+    char payload[PAYLOAD];
+    char b64[48], quoted[64];
+    confirm_check_result r;
+    confirm_check_failure fail;
+
+    b64url_encode(injected, 32, b64);
+    snprintf(quoted, sizeof quoted, "\"%s\"", b64);
+    payload_for(f, &f->page, quoted, payload);
+    char *jwe = seal(f, payload);
+    assert_int_equal(run(f, f->header, jwe, NOW + 10, &r, &fail), 0);
+    assert_int_equal(r.status, LEDGER_CONFIRMED);
+    assert_memory_equal(r.ticket.sha256, digest, 32);
+    assert_memory_equal(r.ticket.delivered_sha256, injected, 32);
+    assert_int_equal(r.ticket.delivered_size, SIZE + 48);
+    free(jwe);
+
+    snprintf(quoted, sizeof quoted, "\"%s\"", f->sha_b64);
+    payload_for(f, &f->page, quoted, payload);
+    jwe = seal(f, payload);
+    assert_int_equal(run(f, f->header, jwe, NOW + 10, &r, &fail), 0);
+    assert_int_equal(r.status, LEDGER_CORRUPTED);
     free(jwe);
 }
 
@@ -297,6 +337,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_confirmed),
         cmocka_unit_test(test_corrupted_and_unknown_digest),
+        cmocka_unit_test(test_injected_page),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

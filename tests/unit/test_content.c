@@ -1,4 +1,5 @@
 #include "daemon/content.h"
+#include "daemon/content_cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -783,7 +784,8 @@ static void test_lru_eviction(void **state)
     put("lb.txt", body, sizeof body);
     put("lc.txt", body, sizeof body);
     /* Room for two entries (bytes plus overhead), not three. */
-    content_store *s = store_with(SMALL_MAX, 2 * sizeof body + 1200, 64, 3600 * 1000);
+    content_store *s = store_with(SMALL_MAX, 2 * (sizeof body + sizeof(content_cache_body)) + 100,
+                                  64, 3600 * 1000);
     const char *order[] = {"/la.txt", "/lb.txt", "/la.txt", "/lc.txt"};
     for (size_t i = 0; i < 4; i++) {
         assert_int_equal(open_str(s, order[i], &f), CONTENT_OK);
@@ -951,6 +953,196 @@ static void run_workers(content_store *s)
     }
 }
 
+/* ------------------------------------------------------------- injection */
+
+#define ELEMENT "<script src=\"/_receipt/agent.js\" async></script>"
+
+static size_t offset_of(const char *html)
+{
+    return content_inject_offset((const uint8_t *)html, strlen(html));
+}
+
+static void test_inject_offset(void **state)
+{
+    (void)state;
+    /* before the last </body>, in any case; at the end when there is none */
+    assert_int_equal(offset_of("<html><body>x</body></html>"), 13);
+    assert_int_equal(offset_of("<html><BODY>x</BODY></html>"), 13);
+    assert_int_equal(offset_of("<p>no body"), 10);
+    assert_int_equal(offset_of(""), 0);
+    assert_int_equal(offset_of("</body>"), 0);
+    assert_int_equal(offset_of("</bod"), 5);
+    assert_int_equal(offset_of("<</body><"), 1);
+    const char *several = "<body><script>'</body>'</script><!-- </BODY> --></Body>\n</html>";
+    assert_int_equal(offset_of(several), strstr(several, "</Body>") - several);
+    const char *trailing = "<body>x</body></html><!-- </body -->";
+    assert_int_equal(offset_of(trailing), 7);
+    const char *lt_only = "<<<<<<<<";
+    assert_int_equal(offset_of(lt_only), strlen(lt_only));
+}
+
+static content_store *injecting_store(size_t body_max)
+{
+    content_options o;
+    content_options_default(&o);
+    o.body_max = body_max;
+    o.revalidate_ms = 0;
+    o.mime_types = empty_mime;
+    o.inject_element = ELEMENT;
+    char err[256] = "";
+    content_store *s = content_store_new(root, &o, err, sizeof err);
+    if (!s)
+        fail_msg("content_store_new: %s", err);
+    return s;
+}
+
+/* The injected form of f, as a response sends it. Caller frees. */
+static uint8_t *injected_of(const content_file *f)
+{
+    uint8_t *b = malloc(f->injected_size);
+    assert_non_null(b);
+    if (f->injected_data != NULL) {
+        memcpy(b, f->injected_data, f->injected_size);
+    } else {
+        memcpy(b, f->data, f->inject_at);
+        memcpy(b + f->inject_at, f->element, f->element_len);
+        memcpy(b + f->inject_at + f->element_len, f->data + f->inject_at, f->size - f->inject_at);
+    }
+    return b;
+}
+
+/* What a page is expected to look like: the element before </body>. */
+static void expect_injected(content_file *f, const char *html, size_t n)
+{
+    const char *end = NULL;
+    for (const char *p = html; (p = strcasestr(p, "</body>")) != NULL; p++)
+        end = p;
+    size_t at = end != NULL ? (size_t)(end - html) : n;
+    size_t elen = strlen(ELEMENT);
+    char *want = malloc(n + elen);
+    assert_non_null(want);
+    memcpy(want, html, at);
+    memcpy(want + at, ELEMENT, elen);
+    memcpy(want + at + elen, html + at, n - at);
+
+    assert_true(f->injectable);
+    assert_int_equal(f->injected_size, n + elen);
+    assert_int_equal(f->inject_at, at);
+    uint8_t *got = injected_of(f);
+    assert_memory_equal(got, want, n + elen);
+    uint8_t digest[32];
+    SHA256((const uint8_t *)want, n + elen, digest);
+    assert_memory_equal(f->injected_sha256, digest, 32);
+    char b64[48] = "", header[64];
+    /* standard base64 of the digest, as Repr-Digest carries it */
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < 33; i += 3) {
+        uint32_t v = (uint32_t)digest[i] << 16 | (i + 1 < 32 ? digest[i + 1] : 0) << 8 |
+                     (i + 2 < 32 ? digest[i + 2] : 0);
+        b64[o++] = alphabet[v >> 18 & 63];
+        b64[o++] = alphabet[v >> 12 & 63];
+        b64[o++] = i + 1 < 32 ? alphabet[v >> 6 & 63] : '=';
+        b64[o++] = i + 2 < 32 ? alphabet[v & 63] : '=';
+        if (i + 3 >= 32)
+            break;
+    }
+    b64[o] = '\0';
+    snprintf(header, sizeof header, "sha-256=:%s:", b64);
+    assert_string_equal(f->injected_repr_digest, header);
+    /* The stored form is untouched, and its digest is the version's. */
+    assert_sha(f, html, n);
+    assert_memory_equal(f->data, html, n);
+    free(got);
+    free(want);
+}
+
+static void test_injected_forms(void **state)
+{
+    (void)state;
+    content_file f;
+    const char *page = "<html><body><p>one</p></body></html>\n";
+    put_str("inj.html", page);
+    put_str("inj.txt", page);
+
+    /* Small: made once per version, in the cached body. */
+    content_store *s = injecting_store(SMALL_MAX);
+    assert_int_equal(open_str(s, "/inj.html", &f), CONTENT_OK);
+    assert_non_null(f.injected_data);
+    expect_injected(&f, page, strlen(page));
+    const uint8_t *first = f.injected_data;
+    content_file_release(&f);
+    assert_int_equal(open_str(s, "/inj.html", &f), CONTENT_OK);
+    assert_ptr_equal(f.injected_data, first); /* no copy per response */
+    content_file_release(&f);
+    /* A new version: a new injected form. */
+    const char *v2 = "<html><body><p>two</p></BODY></html>\n";
+    put_str("inj.html", v2);
+    set_mtime("inj.html", 1300000000, 0);
+    assert_int_equal(open_str(s, "/inj.html", &f), CONTENT_OK);
+    expect_injected(&f, v2, strlen(v2));
+    content_file_release(&f);
+    /* Not HTML: no injected form. */
+    assert_int_equal(open_str(s, "/inj.txt", &f), CONTENT_OK);
+    assert_false(f.injectable);
+    content_file_release(&f);
+    content_store_free(s);
+
+    /* Larger than the cache's bodies: mapped, the three parts around the
+     * element, the digest from the digest cache. */
+    char *big = big_html('y');
+    put("binj.html", big, HTML_BIG_LEN);
+    s = injecting_store(1024);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(open_str(s, "/binj.html", &f), CONTENT_OK);
+        assert_null(f.injected_data);
+        expect_injected(&f, big, HTML_BIG_LEN);
+        content_file_release(&f);
+    }
+    /* The same file under a name that is not HTML: the version's digest
+     * from the cache, no injected form. */
+    char target[512], alias[512];
+    path_in(target, sizeof target, "binj.html");
+    path_in(alias, sizeof alias, "binj.bin");
+    assert_int_equal(link(target, alias), 0);
+    assert_int_equal(open_str(s, "/binj.bin", &f), CONTENT_OK);
+    assert_false(f.injectable);
+    assert_sha(&f, big, HTML_BIG_LEN);
+    content_file_release(&f);
+    content_store_free(s);
+
+    /* Hashed first as something not HTML, then as HTML: the injected
+     * digest is added. */
+    s = injecting_store(1024);
+    assert_int_equal(open_str(s, "/binj.bin", &f), CONTENT_OK);
+    assert_false(f.injectable);
+    content_file_release(&f);
+    assert_int_equal(open_str(s, "/binj.html", &f), CONTENT_OK);
+    expect_injected(&f, big, HTML_BIG_LEN);
+    content_file_release(&f);
+    content_store_free(s);
+    free(big);
+
+    /* No element: nothing is injectable. */
+    s = store_with(SMALL_MAX, 1 << 20, 64, 1000);
+    assert_int_equal(open_str(s, "/inj.html", &f), CONTENT_OK);
+    assert_false(f.injectable);
+    content_file_release(&f);
+    content_store_free(s);
+
+    /* An element longer than the store takes is refused at start. */
+    content_options o;
+    content_options_default(&o);
+    char long_element[CONTENT_ELEMENT_MAX + 2];
+    memset(long_element, 'e', sizeof long_element - 1);
+    long_element[sizeof long_element - 1] = '\0';
+    o.inject_element = long_element;
+    char err[256] = "";
+    assert_null(content_store_new(root, &o, err, sizeof err));
+    assert_non_null(strstr(err, "too long"));
+}
+
 static void test_concurrent(void **state)
 {
     (void)state;
@@ -990,6 +1182,8 @@ int main(void)
         cmocka_unit_test(test_lru_eviction),
         cmocka_unit_test(test_large_files),
         cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_inject_offset),
+        cmocka_unit_test(test_injected_forms),
     };
     return cmocka_run_group_tests_name("content", tests, group_setup, group_teardown);
 }

@@ -1,4 +1,5 @@
-/* delivery: issuing (ID, bound and unbound tickets) and placing the agent element. */
+/* delivery: issuing (ID, kind, digests, bound and unbound tickets), the fixed agent element
+ * and the "content" member. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,39 +15,27 @@
 static const uint8_t secret[TICKET_SECRET_LEN] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
 static const uint8_t digest[32] = {0xde, 0xad, 0xbe, 0xef};
 
-static size_t offset_of(const char *html)
+static const uint8_t injected[32] = {0xfe, 0xed};
+
+/* A page of 42 bytes sent as 90 with the element, kind page. */
+static delivery_content page(const char *path)
 {
-    return delivery_inject_offset((const uint8_t *)html, strlen(html));
+    return (delivery_content){
+        .path = path,
+        .path_len = strlen(path),
+        .kind = LEDGER_KIND_PAGE,
+        .sha256 = digest,
+        .size = 42,
+        .delivered_sha256 = injected,
+        .delivered_size = 90,
+    };
 }
 
-static void test_inject_offset(void **state)
-{
-    (void)state;
-    /* before the last </body>, in any case; at the end when there is none */
-    assert_int_equal(offset_of("<html><body>x</body></html>"), 13);
-    assert_int_equal(offset_of("<html><BODY>x</BODY></html>"), 13);
-    assert_int_equal(offset_of("<p>no body"), 10);
-    assert_int_equal(offset_of(""), 0);
-    assert_int_equal(offset_of("</body>"), 0);
-    assert_int_equal(offset_of("</bod"), 5);
-    assert_int_equal(offset_of("<</body><"), 1);
-    const char *several = "<body><script>'</body>'</script><!-- </BODY> --></Body>\n</html>";
-    assert_int_equal(offset_of(several), strstr(several, "</Body>") - several);
-    const char *trailing = "<body>x</body></html><!-- </body -->";
-    assert_int_equal(offset_of(trailing), 7);
-    const char *lt_only = "<<<<<<<<";
-    assert_int_equal(offset_of(lt_only), strlen(lt_only));
-}
-
+/* The element is fixed: no ticket, nothing that changes per delivery. */
 static void test_element(void **state)
 {
     (void)state;
-    char out[DELIVERY_ELEMENT_MAX];
-    size_t n = delivery_element("abc_-", 5, out);
-    const char *expected = "<script src=\"/_receipt/agent.js\" data-receipt-ticket=\"abc_-\" "
-                           "async></script>";
-    assert_int_equal(n, strlen(expected));
-    assert_memory_equal(out, expected, n);
+    assert_string_equal(DELIVERY_ELEMENT, "<script src=\"/_receipt/agent.js\" async></script>");
 }
 
 static void test_issue(void **state)
@@ -56,8 +45,9 @@ static void test_issue(void **state)
     assert_non_null(sealer);
     delivery a, b;
     uint64_t now = UINT64_C(1764100000000);
-    assert_int_equal(delivery_issue(sealer, "/a.html", 7, digest, 42, now, 60, NULL, &a), 0);
-    assert_int_equal(delivery_issue(sealer, "/a.html", 7, digest, 42, now, 60, NULL, &b), 0);
+    const delivery_content a_html = page("/a.html");
+    assert_int_equal(delivery_issue(sealer, &a_html, now, 60, NULL, &a), 0);
+    assert_int_equal(delivery_issue(sealer, &a_html, now, 60, NULL, &b), 0);
     assert_int_equal(strlen(a.id_text), UUID7_STR_LEN);
     assert_string_not_equal(a.id_text, b.id_text);
     assert_true(strcmp(a.id_text, b.id_text) < 0);
@@ -69,6 +59,9 @@ static void test_issue(void **state)
     assert_string_equal(opened.path, "/a.html");
     assert_memory_equal(opened.sha256, digest, 32);
     assert_int_equal(opened.size, 42);
+    assert_memory_equal(opened.delivered_sha256, injected, 32);
+    assert_int_equal(opened.delivered_size, 90);
+    assert_int_equal(opened.kind, LEDGER_KIND_PAGE);
     assert_int_equal(opened.issued_ms, now);
     assert_int_equal(opened.expires_ms, now + 60000);
     assert_false(opened.bound);
@@ -77,18 +70,29 @@ static void test_issue(void **state)
 
     uint8_t client[32];
     memset(client, 0x5a, sizeof client);
-    assert_int_equal(delivery_issue(sealer, "/a.html", 7, digest, 42, now, 60, client, &a), 0);
+    delivery_content download = page("/a.html");
+    download.kind = LEDGER_KIND_DOWNLOAD;
+    download.delivered_sha256 = digest;
+    download.delivered_size = 42;
+    assert_int_equal(delivery_issue(sealer, &download, now, 60, client, &a), 0);
     assert_int_equal(ticket_open(sealer, a.ticket, a.ticket_len, now, &opened), TICKET_OK);
     assert_true(opened.bound);
     assert_memory_equal(opened.client_id, client, 32);
+    assert_int_equal(opened.kind, LEDGER_KIND_DOWNLOAD);
+    assert_memory_equal(opened.delivered_sha256, digest, 32);
+    assert_int_equal(opened.delivered_size, 42);
 
     char long_path[TICKET_PATH_MAX + 2];
     memset(long_path, 'p', sizeof long_path);
     long_path[0] = '/';
-    assert_int_equal(
-        delivery_issue(sealer, long_path, TICKET_PATH_MAX + 1, digest, 1, now, 60, NULL, &a), -1);
-    assert_int_equal(
-        delivery_issue(sealer, long_path, TICKET_PATH_MAX, digest, 1, now, 60, client, &a), 0);
+    delivery_content longest = page("/");
+    longest.path = long_path;
+    longest.path_len = TICKET_PATH_MAX + 1;
+    assert_int_equal(delivery_issue(sealer, &longest, now, 60, NULL, &a), -1);
+    /* The largest ticket: bound, injected, the longest path. */
+    longest.path_len = TICKET_PATH_MAX;
+    longest.kind = LEDGER_KIND_TRACKED;
+    assert_int_equal(delivery_issue(sealer, &longest, now, 60, client, &a), 0);
     assert_true(a.ticket_len <= TICKET_MAX_LEN);
     ticket_sealer_free(sealer);
 }
@@ -101,7 +105,8 @@ static void test_event_start(void **state)
     ticket_sealer *sealer = ticket_sealer_new(secret);
     delivery d;
     uint64_t now = UINT64_C(1764100000000);
-    assert_int_equal(delivery_issue(sealer, "/a.html", 7, digest, 42, now, 60, NULL, &d), 0);
+    const delivery_content a_html = page("/a.html");
+    assert_int_equal(delivery_issue(sealer, &a_html, now, 60, NULL, &d), 0);
     ledger_event *ev = malloc(sizeof *ev);
     assert_non_null(ev);
     memset(ev, 0x5a, sizeof *ev);
@@ -147,6 +152,8 @@ static void test_content_json(void **state)
     memset(&t, 0, sizeof t);
     memcpy(t.sha256, digest, 32);
     t.size = 42;
+    memcpy(t.delivered_sha256, injected, 32);
+    t.delivered_size = 90;
     static const struct {
         const char *path, *json;
     } cases[] = {
@@ -167,7 +174,9 @@ static void test_content_json(void **state)
         assert_false(b.failed);
         snprintf(want, sizeof want,
                  "{\"v\":1,\"content\":{\"path\":\"%s\","
-                 "\"sha256\":\"3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"size\":42}}",
+                 "\"sha256\":\"_u0AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"size\":90,"
+                 "\"version\":{\"sha256\":\"3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
+                 "\"size\":42}}}",
                  cases[i].json);
         assert_string_equal(mem, want);
     }
@@ -176,8 +185,9 @@ static void test_content_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_inject_offset), cmocka_unit_test(test_element),
-        cmocka_unit_test(test_issue),         cmocka_unit_test(test_event_start),
+        cmocka_unit_test(test_element),
+        cmocka_unit_test(test_issue),
+        cmocka_unit_test(test_event_start),
         cmocka_unit_test(test_content_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,7 +8,11 @@
 #include "common/b64.h"
 #include "daemon/ticket.h"
 
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #define HOUR_MS ((uint64_t)TICKET_EPOCH_SECONDS * 1000)
@@ -24,6 +28,9 @@ static void claims_for(ticket_claims *c, const char *path, uint64_t issued)
     for (int i = 0; i < 32; i++)
         c->sha256[i] = (uint8_t)(0xa0 + i);
     c->size = 123456789;
+    memcpy(c->delivered_sha256, c->sha256, 32); /* sent as stored */
+    c->delivered_size = c->size;
+    c->kind = 3;
     c->issued_ms = issued;
     c->expires_ms = issued + 7 * 24 * HOUR_MS;
     c->path_len = strlen(path);
@@ -35,6 +42,9 @@ static void assert_same(const ticket_claims *a, const ticket_claims *b)
     assert_memory_equal(a->delivery.bytes, b->delivery.bytes, 16);
     assert_memory_equal(a->sha256, b->sha256, 32);
     assert_int_equal(a->size, b->size);
+    assert_memory_equal(a->delivered_sha256, b->delivered_sha256, 32);
+    assert_int_equal(a->delivered_size, b->delivered_size);
+    assert_int_equal(a->kind, b->kind);
     assert_int_equal(a->issued_ms, b->issued_ms);
     assert_int_equal(a->expires_ms, b->expires_ms);
     assert_int_equal(a->bound, b->bound);
@@ -124,11 +134,11 @@ static void test_wrong_version(void **state)
     claims_for(&c, "/v", T0);
     assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
     rawlen = b64url_decode(t, n, raw, sizeof(raw));
-    assert_int_equal(raw[0], 2);
+    assert_int_equal(raw[0], 3);
     for (int v = 0; v < 256; v += 1) {
-        if (v == 2)
+        if (v == 3)
             continue;
-        raw[0] = (uint8_t)v; /* 1 too: a version 1 header is 4 bytes shorter */
+        raw[0] = (uint8_t)v; /* 1 and 2 too: the version is authenticated */
         n = b64url_encode(raw, (size_t)rawlen, t);
         assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_INVALID);
     }
@@ -294,8 +304,10 @@ static void test_path_limits(void **state)
     path[0] = '/';
     path[TICKET_PATH_MAX] = '\0';
     claims_for(&c, path, T0);
-    c.bound = true; /* the largest claims: bound, longest path */
+    c.bound = true; /* the largest claims: bound, injected, longest path */
     memset(c.client_id, 0xee, 32);
+    memset(c.delivered_sha256, 0xdd, 32);
+    c.delivered_size = UINT64_MAX;
     assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
     assert_true(n <= TICKET_MAX_LEN);
     assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
@@ -336,6 +348,154 @@ static void test_bound_client(void **state)
     assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
     assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
     assert_false(got.bound);
+    ticket_sealer_free(s);
+}
+
+/* Kinds and the delivered digest: carried when they differ from the
+ * stored file's, and what the flags say matches what follows. */
+static void test_kind_and_delivered(void **state)
+{
+    ticket_sealer *s = ticket_sealer_new(secret_a);
+    ticket_claims c, got;
+    char t[TICKET_MAX_LEN + 1], same[TICKET_MAX_LEN + 1];
+    size_t n = 0, n_same = 0;
+
+    (void)state;
+    for (uint8_t kind = 0; kind < 8; kind++) {
+        claims_for(&c, "/kind.html", T0);
+        c.kind = kind;
+        assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+        assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
+        assert_same(&c, &got);
+    }
+    claims_for(&c, "/kind.html", T0);
+    c.kind = 8; /* three bits */
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_INVALID);
+
+    claims_for(&c, "/page.html", T0);
+    assert_int_equal(ticket_seal(s, &c, same, &n_same), TICKET_OK);
+    c.delivered_sha256[0] ^= 1;
+    c.delivered_size = c.size + 48;
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+    uint8_t raw[TICKET_MAX_LEN], raw_same[TICKET_MAX_LEN];
+    assert_int_equal(b64url_decode(t, n, raw, sizeof raw),
+                     b64url_decode(same, n_same, raw_same, sizeof raw_same) + 40);
+    assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
+    assert_same(&c, &got);
+    /* The same digest, another size: still carried. */
+    claims_for(&c, "/page.html", T0);
+    c.delivered_size = 1;
+    assert_int_equal(ticket_seal(s, &c, t, &n), TICKET_OK);
+    assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
+    assert_same(&c, &got);
+    ticket_sealer_free(s);
+}
+
+/*
+ * Tickets of versions 1 and 2, sealed here the way the servers before
+ * version 3 sealed them (version 2 with a key tag in the header and the
+ * derivation), still open: no kind, and the stored digest is the delivered
+ * one.
+ */
+static void seal_old(int version, const uint8_t secret[TICKET_SECRET_LEN], const uint8_t *pt,
+                     size_t ptlen, uint64_t issued, char *out, size_t *out_len)
+{
+    static const uint8_t key_tag[4] = {0xde, 0xad, 0xbe, 0xef};
+    uint8_t raw[400], key[32];
+    uint32_t epoch = (uint32_t)(issued / HOUR_MS);
+    char info[48];
+    int ilen = version == 1 ? snprintf(info, sizeof info, "epoch %u", (unsigned)epoch)
+                            : snprintf(info, sizeof info, "epoch %u key deadbeef", (unsigned)epoch);
+    size_t header = version == 1 ? 17 : 21;
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *kctx = EVP_KDF_CTX_new(kdf);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, TICKET_SECRET_LEN),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, "receipt/v1 ticket", 17),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, (size_t)ilen),
+        OSSL_PARAM_construct_end(),
+    };
+    assert_int_equal(EVP_KDF_derive(kctx, key, sizeof key, params), 1);
+    EVP_KDF_CTX_free(kctx);
+    EVP_KDF_free(kdf);
+    raw[0] = (uint8_t)version;
+    raw[1] = (uint8_t)(epoch >> 24);
+    raw[2] = (uint8_t)(epoch >> 16);
+    raw[3] = (uint8_t)(epoch >> 8);
+    raw[4] = (uint8_t)epoch;
+    if (version == 2)
+        memcpy(raw + 5, key_tag, 4);
+    memset(raw + header - 12, 0x42, 12);
+    EVP_CIPHER_CTX *cctx = EVP_CIPHER_CTX_new();
+    int len = 0;
+    assert_int_equal(EVP_EncryptInit_ex(cctx, EVP_aes_256_gcm(), NULL, key, raw + header - 12), 1);
+    assert_int_equal(EVP_EncryptUpdate(cctx, NULL, &len, raw, (int)header), 1);
+    assert_int_equal(EVP_EncryptUpdate(cctx, raw + header, &len, pt, (int)ptlen), 1);
+    assert_int_equal(EVP_EncryptFinal_ex(cctx, raw + header + len, &len), 1);
+    assert_int_equal(EVP_CIPHER_CTX_ctrl(cctx, EVP_CTRL_GCM_GET_TAG, 16, raw + header + ptlen), 1);
+    EVP_CIPHER_CTX_free(cctx);
+    *out_len = b64url_encode(raw, header + ptlen + 16, out);
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void test_old_versions(void **state)
+{
+    ticket_sealer *s = ticket_sealer_new(secret_a);
+    ticket_claims c, got;
+    uint8_t pt[400];
+    char t[TICKET_MAX_LEN + 1];
+    size_t n = 0, o = 0;
+
+    (void)state;
+    claims_for(&c, "/old.html", T0);
+    pt[o++] = 1; /* bound */
+    memcpy(pt + o, c.delivery.bytes, 16);
+    o += 16;
+    memcpy(pt + o, c.sha256, 32);
+    o += 32;
+    put_be64(pt + o, c.size);
+    put_be64(pt + o + 8, c.issued_ms);
+    put_be64(pt + o + 16, c.expires_ms);
+    o += 24;
+    memset(pt + o, 0xcc, 32);
+    o += 32;
+    pt[o++] = (uint8_t)c.path_len;
+    memcpy(pt + o, c.path, c.path_len);
+    o += c.path_len;
+    for (int version = 1; version <= 2; version++) {
+        pt[0] = 1;
+        seal_old(version, secret_a, pt, o, T0, t, &n);
+        assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
+        assert_int_equal(got.kind, TICKET_KIND_NONE);
+        assert_true(got.bound);
+        assert_memory_equal(got.sha256, c.sha256, 32);
+        assert_memory_equal(got.delivered_sha256, c.sha256, 32);
+        assert_int_equal(got.delivered_size, c.size);
+        assert_string_equal(got.path, "/old.html");
+
+        /* They knew bit 0 of the flags only. */
+        pt[0] = 1 | 2;
+        seal_old(version, secret_a, pt, o, T0, t, &n);
+        assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_INVALID);
+    }
+    /* Their paths were up to 240 bytes; those over today's limit no longer open. */
+    pt[0] = 0;
+    uint8_t *len_at = pt + 73;
+    size_t plen = TICKET_PATH_MAX + 1;
+    *len_at = (uint8_t)plen;
+    memset(len_at + 1, 'p', plen);
+    seal_old(2, secret_a, pt, 74 + plen, T0, t, &n);
+    assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_INVALID);
+    *len_at = (uint8_t)(plen - 1);
+    seal_old(2, secret_a, pt, 74 + plen - 1, T0, t, &n);
+    assert_int_equal(ticket_open(s, t, n, T0, &got), TICKET_OK);
+    assert_int_equal(got.path_len, TICKET_PATH_MAX);
     ticket_sealer_free(s);
 }
 
@@ -394,7 +554,8 @@ int main(void)
         cmocka_unit_test(test_version_1_opens), cmocka_unit_test(test_key_tags),
         cmocka_unit_test(test_expiry),          cmocka_unit_test(test_epochs),
         cmocka_unit_test(test_path_limits),     cmocka_unit_test(test_bound_client),
-        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_threads),         cmocka_unit_test(test_kind_and_delivered),
+        cmocka_unit_test(test_old_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
