@@ -1,20 +1,30 @@
-/* receipt browser agent (PROTOCOL.md, docs/agent.md): trades this page's
- * ticket for plug-in data and, once the page has loaded, confirms the
- * delivery. WebCrypto only, no eval; never throws into the page. */
+/* receipt browser agent (docs/protocol.md, docs/agent.md): trades this
+ * page's ticket for plug-in data and, once the page has loaded, confirms
+ * the delivery; fetches, hashes and confirms the files that links marked
+ * for it download or open. WebCrypto only, no eval; never throws into the
+ * page. */
 (() => {
   'use strict';
   const me = document.currentScript;
-  const ticket = me && me.dataset.receiptTicket;
-  if (!ticket) return;
   const warn = (why) => console.warn('receipt: ' + why);
   let api;
   try { // indexedDB throws where storage is blocked
     if (!window.isSecureContext || !crypto.subtle || !window.indexedDB) throw 0;
-    api = new URL('/_receipt/', me.src).href;
+    api = new URL('/_receipt/', me ? me.src : location.href).href;
   } catch {
     warn('WebCrypto needs a secure context (HTTPS or localhost); this delivery is not confirmed.');
     return;
   }
+
+  /* This page's ticket: the "receipt" entry of its navigation's
+   * Server-Timing; pages served before the element lost its ticket carry
+   * it in data-receipt-ticket. */
+  let ticket = me && me.dataset.receiptTicket;
+  try {
+    const nav = performance.getEntriesByType('navigation')[0];
+    const entry = nav && nav.serverTiming.find((t) => t.name === 'receipt');
+    if (entry && entry.description) ticket = entry.description;
+  } catch { /* no Server-Timing: the attribute, if any */ }
 
   const subtle = crypto.subtle;
   const te = new TextEncoder();
@@ -129,7 +139,9 @@
   /* A network error, 429 or 5xx keeps a confirmation pending: retried
    * after 2, 4, 8, 16 s, then on the next page load and on "online". */
   const busy = new Set();
-  let mine; /* this page's delivery */
+  /* Where receipt:confirmed goes: document for this page's delivery, the
+   * link for a download's. */
+  const told = new Map();
   async function send(item, tries = 0) {
     if (busy.has(item.delivery)) return;
     busy.add(item.delivery);
@@ -150,8 +162,10 @@
         return;
       }
       await idb('pending', 'delete', item.delivery);
-      if (answer && answer.delivery === mine) {
-        document.dispatchEvent(new CustomEvent('receipt:confirmed', { detail: answer }));
+      const target = answer && told.get(answer.delivery);
+      if (target) {
+        told.delete(answer.delivery);
+        target.dispatchEvent(new CustomEvent('receipt:confirmed', { detail: answer }));
       }
     } catch (e) { /* stays pending */ }
   }
@@ -166,30 +180,110 @@
     } catch (e) { /* nothing to send now */ }
   }
 
+  /* Seals and sends the confirmation of plug-in data p, kept pending
+   * until answered; target hears of the answer. */
+  async function confirm(c, p, received, target) {
+    const body = await seal(c, p.server.kid, {
+      v: 1, delivery: p.delivery, ticket: p.ticket, client: { id: c.id }, received,
+    });
+    const item = { delivery: p.delivery, url: p.server.confirm, key: c.header, body,
+      exp_ms: p.exp * 1000 };
+    told.set(p.delivery, target);
+    await idb('pending', 'put', item, p.delivery);
+    await send(item);
+  }
+
   async function main() {
     const c = await clientKey();
     flush();
     addEventListener('online', flush);
+    if (!ticket) return;
     const res = await fetch(api + 'plugin/' + encodeURIComponent(ticket), {
       credentials: 'omit', cache: 'no-store', headers: { 'Receipt-Client-Key': c.header },
     });
     if (res.status !== 200) return; /* 404, 410: a saved page's old ticket */
     const p = await open(c, await res.text());
     await loaded;
-    const body = await seal(c, p.server.kid, {
-      v: 1,
-      delivery: p.delivery,
-      ticket: p.ticket,
-      client: { id: c.id },
-      /* a browser cannot hash what it rendered */
-      received: { sha256: null, size: p.content.size, at_ms: Date.now() },
-    });
-    const item = { delivery: p.delivery, url: p.server.confirm, key: c.header, body,
-      exp_ms: p.exp * 1000 };
-    mine = p.delivery;
-    await idb('pending', 'put', item, mine);
-    await send(item);
+    /* a browser cannot hash what it rendered */
+    await confirm(c, p, { sha256: null, size: p.content.size, at_ms: Date.now() }, document);
   }
+
+  /* Downloads: a click on a same-origin link with download,
+   * data-receipt-download or data-receipt-open. The agent fetches the file
+   * itself (Receipt-Fetch: download, with its key: the plug-in data come
+   * back with the file), hashes what arrived, hands it over, and confirms
+   * with the digest, so a transfer that altered the bytes is recorded
+   * corrupted. Larger files than CAP, and any failure before the bytes are
+   * in hand, fall back to the browser's own download or navigation. */
+  const CAP = 256 * 1024 * 1024;
+  const ours = new WeakSet(); /* links the agent clicks itself */
+
+  function plain(url, name, win) {
+    if (win) {
+      win.location.href = url;
+      return;
+    }
+    const a = document.createElement('a');
+    a.href = url;
+    if (name !== null) a.download = name;
+    else a.target = '_blank';
+    ours.add(a);
+    document.body.append(a);
+    a.click();
+    a.remove();
+  }
+
+  async function fetchFile(link, url, name, win) {
+    let blob = null;
+    try {
+      const c = await clientKey();
+      const init = {
+        credentials: 'same-origin', cache: 'no-store',
+        headers: { 'Receipt-Client-Key': c.header, 'Receipt-Fetch': 'download' },
+      };
+      const head = await fetch(url, { ...init, method: 'HEAD' });
+      const length = Number(head.headers.get('Content-Length'));
+      if (head.status !== 200 || !(length <= CAP)) throw 0;
+      const res = await fetch(url, init);
+      if (res.status !== 200) throw 0;
+      const bytes = await res.arrayBuffer();
+      if (bytes.byteLength > CAP) throw 0;
+      const digest = await subtle.digest('SHA-256', bytes);
+      blob = new Blob([bytes], { type: res.headers.get('Content-Type') || '' });
+      const href = URL.createObjectURL(blob);
+      plain(href, name, win);
+      setTimeout(() => URL.revokeObjectURL(href), 600000);
+      const jwe = res.headers.get('Receipt-Plugin');
+      if (!jwe) return; /* an untracked path */
+      const p = await open(c, jwe);
+      await confirm(c, p, { sha256: b64u(digest), size: bytes.byteLength, at_ms: Date.now() },
+        link);
+    } catch (e) {
+      if (!blob) plain(url.href, name, win);
+      else if (e) warn('this download is not confirmed: ' + e);
+    }
+  }
+
+  document.addEventListener('click', (e) => {
+    const link = e.target instanceof Element && e.target.closest('a[href]');
+    if (!(link instanceof HTMLAnchorElement) || ours.has(link) || e.defaultPrevented ||
+        e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+    const opens = link.hasAttribute('data-receipt-open');
+    if (!opens && !link.hasAttribute('download') &&
+        !link.hasAttribute('data-receipt-download')) return;
+    const url = new URL(link.href);
+    if (url.origin !== location.origin) return;
+    e.preventDefault();
+    url.hash = '';
+    let name = null;
+    if (!opens) {
+      name = link.download || url.pathname.split('/').pop();
+      try { name = decodeURIComponent(name); } catch { /* kept encoded */ }
+      name = name || 'download';
+    }
+    /* a window opened now, in the click, is no popup to block */
+    fetchFile(link, url, name, opens ? window.open('', '_blank') : null);
+  });
 
   main().catch((e) => warn('this delivery is not confirmed: ' + e));
 })();

@@ -21,8 +21,11 @@ const SECRET = 'TOP-SECRET-OUTSIDE-THE-ROOT';
 
 const sha256 = (b) => crypto.createHash('sha256').update(b).digest();
 const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-const element = (ticket) =>
-  `<script src="/_receipt/agent.js" data-receipt-ticket="${ticket}" async></script>`;
+// The agent element is the same in every page and delivery: the ticket
+// travels in the Receipt-Ticket and Server-Timing headers.
+const ELEMENT = '<script src="/_receipt/agent.js" async></script>';
+const element = () => ELEMENT;
+const serverTiming = (ticket) => `receipt;desc="${ticket}"`;
 
 describe('content and deliveries', () => {
   let srv;
@@ -61,13 +64,38 @@ describe('content and deliveries', () => {
     const ticket = res.headers.get('receipt-ticket');
     assert.match(id, UUID7);
     assert.match(ticket, /^[A-Za-z0-9_-]{1,512}$/);
+    assert.equal(res.headers.get('server-timing'), serverTiming(ticket));
     assert.equal(res.headers.get('cache-control'), 'private, no-cache');
-    assert.equal(res.headers.get('repr-digest'), `sha-256=:${sha256(PAGE).toString('base64')}:`);
     assert.match(res.headers.get('content-type'), /^text\/html/);
-    const expected = PAGE.replace('</body>', element(ticket) + '</body>');
+    const expected = PAGE.replace('</body>', ELEMENT + '</body>');
     assert.equal(body, expected);
+    // Repr-Digest describes the bytes sent: the page with its element.
+    assert.equal(res.headers.get('repr-digest'), `sha-256=:${sha256(expected).toString('base64')}:`);
     assert.equal(Number(res.headers.get('content-length')), Buffer.byteLength(expected));
     assert.equal(res.headers.get('receipt-plugin'), null);
+    // No validators: a page view is never a 304 that brings back an old delivery.
+    assert.equal(res.headers.get('etag'), null);
+    assert.equal(res.headers.get('last-modified'), null);
+    assert.equal(res.headers.get('accept-ranges'), null);
+    // The ledger keeps the stored file's digest as the version, and the
+    // digest of what was sent beside it.
+    const row = await srv.until(() => srv.query(`SELECT * FROM deliveries WHERE id = '${id}'`)[0]);
+    assert.equal(row.path, '/index.html');
+    assert.equal(row.size, Buffer.byteLength(PAGE));
+  });
+
+  test('every page view is the same bytes, and a new delivery', async () => {
+    const seen = new Set();
+    let body = null;
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(srv.url + '/index.html', { headers: { 'If-None-Match': '*' } });
+      assert.equal(res.status, 200, 'conditionals do not apply to an injected page');
+      const text = await res.text();
+      if (body !== null) assert.equal(text, body);
+      body = text;
+      seen.add(res.headers.get('receipt-delivery'));
+    }
+    assert.equal(seen.size, 3);
   });
 
   test('the element goes before the last </body>, in any case, or at the end', async () => {
@@ -81,8 +109,8 @@ describe('content and deliveries', () => {
       assert.equal(res.status, 200, name);
       const body = await res.text();
       assert.equal(body, expect(res.headers.get('receipt-ticket')), name);
-      if (page) assert.equal(res.headers.get('repr-digest'), `sha-256=:${sha256(page).toString('base64')}:`);
-      assert.equal(body.split('data-receipt-ticket').length, 2, 'exactly one element');
+      assert.equal(res.headers.get('repr-digest'), `sha-256=:${sha256(body).toString('base64')}:`);
+      assert.equal(body.split('/_receipt/agent.js').length, 2, 'exactly one element');
     }
   });
 
@@ -130,12 +158,16 @@ describe('content and deliveries', () => {
     assert.equal(Number(head.headers.get('content-length')), Buffer.byteLength(getBody),
       'HEAD announces the length a GET delivers');
 
-    const etag = get.headers.get('etag');
-    const notModified = await fetch(srv.url + '/index.html', { headers: { 'If-None-Match': etag } });
+    // Files that are not injected keep their validators and 304.
+    const bin = await fetch(srv.url + '/blob.bin');
+    await bin.arrayBuffer();
+    const etag = bin.headers.get('etag');
+    assert.ok(etag);
+    const notModified = await fetch(srv.url + '/blob.bin', { headers: { 'If-None-Match': etag } });
     assert.equal(notModified.status, 304);
     assert.equal(notModified.headers.get('receipt-delivery'), null);
 
-    const lm = get.headers.get('last-modified');
+    const lm = bin.headers.get('last-modified');
     const ims = await fetch(srv.url + '/blob.bin', { headers: { 'If-Modified-Since': lm } });
     assert.equal(ims.status, 304);
 
@@ -172,7 +204,8 @@ describe('content and deliveries', () => {
 
     await new Promise((r) => setTimeout(r, 300));
     const after = srv.query('SELECT count(*) AS n FROM deliveries')[0].n;
-    assert.equal(after, before + 2, 'only the plain GET and the whole-page range GET of /index.html became rows');
+    assert.equal(after, before + 3,
+      'only the GETs of /index.html (plain and with a range) and of /blob.bin became rows');
   });
 
   test('a directory serves its index.html; without the slash it redirects', async () => {

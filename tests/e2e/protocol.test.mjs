@@ -12,6 +12,7 @@ import {
 } from './lib/client.mjs';
 
 const PAGE = '<!doctype html><html><body><h1>Terms</h1></body></html>';
+const ELEMENT = '<script src="/_receipt/agent.js" async></script>';
 const BIN = crypto.randomBytes(4096);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -61,7 +62,11 @@ describe('protocol with an independent client', () => {
     assert.equal(header.cty, 'receipt-plugin+json');
     assert.equal(payload.v, 1);
     assert.equal(payload.delivery, res.headers.get('receipt-delivery'));
-    assert.deepEqual(payload.content, { path: '/blob.bin', sha256: await sha256b64url(BIN), size: BIN.length });
+    const binSha = await sha256b64url(BIN);
+    assert.deepEqual(payload.content, {
+      path: '/blob.bin', sha256: binSha, size: BIN.length, version: { sha256: binSha, size: BIN.length },
+    });
+    assert.equal(res.headers.get('repr-digest'), `sha-256=:${Buffer.from(base64url.decode(binSha)).toString('base64')}:`);
     assert.deepEqual(payload.client, { id: client.id, addr: '127.0.0.1' });
     assert.deepEqual(payload.server, { id: 'edge-1', node: 'edge-1b', kid: encKey(jwks).kid, confirm: `${srv.url}/_receipt/confirm` });
     assert.ok(payload.exp > payload.iat);
@@ -80,7 +85,9 @@ describe('protocol with an independent client', () => {
     assert.equal(receipt.payload.status, 'confirmed');
     assert.deepEqual(receipt.payload.content, payload.content);
     assert.deepEqual(receipt.payload.client, { id: client.id });
-    assert.deepEqual(receipt.payload.server, { id: 'edge-1', node: 'edge-1b' });
+    assert.deepEqual(receipt.payload.server, {
+      id: 'edge-1', node: 'edge-1b', url: srv.url, jwks: `${srv.url}/_receipt/jwks.json`,
+    });
     assert.ok(receipt.payload.confirmed_at_ms >= receipt.payload.issued_at_ms);
 
     const [row] = srv.query(`SELECT * FROM deliveries WHERE id='${payload.delivery}'`);
@@ -100,7 +107,11 @@ describe('protocol with an independent client', () => {
     assert.equal(header.cty, 'receipt-plugin+json');
     assert.equal(payload.delivery, id);
     assert.notEqual(payload.ticket, ticket, 'the plug-in carries a ticket bound to the client');
-    assert.equal(payload.content.sha256, await sha256b64url(Buffer.from(PAGE)));
+    // The plug-in data describe the page as sent, the element in it; the
+    // stored file is the version.
+    assert.equal(payload.content.version.sha256, await sha256b64url(Buffer.from(PAGE)));
+    assert.equal(payload.content.version.size, Buffer.byteLength(PAGE));
+    assert.equal(payload.content.size, Buffer.byteLength(PAGE) + ELEMENT.length);
     const bound = await srv.until(() => {
       const [r] = srv.query(`SELECT * FROM deliveries WHERE id='${id}'`);
       return r && r.status === 'bound' && r;
@@ -111,6 +122,36 @@ describe('protocol with an independent client', () => {
     const out = await postConfirm(payload.server.confirm, client, await sealConfirmation(client, jwks, confirmation(payload)));
     assert.equal(out.status, 200, out.text);
     assert.equal(out.json.status, 'confirmed');
+  });
+
+  test('a ticket-path client that hashes the page it received gets confirmed', async () => {
+    const client = await newClient();
+    const res = await fetch(srv.url + '/page.html');
+    const body = Buffer.from(await res.arrayBuffer());
+    assert.ok(body.toString().includes(ELEMENT), 'the page carries the agent element');
+    const sent = await sha256b64url(body);
+    assert.equal(res.headers.get('repr-digest'),
+      `sha-256=:${Buffer.from(base64url.decode(sent)).toString('base64')}:`, 'Repr-Digest is of the body');
+    const { payload } = await tradeTicket(srv, client, jwks, res.headers.get('receipt-ticket'));
+    assert.equal(payload.content.sha256, sent);
+    assert.equal(payload.content.size, body.length);
+    const out = await postConfirm(payload.server.confirm, client,
+      await sealConfirmation(client, jwks, confirmation(payload, { sha256: sent, size: body.length })));
+    assert.equal(out.status, 200, out.text);
+    assert.equal(out.json.status, 'confirmed');
+    const receipt = await verifyReceipt(jwks, out.json.receipt);
+    assert.deepEqual(receipt.payload.content, {
+      path: '/page.html', sha256: sent, size: body.length,
+      version: { sha256: await sha256b64url(Buffer.from(PAGE)), size: Buffer.byteLength(PAGE) },
+    });
+    // The stored file's digest is not what this client received.
+    const other = await newClient();
+    const again = await fetch(srv.url + '/page.html');
+    await again.arrayBuffer();
+    const p2 = (await tradeTicket(srv, other, jwks, again.headers.get('receipt-ticket'))).payload;
+    const wrong = await postConfirm(p2.server.confirm, other, await sealConfirmation(other, jwks,
+      confirmation(p2, { sha256: await sha256b64url(Buffer.from(PAGE)) })));
+    assert.equal(wrong.json.status, 'corrupted');
   });
 
   test('confirming is idempotent; another client gets 409', async () => {
