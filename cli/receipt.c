@@ -49,7 +49,7 @@ static const char usage_text[] =
     "  flush [--key FILE] [--spool DIR] [--receipts DIR] [--json] [--due]\n"
     "        [--insecure-confirm] [--cacert FILE] [--capath DIR]\n"
     "                                     send spooled confirmations\n"
-    "  verify RECEIPT_FILE --jwks URL_OR_FILE [--cacert FILE] [--capath DIR]\n"
+    "  verify RECEIPT_FILE [--jwks URL_OR_FILE] [--cacert FILE] [--capath DIR]\n"
     "                                     check a receipt and print its payload\n"
     "\n"
     "Options:\n"
@@ -61,6 +61,8 @@ static const char usage_text[] =
     "  --json              one JSON object on standard output (flush: one per line)\n"
     "  --due               flush only confirmations whose retry time has come\n"
     "  --insecure-confirm  allow confirming over plain http to a non-loopback host\n"
+    "  --jwks URL_OR_FILE  verify with this key set (default: the one the receipt\n"
+    "                      names on its server, over https or to loopback)\n"
     "  --cacert FILE       verify https servers with the CA certificates in FILE (PEM)\n"
     "                      instead of the system's (default: $CURL_CA_BUNDLE, else\n"
     "                      $SSL_CERT_FILE and $SSL_CERT_DIR, else the system's CAs)\n"
@@ -772,13 +774,11 @@ static char *cli_extract_receipt(char *text)
 
 static int cmd_verify(cli_opts *o, const char *file)
 {
-    if (o->jwks == NULL)
-        return cli_usage_error("verify needs --jwks URL_OR_FILE");
     receipt_client *c = cli_client(o);
     if (c == NULL)
         return EXIT_FAILURE_OTHER;
     int rc = EXIT_FAILURE_OTHER;
-    char *text = NULL, *jwks = NULL, *payload = NULL;
+    char *text = NULL, *jwks = NULL, *payload = NULL, *named = NULL;
     bool jwks_fetched = false;
     if (cli_read_file(file, &text) != 0)
         goto out;
@@ -787,8 +787,18 @@ static int cmd_verify(cli_opts *o, const char *file)
         cli_err("%s holds no receipt", file);
         goto out;
     }
-    if (strncmp(o->jwks, "http://", 7) == 0 || strncmp(o->jwks, "https://", 8) == 0) {
-        receipt_result r = receipt_jwks_fetch(c, o->jwks, &jwks);
+    /* Without --jwks, the key set the receipt names on its own server:
+     * what is verified then is that this server signed it. */
+    const char *source = o->jwks;
+    if (source == NULL) {
+        if (receipt_jwks_url(c, receipt, &named) != RECEIPT_OK) {
+            cli_err("%s: %s (or give --jwks)", file, receipt_errmsg(c));
+            goto out;
+        }
+        source = named;
+    }
+    if (strncmp(source, "http://", 7) == 0 || strncmp(source, "https://", 8) == 0) {
+        receipt_result r = receipt_jwks_fetch(c, source, &jwks);
         if (r != RECEIPT_OK) {
             cli_err("%s", receipt_errmsg(c));
             if (r == RECEIPT_ERR_TLS)
@@ -796,7 +806,7 @@ static int cmd_verify(cli_opts *o, const char *file)
             goto out;
         }
         jwks_fetched = true;
-    } else if (cli_read_file(o->jwks, &jwks) != 0) {
+    } else if (cli_read_file(source, &jwks) != 0) {
         goto out;
     }
     if (receipt_verify(c, receipt, jwks, &payload) != RECEIPT_OK) {
@@ -805,9 +815,10 @@ static int cmd_verify(cli_opts *o, const char *file)
     }
     printf("%s\n", payload);
     if (!o->quiet && !o->json)
-        cli_err("%s: valid receipt", file);
+        cli_err("%s: valid receipt, signed with a key of %s", file, source);
     rc = EXIT_CONFIRMED;
 out:
+    receipt_free(named);
     receipt_free(payload);
     if (jwks_fetched)
         receipt_free(jwks);

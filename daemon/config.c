@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define CONFIG_HELP_WIDTH  79 /* --help wraps its lines here */
@@ -1033,6 +1034,58 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
         return CONFIG_USAGE;
     }
     return config_finish(cfg, err, errlen);
+}
+
+/* Whether host (as in a URL; IPv6 in brackets) names this machine. */
+static bool host_is_loopback(const char *host, size_t n)
+{
+    char h[CONFIG_URL_MAX + 1];
+    if (n == 0 || n > CONFIG_URL_MAX)
+        return false;
+    memcpy(h, host, n);
+    h[n] = '\0';
+    if (strcasecmp(h, "localhost") == 0 || (n > 10 && strcasecmp(h + n - 10, ".localhost") == 0))
+        return true;
+    if (strcmp(h, "[::1]") == 0)
+        return true;
+    struct in_addr a4;
+    return inet_pton(AF_INET, h, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+static bool address_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24 == 127;
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+size_t config_warnings(const config *cfg, char out[][CONFIG_WARNING_LEN], size_t max)
+{
+    size_t n = 0;
+    const char *url = cfg->public_url;
+    if (n < max && strncmp(url, "http://", 7) == 0) {
+        const char *host = url + 7;
+        size_t len = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":/?#");
+        if (!host_is_loopback(host, len))
+            snprintf(out[n++], CONFIG_WARNING_LEN,
+                     "the public URL %s is plain http on a host that is not loopback: browsers "
+                     "run the agent, and send fetch metadata, only on https or localhost, so "
+                     "page views there are not confirmed (serve it over https, or set "
+                     "--public-url)",
+                     url);
+    }
+    bool given = (cfg->given >> (option_named("public-url") - options)) & 1;
+    if (n < max && !given && !address_is_loopback(&cfg->listen.addr))
+        snprintf(out[n++], CONFIG_WARNING_LEN,
+                 "listening on %s without --public-url: plug-in data and receipts name %s, "
+                 "which clients on other hosts may not reach (set --public-url to the URL they "
+                 "use)",
+                 cfg->listen.text, url);
+    return n;
 }
 
 void config_free(config *cfg)

@@ -127,6 +127,19 @@ WARN_UNUSED_RESULT config_result config_parse(config *cfg, int argc, char **argv
 WARN_UNUSED_RESULT int config_set(config *cfg, const char *name, const char *value, char *err,
                                   size_t errlen);
 
+/*
+ * What is valid but will not work as an operator expects, one sentence
+ * each, for the log at start and for --check: a public URL of plain http on
+ * a host that is not loopback (browsers run the agent, and send fetch
+ * metadata, only on https and loopback origins), and a listener on an
+ * address that is not loopback without --public-url (plug-in data and
+ * receipts then name an address that other hosts may not reach). Fills up
+ * to max lines of out and returns how many.
+ */
+#define CONFIG_WARNINGS_MAX 4
+#define CONFIG_WARNING_LEN  1536
+size_t config_warnings(const config *cfg, char out[][CONFIG_WARNING_LEN], size_t max);
+
 /* Releases what the config owns. NULL-safe. */
 void config_free(config *cfg);
 

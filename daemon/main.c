@@ -127,6 +127,15 @@ static int check_reservation_room(const config *cfg, size_t events, char *err, s
     return 0;
 }
 
+/* What is valid but will not work as expected: one warning a line. */
+static void warn_misconfiguration(const config *cfg)
+{
+    char lines[CONFIG_WARNINGS_MAX][CONFIG_WARNING_LEN];
+    size_t n = config_warnings(cfg, lines, CONFIG_WARNINGS_MAX);
+    for (size_t i = 0; i < n; i++)
+        log_warn("%s", lines[i]);
+}
+
 /*
  * The writer's ledger. A database server that cannot be reached yet (down,
  * still starting, the network not up) is tried again, with the wait doubling
@@ -186,6 +195,7 @@ static int start_state(const config *cfg, bool check_only, const sigset_t *signa
     memset(st, 0, sizeof *st);
     if (check_root(cfg->root, err, errlen) != 0)
         return -1;
+    warn_misconfiguration(cfg);
     if (check_only && stat(cfg->state_dir, &sb) != 0) {
         printf("receiptd: state directory %s does not exist yet; it will be created\n",
                cfg->state_dir);

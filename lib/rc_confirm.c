@@ -1,5 +1,6 @@
 #include "lib/rc_confirm.h"
 
+#include "common/b64.h"
 #include "common/durable.h"
 #include "common/jose.h"
 #include "common/sjson.h"
@@ -375,6 +376,73 @@ RECEIPT_API receipt_result receipt_jwks_fetch(receipt_client *c, const char *url
         }
     }
     rc_http_response_clear(&resp);
+    return r;
+}
+
+RECEIPT_API receipt_result receipt_jwks_url(receipt_client *c, const char *receipt, char **url)
+{
+    if (url != NULL)
+        *url = NULL;
+    if (c == NULL)
+        return RECEIPT_ERR_ARGUMENT;
+    if (receipt == NULL || url == NULL)
+        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "receipt and result are required");
+    c->errmsg[0] = '\0';
+    receipt_result r = RECEIPT_ERR_PROTOCOL;
+    uint8_t *plain = NULL;
+    json_t *obj = NULL;
+    size_t n = strlen(receipt);
+    const char *first = memchr(receipt, '.', n);
+    const char *second =
+        first != NULL ? memchr(first + 1, '.', n - (size_t)(first + 1 - receipt)) : NULL;
+    if (n > RC_RECEIPT_MAX || second == NULL) {
+        r = rc_fail(c, RECEIPT_ERR_PROTOCOL, "not a receipt (an ES256 JWS)");
+        goto out;
+    }
+    size_t enc_len = (size_t)(second - first - 1);
+    plain = malloc(b64url_decoded_max(enc_len) + 1);
+    if (plain == NULL) {
+        r = rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    long plain_len = b64url_decode(first + 1, enc_len, plain, b64url_decoded_max(enc_len));
+    char err[128];
+    obj = plain_len < 0 ? NULL
+                        : sjson_parse_object((const char *)plain, (size_t)plain_len,
+                                             SJSON_MAX_DEPTH, err, sizeof(err));
+    const json_t *server = obj != NULL ? sjson_object(obj, "server") : NULL;
+    const char *jwks = server != NULL ? sjson_string(server, "jwks", NULL) : NULL;
+    const char *base = server != NULL ? sjson_string(server, "url", NULL) : NULL;
+    if (jwks == NULL || base == NULL) {
+        r = rc_fail(c, RECEIPT_ERR_PROTOCOL,
+                    "the receipt names no key set (server.url and server.jwks)");
+        goto out;
+    }
+    bool https = false;
+    char host[RC_ORIGIN_MAX];
+    char jwks_origin[RC_ORIGIN_MAX], base_origin[RC_ORIGIN_MAX];
+    if (rc_url_check(jwks, &https, host) != RC_URL_OK || rc_url_origin(jwks, jwks_origin) != 0 ||
+        rc_url_origin(base, base_origin) != 0) {
+        r = rc_fail(c, RECEIPT_ERR_PROTOCOL, "the receipt's key set URL is not an http(s) URL");
+        goto out;
+    }
+    if (!https && !rc_url_host_is_loopback(host)) {
+        r = rc_fail(c, RECEIPT_ERR_PROTOCOL,
+                    "the receipt's key set %s is plain http to a host that is not loopback: "
+                    "fetch it yourself over a channel you trust",
+                    jwks);
+        goto out;
+    }
+    if (strcmp(jwks_origin, base_origin) != 0) {
+        r = rc_fail(c, RECEIPT_ERR_PROTOCOL, "the receipt's key set %s is not on its server %s",
+                    jwks, base_origin);
+        goto out;
+    }
+    *url = strdup(jwks);
+    r = *url != NULL ? RECEIPT_OK : rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+out:
+    json_decref(obj);
+    free(plain);
     return r;
 }
 

@@ -310,6 +310,17 @@ RECEIPT_API receipt_result receipt_spool_count(receipt_client *c, size_t *count)
 RECEIPT_API receipt_result receipt_jwks_fetch(receipt_client *c, const char *url, char **jwks);
 
 /*
+ * The URL of the JWK Set a receipt names (its payload's server.jwks), read
+ * before anything is verified, for receipt_jwks_fetch(). *url (free it
+ * with receipt_free()) is https, or plain http to a loopback host, and on
+ * the origin of the receipt's own server.url: a receipt can only send its
+ * reader to the key set of the server it names, and the caller decides
+ * whether that server is one it trusts. RECEIPT_ERR_PROTOCOL when the
+ * receipt names no key set, or one that breaks these rules.
+ */
+RECEIPT_API receipt_result receipt_jwks_url(receipt_client *c, const char *receipt, char **url);
+
+/*
  * Verifies a receipt (compact JWS, ES256) with the "sig" key of the JWK Set
  * jwks whose kid the receipt names, and checks that its payload is a
  * version 1 receipt. On RECEIPT_OK *payload, when payload is not NULL,

@@ -64,6 +64,54 @@ static void test_server_id_from_public_url(void **state)
     }
 }
 
+/* The start-up warnings: plain http off loopback, a public listener without
+ * --public-url; none for the usual set-ups. */
+static void test_warnings(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *listen, *public_url;
+        const char *first, *second; /* what the warnings mention, NULL: none */
+    } cases[] = {
+        {"127.0.0.1:8080", NULL, NULL, NULL},
+        {"127.0.0.1:8080", "https://www.example.com", NULL, NULL},
+        {"127.0.0.1:8080", "http://localhost:8080", NULL, NULL},
+        {"127.0.0.1:8080", "http://app.localhost", NULL, NULL},
+        {"127.0.0.1:8080", "http://127.0.0.2:8080", NULL, NULL},
+        {"127.0.0.1:8080", "http://[::1]:8080", NULL, NULL},
+        {"[::1]:8080", NULL, NULL, NULL},
+        {"127.0.0.1:8080", "http://www.example.com", "http://www.example.com is plain http", NULL},
+        {"127.0.0.1:8080", "http://[2001:db8::1]", "plain http", NULL},
+        {"127.0.0.1:8080", "http://localhost.example.com", "plain http", NULL},
+        {"0.0.0.0:8080", "https://www.example.com", NULL, NULL},
+        {"0.0.0.0:8080", NULL, "plain http", "listening on 0.0.0.0:8080 without --public-url"},
+        {"[::]:8080", NULL, "plain http", "without --public-url"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[8] = {"receiptd", "--root", "/srv", "--listen", (char *)cases[i].listen};
+        int argc = 5;
+        if (cases[i].public_url != NULL) {
+            argv[argc++] = "--public-url";
+            argv[argc++] = (char *)cases[i].public_url;
+        }
+        argv[argc] = NULL;
+        config cfg;
+        char err[256] = "";
+        assert_int_equal(parse(&cfg, argc, argv, err), CONFIG_OK);
+        char lines[CONFIG_WARNINGS_MAX][CONFIG_WARNING_LEN];
+        size_t n = config_warnings(&cfg, lines, CONFIG_WARNINGS_MAX);
+        size_t want = (cases[i].first != NULL) + (cases[i].second != NULL);
+        if (n != want)
+            fail_msg("case %zu (%s, %s): %zu warnings, expected %zu", i, cases[i].listen,
+                     cases[i].public_url ? cases[i].public_url : "-", n, want);
+        if (cases[i].first != NULL)
+            assert_non_null(strstr(lines[0], cases[i].first));
+        if (cases[i].second != NULL)
+            assert_non_null(strstr(lines[1], cases[i].second));
+        config_free(&cfg);
+    }
+}
+
 /* --track and --untrack keep their order in one list. */
 static void test_path_rules(void **state)
 {
@@ -587,7 +635,7 @@ int main(void)
         cmocka_unit_test(test_help_and_man), cmocka_unit_test(test_file),
         cmocka_unit_test(test_file_errors),  cmocka_unit_test(test_tls_options),
         cmocka_unit_test(test_sample),       cmocka_unit_test(test_server_id_from_public_url),
-        cmocka_unit_test(test_path_rules),
+        cmocka_unit_test(test_path_rules),   cmocka_unit_test(test_warnings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
