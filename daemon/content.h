@@ -46,8 +46,8 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define CONTENT_URL_MAX     1024                /* longer decoded paths: CONTENT_TOO_LONG (414) */
-#define CONTENT_PATH_MAX    240                 /* canonical path bytes that a ticket can carry */
+#define CONTENT_URL_MAX     1024 /* longer decoded paths: CONTENT_TOO_LONG (414) */
+#define CONTENT_PATH_MAX    200 /* canonical path bytes that a ticket can carry (TICKET_PATH_MAX) */
 #define CONTENT_HTML_MAX    (16u * 1024 * 1024) /* larger HTML is not injected */
 #define CONTENT_ELEMENT_MAX 256                 /* bytes of an inject_element */
 

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+_Static_assert(CONTENT_PATH_MAX <= TICKET_PATH_MAX, "every content path fits a ticket");
+
 /* "receipt;desc=" and the quoted ticket: the Server-Timing entry. */
 #define HTTP_SERVER_TIMING_MAX (TICKET_MAX_LEN + 32)
 

@@ -261,6 +261,19 @@ describe('content and deliveries', () => {
     const long = await rawRequest(srv.port,
       `GET /${'y'.repeat(5000)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
     assert.equal(statusOf(long), 414);
+    // The longest content path a ticket carries is 200 bytes: a file with a
+    // longer one is answered 414, not served without a delivery.
+    const name = 'p'.repeat(199);
+    fs.writeFileSync(path.join(srv.root, name), 'long');
+    const fits = await fetch(`${srv.url}/${name}`);
+    assert.equal(fits.status, 200);
+    assert.match(fits.headers.get('receipt-delivery'), UUID7);
+    await fits.text();
+    fs.mkdirSync(path.join(srv.root, 'd'), { recursive: true });
+    fs.writeFileSync(path.join(srv.root, 'd', name), 'long');
+    const over = await fetch(`${srv.url}/d/${name}`);
+    assert.equal(over.status, 414);
+    assert.equal((await over.json()).error, 'uri_too_long');
     const big = await rawRequest(srv.port,
       `GET /index.html HTTP/1.1\r\nHost: x\r\nX-Big: ${'z'.repeat(20000)}\r\nConnection: close\r\n\r\n`);
     assert.equal(statusOf(big), 431);

@@ -1143,6 +1143,29 @@ static void test_injected_forms(void **state)
     assert_non_null(strstr(err, "too long"));
 }
 
+/* The digest rule's vector of docs/protocol.md (test vectors), computed
+ * with Python's hashlib: the page as sent, the element before </body>. */
+static void test_injected_vector(void **state)
+{
+    (void)state;
+    const char *page = "<!doctype html><html><head><title>Terms</title></head><body><p>Version "
+                       "3.</p></body></html>\n";
+    put_str("vector.html", page);
+    content_store *s = injecting_store(SMALL_MAX);
+    content_file f;
+    assert_int_equal(open_str(s, "/vector.html", &f), CONTENT_OK);
+    assert_int_equal(f.size, 92);
+    assert_int_equal(f.injected_size, 140);
+    assert_string_equal(f.repr_digest, "sha-256=:+7A6dFOliy0z9T5qoWDrf73VKQaeW44mvDwAI6B46u8=:");
+    assert_string_equal(f.injected_repr_digest,
+                        "sha-256=:oxI/A8A1cWR0/qewXQMYoU3AQXkFud3Zb9M2yujl2AE=:");
+    const char *sent = "<!doctype html><html><head><title>Terms</title></head><body><p>Version "
+                       "3.</p><script src=\"/_receipt/agent.js\" async></script></body></html>\n";
+    assert_memory_equal(f.injected_data, sent, 140);
+    content_file_release(&f);
+    content_store_free(s);
+}
+
 static void test_concurrent(void **state)
 {
     (void)state;
@@ -1184,6 +1207,7 @@ int main(void)
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_inject_offset),
         cmocka_unit_test(test_injected_forms),
+        cmocka_unit_test(test_injected_vector),
     };
     return cmocka_run_group_tests_name("content", tests, group_setup, group_teardown);
 }

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "common/b64.h"
+#include "common/eckey.h"
 #include "common/jose.h"
 
 #include <cjose/cjose.h>
@@ -26,6 +27,36 @@
     "Vlhfd0dKUjdyTSIsInNraWQiOiJOUVlydldjUHRsNVQ2cGR4cXVvT0Q1RlFOS3ViTm5pM0x5d19qS0ROdVpVIiwiY3R5" \
     "IjoicmVjZWlwdC1wbHVnaW4ranNvbiJ9..AAECAwQFBgcICQoL.lEnySYK2qCPXyFLGatKTAVHbk8exfxf-"          \
     "PFSEIYcOuAAUkVMABCskRqyVlB5eFtri4Cj7alz-ysv3.unrHLszWjpTAL-jvLhyzAg"
+
+/* The receipt of docs/protocol.md (test vectors), signed with Python's
+ * cryptography package by the test signing key d = SHA-256("receipt test
+ * vector: signer"). */
+#define SIGNER_X   "OR5-0HQUGQsMYOOhpRh2zU6GHA9xKEywxq7XDYHgDJU"
+#define SIGNER_Y   "Z0NT-rZd060yaSxrCV9GazOu4qEonkO5iYfk36fdzpg"
+#define SIGNER_KID "gSJ58mlBntTbR339J7lDulWQCls7DPYyze41lgOfpHo"
+#define FIXED_RECEIPT_PAYLOAD                                                                      \
+    "{\"v\":1,\"delivery\":\"019a6b2c-3d4e-7f00-8000-0123456789ab\",\"status\":\"confirmed\","     \
+    "\"content\":{\""                                                                              \
+    "path\":\"/"                                                                                   \
+    "terms.html\",\"sha256\":\"oxI_A8A1cWR0_qewXQMYoU3AQXkFud3Zb9M2yujl2AE\",\"size\":140,\"ver"   \
+    "sion\":{\"sha256\":\"-7A6dFOliy0z9T5qoWDrf73VKQaeW44mvDwAI6B46u8\",\"size\":92}},\"client\":" \
+    "{\"id\":\""                                                                                   \
+    "_p8c_h-lhZVQMr2M2RrlW5dVou4F02jrfVX_wGJR7rM\"},\"server\":{\"id\":\"www.example.com\","       \
+    "\"url\":\"http"                                                                               \
+    "s://www.example.com\",\"jwks\":\"https://www.example.com/_receipt/"                           \
+    "jwks.json\"},\"issued_at_ms\":1"                                                              \
+    "764100000000,\"confirmed_at_ms\":1764100001234}"
+#define FIXED_RECEIPT                                                                              \
+    "eyJhbGciOiJFUzI1NiIsImtpZCI6ImdTSjU4bWxCbnRUYlIzMzlKN2xEdWxXUUNsczdEUFl5emU0MWxnT2ZwSG8iLC"   \
+    "J0eXAiOiJyZWNlaXB0K2p3dCJ9.eyJ2IjoxLCJkZWxpdmVyeSI6IjAxOWE2YjJjLTNkNGUtN2YwMC04MDAwLTAxMjM"   \
+    "0NTY3ODlhYiIsInN0YXR1cyI6ImNvbmZpcm1lZCIsImNvbnRlbnQiOnsicGF0aCI6Ii90ZXJtcy5odG1sIiwic2hhM"   \
+    "jU2Ijoib3hJX0E4QTFjV1IwX3Fld1hRTVlvVTNBUVhrRnVkM1piOU0yeXVqbDJBRSIsInNpemUiOjE0MCwidmVyc2l"   \
+    "vbiI6eyJzaGEyNTYiOiItN0E2ZEZPbGl5MHo5VDVxb1dEcmY3M1ZLUWFlVzQ0bXZEd0FJNkI0NnU4Iiwic2l6ZSI6O"   \
+    "TJ9fSwiY2xpZW50Ijp7ImlkIjoiX3A4Y19oLWxoWlZRTXIyTTJScmxXNWRWb3U0RjAyanJmVlhfd0dKUjdyTSJ9LCJ"   \
+    "zZXJ2ZXIiOnsiaWQiOiJ3d3cuZXhhbXBsZS5jb20iLCJ1cmwiOiJodHRwczovL3d3dy5leGFtcGxlLmNvbSIsImp3a"   \
+    "3MiOiJodHRwczovL3d3dy5leGFtcGxlLmNvbS9fcmVjZWlwdC9qd2tzLmpzb24ifSwiaXNzdWVkX2F0X21zIjoxNzY"   \
+    "0MTAwMDAwMDAwLCJjb25maXJtZWRfYXRfbXMiOjE3NjQxMDAwMDEyMzR9.gNQxz94ysLSe0LJaoYH4j0gVqszkiGmh"   \
+    "9XQxJc3Y54sCOhSSXB8VKW9-nQPAbHyH6Yv3YqezldyaeAmZVf4jYg"
 
 /* RFC 7515 appendix A.3 */
 #define A3_X "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU"
@@ -140,6 +171,34 @@ static void test_fixed_vector(void **state)
     assert_string_equal((char *)pt, FIXED_PAYLOAD);
     free(pt);
     free(tok);
+}
+
+/* The fixed receipt: it verifies with the signer's public key, names it
+ * by its thumbprint, and carries the payload byte for byte. */
+static void test_fixed_receipt(void **state)
+{
+    (void)state;
+    json_t *jwk = json_pack("{s:s, s:s, s:s, s:s}", "kty", "EC", "crv", "P-256", "x", SIGNER_X, "y",
+                            SIGNER_Y);
+    eckey *signer = eckey_from_jwk(jwk);
+    json_decref(jwk);
+    assert_non_null(signer);
+    assert_string_equal(eckey_thumbprint(signer), SIGNER_KID);
+    jose_header h;
+    uint8_t *payload = NULL;
+    size_t n = 0;
+    assert_int_equal(jws_peek(FIXED_RECEIPT, strlen(FIXED_RECEIPT), &h), JOSE_OK);
+    assert_string_equal(h.kid, SIGNER_KID);
+    assert_int_equal(jws_verify(signer, FIXED_RECEIPT, strlen(FIXED_RECEIPT), &h, &payload, &n),
+                     JOSE_OK);
+    assert_int_equal(n, strlen(FIXED_RECEIPT_PAYLOAD));
+    assert_memory_equal(payload, FIXED_RECEIPT_PAYLOAD, n);
+    free(payload);
+    /* One bit of the signature changed: refused. */
+    char bad[] = FIXED_RECEIPT;
+    bad[strlen(bad) - 3] ^= 1;
+    assert_int_not_equal(jws_verify(signer, bad, strlen(bad), &h, &payload, &n), JOSE_OK);
+    eckey_free(signer);
 }
 
 /* RFC 7516 appendix A.1: the AES-256-GCM content encryption step. */
@@ -613,17 +672,12 @@ static void test_hostile_jws(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jwe_round_trip),
-        cmocka_unit_test(test_jwe_size_cap),
-        cmocka_unit_test(test_fixed_vector),
-        cmocka_unit_test(test_rfc7516_a1),
-        cmocka_unit_test(test_rfc7515_a3),
-        cmocka_unit_test(test_jws_round_trip),
-        cmocka_unit_test(test_cjose_decrypts_ours),
-        cmocka_unit_test(test_ours_decrypts_cjose),
-        cmocka_unit_test(test_cjose_verifies_ours),
-        cmocka_unit_test(test_hostile_jwe),
-        cmocka_unit_test(test_hostile_jwe_structure),
+        cmocka_unit_test(test_jwe_round_trip),      cmocka_unit_test(test_jwe_size_cap),
+        cmocka_unit_test(test_fixed_vector),        cmocka_unit_test(test_fixed_receipt),
+        cmocka_unit_test(test_rfc7516_a1),          cmocka_unit_test(test_rfc7515_a3),
+        cmocka_unit_test(test_jws_round_trip),      cmocka_unit_test(test_cjose_decrypts_ours),
+        cmocka_unit_test(test_ours_decrypts_cjose), cmocka_unit_test(test_cjose_verifies_ours),
+        cmocka_unit_test(test_hostile_jwe),         cmocka_unit_test(test_hostile_jwe_structure),
         cmocka_unit_test(test_hostile_jws),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
