@@ -35,16 +35,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
 
     /* Claims from the input: fixed fields, then the path. */
-    if (size < 73)
+    if (size < 113)
         return 0;
     memset(&c, 0, sizeof(c));
     c.bound = data[0] & 1;
+    c.kind = (uint8_t)(data[0] >> 1 & 7);
     memcpy(c.delivery.bytes, data + 1, 16);
     memcpy(c.sha256, data + 17, 32);
     memcpy(&c.size, data + 49, 8);
     memcpy(&c.issued_ms, data + 57, 8);
     memcpy(&c.expires_ms, data + 65, 8);
     c.issued_ms %= UINT64_C(4000000000000000);
+    /* The delivered bytes: the stored ones when bit 4 is clear. */
+    if (data[0] & 16) {
+        memcpy(c.delivered_sha256, data + 73, 32);
+        memcpy(&c.delivered_size, data + 105, 8);
+    } else {
+        memcpy(c.delivered_sha256, c.sha256, 32);
+        c.delivered_size = c.size;
+    }
+    data += 40;
+    size -= 40;
     c.path_len = size - 73;
     if (c.path_len > TICKET_PATH_MAX + 1)
         c.path_len = TICKET_PATH_MAX + 1;
@@ -67,7 +78,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (r != (c.issued_ms >= c.expires_ms ? TICKET_EXPIRED : TICKET_OK))
         abort();
     if (got.size != c.size || got.issued_ms != c.issued_ms || got.path_len != c.path_len ||
-        memcmp(got.path, c.path, c.path_len) != 0 || got.bound != c.bound)
+        memcmp(got.path, c.path, c.path_len) != 0 || got.bound != c.bound || got.kind != c.kind ||
+        got.delivered_size != c.delivered_size ||
+        memcmp(got.delivered_sha256, c.delivered_sha256, 32) != 0 ||
+        memcmp(got.sha256, c.sha256, 32) != 0)
         abort();
     return 0;
 }
