@@ -198,7 +198,25 @@ static enum MHD_Result serve_summary(admin_server *srv, struct MHD_Connection *c
     jbuf_opt_u64(&out, s.first_ms);
     jbuf_key(&out, "last_activity_ms");
     jbuf_opt_u64(&out, s.last_ms);
-    jbuf_adds(&out, "}\n");
+    /* Each kind, every one named, so that a reader need not know them all. */
+    jbuf_key(&out, "kinds");
+    jbuf_adds(&out, "{");
+    for (size_t k = 0; k < LEDGER_KIND_COUNT; k++) {
+        const ledger_kind_counts *n = &s.kinds[k];
+        jbuf_key(&out, ledger_kind_name((ledger_kind)k));
+        jbuf_adds(&out, "{");
+        jbuf_member_u64(&out, "deliveries", n->deliveries);
+        jbuf_member_u64(&out, "confirmed", n->confirmed);
+        jbuf_member_u64(&out, "corrupted", n->corrupted);
+        jbuf_member_u64(&out, "pending", n->pending);
+        jbuf_key(&out, "confirmation_rate");
+        if (n->deliveries == 0)
+            jbuf_adds(&out, "null");
+        else
+            jbuf_double(&out, rate(n->confirmed + n->corrupted, n->deliveries));
+        jbuf_adds(&out, "}");
+    }
+    jbuf_adds(&out, "}}\n");
     return reply_json(c, &out);
 }
 
@@ -370,8 +388,15 @@ static enum MHD_Result serve_deliveries(admin_server *srv, struct MHD_Connection
     ledger_filter f;
     unsigned long limit = ADMIN_PAGE_DEFAULT;
 
-    if (export_filter_parse(&f, arg(c, "content"), arg(c, "client"), arg(c, "status"),
-                            arg(c, "since"), arg(c, "until"), err, sizeof err) != 0)
+    const export_filter_text ft = {
+        .content = arg(c, "content"),
+        .client = arg(c, "client"),
+        .status = arg(c, "status"),
+        .kind = arg(c, "kind"),
+        .since = arg(c, "since"),
+        .until = arg(c, "until"),
+    };
+    if (export_filter_parse(&f, &ft, err, sizeof err) != 0)
         return reply_error(c, 400, "bad_filter", err);
     const char *cursor = arg(c, "cursor");
     if (cursor != NULL && cursor[0] != '\0') {

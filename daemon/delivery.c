@@ -58,6 +58,10 @@ void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const 
     memcpy(row->path, t->path, t->path_len + 1);
     memcpy(row->sha256, t->sha256, 32);
     row->size = t->size;
+    /* Tickets before version 3 name no kind: every 200 was a delivery then. */
+    row->kind = t->kind < LEDGER_KIND_COUNT ? (ledger_kind)t->kind : LEDGER_KIND_TRACKED;
+    memcpy(row->delivered_sha256, t->delivered_sha256, 32);
+    row->delivered_size = t->delivered_size;
     copy_id(row->server, sizeof row->server, server_id);
     row->issued_ms = t->issued_ms;
     char *node = kind == LEDGER_EVENT_ISSUE  ? row->issued_node

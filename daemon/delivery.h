@@ -58,11 +58,12 @@ WARN_UNUSED_RESULT int delivery_issue(ticket_sealer *sealer, const delivery_cont
 
 /*
  * Starts a ledger event of kind from a ticket's issuance fields (ID, path,
- * digest, size, issue time), server_id (the site) and node_id, recorded as
- * the node of the event's step (issued_node, bound_node or confirmed_node);
- * everything else is cleared but the receipt, which only a confirmation
- * carries (2 KiB less to clear per delivery, hence last in the row): it is
- * set to "".
+ * the version's digest and size, the delivery's kind (tracked for a ticket
+ * that names none), the delivered bytes' digest and size, issue time),
+ * server_id (the site) and node_id, recorded as the node of the event's step
+ * (issued_node, bound_node or confirmed_node); everything else is cleared
+ * but the receipt, which only a confirmation carries (2 KiB less to clear
+ * per delivery, hence last in the row): it is set to "".
  */
 void delivery_event_start(ledger_event_kind kind, const ticket_claims *t, const char *server_id,
                           const char *node_id, ledger_event *ev);

@@ -44,6 +44,13 @@ void export_item_json(jbuf *b, const ledger_delivery *d, bool detail)
     jbuf_key(b, "sha256");
     json_sha256(b, d->sha256);
     jbuf_member_u64(b, "size", d->size);
+    jbuf_member_str(b, "kind", ledger_kind_name(d->kind));
+    jbuf_key(b, "delivered");
+    jbuf_adds(b, "{");
+    jbuf_key(b, "sha256");
+    json_sha256(b, d->delivered_sha256);
+    jbuf_member_u64(b, "size", d->delivered_size);
+    jbuf_adds(b, "}");
     jbuf_member_str(b, "status", ledger_status_name(d->status));
     jbuf_key(b, "client");
     jbuf_opt_str(b, d->client);
@@ -90,8 +97,10 @@ void export_item_json(jbuf *b, const ledger_delivery *d, bool detail)
     jbuf_adds(b, "}");
 }
 
+/* Columns added later go at the end, where they move none of the others. */
 const char export_csv_header[] = "delivery,content,sha256,size,status,client,client_addr,"
-                                 "issued_at_ms,confirmed_at_ms,server\r\n";
+                                 "issued_at_ms,confirmed_at_ms,server,kind,delivered_sha256,"
+                                 "delivered_size\r\n";
 
 void export_item_csv(jbuf *b, const ledger_delivery *d)
 {
@@ -109,7 +118,9 @@ void export_item_csv(jbuf *b, const ledger_delivery *d)
         jbuf_u64(b, d->confirmed_ms);
     jbuf_add(b, ",", 1);
     export_csv_field(b, d->server);
-    jbuf_adds(b, "\r\n");
+    b64url_encode(d->delivered_sha256, 32, sha);
+    jbuf_addf(b, ",%s,%s,%llu\r\n", ledger_kind_name(d->kind), sha,
+              (unsigned long long)d->delivered_size);
 }
 
 /* ---- filters -------------------------------------------------------------- */
@@ -254,15 +265,36 @@ int export_parse_status(const char *text, unsigned *statuses)
     return 0;
 }
 
+int export_parse_kind(const char *text, unsigned *kinds)
+{
+    char words[EXPORT_STATUS_TEXT_MAX + 1];
+    size_t n = text != NULL ? strnlen(text, sizeof words) : 0;
+    if (n == 0 || n >= sizeof words)
+        return -1;
+    memcpy(words, text, n + 1);
+    unsigned bits = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(words, ",", &save); w != NULL; w = strtok_r(NULL, ",", &save)) {
+        ledger_kind k;
+        if (ledger_kind_parse(w, &k) != 0)
+            return -1;
+        bits |= LEDGER_KIND_BIT(k);
+    }
+    if (bits == 0)
+        return -1;
+    *kinds = bits;
+    return 0;
+}
+
 static bool given(const char *s)
 {
     return s != NULL && s[0] != '\0';
 }
 
-int export_filter_parse(ledger_filter *f, const char *content, const char *client,
-                        const char *status, const char *since, const char *until, char *err,
-                        size_t errlen)
+int export_filter_parse(ledger_filter *f, const export_filter_text *t, char *err, size_t errlen)
 {
+    const char *content = t->content, *client = t->client, *status = t->status;
+    const char *since = t->since, *until = t->until;
     memset(f, 0, sizeof *f);
     if (given(content)) {
         if (strlen(content) > LEDGER_PATH_MAX) {
@@ -281,6 +313,11 @@ int export_filter_parse(ledger_filter *f, const char *content, const char *clien
     if (given(status) && export_parse_status(status, &f->statuses) != 0) {
         snprintf(err, errlen,
                  "status: use issued, bound, confirmed, corrupted or pending (comma-separated)");
+        return -1;
+    }
+    if (given(t->kind) && export_parse_kind(t->kind, &f->kinds) != 0) {
+        snprintf(err, errlen,
+                 "kind: use page, download, view, device or tracked (comma-separated)");
         return -1;
     }
     if (given(since) && export_parse_time(since, &f->since_ms) != 0) {

@@ -17,10 +17,10 @@
 #include <stdint.h>
 
 /*
- * Room for one rendered item, detail included: the receipt (2 KiB), the path
+ * Room for one rendered item, detail included: the receipt (4 KiB), the path
  * and user agent escaped at worst 6 bytes per byte (3 KiB), and the rest.
  */
-#define EXPORT_ITEM_MAX 8192
+#define EXPORT_ITEM_MAX 12288
 #define EXPORT_TIME_MAX 32 /* "2025-11-25T19:46:40.123Z" and its NUL */
 #define EXPORT_ERR_MAX  256
 
@@ -28,8 +28,9 @@
 void export_csv_field(jbuf *b, const char *s);
 
 /*
- * One delivery as a JSON object: delivery, content, sha256 (base64url),
- * size, status, client, client_addr, issued_at_ms, confirmed_at_ms, server.
+ * One delivery as a JSON object: delivery, content, sha256 (base64url) and
+ * size (the version), kind, delivered (sha256 and size of the bytes sent),
+ * status, client, client_addr, issued_at_ms, confirmed_at_ms, server.
  * detail adds user_agent, bound_at_ms, bound_addr, confirm_addr, received
  * and receipt.
  */
@@ -56,11 +57,21 @@ void export_format_time(uint64_t ms, char out[EXPORT_TIME_MAX]);
 int export_parse_status(const char *text, unsigned *statuses);
 
 /*
- * Fills a filter from the textual options (each NULL or "" when absent);
- * strings are borrowed. Returns 0, or -1 with err naming the bad one.
+ * A kind filter: page, download, view, device or tracked; several may be
+ * joined with commas. Returns 0 with *kinds set (LEDGER_KIND_BIT()s), or
+ * -1.
  */
-int export_filter_parse(ledger_filter *f, const char *content, const char *client,
-                        const char *status, const char *since, const char *until, char *err,
-                        size_t errlen);
+int export_parse_kind(const char *text, unsigned *kinds);
+
+/* The textual options of a filter, each NULL or "" when absent. */
+typedef struct export_filter_text {
+    const char *content, *client, *status, *kind, *since, *until;
+} export_filter_text;
+
+/*
+ * Fills a filter from the textual options; strings are borrowed. Returns 0,
+ * or -1 with err naming the bad one.
+ */
+int export_filter_parse(ledger_filter *f, const export_filter_text *t, char *err, size_t errlen);
 
 #endif

@@ -66,6 +66,33 @@ int ledger_kind_parse(const char *name, ledger_kind *out)
     return -1;
 }
 
+void ledger_summary_count(ledger_summary *s, ledger_status status, ledger_kind kind, uint64_t n)
+{
+    if ((size_t)kind >= LEDGER_KIND_COUNT)
+        return;
+    ledger_kind_counts *k = &s->kinds[kind];
+    s->deliveries += n;
+    k->deliveries += n;
+    switch (status) {
+    case LEDGER_CONFIRMED:
+        s->confirmed += n;
+        k->confirmed += n;
+        break;
+    case LEDGER_CORRUPTED:
+        s->corrupted += n;
+        k->corrupted += n;
+        break;
+    case LEDGER_BOUND:
+    case LEDGER_ISSUED:
+    default:
+        if (status == LEDGER_BOUND)
+            s->bound += n;
+        s->pending += n;
+        k->pending += n;
+        break;
+    }
+}
+
 static void set_err(char *err, size_t errlen, const char *msg, const char *detail)
 {
     if (err == NULL || errlen == 0)
@@ -253,8 +280,10 @@ int ledger_event_check(const ledger_event *ev, char *err, size_t errlen)
     else if (ev->kind == LEDGER_EVENT_CONFIRM && r->status != LEDGER_CONFIRMED &&
              r->status != LEDGER_CORRUPTED)
         why = "a confirmation must be confirmed or corrupted";
-    else if (r->size > max || r->issued_ms > max || r->bound_ms > max || r->confirmed_ms > max ||
-             r->received_size > max || r->received_at_ms > max)
+    else if ((size_t)r->kind >= LEDGER_KIND_COUNT)
+        why = "unknown delivery kind";
+    else if (r->size > max || r->delivered_size > max || r->issued_ms > max || r->bound_ms > max ||
+             r->confirmed_ms > max || r->received_size > max || r->received_at_ms > max)
         why = "a number is out of range";
     if (why == NULL)
         return 0;

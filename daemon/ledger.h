@@ -72,8 +72,11 @@ WARN_UNUSED_RESULT int ledger_kind_parse(const char *name, ledger_kind *out);
 typedef struct ledger_delivery {
     char id[UUID7_STR_LEN + 1];
     char path[LEDGER_PATH_MAX + 1];
-    uint8_t sha256[32];
+    uint8_t sha256[32]; /* of the stored file: the version */
     uint64_t size;
+    ledger_kind kind;
+    uint8_t delivered_sha256[32]; /* of the bytes sent (an injected page), */
+    uint64_t delivered_size;      /* or the version's again                */
     char server[LEDGER_SERVER_MAX + 1];
     char client_addr[LEDGER_ADDR_MAX + 1]; /* of the delivering request   */
     char user_agent[LEDGER_UA_MAX + 1];
@@ -105,12 +108,13 @@ typedef enum ledger_event_kind {
 
 /*
  * An event carries a whole row. ISSUE uses the issuance fields (id, path,
- * sha256, size, server, client_addr, user_agent, issued_ms, issued_node).
- * Its status is issued, or bound when row.status is LEDGER_BOUND (a device
- * that named its key in the delivering request), which also records client,
- * bound_addr, bound_ms and bound_node; later fields are ignored. BIND and CONFIRM also carry the
- * issuance fields (from the ticket) so that a row lost in a crash before it was written is created
- * from them.
+ * sha256, size, kind, delivered_sha256, delivered_size, server, client_addr,
+ * user_agent, issued_ms, issued_node). Its status is issued, or bound when
+ * row.status is LEDGER_BOUND (a device that named its key in the delivering
+ * request), which also records client, bound_addr, bound_ms and bound_node;
+ * later fields are ignored. BIND and CONFIRM also carry the issuance fields
+ * (from the ticket) so that a row lost in a crash before it was written is
+ * created from them.
  *
  * BIND sets client, bound_addr, bound_ms and bound_node (client required).
  * The first binding is the one recorded: a BIND on a row past issued is
@@ -320,11 +324,13 @@ WARN_UNUSED_RESULT long long ledger_count(ledger *lg);
  */
 #define LEDGER_STATUS_BIT(s)  (1u << (unsigned)(s))
 #define LEDGER_STATUS_PENDING (LEDGER_STATUS_BIT(LEDGER_ISSUED) | LEDGER_STATUS_BIT(LEDGER_BOUND))
+#define LEDGER_KIND_BIT(k)    (1u << (unsigned)(k))
 
 typedef struct ledger_filter {
     const char *path;      /* exact content path                      */
     const char *client;    /* exact client ID                         */
     unsigned statuses;     /* LEDGER_STATUS_BIT()s; 0: every status   */
+    unsigned kinds;        /* LEDGER_KIND_BIT()s; 0: every kind       */
     uint64_t since_ms;     /* issued_ms >= since_ms                   */
     uint64_t until_ms;     /* issued_ms < until_ms; 0: no upper bound */
     const char *before_id; /* keyset page: rows with id < before_id   */
@@ -332,6 +338,14 @@ typedef struct ledger_filter {
     bool oldest_first;     /* ascending IDs instead of descending     */
     uint64_t limit;        /* at most this many rows; 0: no limit     */
 } ledger_filter;
+
+/* The rows of one kind, by status. */
+typedef struct ledger_kind_counts {
+    uint64_t deliveries;
+    uint64_t confirmed;
+    uint64_t corrupted;
+    uint64_t pending; /* issued or bound */
+} ledger_kind_counts;
 
 typedef struct ledger_summary {
     uint64_t deliveries;
@@ -341,7 +355,11 @@ typedef struct ledger_summary {
     uint64_t pending;  /* issued or bound                      */
     uint64_t first_ms; /* earliest issued_ms; 0: no rows       */
     uint64_t last_ms;  /* latest issued_ms or confirmed_ms     */
+    ledger_kind_counts kinds[LEDGER_KIND_COUNT];
 } ledger_summary;
+
+/* Adds n rows of status and kind to a summary (for the backends). */
+void ledger_summary_count(ledger_summary *s, ledger_status status, ledger_kind kind, uint64_t n);
 
 /*
  * One content version (path and sha256). Latencies are confirmed_ms -

@@ -70,6 +70,19 @@ static const char *const migrations[] = {
     "ALTER TABLE deliveries ADD COLUMN issued_node TEXT;"
     "ALTER TABLE deliveries ADD COLUMN bound_node TEXT;"
     "ALTER TABLE deliveries ADD COLUMN confirmed_node TEXT;",
+    /*
+     * 3: kinds, and the digest and size of the bytes sent where they differ
+     * from the version's (an injected page): NULL otherwise. Rows from
+     * before are tracked, as every 200 was. Counts by status and kind come
+     * from one covering index, which replaces the one by status.
+     */
+    "ALTER TABLE deliveries ADD COLUMN kind TEXT NOT NULL DEFAULT 'tracked'"
+    " CHECK (kind IN ('page', 'download', 'view', 'device', 'tracked'));"
+    "ALTER TABLE deliveries ADD COLUMN delivered_sha256 BLOB"
+    " CHECK (delivered_sha256 IS NULL OR length(delivered_sha256) = 32);"
+    "ALTER TABLE deliveries ADD COLUMN delivered_size INTEGER;"
+    "DROP INDEX deliveries_status;"
+    "CREATE INDEX deliveries_status_kind ON deliveries (status, kind);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -89,10 +102,11 @@ static const char *const schema_tables[] = {"deliveries"};
 #define COLUMNS                                                                                    \
     "id, path, sha256, size, server, client_addr, user_agent, issued_ms, status, client, "         \
     "bound_addr, bound_ms, confirmed_ms, confirm_addr, received_sha256, received_size, "           \
-    "received_at_ms, receipt, issued_node, bound_node, confirmed_node"
+    "received_at_ms, receipt, issued_node, bound_node, confirmed_node, kind, delivered_sha256, "   \
+    "delivered_size"
 #define PLACEHOLDERS                                                                               \
     "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, "  \
-    "?21"
+    "?21, ?22, ?23, ?24"
 
 enum column {
     COL_ID,
@@ -116,6 +130,9 @@ enum column {
     COL_ISSUED_NODE,
     COL_BOUND_NODE,
     COL_CONFIRMED_NODE,
+    COL_KIND,
+    COL_DELIVERED_SHA256,
+    COL_DELIVERED_SIZE,
 };
 
 #define INSERT_ROW                                                                                 \
@@ -172,18 +189,15 @@ static const char *const stmt_sql[ST_COUNT_ALL] = {
     [ST_GET] = "SELECT " COLUMNS " FROM deliveries WHERE id = ?1",
     [ST_COUNT] = "SELECT count(*) FROM deliveries",
     /*
-     * One statement, so one snapshot. The counts by status are answered from
-     * the status index, the times from the issued index; only the latest
-     * confirmation needs a scan.
+     * One statement, so one snapshot. The counts by status and kind are
+     * answered from their covering index, the times from the issued index;
+     * only the latest confirmation needs a scan. No rows: no groups.
      */
-    [ST_SUMMARY] = "SELECT (SELECT count(*) FROM deliveries),"
-                   " (SELECT count(*) FROM deliveries WHERE status = 'confirmed'),"
-                   " (SELECT count(*) FROM deliveries WHERE status = 'corrupted'),"
-                   " (SELECT count(*) FROM deliveries WHERE status = 'bound'),"
-                   " (SELECT count(*) FROM deliveries WHERE status = 'issued'),"
+    [ST_SUMMARY] = "SELECT status, kind, count(*),"
                    " (SELECT min(issued_ms) FROM deliveries),"
                    " (SELECT max(issued_ms) FROM deliveries),"
-                   " (SELECT max(confirmed_ms) FROM deliveries)",
+                   " (SELECT max(confirmed_ms) FROM deliveries)"
+                   " FROM deliveries GROUP BY status, kind",
     /*
      * Per content version. Nearest-rank percentiles in integers: of n sorted
      * latencies the median is number (n + 1) / 2 = ceil(n / 2) and p95 is
@@ -339,6 +353,16 @@ static int bind_row(sqlite3_stmt *st, const ledger_event *ev)
             rc |= sqlite3_bind_null(st, col + 1);
         rc |= sqlite3_bind_null(st, COL_CONFIRMED_NODE + 1);
     }
+    rc |= sqlite3_bind_text(st, COL_KIND + 1, ledger_kind_name(row->kind), -1, SQLITE_STATIC);
+    /* The bytes sent are recorded where they are not the version's. */
+    if (row->delivered_size != row->size || memcmp(row->delivered_sha256, row->sha256, 32) != 0) {
+        rc |= sqlite3_bind_blob(st, COL_DELIVERED_SHA256 + 1, row->delivered_sha256,
+                                sizeof row->delivered_sha256, SQLITE_STATIC);
+        rc |= bind_int(st, COL_DELIVERED_SIZE, row->delivered_size);
+    } else {
+        rc |= sqlite3_bind_null(st, COL_DELIVERED_SHA256 + 1);
+        rc |= sqlite3_bind_null(st, COL_DELIVERED_SIZE + 1);
+    }
     return rc == SQLITE_OK ? 0 : -1;
 }
 
@@ -396,6 +420,17 @@ static int read_row(ledger_sqlite *lg, sqlite3_stmt *st, ledger_delivery *out)
     column_text(st, COL_ISSUED_NODE, out->issued_node, sizeof out->issued_node);
     column_text(st, COL_BOUND_NODE, out->bound_node, sizeof out->bound_node);
     column_text(st, COL_CONFIRMED_NODE, out->confirmed_node, sizeof out->confirmed_node);
+    const char *kind = (const char *)sqlite3_column_text(st, COL_KIND);
+    if (kind == NULL || ledger_kind_parse(kind, &out->kind) != 0) {
+        fail(lg, "ledger row %s: unknown kind '%s'", out->id, kind ? kind : "(null)");
+        return -1;
+    }
+    if (column_sha256(st, COL_DELIVERED_SHA256, out->delivered_sha256)) {
+        out->delivered_size = column_u64(st, COL_DELIVERED_SIZE);
+    } else {
+        memcpy(out->delivered_sha256, out->sha256, 32);
+        out->delivered_size = out->size;
+    }
     return 0;
 }
 
@@ -649,20 +684,28 @@ static int sqlite_summary(ledger *base, ledger_summary *out)
     int ret = -1;
     lg->err[0] = '\0';
     memset(out, 0, sizeof *out);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        out->deliveries = column_count(st, 0);
-        out->confirmed = column_count(st, 1);
-        out->corrupted = column_count(st, 2);
-        out->bound = column_count(st, 3);
-        out->pending = out->bound + column_count(st, 4);
-        out->first_ms = column_count(st, 5);
-        out->last_ms = column_count(st, 6);
-        if (column_count(st, 7) > out->last_ms)
-            out->last_ms = column_count(st, 7);
-        ret = 0;
-    } else {
-        fail(lg, "ledger summary: %s", sqlite3_errmsg(lg->db));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *status_name = (const char *)sqlite3_column_text(st, 0);
+        const char *kind_name = (const char *)sqlite3_column_text(st, 1);
+        ledger_status status;
+        ledger_kind kind;
+        if (status_name == NULL || ledger_status_parse(status_name, &status) != 0 ||
+            kind_name == NULL || ledger_kind_parse(kind_name, &kind) != 0) {
+            fail(lg, "ledger summary: a row of unknown status or kind");
+            goto out;
+        }
+        ledger_summary_count(out, status, kind, column_count(st, 2));
+        out->first_ms = column_count(st, 3);
+        out->last_ms = column_count(st, 4);
+        if (column_count(st, 5) > out->last_ms)
+            out->last_ms = column_count(st, 5);
     }
+    if (rc == SQLITE_DONE)
+        ret = 0;
+    else
+        fail(lg, "ledger summary: %s", sqlite3_errmsg(lg->db));
+out:
     sqlite3_reset(st);
     return ret;
 }
@@ -778,7 +821,7 @@ typedef struct sqlite_cursor {
     bool done;
 } sqlite_cursor;
 
-#define QUERY_SQL_MAX 768
+#define QUERY_SQL_MAX 1024
 
 enum query_param {
     QP_PATH = 1,
@@ -827,6 +870,16 @@ static int build_query(const ledger_filter *f, char *sql, size_t cap)
         }
         APPEND(")");
     }
+    if (f->kinds != 0) {
+        const char *sep = " AND kind IN (";
+        for (unsigned k = 0; k < LEDGER_KIND_COUNT; k++) {
+            if (f->kinds & LEDGER_KIND_BIT(k)) {
+                APPEND("%s'%s'", sep, ledger_kind_name((ledger_kind)k));
+                sep = ", ";
+            }
+        }
+        APPEND(")");
+    }
     APPEND(" ORDER BY id %s", f->oldest_first ? "ASC" : "DESC");
     if (f->limit != 0)
         APPEND(" LIMIT ?%d", QP_LIMIT);
@@ -861,7 +914,8 @@ static ledger_cursor *sqlite_query(ledger *base, const ledger_filter *f)
     sqlite_cursor *cur = NULL;
     lg->err[0] = '\0';
     if (!fits_int64(f->since_ms) || !fits_int64(f->until_ms) || !fits_int64(f->limit) ||
-        (f->statuses & ~(LEDGER_STATUS_BIT(LEDGER_CORRUPTED + 1) - 1)) != 0) {
+        (f->statuses & ~(LEDGER_STATUS_BIT(LEDGER_CORRUPTED + 1) - 1)) != 0 ||
+        (f->kinds & ~(LEDGER_KIND_BIT(LEDGER_KIND_COUNT) - 1)) != 0) {
         fail(lg, "ledger query: a filter is out of range");
         return NULL;
     }

@@ -14,7 +14,7 @@
 
 static const char report_usage[] =
     "usage: receiptd report [--state-dir DIR | --ledger URL] [--format table|csv|json]\n"
-    "                       [--content PATH] [--client ID] [--status S]\n"
+    "                       [--content PATH] [--client ID] [--status S] [--kind K]\n"
     "                       [--since TIME] [--until TIME]\n"
     "\n"
     "Prints the deliveries in the ledger, newest first, read directly from the\n"
@@ -30,6 +30,8 @@ static const char report_usage[] =
     "  --client ID       only deliveries bound to or confirmed by this client\n"
     "  --status S        issued, bound, confirmed, corrupted or pending (issued or\n"
     "                    bound); several joined with commas\n"
+    "  --kind K          page, download, view, device or tracked; several joined\n"
+    "                    with commas\n"
     "  --since TIME      issued at or after TIME\n"
     "  --until TIME      issued before TIME\n"
     "                    TIME: Unix milliseconds, YYYY-MM-DD (UTC) or RFC 3339\n"
@@ -47,6 +49,7 @@ enum {
     OPT_CONTENT,
     OPT_CLIENT,
     OPT_STATUS,
+    OPT_KIND,
     OPT_SINCE,
     OPT_UNTIL,
     OPT_HELP,
@@ -59,6 +62,7 @@ static const struct option report_options[] = {
     {"content", required_argument, NULL, OPT_CONTENT},
     {"client", required_argument, NULL, OPT_CLIENT},
     {"status", required_argument, NULL, OPT_STATUS},
+    {"kind", required_argument, NULL, OPT_KIND},
     {"since", required_argument, NULL, OPT_SINCE},
     {"until", required_argument, NULL, OPT_UNTIL},
     {"help", no_argument, NULL, OPT_HELP},
@@ -84,9 +88,42 @@ static void table_cell(const char *s, char *out, size_t cap)
     out[len] = '\0';
 }
 
-typedef struct totals {
+typedef struct counts {
     unsigned long long rows, confirmed, corrupted, pending;
+} counts;
+
+typedef struct totals {
+    unsigned long long rows;
+    counts all;
+    counts kind[LEDGER_KIND_COUNT];
 } totals;
+
+static void count(counts *c, ledger_status status)
+{
+    c->rows++;
+    if (status == LEDGER_CONFIRMED)
+        c->confirmed++;
+    else if (status == LEDGER_CORRUPTED)
+        c->corrupted++;
+    else
+        c->pending++;
+}
+
+/* The table's last lines: the totals, and each kind with its rate. */
+static void print_totals(const totals *t)
+{
+    const counts *a = &t->all;
+    printf("\n%llu deliveries: %llu confirmed, %llu corrupted, %llu pending\n", a->rows,
+           a->confirmed, a->corrupted, a->pending);
+    for (size_t k = 0; k < LEDGER_KIND_COUNT; k++) {
+        const counts *c = &t->kind[k];
+        if (c->rows == 0)
+            continue;
+        printf("  %-9s %llu: %llu confirmed, %llu corrupted, %llu pending (%.1f %% confirmed)\n",
+               ledger_kind_name((ledger_kind)k), c->rows, c->confirmed, c->corrupted, c->pending,
+               100.0 * (double)(c->confirmed + c->corrupted) / (double)c->rows);
+    }
+}
 
 static void print_table_row(const ledger_delivery *d, totals *t)
 {
@@ -97,15 +134,13 @@ static void print_table_row(const ledger_delivery *d, totals *t)
     if (d->confirmed_ms != 0)
         export_format_time(d->confirmed_ms, confirmed);
     table_cell(d->path, path, sizeof path);
-    printf("%-36s  %-9s  %-24s  %-24s  %-43s  %s\n", d->id, ledger_status_name(d->status), issued,
-           confirmed, d->client[0] != '\0' ? d->client : "-", path);
+    printf("%-36s  %-9s  %-8s  %-24s  %-24s  %-43s  %s\n", d->id, ledger_status_name(d->status),
+           ledger_kind_name(d->kind), issued, confirmed, d->client[0] != '\0' ? d->client : "-",
+           path);
     t->rows++;
-    if (d->status == LEDGER_CONFIRMED)
-        t->confirmed++;
-    else if (d->status == LEDGER_CORRUPTED)
-        t->corrupted++;
-    else
-        t->pending++;
+    count(&t->all, d->status);
+    if ((size_t)d->kind < LEDGER_KIND_COUNT)
+        count(&t->kind[d->kind], d->status);
 }
 
 static int print_rows(ledger *lg, const ledger_filter *f, report_format format)
@@ -129,8 +164,8 @@ static int print_rows(ledger *lg, const ledger_filter *f, report_format format)
     else if (format == FORMAT_JSON)
         fputs("[", stdout);
     else
-        printf("%-36s  %-9s  %-24s  %-24s  %-43s  %s\n", "DELIVERY", "STATUS", "ISSUED",
-               "CONFIRMED", "CLIENT", "CONTENT");
+        printf("%-36s  %-9s  %-8s  %-24s  %-24s  %-43s  %s\n", "DELIVERY", "STATUS", "KIND",
+               "ISSUED", "CONFIRMED", "CLIENT", "CONTENT");
 
     while ((rc = ledger_cursor_next(cur, row)) == 1) {
         jbuf b;
@@ -161,8 +196,7 @@ static int print_rows(ledger *lg, const ledger_filter *f, report_format format)
     if (format == FORMAT_JSON)
         fputs(t.rows > 0 ? "\n]\n" : "]\n", stdout);
     else if (format == FORMAT_TABLE)
-        printf("\n%llu deliveries: %llu confirmed, %llu corrupted, %llu pending\n", t.rows,
-               t.confirmed, t.corrupted, t.pending);
+        print_totals(&t);
     rc = 0;
 out:
     ledger_cursor_free(cur);
@@ -175,7 +209,7 @@ int report_main(int argc, char **argv)
 {
     const char *state_dir = "/var/lib/receiptd";
     const char *ledger_url = NULL;
-    const char *content = NULL, *client = NULL, *status = NULL, *since = NULL, *until = NULL;
+    export_filter_text ft = {0};
     report_format format = FORMAT_TABLE;
     char err[REPORT_ERR_MAX];
     ledger_filter f;
@@ -204,19 +238,22 @@ int report_main(int argc, char **argv)
             }
             break;
         case OPT_CONTENT:
-            content = optarg;
+            ft.content = optarg;
             break;
         case OPT_CLIENT:
-            client = optarg;
+            ft.client = optarg;
             break;
         case OPT_STATUS:
-            status = optarg;
+            ft.status = optarg;
+            break;
+        case OPT_KIND:
+            ft.kind = optarg;
             break;
         case OPT_SINCE:
-            since = optarg;
+            ft.since = optarg;
             break;
         case OPT_UNTIL:
-            until = optarg;
+            ft.until = optarg;
             break;
         case OPT_HELP:
             fputs(report_usage, stdout);
@@ -233,7 +270,7 @@ int report_main(int argc, char **argv)
         fprintf(stderr, "receiptd report: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (export_filter_parse(&f, content, client, status, since, until, err, sizeof err) != 0) {
+    if (export_filter_parse(&f, &ft, err, sizeof err) != 0) {
         fprintf(stderr, "receiptd report: --%s\n", err);
         return 2;
     }

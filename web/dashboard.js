@@ -91,6 +91,15 @@
     e.textContent = text;
   }
 
+  // The kinds of delivery, as an operator reads them (docs/api.md).
+  const KINDS = [
+    ['page', 'Page views', 'HTML pages opened in a browser; the agent confirms them'],
+    ['download', 'Downloads', 'files fetched and hashed by the agent, or downloaded by the browser'],
+    ['view', 'Documents viewed', 'PDFs and other files opened by a link; no agent can confirm them'],
+    ['device', 'Devices and scripts', 'requests without fetch metadata: devices, the receipt command'],
+    ['tracked', 'Tracked by rule', 'other requests an operator tracked (--track, --track-subresources)'],
+  ];
+
   // ---- sections ---------------------------------------------------------------
 
   function renderSummary(s) {
@@ -100,6 +109,21 @@
     setNumber('n-pending', s.pending, fmtInt(s.pending));
     setNumber('n-bound', s.bound, fmtInt(s.bound));
     setNumber('n-rate', s.confirmation_rate, fmtRate(s.confirmation_rate));
+    const kinds = s.kinds || {};
+    const rows = KINDS.filter(([k]) => kinds[k] && kinds[k].deliveries > 0).map(([k, label, what]) => {
+      const n = kinds[k];
+      return el('tr', { 'data-kind': k },
+        el('th', { scope: 'row' }, label),
+        el('td', { class: 'num', 'data-field': 'deliveries' }, fmtInt(n.deliveries)),
+        el('td', { class: 'num', 'data-field': 'confirmed' }, fmtInt(n.confirmed)),
+        el('td', { class: 'num opt-phone', 'data-field': 'corrupted' }, fmtInt(n.corrupted)),
+        el('td', { class: 'num opt', 'data-field': 'pending' }, fmtInt(n.pending)),
+        el('td', { class: 'num rate', 'data-field': 'rate', 'data-value': String(n.confirmation_rate) },
+          fmtRate(n.confirmation_rate)),
+        el('td', { class: 'muted opt' }, what));
+    });
+    $('kinds').tBodies[0].replaceChildren(...rows);
+    $('kinds-empty').hidden = rows.length > 0;
   }
 
   function renderContents(list) {
@@ -173,6 +197,7 @@
     const tr = el('tr', { tabIndex: 0, 'data-delivery': d.delivery, 'data-status': d.status },
       el('td', { class: 'mono' }, fmtTime(d.issued_at_ms)),
       el('td', {}, el('span', { class: 'status status-' + d.status }, d.status)),
+      el('td', { class: 'opt-phone' }, d.kind || '–'),
       el('td', { class: 'path mono' }, d.content),
       el('td', { class: 'mono opt', title: d.client || '' }, short(d.client, 12)),
       el('td', { class: 'mono opt' }, short(d.delivery, 13)));
@@ -203,8 +228,11 @@
   async function showDetail(id) {
     const d = await api('/api/deliveries/' + encodeURIComponent(id));
     const fields = [
-      ['Delivery', d.delivery], ['Status', d.status], ['Content', d.content], ['SHA-256', d.sha256],
-      ['Size', fmtInt(d.size) + ' bytes'], ['Issued', fmtTime(d.issued_at_ms)], ['Delivered to', d.client_addr],
+      ['Delivery', d.delivery], ['Status', d.status], ['Kind', d.kind], ['Content', d.content],
+      ['Version SHA-256', d.sha256], ['Version size', fmtInt(d.size) + ' bytes'],
+      ['Sent SHA-256', d.delivered ? d.delivered.sha256 : '–'],
+      ['Sent size', d.delivered ? fmtInt(d.delivered.size) + ' bytes' : '–'],
+      ['Issued', fmtTime(d.issued_at_ms)], ['Delivered to', d.client_addr],
       ['User agent', d.user_agent || '–'], ['Client', d.client || '–'], ['Bound', fmtTime(d.bound_at_ms)],
       ['Confirmed', fmtTime(d.confirmed_at_ms)], ['Confirmed from', d.confirm_addr || '–'],
       ['Received SHA-256', d.received ? (d.received.sha256 || 'not sent (browser)') : '–'],
@@ -280,7 +308,9 @@
     $('search').addEventListener('submit', (e) => {
       e.preventDefault();
       const f = new FormData(e.target);
-      query = { content: f.get('content').trim(), client: f.get('client').trim(), status: f.get('status') };
+      query = {
+        content: f.get('content').trim(), client: f.get('client').trim(), kind: f.get('kind'), status: f.get('status'),
+      };
       loadDeliveries(false).catch(fail);
     });
     $('more').addEventListener('click', () => loadDeliveries(true).catch(fail));

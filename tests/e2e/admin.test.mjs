@@ -10,7 +10,7 @@ import { startServer, repoRoot, RECEIPTD, freePort, ledgerArgs } from './lib/ser
 import { newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postConfirm } from './lib/client.mjs';
 import {
   seedRows, writeSeed, item, newestFirst, expectedSummary, expectedContents, expectedClients,
-  parseCsv, CSV_COLUMNS, csvFields, HOSTILE_PATH, CLIENTS,
+  parseCsv, CSV_COLUMNS, csvFields, HOSTILE_PATH, CLIENTS, KINDS,
 } from './lib/seed.mjs';
 
 const rows = seedRows();
@@ -96,8 +96,9 @@ describe('admin API on a seeded ledger', () => {
   test('summary', async () => {
     const s = await api.json('/api/summary');
     const want = expectedSummary(rows);
-    for (const k of Object.keys(want)) assert.equal(s[k], want[k], k);
+    for (const k of Object.keys(want)) assert.deepEqual(s[k], want[k], k);
     assert.ok(want.confirmed > 0 && want.corrupted > 0 && want.bound > 0 && want.pending > want.bound);
+    for (const k of KINDS) assert.ok(want.kinds[k].deliveries > 0, `the seed has ${k} rows`);
   });
 
   test('contents: counts, rates and nearest-rank percentiles', async () => {
@@ -150,6 +151,9 @@ describe('admin API on a seeded ledger', () => {
     for (const s of ['issued', 'bound', 'confirmed', 'corrupted']) await check(`status=${s}`, rows.filter((r) => r.status === s));
     await check('status=pending', rows.filter((r) => r.status === 'issued' || r.status === 'bound'));
     await check('status=confirmed,corrupted', rows.filter((r) => r.status === 'confirmed' || r.status === 'corrupted'));
+    for (const k of KINDS) await check(`kind=${k}`, rows.filter((r) => r.kind === k));
+    await check('kind=page,download', rows.filter((r) => r.kind === 'page' || r.kind === 'download'));
+    await check('kind=page&status=confirmed', rows.filter((r) => r.kind === 'page' && r.status === 'confirmed'));
     const since = rows[10].issued_at_ms;
     const until = rows[20].issued_at_ms;
     await check(`since=${since}`, rows.filter((r) => r.issued_at_ms >= since)); // inclusive
@@ -172,7 +176,7 @@ describe('admin API on a seeded ledger', () => {
   test('bad parameters are 400 with a JSON error', async () => {
     for (const qs of ['limit=0', 'limit=1001', 'limit=abc', 'limit=-1', 'cursor=notacursor', 'cursor=' + 'A'.repeat(48),
       'status=done', 'since=yesterday', 'until=2025-13-01', 'since=2025-11-21&until=2025-11-20', 'client=short',
-      'until=0']) {
+      'until=0', 'kind=browser', 'kind=page,,x', 'kind=Page']) {
       const res = await api.get(`/api/deliveries?${qs}`);
       assert.equal(res.status, 400, qs);
       const body = await res.json();
@@ -317,9 +321,11 @@ describe('admin listener options', () => {
     const srv = await startServer({ files: { 'a.txt': 'a' }, logLevel: 'info' });
     const token = srv.adminToken();
     const get = async (p) => (await fetch(srv.adminUrl + p, { headers: { Authorization: `Bearer ${token}` } })).json();
+    const none = { deliveries: 0, confirmed: 0, corrupted: 0, pending: 0, confirmation_rate: null };
     assert.deepEqual(await get('/api/summary'), {
       deliveries: 0, confirmed: 0, corrupted: 0, bound: 0, pending: 0, confirmation_rate: null,
       first_issued_ms: null, last_activity_ms: null,
+      kinds: { page: none, download: none, view: none, device: none, tracked: none },
     });
     assert.deepEqual(await get('/api/contents'), { items: [], truncated: false });
     assert.deepEqual(await get('/api/clients'), { items: [], truncated: false });
@@ -414,18 +420,29 @@ describe('receiptd report', () => {
     assert.equal(r.status, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
     const want = newestFirst(rows.filter((x) => x.status === 'issued' || x.status === 'bound'));
-    assert.match(lines[0], /^DELIVERY\s+STATUS\s+ISSUED\s+CONFIRMED\s+CLIENT\s+CONTENT$/);
+    assert.match(lines[0], /^DELIVERY\s+STATUS\s+KIND\s+ISSUED\s+CONFIRMED\s+CLIENT\s+CONTENT$/);
     assert.deepEqual(lines.slice(1, 1 + want.length).map((l) => l.split(/\s+/)[0]), want.map((x) => x.delivery));
     assert.equal(lines[1 + want.length], '');
-    assert.equal(lines.at(-1), `${want.length} deliveries: 0 confirmed, 0 corrupted, ${want.length} pending`);
+    assert.deepEqual(lines.slice(1, 1 + want.length).map((l) => l.split(/\s+/)[2]), want.map((x) => x.kind));
+    assert.equal(lines[2 + want.length], `${want.length} deliveries: 0 confirmed, 0 corrupted, ${want.length} pending`);
+    // Then each kind with its rate.
+    const kindLines = lines.slice(3 + want.length);
+    const present = KINDS.filter((k) => want.some((x) => x.kind === k));
+    assert.deepEqual(kindLines.map((l) => l.trim().split(/\s+/)[0]), present);
+    for (const [i, k] of present.entries()) {
+      const n = want.filter((x) => x.kind === k).length;
+      assert.equal(kindLines[i].trim(), `${k.padEnd(9)} ${n}: 0 confirmed, 0 corrupted, ${n} pending (0.0 % confirmed)`);
+    }
     const all = report();
     assert.ok(all.stdout.includes('/odd,"quoted"\\x0aname;\\x09=cmd.html'), 'escaped, on one line');
-    assert.equal(all.stdout.trimEnd().split('\n').length, rows.length + 3);
+    const kindsSeen = new Set(rows.map((x) => x.kind)).size;
+    assert.equal(all.stdout.trimEnd().split('\n').length, rows.length + 3 + kindsSeen);
   });
 
   test('usage errors and a missing ledger', () => {
     assert.equal(report('--format', 'xml').status, 2);
     assert.equal(report('--status', 'nope').status, 2);
+    assert.equal(report('--kind', 'nope').status, 2);
     assert.equal(report('--since', 'soon').status, 2);
     assert.equal(report('extra').status, 2);
     const help = spawnSync(RECEIPTD, ['report', '--help'], { encoding: 'utf8' });

@@ -82,6 +82,17 @@ describe('dashboard in Chromium', () => {
     assert.equal(Number(rate.value), want.confirmation_rate);
     assert.equal(rate.text, (want.confirmation_rate * 100).toFixed(1) + '%');
 
+    // By kind: a row for every kind with deliveries, with its own rate.
+    const kinds = await page.$$eval('#kinds tbody tr', (trs) => trs.map((tr) => ({
+      kind: tr.dataset.kind,
+      deliveries: tr.querySelector('[data-field=deliveries]').textContent,
+      confirmed: tr.querySelector('[data-field=confirmed]').textContent,
+      rate: Number(tr.querySelector('[data-field=rate]').dataset.value),
+    })));
+    assert.deepEqual(kinds, Object.entries(want.kinds).filter(([, k]) => k.deliveries > 0).map(([kind, k]) => ({
+      kind, deliveries: String(k.deliveries), confirmed: String(k.confirmed), rate: k.confirmation_rate,
+    })));
+
     const contents = await page.$$eval('#contents tbody tr', (trs) => trs.map((tr) => ({
       content: tr.dataset.content,
       sha256: tr.dataset.sha256,
@@ -106,6 +117,15 @@ describe('dashboard in Chromium', () => {
     await page.click('#more');
     await page.waitForFunction((n) => document.querySelectorAll('#deliveries tbody tr').length === n, rows.length);
     assert.equal(await page.isHidden('#more'), true);
+
+    // The kind filter.
+    await page.selectOption('select[name=kind]', 'download');
+    await page.click('#search button[type=submit]');
+    const downloads = newestFirst(rows.filter((r) => r.kind === 'download'));
+    await page.waitForFunction((n) => document.querySelectorAll('#deliveries tbody tr').length === n, downloads.length);
+    assert.deepEqual(await page.$$eval('#deliveries tbody tr', (trs) => trs.map((tr) => tr.dataset.delivery)),
+      downloads.map((r) => r.delivery));
+    await page.selectOption('select[name=kind]', '');
 
     // Search, then open a confirmed delivery and read its receipt.
     await page.selectOption('select[name=status]', 'corrupted');

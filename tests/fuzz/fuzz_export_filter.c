@@ -1,5 +1,5 @@
 /* Fuzzes the admin API's and the report's filter parsing (content, client,
- * status, since, until as five NUL-separated fields) and the escaping of
+ * status, kind, since, until as six NUL-separated fields) and the escaping of
  * what ends up in CSV and JSON: whatever the bytes, the JSON string is one
  * that a JSON parser takes, and valid UTF-8 reads back as it was. */
 #include "common/unicode.h"
@@ -20,15 +20,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(text, data, size);
     text[size] = '\0';
 
-    const char *field[5] = {"", "", "", "", ""};
+    const char *field[6] = {"", "", "", "", "", ""};
     size_t at = 0;
-    for (int i = 0; i < 5 && at <= size; i++) {
+    for (int i = 0; i < 6 && at <= size; i++) {
         field[i] = text + at;
         at += strlen(text + at) + 1;
     }
     ledger_filter f;
     char err[256];
-    export_filter_parse(&f, field[0], field[1], field[2], field[3], field[4], err, sizeof err);
+    const export_filter_text t = {field[0], field[1], field[2], field[3], field[4], field[5]};
+    export_filter_parse(&f, &t, err, sizeof err);
     uint64_t ms;
     if (export_parse_time(text, &ms) == 0) {
         char back[EXPORT_TIME_MAX];
@@ -36,6 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     unsigned statuses;
     export_parse_status(text, &statuses);
+    unsigned kinds;
+    export_parse_kind(text, &kinds);
 
     jbuf b;
     jbuf_init_growing(&b, NULL, 0, 6 * size + 8);

@@ -22,8 +22,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TEST_DIR_MAX  64
-#define TEST_PATH_MAX 256
+#define TEST_DIR_MAX       64
+#define LEDGER_TEST_SCHEMA 3 /* the schema version this receiptd writes */
+#define TEST_PATH_MAX      256
 
 typedef struct fixture {
     bool pg;
@@ -49,6 +50,9 @@ static void fill_issue(ledger_event *ev, unsigned n)
     for (int i = 0; i < 32; i++)
         ev->row.sha256[i] = (uint8_t)(i + n);
     ev->row.size = 1000 + n;
+    ev->row.kind = LEDGER_KIND_DEVICE;
+    memcpy(ev->row.delivered_sha256, ev->row.sha256, 32);
+    ev->row.delivered_size = ev->row.size;
     snprintf(ev->row.server, sizeof ev->row.server, "node-1");
     snprintf(ev->row.client_addr, sizeof ev->row.client_addr, "192.0.2.%u", n % 250);
     snprintf(ev->row.user_agent, sizeof ev->row.user_agent, "test/1.0");
@@ -220,7 +224,7 @@ static void test_open_default_path(void **state)
     assert_int_equal(ledger_count(lg), 0);
     ledger_close(lg);
 
-    assert_int_equal(raw_user_version(f->file), 2);
+    assert_int_equal(raw_user_version(f->file), LEDGER_TEST_SCHEMA);
     assert_int_equal(stat(f->file, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600); /* private, whatever the umask */
 }
@@ -241,7 +245,7 @@ static void test_reopen_keeps_data(void **state)
     assert_string_equal(row.path, ev.row.path);
     assert_int_equal(ledger_count(f->lg), 1);
     if (!f->pg)
-        assert_int_equal(raw_user_version(f->file), 2);
+        assert_int_equal(raw_user_version(f->file), LEDGER_TEST_SCHEMA);
 }
 
 static void test_read_only(void **state)
@@ -345,7 +349,12 @@ static void test_migrates_version_1(void **state)
     assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
     ledger_close(f->lg);
     f->lg = NULL;
-    raw_exec(f->file, "ALTER TABLE deliveries DROP COLUMN issued_node;"
+    raw_exec(f->file, "DROP INDEX deliveries_status_kind;"
+                      "CREATE INDEX deliveries_status ON deliveries (status);"
+                      "ALTER TABLE deliveries DROP COLUMN kind;"
+                      "ALTER TABLE deliveries DROP COLUMN delivered_sha256;"
+                      "ALTER TABLE deliveries DROP COLUMN delivered_size;"
+                      "ALTER TABLE deliveries DROP COLUMN issued_node;"
                       "ALTER TABLE deliveries DROP COLUMN bound_node;"
                       "ALTER TABLE deliveries DROP COLUMN confirmed_node;"
                       "PRAGMA user_version = 1;"
@@ -355,10 +364,11 @@ static void test_migrates_version_1(void **state)
     f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
     if (f->lg == NULL)
         fail_msg("open: %s", err);
-    assert_int_equal(raw_user_version(f->file), 2);
+    assert_int_equal(raw_user_version(f->file), LEDGER_TEST_SCHEMA);
     assert_int_equal(ledger_get(f->lg, ev.row.id, &row), 1);
     assert_string_equal(row.path, ev.row.path);
     assert_string_equal(row.issued_node, "");
+    assert_int_equal(row.kind, LEDGER_KIND_TRACKED);
     fill_confirm(&ev, 5, CLIENT_A, 1764200000000ull);
     assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
     assert_int_equal(ledger_get(f->lg, ev.row.id, &row), 1);
@@ -685,6 +695,92 @@ static void test_invalid_events(void **state)
     assert_int_equal(ledger_count(f->lg), 2);
 }
 
+/* Kinds and the bytes sent: stored, NULL where they are the version's, read
+ * back either way. */
+static void test_kinds_and_delivered(void **state)
+{
+    fixture *f = *state;
+    ledger_event ev;
+    ledger_delivery row;
+
+    fill_issue(&ev, 1);
+    ev.row.kind = LEDGER_KIND_PAGE;
+    memset(ev.row.delivered_sha256, 0x77, 32);
+    ev.row.delivered_size = ev.row.size + 48;
+    assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
+    fill_issue(&ev, 2);
+    ev.row.kind = LEDGER_KIND_DOWNLOAD;
+    assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
+
+    assert_int_equal(ledger_get(f->lg, "01900000-0000-7000-8000-000000000001", &row), 1);
+    assert_int_equal(row.kind, LEDGER_KIND_PAGE);
+    assert_int_equal(row.delivered_size, 1001 + 48);
+    assert_int_equal(row.delivered_sha256[0], 0x77);
+    assert_int_equal(ledger_get(f->lg, "01900000-0000-7000-8000-000000000002", &row), 1);
+    assert_int_equal(row.kind, LEDGER_KIND_DOWNLOAD);
+    assert_int_equal(row.delivered_size, row.size);
+    assert_memory_equal(row.delivered_sha256, row.sha256, 32);
+
+    /* A confirmation keeps the kind its issuance recorded. */
+    fill_confirm(&ev, 1, CLIENT_A, 1764100009999ull);
+    ev.row.kind = LEDGER_KIND_TRACKED;
+    assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
+    assert_int_equal(ledger_get(f->lg, "01900000-0000-7000-8000-000000000001", &row), 1);
+    assert_int_equal(row.kind, LEDGER_KIND_PAGE);
+    assert_int_equal(row.status, LEDGER_CONFIRMED);
+
+    /* An unknown kind is refused. */
+    fill_issue(&ev, 3);
+    ev.row.kind = (ledger_kind)LEDGER_KIND_COUNT;
+    assert_int_equal(apply_one(f->lg, &ev, NULL), LEDGER_APPLY_EVENT_FAILED);
+}
+
+/* A ledger of schema 1 (before kinds) migrates: its rows are tracked, and
+ * delivered what they stored. */
+static void test_migrate_from_1(void **state)
+{
+    fixture *f = *state;
+    char err[LEDGER_ERR_MAX];
+    ledger_close(f->lg);
+    f->lg = NULL;
+    unlink(f->file);
+    raw_exec(f->file,
+             "CREATE TABLE deliveries ("
+             " id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 36), path TEXT NOT NULL,"
+             " sha256 BLOB NOT NULL CHECK (length(sha256) = 32), size INTEGER NOT NULL,"
+             " server TEXT NOT NULL, client_addr TEXT NOT NULL, user_agent TEXT,"
+             " issued_ms INTEGER NOT NULL, status TEXT NOT NULL CHECK (status IN ('issued',"
+             " 'bound', 'confirmed', 'corrupted')), client TEXT, bound_addr TEXT, bound_ms INTEGER,"
+             " confirmed_ms INTEGER, confirm_addr TEXT, received_sha256 BLOB CHECK"
+             " (received_sha256 IS NULL OR length(received_sha256) = 32), received_size INTEGER,"
+             " received_at_ms INTEGER, receipt TEXT);"
+             "CREATE INDEX deliveries_path ON deliveries (path);"
+             "CREATE INDEX deliveries_client ON deliveries (client) WHERE client IS NOT NULL;"
+             "CREATE INDEX deliveries_status ON deliveries (status);"
+             "CREATE INDEX deliveries_issued ON deliveries (issued_ms);"
+             "INSERT INTO deliveries (id, path, sha256, size, server, client_addr, issued_ms,"
+             " status) VALUES ('01900000-0000-7000-8000-0000000000aa', '/old.html',"
+             " zeroblob(32), 77, 'old', '192.0.2.9', 1764000000000, 'issued');"
+             "PRAGMA user_version = 1;");
+    f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
+    if (f->lg == NULL)
+        fail_msg("open: %s", err);
+    assert_int_equal(raw_user_version(f->file), LEDGER_TEST_SCHEMA);
+    ledger_delivery row;
+    assert_int_equal(ledger_get(f->lg, "01900000-0000-7000-8000-0000000000aa", &row), 1);
+    assert_int_equal(row.kind, LEDGER_KIND_TRACKED);
+    assert_int_equal(row.delivered_size, 77);
+    ledger_summary s;
+    assert_int_equal(ledger_summary_read(f->lg, &s), 0);
+    assert_int_equal(s.kinds[LEDGER_KIND_TRACKED].deliveries, 1);
+    assert_int_equal(s.kinds[LEDGER_KIND_TRACKED].pending, 1);
+    ledger_event ev;
+    fill_issue(&ev, 4);
+    ev.row.kind = LEDGER_KIND_VIEW;
+    assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
+    assert_int_equal(ledger_count(f->lg), 2);
+}
+
 static void test_null_safety(void **state)
 {
     ledger_delivery row;
@@ -903,7 +999,8 @@ static void test_pg_unavailable(void **state)
         cmocka_unit_test_setup_teardown(test_invalid_events, setup, teardown),                     \
         cmocka_unit_test_setup_teardown(test_write_batch, setup, teardown),                        \
         cmocka_unit_test_setup_teardown(test_write_large_batch, setup, teardown),                  \
-        cmocka_unit_test_setup_teardown(test_copy_rows, setup, teardown)
+        cmocka_unit_test_setup_teardown(test_copy_rows, setup, teardown),                          \
+        cmocka_unit_test_setup_teardown(test_kinds_and_delivered, setup, teardown)
 
 int main(void)
 {
@@ -918,6 +1015,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_paths, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_version_1, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_1, setup_sqlite, teardown),
         BACKEND_TESTS(setup_sqlite),
     };
     const struct CMUnitTest pg[] = {BACKEND_TESTS(setup_pg)};

@@ -43,7 +43,9 @@ static void make_id(char out[UUID7_STR_LEN + 1], unsigned n)
 /*
  * Row n (1-based): /a.html for odd n, /b.html for even; issued at T0 + n s.
  * n % 4 == 1: confirmed by A after n * 100 ms; n % 4 == 2: corrupted by B
- * after n * 10 ms; n % 4 == 3: bound to A; n % 4 == 0: issued.
+ * after n * 10 ms; n % 4 == 3: bound to A; n % 4 == 0: issued. Kinds go
+ * round page, download, view, device, tracked (n % 5); pages were sent with
+ * the element (48 bytes more).
  */
 static void add_row(ledger *lg, unsigned n)
 {
@@ -53,6 +55,13 @@ static void add_row(ledger *lg, unsigned n)
     snprintf(ev.row.path, sizeof ev.row.path, "%s", n % 2 ? "/a.html" : "/b.html");
     memset(ev.row.sha256, n % 2 ? 0xaa : 0xbb, 32);
     ev.row.size = 100;
+    ev.row.kind = (ledger_kind)(n % 5);
+    memcpy(ev.row.delivered_sha256, ev.row.sha256, 32);
+    ev.row.delivered_size = ev.row.size;
+    if (ev.row.kind == LEDGER_KIND_PAGE) {
+        ev.row.delivered_sha256[0] = (uint8_t)n;
+        ev.row.delivered_size += 48;
+    }
     snprintf(ev.row.server, sizeof ev.row.server, "s1");
     snprintf(ev.row.client_addr, sizeof ev.row.client_addr, "192.0.2.1");
     ev.row.issued_ms = TEST_T0 + n * 1000;
@@ -134,6 +143,22 @@ static void test_summary(void **state)
     assert_int_equal(s.pending, 10);
     assert_int_equal(s.first_ms, TEST_T0 + 1000);
     assert_int_equal(s.last_ms, TEST_T0 + 20000); /* row 20 issued after every confirmation */
+    /* By kind: rows n with n % 5 == k; statuses by n % 4. */
+    for (unsigned k = 0; k < LEDGER_KIND_COUNT; k++) {
+        ledger_kind_counts want = {0};
+        for (unsigned n = 1; n <= TEST_ROWS; n++) {
+            if (n % 5 != k)
+                continue;
+            want.deliveries++;
+            want.confirmed += n % 4 == 1;
+            want.corrupted += n % 4 == 2;
+            want.pending += n % 4 == 3 || n % 4 == 0;
+        }
+        assert_int_equal(s.kinds[k].deliveries, want.deliveries);
+        assert_int_equal(s.kinds[k].confirmed, want.confirmed);
+        assert_int_equal(s.kinds[k].corrupted, want.corrupted);
+        assert_int_equal(s.kinds[k].pending, want.pending);
+    }
 }
 
 typedef struct contents_seen {
@@ -284,6 +309,32 @@ static void test_query(void **state)
 
     flt.statuses = 1u << 7; /* no such status */
     assert_null(ledger_query(f->lg, &flt));
+
+    /* By kind: n % 5 == 0 (pages) and 3 (devices), with a status. */
+    memset(&flt, 0, sizeof flt);
+    flt.kinds = LEDGER_KIND_BIT(LEDGER_KIND_PAGE) | LEDGER_KIND_BIT(LEDGER_KIND_DEVICE);
+    assert_int_equal(run_query(f->lg, &flt, &first, &last), 8);
+    assert_int_equal(first, 20);
+    assert_int_equal(last, 3);
+    flt.statuses = LEDGER_STATUS_BIT(LEDGER_CONFIRMED); /* n % 4 == 1: 5, 13 */
+    assert_int_equal(run_query(f->lg, &flt, &first, &last), 2);
+    assert_int_equal(first, 13);
+    assert_int_equal(last, 5);
+    flt.kinds = LEDGER_KIND_BIT(LEDGER_KIND_COUNT); /* no such kind */
+    assert_null(ledger_query(f->lg, &flt));
+
+    /* The rows come back with their kind and the bytes they sent. */
+    memset(&flt, 0, sizeof flt);
+    ledger_cursor *cur = ledger_query(f->lg, &flt);
+    assert_non_null(cur);
+    ledger_delivery row;
+    while (ledger_cursor_next(cur, &row) == 1) {
+        unsigned n = (unsigned)(row.issued_ms - TEST_T0) / 1000;
+        assert_int_equal(row.kind, n % 5);
+        assert_int_equal(row.delivered_size, n % 5 == 0 ? 148 : 100);
+        assert_int_equal(row.delivered_sha256[0] == row.sha256[0], n % 5 != 0);
+    }
+    ledger_cursor_free(cur);
 
     /* Oldest first, after an ID, and a limit. */
     char after[UUID7_STR_LEN + 1];

@@ -15,6 +15,8 @@ const b64u = (buf) => Buffer.from(buf).toString('base64url');
 const clientId = (n) => b64u(sha(`client-${n}`)); // 43 characters, like a thumbprint
 
 export const CLIENTS = [clientId(1), clientId(2), clientId(3), clientId(4)];
+export const KINDS = ['page', 'download', 'view', 'device', 'tracked'];
+const ELEMENT_LEN = '<script src="/_receipt/agent.js" async></script>'.length;
 export const CONTENTS = [
   { path: '/docs/terms.html', body: 'terms v1', size: 1200 },
   { path: '/docs/terms.html', body: 'terms v2', size: 1300 },
@@ -39,11 +41,20 @@ export function seedRows() {
     const issued = T0 + i * 71 * 60 * 1000 + (i % 5) * 1000; // spread over three days
     const client = status === 'issued' ? null : CLIENTS[(i * 3) % 4];
     const latency = status === 'confirmed' || status === 'corrupted' ? 400 + ((i * 7919) % 60000) : null;
+    // HTML is viewed as a page or fetched by a device (both injected), or
+    // tracked; a binary is downloaded, fetched by a device, or viewed.
+    const kind = c.path.endsWith('.html') ? ['page', 'device', 'tracked'][Math.floor(i / 4) % 3]
+      : ['download', 'device', 'view'][Math.floor(i / 4) % 3];
+    const injected = kind === 'page' || kind === 'device' ? c.path.endsWith('.html') : false;
     rows.push({
       delivery: idFor(issued, i + 1),
       content: c.path,
       sha256: b64u(sha(c.body)),
       size: c.size,
+      kind,
+      delivered: injected
+        ? { sha256: b64u(sha(c.body + '+element')), size: c.size + ELEMENT_LEN }
+        : { sha256: b64u(sha(c.body)), size: c.size },
       status,
       client,
       client_addr: `192.0.2.${(i % 200) + 1}`,
@@ -67,11 +78,14 @@ export function writeSeed(srv, rows) {
     r.issued_at_ms, q(r.status), q(r.client), r.client ? q('198.51.100.7') : 'NULL',
     r.bound_at_ms ?? 'NULL', r.confirmed_at_ms ?? 'NULL', r.confirmed_at_ms ? q('198.51.100.8') : 'NULL',
     r.status === 'confirmed' ? blob(r.sha256) : r.status === 'corrupted' ? blob(b64u(sha('other'))) : 'NULL',
-    r.confirmed_at_ms ? r.size : 'NULL', r.confirmed_at_ms ?? 'NULL', q(r.receipt),
+    r.confirmed_at_ms ? r.size : 'NULL', r.confirmed_at_ms ?? 'NULL', q(r.receipt), q(r.kind),
+    r.delivered.sha256 === r.sha256 ? 'NULL' : blob(r.delivered.sha256),
+    r.delivered.sha256 === r.sha256 ? 'NULL' : r.delivered.size,
   ].join(', ')})`);
   srv.exec(`BEGIN; INSERT INTO deliveries (id, path, sha256, size, server, client_addr, user_agent,
     issued_ms, status, client, bound_addr, bound_ms, confirmed_ms, confirm_addr, received_sha256,
-    received_size, received_at_ms, receipt) VALUES ${values.join(',\n')}; COMMIT;`);
+    received_size, received_at_ms, receipt, kind, delivered_sha256, delivered_size)
+    VALUES ${values.join(',\n')}; COMMIT;`);
 }
 
 /** The API's item of a row (the list fields, not the detail ones). */
@@ -98,6 +112,16 @@ export function expectedSummary(rows) {
   const n = rows.length;
   const confirmed = rows.filter((r) => r.status === 'confirmed').length;
   const corrupted = rows.filter((r) => r.status === 'corrupted').length;
+  const kinds = {};
+  for (const k of KINDS) {
+    const g = rows.filter((r) => r.kind === k);
+    const kc = g.filter((r) => r.status === 'confirmed').length;
+    const kx = g.filter((r) => r.status === 'corrupted').length;
+    kinds[k] = {
+      deliveries: g.length, confirmed: kc, corrupted: kx, pending: g.filter(isPending).length,
+      confirmation_rate: g.length ? (kc + kx) / g.length : null,
+    };
+  }
   return {
     deliveries: n,
     confirmed,
@@ -105,6 +129,7 @@ export function expectedSummary(rows) {
     bound: rows.filter((r) => r.status === 'bound').length,
     pending: rows.filter(isPending).length,
     confirmation_rate: n ? (confirmed + corrupted) / n : null,
+    kinds,
   };
 }
 
@@ -177,7 +202,10 @@ export function parseCsv(text) {
 }
 
 export const CSV_COLUMNS = ['delivery', 'content', 'sha256', 'size', 'status', 'client', 'client_addr',
-  'issued_at_ms', 'confirmed_at_ms', 'server'];
+  'issued_at_ms', 'confirmed_at_ms', 'server', 'kind', 'delivered_sha256', 'delivered_size'];
 
 /** A row as its CSV fields (strings; empty for null). */
-export const csvFields = (r) => CSV_COLUMNS.map((k) => (r[k] === null ? '' : String(r[k])));
+export const csvFields = (r) => CSV_COLUMNS.map((k) => {
+  const v = k.startsWith('delivered_') ? r.delivered[k.slice('delivered_'.length)] : r[k];
+  return v === null ? '' : String(v);
+});
