@@ -178,6 +178,11 @@
     });
     const line = (key, cls) => {
       const pts = b.map((x, i) => `${(pad.l + (i + 0.5) * step).toFixed(1)},${y(x[key]).toFixed(1)}`);
+      // One bucket: a level across its bar, since a single point draws nothing.
+      if (b.length === 1) {
+        const at = y(b[0][key]).toFixed(1);
+        pts.splice(0, 1, `${(pad.l + step * 0.1).toFixed(1)},${at}`, `${(pad.l + step * 0.9).toFixed(1)},${at}`);
+      }
       if (pts.length) root.append(svg('polyline', { class: cls, points: pts.join(' ') }));
     };
     line('confirmed', 'line-confirmed');
