@@ -309,7 +309,8 @@ static const config_option options[] = {
              "integrity check of the ledger; change nothing, then exit",
      .doc = "Run the checks of start-up (root, state directory, keys, admin token, ledger "
             "ownership and schema, recovery file and its reservation) and a full integrity "
-            "check of the ledger; create and change nothing; exit 0 or 1."},
+            "check of the ledger, and print start-up's warnings; create and change nothing; "
+            "exit 0 or 1."},
     {"help", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "this text",
      .doc = "Print the options."},
     {"version", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "the version",

@@ -442,11 +442,14 @@ static void test_renderings(void **state)
     snprintf(d.server, sizeof d.server, "s1");
     snprintf(d.client_addr, sizeof d.client_addr, "::1");
     d.issued_ms = 5;
+    d.kind = LEDGER_KIND_VIEW;
+    d.delivered_size = 7;
     jbuf_init(&b, text, sizeof text);
     export_item_csv(&b, &d);
     assert_false(b.failed);
     assert_non_null(strstr(text, ",\"/a,\"\"b\"\"\n\x01\xff.html\","));
-    assert_non_null(strstr(text, ",issued,,::1,5,,s1\r\n"));
+    assert_non_null(
+        strstr(text, ",issued,,::1,5,,s1,view,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA,7\r\n"));
 
     jbuf_init(&b, text, sizeof text);
     export_item_json(&b, &d, false);
@@ -454,6 +457,8 @@ static void test_renderings(void **state)
     assert_non_null(strstr(text, "\"content\":\"/a,\\\"b\\\"\\u000a\\u0001\xef\xbf\xbd.html\""));
     assert_non_null(strstr(text, "\"client\":null"));
     assert_non_null(strstr(text, "\"confirmed_at_ms\":null"));
+    assert_non_null(strstr(text, "\"kind\":\"view\",\"delivered\":{\"sha256\":"
+                                 "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"size\":7}"));
 
     char small[16];
     jbuf_init(&b, small, sizeof small);
@@ -465,6 +470,15 @@ static void test_renderings(void **state)
     assert_int_equal(st, LEDGER_STATUS_PENDING | LEDGER_STATUS_BIT(LEDGER_CORRUPTED));
     assert_int_equal(export_parse_status("done", &st), -1);
     assert_int_equal(export_parse_status(",", &st), -1);
+    unsigned kinds = 0;
+    assert_int_equal(export_parse_kind("page,download", &kinds), 0);
+    assert_int_equal(kinds,
+                     LEDGER_KIND_BIT(LEDGER_KIND_PAGE) | LEDGER_KIND_BIT(LEDGER_KIND_DOWNLOAD));
+    assert_int_equal(export_parse_kind("tracked", &kinds), 0);
+    assert_int_equal(kinds, LEDGER_KIND_BIT(LEDGER_KIND_TRACKED));
+    assert_int_equal(export_parse_kind("pages", &kinds), -1);
+    assert_int_equal(export_parse_kind(",", &kinds), -1);
+    assert_int_equal(export_parse_kind("", &kinds), -1);
 }
 
 static void test_pg_unavailable(void **state)
