@@ -241,7 +241,10 @@ void export_format_time(uint64_t ms, char out[EXPORT_TIME_MAX])
     out[len] = '\0';
 }
 
-int export_parse_status(const char *text, unsigned *statuses)
+/* A comma-separated list of words, each turned into bits by word_bits
+ * (false: not a word of the list). At least one word. */
+static int parse_words(const char *text, bool (*word_bits)(const char *w, unsigned *bits),
+                       unsigned *out)
 {
     char words[EXPORT_STATUS_TEXT_MAX + 1];
     size_t n = text != NULL ? strnlen(text, sizeof words) : 0;
@@ -251,39 +254,44 @@ int export_parse_status(const char *text, unsigned *statuses)
     unsigned bits = 0;
     char *save = NULL;
     for (char *w = strtok_r(words, ",", &save); w != NULL; w = strtok_r(NULL, ",", &save)) {
-        ledger_status s;
-        if (strcmp(w, "pending") == 0)
-            bits |= LEDGER_STATUS_PENDING;
-        else if (ledger_status_parse(w, &s) == 0)
-            bits |= LEDGER_STATUS_BIT(s);
-        else
+        if (!word_bits(w, &bits))
             return -1;
     }
     if (bits == 0)
         return -1;
-    *statuses = bits;
+    *out = bits;
     return 0;
+}
+
+static bool status_bits(const char *w, unsigned *bits)
+{
+    ledger_status s;
+    if (strcmp(w, "pending") == 0)
+        *bits |= LEDGER_STATUS_PENDING;
+    else if (ledger_status_parse(w, &s) == 0)
+        *bits |= LEDGER_STATUS_BIT(s);
+    else
+        return false;
+    return true;
+}
+
+static bool kind_bits(const char *w, unsigned *bits)
+{
+    ledger_kind k;
+    if (ledger_kind_parse(w, &k) != 0)
+        return false;
+    *bits |= LEDGER_KIND_BIT(k);
+    return true;
+}
+
+int export_parse_status(const char *text, unsigned *statuses)
+{
+    return parse_words(text, status_bits, statuses);
 }
 
 int export_parse_kind(const char *text, unsigned *kinds)
 {
-    char words[EXPORT_STATUS_TEXT_MAX + 1];
-    size_t n = text != NULL ? strnlen(text, sizeof words) : 0;
-    if (n == 0 || n >= sizeof words)
-        return -1;
-    memcpy(words, text, n + 1);
-    unsigned bits = 0;
-    char *save = NULL;
-    for (char *w = strtok_r(words, ",", &save); w != NULL; w = strtok_r(NULL, ",", &save)) {
-        ledger_kind k;
-        if (ledger_kind_parse(w, &k) != 0)
-            return -1;
-        bits |= LEDGER_KIND_BIT(k);
-    }
-    if (bits == 0)
-        return -1;
-    *kinds = bits;
-    return 0;
+    return parse_words(text, kind_bits, kinds);
 }
 
 static bool given(const char *s)

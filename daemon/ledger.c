@@ -20,50 +20,56 @@ static const char *const status_names[] = {
 
 #define STATUS_COUNT (sizeof status_names / sizeof status_names[0])
 
-const char *ledger_status_name(ledger_status status)
-{
-    if ((size_t)status >= STATUS_COUNT)
-        return "unknown";
-    return status_names[status];
-}
-
-int ledger_status_parse(const char *name, ledger_status *out)
-{
-    if (name == NULL || out == NULL)
-        return -1;
-    for (size_t i = 0; i < STATUS_COUNT; i++) {
-        if (strcmp(name, status_names[i]) == 0) {
-            *out = (ledger_status)i;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 static const char *const kind_names[LEDGER_KIND_COUNT] = {
     [LEDGER_KIND_PAGE] = "page",       [LEDGER_KIND_DOWNLOAD] = "download",
     [LEDGER_KIND_VIEW] = "view",       [LEDGER_KIND_DEVICE] = "device",
     [LEDGER_KIND_TRACKED] = "tracked",
 };
 
+/* The name of value i of a table of count names, or "unknown". */
+static const char *name_of(const char *const *names, size_t count, size_t i)
+{
+    return i < count ? names[i] : "unknown";
+}
+
+/* The index of name in a table of count names, or -1. */
+static int index_of(const char *const *names, size_t count, const char *name)
+{
+    if (name == NULL)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(name, names[i]) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+const char *ledger_status_name(ledger_status status)
+{
+    return name_of(status_names, STATUS_COUNT, (size_t)status);
+}
+
+int ledger_status_parse(const char *name, ledger_status *out)
+{
+    int i = index_of(status_names, STATUS_COUNT, name);
+    if (i < 0 || out == NULL)
+        return -1;
+    *out = (ledger_status)i;
+    return 0;
+}
+
 const char *ledger_kind_name(ledger_kind kind)
 {
-    if ((size_t)kind >= LEDGER_KIND_COUNT)
-        return "unknown";
-    return kind_names[kind];
+    return name_of(kind_names, LEDGER_KIND_COUNT, (size_t)kind);
 }
 
 int ledger_kind_parse(const char *name, ledger_kind *out)
 {
-    if (name == NULL || out == NULL)
+    int i = index_of(kind_names, LEDGER_KIND_COUNT, name);
+    if (i < 0 || out == NULL)
         return -1;
-    for (size_t i = 0; i < LEDGER_KIND_COUNT; i++) {
-        if (strcmp(name, kind_names[i]) == 0) {
-            *out = (ledger_kind)i;
-            return 0;
-        }
-    }
-    return -1;
+    *out = (ledger_kind)i;
+    return 0;
 }
 
 void ledger_summary_count(ledger_summary *s, ledger_status status, ledger_kind kind, uint64_t n)

@@ -68,136 +68,128 @@ describe('a real site in Chromium', () => {
     await browser?.close();
   });
 
-  test('one page view is one delivery, confirmed; images, style and script are none', async () => {
-    const srv = await startServer({ files: SITE });
+  /** Runs fn(srv, context) against a receiptd serving the site; stops both. */
+  async function onSite(fn, opts = {}) {
+    const srv = await startServer({ files: SITE, ...opts });
     const context = await newContext(browser);
     try {
-      const pg = await context.newPage();
-      const w = watch(pg);
-      const res = await pg.goto(srv.url + '/');
-      const id = deliveryOf(res);
-      await assertSubresourcesLoaded(pg);
-      const row = await settled(srv, id);
-      assert.equal(row.status, 'confirmed');
-      assert.equal(row.path, '/index.html');
-      assert.equal(row.kind, 'page');
-      const rows = await allRows(srv);
-      assert.deepEqual(rows.map((r) => [r.path, r.kind, r.status]), [['/index.html', 'page', 'confirmed']]);
-      // The subresources were served, with their validators, and no receipt headers.
-      const img = await (await context.request.get(srv.url + '/img/1.png', {
-        headers: { 'Sec-Fetch-Dest': 'image', 'Sec-Fetch-Mode': 'no-cors', 'Sec-Fetch-Site': 'same-origin' },
-      }));
-      assert.equal(img.status(), 200);
-      assert.ok(img.headers().etag);
-      assert.equal(img.headers()['receipt-delivery'], undefined);
-      assert.equal((await recorded(pg)).confirmed.length, 1);
-      assertQuiet(w);
+      await fn(srv, context);
     } finally {
       await context.close();
       assert.equal((await srv.stop()).code, 0, srv.log());
     }
+  }
+
+  test('one page view is one delivery, confirmed; images, style and script are none', async () => {
+    await onSite(async (srv, context) => {
+        const pg = await context.newPage();
+        const w = watch(pg);
+        const res = await pg.goto(srv.url + '/');
+        const id = deliveryOf(res);
+        await assertSubresourcesLoaded(pg);
+        const row = await settled(srv, id);
+        assert.equal(row.status, 'confirmed');
+        assert.equal(row.path, '/index.html');
+        assert.equal(row.kind, 'page');
+        const rows = await allRows(srv);
+        assert.deepEqual(rows.map((r) => [r.path, r.kind, r.status]), [['/index.html', 'page', 'confirmed']]);
+        // The subresources were served, with their validators, and no receipt headers.
+        const img = await (await context.request.get(srv.url + '/img/1.png', {
+          headers: { 'Sec-Fetch-Dest': 'image', 'Sec-Fetch-Mode': 'no-cors', 'Sec-Fetch-Site': 'same-origin' },
+        }));
+        assert.equal(img.status(), 200);
+        assert.ok(img.headers().etag);
+        assert.equal(img.headers()['receipt-delivery'], undefined);
+        assert.equal((await recorded(pg)).confirmed.length, 1);
+        assertQuiet(w);
+    });
   });
 
   test('a reload, a new tab and a link to the same page: each a new confirmed delivery', async () => {
-    const srv = await startServer({ files: SITE });
-    const context = await newContext(browser);
-    try {
-      const pg = await context.newPage();
-      const w = watch(pg);
-      const first = await settled(srv, deliveryOf(await pg.goto(srv.url + '/index.html')));
-      await pg.waitForLoadState('networkidle');
+    await onSite(async (srv, context) => {
+        const pg = await context.newPage();
+        const w = watch(pg);
+        const first = await settled(srv, deliveryOf(await pg.goto(srv.url + '/index.html')));
+        await pg.waitForLoadState('networkidle');
 
-      const reloaded = await settled(srv, deliveryOf(await pg.reload()));
-      await pg.waitForLoadState('networkidle');
+        const reloaded = await settled(srv, deliveryOf(await pg.reload()));
+        await pg.waitForLoadState('networkidle');
 
-      const tab = await context.newPage();
-      const w2 = watch(tab);
-      const inTab = await settled(srv, deliveryOf(await tab.goto(srv.url + '/index.html')));
-      await tab.waitForLoadState('networkidle');
+        const tab = await context.newPage();
+        const w2 = watch(tab);
+        const inTab = await settled(srv, deliveryOf(await tab.goto(srv.url + '/index.html')));
+        await tab.waitForLoadState('networkidle');
 
-      const [nav] = await Promise.all([
-        pg.waitForNavigation(),
-        pg.click('#again'),
-      ]);
-      const linked = await settled(srv, deliveryOf(nav));
-      await pg.waitForLoadState('networkidle');
+        const [nav] = await Promise.all([
+          pg.waitForNavigation(),
+          pg.click('#again'),
+        ]);
+        const linked = await settled(srv, deliveryOf(nav));
+        await pg.waitForLoadState('networkidle');
 
-      const views = [first, reloaded, inTab, linked];
-      assert.equal(new Set(views.map((r) => r.id)).size, 4, 'four deliveries');
-      for (const r of views) {
-        assert.equal(r.status, 'confirmed');
-        assert.equal(r.kind, 'page');
-        assert.equal(r.client, first.client, 'one browser, one client');
-      }
-      const rows = await allRows(srv);
-      assert.equal(rows.length, 4, JSON.stringify(rows));
-      assertQuiet(w);
-      assertQuiet(w2, 'new tab');
-    } finally {
-      await context.close();
-      assert.equal((await srv.stop()).code, 0, srv.log());
-    }
+        const views = [first, reloaded, inTab, linked];
+        assert.equal(new Set(views.map((r) => r.id)).size, 4, 'four deliveries');
+        for (const r of views) {
+          assert.equal(r.status, 'confirmed');
+          assert.equal(r.kind, 'page');
+          assert.equal(r.client, first.client, 'one browser, one client');
+        }
+        const rows = await allRows(srv);
+        assert.equal(rows.length, 4, JSON.stringify(rows));
+        assertQuiet(w);
+        assertQuiet(w2, 'new tab');
+    });
   });
 
   test('a download link: one delivery, confirmed with the PDF\'s digest; the file arrives intact', async () => {
-    const srv = await startServer({ files: SITE });
-    const context = await newContext(browser);
-    try {
-      const pg = await context.newPage();
-      const w = watch(pg);
-      const page = await settled(srv, deliveryOf(await pg.goto(srv.url + '/')));
-      await pg.waitForLoadState('networkidle');
-      const fetched = pg.waitForResponse((r) => r.url().endsWith('/docs/report.pdf') &&
-        r.request().method() === 'GET');
-      const [download] = await Promise.all([pg.waitForEvent('download'), pg.click('#download')]);
-      const id = deliveryOf(await fetched);
-      assert.equal(download.suggestedFilename(), 'report.pdf');
-      const got = fs.readFileSync(await download.path());
-      assert.ok(got.equals(PDF), 'the downloaded bytes are the PDF');
+    await onSite(async (srv, context) => {
+        const pg = await context.newPage();
+        const w = watch(pg);
+        const page = await settled(srv, deliveryOf(await pg.goto(srv.url + '/')));
+        await pg.waitForLoadState('networkidle');
+        const fetched = pg.waitForResponse((r) => r.url().endsWith('/docs/report.pdf') &&
+          r.request().method() === 'GET');
+        const [download] = await Promise.all([pg.waitForEvent('download'), pg.click('#download')]);
+        const id = deliveryOf(await fetched);
+        assert.equal(download.suggestedFilename(), 'report.pdf');
+        const got = fs.readFileSync(await download.path());
+        assert.ok(got.equals(PDF), 'the downloaded bytes are the PDF');
 
-      const row = await settled(srv, id);
-      assert.equal(row.status, 'confirmed');
-      assert.equal(row.kind, 'download');
-      assert.equal(row.path, '/docs/report.pdf');
-      assert.equal(row.sha, hex(PDF_SHA));
-      assert.equal(row.received, hex(PDF_SHA), 'confirmed with the digest of the bytes received');
-      assert.equal(row.received_size, PDF.length);
-      assert.equal(row.client, page.client);
-      // The agent's own confirmation of the page stays the page's: the
-      // download's answer goes to its link, not to document.
-      const { confirmed } = await recorded(pg);
-      assert.deepEqual(confirmed.map((c) => c.delivery), [page.id]);
-      const rows = await allRows(srv);
-      assert.deepEqual(rows.map((r) => [r.kind, r.status]), [['page', 'confirmed'], ['download', 'confirmed']]);
-      assertQuiet(w);
-    } finally {
-      await context.close();
-      assert.equal((await srv.stop()).code, 0, srv.log());
-    }
+        const row = await settled(srv, id);
+        assert.equal(row.status, 'confirmed');
+        assert.equal(row.kind, 'download');
+        assert.equal(row.path, '/docs/report.pdf');
+        assert.equal(row.sha, hex(PDF_SHA));
+        assert.equal(row.received, hex(PDF_SHA), 'confirmed with the digest of the bytes received');
+        assert.equal(row.received_size, PDF.length);
+        assert.equal(row.client, page.client);
+        // The agent's own confirmation of the page stays the page's: the
+        // download's answer goes to its link, not to document.
+        const { confirmed } = await recorded(pg);
+        assert.deepEqual(confirmed.map((c) => c.delivery), [page.id]);
+        const rows = await allRows(srv);
+        assert.deepEqual(rows.map((r) => [r.kind, r.status]), [['page', 'confirmed'], ['download', 'confirmed']]);
+        assertQuiet(w);
+    });
   });
 
   test('data-receipt-open: fetched, confirmed, opened in a new tab', async () => {
-    const srv = await startServer({ files: SITE });
-    const context = await newContext(browser);
-    try {
-      const pg = await context.newPage();
-      const w = watch(pg);
-      await settled(srv, deliveryOf(await pg.goto(srv.url + '/')));
-      await pg.waitForLoadState('networkidle');
-      const fetched = pg.waitForResponse((r) => r.url().endsWith('/docs/report.pdf') &&
-        r.request().method() === 'GET');
-      const [popup] = await Promise.all([context.waitForEvent('page'), pg.click('#open')]);
-      const id = deliveryOf(await fetched);
-      await popup.waitForURL(/^blob:/, { timeout: 15000 });
-      const row = await settled(srv, id);
-      assert.equal(row.status, 'confirmed');
-      assert.equal(row.kind, 'download');
-      assert.equal(row.received, hex(PDF_SHA));
-      assertQuiet(w);
-    } finally {
-      await context.close();
-      assert.equal((await srv.stop()).code, 0, srv.log());
-    }
+    await onSite(async (srv, context) => {
+        const pg = await context.newPage();
+        const w = watch(pg);
+        await settled(srv, deliveryOf(await pg.goto(srv.url + '/')));
+        await pg.waitForLoadState('networkidle');
+        const fetched = pg.waitForResponse((r) => r.url().endsWith('/docs/report.pdf') &&
+          r.request().method() === 'GET');
+        const [popup] = await Promise.all([context.waitForEvent('page'), pg.click('#open')]);
+        const id = deliveryOf(await fetched);
+        await popup.waitForURL(/^blob:/, { timeout: 15000 });
+        const row = await settled(srv, id);
+        assert.equal(row.status, 'confirmed');
+        assert.equal(row.kind, 'download');
+        assert.equal(row.received, hex(PDF_SHA));
+        assertQuiet(w);
+    });
   });
 
   test('a download whose bytes a proxy altered is recorded corrupted', async () => {
