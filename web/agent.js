@@ -271,7 +271,8 @@
     const opens = link.hasAttribute('data-receipt-open');
     if (!opens && !link.hasAttribute('download') &&
         !link.hasAttribute('data-receipt-download')) return;
-    const url = new URL(link.href);
+    let url;
+    try { url = new URL(link.href); } catch { return; } /* an href that is no URL */
     if (url.origin !== location.origin) return;
     e.preventDefault();
     url.hash = '';
