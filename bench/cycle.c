@@ -1,5 +1,5 @@
 /*
- * cycle: load client for the full delivery cycle of PROTOCOL.md, run by
+ * cycle: load client for the full delivery cycle of docs/protocol.md, run by
  * bench/run against receiptd.
  *
  * It makes --clients P-256 client keys, fetches /_receipt/jwks.json once and

@@ -1,5 +1,5 @@
 /*
- * jose: the two JOSE shapes of PROTOCOL.md section 3, and nothing else.
+ * jose: the two JOSE shapes of docs/protocol.md section 4, and nothing else.
  *
  * JWE compact, "alg":"dir", "enc":"A256GCM", protected header exactly
  * {"alg":"dir","enc":"A256GCM","kid":KID,"skid":SKID,"cty":CTY} (written in

@@ -1,5 +1,5 @@
 /*
- * kdf: the client-server key K of PROTOCOL.md section 2.
+ * kdf: the client-server key K of docs/protocol.md section 3.5.
  *
  *   Z = ECDH-P256(own private key, peer public key)   (32-byte x coordinate)
  *   K = HKDF-SHA256(IKM = Z, salt = "receipt/v1",

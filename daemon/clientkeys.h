@@ -40,7 +40,7 @@ void clientkeys_free(clientkeys *cache);
 #define CLIENTKEYS_HEADER "Receipt-Client-Key"
 
 /* Returns 0 and fills *out, or -1 when the header value is not a valid
- * P-256 point in the form of PROTOCOL.md section 2. */
+ * P-256 point in the form of docs/protocol.md section 3.3. */
 WARN_UNUSED_RESULT int clientkeys_get(clientkeys *cache, const char *header, size_t n,
                                       clientkey *out);
 

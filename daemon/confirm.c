@@ -220,7 +220,7 @@ static bool content_type_is_jose(const char *value)
     return value[n] == '\0' || value[n] == ';' || value[n] == ' ';
 }
 
-/* The receipt JWS (PROTOCOL.md section 6); *out is malloc'd. */
+/* The receipt JWS (docs/protocol.md section 8.4); *out is malloc'd. */
 static int sign_receipt(const http_context *ctx, const confirm_check_result *ck,
                         uint64_t confirmed_ms, char **out)
 {

@@ -1,5 +1,5 @@
 /*
- * confirm: POST /_receipt/confirm (PROTOCOL.md section 6).
+ * confirm: POST /_receipt/confirm (docs/protocol.md section 8).
  *
  * A confirmation is checked completely on the worker thread
  * (confirm_check), its receipt signed, and then handed to the ledger writer

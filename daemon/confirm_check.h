@@ -1,5 +1,5 @@
 /*
- * confirm_check: whether a confirmation (PROTOCOL.md section 6) is one to
+ * confirm_check: whether a confirmation (docs/protocol.md section 8) is one to
  * record, and what it says.
  *
  * The whole check of a POST /_receipt/confirm body, on values alone: the

@@ -1,5 +1,5 @@
 /*
- * delivery: what turns a 200 into a delivery (PROTOCOL.md section 4).
+ * delivery: what turns a 200 into a delivery (docs/protocol.md section 5).
  *
  * delivery_issue() makes the delivery ID and seals the ticket for one
  * response; DELIVERY_ELEMENT is what the content store injects into HTML

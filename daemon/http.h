@@ -2,7 +2,7 @@
  * http: receiptd's public listener (libmicrohttpd) and its router.
  *
  * Accepts connections, applies the limits of the config, and routes each
- * request: content to http_file (PROTOCOL.md section 4), plug-in data to
+ * request: content to http_file (docs/protocol.md section 5), plug-in data to
  * plugin, confirmations to confirm; it serves the JWK Set and the agent
  * itself. It writes the access log once a request completes. The services
  * are borrowed and must outlive the server.

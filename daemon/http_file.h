@@ -1,5 +1,5 @@
 /*
- * http_file: GET and HEAD of content (PROTOCOL.md section 4), as OpenBSD
+ * http_file: GET and HEAD of content (docs/protocol.md section 5), as OpenBSD
  * httpd keeps server_file.c apart from its router.
  *
  * Resolves the path in the content store, answers conditional requests

@@ -27,7 +27,7 @@
 
 #define HTTP_RAW_URI_MAX          4096 /* request-target bytes; longer: 414 */
 #define HTTP_REFERER_MAX          255
-#define HTTP_CONFIRM_BODY_MAX     (16 * 1024)   /* PROTOCOL.md section 6: 413 above */
+#define HTTP_CONFIRM_BODY_MAX     (16 * 1024)   /* docs/protocol.md section 8: 413 above */
 #define HTTP_CONFIRM_DISCARD_MAX  (1024 * 1024) /* read past the cap for the 413, then close */
 #define HTTP_CONFIRM_URL_MAX      (CONFIG_URL_MAX + 32)
 #define HTTP_CLIENTKEYS_CACHE     65536

@@ -32,7 +32,7 @@ struct MHD_Response *http_reply_empty(void)
     return MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 }
 
-/* The JSON error body of PROTOCOL.md section 6, in out (HTTP_ERROR_BODY_MAX
+/* The JSON error body of docs/protocol.md section 10, in out (HTTP_ERROR_BODY_MAX
  * bytes); returns its length. */
 static size_t error_body(const char *code, const char *message, char *out)
 {

@@ -3,7 +3,7 @@
  *
  * Every response goes out through http_reply_queue(), which records the
  * status and body size on the request (for the access log) and counts it
- * (metrics). Errors have the JSON body of PROTOCOL.md section 6. Each
+ * (metrics). Errors have the JSON body of docs/protocol.md section 10. Each
  * function queues the response it makes and returns what libmicrohttpd
  * returned; a response that could not be made (out of memory) lets
  * libmicrohttpd close the connection.
@@ -25,7 +25,7 @@ enum MHD_Result http_reply_queue(request *req, struct MHD_Connection *c, unsigne
 /* A response without a body (304, 301, 204). */
 struct MHD_Response *http_reply_empty(void);
 
-/* The JSON error body of PROTOCOL.md section 6, not queued; *len gets the
+/* The JSON error body of docs/protocol.md section 10, not queued; *len gets the
  * body length. For errors that need headers of their own (416). */
 struct MHD_Response *http_reply_error_response(unsigned status, const char *code,
                                                const char *message, size_t *len);

@@ -86,7 +86,7 @@ void jbuf_key(jbuf *b, const char *key);
 void jbuf_member_str(jbuf *b, const char *key, const char *s);
 void jbuf_member_u64(jbuf *b, const char *key, uint64_t v);
 
-/* The error object of both listeners (PROTOCOL.md section 6, docs/api.md):
+/* The error object of both listeners (docs/protocol.md section 10, docs/api.md):
  * {"error":code,"message":message} and a newline. */
 void jbuf_error(jbuf *b, const char *code, const char *message);
 

@@ -37,7 +37,7 @@ typedef struct keystore {
 WARN_UNUSED_RESULT keystore *keystore_open(const char *state_dir, bool create, bool *created,
                                            char *err, size_t errlen);
 
-/* The public JWK Set of PROTOCOL.md section 2, compact JSON; malloc'd,
+/* The public JWK Set of docs/protocol.md section 3.2, compact JSON; malloc'd,
  * NULL when out of memory. */
 char *keystore_jwks(const keystore *ks);
 

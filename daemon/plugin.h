@@ -1,5 +1,5 @@
 /*
- * plugin: plug-in data (PROTOCOL.md section 5): the JWE a client gets for a
+ * plugin: plug-in data (docs/protocol.md section 7): the JWE a client gets for a
  * delivery, encrypted to the key it named. Made for the device path of a
  * content GET (http_file) and for GET /_receipt/plugin/<ticket>, which also
  * binds a browser's ticket to its key.

@@ -1,5 +1,5 @@
 /*
- * ticket: the opaque, sealed ticket of PROTOCOL.md sections 1 and 4.
+ * ticket: the opaque, sealed ticket of docs/protocol.md sections 1 and 12.
  *
  * A ticket is base64url of
  *   version (1 byte, 3) || epoch (4 bytes, big-endian) || key tag (4 bytes)

@@ -1,5 +1,5 @@
 /*
- * rc_confirm: the confirmation of PROTOCOL.md section 6 and the receipt
+ * rc_confirm: the confirmation of docs/protocol.md section 8 and the receipt
  * that answers it.
  *
  * rc_confirm_send() is shared by receipt_confirm() (a fresh delivery) and

@@ -1,6 +1,6 @@
 /*
  * rc_fetch: GET with the client's key, the body streamed and hashed, the
- * plug-in data opened and checked (PROTOCOL.md sections 4 and 5).
+ * plug-in data opened and checked (docs/protocol.md sections 5 and 7).
  */
 #include "lib/rc_delivery.h"
 

@@ -51,7 +51,7 @@ eckey *rc_jwks_find(const json_t *set, const char *kid, const char *use)
         eckey *key = eckey_from_jwk(k);
         if (key == NULL)
             continue;
-        /* A kid is the key's thumbprint (PROTOCOL.md section 2): a set that
+        /* A kid is the key's thumbprint (docs/protocol.md section 3.2): a set that
          * names a key by another's kid is not trusted for it. */
         if (strcmp(eckey_thumbprint(key), kid) != 0) {
             eckey_free(key);

@@ -1,5 +1,5 @@
 /*
- * libreceipt: the client side of the receipt protocol (PROTOCOL.md).
+ * libreceipt: the client side of the receipt protocol (docs/protocol.md).
  *
  * A program makes one receipt_client, gives it a client key (generated,
  * or loaded from a PEM file), and then fetches content: the library sends the
@@ -52,7 +52,7 @@ typedef enum receipt_result {
     RECEIPT_ERR_EXISTS,   /* the file exists and overwriting was not asked for    */
     RECEIPT_ERR_NETWORK,  /* no HTTP answer: DNS, connection refused, timeout     */
     RECEIPT_ERR_HTTP,     /* an HTTP status other than the one expected           */
-    RECEIPT_ERR_PROTOCOL, /* the server's answer breaks PROTOCOL.md               */
+    RECEIPT_ERR_PROTOCOL, /* the server's answer breaks docs/protocol.md          */
     RECEIPT_ERR_DIGEST,   /* the bytes received differ from the content's digest  */
     RECEIPT_ERR_POLICY,   /* refused by policy, e.g. plain http to a remote host  */
     RECEIPT_ERR_REJECTED, /* the server refused the confirmation for good (4xx)   */
@@ -160,7 +160,7 @@ RECEIPT_API receipt_result receipt_client_set_spool_dir(receipt_client *c, const
 RECEIPT_API receipt_result receipt_client_set_receipt_dir(receipt_client *c, const char *dir);
 
 /* ------------------------------------------------------------------------ */
-/* The client key (PROTOCOL.md section 2)                                   */
+/* The client key (docs/protocol.md section 3.3)                            */
 
 /* A fresh P-256 key for this client, replacing any it had. */
 RECEIPT_API receipt_result receipt_client_generate_key(receipt_client *c);
@@ -230,7 +230,7 @@ RECEIPT_API receipt_result receipt_fetch_file(receipt_client *c, const char *url
 
 /*
  * Sends the confirmation of a fetched delivery to the server's confirm URL
- * (PROTOCOL.md section 6), with received.sha256 the digest of the bytes
+ * (docs/protocol.md section 8), with received.sha256 the digest of the bytes
  * actually received. A plain-http confirm URL whose host is not loopback is
  * refused (RECEIPT_ERR_POLICY) unless RECEIPT_ALLOW_INSECURE_CONFIRM is set.
  *

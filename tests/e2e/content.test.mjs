@@ -1,4 +1,4 @@
-// receiptd as a static server that records deliveries (PROTOCOL.md section 4).
+// receiptd as a static server that records deliveries (docs/protocol.md section 5).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

@@ -1,4 +1,4 @@
-// The delivery-confirmation protocol (PROTOCOL.md sections 2-6), driven by an
+// The delivery-confirmation protocol (docs/protocol.md sections 3-8), driven by an
 // independent client built on npm `jose` and WebCrypto.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';

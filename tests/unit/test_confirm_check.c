@@ -1,7 +1,7 @@
 /*
  * confirm_check: a confirmation made the way a client makes it passes and
  * says confirmed or corrupted; each way of getting it wrong is refused with
- * the status and code of PROTOCOL.md section 6, and leaves no key behind.
+ * the status and code of docs/protocol.md section 8, and leaves no key behind.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 // An independent client of the receipt protocol, built on npm `jose` and
 // WebCrypto only (no project code): what a third party would write from
-// PROTOCOL.md.
+// docs/protocol.md.
 import { webcrypto } from 'node:crypto';
 import { CompactEncrypt, compactDecrypt, compactVerify, importJWK, calculateJwkThumbprint, base64url } from 'jose';
 
@@ -22,7 +22,7 @@ export async function fetchJwks(baseUrl) {
   return res.json();
 }
 
-/** K of PROTOCOL.md section 2, derived with WebCrypto. */
+/** K of docs/protocol.md section 3.5, derived with WebCrypto. */
 export async function deriveKey(client, serverEncJwk) {
   const cached = client.keys.get(serverEncJwk.kid);
   if (cached) return cached;
