@@ -13,9 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RECOVERY_TAG         0x31564352u /* "RCV1" read little-endian */
+#define RECOVERY_TAG         0x32564352u /* "RCV2" read little-endian */
+#define RECOVERY_TAG_1       0x31564352u /* "RCV1": records without kind and bytes sent */
 #define RECOVERY_DIGEST_LEN  8
-#define RECOVERY_FIXED_LEN   (4 + 6 * 8 + 2 * 32)
+#define RECOVERY_FIXED_LEN_1 (4 + 6 * 8 + 2 * 32)
+#define RECOVERY_FIXED_LEN   (RECOVERY_FIXED_LEN_1 + 32 + 8) /* and the bytes sent */
 #define RECOVERY_STRINGS     9
 #define RECOVERY_WRITE_CHUNK (64 * 1024)
 #define RECOVERY_FILE_MODE   0600
@@ -132,7 +134,7 @@ static size_t encode(const ledger_event *ev, uint8_t *out)
     p[0] = (uint8_t)ev->kind;
     p[1] = (uint8_t)r->status;
     p[2] = r->received_has_sha256 ? 1 : 0;
-    p[3] = 0;
+    p[3] = (uint8_t)r->kind;
     p += 4;
     const uint64_t numbers[6] = {r->size,         r->issued_ms,     r->bound_ms,
                                  r->confirmed_ms, r->received_size, r->received_at_ms};
@@ -141,6 +143,9 @@ static size_t encode(const ledger_event *ev, uint8_t *out)
     memcpy(p, r->sha256, 32);
     memcpy(p + 32, r->received_sha256, 32);
     p += 64;
+    memcpy(p, r->delivered_sha256, 32);
+    put_u64(p + 32, r->delivered_size);
+    p += 40;
     for (size_t i = 0; i < RECOVERY_STRINGS; i++) {
         const char *s = (const char *)r + string_fields[i].offset;
         size_t n = strnlen(s, string_fields[i].cap - 1);
@@ -155,19 +160,26 @@ static size_t encode(const ledger_event *ev, uint8_t *out)
     return 8 + payload + RECOVERY_DIGEST_LEN;
 }
 
-/* Decodes a payload whose digest matched; false if it is not a valid event. */
-static bool decode(const uint8_t *p, size_t len, ledger_event *ev)
+/*
+ * Decodes a payload whose digest matched; false if it is not a valid event.
+ * A record of the first version (tag 1) has no kind and no bytes sent: it
+ * is tracked, and sent what it stored, as every 200 was then.
+ */
+static bool decode(uint32_t tag, const uint8_t *p, size_t len, ledger_event *ev)
 {
     const uint8_t *end = p + len;
     ledger_delivery *r = &ev->row;
+    bool first = tag == RECOVERY_TAG_1;
     memset(ev, 0, sizeof *ev);
-    if (len < RECOVERY_FIXED_LEN)
+    if (len < (first ? RECOVERY_FIXED_LEN_1 : RECOVERY_FIXED_LEN))
         return false;
-    if (p[0] > LEDGER_EVENT_CONFIRM || p[1] > LEDGER_CORRUPTED || p[2] > 1)
+    if (p[0] > LEDGER_EVENT_CONFIRM || p[1] > LEDGER_CORRUPTED || p[2] > 1 ||
+        (!first && p[3] >= LEDGER_KIND_COUNT))
         return false;
     ev->kind = (ledger_event_kind)p[0];
     r->status = (ledger_status)p[1];
     r->received_has_sha256 = p[2] == 1;
+    r->kind = first ? LEDGER_KIND_TRACKED : (ledger_kind)p[3];
     p += 4;
     uint64_t *numbers[6] = {&r->size,         &r->issued_ms,     &r->bound_ms,
                             &r->confirmed_ms, &r->received_size, &r->received_at_ms};
@@ -176,6 +188,14 @@ static bool decode(const uint8_t *p, size_t len, ledger_event *ev)
     memcpy(r->sha256, p, 32);
     memcpy(r->received_sha256, p + 32, 32);
     p += 64;
+    if (first) {
+        memcpy(r->delivered_sha256, r->sha256, 32);
+        r->delivered_size = r->size;
+    } else {
+        memcpy(r->delivered_sha256, p, 32);
+        r->delivered_size = get_u64(p + 32);
+        p += 40;
+    }
     for (size_t i = 0; i < RECOVERY_STRINGS; i++) {
         if (end - p < 2)
             return false;
@@ -446,13 +466,14 @@ static int read_events(const char *path, event_fn fn, void *arg, recovery_summar
             break; /* the end of what was saved */
         size_t body = (size_t)len + RECOVERY_DIGEST_LEN;
         uint8_t check[RECOVERY_DIGEST_LEN];
-        if (tag != RECOVERY_TAG || len > payload_cap ||
+        if ((tag != RECOVERY_TAG && tag != RECOVERY_TAG_1) || len > payload_cap ||
             read_all(fd, rec + 8, body, offset + 8, &got) != 0 || got < body) {
             out->damaged_at = offset;
             break;
         }
         digest(rec, 8 + len, check);
-        if (memcmp(check, rec + 8 + len, RECOVERY_DIGEST_LEN) != 0 || !decode(rec + 8, len, ev)) {
+        if (memcmp(check, rec + 8 + len, RECOVERY_DIGEST_LEN) != 0 ||
+            !decode(tag, rec + 8, len, ev)) {
             out->damaged_at = offset;
             break;
         }

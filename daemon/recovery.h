@@ -16,10 +16,13 @@
  * Format: a 32-byte header (RECOVERY_MAGIC), then records written one after
  * the other from the header on; the reserved space after the last record
  * reads as zeros, which ends the list. A record is
- *   u32 tag 'RCV1' | u32 payload length | payload | 8 bytes of the SHA-256
+ *   u32 tag 'RCV2' | u32 payload length | payload | 8 bytes of the SHA-256
  *   of tag, length and payload
  * with the event's fields in the payload (little-endian integers, strings as
- * a u16 length and their bytes). A record that is cut short or does not
+ * a u16 length and their bytes), the delivery's kind and the digest and size
+ * of the bytes it sent among them. Records tagged 'RCV1', written before
+ * kinds existed, are still read (as tracked deliveries that sent what they
+ * stored). A record that is cut short or does not
  * match its digest (a crash during the save, which then never completed)
  * ends the list; anything readable after it is reported as damage.
  *

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +221,108 @@ static void test_foreign_file_is_refused(void **state)
     assert_non_null(strstr(err, "not a receiptd recovery file"));
 }
 
+/* The kind and the bytes sent come back as they went in. */
+static void test_kinds_and_bytes_sent(void **state)
+{
+    fixture *f = *state;
+    char err[RECOVERY_ERR_MAX];
+    ledger_event ev;
+    const ledger_event *list[1] = {&ev};
+    recovery_summary rs;
+    ledger_delivery row;
+
+    recovery_file *rf = recovery_open(f->dir, 10, err, sizeof err);
+    assert_non_null(rf);
+    fill_max(&ev, 9, LEDGER_EVENT_ISSUE);
+    snprintf(ev.row.path, sizeof ev.row.path, "/page.html");
+    ev.row.size = 100;
+    ev.row.kind = LEDGER_KIND_PAGE;
+    memset(ev.row.delivered_sha256, 0x5d, 32);
+    ev.row.delivered_size = 148;
+    assert_int_equal(recovery_save(rf, list, 1, err, sizeof err), 1);
+    recovery_close(rf);
+    ledger *lg = ledger_open(f->url, NULL, false, err, sizeof err);
+    assert_non_null(lg);
+    assert_int_equal(recovery_apply(f->dir, lg, 10, &rs, err, sizeof err), 0);
+    assert_int_equal(ledger_get(lg, ev.row.id, &row), 1);
+    assert_int_equal(row.kind, LEDGER_KIND_PAGE);
+    assert_int_equal(row.delivered_size, 148);
+    assert_memory_equal(row.delivered_sha256, ev.row.delivered_sha256, 32);
+    ledger_close(lg);
+}
+
+/*
+ * A file saved before records carried the kind (tag "RCV1") is applied: its
+ * deliveries are tracked and sent what they stored. The record is made
+ * here the way that version wrote it.
+ */
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void test_first_version_records(void **state)
+{
+    fixture *f = *state;
+    char err[RECOVERY_ERR_MAX];
+    uint8_t file[1024] = "receiptd ledger recovery v1\n";
+    uint8_t *rec = file + RECOVERY_HEADER_LEN;
+    uint8_t *p = rec + 8;
+    const char *strings[9] = {"01900000-0000-7000-8000-0000000000f1",
+                              "/old.bin",
+                              "edge-1",
+                              "192.0.2.1",
+                              "",
+                              "",
+                              "",
+                              "",
+                              ""};
+    p[0] = 0; /* issue */
+    p[1] = 0; /* issued */
+    p[2] = 0;
+    p[3] = 0;
+    p += 4;
+    const uint64_t numbers[6] = {4096, 1764100000000ull, 0, 0, 0, 0};
+    for (int i = 0; i < 6; i++, p += 8)
+        put_le(p, numbers[i], 8);
+    memset(p, 0xab, 32);
+    memset(p + 32, 0, 32);
+    p += 64;
+    for (int i = 0; i < 9; i++) {
+        size_t n = strlen(strings[i]);
+        put_le(p, n, 2);
+        memcpy(p + 2, strings[i], n);
+        p += 2 + n;
+    }
+    uint32_t len = (uint32_t)(p - (rec + 8));
+    put_le(rec, 0x31564352u, 4); /* "RCV1" */
+    put_le(rec + 4, len, 4);
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256(rec, 8 + len, digest);
+    memcpy(p, digest, 8);
+    size_t total = (size_t)(p + 8 - file);
+    int fd = open(f->file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, file, total + 64), (ssize_t)(total + 64)); /* zeros end the list */
+    close(fd);
+
+    ledger *lg = ledger_open(f->url, NULL, false, err, sizeof err);
+    assert_non_null(lg);
+    recovery_summary rs;
+    assert_int_equal(recovery_apply(f->dir, lg, 10, &rs, err, sizeof err), 0);
+    assert_int_equal(rs.events, 1);
+    assert_int_equal(rs.damaged_at, 0);
+    ledger_delivery row;
+    assert_int_equal(ledger_get(lg, strings[0], &row), 1);
+    assert_int_equal(row.kind, LEDGER_KIND_TRACKED);
+    assert_int_equal(row.size, 4096);
+    assert_int_equal(row.delivered_size, 4096);
+    assert_memory_equal(row.delivered_sha256, row.sha256, 32);
+    assert_int_equal(row.sha256[0], 0xab);
+    ledger_close(lg);
+}
+
 int main(void)
 {
     log_set_level(LOG_LEVEL_ERROR);
@@ -228,6 +331,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_writes_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_is_reported_and_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_file_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kinds_and_bytes_sent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_version_records, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
