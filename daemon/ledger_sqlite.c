@@ -1146,8 +1146,8 @@ static int read_names(ledger_sqlite *lg, const char *sql, char names[][64], int 
 
 #define SCHEMA_NAMES_MAX 32
 
-/* Whether an unmarked database holds receiptd's tables and the columns of
- * its schema version (the node columns from version 2 on). */
+/* Whether an unmarked database at schema version holds receiptd's tables
+ * and the columns of that version. */
 static int schema_is_ours(ledger_sqlite *lg, int version, bool *ours)
 {
     static const char *const columns[] = {
@@ -1169,13 +1169,22 @@ static int schema_is_ours(ledger_sqlite *lg, int version, bool *ours)
         "received_size",
         "received_at_ms",
         "receipt",
+        /* 2 */
         "issued_node",
         "bound_node",
         "confirmed_node",
+        /* 3 */
+        "kind",
+        "delivered_sha256",
+        "delivered_size",
     };
+    /* How many of them each schema version has (version 1 first). */
+    static const int columns_of_version[] = {18, 21, 24};
+    _Static_assert(sizeof columns_of_version / sizeof columns_of_version[0] == SCHEMA_VERSION,
+                   "a column count for every schema version");
     char names[SCHEMA_NAMES_MAX][64];
     int ntables = (int)(sizeof schema_tables / sizeof schema_tables[0]);
-    int ncolumns = (int)(sizeof columns / sizeof columns[0]) - (version < 2 ? 3 : 0);
+    int ncolumns = columns_of_version[version - 1];
     *ours = false;
     int n = read_names(lg,
                        "SELECT name FROM sqlite_schema WHERE type = 'table'"
