@@ -179,7 +179,7 @@ static void test_torn_tail_is_reported_and_kept(void **state)
     assert_true(fd >= 0);
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
-    uint8_t buf[512];
+    uint8_t buf[2048]; /* the header and three short records */
     assert_int_equal(pread(fd, buf, sizeof buf, 0), (ssize_t)sizeof buf);
     size_t off = RECOVERY_HEADER_LEN; /* find the third record's start */
     for (int i = 0; i < 2; i++) {
