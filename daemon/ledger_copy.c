@@ -103,6 +103,10 @@ static const char *row_diff(const ledger_delivery *a, const ledger_delivery *b)
     TEXT(issued_node)
     TEXT(bound_node)
     TEXT(confirmed_node)
+    NUMBER(kind)
+    if (memcmp(a->delivered_sha256, b->delivered_sha256, 32) != 0)
+        return "delivered_sha256";
+    NUMBER(delivered_size)
 #undef TEXT
 #undef NUMBER
     return NULL;
@@ -154,6 +158,9 @@ void ledger_copy_digest_row(void *md_ctx, const ledger_delivery *r)
     digest_text(md, r->issued_node);
     digest_text(md, r->bound_node);
     digest_text(md, r->confirmed_node);
+    digest_text(md, ledger_kind_name(r->kind));
+    EVP_DigestUpdate(md, r->delivered_sha256, 32);
+    digest_number(md, r->delivered_size);
 }
 
 int ledger_copy_compare(ledger *a, ledger *b, ledger_copy_result *out, char *err, size_t errlen)

@@ -118,6 +118,17 @@ static const char *const migrations[] = {
     "CREATE INDEX deliveries_issued ON deliveries (issued_ms);"
     "CREATE INDEX deliveries_confirmed ON deliveries (confirmed_ms)"
     " WHERE confirmed_ms IS NOT NULL;",
+    /*
+     * 2: kinds, and the digest and size of the bytes sent where they differ
+     * from the version's (an injected page): NULL otherwise. Rows from
+     * before are tracked, as every 200 was. A constant default costs no
+     * rewrite of the table.
+     */
+    "ALTER TABLE deliveries ADD COLUMN kind text COLLATE \"C\" NOT NULL DEFAULT 'tracked'"
+    " CHECK (kind IN ('page', 'download', 'view', 'device', 'tracked'));"
+    "ALTER TABLE deliveries ADD COLUMN delivered_sha256 bytea"
+    " CHECK (delivered_sha256 IS NULL OR length(delivered_sha256) = 32);"
+    "ALTER TABLE deliveries ADD COLUMN delivered_size bigint;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -126,11 +137,13 @@ static const char *const migrations[] = {
 #define COLUMNS                                                                                    \
     "id, path, sha256, size, server, client_addr, user_agent, issued_ms, status, client, "         \
     "bound_addr, bound_ms, confirmed_ms, confirm_addr, received_sha256, received_size, "           \
-    "received_at_ms, receipt, issued_node, bound_node, confirmed_node"
+    "received_at_ms, receipt, issued_node, bound_node, confirmed_node, kind, delivered_sha256, "   \
+    "delivered_size"
 #define NULL_COLUMNS                                                                               \
     "NULL::uuid, NULL::text, NULL::bytea, NULL::int8, NULL::text, NULL::text, NULL::text, "        \
     "NULL::int8, NULL::text, NULL::text, NULL::text, NULL::int8, NULL::int8, NULL::text, "         \
-    "NULL::bytea, NULL::int8, NULL::int8, NULL::text, NULL::text, NULL::text, NULL::text"
+    "NULL::bytea, NULL::int8, NULL::int8, NULL::text, NULL::text, NULL::text, NULL::text, "        \
+    "NULL::text, NULL::bytea, NULL::int8"
 
 /* The parameters of the write statement: the kind, then the columns. */
 enum param {
@@ -156,35 +169,40 @@ enum param {
     P_ISSUED_NODE,
     P_BOUND_NODE,
     P_CONFIRMED_NODE,
+    P_DELIVERY_KIND,
+    P_DELIVERED_SHA256,
+    P_DELIVERED_SIZE,
     P_WANT_INSERTS, /* not an array: whether inserted rows are answered too */
     PARAM_COUNT,
 };
 #define ARRAY_PARAMS P_WANT_INSERTS
 
 static const unsigned param_elem_oid[ARRAY_PARAMS] = {
-    [P_KIND] = OID_INT2,          [P_ID] = OID_UUID,
-    [P_PATH] = OID_TEXT,          [P_SHA256] = OID_BYTEA,
-    [P_SIZE] = OID_INT8,          [P_SERVER] = OID_TEXT,
-    [P_CLIENT_ADDR] = OID_TEXT,   [P_USER_AGENT] = OID_TEXT,
-    [P_ISSUED_MS] = OID_INT8,     [P_STATUS] = OID_TEXT,
-    [P_CLIENT] = OID_TEXT,        [P_BOUND_ADDR] = OID_TEXT,
-    [P_BOUND_MS] = OID_INT8,      [P_CONFIRMED_MS] = OID_INT8,
-    [P_CONFIRM_ADDR] = OID_TEXT,  [P_RECEIVED_SHA256] = OID_BYTEA,
-    [P_RECEIVED_SIZE] = OID_INT8, [P_RECEIVED_AT_MS] = OID_INT8,
-    [P_RECEIPT] = OID_TEXT,       [P_ISSUED_NODE] = OID_TEXT,
-    [P_BOUND_NODE] = OID_TEXT,    [P_CONFIRMED_NODE] = OID_TEXT,
+    [P_KIND] = OID_INT2,           [P_ID] = OID_UUID,
+    [P_PATH] = OID_TEXT,           [P_SHA256] = OID_BYTEA,
+    [P_SIZE] = OID_INT8,           [P_SERVER] = OID_TEXT,
+    [P_CLIENT_ADDR] = OID_TEXT,    [P_USER_AGENT] = OID_TEXT,
+    [P_ISSUED_MS] = OID_INT8,      [P_STATUS] = OID_TEXT,
+    [P_CLIENT] = OID_TEXT,         [P_BOUND_ADDR] = OID_TEXT,
+    [P_BOUND_MS] = OID_INT8,       [P_CONFIRMED_MS] = OID_INT8,
+    [P_CONFIRM_ADDR] = OID_TEXT,   [P_RECEIVED_SHA256] = OID_BYTEA,
+    [P_RECEIVED_SIZE] = OID_INT8,  [P_RECEIVED_AT_MS] = OID_INT8,
+    [P_RECEIPT] = OID_TEXT,        [P_ISSUED_NODE] = OID_TEXT,
+    [P_BOUND_NODE] = OID_TEXT,     [P_CONFIRMED_NODE] = OID_TEXT,
+    [P_DELIVERY_KIND] = OID_TEXT,  [P_DELIVERED_SHA256] = OID_BYTEA,
+    [P_DELIVERED_SIZE] = OID_INT8,
 };
 
 /* Every parameter and every result in the binary format. */
-static const int binary_formats[PARAM_COUNT] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                                1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-_Static_assert(PARAM_COUNT == 23, "binary_formats has one 1 per parameter");
+static const int binary_formats[PARAM_COUNT] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+_Static_assert(PARAM_COUNT == 26, "binary_formats has one 1 per parameter");
 
 /* How a round's row is written: insert or nothing, or a conditional upsert. */
 enum write_kind { WRITE_INSERT = 0, WRITE_UPSERT = 1 };
 
 /*
- * One round: $1..$22 are arrays (kind, then the columns), $23 says whether
+ * One round: $1..$25 are arrays (kind, then the columns), $26 says whether
  * inserted rows are answered (their ord only). Upserted rows are answered
  * with the row they made, for the results of confirmations. Rows are
  * written in ID order, so that two nodes lock common rows in one order.
@@ -193,11 +211,14 @@ enum write_kind { WRITE_INSERT = 0, WRITE_UPSERT = 1 };
     "WITH ev AS (SELECT * FROM unnest($1::int2[], $2::uuid[], $3::text[], $4::bytea[],"            \
     "   $5::int8[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[],"     \
     "   $12::text[], $13::int8[], $14::int8[], $15::text[], $16::bytea[], $17::int8[],"            \
-    "   $18::int8[], $19::text[], $20::text[], $21::text[], $22::text[])"                          \
-    "   WITH ORDINALITY AS e(kind, " COLUMNS ", ord)),"                                            \
-    " ins AS (INSERT INTO deliveries (" COLUMNS ") SELECT " COLUMNS " FROM ev WHERE kind = 0"      \
+    "   $18::int8[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],"             \
+    "   $24::bytea[], $25::int8[])"                                                                \
+    "   WITH ORDINALITY AS e(write_kind, " COLUMNS ", ord)),"                                      \
+    " ins AS (INSERT INTO deliveries (" COLUMNS ") SELECT " COLUMNS                                \
+    " FROM ev WHERE write_kind = 0"                                                                \
     "   ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id),"                                    \
-    " ups AS (INSERT INTO deliveries AS d (" COLUMNS ") SELECT " COLUMNS " FROM ev WHERE kind = 1" \
+    " ups AS (INSERT INTO deliveries AS d (" COLUMNS ") SELECT " COLUMNS                           \
+    " FROM ev WHERE write_kind = 1"                                                                \
     "   ORDER BY id ON CONFLICT (id) DO UPDATE SET status = excluded.status,"                      \
     "   client = excluded.client,"                                                                 \
     "   bound_addr = CASE WHEN excluded.status = 'bound' OR (excluded.bound_ms IS NOT NULL"        \
@@ -218,9 +239,10 @@ enum write_kind { WRITE_INSERT = 0, WRITE_UPSERT = 1 };
     "   RETURNING d.id, d.path, d.sha256, d.size, d.server, d.client_addr, d.user_agent,"          \
     "     d.issued_ms, d.status, d.client, d.bound_addr, d.bound_ms, d.confirmed_ms,"              \
     "     d.confirm_addr, d.received_sha256, d.received_size, d.received_at_ms, d.receipt,"        \
-    "     d.issued_node, d.bound_node, d.confirmed_node)"                                          \
+    "     d.issued_node, d.bound_node, d.confirmed_node, d.kind, d.delivered_sha256,"              \
+    "     d.delivered_size)"                                                                       \
     " SELECT ev.ord, u.* FROM ups u JOIN ev ON ev.id = u.id"                                       \
-    " UNION ALL SELECT ev.ord, " NULL_COLUMNS " FROM ev WHERE $23::bool"                           \
+    " UNION ALL SELECT ev.ord, " NULL_COLUMNS " FROM ev WHERE $26::bool"                           \
     "   AND ev.id IN (SELECT id FROM ins)"
 
 #define GET_SQL  "SELECT " COLUMNS " FROM deliveries WHERE id = $1::uuid"
@@ -237,11 +259,10 @@ static const struct {
     {"ledger_gets", GETS_SQL, false},
 };
 
+/* Rows by status and kind, and the times; no rows: no groups. */
 #define SUMMARY_SQL                                                                                \
-    "SELECT count(*), count(*) FILTER (WHERE status = 'confirmed'),"                               \
-    " count(*) FILTER (WHERE status = 'corrupted'), count(*) FILTER (WHERE status = 'bound'),"     \
-    " count(*) FILTER (WHERE status = 'issued'), min(issued_ms), max(issued_ms),"                  \
-    " max(confirmed_ms) FROM deliveries"
+    "SELECT status, kind, count(*), min(min(issued_ms)) OVER (), max(max(issued_ms)) OVER (),"     \
+    " max(max(confirmed_ms)) OVER () FROM deliveries GROUP BY status, kind"
 
 /* Nearest-rank percentiles in integers, as in ledger_sqlite.c. */
 #define CONTENT_STATS_SQL                                                                          \
@@ -631,6 +652,18 @@ static int read_row(ledger_pg *lg, const PGresult *res, int row, int first, ledg
     get_text(res, row, first + 18, out->issued_node, sizeof out->issued_node);
     get_text(res, row, first + 19, out->bound_node, sizeof out->bound_node);
     get_text(res, row, first + 20, out->confirmed_node, sizeof out->confirmed_node);
+    char kind[16];
+    get_text(res, row, first + 21, kind, sizeof kind);
+    if (ledger_kind_parse(kind, &out->kind) != 0) {
+        fail(lg, "ledger row %s: unknown kind '%s'", out->id, kind);
+        return -1;
+    }
+    if (get_sha256(res, row, first + 22, out->delivered_sha256)) {
+        out->delivered_size = get_i64(res, row, first + 23);
+    } else {
+        memcpy(out->delivered_sha256, out->sha256, 32);
+        out->delivered_size = out->size;
+    }
     return 0;
 }
 
@@ -1407,6 +1440,16 @@ static int encode_event(ledger_pg *lg, pg_round *rd, const ledger_event *ev, con
             PUT(put_null(rd, p));
         PUT(put_null(rd, P_CONFIRMED_NODE));
     }
+    const char *delivery_kind = ledger_kind_name(row->kind);
+    PUT(elem_bytes(&rd->col[P_DELIVERY_KIND], delivery_kind, strlen(delivery_kind)));
+    /* The bytes sent are recorded where they are not the version's. */
+    if (row->delivered_size != row->size || memcmp(row->delivered_sha256, row->sha256, 32) != 0) {
+        PUT(elem_bytes(&rd->col[P_DELIVERED_SHA256], row->delivered_sha256, 32));
+        PUT(elem_i64(&rd->col[P_DELIVERED_SIZE], row->delivered_size));
+    } else {
+        PUT(put_null(rd, P_DELIVERED_SHA256));
+        PUT(put_null(rd, P_DELIVERED_SIZE));
+    }
     rd->n++;
     return 0;
 }
@@ -2037,15 +2080,24 @@ static int pg_summary(ledger *base, ledger_summary *out)
     PGresult *res = read_query(lg, "summary", NULL, SUMMARY_SQL, 0, NULL, NULL);
     if (res == NULL)
         return -1;
-    out->deliveries = get_count(res, 0, 0);
-    out->confirmed = get_count(res, 0, 1);
-    out->corrupted = get_count(res, 0, 2);
-    out->bound = get_count(res, 0, 3);
-    out->pending = out->bound + get_count(res, 0, 4);
-    out->first_ms = get_count(res, 0, 5);
-    out->last_ms = get_count(res, 0, 6);
-    if (get_count(res, 0, 7) > out->last_ms)
-        out->last_ms = get_count(res, 0, 7);
+    for (int i = 0; i < PQntuples(res); i++) {
+        char status_name[16], kind_name[16];
+        ledger_status status;
+        ledger_kind kind;
+        get_text(res, i, 0, status_name, sizeof status_name);
+        get_text(res, i, 1, kind_name, sizeof kind_name);
+        if (ledger_status_parse(status_name, &status) != 0 ||
+            ledger_kind_parse(kind_name, &kind) != 0) {
+            PQclear(res);
+            fail(lg, "ledger summary: a row of unknown status or kind");
+            return -1;
+        }
+        ledger_summary_count(out, status, kind, get_count(res, i, 2));
+        out->first_ms = get_count(res, i, 3);
+        out->last_ms = get_count(res, i, 4);
+        if (get_count(res, i, 5) > out->last_ms)
+            out->last_ms = get_count(res, i, 5);
+    }
     PQclear(res);
     return 0;
 }
@@ -2225,6 +2277,16 @@ static int query_sql(const ledger_filter *f, char *sql, size_t cap, query_params
         }
         APPEND(")");
     }
+    if (f->kinds != 0) {
+        const char *sep = " AND kind IN (";
+        for (unsigned k = 0; k < LEDGER_KIND_COUNT; k++) {
+            if (f->kinds & LEDGER_KIND_BIT(k)) {
+                APPEND("%s'%s'", sep, ledger_kind_name((ledger_kind)k));
+                sep = ", ";
+            }
+        }
+        APPEND(")");
+    }
     APPEND(" ORDER BY id %s", f->oldest_first ? "ASC" : "DESC");
     if (f->limit != 0) {
         put_be64(qp->limit, f->limit);
@@ -2314,7 +2376,8 @@ static ledger_cursor *pg_query(ledger *base, const ledger_filter *f)
     lg->err[0] = '\0';
     if (f->since_ms > (uint64_t)INT64_MAX || f->until_ms > (uint64_t)INT64_MAX ||
         f->limit > (uint64_t)INT64_MAX ||
-        (f->statuses & ~(LEDGER_STATUS_BIT(LEDGER_CORRUPTED + 1) - 1)) != 0) {
+        (f->statuses & ~(LEDGER_STATUS_BIT(LEDGER_CORRUPTED + 1) - 1)) != 0 ||
+        (f->kinds & ~(LEDGER_KIND_BIT(LEDGER_KIND_COUNT) - 1)) != 0) {
         fail(lg, "ledger query: a filter is out of range");
         return NULL;
     }

@@ -220,8 +220,8 @@ static void test_nodes_start_together(void **state)
     for (int i = 0; i < NODES; i++)
         ledger_close(open[i].lg);
     /* Each step ran once. */
-    assert_int_equal(query_number(f->db, "SELECT count(*) FROM ledger_schema"), 1);
-    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 1);
+    assert_int_equal(query_number(f->db, "SELECT count(*) FROM ledger_schema"), 2);
+    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 2);
 }
 
 static void test_schema_versions(void **state)
@@ -242,6 +242,63 @@ static void test_schema_versions(void **state)
     assert_non_null(strstr(err, "newer"));
     assert_null(ledger_open(f->url, NULL, true, err, sizeof err));
     assert_non_null(strstr(err, "newer"));
+}
+
+/*
+ * A ledger of schema 1 (before kinds) migrates: its rows, in every
+ * partition, are tracked and delivered what they stored; new rows keep
+ * their kind and the bytes they sent.
+ */
+static void test_migrates_to_kinds(void **state)
+{
+    fixture *f = *state;
+    char err[LEDGER_ERR_MAX];
+    ledger_event ev;
+    ledger_delivery row;
+    uint64_t t = now_ms();
+
+    ledger *lg = open_ok(f->url, false);
+    assert_int_equal(ledger_prepare(lg, t, t), 1);
+    ledger_close(lg);
+    assert_int_equal(pgtest_exec(f->db,
+                                 "ALTER TABLE deliveries DROP COLUMN kind,"
+                                 " DROP COLUMN delivered_sha256, DROP COLUMN delivered_size;"
+                                 "DELETE FROM ledger_schema WHERE version = 2;",
+                                 NULL, 0),
+                     0);
+    char sql[TEST_SQL_MAX], old[UUID7_STR_LEN + 1];
+    id_at(old, t, 1);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO deliveries (id, path, sha256, size, server, client_addr, issued_ms,"
+             " status) VALUES ('%s', '/old.bin', decode(repeat('ab', 32), 'hex'), 77, 'site',"
+             " '192.0.2.1', %llu, 'issued')",
+             old, (unsigned long long)t);
+    assert_int_equal(pgtest_exec(f->db, sql, NULL, 0), 0);
+    assert_null(ledger_open(f->url, NULL, true, err, sizeof err));
+    assert_non_null(strstr(err, "migrate"));
+    lg = open_ok(f->url, false);
+    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 2);
+    assert_int_equal(query_number(f->db, "SELECT count(*) FROM deliveries WHERE kind = 'tracked'"
+                                         " AND delivered_sha256 IS NULL"),
+                     1);
+    ledger_summary s;
+    assert_int_equal(ledger_summary_read(lg, &s), 0);
+    assert_int_equal(s.kinds[LEDGER_KIND_TRACKED].deliveries, 1);
+    assert_int_equal(ledger_get(lg, old, &row), 1);
+    assert_int_equal(row.kind, LEDGER_KIND_TRACKED);
+    assert_int_equal(row.delivered_size, 77);
+    assert_memory_equal(row.delivered_sha256, row.sha256, 32);
+
+    fill_issue(&ev, t, 9);
+    ev.row.kind = LEDGER_KIND_PAGE;
+    memset(ev.row.delivered_sha256, 0x5d, 32);
+    ev.row.delivered_size = ev.row.size + 48;
+    assert_int_equal(write_one(lg, &ev, NULL), 0);
+    assert_int_equal(ledger_get(lg, ev.row.id, &row), 1);
+    assert_int_equal(row.kind, LEDGER_KIND_PAGE);
+    assert_int_equal(row.delivered_size, ev.row.size + 48);
+    assert_int_equal(row.delivered_sha256[0], 0x5d);
+    ledger_close(lg);
 }
 
 /* ---- partitions ---- */
@@ -633,6 +690,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connection_strings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nodes_start_together, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_to_kinds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_bad_row, setup, teardown),
