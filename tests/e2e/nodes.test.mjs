@@ -61,7 +61,7 @@ before(async () => {
   });
   const made = pgQuery(db, "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'deliveries'::regclass").map((r) => r.name);
   for (const m of months) assert.ok(made.includes(m), `${m} among ${made}`);
-  assert.equal(pgQuery(db, 'SELECT count(*) AS n FROM ledger_schema')[0].n, 1);
+  assert.equal(pgQuery(db, 'SELECT count(*) AS n FROM ledger_schema')[0].n, 2, 'each schema step once');
 });
 
 after(async () => {
@@ -96,7 +96,10 @@ test('issued on A, bound on B, confirmed on A: one row that names each node', { 
   const out = await postConfirm(`${a.url}/_receipt/confirm`, client, await sealConfirmation(client, jwks, confirmation(plugin)));
   assert.equal(out.status, 200, out.text);
   const receipt = await verifyReceipt(jwks, out.json.receipt);
-  assert.deepEqual(receipt.payload.server, { id: 'site-1', node: 'a' });
+  // The public URL of the node that signed (one per node here; the nodes
+  // of a real site share one behind a load balancer).
+  assert.deepEqual(receipt.payload.server,
+    { id: 'site-1', node: 'a', url: a.url, jwks: `${a.url}/_receipt/jwks.json` });
   const [row] = query(`SELECT status, client, server, issued_node, bound_node, confirmed_node FROM deliveries WHERE id = '${id}'`);
   assert.deepEqual(row, { status: 'confirmed', client: client.id, server: 'site-1', issued_node: 'a', bound_node: 'b', confirmed_node: 'a' });
   // The same confirmation on B: the same receipt, from the shared ledger.
