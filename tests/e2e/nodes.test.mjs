@@ -90,6 +90,10 @@ test('issued on A, bound on B, confirmed on A: one row that names each node', { 
   assert.deepEqual(await fetchJwks(b.url), jwks, 'one key set');
   const client = await newClient();
   const { id, ticket } = await deliver(a);
+  // A's issuance committed first: a binding that came first would make the
+  // row from the ticket, which does not name the issuing node (a race of
+  // its own, not this test's subject).
+  for (let i = 0; i < 100 && query(`SELECT 1 FROM deliveries WHERE id = '${id}'`).length === 0; i++) await sleep(20);
   const plugin = await trade(b, client, jwks, ticket);
   assert.equal(plugin.delivery, id);
   assert.deepEqual({ id: plugin.server.id, node: plugin.server.node }, { id: 'site-1', node: 'b' });
@@ -118,6 +122,8 @@ test('200 concurrent confirmations of 100 deliveries, split across the nodes: on
   const clients = await Promise.all(Array.from({ length: 20 }, newClient));
   const deliveries = [];
   for (let i = 0; i < 100; i++) deliveries.push(await deliver(i % 2 ? a : b));
+  const ids = deliveries.map((d) => `'${d.id}'`).join(',');
+  for (let i = 0; i < 100 && query(`SELECT count(*) AS n FROM deliveries WHERE id IN (${ids})`)[0].n < 100; i++) await sleep(20);
   // Each delivery traded by two clients, one on each node (a page opened twice).
   const pairs = await Promise.all(deliveries.map(async (d, i) => {
     const ca = clients[i % 10];

@@ -621,7 +621,7 @@ static void test_reads_use_indexes(void **state)
     char sql[TEST_SQL_MAX];
     snprintf(sql, sizeof sql,
              "INSERT INTO deliveries (id, path, sha256, size, server, client_addr, issued_ms,"
-             " status, client, bound_ms, confirmed_ms)"
+             " status, client, bound_ms, confirmed_ms, kind)"
              " SELECT (lpad(to_hex(ms), 12, '0') || '7000' || '8000' || lpad(to_hex(g), 12, '0'))"
              "  ::uuid, '/doc/' || (g %% 200) || '.html', decode(repeat('ab', 32), 'hex'), 100,"
              "  's', '192.0.2.1', ms,"
@@ -629,7 +629,9 @@ static void test_reads_use_indexes(void **state)
              "   ELSE 'issued' END,"
              "  CASE WHEN g %% 20 < 2 THEN 'client-' || (g %% 500) END,"
              "  CASE WHEN g %% 20 < 2 THEN ms + 10 END,"
-             "  CASE WHEN g %% 20 = 0 THEN ms + 50 END"
+             "  CASE WHEN g %% 20 = 0 THEN ms + 50 END,"
+             "  CASE WHEN g %% 10 = 3 THEN 'download' WHEN g %% 50 = 4 THEN 'view'"
+             "   ELSE 'page' END"
              " FROM generate_series(1::int8, 60000) g, LATERAL (SELECT %llu + g * 144000 AS ms) t;"
              "ANALYZE deliveries",
              (unsigned long long)t0);
@@ -652,6 +654,11 @@ static void test_reads_use_indexes(void **state)
         {.since_ms = t0 + 40ull * 86400000, .until_ms = t0 + 41ull * 86400000},
         {.before_id = "0197a000-0000-7000-8000-000000000000", .limit = 51},
         {.path = "/doc/7.html", .statuses = LEDGER_STATUS_BIT(LEDGER_CONFIRMED), .limit = 51},
+        {.kinds = LEDGER_KIND_BIT(LEDGER_KIND_DOWNLOAD), .limit = 51},
+        {.kinds = LEDGER_KIND_BIT(LEDGER_KIND_VIEW)},
+        {.kinds = LEDGER_KIND_BIT(LEDGER_KIND_PAGE),
+         .statuses = LEDGER_STATUS_PENDING,
+         .limit = 51},
         {0},
     };
     for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++) {
