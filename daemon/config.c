@@ -262,9 +262,9 @@ static const config_option options[] = {
              "get 431 (default %D)",
      .doc = "Memory per connection for the request line, headers and buffers (default %D). "
             "A request whose line and header fields, plus 80 bytes for each field, cookie and "
-            "query argument, come within 2 KiB of it is answered 431, since the answer's own "
-            "header block needs that room; each idle connection keeps about this much resident, "
-            "plus about 1 KB."},
+            "query argument, come within 2 KiB of it (3 bytes more for each byte of a content "
+            "path past its first 64) is answered 431, since the answer's own header block needs "
+            "that room; each idle connection keeps about this much resident, plus about 1 KB."},
     {"queue", "N", SECTION_LIMITS, NUMBER(16, WRITER_QUEUE_MAX), AT(queue_capacity),
      .value = "65536",
      .help = "ledger events waiting at most; past it deliveries get 503 (default %D)",

@@ -11,6 +11,7 @@
 #include "daemon/log.h"
 #include "daemon/plugin.h"
 #include "daemon/proxy.h"
+#include "daemon/ticket.h"
 #include "web/web.h"
 
 #include <errno.h>
@@ -409,12 +410,22 @@ static enum MHD_Result refuse_bad_framing(request *req, struct MHD_Connection *c
  * closed without an answer ("failed to create response header"); one that
  * overflows the pool gets the library's own 431. Between the two, receiptd
  * refuses with its own 431 while a short answer still fits. The headroom
- * covers receiptd's largest header block (a delivery with plug-in data,
- * about 1.5 KB) with room to spare.
+ * covers receiptd's largest header block for a short path (a delivery with
+ * plug-in data, about 1.7 KB) with room to spare. A delivery's header block
+ * grows with its content path: plug-in data carries the path in its payload
+ * and again in the bound ticket inside it, both base64url-encoded in the
+ * JWE, about 3 bytes of header a path byte (2.2 KB at the longest path,
+ * measured), so a content path's bytes past the first 64 add that much.
  */
-enum { HTTP_RESPONSE_HEADROOM = 2048, HTTP_FIELD_RECORD_BYTES = 80 };
+enum {
+    HTTP_RESPONSE_HEADROOM = 2048,
+    HTTP_FIELD_RECORD_BYTES = 80,
+    HTTP_HEADROOM_PATH_FREE = 64,
+    HTTP_HEADROOM_PER_PATH_BYTE = 3,
+};
 
-static bool request_leaves_room(struct MHD_Connection *c, size_t pool)
+/* content_path_len: the decoded path of a content request, 0 for others. */
+static bool request_leaves_room(struct MHD_Connection *c, size_t pool, size_t content_path_len)
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
@@ -424,6 +435,11 @@ static bool request_leaves_room(struct MHD_Connection *c, size_t pool)
         c, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
     size_t need = info->header_size + (size_t)(fields > 0 ? fields : 0) * HTTP_FIELD_RECORD_BYTES +
                   HTTP_RESPONSE_HEADROOM;
+    /* A longer path gets 414, a short answer. */
+    if (content_path_len > TICKET_PATH_MAX)
+        content_path_len = TICKET_PATH_MAX;
+    if (content_path_len > HTTP_HEADROOM_PATH_FREE)
+        need += (content_path_len - HTTP_HEADROOM_PATH_FREE) * HTTP_HEADROOM_PER_PATH_BYTE;
     return need <= pool;
 }
 
@@ -480,7 +496,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         copy_bounded(req->referer, sizeof req->referer,
                      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Referer"));
         resolve_client(srv, c, req);
-        if (!request_leaves_room(c, srv->ctx.cfg->connection_memory))
+        if (!request_leaves_room(c, srv->ctx.cfg->connection_memory,
+                                 req->route == METRICS_ROUTE_CONTENT ? strlen(url) : 0))
             return http_reply_error_close(req, c, 431, "headers_too_large",
                                           "The request line and header fields leave no room "
                                           "for an answer in this server's per-connection memory "
