@@ -17,6 +17,7 @@
  * --seed gives the same ledger, but for the IDs' random bits.
  */
 #include "common/uuid7.h"
+#include "daemon/delivery.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
 #include "daemon/writer.h"
@@ -137,6 +138,11 @@ static long long fill(writer *w, const fill_options *o)
             memcpy(row->sha256 + b, &v, 8);
         }
         row->size = 2048 + path % 65536;
+        /* Page views: the bytes sent are the page with the agent element. */
+        row->kind = LEDGER_KIND_PAGE;
+        memcpy(row->delivered_sha256, row->sha256, sizeof row->sha256);
+        row->delivered_sha256[31] ^= 0x5a;
+        row->delivered_size = row->size + sizeof DELIVERY_ELEMENT - 1;
         snprintf(row->server, sizeof row->server, "https://docs.example.com");
         uint64_t client = skewed(&state, o->clients);
         snprintf(row->client_addr, sizeof row->client_addr, "10.%u.%u.%u",
@@ -172,10 +178,10 @@ static long long fill(writer *w, const fill_options *o)
         row->confirmed_ms = row->bound_ms + 200 + next_random(&state) % 2000;
         snprintf(row->confirm_addr, sizeof row->confirm_addr, "%s", row->client_addr);
         row->received_has_sha256 = true;
-        memcpy(row->received_sha256, row->sha256, sizeof row->sha256);
+        memcpy(row->received_sha256, row->delivered_sha256, sizeof row->delivered_sha256);
         if (corrupted)
             row->received_sha256[0] ^= 0xff;
-        row->received_size = row->size;
+        row->received_size = row->delivered_size;
         row->received_at_ms = row->confirmed_ms - 5;
         snprintf(row->confirmed_node, sizeof row->confirmed_node, "%s", row->issued_node);
         base64url_filler(&state, row->receipt, RECEIPT_FILLER_LEN);

@@ -65,6 +65,9 @@ static void *produce(void *arg)
     ev.row.status = LEDGER_ISSUED;
     ev.row.size = 1024;
     memset(ev.row.sha256, 0x5c, sizeof ev.row.sha256);
+    ev.row.kind = LEDGER_KIND_PAGE; /* sent with the agent element */
+    memset(ev.row.delivered_sha256, 0x6d, sizeof ev.row.delivered_sha256);
+    ev.row.delivered_size = ev.row.size + 49;
     snprintf(ev.row.server, sizeof ev.row.server, "bench");
     snprintf(ev.row.client_addr, sizeof ev.row.client_addr, "127.0.0.%u", p->index + 1);
     snprintf(ev.row.user_agent, sizeof ev.row.user_agent,
@@ -109,6 +112,9 @@ static int fixed_rows(ledger *lg, size_t rows, size_t batch)
     ev.kind = LEDGER_EVENT_ISSUE;
     ev.row.size = 1024;
     memset(ev.row.sha256, 0x5c, sizeof ev.row.sha256);
+    ev.row.kind = LEDGER_KIND_PAGE; /* sent with the agent element */
+    memset(ev.row.delivered_sha256, 0x6d, sizeof ev.row.delivered_sha256);
+    ev.row.delivered_size = ev.row.size + 49;
     snprintf(ev.row.server, sizeof ev.row.server, "bench");
     snprintf(ev.row.client_addr, sizeof ev.row.client_addr, "127.0.0.1");
     snprintf(ev.row.user_agent, sizeof ev.row.user_agent,
