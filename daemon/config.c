@@ -90,6 +90,7 @@ static int parse_public_url(config *, const config_option *, const char *, char 
 static int parse_server_id(config *, const config_option *, const char *, char *, size_t);
 static int parse_trusted_proxy(config *, const config_option *, const char *, char *, size_t);
 static void clear_headers(config *cfg);
+static void clear_path_rules(config *cfg);
 static void clear_trusted_proxies(config *cfg);
 static void derive_threads(config *cfg);
 static void derive_public_url(config *cfg);
@@ -142,6 +143,7 @@ static const config_option options[] = {
      .help = "do not embed the agent element into HTML pages",
      .doc = "Do not embed the agent element into HTML pages."},
     {"track", "GLOB", SECTION_PROTOCOL, parse_path_rule, .min = 1, .max = CONFIG_PATH_RULES_MAX,
+     .flags = CONFIG_REPEATABLE, .clear = clear_path_rules,
      .help = "make every 200 for content paths matching GLOB a delivery ('*' within a "
              "segment, '**' across; repeatable, the last --track or --untrack that matches wins)",
      .doc = "Make every 200 for a content path that GLOB matches a delivery, whatever the "
@@ -153,6 +155,7 @@ static const config_option options[] = {
             "%M in all, and the last of them that matches a path decides. Example: "
             "\\fB\\-\\-track '/img/charts/**'\\fR."},
     {"untrack", "GLOB", SECTION_PROTOCOL, parse_path_rule, .min = 0, .max = CONFIG_PATH_RULES_MAX,
+     .flags = CONFIG_REPEATABLE, .clear = clear_path_rules,
      .help = "serve content paths matching GLOB without deliveries (repeatable)",
      .doc = "Serve content paths that GLOB matches without deliveries, whatever the request "
             "(devices included): no row, no ticket, no Receipt headers. Example: "
@@ -301,7 +304,8 @@ static const config_option options[] = {
          "the options without their dashes; a flag alone, or \\fINAME\\fB yes\\fR or "
          "\\fINAME\\fB no\\fR; a line that starts with \\fB#\\fR is a comment. An option given on "
          "the command line replaces the file's value (for a repeatable option, the file's "
-         "whole list). An unknown name, a value given twice or a bad value is an error that "
+         "whole list; \\fBtrack\\fR and \\fBuntrack\\fR are one list). An unknown name, a value "
+         "given twice or a bad value is an error that "
          "names the file and the line. The file is refused when others may change it, or "
          "read it while it holds a password. Changes take effect at restart."},
     {"check", NULL, SECTION_OPERATIONS, SETS(check_only, true), .flags = CONFIG_COMMAND_LINE,
@@ -619,6 +623,14 @@ static int parse_trusted_proxy(config *cfg, const config_option *o, const char *
         return -1;
     }
     return 0;
+}
+
+/* --track and --untrack are one list: their order decides. */
+static void clear_path_rules(config *cfg)
+{
+    for (size_t i = 0; i < cfg->path_rule_count; i++)
+        free(cfg->path_rules[i].glob);
+    cfg->path_rule_count = 0;
 }
 
 static void clear_headers(config *cfg)
@@ -971,6 +983,17 @@ out:
 
 /* ---- the command line ------------------------------------------------------ */
 
+/* The options whose values go into the same list as o's (bits by index). */
+static uint64_t list_options(const config_option *o)
+{
+    uint64_t bits = 0;
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        if (o->clear != NULL && options[i].clear == o->clear)
+            bits |= UINT64_C(1) << i;
+    }
+    return bits;
+}
+
 config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     struct option long_options[OPTION_COUNT + 1];
@@ -1021,11 +1044,12 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
             printf("receiptd %s\n", RECEIPT_VERSION);
             return CONFIG_EXIT_OK;
         }
-        /* A list given on the command line replaces the file's list. */
-        if ((o->flags & CONFIG_REPEATABLE) && ((file_given >> idx) & 1) &&
-            !((cleared >> idx) & 1)) {
+        /* A list given on the command line replaces the file's list. Options
+         * that share a list (--track, --untrack) replace it together, once. */
+        uint64_t list = list_options(o);
+        if ((o->flags & CONFIG_REPEATABLE) && (file_given & list) != 0 && (cleared & list) == 0) {
             o->clear(cfg);
-            cleared |= UINT64_C(1) << idx;
+            cleared |= list;
         }
         if (set(cfg, o, optarg, err, errlen) != 0)
             return CONFIG_USAGE;
@@ -1101,9 +1125,7 @@ void config_free(config *cfg)
         }
     }
     clear_headers(cfg);
-    for (size_t i = 0; i < cfg->path_rule_count; i++)
-        free(cfg->path_rules[i].glob);
-    cfg->path_rule_count = 0;
+    clear_path_rules(cfg);
 }
 
 /* ---- describing ----------------------------------------------------------- */

@@ -106,7 +106,7 @@ no-inject
     assert.ok(shown.length >= 25, `${shown.length} options in the sample`);
     const help = (await runReceiptd(['--help'])).stdout;
     for (const line of shown) assert.ok(help.includes(`--${line.split(' ')[0]}`), line);
-    const literal = shown.filter((l) => !/ (FILE|DIR|URL|ID|N|CIDR|HOST:PORT|NAME:VALUE)$/.test(l));
+    const literal = shown.filter((l) => !/ (FILE|DIR|URL|ID|N|CIDR|GLOB|HOST:PORT|NAME:VALUE)$/.test(l));
     const uncommented = writeConfig(`root ${root}\nstate-dir ${state}\n${literal.filter((l) => !l.startsWith('state-dir')).join('\n')}\n`);
     r = await runReceiptd(['--config', uncommented, '--check']);
     assert.equal(r.code, 0, r.stderr);

@@ -412,6 +412,38 @@ static void test_file(void **state)
     config_free(&cfg);
     unlink(path);
 
+    /* --track and --untrack in a file: one ordered list, which the command
+     * line replaces whole, whichever of the two it gives first. */
+    path = config_file("root /srv\n"
+                       "untrack /status/**\n"
+                       "track /status/notice.html\n"
+                       "untrack **.json\n",
+                       0600);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_OK);
+    assert_int_equal(cfg.path_rule_count, 3);
+    assert_false(cfg.path_rules[0].track);
+    assert_true(cfg.path_rules[1].track);
+    assert_string_equal(cfg.path_rules[2].glob, "**.json");
+    config_free(&cfg);
+    assert_int_equal(
+        config_parse(
+            &cfg,
+            ARGC("--config", path, "--track", "/a/**", "--untrack", "/a/b", "--track", "/a/b/c"),
+            ARGV("--config", path, "--track", "/a/**", "--untrack", "/a/b", "--track", "/a/b/c"),
+            err, sizeof err),
+        CONFIG_OK);
+    assert_int_equal(cfg.path_rule_count, 3);
+    assert_true(cfg.path_rules[0].track);
+    assert_string_equal(cfg.path_rules[0].glob, "/a/**");
+    assert_false(cfg.path_rules[1].track);
+    assert_string_equal(cfg.path_rules[1].glob, "/a/b");
+    assert_true(cfg.path_rules[2].track);
+    assert_string_equal(cfg.path_rules[2].glob, "/a/b/c");
+    config_free(&cfg);
+    unlink(path);
+
     /* Flags as yes and no. */
     path = config_file("root /srv\nno-inject no\n", 0600);
     assert_int_equal(
