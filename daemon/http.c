@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HTTP_JWKS_MAX        4096
+#define HTTP_JWKS_MAX        (8 * 1024 + KEYSTORE_RETIRED_MAX * 256)
 #define HTTP_LIMITED_RETRY_S "1" /* Retry-After of a 429 from the per-address limit */
 
 struct http_server {
@@ -573,8 +573,12 @@ static int build_jwks(http_server *srv, char *err, size_t errlen)
     srv->jwks_len = strlen(text);
     memcpy(srv->jwks, text, srv->jwks_len + 1);
     free(text);
-    snprintf(srv->jwks_etag, sizeof srv->jwks_etag, "\"%.16s\"",
-             eckey_thumbprint(srv->ctx.keys->enc));
+    /* Of the whole set: a rotated or retired key changes it too. */
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    char tag[ECKEY_THUMBPRINT_LEN + 1];
+    SHA256((const uint8_t *)srv->jwks, srv->jwks_len, digest);
+    b64url_encode(digest, sizeof digest, tag);
+    snprintf(srv->jwks_etag, sizeof srv->jwks_etag, "\"%.16s\"", tag);
     return 0;
 }
 

@@ -1,5 +1,6 @@
 #include "daemon/keys.h"
 
+#include "daemon/clock.h"
 #include "daemon/keystore.h"
 
 #include <errno.h>
@@ -9,21 +10,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KEYS_ERR_MAX  512
-#define KEYS_FILE_MAX (16 * 1024)
+#define KEYS_FILE_MAX (64 * 1024)
 
 static const char keys_usage[] =
     "usage: receiptd keys show [--state-dir DIR]\n"
     "       receiptd keys export [--state-dir DIR] > FILE\n"
     "       receiptd keys import [--state-dir DIR] [--replace] FILE|-\n"
+    "       receiptd keys rotate [--state-dir DIR] signing|log\n"
     "\n"
     "The server's keys (STATE_DIR/server-keys.json: the encryption and signing\n"
-    "keys and the ticket secret), which every receiptd node of one site shares.\n"
+    "keys, the ticket secret, the evidence log's key and the keys that signed\n"
+    "before them), which every receiptd node of one site shares.\n"
     "\n"
-    "  show      the key IDs and a fingerprint of the ticket secret: equal on\n"
-    "            every node of a site, and safe to show\n"
+    "  show      the key IDs, a fingerprint of the ticket secret and the log's\n"
+    "            verifier key: equal on every node of a site, and safe to show\n"
+    "  rotate    makes a new signing key or log key; the old one stays in the\n"
+    "            key history (verify-only, with the time it stopped signing), so\n"
+    "            that what it signed stays verifiable. The running server keeps\n"
+    "            its keys: restart it, and export and import the new keys on\n"
+    "            every other node. A new log key is announced in the log at the\n"
+    "            next start, in a checkpoint signed by the old key and the new\n"
     "  export    the key file on standard output; it is secret: move it only to\n"
     "            another node (receiptd keys export | ssh node2 receiptd keys\n"
     "            import -) and do not leave copies\n"
@@ -33,6 +43,9 @@ static const char keys_usage[] =
     "            voids every ticket and plug-in data that node gave out\n"
     "\n"
     "  --state-dir DIR   default /var/lib/receiptd\n"
+    "\n"
+    "Importing keys that a rotation on another node made from the ones there\n"
+    "(the same encryption key and ticket secret) needs no --replace.\n"
     "\n"
     "Exit status: 0 done (import: also when the same keys were there), 1 failed,\n"
     "2 a usage error.\n";
@@ -75,6 +88,18 @@ out:
     return text;
 }
 
+static void print_time(const char *label, uint64_t ms)
+{
+    char when[32] = "unknown";
+    if (ms != 0) {
+        time_t t = (time_t)(ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    printf("%s%s", label, when);
+}
+
 static void show(const keystore *ks)
 {
     char fingerprint[17];
@@ -82,6 +107,63 @@ static void show(const keystore *ks)
     printf("encryption key  %s\n", eckey_thumbprint(ks->enc));
     printf("signing key     %s\n", eckey_thumbprint(ks->sig));
     printf("ticket secret   sha256:%s...\n", fingerprint);
+    if (ks->log != NULL) {
+        char vkey[NOTE_VKEY_MAX];
+        note_verifier *v = note_signer_verifier(ks->log);
+        if (v != NULL) {
+            note_verifier_text(v, vkey);
+            printf("log key         %s\n", vkey);
+        }
+        note_verifier_free(v);
+        if (ks->log_previous != NULL) {
+            v = note_signer_verifier(ks->log_previous);
+            if (v != NULL) {
+                note_verifier_text(v, vkey);
+                printf("log key before  %s (until the log announces the new one)\n", vkey);
+            }
+            note_verifier_free(v);
+        }
+    } else {
+        printf("log key         none yet (made when the server first starts)\n");
+    }
+    for (size_t i = 0; i < ks->old_sig_count; i++) {
+        printf("retired signing %s  ", eckey_thumbprint(ks->old_sig[i].key));
+        print_time("from ", ks->old_sig[i].since_ms);
+        print_time(" to ", ks->old_sig[i].retired_ms);
+        putchar('\n');
+    }
+    for (size_t i = 0; i < ks->old_log_count; i++) {
+        char vkey[NOTE_VKEY_MAX];
+        note_verifier_text(ks->old_log[i].key, vkey);
+        printf("retired log     %s  ", vkey);
+        print_time("from ", ks->old_log[i].since_ms);
+        print_time(" to ", ks->old_log[i].retired_ms);
+        putchar('\n');
+    }
+}
+
+static int rotate(const char *state_dir, const char *which)
+{
+    char err[KEYS_ERR_MAX] = "";
+    keystore_key key;
+    if (strcmp(which, "signing") == 0)
+        key = KEYSTORE_SIGNING;
+    else if (strcmp(which, "log") == 0)
+        key = KEYSTORE_LOG;
+    else
+        return usage_error("rotate takes signing or log");
+    keystore *ks = keystore_rotate(state_dir, key, clock_wall_ms(), err, sizeof err);
+    if (ks == NULL) {
+        fprintf(stderr, "receiptd keys rotate: %s\n", err);
+        return 1;
+    }
+    printf("receiptd keys: a new %s key in %s/%s; restart the server to use it, and import\n"
+           "the keys on every other node of the site (receiptd keys export | ssh NODE\n"
+           "receiptd keys import -)\n",
+           which, state_dir, KEYSTORE_FILE);
+    show(ks);
+    keystore_free(ks);
+    return 0;
 }
 
 int keys_main(int argc, char **argv)
@@ -98,7 +180,7 @@ int keys_main(int argc, char **argv)
     int opt;
 
     if (argc < 2)
-        return usage_error("name a command: show, export or import");
+        return usage_error("name a command: show, export, import or rotate");
     if (strcmp(argv[1], "--help") == 0) {
         fputs(keys_usage, stdout);
         return 0;
@@ -123,13 +205,17 @@ int keys_main(int argc, char **argv)
     }
     int rest = argc - 1 - optind;
     bool import = strcmp(command, "import") == 0;
-    if (strcmp(command, "show") != 0 && strcmp(command, "export") != 0 && !import)
-        return usage_error("unknown command (show, export or import)");
+    bool rotating = strcmp(command, "rotate") == 0;
+    if (strcmp(command, "show") != 0 && strcmp(command, "export") != 0 && !import && !rotating)
+        return usage_error("unknown command (show, export, import or rotate)");
     if (replace && !import)
         return usage_error("--replace is for import");
-    if (rest != (import ? 1 : 0))
-        return usage_error(import ? "import needs one FILE, or - for standard input"
-                                  : "unexpected argument");
+    if (rest != (import || rotating ? 1 : 0))
+        return usage_error(import     ? "import needs one FILE, or - for standard input"
+                           : rotating ? "rotate needs the key: signing or log"
+                                      : "unexpected argument");
+    if (rotating)
+        return rotate(state_dir, argv[1 + optind]);
 
     if (import) {
         size_t len = 0;
