@@ -493,6 +493,19 @@ void merkle_edge_root(const merkle_edge *edge, merkle_hash *out)
         fold_right(edge->hashes, popcount64(edge->size), out);
 }
 
+size_t merkle_edge_subtrees(const merkle_edge *edge, merkle_hash *hashes, uint64_t *indexes)
+{
+    size_t n = 0;
+    for (unsigned l = 64; l-- > 0;) {
+        if ((edge->size >> l & 1) == 0)
+            continue;
+        hashes[n] = edge->hashes[n];
+        indexes[n] = merkle_stored_index(l, (edge->size >> l) - 1);
+        n++;
+    }
+    return n;
+}
+
 merkle_result merkle_edge_append(merkle_edge *edge, const merkle_hash *leaf, merkle_hash *out,
                                  size_t *count, uint64_t *first)
 {

@@ -176,6 +176,13 @@ merkle_result merkle_edge_load(merkle_edge *edge, uint64_t size, merkle_read_fn 
 
 uint64_t merkle_edge_size(const merkle_edge *edge);
 
+/*
+ * The edge's complete subtrees, largest first: their hashes into hashes and
+ * their stored-hash numbers into indexes (MERKLE_MAX_EDGE entries each);
+ * returns how many (popcount of the size).
+ */
+size_t merkle_edge_subtrees(const merkle_edge *edge, merkle_hash *hashes, uint64_t *indexes);
+
 /* The root of the tree the edge ends (the empty root for size 0). */
 void merkle_edge_root(const merkle_edge *edge, merkle_hash *out);
 

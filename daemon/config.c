@@ -165,6 +165,13 @@ static const config_option options[] = {
      .help = "make every 200 to a GET a delivery, a page's images, styles and scripts too",
      .doc = "Make every 200 to a GET a delivery, a page's images, styles and scripts included "
             "(kind \\fBtracked\\fR), as before receiptd read fetch metadata."},
+    {"no-evidence-log", NULL, SECTION_PROTOCOL, SETS(evidence_log, false),
+     .help = "keep no evidence log: receipts carry no proof and the deliveries from now on "
+             "are not in the log (for measuring what it costs)",
+     .doc = "Keep no evidence log (docs/evidence.md): confirmations are answered without a "
+            "proof, and the ledger events from now on are not in the log, so that "
+            "\\fBreceiptd ledger verify\\fR reports their rows as not logged. For measuring "
+            "what the log costs; not for a server whose deliveries must be proved."},
     {"add-header", "NAME:VALUE", SECTION_PROTOCOL, parse_header, .max = CONFIG_EXTRA_HEADERS_MAX,
      .flags = CONFIG_REPEATABLE, .clear = clear_headers,
      .help = "add a header to every content response (repeatable)",

@@ -83,6 +83,7 @@ typedef struct config {
     bool track_subresources; /* every 200 is a delivery, as before fetch metadata */
     config_path_rule path_rules[CONFIG_PATH_RULES_MAX];
     size_t path_rule_count;
+    bool evidence_log; /* keep the evidence log (tlog.h) */
     bool check_only;
     log_level level;
     unsigned threads;

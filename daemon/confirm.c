@@ -4,9 +4,11 @@
 #include "daemon/clock.h"
 #include "daemon/confirm_check.h"
 #include "daemon/delivery.h"
+#include "daemon/evidence.h"
 #include "daemon/http_reply.h"
 #include "daemon/log.h"
 #include "daemon/lru.h"
+#include "daemon/tlog_read.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -17,7 +19,7 @@
 #include <time.h>
 
 #define CONFIRM_RECEIPT_PAYLOAD_MAX 4096
-#define CONFIRM_ANSWER_MAX          (LEDGER_RECEIPT_MAX + 256)
+#define CONFIRM_ANSWER_MAX          (64 * 1024) /* the receipt and the proof, escaped */
 #define CONFIRM_WATCHDOG_TICK_MS    50
 
 typedef enum call_state {
@@ -337,6 +339,35 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     return MHD_YES;
 }
 
+/*
+ * The proof of a delivery's confirmation leaf, read from the ledger (on a
+ * reading handle: the writer's thread has other work). Returns 1 with *out
+ * malloc'd, 0 when the log has no leaf of it (confirmed while no log was
+ * kept), or -1 when it cannot be read now.
+ */
+static int repeated_proof(http_context *ctx, const char *id, ledger_proof **out)
+{
+    char err[LEDGER_ERR_MAX] = "";
+    uint64_t leaf = 0;
+    *out = NULL;
+    ledger *lg = readpool_take(ctx->log_readers);
+    if (lg == NULL)
+        return -1;
+    int found = tlog_read_confirmation_leaf(lg, id, &leaf, err, sizeof err);
+    if (found == 1) {
+        *out = malloc(sizeof **out);
+        if (*out == NULL || tlog_read_proof(lg, leaf, 0, *out, err, sizeof err) != 0) {
+            free(*out);
+            *out = NULL;
+            found = -1;
+        }
+    }
+    readpool_give(ctx->log_readers, lg, found < 0);
+    if (found < 0)
+        log_error("evidence log: the proof of the confirmation of %s: %s", id, err);
+    return found;
+}
+
 static enum MHD_Result answer(request *req, struct MHD_Connection *c)
 {
     confirm_call *call = req->call;
@@ -355,23 +386,41 @@ static enum MHD_Result answer(request *req, struct MHD_Connection *c)
     metrics_count_confirm(res->outcome == LEDGER_SAME           ? METRICS_CONFIRM_REPEATED
                           : res->row.status == LEDGER_CORRUPTED ? METRICS_CONFIRM_CORRUPTED
                                                                 : METRICS_CONFIRM_CONFIRMED);
-    char body[CONFIRM_ANSWER_MAX];
+    const ledger_proof *proof = res->proof.present ? &res->proof : NULL;
+    ledger_proof *repeated = NULL;
+    if (res->outcome == LEDGER_SAME && req->ctx->log != NULL) {
+        /* The same receipt again, and the proof of the first answer's leaf. */
+        int found = repeated_proof(req->ctx, res->row.id, &repeated);
+        if (found < 0)
+            return http_reply_error(req, c, 503, "proof_unavailable",
+                                    "The log's proof cannot be read now; retry shortly.");
+        proof = repeated;
+    }
     jbuf b;
-    jbuf_init(&b, body, sizeof body);
+    jbuf_init_growing(&b, NULL, 0, CONFIRM_ANSWER_MAX);
     jbuf_adds(&b, "{");
     jbuf_member_str(&b, "delivery", res->row.id);
     jbuf_member_str(&b, "status", ledger_status_name(res->row.status));
     jbuf_member_str(&b, "receipt", res->row.receipt);
+    if (proof != NULL) {
+        jbuf_key(&b, "proof");
+        evidence_proof_json(&b, proof);
+    }
     jbuf_adds(&b, "}");
-    if (b.failed)
-        return http_reply_error(req, c, 500, "internal_error", "The receipt is too large.");
-    struct MHD_Response *r = MHD_create_response_from_buffer(b.len, body, MHD_RESPMEM_MUST_COPY);
+    free(repeated);
+    if (b.failed) {
+        jbuf_free(&b);
+        return http_reply_error(req, c, 500, "internal_error", "The answer is too large.");
+    }
+    size_t len = b.len;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, jbuf_take(&b, NULL), MHD_RESPMEM_MUST_FREE);
     if (r != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
     }
-    return http_reply_queue(req, c, 200, r, b.len);
+    return http_reply_queue(req, c, 200, r, len);
 }
 
 enum MHD_Result confirm_serve(http_context *ctx, request *req, struct MHD_Connection *c,

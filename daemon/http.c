@@ -6,6 +6,7 @@
 #include "daemon/confirm.h"
 #include "daemon/http_file.h"
 #include "daemon/http_internal.h"
+#include "daemon/http_log.h"
 #include "daemon/http_reply.h"
 #include "daemon/httpcond.h"
 #include "daemon/log.h"
@@ -178,6 +179,11 @@ static enum MHD_Result serve_receipt_route(http_server *srv, request *req, struc
         if (!get && !head)
             return http_reply_method_not_allowed(req, c, "GET, HEAD");
         return serve_agent(srv, req, c, head);
+    }
+    if (strncmp(route, "log/", 4) == 0) {
+        if (!get && !head)
+            return http_reply_method_not_allowed(req, c, "GET, HEAD");
+        return http_log_serve(&srv->ctx, req, c, route + 4, head);
     }
     if (strncmp(route, "plugin/", 7) == 0) {
         if (strcmp(method, "OPTIONS") == 0)
@@ -467,6 +473,8 @@ static metrics_route route_of(const char *url)
         return METRICS_ROUTE_PLUGIN;
     if (strcmp(r, "confirm") == 0)
         return METRICS_ROUTE_CONFIRM;
+    if (strncmp(r, "log/", 4) == 0)
+        return METRICS_ROUTE_LOG;
     return METRICS_ROUTE_OTHER;
 }
 
@@ -595,6 +603,8 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     ctx->sealer = svc->sealer;
     ctx->keys = svc->keys;
     ctx->ledger_writer = svc->ledger_writer;
+    ctx->log = svc->log;
+    ctx->log_readers = svc->log_readers;
     srv->access_log = svc->access_log;
     srv->tls = svc->tls;
     atomic_init(&srv->in_flight, 0);

@@ -3,9 +3,9 @@
  *
  * Accepts connections, applies the limits of the config, and routes each
  * request: content to http_file (docs/protocol.md section 5), plug-in data to
- * plugin, confirmations to confirm; it serves the JWK Set and the agent
- * itself. It writes the access log once a request completes. The services
- * are borrowed and must outlive the server.
+ * plugin, confirmations to confirm, the evidence log to http_log; it serves the JWK Set and the
+ * agent itself. It writes the access log once a request completes. The services are borrowed and
+ * must outlive the server.
  */
 #ifndef RECEIPT_DAEMON_HTTP_H
 #define RECEIPT_DAEMON_HTTP_H
@@ -15,8 +15,10 @@
 #include "daemon/content.h"
 #include "daemon/http_guard.h"
 #include "daemon/keystore.h"
+#include "daemon/readpool.h"
 #include "daemon/ticket.h"
 #include "daemon/tls.h"
+#include "daemon/tlog.h"
 #include "daemon/writer.h"
 
 #include <stdbool.h>
@@ -30,6 +32,8 @@ typedef struct http_services {
     writer *ledger_writer;
     accesslog *access_log; /* NULL: none */
     tls_creds *tls;        /* NULL: plain HTTP; else HTTPS with its current pair */
+    tlog *log;             /* the evidence log; NULL: none */
+    readpool *log_readers; /* its reads; NULL without the log */
 } http_services;
 
 typedef struct http_server http_server;

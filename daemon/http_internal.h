@@ -17,7 +17,9 @@
 #include "daemon/keystore.h"
 #include "daemon/ledger.h"
 #include "daemon/metrics.h"
+#include "daemon/readpool.h"
 #include "daemon/ticket.h"
+#include "daemon/tlog.h"
 #include "daemon/writer.h"
 
 #include <stdatomic.h>
@@ -47,6 +49,8 @@ typedef struct http_context {
     ticket_sealer *sealer;
     const keystore *keys;
     writer *ledger_writer;
+    tlog *log;             /* NULL: no evidence log */
+    readpool *log_readers; /* the log's reads (NULL without it) */
     clientkeys *client_keys;
     confirm_waits *waits;
     atomic_bool stopping; /* draining: confirmations get 503 at once */

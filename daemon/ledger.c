@@ -219,6 +219,8 @@ void ledger_close(ledger *lg)
         return;
     free(lg->refusals);
     lg->refusals = NULL;
+    free(lg->scratch);
+    lg->scratch = NULL;
     lg->ops->close(lg);
 }
 
@@ -234,7 +236,12 @@ const char *ledger_backend(const ledger *lg)
 
 const char *ledger_error(const ledger *lg)
 {
-    return lg != NULL ? lg->ops->error(lg) : "no ledger";
+    if (lg == NULL)
+        return "no ledger";
+    /* The log's hook failed: its reason, not the rollback's. */
+    if (lg->hook_failed)
+        return lg->hook_err;
+    return lg->ops->error(lg);
 }
 
 int ledger_set_lock_timeout(ledger *lg, int timeout_ms)
@@ -311,15 +318,57 @@ void ledger_event_columns_of(const ledger_event *ev, ledger_event_columns *out)
     out->insert_only = kind == LEDGER_EVENT_ISSUE || kind == LEDGER_EVENT_COPY;
 }
 
+static int size_of_checkpoint(void *arg, uint64_t size, uint64_t time_ms, const char *note)
+{
+    (void)time_ms;
+    (void)note;
+    *(uint64_t *)arg = size;
+    return 1;
+}
+
+int ledger_log_size(ledger *lg, uint64_t *size)
+{
+    *size = 0;
+    return ledger_log_checkpoints(lg, 0, UINT64_MAX, true, 1, size_of_checkpoint, size);
+}
+
+/* The log's part of a batch, inside its transaction: lock, hook, store. */
+static int run_log_hook(ledger *lg, ledger_batch_entry *entries, size_t n,
+                        const ledger_log_hook *hook)
+{
+    char why[LEDGER_ERR_MAX] = "log: failed";
+    uint64_t head = 0;
+    const ledger_log_write *w = NULL;
+    if (lg->ops->log_lock != NULL ? lg->ops->log_lock(lg, &head) != 0
+                                  : ledger_log_size(lg, &head) != 0)
+        return -1;
+    if (hook->batch(hook->ctx, lg, head, entries, n, &w, why, sizeof why) != 0) {
+        ledger_hook_failed(lg, why);
+        return -1;
+    }
+    if (w != NULL && lg->ops->log_store(lg, w) != 0)
+        return -1;
+    return 0;
+}
+
 /* The way of backends without a batch statement of their own. */
-static int write_one_by_one(ledger *lg, ledger_batch_entry *entries, size_t n)
+static int write_one_by_one(ledger *lg, ledger_batch_entry *entries, size_t n,
+                            const ledger_log_hook *hook)
 {
     ledger_refusals_reset(lg);
     if (lg->ops->begin(lg) != 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        int rc = lg->ops->apply(lg, entries[i].event, entries[i].result);
+        ledger_result *result = entries[i].result;
+        if (result == NULL && hook != NULL) {
+            /* The log needs every event's outcome. */
+            if (lg->scratch == NULL && (lg->scratch = malloc(sizeof *lg->scratch)) == NULL)
+                goto fail;
+            result = lg->scratch;
+        }
+        int rc = lg->ops->apply(lg, entries[i].event, result);
         entries[i].status = rc;
+        entries[i].outcome = rc == 0 && result != NULL ? result->outcome : LEDGER_APPLIED;
         if (rc == LEDGER_APPLY_EVENT_FAILED) {
             if (ledger_refusal_add(lg, lg->ops->error(lg)) != 0)
                 goto fail;
@@ -327,6 +376,8 @@ static int write_one_by_one(ledger *lg, ledger_batch_entry *entries, size_t n)
             goto fail;
         }
     }
+    if (hook != NULL && run_log_hook(lg, entries, n, hook) != 0)
+        goto fail;
     if (lg->ops->commit(lg) != 0)
         goto fail;
     ledger_refusals_assign(lg, entries, n);
@@ -339,11 +390,45 @@ fail:
 
 int ledger_write(ledger *lg, ledger_batch_entry *entries, size_t n)
 {
+    return ledger_write_logged(lg, entries, n, NULL);
+}
+
+int ledger_write_logged(ledger *lg, ledger_batch_entry *entries, size_t n,
+                        const ledger_log_hook *hook)
+{
     if (lg == NULL || (entries == NULL && n > 0))
         return -1;
-    if (lg->ops->write != NULL)
-        return lg->ops->write(lg, entries, n);
-    return write_one_by_one(lg, entries, n);
+    lg->hook_failed = false;
+    int rc = lg->ops->write != NULL ? lg->ops->write(lg, entries, n, hook)
+                                    : write_one_by_one(lg, entries, n, hook);
+    if (hook != NULL && hook->end != NULL)
+        hook->end(hook->ctx, rc == 0);
+    return rc;
+}
+
+int ledger_log_entries(ledger *lg, ledger_log_select select, uint64_t first, uint64_t count,
+                       const char *delivery, bool commitments_only, ledger_log_row_fn fn, void *arg)
+{
+    if (lg == NULL || fn == NULL || (select == LEDGER_LOG_DELIVERY && delivery == NULL) ||
+        lg->ops->log_entries == NULL)
+        return -1;
+    return lg->ops->log_entries(lg, select, first, count, delivery, commitments_only, fn, arg);
+}
+
+int ledger_log_checkpoints(ledger *lg, uint64_t min_size, uint64_t max_size, bool newest_first,
+                           uint64_t limit, ledger_checkpoint_fn fn, void *arg)
+{
+    if (lg == NULL || fn == NULL || max_size < min_size || lg->ops->log_checkpoints == NULL)
+        return -1;
+    return lg->ops->log_checkpoints(lg, min_size, max_size, newest_first, limit, fn, arg);
+}
+
+int ledger_log_read_tile(ledger *lg, unsigned level, uint64_t index,
+                         uint8_t out[256 * LEDGER_HASH_LEN], unsigned *width)
+{
+    if (lg == NULL || out == NULL || width == NULL || level == 0 || lg->ops->log_tile == NULL)
+        return -1;
+    return lg->ops->log_tile(lg, level, index, out, width);
 }
 
 int ledger_prepare(ledger *lg, uint64_t first_ms, uint64_t last_ms)

@@ -142,12 +142,37 @@ typedef enum ledger_outcome {
     LEDGER_IGNORED,  /* BIND on a row past issued, ISSUE of an existing ID      */
 } ledger_outcome;
 
+/*
+ * The evidence log's proof that an event is in the log (docs/evidence.md):
+ * its leaf (index, salt, canonical event text), the inclusion proof and the
+ * signed checkpoint of the tree of size leaves that it is proved in.
+ */
+#define LEDGER_EVENT_TEXT_MAX 4096 /* bytes of an event's canonical text */
+#define LEDGER_NOTE_MAX       1536 /* bytes of a signed checkpoint */
+#define LEDGER_SALT_LEN       32
+#define LEDGER_HASH_LEN       32
+#define LEDGER_PROOF_MAX      64 /* hashes */
+
+typedef struct ledger_proof {
+    bool present; /* false: the rest is unset */
+    uint64_t index;
+    uint64_t size;
+    uint8_t salt[LEDGER_SALT_LEN];
+    size_t hash_count;
+    uint8_t hashes[LEDGER_PROOF_MAX][LEDGER_HASH_LEN];
+    char event[LEDGER_EVENT_TEXT_MAX + 1];
+    char checkpoint[LEDGER_NOTE_MAX + 1];
+} ledger_proof;
+
 typedef struct ledger_result {
     ledger_outcome outcome;
     /* For CONFIRM: the row as it stands after the event (status, client,
      * confirmed_ms, receipt are what the client must be answered). Not
      * filled for ISSUE and BIND, which only set outcome. */
     ledger_delivery row;
+    /* For an applied CONFIRM: its leaf's proof, set by the writer once the
+     * batch committed (not by ledger_write()). */
+    ledger_proof proof;
 } ledger_result;
 
 typedef struct ledger ledger;
@@ -266,12 +291,112 @@ int ledger_verify(ledger *lg);
  */
 typedef struct ledger_batch_entry {
     const ledger_event *event;
-    ledger_result *result; /* may be NULL */
-    int status;            /* out */
-    const char *why;       /* out: for LEDGER_APPLY_EVENT_FAILED, else NULL */
+    ledger_result *result;  /* may be NULL */
+    int status;             /* out */
+    ledger_outcome outcome; /* out: when status is 0, also without a result */
+    const char *why;        /* out: for LEDGER_APPLY_EVENT_FAILED, else NULL */
 } ledger_batch_entry;
 
 WARN_UNUSED_RESULT int ledger_write(ledger *lg, ledger_batch_entry *entries, size_t n);
+
+/* ---- the evidence log (docs/evidence.md; daemon/tlog.h keeps it) ---- */
+
+/*
+ * Stored per leaf: its number, the delivery its event names (NULL for the
+ * log's own events), the salt, the commitment SHA-256(salt || event) and
+ * the event's canonical text. Stored per tile level L >= 1: tiles of the
+ * hashes (8 L, n) (level 0 is the entries' commitments, hashed). Stored per
+ * batch: the signed checkpoint of the tree it made and when.
+ */
+typedef struct ledger_log_entry {
+    uint64_t leaf;
+    const char *delivery; /* NULL, or a delivery ID */
+    const uint8_t *salt;  /* LEDGER_SALT_LEN bytes */
+    const uint8_t *commitment;
+    const char *event;
+    size_t event_len;
+} ledger_log_entry;
+
+typedef struct ledger_log_tile {
+    unsigned level; /* 1 .. 7 */
+    uint64_t index;
+    const uint8_t *hashes; /* width * LEDGER_HASH_LEN bytes */
+    unsigned width;        /* 1 .. 256 */
+} ledger_log_tile;
+
+typedef struct ledger_log_write {
+    const ledger_log_entry *entries;
+    size_t entry_count;
+    const ledger_log_tile *tiles; /* each replaces the stored tile of its level and index */
+    size_t tile_count;
+    uint64_t size; /* the tree's, after the entries */
+    uint64_t time_ms;
+    const char *checkpoint; /* the signed note of the tree of size leaves */
+} ledger_log_write;
+
+/*
+ * Called by ledger_write_logged() inside the batch's transaction once every
+ * entry's status and outcome are known, with the log locked (no other
+ * handle appends until the commit): head is the size of the stored tree
+ * (its newest checkpoint's, 0 for none). Returns 0 with *out the log's
+ * writes for the batch (NULL: nothing to write; borrowed until the write
+ * returns), or -1 with err set, which rolls the batch back (retried). May
+ * read the log through lg.
+ */
+typedef struct ledger_log_hook {
+    int (*batch)(void *ctx, ledger *lg, uint64_t head, ledger_batch_entry *entries, size_t n,
+                 const ledger_log_write **out, char *err, size_t errlen);
+    /* Called once ledger_write_logged() is done: committed or not. */
+    void (*end)(void *ctx, bool committed);
+    void *ctx;
+} ledger_log_hook;
+
+/*
+ * ledger_write() with the evidence log: the hook's writes go into the same
+ * transaction. With a hook the transaction runs even when no event is
+ * valid (n may be 0), for the log's own events.
+ */
+WARN_UNUSED_RESULT int ledger_write_logged(ledger *lg, ledger_batch_entry *entries, size_t n,
+                                           const ledger_log_hook *hook);
+
+/* One stored entry, as the reads below give it (borrowed for the call). */
+typedef struct ledger_log_row {
+    uint64_t leaf;
+    char delivery[UUID7_STR_LEN + 1]; /* "" for the log's own events */
+    uint8_t salt[LEDGER_SALT_LEN];
+    uint8_t commitment[LEDGER_HASH_LEN];
+    const char *event;
+    size_t event_len;
+} ledger_log_row;
+
+/* Callbacks of the log's reads: 0 to go on, non-zero to stop. */
+typedef int (*ledger_log_row_fn)(void *arg, const ledger_log_row *row);
+typedef int (*ledger_checkpoint_fn)(void *arg, uint64_t size, uint64_t time_ms, const char *note);
+
+typedef enum ledger_log_select {
+    LEDGER_LOG_RANGE,    /* leaves first .. first + count - 1, in order */
+    LEDGER_LOG_DELIVERY, /* the entries naming one delivery, in order    */
+    LEDGER_LOG_OWN,      /* the log's own entries (key changes), in order */
+} ledger_log_select;
+
+/*
+ * Each returns 0, or -1 (message in ledger_error()); a callback's stop is 0.
+ * Entries come in leaf order. Commitments alone (for tiles and hashes)
+ * skip the events: row->event is then NULL.
+ */
+WARN_UNUSED_RESULT int ledger_log_entries(ledger *lg, ledger_log_select select, uint64_t first,
+                                          uint64_t count, const char *delivery,
+                                          bool commitments_only, ledger_log_row_fn fn, void *arg);
+/* Checkpoints of sizes min_size .. max_size, ascending or newest first, at
+ * most limit (0: all). */
+WARN_UNUSED_RESULT int ledger_log_checkpoints(ledger *lg, uint64_t min_size, uint64_t max_size,
+                                              bool newest_first, uint64_t limit,
+                                              ledger_checkpoint_fn fn, void *arg);
+/* The stored tile (level >= 1, index) into out (256 hashes); *width 0 when none. */
+WARN_UNUSED_RESULT int ledger_log_read_tile(ledger *lg, unsigned level, uint64_t index,
+                                            uint8_t out[256 * LEDGER_HASH_LEN], unsigned *width);
+/* The size of the stored tree: its newest checkpoint's, 0 for none. */
+WARN_UNUSED_RESULT int ledger_log_size(ledger *lg, uint64_t *size);
 
 /*
  * Makes room for rows whose IDs carry times from first_ms to last_ms (Unix

@@ -41,7 +41,8 @@ typedef struct ledger_ops {
     int (*rollback)(ledger *lg);
     ledger_fault (*fault)(const ledger *lg); /* NULL: every failure is retried */
     int (*verify)(ledger *lg);               /* NULL: nothing to verify */
-    int (*write)(ledger *lg, ledger_batch_entry *entries, size_t n);
+    /* hook may be NULL; see ledger_write_logged(). */
+    int (*write)(ledger *lg, ledger_batch_entry *entries, size_t n, const ledger_log_hook *hook);
     int (*prepare)(ledger *lg, uint64_t first_ms, uint64_t last_ms);
     const char *(*where)(const ledger *lg);
     int (*get)(ledger *lg, const char *id, ledger_delivery *out);
@@ -51,6 +52,17 @@ typedef struct ledger_ops {
     int (*client_stats)(ledger *lg, ledger_client_fn fn, void *arg);
     int (*series)(ledger *lg, uint64_t since_ms, uint64_t until_ms, uint64_t width_ms,
                   ledger_bucket_fn fn, void *arg);
+    /* The evidence log: inside a transaction, storing a batch's writes
+     * (ledger.c's write uses it; a backend with a write of its own may
+     * leave it NULL) and locking the log; and the reads of ledger.h. */
+    int (*log_store)(ledger *lg, const ledger_log_write *w);
+    int (*log_lock)(ledger *lg, uint64_t *size); /* NULL: the transaction is the lock */
+    int (*log_entries)(ledger *lg, ledger_log_select select, uint64_t first, uint64_t count,
+                       const char *delivery, bool commitments_only, ledger_log_row_fn fn,
+                       void *arg);
+    int (*log_checkpoints)(ledger *lg, uint64_t min_size, uint64_t max_size, bool newest_first,
+                           uint64_t limit, ledger_checkpoint_fn fn, void *arg);
+    int (*log_tile)(ledger *lg, unsigned level, uint64_t index, uint8_t *out, unsigned *width);
     ledger_cursor *(*query)(ledger *lg, const ledger_filter *filter);
     int (*cursor_next)(ledger_cursor *cur, ledger_delivery *out);
     void (*cursor_free)(ledger_cursor *cur);
@@ -59,6 +71,12 @@ typedef struct ledger_ops {
 /* Every backend's handle starts with this, so ledger.c can dispatch. */
 struct ledger {
     const ledger_ops *ops;
+    /* Where a batch entry without a result of its own has its outcome
+     * written (ledger.c's write); made on first use, ledger_close() frees it. */
+    ledger_result *scratch;
+    /* The last write failed in its log hook (ledger_error() then says why). */
+    bool hook_failed;
+    char hook_err[LEDGER_ERR_MAX];
     /* Reasons of the events refused by the last ledger_write(), in order;
      * ledger_close() frees them. */
     char (*refusals)[LEDGER_ERR_MAX];
@@ -99,6 +117,13 @@ static inline void ledger_refusals_assign(ledger *lg, ledger_batch_entry *entrie
         if (entries[i].status == LEDGER_APPLY_EVENT_FAILED)
             entries[i].why = k < lg->refusal_count ? lg->refusals[k++] : "refused";
     }
+}
+
+/* For write(): the log's hook failed, for why; the batch is rolled back. */
+static inline void ledger_hook_failed(ledger *lg, const char *why)
+{
+    snprintf(lg->hook_err, sizeof lg->hook_err, "%s", why);
+    lg->hook_failed = true;
 }
 
 extern const ledger_ops ledger_sqlite_ops;

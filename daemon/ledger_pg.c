@@ -1801,9 +1801,14 @@ static void record_refusals(ledger_pg *lg, ledger_batch_entry *entries, size_t n
     lg->err[0] = '\0';
 }
 
-static int pg_write(ledger *base, ledger_batch_entry *entries, size_t n)
+static int pg_write(ledger *base, ledger_batch_entry *entries, size_t n,
+                    const ledger_log_hook *hook)
 {
     ledger_pg *lg = impl(base);
+    if (hook != NULL) {
+        fail(lg, "ledger write: the evidence log is not kept on PostgreSQL yet");
+        return -1;
+    }
     lg->err[0] = '\0';
     if (lg->read_only || lg->in_txn) {
         fail(lg, "ledger write: %s", lg->read_only ? "read-only handle" : "a transaction is open");

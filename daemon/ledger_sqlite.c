@@ -83,7 +83,36 @@ static const char *const migrations[] = {
     "ALTER TABLE deliveries ADD COLUMN delivered_size INTEGER;"
     "DROP INDEX deliveries_status;"
     "CREATE INDEX deliveries_status_kind ON deliveries (status, kind);",
+    /*
+     * 4: the evidence log (docs/evidence.md): a row per leaf, the tiles of
+     * hashes above level 0 (level 0 is the commitments), a checkpoint per
+     * batch. A leaf's number is its rowid.
+     */
+    "CREATE TABLE log_entries ("
+    " leaf INTEGER PRIMARY KEY,"
+    " delivery TEXT CHECK (delivery IS NULL OR length(delivery) = 36),"
+    " salt BLOB NOT NULL CHECK (length(salt) = 32),"
+    " commitment BLOB NOT NULL CHECK (length(commitment) = 32),"
+    " event TEXT NOT NULL"
+    ");"
+    "CREATE INDEX log_entries_delivery ON log_entries (delivery) WHERE delivery IS NOT NULL;"
+    "CREATE INDEX log_entries_own ON log_entries (leaf) WHERE delivery IS NULL;"
+    "CREATE TABLE log_tiles ("
+    " level INTEGER NOT NULL CHECK (level BETWEEN 1 AND 7),"
+    " idx INTEGER NOT NULL CHECK (idx >= 0),"
+    " hashes BLOB NOT NULL"
+    "  CHECK (length(hashes) BETWEEN 32 AND 8192 AND length(hashes) % 32 = 0),"
+    " PRIMARY KEY (level, idx)"
+    ");"
+    "CREATE TABLE log_checkpoints ("
+    " size INTEGER PRIMARY KEY,"
+    " time_ms INTEGER NOT NULL,"
+    " note TEXT NOT NULL"
+    ");",
 };
+
+/* The first schema version with the evidence log's tables. */
+#define SCHEMA_LOG_VERSION 4
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -95,8 +124,10 @@ static const char *const migrations[] = {
  */
 #define LEDGER_APPLICATION_ID 0x72637074
 
-/* The tables of a ledger at SCHEMA_VERSION, for adopting an unmarked one. */
-static const char *const schema_tables[] = {"deliveries"};
+/* The tables of a ledger, for adopting an unmarked one, in name order:
+ * the first one before SCHEMA_LOG_VERSION, all from it on. */
+static const char *const schema_tables[] = {"deliveries", "log_checkpoints", "log_entries",
+                                            "log_tiles"};
 
 /* Column order of every INSERT and SELECT; the enum is the 0-based index. */
 #define COLUMNS                                                                                    \
@@ -151,6 +182,16 @@ enum stmt_id {
     ST_CONTENT_STATS,
     ST_CLIENT_STATS,
     ST_SERIES,
+    ST_LOG_ENTRY,
+    ST_LOG_TILE,
+    ST_LOG_CHECKPOINT,
+    ST_LOG_RANGE,
+    ST_LOG_RANGE_COMMITMENTS,
+    ST_LOG_DELIVERY,
+    ST_LOG_OWN,
+    ST_LOG_CHECKPOINTS_UP,
+    ST_LOG_CHECKPOINTS_DOWN,
+    ST_LOG_TILE_GET,
     ST_COUNT_ALL, /* number of statements, not one */
 };
 
@@ -234,6 +275,25 @@ static const char *const stmt_sql[ST_COUNT_ALL] = {
                   " SELECT (confirmed_ms - ?1) / ?3, 0, status = 'confirmed', status = 'corrupted'"
                   "  FROM deliveries WHERE confirmed_ms >= ?1 AND confirmed_ms < ?2"
                   ") GROUP BY b ORDER BY b",
+    [ST_LOG_ENTRY] = "INSERT INTO log_entries (leaf, delivery, salt, commitment, event)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_LOG_TILE] = "INSERT INTO log_tiles (level, idx, hashes) VALUES (?1, ?2, ?3)"
+                    " ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes",
+    [ST_LOG_CHECKPOINT] = "INSERT INTO log_checkpoints (size, time_ms, note) VALUES (?1, ?2, ?3)",
+#define LOG_ENTRY_COLUMNS "leaf, delivery, salt, commitment"
+    [ST_LOG_RANGE] = "SELECT " LOG_ENTRY_COLUMNS ", event FROM log_entries"
+                     " WHERE leaf >= ?1 AND leaf < ?2 ORDER BY leaf",
+    [ST_LOG_RANGE_COMMITMENTS] = "SELECT " LOG_ENTRY_COLUMNS ", NULL FROM log_entries"
+                                 " WHERE leaf >= ?1 AND leaf < ?2 ORDER BY leaf",
+    [ST_LOG_DELIVERY] = "SELECT " LOG_ENTRY_COLUMNS ", event FROM log_entries"
+                        " WHERE delivery = ?1 ORDER BY leaf",
+    [ST_LOG_OWN] = "SELECT " LOG_ENTRY_COLUMNS ", event FROM log_entries"
+                   " WHERE delivery IS NULL ORDER BY leaf",
+    [ST_LOG_CHECKPOINTS_UP] = "SELECT size, time_ms, note FROM log_checkpoints"
+                              " WHERE size >= ?1 AND size <= ?2 ORDER BY size LIMIT ?3",
+    [ST_LOG_CHECKPOINTS_DOWN] = "SELECT size, time_ms, note FROM log_checkpoints"
+                                " WHERE size >= ?1 AND size <= ?2 ORDER BY size DESC LIMIT ?3",
+    [ST_LOG_TILE_GET] = "SELECT hashes FROM log_tiles WHERE level = ?1 AND idx = ?2",
 };
 
 typedef struct ledger_sqlite {
@@ -984,6 +1044,164 @@ static const char *sqlite_where(const ledger *base)
     return ((const ledger_sqlite *)base)->where;
 }
 
+/* ---- the evidence log ---- */
+
+/* Beyond what a signed 64-bit column holds: read as the largest. */
+static sqlite3_int64 clamp_i64(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
+}
+
+static int sqlite_log_store(ledger *base, const ledger_log_write *w)
+{
+    ledger_sqlite *lg = impl(base);
+    sqlite3_stmt *st;
+    int rc;
+    for (size_t i = 0; i < w->entry_count; i++) {
+        const ledger_log_entry *e = &w->entries[i];
+        st = lg->stmt[ST_LOG_ENTRY];
+        rc = sqlite3_bind_int64(st, 1, clamp_i64(e->leaf));
+        rc |= e->delivery != NULL ? sqlite3_bind_text(st, 2, e->delivery, -1, SQLITE_STATIC)
+                                  : sqlite3_bind_null(st, 2);
+        rc |= sqlite3_bind_blob(st, 3, e->salt, LEDGER_SALT_LEN, SQLITE_STATIC);
+        rc |= sqlite3_bind_blob(st, 4, e->commitment, LEDGER_HASH_LEN, SQLITE_STATIC);
+        rc |= sqlite3_bind_text(st, 5, e->event, (int)e->event_len, SQLITE_STATIC);
+        if (rc != SQLITE_OK || (rc = run(st)) != SQLITE_OK)
+            goto fail;
+    }
+    for (size_t i = 0; i < w->tile_count; i++) {
+        const ledger_log_tile *t = &w->tiles[i];
+        st = lg->stmt[ST_LOG_TILE];
+        rc = sqlite3_bind_int(st, 1, (int)t->level);
+        rc |= sqlite3_bind_int64(st, 2, clamp_i64(t->index));
+        rc |= sqlite3_bind_blob(st, 3, t->hashes, (int)(t->width * LEDGER_HASH_LEN), SQLITE_STATIC);
+        if (rc != SQLITE_OK || (rc = run(st)) != SQLITE_OK)
+            goto fail;
+    }
+    st = lg->stmt[ST_LOG_CHECKPOINT];
+    rc = sqlite3_bind_int64(st, 1, clamp_i64(w->size));
+    rc |= sqlite3_bind_int64(st, 2, clamp_i64(w->time_ms));
+    rc |= sqlite3_bind_text(st, 3, w->checkpoint, -1, SQLITE_STATIC);
+    if (rc != SQLITE_OK || (rc = run(st)) != SQLITE_OK)
+        goto fail;
+    return 0;
+fail:
+    fail(lg, "ledger log: %s", sqlite3_errmsg(lg->db));
+    lg->fault_rc = rc;
+    return -1;
+}
+
+typedef struct log_rows {
+    ledger_log_row_fn fn;
+    void *arg;
+} log_rows;
+
+static int log_entry_row(sqlite3_stmt *st, void *fn, void *arg)
+{
+    (void)fn;
+    log_rows *rows = arg;
+    ledger_log_row row;
+    memset(&row, 0, sizeof row);
+    row.leaf = (uint64_t)sqlite3_column_int64(st, 0);
+    column_text(st, 1, row.delivery, sizeof row.delivery);
+    const void *salt = sqlite3_column_blob(st, 2);
+    if (salt != NULL && sqlite3_column_bytes(st, 2) == LEDGER_SALT_LEN)
+        memcpy(row.salt, salt, LEDGER_SALT_LEN);
+    column_sha256(st, 3, row.commitment);
+    row.event = (const char *)sqlite3_column_text(st, 4);
+    row.event_len = row.event != NULL ? (size_t)sqlite3_column_bytes(st, 4) : 0;
+    return rows->fn(rows->arg, &row);
+}
+
+static int sqlite_log_entries(ledger *base, ledger_log_select select, uint64_t first,
+                              uint64_t count, const char *delivery, bool commitments_only,
+                              ledger_log_row_fn fn, void *arg)
+{
+    ledger_sqlite *lg = impl(base);
+    sqlite3_stmt *st;
+    int rc = SQLITE_OK;
+    switch (select) {
+    case LEDGER_LOG_RANGE:
+        st = lg->stmt[commitments_only ? ST_LOG_RANGE_COMMITMENTS : ST_LOG_RANGE];
+        rc |= sqlite3_bind_int64(st, 1, clamp_i64(first));
+        rc |= sqlite3_bind_int64(st, 2,
+                                 clamp_i64(first + count < first ? UINT64_MAX : first + count));
+        break;
+    case LEDGER_LOG_DELIVERY:
+        st = lg->stmt[ST_LOG_DELIVERY];
+        rc |= sqlite3_bind_text(st, 1, delivery, (int)strnlen(delivery, UUID7_STR_LEN + 1),
+                                SQLITE_STATIC);
+        break;
+    case LEDGER_LOG_OWN:
+    default:
+        st = lg->stmt[ST_LOG_OWN];
+        break;
+    }
+    if (rc != SQLITE_OK) {
+        fail(lg, "ledger log: %s", sqlite3_errmsg(lg->db));
+        sqlite3_reset(st);
+        return -1;
+    }
+    log_rows rows = {.fn = fn, .arg = arg};
+    return for_each_row(lg, st, "log", log_entry_row, NULL, &rows);
+}
+
+static int log_checkpoint_row(sqlite3_stmt *st, void *fn, void *arg)
+{
+    const char *note = (const char *)sqlite3_column_text(st, 2);
+    return ((ledger_checkpoint_fn)fn)(arg, (uint64_t)sqlite3_column_int64(st, 0),
+                                      (uint64_t)sqlite3_column_int64(st, 1),
+                                      note != NULL ? note : "");
+}
+
+static int sqlite_log_checkpoints(ledger *base, uint64_t min_size, uint64_t max_size,
+                                  bool newest_first, uint64_t limit, ledger_checkpoint_fn fn,
+                                  void *arg)
+{
+    ledger_sqlite *lg = impl(base);
+    sqlite3_stmt *st = lg->stmt[newest_first ? ST_LOG_CHECKPOINTS_DOWN : ST_LOG_CHECKPOINTS_UP];
+    int rc = sqlite3_bind_int64(st, 1, clamp_i64(min_size));
+    rc |= sqlite3_bind_int64(st, 2, clamp_i64(max_size));
+    rc |= sqlite3_bind_int64(st, 3, limit == 0 ? -1 : clamp_i64(limit));
+    if (rc != SQLITE_OK) {
+        fail(lg, "ledger log: %s", sqlite3_errmsg(lg->db));
+        sqlite3_reset(st);
+        return -1;
+    }
+    return for_each_row(lg, st, "log checkpoints", log_checkpoint_row, (void *)fn, arg);
+}
+
+static int sqlite_log_tile(ledger *base, unsigned level, uint64_t index, uint8_t *out,
+                           unsigned *width)
+{
+    ledger_sqlite *lg = impl(base);
+    sqlite3_stmt *st = lg->stmt[ST_LOG_TILE_GET];
+    int ret = -1;
+    *width = 0;
+    lg->err[0] = '\0';
+    int rc = sqlite3_bind_int(st, 1, (int)level);
+    rc |= sqlite3_bind_int64(st, 2, clamp_i64(index));
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const void *blob = sqlite3_column_blob(st, 0);
+        int n = sqlite3_column_bytes(st, 0);
+        if (blob == NULL || n <= 0 || n > 256 * LEDGER_HASH_LEN || n % LEDGER_HASH_LEN != 0) {
+            fail(lg, "ledger log: tile %u/%llu is damaged", level, (unsigned long long)index);
+        } else {
+            memcpy(out, blob, (size_t)n);
+            *width = (unsigned)(n / LEDGER_HASH_LEN);
+            ret = 0;
+        }
+    } else if (rc == SQLITE_DONE) {
+        ret = 0;
+    } else {
+        fail(lg, "ledger log: %s", sqlite3_errmsg(lg->db));
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
 /* ---- opening ---- */
 
 static void sqlite_close(ledger *base)
@@ -1179,11 +1397,12 @@ static int schema_is_ours(ledger_sqlite *lg, int version, bool *ours)
         "delivered_size",
     };
     /* How many of them each schema version has (version 1 first). */
-    static const int columns_of_version[] = {18, 21, 24};
+    static const int columns_of_version[] = {18, 21, 24, 24};
     _Static_assert(sizeof columns_of_version / sizeof columns_of_version[0] == SCHEMA_VERSION,
                    "a column count for every schema version");
     char names[SCHEMA_NAMES_MAX][64];
-    int ntables = (int)(sizeof schema_tables / sizeof schema_tables[0]);
+    int ntables =
+        version >= SCHEMA_LOG_VERSION ? (int)(sizeof schema_tables / sizeof schema_tables[0]) : 1;
     int ncolumns = columns_of_version[version - 1];
     *ours = false;
     int n = read_names(lg,
@@ -1397,6 +1616,11 @@ const ledger_ops ledger_sqlite_ops = {
     .fault = sqlite_fault,
     .verify = sqlite_verify,
     .write = NULL, /* one by one: SQLite statements cost no round trip */
+    .log_store = sqlite_log_store,
+    .log_lock = NULL, /* BEGIN IMMEDIATE holds the write lock */
+    .log_entries = sqlite_log_entries,
+    .log_checkpoints = sqlite_log_checkpoints,
+    .log_tile = sqlite_log_tile,
     .prepare = NULL,
     .where = sqlite_where,
     .get = sqlite_get,

@@ -16,6 +16,7 @@
 #include "daemon/config.h"
 #include "daemon/content.h"
 #include "daemon/delivery.h"
+#include "daemon/evidence.h"
 #include "daemon/http.h"
 #include "daemon/http_redirect.h"
 #include "daemon/keys.h"
@@ -28,6 +29,8 @@
 #include "daemon/report.h"
 #include "daemon/ticket.h"
 #include "daemon/tls.h"
+#include "daemon/readpool.h"
+#include "daemon/tlog.h"
 #include "daemon/upkeep.h"
 #include "daemon/writer.h"
 
@@ -49,6 +52,7 @@
 #define MAIN_FD_RESERVE        256 /* descriptors beyond connections: files, ledger, logs */
 #define MAIN_LEDGER_WAIT_MAX_S 30  /* longest wait between tries to reach the ledger */
 #define MAIN_CERT_WARN_DAYS    14  /* a certificate this close to expiry is warned about */
+#define MAIN_LOG_READERS       4   /* reading handles of the public listener's log routes */
 
 /* Makes room for the configured connections; lowers the limit if it cannot. */
 static void fit_fd_limit(config *cfg)
@@ -93,6 +97,7 @@ static int check_root(const char *root, char *err, size_t errlen)
 typedef struct state {
     keystore *keys;
     ledger *lg;
+    tlog *log; /* NULL without the evidence log */
     recovery_file *recovery;
     uint64_t recovered; /* events applied from the recovery file */
 } state;
@@ -101,6 +106,7 @@ static void state_close(state *st)
 {
     recovery_close(st->recovery);
     ledger_close(st->lg);
+    tlog_free(st->log);
     keystore_free(st->keys);
     memset(st, 0, sizeof *st);
 }
@@ -134,6 +140,63 @@ static void warn_misconfiguration(const config *cfg)
     size_t n = config_warnings(cfg, lines, CONFIG_WARNINGS_MAX);
     for (size_t i = 0; i < n; i++)
         log_warn("%s", lines[i]);
+}
+
+/* The evidence log's key: made at the first start, named by the public URL. */
+static int start_log_key(const config *cfg, bool check_only, keystore *keys, char *err,
+                         size_t errlen)
+{
+    char origin[NOTE_NAME_MAX + 1];
+    if (tlog_origin(cfg->public_url, origin, sizeof origin) != 0) {
+        snprintf(err, errlen,
+                 "--public-url %.300s makes no name for the evidence log (a space or a plus sign "
+                 "in it, or too long)",
+                 cfg->public_url);
+        return -1;
+    }
+    if (check_only) {
+        if (keys->log == NULL)
+            printf("receiptd: no evidence log key yet; one named %s is made at start\n", origin);
+        return 0;
+    }
+    int made = keystore_add_log_key(keys, cfg->state_dir, origin, clock_wall_ms(), err, errlen);
+    if (made < 0)
+        return -1;
+    if (made == 1)
+        log_info("made the evidence log's key %s in %s/%s", origin, cfg->state_dir, KEYSTORE_FILE);
+    else if (strcmp(note_signer_name(keys->log), origin) != 0)
+        log_warn("the evidence log keeps its origin %s, named when it began; --public-url now "
+                 "gives %s",
+                 note_signer_name(keys->log), origin);
+    return 0;
+}
+
+/*
+ * The evidence log, checked against the ledger; with catch_up, what it must
+ * record before anything new is written (batches of batch events).
+ */
+static int load_log(state *st, bool catch_up, size_t batch, char *err, size_t errlen)
+{
+    st->log = tlog_new(st->keys);
+    if (st->log == NULL) {
+        snprintf(err, errlen, "cannot set up the evidence log");
+        return -1;
+    }
+    char why[TLOG_ERR_MAX];
+    if (tlog_load(st->log, st->lg, why, sizeof why) != 0 ||
+        (catch_up && tlog_catch_up(st->log, st->lg, batch, why, sizeof why) != 0)) {
+        snprintf(err, errlen, "evidence log: %.400s", why);
+        return -1;
+    }
+    char note[LEDGER_NOTE_MAX + 1];
+    uint64_t size = tlog_latest(st->log, note, sizeof note);
+    if (catch_up)
+        log_info("evidence log %s: %llu leaves", note_signer_name(st->keys->log),
+                 (unsigned long long)size);
+    else
+        printf("receiptd: evidence log %s holds %llu leaves, its newest checkpoint signed\n",
+               note_signer_name(st->keys->log), (unsigned long long)size);
+    return 0;
 }
 
 /*
@@ -207,6 +270,8 @@ static int start_state(const config *cfg, bool check_only, const sigset_t *signa
         return -1;
     if (created)
         log_info("made new server keys in %s/%s", cfg->state_dir, KEYSTORE_FILE);
+    if (cfg->evidence_log && start_log_key(cfg, check_only, st->keys, err, errlen) != 0)
+        return -1;
 
     if (cfg->admin_listen.text[0] != '\0') {
         char token[ADMIN_TOKEN_MAX + 1];
@@ -234,6 +299,9 @@ static int start_state(const config *cfg, bool check_only, const sigset_t *signa
                 snprintf(err, errlen, "ledger: %s; restore it from a backup", ledger_error(st->lg));
                 return -1;
             }
+            if (cfg->evidence_log && st->keys->log != NULL &&
+                load_log(st, false, 0, err, errlen) != 0)
+                return -1;
             printf("receiptd: ledger %s is sound and holds %lld deliveries\n",
                    ledger_backend(st->lg), ledger_count(st->lg));
         }
@@ -255,9 +323,15 @@ static int start_state(const config *cfg, bool check_only, const sigset_t *signa
         return -1;
     log_info("ledger %s at %s", ledger_backend(st->lg), ledger_where(st->lg));
     prepare_months(st->lg);
+    if (cfg->evidence_log && load_log(st, true, cfg->batch_max, err, errlen) != 0)
+        return -1;
+    if (cfg->evidence_log && tlog_previous_announced(st->log) &&
+        keystore_forget_previous(st->keys, cfg->state_dir, err, errlen) != 0)
+        return -1;
     /* Events saved when the ledger last failed go in before anything new. */
     recovery_summary rs;
-    if (recovery_apply(cfg->state_dir, st->lg, cfg->batch_max, &rs, err, errlen) != 0)
+    if (recovery_apply(cfg->state_dir, st->lg, cfg->batch_max,
+                       st->log != NULL ? tlog_hook(st->log) : NULL, &rs, err, errlen) != 0)
         return -1;
     st->recovered = rs.events;
     if (rs.events > 0)
@@ -427,6 +501,7 @@ int main(int argc, char **argv)
     http_redirect *redirect = NULL;
     admin_server *admin = NULL;
     tls_creds *tls = NULL, *admin_tls = NULL;
+    readpool *log_readers = NULL;
 
     /* A subcommand with options of its own, before the server's parsing. */
     if (argc > 1 && strcmp(argv[1], "report") == 0)
@@ -435,6 +510,8 @@ int main(int argc, char **argv)
         return ledger_copy_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "keys") == 0)
         return keys_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "evidence") == 0)
+        return evidence_main(argc - 1, argv + 1);
 
     config_result cr = config_parse(&cfg, argc, argv, err, sizeof err);
     if (cr != CONFIG_OK) {
@@ -492,6 +569,7 @@ int main(int argc, char **argv)
     }
     st.lg = NULL; /* the writer owns it now */
     writer_set_recovery(ledger_writer, st.recovery);
+    writer_set_log(ledger_writer, st.log);
     writer_set_fatal_handler(ledger_writer, on_ledger_fatal, NULL);
     if (writer_start(ledger_writer) != 0) {
         snprintf(err, sizeof err, "cannot start the ledger writer thread");
@@ -514,6 +592,13 @@ int main(int argc, char **argv)
                          cfg.admin_tls_key, &admin_tls, err, sizeof err) != 0)
         goto out;
 
+    if (st.log != NULL) {
+        log_readers = readpool_new(cfg.ledger_url, cfg.state_dir, MAIN_LOG_READERS);
+        if (log_readers == NULL) {
+            snprintf(err, sizeof err, "out of memory");
+            goto out;
+        }
+    }
     http_services svc = {
         .cfg = &cfg,
         .content = content,
@@ -522,6 +607,8 @@ int main(int argc, char **argv)
         .ledger_writer = ledger_writer,
         .access_log = alog,
         .tls = tls,
+        .log = st.log,
+        .log_readers = log_readers,
     };
     srv = http_server_start(&svc, err, sizeof err);
     if (srv == NULL)
@@ -632,6 +719,7 @@ out:
     /* After the listeners: no handshake can start any more. */
     tls_creds_free(tls);
     tls_creds_free(admin_tls);
+    readpool_free(log_readers);
     accesslog_close(alog);
     content_store_free(content);
     ticket_sealer_free(sealer);

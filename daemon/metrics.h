@@ -14,6 +14,7 @@ typedef enum metrics_route {
     METRICS_ROUTE_AGENT,
     METRICS_ROUTE_PLUGIN,
     METRICS_ROUTE_CONFIRM,
+    METRICS_ROUTE_LOG, /* the evidence log's public resources */
     METRICS_ROUTE_OTHER,
     METRICS_ROUTE_COUNT, /* number of routes, not one */
 } metrics_route;

@@ -498,68 +498,82 @@ int recovery_inspect(const char *state_dir, recovery_summary *out, char *err, si
     return read_events(path, NULL, NULL, out, err, errlen);
 }
 
+#define RECOVERY_APPLY_BATCH_MAX 256 /* events per transaction, whatever batch_max */
+
 typedef struct apply_ctx {
     ledger *lg;
+    const ledger_log_hook *hook;
     size_t batch_max;
     size_t in_batch;
+    ledger_event *events; /* batch_max of them */
+    ledger_batch_entry *entries;
     uint64_t refused;
     char *err;
     size_t errlen;
 } apply_ctx;
 
-/* The transaction is lost already; a failed rollback only adds to the log. */
-static void abandon(ledger *lg)
+/* Writes the events gathered so far as one transaction. */
+static int flush_batch(apply_ctx *ctx)
 {
-    if (ledger_rollback(lg) != 0)
-        log_warn("recovery: rollback failed: %s", ledger_error(lg));
+    if (ctx->in_batch == 0)
+        return 0;
+    for (size_t i = 0; i < ctx->in_batch; i++)
+        ctx->entries[i] = (ledger_batch_entry){.event = &ctx->events[i]};
+    if (ledger_write_logged(ctx->lg, ctx->entries, ctx->in_batch, ctx->hook) != 0) {
+        snprintf(ctx->err, ctx->errlen, "%s", ledger_error(ctx->lg));
+        return -1;
+    }
+    for (size_t i = 0; i < ctx->in_batch; i++) {
+        if (ctx->entries[i].status != LEDGER_APPLY_EVENT_FAILED)
+            continue;
+        log_warn("recovery: event for delivery %s refused by the ledger: %s", ctx->events[i].row.id,
+                 ctx->entries[i].why ? ctx->entries[i].why : "refused");
+        ctx->refused++;
+    }
+    ctx->in_batch = 0;
+    return 0;
 }
 
 static int apply_one(void *arg, const ledger_event *ev)
 {
     apply_ctx *ctx = arg;
-    if (ctx->in_batch == 0 && ledger_begin(ctx->lg) != 0) {
-        snprintf(ctx->err, ctx->errlen, "%s", ledger_error(ctx->lg));
-        return -1;
-    }
-    int rc = ledger_apply(ctx->lg, ev, NULL);
-    if (rc == LEDGER_APPLY_EVENT_FAILED) {
-        log_warn("recovery: event for delivery %s refused by the ledger: %s", ev->row.id,
-                 ledger_error(ctx->lg));
-        ctx->refused++;
-    } else if (rc != 0) {
-        snprintf(ctx->err, ctx->errlen, "%s", ledger_error(ctx->lg));
-        abandon(ctx->lg);
-        return -1;
-    }
-    if (++ctx->in_batch == ctx->batch_max) {
-        ctx->in_batch = 0;
-        if (ledger_commit(ctx->lg) != 0) {
-            snprintf(ctx->err, ctx->errlen, "%s", ledger_error(ctx->lg));
-            abandon(ctx->lg);
-            return -1;
-        }
-    }
-    return 0;
+    memcpy(&ctx->events[ctx->in_batch++], ev, sizeof *ev);
+    return ctx->in_batch == ctx->batch_max ? flush_batch(ctx) : 0;
 }
 
-int recovery_apply(const char *state_dir, ledger *lg, size_t batch_max, recovery_summary *out,
-                   char *err, size_t errlen)
+int recovery_apply(const char *state_dir, ledger *lg, size_t batch_max, const ledger_log_hook *hook,
+                   recovery_summary *out, char *err, size_t errlen)
 {
     char path[PATH_MAX];
     char dir[PATH_MAX];
     char why[LEDGER_ERR_MAX] = "";
     if (split_path(state_dir, dir, path, err, errlen) != 0)
         return -1;
-    apply_ctx ctx = {
-        .lg = lg, .batch_max = batch_max > 0 ? batch_max : 1, .err = why, .errlen = sizeof why};
-    if (read_events(path, apply_one, &ctx, out, err, errlen) != 0) {
-        if (why[0] != '\0')
-            snprintf(err, errlen, "cannot apply %s to the ledger: %s", path, why);
+    if (batch_max == 0)
+        batch_max = 1;
+    if (batch_max > RECOVERY_APPLY_BATCH_MAX)
+        batch_max = RECOVERY_APPLY_BATCH_MAX;
+    apply_ctx ctx = {.lg = lg,
+                     .hook = hook,
+                     .batch_max = batch_max,
+                     .events = malloc(batch_max * sizeof(ledger_event)),
+                     .entries = malloc(batch_max * sizeof(ledger_batch_entry)),
+                     .err = why,
+                     .errlen = sizeof why};
+    if (ctx.events == NULL || ctx.entries == NULL) {
+        free(ctx.events);
+        free(ctx.entries);
+        snprintf(err, errlen, "cannot apply %s: out of memory", path);
         return -1;
     }
-    if (ctx.in_batch > 0 && ledger_commit(lg) != 0) {
-        snprintf(err, errlen, "cannot apply %s to the ledger: %s", path, ledger_error(lg));
-        abandon(lg);
+    int read = read_events(path, apply_one, &ctx, out, err, errlen);
+    if (read == 0 && flush_batch(&ctx) != 0)
+        read = -1;
+    free(ctx.events);
+    free(ctx.entries);
+    if (read != 0) {
+        if (why[0] != '\0')
+            snprintf(err, errlen, "cannot apply %s to the ledger: %s", path, why);
         return -1;
     }
     if (!out->exists)

@@ -90,12 +90,14 @@ int recovery_inspect(const char *state_dir, recovery_summary *out, char *err, si
 
 /*
  * Applies every event of the file to lg, in order, in transactions of at
- * most batch_max events, then removes the file (a damaged one is renamed
- * ledger-recovery.damaged-TIME for inspection instead). Events the ledger
- * refuses are logged and skipped. Returns 0 with the summary filled (no
- * file: nothing to do), or -1 with err set; the file is then left as it was.
+ * most batch_max events (each with the evidence log's hook, when not NULL:
+ * the events are logged as the writer logs them), then removes the file (a
+ * damaged one is renamed ledger-recovery.damaged-TIME for inspection
+ * instead). Events the ledger refuses are logged and skipped. Returns 0
+ * with the summary filled (no file: nothing to do), or -1 with err set; the
+ * file is then left as it was.
  */
-int recovery_apply(const char *state_dir, ledger *lg, size_t batch_max, recovery_summary *out,
-                   char *err, size_t errlen);
+int recovery_apply(const char *state_dir, ledger *lg, size_t batch_max, const ledger_log_hook *hook,
+                   recovery_summary *out, char *err, size_t errlen);
 
 #endif

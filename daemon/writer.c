@@ -67,6 +67,7 @@ struct writer {
 
     /* Set before the thread starts. */
     recovery_file *recovery;
+    tlog *log;
     writer_fatal_fn on_fatal;
     void *fatal_arg;
 
@@ -236,6 +237,7 @@ static void batch_committed(writer *w, size_t n, double latency)
     w->stats.latency_sum_ms += latency;
     w->stats.batch_count[batch_bucket(n)]++;
     w->stats.batch_sum += n;
+    w->stats.log_leaves = w->log != NULL ? tlog_appended(w->log) : 0;
     for (size_t b = 0; b < WRITER_LATENCY_BUCKETS; b++)
         w->stats.issue_lag_count[b] += lag_count[b];
     w->stats.issue_lag_sum_ms += lag_sum;
@@ -296,7 +298,7 @@ static batch_outcome batch_run(writer *w, size_t n)
         item->status = 0;
         w->entries[i] = (ledger_batch_entry){.event = &item->event, .result = item->result};
     }
-    if (ledger_write(w->lg, w->entries, n) != 0) {
+    if (ledger_write_logged(w->lg, w->entries, n, w->log != NULL ? tlog_hook(w->log) : NULL) != 0) {
         ledger_fault fault = ledger_last_fault(w->lg);
         snprintf(why, sizeof why, "%s", ledger_error(w->lg));
         batch_failed(w, n, why);
@@ -309,6 +311,15 @@ static batch_outcome batch_run(writer *w, size_t n)
         if (item->status != 0)
             log_error("ledger writer: %s event %s refused: %s", kind_name(item->event.kind),
                       item->event.row.id, w->entries[i].why ? w->entries[i].why : "refused");
+        /* A confirmation that applied is answered with its leaf's proof, from
+         * the hashes the batch left in memory. */
+        if (item->result != NULL) {
+            item->result->proof.present = false;
+            if (w->log != NULL && item->status == 0 && item->event.kind == LEDGER_EVENT_CONFIRM &&
+                w->entries[i].outcome == LEDGER_APPLIED &&
+                !tlog_prove(w->log, i, &item->result->proof))
+                log_error("ledger writer: no proof for the confirmation of %s", item->event.row.id);
+        }
     }
     batch_committed(w, n, now_ms() - start);
     return BATCH_COMMITTED;
@@ -545,6 +556,12 @@ void writer_set_recovery(writer *w, recovery_file *rf)
         w->recovery = rf;
         w->stats.recovery_reserved = recovery_reserved(rf);
     }
+}
+
+void writer_set_log(writer *w, tlog *log)
+{
+    if (w != NULL && !w->started)
+        w->log = log;
 }
 
 void writer_set_fatal_handler(writer *w, writer_fatal_fn fn, void *arg)

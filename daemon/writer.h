@@ -52,6 +52,7 @@
 #include "common/compiler.h"
 #include "daemon/ledger.h"
 #include "daemon/recovery.h"
+#include "daemon/tlog.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -120,6 +121,7 @@ typedef struct writer_stats {
     double issue_lag_sum_ms;
     uint64_t batch_count[WRITER_BATCH_BUCKETS]; /* sizes of committed batches */
     uint64_t batch_sum;
+    uint64_t log_leaves; /* leaves appended to the evidence log */
 } writer_stats;
 
 /*
@@ -136,6 +138,13 @@ WARN_UNUSED_RESULT writer *writer_new(ledger *lg, size_t queue_capacity, size_t 
  * such events are lost (and counted).
  */
 void writer_set_recovery(writer *w, recovery_file *rf);
+
+/*
+ * Before writer_start: the evidence log that every batch appends to, in its
+ * transaction (borrowed; must outlive the writer). An applied confirmation's
+ * result then carries its leaf's proof. NULL: no log.
+ */
+void writer_set_log(writer *w, tlog *log);
 void writer_set_fatal_handler(writer *w, writer_fatal_fn fn, void *arg);
 
 /* Starts the thread (once); returns 0 or -1. */

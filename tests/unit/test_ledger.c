@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define TEST_DIR_MAX       64
-#define LEDGER_TEST_SCHEMA 3 /* the schema version this receiptd writes */
+#define LEDGER_TEST_SCHEMA 4 /* the schema version this receiptd writes */
 #define TEST_PATH_MAX      256
 
 typedef struct fixture {
@@ -349,7 +349,8 @@ static void test_migrates_version_1(void **state)
     assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
     ledger_close(f->lg);
     f->lg = NULL;
-    raw_exec(f->file, "DROP INDEX deliveries_status_kind;"
+    raw_exec(f->file, "DROP TABLE log_entries; DROP TABLE log_tiles; DROP TABLE log_checkpoints;"
+                      "DROP INDEX deliveries_status_kind;"
                       "CREATE INDEX deliveries_status ON deliveries (status);"
                       "ALTER TABLE deliveries DROP COLUMN kind;"
                       "ALTER TABLE deliveries DROP COLUMN delivered_sha256;"

@@ -137,7 +137,7 @@ static void test_apply_writes_rows(void **state)
 
     ledger *lg = ledger_open(f->url, NULL, false, err, sizeof err);
     assert_non_null(lg);
-    assert_int_equal(recovery_apply(f->dir, lg, 1, &rs, err, sizeof err), 0);
+    assert_int_equal(recovery_apply(f->dir, lg, 1, NULL, &rs, err, sizeof err), 0);
     assert_int_equal(rs.events, 2);
     assert_int_equal(ledger_get(lg, evs[0].row.id, &row), 1);
     assert_int_equal(row.status, LEDGER_CORRUPTED);
@@ -196,7 +196,7 @@ static void test_torn_tail_is_reported_and_kept(void **state)
 
     ledger *lg = ledger_open(f->url, NULL, false, err, sizeof err);
     assert_non_null(lg);
-    assert_int_equal(recovery_apply(f->dir, lg, 16, &rs, err, sizeof err), 0);
+    assert_int_equal(recovery_apply(f->dir, lg, 16, NULL, &rs, err, sizeof err), 0);
     assert_int_equal(ledger_count(lg), 2);
     ledger_close(lg);
     /* Kept aside for a person to look at, out of the way of the next start. */
@@ -243,7 +243,7 @@ static void test_kinds_and_bytes_sent(void **state)
     recovery_close(rf);
     ledger *lg = ledger_open(f->url, NULL, false, err, sizeof err);
     assert_non_null(lg);
-    assert_int_equal(recovery_apply(f->dir, lg, 10, &rs, err, sizeof err), 0);
+    assert_int_equal(recovery_apply(f->dir, lg, 10, NULL, &rs, err, sizeof err), 0);
     assert_int_equal(ledger_get(lg, ev.row.id, &row), 1);
     assert_int_equal(row.kind, LEDGER_KIND_PAGE);
     assert_int_equal(row.delivered_size, 148);
@@ -310,7 +310,7 @@ static void test_first_version_records(void **state)
     ledger *lg = ledger_open(f->url, NULL, false, err, sizeof err);
     assert_non_null(lg);
     recovery_summary rs;
-    assert_int_equal(recovery_apply(f->dir, lg, 10, &rs, err, sizeof err), 0);
+    assert_int_equal(recovery_apply(f->dir, lg, 10, NULL, &rs, err, sizeof err), 0);
     assert_int_equal(rs.events, 1);
     assert_int_equal(rs.damaged_at, 0);
     ledger_delivery row;

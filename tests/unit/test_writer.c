@@ -626,7 +626,7 @@ static void test_stop_saves_what_the_ledger_refuses(void **state)
 
     /* The next start applies the file first. */
     ledger *lg = open_ledger(f, false);
-    assert_int_equal(recovery_apply(f->dir, lg, 64, &rs, err, sizeof err), 0);
+    assert_int_equal(recovery_apply(f->dir, lg, 64, NULL, &rs, err, sizeof err), 0);
     assert_true(rs.exists);
     assert_int_equal(rs.events, n);
     assert_int_equal(rs.damaged_at, 0);
