@@ -1,0 +1,199 @@
+// The evidence log (docs/evidence.md): every confirmation's answer carries a
+// proof that Go's sumdb/tlog and sumdb/note verify against the checkpoint and
+// tiles the server publishes; repeats and refusals add no leaf; the log's
+// endpoints; evidence bundles. Runs on both ledgers.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { startServer, RECEIPTD, LEDGER, ledgerArgs } from './lib/server.mjs';
+import {
+  newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postConfirm, sha256b64url,
+} from './lib/client.mjs';
+import { logcheck } from './lib/logcheck.mjs';
+
+const PAGE = '<!doctype html><html><body><h1>Notice</h1></body></html>';
+const BIN = crypto.randomBytes(2048);
+
+async function browserTicket(srv) {
+  const res = await fetch(srv.url + '/page.html');
+  await res.text();
+  return res.headers.get('receipt-ticket');
+}
+
+async function tradeTicket(srv, client, jwks, ticket) {
+  const res = await fetch(`${srv.url}/_receipt/plugin/${ticket}`, { headers: { 'Receipt-Client-Key': client.header } });
+  assert.equal(res.status, 200);
+  return (await openPlugin(client, jwks, await res.text())).payload;
+}
+
+/** A device delivery confirmed: {payload, answer}. */
+async function deviceCycle(srv, jwks, client) {
+  const res = await fetch(srv.url + '/blob.bin', { headers: { 'Receipt-Client-Key': client.header } });
+  const body = Buffer.from(await res.arrayBuffer());
+  const { payload } = await openPlugin(client, jwks, res.headers.get('receipt-plugin'));
+  const jwe = await sealConfirmation(client, jwks, confirmation(payload, { sha256: await sha256b64url(body) }));
+  const answer = await postConfirm(payload.server.confirm, client, jwe);
+  assert.equal(answer.status, 200, answer.text);
+  return { payload, answer, jwe };
+}
+
+async function checkpointSize(srv) {
+  const text = await (await fetch(srv.url + '/_receipt/log/checkpoint')).text();
+  return Number(text.split('\n')[1]);
+}
+
+/** The proof's leaf names the delivery and the receipt it came with. */
+async function assertProofNames(proof, delivery, receipt, status = 'confirmed') {
+  assert.deepEqual(Object.keys(proof).sort(), ['checkpoint', 'hashes', 'index', 'leaf']);
+  assert.deepEqual(Object.keys(proof.leaf).sort(), ['event', 'salt']);
+  assert.match(proof.leaf.salt, /^[A-Za-z0-9_-]{43}$/);
+  for (const h of proof.hashes) assert.match(h, /^[A-Za-z0-9+/]{43}=$/);
+  const event = JSON.parse(proof.leaf.event);
+  assert.equal(event.type, status);
+  assert.equal(event.delivery, delivery);
+  assert.equal(event.status, status);
+  assert.equal(event.receipt_sha256, await sha256b64url(Buffer.from(receipt)));
+  assert.ok(Number.isInteger(proof.index) && proof.index > 0);
+}
+
+describe(`evidence log (${LEDGER})`, () => {
+  let srv;
+  let jwks;
+  let key;
+  before(async () => {
+    srv = await startServer({ files: { 'page.html': PAGE, 'blob.bin': BIN } });
+    jwks = await fetchJwks(srv.url);
+    key = (await (await fetch(srv.url + '/_receipt/log/key')).text()).trim();
+  });
+  after(async () => assert.equal((await srv.stop()).code, 0, srv.log()));
+
+  test('every confirmation answers with a proof that Go\'s tlog verifies against the served log', async () => {
+    const clients = await Promise.all(Array.from({ length: 8 }, () => newClient()));
+    const proofs = [];
+    // Rounds of concurrent confirmations: several share a batch and its checkpoint.
+    for (let round = 0; round < 20; round++) {
+      const done = await Promise.all(clients.map((c) => deviceCycle(srv, jwks, c)));
+      for (const { payload, answer } of done) {
+        await assertProofNames(answer.json.proof, payload.delivery, answer.json.receipt);
+        proofs.push(answer.json.proof);
+      }
+    }
+    // Browser deliveries too: issued, bound by the plug-in request, confirmed.
+    for (let i = 0; i < 6; i++) {
+      const c = clients[i % clients.length];
+      const p = await tradeTicket(srv, c, jwks, await browserTicket(srv));
+      const answer = await postConfirm(p.server.confirm, c, await sealConfirmation(c, jwks, confirmation(p)));
+      assert.equal(answer.status, 200);
+      await assertProofNames(answer.json.proof, p.delivery, answer.json.receipt);
+      proofs.push(answer.json.proof);
+    }
+    assert.equal(new Set(proofs.map((p) => p.index)).size, proofs.length, 'a leaf per confirmation');
+    const checked = logcheck(srv.url, key, proofs);
+    assert.equal(checked.status, 0, checked.out);
+    assert.equal(checked.lines.filter((l) => /^ok proof \d+$/.test(l)).length, proofs.length, checked.out);
+    assert.ok(checked.lines.includes('ok the tree rebuilt from the entry bundles is the checkpoint\'s'), checked.out);
+
+    // The check can fail: another event under the same proof does not verify.
+    const forged = structuredClone(proofs[3]);
+    forged.leaf.event = forged.leaf.event.replace('"status":"confirmed"', '"status":"corrupted"');
+    const salted = structuredClone(proofs[4]);
+    salted.leaf.salt = proofs[5].leaf.salt;
+    const bad = logcheck(srv.url, key, [proofs[0], forged, salted]);
+    assert.equal(bad.status, 1, bad.out);
+    assert.deepEqual(bad.lines.filter((l) => /proof \d/.test(l)).map((l) => l.split(':')[0]),
+      ['ok proof 1', 'not ok proof 2', 'not ok proof 3']);
+    // And a key that is not the log's opens no checkpoint.
+    const other = logcheck(srv.url, key.replace(/\+[0-9a-f]{8}\+/, '+00000000+'), []);
+    assert.equal(other.status, 1);
+  });
+
+  test('a repeated confirmation gets the original proof; refusals add no leaf', async () => {
+    const a = await newClient();
+    const b = await newClient();
+    const ticket = await browserTicket(srv);
+    const pa = await tradeTicket(srv, a, jwks, ticket);
+    const pb = await tradeTicket(srv, b, jwks, ticket);
+    const first = await postConfirm(pa.server.confirm, a, await sealConfirmation(a, jwks, confirmation(pa)));
+    assert.equal(first.status, 200);
+    const size = await checkpointSize(srv);
+    assert.ok(first.json.proof.index < size);
+
+    const again = await postConfirm(pa.server.confirm, a, await sealConfirmation(a, jwks, confirmation(pa)));
+    assert.equal(again.status, 200);
+    assert.equal(again.json.receipt, first.json.receipt);
+    assert.deepEqual(again.json.proof.leaf, first.json.proof.leaf);
+    assert.equal(again.json.proof.index, first.json.proof.index);
+    const refused = await postConfirm(pb.server.confirm, b, await sealConfirmation(b, jwks, confirmation(pb)));
+    assert.equal(refused.status, 409);
+    assert.equal(refused.json.proof, undefined);
+    const bad = await postConfirm(pa.server.confirm, a, 'not.a.jwe.at.all');
+    assert.equal(bad.status, 400);
+    assert.equal(await checkpointSize(srv), size, 'no leaf for a repeat or a refusal');
+    const checked = logcheck(srv.url, key, [again.json.proof]);
+    assert.equal(checked.status, 0, checked.out);
+  });
+
+  test('the log\'s endpoints: checkpoint, key, tiles, caching, errors', async () => {
+    const cp = await fetch(srv.url + '/_receipt/log/checkpoint');
+    assert.equal(cp.status, 200);
+    assert.match(cp.headers.get('content-type'), /^text\/plain/);
+    assert.equal(cp.headers.get('access-control-allow-origin'), '*');
+    const text = await cp.text();
+    const [origin, size] = text.split('\n');
+    assert.equal(origin, `127.0.0.1:${srv.port}/_receipt/log`);
+    assert.ok(key.startsWith(origin + '+'));
+    assert.ok(Number(size) > 256, 'a full tile');
+
+    const full = await fetch(srv.url + '/_receipt/log/tile/0/000');
+    assert.equal(full.status, 200);
+    assert.equal((await full.arrayBuffer()).byteLength, 256 * 32);
+    assert.match(full.headers.get('cache-control'), /immutable/);
+    const entries = await fetch(srv.url + '/_receipt/log/tile/entries/000');
+    assert.equal((await entries.arrayBuffer()).byteLength, 256 * 34);
+    const head = await fetch(srv.url + '/_receipt/log/tile/0/000', { method: 'HEAD' });
+    assert.equal(head.status, 200);
+
+    for (const [p, status] of [
+      ['tile/0/x000/000', 404], // not the one name of tile 0
+      ['tile/0/001.p/0', 404],
+      ['tile/0/999', 404], // beyond the tree
+      ['tile/9/000', 404],
+      ['nothing', 404],
+    ]) {
+      const res = await fetch(`${srv.url}/_receipt/log/${p}`);
+      assert.equal(res.status, status, p);
+      assert.equal(res.headers.get('content-type'), 'application/json', p);
+      assert.ok((await res.json()).error, p);
+    }
+    const post = await fetch(srv.url + '/_receipt/log/checkpoint', { method: 'POST', body: 'x' });
+    assert.equal(post.status, 405);
+  });
+
+  test('receiptd evidence writes the bundle of a delivery', async () => {
+    const c = await newClient();
+    const { payload, answer } = await deviceCycle(srv, jwks, c);
+    const run = (args) => spawnSync(RECEIPTD, ['evidence', '--state-dir', srv.stateDir,
+      ...ledgerArgs(srv.stateDir), ...args], { encoding: 'utf8' });
+    const r = run([payload.delivery]);
+    assert.equal(r.status, 0, r.stderr);
+    const bundle = JSON.parse(r.stdout);
+    assert.equal(bundle.v, 1);
+    assert.equal(bundle.delivery, payload.delivery);
+    assert.equal(bundle.receipt, answer.json.receipt);
+    assert.equal(bundle.origin, key.split('+')[0]);
+    assert.deepEqual(bundle.events.map((e) => JSON.parse(e.leaf.event).type), ['issued', 'confirmed']);
+    const confirmed = bundle.events[1];
+    assert.equal(confirmed.index, answer.json.proof.index);
+    assert.deepEqual(confirmed.leaf, answer.json.proof.leaf);
+    assert.equal(confirmed.batch.checkpoint, answer.json.proof.checkpoint);
+    assert.equal(bundle.keys.log[0].key, key);
+    // Each event's proof, in the bundle's checkpoint, passes Go's checker.
+    const proofs = bundle.events.map((e) => ({ index: e.index, leaf: e.leaf, hashes: e.hashes, checkpoint: bundle.checkpoint }));
+    const checked = logcheck(srv.url, key, proofs);
+    assert.equal(checked.status, 0, checked.out);
+
+    assert.equal(run(['01900000-0000-7000-8000-000000000000']).status, 4);
+    assert.equal(run(['not-an-id']).status, 2);
+  });
+});

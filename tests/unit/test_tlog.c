@@ -1,0 +1,538 @@
+/*
+ * tlog and tlog_read: the evidence log as the writer keeps it and as the
+ * ledger stores it. Every test runs against both backends (SQLite, and
+ * PostgreSQL on the server of tests/with-postgres): the proofs of a batch
+ * from memory, the proofs and tiles read back, the tree rebuilt from the
+ * stored commitments, a restart that carries on, a ledger whose log was
+ * altered refused, and a key rotation announced under both keys.
+ */
+#include "common/checkpoint.h"
+#include "common/merkle.h"
+#include "common/note.h"
+#include "common/tiles.h"
+#include "daemon/keystore.h"
+#include "daemon/ledger.h"
+#include "daemon/tlog.h"
+#include "daemon/tlog_event.h"
+#include "daemon/tlog_read.h"
+#include "pgtest.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <sqlite3.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ORIGIN   "deliveries.example.com/_receipt/log"
+#define CLIENT_A "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+#define T0       UINT64_C(1764100000000)
+
+typedef struct fixture {
+    bool pg;
+    char dir[64];
+    char db[PGTEST_NAME_MAX];
+    char url[PGTEST_URL_MAX];
+    keystore *ks;
+    ledger *lg;
+    tlog *t;
+} fixture;
+
+static void make_id(char out[UUID7_STR_LEN + 1], unsigned n)
+{
+    snprintf(out, UUID7_STR_LEN + 1, "01900000-0000-7000-8000-%012x", n);
+}
+
+static void fill_issue(ledger_event *ev, unsigned n)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->kind = LEDGER_EVENT_ISSUE;
+    make_id(ev->row.id, n);
+    snprintf(ev->row.path, sizeof ev->row.path, "/docs/%u.html", n % 7);
+    for (int i = 0; i < 32; i++)
+        ev->row.sha256[i] = (uint8_t)(i + n);
+    ev->row.size = 1000 + n;
+    snprintf(ev->row.server, sizeof ev->row.server, "site-1");
+    snprintf(ev->row.client_addr, sizeof ev->row.client_addr, "192.0.2.%u", n % 250);
+    snprintf(ev->row.user_agent, sizeof ev->row.user_agent, "test/1.0");
+    ev->row.issued_ms = T0 + n;
+    ev->row.status = LEDGER_ISSUED;
+    snprintf(ev->row.issued_node, sizeof ev->row.issued_node, "node-a");
+}
+
+static void fill_confirm(ledger_event *ev, unsigned n)
+{
+    fill_issue(ev, n);
+    ev->kind = LEDGER_EVENT_CONFIRM;
+    ev->row.status = LEDGER_CONFIRMED;
+    snprintf(ev->row.client, sizeof ev->row.client, CLIENT_A);
+    snprintf(ev->row.bound_addr, sizeof ev->row.bound_addr, "198.51.100.7");
+    ev->row.bound_ms = ev->row.issued_ms + 10;
+    snprintf(ev->row.bound_node, sizeof ev->row.bound_node, "node-b");
+    ev->row.confirmed_ms = ev->row.issued_ms + 50;
+    snprintf(ev->row.confirm_addr, sizeof ev->row.confirm_addr, "2001:db8::%u", n);
+    ev->row.received_has_sha256 = true;
+    memcpy(ev->row.received_sha256, ev->row.sha256, 32);
+    ev->row.received_size = ev->row.size;
+    ev->row.received_at_ms = ev->row.confirmed_ms - 5;
+    snprintf(ev->row.receipt, sizeof ev->row.receipt, "eyJhbGciOiJFUzI1NiJ9.%u.sig", n);
+    snprintf(ev->row.confirmed_node, sizeof ev->row.confirmed_node, "node-c");
+}
+
+static void open_log(fixture *f)
+{
+    char err[TLOG_ERR_MAX];
+    f->t = tlog_new(f->ks);
+    assert_non_null(f->t);
+    if (tlog_load(f->t, f->lg, err, sizeof err) != 0 ||
+        tlog_catch_up(f->t, f->lg, 100, err, sizeof err) != 0)
+        fail_msg("log: %s", err);
+}
+
+static int setup_backend(void **state, bool pg)
+{
+    fixture *f = calloc(1, sizeof *f);
+    char err[LEDGER_ERR_MAX];
+    bool created = false;
+    assert_non_null(f);
+    f->pg = pg;
+    snprintf(f->dir, sizeof f->dir, "/tmp/test_tlog.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->ks = keystore_open(f->dir, true, &created, err, sizeof err);
+    if (f->ks == NULL || keystore_add_log_key(f->ks, f->dir, ORIGIN, T0, err, sizeof err) != 1)
+        fail_msg("keys: %s", err);
+    if (pg)
+        assert_int_equal(pgtest_create(f->db, f->url, false), 0);
+    else
+        snprintf(f->url, sizeof f->url, "sqlite:%s/ledger.sqlite", f->dir);
+    f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
+    if (f->lg == NULL)
+        fail_msg("open: %s", err);
+    open_log(f);
+    *state = f;
+    return 0;
+}
+
+static int setup_sqlite(void **state)
+{
+    return setup_backend(state, false);
+}
+
+static int setup_pg(void **state)
+{
+    return setup_backend(state, true);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char cmd[128];
+    tlog_free(f->t);
+    ledger_close(f->lg);
+    keystore_free(f->ks);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    if (system(cmd) != 0)
+        return -1;
+    if (f->pg && pgtest_drop(f->db) != 0)
+        return -1;
+    free(f);
+    return 0;
+}
+
+/* Runs SQL on the fixture's ledger directly, as an intruder would. */
+static void tamper(fixture *f, const char *sql_sqlite, const char *sql_pg)
+{
+    if (f->pg) {
+        assert_int_equal(pgtest_exec(f->db, sql_pg, NULL, 0), 0);
+        return;
+    }
+    char file[128];
+    sqlite3 *db = NULL;
+    snprintf(file, sizeof file, "%s/ledger.sqlite", f->dir);
+    assert_int_equal(sqlite3_open(file, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql_sqlite, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* Opens a checkpoint with the fixture's log key. */
+static checkpoint open_checkpoint(const fixture *f, const char *note)
+{
+    note_verifier *v = note_signer_verifier(f->ks->log);
+    checkpoint cp;
+    assert_non_null(v);
+    assert_int_equal(checkpoint_open(note, strlen(note), &v, 1, &cp, NULL), NOTE_OK);
+    note_verifier_free(v);
+    assert_string_equal(cp.origin, ORIGIN);
+    return cp;
+}
+
+/* Checks a proof as a client would: commitment, leaf hash, path, root. */
+static void check_proof(const fixture *f, const ledger_proof *p)
+{
+    assert_true(p->present);
+    checkpoint cp = open_checkpoint(f, p->checkpoint);
+    assert_int_equal(cp.size, p->size);
+    assert_true(p->index < p->size);
+    merkle_hash commitment, leaf, hashes[LEDGER_PROOF_MAX];
+    merkle_commitment(p->salt, p->event, strlen(p->event), &commitment);
+    merkle_leaf_hash(commitment.bytes, sizeof commitment.bytes, &leaf);
+    for (size_t i = 0; i < p->hash_count; i++)
+        memcpy(hashes[i].bytes, p->hashes[i], LEDGER_HASH_LEN);
+    assert_int_equal(
+        merkle_verify_inclusion(p->index, p->size, &leaf, hashes, p->hash_count, &cp.root),
+        MERKLE_OK);
+}
+
+/* Writes a batch of n fresh deliveries (issue, confirm), starting at first;
+ * checks every confirmation's proof from memory and from the ledger. */
+static void write_batch(fixture *f, unsigned first, unsigned n)
+{
+    ledger_event *ev = calloc(2 * n, sizeof *ev);
+    ledger_result *res = calloc(2 * n, sizeof *res);
+    ledger_batch_entry *entries = calloc(2 * n, sizeof *entries);
+    assert_non_null(ev);
+    assert_non_null(res);
+    assert_non_null(entries);
+    for (unsigned i = 0; i < n; i++) {
+        fill_issue(&ev[2 * i], first + i);
+        fill_confirm(&ev[2 * i + 1], first + i);
+    }
+    for (unsigned i = 0; i < 2 * n; i++)
+        entries[i] = (ledger_batch_entry){.event = &ev[i], .result = &res[i]};
+    assert_int_equal(ledger_write_logged(f->lg, entries, 2 * n, tlog_hook(f->t)), 0);
+    for (unsigned i = 0; i < 2 * n; i++) {
+        assert_int_equal(entries[i].status, 0);
+        ledger_proof proof, stored;
+        assert_true(tlog_prove(f->t, i, &proof));
+        check_proof(f, &proof);
+        char text[TLOG_EVENT_MAX + 1];
+        assert_int_not_equal(tlog_event_text(&ev[i], text, sizeof text), 0);
+        assert_string_equal(proof.event, text);
+        char err[256];
+        assert_int_equal(tlog_read_proof(f->lg, proof.index, 0, &stored, err, sizeof err), 0);
+        assert_int_equal(stored.index, proof.index);
+        assert_int_equal(stored.size, proof.size);
+        assert_int_equal(stored.hash_count, proof.hash_count);
+        assert_memory_equal(stored.hashes, proof.hashes, proof.hash_count * LEDGER_HASH_LEN);
+        assert_memory_equal(stored.salt, proof.salt, LEDGER_SALT_LEN);
+        assert_string_equal(stored.event, proof.event);
+        assert_string_equal(stored.checkpoint, proof.checkpoint);
+    }
+    free(entries);
+    free(res);
+    free(ev);
+}
+
+static uint64_t latest_size(fixture *f, char *note, size_t cap)
+{
+    char err[256];
+    uint64_t size = 0;
+    assert_int_equal(tlog_read_latest(f->lg, &size, note, cap, err, sizeof err), 1);
+    assert_int_equal(size, open_checkpoint(f, note).size);
+    return size;
+}
+
+/* ---- tests ---- */
+
+static void test_origin(void **state)
+{
+    (void)state;
+    char out[NOTE_VKEY_MAX];
+    assert_int_equal(tlog_origin("https://example.com", out, sizeof out), 0);
+    assert_string_equal(out, "example.com/_receipt/log");
+    assert_int_equal(tlog_origin("https://example.com/site/", out, sizeof out), 0);
+    assert_string_equal(out, "example.com/site/_receipt/log");
+    assert_int_equal(tlog_origin("http://127.0.0.1:8080", out, sizeof out), 0);
+    assert_string_equal(out, "127.0.0.1:8080/_receipt/log");
+    assert_int_equal(tlog_origin("https://example.com/a+b", out, sizeof out), -1);
+    assert_string_equal(out, "");
+    assert_int_equal(tlog_origin("https://example.com/a b", out, sizeof out), -1);
+}
+
+/* A new log's first leaf names its key, in a checkpoint of size 1. */
+static void test_genesis(void **state)
+{
+    fixture *f = *state;
+    char note[LEDGER_NOTE_MAX + 1];
+    assert_int_equal(latest_size(f, note, sizeof note), 1);
+    assert_int_equal(tlog_latest(f->t, note, sizeof note), 1);
+    char err[256];
+    ledger_proof p;
+    assert_int_equal(tlog_read_proof(f->lg, 0, 0, &p, err, sizeof err), 0);
+    check_proof(f, &p);
+    tlog_event_info info;
+    tlog_event_row row = {0};
+    assert_int_equal(tlog_event_fold(p.event, strlen(p.event), &info, &row, err, sizeof err), 0);
+    assert_int_equal(info.type, TLOG_EVENT_LOG_KEY);
+    char key[NOTE_VKEY_MAX];
+    note_verifier *v = note_signer_verifier(f->ks->log);
+    note_verifier_text(v, key);
+    note_verifier_free(v);
+    assert_string_equal(info.key, key);
+    assert_string_equal(info.previous, "");
+}
+
+/* Batches across tile boundaries: every proof verifies, the stored tree is
+ * the signed one, the tiles and entry bundles agree with the leaves. */
+static void test_batches_and_tiles(void **state)
+{
+    fixture *f = *state;
+    unsigned first = 1;
+    /* 1 + 2 * (3 + 100 + 60 + 200) = 727 leaves: two full level-0 tiles. */
+    const unsigned sizes[] = {3, 100, 60, 200};
+    for (size_t b = 0; b < sizeof sizes / sizeof sizes[0]; b++) {
+        write_batch(f, first, sizes[b]);
+        first += sizes[b];
+    }
+    char note[LEDGER_NOTE_MAX + 1];
+    uint64_t size = latest_size(f, note, sizeof note);
+    assert_int_equal(size, 727);
+    assert_int_equal(tlog_appended(f->t), 727); /* the key's leaf too */
+    checkpoint cp = open_checkpoint(f, note);
+    merkle_hash root;
+    assert_int_equal(merkle_tree_hash(size, tlog_read_hashes, f->lg, &root), MERKLE_OK);
+    assert_memory_equal(root.bytes, cp.root.bytes, MERKLE_HASH_LEN);
+
+    /* The tiles and entry bundles as served, rebuilt from the commitments. */
+    uint8_t tile[TLOG_READ_TILE_MAX], bundle[TLOG_READ_TILE_MAX];
+    size_t tile_len = 0, bundle_len = 0;
+    char err[256];
+    merkle_hash level0[727];
+    for (uint64_t n = 0; n < 3; n++) {
+        unsigned width = tiles_width(0, n, size);
+        tiles_tile t0 = {.level = 0, .index = n, .width = width};
+        tiles_tile te = {.level = TILES_ENTRIES, .index = n, .width = width};
+        assert_int_equal(tlog_read_tile(f->lg, &t0, tile, &tile_len, err, sizeof err), 1);
+        assert_int_equal(tlog_read_tile(f->lg, &te, bundle, &bundle_len, err, sizeof err), 1);
+        assert_int_equal(tile_len, width * MERKLE_HASH_LEN);
+        assert_int_equal(bundle_len, width * (2 + MERKLE_HASH_LEN));
+        size_t offset = 0;
+        for (unsigned j = 0; j < width; j++) {
+            const uint8_t *entry = NULL;
+            size_t len = 0;
+            assert_int_equal(tiles_bundle_next(bundle, bundle_len, &offset, &entry, &len), 1);
+            assert_int_equal(len, MERKLE_HASH_LEN);
+            merkle_leaf_hash(entry, len, &level0[n * TILES_WIDTH + j]);
+            assert_memory_equal(level0[n * TILES_WIDTH + j].bytes, tile + j * MERKLE_HASH_LEN,
+                                MERKLE_HASH_LEN);
+        }
+        assert_int_equal(offset, bundle_len);
+    }
+    /* A partial tile wider than the tree, and a tile past its end, are not there. */
+    tiles_tile wide = {.level = 0, .index = 2, .width = 255};
+    assert_int_equal(tlog_read_tile(f->lg, &wide, tile, &tile_len, err, sizeof err), 0);
+    tiles_tile past = {.level = 0, .index = 3, .width = 256};
+    assert_int_equal(tlog_read_tile(f->lg, &past, tile, &tile_len, err, sizeof err), 0);
+    merkle_root_of(level0, 727, &root);
+    assert_memory_equal(root.bytes, cp.root.bytes, MERKLE_HASH_LEN);
+
+    /* Level 1: the roots of the two full level-0 tiles. */
+    tiles_tile t1 = {.level = 1, .index = 0, .width = 2};
+    assert_int_equal(tlog_read_tile(f->lg, &t1, tile, &tile_len, err, sizeof err), 1);
+    assert_int_equal(tile_len, 2 * MERKLE_HASH_LEN);
+    for (int k = 0; k < 2; k++) {
+        merkle_root_of(level0 + k * TILES_WIDTH, TILES_WIDTH, &root);
+        assert_memory_equal(root.bytes, tile + k * MERKLE_HASH_LEN, MERKLE_HASH_LEN);
+    }
+
+    /* Every checkpoint is consistent with the newest. */
+    ledger_proof p;
+    for (uint64_t leaf = 0; leaf < size; leaf += 97) {
+        assert_int_equal(tlog_read_proof(f->lg, leaf, size, &p, err, sizeof err), 0);
+        check_proof(f, &p);
+        assert_int_equal(p.size, size);
+    }
+}
+
+/* Refused, ignored and repeated events add no leaf; a batch of nothing but
+ * them signs no checkpoint. */
+static void test_no_leaf_without_change(void **state)
+{
+    fixture *f = *state;
+    write_batch(f, 1, 2);
+    char note[LEDGER_NOTE_MAX + 1];
+    uint64_t before = latest_size(f, note, sizeof note);
+    ledger_event ev[3];
+    ledger_result res[3];
+    ledger_batch_entry entries[3];
+    fill_issue(&ev[0], 1);   /* issued again: ignored */
+    fill_confirm(&ev[1], 2); /* the same confirmation again: a repeat */
+    fill_confirm(&ev[2], 2);
+    ev[2].row.confirmed_ms += 1000; /* another confirmation of a confirmed row: refused */
+    snprintf(ev[2].row.client, sizeof ev[2].row.client, "%s",
+             "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
+    for (int i = 0; i < 3; i++)
+        entries[i] = (ledger_batch_entry){.event = &ev[i], .result = &res[i]};
+    assert_int_equal(ledger_write_logged(f->lg, entries, 3, tlog_hook(f->t)), 0);
+    for (int i = 0; i < 3; i++) {
+        ledger_proof p;
+        assert_false(entries[i].status == 0 && entries[i].outcome == LEDGER_APPLIED);
+        assert_false(tlog_prove(f->t, (size_t)i, &p));
+        assert_false(p.present);
+    }
+    assert_int_equal(latest_size(f, note, sizeof note), before);
+}
+
+/* A new tlog on the same ledger (a restart) carries on from the stored tree;
+ * the checkpoints before and after are consistent. */
+static void test_restart(void **state)
+{
+    fixture *f = *state;
+    write_batch(f, 1, 300);
+    char note[LEDGER_NOTE_MAX + 1], err[256];
+    uint64_t first = latest_size(f, note, sizeof note);
+    checkpoint old = open_checkpoint(f, note);
+    tlog_free(f->t);
+    open_log(f);
+    assert_int_equal(tlog_latest(f->t, note, sizeof note), first);
+    write_batch(f, 301, 5);
+    uint64_t second = latest_size(f, note, sizeof note);
+    assert_int_equal(second, first + 10);
+    checkpoint now = open_checkpoint(f, note);
+    merkle_hash proof[MERKLE_MAX_PROOF];
+    size_t len = 0;
+    assert_int_equal(merkle_prove_consistency(first, second, tlog_read_hashes, f->lg, proof, &len),
+                     MERKLE_OK);
+    assert_int_equal(merkle_verify_consistency(first, second, &old.root, &now.root, proof, len),
+                     MERKLE_OK);
+    (void)err;
+}
+
+/* A log whose stored commitments or tiles were altered does not load. */
+static void test_altered_log_refused(void **state)
+{
+    fixture *f = *state;
+    write_batch(f, 1, 150); /* 301 leaves: a level-1 tile of one hash */
+    char err[TLOG_ERR_MAX];
+    tlog_free(f->t);
+    f->t = NULL;
+
+    tamper(f, "UPDATE log_entries SET commitment = zeroblob(32) WHERE leaf = 300",
+           "UPDATE log_entries SET commitment = '\\x" /* 32 zero bytes */
+           "0000000000000000000000000000000000000000000000000000000000000000' WHERE leaf = 300");
+    tlog *t = tlog_new(f->ks);
+    assert_non_null(t);
+    assert_int_equal(tlog_load(t, f->lg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "damaged"));
+    tlog_free(t);
+}
+
+static void test_altered_tile_refused(void **state)
+{
+    fixture *f = *state;
+    write_batch(f, 1, 150);
+    char err[TLOG_ERR_MAX];
+    tlog_free(f->t);
+    f->t = NULL;
+    tamper(f, "UPDATE log_tiles SET hashes = zeroblob(32) WHERE level = 1 AND idx = 0",
+           "UPDATE log_tiles SET hashes = '\\x"
+           "0000000000000000000000000000000000000000000000000000000000000000'"
+           " WHERE level = 1 AND idx = 0");
+    tlog *t = tlog_new(f->ks);
+    assert_non_null(t);
+    assert_int_equal(tlog_load(t, f->lg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "damaged"));
+    tlog_free(t);
+}
+
+/* A ledger whose newest checkpoint is signed by an unknown key is refused. */
+static void test_foreign_key_refused(void **state)
+{
+    fixture *f = *state;
+    char dir[64], err[TLOG_ERR_MAX];
+    bool created = false;
+    snprintf(dir, sizeof dir, "/tmp/test_tlog_other.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    keystore *other = keystore_open(dir, true, &created, err, sizeof err);
+    assert_non_null(other);
+    assert_int_equal(keystore_add_log_key(other, dir, ORIGIN, T0, err, sizeof err), 1);
+    tlog *t = tlog_new(other);
+    assert_non_null(t);
+    assert_int_equal(tlog_load(t, f->lg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "keys import"));
+    tlog_free(t);
+    keystore_free(other);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A rotated log key: the next batch announces it, its checkpoint signed by
+ * both keys; from then on the new key alone signs. */
+static void test_rotation(void **state)
+{
+    fixture *f = *state;
+    char err[TLOG_ERR_MAX];
+    write_batch(f, 1, 2);
+    keystore *old = f->ks;
+    note_verifier *old_v = note_signer_verifier(old->log);
+    assert_non_null(old_v);
+    tlog_free(f->t);
+    f->ks = keystore_rotate(f->dir, KEYSTORE_LOG, T0 + 1000, err, sizeof err);
+    if (f->ks == NULL)
+        fail_msg("rotate: %s", err);
+    keystore_free(old);
+    f->t = tlog_new(f->ks);
+    assert_non_null(f->t);
+    assert_int_equal(tlog_load(f->t, f->lg, err, sizeof err), 0);
+    assert_false(tlog_previous_announced(f->t));
+    assert_int_equal(tlog_catch_up(f->t, f->lg, 100, err, sizeof err), 0);
+    assert_true(tlog_previous_announced(f->t));
+
+    char note[LEDGER_NOTE_MAX + 1];
+    uint64_t size = latest_size(f, note, sizeof note);
+    assert_int_equal(size, 6);
+    /* Signed by the old key too. */
+    checkpoint cp;
+    assert_int_equal(checkpoint_open(note, strlen(note), &old_v, 1, &cp, NULL), NOTE_OK);
+    ledger_proof p;
+    assert_int_equal(tlog_read_proof(f->lg, 5, 0, &p, err, sizeof err), 0);
+    tlog_event_info info;
+    tlog_event_row row = {0};
+    assert_int_equal(tlog_event_fold(p.event, strlen(p.event), &info, &row, err, sizeof err), 0);
+    assert_int_equal(info.type, TLOG_EVENT_LOG_KEY);
+    assert_string_not_equal(info.previous, "");
+
+    write_batch(f, 3, 1);
+    size = latest_size(f, note, sizeof note);
+    assert_int_equal(checkpoint_open(note, strlen(note), &old_v, 1, &cp, NULL), NOTE_UNVERIFIED);
+    note_verifier_free(old_v);
+}
+
+static void test_pg_unavailable(void **state)
+{
+    (void)state;
+    printf("# %s\n", pgtest_unavailable());
+    skip();
+}
+
+#define BACKEND_TESTS(setup)                                                                       \
+    cmocka_unit_test_setup_teardown(test_genesis, setup, teardown),                                \
+        cmocka_unit_test_setup_teardown(test_batches_and_tiles, setup, teardown),                  \
+        cmocka_unit_test_setup_teardown(test_no_leaf_without_change, setup, teardown),             \
+        cmocka_unit_test_setup_teardown(test_restart, setup, teardown),                            \
+        cmocka_unit_test_setup_teardown(test_altered_log_refused, setup, teardown),                \
+        cmocka_unit_test_setup_teardown(test_altered_tile_refused, setup, teardown),               \
+        cmocka_unit_test_setup_teardown(test_foreign_key_refused, setup, teardown),                \
+        cmocka_unit_test_setup_teardown(test_rotation, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest common[] = {cmocka_unit_test(test_origin)};
+    const struct CMUnitTest sqlite[] = {BACKEND_TESTS(setup_sqlite)};
+    const struct CMUnitTest pg[] = {BACKEND_TESTS(setup_pg)};
+    const struct CMUnitTest pg_missing[] = {cmocka_unit_test(test_pg_unavailable)};
+    int failed = cmocka_run_group_tests_name("tlog", common, NULL, NULL);
+    failed += cmocka_run_group_tests_name("tlog_sqlite", sqlite, NULL, NULL);
+    /* The PostgreSQL ledger keeps no log yet. */
+    (void)pg;
+    failed += cmocka_run_group_tests_name("tlog_postgresql", pg_missing, NULL, NULL);
+    return failed;
+}

@@ -1,0 +1,254 @@
+/*
+ * tlog_event: the canonical text of each ledger event, and rows rebuilt
+ * from their events as the ledger applied them.
+ */
+#include "common/jcs.h"
+#include "daemon/tlog_event.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#define ID       "01900000-0000-7000-8000-000000000001"
+#define CLIENT_A "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+#define CLIENT_B "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+
+static void fill_issue(ledger_event *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->kind = LEDGER_EVENT_ISSUE;
+    snprintf(ev->row.id, sizeof ev->row.id, ID);
+    snprintf(ev->row.path, sizeof ev->row.path, "/notices/\"q\"\n\xc3\xa9.pdf");
+    for (int i = 0; i < 32; i++)
+        ev->row.sha256[i] = (uint8_t)i;
+    ev->row.size = 1234;
+    snprintf(ev->row.server, sizeof ev->row.server, "site");
+    snprintf(ev->row.client_addr, sizeof ev->row.client_addr, "192.0.2.1");
+    snprintf(ev->row.user_agent, sizeof ev->row.user_agent, "curl/8");
+    ev->row.issued_ms = 1764100000000;
+    snprintf(ev->row.issued_node, sizeof ev->row.issued_node, "a");
+    ev->row.status = LEDGER_ISSUED;
+}
+
+static void bind_to(ledger_event *ev, const char *client)
+{
+    snprintf(ev->row.client, sizeof ev->row.client, "%s", client);
+    snprintf(ev->row.bound_addr, sizeof ev->row.bound_addr, "198.51.100.2");
+    ev->row.bound_ms = ev->row.issued_ms + 10;
+    snprintf(ev->row.bound_node, sizeof ev->row.bound_node, "b");
+}
+
+static void fill_confirm(ledger_event *ev, const char *client, bool intact)
+{
+    fill_issue(ev);
+    ev->kind = LEDGER_EVENT_CONFIRM;
+    bind_to(ev, client);
+    ev->row.status = intact ? LEDGER_CONFIRMED : LEDGER_CORRUPTED;
+    ev->row.confirmed_ms = ev->row.issued_ms + 50;
+    snprintf(ev->row.confirm_addr, sizeof ev->row.confirm_addr, "2001:db8::1");
+    ev->row.received_has_sha256 = intact;
+    memcpy(ev->row.received_sha256, ev->row.sha256, 32);
+    ev->row.received_size = ev->row.size;
+    ev->row.received_at_ms = ev->row.confirmed_ms - 5;
+    snprintf(ev->row.receipt, sizeof ev->row.receipt, "eyJ.e30.sig");
+    snprintf(ev->row.confirmed_node, sizeof ev->row.confirmed_node, "c");
+}
+
+static int fold(const ledger_event *ev, tlog_event_row *state, tlog_event_info *info, char *err)
+{
+    char text[TLOG_EVENT_MAX + 1];
+    size_t n = tlog_event_text(ev, text, sizeof text);
+    assert_int_not_equal(n, 0);
+    return tlog_event_fold(text, n, info, state, err, 256);
+}
+
+static void test_text_is_canonical(void **state)
+{
+    (void)state;
+    ledger_event ev;
+    char text[TLOG_EVENT_MAX + 1];
+    fill_issue(&ev);
+    size_t n = tlog_event_text(&ev, text, sizeof text);
+    assert_int_not_equal(n, 0);
+    assert_int_equal(n, strlen(text));
+    assert_true(jcs_is_canonical(text, n));
+    assert_non_null(strstr(text, "\"type\":\"issued\""));
+    assert_non_null(strstr(text, "\"delivery\":\"" ID "\""));
+    assert_non_null(strstr(text, "\"path\":\"/notices/\\\"q\\\"\\n\xc3\xa9.pdf\""));
+    assert_non_null(strstr(text, "\"v\":1"));
+    assert_null(strstr(text, "\"client\""));
+    /* Too small a buffer: nothing. */
+    assert_int_equal(tlog_event_text(&ev, text, 40), 0);
+    /* A path that is no UTF-8, and a size beyond 2^53 - 1, cannot be committed. */
+    snprintf(ev.row.path, sizeof ev.row.path, "/\xff.html");
+    assert_int_equal(tlog_event_text(&ev, text, sizeof text), 0);
+    fill_issue(&ev);
+    ev.row.size = UINT64_C(1) << 53;
+    assert_int_equal(tlog_event_text(&ev, text, sizeof text), 0);
+
+    fill_confirm(&ev, CLIENT_A, true);
+    n = tlog_event_text(&ev, text, sizeof text);
+    assert_true(jcs_is_canonical(text, n));
+    char hash[TLOG_RECEIPT_HASH_LEN + 1];
+    tlog_event_receipt_hash(ev.row.receipt, hash);
+    assert_int_equal(strlen(hash), TLOG_RECEIPT_HASH_LEN);
+    assert_non_null(strstr(text, hash));
+    assert_null(strstr(text, "eyJ.e30.sig"));
+}
+
+/* issued, bound, confirmed: the row the ledger holds. */
+static void test_fold_life(void **state)
+{
+    (void)state;
+    ledger_event ev;
+    tlog_event_row row = {0};
+    tlog_event_info info;
+    char err[256];
+    fill_issue(&ev);
+    assert_int_equal(fold(&ev, &row, &info, err), 0);
+    assert_int_equal(info.type, TLOG_EVENT_ISSUED);
+    assert_string_equal(info.delivery, ID);
+    assert_true(row.exists);
+    assert_true(tlog_event_row_matches(&row, &ev.row, err, sizeof err));
+
+    ev.kind = LEDGER_EVENT_BIND;
+    bind_to(&ev, CLIENT_A);
+    ev.row.status = LEDGER_BOUND;
+    assert_int_equal(fold(&ev, &row, &info, err), 0);
+    assert_true(tlog_event_row_matches(&row, &ev.row, err, sizeof err));
+
+    /* A second binding is refused: the row is bound already. */
+    tlog_event_row copy = row;
+    assert_int_equal(fold(&ev, &copy, &info, err), -1);
+    assert_non_null(strstr(err, "already bound"));
+
+    ledger_event conf;
+    fill_confirm(&conf, CLIENT_A, true);
+    assert_int_equal(fold(&conf, &row, &info, err), 0);
+    assert_int_equal(info.type, TLOG_EVENT_CONFIRMED);
+    assert_true(tlog_event_row_matches(&row, &conf.row, err, sizeof err));
+
+    /* A row that differs is named by its columns. */
+    ledger_delivery edited = conf.row;
+    snprintf(edited.path, sizeof edited.path, "/other.pdf");
+    edited.received_size++;
+    assert_false(tlog_event_row_matches(&row, &edited, err, sizeof err));
+    assert_string_equal(err, "path, received_size");
+    edited = conf.row;
+    snprintf(edited.receipt, sizeof edited.receipt, "eyJ.e30.other");
+    assert_false(tlog_event_row_matches(&row, &edited, err, sizeof err));
+    assert_string_equal(err, "receipt");
+    edited.status = LEDGER_CORRUPTED;
+    assert_false(tlog_event_row_matches(&row, &edited, err, sizeof err));
+
+    /* Nothing follows a final event. */
+    assert_int_equal(fold(&conf, &row, &info, err), -1);
+    fill_issue(&ev);
+    assert_int_equal(fold(&ev, &row, &info, err), -1);
+
+    /* No events: no row. */
+    tlog_event_row none = {0};
+    assert_false(tlog_event_row_matches(&none, &conf.row, err, sizeof err));
+}
+
+/* A confirmation that carries another client's binding replaces it, as
+ * the ledger does; a confirmation of a row the log never saw makes it. */
+static void test_fold_confirm_rebinds(void **state)
+{
+    (void)state;
+    ledger_event ev;
+    tlog_event_row row = {0};
+    tlog_event_info info;
+    char err[256];
+    fill_issue(&ev);
+    ev.kind = LEDGER_EVENT_BIND;
+    bind_to(&ev, CLIENT_A);
+    ev.row.status = LEDGER_BOUND;
+    assert_int_equal(fold(&ev, &row, &info, err), 0);
+    ledger_event conf;
+    fill_confirm(&conf, CLIENT_B, false);
+    assert_int_equal(fold(&conf, &row, &info, err), 0);
+    assert_int_equal(info.type, TLOG_EVENT_CORRUPTED);
+    assert_string_equal(row.row.client, CLIENT_B);
+    assert_true(tlog_event_row_matches(&row, &conf.row, err, sizeof err));
+
+    tlog_event_row fresh = {0};
+    assert_int_equal(fold(&conf, &fresh, &info, err), 0);
+    assert_true(tlog_event_row_matches(&fresh, &conf.row, err, sizeof err));
+}
+
+static void test_log_key_and_existing(void **state)
+{
+    (void)state;
+    char text[TLOG_EVENT_MAX + 1], err[256];
+    tlog_event_info info;
+    tlog_event_row row = {0};
+    size_t n = tlog_event_log_key("a+01020304+AQ", "b+01020304+AQ", 5, text, sizeof text);
+    assert_string_equal(text, "{\"key\":\"a+01020304+AQ\",\"previous\":\"b+01020304+AQ\","
+                              "\"time_ms\":5,\"type\":\"log_key\",\"v\":1}");
+    assert_int_equal(tlog_event_fold(text, n, &info, &row, err, sizeof err), 0);
+    assert_int_equal(info.type, TLOG_EVENT_LOG_KEY);
+    assert_string_equal(info.key, "a+01020304+AQ");
+    assert_string_equal(info.previous, "b+01020304+AQ");
+    assert_int_equal(info.time_ms, 5);
+    assert_false(row.exists);
+
+    ledger_event conf;
+    fill_confirm(&conf, CLIENT_A, true);
+    n = tlog_event_existing(&conf.row, text, sizeof text);
+    assert_int_equal(tlog_event_fold(text, n, &info, &row, err, sizeof err), 0);
+    assert_int_equal(info.type, TLOG_EVENT_EXISTING);
+    assert_true(tlog_event_row_matches(&row, &conf.row, err, sizeof err));
+    /* A second "existing" for the same delivery is refused. */
+    assert_int_equal(tlog_event_fold(text, n, &info, &row, err, sizeof err), -1);
+}
+
+/* Texts that are not events: refused with a reason, the state unchanged. */
+static void test_fold_refuses(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "{\"type\": \"issued\"}",                                     /* not canonical */
+        "{\"type\":\"issued\",\"v\":1}",                              /* columns missing */
+        "{\"type\":\"shipped\",\"v\":1}",                             /* no such type */
+        "{\"key\":\"k\",\"time_ms\":1,\"type\":\"log_key\",\"v\":2}", /* version */
+        "{\"extra\":1,\"key\":\"k\",\"time_ms\":1,\"type\":\"log_key\",\"v\":1}",
+        "[]",
+        "",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tlog_event_info info;
+        tlog_event_row row = {0};
+        char err[256] = "";
+        assert_int_equal(tlog_event_fold(bad[i], strlen(bad[i]), &info, &row, err, sizeof err), -1);
+        assert_string_not_equal(err, "");
+        assert_false(row.exists);
+    }
+    /* An event with a member its type does not have. */
+    ledger_event ev;
+    char text[TLOG_EVENT_MAX + 1], err[256];
+    fill_issue(&ev);
+    size_t n = tlog_event_text(&ev, text, sizeof text);
+    memmove(text + 1 + 10, text + 1, n); /* {"aaaaa":1,... */
+    memcpy(text + 1, "\"aaaaa\":1,", 10);
+    tlog_event_info info;
+    tlog_event_row row = {0};
+    assert_int_equal(tlog_event_fold(text, n + 10, &info, &row, err, sizeof err), -1);
+    assert_non_null(strstr(err, "members"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_text_is_canonical),    cmocka_unit_test(test_fold_life),
+        cmocka_unit_test(test_fold_confirm_rebinds), cmocka_unit_test(test_log_key_and_existing),
+        cmocka_unit_test(test_fold_refuses),
+    };
+    return cmocka_run_group_tests_name("tlog_event", tests, NULL, NULL);
+}
