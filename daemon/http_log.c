@@ -42,8 +42,21 @@ static enum MHD_Result unavailable(request *req, struct MHD_Connection *c)
 static enum MHD_Result serve_checkpoint(http_context *ctx, request *req, struct MHD_Connection *c,
                                         bool head)
 {
-    char note[LEDGER_NOTE_MAX + 1];
-    if (tlog_latest(ctx->log, note, sizeof note) == 0 && note[0] == '\0')
+    char note[LEDGER_NOTE_MAX + 1], stored[LEDGER_NOTE_MAX + 1], err[256];
+    uint64_t size = tlog_latest(ctx->log, note, sizeof note);
+    /* Another node of the site may have appended since this one's last
+     * batch: the ledger's newest, when it is newer. */
+    ledger *lg = readpool_take(ctx->log_readers);
+    if (lg != NULL) {
+        uint64_t stored_size = 0;
+        int found = tlog_read_latest(lg, &stored_size, stored, sizeof stored, err, sizeof err);
+        readpool_give(ctx->log_readers, lg, found < 0);
+        if (found == 1 && stored_size > size) {
+            memcpy(note, stored, sizeof note);
+            size = stored_size;
+        }
+    }
+    if (size == 0 && note[0] == '\0')
         return http_reply_error(req, c, 404, "not_found", "The log has no checkpoint yet.");
     return send_copy(req, c, note, strlen(note), "text/plain; charset=utf-8", "no-cache", head);
 }

@@ -332,8 +332,7 @@ int ledger_log_size(ledger *lg, uint64_t *size)
     return ledger_log_checkpoints(lg, 0, UINT64_MAX, true, 1, size_of_checkpoint, size);
 }
 
-/* The log's part of a batch, inside its transaction: lock, hook, store. */
-static int run_log_hook(ledger *lg, ledger_batch_entry *entries, size_t n,
+int ledger_log_hook_run(ledger *lg, ledger_batch_entry *entries, size_t n,
                         const ledger_log_hook *hook)
 {
     char why[LEDGER_ERR_MAX] = "log: failed";
@@ -376,7 +375,7 @@ static int write_one_by_one(ledger *lg, ledger_batch_entry *entries, size_t n,
             goto fail;
         }
     }
-    if (hook != NULL && run_log_hook(lg, entries, n, hook) != 0)
+    if (hook != NULL && ledger_log_hook_run(lg, entries, n, hook) != 0)
         goto fail;
     if (lg->ops->commit(lg) != 0)
         goto fail;

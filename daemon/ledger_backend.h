@@ -126,6 +126,15 @@ static inline void ledger_hook_failed(ledger *lg, const char *why)
     lg->hook_failed = true;
 }
 
+/*
+ * For write(), inside the batch's transaction once every entry's status and
+ * outcome are set: the log's part of the batch (ledger_write_logged()):
+ * log_lock (or the stored size), the hook, log_store. Returns 0, or -1 with
+ * the error set; the caller rolls back.
+ */
+int ledger_log_hook_run(ledger *lg, ledger_batch_entry *entries, size_t n,
+                        const ledger_log_hook *hook);
+
 extern const ledger_ops ledger_sqlite_ops;
 extern const ledger_ops ledger_pg_ops;
 

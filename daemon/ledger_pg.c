@@ -64,6 +64,7 @@
 /* Advisory lock keys: "receipt" and a number. */
 #define PG_LOCK_MIGRATE   INT64_C(0x7265636569707401)
 #define PG_LOCK_PARTITION INT64_C(0x7265636569707402)
+#define PG_LOCK_LOG       INT64_C(0x7265636569707403) /* appending to the evidence log */
 
 /* Built-in type OIDs (pg_type.dat; fixed since they were assigned). */
 #define OID_BYTEA 17
@@ -129,6 +130,35 @@ static const char *const migrations[] = {
     "ALTER TABLE deliveries ADD COLUMN delivered_sha256 bytea"
     " CHECK (delivered_sha256 IS NULL OR length(delivered_sha256) = 32);"
     "ALTER TABLE deliveries ADD COLUMN delivered_size bigint;",
+    /*
+     * 3: the evidence log (docs/evidence.md), as in ledger_sqlite.c: a row
+     * per leaf, the tiles of hashes above level 0, a checkpoint per batch.
+     * Not partitioned: detaching an old month of deliveries never takes a
+     * leaf out of the log, whose tree needs every one.
+     */
+    "CREATE TABLE log_entries ("
+    " leaf bigint NOT NULL CHECK (leaf >= 0),"
+    " delivery uuid,"
+    " salt bytea NOT NULL CHECK (length(salt) = 32),"
+    " commitment bytea NOT NULL CHECK (length(commitment) = 32),"
+    " event text COLLATE \"C\" NOT NULL,"
+    " PRIMARY KEY (leaf)"
+    ");"
+    "CREATE INDEX log_entries_delivery ON log_entries (delivery, leaf) WHERE delivery IS NOT NULL;"
+    "CREATE INDEX log_entries_own ON log_entries (leaf) WHERE delivery IS NULL;"
+    "CREATE TABLE log_tiles ("
+    " level int2 NOT NULL CHECK (level BETWEEN 1 AND 7),"
+    " idx bigint NOT NULL CHECK (idx >= 0),"
+    " hashes bytea NOT NULL"
+    "  CHECK (length(hashes) BETWEEN 32 AND 8192 AND length(hashes) % 32 = 0),"
+    " PRIMARY KEY (level, idx)"
+    ");"
+    "CREATE TABLE log_checkpoints ("
+    " size bigint NOT NULL CHECK (size > 0),"
+    " time_ms bigint NOT NULL,"
+    " note text COLLATE \"C\" NOT NULL,"
+    " PRIMARY KEY (size)"
+    ");",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -317,6 +347,7 @@ typedef struct pg_item {
     ledger_result *result; /* may be NULL */
     size_t entry;          /* its ledger_batch_entry, for write() */
     bool answered;         /* its round's statement returned its row */
+    bool changed;          /* ... because the event changed it (not answer_unchanged()) */
 } pg_item;
 
 typedef struct pg_round {
@@ -357,6 +388,12 @@ typedef struct ledger_pg {
     size_t slot_used;
     uint32_t generation;
     pg_buf scratch; /* UTF-8 repairs */
+
+    /* The evidence log's part of a write (ledger_write_logged()). */
+    bool logging;      /* the write has a hook: inserts answered, no COMMIT */
+    bool log_locked;   /* the transaction holds PG_LOCK_LOG */
+    uint64_t log_head; /* the stored tree's size, read under the lock */
+    pg_buf log_col[5]; /* the entries' arrays */
 } ledger_pg;
 
 static ledger_pg *impl(ledger *lg)
@@ -1487,6 +1524,7 @@ static int add_event(ledger_pg *lg, const ledger_event *ev, const uint8_t id[16]
     item->result = result;
     item->entry = entry;
     item->answered = false;
+    item->changed = false;
     rd->items[rd->n - 1] = lg->item_count++;
     if (result != NULL)
         result->outcome = LEDGER_IGNORED; /* until its round says otherwise */
@@ -1517,6 +1555,8 @@ static void round_params(pg_round *rd, bool want_inserts, const char *values[PAR
 
 static bool want_inserts(const ledger_pg *lg, const pg_round *rd)
 {
+    if (lg->logging)
+        return true; /* the log needs every event's outcome */
     for (size_t i = 0; i < rd->n; i++) {
         const pg_item *item = &lg->items[rd->items[i]];
         if (item->result != NULL && item->event->kind != LEDGER_EVENT_BIND &&
@@ -1538,6 +1578,7 @@ static int take_round(ledger_pg *lg, pg_round *rd, const PGresult *res)
         }
         pg_item *item = &lg->items[rd->items[ord - 1]];
         item->answered = true;
+        item->changed = true;
         if (item->result == NULL)
             continue;
         item->result->outcome = LEDGER_APPLIED;
@@ -1649,10 +1690,16 @@ static bool sqlstate_data(const char *state)
     return strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0;
 }
 
+#define LOG_LOCK_SQL "SELECT pg_advisory_xact_lock(8243103980183385091)" /* PG_LOCK_LOG */
+#define LOG_HEAD_SQL "SELECT coalesce(max(size), 0)::int8 FROM log_checkpoints"
+_Static_assert(PG_LOCK_LOG == INT64_C(8243103980183385091), "LOG_LOCK_SQL names PG_LOCK_LOG");
+
 /*
  * The whole transaction in one pipeline: BEGIN, the rounds, COMMIT. Returns
  * 0 once committed (rounds' answers taken), -1 otherwise (lg->sqlstate says
- * why when the database refused).
+ * why when the database refused). With the log (lg->logging), the pipeline
+ * ends with the log's lock and head instead of COMMIT, and returns 0 with
+ * the transaction open.
  */
 static int run_pipeline(ledger_pg *lg)
 {
@@ -1678,7 +1725,15 @@ static int run_pipeline(ledger_pg *lg)
         sent = PQsendQueryPrepared(c, "ledger_write", PARAM_COUNT, values, lengths, binary_formats,
                                    1) == 1;
     }
-    sent = sent && PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 1) == 1;
+    /* With the log: its lock, then (a statement of its own, so that it
+     * sees what the lock waited for) the stored tree's size; no COMMIT,
+     * which comes once the log's writes are in. */
+    if (lg->logging) {
+        sent = sent && PQsendQueryParams(c, LOG_LOCK_SQL, 0, NULL, NULL, NULL, NULL, 1) == 1;
+        sent = sent && PQsendQueryParams(c, LOG_HEAD_SQL, 0, NULL, NULL, NULL, NULL, 1) == 1;
+    } else {
+        sent = sent && PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 1) == 1;
+    }
     sent = sent && PQpipelineSync(c) == 1;
     if (!sent) {
         fail_conn(lg, "write");
@@ -1693,14 +1748,15 @@ static int run_pipeline(ledger_pg *lg)
      * the rounds (1..round_count), COMMIT, then the sync point. After an
      * error, the queries up to the sync point come back aborted.
      */
-    size_t commit_q = lg->round_count + 1;
+    size_t commit_q = lg->round_count + 1; /* or the log's lock */
+    size_t last_q = commit_q + (lg->logging ? 1 : 0);
     size_t q = 0;
     for (;;) {
         PGresult *res = next_result(lg, deadline, &failed);
         if (failed)
             goto out;
         if (res == NULL) {
-            if (++q > commit_q + 1) {
+            if (++q > last_q + 1) {
                 fail(lg, "ledger write: the pipeline's answers are out of step");
                 lg->broken = true;
                 goto out;
@@ -1723,6 +1779,15 @@ static int run_pipeline(ledger_pg *lg)
                 if (st != PGRES_TUPLES_OK)
                     fail_result(lg, "write", res);
                 seen_error = true;
+            }
+        } else if (!seen_error && lg->logging && q == commit_q) {
+            lg->log_locked = st == PGRES_TUPLES_OK;
+        } else if (!seen_error && lg->logging && q == last_q) {
+            if (st != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                fail_result(lg, "log", res);
+                seen_error = true;
+            } else {
+                lg->log_head = get_count(res, 0, 0);
             }
         } else if (!seen_error && q == commit_q && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
             fail(lg, "ledger commit: the transaction was rolled back");
@@ -1763,16 +1828,30 @@ static int apply_isolated(ledger_pg *lg, const ledger_event *ev, ledger_result *
  * savepoint, so that the refused ones are known (their reasons recorded in
  * entry order) and the rest committed.
  */
-static int write_isolated(ledger_pg *lg, ledger_batch_entry *entries, size_t n)
+static int write_isolated(ledger_pg *lg, ledger_batch_entry *entries, size_t n,
+                          const ledger_log_hook *hook)
 {
     ledger_refusals_reset(&lg->base);
     if (exec(lg, "write", "BEGIN ISOLATION LEVEL READ COMMITTED") != 0)
         return -1;
+    lg->log_locked = false;
     for (size_t i = 0; i < n; i++) {
         int rc = apply_isolated(lg, entries[i].event, entries[i].result);
         if (rc == LEDGER_APPLY_TXN_FAILED)
             goto fail;
         entries[i].status = rc;
+        entries[i].outcome = LEDGER_IGNORED;
+        if (rc == 0 && lg->item_count == 1) /* apply_isolated() leaves its item */
+            entries[i].outcome = lg->items[0].changed        ? LEDGER_APPLIED
+                                 : entries[i].result != NULL ? entries[i].result->outcome
+                                                             : LEDGER_IGNORED;
+    }
+    if (hook != NULL) {
+        lg->in_txn = true;
+        int rc = ledger_log_hook_run(&lg->base, entries, n, hook);
+        lg->in_txn = false;
+        if (rc != 0)
+            goto fail;
     }
     if (exec(lg, "commit", "COMMIT") != 0)
         goto fail;
@@ -1801,15 +1880,49 @@ static void record_refusals(ledger_pg *lg, ledger_batch_entry *entries, size_t n
     lg->err[0] = '\0';
 }
 
-static int pg_write(ledger *base, ledger_batch_entry *entries, size_t n,
-                    const ledger_log_hook *hook)
+static int pg_commit(ledger *base);
+
+/*
+ * The outcome of each entry's event in the transaction's items: applied
+ * when its round changed the row, else what the answer says (ignored,
+ * same, conflict).
+ */
+static void set_outcomes(ledger_pg *lg, ledger_batch_entry *entries)
 {
-    ledger_pg *lg = impl(base);
-    if (hook != NULL) {
-        fail(lg, "ledger write: the evidence log is not kept on PostgreSQL yet");
-        return -1;
+    for (size_t i = 0; i < lg->item_count; i++) {
+        const pg_item *item = &lg->items[i];
+        ledger_batch_entry *e = &entries[item->entry];
+        if (item->changed)
+            e->outcome = LEDGER_APPLIED;
+        else
+            e->outcome = item->result != NULL ? item->result->outcome : LEDGER_IGNORED;
     }
-    lg->err[0] = '\0';
+}
+
+/*
+ * A logged write whose events are in (the transaction open, the log
+ * locked): the answers of unchanged confirmations, the log's part, COMMIT.
+ * Returns 0 committed, or -1 rolled back.
+ */
+static int finish_logged(ledger_pg *lg, ledger_batch_entry *entries, size_t n,
+                         const ledger_log_hook *hook)
+{
+    lg->in_txn = true; /* the hook reads the log inside the transaction */
+    if (answer_unchanged(lg, entries) != 0)
+        goto fail;
+    set_outcomes(lg, entries);
+    if (ledger_log_hook_run(&lg->base, entries, n, hook) != 0)
+        goto fail;
+    return pg_commit(&lg->base); /* rolls back when it fails */
+fail:
+    lg->in_txn = false;
+    rollback_quietly(lg);
+    return -1;
+}
+
+static int write_batch(ledger_pg *lg, ledger_batch_entry *entries, size_t n,
+                       const ledger_log_hook *hook)
+{
     if (lg->read_only || lg->in_txn) {
         fail(lg, "ledger write: %s", lg->read_only ? "read-only handle" : "a transaction is open");
         return -1;
@@ -1818,21 +1931,31 @@ static int pg_write(ledger *base, ledger_batch_entry *entries, size_t n,
         if (ensure_connected(lg) != 0)
             return -1;
         txn_reset(lg);
+        lg->log_locked = false;
         for (size_t i = 0; i < n; i++) {
             uint8_t id[16];
             entries[i].status = 0;
             entries[i].why = NULL;
+            entries[i].outcome = LEDGER_IGNORED;
             if (!event_valid(lg, entries[i].event, id))
                 entries[i].status = LEDGER_APPLY_EVENT_FAILED;
             else if (add_event(lg, entries[i].event, id, entries[i].result, i) != 0)
                 return -1;
         }
         lg->err[0] = '\0';
-        if (lg->item_count == 0) {
+        if (lg->item_count == 0 && hook == NULL) {
             record_refusals(lg, entries, n);
             return 0; /* nothing valid: nothing to commit */
         }
-        if (run_pipeline(lg) == 0) {
+        int piped = run_pipeline(lg);
+        if (piped == 0 && hook != NULL) {
+            if (finish_logged(lg, entries, n, hook) == 0) {
+                record_refusals(lg, entries, n);
+                return 0;
+            }
+            if (lg->base.hook_failed)
+                return -1; /* the log's own failure: the writer retries the batch */
+        } else if (piped == 0) {
             /* Committed. An answer that cannot be read refuses its event
              * alone: its client retries, and is answered then. */
             if (answer_unchanged(lg, entries) != 0) {
@@ -1849,9 +1972,21 @@ static int pg_write(ledger *base, ledger_batch_entry *entries, size_t n,
         if (sqlstate_retry(lg->sqlstate) && attempt < PG_TXN_TRIES)
             continue;
         if (sqlstate_data(lg->sqlstate) && !connection_lost(lg))
-            return write_isolated(lg, entries, n);
+            return write_isolated(lg, entries, n, hook);
         return -1;
     }
+}
+
+static int pg_write(ledger *base, ledger_batch_entry *entries, size_t n,
+                    const ledger_log_hook *hook)
+{
+    ledger_pg *lg = impl(base);
+    lg->err[0] = '\0';
+    lg->logging = hook != NULL;
+    int rc = write_batch(lg, entries, n, hook);
+    lg->logging = false;
+    lg->log_locked = false;
+    return rc;
 }
 
 /* ---- one event at a time: begin, apply, commit ---- */
@@ -2500,6 +2635,247 @@ static void free_rounds(ledger_pg *lg)
     free(lg->rounds);
 }
 
+/* ---- the evidence log ---- */
+
+/* A binary array being built: its header first, written by array_end(). */
+static int array_begin(pg_buf *b)
+{
+    static const uint8_t header[20] = {0};
+    b->len = 0;
+    return buf_put(b, header, sizeof header);
+}
+
+static void array_end(pg_buf *b, unsigned oid, size_t n, bool has_null)
+{
+    put_be32(b->data, 1);
+    put_be32(b->data + 4, has_null ? 1 : 0);
+    put_be32(b->data + 8, oid);
+    put_be32(b->data + 12, (uint32_t)n);
+    put_be32(b->data + 16, 1);
+}
+
+static int pg_log_lock(ledger *base, uint64_t *size)
+{
+    ledger_pg *lg = impl(base);
+    if (!lg->log_locked) {
+        PGresult *res = run(lg, "log lock", NULL, LOG_LOCK_SQL, 0, NULL, NULL, PGRES_TUPLES_OK);
+        if (res == NULL)
+            return -1;
+        PQclear(res);
+        lg->log_locked = true;
+        res = run(lg, "log", NULL, LOG_HEAD_SQL, 0, NULL, NULL, PGRES_TUPLES_OK);
+        if (res == NULL)
+            return -1;
+        lg->log_head = PQntuples(res) == 1 ? get_count(res, 0, 0) : 0;
+        PQclear(res);
+    }
+    *size = lg->log_head;
+    return 0;
+}
+
+#define LOG_STORE_ENTRIES_SQL                                                                      \
+    "INSERT INTO log_entries (leaf, delivery, salt, commitment, event)"                            \
+    " SELECT * FROM unnest($1::int8[], $2::uuid[], $3::bytea[], $4::bytea[], $5::text[])"
+#define LOG_STORE_TILE_SQL                                                                         \
+    "INSERT INTO log_tiles (level, idx, hashes) VALUES ($1::int2, $2::int8, $3::bytea)"            \
+    " ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes"
+#define LOG_STORE_CHECKPOINT_SQL                                                                   \
+    "INSERT INTO log_checkpoints (size, time_ms, note) VALUES ($1::int8, $2::int8, $3::text)"
+
+static int log_command(ledger_pg *lg, const char *sql, int nparams, const char *const *values,
+                       const int *lengths)
+{
+    PGresult *res = run(lg, "log", NULL, sql, nparams, values, lengths, PGRES_COMMAND_OK);
+    if (res == NULL)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+static int pg_log_store(ledger *base, const ledger_log_write *w)
+{
+    ledger_pg *lg = impl(base);
+    pg_buf *col = lg->log_col;
+    bool nulls = false;
+    if (w->entry_count > 0) {
+        for (int c = 0; c < 5; c++)
+            if (array_begin(&col[c]) != 0)
+                goto oom;
+        for (size_t i = 0; i < w->entry_count; i++) {
+            const ledger_log_entry *e = &w->entries[i];
+            uint8_t id[16];
+            int rc = elem_i64(&col[0], e->leaf);
+            if (e->delivery != NULL && id_parse(e->delivery, id)) {
+                rc |= elem_bytes(&col[1], id, 16);
+            } else {
+                rc |= elem_null(&col[1]);
+                nulls = true;
+            }
+            rc |= elem_bytes(&col[2], e->salt, LEDGER_SALT_LEN);
+            rc |= elem_bytes(&col[3], e->commitment, LEDGER_HASH_LEN);
+            rc |= elem_bytes(&col[4], e->event, e->event_len);
+            if (rc != 0)
+                goto oom;
+        }
+        static const unsigned oids[5] = {OID_INT8, OID_UUID, OID_BYTEA, OID_BYTEA, OID_TEXT};
+        const char *values[5];
+        int lengths[5];
+        for (int c = 0; c < 5; c++) {
+            array_end(&col[c], oids[c], w->entry_count, c == 1 && nulls);
+            values[c] = (const char *)col[c].data;
+            lengths[c] = (int)col[c].len;
+        }
+        if (log_command(lg, LOG_STORE_ENTRIES_SQL, 5, values, lengths) != 0)
+            return -1;
+    }
+    for (size_t i = 0; i < w->tile_count; i++) {
+        const ledger_log_tile *t = &w->tiles[i];
+        uint8_t level[2] = {0, (uint8_t)t->level};
+        uint8_t idx[8];
+        put_be64(idx, t->index);
+        const char *values[3] = {(const char *)level, (const char *)idx, (const char *)t->hashes};
+        int lengths[3] = {2, 8, (int)(t->width * LEDGER_HASH_LEN)};
+        if (log_command(lg, LOG_STORE_TILE_SQL, 3, values, lengths) != 0)
+            return -1;
+    }
+    uint8_t size[8], time_ms[8];
+    put_be64(size, w->size);
+    put_be64(time_ms, w->time_ms);
+    const char *values[3] = {(const char *)size, (const char *)time_ms, w->checkpoint};
+    int lengths[3] = {8, 8, (int)strlen(w->checkpoint)};
+    return log_command(lg, LOG_STORE_CHECKPOINT_SQL, 3, values, lengths);
+oom:
+    fail(lg, "ledger log: out of memory");
+    return -1;
+}
+
+#define LOG_ENTRY_SELECT "SELECT leaf, delivery, salt, commitment, "
+
+static int pg_log_entries(ledger *base, ledger_log_select select, uint64_t first, uint64_t count,
+                          const char *delivery, bool commitments_only, ledger_log_row_fn fn,
+                          void *arg)
+{
+    ledger_pg *lg = impl(base);
+    char sql[256];
+    const char *values[2] = {NULL, NULL};
+    int lengths[2] = {0, 0};
+    int nparams = 0;
+    uint8_t lo[8], hi[8], id[16];
+    const char *event = commitments_only ? "NULL::text" : "event";
+    switch (select) {
+    case LEDGER_LOG_RANGE: {
+        uint64_t end = first + count < first ? UINT64_MAX : first + count;
+        put_be64(lo, first > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : first);
+        put_be64(hi, end > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : end);
+        values[0] = (const char *)lo;
+        values[1] = (const char *)hi;
+        lengths[0] = lengths[1] = 8;
+        nparams = 2;
+        snprintf(sql, sizeof sql,
+                 LOG_ENTRY_SELECT "%s FROM log_entries WHERE leaf >= $1::int8 AND leaf < $2::int8"
+                                  " ORDER BY leaf",
+                 event);
+        break;
+    }
+    case LEDGER_LOG_DELIVERY:
+        if (!id_parse(delivery, id))
+            return 0; /* no entry names such an ID */
+        values[0] = (const char *)id;
+        lengths[0] = 16;
+        nparams = 1;
+        snprintf(sql, sizeof sql,
+                 LOG_ENTRY_SELECT "%s FROM log_entries WHERE delivery = $1::uuid ORDER BY leaf",
+                 event);
+        break;
+    case LEDGER_LOG_OWN:
+    default:
+        snprintf(sql, sizeof sql,
+                 LOG_ENTRY_SELECT "%s FROM log_entries WHERE delivery IS NULL ORDER BY leaf",
+                 event);
+        break;
+    }
+    PGresult *res = read_query(lg, "log", NULL, sql, nparams, values, lengths);
+    if (res == NULL)
+        return -1;
+    int rows = PQntuples(res);
+    for (int r = 0; r < rows; r++) {
+        ledger_log_row row;
+        memset(&row, 0, sizeof row);
+        row.leaf = get_i64(res, r, 0);
+        if (!is_null(res, r, 1) && PQgetlength(res, r, 1) == 16)
+            id_format((const uint8_t *)PQgetvalue(res, r, 1), row.delivery);
+        if (PQgetlength(res, r, 2) == LEDGER_SALT_LEN)
+            memcpy(row.salt, PQgetvalue(res, r, 2), LEDGER_SALT_LEN);
+        get_sha256(res, r, 3, row.commitment);
+        if (!is_null(res, r, 4)) {
+            row.event = PQgetvalue(res, r, 4);
+            row.event_len = (size_t)PQgetlength(res, r, 4);
+        }
+        if (fn(arg, &row) != 0)
+            break;
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int pg_log_checkpoints(ledger *base, uint64_t min_size, uint64_t max_size, bool newest_first,
+                              uint64_t limit, ledger_checkpoint_fn fn, void *arg)
+{
+    ledger_pg *lg = impl(base);
+    uint8_t lo[8], hi[8], lim[8];
+    put_be64(lo, min_size > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : min_size);
+    put_be64(hi, max_size > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : max_size);
+    put_be64(lim, limit > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : limit);
+    /* LIMIT NULL is no limit. */
+    const char *values[3] = {(const char *)lo, (const char *)hi,
+                             limit == 0 ? NULL : (const char *)lim};
+    int lengths[3] = {8, 8, 8};
+    PGresult *res = read_query(
+        lg, "log checkpoints", NULL,
+        newest_first ? "SELECT size, time_ms, note FROM log_checkpoints WHERE size >= $1::int8"
+                       " AND size <= $2::int8 ORDER BY size DESC LIMIT $3::int8"
+                     : "SELECT size, time_ms, note FROM log_checkpoints WHERE size >= $1::int8"
+                       " AND size <= $2::int8 ORDER BY size LIMIT $3::int8",
+        3, values, lengths);
+    if (res == NULL)
+        return -1;
+    int rows = PQntuples(res);
+    for (int r = 0; r < rows; r++)
+        if (fn(arg, get_i64(res, r, 0), get_i64(res, r, 1), PQgetvalue(res, r, 2)) != 0)
+            break;
+    PQclear(res);
+    return 0;
+}
+
+static int pg_log_tile(ledger *base, unsigned level, uint64_t index, uint8_t *out, unsigned *width)
+{
+    ledger_pg *lg = impl(base);
+    uint8_t lv[2] = {0, (uint8_t)level}, idx[8];
+    put_be64(idx, index > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : index);
+    const char *values[2] = {(const char *)lv, (const char *)idx};
+    int lengths[2] = {2, 8};
+    *width = 0;
+    PGresult *res = read_query(lg, "log tile", NULL,
+                               "SELECT hashes FROM log_tiles WHERE level = $1::int2"
+                               " AND idx = $2::int8",
+                               2, values, lengths);
+    if (res == NULL)
+        return -1;
+    int rc = 0;
+    if (PQntuples(res) > 0) {
+        int n = PQgetlength(res, 0, 0);
+        if (n <= 0 || n > 256 * LEDGER_HASH_LEN || n % LEDGER_HASH_LEN != 0) {
+            fail(lg, "ledger log: tile %u/%" PRIu64 " is damaged", level, index);
+            rc = -1;
+        } else {
+            memcpy(out, PQgetvalue(res, 0, 0), (size_t)n);
+            *width = (unsigned)(n / LEDGER_HASH_LEN);
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
 static void pg_close(ledger *base)
 {
     ledger_pg *lg = impl(base);
@@ -2510,6 +2886,8 @@ static void pg_close(ledger *base)
     free(lg->items);
     free(lg->slots);
     free(lg->scratch.data);
+    for (size_t c = 0; c < sizeof lg->log_col / sizeof lg->log_col[0]; c++)
+        free(lg->log_col[c].data);
     free(lg);
 }
 
@@ -2603,6 +2981,11 @@ const ledger_ops ledger_pg_ops = {
     .commit = pg_commit,
     .rollback = pg_rollback,
     .write = pg_write,
+    .log_store = pg_log_store,
+    .log_lock = pg_log_lock,
+    .log_entries = pg_log_entries,
+    .log_checkpoints = pg_log_checkpoints,
+    .log_tile = pg_log_tile,
     .prepare = pg_prepare,
     .where = pg_where,
     .get = pg_get,

@@ -3,13 +3,14 @@
 // --node-id. A delivery issued on one node is bound on the other and
 // confirmed on the first; concurrent confirmations of the same deliveries
 // split across the nodes give one receipt each; each node's admin API shows
-// every delivery; a node SIGKILLed under load loses no confirmation answered
-// 200.
+// every delivery; both append to one evidence log, whose proofs either node's
+// tiles prove; a node SIGKILLed under load loses no confirmation answered 200.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { startServer, tempDir, pgCreateDatabase, pgUrl, pgQuery, RECEIPTD } from './lib/server.mjs';
+import { logcheck } from './lib/logcheck.mjs';
 import {
   newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postConfirm, verifyReceipt,
 } from './lib/client.mjs';
@@ -61,7 +62,7 @@ before(async () => {
   });
   const made = pgQuery(db, "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'deliveries'::regclass").map((r) => r.name);
   for (const m of months) assert.ok(made.includes(m), `${m} among ${made}`);
-  assert.equal(pgQuery(db, 'SELECT count(*) AS n FROM ledger_schema')[0].n, 2, 'each schema step once');
+  assert.equal(pgQuery(db, 'SELECT count(*) AS n FROM ledger_schema')[0].n, 3, 'each schema step once');
 });
 
 after(async () => {
@@ -134,10 +135,15 @@ test('200 concurrent confirmations of 100 deliveries, split across the nodes: on
       onB: { client: cb, plugin: await trade(b, cb, jwks, d.ticket) },
     };
   }));
-  const sealed = await Promise.all(pairs.flatMap((p) => [
-    sealConfirmation(p.onA.client, jwks, confirmation(p.onA.plugin)).then((jwe) => ({ p, side: p.onA, srv: a, jwe })),
-    sealConfirmation(p.onB.client, jwks, confirmation(p.onB.plugin)).then((jwe) => ({ p, side: p.onB, srv: b, jwe })),
-  ]));
+  // Sent in turns, A first for one delivery and B first for the next, so
+  // that neither node's batch holds every race.
+  const sealed = await Promise.all(pairs.flatMap((p, i) => {
+    const both = [
+      sealConfirmation(p.onA.client, jwks, confirmation(p.onA.plugin)).then((jwe) => ({ p, side: p.onA, srv: a, jwe })),
+      sealConfirmation(p.onB.client, jwks, confirmation(p.onB.plugin)).then((jwe) => ({ p, side: p.onB, srv: b, jwe })),
+    ];
+    return i % 2 ? both.reverse() : both;
+  }));
   const answers = await Promise.all(sealed.map(async (s) => ({
     ...s, out: await postConfirm(`${s.srv.url}/_receipt/confirm`, s.side.client, s.jwe),
   })));
@@ -156,6 +162,15 @@ test('200 concurrent confirmations of 100 deliveries, split across the nodes: on
   }
   const winsOnA = answers.filter((x) => x.out.status === 200 && x.srv === a).length;
   assert.ok(winsOnA > 0 && winsOnA < 100, `both nodes won some (${winsOnA} on A)`);
+  // One log for the site: every receipt's proof, whichever node answered,
+  // checks against the log as either node serves it.
+  const proofs = answers.filter((x) => x.out.status === 200).map((x) => x.out.json.proof);
+  const key = (await (await fetch(a.url + '/_receipt/log/key')).text()).trim();
+  assert.equal((await (await fetch(b.url + '/_receipt/log/key')).text()).trim(), key);
+  for (const srv of [a, b]) {
+    const checked = logcheck(srv.url, key, proofs);
+    assert.equal(checked.status, 0, checked.out);
+  }
 });
 
 test('either node\'s admin API shows every delivery of both', { skip, timeout: 60000 }, async () => {
