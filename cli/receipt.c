@@ -31,6 +31,7 @@
 #define EXIT_USAGE         2
 #define EXIT_SPOOLED       3
 #define EXIT_CORRUPTED     4
+#define EXIT_INCONSISTENT  5
 #define EXIT_INTERRUPTED   130
 
 #define CLI_PATH_MAX             4096
@@ -50,7 +51,14 @@ static const char usage_text[] =
     "        [--insecure-confirm] [--cacert FILE] [--capath DIR]\n"
     "                                     send spooled confirmations\n"
     "  verify RECEIPT_FILE [--jwks URL_OR_FILE] [--cacert FILE] [--capath DIR]\n"
-    "                                     check a receipt and print its payload\n"
+    "         [--proof FILE] [--log-key KEY]\n"
+    "                                     check a receipt (and its proof, kept beside\n"
+    "                                     it as DELIVERY.proof.json) and print its payload\n"
+    "  verify --bundle FILE [--log-key KEY]\n"
+    "                                     check an evidence bundle offline\n"
+    "  audit URL [--logs DIR] [--cacert FILE] [--capath DIR]\n"
+    "                                     check that the server's evidence log is\n"
+    "                                     consistent with what the last audit saw\n"
     "\n"
     "Options:\n"
     "  --key FILE          client key (default: STATE/client-key.pem; fetch creates it)\n"
@@ -67,6 +75,13 @@ static const char usage_text[] =
     "                      instead of the system's (default: $CURL_CA_BUNDLE, else\n"
     "                      $SSL_CERT_FILE and $SSL_CERT_DIR, else the system's CAs)\n"
     "  --capath DIR        the same with a directory of hashed CA certificates\n"
+    "  --proof FILE        the receipt's proof (default: the receipt file's name\n"
+    "                      with .proof.json for .jws, when that file exists)\n"
+    "  --log-key KEY       the evidence log's verifier key (name+id+key): checkpoints\n"
+    "                      must be signed by it\n"
+    "  --bundle FILE       an evidence bundle (receiptd evidence) to check\n"
+    "  --logs DIR          pinned log keys and the checkpoints audits saw\n"
+    "                      (default: STATE/logs)\n"
     "  -q, --quiet         no progress bar or summary on standard error\n"
     "  -v, --verbose       log what the library does to standard error\n"
     "  -h, --help          this text\n"
@@ -82,7 +97,9 @@ static const char usage_text[] =
     "  2  usage error\n"
     "  3  content saved, but the confirmation was spooled (run: receipt flush)\n"
     "  4  the bytes received differ from the content's digest: the delivery was\n"
-    "     confirmed as corrupted and no file is left under the final name\n";
+    "     confirmed as corrupted and no file is left under the final name\n"
+    "  5  audit, verify --bundle: the evidence log is not consistent with what was\n"
+    "     seen before (or with itself): it was rewritten or forked\n";
 
 static volatile sig_atomic_t cli_interrupted;
 
@@ -97,6 +114,10 @@ typedef struct cli_opts {
     const char *jwks;
     const char *cacert;
     const char *capath;
+    const char *proof;
+    const char *log_key;
+    const char *bundle;
+    const char *logs;
     bool json;
     bool quiet;
     bool verbose;
@@ -778,7 +799,7 @@ static int cmd_verify(cli_opts *o, const char *file)
     if (c == NULL)
         return EXIT_FAILURE_OTHER;
     int rc = EXIT_FAILURE_OTHER;
-    char *text = NULL, *jwks = NULL, *payload = NULL, *named = NULL;
+    char *text = NULL, *jwks = NULL, *payload = NULL, *named = NULL, *proof = NULL;
     bool jwks_fetched = false;
     if (cli_read_file(file, &text) != 0)
         goto out;
@@ -813,11 +834,34 @@ static int cmd_verify(cli_opts *o, const char *file)
         cli_err("%s: %s", file, receipt_errmsg(c));
         goto out;
     }
+    /* Its proof: the one named, or the one kept beside it. */
+    char beside[CLI_PATH_MAX];
+    const char *proof_file = o->proof;
+    size_t len = strlen(file);
+    if (proof_file == NULL && len > 4 && strcmp(file + len - 4, ".jws") == 0 &&
+        snprintf(beside, sizeof(beside), "%.*s.proof.json", (int)(len - 4), file) <
+            (int)sizeof(beside) &&
+        access(beside, F_OK) == 0)
+        proof_file = beside;
+    if (proof_file != NULL) {
+        if (cli_read_file(proof_file, &proof) != 0)
+            goto out;
+        if (receipt_verify_proof(c, receipt, proof, o->log_key) != RECEIPT_OK) {
+            cli_err("%s: %s", proof_file, receipt_errmsg(c));
+            goto out;
+        }
+    }
     printf("%s\n", payload);
     if (!o->quiet && !o->json)
-        cli_err("%s: valid receipt, signed with a key of %s", file, source);
+        cli_err("%s: valid receipt, signed with a key of %s%s", file, source,
+                proof_file == NULL   ? ""
+                : o->log_key != NULL ? "; in the evidence log (its proof checks, its checkpoint "
+                                       "signed by the log key)"
+                                     : "; in the evidence log (its proof checks; give --log-key "
+                                       "to check its checkpoint's signature)");
     rc = EXIT_CONFIRMED;
 out:
+    free(proof);
     receipt_free(named);
     receipt_free(payload);
     if (jwks_fetched)
@@ -825,6 +869,71 @@ out:
     else
         free(jwks);
     free(text);
+    receipt_client_free(c);
+    return rc;
+}
+
+static int cmd_verify_bundle(cli_opts *o)
+{
+    receipt_client *c = cli_client(o);
+    if (c == NULL)
+        return EXIT_FAILURE_OTHER;
+    int rc = EXIT_FAILURE_OTHER;
+    char *text = NULL, *report = NULL;
+    if (cli_read_file(o->bundle, &text) != 0)
+        goto out;
+    receipt_result r = receipt_verify_bundle(c, text, o->log_key, &report);
+    if (r != RECEIPT_OK) {
+        cli_err("%s: %s", o->bundle, receipt_errmsg(c));
+        rc = r == RECEIPT_ERR_INCONSISTENT ? EXIT_INCONSISTENT : EXIT_FAILURE_OTHER;
+        goto out;
+    }
+    printf("%s\n", report);
+    if (!o->quiet && !o->json)
+        cli_err("%s: valid evidence bundle (%s)", o->bundle,
+                o->log_key != NULL ? "its checkpoints signed by the log key given"
+                                   : "its checkpoints signed by the log keys it names; give "
+                                     "--log-key to check them against one you trust");
+    rc = EXIT_CONFIRMED;
+out:
+    receipt_free(report);
+    free(text);
+    receipt_client_free(c);
+    return rc;
+}
+
+static int cmd_audit(cli_opts *o, const char *url)
+{
+    char logs[CLI_PATH_MAX];
+    if (o->logs == NULL) {
+        if (cli_state_path("logs", logs, sizeof(logs)) != 0) {
+            cli_err("no state directory: set HOME or XDG_STATE_HOME, or give --logs DIR");
+            return EXIT_FAILURE_OTHER;
+        }
+        o->logs = logs;
+    }
+    receipt_client *c = cli_client(o);
+    if (c == NULL)
+        return EXIT_FAILURE_OTHER;
+    int rc = EXIT_FAILURE_OTHER;
+    char *report = NULL;
+    receipt_result r = receipt_audit(c, url, o->logs, &report);
+    if (r != RECEIPT_OK) {
+        cli_err("%s", receipt_errmsg(c));
+        rc = r == RECEIPT_ERR_INCONSISTENT ? EXIT_INCONSISTENT : EXIT_FAILURE_OTHER;
+        goto out;
+    }
+    printf("%s\n", report);
+    if (!o->quiet && !o->json)
+        cli_err(strstr(report, "\"first_use\":true") != NULL
+                    ? "%s: first audit of this evidence log: its key is pinned and its "
+                      "checkpoint kept in %s"
+                    : "%s: the evidence log is consistent with the checkpoint the last audit "
+                      "saw (the new one kept in %s)",
+                url, o->logs);
+    rc = EXIT_CONFIRMED;
+out:
+    receipt_free(report);
     receipt_client_free(c);
     return rc;
 }
@@ -841,7 +950,11 @@ int main(int argc, char **argv)
         OPT_DUE,
         OPT_INSECURE,
         OPT_CACERT,
-        OPT_CAPATH
+        OPT_CAPATH,
+        OPT_PROOF,
+        OPT_LOG_KEY,
+        OPT_BUNDLE,
+        OPT_LOGS
     };
     static const struct option longopts[] = {
         {"key", required_argument, NULL, OPT_KEY},
@@ -855,6 +968,10 @@ int main(int argc, char **argv)
         {"insecure-confirm", no_argument, NULL, OPT_INSECURE},
         {"cacert", required_argument, NULL, OPT_CACERT},
         {"capath", required_argument, NULL, OPT_CAPATH},
+        {"proof", required_argument, NULL, OPT_PROOF},
+        {"log-key", required_argument, NULL, OPT_LOG_KEY},
+        {"bundle", required_argument, NULL, OPT_BUNDLE},
+        {"logs", required_argument, NULL, OPT_LOGS},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -915,6 +1032,18 @@ int main(int argc, char **argv)
         case OPT_CAPATH:
             o.capath = optarg;
             break;
+        case OPT_PROOF:
+            o.proof = optarg;
+            break;
+        case OPT_LOG_KEY:
+            o.log_key = optarg;
+            break;
+        case OPT_BUNDLE:
+            o.bundle = optarg;
+            break;
+        case OPT_LOGS:
+            o.logs = optarg;
+            break;
         case 'q':
             o.quiet = true;
             break;
@@ -960,9 +1089,19 @@ int main(int argc, char **argv)
         return cmd_fetch(&o, pos[0]);
     }
     if (strcmp(cmd, "verify") == 0) {
+        if (o.bundle != NULL) {
+            if (npos != 0)
+                return cli_usage_error("verify --bundle takes no receipt file");
+            return cmd_verify_bundle(&o);
+        }
         if (npos != 1)
             return cli_usage_error("verify takes one receipt file");
         return cmd_verify(&o, pos[0]);
+    }
+    if (strcmp(cmd, "audit") == 0) {
+        if (npos != 1)
+            return cli_usage_error("audit takes one URL");
+        return cmd_audit(&o, pos[0]);
     }
     return cli_usage_error("unknown command %s", cmd);
 }

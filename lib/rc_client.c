@@ -62,6 +62,8 @@ RECEIPT_API const char *receipt_strerror(receipt_result r)
         return "internal error";
     case RECEIPT_ERR_TLS:
         return "TLS failure: the server could not be authenticated";
+    case RECEIPT_ERR_INCONSISTENT:
+        return "the log is not consistent with what was seen before";
     }
     return "unknown result";
 }

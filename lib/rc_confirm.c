@@ -1,4 +1,5 @@
 #include "lib/rc_confirm.h"
+#include "lib/rc_evidence.h"
 
 #include "common/b64.h"
 #include "common/durable.h"
@@ -20,6 +21,7 @@ void rc_confirm_answer_clear(rc_confirm_answer *a)
     if (a == NULL)
         return;
     free(a->receipt);
+    free(a->proof);
     memset(a, 0, sizeof(*a));
     a->retry_after_s = -1;
 }
@@ -207,6 +209,19 @@ receipt_result rc_confirm_send(receipt_client *c, const char *url, const char *c
     r = rc_confirm_check_receipt(c, set, receipt, delivery, client_id, &st, NULL);
     if (r != RECEIPT_OK)
         goto out;
+    /* A server that keeps the evidence log proves the confirmation is in
+     * it (docs/evidence.md); a proof that does not check fails as a
+     * receipt that does not would. */
+    const json_t *proof = json_object_get(obj, "proof");
+    if (proof != NULL) {
+        r = rc_evidence_check_proof(c, proof, receipt, delivery, NULL);
+        if (r != RECEIPT_OK)
+            goto out;
+        if ((a->proof = json_dumps(proof, JSON_COMPACT)) == NULL) {
+            r = rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+    }
     if ((a->receipt = strdup(receipt)) == NULL)
         r = rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
 out:
@@ -238,6 +253,21 @@ receipt_result rc_confirm_save_receipt(receipt_client *c, receipt_delivery *d)
     free(d->receipt_file);
     if ((d->receipt_file = strdup(path)) == NULL)
         return rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+    if (d->proof == NULL)
+        return RECEIPT_OK;
+    /* The proof beside it: DELIVERY.proof.json. */
+    if (snprintf(path, sizeof(path), "%s/%s.proof.json", c->receipt_dir, d->id) >=
+        (int)sizeof(path))
+        return rc_fail(c, RECEIPT_ERR_IO, "receipt directory name too long");
+    n = strlen(d->proof);
+    if ((text = malloc(n + 2)) == NULL)
+        return rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+    memcpy(text, d->proof, n);
+    text[n] = '\n';
+    rc = durable_write_atomic(path, text, n + 1, RC_RECEIPT_FILE_MODE, true, err, sizeof(err));
+    free(text);
+    if (rc != 0)
+        return rc_fail(c, RECEIPT_ERR_IO, "cannot save the receipt's proof: %s", err);
     return RECEIPT_OK;
 }
 
@@ -323,6 +353,8 @@ RECEIPT_API receipt_result receipt_confirm(receipt_client *c, receipt_delivery *
         d->status = a.status;
         d->receipt = a.receipt;
         a.receipt = NULL;
+        d->proof = a.proof;
+        a.proof = NULL;
         rc_log(c, RECEIPT_LOG_INFO, "delivery %s %s", d->id, receipt_status_name(d->status));
         r = rc_confirm_save_receipt(c, d);
         goto out;

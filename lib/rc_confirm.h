@@ -28,6 +28,7 @@ typedef struct rc_confirm_answer {
     bool retryable;        /* no answer, 429 or 5xx                     */
     receipt_status status; /* CONFIRMED or CORRUPTED on RECEIPT_OK       */
     char *receipt;         /* the verified JWS on RECEIPT_OK (malloc'd) */
+    char *proof;           /* its checked proof (JSON text), or NULL    */
 } rc_confirm_answer;
 
 void rc_confirm_answer_clear(rc_confirm_answer *a);

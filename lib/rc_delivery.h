@@ -47,6 +47,7 @@ struct receipt_delivery {
 
     char *receipt;
     char *receipt_file;
+    char *proof; /* the answer's "proof" (JSON text), or NULL */
 };
 
 receipt_delivery *rc_delivery_new(void);

@@ -53,6 +53,7 @@ RECEIPT_API void receipt_delivery_free(receipt_delivery *d)
     free(d->ticket);
     free(d->receipt);
     free(d->receipt_file);
+    free(d->proof);
     free(d);
 }
 
@@ -136,6 +137,11 @@ RECEIPT_API const char *receipt_delivery_receipt(const receipt_delivery *d)
 RECEIPT_API const char *receipt_delivery_receipt_file(const receipt_delivery *d)
 {
     return d ? d->receipt_file : NULL;
+}
+
+RECEIPT_API const char *receipt_delivery_proof(const receipt_delivery *d)
+{
+    return d ? d->proof : NULL;
 }
 
 static int rc_fetch_on_body(const void *data, size_t n, void *user)

@@ -95,6 +95,8 @@ static void rc_flush_one(receipt_client *c, rc_spool_entry *e, receipt_flush_fn 
         d->status = a.status;
         d->receipt = a.receipt;
         a.receipt = NULL;
+        d->proof = a.proof;
+        a.proof = NULL;
         if (rc_confirm_save_receipt(c, d) != RECEIPT_OK) {
             /* The receipt is still handed to the caller: the spool entry
              * goes, since sending again would only bring the same one. */

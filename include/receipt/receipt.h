@@ -63,6 +63,9 @@ typedef enum receipt_result {
      * (unknown issuer, wrong host name, expired) or the handshake broke.
      * Like RECEIPT_ERR_NETWORK, no HTTP answer came. */
     RECEIPT_ERR_TLS,
+    /* Two checkpoints of a log that are not consistent, or tiles that do
+     * not make its checkpoint's tree: the log was rewritten or forked. */
+    RECEIPT_ERR_INCONSISTENT,
 } receipt_result;
 
 /* A static English description of a result code; never NULL. */
@@ -265,6 +268,13 @@ RECEIPT_API const char *receipt_delivery_confirm_url(const receipt_delivery *d);
 RECEIPT_API const char *receipt_delivery_receipt(const receipt_delivery *d);
 /* Where the receipt was saved; NULL when it was not. */
 RECEIPT_API const char *receipt_delivery_receipt_file(const receipt_delivery *d);
+/*
+ * The proof that the confirmation is in the server's evidence log (the
+ * "proof" object of the answer, as JSON text, checked against the receipt),
+ * once confirmed by a server that keeps the log; NULL otherwise. It is saved
+ * beside the receipt as DELIVERY.proof.json.
+ */
+RECEIPT_API const char *receipt_delivery_proof(const receipt_delivery *d);
 
 RECEIPT_API void receipt_delivery_free(receipt_delivery *d);
 
@@ -328,6 +338,44 @@ RECEIPT_API receipt_result receipt_jwks_url(receipt_client *c, const char *recei
  */
 RECEIPT_API receipt_result receipt_verify(receipt_client *c, const char *receipt, const char *jwks,
                                           char **payload);
+
+/* ---- evidence (docs/evidence.md) ---- */
+
+/*
+ * Checks the proof (JSON text, as receipt_delivery_proof() gives it) of a
+ * receipt: its event is canonical JSON naming the receipt's delivery and
+ * the receipt by its SHA-256, and is the leaf of the proof's checkpoint
+ * that the inclusion proof says. With log_key (the log's verifier key text,
+ * name+id+key; NULL: none) the checkpoint must also be signed by it.
+ * RECEIPT_ERR_VERIFY says what failed.
+ */
+RECEIPT_API receipt_result receipt_verify_proof(receipt_client *c, const char *receipt,
+                                                const char *proof, const char *log_key);
+
+/*
+ * Checks an evidence bundle (receiptd evidence) offline: every event's
+ * leaf in the bundle's checkpoint, the checkpoint of each event's batch
+ * consistent with it, the events of the bundle's delivery in log order,
+ * the receipt signed by one of the site's signing keys and named by the
+ * confirmation's event. Checkpoints open with log_key when given, else with
+ * the log keys the bundle carries. On RECEIPT_OK *report (when report is
+ * not NULL) receives a JSON summary. RECEIPT_ERR_INCONSISTENT: two of its
+ * checkpoints are not consistent; RECEIPT_ERR_VERIFY: another check failed.
+ */
+RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *bundle,
+                                                 const char *log_key, char **report);
+
+/*
+ * Audits the evidence log of the server at url (its base URL): fetches its
+ * checkpoint, opens it with the log key pinned in dir (the first audit pins
+ * the key the server names), rebuilds its tree head from the tiles, and
+ * checks that it is consistent with the checkpoint the last audit kept in
+ * dir, which it then replaces. RECEIPT_ERR_INCONSISTENT: the log was
+ * rewritten or forked (or its checkpoint is not signed by the pinned key).
+ * On RECEIPT_OK *report (when not NULL) receives a JSON summary.
+ */
+RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, const char *dir,
+                                         char **report);
 
 #ifdef __cplusplus
 }

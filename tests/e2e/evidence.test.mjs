@@ -6,7 +6,11 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { startServer, RECEIPTD, LEDGER, ledgerArgs } from './lib/server.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  startServer, tempDir, RECEIPTD, RECEIPT_CLI, LEDGER, ledgerArgs, pgUrl, pgCreateDatabase,
+} from './lib/server.mjs';
 import {
   newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postConfirm, sha256b64url,
 } from './lib/client.mjs';
@@ -57,6 +61,16 @@ async function assertProofNames(proof, delivery, receipt, status = 'confirmed') 
   assert.ok(Number.isInteger(proof.index) && proof.index > 0);
 }
 
+/** A verifier key of the same name, but another (fresh Ed25519) key. */
+function otherLogKey(key) {
+  const name = key.split('+')[0];
+  const { publicKey } = crypto.generateKeyPairSync('ed25519');
+  const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
+  const blob = Buffer.concat([Buffer.from([1]), raw]);
+  const id = crypto.createHash('sha256').update(Buffer.concat([Buffer.from(name + '\n'), blob])).digest().subarray(0, 4);
+  return `${name}+${id.toString('hex')}+${blob.toString('base64')}`;
+}
+
 describe(`evidence log (${LEDGER})`, () => {
   let srv;
   let jwks;
@@ -104,7 +118,7 @@ describe(`evidence log (${LEDGER})`, () => {
     assert.deepEqual(bad.lines.filter((l) => /proof \d/.test(l)).map((l) => l.split(':')[0]),
       ['ok proof 1', 'not ok proof 2', 'not ok proof 3']);
     // And a key that is not the log's opens no checkpoint.
-    const other = logcheck(srv.url, key.replace(/\+[0-9a-f]{8}\+/, '+00000000+'), []);
+    const other = logcheck(srv.url, otherLogKey(key), []);
     assert.equal(other.status, 1);
   });
 
@@ -195,5 +209,129 @@ describe(`evidence log (${LEDGER})`, () => {
 
     assert.equal(run(['01900000-0000-7000-8000-000000000000']).status, 4);
     assert.equal(run(['not-an-id']).status, 2);
+  });
+});
+
+// The command's side: receipt fetch keeps the proof beside the receipt,
+// receipt verify checks it, receipt verify --bundle checks a bundle with no
+// network, receipt audit pins the log's key and reports a rewritten log.
+describe(`receipt verify and audit (${LEDGER})`, () => {
+  const xdg = tempDir('receipt-xdg-');
+  const cli = (args, opts = {}) => spawnSync(RECEIPT_CLI, args, {
+    encoding: 'utf8', env: { ...process.env, XDG_STATE_HOME: xdg, ...(opts.env || {}) }, timeout: 30000,
+  });
+  const receipts = path.join(xdg, 'receipt', 'receipts');
+  let srv;
+  let key;
+  before(async () => {
+    srv = await startServer({ files: { 'page.html': PAGE, 'blob.bin': BIN } });
+    key = (await (await fetch(srv.url + '/_receipt/log/key')).text()).trim();
+  });
+  after(async () => { if (srv) await srv.stop(); });
+
+  async function fetched() {
+    const out = path.join(xdg, 'blob.bin');
+    const r = cli(['fetch', srv.url + '/blob.bin', '-o', out, '--json', '-q']);
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  }
+
+  test('fetch keeps the proof; verify checks it, with the log key too', async () => {
+    const got = await fetched();
+    const proofFile = path.join(receipts, `${got.delivery}.proof.json`);
+    const proof = JSON.parse(fs.readFileSync(proofFile, 'utf8'));
+    assert.equal(JSON.parse(proof.leaf.event).delivery, got.delivery);
+    const jwks = srv.url + '/_receipt/jwks.json';
+    let r = cli(['verify', got.receipt_file, '--jwks', jwks]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /in the evidence log/);
+    r = cli(['verify', got.receipt_file, '--jwks', jwks, '--log-key', key]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /signed by the log key/);
+    // Another log's key, a proof of another event, a proof with a hash changed: refused.
+    r = cli(['verify', got.receipt_file, '--jwks', jwks, '--log-key', otherLogKey(key)]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /does not open with the log's key/);
+    const second = await fetched();
+    const swapped = path.join(xdg, 'swapped.proof.json');
+    fs.copyFileSync(path.join(receipts, `${second.delivery}.proof.json`), swapped);
+    r = cli(['verify', got.receipt_file, '--jwks', jwks, '--proof', swapped]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /not of delivery/);
+    const bent = structuredClone(proof);
+    bent.index += 1;
+    fs.writeFileSync(swapped, JSON.stringify(bent));
+    r = cli(['verify', got.receipt_file, '--jwks', jwks, '--proof', swapped]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /is not in the tree/);
+  });
+
+  test('verify --bundle checks a bundle offline and says what failed', async () => {
+    const got = await fetched();
+    const made = spawnSync(RECEIPTD, ['evidence', '--state-dir', srv.stateDir, ...ledgerArgs(srv.stateDir), got.delivery], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const file = path.join(xdg, 'bundle.json');
+    fs.writeFileSync(file, made.stdout);
+    // No network: a proxy that does not exist, and the server's URL nowhere.
+    const offline = { env: { http_proxy: 'http://127.0.0.1:9', https_proxy: 'http://127.0.0.1:9', ALL_PROXY: 'http://127.0.0.1:9' } };
+    let r = cli(['verify', '--bundle', file, '--log-key', key], offline);
+    assert.equal(r.status, 0, r.stderr);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.delivery, got.delivery);
+    assert.equal(report.status, 'confirmed');
+    assert.deepEqual(report.events, ['issued', 'confirmed']);
+
+    const bundle = JSON.parse(made.stdout);
+    const broken = [
+      ['an event changed', (b) => { b.events[1].leaf.event = b.events[1].leaf.event.replace('"confirmed"', '"corrupted"'); }, 1, /event 2: .*not in the tree/],
+      ['another receipt', (b) => { b.receipt = got.receipt.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')); }, 1, /receipt/],
+      ['events reordered', (b) => { b.events.reverse(); }, 1, /event 2: it is not after/],
+      ['a consistency proof altered', (b) => { b.events[0].batch.consistency = [b.events[1].hashes[0] || 'A'.repeat(43) + '=']; }, 5, /rewritten or forked/],
+      ['a checkpoint not signed by the log key', (b) => { b.keys.log = [{ key: otherLogKey(key) }]; }, 1, /does not open/],
+    ];
+    for (const [name, change, status, message] of broken) {
+      const b = structuredClone(bundle);
+      change(b);
+      fs.writeFileSync(file, JSON.stringify(b));
+      r = cli(['verify', '--bundle', file], offline);
+      assert.equal(r.status, status, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, message, name);
+    }
+  });
+
+  test('audit pins the key, follows the log, and exits 5 on a rewritten log', async () => {
+    const logs = path.join(xdg, 'logs-audit');
+    let r = cli(['audit', srv.url, '--logs', logs]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).first_use, true);
+    assert.match(r.stderr, /first audit/);
+    const size = JSON.parse(r.stdout).size;
+    await fetched();
+    r = cli(['audit', srv.url, '--logs', logs]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).previous, size);
+    assert.ok(JSON.parse(r.stdout).size > size);
+
+    // The same keys on a ledger begun again: a log rewritten from scratch.
+    assert.equal((await srv.stop()).code, 0);
+    const port = srv.port;
+    const state = srv.stateDir;
+    const root = srv.root;
+    srv = null;
+    const fresh = LEDGER === 'postgresql' ? pgUrl(pgCreateDatabase('fork'))
+      : `sqlite:${path.join(tempDir('receipt-fork-'), 'ledger.sqlite')}`;
+    srv = await startServer({ root, stateDir: state, port, args: ['--ledger', fresh] });
+    r = cli(['audit', srv.url, '--logs', logs]);
+    assert.equal(r.status, 5, r.stderr + r.stdout);
+    assert.match(r.stderr, /fewer than|rewritten|forked/);
+    // Grown past the old size, it still is not the log seen before.
+    const target = JSON.parse(fs.readFileSync(fs.readdirSync(logs).map((f) => path.join(logs, f))[0], 'utf8')).checkpoint.split('\n')[1];
+    for (let i = 0; i < Number(target); i++) await fetched();
+    r = cli(['audit', srv.url, '--logs', logs]);
+    assert.equal(r.status, 5, r.stderr + r.stdout);
+    assert.match(r.stderr, /not consistent .*rewritten or forked/);
+    // Another audit state (another auditor) starts afresh: exit 0.
+    r = cli(['audit', srv.url, '--logs', path.join(xdg, 'logs-new')]);
+    assert.equal(r.status, 0, r.stderr);
   });
 });

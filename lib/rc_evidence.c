@@ -1,0 +1,785 @@
+#include "lib/rc_evidence.h"
+
+#include "common/b64.h"
+#include "common/checkpoint.h"
+#include "common/durable.h"
+#include "common/jcs.h"
+#include "common/merkle.h"
+#include "common/note.h"
+#include "common/sjson.h"
+#include "common/tiles.h"
+#include "lib/rc_confirm.h"
+#include "lib/rc_http.h"
+#include "lib/rc_jwks.h"
+
+#include <errno.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define EVIDENCE_EVENTS_MAX 64   /* events of one delivery in a bundle */
+#define EVIDENCE_KEYS_MAX   64   /* log keys, and signing keys, of a bundle */
+#define AUDIT_TILE_CACHE    16   /* tiles an audit keeps in memory */
+#define AUDIT_PIN_MAX       4096 /* bytes of a pinned log's file */
+#define RECEIPT_HASH_LEN    43   /* base64url of SHA-256 */
+
+/* ---- pieces of proofs ---- */
+
+/* A hash in standard base64, as checkpoints and proofs write them. */
+static bool hash_parse(const json_t *v, merkle_hash *out)
+{
+    return json_is_string(v) && b64std_decode(json_string_value(v), json_string_length(v),
+                                              out->bytes, sizeof out->bytes) == MERKLE_HASH_LEN;
+}
+
+/* A list of at most MERKLE_MAX_PROOF hashes. Returns its length, or -1. */
+static long hashes_parse(const json_t *list, merkle_hash *out)
+{
+    if (!json_is_array(list) || json_array_size(list) > MERKLE_MAX_PROOF)
+        return -1;
+    for (size_t i = 0; i < json_array_size(list); i++)
+        if (!hash_parse(json_array_get(list, i), &out[i]))
+            return -1;
+    return (long)json_array_size(list);
+}
+
+/*
+ * A signed checkpoint: opened with the known keys when there are any, else
+ * only parsed (its signature unchecked). Returns 0, or -1 with why set.
+ */
+static int checkpoint_read(const char *note, note_verifier *const *known, size_t nknown,
+                           checkpoint *cp, char *why, size_t whylen)
+{
+    size_t n = strlen(note);
+    if (nknown > 0) {
+        note_result nr = checkpoint_open(note, n, known, nknown, cp, NULL);
+        if (nr != NOTE_OK) {
+            snprintf(why, whylen, "its checkpoint does not open with the log's key (%s)",
+                     note_result_str(nr));
+            return -1;
+        }
+    } else {
+        const char *end = strstr(note, "\n\n");
+        if (end == NULL || !checkpoint_parse(note, (size_t)(end - note) + 1, cp)) {
+            snprintf(why, whylen, "its checkpoint is not a signed checkpoint");
+            return -1;
+        }
+    }
+    if (nknown > 0 && strcmp(cp->origin, note_verifier_name(known[0])) != 0) {
+        snprintf(why, whylen, "its checkpoint is of log %s, not %s", cp->origin,
+                 note_verifier_name(known[0]));
+        return -1;
+    }
+    return 0;
+}
+
+/* The receipt's digest as events name it. */
+static void receipt_hash(const char *receipt, char out[RECEIPT_HASH_LEN + 1])
+{
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256((const uint8_t *)receipt, strlen(receipt), digest);
+    b64url_encode(digest, sizeof digest, out);
+}
+
+/*
+ * One leaf: {"index", "leaf": {"salt", "event"}, "hashes"} proved in the
+ * tree of cp. The event, parsed, into *event (a new reference).
+ * Returns 0, or -1 with why set.
+ */
+static int leaf_check(const json_t *obj, const checkpoint *cp, json_t **event, uint64_t *index,
+                      char *why, size_t whylen)
+{
+    *event = NULL;
+    const json_t *leaf = json_object_get(obj, "leaf");
+    const json_t *salt_v = json_object_get(leaf, "salt");
+    const json_t *event_v = json_object_get(leaf, "event");
+    merkle_hash proof[MERKLE_MAX_PROOF];
+    uint8_t salt[MERKLE_SALT_LEN];
+    if (!sjson_uint(obj, "index", index) || !json_is_object(leaf) || !json_is_string(salt_v) ||
+        !json_is_string(event_v) || json_object_size(leaf) != 2) {
+        snprintf(why, whylen, "it is not a proof (index, leaf with salt and event, hashes)");
+        return -1;
+    }
+    long count = hashes_parse(json_object_get(obj, "hashes"), proof);
+    if (count < 0) {
+        snprintf(why, whylen, "its hashes are not a list of base64 SHA-256 hashes");
+        return -1;
+    }
+    if (b64url_decode(json_string_value(salt_v), json_string_length(salt_v), salt, sizeof salt) !=
+        MERKLE_SALT_LEN) {
+        snprintf(why, whylen, "its salt is not 32 bytes of base64url");
+        return -1;
+    }
+    const char *text = json_string_value(event_v);
+    size_t len = json_string_length(event_v);
+    if (!jcs_is_canonical(text, len)) {
+        snprintf(why, whylen, "its event is not canonical JSON (RFC 8785)");
+        return -1;
+    }
+    merkle_hash commitment, leaf_hash;
+    merkle_commitment(salt, text, len, &commitment);
+    merkle_leaf_hash(commitment.bytes, sizeof commitment.bytes, &leaf_hash);
+    merkle_result mr =
+        merkle_verify_inclusion(*index, cp->size, &leaf_hash, proof, (size_t)count, &cp->root);
+    if (mr != MERKLE_OK) {
+        snprintf(why, whylen,
+                 "leaf %llu (the commitment to its event and salt) is not in the tree of %llu "
+                 "leaves its checkpoint signs (%s)",
+                 (unsigned long long)*index, (unsigned long long)cp->size, merkle_result_str(mr));
+        return -1;
+    }
+    *event = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(*event)) {
+        json_decref(*event);
+        *event = NULL;
+        snprintf(why, whylen, "its event is not a JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether a parsed event names delivery (and, for a final event, receipt). */
+static int event_names(const json_t *event, const char *delivery, const char *receipt, char *why,
+                       size_t whylen)
+{
+    const char *named = sjson_string(event, "delivery", NULL);
+    const char *type = sjson_string(event, "type", NULL);
+    if (named == NULL || strcmp(named, delivery) != 0) {
+        snprintf(why, whylen, "its event is not of delivery %s", delivery);
+        return -1;
+    }
+    if (receipt == NULL || type == NULL ||
+        (strcmp(type, "confirmed") != 0 && strcmp(type, "corrupted") != 0 &&
+         strcmp(type, "existing") != 0))
+        return 0;
+    char want[RECEIPT_HASH_LEN + 1];
+    const char *has = sjson_string(event, "receipt_sha256", NULL);
+    receipt_hash(receipt, want);
+    if (has == NULL || strcmp(has, want) != 0) {
+        snprintf(why, whylen, "its %s event names another receipt than this one", type);
+        return -1;
+    }
+    return 0;
+}
+
+static void free_verifiers(note_verifier **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        note_verifier_free(v[i]);
+}
+
+receipt_result rc_evidence_check_proof(receipt_client *c, const json_t *proof, const char *receipt,
+                                       const char *delivery, const char *log_key)
+{
+    note_verifier *key = NULL;
+    json_t *event = NULL;
+    checkpoint cp;
+    char why[384];
+    uint64_t index = 0;
+    receipt_result r = RECEIPT_ERR_VERIFY;
+    if (log_key != NULL && note_verifier_parse(log_key, strlen(log_key), &key) != NOTE_OK)
+        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "%s is not a log's verifier key", log_key);
+    const char *note = sjson_string(proof, "checkpoint", NULL);
+    if (!json_is_object(proof) || note == NULL || json_object_size(proof) != 4) {
+        snprintf(why, sizeof why, "it is not a proof (index, leaf, hashes, checkpoint)");
+        goto fail;
+    }
+    if (checkpoint_read(note, &key, key != NULL ? 1 : 0, &cp, why, sizeof why) != 0 ||
+        leaf_check(proof, &cp, &event, &index, why, sizeof why) != 0 ||
+        event_names(event, delivery, receipt, why, sizeof why) != 0)
+        goto fail;
+    const char *type = sjson_string(event, "type", NULL);
+    if (type == NULL || (strcmp(type, "confirmed") != 0 && strcmp(type, "corrupted") != 0)) {
+        snprintf(why, sizeof why, "its event is no confirmation");
+        goto fail;
+    }
+    r = RECEIPT_OK;
+    goto out;
+fail:
+    r = rc_fail(c, RECEIPT_ERR_VERIFY, "the proof of delivery %s: %s", delivery, why);
+out:
+    json_decref(event);
+    note_verifier_free(key);
+    return r;
+}
+
+/* The delivery a receipt's payload names (its signature not checked). */
+static int receipt_delivery_of(const char *receipt, char out[64])
+{
+    const char *dot = strchr(receipt, '.');
+    const char *end = dot != NULL ? strchr(dot + 1, '.') : NULL;
+    if (end == NULL || (size_t)(end - dot - 1) > 8192)
+        return -1;
+    uint8_t payload[6200];
+    long n = b64url_decode(dot + 1, (size_t)(end - dot - 1), payload, sizeof payload);
+    if (n <= 0)
+        return -1;
+    json_t *obj = json_loadb((const char *)payload, (size_t)n, 0, NULL);
+    const char *id = sjson_string(obj, "delivery", NULL);
+    int rc = id != NULL && strlen(id) < 64 ? 0 : -1;
+    if (rc == 0)
+        snprintf(out, 64, "%s", id);
+    json_decref(obj);
+    return rc;
+}
+
+RECEIPT_API receipt_result receipt_verify_proof(receipt_client *c, const char *receipt,
+                                                const char *proof, const char *log_key)
+{
+    if (c == NULL)
+        return RECEIPT_ERR_ARGUMENT;
+    if (receipt == NULL || proof == NULL)
+        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "a receipt and its proof are required");
+    c->errmsg[0] = '\0';
+    char delivery[64], err[128];
+    if (receipt_delivery_of(receipt, delivery) != 0)
+        return rc_fail(c, RECEIPT_ERR_VERIFY, "the receipt names no delivery");
+    json_t *obj = sjson_parse_object(proof, strnlen(proof, RC_EVIDENCE_PROOF_MAX + 1),
+                                     SJSON_MAX_DEPTH, err, sizeof err);
+    if (obj == NULL || strlen(proof) > RC_EVIDENCE_PROOF_MAX) {
+        json_decref(obj);
+        return rc_fail(c, RECEIPT_ERR_VERIFY, "the proof is not JSON: %s", err);
+    }
+    receipt_result r = rc_evidence_check_proof(c, obj, receipt, delivery, log_key);
+    json_decref(obj);
+    return r;
+}
+
+/* ---- bundles ---- */
+
+typedef struct bundle_keys {
+    note_verifier *log[EVIDENCE_KEYS_MAX];
+    size_t log_count;
+} bundle_keys;
+
+/* The log keys to open checkpoints with: the pinned one, or the bundle's. */
+static int bundle_log_keys(const json_t *bundle, const char *origin, const char *pinned,
+                           bundle_keys *keys, char *why, size_t whylen)
+{
+    if (pinned != NULL) {
+        if (note_verifier_parse(pinned, strlen(pinned), &keys->log[0]) != NOTE_OK) {
+            snprintf(why, whylen, "%s is not a log's verifier key", pinned);
+            return -1;
+        }
+        keys->log_count = 1;
+    } else {
+        const json_t *list = json_object_get(json_object_get(bundle, "keys"), "log");
+        if (!json_is_array(list) || json_array_size(list) == 0 ||
+            json_array_size(list) > EVIDENCE_KEYS_MAX) {
+            snprintf(why, whylen, "the bundle names no log key");
+            return -1;
+        }
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            const char *text = sjson_string(json_array_get(list, i), "key", NULL);
+            if (text == NULL ||
+                note_verifier_parse(text, strlen(text), &keys->log[keys->log_count]) != NOTE_OK) {
+                snprintf(why, whylen, "log key %zu of the bundle is not a verifier key", i + 1);
+                return -1;
+            }
+            keys->log_count++;
+        }
+    }
+    for (size_t i = 0; i < keys->log_count; i++) {
+        if (strcmp(note_verifier_name(keys->log[i]), origin) != 0) {
+            snprintf(why, whylen, "the log key %s is not of the bundle's log %s",
+                     note_verifier_name(keys->log[i]), origin);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The bundle's signing keys as a JWK Set. */
+static json_t *bundle_jwks(const json_t *bundle)
+{
+    const json_t *list = json_object_get(json_object_get(bundle, "keys"), "signing");
+    json_t *set = json_pack("{s:[]}", "keys");
+    if (!json_is_array(list) || set == NULL || json_array_size(list) > EVIDENCE_KEYS_MAX) {
+        json_decref(set);
+        return NULL;
+    }
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *jwk = json_object_get(json_array_get(list, i), "jwk");
+        if (!json_is_object(jwk) || json_array_append(json_object_get(set, "keys"), jwk) != 0) {
+            json_decref(set);
+            return NULL;
+        }
+    }
+    return set;
+}
+
+/*
+ * One event of a bundle: its leaf in the bundle's checkpoint (newest), the
+ * checkpoint of its batch and the consistency proof from it to newest.
+ * Returns RECEIPT_OK, RECEIPT_ERR_INCONSISTENT or RECEIPT_ERR_VERIFY with
+ * why set; *event the parsed event.
+ */
+static receipt_result bundle_event(const json_t *obj, const checkpoint *newest,
+                                   const bundle_keys *keys, json_t **event, uint64_t *index,
+                                   char *why, size_t whylen)
+{
+    if (leaf_check(obj, newest, event, index, why, whylen) != 0)
+        return RECEIPT_ERR_VERIFY;
+    const json_t *batch = json_object_get(obj, "batch");
+    const char *note = sjson_string(batch, "checkpoint", NULL);
+    merkle_hash proof[MERKLE_MAX_PROOF];
+    long count = hashes_parse(json_object_get(batch, "consistency"), proof);
+    checkpoint cp;
+    if (note == NULL || count < 0) {
+        snprintf(why, whylen, "it has no batch checkpoint with a consistency proof");
+        return RECEIPT_ERR_VERIFY;
+    }
+    if (checkpoint_read(note, keys->log, keys->log_count, &cp, why, whylen) != 0)
+        return RECEIPT_ERR_VERIFY;
+    if (cp.size <= *index || cp.size > newest->size) {
+        snprintf(why, whylen, "its batch's checkpoint (%llu leaves) cannot hold it",
+                 (unsigned long long)cp.size);
+        return RECEIPT_ERR_VERIFY;
+    }
+    merkle_result mr = merkle_verify_consistency(cp.size, newest->size, &cp.root, &newest->root,
+                                                 proof, (size_t)count);
+    if (mr != MERKLE_OK) {
+        snprintf(why, whylen,
+                 "the checkpoint of its batch (%llu leaves) and the bundle's (%llu) are not "
+                 "consistent: the log was rewritten or forked",
+                 (unsigned long long)cp.size, (unsigned long long)newest->size);
+        return RECEIPT_ERR_INCONSISTENT;
+    }
+    return RECEIPT_OK;
+}
+
+static const char *delivery_or_empty(const json_t *bundle)
+{
+    const char *d = bundle != NULL ? sjson_string(bundle, "delivery", NULL) : NULL;
+    return d != NULL ? d : "";
+}
+
+RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *text,
+                                                 const char *log_key, char **report)
+{
+    if (report != NULL)
+        *report = NULL;
+    if (c == NULL)
+        return RECEIPT_ERR_ARGUMENT;
+    if (text == NULL)
+        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "a bundle is required");
+    c->errmsg[0] = '\0';
+    bundle_keys keys = {.log_count = 0};
+    json_t *bundle = NULL, *set = NULL, *event = NULL, *out = NULL, *types = NULL;
+    char *payload = NULL;
+    char err[128] = "", why[384] = "";
+    receipt_result r = RECEIPT_ERR_VERIFY;
+    uint64_t version = 0, last_index = 0;
+    const char *delivery = NULL, *origin = NULL, *note = NULL, *receipt = NULL;
+    const char *final_type = NULL;
+    const json_t *events = NULL, *receipt_v = NULL;
+    checkpoint newest;
+    size_t n = strnlen(text, RC_EVIDENCE_BUNDLE_MAX + 1);
+    if (n > RC_EVIDENCE_BUNDLE_MAX) {
+        snprintf(why, sizeof why, "it is larger than %d bytes", RC_EVIDENCE_BUNDLE_MAX);
+        goto fail;
+    }
+    bundle = sjson_parse_object(text, n, SJSON_MAX_DEPTH, err, sizeof err);
+    if (bundle == NULL) {
+        snprintf(why, sizeof why, "it is not JSON: %s", err);
+        goto fail;
+    }
+    delivery = sjson_string(bundle, "delivery", NULL);
+    origin = sjson_string(bundle, "origin", NULL);
+    note = sjson_string(bundle, "checkpoint", NULL);
+    events = json_object_get(bundle, "events");
+    receipt_v = json_object_get(bundle, "receipt");
+    if (!sjson_uint(bundle, "v", &version) || version != 1) {
+        snprintf(why, sizeof why, "it is not an evidence bundle of version 1");
+        goto fail;
+    }
+    if (delivery == NULL || origin == NULL || note == NULL || !json_is_array(events) ||
+        json_array_size(events) == 0 || json_array_size(events) > EVIDENCE_EVENTS_MAX ||
+        !(json_is_null(receipt_v) || json_is_string(receipt_v))) {
+        snprintf(why, sizeof why,
+                 "it lacks a member (delivery, origin, checkpoint, events, receipt, keys)");
+        goto fail;
+    }
+    receipt = json_is_string(receipt_v) ? json_string_value(receipt_v) : NULL;
+    if (bundle_log_keys(bundle, origin, log_key, &keys, why, sizeof why) != 0)
+        goto fail;
+    if (checkpoint_read(note, keys.log, keys.log_count, &newest, why, sizeof why) != 0)
+        goto fail;
+
+    /* Every event: in the newest tree, its batch consistent with it, of
+     * this delivery, in the order of the log; the final one names the
+     * receipt. */
+    types = json_array();
+    for (size_t i = 0; i < json_array_size(events); i++) {
+        uint64_t index = 0;
+        json_decref(event);
+        event = NULL;
+        char sub[320] = "";
+        r = bundle_event(json_array_get(events, i), &newest, &keys, &event, &index, sub,
+                         sizeof sub);
+        if (r == RECEIPT_OK && event_names(event, delivery, receipt, sub, sizeof sub) != 0)
+            r = RECEIPT_ERR_VERIFY;
+        if (r == RECEIPT_OK && i > 0 && index <= last_index) {
+            snprintf(sub, sizeof sub, "it is not after the event before it in the log");
+            r = RECEIPT_ERR_VERIFY;
+        }
+        if (r != RECEIPT_OK) {
+            snprintf(why, sizeof why, "event %zu: %s", i + 1, sub);
+            goto fail_r;
+        }
+        last_index = index;
+        const char *type = sjson_string(event, "type", NULL);
+        if (type != NULL && (strcmp(type, "confirmed") == 0 || strcmp(type, "corrupted") == 0))
+            final_type = strcmp(type, "confirmed") == 0 ? "confirmed" : "corrupted";
+        json_array_append_new(types, json_string(type != NULL ? type : "?"));
+    }
+    r = RECEIPT_ERR_VERIFY;
+
+    /* The receipt: signed by one of the site's signing keys, of this
+     * delivery, named by the final event. */
+    if (receipt != NULL) {
+        set = bundle_jwks(bundle);
+        if (set == NULL) {
+            snprintf(why, sizeof why, "its signing keys are not JWKs");
+            goto fail;
+        }
+        if (final_type == NULL) {
+            snprintf(why, sizeof why, "it holds a receipt, but no confirmation event");
+            goto fail;
+        }
+        if (rc_confirm_check_receipt(c, set, receipt, delivery, NULL, NULL, &payload) !=
+            RECEIPT_OK) {
+            snprintf(why, sizeof why, "its receipt: %.360s", c->errmsg);
+            goto fail;
+        }
+    }
+    out = json_pack("{s:s,s:s,s:I,s:s?,s:o,s:b,s:s}", "delivery", delivery, "origin", origin,
+                    "size", (json_int_t)newest.size, "status", final_type, "events", types,
+                    "receipt", receipt != NULL, "keys", log_key != NULL ? "pinned" : "bundle");
+    types = NULL;
+    if (out == NULL || (report != NULL && (*report = json_dumps(out, JSON_COMPACT)) == NULL)) {
+        r = rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    r = RECEIPT_OK;
+    goto out;
+fail:
+    r = RECEIPT_ERR_VERIFY;
+fail_r:
+    rc_fail(c, r, "the bundle%s%s: %s", delivery_or_empty(bundle) ? " of " : "",
+            delivery_or_empty(bundle), why);
+out:
+    free(payload);
+    json_decref(out);
+    json_decref(types);
+    json_decref(event);
+    json_decref(set);
+    json_decref(bundle);
+    free_verifiers(keys.log, keys.log_count);
+    return r;
+}
+
+/* ---- audits ---- */
+
+typedef struct audit_tile {
+    bool used;
+    tiles_tile tile;
+    uint8_t data[TILES_WIDTH * MERKLE_HASH_LEN];
+} audit_tile;
+
+typedef struct audit {
+    receipt_client *c;
+    char base[RC_URL_MAX];
+    uint64_t size; /* the tree whose tiles are read */
+    audit_tile *cache;
+    size_t next;
+    bool fetch_failed; /* a tile could not be fetched (not: did not check) */
+} audit;
+
+/* GETs base/path into *resp (body up to cap). */
+static receipt_result audit_get(audit *a, const char *path, size_t cap, rc_http_response *resp)
+{
+    char url[RC_URL_MAX + 64];
+    if (snprintf(url, sizeof url, "%s/%s", a->base, path) >= (int)sizeof url)
+        return rc_fail(a->c, RECEIPT_ERR_ARGUMENT, "the log's URL is too long");
+    rc_http_request req = {.url = url, .body_cap = cap};
+    memset(resp, 0, sizeof *resp);
+    resp->retry_after_s = -1;
+    receipt_result r = rc_http_perform(a->c, &req, resp);
+    if (r != RECEIPT_OK)
+        return r;
+    if (resp->status != 200) {
+        char why[256];
+        rc_http_describe_error(resp, why, sizeof why);
+        return rc_fail(a->c, RECEIPT_ERR_HTTP, "GET %s: %s", url, why);
+    }
+    return RECEIPT_OK;
+}
+
+static const uint8_t *audit_tile_get(audit *a, const tiles_tile *t)
+{
+    for (size_t i = 0; i < AUDIT_TILE_CACHE; i++) {
+        const audit_tile *k = &a->cache[i];
+        if (k->used && k->tile.level == t->level && k->tile.index == t->index &&
+            k->tile.width == t->width)
+            return k->data;
+    }
+    char path[TILES_PATH_MAX];
+    if (tiles_path(t, path) == 0)
+        return NULL;
+    rc_http_response resp;
+    size_t want = (size_t)t->width * MERKLE_HASH_LEN;
+    receipt_result r = audit_get(a, path, want + 1, &resp);
+    const uint8_t *data = NULL;
+    if (r != RECEIPT_OK || resp.body_len != want) {
+        if (r == RECEIPT_OK)
+            rc_fail(a->c, RECEIPT_ERR_PROTOCOL, "the log's %s is %zu bytes, not %zu", path,
+                    resp.body_len, want);
+        a->fetch_failed = true;
+    } else {
+        audit_tile *k = &a->cache[a->next];
+        a->next = (a->next + 1) % AUDIT_TILE_CACHE;
+        k->used = true;
+        k->tile = *t;
+        memcpy(k->data, resp.body, want);
+        data = k->data;
+    }
+    rc_http_response_clear(&resp);
+    return data;
+}
+
+/* merkle_read_fn over the log's tiles for the tree of a->size leaves. */
+static int audit_read(void *ctx, const uint64_t *indexes, size_t count, merkle_hash *out)
+{
+    audit *a = ctx;
+    merkle_hash span_hashes[TILES_WIDTH];
+    for (size_t i = 0; i < count; i++) {
+        unsigned level, start, span;
+        uint64_t n;
+        tiles_tile t;
+        merkle_stored_split(indexes[i], &level, &n);
+        tiles_locate(level, n, &t, &start, &span);
+        t.width = tiles_width(t.level, t.index, a->size);
+        if (t.width < start + span)
+            return -1;
+        const uint8_t *data = audit_tile_get(a, &t);
+        if (data == NULL)
+            return -1;
+        memcpy(span_hashes, data + (size_t)start * MERKLE_HASH_LEN, (size_t)span * MERKLE_HASH_LEN);
+        merkle_root_of(span_hashes, span, &out[i]);
+    }
+    return 0;
+}
+
+/* The file that pins a log: dir/<its URL, made a file name>.json. */
+static int pin_path(const char *dir, const char *base, char *out, size_t cap)
+{
+    const char *rest = strstr(base, "://");
+    rest = rest != NULL ? rest + 3 : base;
+    char name[RC_URL_MAX];
+    size_t k = 0;
+    for (; *rest != '\0' && k < 200; rest++)
+        name[k++] = (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-",
+                            *rest) != NULL)
+                        ? *rest
+                        : '_';
+    name[k] = '\0';
+    return snprintf(out, cap, "%s/%s.json", dir, name) < (int)cap ? 0 : -1;
+}
+
+/* The pinned key and last checkpoint of a log; 1 found, 0 none, -1 bad. */
+static int pin_load(receipt_client *c, const char *path, char **key, char **note)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        if (errno == ENOENT)
+            return 0;
+        rc_fail(c, RECEIPT_ERR_IO, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char text[AUDIT_PIN_MAX + 1];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    char err[128];
+    json_t *obj = sjson_parse_object(text, n, SJSON_MAX_DEPTH, err, sizeof err);
+    const char *k = obj != NULL ? sjson_string(obj, "key", NULL) : NULL;
+    const char *cp = obj != NULL ? sjson_string(obj, "checkpoint", NULL) : NULL;
+    if (k == NULL || cp == NULL || n == AUDIT_PIN_MAX) {
+        json_decref(obj);
+        rc_fail(c, RECEIPT_ERR_IO,
+                "%s is not a pinned log (key, checkpoint): remove it to pin again", path);
+        return -1;
+    }
+    *key = strdup(k);
+    *note = strdup(cp);
+    json_decref(obj);
+    if (*key == NULL || *note == NULL) {
+        rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    return 1;
+}
+
+static receipt_result pin_save(receipt_client *c, const char *dir, const char *path,
+                               const char *key, const char *note)
+{
+    char err[256];
+    if (durable_mkdirs(dir, 0700, err, sizeof err) != 0)
+        return rc_fail(c, RECEIPT_ERR_IO, "%s", err);
+    json_t *obj = json_pack("{s:s,s:s}", "key", key, "checkpoint", note);
+    char *text = obj != NULL ? json_dumps(obj, JSON_INDENT(2)) : NULL;
+    json_decref(obj);
+    if (text == NULL)
+        return rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+    int rc = durable_write_atomic(path, text, strlen(text), 0600, true, err, sizeof err);
+    free(text);
+    return rc == 0 ? RECEIPT_OK : rc_fail(c, RECEIPT_ERR_IO, "%s", err);
+}
+
+/* The body of a response as a trimmed string (in place). */
+static char *body_text(rc_http_response *resp)
+{
+    char *s = resp->body != NULL ? resp->body : (char *)"";
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+        n--;
+    s[n] = '\0';
+    return s;
+}
+
+RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, const char *dir,
+                                         char **report)
+{
+    if (report != NULL)
+        *report = NULL;
+    if (c == NULL)
+        return RECEIPT_ERR_ARGUMENT;
+    if (url == NULL || dir == NULL)
+        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "a URL and a directory are required");
+    c->errmsg[0] = '\0';
+    audit a = {.c = c};
+    rc_http_response key_resp = {0}, cp_resp = {0};
+    char *pinned_key = NULL, *pinned_note = NULL;
+    note_verifier *key = NULL;
+    char path[RC_URL_MAX + 64];
+    receipt_result r;
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        n--;
+    if (n == 0 ||
+        snprintf(a.base, sizeof a.base, "%.*s/_receipt/log", (int)n, url) >= (int)sizeof a.base)
+        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "%s is no URL of a server", url);
+    if ((a.cache = calloc(AUDIT_TILE_CACHE, sizeof *a.cache)) == NULL)
+        return rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+    if (pin_path(dir, a.base, path, sizeof path) != 0) {
+        r = rc_fail(c, RECEIPT_ERR_ARGUMENT, "the state directory's name is too long");
+        goto out;
+    }
+    int pinned = pin_load(c, path, &pinned_key, &pinned_note);
+    if (pinned < 0) {
+        r = RECEIPT_ERR_IO;
+        goto out;
+    }
+    if ((r = audit_get(&a, "checkpoint", 8192, &cp_resp)) != RECEIPT_OK)
+        goto out;
+    const char *served_key = NULL;
+    if (pinned == 0) {
+        /* First use: the key the server names, from now on. */
+        if ((r = audit_get(&a, "key", 1024, &key_resp)) != RECEIPT_OK)
+            goto out;
+        served_key = body_text(&key_resp);
+    }
+    const char *key_text = pinned ? pinned_key : served_key;
+    if (note_verifier_parse(key_text, strlen(key_text), &key) != NOTE_OK) {
+        r = rc_fail(c, pinned ? RECEIPT_ERR_IO : RECEIPT_ERR_PROTOCOL,
+                    "%s is not a log's verifier key", key_text);
+        goto out;
+    }
+    checkpoint now, before;
+    char why[384];
+    const char *note = cp_resp.body != NULL ? cp_resp.body : "";
+    if (checkpoint_read(note, &key, 1, &now, why, sizeof why) != 0) {
+        r = rc_fail(c, pinned ? RECEIPT_ERR_INCONSISTENT : RECEIPT_ERR_VERIFY,
+                    "the log at %s: %s%s", a.base, why,
+                    pinned ? " pinned: the log's key changed, or its checkpoint is forged" : "");
+        goto out;
+    }
+    /* The tiles must make the tree the checkpoint signs. */
+    a.size = now.size;
+    merkle_hash root;
+    if (now.size > 0) {
+        merkle_result mr = merkle_tree_hash(now.size, audit_read, &a, &root);
+        if (mr != MERKLE_OK && a.fetch_failed) {
+            r = c->errmsg[0] != '\0'
+                    ? RECEIPT_ERR_HTTP
+                    : rc_fail(c, RECEIPT_ERR_HTTP, "the log's tiles: %s", merkle_result_str(mr));
+            goto out;
+        }
+        if (mr != MERKLE_OK || memcmp(root.bytes, now.root.bytes, MERKLE_HASH_LEN) != 0) {
+            r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+                        "the log at %s: its tiles do not make the tree of %llu leaves that its "
+                        "checkpoint signs",
+                        a.base, (unsigned long long)now.size);
+            goto out;
+        }
+    }
+    uint64_t previous = 0;
+    if (pinned) {
+        if (checkpoint_read(pinned_note, &key, 1, &before, why, sizeof why) != 0) {
+            r = rc_fail(c, RECEIPT_ERR_IO, "%s: the checkpoint kept there: %s", path, why);
+            goto out;
+        }
+        previous = before.size;
+        if (now.size < before.size) {
+            r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+                        "the log at %s holds %llu leaves, fewer than the %llu of the checkpoint "
+                        "seen before: it was rewritten",
+                        a.base, (unsigned long long)now.size, (unsigned long long)before.size);
+            goto out;
+        }
+        merkle_hash proof[MERKLE_MAX_PROOF];
+        size_t len = 0;
+        merkle_result mr = MERKLE_OK;
+        if (now.size > before.size && before.size > 0)
+            mr = merkle_prove_consistency(before.size, now.size, audit_read, &a, proof, &len);
+        if (mr != MERKLE_OK && a.fetch_failed) {
+            r = RECEIPT_ERR_HTTP;
+            goto out;
+        }
+        if (before.size > 0 &&
+            (mr != MERKLE_OK || merkle_verify_consistency(before.size, now.size, &before.root,
+                                                          &now.root, proof, len) != MERKLE_OK)) {
+            r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+                        "the log at %s is not consistent with the checkpoint of %llu leaves seen "
+                        "before: it was rewritten or forked",
+                        a.base, (unsigned long long)before.size);
+            goto out;
+        }
+    }
+    if ((r = pin_save(c, dir, path, key_text, note)) != RECEIPT_OK)
+        goto out;
+    if (report != NULL) {
+        char root_b64[48];
+        b64std_encode(now.root.bytes, MERKLE_HASH_LEN, root_b64);
+        json_t *obj = json_pack("{s:s,s:s,s:I,s:s,s:I,s:b}", "origin", now.origin, "key", key_text,
+                                "size", (json_int_t)now.size, "root", root_b64, "previous",
+                                (json_int_t)previous, "first_use", pinned == 0);
+        *report = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
+        json_decref(obj);
+        if (*report == NULL) {
+            r = rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+    }
+    r = RECEIPT_OK;
+out:
+    note_verifier_free(key);
+    free(pinned_key);
+    free(pinned_note);
+    rc_http_response_clear(&key_resp);
+    rc_http_response_clear(&cp_resp);
+    free(a.cache);
+    return r;
+}
