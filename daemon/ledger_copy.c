@@ -1,4 +1,5 @@
 #include "daemon/ledger_copy.h"
+#include "daemon/tlog_verify.h"
 
 #include <openssl/evp.h>
 
@@ -15,6 +16,7 @@
 static const char ledger_usage[] =
     "usage: receiptd ledger copy [--batch N] FROM TO\n"
     "       receiptd ledger compare A B\n"
+    "       receiptd ledger verify [--state-dir DIR] [--ledger URL]\n"
     "\n"
     "copy: copies every delivery row of the ledger FROM into the ledger TO, oldest\n"
     "first, in transactions of N rows (default 1000), then reads both side by side\n"
@@ -24,6 +26,9 @@ static const char ledger_usage[] =
     "stopped. Stop every receiptd that writes to FROM or TO first.\n"
     "\n"
     "compare: the check alone, writing nothing.\n"
+    "\n"
+    "verify: checks that the ledger and its evidence log agree (see receiptd ledger\n"
+    "verify --help).\n"
     "\n"
     "A ledger is sqlite:PATH, postgresql://USER@HOST:PORT/DB (or postgres://), or a\n"
     "PostgreSQL key=value string; a password comes best from PGPASSWORD or a\n"
@@ -442,7 +447,9 @@ int ledger_copy_main(int argc, char **argv)
     int opt;
 
     if (argc < 2)
-        return usage_error("%s", "name a command: copy or compare");
+        return usage_error("%s", "name a command: copy, compare or verify");
+    if (strcmp(argv[1], "verify") == 0)
+        return tlog_verify_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0) {
         fputs(ledger_usage, stdout);
         return 0;
@@ -450,7 +457,7 @@ int ledger_copy_main(int argc, char **argv)
     const char *command = argv[1];
     bool copy = strcmp(command, "copy") == 0;
     if (!copy && strcmp(command, "compare") != 0)
-        return usage_error("unknown command '%s' (copy or compare)", command);
+        return usage_error("unknown command '%s' (copy, compare or verify)", command);
 
     optind = 1;
     opterr = 0;

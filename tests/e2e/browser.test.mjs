@@ -424,6 +424,10 @@ describe('browser agent in headless Chromium', () => {
       const { payload } = await verifyReceipt(await fetchJwks(srv.url), confirmed[0].receipt);
       assert.equal(payload.delivery, row.id);
       assert.equal(payload.client.id, row.client);
+      // The evidence log's proof comes with it (docs/evidence.md).
+      const event = JSON.parse(confirmed[0].proof.leaf.event);
+      assert.deepEqual([event.type, event.delivery], ['confirmed', row.id]);
+      assert.match(confirmed[0].proof.checkpoint, /\/_receipt\/log\n\d+\n/);
       assert.equal(w.confirms.length, 1, 'one confirmation request');
       assertQuiet(w);
     } finally {

@@ -1,0 +1,526 @@
+#include "daemon/tlog_verify.h"
+
+#include "common/checkpoint.h"
+#include "common/merkle.h"
+#include "common/note.h"
+#include "common/tiles.h"
+#include "daemon/tlog_event.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VERIFY_ENTRY_CHUNK      4096 /* leaves read at a time */
+#define VERIFY_CHECKPOINT_CHUNK 1024 /* checkpoints read at a time */
+#define VERIFY_ROW_CHUNK        1000 /* delivery rows read at a time */
+#define VERIFY_LEVELS           8
+#define VERIFY_PROBLEM_MAX      512
+
+enum problem_kind { P_LEAF, P_CHECKPOINT, P_TILE, P_ROW, P_MISSING, P_KINDS };
+
+typedef struct pending_checkpoint {
+    uint64_t size;
+    checkpoint cp;
+    bool opened;
+} pending_checkpoint;
+
+typedef struct verifier {
+    ledger *lg;
+    note_verifier *keys[2 + KEYSTORE_RETIRED_MAX];
+    size_t key_count;
+    tlog_verify_report_fn fn;
+    void *arg;
+    tlog_verify_result *out;
+    uint64_t told[P_KINDS];
+
+    /* The log, read in leaf order. */
+    merkle_edge *edge;
+    bool broken;            /* a leaf is missing: the tree cannot go on */
+    uint64_t logged_events; /* leaves that name a delivery */
+    pending_checkpoint *cps;
+    size_t cp_count, cp_next;
+    uint64_t cp_after; /* checkpoints of larger sizes are read next */
+    bool cp_started;
+    bool cp_done;
+    uint8_t tile[VERIFY_LEVELS][TILES_WIDTH * MERKLE_HASH_LEN];
+    uint64_t tile_index[VERIFY_LEVELS];
+    unsigned tile_width[VERIFY_LEVELS];
+    bool tile_loaded[VERIFY_LEVELS];
+    int read_failed;
+    char err[VERIFY_PROBLEM_MAX];
+
+    /* The rows. */
+    uint64_t matched_events;
+    tlog_event_row state;
+    bool state_bad;
+    char state_why[256];
+    uint64_t state_events;
+} verifier;
+
+static void problem(verifier *v, enum problem_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem(verifier *v, enum problem_kind kind, const char *fmt, ...)
+{
+    v->out->problems++;
+    if (v->told[kind]++ >= TLOG_VERIFY_REPORT_MAX || v->fn == NULL)
+        return;
+    char text[VERIFY_PROBLEM_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    v->fn(v->arg, text);
+}
+
+/* ---- checkpoints, in ascending size ---- */
+
+static int take_checkpoint(void *arg, uint64_t size, uint64_t time_ms, const char *note)
+{
+    (void)time_ms;
+    verifier *v = arg;
+    pending_checkpoint *p = &v->cps[v->cp_count++];
+    p->size = size;
+    p->opened = checkpoint_open(note, strlen(note), v->keys, v->key_count, &p->cp, NULL) == NOTE_OK;
+    v->cp_after = size;
+    return 0;
+}
+
+static int next_checkpoints(verifier *v)
+{
+    v->cp_count = v->cp_next = 0;
+    if (v->cp_done)
+        return 0;
+    uint64_t from = v->cp_started ? v->cp_after + 1 : 0;
+    v->cp_started = true;
+    if (ledger_log_checkpoints(v->lg, from, UINT64_MAX, false, VERIFY_CHECKPOINT_CHUNK,
+                               take_checkpoint, v) != 0) {
+        snprintf(v->err, sizeof v->err, "the log's checkpoints: %s", ledger_error(v->lg));
+        return -1;
+    }
+    v->cp_done = v->cp_count < VERIFY_CHECKPOINT_CHUNK;
+    return 0;
+}
+
+/* Checks the checkpoints of the tree's size now; -1 when they cannot be read. */
+static int check_checkpoints(verifier *v)
+{
+    uint64_t size = merkle_edge_size(v->edge);
+    for (;;) {
+        if (v->cp_next == v->cp_count && next_checkpoints(v) != 0)
+            return -1;
+        if (v->cp_next == v->cp_count)
+            return 0;
+        pending_checkpoint *p = &v->cps[v->cp_next];
+        if (p->size > size)
+            return 0;
+        v->cp_next++;
+        v->out->checkpoints++;
+        if (!p->opened) {
+            problem(v, P_CHECKPOINT,
+                    "the checkpoint of %llu leaves is not signed by the site's log keys",
+                    (unsigned long long)p->size);
+            continue;
+        }
+        if (p->cp.size != p->size) {
+            problem(v, P_CHECKPOINT, "the checkpoint stored as size %llu signs %llu leaves",
+                    (unsigned long long)p->size, (unsigned long long)p->cp.size);
+            continue;
+        }
+        merkle_hash root;
+        merkle_edge_root(v->edge, &root);
+        if (p->size == size && memcmp(root.bytes, p->cp.root.bytes, MERKLE_HASH_LEN) != 0)
+            problem(v, P_CHECKPOINT,
+                    "the checkpoint of %llu leaves signs another tree than the stored leaves "
+                    "make: a leaf before it was altered, removed or inserted",
+                    (unsigned long long)p->size);
+        if (p->size < size)
+            problem(v, P_CHECKPOINT,
+                    "the checkpoint of %llu leaves was not reached: a leaf is missing before it",
+                    (unsigned long long)p->size);
+    }
+}
+
+/* ---- tiles ---- */
+
+/* Compares a hash the tree made at level 8 L with the stored tile's entry. */
+static void check_tile_hash(verifier *v, unsigned level, uint64_t n, const merkle_hash *h)
+{
+    uint64_t index = n / TILES_WIDTH;
+    unsigned at = (unsigned)(n % TILES_WIDTH);
+    if (!v->tile_loaded[level] || v->tile_index[level] != index) {
+        unsigned width = 0;
+        if (ledger_log_read_tile(v->lg, level, index, v->tile[level], &width) != 0) {
+            snprintf(v->err, sizeof v->err, "the log's tile %u/%llu: %s", level,
+                     (unsigned long long)index, ledger_error(v->lg));
+            v->read_failed = 1;
+            return;
+        }
+        v->tile_loaded[level] = true;
+        v->tile_index[level] = index;
+        v->tile_width[level] = width;
+        if (width > 0)
+            v->out->tiles++;
+    }
+    if (at >= v->tile_width[level]) {
+        problem(v, P_TILE, "the log's tile %u/%llu lacks hash %u", level, (unsigned long long)index,
+                at);
+        return;
+    }
+    if (memcmp(v->tile[level] + (size_t)at * MERKLE_HASH_LEN, h->bytes, MERKLE_HASH_LEN) != 0)
+        problem(v, P_TILE, "the log's tile %u/%llu holds another hash %u than its leaves make",
+                level, (unsigned long long)index, at);
+}
+
+/* ---- leaves ---- */
+
+static int take_leaf(void *arg, const ledger_log_row *row)
+{
+    verifier *v = arg;
+    uint64_t expected = merkle_edge_size(v->edge);
+    if (row->leaf != expected) {
+        problem(v, P_LEAF, "leaf %llu is missing (the next stored is %llu)",
+                (unsigned long long)expected, (unsigned long long)row->leaf);
+        v->broken = true;
+        return 1;
+    }
+    v->out->leaves++;
+    if (row->delivery[0] != '\0')
+        v->logged_events++;
+    merkle_hash commitment, leaf, made[MERKLE_MAX_WRITE];
+    merkle_commitment(row->salt, row->event != NULL ? row->event : "", row->event_len, &commitment);
+    if (memcmp(commitment.bytes, row->commitment, MERKLE_HASH_LEN) != 0)
+        problem(v, P_LEAF, "leaf %llu: its event or salt was altered (its commitment differs)",
+                (unsigned long long)row->leaf);
+    merkle_leaf_hash(row->commitment, MERKLE_HASH_LEN, &leaf);
+    size_t count = 0;
+    if (merkle_edge_append(v->edge, &leaf, made, &count, NULL) != MERKLE_OK) {
+        v->broken = true;
+        return 1;
+    }
+    for (size_t l = TILES_HEIGHT; l < count; l += TILES_HEIGHT)
+        check_tile_hash(v, (unsigned)(l / TILES_HEIGHT), ((row->leaf + 1) >> l) - 1, &made[l]);
+    if (v->read_failed || check_checkpoints(v) != 0) {
+        v->read_failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int verify_log(verifier *v)
+{
+    for (;;) {
+        uint64_t first = merkle_edge_size(v->edge);
+        uint64_t before = v->out->leaves;
+        if (ledger_log_entries(v->lg, LEDGER_LOG_RANGE, first, VERIFY_ENTRY_CHUNK, NULL, false,
+                               take_leaf, v) != 0) {
+            snprintf(v->err, sizeof v->err, "the log's leaves: %s", ledger_error(v->lg));
+            return -1;
+        }
+        if (v->read_failed)
+            return -1;
+        if (v->broken || v->out->leaves - before < VERIFY_ENTRY_CHUNK)
+            break;
+    }
+    /* Checkpoints beyond the leaves there are. */
+    for (;;) {
+        if (v->cp_next == v->cp_count && next_checkpoints(v) != 0)
+            return -1;
+        if (v->cp_next == v->cp_count)
+            break;
+        pending_checkpoint *p = &v->cps[v->cp_next++];
+        v->out->checkpoints++;
+        problem(v, P_CHECKPOINT, "the checkpoint of %llu leaves, but the log holds %llu",
+                (unsigned long long)p->size, (unsigned long long)merkle_edge_size(v->edge));
+    }
+    return 0;
+}
+
+/* ---- rows ---- */
+
+static int fold_event(void *arg, const ledger_log_row *row)
+{
+    verifier *v = arg;
+    tlog_event_info info;
+    v->state_events++;
+    if (v->state_bad)
+        return 0;
+    if (row->event == NULL || tlog_event_fold(row->event, row->event_len, &info, &v->state,
+                                              v->state_why, sizeof v->state_why) != 0) {
+        v->state_bad = true;
+        char why[sizeof v->state_why];
+        snprintf(why, sizeof why, "%s", row->event == NULL ? "no event" : v->state_why);
+        snprintf(v->state_why, sizeof v->state_why, "leaf %llu: %.200s",
+                 (unsigned long long)row->leaf, why);
+    }
+    return 0;
+}
+
+static int check_row(verifier *v, const ledger_delivery *row)
+{
+    memset(&v->state, 0, sizeof v->state);
+    v->state_bad = false;
+    v->state_events = 0;
+    if (ledger_log_entries(v->lg, LEDGER_LOG_DELIVERY, 0, 0, row->id, false, fold_event, v) != 0) {
+        snprintf(v->err, sizeof v->err, "the log's events of %s: %s", row->id, ledger_error(v->lg));
+        return -1;
+    }
+    v->out->rows++;
+    v->matched_events += v->state_events;
+    char diff[256];
+    if (v->state_events == 0)
+        problem(v, P_ROW, "delivery %s: its row is not in the log (inserted behind the server)",
+                row->id);
+    else if (v->state_bad)
+        problem(v, P_ROW, "delivery %s: its logged events do not make a row: %s", row->id,
+                v->state_why);
+    else if (!tlog_event_row_matches(&v->state, row, diff, sizeof diff))
+        problem(v, P_ROW, "delivery %s: its row differs from its logged events in: %s", row->id,
+                diff);
+    return 0;
+}
+
+static int verify_rows(verifier *v)
+{
+    ledger_delivery *rows = malloc(VERIFY_ROW_CHUNK * sizeof *rows);
+    char after[UUID7_STR_LEN + 1] = "";
+    int rc = -1;
+    if (rows == NULL) {
+        snprintf(v->err, sizeof v->err, "out of memory");
+        return -1;
+    }
+    for (;;) {
+        ledger_filter f = {.after_id = after[0] != '\0' ? after : NULL,
+                           .oldest_first = true,
+                           .limit = VERIFY_ROW_CHUNK};
+        ledger_cursor *cur = ledger_query(v->lg, &f);
+        if (cur == NULL) {
+            snprintf(v->err, sizeof v->err, "the deliveries: %s", ledger_error(v->lg));
+            goto out;
+        }
+        size_t n = 0;
+        int got;
+        while (n < VERIFY_ROW_CHUNK && (got = ledger_cursor_next(cur, &rows[n])) == 1)
+            n++;
+        ledger_cursor_free(cur);
+        if (got < 0) {
+            snprintf(v->err, sizeof v->err, "the deliveries: %s", ledger_error(v->lg));
+            goto out;
+        }
+        /* The cursor is closed before the log is read: one query at a time. */
+        for (size_t i = 0; i < n; i++)
+            if (check_row(v, &rows[i]) != 0)
+                goto out;
+        if (n < VERIFY_ROW_CHUNK)
+            break;
+        snprintf(after, sizeof after, "%s", rows[n - 1].id);
+    }
+    rc = 0;
+out:
+    free(rows);
+    return rc;
+}
+
+/* Deliveries the log names without a row: sought only when some are. */
+typedef struct missing_scan {
+    verifier *v;
+    char last[UUID7_STR_LEN + 1];
+    bool last_found;
+    ledger_delivery row;
+    int failed;
+} missing_scan;
+
+static int seek_missing(void *arg, const ledger_log_row *row)
+{
+    missing_scan *m = arg;
+    if (row->delivery[0] == '\0')
+        return 0;
+    if (strcmp(row->delivery, m->last) != 0) {
+        int got = ledger_get(m->v->lg, row->delivery, &m->row);
+        if (got < 0) {
+            m->failed = 1;
+            return 1;
+        }
+        snprintf(m->last, sizeof m->last, "%s", row->delivery);
+        m->last_found = got == 1;
+        if (!m->last_found)
+            problem(m->v, P_MISSING,
+                    "delivery %s: logged (leaf %llu) but it has no row (deleted behind the "
+                    "server)",
+                    row->delivery, (unsigned long long)row->leaf);
+    }
+    return m->v->told[P_MISSING] >= TLOG_VERIFY_REPORT_MAX ? 1 : 0;
+}
+
+static int verify_missing(verifier *v)
+{
+    if (v->matched_events == v->logged_events)
+        return 0;
+    missing_scan *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        snprintf(v->err, sizeof v->err, "out of memory");
+        return -1;
+    }
+    m->v = v;
+    uint64_t before = v->out->problems;
+    int rc = 0;
+    for (uint64_t first = 0; first < v->out->leaves && rc == 0 && !m->failed &&
+                             v->told[P_MISSING] < TLOG_VERIFY_REPORT_MAX;
+         first += VERIFY_ENTRY_CHUNK)
+        rc = ledger_log_entries(v->lg, LEDGER_LOG_RANGE, first, VERIFY_ENTRY_CHUNK, NULL, true,
+                                seek_missing, m);
+    if (rc != 0 || m->failed) {
+        snprintf(v->err, sizeof v->err, "the deliveries the log names: %s", ledger_error(v->lg));
+        rc = -1;
+    } else if (v->out->problems == before) {
+        problem(v, P_MISSING,
+                "%llu logged events name deliveries, %llu of them rows that exist: a row's ID "
+                "was changed",
+                (unsigned long long)v->logged_events, (unsigned long long)v->matched_events);
+    }
+    free(m);
+    return rc;
+}
+
+int tlog_verify_run(ledger *lg, const keystore *ks, tlog_verify_report_fn fn, void *arg,
+                    tlog_verify_result *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    verifier *v = calloc(1, sizeof *v);
+    int rc = -1;
+    if (v == NULL || (v->edge = merkle_edge_new()) == NULL ||
+        (v->cps = malloc(VERIFY_CHECKPOINT_CHUNK * sizeof *v->cps)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    v->lg = lg;
+    v->fn = fn;
+    v->arg = arg;
+    v->out = out;
+    const note_signer *signers[2] = {ks->log, ks->log_previous};
+    for (int i = 0; i < 2; i++)
+        if (signers[i] != NULL &&
+            (v->keys[v->key_count] = note_signer_verifier(signers[i])) != NULL)
+            v->key_count++;
+    for (size_t i = 0; i < ks->old_log_count; i++) {
+        char text[NOTE_VKEY_MAX];
+        note_verifier_text(ks->old_log[i].key, text);
+        if (note_verifier_parse(text, strlen(text), &v->keys[v->key_count]) == NOTE_OK)
+            v->key_count++;
+    }
+    if (v->key_count == 0) {
+        snprintf(err, errlen, "the server's keys hold no evidence log key");
+        goto out;
+    }
+    if (verify_log(v) != 0 || verify_rows(v) != 0 || verify_missing(v) != 0) {
+        snprintf(err, errlen, "%s", v->err);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (v != NULL) {
+        for (size_t i = 0; i < v->key_count; i++)
+            note_verifier_free(v->keys[i]);
+        merkle_edge_free(v->edge);
+        free(v->cps);
+        free(v);
+    }
+    return rc;
+}
+
+/* ---- receiptd ledger verify ---- */
+
+static const char verify_usage[] =
+    "usage: receiptd ledger verify [--state-dir DIR] [--ledger URL]\n"
+    "\n"
+    "Checks that the ledger and its evidence log agree (docs/evidence.md): every\n"
+    "leaf's commitment is that of its stored event and salt, the leaves make the\n"
+    "tree that each stored checkpoint signs with one of the site's log keys, the\n"
+    "stored tiles hold that tree's hashes, every delivery row is the row its\n"
+    "logged events make, and every delivery the log names has a row. A row\n"
+    "edited, deleted or inserted behind the server, or a log altered, is named.\n"
+    "Reads only: safe while receiptd runs (rows written meanwhile may be named).\n"
+    "\n"
+    "  --state-dir DIR   the server's state directory: its keys, and its\n"
+    "                    DIR/ledger.sqlite unless --ledger (default /var/lib/receiptd)\n"
+    "  --ledger URL      the ledger: sqlite:PATH, or PostgreSQL (postgresql://...\n"
+    "                    or a key=value string)\n"
+    "  --help            this text\n"
+    "\n"
+    "Exit status: 0 they agree, 1 the ledger or the keys cannot be read, 2 a\n"
+    "usage error, 5 a problem was found (each named on standard error).\n";
+
+static void print_problem(void *arg, const char *text)
+{
+    (void)arg;
+    fprintf(stderr, "receiptd ledger verify: %s\n", text);
+}
+
+int tlog_verify_main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"state-dir", required_argument, NULL, 's'},
+        {"ledger", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *state_dir = "/var/lib/receiptd";
+    const char *url = NULL;
+    char err[VERIFY_PROBLEM_MAX] = "";
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 's':
+            state_dir = optarg;
+            break;
+        case 'l':
+            url = optarg;
+            break;
+        case 'h':
+            fputs(verify_usage, stdout);
+            return 0;
+        default:
+            fprintf(stderr, "receiptd ledger verify: an option needs a value or is unknown\n"
+                            "Try 'receiptd ledger verify --help'.\n");
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "receiptd ledger verify: no argument expected\n"
+                        "Try 'receiptd ledger verify --help'.\n");
+        return 2;
+    }
+    keystore *ks = keystore_open(state_dir, false, NULL, err, sizeof err);
+    if (ks == NULL) {
+        fprintf(stderr, "receiptd ledger verify: %s\n", err);
+        return 1;
+    }
+    ledger *lg = ledger_open(url, state_dir, true, err, sizeof err);
+    if (lg == NULL) {
+        fprintf(stderr, "receiptd ledger verify: %s\n", err);
+        keystore_free(ks);
+        return 1;
+    }
+    tlog_verify_result r;
+    int status = 1;
+    if (tlog_verify_run(lg, ks, print_problem, NULL, &r, err, sizeof err) != 0) {
+        fprintf(stderr, "receiptd ledger verify: %s\n", err);
+    } else {
+        printf("receiptd ledger verify: %s: %llu leaves, %llu checkpoints, %llu tiles, %llu "
+               "rows: %s\n",
+               ledger_where(lg), (unsigned long long)r.leaves, (unsigned long long)r.checkpoints,
+               (unsigned long long)r.tiles, (unsigned long long)r.rows,
+               r.problems == 0 ? "the ledger and its log agree" : "PROBLEMS FOUND");
+        if (r.problems > 0)
+            fprintf(stderr, "receiptd ledger verify: %llu problems\n",
+                    (unsigned long long)r.problems);
+        status = r.problems == 0 ? 0 : 5;
+    }
+    ledger_close(lg);
+    keystore_free(ks);
+    return status;
+}
