@@ -5,7 +5,9 @@
 #include "daemon/admin_token.h"
 
 #include "common/b64.h"
+#include "common/uuid7.h"
 #include "daemon/clock.h"
+#include "daemon/evidence.h"
 #include "daemon/export.h"
 #include "daemon/jbuf.h"
 #include "daemon/ledger.h"
@@ -467,8 +469,40 @@ fail:
     return reply_ledger_error(srv, c);
 }
 
+/* The evidence bundle of a delivery (docs/evidence.md), as receiptd evidence writes it. */
+static enum MHD_Result serve_evidence(admin_server *srv, struct MHD_Connection *c, const char *id)
+{
+    if (srv->svc.keys == NULL)
+        return reply_error(c, 404, "no_evidence_log",
+                           "This server keeps no evidence log (--no-evidence-log).");
+    char err[EVIDENCE_ERR_MAX];
+    jbuf out;
+    jbuf_init_growing(&out, NULL, 0, EVIDENCE_BUNDLE_MAX);
+    int rc = evidence_bundle(srv->lg, srv->svc.keys, id, &out, err, sizeof err);
+    if (rc == 1) {
+        jbuf_adds(&out, "\n");
+        return reply_json(c, &out);
+    }
+    jbuf_free(&out);
+    if (rc == 0)
+        return reply_error(c, 404, "not_found",
+                           "No delivery with this ID, or none of its events in the log.");
+    log_error("admin: the evidence of %s: %s", id, err);
+    return reply_error(c, 500, "ledger_error", "The ledger could not be read.");
+}
+
 static enum MHD_Result serve_delivery(admin_server *srv, struct MHD_Connection *c, const char *id)
 {
+    size_t n = strlen(id);
+    if (n == UUID7_STR_LEN + 9 && strcmp(id + UUID7_STR_LEN, "/evidence") == 0) {
+        char one[UUID7_STR_LEN + 1];
+        uuid7 parsed;
+        memcpy(one, id, UUID7_STR_LEN);
+        one[UUID7_STR_LEN] = '\0';
+        if (uuid7_parse(one, UUID7_STR_LEN, &parsed) != 0)
+            return reply_error(c, 404, "not_found", "No delivery with this ID.");
+        return serve_evidence(srv, c, one);
+    }
     if (strlen(id) != UUID7_STR_LEN)
         return reply_error(c, 404, "not_found", "No delivery with this ID.");
     ledger_delivery *row = malloc(sizeof *row);

@@ -17,6 +17,7 @@
 
 #include "daemon/config.h"
 #include "daemon/http.h"
+#include "daemon/keystore.h"
 #include "daemon/tls.h"
 #include "daemon/writer.h"
 
@@ -29,6 +30,7 @@ typedef struct admin_services {
     uint64_t recovered_at_start; /* events applied from the recovery file at start */
     http_server *http;           /* for its connection statistics; may be NULL */
     tls_creds *tls;              /* NULL: plain HTTP; else HTTPS with its current pair */
+    const keystore *keys;        /* for evidence bundles; NULL without the evidence log */
 } admin_services;
 
 typedef struct admin_server admin_server;

@@ -634,7 +634,8 @@ int main(int argc, char **argv)
                                .ledger_writer = ledger_writer,
                                .recovered_at_start = st.recovered,
                                .http = srv,
-                               .tls = admin_tls};
+                               .tls = admin_tls,
+                               .keys = st.log != NULL ? keys : NULL};
         admin = admin_start(&asvc, err, sizeof err);
         if (admin == NULL && cfg.admin_explicit)
             goto out;

@@ -209,6 +209,20 @@ describe(`evidence log (${LEDGER})`, () => {
 
     assert.equal(run(['01900000-0000-7000-8000-000000000000']).status, 4);
     assert.equal(run(['not-an-id']).status, 2);
+
+    // The admin API gives the same bundle.
+    const auth = { headers: { Authorization: `Bearer ${srv.adminToken()}` } };
+    const api = await fetch(`${srv.adminUrl}/api/deliveries/${payload.delivery}/evidence`, auth);
+    assert.equal(api.status, 200);
+    assert.equal(api.headers.get('content-type'), 'application/json');
+    const fromApi = await api.json();
+    assert.deepEqual({ ...fromApi, made_ms: 0 }, { ...bundle, made_ms: 0 });
+    for (const [id, status] of [['01900000-0000-7000-8000-000000000000', 404], ['xyz', 404]]) {
+      const res = await fetch(`${srv.adminUrl}/api/deliveries/${id}/evidence`, auth);
+      assert.equal(res.status, status, id);
+      assert.equal((await res.json()).error, 'not_found');
+    }
+    assert.equal((await fetch(`${srv.adminUrl}/api/deliveries/${payload.delivery}/evidence`)).status, 401);
   });
 });
 
@@ -408,6 +422,27 @@ describe(`receiptd ledger verify (${LEDGER})`, () => {
       assert.equal(checked.status, 0, checked.out);
     } finally {
       assert.equal((await again.stop()).code, 0, again.log());
+    }
+  });
+});
+
+describe('--no-evidence-log (for measuring what the log costs)', () => {
+  test('answers carry no proof, the log is not served, the admin API says why', async () => {
+    const srv = await startServer({ files: { 'blob.bin': BIN }, args: ['--no-evidence-log'] });
+    try {
+      const jwks = await fetchJwks(srv.url);
+      const { payload, answer } = await deviceCycle(srv, jwks, await newClient());
+      assert.equal(answer.json.proof, undefined);
+      assert.equal(answer.json.delivery, payload.delivery);
+      const cp = await fetch(srv.url + '/_receipt/log/checkpoint');
+      assert.equal(cp.status, 404);
+      assert.equal((await cp.json()).error, 'not_found');
+      const auth = { headers: { Authorization: `Bearer ${srv.adminToken()}` } };
+      const res = await fetch(`${srv.adminUrl}/api/deliveries/${payload.delivery}/evidence`, auth);
+      assert.equal(res.status, 404);
+      assert.equal((await res.json()).error, 'no_evidence_log');
+    } finally {
+      assert.equal((await srv.stop()).code, 0, srv.log());
     }
   });
 });
