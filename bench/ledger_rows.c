@@ -12,14 +12,20 @@
  *               [--batch N] [--queue N] [--json]
  *   ledger_rows --ledger URL --rows N [--batch N]
  *
+ * With --log STATE_DIR, every batch also appends its leaves to the evidence
+ * log (keys made in STATE_DIR), as receiptd's writer does: the figure is
+ * then also the log's leaves integrated per second (log_leaves_per_s).
+ *
  * With --rows, for profiles (valgrind --tool=callgrind
  * --toggle-collect=writer_stop): N events are queued first, and the writer,
  * never started, commits them all on the main thread in writer_stop(), so
  * that the instructions of writing N rows are one function's.
  */
 #include "common/uuid7.h"
+#include "daemon/keystore.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
+#include "daemon/tlog.h"
 #include "daemon/writer.h"
 
 #include <getopt.h>
@@ -93,7 +99,7 @@ static void *produce(void *arg)
 static void usage(void)
 {
     fputs("usage: ledger_rows --ledger URL [--seconds N] [--warmup N] [--producers N]\n"
-          "                   [--batch N] [--queue N] [--json]\n"
+          "                   [--batch N] [--queue N] [--log STATE_DIR] [--json]\n"
           "       ledger_rows --ledger URL --rows N [--batch N]\n",
           stderr);
     exit(2);
@@ -152,6 +158,7 @@ int main(int argc, char **argv)
         {"queue", required_argument, NULL, 'q'},
         {"json", no_argument, NULL, 'j'},
         {"rows", required_argument, NULL, 'r'},
+        {"log", required_argument, NULL, 'g'},
         {NULL, 0, NULL, 0},
     };
     const char *url = NULL;
@@ -160,6 +167,7 @@ int main(int argc, char **argv)
     size_t batch = 1024, queue = 65536;
     bool json = false;
     size_t rows_target = 0;
+    const char *log_dir = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (opt) {
@@ -187,6 +195,9 @@ int main(int argc, char **argv)
         case 'r':
             rows_target = (size_t)strtoul(optarg, NULL, 10);
             break;
+        case 'g':
+            log_dir = optarg;
+            break;
         default:
             usage();
         }
@@ -210,6 +221,22 @@ int main(int argc, char **argv)
     if (rows_target > 0)
         return fixed_rows(lg, rows_target, batch);
     writer *w = writer_new(lg, queue, batch);
+    keystore *keys = NULL;
+    tlog *evidence = NULL;
+    if (w != NULL && log_dir != NULL) {
+        /* The evidence log, as receiptd starts it. */
+        bool created = false;
+        keys = keystore_open(log_dir, true, &created, err, sizeof err);
+        if (keys == NULL ||
+            keystore_add_log_key(keys, log_dir, "bench.invalid/_receipt/log", wall_ms(), err,
+                                 sizeof err) < 0 ||
+            (evidence = tlog_new(keys)) == NULL || tlog_load(evidence, lg, err, sizeof err) != 0 ||
+            tlog_catch_up(evidence, lg, batch, err, sizeof err) != 0) {
+            fprintf(stderr, "ledger_rows: the evidence log: %s\n", err);
+            return 1;
+        }
+        writer_set_log(w, evidence);
+    }
     if (w == NULL || writer_start(w) != 0) {
         fprintf(stderr, "ledger_rows: cannot start the writer\n");
         return 1;
@@ -245,7 +272,10 @@ int main(int argc, char **argv)
     writer_stats end;
     writer_get_stats(w, &end);
     writer_free(w);
+    tlog_free(evidence);
+    keystore_free(keys);
 
+    uint64_t leaves = after.log_leaves - before.log_leaves;
     uint64_t rows = after.committed - before.committed;
     uint64_t batches = after.batches - before.batches;
     double rate = (double)rows / elapsed;
@@ -255,9 +285,11 @@ int main(int argc, char **argv)
         return 1;
     }
     if (json)
-        printf("{\"rows_per_s\": %.1f, \"rows\": %llu, \"batches\": %llu, \"mean_batch\": %.1f, "
+        printf("{\"rows_per_s\": %.1f, \"log_leaves_per_s\": %.1f, \"rows\": %llu, "
+               "\"batches\": %llu, \"mean_batch\": %.1f, "
                "\"seconds\": %.3f, \"commit_ms_mean\": %.3f}\n",
-               rate, (unsigned long long)rows, (unsigned long long)batches,
+               rate, (double)leaves / elapsed, (unsigned long long)rows,
+               (unsigned long long)batches,
                batches ? (double)rows / (double)batches : 0.0, elapsed,
                batches ? (after.latency_sum_ms - before.latency_sum_ms) / (double)batches : 0.0);
     else
