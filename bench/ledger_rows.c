@@ -150,16 +150,11 @@ static int fixed_rows(ledger *lg, size_t rows, size_t batch)
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"ledger", required_argument, NULL, 'l'},
-        {"seconds", required_argument, NULL, 's'},
-        {"warmup", required_argument, NULL, 'w'},
-        {"producers", required_argument, NULL, 'p'},
-        {"batch", required_argument, NULL, 'b'},
-        {"queue", required_argument, NULL, 'q'},
-        {"json", no_argument, NULL, 'j'},
-        {"rows", required_argument, NULL, 'r'},
-        {"log", required_argument, NULL, 'g'},
-        {NULL, 0, NULL, 0},
+        {"ledger", required_argument, NULL, 'l'}, {"seconds", required_argument, NULL, 's'},
+        {"warmup", required_argument, NULL, 'w'}, {"producers", required_argument, NULL, 'p'},
+        {"batch", required_argument, NULL, 'b'},  {"queue", required_argument, NULL, 'q'},
+        {"json", no_argument, NULL, 'j'},         {"rows", required_argument, NULL, 'r'},
+        {"log", required_argument, NULL, 'g'},    {NULL, 0, NULL, 0},
     };
     const char *url = NULL;
     double seconds = 5, warmup = 1;
@@ -289,8 +284,7 @@ int main(int argc, char **argv)
                "\"batches\": %llu, \"mean_batch\": %.1f, "
                "\"seconds\": %.3f, \"commit_ms_mean\": %.3f}\n",
                rate, (double)leaves / elapsed, (unsigned long long)rows,
-               (unsigned long long)batches,
-               batches ? (double)rows / (double)batches : 0.0, elapsed,
+               (unsigned long long)batches, batches ? (double)rows / (double)batches : 0.0, elapsed,
                batches ? (after.latency_sum_ms - before.latency_sum_ms) / (double)batches : 0.0);
     else
         printf("%.0f rows/s committed (%llu rows in %llu batches over %.1f s)\n", rate,
