@@ -638,6 +638,82 @@ static receipt_result pin_save(receipt_client *c, const char *dir, const char *p
     return rc == 0 ? RECEIPT_OK : rc_fail(c, RECEIPT_ERR_IO, "%s", err);
 }
 
+/* A log key's announcement, followed by an audit: the checkpoint that
+ * announced it, checked against the tree later. */
+typedef struct rotation {
+    char key[NOTE_VKEY_MAX];
+    checkpoint announced;
+} rotation;
+
+/*
+ * Follows the log's key changes from pinned (GET keys): each log_key leaf
+ * whose "previous" is the key trusted so far must be in a checkpoint that
+ * both that key and the new one sign. The newest key so reached goes to
+ * *out (pinned itself when the log announced none). Returns 0, or -1 with
+ * why set (no announcement signed by the pinned key).
+ */
+static int follow_rotations(audit *a, const char *pinned, rotation *out, char *why, size_t whylen)
+{
+    rc_http_response resp;
+    json_t *obj = NULL, *event = NULL;
+    note_verifier *keys[2] = {NULL, NULL};
+    int rc = -1;
+    snprintf(out->key, sizeof out->key, "%s", pinned);
+    if (audit_get(a, "keys", 64 * 1024, &resp) != RECEIPT_OK) {
+        snprintf(why, whylen, "its key changes cannot be read (%.200s)", a->c->errmsg);
+        return -1;
+    }
+    char err[128];
+    obj = sjson_parse_object(resp.body != NULL ? resp.body : "", resp.body_len, SJSON_MAX_DEPTH,
+                             err, sizeof err);
+    const json_t *list = json_object_get(obj, "keys");
+    if (!json_is_array(list)) {
+        snprintf(why, whylen, "its key changes are not a list of proofs");
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const json_t *proof = json_array_get(list, i);
+        const char *note = sjson_string(proof, "checkpoint", NULL);
+        uint64_t index;
+        checkpoint cp, cp_new;
+        char sub[256];
+        json_decref(event);
+        event = NULL;
+        note_verifier_free(keys[0]);
+        note_verifier_free(keys[1]);
+        keys[0] = keys[1] = NULL;
+        if (note == NULL || checkpoint_read(note, NULL, 0, &cp, sub, sizeof sub) != 0 ||
+            leaf_check(proof, &cp, &event, &index, sub, sizeof sub) != 0)
+            continue;
+        const char *key = sjson_string(event, "key", NULL);
+        const char *previous = sjson_string(event, "previous", NULL);
+        const char *type = sjson_string(event, "type", NULL);
+        if (type == NULL || strcmp(type, "log_key") != 0 || key == NULL || previous == NULL ||
+            strcmp(previous, out->key) != 0)
+            continue;
+        if (note_verifier_parse(previous, strlen(previous), &keys[0]) != NOTE_OK ||
+            note_verifier_parse(key, strlen(key), &keys[1]) != NOTE_OK ||
+            checkpoint_read(note, &keys[0], 1, &cp, sub, sizeof sub) != 0 ||
+            checkpoint_read(note, &keys[1], 1, &cp_new, sub, sizeof sub) != 0) {
+            snprintf(why, whylen,
+                     "the log announces a new key (leaf %llu), but not in a checkpoint signed "
+                     "by both keys",
+                     (unsigned long long)index);
+            goto out;
+        }
+        snprintf(out->key, sizeof out->key, "%s", key);
+        out->announced = cp;
+    }
+    rc = 0;
+out:
+    note_verifier_free(keys[0]);
+    note_verifier_free(keys[1]);
+    json_decref(event);
+    json_decref(obj);
+    rc_http_response_clear(&resp);
+    return rc;
+}
+
 /* The body of a response as a trimmed string (in place). */
 static char *body_text(rc_http_response *resp)
 {
@@ -664,6 +740,8 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
     char *pinned_key = NULL, *pinned_note = NULL;
     note_verifier *key = NULL;
     char path[RC_URL_MAX + 64];
+    rotation rotated;
+    bool key_changed = false;
     receipt_result r;
     size_t n = strlen(url);
     while (n > 0 && url[n - 1] == '/')
@@ -700,11 +778,40 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
     checkpoint now, before;
     char why[384];
     const char *note = cp_resp.body != NULL ? cp_resp.body : "";
-    if (checkpoint_read(note, &key, 1, &now, why, sizeof why) != 0) {
-        r = rc_fail(c, pinned ? RECEIPT_ERR_INCONSISTENT : RECEIPT_ERR_VERIFY,
-                    "the log at %s: %s%s", a.base, why,
-                    pinned ? " pinned: the log's key changed, or its checkpoint is forged" : "");
+    /* The checkpoint seen last, signed by the pinned key. */
+    if (pinned && checkpoint_read(pinned_note, &key, 1, &before, why, sizeof why) != 0) {
+        r = rc_fail(c, RECEIPT_ERR_IO, "%s: the checkpoint kept there: %s", path, why);
         goto out;
+    }
+    int opened = checkpoint_read(note, &key, 1, &now, why, sizeof why);
+    if (opened != 0 && !pinned) {
+        r = rc_fail(c, RECEIPT_ERR_VERIFY, "the log at %s: %s", a.base, why);
+        goto out;
+    }
+    if (opened != 0) {
+        /* Not signed by the pinned key: a rotation the log announced, signed
+         * by both keys, is followed; anything else is a forged checkpoint
+         * or a log that changed hands. */
+        char rwhy[320] = "";
+        if (follow_rotations(&a, pinned_key, &rotated, rwhy, sizeof rwhy) != 0 ||
+            strcmp(rotated.key, pinned_key) == 0) {
+            r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+                        "the log at %s: its checkpoint is not signed by the pinned key, and %s",
+                        a.base, rwhy[0] != '\0' ? rwhy : "it announces no new key signed by it");
+            goto out;
+        }
+        note_verifier_free(key);
+        key = NULL;
+        key_text = rotated.key;
+        if (note_verifier_parse(key_text, strlen(key_text), &key) != NOTE_OK ||
+            checkpoint_read(note, &key, 1, &now, why, sizeof why) != 0) {
+            r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+                        "the log at %s: its checkpoint is signed neither by the pinned key nor "
+                        "by the key it announced",
+                        a.base);
+            goto out;
+        }
+        key_changed = true;
     }
     /* The tiles must make the tree the checkpoint signs. */
     a.size = now.size;
@@ -727,10 +834,6 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
     }
     uint64_t previous = 0;
     if (pinned) {
-        if (checkpoint_read(pinned_note, &key, 1, &before, why, sizeof why) != 0) {
-            r = rc_fail(c, RECEIPT_ERR_IO, "%s: the checkpoint kept there: %s", path, why);
-            goto out;
-        }
         previous = before.size;
         if (now.size < before.size) {
             r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
@@ -757,15 +860,37 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
                         a.base, (unsigned long long)before.size);
             goto out;
         }
+        /* The checkpoint that announced the new key is part of this tree. */
+        if (key_changed) {
+            len = 0;
+            const checkpoint *ann = &rotated.announced;
+            mr = ann->size <= now.size && ann->size > 0
+                     ? merkle_prove_consistency(ann->size, now.size, audit_read, &a, proof, &len)
+                     : MERKLE_RANGE;
+            if (ann->size == now.size)
+                mr = memcmp(ann->root.bytes, now.root.bytes, MERKLE_HASH_LEN) == 0 ? MERKLE_OK
+                                                                                   : MERKLE_RANGE;
+            else if (mr == MERKLE_OK)
+                mr = merkle_verify_consistency(ann->size, now.size, &ann->root, &now.root, proof,
+                                               len);
+            if (mr != MERKLE_OK) {
+                r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+                            "the log at %s: the checkpoint that announced its new key (%llu "
+                            "leaves) is not part of its tree",
+                            a.base, (unsigned long long)ann->size);
+                goto out;
+            }
+        }
     }
     if ((r = pin_save(c, dir, path, key_text, note)) != RECEIPT_OK)
         goto out;
     if (report != NULL) {
         char root_b64[48];
         b64std_encode(now.root.bytes, MERKLE_HASH_LEN, root_b64);
-        json_t *obj = json_pack("{s:s,s:s,s:I,s:s,s:I,s:b}", "origin", now.origin, "key", key_text,
-                                "size", (json_int_t)now.size, "root", root_b64, "previous",
-                                (json_int_t)previous, "first_use", pinned == 0);
+        json_t *obj =
+            json_pack("{s:s,s:s,s:I,s:s,s:I,s:b,s:b}", "origin", now.origin, "key", key_text,
+                      "size", (json_int_t)now.size, "root", root_b64, "previous",
+                      (json_int_t)previous, "first_use", pinned == 0, "key_changed", key_changed);
         *report = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
         json_decref(obj);
         if (*report == NULL) {

@@ -313,6 +313,46 @@ describe(`receipt verify and audit (${LEDGER})`, () => {
     }
   });
 
+  test('audit follows a log key rotation the log announced under both keys', async () => {
+    const logs = path.join(xdg, 'logs-rotation');
+    let r = cli(['audit', srv.url, '--logs', logs]);
+    assert.equal(r.status, 0, r.stderr);
+    const before = JSON.parse(r.stdout);
+    assert.equal((await srv.stop()).code, 0);
+    const rotated = spawnSync(RECEIPTD, ['keys', 'rotate', '--state-dir', srv.stateDir, 'log'], { encoding: 'utf8' });
+    assert.equal(rotated.status, 0, rotated.stderr);
+    const { root, stateDir, port } = srv;
+    srv = await startServer({ root, stateDir, port });
+    const newKey = (await (await fetch(srv.url + '/_receipt/log/key')).text()).trim();
+    assert.notEqual(newKey, before.key);
+    await fetched();
+    r = cli(['audit', srv.url, '--logs', logs]);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    const after = JSON.parse(r.stdout);
+    assert.equal(after.key_changed, true);
+    assert.equal(after.key, newKey);
+    assert.equal(after.previous, before.size);
+    r = cli(['audit', srv.url, '--logs', logs]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).key_changed, false);
+    key = newKey;
+    // Receipts and bundles from before the rotation still verify with the old key.
+    const old = fs.readdirSync(receipts).find((f) => f.endsWith('.jws'));
+    r = cli(['verify', path.join(receipts, old), '--jwks', srv.url + '/_receipt/jwks.json', '--log-key', before.key]);
+    assert.equal(r.status, 0, r.stderr);
+    // A server with keys of its own at the same address: not the log pinned.
+    assert.equal((await srv.stop()).code, 0);
+    const stranger = await startServer({ root, port });
+    try {
+      r = cli(['audit', stranger.url, '--logs', logs]);
+      assert.equal(r.status, 5, r.stderr + r.stdout);
+      assert.match(r.stderr, /not signed by the pinned key/);
+    } finally {
+      assert.equal((await stranger.stop()).code, 0);
+    }
+    srv = await startServer({ root, stateDir, port });
+  });
+
   test('audit pins the key, follows the log, and exits 5 on a rewritten log', async () => {
     const logs = path.join(xdg, 'logs-audit');
     let r = cli(['audit', srv.url, '--logs', logs]);
