@@ -332,24 +332,6 @@ int ledger_log_size(ledger *lg, uint64_t *size)
     return ledger_log_checkpoints(lg, 0, UINT64_MAX, true, 1, size_of_checkpoint, size);
 }
 
-int ledger_log_hook_run(ledger *lg, ledger_batch_entry *entries, size_t n,
-                        const ledger_log_hook *hook)
-{
-    char why[LEDGER_ERR_MAX] = "log: failed";
-    uint64_t head = 0;
-    const ledger_log_write *w = NULL;
-    if (lg->ops->log_lock != NULL ? lg->ops->log_lock(lg, &head) != 0
-                                  : ledger_log_size(lg, &head) != 0)
-        return -1;
-    if (hook->batch(hook->ctx, lg, head, entries, n, &w, why, sizeof why) != 0) {
-        ledger_hook_failed(lg, why);
-        return -1;
-    }
-    if (w != NULL && lg->ops->log_store(lg, w) != 0)
-        return -1;
-    return 0;
-}
-
 /* The way of backends without a batch statement of their own. */
 static int write_one_by_one(ledger *lg, ledger_batch_entry *entries, size_t n,
                             const ledger_log_hook *hook)
@@ -420,6 +402,23 @@ int ledger_log_checkpoints(ledger *lg, uint64_t min_size, uint64_t max_size, boo
     if (lg == NULL || fn == NULL || max_size < min_size || lg->ops->log_checkpoints == NULL)
         return -1;
     return lg->ops->log_checkpoints(lg, min_size, max_size, newest_first, limit, fn, arg);
+}
+
+int ledger_log_import(ledger *lg, const ledger_log_write *w)
+{
+    if (lg == NULL || w == NULL || lg->ops->log_store == NULL)
+        return -1;
+    lg->hook_failed = false;
+    if (lg->ops->begin(lg) != 0)
+        return -1;
+    if (lg->ops->log_store(lg, w) != 0 || lg->ops->commit(lg) != 0) {
+        char why[LEDGER_ERR_MAX];
+        snprintf(why, sizeof why, "%s", lg->ops->error(lg));
+        (void)lg->ops->rollback(lg);
+        ledger_hook_failed(lg, why); /* the store's reason, not the rollback's */
+        return -1;
+    }
+    return 0;
 }
 
 int ledger_log_read_tile(ledger *lg, unsigned level, uint64_t index,

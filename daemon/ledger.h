@@ -331,7 +331,8 @@ typedef struct ledger_log_write {
     size_t tile_count;
     uint64_t size; /* the tree's, after the entries */
     uint64_t time_ms;
-    const char *checkpoint; /* the signed note of the tree of size leaves */
+    const char *checkpoint; /* the signed note of the tree of size leaves (NULL: none, for
+                               ledger_log_import() alone) */
 } ledger_log_write;
 
 /*
@@ -397,6 +398,13 @@ WARN_UNUSED_RESULT int ledger_log_read_tile(ledger *lg, unsigned level, uint64_t
                                             uint8_t out[256 * LEDGER_HASH_LEN], unsigned *width);
 /* The size of the stored tree: its newest checkpoint's, 0 for none. */
 WARN_UNUSED_RESULT int ledger_log_size(ledger *lg, uint64_t *size);
+
+/*
+ * For ledger copy: stores part of a log copied from another ledger as it
+ * was there (its entries, its tiles, and its checkpoint unless NULL), in a
+ * transaction of its own. Returns 0, or -1 (message in ledger_error()).
+ */
+WARN_UNUSED_RESULT int ledger_log_import(ledger *lg, const ledger_log_write *w);
 
 /*
  * Makes room for rows whose IDs carry times from first_ms to last_ms (Unix

@@ -132,8 +132,23 @@ static inline void ledger_hook_failed(ledger *lg, const char *why)
  * log_lock (or the stored size), the hook, log_store. Returns 0, or -1 with
  * the error set; the caller rolls back.
  */
-int ledger_log_hook_run(ledger *lg, ledger_batch_entry *entries, size_t n,
-                        const ledger_log_hook *hook);
+static inline int ledger_log_hook_run(ledger *lg, ledger_batch_entry *entries, size_t n,
+                                      const ledger_log_hook *hook)
+{
+    char why[LEDGER_ERR_MAX] = "log: failed";
+    uint64_t head = 0;
+    const ledger_log_write *w = NULL;
+    if (lg->ops->log_lock != NULL ? lg->ops->log_lock(lg, &head) != 0
+                                  : ledger_log_size(lg, &head) != 0)
+        return -1;
+    if (hook->batch(hook->ctx, lg, head, entries, n, &w, why, sizeof why) != 0) {
+        ledger_hook_failed(lg, why);
+        return -1;
+    }
+    if (w != NULL && lg->ops->log_store(lg, w) != 0)
+        return -1;
+    return 0;
+}
 
 extern const ledger_ops ledger_sqlite_ops;
 extern const ledger_ops ledger_pg_ops;

@@ -1,4 +1,7 @@
 #include "daemon/ledger_copy.h"
+#include "common/checkpoint.h"
+#include "common/merkle.h"
+#include "daemon/tlog_read.h"
 #include "daemon/tlog_verify.h"
 
 #include <openssl/evp.h>
@@ -168,6 +171,245 @@ void ledger_copy_digest_row(void *md_ctx, const ledger_delivery *r)
     digest_number(md, r->delivered_size);
 }
 
+/* ---- the evidence log ---- */
+
+typedef struct newest_checkpoint {
+    uint64_t size;
+    char note[LEDGER_NOTE_MAX + 1];
+} newest_checkpoint;
+
+static int take_newest(void *arg, uint64_t size, uint64_t time_ms, const char *note)
+{
+    (void)time_ms;
+    newest_checkpoint *n = arg;
+    n->size = size;
+    snprintf(n->note, sizeof n->note, "%s", note);
+    return 1;
+}
+
+/* Both logs hold the same newest checkpoint, and b's tree is the one it signs. */
+static int compare_logs(ledger *a, ledger *b, ledger_copy_result *out, char *err, size_t errlen)
+{
+    newest_checkpoint *na = calloc(1, sizeof *na), *nb = calloc(1, sizeof *nb);
+    int ret = -1;
+    if (na == NULL || nb == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    if (ledger_log_checkpoints(a, 0, UINT64_MAX, true, 1, take_newest, na) != 0 ||
+        ledger_log_checkpoints(b, 0, UINT64_MAX, true, 1, take_newest, nb) != 0) {
+        snprintf(err, errlen, "reading the evidence logs: %s", ledger_error(a));
+        goto out;
+    }
+    out->log_size = na->size;
+    ret = 0;
+    if (na->size != nb->size || strcmp(na->note, nb->note) != 0) {
+        snprintf(out->mismatch, sizeof out->mismatch,
+                 "the evidence logs differ: %llu and %llu leaves", (unsigned long long)na->size,
+                 (unsigned long long)nb->size);
+        goto out;
+    }
+    if (nb->size == 0)
+        goto out;
+    checkpoint cp;
+    merkle_hash root;
+    const char *end = strstr(nb->note, "\n\n");
+    if (end == NULL || !checkpoint_parse(nb->note, (size_t)(end - nb->note) + 1, &cp) ||
+        merkle_tree_hash(nb->size, tlog_read_hashes, b, &root) != MERKLE_OK ||
+        memcmp(root.bytes, cp.root.bytes, MERKLE_HASH_LEN) != 0)
+        snprintf(out->mismatch, sizeof out->mismatch,
+                 "the second ledger's evidence log does not make the tree its newest checkpoint "
+                 "signs");
+out:
+    free(na);
+    free(nb);
+    return ret;
+}
+
+typedef struct log_chunk {
+    ledger_log_entry *entries;
+    char (*deliveries)[UUID7_STR_LEN + 1];
+    uint8_t (*salts)[LEDGER_SALT_LEN];
+    uint8_t (*commitments)[LEDGER_HASH_LEN];
+    char **events;
+    size_t count, cap;
+    uint64_t next; /* the leaf expected next */
+    bool hole;
+} log_chunk;
+
+static int take_log_entry(void *arg, const ledger_log_row *row)
+{
+    log_chunk *k = arg;
+    if (row->leaf != k->next || row->event == NULL) {
+        k->hole = true;
+        return 1;
+    }
+    if (k->count == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 256;
+        void *e = realloc(k->entries, cap * sizeof *k->entries);
+        if (e != NULL)
+            k->entries = e;
+        void *d = realloc(k->deliveries, cap * sizeof *k->deliveries);
+        if (d != NULL)
+            k->deliveries = d;
+        void *s = realloc(k->salts, cap * sizeof *k->salts);
+        if (s != NULL)
+            k->salts = s;
+        void *m = realloc(k->commitments, cap * sizeof *k->commitments);
+        if (m != NULL)
+            k->commitments = m;
+        void *t = realloc(k->events, cap * sizeof *k->events);
+        if (t != NULL)
+            k->events = t;
+        if (e == NULL || d == NULL || s == NULL || m == NULL || t == NULL)
+            return 1;
+        k->cap = cap;
+    }
+    size_t i = k->count;
+    if ((k->events[i] = malloc(row->event_len + 1)) == NULL)
+        return 1;
+    memcpy(k->events[i], row->event, row->event_len);
+    k->events[i][row->event_len] = '\0';
+    memcpy(k->deliveries[i], row->delivery, sizeof k->deliveries[i]);
+    memcpy(k->salts[i], row->salt, LEDGER_SALT_LEN);
+    memcpy(k->commitments[i], row->commitment, LEDGER_HASH_LEN);
+    /* The pointers are set once every entry is in (the arrays may move). */
+    k->entries[i] = (ledger_log_entry){.leaf = row->leaf, .event_len = row->event_len};
+    k->count++;
+    k->next++;
+    return 0;
+}
+
+static void chunk_clear(log_chunk *k)
+{
+    for (size_t i = 0; i < k->count; i++)
+        free(k->events[i]);
+    k->count = 0;
+}
+
+typedef struct checkpoint_list {
+    uint64_t size[LEDGER_COPY_LOG_CHECKPOINTS];
+    uint64_t time_ms[LEDGER_COPY_LOG_CHECKPOINTS];
+    char *note[LEDGER_COPY_LOG_CHECKPOINTS];
+    size_t count;
+} checkpoint_list;
+
+static int take_checkpoint_copy(void *arg, uint64_t size, uint64_t time_ms, const char *note)
+{
+    checkpoint_list *l = arg;
+    if ((l->note[l->count] = strdup(note)) == NULL)
+        return 1;
+    l->size[l->count] = size;
+    l->time_ms[l->count] = time_ms;
+    l->count++;
+    return 0;
+}
+
+/*
+ * Copies the evidence log of from after what to holds already (a copy cut
+ * short resumes at to's newest checkpoint): each checkpoint with the leaves
+ * it added, in one transaction, then every tile as from holds it.
+ */
+static int copy_log(ledger *from, ledger *to, ledger_copy_result *out, char *err, size_t errlen)
+{
+    uint64_t have = 0, want = 0;
+    log_chunk chunk = {.count = 0};
+    checkpoint_list *list = calloc(1, sizeof *list);
+    uint8_t *tile = malloc(256 * LEDGER_HASH_LEN);
+    int ret = -1;
+    if (list == NULL || tile == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    if (ledger_log_size(to, &have) != 0 || ledger_log_size(from, &want) != 0) {
+        snprintf(err, errlen, "reading the evidence logs: %s", ledger_error(from));
+        goto out;
+    }
+    if (have > want) {
+        snprintf(err, errlen,
+                 "the destination's evidence log holds %llu leaves, the source's %llu: it is "
+                 "not a copy of it",
+                 (unsigned long long)have, (unsigned long long)want);
+        goto out;
+    }
+    while (have < want) {
+        for (size_t i = 0; i < list->count; i++)
+            free(list->note[i]);
+        list->count = 0;
+        if (ledger_log_checkpoints(from, have + 1, want, false, LEDGER_COPY_LOG_CHECKPOINTS,
+                                   take_checkpoint_copy, list) != 0 ||
+            list->count == 0) {
+            snprintf(err, errlen, "reading the source's checkpoints: %s", ledger_error(from));
+            goto out;
+        }
+        for (size_t i = 0; i < list->count; i++) {
+            chunk_clear(&chunk);
+            chunk.next = have;
+            chunk.hole = false;
+            uint64_t leaves = list->size[i] - have;
+            if (ledger_log_entries(from, LEDGER_LOG_RANGE, have, leaves, NULL, false,
+                                   take_log_entry, &chunk) != 0 ||
+                chunk.hole || chunk.count != leaves) {
+                snprintf(err, errlen, "reading the source's log leaves from %llu: %s",
+                         (unsigned long long)have,
+                         chunk.hole ? "a leaf is missing" : ledger_error(from));
+                goto out;
+            }
+            for (size_t e = 0; e < chunk.count; e++) {
+                ledger_log_entry *entry = &chunk.entries[e];
+                entry->delivery = chunk.deliveries[e][0] ? chunk.deliveries[e] : NULL;
+                entry->salt = chunk.salts[e];
+                entry->commitment = chunk.commitments[e];
+                entry->event = chunk.events[e];
+            }
+            ledger_log_write w = {.entries = chunk.entries,
+                                  .entry_count = chunk.count,
+                                  .size = list->size[i],
+                                  .time_ms = list->time_ms[i],
+                                  .checkpoint = list->note[i]};
+            if (ledger_log_import(to, &w) != 0) {
+                snprintf(err, errlen, "writing the evidence log: %s", ledger_error(to));
+                goto out;
+            }
+            out->log_leaves += chunk.count;
+            out->log_checkpoints++;
+            have = list->size[i];
+        }
+    }
+    /* The tiles, as the source holds them for its tree. */
+    for (unsigned level = 1; level < 8; level++) {
+        for (uint64_t index = 0;; index++) {
+            unsigned width = 0;
+            if (ledger_log_read_tile(from, level, index, tile, &width) != 0) {
+                snprintf(err, errlen, "reading the source's tiles: %s", ledger_error(from));
+                goto out;
+            }
+            if (width == 0)
+                break;
+            ledger_log_tile t = {.level = level, .index = index, .hashes = tile, .width = width};
+            ledger_log_write w = {.tiles = &t, .tile_count = 1, .size = want};
+            if (ledger_log_import(to, &w) != 0) {
+                snprintf(err, errlen, "writing the evidence log's tiles: %s", ledger_error(to));
+                goto out;
+            }
+        }
+    }
+    ret = 0;
+out:
+    chunk_clear(&chunk);
+    free(chunk.entries);
+    free(chunk.deliveries);
+    free(chunk.salts);
+    free(chunk.commitments);
+    free(chunk.events);
+    if (list != NULL)
+        for (size_t i = 0; i < list->count; i++)
+            free(list->note[i]);
+    free(list);
+    free(tile);
+    return ret;
+}
+
 int ledger_copy_compare(ledger *a, ledger *b, ledger_copy_result *out, char *err, size_t errlen)
 {
     ledger_filter f = {.oldest_first = true};
@@ -234,6 +476,8 @@ int ledger_copy_compare(ledger *a, ledger *b, ledger_copy_result *out, char *err
                  (unsigned long long)rows);
     if (out->mismatch[0] == '\0' && memcmp(out->digest, db, 32) != 0)
         snprintf(out->mismatch, sizeof out->mismatch, "the digests differ");
+    if (out->mismatch[0] == '\0' && compare_logs(a, b, out, err, errlen) != 0)
+        goto out;
     out->verified = out->mismatch[0] == '\0';
     ret = 0;
 out:
@@ -384,6 +628,8 @@ int ledger_copy_run(ledger *from, ledger *to, size_t batch, ledger_copy_progress
     }
     ledger_cursor_free(cur);
     cur = NULL;
+    if (copy_log(from, to, out, err, errlen) != 0)
+        goto out;
     if (ledger_copy_compare(from, to, out, err, errlen) != 0)
         goto out;
     ret = 0;
@@ -504,8 +750,10 @@ int ledger_copy_main(int argc, char **argv)
         if (ledger_copy_run(from, to, batch, isatty(STDERR_FILENO) ? show_progress : NULL, &p,
                             &result, err, sizeof err) != 0)
             goto out;
-        printf("copied %llu rows (%llu were there from an earlier run)\n",
-               (unsigned long long)result.copied, (unsigned long long)result.resumed_after);
+        printf("copied %llu rows (%llu were there from an earlier run), and %llu evidence log "
+               "leaves in %llu checkpoints\n",
+               (unsigned long long)result.copied, (unsigned long long)result.resumed_after,
+               (unsigned long long)result.log_leaves, (unsigned long long)result.log_checkpoints);
     } else if (ledger_copy_compare(from, to, &result, err, sizeof err) != 0) {
         goto out;
     }
@@ -515,7 +763,7 @@ int ledger_copy_main(int argc, char **argv)
     }
     printf("verified: %llu rows in each, digest sha256:", (unsigned long long)result.rows);
     print_digest(result.digest);
-    putchar('\n');
+    printf("; evidence log of %llu leaves in each\n", (unsigned long long)result.log_size);
     status = 0;
 out:
     if (status != 0)

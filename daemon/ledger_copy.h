@@ -18,9 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_COPY_BATCH_DEFAULT 1000
-#define LEDGER_COPY_BATCH_MAX     10000
-#define LEDGER_COPY_MSG_MAX       512
+#define LEDGER_COPY_BATCH_DEFAULT   1000
+#define LEDGER_COPY_BATCH_MAX       10000
+#define LEDGER_COPY_MSG_MAX         512
+#define LEDGER_COPY_LOG_CHECKPOINTS 256 /* checkpoints read at a time */
 
 typedef struct ledger_copy_result {
     uint64_t source_rows;               /* rows in FROM when the copy started */
@@ -28,7 +29,10 @@ typedef struct ledger_copy_result {
     uint64_t resumed_after;             /* rows skipped: an earlier run copied them */
     uint64_t rows;                      /* rows compared (each ledger's count) */
     uint8_t digest[32];                 /* of FROM's rows; TO's matched when verified */
-    bool verified;                      /* counts and digests equal */
+    uint64_t log_leaves;                /* evidence log leaves written by this run */
+    uint64_t log_checkpoints;           /* and checkpoints */
+    uint64_t log_size;                  /* the log's leaves, compared */
+    bool verified;                      /* counts, digests and logs equal */
     char mismatch[LEDGER_COPY_MSG_MAX]; /* the first difference when not verified */
 } ledger_copy_result;
 
@@ -36,7 +40,9 @@ typedef struct ledger_copy_result {
 typedef void (*ledger_copy_progress_fn)(void *arg, uint64_t done, uint64_t total);
 
 /*
- * Copies from -> to (to writable) and verifies. Returns 0 (out->verified
+ * Copies from -> to (to writable), the rows and then the evidence log as it
+ * is (its leaves, each checkpoint with its own leaves in a transaction, then
+ * its tiles), and verifies. Returns 0 (out->verified
  * says whether the ledgers agree), or -1 when reading or writing failed or
  * to holds rows that are not a copy of from's oldest ones (err says which).
  * progress may be NULL.
@@ -45,8 +51,9 @@ int ledger_copy_run(ledger *from, ledger *to, size_t batch, ledger_copy_progress
                     void *arg, ledger_copy_result *out, char *err, size_t errlen);
 
 /*
- * Compares the ledgers row by row in ID order without writing: what the
- * copy's verification does. Returns 0 (out->verified, out->rows, out->digest,
+ * Compares the ledgers row by row in ID order without writing, and their
+ * evidence logs (the same newest checkpoint, which the destination's stored
+ * tree makes): what the copy's verification does. Returns 0 (out->verified, out->rows, out->digest,
  * out->mismatch set) or -1 when one cannot be read.
  */
 int ledger_copy_compare(ledger *a, ledger *b, ledger_copy_result *out, char *err, size_t errlen);

@@ -2738,6 +2738,8 @@ static int pg_log_store(ledger *base, const ledger_log_write *w)
         if (log_command(lg, LOG_STORE_TILE_SQL, 3, values, lengths) != 0)
             return -1;
     }
+    if (w->checkpoint == NULL)
+        return 0;
     uint8_t size[8], time_ms[8];
     put_be64(size, w->size);
     put_be64(time_ms, w->time_ms);

@@ -1078,6 +1078,8 @@ static int sqlite_log_store(ledger *base, const ledger_log_write *w)
         if (rc != SQLITE_OK || (rc = run(st)) != SQLITE_OK)
             goto fail;
     }
+    if (w->checkpoint == NULL)
+        return 0;
     st = lg->stmt[ST_LOG_CHECKPOINT];
     rc = sqlite3_bind_int64(st, 1, clamp_i64(w->size));
     rc |= sqlite3_bind_int64(st, 2, clamp_i64(w->time_ms));

@@ -432,6 +432,36 @@ describe(`receiptd ledger verify (${LEDGER})`, () => {
     }
   });
 
+  test('ledger copy takes the log along: the copy verifies, and an audit from before stays consistent', async () => {
+    const srv = await startServer({ files: { 'blob.bin': BIN } });
+    const jwks = await fetchJwks(srv.url);
+    const c = await newClient();
+    for (let i = 0; i < 5; i++) await deviceCycle(srv, jwks, c);
+    const xdg = tempDir('receipt-xdg-');
+    const logs = path.join(xdg, 'logs');
+    let r = spawnSync(RECEIPT_CLI, ['audit', srv.url, '--logs', logs], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal((await srv.stop()).code, 0);
+    const from = LEDGER === 'postgresql' ? ledgerArgs(srv.stateDir)[1] : `sqlite:${srv.ledgerFile}`;
+    // To the other backend when there is a PostgreSQL server, else another file.
+    const to = LEDGER === 'sqlite' && process.env.RECEIPT_TEST_PG ? pgUrl(pgCreateDatabase('copylog'))
+      : `sqlite:${path.join(tempDir('receipt-copy-'), 'copy.sqlite')}`;
+    const copied = spawnSync(RECEIPTD, ['ledger', 'copy', from, to], { encoding: 'utf8' });
+    assert.equal(copied.status, 0, copied.stderr + copied.stdout);
+    assert.match(copied.stdout, /and 1[0-9] evidence log leaves/);
+    r = verify(srv, ['--ledger', to]);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    const moved = await startServer({ root: srv.root, stateDir: srv.stateDir, port: srv.port, args: ['--ledger', to] });
+    try {
+      await deviceCycle(moved, jwks, c);
+      r = spawnSync(RECEIPT_CLI, ['audit', moved.url, '--logs', logs], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr + r.stdout);
+      assert.equal(JSON.parse(r.stdout).first_use, false);
+    } finally {
+      assert.equal((await moved.stop()).code, 0, moved.log());
+    }
+  });
+
   test('SIGKILL under load: every checkpoint is consistent with the leaves, every proof given verifies', async () => {
     const srv = await startServer({ files: { 'page.html': PAGE, 'blob.bin': BIN } });
     const jwks = await fetchJwks(srv.url);
