@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  startServer, tempDir, RECEIPTD, RECEIPT_CLI, LEDGER, ledgerArgs, pgUrl, pgCreateDatabase,
+  startServer, tempDir, repoRoot, RECEIPTD, RECEIPT_CLI, LEDGER, ledgerArgs, pgUrl, pgCreateDatabase,
 } from './lib/server.mjs';
 import {
   newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postConfirm, sha256b64url,
@@ -206,6 +206,21 @@ describe(`evidence log (${LEDGER})`, () => {
     const proofs = bundle.events.map((e) => ({ index: e.index, leaf: e.leaf, hashes: e.hashes, checkpoint: bundle.checkpoint }));
     const checked = logcheck(srv.url, key, proofs);
     assert.equal(checked.status, 0, checked.out);
+    // And the whole bundle passes a checker in Python (hashlib, cryptography,
+    // jwcrypto), RFC 9162's algorithms written from the RFC.
+    const dir = tempDir('receipt-bundle-');
+    const file = path.join(dir, 'bundle.json');
+    fs.writeFileSync(file, r.stdout);
+    const py = (f) => spawnSync('/usr/bin/python3', [path.join(repoRoot, 'tests/interop/bundle_check.py'), f, key], { encoding: 'utf8' });
+    let checkedPy = py(file);
+    assert.equal(checkedPy.status, 0, checkedPy.stdout + checkedPy.stderr);
+    assert.match(checkedPy.stdout, /ok the receipt verifies/);
+    const bent = structuredClone(bundle);
+    bent.events[0].batch.consistency.push(bent.events[0].hashes[0] || 'A'.repeat(43) + '=');
+    fs.writeFileSync(file, JSON.stringify(bent));
+    checkedPy = py(file);
+    assert.equal(checkedPy.status, 1, checkedPy.stdout + checkedPy.stderr);
+    assert.match(checkedPy.stdout, /not ok event 1 .*not consistent/);
 
     assert.equal(run(['01900000-0000-7000-8000-000000000000']).status, 4);
     assert.equal(run(['not-an-id']).status, 2);
