@@ -97,7 +97,7 @@ def verify_consistency(first, second, first_root, second_root, proof):
 
 def parse_key(text):
     """A signed-note verifier key: name+hex key ID+base64(0x01 || key)."""
-    name, key_id, blob = text.rsplit("+", 2)
+    name, key_id, blob = text.split("+", 2)  # a name has no plus sign; base64 may
     raw = base64.b64decode(blob, validate=True)
     if len(raw) != 33 or raw[0] != 1:
         raise ValueError("not an Ed25519 verifier key")
