@@ -358,10 +358,12 @@ describe('server options and lifecycle', () => {
     const keysCmd = (...args) => spawnSync(RECEIPTD, ['keys', ...args], { encoding: 'utf8' });
     const a = await startServer({ files: { 'a.txt': 'a' } });
     const jwksA = await (await fetch(a.url + '/_receipt/jwks.json')).json();
+    const logKeyA = (await (await fetch(a.url + '/_receipt/log/key')).text()).trim();
     assert.equal((await a.stop()).code, 0);
     const shownA = keysCmd('show', '--state-dir', a.stateDir);
     assert.equal(shownA.status, 0, shownA.stderr);
-    assert.match(shownA.stdout, /^encryption key  [A-Za-z0-9_-]{43}\nsigning key     [A-Za-z0-9_-]{43}\nticket secret   sha256:[0-9a-f]{16}\.\.\.\n$/);
+    assert.match(shownA.stdout, /^encryption key  [A-Za-z0-9_-]{43}\nsigning key     [A-Za-z0-9_-]{43}\nticket secret   sha256:[0-9a-f]{16}\.\.\.\nlog key         127\.0\.0\.1:\d+\/_receipt\/log\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}\n$/);
+    assert.equal(shownA.stdout.split('\n')[3].slice(16), logKeyA, 'the evidence log key, as served');
     const exported = keysCmd('export', '--state-dir', a.stateDir);
     assert.equal(exported.status, 0);
     const file = JSON.parse(exported.stdout);
