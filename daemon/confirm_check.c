@@ -79,8 +79,10 @@ int confirm_check(const confirm_check_keys *keys, const char *client_key, const 
     if (version != 1)
         FAIL(400, "bad_version", "Only version 1 confirmations are understood.");
     if (!sjson_uint(received, "size", &out->received_size) ||
-        !sjson_uint(received, "at_ms", &out->received_at_ms))
-        FAIL(400, "bad_payload", "received.size and received.at_ms must be whole numbers.");
+        !sjson_uint(received, "at_ms", &out->received_at_ms) ||
+        out->received_size > LEDGER_NUMBER_MAX || out->received_at_ms > LEDGER_NUMBER_MAX)
+        FAIL(400, "bad_payload",
+             "received.size and received.at_ms must be whole numbers below 2^53.");
     const json_t *sha = json_object_get(received, "sha256");
     if (sha == NULL || json_is_null(sha)) {
         out->has_sha256 = false;

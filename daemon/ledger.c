@@ -276,7 +276,9 @@ int ledger_rollback(ledger *lg)
 int ledger_event_check(const ledger_event *ev, char *err, size_t errlen)
 {
     const ledger_delivery *r = &ev->row;
-    const uint64_t max = (uint64_t)INT64_MAX; /* signed columns read larger values back negative */
+    /* Every number is one that JSON carries exactly (the evidence log's
+     * events, RFC 8785), which also keeps signed columns positive. */
+    const uint64_t max = LEDGER_NUMBER_MAX;
     const char *why = NULL;
     if (strnlen(r->id, sizeof r->id) != UUID7_STR_LEN) {
         snprintf(err, errlen, "ledger event: the delivery ID must be %d characters", UUID7_STR_LEN);

@@ -420,10 +420,14 @@ WARN_UNUSED_RESULT int ledger_prepare(ledger *lg, uint64_t first_ms, uint64_t la
  * Whether an event can be written at all, the same rules for every backend,
  * which check it first: an ID of 36 characters, a known kind (and for COPY a
  * known status), a client for BIND and CONFIRM, a final status for CONFIRM,
- * numbers that fit a signed 64-bit column. Returns 0, or -1 with err
+ * numbers up to LEDGER_NUMBER_MAX. Returns 0, or -1 with err
  * (LEDGER_ERR_MAX bytes) saying what is wrong.
  */
 WARN_UNUSED_RESULT int ledger_event_check(const ledger_event *ev, char *err, size_t errlen);
+
+/* The largest number a ledger event may hold: 2^53 - 1, the largest integer
+ * a JSON number carries exactly. */
+#define LEDGER_NUMBER_MAX ((UINT64_C(1) << 53) - 1)
 
 /*
  * The columns an event writes, the same for every backend: the status the

@@ -188,6 +188,32 @@ static void put(out_buf *o, const char *s, size_t n)
     o->len += n;
 }
 
+/*
+ * Text as the log records it: UTF-8, each byte that is not part of a valid
+ * sequence replaced by U+FFFD (as the PostgreSQL ledger stores it), so that
+ * whatever bytes a client sent (a user agent) or a file name holds never
+ * keep an event out of the log. Into out (3 n bytes suffice); its length.
+ */
+static size_t repair_utf8(const char *s, size_t n, char *out)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t seq = unicode_decode(p + i, n - i, &cp);
+        if (seq == 0) {
+            memcpy(out + len, "\xef\xbf\xbd", 3);
+            len += 3;
+            i++;
+        } else {
+            memcpy(out + len, p + i, seq);
+            len += seq;
+            i += seq;
+        }
+    }
+    return len;
+}
+
 /* A string as RFC 8785 writes it: only '"', '\\' and controls escaped. */
 static void put_string(out_buf *o, const char *s, size_t n)
 {
@@ -244,9 +270,14 @@ static size_t emit(members *ms, char *out, size_t cap)
         put_string(&o, m->name, strlen(m->name));
         put(&o, ":", 1);
         if (m->kind == M_TEXT) {
-            if (!unicode_valid(m->text, m->len))
-                return 0;
-            put_string(&o, m->text, m->len);
+            if (unicode_valid(m->text, m->len)) {
+                put_string(&o, m->text, m->len);
+            } else {
+                char repaired[3 * TLOG_EVENT_MAX];
+                if (m->len > TLOG_EVENT_MAX)
+                    return 0;
+                put_string(&o, repaired, repair_utf8(m->text, m->len, repaired));
+            }
         } else if (m->kind == M_U64) {
             char num[24];
             int len = snprintf(num, sizeof num, "%llu", (unsigned long long)m->u);
@@ -610,9 +641,18 @@ bool tlog_event_row_matches(const tlog_event_row *state, const ledger_delivery *
         const char *b = (const char *)row + c->offset;
         bool same;
         switch (c->type) {
-        case COL_TEXT:
-            same = strncmp(a, b, c->cap) == 0;
+        case COL_TEXT: {
+            /* The row's text as the event records it (repair_utf8()). */
+            size_t bn = strnlen(b, c->cap);
+            if (unicode_valid(b, bn)) {
+                same = strncmp(a, b, c->cap) == 0;
+            } else {
+                char repaired[3 * TLOG_EVENT_MAX];
+                size_t rn = bn <= TLOG_EVENT_MAX ? repair_utf8(b, bn, repaired) : 0;
+                same = rn > 0 && strnlen(a, c->cap) == rn && memcmp(a, repaired, rn) == 0;
+            }
             break;
+        }
         case COL_U64:
             same = memcmp(a, b, sizeof(uint64_t)) == 0;
             break;

@@ -50,8 +50,11 @@ const char *tlog_event_type_name(tlog_event_type type);
 /*
  * The canonical text of the event that ev adds when it applied, into out
  * (cap bytes, TLOG_EVENT_MAX + 1 suffice), NUL-terminated; its length, or 0
- * when ev cannot be written (a string that is not UTF-8, a number beyond
- * 2^53 - 1: ledger_event_check() refuses both first).
+ * when ev cannot be written (a number beyond 2^53 - 1, which
+ * ledger_event_check() refuses first; a text longer than TLOG_EVENT_MAX).
+ * Text that is not UTF-8 is written with each invalid byte replaced by
+ * U+FFFD, as the PostgreSQL ledger stores it; tlog_event_row_matches()
+ * compares a row's text so repaired.
  */
 size_t tlog_event_text(const ledger_event *ev, char *out, size_t cap);
 

@@ -5,6 +5,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import http from 'node:http';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -420,6 +421,18 @@ describe(`receiptd ledger verify (${LEDGER})`, () => {
     const ids = [];
     for (let i = 0; i < 6; i++) ids.push((await deviceCycle(srv, jwks, c)).payload.delivery);
     await fetch(srv.url + '/page.html').then((r) => r.text()); // an issued row too
+    // A user agent that is not UTF-8 (a client sends what it likes): logged
+    // with U+FFFD, and the ledger goes on.
+    const odd = await new Promise((resolve, reject) => {
+      const req = http.get(`${srv.url}/page.html`, { headers: { 'User-Agent': 'odd\xff\xfe agent' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.headers['receipt-delivery']));
+      });
+      req.on('error', reject);
+    });
+    ids.push((await deviceCycle(srv, jwks, c)).payload.delivery);
+    const logged = await srv.until(() => srv.query(`SELECT count(*) AS n FROM log_entries WHERE delivery = '${odd}'`)[0].n === 1);
+    assert.ok(logged, 'the odd delivery is in the log');
     assert.equal((await srv.stop()).code, 0);
     let r = verify(srv);
     assert.equal(r.status, 0, r.stderr + r.stdout);

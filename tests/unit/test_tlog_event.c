@@ -85,9 +85,25 @@ static void test_text_is_canonical(void **state)
     assert_null(strstr(text, "\"client\""));
     /* Too small a buffer: nothing. */
     assert_int_equal(tlog_event_text(&ev, text, 40), 0);
-    /* A path that is no UTF-8, and a size beyond 2^53 - 1, cannot be committed. */
-    snprintf(ev.row.path, sizeof ev.row.path, "/\xff.html");
-    assert_int_equal(tlog_event_text(&ev, text, sizeof text), 0);
+    /* Text that is no UTF-8 (a user agent is whatever a client sent) is
+     * committed with U+FFFD for each bad byte, and the row still matches. */
+    snprintf(ev.row.user_agent, sizeof ev.row.user_agent, "bad\xff\xfe agent\xc3");
+    n = tlog_event_text(&ev, text, sizeof text);
+    assert_int_not_equal(n, 0);
+    assert_true(jcs_is_canonical(text, n));
+    assert_non_null(
+        strstr(text, "\"user_agent\":\"bad\xef\xbf\xbd\xef\xbf\xbd agent\xef\xbf\xbd\""));
+    tlog_event_row folded = {0};
+    tlog_event_info info;
+    char err[256];
+    assert_int_equal(tlog_event_fold(text, n, &info, &folded, err, sizeof err), 0);
+    assert_true(tlog_event_row_matches(&folded, &ev.row, err, sizeof err));
+    snprintf(ev.row.user_agent, sizeof ev.row.user_agent, "bad\xfe\xff agent\xc3");
+    assert_true(tlog_event_row_matches(&folded, &ev.row, err, sizeof err)); /* the same repaired */
+    snprintf(ev.row.user_agent, sizeof ev.row.user_agent, "bad\xff\xfe agent");
+    assert_false(tlog_event_row_matches(&folded, &ev.row, err, sizeof err));
+    assert_string_equal(err, "user_agent");
+    /* A size beyond 2^53 - 1 cannot be committed. */
     fill_issue(&ev);
     ev.row.size = UINT64_C(1) << 53;
     assert_int_equal(tlog_event_text(&ev, text, sizeof text), 0);
