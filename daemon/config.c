@@ -334,8 +334,9 @@ _Static_assert(OPTION_COUNT <= 64, "config.given has a bit per option");
 static const char usage_head[] =
     "usage: receiptd --root DIR [options]\n"
     "       receiptd report [options]      (see receiptd report --help)\n"
-    "       receiptd ledger copy FROM TO   (see receiptd ledger --help)\n"
-    "       receiptd keys show|export|import  (see receiptd keys --help)\n"
+    "       receiptd ledger copy|compare|verify  (see receiptd ledger --help)\n"
+    "       receiptd evidence DELIVERY_ID  (see receiptd evidence --help)\n"
+    "       receiptd keys show|export|import|rotate  (see receiptd keys --help)\n"
     "\n"
     "Serves the files under DIR over HTTP and records every delivery in a ledger.\n";
 
