@@ -394,6 +394,8 @@ typedef struct ledger_pg {
     bool log_locked;   /* the transaction holds PG_LOCK_LOG */
     uint64_t log_head; /* the stored tree's size, read under the lock */
     pg_buf log_col[5]; /* the entries' arrays */
+    bool log_pipeline; /* log_store() sends into the open pipeline (commit_logged()) */
+    size_t log_sent;   /* statements it sent there */
 } ledger_pg;
 
 static ledger_pg *impl(ledger *lg)
@@ -1904,16 +1906,99 @@ static void set_outcomes(ledger_pg *lg, ledger_batch_entry *entries)
  * locked): the answers of unchanged confirmations, the log's part, COMMIT.
  * Returns 0 committed, or -1 rolled back.
  */
+static int pg_log_store(ledger *base, const ledger_log_write *w);
+static int pg_log_lock(ledger *base, uint64_t *size);
+
+/*
+ * The log's writes and the COMMIT in one pipeline: one round trip. Returns
+ * 0 committed, or -1 (the caller rolls back).
+ */
+static int commit_logged(ledger_pg *lg, const ledger_log_write *w)
+{
+    PGconn *c = lg->conn;
+    double deadline = (double)clock_mono_ms() + PG_IO_TIMEOUT_MS;
+    bool seen_error = false, failed = false;
+    int rc = -1;
+    if (PQsetnonblocking(c, 1) != 0 || PQenterPipelineMode(c) != 1) {
+        fail_conn(lg, "log");
+        PQsetnonblocking(c, 0);
+        return -1;
+    }
+    lg->log_pipeline = true;
+    lg->log_sent = 0;
+    bool sent = w == NULL || pg_log_store(&lg->base, w) == 0;
+    lg->log_pipeline = false;
+    size_t commit_q = lg->log_sent;
+    sent = sent && PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 1) == 1 &&
+           PQpipelineSync(c) == 1;
+    if (!sent) {
+        if (lg->err[0] == '\0')
+            fail_conn(lg, "log");
+        lg->broken = true;
+        goto out;
+    }
+    if (flush_all(lg, deadline) != 0)
+        goto out;
+    size_t q = 0;
+    for (;;) {
+        PGresult *res = next_result(lg, deadline, &failed);
+        if (failed)
+            goto out;
+        if (res == NULL) {
+            if (++q > commit_q + 1) {
+                fail(lg, "ledger log: the pipeline's answers are out of step");
+                lg->broken = true;
+                goto out;
+            }
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            break;
+        }
+        if (st == PGRES_FATAL_ERROR) {
+            if (!seen_error)
+                fail_result(lg, "log", res);
+            seen_error = true;
+        } else if (st == PGRES_PIPELINE_ABORTED) {
+            seen_error = true;
+        } else if (!seen_error && q == commit_q && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+            fail(lg, "ledger commit: the transaction was rolled back");
+            seen_error = true;
+        }
+        PQclear(res);
+    }
+    rc = seen_error ? -1 : 0;
+out:
+    if (!lg->broken && PQpipelineStatus(c) != PQ_PIPELINE_OFF && PQexitPipelineMode(c) != 1) {
+        lg->broken = true;
+        rc = -1;
+    }
+    if (!lg->broken)
+        PQsetnonblocking(c, 0);
+    return rc;
+}
+
 static int finish_logged(ledger_pg *lg, ledger_batch_entry *entries, size_t n,
                          const ledger_log_hook *hook)
 {
+    char why[LEDGER_ERR_MAX] = "log: failed";
+    const ledger_log_write *w = NULL;
+    uint64_t head = 0;
     lg->in_txn = true; /* the hook reads the log inside the transaction */
     if (answer_unchanged(lg, entries) != 0)
         goto fail;
     set_outcomes(lg, entries);
-    if (ledger_log_hook_run(&lg->base, entries, n, hook) != 0)
+    if (pg_log_lock(&lg->base, &head) != 0)
         goto fail;
-    return pg_commit(&lg->base); /* rolls back when it fails */
+    if (hook->batch(hook->ctx, &lg->base, head, entries, n, &w, why, sizeof why) != 0) {
+        ledger_hook_failed(&lg->base, why);
+        goto fail;
+    }
+    lg->in_txn = false;
+    if (commit_logged(lg, w) == 0)
+        return 0;
 fail:
     lg->in_txn = false;
     rollback_quietly(lg);
@@ -2685,6 +2770,17 @@ static int pg_log_lock(ledger *base, uint64_t *size)
 static int log_command(ledger_pg *lg, const char *sql, int nparams, const char *const *values,
                        const int *lengths)
 {
+    if (lg->log_pipeline) {
+        /* libpq copies the parameters into its buffer now. */
+        if (PQsendQueryParams(lg->conn, sql, nparams, NULL, values, lengths, binary_formats, 1) !=
+            1) {
+            fail_conn(lg, "log");
+            lg->broken = true;
+            return -1;
+        }
+        lg->log_sent++;
+        return 0;
+    }
     PGresult *res = run(lg, "log", NULL, sql, nparams, values, lengths, PGRES_COMMAND_OK);
     if (res == NULL)
         return -1;
