@@ -33,6 +33,7 @@ typedef enum col_type {
     COL_U64,
     COL_SHA,     /* 32 bytes, base64url */
     COL_SHA_OPT, /* received_sha256: null when the client sent none */
+    COL_KIND,    /* the delivery's kind, by name */
 } col_type;
 
 /* Which group of columns a column belongs to. */
@@ -64,6 +65,9 @@ static const column columns[] = {
     {"delivery", COL_TEXT, offsetof(ledger_delivery, id), UUID7_STR_LEN + 1, SET_ISSUE},
     TEXT(path, SET_ISSUE),
     {"sha256", COL_SHA, offsetof(ledger_delivery, sha256), 0, SET_ISSUE},
+    {"kind", COL_KIND, offsetof(ledger_delivery, kind), 0, SET_ISSUE},
+    {"delivered_sha256", COL_SHA, offsetof(ledger_delivery, delivered_sha256), 0, SET_ISSUE},
+    U64(delivered_size, SET_ISSUE),
     U64(size, SET_ISSUE),
     TEXT(server, SET_ISSUE),
     TEXT(client_addr, SET_ISSUE),
@@ -308,6 +312,9 @@ static void add_column(members *ms, const column *c, const ledger_delivery *row)
     case COL_SHA:
         add_digest(ms, c->name, (const uint8_t *)(base + c->offset));
         break;
+    case COL_KIND:
+        add_str(ms, c->name, ledger_kind_name(row->kind));
+        break;
     case COL_SHA_OPT:
         if (row->received_has_sha256)
             add_digest(ms, c->name, row->received_sha256);
@@ -416,6 +423,8 @@ static bool read_column(const json_t *obj, const column *c, ledger_delivery *row
             return false;
         *(uint64_t *)(void *)(base + c->offset) = (uint64_t)json_integer_value(v);
         return true;
+    case COL_KIND:
+        return json_is_string(v) && ledger_kind_parse(json_string_value(v), &row->kind) == 0;
     case COL_SHA_OPT:
         if (json_is_null(v)) {
             row->received_has_sha256 = false;
@@ -438,7 +447,10 @@ static void copy_columns(ledger_delivery *dst, const ledger_delivery *src, unsig
         const column *c = &columns[i];
         if ((c->set & sets) == 0)
             continue;
-        size_t size = c->type == COL_TEXT ? c->cap : c->type == COL_U64 ? sizeof(uint64_t) : 32;
+        size_t size = c->type == COL_TEXT   ? c->cap
+                      : c->type == COL_U64  ? sizeof(uint64_t)
+                      : c->type == COL_KIND ? sizeof(ledger_kind)
+                                            : 32;
         memcpy((char *)dst + c->offset, (const char *)src + c->offset, size);
         if (c->type == COL_SHA_OPT)
             dst->received_has_sha256 = src->received_has_sha256;
@@ -655,6 +667,9 @@ bool tlog_event_row_matches(const tlog_event_row *state, const ledger_delivery *
         }
         case COL_U64:
             same = memcmp(a, b, sizeof(uint64_t)) == 0;
+            break;
+        case COL_KIND:
+            same = want->kind == row->kind;
             break;
         case COL_SHA_OPT:
             same = want->received_has_sha256 == row->received_has_sha256 &&

@@ -28,6 +28,10 @@ static void fill_issue(ledger_event *ev)
     for (int i = 0; i < 32; i++)
         ev->row.sha256[i] = (uint8_t)i;
     ev->row.size = 1234;
+    ev->row.kind = LEDGER_KIND_DOWNLOAD;
+    for (int i = 0; i < 32; i++)
+        ev->row.delivered_sha256[i] = (uint8_t)(255 - i);
+    ev->row.delivered_size = 1300;
     snprintf(ev->row.server, sizeof ev->row.server, "site");
     snprintf(ev->row.client_addr, sizeof ev->row.client_addr, "192.0.2.1");
     snprintf(ev->row.user_agent, sizeof ev->row.user_agent, "curl/8");
@@ -82,6 +86,8 @@ static void test_text_is_canonical(void **state)
     assert_non_null(strstr(text, "\"delivery\":\"" ID "\""));
     assert_non_null(strstr(text, "\"path\":\"/notices/\\\"q\\\"\\n\xc3\xa9.pdf\""));
     assert_non_null(strstr(text, "\"v\":1"));
+    assert_non_null(strstr(text, "\"kind\":\"download\""));
+    assert_non_null(strstr(text, "\"delivered_size\":1300"));
     assert_null(strstr(text, "\"client\""));
     /* Too small a buffer: nothing. */
     assert_int_equal(tlog_event_text(&ev, text, 40), 0);
@@ -156,6 +162,11 @@ static void test_fold_life(void **state)
     edited.received_size++;
     assert_false(tlog_event_row_matches(&row, &edited, err, sizeof err));
     assert_string_equal(err, "path, received_size");
+    edited = conf.row;
+    edited.kind = LEDGER_KIND_PAGE;
+    edited.delivered_sha256[3] ^= 1;
+    assert_false(tlog_event_row_matches(&row, &edited, err, sizeof err));
+    assert_string_equal(err, "kind, delivered_sha256");
     edited = conf.row;
     snprintf(edited.receipt, sizeof edited.receipt, "eyJ.e30.other");
     assert_false(tlog_event_row_matches(&row, &edited, err, sizeof err));
