@@ -191,11 +191,12 @@ static int load_log(state *st, bool catch_up, size_t batch, char *err, size_t er
     char note[LEDGER_NOTE_MAX + 1];
     uint64_t size = tlog_latest(st->log, note, sizeof note);
     if (catch_up)
-        log_info("evidence log %s: %llu leaves", note_signer_name(st->keys->log),
-                 (unsigned long long)size);
+        log_info("evidence log %s: %llu %s", note_signer_name(st->keys->log),
+                 (unsigned long long)size, size == 1 ? "leaf" : "leaves");
     else
-        printf("receiptd: evidence log %s holds %llu leaves, its newest checkpoint signed\n",
-               note_signer_name(st->keys->log), (unsigned long long)size);
+        printf("receiptd: evidence log %s holds %llu %s, its newest checkpoint signed\n",
+               note_signer_name(st->keys->log), (unsigned long long)size,
+               size == 1 ? "leaf" : "leaves");
     return 0;
 }
 
