@@ -4,6 +4,7 @@
 #include "common/checkpoint.h"
 #include "common/durable.h"
 #include "common/jcs.h"
+#include "common/jose.h"
 #include "common/merkle.h"
 #include "common/note.h"
 #include "common/sjson.h"
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define EVIDENCE_EVENTS_MAX 64   /* events of one delivery in a bundle */
 #define EVIDENCE_KEYS_MAX   64   /* log keys, and signing keys, of a bundle */
@@ -49,12 +51,12 @@ static long hashes_parse(const json_t *list, merkle_hash *out)
  * A signed checkpoint: opened with the known keys when there are any, else
  * only parsed (its signature unchecked). Returns 0, or -1 with why set.
  */
-static int checkpoint_read(const char *note, note_verifier *const *known, size_t nknown,
-                           checkpoint *cp, char *why, size_t whylen)
+static int checkpoint_read_signed(const char *note, note_verifier *const *known, size_t nknown,
+                                  checkpoint *cp, bool *signed_by, char *why, size_t whylen)
 {
     size_t n = strlen(note);
     if (nknown > 0) {
-        note_result nr = checkpoint_open(note, n, known, nknown, cp, NULL);
+        note_result nr = checkpoint_open(note, n, known, nknown, cp, signed_by);
         if (nr != NOTE_OK) {
             snprintf(why, whylen, "its checkpoint does not open with the log's key (%s)",
                      note_result_str(nr));
@@ -73,6 +75,12 @@ static int checkpoint_read(const char *note, note_verifier *const *known, size_t
         return -1;
     }
     return 0;
+}
+
+static int checkpoint_read(const char *note, note_verifier *const *known, size_t nknown,
+                           checkpoint *cp, char *why, size_t whylen)
+{
+    return checkpoint_read_signed(note, known, nknown, cp, NULL, why, whylen);
 }
 
 /* The receipt's digest as events name it. */
@@ -249,36 +257,157 @@ RECEIPT_API receipt_result receipt_verify_proof(receipt_client *c, const char *r
 
 /* ---- bundles ---- */
 
+/* When a key was in use, per the bundle's key history: 0 is open (unknown,
+ * or still in use). */
+typedef struct key_window {
+    uint64_t since_ms;
+    uint64_t until_ms;
+} key_window;
+
 typedef struct bundle_keys {
     note_verifier *log[EVIDENCE_KEYS_MAX];
+    key_window log_window[EVIDENCE_KEYS_MAX];
     size_t log_count;
 } bundle_keys;
+
+/* since_ms and until_ms of a key history entry (null or absent: open). */
+static bool window_parse(const json_t *entry, key_window *w)
+{
+    const json_t *since = json_object_get(entry, "since_ms");
+    const json_t *until = json_object_get(entry, "until_ms");
+    w->since_ms = w->until_ms = 0;
+    if ((since != NULL && !json_is_null(since) && !sjson_uint(entry, "since_ms", &w->since_ms)) ||
+        (until != NULL && !json_is_null(until) && !sjson_uint(entry, "until_ms", &w->until_ms)))
+        return false;
+    return w->until_ms == 0 || w->until_ms >= w->since_ms;
+}
+
+/* Whether the key was in use at some time in [from, to]. */
+static bool window_meets(const key_window *w, uint64_t from, uint64_t to)
+{
+    return (w->since_ms == 0 || w->since_ms <= to) && (w->until_ms == 0 || w->until_ms >= from);
+}
+
+/* A time as RFC 3339 UTC with milliseconds, or what an open bound means. */
+static void time_text(uint64_t ms, const char *open, char out[40])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (ms == 0 || gmtime_r(&t, &tm) == NULL) {
+        snprintf(out, 40, "%s", open);
+        return;
+    }
+    char day[24];
+    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 40, "%s.%03uZ", day, (unsigned)(ms % 1000));
+}
+
+/* "in use from A until B, not at C" for a key and the time it signed. */
+static void window_text(const key_window *w, uint64_t from, uint64_t to, char *out, size_t len)
+{
+    char since[40], until[40], at[40], at_to[40];
+    time_text(w->since_ms, "an unknown time", since);
+    time_text(w->until_ms, "now", until);
+    time_text(from, "?", at);
+    time_text(to, "?", at_to);
+    if (from == to)
+        snprintf(out, len, "in use from %s until %s, not at %s", since, until, at);
+    else
+        snprintf(out, len, "in use from %s until %s, not between %s and %s", since, until, at,
+                 at_to);
+}
+
+/*
+ * Whether one of the log keys that signed a checkpoint (signed_by) was in
+ * use at some time in [from, to], when it was signed. Returns 0, or -1
+ * with why set.
+ */
+static int log_key_in_use(const bundle_keys *keys, const bool *signed_by, uint64_t from,
+                          uint64_t to, const char *what, char *why, size_t whylen)
+{
+    size_t first = keys->log_count;
+    for (size_t i = 0; i < keys->log_count; i++) {
+        if (!signed_by[i])
+            continue;
+        if (window_meets(&keys->log_window[i], from, to))
+            return 0;
+        if (first == keys->log_count)
+            first = i;
+    }
+    if (first == keys->log_count)
+        return 0;
+    char text[NOTE_VKEY_MAX], when[200];
+    note_verifier_text(keys->log[first], text);
+    window_text(&keys->log_window[first], from, to, when, sizeof when);
+    if (snprintf(why, whylen, "%s is signed by log key %s, %s", what, text, when) >= (int)whylen)
+        why[whylen - 1] = '\0'; /* cut short, but still names the key */
+    return -1;
+}
+
+/* The time an event was recorded, by the server's clock (0: none). */
+static uint64_t event_time_ms(const json_t *event)
+{
+    const char *type = sjson_string(event, "type", NULL);
+    const char *member = NULL;
+    uint64_t ms = 0;
+    if (type == NULL)
+        return 0;
+    if (strcmp(type, "issued") == 0)
+        member = "issued_ms";
+    else if (strcmp(type, "bound") == 0)
+        member = "bound_ms";
+    else if (strcmp(type, "confirmed") == 0 || strcmp(type, "corrupted") == 0)
+        member = "confirmed_ms";
+    else if (strcmp(type, "log_key") == 0)
+        member = "time_ms";
+    if (member == NULL || !sjson_uint(event, member, &ms))
+        return 0;
+    return ms;
+}
 
 /* The log keys to open checkpoints with: the pinned one, or the bundle's. */
 static int bundle_log_keys(const json_t *bundle, const char *origin, const char *pinned,
                            bundle_keys *keys, char *why, size_t whylen)
 {
+    const json_t *list = json_object_get(json_object_get(bundle, "keys"), "log");
     if (pinned != NULL) {
         if (note_verifier_parse(pinned, strlen(pinned), &keys->log[0]) != NOTE_OK) {
             snprintf(why, whylen, "%s is not a log's verifier key", pinned);
             return -1;
         }
+        keys->log_window[0] = (key_window){0, 0};
         keys->log_count = 1;
+        /* The pinned key's time in use, when the bundle's history has it. */
+        for (size_t i = 0; json_is_array(list) && i < json_array_size(list); i++) {
+            const json_t *entry = json_array_get(list, i);
+            const char *text = sjson_string(entry, "key", NULL);
+            if (text != NULL && strcmp(text, pinned) == 0 &&
+                !window_parse(entry, &keys->log_window[0])) {
+                snprintf(why, whylen, "log key %zu of the bundle has no valid since_ms, until_ms",
+                         i + 1);
+                return -1;
+            }
+        }
     } else {
-        const json_t *list = json_object_get(json_object_get(bundle, "keys"), "log");
         if (!json_is_array(list) || json_array_size(list) == 0 ||
             json_array_size(list) > EVIDENCE_KEYS_MAX) {
             snprintf(why, whylen, "the bundle names no log key");
             return -1;
         }
         for (size_t i = 0; i < json_array_size(list); i++) {
-            const char *text = sjson_string(json_array_get(list, i), "key", NULL);
+            const json_t *entry = json_array_get(list, i);
+            const char *text = sjson_string(entry, "key", NULL);
             if (text == NULL ||
                 note_verifier_parse(text, strlen(text), &keys->log[keys->log_count]) != NOTE_OK) {
                 snprintf(why, whylen, "log key %zu of the bundle is not a verifier key", i + 1);
                 return -1;
             }
             keys->log_count++;
+            if (!window_parse(entry, &keys->log_window[i])) {
+                snprintf(why, whylen, "log key %zu of the bundle has no valid since_ms, until_ms",
+                         i + 1);
+                return -1;
+            }
         }
     }
     for (size_t i = 0; i < keys->log_count; i++) {
@@ -331,7 +460,13 @@ static receipt_result bundle_event(const json_t *obj, const checkpoint *newest,
         snprintf(why, whylen, "it has no batch checkpoint with a consistency proof");
         return RECEIPT_ERR_VERIFY;
     }
-    if (checkpoint_read(note, keys->log, keys->log_count, &cp, why, whylen) != 0)
+    bool signed_by[EVIDENCE_KEYS_MAX] = {false};
+    if (checkpoint_read_signed(note, keys->log, keys->log_count, &cp, signed_by, why, whylen) != 0)
+        return RECEIPT_ERR_VERIFY;
+    /* The batch's checkpoint was signed when the event was recorded. */
+    uint64_t at = event_time_ms(*event);
+    if (at != 0 &&
+        log_key_in_use(keys, signed_by, at, at, "the checkpoint of its batch", why, whylen) != 0)
         return RECEIPT_ERR_VERIFY;
     if (cp.size <= *index || cp.size > newest->size) {
         snprintf(why, whylen, "its batch's checkpoint (%llu leaves) cannot hold it",
@@ -348,6 +483,51 @@ static receipt_result bundle_event(const json_t *obj, const checkpoint *newest,
         return RECEIPT_ERR_INCONSISTENT;
     }
     return RECEIPT_OK;
+}
+
+/*
+ * Whether the key that signed the receipt (payload its verified payload)
+ * was in use, per the bundle's key history, when the receipt says it was
+ * signed (confirmed_at_ms). Returns 0, or -1 with why set.
+ */
+static int signing_key_in_use(const json_t *bundle, const char *receipt, const char *payload,
+                              char *why, size_t whylen)
+{
+    jose_header h;
+    const json_t *list = json_object_get(json_object_get(bundle, "keys"), "signing");
+    json_t *claims = json_loads(payload, 0, NULL);
+    uint64_t at = 0;
+    int rc = -1;
+    if (jws_peek(receipt, strlen(receipt), &h) != JOSE_OK || claims == NULL ||
+        !sjson_uint(claims, "confirmed_at_ms", &at)) {
+        snprintf(why, whylen, "its receipt has no confirmed_at_ms");
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const json_t *entry = json_array_get(list, i);
+        const char *kid = sjson_string(json_object_get(entry, "jwk"), "kid", NULL);
+        key_window w;
+        if (kid == NULL || strcmp(kid, h.kid) != 0)
+            continue;
+        if (!window_parse(entry, &w)) {
+            snprintf(why, whylen, "signing key %zu of the bundle has no valid since_ms, until_ms",
+                     i + 1);
+            goto out;
+        }
+        if (!window_meets(&w, at, at)) {
+            char when[200];
+            window_text(&w, at, at, when, sizeof when);
+            snprintf(why, whylen, "its receipt is signed by key %s, %s (its confirmed_at_ms)",
+                     h.kid, when);
+            goto out;
+        }
+        rc = 0;
+        goto out;
+    }
+    snprintf(why, whylen, "its receipt's key %s is not in the bundle's key history", h.kid);
+out:
+    json_decref(claims);
+    return rc;
 }
 
 static const char *delivery_or_empty(const json_t *bundle)
@@ -367,6 +547,8 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
         return rc_fail(c, RECEIPT_ERR_ARGUMENT, "a bundle is required");
     c->errmsg[0] = '\0';
     bundle_keys keys = {.log_count = 0};
+    bool newest_signed_by[EVIDENCE_KEYS_MAX] = {false};
+    uint64_t last_time = 0, made_ms = 0;
     json_t *bundle = NULL, *set = NULL, *event = NULL, *out = NULL, *types = NULL;
     char *payload = NULL;
     char err[128] = "", why[384] = "";
@@ -405,7 +587,8 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
     receipt = json_is_string(receipt_v) ? json_string_value(receipt_v) : NULL;
     if (bundle_log_keys(bundle, origin, log_key, &keys, why, sizeof why) != 0)
         goto fail;
-    if (checkpoint_read(note, keys.log, keys.log_count, &newest, why, sizeof why) != 0)
+    if (checkpoint_read_signed(note, keys.log, keys.log_count, &newest, newest_signed_by, why,
+                               sizeof why) != 0)
         goto fail;
 
     /* Every event: in the newest tree, its batch consistent with it, of
@@ -430,12 +613,21 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
             goto fail_r;
         }
         last_index = index;
+        if (event_time_ms(event) > last_time)
+            last_time = event_time_ms(event);
         const char *type = sjson_string(event, "type", NULL);
         if (type != NULL && (strcmp(type, "confirmed") == 0 || strcmp(type, "corrupted") == 0))
             final_type = strcmp(type, "confirmed") == 0 ? "confirmed" : "corrupted";
         json_array_append_new(types, json_string(type != NULL ? type : "?"));
     }
     r = RECEIPT_ERR_VERIFY;
+    /* The bundle's checkpoint was signed after its events were recorded
+     * and before the bundle was made. */
+    if (!sjson_uint(bundle, "made_ms", &made_ms))
+        made_ms = 0;
+    if (log_key_in_use(&keys, newest_signed_by, last_time, made_ms != 0 ? made_ms : UINT64_MAX,
+                       "its checkpoint", why, sizeof why) != 0)
+        goto fail;
 
     /* The receipt: signed by one of the site's signing keys, of this
      * delivery, named by the final event. */
@@ -454,6 +646,8 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
             snprintf(why, sizeof why, "its receipt: %.360s", c->errmsg);
             goto fail;
         }
+        if (signing_key_in_use(bundle, receipt, payload, why, sizeof why) != 0)
+            goto fail;
     }
     out = json_pack("{s:s,s:s,s:I,s:s?,s:o,s:b,s:s}", "delivery", delivery, "origin", origin,
                     "size", (json_int_t)newest.size, "status", final_type, "events", types,

@@ -385,6 +385,96 @@ describe(`receipt verify and audit (${LEDGER})`, () => {
     srv = await startServer({ root, stateDir, port });
   });
 
+  test('verify --bundle checks that each key was in use when it signed, across a rotation', async () => {
+    const bundleOf = (delivery) => {
+      const made = spawnSync(RECEIPTD, ['evidence', '--state-dir', srv.stateDir, ...ledgerArgs(srv.stateDir), delivery], { encoding: 'utf8' });
+      assert.equal(made.status, 0, made.stderr);
+      return JSON.parse(made.stdout);
+    };
+    const file = path.join(xdg, 'bundle-keys.json');
+    const verify = (b, args = []) => {
+      fs.writeFileSync(file, JSON.stringify(b));
+      return cli(['verify', '--bundle', file, ...args]);
+    };
+    const before = await fetched();
+    // The receipt signing key rotates on the stopped server.
+    assert.equal((await srv.stop()).code, 0);
+    const rotated = spawnSync(RECEIPTD, ['keys', 'rotate', '--state-dir', srv.stateDir, 'signing'], { encoding: 'utf8' });
+    assert.equal(rotated.status, 0, rotated.stderr);
+    const { root, stateDir, port } = srv;
+    srv = await startServer({ root, stateDir, port });
+    const after = await fetched();
+
+    const old = bundleOf(before.delivery);
+    const kid = JSON.parse(Buffer.from(old.receipt.split('.')[0], 'base64url')).kid;
+    const entry = old.keys.signing.find((k) => k.jwk.kid === kid);
+    assert.ok(entry.until_ms > 0, 'the old key has retired');
+    assert.notEqual(old.keys.signing[0].jwk.kid, kid, 'a new key signs now');
+    // Signed by the old key while it was in use, by the new one after: both pass.
+    let r = verify(old);
+    assert.equal(r.status, 0, r.stderr);
+    r = verify(old, ['--log-key', key]);
+    assert.equal(r.status, 0, r.stderr);
+    const fresh = bundleOf(after.delivery);
+    assert.equal(JSON.parse(Buffer.from(fresh.receipt.split('.')[0], 'base64url')).kid, fresh.keys.signing[0].jwk.kid);
+    r = verify(fresh);
+    assert.equal(r.status, 0, r.stderr);
+
+    // A receipt signed by a key outside the time it was in use fails, named.
+    const at = JSON.parse(Buffer.from(old.receipt.split('.')[1], 'base64url')).confirmed_at_ms;
+    for (const [name, change] of [
+      ['retired before it signed', (k) => { k.until_ms = at - 1; }],
+      ['made after it signed', (k) => { k.since_ms = at + 1; }],
+    ]) {
+      const b = structuredClone(old);
+      change(b.keys.signing.find((k) => k.jwk.kid === kid));
+      r = verify(b);
+      assert.equal(r.status, 1, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`its receipt is signed by key ${kid}, in use from \\S+ until \\S+, not at \\S+ \\(its confirmed_at_ms\\)`), name);
+    }
+    // The checker in Python agrees, on the old key and on one bent.
+    const py = (b) => {
+      fs.writeFileSync(file, JSON.stringify(b));
+      return spawnSync('/usr/bin/python3', [path.join(repoRoot, 'tests/interop/bundle_check.py'), file], { encoding: 'utf8' });
+    };
+    let checked = py(old);
+    assert.equal(checked.status, 0, checked.stdout + checked.stderr);
+    assert.match(checked.stdout, new RegExp(`ok the receipt's key ${kid} was in use`));
+    const bentOld = structuredClone(old);
+    bentOld.keys.signing.find((k) => k.jwk.kid === kid).until_ms = at - 1;
+    checked = py(bentOld);
+    assert.equal(checked.status, 1, checked.stdout + checked.stderr);
+    assert.match(checked.stdout, /not ok the receipt's key .* not at /);
+    const bentLog = structuredClone(fresh);
+    bentLog.keys.log.find((k) => k.key === key).since_ms = fresh.made_ms + 1;
+    checked = py(bentLog);
+    assert.equal(checked.status, 1, checked.stdout + checked.stderr);
+    assert.match(checked.stdout, /not ok event 1 .*signed by a log key not in use/);
+    // A checkpoint signed by a log key outside its time fails too: the
+    // batch's, at its event's time, and the bundle's newest.
+    let b = structuredClone(fresh);
+    const logKey = b.keys.log.find((k) => k.key === key);
+    logKey.since_ms = b.made_ms + 1;
+    r = verify(b);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /event 1: the checkpoint of its batch is signed by log key .*, in use from .* not at /);
+    b = structuredClone(fresh);
+    b.keys.log.find((k) => k.key === key).until_ms = JSON.parse(b.events[b.events.length - 1].leaf.event).confirmed_ms;
+    b.made_ms = b.keys.log.find((k) => k.key === key).until_ms + 60000;
+    r = verify(b);
+    assert.equal(r.status, 0, `retired after the last event: ${r.stderr}`);
+    b.keys.log.find((k) => k.key === key).until_ms -= 1;
+    r = verify(b);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /the checkpoint of its batch is signed by log key/);
+    // A key history that is not one: refused.
+    b = structuredClone(fresh);
+    b.keys.signing[0].since_ms = 'yesterday';
+    r = verify(b);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /signing key 1 of the bundle has no valid since_ms, until_ms/);
+  });
+
   test('audit pins the key, follows the log, and exits 5 on a rewritten log', async () => {
     const logs = path.join(xdg, 'logs-audit');
     let r = cli(['audit', srv.url, '--logs', logs]);

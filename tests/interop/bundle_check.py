@@ -107,6 +107,21 @@ def parse_key(text):
     return name, bytes.fromhex(key_id), Ed25519PublicKey.from_public_bytes(raw[1:])
 
 
+def signed_by(note, key):
+    """Whether the note carries a valid signature by key (name, id, key)."""
+    text, _, sigs = note.partition("\n\n")
+    for line in sigs.splitlines():
+        name, _, sig = line[2:].partition(" ")
+        try:
+            blob = base64.b64decode(sig, validate=True)
+            if name == key[0] and blob[:4] == key[1]:
+                key[2].verify(blob[4:], (text + "\n").encode())
+                return True
+        except (ValueError, InvalidSignature):
+            pass
+    return False
+
+
 def open_checkpoint(note, keys):
     """C2SP signed-note opened with the keys, then tlog-checkpoint parsed:
     (origin, size, root)."""
@@ -133,6 +148,17 @@ def open_checkpoint(note, keys):
     if not keys or origin != keys[0][0]:
         raise ValueError(f"the checkpoint is of log {origin}")
     return origin, int(size), base64.b64decode(root, validate=True)
+
+
+def in_use(entry, at):
+    """Whether a key history entry (since_ms, until_ms; null: open) covers
+    the time at (milliseconds)."""
+    since, until = entry.get("since_ms"), entry.get("until_ms")
+    return (since is None or since <= at) and (until is None or at <= until)
+
+
+EVENT_TIME = {"issued": "issued_ms", "bound": "bound_ms", "confirmed": "confirmed_ms",
+              "corrupted": "confirmed_ms"}
 
 
 def canonical(text):
@@ -175,6 +201,12 @@ def main():
             problems.append("out of log order")
         if not verify_inclusion(ev["index"], size, leaf_hash(commitment), proof, root):
             problems.append("its inclusion proof does not lead to the checkpoint's root")
+        at = event.get(EVENT_TIME.get(event.get("type"), ""))
+        if len(sys.argv) == 2 and at is not None:
+            signers = [entry for entry, key in zip(bundle["keys"]["log"], keys)
+                       if signed_by(ev["batch"]["checkpoint"], key)]
+            if signers and not any(in_use(entry, at) for entry in signers):
+                problems.append(f"its batch's checkpoint is signed by a log key not in use at {at}")
         try:
             _, bsize, broot = open_checkpoint(ev["batch"]["checkpoint"], keys)
             cons = [base64.b64decode(h, validate=True) for h in ev["batch"]["consistency"]]
@@ -206,6 +238,11 @@ def main():
         if payload.get("delivery") != bundle["delivery"]:
             raise ValueError("the receipt is of another delivery")
         report("the receipt verifies (ES256) with the site's signing key")
+        entry = next(k for k in bundle["keys"]["signing"] if k["jwk"].get("kid") == kid)
+        at = payload["confirmed_at_ms"]
+        report(f"the receipt's key {kid} was in use at its confirmed_at_ms",
+               None if in_use(entry, at) else
+               f"in use from {entry.get('since_ms')} until {entry.get('until_ms')}, not at {at}")
     except Exception as e:  # jwcrypto raises several kinds
         report("the receipt", f"{type(e).__name__}: {e}")
 
