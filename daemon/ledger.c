@@ -398,6 +398,14 @@ int ledger_log_entries(ledger *lg, ledger_log_select select, uint64_t first, uin
     return lg->ops->log_entries(lg, select, first, count, delivery, commitments_only, fn, arg);
 }
 
+int ledger_log_deliveries(ledger *lg, const char *after_id, const char *last_id,
+                          ledger_log_row_fn fn, void *arg)
+{
+    if (lg == NULL || fn == NULL || lg->ops->log_deliveries == NULL)
+        return -1;
+    return lg->ops->log_deliveries(lg, after_id, last_id, fn, arg);
+}
+
 int ledger_log_checkpoints(ledger *lg, uint64_t min_size, uint64_t max_size, bool newest_first,
                            uint64_t limit, ledger_checkpoint_fn fn, void *arg)
 {

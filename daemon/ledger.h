@@ -388,6 +388,14 @@ typedef enum ledger_log_select {
 WARN_UNUSED_RESULT int ledger_log_entries(ledger *lg, ledger_log_select select, uint64_t first,
                                           uint64_t count, const char *delivery,
                                           bool commitments_only, ledger_log_row_fn fn, void *arg);
+/*
+ * The entries naming deliveries whose IDs sort after after_id (NULL: from
+ * the first) and up to last_id (inclusive; NULL: to the last), by delivery
+ * then leaf: the events of a page of rows in one read, for a merge with the
+ * rows read in ID order. 0, or -1 as above.
+ */
+WARN_UNUSED_RESULT int ledger_log_deliveries(ledger *lg, const char *after_id, const char *last_id,
+                                             ledger_log_row_fn fn, void *arg);
 /* Checkpoints of sizes min_size .. max_size, ascending or newest first, at
  * most limit (0: all). */
 WARN_UNUSED_RESULT int ledger_log_checkpoints(ledger *lg, uint64_t min_size, uint64_t max_size,

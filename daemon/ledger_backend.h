@@ -60,6 +60,8 @@ typedef struct ledger_ops {
     int (*log_entries)(ledger *lg, ledger_log_select select, uint64_t first, uint64_t count,
                        const char *delivery, bool commitments_only, ledger_log_row_fn fn,
                        void *arg);
+    int (*log_deliveries)(ledger *lg, const char *after_id, const char *last_id,
+                          ledger_log_row_fn fn, void *arg);
     int (*log_checkpoints)(ledger *lg, uint64_t min_size, uint64_t max_size, bool newest_first,
                            uint64_t limit, ledger_checkpoint_fn fn, void *arg);
     int (*log_tile)(ledger *lg, unsigned level, uint64_t index, uint8_t *out, unsigned *width);

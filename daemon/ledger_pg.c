@@ -2849,6 +2849,33 @@ oom:
 
 #define LOG_ENTRY_SELECT "SELECT leaf, delivery, salt, commitment, "
 
+/* The rows of a log_entries query (LOG_ENTRY_SELECT's columns) to fn, in
+ * order; res is cleared. NULL (the query failed) is -1. */
+static int log_rows_emit(PGresult *res, ledger_log_row_fn fn, void *arg)
+{
+    if (res == NULL)
+        return -1;
+    int rows = PQntuples(res);
+    for (int r = 0; r < rows; r++) {
+        ledger_log_row row;
+        memset(&row, 0, sizeof row);
+        row.leaf = get_i64(res, r, 0);
+        if (!is_null(res, r, 1) && PQgetlength(res, r, 1) == 16)
+            id_format((const uint8_t *)PQgetvalue(res, r, 1), row.delivery);
+        if (PQgetlength(res, r, 2) == LEDGER_SALT_LEN)
+            memcpy(row.salt, PQgetvalue(res, r, 2), LEDGER_SALT_LEN);
+        get_sha256(res, r, 3, row.commitment);
+        if (!is_null(res, r, 4)) {
+            row.event = PQgetvalue(res, r, 4);
+            row.event_len = (size_t)PQgetlength(res, r, 4);
+        }
+        if (fn(arg, &row) != 0)
+            break;
+    }
+    PQclear(res);
+    return 0;
+}
+
 static int pg_log_entries(ledger *base, ledger_log_select select, uint64_t first, uint64_t count,
                           const char *delivery, bool commitments_only, ledger_log_row_fn fn,
                           void *arg)
@@ -2892,28 +2919,32 @@ static int pg_log_entries(ledger *base, ledger_log_select select, uint64_t first
                  event);
         break;
     }
-    PGresult *res = read_query(lg, "log", NULL, sql, nparams, values, lengths);
-    if (res == NULL)
+    return log_rows_emit(read_query(lg, "log", NULL, sql, nparams, values, lengths), fn, arg);
+}
+
+static int pg_log_deliveries(ledger *base, const char *after_id, const char *last_id,
+                             ledger_log_row_fn fn, void *arg)
+{
+    ledger_pg *lg = impl(base);
+    uint8_t after[16], last[16];
+    if ((after_id != NULL && !id_parse(after_id, after)) ||
+        (last_id != NULL && !id_parse(last_id, last))) {
+        fail(lg, "ledger log: a delivery ID is not a UUID");
         return -1;
-    int rows = PQntuples(res);
-    for (int r = 0; r < rows; r++) {
-        ledger_log_row row;
-        memset(&row, 0, sizeof row);
-        row.leaf = get_i64(res, r, 0);
-        if (!is_null(res, r, 1) && PQgetlength(res, r, 1) == 16)
-            id_format((const uint8_t *)PQgetvalue(res, r, 1), row.delivery);
-        if (PQgetlength(res, r, 2) == LEDGER_SALT_LEN)
-            memcpy(row.salt, PQgetvalue(res, r, 2), LEDGER_SALT_LEN);
-        get_sha256(res, r, 3, row.commitment);
-        if (!is_null(res, r, 4)) {
-            row.event = PQgetvalue(res, r, 4);
-            row.event_len = (size_t)PQgetlength(res, r, 4);
-        }
-        if (fn(arg, &row) != 0)
-            break;
     }
-    PQclear(res);
-    return 0;
+    /* Unnamed, so planned with the values: an open end drops its test. */
+    const char *values[2] = {after_id != NULL ? (const char *)after : NULL,
+                             last_id != NULL ? (const char *)last : NULL};
+    int lengths[2] = {16, 16};
+    return log_rows_emit(read_query(lg, "log", NULL,
+                                    LOG_ENTRY_SELECT
+                                    "event FROM log_entries"
+                                    " WHERE delivery IS NOT NULL"
+                                    " AND ($1::uuid IS NULL OR delivery > $1::uuid)"
+                                    " AND ($2::uuid IS NULL OR delivery <= $2::uuid)"
+                                    " ORDER BY delivery, leaf",
+                                    2, values, lengths),
+                         fn, arg);
 }
 
 static int pg_log_checkpoints(ledger *base, uint64_t min_size, uint64_t max_size, bool newest_first,
@@ -3082,6 +3113,7 @@ const ledger_ops ledger_pg_ops = {
     .log_store = pg_log_store,
     .log_lock = pg_log_lock,
     .log_entries = pg_log_entries,
+    .log_deliveries = pg_log_deliveries,
     .log_checkpoints = pg_log_checkpoints,
     .log_tile = pg_log_tile,
     .prepare = pg_prepare,

@@ -189,6 +189,7 @@ enum stmt_id {
     ST_LOG_RANGE_COMMITMENTS,
     ST_LOG_DELIVERY,
     ST_LOG_OWN,
+    ST_LOG_DELIVERIES,
     ST_LOG_CHECKPOINTS_UP,
     ST_LOG_CHECKPOINTS_DOWN,
     ST_LOG_TILE_GET,
@@ -289,6 +290,10 @@ static const char *const stmt_sql[ST_COUNT_ALL] = {
                         " WHERE delivery = ?1 ORDER BY leaf",
     [ST_LOG_OWN] = "SELECT " LOG_ENTRY_COLUMNS ", event FROM log_entries"
                    " WHERE delivery IS NULL ORDER BY leaf",
+    /* The delivery index holds the rowid (the leaf): no sort. */
+    [ST_LOG_DELIVERIES] = "SELECT " LOG_ENTRY_COLUMNS ", event FROM log_entries"
+                          " WHERE delivery > ?1 AND (?2 IS NULL OR delivery <= ?2)"
+                          " ORDER BY delivery, leaf",
     [ST_LOG_CHECKPOINTS_UP] = "SELECT size, time_ms, note FROM log_checkpoints"
                               " WHERE size >= ?1 AND size <= ?2 ORDER BY size LIMIT ?3",
     [ST_LOG_CHECKPOINTS_DOWN] = "SELECT size, time_ms, note FROM log_checkpoints"
@@ -1115,6 +1120,19 @@ static int log_entry_row(sqlite3_stmt *st, void *fn, void *arg)
     return rows->fn(rows->arg, &row);
 }
 
+/* The log entries of st, bound with status rc, to fn. */
+static int log_rows_run(ledger_sqlite *lg, sqlite3_stmt *st, int rc, ledger_log_row_fn fn,
+                        void *arg)
+{
+    if (rc != SQLITE_OK) {
+        fail(lg, "ledger log: %s", sqlite3_errmsg(lg->db));
+        sqlite3_reset(st);
+        return -1;
+    }
+    log_rows rows = {.fn = fn, .arg = arg};
+    return for_each_row(lg, st, "log", log_entry_row, NULL, &rows);
+}
+
 static int sqlite_log_entries(ledger *base, ledger_log_select select, uint64_t first,
                               uint64_t count, const char *delivery, bool commitments_only,
                               ledger_log_row_fn fn, void *arg)
@@ -1139,13 +1157,23 @@ static int sqlite_log_entries(ledger *base, ledger_log_select select, uint64_t f
         st = lg->stmt[ST_LOG_OWN];
         break;
     }
-    if (rc != SQLITE_OK) {
-        fail(lg, "ledger log: %s", sqlite3_errmsg(lg->db));
-        sqlite3_reset(st);
-        return -1;
-    }
-    log_rows rows = {.fn = fn, .arg = arg};
-    return for_each_row(lg, st, "log", log_entry_row, NULL, &rows);
+    return log_rows_run(lg, st, rc, fn, arg);
+}
+
+static int sqlite_log_deliveries(ledger *base, const char *after_id, const char *last_id,
+                                 ledger_log_row_fn fn, void *arg)
+{
+    ledger_sqlite *lg = impl(base);
+    sqlite3_stmt *st = lg->stmt[ST_LOG_DELIVERIES];
+    /* Every stored ID (36 characters) sorts after "". */
+    const char *after = after_id != NULL ? after_id : "";
+    int rc = sqlite3_bind_text(st, 1, after, (int)strnlen(after, UUID7_STR_LEN + 1), SQLITE_STATIC);
+    if (last_id != NULL)
+        rc |= sqlite3_bind_text(st, 2, last_id, (int)strnlen(last_id, UUID7_STR_LEN + 1),
+                                SQLITE_STATIC);
+    else
+        rc |= sqlite3_bind_null(st, 2);
+    return log_rows_run(lg, st, rc, fn, arg);
 }
 
 static int log_checkpoint_row(sqlite3_stmt *st, void *fn, void *arg)
@@ -1621,6 +1649,7 @@ const ledger_ops ledger_sqlite_ops = {
     .log_store = sqlite_log_store,
     .log_lock = NULL, /* BEGIN IMMEDIATE holds the write lock */
     .log_entries = sqlite_log_entries,
+    .log_deliveries = sqlite_log_deliveries,
     .log_checkpoints = sqlite_log_checkpoints,
     .log_tile = sqlite_log_tile,
     .prepare = NULL,

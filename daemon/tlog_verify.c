@@ -37,8 +37,7 @@ typedef struct verifier {
 
     /* The log, read in leaf order. */
     merkle_edge *edge;
-    bool broken;            /* a leaf is missing: the tree cannot go on */
-    uint64_t logged_events; /* leaves that name a delivery */
+    bool broken; /* a leaf is missing: the tree cannot go on */
     pending_checkpoint *cps;
     size_t cp_count, cp_next;
     uint64_t cp_after; /* checkpoints of larger sizes are read next */
@@ -51,8 +50,10 @@ typedef struct verifier {
     int read_failed;
     char err[VERIFY_PROBLEM_MAX];
 
-    /* The rows. */
-    uint64_t matched_events;
+    /* The rows: a page of them, in ID order, merged with their events. */
+    const ledger_delivery *page;
+    size_t page_count, page_at;
+    char missing[UUID7_STR_LEN + 1]; /* the last delivery logged without a row */
     tlog_event_row state;
     bool state_bad;
     char state_why[256];
@@ -187,8 +188,6 @@ static int take_leaf(void *arg, const ledger_log_row *row)
         return 1;
     }
     v->out->leaves++;
-    if (row->delivery[0] != '\0')
-        v->logged_events++;
     merkle_hash commitment, leaf, made[MERKLE_MAX_WRITE];
     merkle_commitment(row->salt, row->event != NULL ? row->event : "", row->event_len, &commitment);
     if (memcmp(commitment.bytes, row->commitment, MERKLE_HASH_LEN) != 0)
@@ -258,17 +257,17 @@ static int fold_event(void *arg, const ledger_log_row *row)
     return 0;
 }
 
-static int check_row(verifier *v, const ledger_delivery *row)
+static void row_begin(verifier *v)
 {
     memset(&v->state, 0, sizeof v->state);
     v->state_bad = false;
     v->state_events = 0;
-    if (ledger_log_entries(v->lg, LEDGER_LOG_DELIVERY, 0, 0, row->id, false, fold_event, v) != 0) {
-        snprintf(v->err, sizeof v->err, "the log's events of %s: %s", row->id, ledger_error(v->lg));
-        return -1;
-    }
+}
+
+/* A row whose events were all folded: the row they make is compared. */
+static void row_end(verifier *v, const ledger_delivery *row)
+{
     v->out->rows++;
-    v->matched_events += v->state_events;
     char diff[256];
     if (v->state_events == 0)
         problem(v, P_ROW, "delivery %s: its row is not in the log (inserted behind the server)",
@@ -279,6 +278,47 @@ static int check_row(verifier *v, const ledger_delivery *row)
     else if (!tlog_event_row_matches(&v->state, row, diff, sizeof diff))
         problem(v, P_ROW, "delivery %s: its row differs from its logged events in: %s", row->id,
                 diff);
+    row_begin(v);
+}
+
+/* An event of the page's ID range (by delivery, then leaf): the rows
+ * before its delivery are complete; a delivery without a row is named. */
+static int merge_event(void *arg, const ledger_log_row *row)
+{
+    verifier *v = arg;
+    while (v->page_at < v->page_count && strcmp(v->page[v->page_at].id, row->delivery) < 0)
+        row_end(v, &v->page[v->page_at++]);
+    if (v->page_at < v->page_count && strcmp(v->page[v->page_at].id, row->delivery) == 0)
+        return fold_event(v, row);
+    if (strcmp(v->missing, row->delivery) != 0) {
+        snprintf(v->missing, sizeof v->missing, "%s", row->delivery);
+        problem(v, P_MISSING,
+                "delivery %s: logged (leaf %llu) but it has no row (deleted behind the server)",
+                row->delivery, (unsigned long long)row->leaf);
+    }
+    return 0;
+}
+
+/*
+ * A page of rows (IDs after after, NULL: the first page) against the
+ * events of its range of IDs, read in one query; the last page's range
+ * runs to the end, so that every logged delivery falls in one page's.
+ */
+static int check_page(verifier *v, const ledger_delivery *rows, size_t n, const char *after,
+                      bool last)
+{
+    v->page = rows;
+    v->page_count = n;
+    v->page_at = 0;
+    row_begin(v);
+    const char *upto = last ? NULL : rows[n - 1].id;
+    if (ledger_log_deliveries(v->lg, after, upto, merge_event, v) != 0) {
+        snprintf(v->err, sizeof v->err, "the log's events of deliveries after %s: %s",
+                 after != NULL ? after : "the first", ledger_error(v->lg));
+        return -1;
+    }
+    while (v->page_at < v->page_count)
+        row_end(v, &v->page[v->page_at++]);
     return 0;
 }
 
@@ -310,9 +350,9 @@ static int verify_rows(verifier *v)
             goto out;
         }
         /* The cursor is closed before the log is read: one query at a time. */
-        for (size_t i = 0; i < n; i++)
-            if (check_row(v, &rows[i]) != 0)
-                goto out;
+        bool last = n < VERIFY_ROW_CHUNK;
+        if (check_page(v, rows, n, after[0] != '\0' ? after : NULL, last) != 0)
+            goto out;
         if (n < VERIFY_ROW_CHUNK)
             break;
         snprintf(after, sizeof after, "%s", rows[n - 1].id);
@@ -320,67 +360,6 @@ static int verify_rows(verifier *v)
     rc = 0;
 out:
     free(rows);
-    return rc;
-}
-
-/* Deliveries the log names without a row: sought only when some are. */
-typedef struct missing_scan {
-    verifier *v;
-    char last[UUID7_STR_LEN + 1];
-    bool last_found;
-    ledger_delivery row;
-    int failed;
-} missing_scan;
-
-static int seek_missing(void *arg, const ledger_log_row *row)
-{
-    missing_scan *m = arg;
-    if (row->delivery[0] == '\0')
-        return 0;
-    if (strcmp(row->delivery, m->last) != 0) {
-        int got = ledger_get(m->v->lg, row->delivery, &m->row);
-        if (got < 0) {
-            m->failed = 1;
-            return 1;
-        }
-        snprintf(m->last, sizeof m->last, "%s", row->delivery);
-        m->last_found = got == 1;
-        if (!m->last_found)
-            problem(m->v, P_MISSING,
-                    "delivery %s: logged (leaf %llu) but it has no row (deleted behind the "
-                    "server)",
-                    row->delivery, (unsigned long long)row->leaf);
-    }
-    return m->v->told[P_MISSING] >= TLOG_VERIFY_REPORT_MAX ? 1 : 0;
-}
-
-static int verify_missing(verifier *v)
-{
-    if (v->matched_events == v->logged_events)
-        return 0;
-    missing_scan *m = calloc(1, sizeof *m);
-    if (m == NULL) {
-        snprintf(v->err, sizeof v->err, "out of memory");
-        return -1;
-    }
-    m->v = v;
-    uint64_t before = v->out->problems;
-    int rc = 0;
-    for (uint64_t first = 0; first < v->out->leaves && rc == 0 && !m->failed &&
-                             v->told[P_MISSING] < TLOG_VERIFY_REPORT_MAX;
-         first += VERIFY_ENTRY_CHUNK)
-        rc = ledger_log_entries(v->lg, LEDGER_LOG_RANGE, first, VERIFY_ENTRY_CHUNK, NULL, true,
-                                seek_missing, m);
-    if (rc != 0 || m->failed) {
-        snprintf(v->err, sizeof v->err, "the deliveries the log names: %s", ledger_error(v->lg));
-        rc = -1;
-    } else if (v->out->problems == before) {
-        problem(v, P_MISSING,
-                "%llu logged events name deliveries, %llu of them rows that exist: a row's ID "
-                "was changed",
-                (unsigned long long)v->logged_events, (unsigned long long)v->matched_events);
-    }
-    free(m);
     return rc;
 }
 
@@ -414,7 +393,7 @@ int tlog_verify_run(ledger *lg, const keystore *ks, tlog_verify_report_fn fn, vo
         snprintf(err, errlen, "the server's keys hold no evidence log key");
         goto out;
     }
-    if (verify_log(v) != 0 || verify_rows(v) != 0 || verify_missing(v) != 0) {
+    if (verify_log(v) != 0 || verify_rows(v) != 0) {
         snprintf(err, errlen, "%s", v->err);
         goto out;
     }

@@ -566,6 +566,43 @@ describe(`receiptd ledger verify (${LEDGER})`, () => {
     }
   });
 
+  test('thousands of rows are read in pages: rows edited or deleted at page boundaries are found', async () => {
+    const srv = await startServer({ files: { 'page.html': PAGE, 'blob.bin': BIN } });
+    const jwks = await fetchJwks(srv.url);
+    const clients = await Promise.all(Array.from({ length: 8 }, () => newClient()));
+    // 2,600 rows, issued and confirmed: pages of 1,000 rows, the last partial.
+    let next = 0;
+    await Promise.all(Array.from({ length: 32 }, async (_, w) => {
+      for (let i = next++; i < 2600; i = next++) {
+        if (i % 4 === 0) await deviceCycle(srv, jwks, clients[w % clients.length]);
+        else await fetch(srv.url + '/page.html').then((r) => r.text());
+      }
+    }));
+    const total = () => Number(srv.query('SELECT count(*) AS n FROM deliveries')[0].n);
+    assert.ok(await srv.until(() => total() === 2600), 'every row written');
+    assert.equal((await srv.stop()).code, 0);
+    let r = verify(srv);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /2600 rows: the ledger and its log agree/);
+
+    const idAt = (k) => srv.query(`SELECT id FROM deliveries ORDER BY id LIMIT 1 OFFSET ${k}`)[0].id;
+    // The last row of the first page and the first of the second, edited;
+    // the last of the second page and the very last, deleted.
+    const [last1, first2, last2, final] = [idAt(999), idAt(1000), idAt(1999), idAt(2599)];
+    srv.exec(`UPDATE deliveries SET issued_ms = issued_ms + 1 WHERE id IN ('${last1}', '${first2}')`);
+    srv.exec(`DELETE FROM deliveries WHERE id IN ('${last2}', '${final}')`);
+    r = verify(srv);
+    assert.equal(r.status, 5, r.stderr + r.stdout);
+    for (const id of [last1, first2]) {
+      assert.match(r.stderr, new RegExp(`delivery ${id}: its row differs from its logged events in: issued_ms`));
+    }
+    for (const id of [last2, final]) {
+      assert.match(r.stderr, new RegExp(`delivery ${id}: logged \\(leaf \\d+\\) but it has no row`));
+    }
+    assert.match(r.stderr, /: 4 problems/);
+    assert.match(r.stdout, /2598 rows: PROBLEMS FOUND/);
+  });
+
   test('ledger copy takes the log along: the copy verifies, and an audit from before stays consistent', async () => {
     const srv = await startServer({ files: { 'blob.bin': BIN } });
     const jwks = await fetchJwks(srv.url);
