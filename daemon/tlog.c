@@ -93,6 +93,10 @@ struct tlog {
     pthread_mutex_t latest_lock;
     uint64_t latest_size;
     char latest[LEDGER_NOTE_MAX + 1];
+    uint64_t observed_size; /* the ledger's newest, another node's perhaps */
+    char observed[LEDGER_NOTE_MAX + 1];
+    uint64_t refreshed_ms; /* when a refresh was last claimed (monotonic) */
+    bool refreshed;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -201,6 +205,38 @@ uint64_t tlog_latest(tlog *t, char *note, size_t cap)
     pthread_mutex_lock(&t->latest_lock);
     uint64_t size = t->latest_size;
     snprintf(note, cap, "%s", t->latest);
+    pthread_mutex_unlock(&t->latest_lock);
+    return size;
+}
+
+bool tlog_refresh_due(tlog *t, uint64_t now_ms, uint64_t interval_ms)
+{
+    pthread_mutex_lock(&t->latest_lock);
+    bool due = !t->refreshed || now_ms - t->refreshed_ms >= interval_ms;
+    if (due) {
+        t->refreshed = true;
+        t->refreshed_ms = now_ms;
+    }
+    pthread_mutex_unlock(&t->latest_lock);
+    return due;
+}
+
+void tlog_observe(tlog *t, uint64_t size, const char *note)
+{
+    pthread_mutex_lock(&t->latest_lock);
+    if (size > t->observed_size) {
+        t->observed_size = size;
+        snprintf(t->observed, sizeof t->observed, "%s", note);
+    }
+    pthread_mutex_unlock(&t->latest_lock);
+}
+
+uint64_t tlog_newest(tlog *t, char *note, size_t cap)
+{
+    pthread_mutex_lock(&t->latest_lock);
+    bool theirs = t->observed_size > t->latest_size;
+    uint64_t size = theirs ? t->observed_size : t->latest_size;
+    snprintf(note, cap, "%s", theirs ? t->observed : t->latest);
     pthread_mutex_unlock(&t->latest_lock);
     return size;
 }

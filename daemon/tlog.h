@@ -96,6 +96,18 @@ bool tlog_prove(tlog *t, size_t i, ledger_proof *out);
  * bytes); its size, or 0 with note "" when there is none yet. Any thread. */
 uint64_t tlog_latest(tlog *t, char *note, size_t cap);
 
+/*
+ * On a ledger other nodes append to too (PostgreSQL), the newest
+ * checkpoint may be another node's. A reader of the ledger's newest claims
+ * its turn with tlog_refresh_due() (true at most once per interval_ms of
+ * the monotonic now_ms, so one thread reads while the others serve what is
+ * known) and hands what it read to tlog_observe(); tlog_newest() is the
+ * larger of that and tlog_latest(). Any thread.
+ */
+bool tlog_refresh_due(tlog *t, uint64_t now_ms, uint64_t interval_ms);
+void tlog_observe(tlog *t, uint64_t size, const char *note);
+uint64_t tlog_newest(tlog *t, char *note, size_t cap);
+
 /* Leaves appended by this process (for metrics). */
 uint64_t tlog_appended(tlog *t);
 

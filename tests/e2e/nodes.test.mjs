@@ -167,10 +167,35 @@ test('200 concurrent confirmations of 100 deliveries, split across the nodes: on
   const proofs = answers.filter((x) => x.out.status === 200).map((x) => x.out.json.proof);
   const key = (await (await fetch(a.url + '/_receipt/log/key')).text()).trim();
   assert.equal((await (await fetch(b.url + '/_receipt/log/key')).text()).trim(), key);
+  // Each node serves its own checkpoints from memory and reads the other's
+  // from the ledger at most once a second: both converge on the newest,
+  // which holds every proof's checkpoint.
+  const newestOf = async (srv) => (await (await fetch(srv.url + '/_receipt/log/checkpoint')).text());
+  const sizeOf = (note) => Number(note.split('\n')[1]);
+  const proved = Math.max(...proofs.map((p) => sizeOf(p.checkpoint)));
+  let served = [];
+  for (let tries = 0; tries < 100; tries++) {
+    served = await Promise.all([a, b].map(newestOf));
+    if (served[0] === served[1] && sizeOf(served[0]) >= proved) break;
+    await sleep(100);
+  }
+  assert.equal(served[0], served[1], 'both nodes serve the same newest checkpoint');
+  assert.ok(sizeOf(served[0]) >= proved, `${sizeOf(served[0])} leaves, proofs up to ${proved}`);
   for (const srv of [a, b]) {
     const checked = logcheck(srv.url, key, proofs);
     assert.equal(checked.status, 0, checked.out);
   }
+  // One node appends; the other serves that checkpoint within its refresh.
+  const before = sizeOf(served[0]);
+  const r = await fetch(a.url + '/page.html');
+  await r.text();
+  let other = '';
+  for (let tries = 0; tries < 100 && sizeOf(other || '\n0') <= before; tries++) {
+    other = await newestOf(b);
+    if (sizeOf(other) <= before) await sleep(100);
+  }
+  assert.ok(sizeOf(other) > before, 'node b serves the checkpoint node a signed');
+  assert.equal(other, await newestOf(a));
 });
 
 test('either node\'s admin API shows every delivery of both', { skip, timeout: 60000 }, async () => {

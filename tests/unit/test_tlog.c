@@ -280,6 +280,32 @@ static void test_genesis(void **state)
     assert_string_equal(info.previous, "");
 }
 
+/* Another node's checkpoint: read at most once per interval, served when
+ * it is newer than this node's own, never going back. */
+static void test_observed_checkpoint(void **state)
+{
+    fixture *f = *state;
+    char note[LEDGER_NOTE_MAX + 1];
+    assert_true(tlog_refresh_due(f->t, 5000, 1000));
+    assert_false(tlog_refresh_due(f->t, 5000, 1000));
+    assert_false(tlog_refresh_due(f->t, 5999, 1000));
+    assert_true(tlog_refresh_due(f->t, 6000, 1000));
+    assert_false(tlog_refresh_due(f->t, 6500, 1000));
+
+    char own[LEDGER_NOTE_MAX + 1];
+    assert_int_equal(tlog_latest(f->t, own, sizeof own), 1);
+    tlog_observe(f->t, 1, "not newer\n");
+    assert_int_equal(tlog_newest(f->t, note, sizeof note), 1);
+    assert_string_equal(note, own);
+    tlog_observe(f->t, 7, "seven\n");
+    tlog_observe(f->t, 5, "five\n");
+    assert_int_equal(tlog_newest(f->t, note, sizeof note), 7);
+    assert_string_equal(note, "seven\n");
+    /* This node's own checkpoint is unchanged by what it observed. */
+    assert_int_equal(tlog_latest(f->t, note, sizeof note), 1);
+    assert_string_equal(note, own);
+}
+
 /* Batches across tile boundaries: every proof verifies, the stored tree is
  * the signed one, the tiles and entry bundles agree with the leaves. */
 static void test_batches_and_tiles(void **state)
@@ -626,6 +652,7 @@ static void test_pg_unavailable(void **state)
 
 #define BACKEND_TESTS(setup)                                                                       \
     cmocka_unit_test_setup_teardown(test_genesis, setup, teardown),                                \
+        cmocka_unit_test_setup_teardown(test_observed_checkpoint, setup, teardown),                \
         cmocka_unit_test_setup_teardown(test_batches_and_tiles, setup, teardown),                  \
         cmocka_unit_test_setup_teardown(test_no_leaf_without_change, setup, teardown),             \
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),                            \
