@@ -2,6 +2,7 @@
 
 #include "daemon/clock.h"
 #include "daemon/keystore.h"
+#include "daemon/statelock.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -152,14 +153,23 @@ static int rotate(const char *state_dir, const char *which)
         key = KEYSTORE_LOG;
     else
         return usage_error("rotate takes signing or log");
+    /* A running server would go on signing with the key this retires, and
+     * what it signed after the retirement would fail verification. */
+    int lock = statelock_acquire(state_dir, err, sizeof err);
+    if (lock < 0) {
+        fprintf(stderr, "receiptd keys rotate: %s%s\n", err,
+                lock == STATELOCK_HELD ? "; stop it first, rotate, then start it" : "");
+        return 1;
+    }
     keystore *ks = keystore_rotate(state_dir, key, clock_wall_ms(), err, sizeof err);
+    close(lock);
     if (ks == NULL) {
         fprintf(stderr, "receiptd keys rotate: %s\n", err);
         return 1;
     }
-    printf("receiptd keys: a new %s key in %s/%s; restart the server to use it, and import\n"
-           "the keys on every other node of the site (receiptd keys export | ssh NODE\n"
-           "receiptd keys import -)\n",
+    printf("receiptd keys: a new %s key in %s/%s; import the keys on every other node of\n"
+           "the site while it is stopped too (receiptd keys export | ssh NODE receiptd keys\n"
+           "import -), then start them all\n",
            which, state_dir, KEYSTORE_FILE);
     show(ks);
     keystore_free(ks);
@@ -226,7 +236,21 @@ int keys_main(int argc, char **argv)
             OPENSSL_cleanse(text, KEYS_FILE_MAX + 1);
             free(text);
         }
+        /* A running server keeps the keys it loaded: replace them while none runs. */
+        int lock = -1;
+        if (ks != NULL && access(state_dir, F_OK) == 0) {
+            lock = statelock_acquire(state_dir, err, sizeof err);
+            if (lock == STATELOCK_HELD)
+                snprintf(err + strlen(err), sizeof err - strlen(err),
+                         "; stop it first, import, then start it");
+            if (lock < 0) {
+                keystore_free(ks);
+                ks = NULL;
+            }
+        }
         int rc = ks != NULL ? keystore_install(state_dir, ks, replace, err, sizeof err) : -1;
+        if (lock >= 0)
+            close(lock);
         if (rc >= 0) {
             printf("receiptd keys: %s %s/%s\n",
                    rc == 1 ? "the same keys are already in" : "installed", state_dir,

@@ -28,6 +28,7 @@
 #include "daemon/readpool.h"
 #include "daemon/recovery.h"
 #include "daemon/report.h"
+#include "daemon/statelock.h"
 #include "daemon/ticket.h"
 #include "daemon/tlog.h"
 #include "daemon/tls.h"
@@ -100,6 +101,7 @@ typedef struct state {
     tlog *log; /* NULL without the evidence log */
     recovery_file *recovery;
     uint64_t recovered; /* events applied from the recovery file */
+    int lock_fd;        /* statelock.h; held until the process exits */
 } state;
 
 static void state_close(state *st)
@@ -108,7 +110,10 @@ static void state_close(state *st)
     ledger_close(st->lg);
     tlog_free(st->log);
     keystore_free(st->keys);
+    if (st->lock_fd >= 0)
+        close(st->lock_fd);
     memset(st, 0, sizeof *st);
+    st->lock_fd = -1;
 }
 
 /* Free space for the recovery file's reservation, beyond what it holds now. */
@@ -257,6 +262,7 @@ static int start_state(const config *cfg, bool check_only, const sigset_t *signa
     size_t recovery_events = cfg->queue_capacity + cfg->batch_max;
 
     memset(st, 0, sizeof *st);
+    st->lock_fd = -1;
     if (check_root(cfg->root, err, errlen) != 0)
         return -1;
     warn_misconfiguration(cfg);
@@ -271,6 +277,11 @@ static int start_state(const config *cfg, bool check_only, const sigset_t *signa
         return -1;
     if (created)
         log_info("made new server keys in %s/%s", cfg->state_dir, KEYSTORE_FILE);
+    if (!check_only) {
+        st->lock_fd = statelock_acquire(cfg->state_dir, err, errlen);
+        if (st->lock_fd < 0)
+            return -1;
+    }
     if (cfg->evidence_log && start_log_key(cfg, check_only, st->keys, err, errlen) != 0)
         return -1;
 
@@ -491,7 +502,7 @@ int main(int argc, char **argv)
     char err[MAIN_ERR_MAX] = "";
     config cfg;
     int status = 1;
-    state st = {0};
+    state st = {.lock_fd = -1};
     const keystore *keys = NULL;
     ticket_sealer *sealer = NULL;
     content_store *content = NULL;

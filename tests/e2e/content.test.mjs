@@ -395,6 +395,27 @@ describe('server options and lifecycle', () => {
     assert.equal(replaced.status, 0, replaced.stderr);
     assert.equal(keysCmd('show', '--state-dir', c.stateDir).stdout, shownA.stdout);
 
+    // While a server runs on a state directory, its keys stay as it loaded
+    // them, and a second server refuses the directory; once it stops, both
+    // work.
+    const running = await startServer({ files: { 'a.txt': 'a' } });
+    const shownRunning = keysCmd('show', '--state-dir', running.stateDir).stdout;
+    const rotateBusy = keysCmd('rotate', 'signing', '--state-dir', running.stateDir);
+    assert.equal(rotateBusy.status, 1);
+    assert.match(rotateBusy.stderr, /another receiptd is using .*receiptd\.lock.*stop it first/);
+    const importBusy = spawnSync(RECEIPTD, ['keys', 'import', '--state-dir', running.stateDir, '--replace', '-'], { input: exported.stdout, encoding: 'utf8' });
+    assert.equal(importBusy.status, 1);
+    assert.match(importBusy.stderr, /another receiptd is using/);
+    assert.equal(keysCmd('show', '--state-dir', running.stateDir).stdout, shownRunning, 'the keys are unchanged');
+    const second = await runReceiptd(['--root', tempDir(), '--listen', '127.0.0.1:0', '--admin-listen', 'off',
+      '--state-dir', running.stateDir]);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /another receiptd is using/);
+    assert.equal((await running.stop()).code, 0);
+    const rotated = keysCmd('rotate', 'signing', '--state-dir', running.stateDir);
+    assert.equal(rotated.status, 0, rotated.stderr);
+    assert.notEqual(keysCmd('show', '--state-dir', running.stateDir).stdout, shownRunning);
+
     // Not a key file; usage errors; no keys to show.
     const garbage = spawnSync(RECEIPTD, ['keys', 'import', '--state-dir', path.join(tempDir(), 'd'), '-'], { input: '{"v":1}', encoding: 'utf8' });
     assert.equal(garbage.status, 1);
