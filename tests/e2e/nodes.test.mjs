@@ -118,7 +118,7 @@ test('issued on A, bound on B, confirmed on A: one row that names each node', { 
   }
 });
 
-test('200 concurrent confirmations of 100 deliveries, split across the nodes: one receipt each', { skip, timeout: 120000 }, async () => {
+test('200 concurrent confirmations of 100 deliveries, split across the nodes: one receipt each', { skip, timeout: 120000 }, async (t) => {
   const jwks = await fetchJwks(a.url);
   const clients = await Promise.all(Array.from({ length: 20 }, newClient));
   const deliveries = [];
@@ -160,8 +160,11 @@ test('200 concurrent confirmations of 100 deliveries, split across the nodes: on
     assert.equal(row.receipt, won[0].out.json.receipt);
     assert.equal(row.confirmed_node, won[0].srv === a ? 'a' : 'b');
   }
+  // Which node wins each race is the database's timing, not a property:
+  // one node may win them all on a loaded machine. Reported, not asserted;
+  // that either node can win is shown by the sequential test above.
   const winsOnA = answers.filter((x) => x.out.status === 200 && x.srv === a).length;
-  assert.ok(winsOnA > 0 && winsOnA < 100, `both nodes won some (${winsOnA} on A)`);
+  t.diagnostic(`races won: ${winsOnA} on A, ${100 - winsOnA} on B`);
   // One log for the site: every receipt's proof, whichever node answered,
   // checks against the log as either node serves it.
   const proofs = answers.filter((x) => x.out.status === 200).map((x) => x.out.json.proof);
