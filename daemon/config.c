@@ -40,10 +40,12 @@ typedef void (*config_clearer)(config *cfg);
 #define CONFIG_MAY_BE_OFF   4u  /* an address that "off" switches off */
 #define CONFIG_REPEATABLE   8u  /* each time adds to a list (max: its length) */
 #define CONFIG_SECRET       16u /* its value may hold a password */
+#define CONFIG_TWO_WORDS    32u /* two words: on the command line, two arguments */
 
 typedef enum config_section {
     SECTION_PROTOCOL,
     SECTION_TLS,
+    SECTION_UPSTREAM,
     SECTION_STATE,
     SECTION_LIMITS,
     SECTION_OPERATIONS,
@@ -52,6 +54,7 @@ typedef enum config_section {
 static const char *const section_titles[] = {
     [SECTION_PROTOCOL] = "Content and protocol",
     [SECTION_TLS] = "TLS and reverse proxies",
+    [SECTION_UPSTREAM] = "Upstreams (in front of an existing site)",
     [SECTION_STATE] = "State",
     [SECTION_LIMITS] = "Limits",
     [SECTION_OPERATIONS] = "Operations",
@@ -92,6 +95,10 @@ static int parse_trusted_proxy(config *, const config_option *, const char *, ch
 static void clear_headers(config *cfg);
 static void clear_path_rules(config *cfg);
 static void clear_trusted_proxies(config *cfg);
+static int parse_upstream(config *, const config_option *, const char *, char *, size_t);
+static int parse_upstream_for(config *, const config_option *, const char *, char *, size_t);
+static int parse_upstream_host(config *, const config_option *, const char *, char *, size_t);
+static void clear_upstreams_for(config *cfg);
 static void derive_threads(config *cfg);
 static void derive_public_url(config *cfg);
 static void derive_server_id(config *cfg);
@@ -103,10 +110,12 @@ static void derive_node_id(config *cfg);
 
 /* Every option of receiptd, in the order of --help and the man page. */
 static const config_option options[] = {
-    {"root", "DIR", SECTION_PROTOCOL, parse_string, AT(root), .flags = CONFIG_REQUIRED,
-     .help = "directory to serve (required)",
-     .doc = "Directory to serve (required). Nothing outside it is ever served: paths resolve "
-            "with openat2(2) and RESOLVE_BENEATH; dot segments and dotfiles answer 404."},
+    {"root", "DIR", SECTION_PROTOCOL, parse_string, AT(root),
+     .help = "directory to serve (required unless an upstream is given)",
+     .doc = "Directory to serve (required unless \\fB\\-\\-upstream\\fR or "
+            "\\fB\\-\\-upstream\\-for\\fR is given; it then answers what no upstream claims). "
+            "Nothing outside it is ever served: paths resolve with openat2(2) and "
+            "RESOLVE_BENEATH; dot segments and dotfiles answer 404."},
     {"listen", "HOST:PORT", SECTION_PROTOCOL, parse_address, AT(listen), .value = "127.0.0.1:8080",
      .help = "public listener (default %D)", .doc = "Public listener (default %D)."},
     {"admin-listen", "HOST:PORT", SECTION_PROTOCOL, parse_address, AT(admin_listen),
@@ -218,6 +227,56 @@ static const config_option options[] = {
             "and counted in /metrics. Trusted proxies are exempt from "
             "\\fB\\-\\-per\\-ip\\-connections\\fR, which limits the requests in progress per "
             "forwarded address instead."},
+    {"upstream", "URL", SECTION_UPSTREAM, parse_upstream,
+     .help = "pass requests to the application at URL (http://HOST[:PORT][/PATH], https://... "
+             "or unix:/SOCKET) and track what it answers",
+     .doc = "Pass every request outside /_receipt/ that no \\fB\\-\\-upstream\\-for\\fR "
+            "claims to the HTTP application at \\fIURL\\fR: \\fBhttp://\\fIHOST\\fR[:\\fIPORT\\fR]"
+            "[\\fI/PATH\\fR], \\fBhttps://\\fR... (the certificate is verified) or "
+            "\\fBunix:\\fI/SOCKET\\fR[:\\fI/PATH\\fR]. A 200 to a GET is a delivery under "
+            "the same rules as a file; everything else passes through untracked. With a "
+            "\\fIPATH\\fR, it replaces the matched prefix, as with nginx's proxy_pass."},
+    {"upstream-for", "PREFIX URL", SECTION_UPSTREAM, parse_upstream_for,
+     .max = CONFIG_UPSTREAMS_MAX, .flags = CONFIG_REPEATABLE | CONFIG_TWO_WORDS,
+     .clear = clear_upstreams_for,
+     .help = "pass requests whose path starts with PREFIX to URL; the longest prefix wins "
+             "(repeatable)",
+     .doc = "Pass requests whose path starts with \\fIPREFIX\\fR (a plain string prefix of the "
+            "decoded path: end it with / to claim a directory) to \\fIURL\\fR, as "
+            "\\fB\\-\\-upstream\\fR does; the longest matching prefix wins (repeatable, at "
+            "most %M). Two arguments on the command line; one line "
+            "\\fBupstream\\-for\\fR \\fIPREFIX URL\\fR in a configuration file."},
+    {"upstream-host", "HOST", SECTION_UPSTREAM, parse_upstream_host,
+     .help = "Host header sent upstream (default: the client's; 'upstream': the upstream URL's)",
+     .doc = "The Host header upstreams get (default: the client's, as received); "
+            "\\fBupstream\\fR sends each upstream the host and port of its own URL."},
+    {"upstream-timeout", "SECONDS", SECTION_UPSTREAM, NUMBER(1, 3600), AT(upstream_timeout_s),
+     .value = "60",
+     .help = "give up on an upstream that does not connect or send for this long: 504 "
+             "(default %D)",
+     .doc = "How long an upstream may take to accept the connection, and then to send the next "
+            "bytes of its answer, before the request is answered 504 (default %D)."},
+    {"upstream-ca", "FILE", SECTION_UPSTREAM, parse_string, AT(upstream_ca),
+     .help = "certificate authorities for https upstreams, PEM (default: the system's)",
+     .doc = "Certificate authorities, in PEM, that https upstreams' certificates are verified "
+            "against (default: the system's)."},
+    {"proxy-buffer", "KIB", SECTION_UPSTREAM, NUMBER(4, 1024 * 1024), AT(proxy_buffer),
+     .scale = 1024, .unit = "KiB", .value = "1024",
+     .help = "memory per tracked upstream answer; beyond it, a file in --temp-dir (default %D)",
+     .doc = "Memory a tracked upstream answer is read into, in KiB (default %D); a longer one "
+            "continues in a file in \\fB\\-\\-temp\\-dir\\fR."},
+    {"proxy-max-body", "MIB", SECTION_UPSTREAM, NUMBER(1, 1024 * 1024), AT(proxy_max_body),
+     .scale = 1024 * 1024, .unit = "MiB", .value = "1024",
+     .help = "largest tracked upstream answer (past it: 502) and request body (413) (default "
+             "%D)",
+     .doc = "The largest tracked upstream answer, in MiB (default %D): a longer one is answered "
+            "502. Request bodies passed to an upstream have the same limit (413)."},
+    {"temp-dir", "DIR", SECTION_UPSTREAM, parse_string, AT(temp_dir), .value = "/var/tmp",
+     .help = "where tracked upstream answers longer than --proxy-buffer are kept while they "
+             "arrive (default %D)",
+     .doc = "Where tracked upstream answers longer than \\fB\\-\\-proxy\\-buffer\\fR are "
+            "kept while they arrive (default %D); unnamed files (O_TMPFILE) that vanish with the "
+            "request. Keep it off the ledger's disk."},
 
     {"state-dir", "DIR", SECTION_STATE, parse_string, AT(state_dir), .value = "/var/lib/receiptd",
      .help = "keys, admin token and the default ledger (default %D; mode 0700)",
@@ -333,12 +392,14 @@ _Static_assert(OPTION_COUNT <= 64, "config.given has a bit per option");
 
 static const char usage_head[] =
     "usage: receiptd --root DIR [options]\n"
+    "       receiptd --upstream URL [--root DIR] [options]\n"
     "       receiptd report [options]      (see receiptd report --help)\n"
     "       receiptd ledger copy|compare|verify  (see receiptd ledger --help)\n"
     "       receiptd evidence DELIVERY_ID  (see receiptd evidence --help)\n"
     "       receiptd keys show|export|import|rotate  (see receiptd keys --help)\n"
     "\n"
-    "Serves the files under DIR over HTTP and records every delivery in a ledger.\n";
+    "Serves the files under DIR, or stands in front of the application at URL, over\n"
+    "HTTP and records every delivery in a ledger.\n";
 
 static const char usage_tail[] =
     "\n"
@@ -655,6 +716,122 @@ static void clear_trusted_proxies(config *cfg)
     cfg->trusted_proxies.count = 0;
 }
 
+/* The --upstream-for list; --upstream's own entry stays. */
+static void clear_upstreams_for(config *cfg)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < cfg->upstream_count; i++) {
+        if (cfg->upstreams[i].catch_all)
+            cfg->upstreams[kept++] = cfg->upstreams[i];
+        else
+            free(cfg->upstreams[i].prefix);
+    }
+    cfg->upstream_count = kept;
+}
+
+/* Adds an upstream for prefix; url is parsed here. */
+static int add_upstream(config *cfg, const config_option *o, const char *prefix, size_t prefix_len,
+                        const char *url, char *err, size_t errlen)
+{
+    if (cfg->upstream_count == CONFIG_UPSTREAMS_MAX) {
+        snprintf(err, errlen, "at most %d upstreams", CONFIG_UPSTREAMS_MAX);
+        return -1;
+    }
+    config_upstream *u = &cfg->upstreams[cfg->upstream_count];
+    u->catch_all = false;
+    u->prefix = strndup(prefix, prefix_len);
+    if (u->prefix == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!upstream_url_prefix_valid(u->prefix)) {
+        snprintf(err, errlen,
+                 "--%s '%s': a prefix is a URL path starting with / outside /_receipt/", o->name,
+                 u->prefix);
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->upstream_count; i++) {
+        if (strcmp(cfg->upstreams[i].prefix, u->prefix) == 0) {
+            snprintf(err, errlen, "--%s: the prefix '%s' has an upstream already", o->name,
+                     u->prefix);
+            goto fail;
+        }
+    }
+    char why[CONFIG_ERR_MAX];
+    if (upstream_url_parse(url, &u->url, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--%s '%s': %s", o->name, url, why);
+        goto fail;
+    }
+    cfg->upstream_count++;
+    return 0;
+fail:
+    free(u->prefix);
+    u->prefix = NULL;
+    return -1;
+}
+
+/* --upstream: the prefix "/"; given again (a file's, then the command
+ * line's), the later URL replaces the earlier. */
+static int parse_upstream(config *cfg, const config_option *o, const char *url, char *err,
+                          size_t errlen)
+{
+    for (size_t i = 0; i < cfg->upstream_count; i++) {
+        if (!cfg->upstreams[i].catch_all)
+            continue;
+        char why[CONFIG_ERR_MAX];
+        upstream_url parsed;
+        if (upstream_url_parse(url, &parsed, why, sizeof why) != 0) {
+            snprintf(err, errlen, "--%s '%s': %s", o->name, url, why);
+            return -1;
+        }
+        cfg->upstreams[i].url = parsed;
+        return 0;
+    }
+    if (add_upstream(cfg, o, "/", 1, url, err, errlen) != 0)
+        return -1;
+    cfg->upstreams[cfg->upstream_count - 1].catch_all = true;
+    return 0;
+}
+
+/* "PREFIX URL": one value of two words. */
+static int parse_upstream_for(config *cfg, const config_option *o, const char *value, char *err,
+                              size_t errlen)
+{
+    size_t prefix_len = strcspn(value, " \t");
+    const char *url = value + prefix_len;
+    while (*url == ' ' || *url == '\t')
+        url++;
+    if (prefix_len == 0 || *url == '\0') {
+        snprintf(err, errlen, "--%s needs a PREFIX and a URL", o->name);
+        return -1;
+    }
+    return add_upstream(cfg, o, value, prefix_len, url, err, errlen);
+}
+
+static int parse_upstream_host(config *cfg, const config_option *o, const char *value, char *err,
+                               size_t errlen)
+{
+    size_t n = strlen(value);
+    if (n == 0 || n > UPSTREAM_HOST_MAX) {
+        snprintf(err, errlen, "--%s must have 1 to %d characters", o->name, UPSTREAM_HOST_MAX);
+        return -1;
+    }
+    for (const char *p = value; *p; p++) {
+        if (!isalnum((unsigned char)*p) && strchr("-._:[]", *p) == NULL) {
+            snprintf(err, errlen, "--%s '%s' is not HOST or HOST:PORT", o->name, value);
+            return -1;
+        }
+    }
+    char *copy = strdup(value);
+    if (copy == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(cfg->upstream_host);
+    cfg->upstream_host = copy;
+    return 0;
+}
+
 /* ---- derived defaults ------------------------------------------------------ */
 
 static void derive_threads(config *cfg)
@@ -834,6 +1011,11 @@ static config_result config_finish(config *cfg, char *err, size_t errlen)
             o->derive(cfg);
     }
     cfg->admin_explicit = (cfg->given >> (option_named("admin-listen") - options)) & 1;
+    if (cfg->root == NULL && cfg->upstream_count == 0) {
+        snprintf(err, errlen,
+                 "--root DIR, --upstream URL or --upstream-for PREFIX URL is required");
+        return CONFIG_USAGE;
+    }
     return check_agreement(cfg, err, errlen);
 }
 
@@ -1021,20 +1203,25 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
     const char *file = NULL;
     bool reads_file = true;
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+", long_options, NULL)) != -1) {
         if (opt == 256 + (int)config_index)
             file = optarg;
         else if (opt >= 256 && opt < 256 + (int)OPTION_COUNT &&
                  (strcmp(options[opt - 256].name, "help") == 0 ||
                   strcmp(options[opt - 256].name, "version") == 0))
             reads_file = false;
+        else if (opt >= 256 && opt < 256 + (int)OPTION_COUNT &&
+                 (options[opt - 256].flags & CONFIG_TWO_WORDS) && optind < argc)
+            optind++; /* its second word */
     }
     uint64_t file_given = 0, cleared = 0;
     if (file != NULL && reads_file && read_config_file(cfg, file, &file_given, err, errlen) != 0)
         return CONFIG_USAGE;
 
+    /* "+": arguments are never reordered, so that the second word of a
+     * two-word option stays after its first. */
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+", long_options, NULL)) != -1) {
         if (opt < 256 || opt >= 256 + (int)OPTION_COUNT) {
             if (optopt != 0)
                 snprintf(err, errlen, "option '%s' needs a value or is unknown", argv[optind - 1]);
@@ -1059,7 +1246,24 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
             o->clear(cfg);
             cleared |= list;
         }
-        if (set(cfg, o, optarg, err, errlen) != 0)
+        const char *value = optarg;
+        char joined[CONFIG_URL_MAX * 2 + 2];
+        if (o->flags & CONFIG_TWO_WORDS) {
+            /* "--upstream-for PREFIX URL": the second word is the next
+             * argument (getopt stops at the first word that is no option). */
+            if (optind >= argc || argv[optind][0] == '-') {
+                snprintf(err, errlen, "--%s needs %s", o->name, o->arg);
+                return CONFIG_USAGE;
+            }
+            if ((size_t)snprintf(joined, sizeof joined, "%s %s", optarg, argv[optind]) >=
+                sizeof joined) {
+                snprintf(err, errlen, "--%s: the value is too long", o->name);
+                return CONFIG_USAGE;
+            }
+            optind++;
+            value = joined;
+        }
+        if (set(cfg, o, value, err, errlen) != 0)
             return CONFIG_USAGE;
     }
     if (optind < argc) {
@@ -1134,6 +1338,11 @@ void config_free(config *cfg)
     }
     clear_headers(cfg);
     clear_path_rules(cfg);
+    for (size_t i = 0; i < cfg->upstream_count; i++)
+        free(cfg->upstreams[i].prefix);
+    cfg->upstream_count = 0;
+    free(cfg->upstream_host);
+    cfg->upstream_host = NULL;
 }
 
 /* ---- describing ----------------------------------------------------------- */

@@ -25,6 +25,7 @@
 #include "common/compiler.h"
 #include "daemon/log.h"
 #include "daemon/proxy.h"
+#include "daemon/upstream_url.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,6 +42,7 @@
 #define CONFIG_ERR_MAX           512
 #define CONFIG_FILE_MAX          (64 * 1024) /* bytes of a --config file */
 #define CONFIG_LINE_MAX          4096        /* bytes of one of its lines */
+#define CONFIG_UPSTREAMS_MAX     32 /* --upstream and --upstream-for together */
 
 typedef struct config_header {
     char *name;
@@ -53,6 +55,13 @@ typedef struct config_path_rule {
     char *glob;
 } config_path_rule;
 
+/* Requests whose path starts with prefix go to url ("/" for --upstream). */
+typedef struct config_upstream {
+    char *prefix;
+    upstream_url url;
+    bool catch_all; /* from --upstream, not --upstream-for */
+} config_upstream;
+
 /* A listening address as given and as resolved. */
 typedef struct config_address {
     char text[CONFIG_HOSTPORT_MAX + 1]; /* "" when switched off */
@@ -61,7 +70,7 @@ typedef struct config_address {
 } config_address;
 
 typedef struct config {
-    char *root;
+    char *root; /* NULL: no content directory, upstreams only */
     char *state_dir;
     char *ledger_url;  /* NULL: STATE_DIR/ledger.sqlite */
     char *access_log;  /* NULL: none */
@@ -99,6 +108,14 @@ typedef struct config {
     unsigned shutdown_grace_s;
     config_header headers[CONFIG_EXTRA_HEADERS_MAX];
     size_t header_count;
+    config_upstream upstreams[CONFIG_UPSTREAMS_MAX]; /* in the order given */
+    size_t upstream_count;
+    char *upstream_host; /* NULL: the client's Host; "upstream": each upstream's own */
+    char *upstream_ca;   /* NULL: the system's certificate authorities */
+    unsigned upstream_timeout_s;
+    size_t proxy_buffer;     /* bytes of a tracked body kept in memory */
+    uint64_t proxy_max_body; /* bytes of a body passed through at most, either way */
+    char *temp_dir;
     uint64_t given; /* bit i: option i of the table was set (not defaulted) */
 } config;
 

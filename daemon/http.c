@@ -7,6 +7,7 @@
 #include "daemon/http_file.h"
 #include "daemon/http_internal.h"
 #include "daemon/http_log.h"
+#include "daemon/http_proxy.h"
 #include "daemon/http_reply.h"
 #include "daemon/httpcond.h"
 #include "daemon/log.h"
@@ -292,6 +293,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->call = NULL;
     req->guard = guard_of(c);
     http_guard_request_line(req->guard);
+    req->upstream = NULL;
+    req->proxy = NULL;
     req->uri_len = len;
     memcpy(req->uri, uri, keep);
     req->uri[keep] = '\0';
@@ -320,6 +323,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     if (req->limit_taken)
         addrcount_give_back(srv->forwarded, req->client);
     http_guard_request_done(req->guard);
+    http_proxy_release(req);
     if (srv->access_log != NULL && req->started) {
         accesslog_entry e = {
             .client_addr = req->client_addr,
@@ -521,13 +525,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 addrcount_take(srv->forwarded, req->client, srv->ctx.cfg->per_ip_connections);
             req->over_limit = !req->limit_taken;
         }
+        /* Outside /_receipt/, an upstream claims what its prefix matches;
+         * http_proxy sees every call of such a request, its body's too. */
+        if (strncmp(url, "/_receipt/", 10) != 0)
+            req->upstream = upstream_pool_route(srv->ctx.upstreams, url);
+        if (req->upstream != NULL)
+            req->route = METRICS_ROUTE_UPSTREAM;
         /* libmicrohttpd 0.9.75 closes the connection after a response
          * queued on the first call of a request, so GET and HEAD are
          * answered on the next call and keep the connection alive. Other
          * methods carry a body: an early error is sent on the first call,
          * before the body, which closes the connection and so never leaves
          * an unread body to reset it. */
-        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+        else if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
             /* A body would still be arriving when the answer is due, and
              * the answer could then not be sent: refuse it up front. */
             const char *length =
@@ -562,11 +572,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return http_reply_error(req, c, 400, "bad_path", "The request path is not UTF-8.");
     if (strncmp(url, "/_receipt/", 10) == 0)
         return serve_receipt_route(srv, req, c, url, method);
+    if (req->upstream != NULL)
+        return http_proxy_serve(&srv->ctx, req, c, url, upload_data, upload_data_size);
 
     if (!get && !head)
         return http_reply_method_not_allowed(req, c, "GET, HEAD");
-    (void)upload_data;
-    (void)upload_data_size;
+    if (srv->ctx.content == NULL)
+        return http_reply_error(req, c, 404, "not_found", "No content at this path.");
     return http_file_serve(&srv->ctx, req, c, url, head);
 }
 
@@ -600,6 +612,7 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     http_context *ctx = &srv->ctx;
     ctx->cfg = svc->cfg;
     ctx->content = svc->content;
+    ctx->upstreams = svc->upstreams;
     ctx->sealer = svc->sealer;
     ctx->keys = svc->keys;
     ctx->ledger_writer = svc->ledger_writer;
@@ -726,6 +739,7 @@ bool http_server_drain(http_server *srv, unsigned grace_ms)
     if (aborted > 0)
         log_warn("shutting down: %zu confirmations still waiting for the ledger answered 503",
                  aborted);
+    upstream_pool_abort(srv->ctx.upstreams);
     return wait_idle(srv, HTTP_DRAIN_AFTER_ABORT_MS);
 }
 
@@ -735,6 +749,7 @@ void http_server_stop(http_server *srv)
         return;
     atomic_store(&srv->ctx.stopping, true);
     confirm_waits_abort(srv->ctx.waits);
+    upstream_pool_abort(srv->ctx.upstreams);
     MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
 }

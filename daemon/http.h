@@ -2,10 +2,11 @@
  * http: receiptd's public listener (libmicrohttpd) and its router.
  *
  * Accepts connections, applies the limits of the config, and routes each
- * request: content to http_file (docs/protocol.md section 5), plug-in data to
- * plugin, confirmations to confirm, the evidence log to http_log; it serves the JWK Set and the
- * agent itself. It writes the access log once a request completes. The services are borrowed and
- * must outlive the server.
+ * request: content to http_file (docs/protocol.md section 5) or, where an
+ * upstream claims the path, to http_proxy; plug-in data to plugin,
+ * confirmations to confirm, the evidence log to http_log; it serves the JWK
+ * Set and the agent itself. It writes the access log once a request
+ * completes. The services are borrowed and must outlive the server.
  */
 #ifndef RECEIPT_DAEMON_HTTP_H
 #define RECEIPT_DAEMON_HTTP_H
@@ -19,6 +20,7 @@
 #include "daemon/ticket.h"
 #include "daemon/tls.h"
 #include "daemon/tlog.h"
+#include "daemon/upstream.h"
 #include "daemon/writer.h"
 
 #include <stdbool.h>
@@ -26,7 +28,8 @@
 
 typedef struct http_services {
     const config *cfg;
-    content_store *content;
+    content_store *content;   /* NULL: no --root */
+    upstream_pool *upstreams; /* the upstreams; one without routes when there are none */
     ticket_sealer *sealer;
     const keystore *keys;
     writer *ledger_writer;

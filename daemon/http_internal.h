@@ -4,8 +4,8 @@
  *
  * Types and limits only. It declares no function, so including it makes no
  * module depend on another: http.c (the listener and router) owns the
- * context and the requests; http_reply, http_file, plugin and confirm only
- * use them. Not a public contract: only those files include it.
+ * context and the requests; http_reply, http_file, http_proxy, plugin and
+ * confirm only use them. Not a public contract: only those files include it.
  */
 #ifndef RECEIPT_DAEMON_HTTP_INTERNAL_H
 #define RECEIPT_DAEMON_HTTP_INTERNAL_H
@@ -20,6 +20,7 @@
 #include "daemon/readpool.h"
 #include "daemon/ticket.h"
 #include "daemon/tlog.h"
+#include "daemon/upstream.h"
 #include "daemon/writer.h"
 
 #include <stdatomic.h>
@@ -38,6 +39,7 @@
 
 typedef struct confirm_waits confirm_waits;
 typedef struct confirm_call confirm_call;
+typedef struct http_proxy_state http_proxy_state;
 
 /*
  * What every route handler serves with. Set up by http_server_start() and
@@ -45,7 +47,8 @@ typedef struct confirm_call confirm_call;
  */
 typedef struct http_context {
     const config *cfg;
-    content_store *content;
+    content_store *content; /* NULL: no --root, upstreams only */
+    upstream_pool *upstreams;
     ticket_sealer *sealer;
     const keystore *keys;
     writer *ledger_writer;
@@ -81,7 +84,9 @@ typedef struct request {
     char *body; /* confirmation body, at most HTTP_CONFIRM_BODY_MAX */
     size_t body_len;
     confirm_call *call;
-    http_guard_conn *guard; /* the connection's deadlines (http_guard.h); may be NULL */
+    http_guard_conn *guard;         /* the connection's deadlines (http_guard.h); may be NULL */
+    const upstream_route *upstream; /* the request goes to this upstream */
+    http_proxy_state *proxy;        /* its state once it has started */
     char client_addr[LEDGER_ADDR_MAX + 1]; /* the client: the peer, or whom a trusted proxy named */
     uint8_t client[16];                    /* the same, as proxy.h holds addresses */
     bool forwarded;                        /* a trusted proxy named the client */

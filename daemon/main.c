@@ -33,6 +33,7 @@
 #include "daemon/tlog.h"
 #include "daemon/tls.h"
 #include "daemon/upkeep.h"
+#include "daemon/upstream.h"
 #include "daemon/writer.h"
 
 #include <errno.h>
@@ -74,6 +75,13 @@ static void fit_fd_limit(config *cfg)
                  (unsigned long long)rl.rlim_cur, cfg->max_connections, fit);
         cfg->max_connections = fit;
     }
+}
+
+/* Threads for the upstreams: one for every two HTTP workers. */
+static unsigned upstream_threads(const config *cfg)
+{
+    unsigned n = (cfg->threads + 1) / 2;
+    return n < 1 ? 1 : n > UPSTREAM_THREADS_MAX ? UPSTREAM_THREADS_MAX : n;
 }
 
 static int check_root(const char *root, char *err, size_t errlen)
@@ -263,7 +271,7 @@ static int start_state(const config *cfg, bool check_only, const sigset_t *signa
 
     memset(st, 0, sizeof *st);
     st->lock_fd = -1;
-    if (check_root(cfg->root, err, errlen) != 0)
+    if (cfg->root != NULL && check_root(cfg->root, err, errlen) != 0)
         return -1;
     warn_misconfiguration(cfg);
     if (check_only && stat(cfg->state_dir, &sb) != 0) {
@@ -514,6 +522,7 @@ int main(int argc, char **argv)
     admin_server *admin = NULL;
     tls_creds *tls = NULL, *admin_tls = NULL;
     readpool *log_readers = NULL;
+    upstream_pool *upstreams = NULL;
 
     /* A subcommand with options of its own, before the server's parsing. */
     if (argc > 1 && strcmp(argv[1], "report") == 0)
@@ -565,12 +574,17 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    content_options copts;
-    content_options_default(&copts);
-    copts.cache_bytes = cfg.cache_bytes;
-    copts.inject_element = cfg.inject ? DELIVERY_ELEMENT : NULL;
-    content = content_store_new(cfg.root, &copts, err, sizeof err);
-    if (content == NULL)
+    if (cfg.root != NULL) {
+        content_options copts;
+        content_options_default(&copts);
+        copts.cache_bytes = cfg.cache_bytes;
+        copts.inject_element = cfg.inject ? DELIVERY_ELEMENT : NULL;
+        content = content_store_new(cfg.root, &copts, err, sizeof err);
+        if (content == NULL)
+            goto out;
+    }
+    upstreams = upstream_pool_new(&cfg, upstream_threads(&cfg), err, sizeof err);
+    if (upstreams == NULL)
         goto out;
 
     const char *backend = ledger_backend(st.lg);
@@ -614,6 +628,7 @@ int main(int argc, char **argv)
     http_services svc = {
         .cfg = &cfg,
         .content = content,
+        .upstreams = upstreams,
         .sealer = sealer,
         .keys = keys,
         .ledger_writer = ledger_writer,
@@ -634,11 +649,17 @@ int main(int argc, char **argv)
     }
 
     log_info("receiptd %s serving %s on %s (port %u), %u threads, ledger %s, site %s, node %s",
-             RECEIPT_VERSION, cfg.root, cfg.listen.text, http_server_port(srv), cfg.threads,
-             backend, cfg.server_id, cfg.node_id);
+             RECEIPT_VERSION, cfg.root != NULL ? cfg.root : "no directory", cfg.listen.text,
+             http_server_port(srv), cfg.threads, backend, cfg.server_id, cfg.node_id);
+    for (size_t i = 0; i < cfg.upstream_count; i++)
+        log_info("requests under %s go to %s", cfg.upstreams[i].prefix, cfg.upstreams[i].url.text);
     log_info("public URL %s; confirmations go to %s/_receipt/confirm", cfg.public_url,
              cfg.public_url);
-    printf("receiptd: serving %s at %s/\n", cfg.root, cfg.public_url);
+    if (cfg.root != NULL)
+        printf("receiptd: serving %s at %s/\n", cfg.root, cfg.public_url);
+    else
+        printf("receiptd: in front of %s%s at %s/\n", cfg.upstreams[0].url.text,
+               cfg.upstream_count > 1 ? " and other upstreams" : "", cfg.public_url);
     fflush(stdout);
 
     if (cfg.admin_listen.text[0] != '\0') {
@@ -733,6 +754,7 @@ out:
     tls_creds_free(tls);
     tls_creds_free(admin_tls);
     readpool_free(log_readers);
+    upstream_pool_free(upstreams);
     accesslog_close(alog);
     content_store_free(content);
     ticket_sealer_free(sealer);

@@ -92,7 +92,7 @@ void metrics_snapshot_take(metrics_snapshot *out)
 const char *metrics_route_name(metrics_route route)
 {
     static const char *const names[METRICS_ROUTE_COUNT] = {
-        "content", "jwks", "agent", "plugin", "confirm", "log", "other",
+        "content", "jwks", "agent", "plugin", "confirm", "log", "upstream", "other",
     };
     return (unsigned)route < METRICS_ROUTE_COUNT ? names[route] : "other";
 }

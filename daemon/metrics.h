@@ -14,7 +14,8 @@ typedef enum metrics_route {
     METRICS_ROUTE_AGENT,
     METRICS_ROUTE_PLUGIN,
     METRICS_ROUTE_CONFIRM,
-    METRICS_ROUTE_LOG, /* the evidence log's public resources */
+    METRICS_ROUTE_LOG,      /* the evidence log's public resources */
+    METRICS_ROUTE_UPSTREAM, /* requests passed to an upstream */
     METRICS_ROUTE_OTHER,
     METRICS_ROUTE_COUNT, /* number of routes, not one */
 } metrics_route;
@@ -23,8 +24,9 @@ typedef enum metrics_route {
 /* clang-format 14 does not settle on one layout for this list. */
 /* clang-format off */
 #define METRICS_CODES                                                                          \
-    X(200) X(204) X(206) X(301) X(304) X(400) X(401) X(403) X(404) X(405) X(409) X(410)        \
-    X(413) X(414) X(415) X(416) X(429) X(431) X(500) X(501) X(503)
+    X(200) X(201) X(204) X(206) X(301) X(302) X(303) X(304) X(307) X(308) X(400) X(401)        \
+    X(403) X(404) X(405) X(409) X(410) X(413) X(414) X(415) X(416) X(429) X(431) X(500)        \
+    X(501) X(502) X(503) X(504)
 /* clang-format on */
 
 typedef enum metrics_code {

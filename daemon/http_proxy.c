@@ -1,0 +1,417 @@
+#include "daemon/http_proxy.h"
+
+#include "daemon/http_reply.h"
+#include "daemon/upstream_header.h"
+#include "daemon/upstream_url.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PROXY_READ_BLOCK    (32 * 1024) /* bytes a streamed answer is sent in */
+#define PROXY_FORWARDED_MAX (LEDGER_ADDR_MAX + 2 * CONFIG_HOSTPORT_MAX + 64)
+#define PROXY_DISCARD_MAX   (1024 * 1024) /* request body read past an early end, then close */
+
+struct http_proxy_state {
+    upstream_call *call; /* NULL once given up (a body past the limit) */
+    uint64_t body_bytes; /* of the request, so far */
+    bool has_body;
+    bool body_ended;
+    bool too_large; /* the request body passed --proxy-max-body: 413 */
+    bool streamed;  /* the answer's body streams from the call */
+};
+
+/* ---- waiting ---------------------------------------------------------------- */
+
+static void suspend_connection(void *cls)
+{
+    MHD_suspend_connection(cls);
+}
+
+static void resume_connection(void *cls)
+{
+    MHD_resume_connection(cls);
+}
+
+/* ---- the request that goes upstream ------------------------------------------ */
+
+typedef struct header_pass {
+    upstream_call *call;
+    const char *connection; /* the client's Connection field: what it names stays here */
+    bool has_accept;
+    bool failed;
+} header_pass;
+
+/* Fields receiptd writes itself, or that belong to this hop. */
+static bool kept_back(const header_pass *hp, const char *name)
+{
+    static const char *const own[] = {
+        "Host",
+        "Content-Length",
+        "Expect",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+        "Forwarded",
+    };
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        if (strcasecmp(name, own[i]) == 0)
+            return true;
+    }
+    return upstream_header_hop_by_hop(name) ||
+           (hp->connection != NULL && upstream_header_lists(hp->connection, name));
+}
+
+static enum MHD_Result pass_header(void *cls, enum MHD_ValueKind kind, const char *name,
+                                   const char *value)
+{
+    header_pass *hp = cls;
+    if (name == NULL || kept_back(hp, name))
+        return MHD_YES;
+    if (strcasecmp(name, "Accept") == 0)
+        hp->has_accept = true;
+    if (upstream_call_add_header(hp->call, name, value != NULL ? value : "") != 0) {
+        hp->failed = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* A quoted-string of RFC 9110 (for the host in Forwarded). */
+static void quote(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (cap < 3) {
+        out[0] = '\0';
+        return;
+    }
+    out[n++] = '"';
+    for (const char *p = in; *p != '\0' && n + 3 < cap; p++) {
+        if (*p == '"' || *p == '\\')
+            out[n++] = '\\';
+        out[n++] = *p;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+}
+
+/*
+ * Who asked, for the upstream: the connection's peer is the client, and the
+ * fields that said otherwise were kept back (kept_back()).
+ */
+static int add_forwarded(upstream_call *call, const request *req, const char *host)
+{
+    const char *proto = "http";
+    char fwd[PROXY_FORWARDED_MAX];
+    char host_quoted[2 * CONFIG_HOSTPORT_MAX + 3];
+    bool v6 = strchr(req->client_addr, ':') != NULL;
+    int n = snprintf(fwd, sizeof fwd, "for=%s%s%s%s", v6 ? "\"[" : "",
+                     strcmp(req->client_addr, "-") == 0 ? "unknown" : req->client_addr,
+                     v6 ? "]\"" : "", "");
+    if (host != NULL) {
+        quote(host, host_quoted, sizeof host_quoted);
+        n += snprintf(fwd + n, sizeof fwd - (size_t)n, ";host=%s", host_quoted);
+    }
+    if ((size_t)n < sizeof fwd)
+        snprintf(fwd + n, sizeof fwd - (size_t)n, ";proto=%s", proto);
+    if (upstream_call_add_header(call, "X-Forwarded-For", req->client_addr) != 0 ||
+        upstream_call_add_header(call, "X-Forwarded-Proto", proto) != 0 ||
+        (host != NULL && upstream_call_add_header(call, "X-Forwarded-Host", host) != 0) ||
+        upstream_call_add_header(call, "Forwarded", fwd) != 0)
+        return -1;
+    return 0;
+}
+
+/* The Host field the upstream gets (--upstream-host). */
+static const char *host_for_upstream(const http_context *ctx, const request *req,
+                                     const char *client_host)
+{
+    const char *configured = ctx->cfg->upstream_host;
+    if (configured == NULL)
+        return client_host != NULL ? client_host : req->upstream->url->authority;
+    if (strcmp(configured, "upstream") == 0)
+        return req->upstream->url->authority;
+    return configured;
+}
+
+/* A "." or ".." segment: what nginx would resolve before choosing a location. */
+static bool has_dot_segment(const char *path)
+{
+    for (const char *p = strchr(path, '/'); p != NULL; p = strchr(p + 1, '/')) {
+        size_t dots = strspn(p + 1, ".");
+        if ((dots == 1 || dots == 2) && (p[1 + dots] == '/' || p[1 + dots] == '\0'))
+            return true;
+    }
+    return false;
+}
+
+/* The client's body: -1 none, -2 chunked, else its Content-Length; -3 bad. */
+static int64_t request_body(struct MHD_Connection *c)
+{
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (te != NULL)
+        return -2;
+    if (cl == NULL)
+        return -1;
+    if (cl[0] == '\0' || strspn(cl, "0123456789") != strlen(cl) || strlen(cl) > 18)
+        return -3;
+    return (int64_t)strtoll(cl, NULL, 10);
+}
+
+static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connection *c,
+                             const char *url)
+{
+    const char *upgrade = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Upgrade");
+    if (upgrade != NULL && upstream_header_lists(upgrade, "websocket"))
+        return http_reply_error(req, c, 501, "websocket_not_supported",
+                                "WebSocket connections are not passed to upstreams yet.");
+    if (strcmp(req->method, "CONNECT") == 0)
+        return http_reply_error(req, c, 501, "not_implemented",
+                                "CONNECT is not supported: this is no forward proxy.");
+    if (has_dot_segment(url))
+        return http_reply_error(req, c, 400, "bad_path", "The request path is not valid.");
+    if (atomic_load(&ctx->stopping))
+        return http_reply_error(req, c, 503, "shutting_down",
+                                "The server is shutting down; retry shortly.");
+    int64_t body = request_body(c);
+    bool head = strcmp(req->method, "HEAD") == 0;
+    if (body == -3 || (head && body != -1 && body != 0))
+        return http_reply_error(req, c, 400, "bad_request", "The request body is not valid.");
+    if (body >= 0 && (uint64_t)body > ctx->cfg->proxy_max_body)
+        return http_reply_error(req, c, 413, "body_too_large",
+                                "The request body is larger than this server passes on.");
+
+    char target[UPSTREAM_TARGET_MAX];
+    if (upstream_url_target(req->upstream->url, req->upstream->prefix, req->uri, url, target,
+                            sizeof target) == 0)
+        return http_reply_error(req, c, 414, "uri_too_long", "The request target is too long.");
+
+    http_proxy_state *ps = calloc(1, sizeof *ps);
+    const upstream_waker waker = {suspend_connection, resume_connection, c};
+    upstream_call *call =
+        ps != NULL ? upstream_call_new(ctx->upstreams, req->upstream, req->method, target, &waker)
+                   : NULL;
+    if (call == NULL) {
+        free(ps);
+        return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
+    }
+    ps->call = call;
+    req->proxy = ps;
+
+    const char *client_host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    header_pass hp = {
+        .call = call,
+        .connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection"),
+    };
+    MHD_get_connection_values(c, MHD_HEADER_KIND, pass_header, &hp);
+    if (hp.failed ||
+        upstream_call_add_header(call, "Host", host_for_upstream(ctx, req, client_host)) != 0 ||
+        add_forwarded(call, req, client_host) != 0 ||
+        (!hp.has_accept && upstream_call_add_header(call, "Accept", NULL) != 0) ||
+        upstream_call_add_header(call, "Expect", NULL) != 0)
+        return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
+    if (body != -1 && !head) {
+        ps->has_body = true;
+        upstream_call_expect_body(call, body >= 0 ? body : -1);
+    }
+    if (upstream_call_start(call) != 0)
+        return http_reply_error(req, c, 503, "shutting_down",
+                                "The server is shutting down; retry shortly.");
+    /* Answered on a later call: libmicrohttpd would close the connection
+     * after an answer to the first. */
+    return MHD_YES;
+}
+
+/* ---- the request's body ---------------------------------------------------------- */
+
+static enum MHD_Result take_body(http_context *ctx, request *req, http_proxy_state *ps,
+                                 const char *data, size_t *size)
+{
+    size_t n = *size;
+    if (ps->too_large || ps->call == NULL) {
+        /* Read on and drop it, to say 413 at the end; close past reason. */
+        ps->body_bytes += n;
+        *size = 0;
+        return ps->body_bytes > ctx->cfg->proxy_max_body + PROXY_DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    if (ps->body_bytes + n > ctx->cfg->proxy_max_body) {
+        ps->too_large = true;
+        upstream_call_finish(ps->call);
+        ps->call = NULL;
+        return take_body(ctx, req, ps, data, size);
+    }
+    for (;;) {
+        size_t took = upstream_call_send(ps->call, data, n);
+        data += took;
+        n -= took;
+        ps->body_bytes += took;
+        if (n == 0) {
+            *size = 0;
+            return MHD_YES;
+        }
+        if (upstream_call_sleep(ps->call)) {
+            /* libmicrohttpd hands the rest again once resumed. */
+            *size = n;
+            return MHD_YES;
+        }
+    }
+}
+
+/* ---- the answer ------------------------------------------------------------------- */
+
+static ssize_t read_answer(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    upstream_call *call = cls;
+    (void)pos;
+    for (;;) {
+        ssize_t n = upstream_call_read(call, buf, max);
+        if (n > 0)
+            return n;
+        if (n == UPSTREAM_READ_END)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (n == UPSTREAM_READ_ERROR)
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* the client sees it cut too */
+        if (upstream_call_sleep(call))
+            return 0;
+    }
+}
+
+static void drop_call(void *cls)
+{
+    upstream_call_unref(cls);
+}
+
+/* Fields of the answer that stay here: this hop's, and those receiptd
+ * writes itself (as nginx keeps back Date and Server). */
+static bool answer_kept_back(const char *name, const char *connection)
+{
+    static const char *const own[] = {
+        "Content-Length",   "Date",           "Server",         "X-Pad",
+        "Receipt-Delivery", "Receipt-Ticket", "Receipt-Plugin",
+    };
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        if (strcasecmp(name, own[i]) == 0)
+            return true;
+    }
+    return upstream_header_hop_by_hop(name) || strncasecmp(name, "X-Accel-", 8) == 0 ||
+           (connection != NULL && upstream_header_lists(connection, name));
+}
+
+static void add_answer_headers(const http_context *ctx, struct MHD_Response *r,
+                               const upstream_header_list *h)
+{
+    const char *connection = upstream_header_list_get(h, "Connection");
+    size_t cursor = 0;
+    const char *value;
+    for (const char *name; (name = upstream_header_list_next(h, &cursor, &value)) != NULL;) {
+        if (!answer_kept_back(name, connection))
+            MHD_add_response_header(r, name, value);
+    }
+    for (size_t i = 0; i < ctx->cfg->header_count; i++)
+        MHD_add_response_header(r, ctx->cfg->headers[i].name, ctx->cfg->headers[i].value);
+}
+
+static enum MHD_Result reply_failure(request *req, struct MHD_Connection *c, upstream_failure f)
+{
+    switch (f) {
+    case UPSTREAM_FAIL_TIMEOUT:
+        return http_reply_error(req, c, 504, "upstream_timeout",
+                                "The upstream did not answer in time.");
+    case UPSTREAM_FAIL_CONNECT:
+        return http_reply_error(req, c, 502, "upstream_unavailable",
+                                "The upstream cannot be reached.");
+    case UPSTREAM_FAIL_TLS:
+        return http_reply_error(req, c, 502, "upstream_tls",
+                                "The upstream's TLS handshake or certificate failed.");
+    case UPSTREAM_FAIL_CUT:
+        return http_reply_error(req, c, 502, "upstream_cut",
+                                "The upstream ended its answer early.");
+    case UPSTREAM_FAIL_TOO_LARGE:
+        return http_reply_error(req, c, 502, "upstream_too_large",
+                                "The upstream's answer is larger than this server passes on.");
+    case UPSTREAM_FAIL_SHUTDOWN:
+        return http_reply_error(req, c, 503, "shutting_down",
+                                "The server is shutting down; retry shortly.");
+    case UPSTREAM_FAIL_INTERNAL:
+        return http_reply_error(req, c, 500, "internal_error",
+                                "The upstream's answer could not be kept.");
+    case UPSTREAM_FAIL_BAD_ANSWER:
+    default:
+        return http_reply_error(req, c, 502, "upstream_bad_answer",
+                                "The upstream did not answer valid HTTP.");
+    }
+}
+
+/* Status and headers are here: the answer goes out, its body streamed. */
+static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct MHD_Connection *c,
+                                       http_proxy_state *ps)
+{
+    upstream_call *call = ps->call;
+    unsigned status = upstream_call_status(call);
+    int64_t length = upstream_call_content_length(call);
+    bool head = strcmp(req->method, "HEAD") == 0;
+    struct MHD_Response *r;
+    if (status == 204 || status == 304) {
+        r = http_reply_empty();
+    } else {
+        r = MHD_create_response_from_callback(length >= 0 ? (uint64_t)length : MHD_SIZE_UNKNOWN,
+                                              PROXY_READ_BLOCK, read_answer, call, drop_call);
+        if (r != NULL)
+            upstream_call_ref(call); /* the response's */
+        ps->streamed = !head;
+    }
+    if (r != NULL)
+        add_answer_headers(ctx, r, upstream_call_headers(call));
+    return http_reply_queue(req, c, status, r, 0);
+}
+
+static enum MHD_Result respond(http_context *ctx, request *req, struct MHD_Connection *c,
+                               http_proxy_state *ps)
+{
+    if (ps->has_body && !ps->body_ended) {
+        ps->body_ended = true;
+        if (ps->call != NULL)
+            upstream_call_send_end(ps->call);
+    }
+    if (ps->too_large)
+        return http_reply_error(req, c, 413, "body_too_large",
+                                "The request body is larger than this server passes on.");
+    for (;;) {
+        switch (upstream_call_state(ps->call)) {
+        case UPSTREAM_FAILED:
+            return reply_failure(req, c, upstream_call_failure(ps->call));
+        case UPSTREAM_ANSWERED:
+        case UPSTREAM_DONE:
+            return answer_streamed(ctx, req, c, ps);
+        case UPSTREAM_WAITING:
+        default:
+            if (upstream_call_sleep(ps->call))
+                return MHD_YES;
+        }
+    }
+}
+
+enum MHD_Result http_proxy_serve(http_context *ctx, request *req, struct MHD_Connection *c,
+                                 const char *url, const char *upload_data, size_t *upload_data_size)
+{
+    http_proxy_state *ps = req->proxy;
+    if (ps == NULL)
+        return start(ctx, req, c, url);
+    if (*upload_data_size > 0)
+        return take_body(ctx, req, ps, upload_data, upload_data_size);
+    return respond(ctx, req, c, ps);
+}
+
+void http_proxy_release(request *req)
+{
+    http_proxy_state *ps = req->proxy;
+    if (ps == NULL)
+        return;
+    if (ps->streamed && ps->call != NULL)
+        req->bytes = upstream_call_bytes_read(ps->call);
+    upstream_call_finish(ps->call);
+    free(ps);
+    req->proxy = NULL;
+}

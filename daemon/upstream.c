@@ -1,0 +1,1230 @@
+#include "daemon/upstream.h"
+
+#include "daemon/clock.h"
+#include "daemon/log.h"
+#include "daemon/lru.h"
+
+#include <assert.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define UPSTREAM_TICK_MS      250 /* timeouts are checked this often */
+#define UPSTREAM_IDLE_HANDLES 64  /* easy handles a thread keeps for reuse */
+#define UPSTREAM_WHOLE_FIRST  (16 * 1024)
+#define UPSTREAM_LOG_INTERVAL 1000
+#define UPSTREAM_ABORT_WAIT_S 5 /* a thread stuck longer than this in libcurl is not waited for */
+#define UPSTREAM_METHOD_MAX   16
+
+/* What a worker asks of a pool thread. */
+#define CMD_START       1u
+#define CMD_RESUME_RECV 2u
+#define CMD_RESUME_SEND 4u
+#define CMD_CANCEL      8u
+
+const char *const upstream_latency_le[UPSTREAM_LATENCY_BUCKETS] = {
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"};
+static const uint64_t latency_bound_us[UPSTREAM_LATENCY_BUCKETS - 1] = {
+    5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+
+/* A byte ring of fixed capacity, allocated on first use. */
+typedef struct ring {
+    char *buf;
+    size_t head, len;
+} ring;
+
+typedef struct upstream_thread {
+    upstream_pool *pool;
+    pthread_t thread;
+    bool started;
+    CURLM *multi;
+    CURLSH *share;        /* TLS sessions and DNS, for this thread's handles only */
+    pthread_mutex_t lock; /* the command queue and the fields below */
+    pthread_cond_t aborted;
+    upstream_call *queue_head, *queue_tail;
+    bool stopping;
+    unsigned long aborts_asked, aborts_done; /* upstream_pool_abort() waits for done */
+    /* the thread's own */
+    lru_list active; /* calls whose transfer runs */
+    CURL *idle[UPSTREAM_IDLE_HANDLES];
+    size_t idle_count;
+} upstream_thread;
+
+struct upstream_pool {
+    const config *cfg;
+    upstream_route routes[CONFIG_UPSTREAMS_MAX]; /* longest prefix first */
+    size_t route_count;
+    upstream_thread threads[UPSTREAM_THREADS_MAX];
+    unsigned thread_count;
+    atomic_uint next_thread;
+    atomic_bool stopping;
+    EVP_MD *sha256;
+    uint64_t timeout_ms;
+};
+
+struct upstream_call {
+    atomic_int refs;
+    pthread_mutex_t lock;
+    upstream_pool *pool;
+    upstream_thread *thread;
+    upstream_route *route;
+
+    /* Set before the start; read-only afterwards. */
+    char *url;
+    char method[UPSTREAM_METHOD_MAX];
+    struct curl_slist *request_headers;
+    int64_t body_length;
+    bool has_body;
+    bool want_whole;
+    bool head;
+
+    /* The pool thread's alone. */
+    CURL *easy;
+    lru_link link; /* in thread->active while in the multi handle */
+    bool in_multi;
+    int paused;            /* CURLPAUSE_RECV | CURLPAUSE_SEND, as the callbacks left it */
+    unsigned status_seen;  /* the last status line, 1xx included */
+    upstream_failure hint; /* why a callback stopped the transfer */
+    uint64_t started_ms;
+    _Atomic uint64_t active_ms; /* the last time bytes moved, or a pause ended */
+    char error[CURL_ERROR_SIZE];
+    /* reading whole */
+    EVP_MD_CTX *md;
+    char *mem;
+    size_t mem_len, mem_cap;
+    int fd;
+    uint64_t whole_len;
+    uint8_t digest[32];
+
+    /* Written by the pool thread until answered, then read-only. */
+    upstream_header_list headers;
+    unsigned status;
+    int64_t content_length;
+    bool whole;
+
+    /* Under lock. */
+    upstream_waker waker;
+    bool sleeping; /* the worker's connection is suspended */
+    bool changed;  /* something happened since the worker last slept */
+    bool finished; /* the worker let go: no resume any more */
+    upstream_state state;
+    upstream_failure failure;
+    ring up, down;     /* request body to the upstream, answer's body to the worker */
+    bool up_end;       /* the request body is complete */
+    bool send_waiting; /* the transfer paused for want of request body */
+    bool recv_waiting; /* the transfer paused for want of room in down */
+    uint64_t bytes_read;
+    bool body_taken;
+
+    /* Under thread->lock. */
+    unsigned cmds;
+    bool queued;
+    upstream_call *next_queued;
+};
+
+/* ---- small pieces ---------------------------------------------------------- */
+
+static size_t ring_room(const ring *r)
+{
+    return UPSTREAM_STREAM_BUFFER - r->len;
+}
+
+static size_t ring_put(ring *r, const char *data, size_t n)
+{
+    if (r->buf == NULL && n > 0) {
+        r->buf = malloc(UPSTREAM_STREAM_BUFFER);
+        if (r->buf == NULL)
+            return 0;
+    }
+    if (n > ring_room(r))
+        n = ring_room(r);
+    size_t tail = (r->head + r->len) % UPSTREAM_STREAM_BUFFER;
+    size_t first = UPSTREAM_STREAM_BUFFER - tail;
+    if (first > n)
+        first = n;
+    memcpy(r->buf + tail, data, first);
+    memcpy(r->buf, data + first, n - first);
+    r->len += n;
+    return n;
+}
+
+static size_t ring_get(ring *r, char *out, size_t n)
+{
+    if (n > r->len)
+        n = r->len;
+    size_t first = UPSTREAM_STREAM_BUFFER - r->head;
+    if (first > n)
+        first = n;
+    memcpy(out, r->buf + r->head, first);
+    memcpy(out + first, r->buf, n - first);
+    r->head = (r->head + n) % UPSTREAM_STREAM_BUFFER;
+    r->len -= n;
+    if (r->len == 0)
+        r->head = 0;
+    return n;
+}
+
+const char *upstream_failure_name(upstream_failure f)
+{
+    static const char *const names[UPSTREAM_FAILURE_COUNT] = {
+        [UPSTREAM_OK] = "ok",
+        [UPSTREAM_FAIL_CONNECT] = "connect",
+        [UPSTREAM_FAIL_TLS] = "tls",
+        [UPSTREAM_FAIL_TIMEOUT] = "timeout",
+        [UPSTREAM_FAIL_BAD_ANSWER] = "bad_answer",
+        [UPSTREAM_FAIL_CUT] = "cut",
+        [UPSTREAM_FAIL_TOO_LARGE] = "too_large",
+        [UPSTREAM_FAIL_INTERNAL] = "internal",
+        [UPSTREAM_FAIL_SHUTDOWN] = "shutdown",
+        [UPSTREAM_FAIL_CANCELLED] = "cancelled",
+    };
+    return (unsigned)f < UPSTREAM_FAILURE_COUNT ? names[f] : "unknown";
+}
+
+static const char *failure_text(upstream_failure f)
+{
+    switch (f) {
+    case UPSTREAM_FAIL_CONNECT:
+        return "cannot connect";
+    case UPSTREAM_FAIL_TLS:
+        return "TLS failed";
+    case UPSTREAM_FAIL_TIMEOUT:
+        return "timed out";
+    case UPSTREAM_FAIL_BAD_ANSWER:
+        return "answered no valid HTTP";
+    case UPSTREAM_FAIL_CUT:
+        return "ended the answer early";
+    case UPSTREAM_FAIL_TOO_LARGE:
+        return "answered a body larger than --proxy-max-body";
+    case UPSTREAM_FAIL_INTERNAL:
+        return "could not be read (memory or --temp-dir)";
+    default:
+        return upstream_failure_name(f);
+    }
+}
+
+static void count(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* Counts a failure and logs the upstream at most once a second. */
+static void note_failure(upstream_route *r, upstream_failure f, const char *detail)
+{
+    if (f == UPSTREAM_OK || f == UPSTREAM_FAIL_CANCELLED || f == UPSTREAM_FAIL_SHUTDOWN)
+        return;
+    count(&r->stats.failures[f]);
+    atomic_fetch_add(&r->failed_since_log, 1);
+    uint64_t now = clock_mono_ms();
+    uint64_t last = atomic_load(&r->logged_ms);
+    if (last != 0 && now - last < UPSTREAM_LOG_INTERVAL)
+        return;
+    if (!atomic_compare_exchange_strong(&r->logged_ms, &last, now))
+        return;
+    unsigned long n = atomic_exchange(&r->failed_since_log, 0);
+    log_error("upstream %s %s%s%s; %lu failed requests since the last report", r->url->text,
+              failure_text(f), detail[0] != '\0' ? ": " : "", detail, n);
+}
+
+/* Caller holds call->lock. */
+static void wake_locked(upstream_call *call)
+{
+    if (call->sleeping) {
+        call->sleeping = false;
+        if (!call->finished)
+            call->waker.resume(call->waker.cls);
+    } else {
+        call->changed = true;
+    }
+}
+
+static void call_free(upstream_call *call)
+{
+    assert(!call->in_multi && call->easy == NULL);
+    curl_slist_free_all(call->request_headers);
+    free(call->url);
+    upstream_header_list_free(&call->headers);
+    free(call->up.buf);
+    free(call->down.buf);
+    free(call->mem);
+    if (call->fd >= 0)
+        close(call->fd);
+    EVP_MD_CTX_free(call->md);
+    pthread_mutex_destroy(&call->lock);
+    free(call);
+}
+
+upstream_call *upstream_call_ref(upstream_call *call)
+{
+    int before = atomic_fetch_add(&call->refs, 1);
+    assert(before > 0);
+    (void)before;
+    return call;
+}
+
+void upstream_call_unref(upstream_call *call)
+{
+    if (call == NULL)
+        return;
+    int before = atomic_fetch_sub(&call->refs, 1);
+    assert(before > 0);
+    if (before == 1)
+        call_free(call);
+}
+
+/* Asks the call's thread for cmd. */
+static void post(upstream_call *call, unsigned cmd)
+{
+    upstream_thread *t = call->thread;
+    pthread_mutex_lock(&t->lock);
+    call->cmds |= cmd;
+    if (!call->queued) {
+        call->queued = true;
+        upstream_call_ref(call); /* the queue's */
+        call->next_queued = NULL;
+        if (t->queue_tail != NULL)
+            t->queue_tail->next_queued = call;
+        else
+            t->queue_head = call;
+        t->queue_tail = call;
+    }
+    pthread_mutex_unlock(&t->lock);
+    curl_multi_wakeup(t->multi);
+}
+
+/* ---- the transfer's callbacks (pool thread) ------------------------------- */
+
+static void touch(upstream_call *call)
+{
+    atomic_store_explicit(&call->active_ms, clock_mono_ms(), memory_order_relaxed);
+}
+
+static int open_temp(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR))
+        return fd;
+    /* A file system without O_TMPFILE: a named file, unlinked at once. */
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/receiptd-XXXXXX", dir) >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0)
+        unlink(path);
+    return fd;
+}
+
+static bool write_all(int fd, const char *data, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, data, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        data += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* A piece of a body read whole: memory up to --proxy-buffer, then a file. */
+static bool whole_append(upstream_call *call, const char *data, size_t n)
+{
+    const config *cfg = call->pool->cfg;
+    if (call->whole_len + n > cfg->proxy_max_body) {
+        call->hint = UPSTREAM_FAIL_TOO_LARGE;
+        return false;
+    }
+    if (EVP_DigestUpdate(call->md, data, n) != 1) {
+        call->hint = UPSTREAM_FAIL_INTERNAL;
+        return false;
+    }
+    call->whole_len += n;
+    if (call->fd < 0 && call->mem_len + n <= cfg->proxy_buffer) {
+        if (call->mem_len + n > call->mem_cap) {
+            size_t cap = call->mem_cap != 0 ? call->mem_cap : UPSTREAM_WHOLE_FIRST;
+            while (cap < call->mem_len + n)
+                cap *= 2;
+            if (cap > cfg->proxy_buffer)
+                cap = cfg->proxy_buffer;
+            char *mem = realloc(call->mem, cap);
+            if (mem == NULL) {
+                call->hint = UPSTREAM_FAIL_INTERNAL;
+                return false;
+            }
+            call->mem = mem;
+            call->mem_cap = cap;
+        }
+        memcpy(call->mem + call->mem_len, data, n);
+        call->mem_len += n;
+        return true;
+    }
+    if (call->fd < 0) {
+        call->fd = open_temp(cfg->temp_dir);
+        if (call->fd < 0 || !write_all(call->fd, call->mem, call->mem_len)) {
+            snprintf(call->error, sizeof call->error, "temporary file in %s: %s", cfg->temp_dir,
+                     strerror(errno));
+            call->hint = UPSTREAM_FAIL_INTERNAL;
+            return false;
+        }
+        free(call->mem);
+        call->mem = NULL;
+        call->mem_len = call->mem_cap = 0;
+    }
+    if (!write_all(call->fd, data, n)) {
+        snprintf(call->error, sizeof call->error, "temporary file in %s: %s", cfg->temp_dir,
+                 strerror(errno));
+        call->hint = UPSTREAM_FAIL_INTERNAL;
+        return false;
+    }
+    return true;
+}
+
+/* The Content-Length of the answer, -1 if none, -2 if malformed. */
+static int64_t content_length_of(const upstream_header_list *h)
+{
+    if (upstream_header_list_get(h, "Transfer-Encoding") != NULL)
+        return -1;
+    int64_t length = -1;
+    size_t cursor = 0;
+    const char *value;
+    for (const char *name; (name = upstream_header_list_next(h, &cursor, &value)) != NULL;) {
+        if (strcasecmp(name, "Content-Length") != 0)
+            continue;
+        if (value[0] == '\0' || strspn(value, "0123456789") != strlen(value) || strlen(value) > 18)
+            return -2;
+        int64_t v = (int64_t)strtoll(value, NULL, 10);
+        if (length >= 0 && v != length)
+            return -2; /* two that differ */
+        length = v;
+    }
+    return length;
+}
+
+static void record_latency(upstream_call *call)
+{
+    uint64_t us = (clock_mono_ms() - call->started_ms) * 1000;
+    size_t b = 0;
+    while (b < UPSTREAM_LATENCY_BUCKETS - 1 && us > latency_bound_us[b])
+        b++;
+    count(&call->route->stats.latency[b]);
+    atomic_fetch_add_explicit(&call->route->stats.latency_sum_us, us, memory_order_relaxed);
+}
+
+/* The header fields are complete: ANSWERED, or reading whole. */
+static bool answered(upstream_call *call)
+{
+    int64_t length = content_length_of(&call->headers);
+    if (length == -2) {
+        snprintf(call->error, sizeof call->error, "a Content-Length that is not one number");
+        call->hint = UPSTREAM_FAIL_BAD_ANSWER;
+        return false;
+    }
+    record_latency(call);
+    count(&call->route->stats.responses[call->status_seen]);
+    call->status = call->status_seen;
+    call->content_length = length;
+    call->whole = call->want_whole && call->status == 200 && !call->head;
+    if (call->whole) {
+        if (length > 0 && (uint64_t)length > call->pool->cfg->proxy_max_body) {
+            call->hint = UPSTREAM_FAIL_TOO_LARGE;
+            return false;
+        }
+        call->md = EVP_MD_CTX_new();
+        if (call->md == NULL || EVP_DigestInit_ex(call->md, call->pool->sha256, NULL) != 1) {
+            call->hint = UPSTREAM_FAIL_INTERNAL;
+            return false;
+        }
+        return true; /* the worker waits for DONE */
+    }
+    pthread_mutex_lock(&call->lock);
+    call->state = UPSTREAM_ANSWERED;
+    wake_locked(call);
+    pthread_mutex_unlock(&call->lock);
+    return true;
+}
+
+static size_t on_header(char *data, size_t size, size_t nitems, void *cls)
+{
+    upstream_call *call = cls;
+    size_t n = size * nitems;
+    touch(call);
+    if (call->status != 0)
+        return n; /* trailer fields: not passed on */
+    unsigned status;
+    if (upstream_header_status_line(data, n, &status)) {
+        call->status_seen = status;
+        upstream_header_list_clear(&call->headers);
+        return n;
+    }
+    if (call->status_seen == 0) {
+        call->hint = UPSTREAM_FAIL_BAD_ANSWER;
+        return 0;
+    }
+    if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+        if (call->status_seen < 200)
+            return n; /* 100 Continue, 103 Early Hints: the final answer follows */
+        return answered(call) ? n : 0;
+    }
+    switch (upstream_header_list_add(&call->headers, data, n)) {
+    case UPSTREAM_HEADER_ADDED:
+        return n;
+    case UPSTREAM_HEADER_TOO_LARGE:
+        snprintf(call->error, sizeof call->error, "header fields over %d bytes",
+                 UPSTREAM_HEADERS_MAX);
+        break;
+    case UPSTREAM_HEADER_MALFORMED:
+    default:
+        snprintf(call->error, sizeof call->error, "a malformed header field");
+        break;
+    }
+    call->hint = UPSTREAM_FAIL_BAD_ANSWER;
+    return 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *cls)
+{
+    upstream_call *call = cls;
+    size_t n = size * nmemb;
+    touch(call);
+    if (call->status == 0) {
+        call->hint = UPSTREAM_FAIL_BAD_ANSWER;
+        return 0;
+    }
+    if (call->whole)
+        return whole_append(call, data, n) ? n : 0;
+    pthread_mutex_lock(&call->lock);
+    if (call->finished) {
+        pthread_mutex_unlock(&call->lock);
+        call->hint = UPSTREAM_FAIL_CANCELLED;
+        return 0;
+    }
+    if (n > ring_room(&call->down)) {
+        if (n > UPSTREAM_STREAM_BUFFER) {
+            pthread_mutex_unlock(&call->lock);
+            call->hint = UPSTREAM_FAIL_INTERNAL;
+            return 0;
+        }
+        call->recv_waiting = true;
+        pthread_mutex_unlock(&call->lock);
+        call->paused |= CURLPAUSE_RECV;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    size_t put = ring_put(&call->down, data, n);
+    wake_locked(call);
+    pthread_mutex_unlock(&call->lock);
+    if (put != n) {
+        call->hint = UPSTREAM_FAIL_INTERNAL;
+        return 0;
+    }
+    return n;
+}
+
+static size_t on_send(char *buf, size_t size, size_t nitems, void *cls)
+{
+    upstream_call *call = cls;
+    pthread_mutex_lock(&call->lock);
+    if (call->finished) {
+        pthread_mutex_unlock(&call->lock);
+        call->hint = UPSTREAM_FAIL_CANCELLED;
+        return CURL_READFUNC_ABORT;
+    }
+    bool was_full = ring_room(&call->up) == 0;
+    size_t got = ring_get(&call->up, buf, size * nitems);
+    if (got == 0 && !call->up_end) {
+        call->send_waiting = true;
+        pthread_mutex_unlock(&call->lock);
+        call->paused |= CURLPAUSE_SEND;
+        return CURL_READFUNC_PAUSE;
+    }
+    if (was_full || got > 0)
+        wake_locked(call);
+    pthread_mutex_unlock(&call->lock);
+    touch(call);
+    return got;
+}
+
+/* ---- the pool thread ------------------------------------------------------- */
+
+static CURL *easy_get(upstream_thread *t)
+{
+    if (t->idle_count > 0)
+        return t->idle[--t->idle_count];
+    return curl_easy_init();
+}
+
+static void easy_put(upstream_thread *t, CURL *easy)
+{
+    if (t->idle_count < UPSTREAM_IDLE_HANDLES) {
+        curl_easy_reset(easy);
+        t->idle[t->idle_count++] = easy;
+    } else {
+        curl_easy_cleanup(easy);
+    }
+}
+
+/* The transfer is over: its result goes to the worker, the handle back. */
+static void complete(upstream_thread *t, upstream_call *call, upstream_failure f)
+{
+    if (call->in_multi) {
+        curl_multi_remove_handle(t->multi, call->easy);
+        lru_unlink(&t->active, &call->link);
+        call->in_multi = false;
+    }
+    if (call->easy != NULL) {
+        easy_put(t, call->easy);
+        call->easy = NULL;
+    }
+    if (f == UPSTREAM_OK && call->whole && EVP_DigestFinal_ex(call->md, call->digest, NULL) != 1)
+        f = UPSTREAM_FAIL_INTERNAL;
+    note_failure(call->route, f, call->error);
+    pthread_mutex_lock(&call->lock);
+    call->state = f == UPSTREAM_OK ? UPSTREAM_DONE : UPSTREAM_FAILED;
+    call->failure = f;
+    wake_locked(call);
+    pthread_mutex_unlock(&call->lock);
+    upstream_call_unref(call); /* the thread's */
+}
+
+static upstream_failure classify(upstream_call *call, CURLcode rc)
+{
+    if (call->hint != UPSTREAM_OK)
+        return call->hint;
+    bool got_answer = call->status != 0;
+    switch (rc) {
+    case CURLE_OK:
+        return got_answer ? UPSTREAM_OK : UPSTREAM_FAIL_BAD_ANSWER;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+        return UPSTREAM_FAIL_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+        return UPSTREAM_FAIL_TIMEOUT;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_CRL_BADFILE:
+        return UPSTREAM_FAIL_TLS;
+    case CURLE_OUT_OF_MEMORY:
+        return UPSTREAM_FAIL_INTERNAL;
+    case CURLE_PARTIAL_FILE:
+        return UPSTREAM_FAIL_CUT;
+    default:
+        return got_answer ? UPSTREAM_FAIL_CUT : UPSTREAM_FAIL_BAD_ANSWER;
+    }
+}
+
+#define SETOPT(easy, opt, value)                                                                   \
+    do {                                                                                           \
+        if (curl_easy_setopt((easy), (opt), (value)) != CURLE_OK)                                  \
+            goto fail;                                                                             \
+    } while (0)
+
+/* Sets the transfer up and adds it to the multi handle. */
+static int begin(upstream_thread *t, upstream_call *call)
+{
+    const config *cfg = t->pool->cfg;
+    const upstream_url *u = call->route->url;
+    CURL *easy = easy_get(t);
+    if (easy == NULL)
+        return -1;
+    call->easy = easy;
+    SETOPT(easy, CURLOPT_PRIVATE, call);
+    SETOPT(easy, CURLOPT_URL, call->url);
+    SETOPT(easy, CURLOPT_SHARE, t->share);
+    SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    SETOPT(easy, CURLOPT_PATH_AS_IS, 1L);
+    SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(easy, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)t->pool->timeout_ms);
+    SETOPT(easy, CURLOPT_HTTPHEADER, call->request_headers);
+    SETOPT(easy, CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(easy, CURLOPT_HEADERDATA, call);
+    SETOPT(easy, CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(easy, CURLOPT_WRITEDATA, call);
+    SETOPT(easy, CURLOPT_ERRORBUFFER, call->error);
+    SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (cfg->upstream_ca != NULL)
+        SETOPT(easy, CURLOPT_CAINFO, cfg->upstream_ca);
+    if (u->scheme == UPSTREAM_UNIX)
+        SETOPT(easy, CURLOPT_UNIX_SOCKET_PATH, u->socket);
+    if (call->head) {
+        SETOPT(easy, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(call->method, "GET") != 0 || call->has_body) {
+        SETOPT(easy, CURLOPT_CUSTOMREQUEST, call->method);
+    }
+    if (call->has_body) {
+        SETOPT(easy, CURLOPT_UPLOAD, 1L);
+        SETOPT(easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)call->body_length);
+        SETOPT(easy, CURLOPT_READFUNCTION, on_send);
+        SETOPT(easy, CURLOPT_READDATA, call);
+    }
+    call->started_ms = clock_mono_ms();
+    touch(call);
+    if (curl_multi_add_handle(t->multi, easy) != CURLM_OK)
+        goto fail;
+    call->in_multi = true;
+    lru_push_front(&t->active, &call->link);
+    return 0;
+fail:
+    snprintf(call->error, sizeof call->error, "the transfer could not be set up");
+    return -1;
+}
+
+static void unpause(upstream_call *call, int which)
+{
+    if (!call->in_multi || !(call->paused & which))
+        return;
+    call->paused &= ~which;
+    touch(call);
+    /* May call on_body or on_send at once, which take the call's lock. */
+    curl_easy_pause(call->easy, call->paused);
+}
+
+/* One call's commands. */
+static void apply(upstream_thread *t, upstream_call *call, unsigned cmds, bool abort_all)
+{
+    if (cmds & CMD_START) {
+        if (cmds & CMD_CANCEL) {
+            complete(t, call, UPSTREAM_FAIL_CANCELLED);
+            return;
+        }
+        if (abort_all || atomic_load(&t->pool->stopping)) {
+            complete(t, call, UPSTREAM_FAIL_SHUTDOWN);
+            return;
+        }
+        if (begin(t, call) != 0) {
+            complete(t, call, UPSTREAM_FAIL_INTERNAL);
+            return;
+        }
+    }
+    if (!call->in_multi)
+        return; /* already over */
+    if (cmds & CMD_CANCEL) {
+        complete(t, call, UPSTREAM_FAIL_CANCELLED);
+        return;
+    }
+    if (cmds & CMD_RESUME_RECV)
+        unpause(call, CURLPAUSE_RECV);
+    if (cmds & CMD_RESUME_SEND)
+        unpause(call, CURLPAUSE_SEND);
+}
+
+static void abort_active(upstream_thread *t)
+{
+    while (t->active.head != NULL)
+        complete(t, LRU_ENTRY(t->active.head, upstream_call, link), UPSTREAM_FAIL_SHUTDOWN);
+}
+
+/* Takes the queue and applies it; an abort asked for fails every call the
+ * thread has, and is then reported done. */
+static void run_queue(upstream_thread *t, bool *stopping)
+{
+    pthread_mutex_lock(&t->lock);
+    upstream_call *call = t->queue_head;
+    t->queue_head = t->queue_tail = NULL;
+    unsigned long asked = t->aborts_asked;
+    bool abort_all = asked != t->aborts_done;
+    *stopping = t->stopping;
+    pthread_mutex_unlock(&t->lock);
+    while (call != NULL) {
+        pthread_mutex_lock(&t->lock);
+        upstream_call *next = call->next_queued;
+        unsigned cmds = call->cmds;
+        call->cmds = 0;
+        call->queued = false;
+        call->next_queued = NULL;
+        pthread_mutex_unlock(&t->lock);
+        apply(t, call, cmds, abort_all);
+        upstream_call_unref(call); /* the queue's */
+        call = next;
+    }
+    if (abort_all) {
+        abort_active(t);
+        pthread_mutex_lock(&t->lock);
+        t->aborts_done = asked;
+        pthread_cond_broadcast(&t->aborted);
+        pthread_mutex_unlock(&t->lock);
+    }
+}
+
+static void finish_transfers(upstream_thread *t)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(t->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        upstream_call *call = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        CURLcode rc = msg->data.result;
+        complete(t, call, classify(call, rc));
+    }
+}
+
+/* Whether the transfer waits for the client rather than the upstream. */
+static bool waits_for_client(upstream_call *call)
+{
+    if (call->paused & CURLPAUSE_RECV)
+        return true;
+    if (!(call->paused & CURLPAUSE_SEND))
+        return false;
+    pthread_mutex_lock(&call->lock);
+    bool more_to_come = !call->up_end;
+    pthread_mutex_unlock(&call->lock);
+    return more_to_come;
+}
+
+static void expire(upstream_thread *t, uint64_t now)
+{
+    lru_link *link = t->active.head;
+    while (link != NULL) {
+        lru_link *next = link->next;
+        upstream_call *call = LRU_ENTRY(link, upstream_call, link);
+        uint64_t active = atomic_load_explicit(&call->active_ms, memory_order_relaxed);
+        if (now > active && now - active >= t->pool->timeout_ms && !waits_for_client(call)) {
+            snprintf(call->error, sizeof call->error, "nothing for %llu ms",
+                     (unsigned long long)(now - active));
+            complete(t, call, UPSTREAM_FAIL_TIMEOUT);
+        }
+        link = next;
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    upstream_thread *t = arg;
+    uint64_t next_tick = clock_mono_ms() + UPSTREAM_TICK_MS;
+    for (;;) {
+        bool stopping = false;
+        run_queue(t, &stopping);
+        if (stopping) {
+            abort_active(t);
+            break;
+        }
+        int running = 0;
+        curl_multi_perform(t->multi, &running);
+        finish_transfers(t);
+        uint64_t now = clock_mono_ms();
+        if (now >= next_tick) {
+            expire(t, now);
+            next_tick = now + UPSTREAM_TICK_MS;
+        }
+        curl_multi_poll(t->multi, NULL, 0, UPSTREAM_TICK_MS, NULL);
+    }
+    return NULL;
+}
+
+/* ---- the pool -------------------------------------------------------------- */
+
+static int thread_init(upstream_pool *p, upstream_thread *t)
+{
+    t->pool = p;
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->aborted, NULL);
+    t->multi = curl_multi_init();
+    t->share = curl_share_init();
+    if (t->multi == NULL || t->share == NULL)
+        return -1;
+    curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    return 0;
+}
+
+static int check_temp_dir(const char *dir, char *err, size_t errlen)
+{
+    int fd = open_temp(dir);
+    if (fd < 0) {
+        snprintf(err, errlen, "--temp-dir %s takes no temporary file: %s", dir, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static int by_prefix_length(const void *a, const void *b)
+{
+    size_t la = strlen(((const upstream_route *)a)->prefix);
+    size_t lb = strlen(((const upstream_route *)b)->prefix);
+    return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+upstream_pool *upstream_pool_new(const config *cfg, unsigned threads, char *err, size_t errlen)
+{
+    upstream_pool *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->cfg = cfg;
+    p->timeout_ms = (uint64_t)cfg->upstream_timeout_s * 1000;
+    atomic_init(&p->stopping, false);
+    atomic_init(&p->next_thread, 0);
+    p->route_count = cfg->upstream_count;
+    for (size_t i = 0; i < cfg->upstream_count; i++) {
+        p->routes[i].prefix = cfg->upstreams[i].prefix;
+        p->routes[i].url = &cfg->upstreams[i].url;
+    }
+    qsort(p->routes, p->route_count, sizeof p->routes[0], by_prefix_length);
+    if (p->route_count == 0)
+        return p;
+
+    if (check_temp_dir(cfg->temp_dir, err, errlen) != 0)
+        goto fail;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        goto fail;
+    }
+    p->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (p->sha256 == NULL) {
+        snprintf(err, errlen, "cannot fetch SHA-256");
+        goto fail;
+    }
+    if (threads < 1)
+        threads = 1;
+    if (threads > UPSTREAM_THREADS_MAX)
+        threads = UPSTREAM_THREADS_MAX;
+    for (unsigned i = 0; i < threads; i++) {
+        upstream_thread *t = &p->threads[i];
+        p->thread_count = i + 1;
+        if (thread_init(p, t) != 0) {
+            snprintf(err, errlen, "cannot set up libcurl");
+            goto fail;
+        }
+        if (pthread_create(&t->thread, NULL, thread_main, t) != 0) {
+            snprintf(err, errlen, "cannot start an upstream thread");
+            goto fail;
+        }
+        t->started = true;
+    }
+    return p;
+fail:
+    upstream_pool_free(p);
+    return NULL;
+}
+
+void upstream_pool_abort(upstream_pool *p)
+{
+    if (p == NULL)
+        return;
+    atomic_store(&p->stopping, true);
+    unsigned long asked[UPSTREAM_THREADS_MAX];
+    for (unsigned i = 0; i < p->thread_count; i++) {
+        upstream_thread *t = &p->threads[i];
+        pthread_mutex_lock(&t->lock);
+        asked[i] = ++t->aborts_asked;
+        pthread_mutex_unlock(&t->lock);
+        curl_multi_wakeup(t->multi);
+    }
+    /* Every worker waiting for an upstream is resumed before this returns:
+     * the listener may not be stopped with a connection suspended. */
+    for (unsigned i = 0; i < p->thread_count; i++) {
+        upstream_thread *t = &p->threads[i];
+        if (!t->started)
+            continue;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += UPSTREAM_ABORT_WAIT_S;
+        pthread_mutex_lock(&t->lock);
+        while (t->aborts_done < asked[i] && !t->stopping &&
+               pthread_cond_timedwait(&t->aborted, &t->lock, &until) == 0)
+            ;
+        pthread_mutex_unlock(&t->lock);
+    }
+}
+
+void upstream_pool_free(upstream_pool *p)
+{
+    if (p == NULL)
+        return;
+    atomic_store(&p->stopping, true);
+    for (unsigned i = 0; i < p->thread_count; i++) {
+        upstream_thread *t = &p->threads[i];
+        if (t->started) {
+            pthread_mutex_lock(&t->lock);
+            t->stopping = true;
+            pthread_mutex_unlock(&t->lock);
+            curl_multi_wakeup(t->multi);
+            pthread_join(t->thread, NULL);
+        }
+        /* Commands posted after the thread ended: nothing runs them now. */
+        for (upstream_call *call = t->queue_head; call != NULL;) {
+            upstream_call *next = call->next_queued;
+            if (call->cmds & CMD_START)
+                complete(t, call, UPSTREAM_FAIL_SHUTDOWN);
+            upstream_call_unref(call);
+            call = next;
+        }
+        while (t->idle_count > 0)
+            curl_easy_cleanup(t->idle[--t->idle_count]);
+        if (t->multi != NULL)
+            curl_multi_cleanup(t->multi);
+        if (t->share != NULL)
+            curl_share_cleanup(t->share);
+        pthread_cond_destroy(&t->aborted);
+        pthread_mutex_destroy(&t->lock);
+    }
+    EVP_MD_free(p->sha256);
+    free(p);
+}
+
+const upstream_route *upstream_pool_route(const upstream_pool *p, const char *path)
+{
+    if (p == NULL)
+        return NULL;
+    for (size_t i = 0; i < p->route_count; i++) {
+        const char *prefix = p->routes[i].prefix;
+        if (strncmp(path, prefix, strlen(prefix)) == 0)
+            return &p->routes[i];
+    }
+    return NULL;
+}
+
+size_t upstream_pool_route_count(const upstream_pool *p)
+{
+    return p != NULL ? p->route_count : 0;
+}
+
+const upstream_route *upstream_pool_route_at(const upstream_pool *p, size_t i)
+{
+    return i < p->route_count ? &p->routes[i] : NULL;
+}
+
+/* ---- calls (workers) ------------------------------------------------------- */
+
+upstream_call *upstream_call_new(upstream_pool *p, const upstream_route *route, const char *method,
+                                 const char *url, const upstream_waker *waker)
+{
+    upstream_call *call = calloc(1, sizeof *call);
+    if (call == NULL)
+        return NULL;
+    atomic_init(&call->refs, 1);
+    atomic_init(&call->active_ms, 0);
+    pthread_mutex_init(&call->lock, NULL);
+    call->pool = p;
+    /* The routes are the pool's; the stats in them are atomics. */
+    call->route = (upstream_route *)route;
+    call->fd = -1;
+    call->content_length = -1;
+    call->waker = *waker;
+    snprintf(call->method, sizeof call->method, "%s", method);
+    call->head = strcmp(method, "HEAD") == 0;
+    upstream_header_list_init(&call->headers, UPSTREAM_HEADERS_MAX);
+    call->url = strdup(url);
+    if (call->url == NULL) {
+        call_free(call);
+        return NULL;
+    }
+    return call;
+}
+
+int upstream_call_add_header(upstream_call *call, const char *name, const char *value)
+{
+    size_t n = strlen(name) + (value != NULL ? strlen(value) : 0) + 3;
+    char stack[512];
+    char *line = n <= sizeof stack ? stack : malloc(n);
+    if (line == NULL)
+        return -1;
+    /* libcurl leaves out a header given as "Name:"; "Name;" sends it empty. */
+    if (value == NULL)
+        snprintf(line, n, "%s:", name);
+    else if (value[0] == '\0')
+        snprintf(line, n, "%s;", name);
+    else
+        snprintf(line, n, "%s: %s", name, value);
+    struct curl_slist *list = curl_slist_append(call->request_headers, line);
+    if (line != stack)
+        free(line);
+    if (list == NULL)
+        return -1;
+    call->request_headers = list;
+    return 0;
+}
+
+void upstream_call_expect_body(upstream_call *call, int64_t length)
+{
+    call->has_body = true;
+    call->body_length = length;
+}
+
+void upstream_call_read_whole(upstream_call *call)
+{
+    call->want_whole = true;
+}
+
+int upstream_call_start(upstream_call *call)
+{
+    upstream_pool *p = call->pool;
+    if (atomic_load(&p->stopping) || p->thread_count == 0) {
+        pthread_mutex_lock(&call->lock);
+        call->state = UPSTREAM_FAILED;
+        call->failure = UPSTREAM_FAIL_SHUTDOWN;
+        pthread_mutex_unlock(&call->lock);
+        return -1;
+    }
+    unsigned i = atomic_fetch_add(&p->next_thread, 1) % p->thread_count;
+    call->thread = &p->threads[i];
+    upstream_call_ref(call); /* the thread's, until complete() */
+    post(call, CMD_START);
+    return 0;
+}
+
+bool upstream_call_sleep(upstream_call *call)
+{
+    pthread_mutex_lock(&call->lock);
+    if (call->changed) {
+        call->changed = false;
+        pthread_mutex_unlock(&call->lock);
+        return false;
+    }
+    /* Suspended before anyone can resume it: a resume first would be lost. */
+    call->waker.suspend(call->waker.cls);
+    call->sleeping = true;
+    pthread_mutex_unlock(&call->lock);
+    return true;
+}
+
+size_t upstream_call_send(upstream_call *call, const char *data, size_t len)
+{
+    pthread_mutex_lock(&call->lock);
+    if (call->state == UPSTREAM_FAILED || call->state == UPSTREAM_DONE) {
+        pthread_mutex_unlock(&call->lock);
+        return len; /* nobody takes it any more */
+    }
+    size_t n = ring_put(&call->up, data, len);
+    bool resume = call->send_waiting && n > 0;
+    if (resume)
+        call->send_waiting = false;
+    pthread_mutex_unlock(&call->lock);
+    if (resume)
+        post(call, CMD_RESUME_SEND);
+    return n;
+}
+
+void upstream_call_send_end(upstream_call *call)
+{
+    pthread_mutex_lock(&call->lock);
+    call->up_end = true;
+    bool resume = call->send_waiting;
+    call->send_waiting = false;
+    pthread_mutex_unlock(&call->lock);
+    if (resume)
+        post(call, CMD_RESUME_SEND);
+}
+
+upstream_state upstream_call_state(upstream_call *call)
+{
+    pthread_mutex_lock(&call->lock);
+    upstream_state s = call->state;
+    pthread_mutex_unlock(&call->lock);
+    return s;
+}
+
+upstream_failure upstream_call_failure(upstream_call *call)
+{
+    pthread_mutex_lock(&call->lock);
+    upstream_failure f = call->failure;
+    pthread_mutex_unlock(&call->lock);
+    return f;
+}
+
+unsigned upstream_call_status(const upstream_call *call)
+{
+    return call->status;
+}
+
+const upstream_header_list *upstream_call_headers(const upstream_call *call)
+{
+    return &call->headers;
+}
+
+int64_t upstream_call_content_length(const upstream_call *call)
+{
+    return call->content_length;
+}
+
+bool upstream_call_whole(const upstream_call *call)
+{
+    return call->whole;
+}
+
+ssize_t upstream_call_read(upstream_call *call, char *buf, size_t max)
+{
+    pthread_mutex_lock(&call->lock);
+    size_t n = ring_get(&call->down, buf, max);
+    if (n == 0) {
+        ssize_t end = call->state == UPSTREAM_DONE     ? UPSTREAM_READ_END
+                      : call->state == UPSTREAM_FAILED ? UPSTREAM_READ_ERROR
+                                                       : 0;
+        pthread_mutex_unlock(&call->lock);
+        return end;
+    }
+    call->bytes_read += n;
+    /* Room for a full write of libcurl's before the transfer goes on. */
+    bool resume = call->recv_waiting && ring_room(&call->down) >= UPSTREAM_STREAM_BUFFER / 2;
+    if (resume)
+        call->recv_waiting = false;
+    pthread_mutex_unlock(&call->lock);
+    if (resume)
+        post(call, CMD_RESUME_RECV);
+    return (ssize_t)n;
+}
+
+uint64_t upstream_call_bytes_read(upstream_call *call)
+{
+    pthread_mutex_lock(&call->lock);
+    uint64_t n = call->bytes_read;
+    pthread_mutex_unlock(&call->lock);
+    return n;
+}
+
+int upstream_call_take_body(upstream_call *call, char **data, int *fd, uint64_t *len,
+                            uint8_t sha256[32])
+{
+    pthread_mutex_lock(&call->lock);
+    bool ok = call->state == UPSTREAM_DONE && call->whole && !call->body_taken;
+    call->body_taken = true;
+    pthread_mutex_unlock(&call->lock);
+    if (!ok)
+        return -1;
+    /* DONE: the pool thread is through with the body. */
+    *data = call->mem;
+    *fd = call->fd;
+    *len = call->whole_len;
+    memcpy(sha256, call->digest, 32);
+    call->mem = NULL;
+    call->fd = -1;
+    return 0;
+}
+
+void upstream_call_finish(upstream_call *call)
+{
+    if (call == NULL)
+        return;
+    pthread_mutex_lock(&call->lock);
+    call->finished = true;
+    call->sleeping = false;
+    bool running =
+        call->thread != NULL && call->state != UPSTREAM_DONE && call->state != UPSTREAM_FAILED;
+    pthread_mutex_unlock(&call->lock);
+    if (running)
+        post(call, CMD_CANCEL);
+    upstream_call_unref(call);
+}
