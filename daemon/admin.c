@@ -733,7 +733,7 @@ static enum MHD_Result serve_metrics(admin_server *srv, struct MHD_Connection *c
     http_guard_stats conns;
     http_server_guard_stats(srv->svc.http, &conns);
     admin_metrics_write(&b, srv->svc.ledger_writer, srv->started_ms, srv->svc.recovered_at_start,
-                        &auth, &conns);
+                        &auth, &conns, srv->svc.upstreams);
     size_t len = 0;
     char *text = jbuf_take(&b, &len);
     if (text == NULL)

@@ -19,6 +19,7 @@
 #include "daemon/http.h"
 #include "daemon/keystore.h"
 #include "daemon/tls.h"
+#include "daemon/upstream.h"
 #include "daemon/writer.h"
 
 #include <stdbool.h>
@@ -26,11 +27,12 @@
 
 typedef struct admin_services {
     const config *cfg;
-    writer *ledger_writer;       /* for queue and commit statistics */
-    uint64_t recovered_at_start; /* events applied from the recovery file at start */
-    http_server *http;           /* for its connection statistics; may be NULL */
-    tls_creds *tls;              /* NULL: plain HTTP; else HTTPS with its current pair */
-    const keystore *keys;        /* for evidence bundles; NULL without the evidence log */
+    writer *ledger_writer;          /* for queue and commit statistics */
+    uint64_t recovered_at_start;    /* events applied from the recovery file at start */
+    http_server *http;              /* for its connection statistics; may be NULL */
+    tls_creds *tls;                 /* NULL: plain HTTP; else HTTPS with its current pair */
+    const keystore *keys;           /* for evidence bundles; NULL without the evidence log */
+    const upstream_pool *upstreams; /* for their counters; NULL: none */
 } admin_services;
 
 typedef struct admin_server admin_server;

@@ -2,6 +2,7 @@
 
 #include "daemon/metrics.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,7 @@ typedef struct metric_values {
     uint64_t recovered; /* events applied from the recovery file at start */
     admin_auth_stats auth;
     http_guard_stats conns;
+    const upstream_pool *upstreams;
 } metric_values;
 
 typedef struct metric metric;
@@ -36,16 +38,27 @@ struct metric {
 
 #define PLAIN(field) .offset = offsetof(metric_values, field)
 
-/* The writer's histograms: its buckets are not cumulative; these are. */
-static void histogram(jbuf *b, const char *name, const char *const *le, const uint64_t *counts,
-                      size_t n, const char *sum)
+/*
+ * The histograms' buckets are not cumulative; these are. labels is "" or
+ * the other labels of the samples, each followed by a comma.
+ */
+static void histogram(jbuf *b, const char *name, const char *labels, const char *const *le,
+                      const uint64_t *counts, size_t n, const char *sum)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         total += counts[i];
-        jbuf_addf(b, "%s_bucket{le=\"%s\"} %llu\n", name, le[i], (unsigned long long)total);
+        jbuf_addf(b, "%s_bucket{%sle=\"%s\"} %llu\n", name, labels, le[i],
+                  (unsigned long long)total);
     }
-    jbuf_addf(b, "%s_sum %s\n%s_count %llu\n", name, sum, name, (unsigned long long)total);
+    size_t braced = strlen(labels);
+    if (braced == 0) {
+        jbuf_addf(b, "%s_sum %s\n%s_count %llu\n", name, sum, name, (unsigned long long)total);
+        return;
+    }
+    /* Without the trailing comma. */
+    jbuf_addf(b, "%s_sum{%.*s} %s\n%s_count{%.*s} %llu\n", name, (int)braced - 1, labels, sum, name,
+              (int)braced - 1, labels, (unsigned long long)total);
 }
 
 static const char *const batch_le[WRITER_BATCH_BUCKETS] = {"1",   "4",    "16",   "64",
@@ -96,21 +109,21 @@ static void write_batch_sizes(jbuf *b, const metric *mt, const metric_values *v)
 {
     char sum[32];
     snprintf(sum, sizeof sum, "%llu", (unsigned long long)v->ws.batch_sum);
-    histogram(b, mt->name, batch_le, v->ws.batch_count, WRITER_BATCH_BUCKETS, sum);
+    histogram(b, mt->name, "", batch_le, v->ws.batch_count, WRITER_BATCH_BUCKETS, sum);
 }
 
 static void write_commit_seconds(jbuf *b, const metric *mt, const metric_values *v)
 {
     char sum[64];
     snprintf(sum, sizeof sum, "%.6f", v->ws.latency_sum_ms / 1000.0);
-    histogram(b, mt->name, latency_le, v->ws.latency_count, WRITER_LATENCY_BUCKETS, sum);
+    histogram(b, mt->name, "", latency_le, v->ws.latency_count, WRITER_LATENCY_BUCKETS, sum);
 }
 
 static void write_issue_lag_seconds(jbuf *b, const metric *mt, const metric_values *v)
 {
     char sum[64];
     snprintf(sum, sizeof sum, "%.6f", v->ws.issue_lag_sum_ms / 1000.0);
-    histogram(b, mt->name, latency_le, v->ws.issue_lag_count, WRITER_LATENCY_BUCKETS, sum);
+    histogram(b, mt->name, "", latency_le, v->ws.issue_lag_count, WRITER_LATENCY_BUCKETS, sum);
 }
 
 static void write_forwarded(jbuf *b, const metric *mt, const metric_values *v)
@@ -161,6 +174,52 @@ static void write_responses(jbuf *b, const metric *mt, const metric_values *v)
                       metrics_route_name((metrics_route)r), code,
                       (unsigned long long)v->m.responses[r][k]);
         }
+    }
+}
+
+/* ---- upstreams --------------------------------------------------------------- */
+
+static uint64_t relaxed(const _Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void write_upstream_responses(jbuf *b, const metric *mt, const metric_values *v)
+{
+    for (size_t i = 0; i < upstream_pool_route_count(v->upstreams); i++) {
+        const upstream_route *r = upstream_pool_route_at(v->upstreams, i);
+        for (unsigned code = 100; code < 600; code++) {
+            uint64_t n = relaxed(&r->stats.responses[code]);
+            if (n > 0)
+                jbuf_addf(b, "%s{prefix=\"%s\",code=\"%u\"} %llu\n", mt->name, r->prefix, code,
+                          (unsigned long long)n);
+        }
+    }
+}
+
+static void write_upstream_failures(jbuf *b, const metric *mt, const metric_values *v)
+{
+    for (size_t i = 0; i < upstream_pool_route_count(v->upstreams); i++) {
+        const upstream_route *r = upstream_pool_route_at(v->upstreams, i);
+        for (int f = UPSTREAM_FAIL_CONNECT; f <= UPSTREAM_FAIL_INTERNAL; f++)
+            jbuf_addf(b, "%s{prefix=\"%s\",reason=\"%s\"} %llu\n", mt->name, r->prefix,
+                      upstream_failure_name((upstream_failure)f),
+                      (unsigned long long)relaxed(&r->stats.failures[f]));
+    }
+}
+
+static void write_upstream_latency(jbuf *b, const metric *mt, const metric_values *v)
+{
+    for (size_t i = 0; i < upstream_pool_route_count(v->upstreams); i++) {
+        const upstream_route *r = upstream_pool_route_at(v->upstreams, i);
+        uint64_t counts[UPSTREAM_LATENCY_BUCKETS];
+        for (size_t k = 0; k < UPSTREAM_LATENCY_BUCKETS; k++)
+            counts[k] = relaxed(&r->stats.latency[k]);
+        char labels[UPSTREAM_URL_MAX + 16];
+        char sum[64];
+        snprintf(labels, sizeof labels, "prefix=\"%s\",", r->prefix);
+        snprintf(sum, sizeof sum, "%.6f", (double)relaxed(&r->stats.latency_sum_us) / 1e6);
+        histogram(b, mt->name, labels, upstream_latency_le, counts, UPSTREAM_LATENCY_BUCKETS, sum);
     }
 }
 
@@ -233,10 +292,20 @@ static const metric metrics_table[] = {
      "Certificate pairs read again on SIGHUP, by whether they loaded.", .write = write_tls_reloads},
     {"receiptd_tls_certificate_expiry_timestamp_seconds", "gauge",
      "When the certificate a TLS listener uses expires (Unix time).", .write = write_tls_expiry},
+    {"receiptd_upstream_responses_total", "counter",
+     "Answers of the upstreams, by the upstream's prefix and status code.",
+     .write = write_upstream_responses},
+    {"receiptd_upstream_failures_total", "counter",
+     "Requests an upstream failed (answered 502, 504 or 500), by prefix and reason.",
+     .write = write_upstream_failures},
+    {"receiptd_upstream_latency_seconds", "histogram",
+     "Time from sending a request to an upstream to the answer's header fields, by prefix.",
+     .write = write_upstream_latency},
 };
 
 void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, uint64_t recovered,
-                         const admin_auth_stats *auth, const http_guard_stats *conns)
+                         const admin_auth_stats *auth, const http_guard_stats *conns,
+                         const upstream_pool *upstreams)
 {
     metric_values v;
     metrics_snapshot_take(&v.m);
@@ -246,6 +315,7 @@ void admin_metrics_write(jbuf *b, writer *ledger_writer, uint64_t started_ms, ui
     v.recovered = recovered;
     v.auth = *auth;
     v.conns = *conns;
+    v.upstreams = upstreams;
     for (size_t i = 0; i < sizeof metrics_table / sizeof metrics_table[0]; i++) {
         const metric *mt = &metrics_table[i];
         jbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name, mt->type);

@@ -668,7 +668,8 @@ int main(int argc, char **argv)
                                .recovered_at_start = st.recovered,
                                .http = srv,
                                .tls = admin_tls,
-                               .keys = st.log != NULL ? keys : NULL};
+                               .keys = st.log != NULL ? keys : NULL,
+                               .upstreams = upstreams};
         admin = admin_start(&asvc, err, sizeof err);
         if (admin == NULL && cfg.admin_explicit)
             goto out;

@@ -93,8 +93,9 @@ struct upstream_call {
     unsigned status_seen;  /* the last status line, 1xx included */
     upstream_failure hint; /* why a callback stopped the transfer */
     uint64_t started_ms;
-    _Atomic uint64_t active_ms; /* the last time bytes moved, or a pause ended */
-    char error[CURL_ERROR_SIZE];
+    _Atomic uint64_t active_ms;  /* the last time bytes moved, or a pause ended */
+    char error[CURL_ERROR_SIZE]; /* libcurl's words for a failure */
+    char why[128];               /* ours, when a callback stopped the transfer */
     /* reading whole */
     EVP_MD_CTX *md;
     char *mem;
@@ -342,6 +343,8 @@ static bool whole_append(upstream_call *call, const char *data, size_t n)
 {
     const config *cfg = call->pool->cfg;
     if (call->whole_len + n > cfg->proxy_max_body) {
+        snprintf(call->why, sizeof call->why, "more than %llu bytes",
+                 (unsigned long long)cfg->proxy_max_body);
         call->hint = UPSTREAM_FAIL_TOO_LARGE;
         return false;
     }
@@ -372,7 +375,7 @@ static bool whole_append(upstream_call *call, const char *data, size_t n)
     if (call->fd < 0) {
         call->fd = open_temp(cfg->temp_dir);
         if (call->fd < 0 || !write_all(call->fd, call->mem, call->mem_len)) {
-            snprintf(call->error, sizeof call->error, "temporary file in %s: %s", cfg->temp_dir,
+            snprintf(call->why, sizeof call->why, "temporary file in %s: %s", cfg->temp_dir,
                      strerror(errno));
             call->hint = UPSTREAM_FAIL_INTERNAL;
             return false;
@@ -382,7 +385,7 @@ static bool whole_append(upstream_call *call, const char *data, size_t n)
         call->mem_len = call->mem_cap = 0;
     }
     if (!write_all(call->fd, data, n)) {
-        snprintf(call->error, sizeof call->error, "temporary file in %s: %s", cfg->temp_dir,
+        snprintf(call->why, sizeof call->why, "temporary file in %s: %s", cfg->temp_dir,
                  strerror(errno));
         call->hint = UPSTREAM_FAIL_INTERNAL;
         return false;
@@ -426,7 +429,7 @@ static bool answered(upstream_call *call)
 {
     int64_t length = content_length_of(&call->headers);
     if (length == -2) {
-        snprintf(call->error, sizeof call->error, "a Content-Length that is not one number");
+        snprintf(call->why, sizeof call->why, "a Content-Length that is not one number");
         call->hint = UPSTREAM_FAIL_BAD_ANSWER;
         return false;
     }
@@ -437,6 +440,7 @@ static bool answered(upstream_call *call)
     call->whole = call->want_whole && call->status == 200 && !call->head;
     if (call->whole) {
         if (length > 0 && (uint64_t)length > call->pool->cfg->proxy_max_body) {
+            snprintf(call->why, sizeof call->why, "Content-Length %lld", (long long)length);
             call->hint = UPSTREAM_FAIL_TOO_LARGE;
             return false;
         }
@@ -468,6 +472,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *cls)
         return n;
     }
     if (call->status_seen == 0) {
+        snprintf(call->why, sizeof call->why, "no status line");
         call->hint = UPSTREAM_FAIL_BAD_ANSWER;
         return 0;
     }
@@ -480,12 +485,11 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *cls)
     case UPSTREAM_HEADER_ADDED:
         return n;
     case UPSTREAM_HEADER_TOO_LARGE:
-        snprintf(call->error, sizeof call->error, "header fields over %d bytes",
-                 UPSTREAM_HEADERS_MAX);
+        snprintf(call->why, sizeof call->why, "header fields over %d bytes", UPSTREAM_HEADERS_MAX);
         break;
     case UPSTREAM_HEADER_MALFORMED:
     default:
-        snprintf(call->error, sizeof call->error, "a malformed header field");
+        snprintf(call->why, sizeof call->why, "a malformed header field");
         break;
     }
     call->hint = UPSTREAM_FAIL_BAD_ANSWER;
@@ -498,6 +502,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *cls)
     size_t n = size * nmemb;
     touch(call);
     if (call->status == 0) {
+        snprintf(call->why, sizeof call->why, "a body before the header fields");
         call->hint = UPSTREAM_FAIL_BAD_ANSWER;
         return 0;
     }
@@ -587,7 +592,7 @@ static void complete(upstream_thread *t, upstream_call *call, upstream_failure f
     }
     if (f == UPSTREAM_OK && call->whole && EVP_DigestFinal_ex(call->md, call->digest, NULL) != 1)
         f = UPSTREAM_FAIL_INTERNAL;
-    note_failure(call->route, f, call->error);
+    note_failure(call->route, f, call->why[0] != '\0' ? call->why : call->error);
     pthread_mutex_lock(&call->lock);
     call->state = f == UPSTREAM_OK ? UPSTREAM_DONE : UPSTREAM_FAILED;
     call->failure = f;
@@ -684,7 +689,7 @@ static int begin(upstream_thread *t, upstream_call *call)
     lru_push_front(&t->active, &call->link);
     return 0;
 fail:
-    snprintf(call->error, sizeof call->error, "the transfer could not be set up");
+    snprintf(call->why, sizeof call->why, "the transfer could not be set up");
     return -1;
 }
 
@@ -800,7 +805,7 @@ static void expire(upstream_thread *t, uint64_t now)
         upstream_call *call = LRU_ENTRY(link, upstream_call, link);
         uint64_t active = atomic_load_explicit(&call->active_ms, memory_order_relaxed);
         if (now > active && now - active >= t->pool->timeout_ms && !waits_for_client(call)) {
-            snprintf(call->error, sizeof call->error, "nothing for %llu ms",
+            snprintf(call->why, sizeof call->why, "nothing for %llu ms",
                      (unsigned long long)(now - active));
             complete(t, call, UPSTREAM_FAIL_TIMEOUT);
         }

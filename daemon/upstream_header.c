@@ -73,7 +73,7 @@ int upstream_header_status_line(const char *line, size_t len, unsigned *status)
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
     /* HTTP/1.0, HTTP/1.1, HTTP/2 and HTTP/3 as libcurl reports them. */
-    if (len < 12 || strncmp(line, "HTTP/", 5) != 0)
+    if (len < 10 || strncmp(line, "HTTP/", 5) != 0)
         return 0;
     const char *sp = memchr(line, ' ', len);
     if (sp == NULL || (size_t)(sp - line) + 4 > len)

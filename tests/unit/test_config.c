@@ -225,7 +225,7 @@ static void test_refusals(void **state)
     assert_int_equal(
         parse(&cfg, ARGC("--listen", "127.0.0.1:1"), ARGV("--listen", "127.0.0.1:1"), err),
         CONFIG_USAGE);
-    assert_non_null(strstr(err, "--root"));
+    assert_non_null(strstr(err, "--root DIR, --upstream URL"));
     config_free(&cfg);
     assert_int_equal(parse(&cfg, ARGC("--root", "/a", "extra"), ARGV("--root", "/a", "extra"), err),
                      CONFIG_USAGE);
@@ -281,6 +281,86 @@ static void test_set_by_name(void **state)
     config_free(&cfg);
 }
 
+/* Upstreams: --upstream, --upstream-for PREFIX URL (two arguments), and
+ * --root no longer required once there is one. */
+static void test_upstreams(void **state)
+{
+    (void)state;
+    config cfg;
+    char err[256] = "";
+    assert_int_equal(parse(&cfg,
+                           ARGC("--upstream", "http://127.0.0.1:9000", "--upstream-for", "/api/",
+                                "unix:/run/app.sock:/v1/", "--upstream-for", "/static/",
+                                "https://cdn.example:8443", "--proxy-buffer", "64",
+                                "--proxy-max-body", "5", "--upstream-timeout", "7"),
+                           ARGV("--upstream", "http://127.0.0.1:9000", "--upstream-for", "/api/",
+                                "unix:/run/app.sock:/v1/", "--upstream-for", "/static/",
+                                "https://cdn.example:8443", "--proxy-buffer", "64",
+                                "--proxy-max-body", "5", "--upstream-timeout", "7"),
+                           err),
+                     CONFIG_OK);
+    assert_null(cfg.root);
+    assert_int_equal(cfg.upstream_count, 3);
+    assert_string_equal(cfg.upstreams[0].prefix, "/");
+    assert_string_equal(cfg.upstreams[0].url.base, "http://127.0.0.1:9000");
+    assert_false(cfg.upstreams[0].url.has_path);
+    assert_string_equal(cfg.upstreams[1].prefix, "/api/");
+    assert_int_equal(cfg.upstreams[1].url.scheme, UPSTREAM_UNIX);
+    assert_string_equal(cfg.upstreams[1].url.socket, "/run/app.sock");
+    assert_string_equal(cfg.upstreams[1].url.path, "/v1/");
+    assert_int_equal(cfg.upstreams[2].url.scheme, UPSTREAM_HTTPS);
+    assert_int_equal(cfg.proxy_buffer, 64 * 1024);
+    assert_int_equal(cfg.proxy_max_body, 5 * 1024 * 1024);
+    assert_int_equal(cfg.upstream_timeout_s, 7);
+    assert_string_equal(cfg.temp_dir, "/var/tmp");
+    assert_null(cfg.upstream_host);
+    config_free(&cfg);
+
+    /* A configuration file's line "upstream-for PREFIX URL". */
+    assert_int_equal(parse(&cfg, ARGC("--root", "/srv"), ARGV("--root", "/srv"), err), CONFIG_OK);
+    assert_int_equal(config_set(&cfg, "upstream-for", "/app/ http://[::1]:8000/", err, sizeof err),
+                     0);
+    assert_string_equal(cfg.upstreams[0].url.authority, "[::1]:8000");
+    assert_int_equal(config_set(&cfg, "upstream-host", "upstream", err, sizeof err), 0);
+    assert_string_equal(cfg.upstream_host, "upstream");
+    assert_int_equal(config_set(&cfg, "upstream-for", "/app/ http://other", err, sizeof err), -1);
+    assert_non_null(strstr(err, "has an upstream already"));
+    assert_int_equal(config_set(&cfg, "upstream-for", "/x/", err, sizeof err), -1);
+    assert_non_null(strstr(err, "PREFIX and a URL"));
+    config_free(&cfg);
+
+    static const char *const bad[][3] = {
+        {"--upstream", "ftp://host", "--upstream"},
+        {"--upstream", "http://user@host", "user information"},
+        {"--upstream", "http://host:0", "1 to 65535"},
+        {"--upstream", "http://host?x=1", "query"},
+        {"--upstream", "unix:relative.sock", "unix:/"},
+        {"--upstream-host", "a b", "--upstream-host"},
+        {"--proxy-buffer", "1", "--proxy-buffer"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv[] = {"receiptd", "--root", "/srv", (char *)bad[i][0], (char *)bad[i][1], NULL};
+        if (parse(&cfg, 5, argv, err) != CONFIG_USAGE)
+            fail_msg("%s %s was accepted", bad[i][0], bad[i][1]);
+        if (strstr(err, bad[i][2]) == NULL)
+            fail_msg("%s %s: '%s' does not mention %s", bad[i][0], bad[i][1], err, bad[i][2]);
+        config_free(&cfg);
+    }
+    assert_int_equal(parse(&cfg, ARGC("--upstream-for", "/_receipt/x", "http://h"),
+                           ARGV("--upstream-for", "/_receipt/x", "http://h"), err),
+                     CONFIG_USAGE);
+    assert_non_null(strstr(err, "/_receipt/"));
+    config_free(&cfg);
+    assert_int_equal(parse(&cfg, ARGC("--upstream-for", "/a/"), ARGV("--upstream-for", "/a/"), err),
+                     CONFIG_USAGE);
+    assert_non_null(strstr(err, "PREFIX URL"));
+    config_free(&cfg);
+    assert_int_equal(parse(&cfg, ARGC("--upstream-for", "/a/", "--root", "/srv"),
+                           ARGV("--upstream-for", "/a/", "--root", "/srv"), err),
+                     CONFIG_USAGE);
+    config_free(&cfg);
+}
+
 static char *printed(void (*print)(FILE *))
 {
     char *text = NULL;
@@ -309,6 +389,8 @@ static void test_help_and_man(void **state)
         "(default 64)",
         "(default info)",
         "\nLimits:\n",
+        "  --upstream-for PREFIX URL",
+        "(default 60)",
         "  --help ",
         "Exit status:",
     };
@@ -324,6 +406,8 @@ static void test_help_and_man(void **state)
         "(default 16384)",
         "at most 32)",
         ".SS Operations\n",
+        ".SS Upstreams (in front of an existing site)\n",
+        ".BI \\-\\-upstream\\-for \" PREFIX URL\"\n",
     };
     for (size_t i = 0; i < sizeof in_man / sizeof in_man[0]; i++) {
         if (strstr(man, in_man[i]) == NULL)
@@ -668,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_file_errors),  cmocka_unit_test(test_tls_options),
         cmocka_unit_test(test_sample),       cmocka_unit_test(test_server_id_from_public_url),
         cmocka_unit_test(test_path_rules),   cmocka_unit_test(test_warnings),
+        cmocka_unit_test(test_upstreams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
