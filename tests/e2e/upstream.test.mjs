@@ -1,202 +1,444 @@
-// Recipe 3 of docs/deployment.md: several receiptd nodes of one site (one
-// PostgreSQL ledger, the same keys, one --server-id) behind one nginx
-// upstream that terminates TLS. Deliveries from a client on 127.0.0.5 land
-// on both nodes and are confirmed through nginx wherever it sends them; the
-// shared ledger records the client's address and the node of each step;
-// the receipt command confirms through it with --cacert; and with one node
-// stopped, nginx sends everything to the other, which confirms deliveries
-// the stopped one issued.
+// receiptd in front of an application (--upstream): what is no delivery
+// passes through unchanged and unrecorded, streaming both ways; the
+// upstream learns who asked; an upstream that is down, slow, cut or
+// garbled gives 502 or 504 and no row.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import https from 'node:https';
+import http from 'node:http';
 import path from 'node:path';
-import { startServer, freePort, tempDir, pgCreateDatabase, pgUrl, pgQuery, RECEIPTD } from './lib/server.mjs';
-import { newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, verifyReceipt } from './lib/client.mjs';
-import { runCli, clientDirs, removeOwnTempDirs, parseJsonLine } from './lib/cli.mjs';
-import { makeCA } from './lib/tls.mjs';
-import { startNginx, nginxMissing, tlsServerLines } from './lib/nginx.mjs';
+import { startServer, freePort, tempDir, rawRequest, statusOf } from './lib/server.mjs';
+import { startApp, startNginx, makeCertificates, pattern, rssOf } from './lib/upstream.mjs';
 
-const CLIENT_ADDR = '127.0.0.5';
-const NO_CA_ENV = { CURL_CA_BUNDLE: '', SSL_CERT_FILE: '', SSL_CERT_DIR: '' };
-const files = { '/page.html': '<!doctype html><title>notice</title><p>terms</p>', '/fw.bin': crypto.randomBytes(30000) };
-
+const sha256hex = (b) => crypto.createHash('sha256').update(b).digest('hex');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(fn, ms = 5000) {
-  const deadline = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await sleep(20);
-  }
-}
-
-const skip = nginxMissing() || (process.env.RECEIPT_TEST_PG ? false
-  : 'no PostgreSQL server: run under tests/with-postgres (make check does)');
-
-/** A request through nginx from 127.0.0.5; resolves with {status, headers, body}. */
-function request(url, ca, { method = 'GET', headers = {}, body = null } = {}) {
+/** One request over node:http (fetch refuses hop-by-hop fields), body whole. */
+function request(url, { method = 'GET', headers = {}, body = null, agent = false } = {}) {
   return new Promise((resolve, reject) => {
-    const req = https.request(url, { method, headers, ca, localAddress: CLIENT_ADDR, agent: false }, (res) => {
+    const req = http.request(url, { method, headers, agent }, (res) => {
       const chunks = [];
-      res.on('data', (d) => chunks.push(d));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, raw: res.rawHeaders, body: Buffer.concat(chunks), complete: res.complete }));
+      res.on('error', (e) => resolve({ status: res.statusCode, headers: res.headers, raw: res.rawHeaders, body: Buffer.concat(chunks), complete: false, error: e }));
     });
     req.on('error', reject);
-    req.end(body);
+    if (body !== null) {
+      if (typeof body === 'function') body(req);
+      else req.end(body);
+    } else {
+      req.end();
+    }
   });
 }
 
-describe('several receiptd behind one nginx upstream', { skip }, () => {
-  let ca, caPem, db, front, nginx, nodes, stateDirs, root;
+const rows = (srv) => srv.query('SELECT count(*) AS n FROM deliveries')[0].n;
 
-  const nodeArgs = (node, url) => ['--ledger', url, '--server-id', 'files.example', '--node-id', node,
-    '--trusted-proxy', '127.0.0.1', '--public-url', front];
-
+describe('reverse proxy: passing through', () => {
+  let app;
+  let srv;
+  let files;
   before(async () => {
-    ca = makeCA();
-    caPem = fs.readFileSync(ca.cert);
-    const pair = ca.issue();
-    db = pgCreateDatabase('upstream');
-    const url = pgUrl(db);
-    const port = await freePort();
-    front = `https://127.0.0.1:${port}`;
-    root = tempDir('receipt-root-');
-    stateDirs = { a: path.join(tempDir('receipt-state-'), 'a'), b: path.join(tempDir('receipt-state-'), 'b') };
-    // The first node makes the keys; the second gets a copy.
-    const first = await startServer({ files, root, stateDir: stateDirs.a, args: nodeArgs('a', url) });
-    assert.equal((await first.stop()).code, 0, first.log());
-    const exported = spawnSync(RECEIPTD, ['keys', 'export', '--state-dir', stateDirs.a]);
-    assert.equal(exported.status, 0, String(exported.stderr));
-    const imported = spawnSync(RECEIPTD, ['keys', 'import', '--state-dir', stateDirs.b, '-'], { input: exported.stdout });
-    assert.equal(imported.status, 0, String(imported.stderr));
-    nodes = {
-      a: await startServer({ root, stateDir: stateDirs.a, args: nodeArgs('a', url) }),
-      b: await startServer({ root, stateDir: stateDirs.b, args: nodeArgs('b', url) }),
-    };
-    nginx = await startNginx({
-      ports: [port],
-      servers: `
-    upstream receiptd {
-        server 127.0.0.1:${nodes.a.port};
-        server 127.0.0.1:${nodes.b.port};
-        keepalive 32;
-    }
-    server {
-        listen 127.0.0.1:${port} ssl;
-        ${tlsServerLines({ cert: pair.chain, key: pair.key })}
-        location / {
-            proxy_pass http://receiptd;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header Forwarded "";
-            proxy_next_upstream error timeout http_502 http_503;
-            proxy_cache off;
-            gzip off;
-        }
-    }`,
+    app = await startApp();
+    srv = await startServer({
+      files: { 'local.txt': 'from the root\n' },
+      args: ['--upstream-for', '/app/', `${app.url}/`, '--upstream-for', '/raw/', app.url],
     });
+    files = srv.root;
   });
-
   after(async () => {
-    await nginx?.stop();
-    for (const srv of Object.values(nodes || {})) await srv.stop();
-    removeOwnTempDirs();
+    const { code } = await srv.stop();
+    await app.stop();
+    assert.equal(code, 0, srv.log());
   });
 
-  const query = (sql) => pgQuery(db, sql);
+  test('--root answers what no upstream claims', async () => {
+    const res = await fetch(`${srv.url}/local.txt`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'from the root\n');
+    assert.ok(files);
+  });
 
-  /** A delivery with a client key through nginx, confirmed through nginx. */
-  async function deliverAndConfirm(client, jwks, file = '/fw.bin') {
-    const got = await request(`${front}${file}`, caPem, { headers: { 'Receipt-Client-Key': client.header } });
-    assert.equal(got.status, 200);
-    const { payload: plugin } = await openPlugin(client, jwks, got.headers['receipt-plugin']);
-    assert.equal(plugin.client.addr, CLIENT_ADDR);
-    assert.equal(plugin.server.confirm, `${front}/_receipt/confirm`);
-    // Confirmed once its issuance is in the ledger, as by a device that
-    // stores what it downloaded first: each node's writer commits on its own
-    // schedule, and a confirmation that reaches the other node before the
-    // issuing node has committed makes the row from the ticket alone.
-    await waitFor(() => query(`SELECT 1 AS ok FROM deliveries WHERE id = '${plugin.delivery}' AND client_addr <> ''`).length === 1);
-    const body = await sealConfirmation(client, jwks, confirmation(plugin));
-    const conf = await request(plugin.server.confirm, caPem, {
-      method: 'POST', body,
-      headers: { 'Content-Type': 'application/jose', 'Receipt-Client-Key': client.header },
+  test('a form POST: its 303, Location and Set-Cookie pass unchanged, and nothing is recorded', async () => {
+    const before = rows(srv);
+    const res = await request(`${srv.url}/app/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'user=ada&next=%2Fprivate',
     });
-    assert.equal(conf.status, 200, conf.body.toString());
-    return { id: plugin.delivery, plugin, receipt: JSON.parse(conf.body).receipt };
-  }
-
-  test('deliveries land on both nodes and confirm wherever nginx sends them; one ledger records 127.0.0.5', { timeout: 60000 }, async () => {
-    const jwks = await fetchJwks(nodes.a.url);
-    assert.deepEqual(await fetchJwks(nodes.b.url), jwks, 'one key set');
-    const client = await newClient();
-    const done = [];
-    for (let i = 0; i < 8; i++) done.push(await deliverAndConfirm(client, jwks));
-    for (const d of done) {
-      const { payload } = await verifyReceipt(jwks, d.receipt);
-      assert.equal(payload.delivery, d.id);
-      assert.equal(payload.server.id, 'files.example');
-    }
-    const rows = query(`SELECT id, status, client_addr, confirm_addr, issued_node, confirmed_node FROM deliveries WHERE id IN (${done.map((d) => `'${d.id}'`).join(',')})`);
-    assert.equal(rows.length, done.length);
-    for (const r of rows) {
-      assert.equal(r.status, 'confirmed');
-      assert.equal(r.client_addr, CLIENT_ADDR);
-      assert.equal(r.confirm_addr, CLIENT_ADDR);
-    }
-    // Round robin: both nodes took part, and deliveries issued on one node
-    // were confirmed on the other.
-    assert.deepEqual([...new Set(rows.flatMap((r) => [r.issued_node, r.confirmed_node]))].sort(), ['a', 'b']);
-    assert.ok(rows.some((r) => r.issued_node !== r.confirmed_node), JSON.stringify(rows));
-    // Either node's admin API shows any of them, with the client's address.
-    for (const srv of Object.values(nodes)) {
-      const res = await fetch(`${srv.adminUrl}/api/deliveries/${done[0].id}`, { headers: { Authorization: `Bearer ${srv.adminToken()}` } });
-      const d = await res.json();
-      assert.equal(d.client_addr, CLIENT_ADDR);
-    }
+    assert.equal(res.status, 303);
+    assert.equal(res.headers.location, '/private');
+    assert.deepEqual(res.headers['set-cookie'], ['session=ok; Path=/; HttpOnly']);
+    assert.equal(res.headers['receipt-delivery'], undefined);
+    const bad = await request(`${srv.url}/app/login`, { method: 'POST', body: 'user=' });
+    assert.equal(bad.status, 422);
+    assert.deepEqual(JSON.parse(bad.body), { error: 'no user' });
+    await sleep(200);
+    assert.equal(rows(srv), before);
   });
 
-  test('the receipt command fetches and confirms through the upstream with --cacert', async () => {
-    const c = await clientDirs();
-    const r = await runCli(['fetch', `${front}/fw.bin`, '-o', c.out('fw.bin'), '--json', '--cacert', ca.cert, ...c.args()], { env: NO_CA_ENV });
-    assert.equal(r.code, 0, r.stderr);
-    const j = parseJsonLine(r.stdout);
-    assert.equal(j.status, 'confirmed');
-    const file = path.join(c.dir, 'r.json');
-    fs.writeFileSync(file, r.stdout);
-    const v = await runCli(['verify', file, '--jwks', `${front}/_receipt/jwks.json`, '--cacert', ca.cert], { env: NO_CA_ENV });
-    assert.equal(v.code, 0, v.stderr);
-    assert.deepEqual(query(`SELECT status FROM deliveries WHERE id = '${j.delivery}'`), [{ status: 'confirmed' }]);
+  test('redirects, 404s and their cookies pass unchanged and unrecorded', async () => {
+    const before = rows(srv);
+    const redirect = await request(`${srv.url}/app/private`);
+    assert.equal(redirect.status, 302);
+    assert.equal(redirect.headers.location, '/login?next=/private');
+    const missing = await request(`${srv.url}/app/nothing/here`);
+    assert.equal(missing.status, 404);
+    assert.match(missing.body.toString(), /<h1>Not found<\/h1>/);
+    assert.deepEqual(missing.headers['set-cookie'], ['seen404=1; Path=/']);
+    assert.equal(missing.headers['content-type'], 'text/html; charset=utf-8');
+    await sleep(200);
+    assert.equal(rows(srv), before);
   });
 
-  test('one node stopped: the other serves, and confirms what the stopped one issued', { timeout: 60000 }, async () => {
-    const jwks = await fetchJwks(nodes.a.url);
-    const client = await newClient();
-    // Deliveries until one was issued by node b, not yet confirmed.
-    let pending = null;
-    for (let i = 0; i < 6 && !pending; i++) {
-      const got = await request(`${front}/fw.bin`, caPem, { headers: { 'Receipt-Client-Key': client.header } });
-      const { payload } = await openPlugin(client, jwks, got.headers['receipt-plugin']);
-      if (payload.server.node === 'b') pending = payload;
+  test('several Set-Cookie fields stay several, in order; the upstream\'s other fields pass', async () => {
+    const res = await request(`${srv.url}/app/page.html`, { method: 'HEAD' });
+    assert.equal(res.status, 200);
+    const cookies = res.headers['set-cookie'];
+    assert.equal(cookies.length, 2);
+    assert.match(cookies[0], /^visit=\d+; Path=\/; HttpOnly$/);
+    assert.equal(cookies[1], 'theme=dark; Path=/');
+    assert.equal(res.headers['x-app'], 'upstream-app');
+    assert.equal(res.body.length, 0);
+    /* receiptd writes its own Date and no Server of the application's. */
+    assert.equal(res.raw.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'date').length, 1);
+    assert.equal(res.headers.server, undefined);
+  });
+
+  test('PUT, PATCH and DELETE with bodies, by length and chunked, reach the upstream whole', async () => {
+    const body = crypto.randomBytes(300 * 1024);
+    for (const method of ['PUT', 'PATCH', 'DELETE', 'POST']) {
+      const res = await request(`${srv.url}/app/api/echo`, {
+        method, headers: { 'Content-Type': 'application/x-test', 'Content-Length': body.length }, body,
+      });
+      assert.equal(res.status, method === 'POST' ? 201 : 200, method);
+      const echo = JSON.parse(res.body);
+      assert.equal(echo.method, method);
+      assert.equal(echo.length, body.length);
+      assert.equal(echo.sha256, sha256hex(body));
+      assert.equal(echo.content_type, 'application/x-test');
     }
-    assert.ok(pending, 'node b issued one of six deliveries');
-    assert.equal((await nodes.b.stop()).code, 0);
-    for (let i = 0; i < 4; i++) {
-      const d = await deliverAndConfirm(client, jwks);
-      assert.deepEqual(query(`SELECT issued_node, confirmed_node FROM deliveries WHERE id = '${d.id}'`), [{ issued_node: 'a', confirmed_node: 'a' }]);
-    }
-    const body = await sealConfirmation(client, jwks, confirmation(pending));
-    const conf = await request(pending.server.confirm, caPem, {
-      method: 'POST', body, headers: { 'Content-Type': 'application/jose', 'Receipt-Client-Key': client.header },
+    const chunked = await request(`${srv.url}/app/api/echo`, {
+      method: 'POST',
+      headers: { 'Transfer-Encoding': 'chunked' },
+      body: (req) => {
+        req.write(body.subarray(0, 1000));
+        setTimeout(() => { req.write(body.subarray(1000, 200000)); req.end(body.subarray(200000)); }, 50);
+      },
     });
-    assert.equal(conf.status, 200, conf.body.toString());
-    assert.deepEqual(query(`SELECT status, issued_node, confirmed_node, confirm_addr FROM deliveries WHERE id = '${pending.delivery}'`),
-      [{ status: 'confirmed', issued_node: 'b', confirmed_node: 'a', confirm_addr: CLIENT_ADDR }]);
+    const echo = JSON.parse(chunked.body);
+    assert.equal(echo.length, body.length);
+    assert.equal(echo.sha256, sha256hex(body));
+    assert.equal(echo.chunked, true);
+  });
+
+  test('JSON, chunked answers, 304 and HEAD pass through', async () => {
+    const api = await fetch(`${srv.url}/app/api/items`);
+    assert.equal(api.status, 200);
+    assert.equal(api.headers.get('content-type'), 'application/json');
+    assert.deepEqual((await api.json()).items.map((i) => i.name), ['terms', 'notice']);
+    const chunked = await request(`${srv.url}/app/chunked.txt`);
+    assert.equal(chunked.headers['transfer-encoding'], 'chunked');
+    assert.equal(chunked.body.toString(), 'first piece\nsecond piece\nlast piece\n');
+    const fresh = await request(`${srv.url}/app/etag.txt`, { headers: { 'If-None-Match': '"etag-1"' } });
+    assert.equal(fresh.status, 304);
+    assert.equal(fresh.headers.etag, '"etag-1"');
+    assert.equal(fresh.body.length, 0);
+    const head = await request(`${srv.url}/app/download.bin`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(10 * 1024 * 1024));
+    assert.equal(head.body.length, 0);
+  });
+
+  test('a prefix is replaced by the path of its URL, and kept by a URL without one', async () => {
+    const res = await request(`${srv.url}/app/headers?x=1`);
+    assert.equal(res.status, 200);
+    assert.equal(JSON.parse(res.body).path, '/headers?x=1');
+    const kept = await request(`${srv.url}/raw/headers?y=%41`);
+    assert.equal(kept.status, 200);
+    assert.equal(JSON.parse(kept.body).path, '/raw/headers?y=%41');
+  });
+
+  test('the upstream sees who asked, and no hop-by-hop field', async () => {
+    const res = await request(`${srv.url}/app/headers`, {
+      headers: {
+        Host: 'www.example.test',
+        Connection: 'keep-alive, X-Hop',
+        'X-Hop': 'stays here',
+        'Keep-Alive': 'timeout=5',
+        TE: 'trailers',
+        'Proxy-Authorization': 'Basic eDp5',
+        'X-Forwarded-For': '203.0.113.9',
+        Forwarded: 'for=203.0.113.9',
+        'X-End-To-End': 'goes on',
+        Cookie: 'a=1; b=2',
+      },
+    });
+    const seen = Object.fromEntries(JSON.parse(res.body).headers.map(([k, v]) => [k.toLowerCase(), v]));
+    assert.equal(seen.host, 'www.example.test');
+    assert.equal(seen['x-end-to-end'], 'goes on');
+    assert.equal(seen.cookie, 'a=1; b=2');
+    for (const gone of ['connection', 'x-hop', 'keep-alive', 'te', 'proxy-authorization', 'expect'])
+      assert.equal(seen[gone], undefined, gone);
+    /* No trusted proxy is configured: the peer is the client, whatever it says. */
+    assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+    assert.equal(seen['x-forwarded-proto'], 'http');
+    assert.equal(seen['x-forwarded-host'], 'www.example.test');
+    assert.equal(seen.forwarded, 'for=127.0.0.1;host="www.example.test";proto=http');
+  });
+
+  test('WebSocket upgrades are answered 501 with a JSON error', async () => {
+    const raw = await rawRequest(srv.port, 'GET /app/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n' +
+      'Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    assert.equal(statusOf(raw), 501);
+    assert.equal(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).error, 'websocket_not_supported');
+  });
+
+  test('dot segments are refused, not resolved past the prefix', async () => {
+    const raw = await rawRequest(srv.port, 'GET /app/../local.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.equal(statusOf(raw), 400);
+  });
+
+  test('connections to the upstream are kept alive and reused', async () => {
+    const before = JSON.parse((await request(`${srv.url}/app/stats`)).body);
+    for (let i = 0; i < 20; i++) assert.equal((await request(`${srv.url}/app/api/items`)).status, 200);
+    const after = JSON.parse((await request(`${srv.url}/app/stats`)).body);
+    assert.equal(after.requests - before.requests, 21);
+    assert.ok(after.connections - before.connections <= 2, `${after.connections - before.connections} new connections`);
+  });
+});
+
+describe('reverse proxy: streaming with bounded memory', () => {
+  let app;
+  let srv;
+  before(async () => {
+    app = await startApp();
+    srv = await startServer({ args: ['--upstream', app.url] });
+  });
+  after(async () => {
+    await srv.stop();
+    await app.stop();
+  });
+
+  test('a 10 MiB download streams to a slow reader without being held', async () => {
+    const want = pattern(10 * 1024 * 1024, 'download');
+    await request(`${srv.url}/api/items`); /* threads and pools warmed up */
+    const base = rssOf(srv.proc.pid);
+    let peak = base;
+    const got = await new Promise((resolve, reject) => {
+      const chunks = [];
+      http.get(`${srv.url}/download.bin`, { agent: false }, (res) => {
+        assert.equal(res.headers['content-length'], String(want.length));
+        res.on('data', (c) => {
+          chunks.push(c);
+          /* Read slowly: the transfer must pause, not pile up here. */
+          res.pause();
+          peak = Math.max(peak, rssOf(srv.proc.pid));
+          setTimeout(() => res.resume(), 2);
+        });
+        res.on('end', () => resolve(Buffer.concat(chunks)));
+        res.on('error', reject);
+      });
+    });
+    assert.equal(got.length, want.length);
+    assert.ok(got.equals(want), 'the bytes are the upstream\'s');
+    assert.ok(peak - base < 4 * 1024 * 1024, `resident memory grew by ${peak - base} bytes`);
+  });
+
+  test('a 10 MiB upload streams to the upstream without being held', async () => {
+    const body = crypto.randomBytes(10 * 1024 * 1024);
+    const base = rssOf(srv.proc.pid);
+    let peak = base;
+    const timer = setInterval(() => (peak = Math.max(peak, rssOf(srv.proc.pid))), 5);
+    const res = await request(`${srv.url}/api/echo`, {
+      method: 'PUT',
+      body: (req) => {
+        let off = 0;
+        const next = () => {
+          while (off < body.length) {
+            const piece = body.subarray(off, off + 64 * 1024);
+            off += piece.length;
+            if (!req.write(piece)) return req.once('drain', next);
+          }
+          req.end();
+        };
+        next();
+      },
+    });
+    clearInterval(timer);
+    const echo = JSON.parse(res.body);
+    assert.equal(echo.length, body.length);
+    assert.equal(echo.sha256, sha256hex(body));
+    assert.ok(peak - base < 4 * 1024 * 1024, `resident memory grew by ${peak - base} bytes`);
+  });
+
+  test('a request body over --proxy-max-body is refused with 413', async () => {
+    const small = await startServer({ args: ['--upstream', app.url, '--proxy-max-body', '1'] });
+    try {
+      const res = await request(`${small.url}/api/echo`, { method: 'POST', body: Buffer.alloc(1024 * 1024 + 1) });
+      assert.equal(res.status, 413);
+      assert.equal(JSON.parse(res.body).error, 'body_too_large');
+    } finally {
+      await small.stop();
+    }
+  });
+});
+
+describe('reverse proxy: faults', () => {
+  let app;
+  let srv;
+  let downPort;
+  before(async () => {
+    app = await startApp();
+    downPort = await freePort(); /* nothing listens there */
+    srv = await startServer({
+      args: ['--upstream', app.url, '--upstream-for', '/down/', `http://127.0.0.1:${downPort}`, '--upstream-timeout', '1'],
+      logLevel: 'info',
+    });
+  });
+  after(async () => {
+    await srv.stop();
+    await app.stop();
+  });
+
+  const expectError = async (p, status, code) => {
+    const res = await request(`${srv.url}${p}`);
+    assert.equal(res.status, status, `${p}: ${res.body}`);
+    assert.equal(res.headers['content-type'], 'application/json');
+    assert.equal(JSON.parse(res.body).error, code, p);
+  };
+
+  test('an upstream that is down gives 502, logged once a second with a count', async () => {
+    for (let i = 0; i < 10; i++) await expectError('/down/page.html', 502, 'upstream_unavailable');
+    await sleep(100);
+    const lines = srv.log().split('\n').filter((l) => l.includes(`upstream http://127.0.0.1:${downPort} cannot connect`));
+    assert.ok(lines.length >= 1 && lines.length <= 2, lines.join('\n'));
+    assert.match(lines[0], /; 1 failed requests since the last report$/);
+    await sleep(1000);
+    await expectError('/down/x', 502, 'upstream_unavailable');
+    const logged = () => srv.log().split('\n').filter((l) => l.includes(`upstream http://127.0.0.1:${downPort} cannot connect`));
+    const later = await srv.until(() => logged().length > lines.length && logged());
+    assert.match(later[later.length - 1], /; (9|10|11) failed requests since the last report$/);
+  });
+
+  test('a slow upstream gives 504 after --upstream-timeout', async () => {
+    const t0 = Date.now();
+    await expectError('/slow?ms=4000', 504, 'upstream_timeout');
+    assert.ok(Date.now() - t0 < 3500);
+  });
+
+  test('garbage, a closed connection and oversized header fields give 502', async () => {
+    await expectError('/garbage', 502, 'upstream_bad_answer');
+    await expectError('/close', 502, 'upstream_bad_answer');
+    await expectError('/big-headers', 502, 'upstream_bad_answer');
+  });
+
+  test('an answer cut mid-body never arrives complete', async () => {
+    const res = await request(`${srv.url}/cut`);
+    if (res.status === 200) assert.equal(res.complete && res.body.length === 100000, false);
+    else assert.equal(res.status, 502);
+  });
+
+  test('no fault leaves a row', async () => {
+    await sleep(200);
+    assert.equal(rows(srv), 0);
+  });
+
+  test('/metrics counts upstream answers by status, failures by reason, and latency', async () => {
+    await request(`${srv.url}/api/items`);
+    const text = await (await fetch(`${srv.adminUrl}/metrics`)).text();
+    assert.match(text, /^receiptd_upstream_responses_total\{prefix="\/",code="200"\} [1-9]\d*$/m);
+    assert.match(text, /^receiptd_upstream_failures_total\{prefix="\/down\/",reason="connect"\} (1[01]|[2-9]\d)$/m);
+    assert.match(text, /^receiptd_upstream_failures_total\{prefix="\/",reason="timeout"\} 1$/m);
+    assert.match(text, /^receiptd_upstream_failures_total\{prefix="\/",reason="bad_answer"\} [3-9]$/m);
+    assert.match(text, /^receiptd_upstream_latency_seconds_bucket\{prefix="\/",le="\+Inf"\} [1-9]\d*$/m);
+    assert.match(text, /^receiptd_upstream_latency_seconds_count\{prefix="\/"\} [1-9]\d*$/m);
+    assert.match(text, /^receiptd_http_responses_total\{route="upstream",code="502"\} [1-9]\d*$/m);
+  });
+
+  test('a stopping server answers what still waits for an upstream, and exits 0', async () => {
+    const other = await startServer({ args: ['--upstream', app.url, '--shutdown-grace', '1'] });
+    const pending = request(`${other.url}/slow?ms=8000`);
+    await sleep(300);
+    const t0 = Date.now();
+    const { code } = await other.stop();
+    assert.equal(code, 0, other.log());
+    const res = await pending.catch((e) => ({ status: 0, error: e }));
+    assert.ok(res.status === 503 || res.status === 0, `status ${res.status}`);
+    assert.ok(Date.now() - t0 < 5000);
+  });
+});
+
+describe('reverse proxy: other upstreams', () => {
+  test('a Unix socket upstream', async () => {
+    const sock = path.join(tempDir('receipt-sock-'), 'app.sock');
+    const app = await startApp({ unix: sock });
+    const srv = await startServer({ args: ['--upstream', `unix:${sock}`] });
+    try {
+      const res = await request(`${srv.url}/headers`, { headers: { Host: 'site.example' } });
+      assert.equal(res.status, 200);
+      assert.equal(Object.fromEntries(JSON.parse(res.body).headers).Host, 'site.example');
+    } finally {
+      await srv.stop();
+      await app.stop();
+    }
+  });
+
+  test('--upstream-host sets the Host field; "upstream" sends the upstream\'s own', async () => {
+    const app = await startApp();
+    const fixed = await startServer({ args: ['--upstream', app.url, '--upstream-host', 'internal.example'] });
+    const own = await startServer({ args: ['--upstream', app.url, '--upstream-host', 'upstream'] });
+    try {
+      const host = async (s) => Object.fromEntries(JSON.parse((await request(`${s.url}/headers`)).body).headers).Host;
+      assert.equal(await host(fixed), 'internal.example');
+      assert.equal(await host(own), `127.0.0.1:${app.port}`);
+    } finally {
+      await fixed.stop();
+      await own.stop();
+      await app.stop();
+    }
+  });
+
+  test('nginx serving files, over http and over https with the certificate verified', async () => {
+    const root = tempDir('receipt-nginx-root-');
+    const blob = crypto.randomBytes(200 * 1024);
+    fs.writeFileSync(path.join(root, 'blob.bin'), blob);
+    fs.writeFileSync(path.join(root, 'note.txt'), 'a note\n');
+    const certs = makeCertificates();
+    const plain = await startNginx({ root });
+    const tls = await startNginx({ root, tls: certs });
+    const srv = await startServer({
+      args: ['--upstream-for', '/files/', `${plain.url}/`, '--upstream-for', '/secure/', `https://localhost:${tls.port}/`,
+        '--upstream-ca', certs.ca],
+    });
+    const untrusted = await startServer({ args: ['--upstream', tls.url] });
+    try {
+      const res = await request(`${srv.url}/files/note.txt`);
+      assert.equal(res.status, 200);
+      assert.equal(res.body.toString(), 'a note\n');
+      const missing = await request(`${srv.url}/files/none.txt`);
+      assert.equal(missing.status, 404);
+      const secure = await request(`${srv.url}/secure/note.txt`);
+      assert.equal(secure.status, 200, secure.body.toString());
+      assert.equal(secure.body.toString(), 'a note\n');
+      const refused = await request(`${untrusted.url}/note.txt`);
+      assert.equal(refused.status, 502);
+      assert.equal(JSON.parse(refused.body).error, 'upstream_tls');
+    } finally {
+      await srv.stop();
+      await untrusted.stop();
+      await plain.stop();
+      await tls.stop();
+    }
+  });
+
+  test('a --temp-dir that takes no file stops the start with a clear error', async () => {
+    const { runReceiptd } = await import('./lib/server.mjs');
+    const state = path.join(tempDir('receipt-state-'), 'state');
+    const r = await runReceiptd(['--upstream', 'http://127.0.0.1:9', '--state-dir', state, '--listen', '127.0.0.1:0',
+      '--admin-listen', 'off', '--temp-dir', '/nonexistent/dir']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /--temp-dir \/nonexistent\/dir takes no temporary file/);
   });
 });

@@ -25,7 +25,7 @@ application in front of which receiptd stands would:
   GET  /garbage         bytes that are no HTTP
   GET  /close           closes the connection without answering
   GET  /big-headers     an answer with 64 KiB of header fields
-  GET  /headers         JSON: the request line and every header field as received
+  GET  .../headers      JSON: the request line and every header field as received
   GET  /stats           JSON: connections accepted and requests served so far
   anything else         404 (HTML)
 """
@@ -256,7 +256,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/big-headers" and method == "GET":
             self.send(200, "big\n", "text/plain", [(f"X-Filler-{i}", "f" * 1000) for i in range(64)])
             return
-        if path == "/headers" and method in ("GET", "POST", "HEAD"):
+        if path.endswith("/headers") and method in ("GET", "POST", "HEAD"):
             if method == "POST":
                 self.body()
             self.send(200, json.dumps({"method": method, "path": self.path,
@@ -278,6 +278,12 @@ class Handler(BaseHTTPRequestHandler):
 
 class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 128
+
+
+class TCPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops connections under a burst
 
 
 def main():
@@ -291,8 +297,7 @@ def main():
         server = UnixServer(args.unix, Handler)
         print(f"listening {args.unix}", flush=True)
     else:
-        ThreadingHTTPServer.daemon_threads = True
-        server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+        server = TCPServer(("127.0.0.1", args.port), Handler)
         print(f"listening {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
