@@ -55,11 +55,8 @@ static bool kept_back(const header_pass *hp, const char *name)
         "X-Forwarded-Host",
         "Forwarded",
     };
-    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
-        if (strcasecmp(name, own[i]) == 0)
-            return true;
-    }
-    return upstream_header_hop_by_hop(name) ||
+    return upstream_header_named(name, own, sizeof own / sizeof own[0]) ||
+           upstream_header_hop_by_hop(name) ||
            (hp->connection != NULL && upstream_header_lists(hp->connection, name));
 }
 
@@ -291,11 +288,8 @@ static bool answer_kept_back(const char *name, const char *connection)
         "Content-Length",   "Date",           "Server",         "X-Pad",
         "Receipt-Delivery", "Receipt-Ticket", "Receipt-Plugin",
     };
-    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
-        if (strcasecmp(name, own[i]) == 0)
-            return true;
-    }
-    return upstream_header_hop_by_hop(name) || strncasecmp(name, "X-Accel-", 8) == 0 ||
+    return upstream_header_named(name, own, sizeof own / sizeof own[0]) ||
+           upstream_header_hop_by_hop(name) || strncasecmp(name, "X-Accel-", 8) == 0 ||
            (connection != NULL && upstream_header_lists(connection, name));
 }
 

@@ -146,6 +146,8 @@ static size_t ring_put(ring *r, const char *data, size_t n)
     }
     if (n > ring_room(r))
         n = ring_room(r);
+    if (n == 0)
+        return 0;
     size_t tail = (r->head + r->len) % UPSTREAM_STREAM_BUFFER;
     size_t first = UPSTREAM_STREAM_BUFFER - tail;
     if (first > n)
@@ -160,6 +162,8 @@ static size_t ring_get(ring *r, char *out, size_t n)
 {
     if (n > r->len)
         n = r->len;
+    if (n == 0)
+        return 0; /* and buf may not be there yet */
     size_t first = UPSTREAM_STREAM_BUFFER - r->head;
     if (first > n)
         first = n;

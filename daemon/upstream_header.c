@@ -19,8 +19,13 @@ bool upstream_header_hop_by_hop(const char *name)
         "Proxy-Authenticate",
         "Proxy-Authorization",
     };
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        if (strcasecmp(name, fields[i]) == 0)
+    return upstream_header_named(name, fields, sizeof fields / sizeof fields[0]);
+}
+
+bool upstream_header_named(const char *name, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(name, names[i]) == 0)
             return true;
     }
     return false;

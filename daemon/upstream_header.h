@@ -21,6 +21,9 @@
 /* Whether a field is hop-by-hop by its name alone (case-insensitive). */
 bool upstream_header_hop_by_hop(const char *name);
 
+/* Whether name is one of the n names (case-insensitive). */
+bool upstream_header_named(const char *name, const char *const *names, size_t n);
+
 /*
  * Whether the list field value (comma-separated, as Connection or
  * Cache-Control) holds name as a token, or as a directive "name=..."
