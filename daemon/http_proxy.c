@@ -338,6 +338,23 @@ static enum MHD_Result reply_failure(request *req, struct MHD_Connection *c, ups
     }
 }
 
+/* A complete answer that sits in the call's buffer, copied out whole:
+ * cheaper than a callback response, whose block libmicrohttpd zeroes. */
+static struct MHD_Response *complete_response(upstream_call *call, uint64_t *len)
+{
+    size_t n = upstream_call_buffered(call);
+    char *body = n > 0 ? malloc(n) : NULL;
+    if (n > 0 && (body == NULL || upstream_call_read(call, body, n) != (ssize_t)n)) {
+        free(body);
+        return NULL;
+    }
+    *len = n;
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(n, body, free);
+    if (r == NULL)
+        free(body);
+    return r;
+}
+
 /* Status and headers are here: the answer goes out, its body streamed. */
 static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct MHD_Connection *c,
                                        http_proxy_state *ps)
@@ -346,19 +363,24 @@ static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct M
     unsigned status = upstream_call_status(call);
     int64_t length = upstream_call_content_length(call);
     bool head = strcmp(req->method, "HEAD") == 0;
+    uint64_t len = 0;
     struct MHD_Response *r;
     if (status == 204 || status == 304) {
         r = http_reply_empty();
+    } else if (!head && upstream_call_state(call) == UPSTREAM_DONE) {
+        r = complete_response(call, &len);
     } else {
+        /* HEAD reads nothing: the length is the upstream's, the block tiny. */
         r = MHD_create_response_from_callback(length >= 0 ? (uint64_t)length : MHD_SIZE_UNKNOWN,
-                                              PROXY_READ_BLOCK, read_answer, call, drop_call);
+                                              head ? 16 : PROXY_READ_BLOCK, read_answer, call,
+                                              drop_call);
         if (r != NULL)
             upstream_call_ref(call); /* the response's */
         ps->streamed = !head;
     }
     if (r != NULL)
         add_answer_headers(ctx, r, upstream_call_headers(call));
-    return http_reply_queue(req, c, status, r, 0);
+    return http_reply_queue(req, c, status, r, len);
 }
 
 static enum MHD_Result respond(http_context *ctx, request *req, struct MHD_Connection *c,

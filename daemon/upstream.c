@@ -109,6 +109,7 @@ struct upstream_call {
     unsigned status;
     int64_t content_length;
     bool whole;
+    bool fits; /* streamed, but all of it fits the buffer: the worker waits for DONE */
 
     /* Under lock. */
     upstream_waker waker;
@@ -455,9 +456,14 @@ static bool answered(upstream_call *call)
         }
         return true; /* the worker waits for DONE */
     }
+    /* An answer that fits the buffer whole wakes the worker once, when it
+     * is complete: one resume of the connection less. */
+    call->fits = call->head || call->status == 204 || call->status == 304 ||
+                 (length >= 0 && length <= UPSTREAM_STREAM_BUFFER);
     pthread_mutex_lock(&call->lock);
     call->state = UPSTREAM_ANSWERED;
-    wake_locked(call);
+    if (!call->fits)
+        wake_locked(call);
     pthread_mutex_unlock(&call->lock);
     return true;
 }
@@ -530,7 +536,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *cls)
         return CURL_WRITEFUNC_PAUSE;
     }
     size_t put = ring_put(&call->down, data, n);
-    wake_locked(call);
+    if (!call->fits)
+        wake_locked(call);
     pthread_mutex_unlock(&call->lock);
     if (put != n) {
         call->hint = UPSTREAM_FAIL_INTERNAL;
@@ -656,6 +663,8 @@ static int begin(upstream_thread *t, upstream_call *call)
     SETOPT(easy, CURLOPT_URL, call->url);
     SETOPT(easy, CURLOPT_SHARE, t->share);
     SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
+    /* Never through a proxy that the environment names (http_proxy). */
+    SETOPT(easy, CURLOPT_PROXY, "");
     SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SETOPT(easy, CURLOPT_PATH_AS_IS, 1L);
@@ -1046,18 +1055,27 @@ upstream_call *upstream_call_new(upstream_pool *p, const upstream_route *route, 
 
 int upstream_call_add_header(upstream_call *call, const char *name, const char *value)
 {
-    size_t n = strlen(name) + (value != NULL ? strlen(value) : 0) + 3;
+    size_t name_len = strlen(name);
+    size_t value_len = value != NULL ? strlen(value) : 0;
+    size_t n = name_len + value_len + 3;
     char stack[512];
     char *line = n <= sizeof stack ? stack : malloc(n);
     if (line == NULL)
         return -1;
     /* libcurl leaves out a header given as "Name:"; "Name;" sends it empty. */
-    if (value == NULL)
-        snprintf(line, n, "%s:", name);
-    else if (value[0] == '\0')
-        snprintf(line, n, "%s;", name);
-    else
-        snprintf(line, n, "%s: %s", name, value);
+    memcpy(line, name, name_len);
+    size_t len = name_len;
+    if (value == NULL) {
+        line[len++] = ':';
+    } else if (value_len == 0) {
+        line[len++] = ';';
+    } else {
+        line[len++] = ':';
+        line[len++] = ' ';
+        memcpy(line + len, value, value_len);
+        len += value_len;
+    }
+    line[len] = '\0';
     struct curl_slist *list = curl_slist_append(call->request_headers, line);
     if (line != stack)
         free(line);
@@ -1194,6 +1212,14 @@ ssize_t upstream_call_read(upstream_call *call, char *buf, size_t max)
     if (resume)
         post(call, CMD_RESUME_RECV);
     return (ssize_t)n;
+}
+
+size_t upstream_call_buffered(upstream_call *call)
+{
+    pthread_mutex_lock(&call->lock);
+    size_t n = call->down.len;
+    pthread_mutex_unlock(&call->lock);
+    return n;
 }
 
 uint64_t upstream_call_bytes_read(upstream_call *call)

@@ -183,6 +183,9 @@ bool upstream_call_whole(const upstream_call *call);
 /* Streamed body: copies up to max bytes into buf; 0 when nothing is there
  * yet (sleep), or UPSTREAM_READ_END / UPSTREAM_READ_ERROR. */
 ssize_t upstream_call_read(upstream_call *call, char *buf, size_t max);
+/* Bytes of a streamed body waiting to be read. Once DONE, that is the
+ * rest of the body. */
+size_t upstream_call_buffered(upstream_call *call);
 /* Bytes the worker has read so far (for the access log). */
 uint64_t upstream_call_bytes_read(upstream_call *call);
 
