@@ -273,10 +273,21 @@ describe('reverse proxy: streaming with bounded memory', () => {
     assert.ok(peak - base < 4 * 1024 * 1024, `resident memory grew by ${peak - base} bytes`);
   });
 
-  test('a request body over --proxy-max-body is refused with 413', async () => {
+  test('a request body over --proxy-max-body is refused with 413, by its length or as it streams', async () => {
     const small = await startServer({ args: ['--upstream', app.url, '--proxy-max-body', '1'] });
     try {
-      const res = await request(`${small.url}/api/echo`, { method: 'POST', body: Buffer.alloc(1024 * 1024 + 1) });
+      /* Refused from the header alone: the body need not be sent. */
+      const raw = await rawRequest(small.port, 'POST /api/echo HTTP/1.1\r\nHost: x\r\n' +
+        `Content-Length: ${1024 * 1024 + 1}\r\n\r\n`);
+      assert.equal(statusOf(raw), 413);
+      assert.equal(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).error, 'body_too_large');
+      /* Chunked: refused once it has passed the limit, at its end. */
+      const big = crypto.randomBytes(1536 * 1024);
+      const res = await request(`${small.url}/api/echo`, {
+        method: 'POST',
+        headers: { 'Transfer-Encoding': 'chunked' },
+        body: (req) => { req.write(big.subarray(0, 512 * 1024)); req.end(big.subarray(512 * 1024)); },
+      });
       assert.equal(res.status, 413);
       assert.equal(JSON.parse(res.body).error, 'body_too_large');
     } finally {
