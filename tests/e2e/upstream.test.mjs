@@ -35,6 +35,13 @@ function request(url, { method = 'GET', headers = {}, body = null, agent = false
 
 const rows = (srv) => srv.query('SELECT count(*) AS n FROM deliveries')[0].n;
 
+/** Stops a server and checks it exited cleanly, without a sanitizer's report. */
+async function stopClean(srv) {
+  const { code } = await srv.stop();
+  assert.equal(code, 0, srv.log());
+  assert.doesNotMatch(srv.log(), /runtime error|AddressSanitizer|LeakSanitizer/);
+}
+
 describe('reverse proxy: passing through', () => {
   let app;
   let srv;
@@ -48,9 +55,8 @@ describe('reverse proxy: passing through', () => {
     files = srv.root;
   });
   after(async () => {
-    const { code } = await srv.stop();
+    await stopClean(srv);
     await app.stop();
-    assert.equal(code, 0, srv.log());
   });
 
   test('--root answers what no upstream claims', async () => {
@@ -217,7 +223,7 @@ describe('reverse proxy: streaming with bounded memory', () => {
     srv = await startServer({ args: ['--upstream', app.url] });
   });
   after(async () => {
-    await srv.stop();
+    await stopClean(srv);
     await app.stop();
   });
 
@@ -273,6 +279,29 @@ describe('reverse proxy: streaming with bounded memory', () => {
     assert.ok(peak - base < 4 * 1024 * 1024, `resident memory grew by ${peak - base} bytes`);
   });
 
+  test('clients that go away mid-download or mid-upload leave the server well', async () => {
+    for (let i = 0; i < 5; i++) {
+      await new Promise((resolve) => {
+        const req = http.get(`${srv.url}/download.bin`, { agent: false }, (res) => {
+          res.once('data', () => { req.destroy(); resolve(); });
+        });
+        req.on('error', resolve);
+      });
+      await new Promise((resolve) => {
+        const req = http.request(`${srv.url}/api/echo`, { method: 'PUT', agent: false,
+          headers: { 'Content-Length': 4 * 1024 * 1024 } });
+        req.on('error', resolve);
+        req.write(crypto.randomBytes(256 * 1024), () => { req.destroy(); resolve(); });
+      });
+    }
+    /* An HTTP/1.0 client gets a streamed answer of unknown length ended by the close. */
+    const raw = await rawRequest(srv.port, 'GET /chunked.txt HTTP/1.0\r\nHost: x\r\n\r\n');
+    assert.equal(statusOf(raw), 200);
+    assert.ok(raw.endsWith('first piece\nsecond piece\nlast piece\n'), raw);
+    const ok = await request(`${srv.url}/api/items`);
+    assert.equal(ok.status, 200);
+  });
+
   test('a request body over --proxy-max-body is refused with 413, by its length or as it streams', async () => {
     const small = await startServer({ args: ['--upstream', app.url, '--proxy-max-body', '1'] });
     try {
@@ -291,7 +320,7 @@ describe('reverse proxy: streaming with bounded memory', () => {
       assert.equal(res.status, 413);
       assert.equal(JSON.parse(res.body).error, 'body_too_large');
     } finally {
-      await small.stop();
+      await stopClean(small);
     }
   });
 });
@@ -309,7 +338,7 @@ describe('reverse proxy: faults', () => {
     });
   });
   after(async () => {
-    await srv.stop();
+    await stopClean(srv);
     await app.stop();
   });
 
@@ -391,7 +420,7 @@ describe('reverse proxy: other upstreams', () => {
       assert.equal(res.status, 200);
       assert.equal(Object.fromEntries(JSON.parse(res.body).headers).Host, 'site.example');
     } finally {
-      await srv.stop();
+      await stopClean(srv);
       await app.stop();
     }
   });
@@ -405,8 +434,8 @@ describe('reverse proxy: other upstreams', () => {
       assert.equal(await host(fixed), 'internal.example');
       assert.equal(await host(own), `127.0.0.1:${app.port}`);
     } finally {
-      await fixed.stop();
-      await own.stop();
+      await stopClean(fixed);
+      await stopClean(own);
       await app.stop();
     }
   });
@@ -437,8 +466,8 @@ describe('reverse proxy: other upstreams', () => {
       assert.equal(refused.status, 502);
       assert.equal(JSON.parse(refused.body).error, 'upstream_tls');
     } finally {
-      await srv.stop();
-      await untrusted.stop();
+      await stopClean(srv);
+      await stopClean(untrusted);
       await plain.stop();
       await tls.stop();
     }
