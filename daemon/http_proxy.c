@@ -1,5 +1,6 @@
 #include "daemon/http_proxy.h"
 
+#include "daemon/http_guard.h"
 #include "daemon/http_reply.h"
 #include "daemon/upstream_header.h"
 #include "daemon/upstream_url.h"
@@ -20,6 +21,7 @@ struct http_proxy_state {
     bool body_ended;
     bool too_large; /* the request body passed --proxy-max-body: 413 */
     bool streamed;  /* the answer's body streams from the call */
+    bool held;      /* the client's body waited for the upstream */
 };
 
 /* ---- waiting ---------------------------------------------------------------- */
@@ -240,6 +242,12 @@ static enum MHD_Result take_body(http_context *ctx, request *req, http_proxy_sta
         return take_body(ctx, req, ps, data, size);
     }
     for (;;) {
+        if (ps->held) {
+            /* The client's pace is measured again from here: the wait was
+             * the upstream's (http_guard's --min-body-rate). */
+            ps->held = false;
+            http_guard_headers_done(req->guard, true);
+        }
         size_t took = upstream_call_send(ps->call, data, n);
         data += took;
         n -= took;
@@ -248,6 +256,9 @@ static enum MHD_Result take_body(http_context *ctx, request *req, http_proxy_sta
             *size = 0;
             return MHD_YES;
         }
+        /* Until the upstream takes more, the client is not the slow one. */
+        http_guard_body_done(req->guard);
+        ps->held = true;
         if (upstream_call_sleep(ps->call)) {
             /* libmicrohttpd hands the rest again once resumed. */
             *size = n;
