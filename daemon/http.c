@@ -62,27 +62,11 @@ static void copy_bounded(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-/* Forwarding headers of a request, each header's lines joined. */
-typedef struct forwarding {
-    char value[3][PROXY_HEADER_MAX + 1];
-    size_t len[3];
-    bool seen[3], too_long[3];
-} forwarding;
-
 static enum MHD_Result collect_forwarding(void *cls, enum MHD_ValueKind kind, const char *name,
                                           const char *value)
 {
-    static const char *const names[3] = {"Forwarded", "X-Forwarded-For", "X-Forwarded-Proto"};
-    forwarding *f = cls;
     (void)kind;
-    for (int i = 0; i < 3; i++) {
-        if (strcasecmp(name, names[i]) != 0)
-            continue;
-        f->seen[i] = true;
-        if (!f->too_long[i] &&
-            proxy_join(f->value[i], sizeof f->value[i], &f->len[i], value ? value : "") != 0)
-            f->too_long[i] = true;
-    }
+    proxy_fields_add(cls, name, value);
     return MHD_YES;
 }
 
@@ -97,19 +81,16 @@ static void resolve_client(http_server *srv, struct MHD_Connection *c, request *
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (info == NULL || proxy_addr_from_sockaddr(info->client_addr, req->client) != 0)
         return; /* not IP: client_addr stays "-" */
-    forwarding f;
-    memset(f.len, 0, sizeof f.len);
-    memset(f.seen, 0, sizeof f.seen);
-    memset(f.too_long, 0, sizeof f.too_long);
+    memcpy(req->peer, req->client, 16);
+    req->peer_is_ip = true;
+    proxy_fields f;
+    proxy_fields_init(&f);
     MHD_get_connection_values(c, MHD_HEADER_KIND, collect_forwarding, &f);
-    const char *v[3];
-    for (int i = 0; i < 3; i++) /* "" is malformed for every one of them */
-        v[i] = !f.seen[i] ? NULL : f.too_long[i] ? "" : f.value[i];
-    proxy_headers h = {v[0], v[1], v[2]};
+    proxy_headers h = {proxy_fields_value(&f, PROXY_FIELD_FORWARDED),
+                       proxy_fields_value(&f, PROXY_FIELD_X_FORWARDED_FOR),
+                       proxy_fields_value(&f, PROXY_FIELD_X_FORWARDED_PROTO)};
     proxy_client pc;
-    uint8_t peer[16];
-    memcpy(peer, req->client, 16);
-    proxy_outcome o = proxy_resolve(&srv->ctx.cfg->trusted_proxies, peer, &h, &pc);
+    proxy_outcome o = proxy_resolve(&srv->ctx.cfg->trusted_proxies, req->peer, &h, &pc);
     if (o == PROXY_FORWARDED)
         metrics_count_forwarded(METRICS_FORWARDED_USED);
     else if (o == PROXY_UNTRUSTED)
@@ -118,6 +99,7 @@ static void resolve_client(http_server *srv, struct MHD_Connection *c, request *
         metrics_count_forwarded(METRICS_FORWARDED_MALFORMED);
     memcpy(req->client, pc.addr, 16);
     req->forwarded = o == PROXY_FORWARDED;
+    req->scheme = o == PROXY_FORWARDED ? pc.scheme : PROXY_SCHEME_NONE;
     proxy_addr_format(req->client, req->client_addr);
 }
 
@@ -302,7 +284,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->client_addr[0] = '-';
     req->client_addr[1] = '\0';
     memset(req->client, 0, sizeof req->client);
-    req->forwarded = req->over_limit = req->limit_taken = false;
+    req->forwarded = req->over_limit = req->limit_taken = req->peer_is_ip = false;
+    req->scheme = PROXY_SCHEME_NONE;
     /* libmicrohttpd decodes the path before we see it, and a decoded NUL
      * would silently cut it short: refuse %00 in the path here. */
     const char *query = strchr(req->uri, '?');
@@ -413,44 +396,19 @@ static enum MHD_Result refuse_bad_framing(request *req, struct MHD_Connection *c
 }
 
 /*
- * libmicrohttpd 0.9.75 builds a response's header block in the connection's
- * memory pool (--connection-memory), after the request line, the header
- * fields and one record per parsed field (header, cookie or query
- * argument). A request that leaves less room than the header block needs is
- * closed without an answer ("failed to create response header"); one that
- * overflows the pool gets the library's own 431. Between the two, receiptd
- * refuses with its own 431 while a short answer still fits. The headroom
- * covers receiptd's largest header block for a short path (a delivery with
- * plug-in data, about 1.7 KB) with room to spare. A delivery's header block
- * grows with its content path: plug-in data carries the path in its payload
- * and again in the bound ticket inside it, both base64url-encoded in the
- * JWE, about 3 bytes of header a path byte (2.2 KB at the longest path,
- * measured), so a content path's bytes past the first 64 add that much.
+ * A request that leaves less room than receiptd's header block needs would
+ * be closed without an answer (http_reply.h); one that overflows the pool
+ * gets the library's own 431. Between the two, receiptd refuses with its
+ * own 431 while a short answer still fits.
+ *
+ * content_path_len: the decoded path of a content request, 0 for others.
  */
-enum {
-    HTTP_RESPONSE_HEADROOM = 2048,
-    HTTP_FIELD_RECORD_BYTES = 80,
-    HTTP_HEADROOM_PATH_FREE = 64,
-    HTTP_HEADROOM_PER_PATH_BYTE = 3,
-};
-
-/* content_path_len: the decoded path of a content request, 0 for others. */
 static bool request_leaves_room(struct MHD_Connection *c, size_t pool, size_t content_path_len)
 {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-    if (info == NULL)
-        return true;
-    int fields = MHD_get_connection_values(
-        c, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
-    size_t need = info->header_size + (size_t)(fields > 0 ? fields : 0) * HTTP_FIELD_RECORD_BYTES +
-                  HTTP_RESPONSE_HEADROOM;
     /* A longer path gets 414, a short answer. */
     if (content_path_len > TICKET_PATH_MAX)
         content_path_len = TICKET_PATH_MAX;
-    if (content_path_len > HTTP_HEADROOM_PATH_FREE)
-        need += (content_path_len - HTTP_HEADROOM_PATH_FREE) * HTTP_HEADROOM_PER_PATH_BYTE;
-    return need <= pool;
+    return http_reply_room(c, pool) >= http_reply_headroom(content_path_len);
 }
 
 static enum MHD_Result reply_over_limit(request *req, struct MHD_Connection *c)
@@ -620,6 +578,7 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     ctx->log_readers = svc->log_readers;
     srv->access_log = svc->access_log;
     srv->tls = svc->tls;
+    srv->ctx.https = svc->tls != NULL;
     atomic_init(&srv->in_flight, 0);
     atomic_init(&ctx->stopping, false);
     if (build_jwks(srv, err, errlen) != 0)

@@ -17,6 +17,7 @@
 #include "daemon/keystore.h"
 #include "daemon/ledger.h"
 #include "daemon/metrics.h"
+#include "daemon/proxy.h"
 #include "daemon/readpool.h"
 #include "daemon/ticket.h"
 #include "daemon/tlog.h"
@@ -57,6 +58,7 @@ typedef struct http_context {
     clientkeys *client_keys;
     confirm_waits *waits;
     atomic_bool stopping; /* draining: confirmations get 503 at once */
+    bool https;           /* the public listener speaks TLS */
     char confirm_url[HTTP_CONFIRM_URL_MAX];
     char jwks_url[HTTP_CONFIRM_URL_MAX]; /* the public URL's /_receipt/jwks.json */
 } http_context;
@@ -89,6 +91,9 @@ typedef struct request {
     http_proxy_state *proxy;        /* its state once it has started */
     char client_addr[LEDGER_ADDR_MAX + 1]; /* the client: the peer, or whom a trusted proxy named */
     uint8_t client[16];                    /* the same, as proxy.h holds addresses */
+    uint8_t peer[16];                      /* the connection's peer (if peer_is_ip) */
+    bool peer_is_ip;                       /* else a Unix socket: client_addr is "-" */
+    proxy_scheme scheme;                   /* the client's, as a trusted proxy said; else NONE */
     bool forwarded;                        /* a trusted proxy named the client */
     bool over_limit;                       /* its forwarded address is at the per-address limit */
     bool limit_taken;                      /* it counts in the forwarded requests' table */

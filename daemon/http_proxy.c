@@ -40,7 +40,8 @@ static void resume_connection(void *cls)
 
 typedef struct header_pass {
     upstream_call *call;
-    const char *connection; /* the client's Connection field: what it names stays here */
+    proxy_fields forwarding; /* the client's forwarding fields, for add_forwarded() */
+    const char *connection;  /* the client's Connection field: what it names stays here */
     bool has_accept;
     bool failed;
 } header_pass;
@@ -66,7 +67,7 @@ static enum MHD_Result pass_header(void *cls, enum MHD_ValueKind kind, const cha
                                    const char *value)
 {
     header_pass *hp = cls;
-    if (name == NULL || kept_back(hp, name))
+    if (name == NULL || proxy_fields_add(&hp->forwarding, name, value) || kept_back(hp, name))
         return MHD_YES;
     if (strcasecmp(name, "Accept") == 0)
         hp->has_accept = true;
@@ -95,28 +96,81 @@ static void quote(const char *in, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/*
- * Who asked, for the upstream: the connection's peer is the client, and the
- * fields that said otherwise were kept back (kept_back()).
- */
-static int add_forwarded(upstream_call *call, const request *req, const char *host)
+/* An address as a Forwarded node: IPv6 in quoted brackets (RFC 7239 section 6). */
+static void forwarded_node(const char *addr, char *out, size_t cap)
 {
-    const char *proto = "http";
-    char fwd[PROXY_FORWARDED_MAX];
-    char host_quoted[2 * CONFIG_HOSTPORT_MAX + 3];
-    bool v6 = strchr(req->client_addr, ':') != NULL;
-    int n = snprintf(fwd, sizeof fwd, "for=%s%s%s%s", v6 ? "\"[" : "",
-                     strcmp(req->client_addr, "-") == 0 ? "unknown" : req->client_addr,
-                     v6 ? "]\"" : "", "");
+    if (strcmp(addr, "-") == 0)
+        snprintf(out, cap, "unknown");
+    else if (strchr(addr, ':') != NULL)
+        snprintf(out, cap, "\"[%s]\"", addr);
+    else
+        snprintf(out, cap, "%s", addr);
+}
+
+/* "before, after", or after alone; -1 when it does not fit. */
+static int append_list(char *out, size_t cap, const char *before, const char *after)
+{
+    int n = before != NULL && before[0] != '\0' ? snprintf(out, cap, "%s, %s", before, after)
+                                                : snprintf(out, cap, "%s", after);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/*
+ * Who asked, for the upstream. The peer is added to what a trusted proxy
+ * said (the way nginx's $proxy_add_x_forwarded_for does) or, from any other
+ * peer, replaces what it said (those fields were kept back: kept_back()).
+ * X-Forwarded-Proto and X-Forwarded-Host say what the first client used,
+ * as a trusted proxy passed them on, or else this connection's scheme and
+ * Host. The Forwarded element of this hop names the peer, the Host and the
+ * scheme it received.
+ */
+static int add_forwarded(http_context *ctx, upstream_call *call, const request *req,
+                         const proxy_fields *in, const char *host)
+{
+    const char *own_proto = ctx->https ? "https" : "http";
+    char peer[PROXY_ADDR_TEXT_MAX];
+    if (req->peer_is_ip)
+        proxy_addr_format(req->peer, peer);
+    else
+        snprintf(peer, sizeof peer, "-");
+    const bool trusted = req->forwarded; /* and so its fields were well formed */
+    const char *xff_in = trusted ? proxy_fields_value(in, PROXY_FIELD_X_FORWARDED_FOR) : NULL;
+    const char *fwd_in = trusted ? proxy_fields_value(in, PROXY_FIELD_FORWARDED) : NULL;
+    const char *host_in = trusted ? proxy_fields_value(in, PROXY_FIELD_X_FORWARDED_HOST) : NULL;
+
+    /* A trusted proxy that used only the other field still named the client. */
+    char node[PROXY_ADDR_TEXT_MAX + 8], client_element[PROXY_ADDR_TEXT_MAX + 16];
+    forwarded_node(req->client_addr, node, sizeof node);
+    snprintf(client_element, sizeof client_element, "for=%s", node);
+    if (trusted && xff_in == NULL)
+        xff_in = req->client_addr;
+    if (trusted && fwd_in == NULL)
+        fwd_in = client_element;
+
+    char xff[PROXY_HEADER_MAX + PROXY_ADDR_TEXT_MAX + 4];
+    if (append_list(xff, sizeof xff, xff_in, strcmp(peer, "-") == 0 ? "unknown" : peer) != 0)
+        return -1;
+
+    char element[PROXY_FORWARDED_MAX], host_quoted[2 * CONFIG_HOSTPORT_MAX + 3];
+    forwarded_node(peer, node, sizeof node);
+    int n = snprintf(element, sizeof element, "for=%s", node);
     if (host != NULL) {
         quote(host, host_quoted, sizeof host_quoted);
-        n += snprintf(fwd + n, sizeof fwd - (size_t)n, ";host=%s", host_quoted);
+        n += snprintf(element + n, sizeof element - (size_t)n, ";host=%s", host_quoted);
     }
-    if ((size_t)n < sizeof fwd)
-        snprintf(fwd + n, sizeof fwd - (size_t)n, ";proto=%s", proto);
-    if (upstream_call_add_header(call, "X-Forwarded-For", req->client_addr) != 0 ||
+    if ((size_t)n < sizeof element)
+        snprintf(element + n, sizeof element - (size_t)n, ";proto=%s", own_proto);
+    char fwd[PROXY_HEADER_MAX + PROXY_FORWARDED_MAX + 4];
+    if (append_list(fwd, sizeof fwd, fwd_in, element) != 0)
+        return -1;
+
+    const char *proto = req->scheme == PROXY_SCHEME_HTTPS  ? "https"
+                        : req->scheme == PROXY_SCHEME_HTTP ? "http"
+                                                           : own_proto;
+    const char *fwd_host = host_in != NULL && host_in[0] != '\0' ? host_in : host;
+    if (upstream_call_add_header(call, "X-Forwarded-For", xff) != 0 ||
         upstream_call_add_header(call, "X-Forwarded-Proto", proto) != 0 ||
-        (host != NULL && upstream_call_add_header(call, "X-Forwarded-Host", host) != 0) ||
+        (fwd_host != NULL && upstream_call_add_header(call, "X-Forwarded-Host", fwd_host) != 0) ||
         upstream_call_add_header(call, "Forwarded", fwd) != 0)
         return -1;
     return 0;
@@ -204,10 +258,11 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
         .call = call,
         .connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection"),
     };
+    proxy_fields_init(&hp.forwarding);
     MHD_get_connection_values(c, MHD_HEADER_KIND, pass_header, &hp);
     if (hp.failed ||
         upstream_call_add_header(call, "Host", host_for_upstream(ctx, req, client_host)) != 0 ||
-        add_forwarded(call, req, client_host) != 0 ||
+        add_forwarded(ctx, call, req, &hp.forwarding, client_host) != 0 ||
         (!hp.has_accept && upstream_call_add_header(call, "Accept", NULL) != 0) ||
         upstream_call_add_header(call, "Expect", NULL) != 0)
         return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
@@ -304,18 +359,27 @@ static bool answer_kept_back(const char *name, const char *connection)
            (connection != NULL && upstream_header_lists(connection, name));
 }
 
-static void add_answer_headers(const http_context *ctx, struct MHD_Response *r,
-                               const upstream_header_list *h)
+/* Adds the fields of the answer that pass, and --add-header's, to r (or,
+ * with r NULL, only counts them); returns their bytes in a header block. */
+static size_t add_answer_headers(const http_context *ctx, struct MHD_Response *r,
+                                 const upstream_header_list *h)
 {
     const char *connection = upstream_header_list_get(h, "Connection");
-    size_t cursor = 0;
+    size_t cursor = 0, bytes = 0;
     const char *value;
     for (const char *name; (name = upstream_header_list_next(h, &cursor, &value)) != NULL;) {
-        if (!answer_kept_back(name, connection))
+        if (answer_kept_back(name, connection))
+            continue;
+        bytes += strlen(name) + strlen(value) + 4; /* ": " and CRLF */
+        if (r != NULL)
             MHD_add_response_header(r, name, value);
     }
-    for (size_t i = 0; i < ctx->cfg->header_count; i++)
-        MHD_add_response_header(r, ctx->cfg->headers[i].name, ctx->cfg->headers[i].value);
+    for (size_t i = 0; i < ctx->cfg->header_count; i++) {
+        bytes += strlen(ctx->cfg->headers[i].name) + strlen(ctx->cfg->headers[i].value) + 4;
+        if (r != NULL)
+            MHD_add_response_header(r, ctx->cfg->headers[i].name, ctx->cfg->headers[i].value);
+    }
+    return bytes;
 }
 
 static enum MHD_Result reply_failure(request *req, struct MHD_Connection *c, upstream_failure f)
@@ -371,6 +435,15 @@ static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct M
                                        http_proxy_state *ps)
 {
     upstream_call *call = ps->call;
+    /* The header block is built in the connection's memory: one that does
+     * not fit would close the connection unanswered (http_reply.h). */
+    size_t room = http_reply_room(c, ctx->cfg->connection_memory);
+    if (add_answer_headers(ctx, NULL, upstream_call_headers(call)) + HTTP_REPLY_HEADROOM > room) {
+        upstream_call_refuse(call, UPSTREAM_FAIL_HEADERS_TOO_LARGE);
+        return http_reply_error(req, c, 502, "upstream_headers_too_large",
+                                "The upstream's header fields are larger than this server "
+                                "passes on (--connection-memory).");
+    }
     unsigned status = upstream_call_status(call);
     int64_t length = upstream_call_content_length(call);
     bool head = strcmp(req->method, "HEAD") == 0;

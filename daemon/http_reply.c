@@ -134,3 +134,23 @@ enum MHD_Result http_reply_refused(request *req, struct MHD_Connection *c, write
                                 "The ledger is busy; retry in a moment.");
     }
 }
+
+size_t http_reply_room(struct MHD_Connection *c, size_t pool)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (info == NULL)
+        return pool;
+    int fields = MHD_get_connection_values(
+        c, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
+    size_t used = info->header_size + (size_t)(fields > 0 ? fields : 0) * HTTP_REPLY_FIELD_RECORD;
+    return used < pool ? pool - used : 0;
+}
+
+size_t http_reply_headroom(size_t content_path_len)
+{
+    size_t extra = content_path_len > HTTP_REPLY_PATH_FREE
+                       ? (content_path_len - HTTP_REPLY_PATH_FREE) * HTTP_REPLY_HEADROOM_PER_BYTE
+                       : 0;
+    return HTTP_REPLY_HEADROOM + extra;
+}

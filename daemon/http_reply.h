@@ -17,6 +17,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * libmicrohttpd 0.9.75 builds a response's header block in the connection's
+ * memory pool (--connection-memory), after the request line, the header
+ * fields and one record per parsed field (header, cookie or query
+ * argument). An answer whose header block does not fit is never sent: the
+ * connection is closed ("failed to create response header").
+ *
+ * receiptd's own header block for a short path (a delivery with plug-in
+ * data, about 1.7 KB) fits in HTTP_REPLY_HEADROOM with room to spare. A
+ * delivery's header block grows with its content path: plug-in data carries
+ * the path in its payload and again in the bound ticket inside it, both
+ * base64url-encoded in the JWE, about 3 bytes of header a path byte (2.2 KB
+ * at the longest path, measured), so a content path's bytes past the first
+ * 64 add that much.
+ */
+#define HTTP_REPLY_HEADROOM          2048
+#define HTTP_REPLY_FIELD_RECORD      80 /* pool bytes per parsed field */
+#define HTTP_REPLY_PATH_FREE         64
+#define HTTP_REPLY_HEADROOM_PER_BYTE 3
+
+/* Bytes of the connection's pool (pool bytes in all) that its request
+ * leaves for the answer's header block; 0 when none. */
+size_t http_reply_room(struct MHD_Connection *c, size_t pool);
+
+/* The room receiptd's own header fields need in an answer that may be a
+ * delivery of a content path of content_path_len bytes (0: no delivery). */
+size_t http_reply_headroom(size_t content_path_len);
+
 /* Queues r (destroying the handle; NULL: out of memory) and records status
  * and body size. */
 enum MHD_Result http_reply_queue(request *req, struct MHD_Connection *c, unsigned status,

@@ -485,3 +485,35 @@ int proxy_join(char *buf, size_t cap, size_t *len, const char *value)
     buf[*len] = '\0';
     return 0;
 }
+
+void proxy_fields_init(proxy_fields *f)
+{
+    memset(f->len, 0, sizeof f->len);
+    memset(f->seen, 0, sizeof f->seen);
+    memset(f->too_long, 0, sizeof f->too_long);
+}
+
+bool proxy_fields_add(proxy_fields *f, const char *name, const char *value)
+{
+    static const char *const names[PROXY_FIELD_COUNT] = {
+        [PROXY_FIELD_FORWARDED] = "Forwarded",
+        [PROXY_FIELD_X_FORWARDED_FOR] = "X-Forwarded-For",
+        [PROXY_FIELD_X_FORWARDED_PROTO] = "X-Forwarded-Proto",
+        [PROXY_FIELD_X_FORWARDED_HOST] = "X-Forwarded-Host",
+    };
+    for (int i = 0; i < PROXY_FIELD_COUNT; i++) {
+        if (strcasecmp(name, names[i]) != 0)
+            continue;
+        f->seen[i] = true;
+        if (!f->too_long[i] &&
+            proxy_join(f->value[i], sizeof f->value[i], &f->len[i], value ? value : "") != 0)
+            f->too_long[i] = true;
+        return true;
+    }
+    return false;
+}
+
+const char *proxy_fields_value(const proxy_fields *f, proxy_field which)
+{
+    return !f->seen[which] ? NULL : f->too_long[which] ? "" : f->value[which];
+}

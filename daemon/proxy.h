@@ -90,6 +90,34 @@ void proxy_addr_format(const uint8_t addr[16], char out[PROXY_ADDR_TEXT_MAX]);
 proxy_outcome proxy_resolve(const proxy_set *s, const uint8_t peer[16], const proxy_headers *h,
                             proxy_client *out);
 
+/* The forwarding fields of one request as they arrive, each field's lines
+ * joined; X-Forwarded-Host is kept for passing on, not for proxy_resolve(). */
+typedef enum proxy_field {
+    PROXY_FIELD_FORWARDED = 0,
+    PROXY_FIELD_X_FORWARDED_FOR,
+    PROXY_FIELD_X_FORWARDED_PROTO,
+    PROXY_FIELD_X_FORWARDED_HOST,
+    PROXY_FIELD_COUNT,
+} proxy_field;
+
+typedef struct proxy_fields {
+    char value[PROXY_FIELD_COUNT][PROXY_HEADER_MAX + 1];
+    size_t len[PROXY_FIELD_COUNT];
+    bool seen[PROXY_FIELD_COUNT];
+    bool too_long[PROXY_FIELD_COUNT]; /* past PROXY_HEADER_MAX: malformed */
+} proxy_fields;
+
+/* Empties f. */
+void proxy_fields_init(proxy_fields *f);
+
+/* Keeps a header line when it is one of the forwarding fields; returns
+ * whether it was. */
+bool proxy_fields_add(proxy_fields *f, const char *name, const char *value);
+
+/* A field's value: NULL when absent, "" (malformed for every one of them)
+ * when too long to keep. */
+const char *proxy_fields_value(const proxy_fields *f, proxy_field which);
+
 /*
  * Appends one more line's value of a header to buf (cap bytes, len in use),
  * joined by ", " as HTTP joins list fields. Returns -1 when it would pass

@@ -187,6 +187,7 @@ const char *upstream_failure_name(upstream_failure f)
         [UPSTREAM_FAIL_BAD_ANSWER] = "bad_answer",
         [UPSTREAM_FAIL_CUT] = "cut",
         [UPSTREAM_FAIL_TOO_LARGE] = "too_large",
+        [UPSTREAM_FAIL_HEADERS_TOO_LARGE] = "headers_too_large",
         [UPSTREAM_FAIL_INTERNAL] = "internal",
         [UPSTREAM_FAIL_SHUTDOWN] = "shutdown",
         [UPSTREAM_FAIL_CANCELLED] = "cancelled",
@@ -209,6 +210,8 @@ static const char *failure_text(upstream_failure f)
         return "ended the answer early";
     case UPSTREAM_FAIL_TOO_LARGE:
         return "answered a body larger than --proxy-max-body";
+    case UPSTREAM_FAIL_HEADERS_TOO_LARGE:
+        return "answered header fields larger than --connection-memory leaves room for";
     case UPSTREAM_FAIL_INTERNAL:
         return "could not be read (memory or --temp-dir)";
     default:
@@ -1170,6 +1173,11 @@ upstream_failure upstream_call_failure(upstream_call *call)
     upstream_failure f = call->failure;
     pthread_mutex_unlock(&call->lock);
     return f;
+}
+
+void upstream_call_refuse(upstream_call *call, upstream_failure f)
+{
+    note_failure(call->route, f, "");
 }
 
 unsigned upstream_call_status(const upstream_call *call)

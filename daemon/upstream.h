@@ -51,15 +51,16 @@ typedef struct upstream_call upstream_call;
 
 typedef enum upstream_failure {
     UPSTREAM_OK = 0,
-    UPSTREAM_FAIL_CONNECT,    /* refused, unreachable, no such host: 502   */
-    UPSTREAM_FAIL_TLS,        /* handshake or certificate: 502             */
-    UPSTREAM_FAIL_TIMEOUT,    /* --upstream-timeout passed: 504            */
-    UPSTREAM_FAIL_BAD_ANSWER, /* not HTTP, malformed or too large headers: 502 */
-    UPSTREAM_FAIL_CUT,        /* the connection ended before the body did: 502 */
-    UPSTREAM_FAIL_TOO_LARGE,  /* a whole body past --proxy-max-body: 502   */
-    UPSTREAM_FAIL_INTERNAL,   /* out of memory, the temporary file: 500    */
-    UPSTREAM_FAIL_SHUTDOWN,   /* the server is stopping: 503               */
-    UPSTREAM_FAIL_CANCELLED,  /* the client went away                      */
+    UPSTREAM_FAIL_CONNECT,           /* refused, unreachable, no such host: 502   */
+    UPSTREAM_FAIL_TLS,               /* handshake or certificate: 502             */
+    UPSTREAM_FAIL_TIMEOUT,           /* --upstream-timeout passed: 504            */
+    UPSTREAM_FAIL_BAD_ANSWER,        /* not HTTP, malformed or too large headers: 502 */
+    UPSTREAM_FAIL_CUT,               /* the connection ended before the body did: 502 */
+    UPSTREAM_FAIL_TOO_LARGE,         /* a whole body past --proxy-max-body: 502   */
+    UPSTREAM_FAIL_HEADERS_TOO_LARGE, /* more header fields than the connection has room for: 502 */
+    UPSTREAM_FAIL_INTERNAL,          /* out of memory, the temporary file: 500    */
+    UPSTREAM_FAIL_SHUTDOWN,          /* the server is stopping: 503               */
+    UPSTREAM_FAIL_CANCELLED,         /* the client went away                      */
     UPSTREAM_FAILURE_COUNT,
 } upstream_failure;
 
@@ -168,6 +169,10 @@ void upstream_call_send_end(upstream_call *call);
 
 upstream_state upstream_call_state(upstream_call *call);
 upstream_failure upstream_call_failure(upstream_call *call);
+
+/* The caller refuses an answer that came whole for reason f: counted and
+ * logged as the upstream's failure. */
+void upstream_call_refuse(upstream_call *call, upstream_failure f);
 
 /* Once ANSWERED or DONE: the status, the header fields (owned by the call,
  * no longer changed), and the Content-Length (-1: none or not a number). */
