@@ -7,9 +7,11 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import { startServer, freePort, tempDir, rawRequest, statusOf } from './lib/server.mjs';
 import { startApp, startNginx, makeCertificates, pattern, rssOf } from './lib/upstream.mjs';
+import { makeCA } from './lib/tls.mjs';
 
 const sha256hex = (b) => crypto.createHash('sha256').update(b).digest('hex');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -64,6 +66,8 @@ describe('reverse proxy: passing through', () => {
     assert.equal(res.status, 200);
     assert.equal(await res.text(), 'from the root\n');
     assert.ok(files);
+    /* Its issuance lands a moment later; the tests below count rows from here. */
+    await srv.until(() => rows(srv) === 1);
   });
 
   test('a form POST: its 303, Location and Set-Cookie pass unchanged, and nothing is recorded', async () => {
@@ -212,6 +216,74 @@ describe('reverse proxy: passing through', () => {
     const after = JSON.parse((await request(`${srv.url}/app/stats`)).body);
     assert.equal(after.requests - before.requests, 21);
     assert.ok(after.connections - before.connections <= 2, `${after.connections - before.connections} new connections`);
+  });
+});
+
+describe('reverse proxy: forwarding fields behind trusted proxies and over TLS', () => {
+  let app;
+  let srv;
+  let ca;
+  before(async () => {
+    app = await startApp();
+    ca = makeCA();
+    const pair = ca.issue();
+    srv = await startServer({
+      https: true,
+      args: ['--upstream', app.url, '--trusted-proxy', '127.0.0.0/8', '--tls-cert', pair.chain, '--tls-key', pair.key],
+    });
+  });
+  after(async () => {
+    await stopClean(srv);
+    await app.stop();
+  });
+
+  /** The fields the application saw for a request with headers. */
+  const seenFor = (headers) => new Promise((resolve, reject) => {
+    const req = https.request(`${srv.url}/headers`, { headers: { Host: 'www.example.test', ...headers }, ca: fs.readFileSync(ca.cert), servername: 'localhost', agent: false }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        assert.equal(res.statusCode, 200);
+        resolve(Object.fromEntries(JSON.parse(Buffer.concat(chunks)).headers.map(([k, v]) => [k.toLowerCase(), v])));
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+
+  test('a trusted proxy\'s X-Forwarded-* fields are appended to, and its proto and host passed on', async () => {
+    const seen = await seenFor({
+      'X-Forwarded-For': '203.0.113.9, 198.51.100.20',
+      'X-Forwarded-Proto': 'http',
+      'X-Forwarded-Host': 'public.example.test',
+    });
+    assert.equal(seen['x-forwarded-for'], '203.0.113.9, 198.51.100.20, 127.0.0.1');
+    assert.equal(seen['x-forwarded-proto'], 'http');
+    assert.equal(seen['x-forwarded-host'], 'public.example.test');
+    /* It sent no Forwarded: the one the application gets starts with the client it named. */
+    assert.equal(seen.forwarded, 'for=198.51.100.20, for=127.0.0.1;host="www.example.test";proto=https');
+  });
+
+  test('a trusted proxy\'s Forwarded is appended to, and names the client in X-Forwarded-For', async () => {
+    const seen = await seenFor({ Forwarded: 'for="[2001:db8::7]";proto=https, for=192.0.2.60' });
+    assert.equal(seen.forwarded, 'for="[2001:db8::7]";proto=https, for=192.0.2.60, for=127.0.0.1;host="www.example.test";proto=https');
+    assert.equal(seen['x-forwarded-for'], '192.0.2.60, 127.0.0.1');
+    assert.equal(seen['x-forwarded-proto'], 'https');
+    assert.equal(seen['x-forwarded-host'], 'www.example.test');
+  });
+
+  test('without forwarding fields the scheme is the listener\'s own: https', async () => {
+    const seen = await seenFor({});
+    assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+    assert.equal(seen['x-forwarded-proto'], 'https');
+    assert.equal(seen.forwarded, 'for=127.0.0.1;host="www.example.test";proto=https');
+  });
+
+  test('malformed fields, even from a trusted proxy, are replaced, not passed on', async () => {
+    const seen = await seenFor({ 'X-Forwarded-For': 'not an address', 'X-Forwarded-Host': 'evil.example.test' });
+    assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+    assert.equal(seen['x-forwarded-host'], 'www.example.test');
+    assert.equal(seen.forwarded, 'for=127.0.0.1;host="www.example.test";proto=https');
   });
 });
 
@@ -374,6 +446,29 @@ describe('reverse proxy: faults', () => {
     await expectError('/big-headers', 502, 'upstream_bad_answer');
   });
 
+  test('header fields larger than the connection has room for give 502, answered, and the connection serves on', async () => {
+    /* --connection-memory is 16384 by default: 8 KB of fields pass, 15 KB
+     * (under the 32 KiB cap) do not fit beside the request and receiptd's own. */
+    const fits = await request(`${srv.url}/large-headers?bytes=8000`);
+    assert.equal(fits.status, 200);
+    assert.equal(fits.headers['x-large-7'].length, 990);
+    assert.equal(fits.body.toString(), 'large\n');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const res = await request(`${srv.url}/large-headers?bytes=15000`, { agent });
+      assert.equal(res.status, 502);
+      assert.equal(JSON.parse(res.body).error, 'upstream_headers_too_large');
+      assert.equal(res.headers['x-large-0'], undefined);
+      /* A long request leaves less room: 6 KB of fields no longer fit beside 9 KB of request. */
+      const crowded = await request(`${srv.url}/large-headers?bytes=6000`, { agent, headers: { 'X-Pad-Request': 'p'.repeat(9000) } });
+      assert.equal(crowded.status, 502);
+      const after = await request(`${srv.url}/large-headers?bytes=1000`, { agent });
+      assert.equal(after.status, 200);
+    } finally {
+      agent.destroy();
+    }
+  });
+
   test('an answer cut mid-body never arrives complete', async () => {
     const res = await request(`${srv.url}/cut`);
     if (res.status === 200) assert.equal(res.complete && res.body.length === 100000, false);
@@ -392,6 +487,7 @@ describe('reverse proxy: faults', () => {
     assert.match(text, /^receiptd_upstream_failures_total\{prefix="\/down\/",reason="connect"\} (1[01]|[2-9]\d)$/m);
     assert.match(text, /^receiptd_upstream_failures_total\{prefix="\/",reason="timeout"\} 1$/m);
     assert.match(text, /^receiptd_upstream_failures_total\{prefix="\/",reason="bad_answer"\} [3-9]$/m);
+    assert.match(text, /^receiptd_upstream_failures_total\{prefix="\/",reason="headers_too_large"\} 2$/m);
     assert.match(text, /^receiptd_upstream_latency_seconds_bucket\{prefix="\/",le="\+Inf"\} [1-9]\d*$/m);
     assert.match(text, /^receiptd_upstream_latency_seconds_count\{prefix="\/"\} [1-9]\d*$/m);
     assert.match(text, /^receiptd_http_responses_total\{route="upstream",code="502"\} [1-9]\d*$/m);

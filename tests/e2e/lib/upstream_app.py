@@ -253,6 +253,13 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if path == "/large-headers" and method in ("GET", "HEAD"):
+            # ?bytes=N: header fields of about N bytes in all, 1000 at most each
+            total = int(query.get("bytes", ["0"])[0])
+            fields = [(f"X-Large-{i}", "l" * min(990, total - i * 1000))
+                      for i in range((total + 999) // 1000)]
+            self.send(200, "large\n", "text/plain", fields)
+            return
         if path == "/big-headers" and method == "GET":
             self.send(200, "big\n", "text/plain", [(f"X-Filler-{i}", "f" * 1000) for i in range(64)])
             return
