@@ -42,7 +42,7 @@
 #define CONFIG_ERR_MAX           512
 #define CONFIG_FILE_MAX          (64 * 1024) /* bytes of a --config file */
 #define CONFIG_LINE_MAX          4096        /* bytes of one of its lines */
-#define CONFIG_UPSTREAMS_MAX     32 /* --upstream and --upstream-for together */
+#define CONFIG_UPSTREAMS_MAX     32          /* --upstream and --upstream-for together */
 
 typedef struct config_header {
     char *name;
