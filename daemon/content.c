@@ -84,8 +84,7 @@ static void format_etag(const uint8_t sha256[32], char out[48])
     out[2 + n] = '\0';
 }
 
-/* Made once per version of a file, not per response. */
-static void format_repr_digest(const uint8_t sha256[32], char out[64])
+void content_repr_digest(const uint8_t sha256[32], char out[64])
 {
     char b64[48];
     b64std_encode(sha256, 32, b64);
@@ -137,17 +136,22 @@ size_t content_inject_offset(const uint8_t *html, size_t n)
     return n;
 }
 
+bool content_injected_sha256(const EVP_MD *md, const uint8_t *html, size_t n, size_t at,
+                             const char *element, size_t element_len, uint8_t out[32])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx != NULL && EVP_DigestInit_ex2(ctx, md != NULL ? md : EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(ctx, html, at) && EVP_DigestUpdate(ctx, element, element_len) &&
+              EVP_DigestUpdate(ctx, html + at, n - at) && EVP_DigestFinal_ex(ctx, out, NULL);
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
 /* The SHA-256 of the injected form of the n bytes of html, the element at at. */
 static bool injected_digest(content_store *s, const uint8_t *html, size_t n, size_t at,
                             uint8_t out[32])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx != NULL && EVP_DigestInit_ex2(ctx, s->md, NULL) &&
-              EVP_DigestUpdate(ctx, html, at) &&
-              EVP_DigestUpdate(ctx, s->element, s->element_len) &&
-              EVP_DigestUpdate(ctx, html + at, n - at) && EVP_DigestFinal_ex(ctx, out, NULL);
-    EVP_MD_CTX_free(ctx);
-    return ok;
+    return content_injected_sha256(s->md, html, n, at, s->element, s->element_len, out);
 }
 
 /* Whether a file of this name and size gets an injected form. */
@@ -248,7 +252,7 @@ static void set_injected(const content_store *s, content_file *out, const uint8_
     out->element = s->element;
     out->element_len = s->element_len;
     memcpy(out->injected_sha256, sha256, 32);
-    format_repr_digest(sha256, out->injected_repr_digest);
+    content_repr_digest(sha256, out->injected_repr_digest);
 }
 
 static void fill_from_entry(const content_store *s, content_file *out, content_cache_body *e)
@@ -331,10 +335,10 @@ static content_status body_load(content_store *s, int fd, const content_cache_id
         e->injected_size = id->size + s->element_len;
         if (!EVP_Digest(page, e->injected_size, e->injected_sha256, NULL, s->md, NULL))
             goto done;
-        format_repr_digest(e->injected_sha256, e->injected_repr_digest);
+        content_repr_digest(e->injected_sha256, e->injected_repr_digest);
     }
     format_etag(e->sha256, e->etag);
-    format_repr_digest(e->sha256, e->repr_digest);
+    content_repr_digest(e->sha256, e->repr_digest);
     format_http_date(&id->mtime, e->last_modified);
     *out = e;
     e = NULL;
@@ -371,7 +375,7 @@ static void fill_meta(content_store *s, content_file *out, const content_cache_i
     out->size = id->size;
     out->mtime = id->mtime;
     format_etag(out->sha256, out->etag);
-    format_repr_digest(out->sha256, out->repr_digest);
+    content_repr_digest(out->sha256, out->repr_digest);
     format_http_date(&id->mtime, out->last_modified);
     /* The digest cache knows versions, not names: the same file under a
      * name that is not HTML has no injected form. */

@@ -40,6 +40,7 @@
 #ifndef RECEIPT_DAEMON_CONTENT_H
 #define RECEIPT_DAEMON_CONTENT_H
 
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -130,6 +131,15 @@ content_status content_open(content_store *store, const char *url_path, size_t n
 /* Offset of the last "</body>" (any case) in html, or n when there is none:
  * where the element goes. */
 size_t content_inject_offset(const uint8_t *html, size_t n);
+
+/* The SHA-256 of the n bytes of html with element inserted at at (md: a
+ * SHA-256 of the caller's, or NULL). false if OpenSSL fails. */
+bool content_injected_sha256(const EVP_MD *md, const uint8_t *html, size_t n, size_t at,
+                             const char *element, size_t element_len, uint8_t out[32]);
+
+/* The Repr-Digest field value (RFC 9530) of a SHA-256; made once per
+ * version of a file, not per response. */
+void content_repr_digest(const uint8_t sha256[32], char out[64]);
 
 /* Hands the fd to the caller (who must close it); -1 if there is none. */
 int content_file_take_fd(content_file *file);

@@ -2,10 +2,9 @@
 
 #include "daemon/clock.h"
 #include "daemon/delivery.h"
+#include "daemon/http_deliver.h"
 #include "daemon/http_reply.h"
 #include "daemon/httpcond.h"
-#include "daemon/plugin.h"
-#include "daemon/track.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +12,6 @@
 #include <unistd.h>
 
 _Static_assert(CONTENT_PATH_MAX <= TICKET_PATH_MAX, "every content path fits a ticket");
-
-/* "receipt;desc=" and the quoted ticket: the Server-Timing entry. */
-#define HTTP_SERVER_TIMING_MAX (TICKET_MAX_LEN + 32)
 
 /* Keeps a body alive while libmicrohttpd sends it. */
 typedef struct body_ref {
@@ -178,29 +174,6 @@ static void percent_encode_path(const char *path, char *out, size_t cap)
     out[len] = '\0';
 }
 
-static void fill_issue_event(const http_context *ctx, const request *req, const delivery *d,
-                             const clientkey *bound_to, ledger_event *ev)
-{
-    delivery_event_start(LEDGER_EVENT_ISSUE, &d->claims, ctx->cfg->server_id, ctx->cfg->node_id,
-                         ev);
-    ledger_delivery *row = &ev->row;
-    memcpy(row->client_addr, req->client_addr, sizeof row->client_addr);
-    memcpy(row->user_agent, req->user_agent, sizeof row->user_agent);
-    row->status = LEDGER_ISSUED;
-    if (bound_to != NULL) {
-        row->status = LEDGER_BOUND;
-        memcpy(row->client, bound_to->id, sizeof row->client);
-        memcpy(row->bound_addr, req->client_addr, sizeof row->bound_addr);
-        row->bound_ms = d->claims.issued_ms;
-        memcpy(row->bound_node, row->issued_node, sizeof row->bound_node);
-    }
-}
-
-static const char *header(struct MHD_Connection *c, const char *name)
-{
-    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
-}
-
 /*
  * Conditional and range requests of a response with validators; false when
  * the request is for the whole 200. Takes f when it answers.
@@ -290,33 +263,24 @@ enum MHD_Result http_file_serve(http_context *ctx, request *req, struct MHD_Conn
         return http_reply_error(req, c, 500, "internal_error", "The content could not be read.");
     }
 
-    const track_request tr = {
-        .path = f.path,
-        .is_html = f.is_html,
-        .fetch_dest = header(c, "Sec-Fetch-Dest"),
-        .fetch_mode = header(c, "Sec-Fetch-Mode"),
-        .receipt_fetch = header(c, TRACK_FETCH_HEADER),
-    };
     ledger_kind kind;
-    if (!track_decide(ctx->cfg, &tr, &kind))
+    if (!http_deliver_decide(ctx, c, f.path, f.is_html, &kind))
         return serve_plain(ctx, req, c, &f, head);
 
     /* A device names its key and gets its plug-in data in the response;
      * a browser gets a ticket (and the element that trades it). */
     clientkey ck CLIENTKEY_SCOPED;
-    int has_key = clientkeys_lookup(ctx->client_keys, header(c, CLIENTKEYS_HEADER), &ck);
-    if (has_key < 0) {
+    int has_key;
+    enum MHD_Result ret;
+    if (!http_deliver_client_key(ctx, req, c, &ck, &has_key, &ret)) {
         content_file_release(&f);
-        return http_reply_error(req, c, 400, "bad_client_key",
-                                "Receipt-Client-Key is not a valid P-256 public key.");
+        return ret;
     }
     /* Pages and what devices and scripts fetch get the agent element;
      * downloads, views and tracked subresources are sent as stored. */
-    bool inject =
-        has_key == 0 && f.injectable && (kind == LEDGER_KIND_PAGE || kind == LEDGER_KIND_DEVICE);
-    enum MHD_Result partial;
-    if (!inject && answer_partially(ctx, req, c, &f, head, &partial))
-        return partial;
+    bool inject = http_deliver_injects(kind, has_key, f.injectable);
+    if (!inject && answer_partially(ctx, req, c, &f, head, &ret))
+        return ret;
 
     /* A 200: a delivery for GET. HEAD gets the same headers but for the
      * delivery's own (same length, so Content-Length is right). */
@@ -329,24 +293,10 @@ enum MHD_Result http_file_serve(http_context *ctx, request *req, struct MHD_Conn
         .delivered_sha256 = inject ? f.injected_sha256 : f.sha256,
         .delivered_size = inject ? f.injected_size : f.size,
     };
-    delivery d;
-    char *plugin = NULL;
-    if (delivery_issue(ctx->sealer, &what, clock_wall_ms(), ctx->cfg->ticket_ttl_s,
-                       has_key ? ck.id_raw : NULL, &d) != 0 ||
-        (has_key && !head && plugin_seal(ctx, &d, &ck, req->client_addr, &plugin) != 0)) {
+    http_delivery hd;
+    if (!http_deliver_issue(ctx, req, c, &what, has_key ? &ck : NULL, head, &hd, &ret)) {
         content_file_release(&f);
-        return http_reply_error(req, c, 500, "internal_error", "The delivery could not be issued.");
-    }
-    if (!head) {
-        ledger_event ev;
-        fill_issue_event(ctx, req, &d, has_key ? &ck : NULL, &ev);
-        writer_result refused = writer_submit(ctx->ledger_writer, &ev, NULL, NULL);
-        if (refused != WRITER_OK) {
-            content_file_release(&f);
-            free(plugin);
-            return http_reply_refused(req, c, refused);
-        }
-        metrics_count_delivery();
+        return ret;
     }
 
     content_file headers_of = f; /* plain copy of the metadata for headers */
@@ -356,20 +306,7 @@ enum MHD_Result http_file_serve(http_context *ctx, request *req, struct MHD_Conn
         add_content_headers(ctx, r, &headers_of, inject);
         if (!inject)
             MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
-        if (!head) {
-            MHD_add_response_header(r, "Receipt-Delivery", d.id_text);
-            if (plugin != NULL) {
-                MHD_add_response_header(r, "Receipt-Plugin", plugin);
-            } else {
-                /* The page's agent reads the ticket from the Server-Timing
-                 * entry of its navigation; other clients from the header. */
-                char timing[HTTP_SERVER_TIMING_MAX];
-                snprintf(timing, sizeof timing, "receipt;desc=\"%s\"", d.ticket);
-                MHD_add_response_header(r, "Receipt-Ticket", d.ticket);
-                MHD_add_response_header(r, "Server-Timing", timing);
-            }
-        }
     }
-    free(plugin);
+    http_deliver_headers(r, &hd, head);
     return http_reply_queue(req, c, 200, r, head ? 0 : body_len);
 }

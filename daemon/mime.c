@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MIME_BUCKETS     1024
 #define MIME_ENTRIES_MAX 8192 /* extensions taken from a mime.types file */
@@ -93,7 +94,9 @@ static char ascii_lower(char c)
 
 bool mime_is_html(const char *type)
 {
-    return strncmp(type, "text/html", 9) == 0 && (type[9] == '\0' || type[9] == ';');
+    /* A media type's name is case-insensitive (RFC 9110 section 8.3.1). */
+    return strncasecmp(type, "text/html", 9) == 0 &&
+           (type[9] == '\0' || type[9] == ';' || type[9] == ' ' || type[9] == '\t');
 }
 
 static mime_entry *mime_find(const mime_table *t, const char *ext, size_t n)
