@@ -1,7 +1,9 @@
 #include "daemon/http_proxy.h"
 
+#include "daemon/http_deliver.h"
 #include "daemon/http_guard.h"
 #include "daemon/http_reply.h"
+#include "daemon/mime.h"
 #include "daemon/upstream_header.h"
 #include "daemon/upstream_url.h"
 
@@ -9,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define PROXY_READ_BLOCK    (32 * 1024) /* bytes a streamed answer is sent in */
 #define PROXY_FORWARDED_MAX (LEDGER_ADDR_MAX + 2 * CONFIG_HOSTPORT_MAX + 64)
@@ -19,9 +23,11 @@ struct http_proxy_state {
     uint64_t body_bytes; /* of the request, so far */
     bool has_body;
     bool body_ended;
-    bool too_large; /* the request body passed --proxy-max-body: 413 */
-    bool streamed;  /* the answer's body streams from the call */
-    bool held;      /* the client's body waited for the upstream */
+    bool too_large;                         /* the request body passed --proxy-max-body: 413 */
+    bool streamed;                          /* the answer's body streams from the call */
+    bool held;                              /* the client's body waited for the upstream */
+    bool candidate;                         /* a GET whose 200 may be a delivery: read whole */
+    char content_path[TICKET_PATH_MAX + 1]; /* of a candidate: path and query */
 };
 
 /* ---- waiting ---------------------------------------------------------------- */
@@ -41,6 +47,7 @@ static void resume_connection(void *cls)
 typedef struct header_pass {
     upstream_call *call;
     proxy_fields forwarding; /* the client's forwarding fields, for add_forwarded() */
+    bool identity;           /* the answer is asked for uncompressed */
     const char *connection;  /* the client's Connection field: what it names stays here */
     bool has_accept;
     bool failed;
@@ -71,6 +78,8 @@ static enum MHD_Result pass_header(void *cls, enum MHD_ValueKind kind, const cha
         return MHD_YES;
     if (strcasecmp(name, "Accept") == 0)
         hp->has_accept = true;
+    if (hp->identity && strcasecmp(name, "Accept-Encoding") == 0)
+        return MHD_YES;
     if (upstream_call_add_header(hp->call, name, value != NULL ? value : "") != 0) {
         hp->failed = true;
         return MHD_NO;
@@ -241,6 +250,24 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
                             sizeof target) == 0)
         return http_reply_error(req, c, 414, "uri_too_long", "The request target is too long.");
 
+    /* A GET whose 200 may be a delivery is read whole and uncompressed: its
+     * digest, the agent element and the ledger need the bytes as sent. The
+     * path rules look at the path; the delivery's content is the path with
+     * its query, within a ticket's limit. */
+    ledger_kind kind;
+    bool candidate =
+        strcmp(req->method, "GET") == 0 && (http_deliver_decide(ctx, c, url, true, &kind) ||
+                                            http_deliver_decide(ctx, c, url, false, &kind));
+    char content_path[TICKET_PATH_MAX + 1] = "";
+    if (candidate) {
+        const char *query = strchr(req->uri, '?');
+        int n = snprintf(content_path, sizeof content_path, "%s%s", url, query ? query : "");
+        if (n < 0 || (size_t)n >= sizeof content_path)
+            return http_reply_error(req, c, 414, "uri_too_long",
+                                    "The path and query of a tracked request are longer than a "
+                                    "delivery's content may be.");
+    }
+
     http_proxy_state *ps = calloc(1, sizeof *ps);
     const upstream_waker waker = {suspend_connection, resume_connection, c};
     upstream_call *call =
@@ -251,12 +278,17 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
         return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
     }
     ps->call = call;
+    ps->candidate = candidate;
+    memcpy(ps->content_path, content_path, sizeof content_path);
     req->proxy = ps;
+    if (candidate)
+        upstream_call_read_whole(call);
 
     const char *client_host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
     header_pass hp = {
         .call = call,
         .connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection"),
+        .identity = candidate,
     };
     proxy_fields_init(&hp.forwarding);
     MHD_get_connection_values(c, MHD_HEADER_KIND, pass_header, &hp);
@@ -264,6 +296,7 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
         upstream_call_add_header(call, "Host", host_for_upstream(ctx, req, client_host)) != 0 ||
         add_forwarded(ctx, call, req, &hp.forwarding, client_host) != 0 ||
         (!hp.has_accept && upstream_call_add_header(call, "Accept", NULL) != 0) ||
+        (candidate && upstream_call_add_header(call, "Accept-Encoding", "identity") != 0) ||
         upstream_call_add_header(call, "Expect", NULL) != 0)
         return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
     if (body != -1 && !head) {
@@ -346,29 +379,41 @@ static void drop_call(void *cls)
     upstream_call_unref(cls);
 }
 
+/* What else of an upstream's answer stays here when it is a delivery. */
+#define ANSWER_DELIVERY 1u /* receiptd writes Cache-Control and Repr-Digest */
+#define ANSWER_INJECTED 2u /* no validators, no ranges: every view is a delivery */
+
 /* Fields of the answer that stay here: this hop's, and those receiptd
  * writes itself (as nginx keeps back Date and Server). */
-static bool answer_kept_back(const char *name, const char *connection)
+static bool answer_kept_back(const char *name, const char *connection, unsigned drop)
 {
     static const char *const own[] = {
         "Content-Length",   "Date",           "Server",         "X-Pad",
         "Receipt-Delivery", "Receipt-Ticket", "Receipt-Plugin",
     };
+    static const char *const delivery_own[] = {"Cache-Control", "Repr-Digest", "Content-Digest",
+                                               "Expires", "Pragma"};
+    static const char *const validators[] = {"ETag", "Last-Modified", "Accept-Ranges"};
     return upstream_header_named(name, own, sizeof own / sizeof own[0]) ||
            upstream_header_hop_by_hop(name) || strncasecmp(name, "X-Accel-", 8) == 0 ||
-           (connection != NULL && upstream_header_lists(connection, name));
+           (connection != NULL && upstream_header_lists(connection, name)) ||
+           ((drop & ANSWER_DELIVERY) &&
+            upstream_header_named(name, delivery_own,
+                                  sizeof delivery_own / sizeof *delivery_own)) ||
+           ((drop & ANSWER_INJECTED) &&
+            upstream_header_named(name, validators, sizeof validators / sizeof *validators));
 }
 
 /* Adds the fields of the answer that pass, and --add-header's, to r (or,
  * with r NULL, only counts them); returns their bytes in a header block. */
 static size_t add_answer_headers(const http_context *ctx, struct MHD_Response *r,
-                                 const upstream_header_list *h)
+                                 const upstream_header_list *h, unsigned drop)
 {
     const char *connection = upstream_header_list_get(h, "Connection");
     size_t cursor = 0, bytes = 0;
     const char *value;
     for (const char *name; (name = upstream_header_list_next(h, &cursor, &value)) != NULL;) {
-        if (answer_kept_back(name, connection))
+        if (answer_kept_back(name, connection, drop))
             continue;
         bytes += strlen(name) + strlen(value) + 4; /* ": " and CRLF */
         if (r != NULL)
@@ -380,6 +425,24 @@ static size_t add_answer_headers(const http_context *ctx, struct MHD_Response *r
             MHD_add_response_header(r, ctx->cfg->headers[i].name, ctx->cfg->headers[i].value);
     }
     return bytes;
+}
+
+/* The header block is built in the connection's memory: one that does not
+ * fit would close the connection unanswered (http_reply.h). */
+static bool answer_fits(const http_context *ctx, struct MHD_Connection *c,
+                        const upstream_header_list *h, unsigned drop, size_t content_path_len)
+{
+    size_t room = http_reply_room(c, ctx->cfg->connection_memory);
+    return add_answer_headers(ctx, NULL, h, drop) + http_reply_headroom(content_path_len) <= room;
+}
+
+static enum MHD_Result reply_headers_too_large(request *req, struct MHD_Connection *c,
+                                               upstream_call *call)
+{
+    upstream_call_refuse(call, UPSTREAM_FAIL_HEADERS_TOO_LARGE);
+    return http_reply_error(req, c, 502, "upstream_headers_too_large",
+                            "The upstream's header fields are larger than this server passes on "
+                            "(--connection-memory).");
 }
 
 static enum MHD_Result reply_failure(request *req, struct MHD_Connection *c, upstream_failure f)
@@ -435,15 +498,8 @@ static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct M
                                        http_proxy_state *ps)
 {
     upstream_call *call = ps->call;
-    /* The header block is built in the connection's memory: one that does
-     * not fit would close the connection unanswered (http_reply.h). */
-    size_t room = http_reply_room(c, ctx->cfg->connection_memory);
-    if (add_answer_headers(ctx, NULL, upstream_call_headers(call)) + HTTP_REPLY_HEADROOM > room) {
-        upstream_call_refuse(call, UPSTREAM_FAIL_HEADERS_TOO_LARGE);
-        return http_reply_error(req, c, 502, "upstream_headers_too_large",
-                                "The upstream's header fields are larger than this server "
-                                "passes on (--connection-memory).");
-    }
+    if (!answer_fits(ctx, c, upstream_call_headers(call), 0, 0))
+        return reply_headers_too_large(req, c, call);
     unsigned status = upstream_call_status(call);
     int64_t length = upstream_call_content_length(call);
     bool head = strcmp(req->method, "HEAD") == 0;
@@ -463,12 +519,181 @@ static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct M
         ps->streamed = !head;
     }
     if (r != NULL)
-        add_answer_headers(ctx, r, upstream_call_headers(call));
+        add_answer_headers(ctx, r, upstream_call_headers(call), 0);
     return http_reply_queue(req, c, status, r, len);
 }
 
+/* ---- an answer read whole: a delivery ----------------------------------------------- */
+
+/* A body read whole, kept alive while libmicrohttpd sends it. */
+typedef struct whole_body {
+    char *data; /* malloc'd; NULL when the body is in fd */
+    int fd;
+    uint64_t len;
+    void *map; /* fd mapped, to inject into it */
+} whole_body;
+
+static void whole_body_free(void *cls)
+{
+    whole_body *b = cls;
+    if (b == NULL)
+        return;
+    free(b->data);
+    if (b->map != NULL)
+        munmap(b->map, (size_t)b->len);
+    if (b->fd >= 0)
+        close(b->fd);
+    free(b);
+}
+
+/* The body's bytes in memory (a file's mapped); NULL on failure. */
+static const uint8_t *whole_bytes(whole_body *b)
+{
+    static const uint8_t empty[1];
+    if (b->len == 0)
+        return empty;
+    if (b->data != NULL)
+        return (const uint8_t *)b->data;
+    if (b->map == NULL) {
+        void *m = mmap(NULL, (size_t)b->len, PROT_READ, MAP_PRIVATE, b->fd, 0);
+        if (m == MAP_FAILED)
+            return NULL;
+        b->map = m;
+    }
+    return b->map;
+}
+
+/* A response of the body as received, or with the element at at. Takes b. */
+static struct MHD_Response *whole_response(whole_body *b, bool inject, size_t at)
+{
+    struct MHD_Response *r = NULL;
+    if (inject) {
+        const uint8_t *bytes = whole_bytes(b);
+        if (bytes != NULL) {
+            struct MHD_IoVec iov[3] = {
+                {.iov_base = bytes, .iov_len = at},
+                {.iov_base = DELIVERY_ELEMENT, .iov_len = sizeof DELIVERY_ELEMENT - 1},
+                {.iov_base = bytes + at, .iov_len = (size_t)b->len - at},
+            };
+            r = MHD_create_response_from_iovec(iov, 3, whole_body_free, b);
+        }
+    } else if (b->data == NULL && b->fd >= 0) {
+        /* Sent by sendfile; libmicrohttpd closes the file. */
+        r = MHD_create_response_from_fd(b->len, b->fd);
+        if (r != NULL)
+            b->fd = -1;
+        whole_body_free(b);
+        return r;
+    } else {
+        r = MHD_create_response_from_buffer_with_free_callback_cls((size_t)b->len, b->data,
+                                                                   whole_body_free, b);
+    }
+    if (r == NULL)
+        whole_body_free(b);
+    return r;
+}
+
+/*
+ * A 200 to a GET read whole: a delivery when the rules of a file's say so
+ * for its content (the path and query) and type, with the agent element in
+ * a page; else the answer as it came. The version is the digest of the
+ * upstream's bytes; the delivery's, of the bytes sent.
+ */
+static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_Connection *c,
+                                    http_proxy_state *ps, const char *url)
+{
+    upstream_call *call = ps->call;
+    const upstream_header_list *h = upstream_call_headers(call);
+    whole_body *b = calloc(1, sizeof *b);
+    uint8_t sha256[32];
+    if (b == NULL)
+        return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
+    b->fd = -1;
+    if (upstream_call_take_body(call, &b->data, &b->fd, &b->len, sha256) != 0) {
+        free(b);
+        return http_reply_error(req, c, 500, "internal_error",
+                                "The upstream's answer could not be kept.");
+    }
+    const char *type = upstream_header_list_get(h, "Content-Type");
+    const char *coding = upstream_header_list_get(h, "Content-Encoding");
+    bool is_html = type != NULL && mime_is_html(type);
+    ledger_kind kind;
+    if (!http_deliver_decide(ctx, c, url, is_html, &kind)) {
+        if (!answer_fits(ctx, c, h, 0, 0)) {
+            whole_body_free(b);
+            return reply_headers_too_large(req, c, call);
+        }
+        uint64_t len = b->len;
+        struct MHD_Response *r = whole_response(b, false, 0);
+        if (r != NULL)
+            add_answer_headers(ctx, r, h, 0);
+        return http_reply_queue(req, c, 200, r, len);
+    }
+
+    clientkey ck CLIENTKEY_SCOPED;
+    int has_key;
+    enum MHD_Result ret;
+    if (!http_deliver_client_key(ctx, req, c, &ck, &has_key, &ret)) {
+        whole_body_free(b);
+        return ret;
+    }
+    bool injectable = is_html && ctx->cfg->inject && b->len <= CONTENT_HTML_MAX &&
+                      (coding == NULL || strcasecmp(coding, "identity") == 0);
+    bool inject = http_deliver_injects(kind, has_key, injectable);
+    size_t path_len = strlen(ps->content_path);
+    unsigned drop = ANSWER_DELIVERY | (inject ? ANSWER_INJECTED : 0);
+    if (!answer_fits(ctx, c, h, drop, path_len)) {
+        whole_body_free(b);
+        return reply_headers_too_large(req, c, call);
+    }
+    size_t at = 0;
+    uint8_t injected_sha256[32];
+    if (inject) {
+        const uint8_t *bytes = whole_bytes(b);
+        if (bytes == NULL ||
+            (at = content_inject_offset(bytes, (size_t)b->len),
+             !content_injected_sha256(NULL, bytes, (size_t)b->len, at, DELIVERY_ELEMENT,
+                                      sizeof DELIVERY_ELEMENT - 1, injected_sha256))) {
+            whole_body_free(b);
+            return http_reply_error(req, c, 500, "internal_error",
+                                    "The upstream's answer could not be read.");
+        }
+    }
+    uint64_t body_len = b->len + (inject ? sizeof DELIVERY_ELEMENT - 1 : 0);
+    const delivery_content what = {
+        .path = ps->content_path,
+        .path_len = path_len,
+        .kind = kind,
+        .sha256 = sha256,
+        .size = b->len,
+        .delivered_sha256 = inject ? injected_sha256 : sha256,
+        .delivered_size = body_len,
+    };
+    http_delivery hd;
+    if (!http_deliver_issue(ctx, req, c, &what, has_key ? &ck : NULL, false, &hd, &ret)) {
+        whole_body_free(b);
+        return ret;
+    }
+
+    /* Every request for it must reach the server to be a delivery; an
+     * upstream's no-store stays, being stronger. */
+    const char *cache = upstream_header_list_get(h, "Cache-Control");
+    bool no_store = cache != NULL && upstream_header_lists(cache, "no-store");
+    char repr_digest[64];
+    content_repr_digest(what.delivered_sha256, repr_digest);
+    struct MHD_Response *r = whole_response(b, inject, at);
+    if (r != NULL) {
+        add_answer_headers(ctx, r, h, drop);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+                                no_store ? "private, no-store" : "private, no-cache");
+        MHD_add_response_header(r, "Repr-Digest", repr_digest);
+    }
+    http_deliver_headers(r, &hd, false);
+    return http_reply_queue(req, c, 200, r, body_len);
+}
+
 static enum MHD_Result respond(http_context *ctx, request *req, struct MHD_Connection *c,
-                               http_proxy_state *ps)
+                               http_proxy_state *ps, const char *url)
 {
     if (ps->has_body && !ps->body_ended) {
         ps->body_ended = true;
@@ -482,8 +707,11 @@ static enum MHD_Result respond(http_context *ctx, request *req, struct MHD_Conne
         switch (upstream_call_state(ps->call)) {
         case UPSTREAM_FAILED:
             return reply_failure(req, c, upstream_call_failure(ps->call));
-        case UPSTREAM_ANSWERED:
         case UPSTREAM_DONE:
+            if (upstream_call_whole(ps->call))
+                return answer_whole(ctx, req, c, ps, url);
+            return answer_streamed(ctx, req, c, ps);
+        case UPSTREAM_ANSWERED:
             return answer_streamed(ctx, req, c, ps);
         case UPSTREAM_WAITING:
         default:
@@ -501,7 +729,7 @@ enum MHD_Result http_proxy_serve(http_context *ctx, request *req, struct MHD_Con
         return start(ctx, req, c, url);
     if (*upload_data_size > 0)
         return take_body(ctx, req, ps, upload_data, upload_data_size);
-    return respond(ctx, req, c, ps);
+    return respond(ctx, req, c, ps, url);
 }
 
 void http_proxy_release(request *req)
