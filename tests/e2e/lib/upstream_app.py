@@ -115,11 +115,11 @@ class Handler(BaseHTTPRequestHandler):
                 return v
         return None
 
-    def page(self, title, text):
+    def page(self, title, text, more=""):
         return (
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{title}</title></head>\n<body>\n<h1>{title}</h1>\n<p>{text}</p>\n"
-            "</body>\n</html>\n"
+            f"{more}</body>\n</html>\n"
         )
 
     # -- routes --------------------------------------------------------------
@@ -135,7 +135,9 @@ class Handler(BaseHTTPRequestHandler):
             PAGE_COUNTER[0] += 1
             n = PAGE_COUNTER[0]
             token = os.urandom(8).hex()
-            self.send(200, self.page("Terms of service", f"View {n}, token {token}."),
+            self.send(200, self.page("Terms of service", f"View {n}, token {token}.",
+                                     '<p><a id="download" href="/firmware.bin" download>'
+                                     "Firmware</a></p>\n"),
                       "text/html; charset=utf-8",
                       [("Set-Cookie", f"visit={n}; Path=/; HttpOnly"),
                        ("Set-Cookie", "theme=dark; Path=/"),
