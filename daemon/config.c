@@ -229,12 +229,13 @@ static const config_option options[] = {
             "forwarded address instead."},
     {"upstream", "URL", SECTION_UPSTREAM, parse_upstream,
      .help = "pass requests to the application at URL (http://HOST[:PORT][/PATH], https://... "
-             "or unix:/SOCKET)",
+             "or unix:/SOCKET) and record what it answers",
      .doc = "Pass every request outside /_receipt/ that no \\fB\\-\\-upstream\\-for\\fR "
             "claims to the HTTP application at \\fIURL\\fR: \\fBhttp://\\fIHOST\\fR[:\\fIPORT\\fR]"
             "[\\fI/PATH\\fR], \\fBhttps://\\fR... (the certificate is verified) or "
-            "\\fBunix:\\fI/SOCKET\\fR[:\\fI/PATH\\fR]. Its answers pass through, "
-            "not yet recorded as deliveries. With a "
+            "\\fBunix:\\fI/SOCKET\\fR[:\\fI/PATH\\fR]. A 200 to a GET is a delivery under "
+            "the rules of a file's, its content the path with its query; everything else "
+            "passes through untracked. With a "
             "\\fIPATH\\fR, it replaces the matched prefix, as with nginx's proxy_pass."},
     {"upstream-for", "PREFIX URL", SECTION_UPSTREAM, parse_upstream_for,
      .max = CONFIG_UPSTREAMS_MAX, .flags = CONFIG_REPEATABLE | CONFIG_TWO_WORDS,

@@ -1,8 +1,8 @@
 // Recipe 4 of docs/deployment.md: receiptd on HTTPS in front of an
 // application and of an nginx serving files, run from the configuration
 // file the recipe shows (its addresses and paths made local). The
-// application's pages, logins, redirects and cookies pass; the files come
-// from nginx under their prefix; the application learns who asked and over
+// application's pages, logins, redirects and cookies pass, its page views
+// are deliveries; the files come from nginx under their prefix, delivered; the application learns who asked and over
 // what; plain HTTP is redirected; an application that is down is a 502.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -92,9 +92,11 @@ describe('recipe 4: in front of an existing application', () => {
   });
 
   test('the application\'s pages, logins, redirects and cookies pass through over HTTPS', async () => {
-    const page = await get('/page.html');
+    const page = await get('/page.html', { headers: { 'Sec-Fetch-Dest': 'document', 'Sec-Fetch-Mode': 'navigate' } });
     assert.equal(page.status, 200);
     assert.match(page.body.toString(), /<title>/);
+    assert.ok(page.body.toString().includes('<script src="/_receipt/agent.js" async></script></body>'));
+    assert.ok(page.headers['receipt-delivery'], 'a page view is a delivery');
     assert.ok(page.headers['set-cookie'].some((c) => /^visit=\d+/.test(c)));
     const again = await get('/page.html');
     assert.notEqual(again.body.toString(), page.body.toString(), 'the page differs per request');
@@ -114,6 +116,11 @@ describe('recipe 4: in front of an existing application', () => {
     const res = await get('/downloads/app.bin');
     assert.equal(res.status, 200);
     assert.equal(sha256hex(res.body), sha256hex(firmware));
+    /* Fetched without fetch metadata: a device's delivery of nginx's bytes. */
+    const id = res.headers['receipt-delivery'];
+    assert.ok(id);
+    const row = await srv.until(() => srv.query(`SELECT path, kind, lower(hex(sha256)) AS sha FROM deliveries WHERE id = '${id}'`)[0]);
+    assert.deepEqual(row, { path: '/downloads/app.bin', kind: 'device', sha: sha256hex(firmware) });
     const missing = await get('/downloads/none.bin');
     assert.equal(missing.status, 404);
   });
