@@ -303,15 +303,16 @@ describe('reverse proxy: streaming with bounded memory', () => {
     await app.stop();
   });
 
-  test('a 10 MiB download streams to a slow reader without being held', async () => {
-    const want = pattern(10 * 1024 * 1024, 'download');
+  /** GETs /download.bin with headers, read slowly; the bytes, the answer's headers and the peak RSS growth. */
+  async function slowDownload(headers) {
     await request(`${srv.url}/api/items`); /* threads and pools warmed up */
     const base = rssOf(srv.proc.pid);
     let peak = base;
+    let head;
     const got = await new Promise((resolve, reject) => {
       const chunks = [];
-      http.get(`${srv.url}/download.bin`, { agent: false }, (res) => {
-        assert.equal(res.headers['content-length'], String(want.length));
+      http.get(`${srv.url}/download.bin`, { agent: false, headers }, (res) => {
+        head = res.headers;
         res.on('data', (c) => {
           chunks.push(c);
           /* Read slowly: the transfer must pause, not pile up here. */
@@ -323,9 +324,29 @@ describe('reverse proxy: streaming with bounded memory', () => {
         res.on('error', reject);
       });
     });
-    assert.equal(got.length, want.length);
+    return { got, headers: head, growth: peak - base };
+  }
+
+  test('a 10 MiB download that is no delivery streams to a slow reader without being held', async () => {
+    const want = pattern(10 * 1024 * 1024, 'download');
+    const { got, headers, growth } = await slowDownload(SUBRESOURCE);
+    assert.equal(headers['content-length'], String(want.length));
+    assert.equal(headers['receipt-delivery'], undefined);
     assert.ok(got.equals(want), 'the bytes are the upstream\'s');
-    assert.ok(peak - base < 4 * 1024 * 1024, `resident memory grew by ${peak - base} bytes`);
+    assert.ok(growth < 4 * 1024 * 1024, `resident memory grew by ${growth} bytes`);
+  });
+
+  test('a 10 MiB delivery is read whole into --proxy-buffer and a temporary file, then sent from it', async () => {
+    const want = pattern(10 * 1024 * 1024, 'download');
+    const { got, headers, growth } = await slowDownload({});
+    assert.equal(headers['content-length'], String(want.length));
+    assert.equal(headers['repr-digest'], `sha-256=:${crypto.createHash('sha256').update(want).digest('base64')}:`);
+    const id = headers['receipt-delivery'];
+    assert.ok(id, 'a device\'s delivery');
+    assert.ok(got.equals(want), 'the bytes are the upstream\'s');
+    assert.ok(growth < 4 * 1024 * 1024, `resident memory grew by ${growth} bytes`);
+    const row = await srv.until(() => srv.query(`SELECT kind, size, lower(hex(sha256)) AS sha FROM deliveries WHERE id = '${id}'`)[0]);
+    assert.deepEqual(row, { kind: 'device', size: want.length, sha: sha256hex(want) });
   });
 
   test('a 10 MiB upload streams to the upstream without being held', async () => {
