@@ -1,4 +1,5 @@
 #include "daemon/content.h"
+#include "daemon/mime.h"
 #include "daemon/content_cache.h"
 
 #include <errno.h>
@@ -1162,8 +1163,24 @@ static void test_injected_vector(void **state)
     const char *sent = "<!doctype html><html><head><title>Terms</title></head><body><p>Version "
                        "3.</p><script src=\"/_receipt/agent.js\" async></script></body></html>\n";
     assert_memory_equal(f.injected_data, sent, 140);
+    /* The same digests from the functions an upstream's answer uses. */
+    static const char element[] = "<script src=\"/_receipt/agent.js\" async></script>";
+    uint8_t sha[32];
+    char digest[64];
+    size_t at = content_inject_offset((const uint8_t *)page, 92);
+    assert_true(content_injected_sha256(NULL, (const uint8_t *)page, 92, at, element,
+                                        sizeof element - 1, sha));
+    assert_memory_equal(sha, f.injected_sha256, 32);
+    content_repr_digest(f.sha256, digest);
+    assert_string_equal(digest, f.repr_digest);
     content_file_release(&f);
     content_store_free(s);
+    /* Media types as upstreams send them. */
+    assert_true(mime_is_html("text/html"));
+    assert_true(mime_is_html("Text/HTML; charset=utf-8"));
+    assert_true(mime_is_html("text/html ;charset=utf-8"));
+    assert_false(mime_is_html("text/htmlx"));
+    assert_false(mime_is_html("application/xhtml+xml"));
 }
 
 static void test_concurrent(void **state)
