@@ -8,8 +8,14 @@
  * X-Forwarded-Host and Forwarded. The answer comes back streamed, its
  * hop-by-hop headers dropped, status, Set-Cookie, Location and the rest
  * unchanged. An upstream that cannot be reached, times out or answers
- * garbage is answered 502 or 504 with the JSON error of PROTOCOL.md section
- * 6. WebSocket upgrades are answered 501.
+ * garbage is answered 502 or 504 with the JSON error of docs/protocol.md
+ * section 10. WebSocket upgrades are answered 501.
+ *
+ * A GET that the delivery rules may make a delivery (http_deliver.h) is the
+ * exception: its answer is asked for uncompressed and, when it is a 200,
+ * read whole (upstream_call_read_whole()) before anything is sent, so that
+ * http_deliver decides, injects and records it as it does a file's, with
+ * the digest of the bytes sent (docs/protocol.md section 5.8).
  *
  * The worker never blocks: while the upstream or the client is slow, the
  * connection is suspended and the upstream's thread resumes it
