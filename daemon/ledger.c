@@ -525,3 +525,49 @@ void ledger_cursor_free(ledger_cursor *cur)
         return;
     cur->lg->ops->cursor_free(cur);
 }
+
+static int put(char *sql, size_t cap, size_t *len, const char *text)
+{
+    size_t n = strlen(text);
+    if (n >= cap - *len)
+        return -1;
+    memcpy(sql + *len, text, n + 1);
+    *len += n;
+    return 0;
+}
+
+/* One " AND column IN ('a', 'b')" of the names whose bits are set. */
+static int append_names(char *sql, size_t cap, size_t *len, const char *column, unsigned bits,
+                        const char *const *names, unsigned count)
+{
+    if (put(sql, cap, len, " AND ") != 0 || put(sql, cap, len, column) != 0 ||
+        put(sql, cap, len, " IN (") != 0)
+        return -1;
+    const char *sep = "'";
+    for (unsigned i = 0; i < count; i++) {
+        if (!(bits & (1u << i)))
+            continue;
+        if (put(sql, cap, len, sep) != 0 || put(sql, cap, len, names[i]) != 0 ||
+            put(sql, cap, len, "'") != 0)
+            return -1;
+        sep = ", '";
+    }
+    return put(sql, cap, len, ")");
+}
+
+int ledger_filter_names_sql(const ledger_filter *f, char *sql, size_t cap, size_t *len)
+{
+    const char *statuses[LEDGER_CORRUPTED + 1];
+    const char *kinds[LEDGER_KIND_COUNT];
+    for (unsigned s = 0; s <= LEDGER_CORRUPTED; s++)
+        statuses[s] = ledger_status_name((ledger_status)s);
+    for (unsigned k = 0; k < LEDGER_KIND_COUNT; k++)
+        kinds[k] = ledger_kind_name((ledger_kind)k);
+    if (f->statuses != 0 &&
+        append_names(sql, cap, len, "status", f->statuses, statuses, LEDGER_CORRUPTED + 1) != 0)
+        return -1;
+    if (f->kinds != 0 &&
+        append_names(sql, cap, len, "kind", f->kinds, kinds, LEDGER_KIND_COUNT) != 0)
+        return -1;
+    return 0;
+}

@@ -152,6 +152,15 @@ static inline int ledger_log_hook_run(ledger *lg, ledger_batch_entry *entries, s
     return 0;
 }
 
+/*
+ * Appends to sql (len bytes used of cap) the filter's status and kind
+ * conditions, " AND status IN ('...') AND kind IN ('...')", the same SQL on
+ * both backends: the names come from the fixed tables, never from the
+ * caller, so they need no parameters. Returns 0, or -1 when cap is too
+ * small.
+ */
+int ledger_filter_names_sql(const ledger_filter *f, char *sql, size_t cap, size_t *len);
+
 extern const ledger_ops ledger_sqlite_ops;
 extern const ledger_ops ledger_pg_ops;
 

@@ -2491,27 +2491,8 @@ static int query_sql(const ledger_filter *f, char *sql, size_t cap, query_params
             return -2;
         APPEND(" AND id > $%d::uuid", add_param(qp, qp->after, 16));
     }
-    if (f->statuses != 0) {
-        /* Names from the fixed table, never from the caller. */
-        const char *sep = " AND status IN (";
-        for (unsigned s = LEDGER_ISSUED; s <= LEDGER_CORRUPTED; s++) {
-            if (f->statuses & LEDGER_STATUS_BIT(s)) {
-                APPEND("%s'%s'", sep, ledger_status_name((ledger_status)s));
-                sep = ", ";
-            }
-        }
-        APPEND(")");
-    }
-    if (f->kinds != 0) {
-        const char *sep = " AND kind IN (";
-        for (unsigned k = 0; k < LEDGER_KIND_COUNT; k++) {
-            if (f->kinds & LEDGER_KIND_BIT(k)) {
-                APPEND("%s'%s'", sep, ledger_kind_name((ledger_kind)k));
-                sep = ", ";
-            }
-        }
-        APPEND(")");
-    }
+    if (ledger_filter_names_sql(f, sql, cap, &len) != 0)
+        return -1;
     APPEND(" ORDER BY id %s", f->oldest_first ? "ASC" : "DESC");
     if (f->limit != 0) {
         put_be64(qp->limit, f->limit);
