@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Every backend's cursor starts with this. */
 struct ledger_cursor {
@@ -152,6 +153,36 @@ static inline int ledger_log_hook_run(ledger *lg, ledger_batch_entry *entries, s
     return 0;
 }
 
+/* Appends text to sql (len bytes used of cap); -1 when it does not fit. */
+static inline int ledger_sql_put(char *sql, size_t cap, size_t *len, const char *text)
+{
+    size_t n = strlen(text);
+    if (n >= cap - *len)
+        return -1;
+    memcpy(sql + *len, text, n + 1);
+    *len += n;
+    return 0;
+}
+
+/* One " AND column IN ('a', 'b')" of the names whose bits are set. */
+static inline int ledger_sql_names(char *sql, size_t cap, size_t *len, const char *column,
+                                   unsigned bits, const char *const *names, unsigned count)
+{
+    if (ledger_sql_put(sql, cap, len, " AND ") != 0 || ledger_sql_put(sql, cap, len, column) != 0 ||
+        ledger_sql_put(sql, cap, len, " IN (") != 0)
+        return -1;
+    const char *sep = "'";
+    for (unsigned i = 0; i < count; i++) {
+        if (!(bits & (1u << i)))
+            continue;
+        if (ledger_sql_put(sql, cap, len, sep) != 0 ||
+            ledger_sql_put(sql, cap, len, names[i]) != 0 || ledger_sql_put(sql, cap, len, "'") != 0)
+            return -1;
+        sep = ", '";
+    }
+    return ledger_sql_put(sql, cap, len, ")");
+}
+
 /*
  * Appends to sql (len bytes used of cap) the filter's status and kind
  * conditions, " AND status IN ('...') AND kind IN ('...')", the same SQL on
@@ -159,7 +190,23 @@ static inline int ledger_log_hook_run(ledger *lg, ledger_batch_entry *entries, s
  * caller, so they need no parameters. Returns 0, or -1 when cap is too
  * small.
  */
-int ledger_filter_names_sql(const ledger_filter *f, char *sql, size_t cap, size_t *len);
+static inline int ledger_filter_names_sql(const ledger_filter *f, char *sql, size_t cap,
+                                          size_t *len)
+{
+    const char *statuses[LEDGER_CORRUPTED + 1];
+    const char *kinds[LEDGER_KIND_COUNT];
+    for (unsigned s = 0; s <= LEDGER_CORRUPTED; s++)
+        statuses[s] = ledger_status_name((ledger_status)s);
+    for (unsigned k = 0; k < LEDGER_KIND_COUNT; k++)
+        kinds[k] = ledger_kind_name((ledger_kind)k);
+    if (f->statuses != 0 &&
+        ledger_sql_names(sql, cap, len, "status", f->statuses, statuses, LEDGER_CORRUPTED + 1) != 0)
+        return -1;
+    if (f->kinds != 0 &&
+        ledger_sql_names(sql, cap, len, "kind", f->kinds, kinds, LEDGER_KIND_COUNT) != 0)
+        return -1;
+    return 0;
+}
 
 extern const ledger_ops ledger_sqlite_ops;
 extern const ledger_ops ledger_pg_ops;
