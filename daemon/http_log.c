@@ -82,12 +82,30 @@ static enum MHD_Result serve_key(http_context *ctx, request *req, struct MHD_Con
     return send_copy(req, c, text, n, "text/plain; charset=utf-8", "no-cache", head);
 }
 
+/* How many leaves a tree needs for the tile to exist in it (saturating). */
+static uint64_t tile_leaves(const tiles_tile *tile)
+{
+    uint64_t hashes = tile->index * TILES_WIDTH + tile->width;
+    if (tile->index > UINT64_MAX / TILES_WIDTH / 2)
+        return UINT64_MAX;
+    if (tile->level == TILES_ENTRIES || tile->level == 0)
+        return hashes;
+    unsigned shift = 8 * (unsigned)tile->level;
+    if (shift >= 64 || hashes > (UINT64_MAX >> shift))
+        return UINT64_MAX;
+    return hashes << shift;
+}
+
 static enum MHD_Result serve_tile(http_context *ctx, request *req, struct MHD_Connection *c,
                                   const char *route, bool head)
 {
     tiles_tile tile;
     if (!tiles_parse_path(route, strlen(route), &tile))
         return http_reply_error(req, c, 404, "not_found", "No such tile.");
+    /* A tile whose leaves are committed but not durable yet could still be
+     * taken back by a power cut; a tile is served forever once served. */
+    if (!tlog_durable(ctx->log, tile_leaves(&tile)))
+        return http_reply_error(req, c, 404, "not_found", "The log has no such tile (yet).");
     uint8_t *data = malloc(TLOG_READ_TILE_MAX);
     if (data == NULL)
         return MHD_NO;

@@ -389,6 +389,15 @@ int ledger_write_logged(ledger *lg, ledger_batch_entry *entries, size_t n,
     return rc;
 }
 
+ledger_sync *ledger_sync_begin(ledger *lg, char *err, size_t errlen)
+{
+    if (errlen > 0)
+        err[0] = '\0';
+    if (lg == NULL || lg->ops->sync_begin == NULL)
+        return NULL;
+    return lg->ops->sync_begin(lg, err, errlen);
+}
+
 int ledger_log_entries(ledger *lg, ledger_log_select select, uint64_t first, uint64_t count,
                        const char *delivery, bool commitments_only, ledger_log_row_fn fn, void *arg)
 {

@@ -289,15 +289,59 @@ int ledger_verify(ledger *lg);
  * and nothing of it was written (message in ledger_error()). No transaction
  * may be open. The entries and what they point to are the caller's.
  */
+typedef struct ledger_leaf ledger_leaf;
+
 typedef struct ledger_batch_entry {
     const ledger_event *event;
-    ledger_result *result;  /* may be NULL */
-    int status;             /* out */
-    ledger_outcome outcome; /* out: when status is 0, also without a result */
-    const char *why;        /* out: for LEDGER_APPLY_EVENT_FAILED, else NULL */
+    ledger_result *result;   /* may be NULL */
+    const ledger_leaf *leaf; /* may be NULL: the event's log leaf, made ahead (see below) */
+    int status;              /* out */
+    ledger_outcome outcome;  /* out: when status is 0, also without a result */
+    const char *why;         /* out: for LEDGER_APPLY_EVENT_FAILED, else NULL */
 } ledger_batch_entry;
 
 WARN_UNUSED_RESULT int ledger_write(ledger *lg, ledger_batch_entry *entries, size_t n);
+
+/* ---- pipelined commits ---- */
+
+/*
+ * A commit made durable apart from the commit itself, so that one thread
+ * writes the next batch while another waits for the previous one's fsync
+ * (the ledger writer's pipeline, writer.h). Only the SQLite backend has
+ * it: its WAL's fsync is then taken into the caller's hands.
+ *
+ * ledger_sync_begin() switches lg, the process's writing handle, to it:
+ * from then on a commit returns once the batch is in the WAL (written, not
+ * fsync'd), and the batch is durable once a ledger_sync_now() that began
+ * after the commit returned 0. It is as durable as synchronous=FULL for
+ * every batch that is answered only then (docs/internals.md, "Pipelined
+ * commits", says why). The checkpoints that copy the WAL into the database
+ * move to their own connection, with synchronous=FULL: ledger_sync_checkpoint().
+ *
+ * Returns NULL when the backend has no such mode (PostgreSQL: a commit is
+ * durable when it returns) with err "", or on failure with err set. The
+ * ledger_sync belongs to the caller, is used by threads other than lg's
+ * (each function by one thread at a time) and must be freed before lg is
+ * closed.
+ */
+typedef struct ledger_sync ledger_sync;
+
+WARN_UNUSED_RESULT ledger_sync *ledger_sync_begin(ledger *lg, char *err, size_t errlen);
+/*
+ * Makes every batch committed before the call durable. Returns 0, or -1
+ * with err set: the fsync failed, and what was committed since the last
+ * good one may be lost (treat it as the ledger's fatal failure).
+ */
+WARN_UNUSED_RESULT int ledger_sync_now(ledger_sync *s, char *err, size_t errlen);
+/* Whether the WAL has grown enough since the last checkpoint to need one. */
+bool ledger_sync_checkpoint_due(ledger_sync *s);
+/*
+ * Copies what the WAL holds into the database (a passive checkpoint: never
+ * waits for the writer, takes what readers allow) and fsyncs both files.
+ * Returns 0, or -1 with err set (retried at the next due time).
+ */
+int ledger_sync_checkpoint(ledger_sync *s, char *err, size_t errlen);
+void ledger_sync_free(ledger_sync *s);
 
 /* ---- the evidence log (docs/evidence.md; daemon/tlog.h keeps it) ---- */
 
@@ -316,6 +360,20 @@ typedef struct ledger_log_entry {
     const char *event;
     size_t event_len;
 } ledger_log_entry;
+
+/*
+ * The leaf an event adds to the log when it applies, made ahead of the
+ * write by the thread that submits the event (tlog_leaf_make()), so that
+ * the one thread every event waits for only appends it: the salt, the
+ * commitment SHA-256(salt || text) and the event's canonical text
+ * (borrowed). An event that does not apply leaves its leaf unused.
+ */
+struct ledger_leaf {
+    uint8_t salt[LEDGER_SALT_LEN];
+    uint8_t commitment[LEDGER_HASH_LEN];
+    const char *text;
+    size_t text_len;
+};
 
 typedef struct ledger_log_tile {
     unsigned level; /* 1 .. 7 */

@@ -58,6 +58,8 @@ typedef struct ledger_ops {
      * leave it NULL) and locking the log; and the reads of ledger.h. */
     int (*log_store)(ledger *lg, const ledger_log_write *w);
     int (*log_lock)(ledger *lg, uint64_t *size); /* NULL: the transaction is the lock */
+    /* NULL: no pipelined commits (ledger_sync_begin() returns NULL). */
+    ledger_sync *(*sync_begin)(ledger *lg, char *err, size_t errlen);
     int (*log_entries)(ledger *lg, ledger_log_select select, uint64_t first, uint64_t count,
                        const char *delivery, bool commitments_only, ledger_log_row_fn fn,
                        void *arg);

@@ -267,7 +267,7 @@ static int start_state(const config *cfg, bool check_only, const sigset_t *signa
 {
     struct stat sb;
     bool created = false;
-    size_t recovery_events = cfg->queue_capacity + cfg->batch_max;
+    size_t recovery_events = writer_held_max(cfg->queue_capacity, cfg->batch_max);
 
     memset(st, 0, sizeof *st);
     st->lock_fd = -1;

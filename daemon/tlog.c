@@ -89,8 +89,14 @@ struct tlog {
     ledger_log_hook hook;
     uint64_t appended;
 
+    /* Pipelined commits: a committed batch's checkpoint is published once
+     * the batch is durable (tlog_publish()), not at its commit. */
+    bool deferred;
+    char *committed_note; /* the committed tree's checkpoint */
+
     /* The newest checkpoint, for readers on other threads. */
     pthread_mutex_t latest_lock;
+    uint64_t committed_size; /* this node's committed tree, durable or not */
     uint64_t latest_size;
     char latest[LEDGER_NOTE_MAX + 1];
     uint64_t observed_size; /* the ledger's newest, another node's perhaps */
@@ -127,7 +133,8 @@ tlog *tlog_new(const keystore *ks)
     t->committed = merkle_edge_new();
     t->edge = merkle_edge_new();
     t->note = malloc(LEDGER_NOTE_MAX + 1);
-    if (t->committed == NULL || t->edge == NULL || t->note == NULL)
+    t->committed_note = calloc(1, LEDGER_NOTE_MAX + 1);
+    if (t->committed == NULL || t->edge == NULL || t->note == NULL || t->committed_note == NULL)
         goto fail;
     if (pthread_mutex_init(&t->latest_lock, NULL) != 0)
         goto fail;
@@ -163,6 +170,7 @@ fail:
     merkle_edge_free(t->committed);
     merkle_edge_free(t->edge);
     free(t->note);
+    free(t->committed_note);
     free(t);
     return NULL;
 }
@@ -181,6 +189,7 @@ void tlog_free(tlog *t)
     free(t->batch_hashes);
     free(t->rows);
     free(t->note);
+    free(t->committed_note);
     pthread_mutex_destroy(&t->latest_lock);
     free(t);
 }
@@ -241,12 +250,58 @@ uint64_t tlog_newest(tlog *t, char *note, size_t cap)
     return size;
 }
 
+/* A tree that is durable: loaded, or committed without a pipeline. */
 static void publish(tlog *t, uint64_t size, const char *note)
 {
+    if (note != t->committed_note)
+        snprintf(t->committed_note, LEDGER_NOTE_MAX + 1, "%s", note);
     pthread_mutex_lock(&t->latest_lock);
     t->latest_size = size;
+    t->committed_size = size;
     snprintf(t->latest, sizeof t->latest, "%s", note);
     pthread_mutex_unlock(&t->latest_lock);
+}
+
+/* The tree a batch committed: durable now, or once tlog_publish() says. */
+static void commit_tree(tlog *t, uint64_t size, const char *note)
+{
+    if (!t->deferred) {
+        publish(t, size, note);
+        return;
+    }
+    snprintf(t->committed_note, LEDGER_NOTE_MAX + 1, "%s", note);
+    pthread_mutex_lock(&t->latest_lock);
+    t->committed_size = size;
+    pthread_mutex_unlock(&t->latest_lock);
+}
+
+void tlog_defer_publish(tlog *t)
+{
+    t->deferred = true;
+}
+
+uint64_t tlog_committed(const tlog *t, char *note, size_t cap)
+{
+    snprintf(note, cap, "%s", t->committed_note);
+    return merkle_edge_size(t->committed);
+}
+
+void tlog_publish(tlog *t, uint64_t size, const char *note)
+{
+    pthread_mutex_lock(&t->latest_lock);
+    if (size > t->latest_size || (size == 0 && t->latest[0] == '\0')) {
+        t->latest_size = size;
+        snprintf(t->latest, sizeof t->latest, "%s", note);
+    }
+    pthread_mutex_unlock(&t->latest_lock);
+}
+
+bool tlog_durable(tlog *t, uint64_t leaves)
+{
+    pthread_mutex_lock(&t->latest_lock);
+    bool durable = leaves <= t->latest_size || leaves > t->committed_size;
+    pthread_mutex_unlock(&t->latest_lock);
+    return durable;
 }
 
 int tlog_origin(const char *public_url, char *out, size_t cap)
@@ -452,8 +507,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 }
 
 /* Appends one leaf whose text is in the arena at event_at. */
+/*
+ * Appends the leaf of the text at event_at in the arena: with the salt and
+ * commitment made ahead (ahead, whose text was copied there), or a fresh
+ * salt and its commitment.
+ */
 static int append_leaf(tlog *t, size_t entry, const char *delivery, size_t event_at,
-                       size_t event_len)
+                       size_t event_len, const ledger_leaf *ahead)
 {
     if (grow((void **)&t->leaves, &t->leaf_cap, t->leaf_count + 1, sizeof *t->leaves) != 0 ||
         grow((void **)&t->batch_hashes, &t->batch_hash_cap, t->batch_hash_count + MERKLE_MAX_WRITE,
@@ -465,9 +525,14 @@ static int append_leaf(tlog *t, size_t entry, const char *delivery, size_t event
     leaf->event_at = event_at;
     leaf->event_len = event_len;
     leaf->delivery = delivery;
-    if (rnd_bytes(leaf->salt, sizeof leaf->salt) != 0)
-        return -1;
-    merkle_commitment(leaf->salt, t->arena + event_at, event_len, &leaf->commitment);
+    if (ahead != NULL) {
+        memcpy(leaf->salt, ahead->salt, sizeof leaf->salt);
+        memcpy(leaf->commitment.bytes, ahead->commitment, sizeof leaf->commitment.bytes);
+    } else {
+        if (rnd_bytes(leaf->salt, sizeof leaf->salt) != 0)
+            return -1;
+        merkle_commitment(leaf->salt, t->arena + event_at, event_len, &leaf->commitment);
+    }
     merkle_hash hash;
     merkle_leaf_hash(leaf->commitment.bytes, MERKLE_HASH_LEN, &hash);
     size_t count = 0;
@@ -508,13 +573,27 @@ static size_t arena_reserve(tlog *t)
     return t->arena_len;
 }
 
-static int append_text(tlog *t, size_t entry, const char *delivery, size_t len)
+static int append_text(tlog *t, size_t entry, const char *delivery, size_t len,
+                       const ledger_leaf *made)
 {
     if (len == 0)
         return -1;
     size_t at = t->arena_len;
     t->arena_len += len + 1;
-    return append_leaf(t, entry, delivery, at, len);
+    return append_leaf(t, entry, delivery, at, len, made);
+}
+
+int tlog_leaf_make(const ledger_event *ev, char *text, size_t cap, ledger_leaf *out)
+{
+    size_t len = tlog_event_text(ev, text, cap);
+    if (len == 0 || rnd_bytes(out->salt, sizeof out->salt) != 0)
+        return -1;
+    merkle_hash commitment;
+    merkle_commitment(out->salt, text, len, &commitment);
+    memcpy(out->commitment, commitment.bytes, sizeof out->commitment);
+    out->text = text;
+    out->text_len = len;
+    return 0;
 }
 
 static void batch_reset(tlog *t)
@@ -547,7 +626,8 @@ static int own_events(tlog *t, ledger *lg, char *err, size_t errlen)
             size_t at = arena_reserve(t);
             if (at == SIZE_MAX ||
                 append_text(t, SIZE_MAX, row->id,
-                            tlog_event_existing(row, t->arena + at, TLOG_EVENT_MAX + 1)) != 0) {
+                            tlog_event_existing(row, t->arena + at, TLOG_EVENT_MAX + 1),
+                            NULL) != 0) {
                 set_err(err, errlen, "cannot record delivery %s as it stands", row->id);
                 return -1;
             }
@@ -562,7 +642,7 @@ static int own_events(tlog *t, ledger *lg, char *err, size_t errlen)
                 ? 0
                 : tlog_event_log_key(t->key_text, t->need_rotation ? t->previous_text : NULL,
                                      clock_wall_ms(), t->arena + at, TLOG_EVENT_MAX + 1);
-        if (append_text(t, SIZE_MAX, NULL, len) != 0) {
+        if (append_text(t, SIZE_MAX, NULL, len, NULL) != 0) {
             set_err(err, errlen, "cannot record the log's key");
             return -1;
         }
@@ -645,14 +725,22 @@ static int tlog_batch_hook(void *ctx, ledger *lg, uint64_t head, ledger_batch_en
         if (at == SIZE_MAX)
             goto nomem;
         const ledger_event *ev = entries[i].event;
-        size_t len = tlog_event_text(ev, t->arena + at, TLOG_EVENT_MAX + 1);
+        const ledger_leaf *made = entries[i].leaf;
+        size_t len = 0;
+        if (made != NULL) {
+            len = made->text_len <= TLOG_EVENT_MAX ? made->text_len : 0;
+            if (len > 0)
+                memcpy(t->arena + at, made->text, len + 1);
+        } else {
+            len = tlog_event_text(ev, t->arena + at, TLOG_EVENT_MAX + 1);
+        }
         if (len == 0) {
             set_err(err, errlen, "the event of delivery %s cannot be written canonically",
                     ev->row.id);
             return -1;
         }
         t->entry_leaf[i] = t->leaf_count;
-        if (append_text(t, i, ev->row.id, len) != 0)
+        if (append_text(t, i, ev->row.id, len, made) != 0)
             goto nomem;
     }
     if (t->leaf_count == 0)
@@ -727,7 +815,7 @@ static void tlog_batch_end(void *ctx, bool committed)
         }
     }
     __atomic_add_fetch(&t->appended, t->leaf_count, __ATOMIC_RELAXED);
-    publish(t, t->batch_size, t->note);
+    commit_tree(t, t->batch_size, t->note);
 }
 
 /* ---- proofs of the last batch, from memory ---- */

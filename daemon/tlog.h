@@ -86,11 +86,38 @@ WARN_UNUSED_RESULT int tlog_catch_up(tlog *t, ledger *lg, size_t batch, char *er
 const ledger_log_hook *tlog_hook(tlog *t);
 
 /*
+ * Makes ahead the leaf that ev adds when it applies (ledger_leaf): its
+ * canonical text into text (cap bytes, TLOG_EVENT_MAX + 1 suffice), a fresh
+ * salt and the commitment. Any thread; no tlog needed. Returns 0, or -1
+ * when the event cannot be written canonically (the writer then refuses
+ * it as it would without the leaf) or no random bytes could be had.
+ */
+WARN_UNUSED_RESULT int tlog_leaf_make(const ledger_event *ev, char *text, size_t cap,
+                                      ledger_leaf *out);
+
+/*
  * The proof of entry i's leaf (entries as given to the last committed
  * batch) in that batch's checkpoint. Returns false when the entry added
  * no leaf.
  */
 bool tlog_prove(tlog *t, size_t i, ledger_proof *out);
+
+/*
+ * Pipelined commits (ledger_sync, writer.h): after tlog_defer_publish(),
+ * called before the writer starts, a batch's checkpoint is not published
+ * when the batch commits but when the writer says it is durable: the
+ * writer reads it with tlog_committed() after the commit and hands it to
+ * tlog_publish() after the fsync. Until then neither the checkpoint nor a
+ * tile that needs its leaves is served (tlog_durable()), so that nothing a
+ * power cut could take back is ever seen outside. tlog_committed() is the
+ * writer thread's; the others, any thread's.
+ */
+void tlog_defer_publish(tlog *t);
+uint64_t tlog_committed(const tlog *t, char *note, size_t cap);
+void tlog_publish(tlog *t, uint64_t size, const char *note);
+/* False when the first `leaves` leaves include some that this node
+ * committed but are not durable yet. */
+bool tlog_durable(tlog *t, uint64_t leaves);
 
 /* The newest checkpoint the writer signed or loaded, into note (cap
  * bytes); its size, or 0 with note "" when there is none yet. Any thread. */

@@ -2,6 +2,7 @@
 
 #include "daemon/log.h"
 #include "daemon/thread.h"
+#include "daemon/tlog_event.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -13,21 +14,23 @@
 #include <time.h>
 
 /*
- * One queued event. Events with a callback carry room for their result in
- * the same allocation; the many issuances without one do not pay for it.
+ * One queued event, in one allocation with what only some events need:
+ * room for the result, for events with a callback (the many issuances
+ * without one do not pay for it), and the event's log leaf, made by the
+ * submitting thread when there is a log (its text follows the result).
  */
 typedef struct writer_item {
-    ledger_event event;
+    ledger_event event;  /* first: save_all() takes the event for the item */
     writer_done_fn done; /* NULL once called */
     void *arg;
     ledger_result *result; /* NULL without a callback */
     int status;            /* of the last ledger_apply: 0 or LEDGER_APPLY_* */
+    bool has_leaf;
+    ledger_leaf leaf; /* when has_leaf; its text is in this allocation */
 } writer_item;
 
-typedef struct writer_item_with_result {
-    writer_item item;
-    ledger_result result;
-} writer_item_with_result;
+_Static_assert(_Alignof(ledger_result) <= _Alignof(writer_item),
+               "a result can follow an item in its allocation");
 
 struct writer {
     ledger *lg;
@@ -46,10 +49,13 @@ struct writer {
     size_t head;
     size_t count;
     bool stopping;
-    bool closed;    /* saved to the recovery file, or fatal: nothing is accepted any more */
-    bool waiting;   /* the writer thread sleeps on wake: submits must signal */
-    bool lingering; /* it waits a little for more events: only urgent ones signal */
-    size_t urgent;  /* queued events with a callback (someone waits for them) */
+    bool closed;         /* saved to the recovery file, or fatal: nothing is accepted any more */
+    bool waiting;        /* the writer thread sleeps on wake: submits must signal */
+    bool lingering;      /* it waits a little for more events: only urgent ones signal */
+    bool running;        /* the writer thread runs: a full queue will have room again */
+    size_t room_waiters; /* submitters waiting for room in a full queue */
+    pthread_cond_t room; /* to them: the writer took a batch, or stops taking */
+    size_t urgent;       /* queued events with a callback (someone waits for them) */
     double stop_deadline_ms; /* while stopping: when a failing ledger is given up on */
     bool tried_stopping;     /* a batch was taken after the stop: one attempt at least */
     writer_stats stats;
@@ -58,12 +64,33 @@ struct writer {
     writer_item **batch;         /* batch_max pointers; the first `held` wait for a retry */
     ledger_batch_entry *entries; /* batch_max: the batch as ledger_write() takes it */
     size_t held;
-    const ledger_event **save_list; /* capacity + batch_max: for save_all() */
+    const ledger_event **save_list; /* writer_held_max(): for save_all() */
     char why[LEDGER_ERR_MAX];       /* the last failure */
     double failing_since_ms;
     double reported_ms;           /* the last report line */
     uint64_t failures_unreported; /* failed attempts since that line */
     uint64_t refused_reported[WRITER_RESULT_COUNT];
+
+    /*
+     * Pipelined commits (ledger_sync_begin(); SQLite): a committed batch
+     * waits in a ring of UNSYNCED_MAX slots for the sync thread's fsync,
+     * while the writer thread writes the next. Guarded by lock; a slot's
+     * contents are the writer thread's until queued, then the sync thread's.
+     */
+    ledger_sync *sync;
+    struct unsynced_batch *unsynced; /* UNSYNCED_MAX slots */
+    size_t unsynced_tail;            /* the oldest queued slot */
+    size_t unsynced_count;
+    bool sync_stopping;
+    bool sync_failed;              /* an fsync failed: the writer thread saves and stops */
+    bool checkpoint_due;           /* to the checkpoint thread */
+    char sync_why[LEDGER_ERR_MAX]; /* why the fsync failed */
+    pthread_cond_t synced;         /* to the writer thread: a slot is free, or the sync failed */
+    pthread_cond_t sync_wake;      /* to the sync thread: a batch is queued, or stop */
+    pthread_cond_t checkpoint_wake;
+    pthread_t sync_thread;
+    pthread_t checkpoint_thread;
+    bool sync_started;
 
     /* Set before the thread starts. */
     recovery_file *recovery;
@@ -76,6 +103,19 @@ struct writer {
     bool started;
     bool stopped;
 };
+
+/* A committed batch waiting for its fsync. */
+typedef struct unsynced_batch {
+    writer_item **items; /* batch_max pointers; n used */
+    size_t n;
+    double start_ms;   /* when its write began: latency runs to durable */
+    uint64_t log_size; /* the log's tree after it (0: no log) */
+    char *note;        /* LEDGER_NOTE_MAX + 1: that tree's checkpoint, published once durable */
+} unsynced_batch;
+
+/* Batches committed and not yet durable, at most: enough to keep the
+ * writer busy through one slow fsync, few enough to bound memory. */
+#define UNSYNCED_MAX WRITER_UNSYNCED_MAX
 
 typedef enum batch_outcome {
     BATCH_COMMITTED,
@@ -198,7 +238,7 @@ static void report(writer *w, bool force)
 
 /* ---- the batch ---- */
 
-static void batch_committed(writer *w, size_t n, double latency)
+static void batch_committed(writer *w, writer_item **items, size_t n, double latency)
 {
     size_t refused = 0;
     uint64_t lag_count[WRITER_LATENCY_BUCKETS] = {0};
@@ -207,7 +247,7 @@ static void batch_committed(writer *w, size_t n, double latency)
     clock_gettime(CLOCK_REALTIME, &wall);
     uint64_t wall_ms = (uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000;
     for (size_t i = 0; i < n; i++) {
-        const writer_item *item = w->batch[i];
+        const writer_item *item = items[i];
         refused += item->status != 0;
         /* How long a delivery went without its row: the durability target. */
         if (item->status == 0 && item->event.kind == LEDGER_EVENT_ISSUE) {
@@ -245,7 +285,7 @@ static void batch_committed(writer *w, size_t n, double latency)
     pthread_mutex_unlock(&w->lock);
 
     for (size_t i = 0; i < n; i++) {
-        writer_item *item = w->batch[i];
+        writer_item *item = items[i];
         if (item->done != NULL)
             item->done(item->arg, item->status == 0, item->status == 0 ? item->result : NULL);
         else if (item->status != 0)
@@ -253,7 +293,37 @@ static void batch_committed(writer *w, size_t n, double latency)
                       kind_name(item->event.kind), item->event.row.id);
         item_free(item);
     }
+}
+
+/*
+ * Pipelined: hands the committed batch w->batch[0..n) to the sync thread,
+ * after waiting for a free slot. Returns false when the sync failed
+ * meanwhile (the batch stays held, for save_all()).
+ */
+static bool batch_queue_unsynced(writer *w, size_t n, double start)
+{
+    pthread_mutex_lock(&w->lock);
+    while (w->unsynced_count == UNSYNCED_MAX && !w->sync_failed)
+        pthread_cond_wait(&w->synced, &w->lock);
+    if (w->sync_failed) {
+        pthread_mutex_unlock(&w->lock);
+        return false;
+    }
+    /* The free slot is the writer thread's until it is counted in. */
+    unsynced_batch *slot = &w->unsynced[(w->unsynced_tail + w->unsynced_count) % UNSYNCED_MAX];
+    pthread_mutex_unlock(&w->lock);
+
+    memcpy(slot->items, w->batch, n * sizeof *w->batch);
+    slot->n = n;
+    slot->start_ms = start;
+    slot->log_size = w->log != NULL ? tlog_committed(w->log, slot->note, LEDGER_NOTE_MAX + 1) : 0;
+
+    pthread_mutex_lock(&w->lock);
+    w->unsynced_count++;
     w->held = 0;
+    pthread_cond_signal(&w->sync_wake);
+    pthread_mutex_unlock(&w->lock);
+    return true;
 }
 
 /*
@@ -273,6 +343,7 @@ static void batch_failed(writer *w, size_t n, const char *why)
     w->stats.retrying = n;
     w->stats.failing = true;
     atomic_store(&w->failing, true);
+    pthread_cond_broadcast(&w->room);
     pthread_mutex_unlock(&w->lock);
 
     if (first) {
@@ -293,10 +364,24 @@ static batch_outcome batch_run(writer *w, size_t n)
     char why[LEDGER_ERR_MAX];
     double start = now_ms();
 
+    if (w->sync != NULL) {
+        pthread_mutex_lock(&w->lock);
+        bool failed = w->sync_failed;
+        if (failed)
+            snprintf(w->why, sizeof w->why, "%s", w->sync_why);
+        pthread_mutex_unlock(&w->lock);
+        if (failed) {
+            w->held = n;
+            return BATCH_FATAL;
+        }
+    }
+
     for (size_t i = 0; i < n; i++) {
         writer_item *item = w->batch[i];
         item->status = 0;
-        w->entries[i] = (ledger_batch_entry){.event = &item->event, .result = item->result};
+        w->entries[i] = (ledger_batch_entry){.event = &item->event,
+                                             .result = item->result,
+                                             .leaf = item->has_leaf ? &item->leaf : NULL};
     }
     if (ledger_write_logged(w->lg, w->entries, n, w->log != NULL ? tlog_hook(w->log) : NULL) != 0) {
         ledger_fault fault = ledger_last_fault(w->lg);
@@ -321,7 +406,16 @@ static batch_outcome batch_run(writer *w, size_t n)
                 log_error("ledger writer: no proof for the confirmation of %s", item->event.row.id);
         }
     }
-    batch_committed(w, n, now_ms() - start);
+    if (w->sync == NULL) {
+        batch_committed(w, w->batch, n, now_ms() - start);
+        w->held = 0;
+        return BATCH_COMMITTED;
+    }
+    if (!batch_queue_unsynced(w, n, start)) {
+        w->held = n;
+        snprintf(w->why, sizeof w->why, "%s", w->sync_why);
+        return BATCH_FATAL;
+    }
     return BATCH_COMMITTED;
 }
 
@@ -345,7 +439,15 @@ static void save_all(writer *w)
     pthread_mutex_lock(&w->lock);
     w->closed = true;
     atomic_store(&w->failing, true);
+    pthread_cond_broadcast(&w->room);
     for (int confirms = 0; confirms < 2; confirms++) {
+        /* Committed but not durable (an fsync failed) first: oldest. */
+        for (size_t b = 0; b < w->unsynced_count; b++) {
+            const unsynced_batch *slot = &w->unsynced[(w->unsynced_tail + b) % UNSYNCED_MAX];
+            for (size_t i = 0; i < slot->n; i++)
+                if ((slot->items[i]->event.kind == LEDGER_EVENT_CONFIRM) == (confirms == 1))
+                    list[total++] = &slot->items[i]->event;
+        }
         for (size_t i = 0; i < w->held + w->count; i++) {
             writer_item *item =
                 i < w->held ? w->batch[i] : w->ring[(w->head + i - w->held) % w->capacity];
@@ -357,6 +459,8 @@ static void save_all(writer *w)
     w->count = 0;
     w->urgent = 0;
     w->held = 0;
+    w->unsynced_tail = (w->unsynced_tail + w->unsynced_count) % UNSYNCED_MAX;
+    w->unsynced_count = 0;
     pthread_mutex_unlock(&w->lock);
 
     for (size_t i = 0; i < total; i++)
@@ -386,16 +490,23 @@ static void save_all(writer *w)
 
 /* ---- the thread ---- */
 
+static void stop_sync_threads(writer *w);
+
 /* Takes queued events behind the held ones; returns false when done for good. */
 static bool batch_fill(writer *w, size_t *n)
 {
     bool more = true;
 
     pthread_mutex_lock(&w->lock);
-    while (w->count == 0 && w->held == 0 && !w->stopping) {
+    while (w->count == 0 && w->held == 0 && !w->stopping && !w->sync_failed) {
         w->waiting = true;
         pthread_cond_wait(&w->wake, &w->lock);
         w->waiting = false;
+    }
+    if (w->sync_failed) {
+        *n = 0;
+        pthread_mutex_unlock(&w->lock);
+        return true; /* batch_run() finds out */
     }
     /* Issuances wait for nobody: linger a moment so that one commit and one
      * wake-up serve many of them. A confirmation (urgent) or a full batch
@@ -425,6 +536,8 @@ static bool batch_fill(writer *w, size_t *n)
         }
         w->count -= take;
         *n = w->held + take;
+        if (take > 0 && w->room_waiters > 0)
+            pthread_cond_broadcast(&w->room);
     }
     pthread_mutex_unlock(&w->lock);
     return more;
@@ -478,6 +591,7 @@ static void *writer_main(void *arg)
             pthread_mutex_lock(&w->lock);
             w->stats.fatal = true;
             pthread_mutex_unlock(&w->lock);
+            stop_sync_threads(w); /* what it still holds is saved with the rest */
             save_all(w);
             if (w->on_fatal != NULL)
                 w->on_fatal(w->fatal_arg);
@@ -496,7 +610,125 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* ---- pipelined commits: the sync and checkpoint threads ---- */
+
+/*
+ * Takes every queued slot, makes them durable with one fsync, then answers
+ * them in order and publishes the log's checkpoint of the last. On a failed
+ * fsync the slots stay queued, the writer refuses everything from then on,
+ * and the writer thread saves them with the rest (save_all()).
+ */
+static void *sync_main(void *arg)
+{
+    writer *w = arg;
+    char why[LEDGER_ERR_MAX];
+
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        while (w->unsynced_count == 0 && !w->sync_stopping)
+            pthread_cond_wait(&w->sync_wake, &w->lock);
+        size_t taken = w->unsynced_count;
+        size_t first = w->unsynced_tail;
+        pthread_mutex_unlock(&w->lock);
+        if (taken == 0)
+            break; /* stopping, and nothing left */
+
+        if (ledger_sync_now(w->sync, why, sizeof why) != 0) {
+            log_error("ledger writer: %s: what was committed since the last fsync may be lost; "
+                      "refusing every event and stopping",
+                      why);
+            pthread_mutex_lock(&w->lock);
+            snprintf(w->sync_why, sizeof w->sync_why, "%s", why);
+            w->sync_failed = true;
+            w->closed = true;
+            atomic_store(&w->failing, true);
+            pthread_cond_broadcast(&w->room);
+            pthread_cond_broadcast(&w->synced);
+            pthread_cond_signal(&w->wake);
+            pthread_mutex_unlock(&w->lock);
+            break;
+        }
+        double now = now_ms();
+        const unsynced_batch *last = NULL;
+        for (size_t b = 0; b < taken; b++) {
+            unsynced_batch *slot = &w->unsynced[(first + b) % UNSYNCED_MAX];
+            batch_committed(w, slot->items, slot->n, now - slot->start_ms);
+            last = slot;
+        }
+        if (w->log != NULL && last->log_size > 0)
+            tlog_publish(w->log, last->log_size, last->note);
+
+        pthread_mutex_lock(&w->lock);
+        w->unsynced_tail = (first + taken) % UNSYNCED_MAX;
+        w->unsynced_count -= taken;
+        if (!w->checkpoint_due && ledger_sync_checkpoint_due(w->sync)) {
+            w->checkpoint_due = true;
+            pthread_cond_signal(&w->checkpoint_wake);
+        }
+        pthread_cond_broadcast(&w->synced);
+        pthread_mutex_unlock(&w->lock);
+    }
+    return NULL;
+}
+
+/* Copies the WAL into the database when it has grown: apart from the
+ * fsyncs that answers wait for, since it takes tens of milliseconds. */
+static void *checkpoint_main(void *arg)
+{
+    writer *w = arg;
+    char why[LEDGER_ERR_MAX];
+
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->checkpoint_due && !w->sync_stopping)
+            pthread_cond_wait(&w->checkpoint_wake, &w->lock);
+        if (!w->checkpoint_due)
+            break;
+        pthread_mutex_unlock(&w->lock);
+        int rc = ledger_sync_checkpoint(w->sync, why, sizeof why);
+        if (rc != 0)
+            log_warn("ledger writer: %s (tried again when the WAL has grown)", why);
+        pthread_mutex_lock(&w->lock);
+        w->checkpoint_due = false;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Lets the sync thread finish what is queued (or give up on a failed
+ * fsync), then joins both threads. Idempotent. */
+static void stop_sync_threads(writer *w)
+{
+    if (!w->sync_started)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->sync_stopping = true;
+    pthread_cond_signal(&w->sync_wake);
+    pthread_cond_signal(&w->checkpoint_wake);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->sync_thread, NULL);
+    pthread_join(w->checkpoint_thread, NULL);
+    w->sync_started = false;
+}
+
+size_t writer_held_max(size_t queue_capacity, size_t batch_max)
+{
+    return queue_capacity + (1 + (size_t)WRITER_UNSYNCED_MAX) * batch_max;
+}
+
 /* ---- the interface ---- */
+
+static void free_unsynced(writer *w)
+{
+    if (w->unsynced == NULL)
+        return;
+    for (size_t i = 0; i < UNSYNCED_MAX; i++) {
+        free(w->unsynced[i].items);
+        free(w->unsynced[i].note);
+    }
+    free(w->unsynced);
+    w->unsynced = NULL;
+}
 
 writer *writer_new(ledger *lg, size_t queue_capacity, size_t batch_max)
 {
@@ -515,20 +747,41 @@ writer *writer_new(ledger *lg, size_t queue_capacity, size_t batch_max)
         goto fail;
     w->ring = calloc(queue_capacity, sizeof *w->ring);
     w->batch = calloc(batch_max, sizeof *w->batch);
-    w->save_list = calloc(queue_capacity + batch_max, sizeof *w->save_list);
+    w->save_list = calloc(writer_held_max(queue_capacity, batch_max), sizeof *w->save_list);
     w->entries = calloc(batch_max, sizeof *w->entries);
-    if (w->ring == NULL || w->batch == NULL || w->save_list == NULL || w->entries == NULL)
+    w->unsynced = calloc(UNSYNCED_MAX, sizeof *w->unsynced);
+    if (w->ring == NULL || w->batch == NULL || w->save_list == NULL || w->entries == NULL ||
+        w->unsynced == NULL)
         goto fail;
+    for (size_t i = 0; i < UNSYNCED_MAX; i++) {
+        w->unsynced[i].items = calloc(batch_max, sizeof *w->unsynced[i].items);
+        w->unsynced[i].note = calloc(1, LEDGER_NOTE_MAX + 1);
+        if (w->unsynced[i].items == NULL || w->unsynced[i].note == NULL)
+            goto fail;
+    }
     if (pthread_mutex_init(&w->lock, NULL) != 0)
         goto fail;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     int cond_rc = pthread_cond_init(&w->wake, &attr);
+    if (cond_rc == 0 && (cond_rc = pthread_cond_init(&w->room, &attr)) != 0)
+        pthread_cond_destroy(&w->wake);
     pthread_condattr_destroy(&attr);
     if (cond_rc != 0) {
         pthread_mutex_destroy(&w->lock);
         goto fail;
+    }
+    pthread_cond_t *conds[] = {&w->synced, &w->sync_wake, &w->checkpoint_wake};
+    for (size_t i = 0; i < sizeof conds / sizeof conds[0]; i++) {
+        if (pthread_cond_init(conds[i], NULL) != 0) {
+            while (i-- > 0)
+                pthread_cond_destroy(conds[i]);
+            pthread_cond_destroy(&w->room);
+            pthread_cond_destroy(&w->wake);
+            pthread_mutex_destroy(&w->lock);
+            goto fail;
+        }
     }
     atomic_init(&w->failing, false);
     for (int r = 0; r < WRITER_RESULT_COUNT; r++)
@@ -545,6 +798,7 @@ fail:
         free(w->batch);
         free(w->save_list);
         free(w->entries);
+        free_unsynced(w);
         free(w);
     }
     return NULL; /* lg stays the caller's */
@@ -576,12 +830,41 @@ int writer_start(writer *w)
 {
     if (w == NULL || w->started || w->stopped)
         return -1;
+    /* Pipelined commits where the ledger has them (SQLite). */
+    char err[LEDGER_ERR_MAX];
+    w->sync = ledger_sync_begin(w->lg, err, sizeof err);
+    if (w->sync == NULL && err[0] != '\0')
+        log_warn("ledger writer: commits not pipelined: %s", err);
+    if (w->sync != NULL) {
+        if (w->log != NULL)
+            tlog_defer_publish(w->log);
+        int rc = thread_start(&w->sync_thread, sync_main, w);
+        if (rc == 0) {
+            rc = thread_start(&w->checkpoint_thread, checkpoint_main, w);
+            if (rc != 0) {
+                pthread_mutex_lock(&w->lock);
+                w->sync_stopping = true;
+                pthread_cond_signal(&w->sync_wake);
+                pthread_mutex_unlock(&w->lock);
+                pthread_join(w->sync_thread, NULL);
+            }
+        }
+        if (rc != 0) {
+            log_error("ledger writer: cannot start the sync thread: %s", strerror(rc));
+            return -1;
+        }
+        w->sync_started = true;
+    }
     int rc = thread_start(&w->thread, writer_main, w);
     if (rc != 0) {
         log_error("ledger writer: cannot start the thread: %s", strerror(rc));
+        stop_sync_threads(w);
         return -1;
     }
     w->started = true;
+    pthread_mutex_lock(&w->lock);
+    w->running = true;
+    pthread_mutex_unlock(&w->lock);
     return 0;
 }
 
@@ -593,12 +876,14 @@ void writer_stop(writer *w, unsigned grace_ms)
     w->stopping = true;
     w->stop_deadline_ms = now_ms() + grace_ms;
     pthread_cond_signal(&w->wake);
+    pthread_cond_broadcast(&w->room);
     pthread_mutex_unlock(&w->lock);
 
     if (w->started)
         pthread_join(w->thread, NULL);
     else
-        writer_main(w); /* nobody else will commit what is queued */
+        writer_main(w);   /* nobody else will commit what is queued */
+    stop_sync_threads(w); /* what is committed becomes durable, and is answered */
     /* A thread that ended early (fatal) left nothing queued: submits were refused. */
     w->stopped = true;
 }
@@ -613,7 +898,13 @@ void writer_free(writer *w)
         item_free(w->ring[(w->head + i) % w->capacity]);
     for (size_t i = 0; i < w->held; i++)
         item_free(w->batch[i]);
+    ledger_sync_free(w->sync);
     ledger_close(w->lg);
+    free_unsynced(w);
+    pthread_cond_destroy(&w->synced);
+    pthread_cond_destroy(&w->sync_wake);
+    pthread_cond_destroy(&w->checkpoint_wake);
+    pthread_cond_destroy(&w->room);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->lock);
     free(w->ring);
@@ -638,18 +929,25 @@ writer_result writer_submit(writer *w, const ledger_event *event, writer_done_fn
     /* A failing ledger refuses before anything is copied. */
     if (atomic_load_explicit(&w->failing, memory_order_relaxed))
         return refuse(w, WRITER_FAILING);
-    /* Copied outside the lock: the event is big, and submitters are many. */
-    if (done != NULL) {
-        writer_item_with_result *both = malloc(sizeof *both);
-        if (both == NULL)
-            return refuse(w, WRITER_QUEUE_FULL);
-        item = &both->item;
-        item->result = &both->result;
-    } else {
-        item = malloc(sizeof *item);
-        if (item == NULL)
-            return refuse(w, WRITER_QUEUE_FULL);
-        item->result = NULL;
+    /*
+     * Copied, and its log leaf made, outside the lock and off the writer
+     * thread: the event is big, submitters are many, and the writer is the
+     * one thread that every event waits for.
+     */
+    char text[TLOG_EVENT_MAX + 1];
+    ledger_leaf leaf;
+    bool has_leaf = w->log != NULL && tlog_leaf_make(event, text, sizeof text, &leaf) == 0;
+    size_t result_size = done != NULL ? sizeof(ledger_result) : 0;
+    size_t text_size = has_leaf ? leaf.text_len + 1 : 0;
+    item = malloc(sizeof *item + result_size + text_size);
+    if (item == NULL)
+        return refuse(w, WRITER_QUEUE_FULL);
+    char *tail = (char *)(item + 1);
+    item->result = done != NULL ? (ledger_result *)tail : NULL;
+    item->has_leaf = has_leaf;
+    if (has_leaf) {
+        item->leaf = leaf;
+        item->leaf.text = memcpy(tail + result_size, text, text_size);
     }
     memcpy(&item->event, event, sizeof item->event);
     item->done = done;
@@ -657,6 +955,19 @@ writer_result writer_submit(writer *w, const ledger_event *event, writer_done_fn
     item->status = 0;
 
     pthread_mutex_lock(&w->lock);
+    /*
+     * A full queue is a burst the writer is taking its time over: wait a
+     * little for room (the writer takes a whole batch at once) rather than
+     * answer 503 at once. Only a ledger that stays behind is refused.
+     */
+    if (w->count == w->capacity && w->running && !w->stopping && !w->closed) {
+        struct timespec until = timespec_at(now_ms() + WRITER_FULL_WAIT_MS);
+        w->room_waiters++;
+        while (w->count == w->capacity && !w->stopping && !w->closed && !atomic_load(&w->failing) &&
+               pthread_cond_timedwait(&w->room, &w->lock, &until) != ETIMEDOUT) {
+        }
+        w->room_waiters--;
+    }
     writer_result why = w->stopping                             ? WRITER_STOPPING
                         : w->closed || atomic_load(&w->failing) ? WRITER_FAILING
                         : w->count == w->capacity               ? WRITER_QUEUE_FULL

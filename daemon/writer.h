@@ -13,7 +13,13 @@
  *    (WRITER_FAILING: the caller answers 503 with Retry-After) until a
  *    commit succeeds again. So an event is accepted, and its delivery
  *    answered 200, only if it was queued before the failure was known: at
- *    most queue_capacity + batch_max events are ever held uncommitted.
+ *    most writer_held_max() events are ever held uncommitted.
+ *  - Pipelined commits. Where the ledger has them (ledger_sync_begin():
+ *    SQLite), a committed batch is not yet durable: it waits in a ring of
+ *    WRITER_UNSYNCED_MAX batches for a sync thread's fsync, and only then
+ *    are its callbacks called and its log checkpoint published, while the
+ *    writer thread writes the next batch. A failed fsync is fatal, as below,
+ *    and the batches it covered are saved with the rest.
  *  - Retries. What the backend reports as LEDGER_FAULT_RETRY (a full disk,
  *    a lock timeout, a lost connection) is retried with backoff (10 ms
  *    doubling to 1 s), forever while running. Every event of a failed batch
@@ -61,9 +67,9 @@
 typedef struct writer writer;
 
 /*
- * Called on the writer thread after the event's batch committed (ok true,
- * result set) or failed (ok false, result NULL). Must not block. Called
- * once per event.
+ * Called on one of the writer's threads after the event's batch is
+ * durable (ok true, result set) or failed (ok false, result NULL). Must
+ * not block. Called once per event, in order.
  */
 typedef void (*writer_done_fn)(void *arg, bool ok, const ledger_result *result);
 
@@ -82,6 +88,7 @@ typedef enum writer_result {
 /* Commit latency, ms: 1 2 5 10 25 50 100 250 500 1000 2500 +Inf. */
 #define WRITER_SLOW_COMMIT_MS  500 /* a commit this slow is logged */
 #define WRITER_LINGER_MS       5   /* issuances wait this long for company */
+#define WRITER_FULL_WAIT_MS    250 /* a submit to a full queue waits this long for room */
 #define WRITER_LATENCY_BUCKETS 12
 /* Batch size: 1 4 16 64 256 1024 4096 +Inf. */
 #define WRITER_BATCH_BUCKETS 8
@@ -125,6 +132,15 @@ typedef struct writer_stats {
 } writer_stats;
 
 /*
+ * The most events a writer ever holds uncommitted or not yet durable: its
+ * queue, the batch it writes, and the batches whose fsync is in flight
+ * (WRITER_UNSYNCED_MAX, with pipelined commits). What a recovery file must
+ * be able to take.
+ */
+#define WRITER_UNSYNCED_MAX 4
+size_t writer_held_max(size_t queue_capacity, size_t batch_max);
+
+/*
  * Takes ownership of lg on success (writer_free closes it); on failure
  * (NULL) the caller still owns it. queue_capacity is 1..WRITER_QUEUE_MAX,
  * batch_max 1..WRITER_BATCH_MAX.
@@ -133,7 +149,7 @@ WARN_UNUSED_RESULT writer *writer_new(ledger *lg, size_t queue_capacity, size_t 
 
 /*
  * Before writer_start: where events go when the ledger cannot take them
- * (borrowed; must outlive the writer; opened for queue_capacity + batch_max
+ * (borrowed; must outlive the writer; opened for writer_held_max()
  * events), and what to call after a fatal failure. Without a recovery file
  * such events are lost (and counted).
  */
@@ -159,7 +175,12 @@ void writer_stop(writer *w, unsigned grace_ms);
 /* Stops first if needed (without grace); NULL-safe; closes the ledger. */
 void writer_free(writer *w);
 
-/* Copies the event into the queue. Returns WRITER_OK or why it was refused. */
+/*
+ * Copies the event into the queue. Returns WRITER_OK or why it was refused.
+ * When the queue is full and the writer thread runs, waits up to
+ * WRITER_FULL_WAIT_MS for room first (backpressure: the caller's answer is
+ * late rather than a 503).
+ */
 WARN_UNUSED_RESULT writer_result writer_submit(writer *w, const ledger_event *event,
                                                writer_done_fn done, void *arg);
 

@@ -62,7 +62,7 @@ before(async () => {
   });
   const made = pgQuery(db, "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'deliveries'::regclass").map((r) => r.name);
   for (const m of months) assert.ok(made.includes(m), `${m} among ${made}`);
-  assert.equal(pgQuery(db, 'SELECT count(*) AS n FROM ledger_schema')[0].n, 3, 'each schema step once');
+  assert.equal(pgQuery(db, 'SELECT count(*) AS n FROM ledger_schema')[0].n, 4, 'each schema step once');
 });
 
 after(async () => {

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define TEST_DIR_MAX       64
-#define LEDGER_TEST_SCHEMA 4 /* the schema version this receiptd writes */
+#define LEDGER_TEST_SCHEMA 5 /* the schema version this receiptd writes */
 #define TEST_PATH_MAX      256
 
 typedef struct fixture {

@@ -220,8 +220,8 @@ static void test_nodes_start_together(void **state)
     for (int i = 0; i < NODES; i++)
         ledger_close(open[i].lg);
     /* Each step ran once. */
-    assert_int_equal(query_number(f->db, "SELECT count(*) FROM ledger_schema"), 3);
-    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 3);
+    assert_int_equal(query_number(f->db, "SELECT count(*) FROM ledger_schema"), 4);
+    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 4);
 }
 
 static void test_schema_versions(void **state)
@@ -278,7 +278,7 @@ static void test_migrates_to_kinds(void **state)
     assert_null(ledger_open(f->url, NULL, true, err, sizeof err));
     assert_non_null(strstr(err, "migrate"));
     lg = open_ok(f->url, false);
-    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 3);
+    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 4);
     assert_int_equal(query_number(f->db, "SELECT count(*) FROM deliveries WHERE kind = 'tracked'"
                                          " AND delivered_sha256 IS NULL"),
                      1);

@@ -407,6 +407,64 @@ static void test_no_leaf_without_change(void **state)
     assert_int_equal(latest_size(f, note, sizeof note), before);
 }
 
+typedef struct stored_leaf {
+    bool found;
+    ledger_log_row row;
+    char event[TLOG_EVENT_MAX + 1];
+} stored_leaf;
+
+static int take_leaf(void *arg, const ledger_log_row *row)
+{
+    stored_leaf *out = arg;
+    out->found = true;
+    out->row = *row;
+    snprintf(out->event, sizeof out->event, "%.*s", (int)row->event_len, row->event);
+    out->row.event = out->event;
+    return 0;
+}
+
+/* Leaves made ahead by the submitter (tlog_leaf_make()) are the ones stored
+ * and proved; the leaf of an event that does not apply is left unused. */
+static void test_leaf_made_ahead(void **state)
+{
+    fixture *f = *state;
+    write_batch(f, 1, 1);
+    char note[LEDGER_NOTE_MAX + 1];
+    uint64_t before = latest_size(f, note, sizeof note);
+    ledger_event ev[2];
+    ledger_result res[2];
+    ledger_batch_entry entries[2];
+    ledger_leaf leaf[2];
+    char text[2][TLOG_EVENT_MAX + 1];
+    fill_issue(&ev[0], 1); /* issued again: ignored */
+    fill_issue(&ev[1], 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(tlog_leaf_make(&ev[i], text[i], sizeof text[i], &leaf[i]), 0);
+        assert_int_equal(leaf[i].text_len, strlen(text[i]));
+        entries[i] = (ledger_batch_entry){.event = &ev[i], .result = &res[i], .leaf = &leaf[i]};
+    }
+    assert_int_equal(ledger_write_logged(f->lg, entries, 2, tlog_hook(f->t)), 0);
+    assert_int_equal(latest_size(f, note, sizeof note), before + 1);
+    ledger_proof p;
+    assert_false(tlog_prove(f->t, 0, &p));
+    assert_true(tlog_prove(f->t, 1, &p));
+    assert_int_equal(p.index, before);
+    assert_memory_equal(p.salt, leaf[1].salt, sizeof p.salt);
+    assert_string_equal(p.event, text[1]);
+
+    stored_leaf got = {0};
+    assert_int_equal(
+        ledger_log_entries(f->lg, LEDGER_LOG_RANGE, before, 1, NULL, false, take_leaf, &got), 0);
+    assert_true(got.found);
+    assert_memory_equal(got.row.salt, leaf[1].salt, sizeof got.row.salt);
+    assert_memory_equal(got.row.commitment, leaf[1].commitment, sizeof got.row.commitment);
+    assert_string_equal(got.event, text[1]);
+    merkle_hash expect;
+    merkle_commitment(leaf[1].salt, text[1], strlen(text[1]), &expect);
+    assert_memory_equal(got.row.commitment, expect.bytes, sizeof expect.bytes);
+    check_proof(f, &p);
+}
+
 /* A new tlog on the same ledger (a restart) carries on from the stored tree;
  * the checkpoints before and after are consistent. */
 static void test_restart(void **state)
@@ -655,6 +713,7 @@ static void test_pg_unavailable(void **state)
         cmocka_unit_test_setup_teardown(test_observed_checkpoint, setup, teardown),                \
         cmocka_unit_test_setup_teardown(test_batches_and_tiles, setup, teardown),                  \
         cmocka_unit_test_setup_teardown(test_no_leaf_without_change, setup, teardown),             \
+        cmocka_unit_test_setup_teardown(test_leaf_made_ahead, setup, teardown),                    \
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),                            \
         cmocka_unit_test_setup_teardown(test_altered_log_refused, setup, teardown),                \
         cmocka_unit_test_setup_teardown(test_altered_tile_refused, setup, teardown),               \

@@ -212,10 +212,44 @@ static void test_many_producers(void **state)
     check_stats_add_up(&s);
 }
 
+/*
+ * A queue far smaller than what producers offer: a submit to the full
+ * queue waits for the writer to take a batch instead of being refused, so
+ * every event goes in at the first try (the 503s of a queue full for an
+ * instant were what this replaced).
+ */
+static void test_full_queue_waits_for_room(void **state)
+{
+    fixture *f = *state;
+    pthread_t threads[PRODUCERS];
+    producer prod[PRODUCERS];
+    writer_stats s;
+
+    writer *w = writer_new(open_ledger(f, false), 8, 4);
+    assert_non_null(w);
+    assert_int_equal(writer_start(w), 0);
+    for (int i = 0; i < PRODUCERS; i++) {
+        prod[i] = (producer){.w = w, .first = (unsigned)i * PER_PRODUCER};
+        assert_int_equal(pthread_create(&threads[i], NULL, produce, &prod[i]), 0);
+    }
+    for (int i = 0; i < PRODUCERS; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(prod[i].retries, 0);
+    }
+    writer_stop(w, 0);
+    writer_get_stats(w, &s);
+    writer_free(w);
+    assert_int_equal(s.refused[WRITER_QUEUE_FULL], 0);
+    assert_int_equal(s.committed, PRODUCERS * PER_PRODUCER);
+    assert_true(s.batches >= (PRODUCERS * PER_PRODUCER) / 4);
+    check_stats_add_up(&s);
+    assert_int_equal(count_rows(f), PRODUCERS * PER_PRODUCER);
+}
+
 /* ---- callbacks ---- */
 
 typedef struct confirm_ctx {
-    ledger *reader; /* used by callbacks only, which all run on the writer thread */
+    ledger *reader; /* used by callbacks only, which run one at a time, in order */
     atomic_int calls[CONFIRMS];
     atomic_int ok;
     atomic_int visible;
@@ -709,6 +743,7 @@ static void test_pg_unavailable(void **state)
 
 #define BACKEND_TESTS(setup)                                                                       \
     cmocka_unit_test_setup_teardown(test_many_producers, setup, teardown),                         \
+        cmocka_unit_test_setup_teardown(test_full_queue_waits_for_room, setup, teardown),          \
         cmocka_unit_test_setup_teardown(test_callbacks_after_commit, setup, teardown),             \
         cmocka_unit_test_setup_teardown(test_queue_full_and_stop_drains, setup, teardown),         \
         cmocka_unit_test_setup_teardown(test_stop_drains_running, setup, teardown),                \
