@@ -336,11 +336,14 @@ static const config_option options[] = {
             "path past its first 64) is answered 431, since the answer's own header block needs "
             "that room; each idle connection keeps about this much resident, plus about 1 KB."},
     {"queue", "N", SECTION_LIMITS, NUMBER(16, WRITER_QUEUE_MAX), AT(queue_capacity),
-     .value = "65536",
-     .help = "ledger events waiting at most; past it deliveries get 503 (default %D)",
-     .doc = "Ledger events waiting at most (default %D); past it, deliveries are answered 503 "
-            "with Retry-After. The recovery file reserves room for this many events plus a "
-            "batch, at most 1 KB each."},
+     .value = "4096",
+     .help = "ledger events waiting at most; past it deliveries wait, then get 503 (default %D)",
+     .doc = "Ledger events waiting at most (default %D). A delivery that finds the queue full "
+            "waits up to 250 ms for room, then is answered 503 with Retry-After: a burst costs "
+            "latency, and only a ledger that stays behind costs errors. The queue bounds how "
+            "long a delivery's row waits to be durable (4,096 events are about 0.1 s of the "
+            "writer's work on a small machine). The recovery file reserves room for this many "
+            "events plus five batches, at most 1 KB each."},
     {"batch", "N", SECTION_LIMITS, NUMBER(1, WRITER_BATCH_MAX), AT(batch_max), .value = "1024",
      .help = "ledger events per commit at most (default %D)",
      .doc = "Ledger events per commit at most (default %D)."},

@@ -156,7 +156,7 @@ test('no room for the recovery file: --check and start-up say so', {
   skip: isRoot ? false : 'mounting a small tmpfs needs root (CI runs make check as root)',
 }, async (t) => {
   const st = await makeState();
-  // The state directory on a 2 MB file system: 65,536 events need about 61 MB.
+  // The state directory on a 2 MB file system: the default queue and batches need about 9 MB.
   const mnt = tempDir('receipt-small-');
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', mnt]);
   t.after(() => {

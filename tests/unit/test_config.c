@@ -385,7 +385,7 @@ static void test_help_and_man(void **state)
         "(default 604800)",
         "(default /var/lib/receiptd; mode 0700)",
         "(default: the number of CPUs)",
-        "(default 65536)",
+        "(default 4096)",
         "(default 64)",
         "(default info)",
         "\nLimits:\n",
