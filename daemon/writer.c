@@ -53,6 +53,7 @@ struct writer {
     bool waiting;        /* the writer thread sleeps on wake: submits must signal */
     bool lingering;      /* it waits a little for more events: only urgent ones signal */
     bool running;        /* the writer thread runs: a full queue will have room again */
+    bool started_thread; /* writer_main() runs on a thread of its own, not writer_stop()'s */
     size_t room_waiters; /* submitters waiting for room in a full queue */
     pthread_cond_t room; /* to them: the writer took a batch, or stops taking */
     size_t urgent;       /* queued events with a callback (someone waits for them) */
@@ -574,7 +575,9 @@ static bool pause_or_give_up(writer *w, unsigned backoff_ms)
 static void *writer_main(void *arg)
 {
     writer *w = arg;
-    unsigned backoff = 0; /* ms; 0 while the ledger works */
+    if (w->started_thread)
+        pthread_setname_np(pthread_self(), "ledger-writer"); /* for top -H, perf */
+    unsigned backoff = 0;                                    /* ms; 0 while the ledger works */
     size_t n = 0;
 
     while (batch_fill(w, &n)) {
@@ -622,6 +625,7 @@ static void *sync_main(void *arg)
 {
     writer *w = arg;
     char why[LEDGER_ERR_MAX];
+    pthread_setname_np(pthread_self(), "ledger-sync");
 
     for (;;) {
         pthread_mutex_lock(&w->lock);
@@ -677,6 +681,7 @@ static void *checkpoint_main(void *arg)
 {
     writer *w = arg;
     char why[LEDGER_ERR_MAX];
+    pthread_setname_np(pthread_self(), "ledger-checkpt");
 
     pthread_mutex_lock(&w->lock);
     for (;;) {
@@ -855,8 +860,10 @@ int writer_start(writer *w)
         }
         w->sync_started = true;
     }
+    w->started_thread = true;
     int rc = thread_start(&w->thread, writer_main, w);
     if (rc != 0) {
+        w->started_thread = false;
         log_error("ledger writer: cannot start the thread: %s", strerror(rc));
         stop_sync_threads(w);
         return -1;
