@@ -398,6 +398,27 @@ ledger_sync *ledger_sync_begin(ledger *lg, char *err, size_t errlen)
     return lg->ops->sync_begin(lg, err, errlen);
 }
 
+int ledger_sync_now(ledger_sync *s, char *err, size_t errlen)
+{
+    return s->ops->now(s, err, errlen);
+}
+
+bool ledger_sync_checkpoint_due(ledger_sync *s)
+{
+    return s->ops->checkpoint_due(s);
+}
+
+int ledger_sync_checkpoint(ledger_sync *s, char *err, size_t errlen)
+{
+    return s->ops->checkpoint(s, err, errlen);
+}
+
+void ledger_sync_free(ledger_sync *s)
+{
+    if (s != NULL)
+        s->ops->free(s);
+}
+
 int ledger_log_entries(ledger *lg, ledger_log_select select, uint64_t first, uint64_t count,
                        const char *delivery, bool commitments_only, ledger_log_row_fn fn, void *arg)
 {

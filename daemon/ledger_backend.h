@@ -23,6 +23,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A backend's pipelined-commit handle (ledger_sync_begin()) starts with this. */
+typedef struct ledger_sync_ops {
+    int (*now)(ledger_sync *s, char *err, size_t errlen);
+    bool (*checkpoint_due)(ledger_sync *s);
+    int (*checkpoint)(ledger_sync *s, char *err, size_t errlen);
+    void (*free)(ledger_sync *s);
+} ledger_sync_ops;
+
+struct ledger_sync {
+    const ledger_sync_ops *ops;
+};
+
 /* Every backend's cursor starts with this. */
 struct ledger_cursor {
     ledger *lg;

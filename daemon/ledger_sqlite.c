@@ -1579,7 +1579,8 @@ static int create_file(const char *path, char *err, size_t errlen)
  * before it lets the WAL start over, so a restart of the WAL never
  * overwrites a frame whose pages are not durable in the database.
  */
-struct ledger_sync {
+typedef struct sqlite_sync {
+    ledger_sync base;  /* first: ledger.c dispatches through it */
     ledger_sqlite *lg; /* the writing handle: touched by free() alone */
     char db_path[PATH_MAX];
     char wal_path[PATH_MAX];
@@ -1589,18 +1590,20 @@ struct ledger_sync {
     sqlite3 *checkpointer; /* opened by the first checkpoint */
     atomic_int frames;     /* in the WAL after the last commit (the WAL hook) */
     int checkpointed;      /* frames when the last checkpoint began */
-};
+} sqlite_sync;
+
+static const ledger_sync_ops sqlite_sync_ops;
 
 static int wal_frames_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
     (void)db;
     (void)name;
-    struct ledger_sync *s = arg;
+    sqlite_sync *s = arg;
     atomic_store_explicit(&s->frames, frames, memory_order_relaxed);
     return SQLITE_OK;
 }
 
-static int open_wal(struct ledger_sync *s, char *err, size_t errlen)
+static int open_wal(sqlite_sync *s, char *err, size_t errlen)
 {
     int fd = open(s->wal_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
@@ -1621,7 +1624,7 @@ static int open_wal(struct ledger_sync *s, char *err, size_t errlen)
 static ledger_sync *sqlite_sync_begin(ledger *base, char *err, size_t errlen)
 {
     ledger_sqlite *lg = impl(base);
-    struct ledger_sync *s = NULL;
+    sqlite_sync *s = NULL;
     if (lg->read_only || !sqlite3_get_autocommit(lg->db)) {
         snprintf(err, errlen, "ledger %s: pipelined commits need the writing handle, idle",
                  lg->where);
@@ -1636,6 +1639,7 @@ static ledger_sync *sqlite_sync_begin(ledger *base, char *err, size_t errlen)
         free(s);
         return NULL;
     }
+    s->base.ops = &sqlite_sync_ops;
     s->lg = lg;
     s->wal_fd = -1;
     atomic_init(&s->frames, 0);
@@ -1649,7 +1653,7 @@ static ledger_sync *sqlite_sync_begin(ledger *base, char *err, size_t errlen)
         goto fail;
     }
     sqlite3_wal_hook(lg->db, wal_frames_hook, s); /* and no automatic checkpoint */
-    return s;
+    return &s->base;
 
 fail:
     if (s->wal_fd >= 0)
@@ -1658,8 +1662,9 @@ fail:
     return NULL;
 }
 
-int ledger_sync_now(ledger_sync *s, char *err, size_t errlen)
+static int sync_now(ledger_sync *base, char *err, size_t errlen)
 {
+    sqlite_sync *s = (sqlite_sync *)base;
     struct stat st;
     /* SQLite deletes the WAL only once it is checkpointed whole: a new file
      * there holds every frame not yet made durable. */
@@ -1673,14 +1678,16 @@ int ledger_sync_now(ledger_sync *s, char *err, size_t errlen)
     return 0;
 }
 
-bool ledger_sync_checkpoint_due(ledger_sync *s)
+static bool sync_checkpoint_due(ledger_sync *base)
 {
+    sqlite_sync *s = (sqlite_sync *)base;
     int frames = atomic_load_explicit(&s->frames, memory_order_relaxed);
     return frames >= SQLITE_CHECKPOINT_PAGES && frames != s->checkpointed;
 }
 
-int ledger_sync_checkpoint(ledger_sync *s, char *err, size_t errlen)
+static int sync_checkpoint(ledger_sync *base, char *err, size_t errlen)
 {
+    sqlite_sync *s = (sqlite_sync *)base;
     int frames = atomic_load_explicit(&s->frames, memory_order_relaxed);
     if (s->checkpointer == NULL) {
         sqlite3 *db = NULL;
@@ -1706,10 +1713,9 @@ int ledger_sync_checkpoint(ledger_sync *s, char *err, size_t errlen)
     return 0;
 }
 
-void ledger_sync_free(ledger_sync *s)
+static void sync_free(ledger_sync *base)
 {
-    if (s == NULL)
-        return;
+    sqlite_sync *s = (sqlite_sync *)base;
     /* Freed just before the handle closes (writer_free()), which commits
      * nothing more: its last checkpoint, on close, syncs (NORMAL does). */
     sqlite3_wal_autocheckpoint(s->lg->db, SQLITE_CHECKPOINT_PAGES);
@@ -1718,6 +1724,13 @@ void ledger_sync_free(ledger_sync *s)
         close(s->wal_fd);
     free(s);
 }
+
+static const ledger_sync_ops sqlite_sync_ops = {
+    .now = sync_now,
+    .checkpoint_due = sync_checkpoint_due,
+    .checkpoint = sync_checkpoint,
+    .free = sync_free,
+};
 
 /*
  * SQLite counts every allocation under one global mutex unless told not to;
