@@ -21,11 +21,10 @@
  * never started, commits them all on the main thread in writer_stop(), so
  * that the instructions of writing N rows are one function's.
  */
+#include "bench/bench_log.h"
 #include "common/uuid7.h"
-#include "daemon/keystore.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
-#include "daemon/tlog.h"
 #include "daemon/writer.h"
 
 #include <getopt.h>
@@ -227,14 +226,7 @@ int main(int argc, char **argv)
     keystore *keys = NULL;
     tlog *evidence = NULL;
     if (w != NULL && log_dir != NULL) {
-        /* The evidence log, as receiptd starts it. */
-        bool created = false;
-        keys = keystore_open(log_dir, true, &created, err, sizeof err);
-        if (keys == NULL ||
-            keystore_add_log_key(keys, log_dir, "bench.invalid/_receipt/log", wall_ms(), err,
-                                 sizeof err) < 0 ||
-            (evidence = tlog_new(keys)) == NULL || tlog_load(evidence, lg, err, sizeof err) != 0 ||
-            tlog_catch_up(evidence, lg, batch, err, sizeof err) != 0) {
+        if (bench_log_start(lg, log_dir, batch, &keys, &evidence, err, sizeof err) != 0) {
             fprintf(stderr, "ledger_rows: the evidence log: %s\n", err);
             return 1;
         }
