@@ -4,6 +4,8 @@
 #   make run      install what is missing, build, serve examples/site
 #   make check    install what is missing, build, run every test
 #   make bench    side-by-side benchmark against nginx (bench/README.md)
+#   make bench-scale  the ledger at 10 million deliveries: size, reports, admin API
+#                 (bench/README.md; long)
 #   make fuzz     run every libFuzzer harness for FUZZ_SECONDS each
 #   make install  install into the configured prefix (DESTDIR= stages it)
 #   make format   clang-format the C sources in place
@@ -24,7 +26,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps build run check test bench fuzz install format format-check man clean
+.PHONY: all deps build run check test bench bench-scale fuzz install format format-check man clean
 
 all: build
 
@@ -64,6 +66,9 @@ test: check
 
 bench: deps build
 	tests/with-postgres bench/run
+
+bench-scale: deps build
+	tests/with-postgres bench/report-scale
 
 # Programs, libreceipt with its header and pkg-config file, man pages, the
 # systemd unit and sysusers.d entry, the sample configuration (kept when

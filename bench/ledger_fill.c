@@ -54,7 +54,7 @@
 #define RECEIPT_FILLER_LEN 700
 #define FILL_QUEUE         65536 /* receiptd's --queue and --batch defaults */
 #define FILL_BATCH         1024
-#define PROGRESS_EVERY     1000000
+#define PROGRESS_EVERY     1000000 /* deliveries; a tenth of them when fewer */
 
 static uint64_t wall_ms(void)
 {
@@ -258,6 +258,10 @@ static int fill(writer *w, const fill_options *o, fill_counts *n)
     uint64_t span = (uint64_t)(o->days * 86400000.0);
     uint64_t start = wall_ms() - span;
     double t0 = mono_s();
+    uint64_t progress_every =
+        o->deliveries / 10 < PROGRESS_EVERY ? o->deliveries / 10 : PROGRESS_EVERY;
+    if (progress_every == 0)
+        progress_every = 1;
     ledger_event ev;
     for (uint64_t i = 0; i < o->deliveries; i++) {
         ledger_delivery *row = &ev.row;
@@ -290,7 +294,7 @@ static int fill(writer *w, const fill_options *o, fill_counts *n)
         }
         n->kinds[m->kind]++;
         n->statuses[row->status]++;
-        if ((i + 1) % PROGRESS_EVERY == 0) {
+        if ((i + 1) % progress_every == 0) {
             double t = mono_s() - t0;
             fprintf(stderr, "ledger_fill: %llu deliveries, %lld events in %.0f s (%.0f events/s)\n",
                     (unsigned long long)(i + 1), n->events, t, (double)n->events / t);
