@@ -303,13 +303,26 @@ static int fill(writer *w, const fill_options *o, fill_counts *n)
     return 0;
 }
 
-static void usage(void)
+static void usage(FILE *out, int status)
 {
     fputs("usage: ledger_fill --ledger URL --deliveries N [--log STATE_DIR] [--days D]\n"
           "                   [--confirmed F] [--corrupted F] [--paths N] [--clients N]\n"
-          "                   [--seed S] [--json]\n",
-          stderr);
-    exit(2);
+          "                   [--seed S] [--json]\n"
+          "\n"
+          "Fills the ledger at URL with N deliveries through the ledger writer\n"
+          "(bench/README.md, \"The ledger at scale\").\n"
+          "\n"
+          "  --log STATE_DIR  keep the evidence log, its keys in STATE_DIR (made if missing)\n"
+          "  --days D         issue times spread over the last D days (default 30)\n"
+          "  --confirmed F    of the deliveries a client can confirm, the fraction confirmed\n"
+          "                   (default 0.7)\n"
+          "  --corrupted F    the fraction confirmed with a digest that differs (default 0.01)\n"
+          "  --paths N        HTML pages; files, images and feeds are fewer (default 2000)\n"
+          "  --clients N      browsers; devices are a tenth as many (default 100000)\n"
+          "  --seed S         the same seed, the same ledger but for random bits (default 1)\n"
+          "  --json           print the counts as one JSON object\n",
+          out);
+    exit(status);
 }
 
 static void print_json(const fill_options *o, const fill_counts *n, const writer_stats *s,
@@ -341,6 +354,7 @@ int main(int argc, char **argv)
         {"clients", required_argument, NULL, 'k'},
         {"seed", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *url = NULL;
@@ -385,14 +399,17 @@ int main(int argc, char **argv)
         case 'j':
             json = true;
             break;
+        case 'h':
+            usage(stdout, 0);
+            break;
         default:
-            usage();
+            usage(stderr, 2);
         }
     }
     if (url == NULL || o.deliveries == 0 || !(o.days > 0 && o.days <= 3650) ||
         !(o.confirmed >= 0) || !(o.corrupted >= 0) || o.confirmed + o.corrupted > 1 ||
         o.paths == 0 || o.clients == 0 || o.clients > (1ull << 24))
-        usage();
+        usage(stderr, 2);
     log_set_level(LOG_LEVEL_ERROR); /* a full queue is this tool's normal state */
 
     int rc = 1;
