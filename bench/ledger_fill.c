@@ -52,7 +52,7 @@
 #include <time.h>
 
 #define RECEIPT_FILLER_LEN 700
-#define FILL_QUEUE         65536 /* receiptd's --queue and --batch defaults */
+#define FILL_QUEUE         4096 /* receiptd's --queue and --batch defaults */
 #define FILL_BATCH         1024
 #define PROGRESS_EVERY     1000000 /* deliveries; a tenth of them when fewer */
 
