@@ -16,14 +16,30 @@
 struct tls_io {
     int fd;
     gnutls_session_t session;
-    /* Read from the socket, not yet taken by GnuTLS: [ahead_at, +ahead_len). */
-    uint8_t *ahead;
-    size_t ahead_at, ahead_len;
+    /* Read ahead, not yet taken by GnuTLS, moved out of the thread's
+     * buffer when another connection needed it: [spill_at, +spill_len). */
+    uint8_t *spill;
+    size_t spill_at, spill_len;
     /* A record GnuTLS counts as written, not yet on the socket. */
     uint8_t *kept;
     size_t kept_at, kept_len;
     bool join; /* keep the next record written */
 };
+
+/*
+ * Reads ahead land in a buffer of the thread, which one connection owns
+ * while GnuTLS has not taken all of it: a record's two reads come one
+ * after the other, so it is nearly always empty again before another
+ * connection of the thread reads. When not, the owner's bytes move to a
+ * buffer of its own (spill).
+ */
+typedef struct thread_ahead {
+    tls_io *owner; /* NULL: empty */
+    size_t at, len;
+    uint8_t data[TLS_IO_READ_AHEAD];
+} thread_ahead;
+
+static _Thread_local thread_ahead ahead;
 
 /* GnuTLS reads the error of a replaced transport from the session. */
 static ssize_t fail_with(tls_io *io, int err)
@@ -38,38 +54,59 @@ static ssize_t recv_into(tls_io *io, void *buf, size_t len)
     return n < 0 ? fail_with(io, errno) : n;
 }
 
-static void drop_ahead(tls_io *io)
+static void drop_spill(tls_io *io)
 {
-    free(io->ahead);
-    io->ahead = NULL;
-    io->ahead_at = io->ahead_len = 0;
+    free(io->spill);
+    io->spill = NULL;
+    io->spill_at = io->spill_len = 0;
+}
+
+/* Moves the thread buffer's bytes to their owner's own; false when out of memory. */
+static bool spill(void)
+{
+    tls_io *owner = ahead.owner;
+    if ((owner->spill = malloc(ahead.len)) == NULL)
+        return false;
+    memcpy(owner->spill, ahead.data + ahead.at, ahead.len);
+    owner->spill_at = 0;
+    owner->spill_len = ahead.len;
+    ahead.owner = NULL;
+    return true;
+}
+
+static ssize_t give(void *data, size_t len, const uint8_t *from, size_t *at, size_t *left)
+{
+    size_t n = len < *left ? len : *left;
+    memcpy(data, from + *at, n);
+    *at += n;
+    *left -= n;
+    return (ssize_t)n;
 }
 
 static ssize_t pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 {
     tls_io *io = ptr;
-    if (io->ahead_len == 0) {
-        /* The rest of a large record goes straight into GnuTLS's buffer. */
-        if (len >= TLS_IO_READ_AHEAD)
-            return recv_into(io, data, len);
-        if (io->ahead == NULL && (io->ahead = malloc(TLS_IO_READ_AHEAD)) == NULL)
-            return recv_into(io, data, len);
-        ssize_t n = recv_into(io, io->ahead, TLS_IO_READ_AHEAD);
-        if (n <= 0) {
-            /* Drained (or closed): the connection waits holding nothing. */
-            int err = errno;
-            drop_ahead(io);
-            errno = err;
-            return n;
-        }
-        io->ahead_at = 0;
-        io->ahead_len = (size_t)n;
+    if (io->spill_len > 0) {
+        ssize_t n = give(data, len, io->spill, &io->spill_at, &io->spill_len);
+        if (io->spill_len == 0)
+            drop_spill(io);
+        return n;
     }
-    size_t give = len < io->ahead_len ? len : io->ahead_len;
-    memcpy(data, io->ahead + io->ahead_at, give);
-    io->ahead_at += give;
-    io->ahead_len -= give;
-    return (ssize_t)give;
+    if (ahead.owner != io) {
+        /* The rest of a large record goes straight into GnuTLS's buffer. */
+        if (len >= TLS_IO_READ_AHEAD || (ahead.owner != NULL && !spill()))
+            return recv_into(io, data, len);
+        ssize_t n = recv_into(io, ahead.data, TLS_IO_READ_AHEAD);
+        if (n <= 0)
+            return n;
+        ahead.owner = io;
+        ahead.at = 0;
+        ahead.len = (size_t)n;
+    }
+    ssize_t n = give(data, len, ahead.data, &ahead.at, &ahead.len);
+    if (ahead.len == 0)
+        ahead.owner = NULL;
+    return n;
 }
 
 /* Only when a timeout is set (libmicrohttpd sets none): whether a read
@@ -77,7 +114,7 @@ static ssize_t pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 static int pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 {
     tls_io *io = ptr;
-    if (io->ahead_len > 0)
+    if (io->spill_len > 0 || ahead.owner == io)
         return 1;
     struct pollfd p = {.fd = io->fd, .events = POLLIN};
     int rc = poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : ms > INT_MAX ? INT_MAX : (int)ms);
@@ -183,7 +220,9 @@ void tls_io_free(tls_io *io)
 {
     if (io == NULL)
         return;
-    drop_ahead(io);
+    if (ahead.owner == io)
+        ahead.owner = NULL;
+    drop_spill(io);
     drop_kept(io);
     free(io);
 }

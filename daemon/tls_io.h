@@ -11,8 +11,10 @@
  *
  * - reads ahead: one recv() of up to TLS_IO_READ_AHEAD bytes serves both
  *   steps of a record, and the records that arrived with it. The buffer is
- *   held while the connection is busy and freed when its socket has nothing
- *   more to read, so that an idle connection holds none.
+ *   the thread's; a connection holds memory of its own for bytes read ahead
+ *   only while another connection of its thread has needed the buffer
+ *   before GnuTLS took them (pipelined requests), so that an idle
+ *   connection holds none.
  *
  * - writes a response at once: after tls_io_join_response(), the next
  *   record GnuTLS writes (the header block's) is kept, and goes out in one
@@ -27,8 +29,9 @@
  * GnuTLS does not enable kernel TLS under a replaced transport (it is off
  * unless the system's GnuTLS configuration turns it on).
  *
- * A tls_io belongs to its connection's thread: every function but
- * tls_io_free() runs there, from libmicrohttpd's callbacks or GnuTLS's.
+ * A tls_io belongs to its connection's thread: every function runs there,
+ * from libmicrohttpd's callbacks or GnuTLS's (libmicrohttpd runs a
+ * connection, its start and its end on one thread).
  */
 #ifndef RECEIPT_DAEMON_TLS_IO_H
 #define RECEIPT_DAEMON_TLS_IO_H
@@ -61,7 +64,7 @@ void tls_io_join_response(tls_io *io);
  */
 bool tls_io_response_done(tls_io *io);
 
-/* Frees io once its session has been deinitialised. NULL-safe. */
+/* Frees io once its session has been deinitialised, on its thread. NULL-safe. */
 void tls_io_free(tls_io *io);
 
 #endif

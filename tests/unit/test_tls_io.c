@@ -1,6 +1,7 @@
 /* tls_io: a GnuTLS server session on it and a GnuTLS client on the other
  * end of a socket pair. Reads ahead take every record that arrived in one
- * recv() and give them out record by record, across any split; a joined
+ * recv() and give them out record by record, across any split and while
+ * other connections of the thread read; a joined
  * response's header record waits for its body's and both arrive together;
  * a full socket makes the body's write report EAGAIN and a later retry
  * sends everything in order; a response whose body never came has its
@@ -195,6 +196,37 @@ static void test_read_ahead(void **state)
     free_pair(&p);
 }
 
+static void test_read_ahead_two_connections(void **state)
+{
+    (void)state;
+    pair a, b;
+    make_pair(&a, false);
+    make_pair(&b, false);
+    char buf[16];
+    /* a's second record is read ahead with its first ... */
+    send_all(a.client, "a one", 5);
+    send_all(a.client, "a two", 5);
+    expect_record(a.server, "a one", 5);
+    assert_int_equal(waiting(a.server_fd), 0);
+    /* ... and waits, while b, on the same thread, reads. */
+    send_all(b.client, "b one", 5);
+    send_all(b.client, "b two", 5);
+    expect_record(b.server, "b one", 5);
+    expect_record(a.server, "a two", 5);
+    assert_int_equal(gnutls_record_recv(a.server, buf, sizeof buf), GNUTLS_E_AGAIN);
+
+    /* A connection that ends with bytes read ahead leaves none behind for
+     * the next one, wherever it is allocated. */
+    free_pair(&b);
+    pair c;
+    make_pair(&c, false);
+    send_all(c.client, "c one", 5);
+    expect_record(c.server, "c one", 5);
+    assert_int_equal(gnutls_record_recv(c.server, buf, sizeof buf), GNUTLS_E_AGAIN);
+    free_pair(&c);
+    free_pair(&a);
+}
+
 static void test_read_ahead_split(void **state)
 {
     (void)state;
@@ -367,9 +399,13 @@ static void test_response_done_writes_kept(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read_ahead),   cmocka_unit_test(test_read_ahead_split),
-        cmocka_unit_test(test_join),         cmocka_unit_test(test_join_full_socket),
-        cmocka_unit_test(test_join_partial), cmocka_unit_test(test_response_done_writes_kept),
+        cmocka_unit_test(test_read_ahead),
+        cmocka_unit_test(test_read_ahead_two_connections),
+        cmocka_unit_test(test_read_ahead_split),
+        cmocka_unit_test(test_join),
+        cmocka_unit_test(test_join_full_socket),
+        cmocka_unit_test(test_join_partial),
+        cmocka_unit_test(test_response_done_writes_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
