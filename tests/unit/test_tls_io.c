@@ -213,11 +213,11 @@ static void test_read_ahead_two_connections(void **state)
     send_all(b.client, "b two", 5);
     expect_record(b.server, "b one", 5);
     expect_record(a.server, "a two", 5);
-    assert_int_equal(gnutls_record_recv(a.server, buf, sizeof buf), GNUTLS_E_AGAIN);
 
-    /* A connection that ends with bytes read ahead leaves none behind for
-     * the next one, wherever it is allocated. */
+    /* A connection that ends with bytes read ahead (b's second record)
+     * leaves nothing behind for the others. */
     free_pair(&b);
+    assert_int_equal(gnutls_record_recv(a.server, buf, sizeof buf), GNUTLS_E_AGAIN);
     pair c;
     make_pair(&c, false);
     send_all(c.client, "c one", 5);
