@@ -193,8 +193,11 @@ static const config_option options[] = {
          "Serve HTTPS on the public listener with this PEM certificate, followed by the "
          "intermediate certificates of its chain, each after the one it signed (with "
          "\\fB\\-\\-tls\\-key\\fR). TLS 1.2 and 1.3 only, with ECDHE key exchange and AES-GCM or "
-         "ChaCha20-Poly1305. Read again on SIGHUP: new connections get the new pair, open "
-         "ones keep theirs, and a pair that does not load is logged and the old one kept."},
+         "ChaCha20-Poly1305. TLS 1.3 clients resume sessions with session tickets (a fresh "
+         "ECDHE exchange each time), whose keys live in memory only; TLS 1.2 clients get no "
+         "tickets. Read again on SIGHUP: new connections get the new pair (and new ticket "
+         "keys), open ones keep theirs, and a pair that does not load is logged and the old "
+         "one kept."},
     {"tls-key", "FILE", SECTION_TLS, parse_string, AT(tls_key),
      .help = "the private key of --tls-cert (PEM, unencrypted, not readable by others)",
      .doc = "The private key of \\fB\\-\\-tls\\-cert\\fR (PEM, unencrypted). Refused when others "

@@ -223,7 +223,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
          * the guard does not watch the connection (the idle timeout does). */
         http_conn *hc = calloc(1, sizeof *hc);
         if (hc != NULL) {
-            hc->tls.creds = srv->tls;
+            if (srv->tls != NULL)
+                tls_conn_start(&hc->tls, srv->tls, c);
             const union MHD_ConnectionInfo *info =
                 MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
             if (info != NULL && limited_peer(srv, info->client_addr, hc->peer))
@@ -246,13 +247,12 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     *socket_context = NULL;
 }
 
-/* The guard's record of a connection; NULL when it has none. */
-static http_guard_conn *guard_of(struct MHD_Connection *c)
+/* What on_connection made for c; NULL when it could not. */
+static http_conn *conn_of(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    const http_conn *hc = info != NULL ? info->socket_context : NULL;
-    return hc != NULL ? hc->guard : NULL;
+    return info != NULL ? info->socket_context : NULL;
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
@@ -273,7 +273,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->body = NULL;
     req->body_len = 0;
     req->call = NULL;
-    req->guard = guard_of(c);
+    http_conn *hc = conn_of(c);
+    req->guard = hc != NULL ? hc->guard : NULL;
+    req->tls = hc != NULL ? hc->tls.io : NULL;
     http_guard_request_line(req->guard);
     req->upstream = NULL;
     req->proxy = NULL;
@@ -302,6 +304,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     request *req = *req_cls;
     if (req == NULL)
         return;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !tls_io_response_done(req->tls))
+        log_warn("%s %s: the end of the response could not be written; connection closed",
+                 req->method, req->uri);
     confirm_release(req);
     if (req->limit_taken)
         addrcount_give_back(srv->forwarded, req->client);

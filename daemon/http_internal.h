@@ -21,6 +21,7 @@
 #include "daemon/readpool.h"
 #include "daemon/ticket.h"
 #include "daemon/tlog.h"
+#include "daemon/tls_io.h"
 #include "daemon/upstream.h"
 #include "daemon/writer.h"
 
@@ -87,6 +88,7 @@ typedef struct request {
     size_t body_len;
     confirm_call *call;
     http_guard_conn *guard;         /* the connection's deadlines (http_guard.h); may be NULL */
+    tls_io *tls;                    /* the connection's TLS transport (tls_io.h); NULL: plain */
     const upstream_route *upstream; /* the request goes to this upstream */
     http_proxy_state *proxy;        /* its state once it has started */
     char client_addr[LEDGER_ADDR_MAX + 1]; /* the client: the peer, or whom a trusted proxy named */

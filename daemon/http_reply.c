@@ -24,6 +24,13 @@ enum MHD_Result http_reply_queue(request *req, struct MHD_Connection *c, unsigne
     metrics_count_response(req->route, status);
     enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
+    /* Over TLS, the header block's record waits for the body's first, so
+     * that both leave in one write: only when a body is sent (not for
+     * HEAD, nor a status that has none). The library writes nothing
+     * before the handler returns. */
+    if (rc == MHD_YES && body_bytes > 0 && status >= 200 && status != 204 && status != 304 &&
+        strcmp(req->method, "HEAD") != 0)
+        tls_io_join_response(req->tls);
     return rc;
 }
 

@@ -15,12 +15,23 @@
 #define TLS_DIGEST_LEN 32
 #define TLS_ERR_MAX    512
 
-const char tls_priorities[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
-                              ":-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
-                              ":-MAC-ALL:+AEAD"
-                              ":-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"
-                              ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1"
-                              ":-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:-SIGN-DSA-SHA1:-SIGN-RSA-MD5";
+/* %NO_TICKETS_TLS12 came with GnuTLS 3.7.5; an older one gets no tickets
+ * at all rather than TLS 1.2 ones. */
+#if GNUTLS_VERSION_NUMBER >= 0x030705
+#define TLS_TICKETS          1
+#define TLS_NO_TICKETS_TLS12 ":%NO_TICKETS_TLS12"
+#else
+#define TLS_TICKETS          0
+#define TLS_NO_TICKETS_TLS12 ""
+#endif
+
+const char tls_priorities[] =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+    ":-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
+    ":-MAC-ALL:+AEAD"
+    ":-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"
+    ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1"
+    ":-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:-SIGN-DSA-SHA1:-SIGN-RSA-MD5" TLS_NO_TICKETS_TLS12;
 
 struct tls_pair {
     atomic_uint refs; /* 1 while current, plus 1 per connection holding it */
@@ -32,11 +43,22 @@ struct tls_pair {
 };
 
 struct tls_creds {
-    pthread_mutex_t lock; /* guards current between reading it and taking a reference */
+    pthread_mutex_t lock; /* guards current between reading it and taking a reference,
+                           * and ticket_key while a connection copies it */
     tls_pair *current;
+    gnutls_datum_t ticket_key; /* the session tickets' master key (GnuTLS's size) */
     char *cert_file;
     char *key_file;
 };
+
+static void ticket_key_free(gnutls_datum_t *key)
+{
+    if (key->data != NULL)
+        gnutls_memset(key->data, 0, key->size);
+    gnutls_free(key->data);
+    key->data = NULL;
+    key->size = 0;
+}
 
 static void pair_free(tls_pair *p)
 {
@@ -224,9 +246,14 @@ tls_creds *tls_creds_load(const char *cert_file, const char *key_file, char *err
     }
     if ((t->current = pair_load(cert_file, key_file, err, errlen)) == NULL)
         goto fail;
+    if (gnutls_session_ticket_key_generate(&t->ticket_key) < 0) {
+        snprintf(err, errlen, "cannot make a session ticket key");
+        goto fail;
+    }
     pthread_mutex_init(&t->lock, NULL);
     return t;
 fail:
+    pair_release(t->current);
     free(t->cert_file);
     free(t->key_file);
     free(t);
@@ -238,12 +265,24 @@ int tls_creds_reload(tls_creds *t, char *err, size_t errlen)
     tls_pair *fresh = pair_load(t->cert_file, t->key_file, err, errlen);
     if (fresh == NULL)
         return -1;
+    /* A new pair starts a new ticket key: no session of the old one resumes. */
+    gnutls_datum_t key = {NULL, 0};
+    if (gnutls_session_ticket_key_generate(&key) < 0) {
+        pair_free(fresh);
+        snprintf(err, errlen, "cannot make a session ticket key");
+        return -1;
+    }
     pthread_mutex_lock(&t->lock);
     tls_pair *old = t->current;
     bool same = memcmp(old->digest, fresh->digest, TLS_DIGEST_LEN) == 0;
-    if (!same)
+    if (!same) {
         t->current = fresh;
+        gnutls_datum_t swap = t->ticket_key;
+        t->ticket_key = key;
+        key = swap;
+    }
     pthread_mutex_unlock(&t->lock);
+    ticket_key_free(&key);
     if (same) {
         pair_free(fresh);
         return 1;
@@ -257,6 +296,7 @@ void tls_creds_free(tls_creds *t)
     if (t == NULL)
         return;
     pair_release(t->current);
+    ticket_key_free(&t->ticket_key);
     pthread_mutex_destroy(&t->lock);
     free(t->cert_file);
     free(t->key_file);
@@ -318,21 +358,42 @@ int tls_creds_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn
     return tls_creds_take(tc->creds, &tc->held, pcert, pcert_length, pkey);
 }
 
+void tls_conn_start(tls_conn *tc, tls_creds *creds, struct MHD_Connection *c)
+{
+    tc->creds = creds;
+    const union MHD_ConnectionInfo *si =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (creds == NULL || si == NULL || fi == NULL)
+        return;
+    gnutls_session_t session = si->tls_session;
+#if TLS_TICKETS
+    /* The session keeps a copy of the key. */
+    pthread_mutex_lock(&creds->lock);
+    gnutls_session_ticket_enable_server(session, &creds->ticket_key);
+    pthread_mutex_unlock(&creds->lock);
+#endif
+    tc->io = tls_io_attach(session, fi->connect_fd);
+}
+
 void tls_conn_close(tls_conn *tc)
 {
-    if (tc != NULL)
-        tls_creds_give_back(&tc->held);
+    if (tc == NULL)
+        return;
+    tls_creds_give_back(&tc->held);
+    tls_io_free(tc->io);
+    tc->io = NULL;
 }
 
 void tls_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                      enum MHD_ConnectionNotificationCode code)
 {
-    (void)c;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         /* Without one, the handshake finds no certificate and fails. */
         tls_conn *tc = calloc(1, sizeof *tc);
         if (tc != NULL)
-            tc->creds = cls;
+            tls_conn_start(tc, cls, c);
         *socket_context = tc;
         return;
     }

@@ -18,12 +18,20 @@
  *
  * For libmicrohttpd (MHD_OPTION_HTTPS_CERT_CALLBACK), tls_creds_retrieve()
  * does that for a listener whose connections' socket contexts begin with a
- * tls_conn: its connection notification fills the tls_conn when a
- * connection starts, and calls tls_conn_close() when it is closed, which
- * the library does after it has freed the TLS session.
+ * tls_conn: its connection notification calls tls_conn_start() when a
+ * connection starts, and tls_conn_close() when it is closed, which the
+ * library does after it has freed the TLS session.
+ *
+ * Session resumption: a connection that starts gets session tickets
+ * (TLS 1.3 only, each resumption with a fresh ECDHE exchange), sealed with
+ * keys that GnuTLS derives from the listener's ticket key and rotates every
+ * six hours. The key lives in memory only: a restart, or a reload that
+ * brings a new pair, makes a new one, and clients then do a full handshake.
  */
 #ifndef RECEIPT_DAEMON_TLS_H
 #define RECEIPT_DAEMON_TLS_H
+
+#include "daemon/tls_io.h"
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
@@ -40,8 +48,11 @@
 
 /*
  * TLS 1.2 and 1.3 only; AES-GCM and ChaCha20-Poly1305 only; ECDHE key
- * exchange only (forward secrecy); no SHA-1 signatures. The client's
- * preference among these decides, as every one of them is strong.
+ * exchange only (forward secrecy, resumptions included: no TLS 1.2 session
+ * tickets, which would resume without it); no SHA-1 signatures. The
+ * client's preference among these decides: every one of them is strong,
+ * and the client knows which its hardware seals fastest (AES-GCM with AES
+ * instructions, ChaCha20 without).
  */
 extern const char tls_priorities[];
 
@@ -91,7 +102,16 @@ void tls_creds_give_back(tls_pair **held);
 typedef struct tls_conn {
     tls_creds *creds; /* borrowed: the listener's */
     tls_pair *held;   /* what the handshake took */
+    tls_io *io;       /* the session's transport (NULL: GnuTLS's own) */
 } tls_conn;
+
+/*
+ * For a connection of a listener with creds that libmicrohttpd has just
+ * made (its TLS session exists, its handshake has not begun): fills tc,
+ * enables session tickets and puts a tls_io under the session. Without
+ * memory for the tls_io the connection uses GnuTLS's own transport.
+ */
+void tls_conn_start(tls_conn *tc, tls_creds *creds, struct MHD_Connection *c);
 
 /* A gnutls_certificate_retrieve_function2 for libmicrohttpd: the current
  * pair of the connection's tls_conn. -1 (no certificate) without one. */
@@ -99,7 +119,7 @@ int tls_creds_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn
                        const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
                        gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey);
 
-/* Gives back the pair of a closed connection. NULL-safe. */
+/* Gives back the pair of a closed connection and frees its tls_io. NULL-safe. */
 void tls_conn_close(tls_conn *tc);
 
 /* MHD_OPTION_NOTIFY_CONNECTION for a listener whose socket context is a
