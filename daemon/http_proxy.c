@@ -17,6 +17,7 @@
 #define PROXY_READ_BLOCK    (32 * 1024) /* bytes a streamed answer is sent in */
 #define PROXY_FORWARDED_MAX (LEDGER_ADDR_MAX + 2 * CONFIG_HOSTPORT_MAX + 64)
 #define PROXY_DISCARD_MAX   (1024 * 1024) /* request body read past an early end, then close */
+#define ELEMENT_LEN         (sizeof DELIVERY_ELEMENT - 1)
 
 struct http_proxy_state {
     upstream_call *call; /* NULL once given up (a body past the limit) */
@@ -258,7 +259,8 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     bool candidate =
         strcmp(req->method, "GET") == 0 && (http_deliver_decide(ctx, c, url, true, &kind) ||
                                             http_deliver_decide(ctx, c, url, false, &kind));
-    char content_path[TICKET_PATH_MAX + 1] = "";
+    char content_path[TICKET_PATH_MAX + 1];
+    size_t content_path_len = 0;
     if (candidate) {
         const char *query = strchr(req->uri, '?');
         int n = snprintf(content_path, sizeof content_path, "%s%s", url, query ? query : "");
@@ -266,9 +268,10 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
             return http_reply_error(req, c, 414, "uri_too_long",
                                     "The path and query of a tracked request are longer than a "
                                     "delivery's content may be.");
+        content_path_len = (size_t)n;
     }
 
-    http_proxy_state *ps = calloc(1, sizeof *ps);
+    http_proxy_state *ps = malloc(sizeof *ps);
     const upstream_waker waker = {suspend_connection, resume_connection, c};
     upstream_call *call =
         ps != NULL ? upstream_call_new(ctx->upstreams, req->upstream, req->method, target, &waker)
@@ -277,19 +280,22 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
         free(ps);
         return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
     }
-    ps->call = call;
-    ps->candidate = candidate;
-    memcpy(ps->content_path, content_path, sizeof content_path);
+    *ps = (http_proxy_state){.call = call, .candidate = candidate};
+    memcpy(ps->content_path, content_path, content_path_len);
+    ps->content_path[content_path_len] = '\0';
     req->proxy = ps;
+    /* Room for the agent element, injected in place (whole_response()). */
     if (candidate)
-        upstream_call_read_whole(call);
+        upstream_call_read_whole(call, ELEMENT_LEN);
 
     const char *client_host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-    header_pass hp = {
-        .call = call,
-        .connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection"),
-        .identity = candidate,
-    };
+    /* Not zeroed whole: the forwarding fields are large, and init empties them. */
+    header_pass hp;
+    hp.call = call;
+    hp.connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection");
+    hp.identity = candidate;
+    hp.has_accept = false;
+    hp.failed = false;
     proxy_fields_init(&hp.forwarding);
     MHD_get_connection_values(c, MHD_HEADER_KIND, pass_header, &hp);
     if (hp.failed ||
@@ -525,71 +531,136 @@ static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct M
 
 /* ---- an answer read whole: a delivery ----------------------------------------------- */
 
-/* A body read whole, kept alive while libmicrohttpd sends it. */
+/* A body read whole (upstream.h), and its file's mapping once one is needed. */
 typedef struct whole_body {
-    char *data; /* malloc'd; NULL when the body is in fd */
-    int fd;
-    uint64_t len;
-    void *map; /* fd mapped, to inject into it */
+    upstream_body b;
+    void *map;
 } whole_body;
+
+static void whole_body_release(whole_body *w)
+{
+    free(w->b.data);
+    w->b.data = NULL;
+    if (w->map != NULL)
+        munmap(w->map, (size_t)w->b.len);
+    w->map = NULL;
+    if (w->b.fd >= 0)
+        close(w->b.fd);
+    w->b.fd = -1;
+}
 
 static void whole_body_free(void *cls)
 {
-    whole_body *b = cls;
-    if (b == NULL)
-        return;
-    free(b->data);
-    if (b->map != NULL)
-        munmap(b->map, (size_t)b->len);
-    if (b->fd >= 0)
-        close(b->fd);
-    free(b);
+    whole_body_release(cls);
+    free(cls);
 }
 
 /* The body's bytes in memory (a file's mapped); NULL on failure. */
-static const uint8_t *whole_bytes(whole_body *b)
+static const uint8_t *whole_bytes(whole_body *w)
 {
     static const uint8_t empty[1];
-    if (b->len == 0)
+    if (w->b.len == 0)
         return empty;
-    if (b->data != NULL)
-        return (const uint8_t *)b->data;
-    if (b->map == NULL) {
-        void *m = mmap(NULL, (size_t)b->len, PROT_READ, MAP_PRIVATE, b->fd, 0);
+    if (w->b.data != NULL)
+        return (const uint8_t *)w->b.data;
+    if (w->map == NULL) {
+        void *m = mmap(NULL, (size_t)w->b.len, PROT_READ, MAP_PRIVATE, w->b.fd, 0);
         if (m == MAP_FAILED)
             return NULL;
-        b->map = m;
+        w->map = m;
     }
-    return b->map;
+    return w->map;
 }
 
-/* A response of the body as received, or with the element at at. Takes b. */
-static struct MHD_Response *whole_response(whole_body *b, bool inject, size_t at)
+/*
+ * The SHA-256 of the body as received and, with inject, where the element
+ * goes (*at) and the SHA-256 of the body with it. A body in memory is read
+ * once for both: the two forms share the bytes before at, so the state
+ * after them is copied. A body in a file was hashed as it arrived.
+ */
+static bool whole_digests(const EVP_MD *md, whole_body *w, bool inject, size_t *at,
+                          uint8_t sha256[32], uint8_t injected_sha256[32])
+{
+    *at = 0;
+    if (w->b.hashed)
+        memcpy(sha256, w->b.sha256, 32);
+    if (w->b.hashed && !inject)
+        return true;
+    const uint8_t *bytes = whole_bytes(w);
+    if (bytes == NULL)
+        return false;
+    size_t len = (size_t)w->b.len;
+    if (inject)
+        *at = content_inject_offset(bytes, len);
+    if (w->b.hashed)
+        return content_injected_sha256(md, bytes, len, *at, DELIVERY_ELEMENT, ELEMENT_LEN,
+                                       injected_sha256);
+    EVP_MD_CTX *plain = EVP_MD_CTX_new();
+    EVP_MD_CTX *with = inject ? EVP_MD_CTX_new() : NULL;
+    bool ok = plain != NULL && (!inject || with != NULL) &&
+              EVP_DigestInit_ex(plain, md, NULL) == 1 && EVP_DigestUpdate(plain, bytes, *at) == 1 &&
+              (!inject || (EVP_MD_CTX_copy_ex(with, plain) == 1 &&
+                           EVP_DigestUpdate(with, DELIVERY_ELEMENT, ELEMENT_LEN) == 1 &&
+                           EVP_DigestUpdate(with, bytes + *at, len - *at) == 1 &&
+                           EVP_DigestFinal_ex(with, injected_sha256, NULL) == 1)) &&
+              EVP_DigestUpdate(plain, bytes + *at, len - *at) == 1 &&
+              EVP_DigestFinal_ex(plain, sha256, NULL) == 1;
+    EVP_MD_CTX_free(plain);
+    EVP_MD_CTX_free(with);
+    return ok;
+}
+
+/*
+ * The response of the body as received, or with the element at at. A body
+ * in memory is one buffer, the element moved into the room the upstream
+ * call left after it (upstream_call_read_whole()): libmicrohttpd sends the
+ * header block and such a body in one system call, where a vector takes a
+ * second. A body in a file goes by sendfile, or, injected, as a vector over
+ * its mapping. Takes w.
+ */
+static struct MHD_Response *whole_response(whole_body *w, bool inject, size_t at)
 {
     struct MHD_Response *r = NULL;
-    if (inject) {
-        const uint8_t *bytes = whole_bytes(b);
-        if (bytes != NULL) {
-            struct MHD_IoVec iov[3] = {
-                {.iov_base = bytes, .iov_len = at},
-                {.iov_base = DELIVERY_ELEMENT, .iov_len = sizeof DELIVERY_ELEMENT - 1},
-                {.iov_base = bytes + at, .iov_len = (size_t)b->len - at},
-            };
-            r = MHD_create_response_from_iovec(iov, 3, whole_body_free, b);
+    size_t len = (size_t)w->b.len;
+    if (w->b.fd < 0) {
+        char *data = w->b.data;
+        w->b.data = NULL;
+        if (inject) {
+            if (data == NULL)
+                data = malloc(ELEMENT_LEN); /* an empty body */
+            if (data == NULL)
+                return NULL;
+            memmove(data + at + ELEMENT_LEN, data + at, len - at);
+            memcpy(data + at, DELIVERY_ELEMENT, ELEMENT_LEN);
+            len += ELEMENT_LEN;
         }
-    } else if (b->data == NULL && b->fd >= 0) {
-        /* Sent by sendfile; libmicrohttpd closes the file. */
-        r = MHD_create_response_from_fd(b->len, b->fd);
-        if (r != NULL)
-            b->fd = -1;
-        whole_body_free(b);
+        r = MHD_create_response_from_buffer_with_free_callback(len, data, free);
+        if (r == NULL)
+            free(data);
         return r;
-    } else {
-        r = MHD_create_response_from_buffer_with_free_callback_cls((size_t)b->len, b->data,
-                                                                   whole_body_free, b);
     }
-    if (r == NULL)
-        whole_body_free(b);
+    if (!inject) {
+        /* libmicrohttpd closes the file. */
+        r = MHD_create_response_from_fd(w->b.len, w->b.fd);
+        if (r != NULL)
+            w->b.fd = -1;
+        whole_body_release(w);
+        return r;
+    }
+    whole_body *kept = malloc(sizeof *kept);
+    const uint8_t *bytes = kept != NULL ? (*kept = *w, whole_bytes(kept)) : NULL;
+    if (kept == NULL)
+        whole_body_release(w);
+    if (bytes != NULL) {
+        struct MHD_IoVec iov[3] = {
+            {.iov_base = bytes, .iov_len = at},
+            {.iov_base = DELIVERY_ELEMENT, .iov_len = ELEMENT_LEN},
+            {.iov_base = bytes + at, .iov_len = len - at},
+        };
+        r = MHD_create_response_from_iovec(iov, 3, whole_body_free, kept);
+    }
+    if (r == NULL && kept != NULL)
+        whole_body_free(kept);
     return r;
 }
 
@@ -604,27 +675,21 @@ static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_
 {
     upstream_call *call = ps->call;
     const upstream_header_list *h = upstream_call_headers(call);
-    whole_body *b = calloc(1, sizeof *b);
-    uint8_t sha256[32];
-    if (b == NULL)
-        return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
-    b->fd = -1;
-    if (upstream_call_take_body(call, &b->data, &b->fd, &b->len, sha256) != 0) {
-        free(b);
+    whole_body w = {.map = NULL};
+    if (upstream_call_take_body(call, &w.b) != 0)
         return http_reply_error(req, c, 500, "internal_error",
                                 "The upstream's answer could not be kept.");
-    }
     const char *type = upstream_header_list_get(h, "Content-Type");
     const char *coding = upstream_header_list_get(h, "Content-Encoding");
     bool is_html = type != NULL && mime_is_html(type);
     ledger_kind kind;
     if (!http_deliver_decide(ctx, c, url, is_html, &kind)) {
         if (!answer_fits(ctx, c, h, 0, 0)) {
-            whole_body_free(b);
+            whole_body_release(&w);
             return reply_headers_too_large(req, c, call);
         }
-        uint64_t len = b->len;
-        struct MHD_Response *r = whole_response(b, false, 0);
+        uint64_t len = w.b.len;
+        struct MHD_Response *r = whole_response(&w, false, 0);
         if (r != NULL)
             add_answer_headers(ctx, r, h, 0);
         return http_reply_queue(req, c, 200, r, len);
@@ -634,44 +699,39 @@ static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_
     int has_key;
     enum MHD_Result ret;
     if (!http_deliver_client_key(ctx, req, c, &ck, &has_key, &ret)) {
-        whole_body_free(b);
+        whole_body_release(&w);
         return ret;
     }
-    bool injectable = is_html && ctx->cfg->inject && b->len <= CONTENT_HTML_MAX &&
+    bool injectable = is_html && ctx->cfg->inject && w.b.len <= CONTENT_HTML_MAX &&
                       (coding == NULL || strcasecmp(coding, "identity") == 0);
     bool inject = http_deliver_injects(kind, has_key, injectable);
     size_t path_len = strlen(ps->content_path);
     unsigned drop = ANSWER_DELIVERY | (inject ? ANSWER_INJECTED : 0);
     if (!answer_fits(ctx, c, h, drop, path_len)) {
-        whole_body_free(b);
+        whole_body_release(&w);
         return reply_headers_too_large(req, c, call);
     }
-    size_t at = 0;
-    uint8_t injected_sha256[32];
-    if (inject) {
-        const uint8_t *bytes = whole_bytes(b);
-        if (bytes == NULL ||
-            (at = content_inject_offset(bytes, (size_t)b->len),
-             !content_injected_sha256(NULL, bytes, (size_t)b->len, at, DELIVERY_ELEMENT,
-                                      sizeof DELIVERY_ELEMENT - 1, injected_sha256))) {
-            whole_body_free(b);
-            return http_reply_error(req, c, 500, "internal_error",
-                                    "The upstream's answer could not be read.");
-        }
+    size_t at;
+    uint8_t sha256[32], injected_sha256[32];
+    if (!whole_digests(upstream_pool_sha256(ctx->upstreams), &w, inject, &at, sha256,
+                       injected_sha256)) {
+        whole_body_release(&w);
+        return http_reply_error(req, c, 500, "internal_error",
+                                "The upstream's answer could not be read.");
     }
-    uint64_t body_len = b->len + (inject ? sizeof DELIVERY_ELEMENT - 1 : 0);
+    uint64_t body_len = w.b.len + (inject ? ELEMENT_LEN : 0);
     const delivery_content what = {
         .path = ps->content_path,
         .path_len = path_len,
         .kind = kind,
         .sha256 = sha256,
-        .size = b->len,
+        .size = w.b.len,
         .delivered_sha256 = inject ? injected_sha256 : sha256,
         .delivered_size = body_len,
     };
     http_delivery hd;
     if (!http_deliver_issue(ctx, req, c, &what, has_key ? &ck : NULL, false, &hd, &ret)) {
-        whole_body_free(b);
+        whole_body_release(&w);
         return ret;
     }
 
@@ -681,7 +741,7 @@ static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_
     bool no_store = cache != NULL && upstream_header_lists(cache, "no-store");
     char repr_digest[64];
     content_repr_digest(what.delivered_sha256, repr_digest);
-    struct MHD_Response *r = whole_response(b, inject, at);
+    struct MHD_Response *r = whole_response(&w, inject, at);
     if (r != NULL) {
         add_answer_headers(ctx, r, h, drop);
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,

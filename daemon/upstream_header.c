@@ -24,8 +24,13 @@ bool upstream_header_hop_by_hop(const char *name)
 
 bool upstream_header_named(const char *name, const char *const *names, size_t n)
 {
+    /* Every field of an answer is held against several lists: the first
+     * letter, compared without a call, rules out nearly every name. Equal
+     * letters in any case have equal low five bits, which keeps every
+     * match; what else passes, strcasecmp() decides. */
+    const unsigned first = (unsigned char)name[0] & 0x1f;
     for (size_t i = 0; i < n; i++) {
-        if (strcasecmp(name, names[i]) == 0)
+        if (((unsigned char)names[i][0] & 0x1f) == first && strcasecmp(name, names[i]) == 0)
             return true;
     }
     return false;
@@ -224,8 +229,9 @@ const char *upstream_header_list_get(const upstream_header_list *l, const char *
 {
     size_t cursor = 0;
     const char *value;
+    const unsigned first = (unsigned char)name[0] & 0x1f; /* as in upstream_header_named() */
     for (const char *n; (n = upstream_header_list_next(l, &cursor, &value)) != NULL;) {
-        if (strcasecmp(n, name) == 0)
+        if (((unsigned char)n[0] & 0x1f) == first && strcasecmp(n, name) == 0)
             return value;
     }
     return NULL;
