@@ -106,23 +106,49 @@ static void quote(const char *in, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* An address as a Forwarded node: IPv6 in quoted brackets (RFC 7239 section 6). */
-static void forwarded_node(const char *addr, char *out, size_t cap)
+/* Text built in a buffer of the caller's; what does not fit marks it full. */
+typedef struct text {
+    char *s;
+    size_t len, cap;
+    bool full;
+} text;
+
+static void text_add(text *t, const char *s)
 {
-    if (strcmp(addr, "-") == 0)
-        snprintf(out, cap, "unknown");
-    else if (strchr(addr, ':') != NULL)
-        snprintf(out, cap, "\"[%s]\"", addr);
-    else
-        snprintf(out, cap, "%s", addr);
+    size_t n = strlen(s);
+    if (t->full || n >= t->cap - t->len) {
+        t->full = true;
+        return;
+    }
+    memcpy(t->s + t->len, s, n + 1);
+    t->len += n;
+}
+
+/* An address as a Forwarded node: IPv6 in quoted brackets (RFC 7239 section 6). */
+static void add_forwarded_node(text *t, const char *addr)
+{
+    if (strcmp(addr, "-") == 0) {
+        text_add(t, "unknown");
+    } else if (strchr(addr, ':') != NULL) {
+        text_add(t, "\"[");
+        text_add(t, addr);
+        text_add(t, "]\"");
+    } else {
+        text_add(t, addr);
+    }
 }
 
 /* "before, after", or after alone; -1 when it does not fit. */
 static int append_list(char *out, size_t cap, const char *before, const char *after)
 {
-    int n = before != NULL && before[0] != '\0' ? snprintf(out, cap, "%s, %s", before, after)
-                                                : snprintf(out, cap, "%s", after);
-    return n < 0 || (size_t)n >= cap ? -1 : 0;
+    text t = {out, 0, cap, false};
+    out[0] = '\0';
+    if (before != NULL && before[0] != '\0') {
+        text_add(&t, before);
+        text_add(&t, ", ");
+    }
+    text_add(&t, after);
+    return t.full ? -1 : 0;
 }
 
 /*
@@ -138,40 +164,48 @@ static int add_forwarded(http_context *ctx, upstream_call *call, const request *
                          const proxy_fields *in, const char *host)
 {
     const char *own_proto = ctx->https ? "https" : "http";
-    char peer[PROXY_ADDR_TEXT_MAX];
-    if (req->peer_is_ip)
-        proxy_addr_format(req->peer, peer);
-    else
-        snprintf(peer, sizeof peer, "-");
+    /* The peer's text: the client's already, unless a trusted proxy named another. */
+    char peer_text[PROXY_ADDR_TEXT_MAX];
+    const char *peer = "-";
+    if (req->peer_is_ip && memcmp(req->client, req->peer, sizeof req->peer) == 0) {
+        peer = req->client_addr;
+    } else if (req->peer_is_ip) {
+        proxy_addr_format(req->peer, peer_text);
+        peer = peer_text;
+    }
     const bool trusted = req->forwarded; /* and so its fields were well formed */
     const char *xff_in = trusted ? proxy_fields_value(in, PROXY_FIELD_X_FORWARDED_FOR) : NULL;
     const char *fwd_in = trusted ? proxy_fields_value(in, PROXY_FIELD_FORWARDED) : NULL;
     const char *host_in = trusted ? proxy_fields_value(in, PROXY_FIELD_X_FORWARDED_HOST) : NULL;
 
     /* A trusted proxy that used only the other field still named the client. */
-    char node[PROXY_ADDR_TEXT_MAX + 8], client_element[PROXY_ADDR_TEXT_MAX + 16];
-    forwarded_node(req->client_addr, node, sizeof node);
-    snprintf(client_element, sizeof client_element, "for=%s", node);
+    char client_element[PROXY_ADDR_TEXT_MAX + 16];
     if (trusted && xff_in == NULL)
         xff_in = req->client_addr;
-    if (trusted && fwd_in == NULL)
+    if (trusted && fwd_in == NULL) {
+        text t = {client_element, 0, sizeof client_element, false};
+        text_add(&t, "for=");
+        add_forwarded_node(&t, req->client_addr);
         fwd_in = client_element;
+    }
 
     char xff[PROXY_HEADER_MAX + PROXY_ADDR_TEXT_MAX + 4];
     if (append_list(xff, sizeof xff, xff_in, strcmp(peer, "-") == 0 ? "unknown" : peer) != 0)
         return -1;
 
     char element[PROXY_FORWARDED_MAX], host_quoted[2 * CONFIG_HOSTPORT_MAX + 3];
-    forwarded_node(peer, node, sizeof node);
-    int n = snprintf(element, sizeof element, "for=%s", node);
+    text e = {element, 0, sizeof element, false};
+    text_add(&e, "for=");
+    add_forwarded_node(&e, peer);
     if (host != NULL) {
         quote(host, host_quoted, sizeof host_quoted);
-        n += snprintf(element + n, sizeof element - (size_t)n, ";host=%s", host_quoted);
+        text_add(&e, ";host=");
+        text_add(&e, host_quoted);
     }
-    if ((size_t)n < sizeof element)
-        snprintf(element + n, sizeof element - (size_t)n, ";proto=%s", own_proto);
+    text_add(&e, ";proto=");
+    text_add(&e, own_proto);
     char fwd[PROXY_HEADER_MAX + PROXY_FORWARDED_MAX + 4];
-    if (append_list(fwd, sizeof fwd, fwd_in, element) != 0)
+    if (e.full || append_list(fwd, sizeof fwd, fwd_in, element) != 0)
         return -1;
 
     const char *proto = req->scheme == PROXY_SCHEME_HTTPS  ? "https"
@@ -416,6 +450,9 @@ static size_t add_answer_headers(const http_context *ctx, struct MHD_Response *r
                                  const upstream_header_list *h, unsigned drop)
 {
     const char *connection = upstream_header_list_get(h, "Connection");
+    /* The usual value names no field but Keep-Alive, which is hop-by-hop anyway. */
+    if (connection != NULL && strcasecmp(connection, "keep-alive") == 0)
+        connection = NULL;
     size_t cursor = 0, bytes = 0;
     const char *value;
     for (const char *name; (name = upstream_header_list_next(h, &cursor, &value)) != NULL;) {

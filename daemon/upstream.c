@@ -63,9 +63,11 @@ typedef struct upstream_thread {
     pthread_mutex_t lock; /* the command queue and the fields below */
     pthread_cond_t aborted;
     upstream_call *queue_head, *queue_tail;
+    bool sleeping; /* in epoll_wait, or about to be, with the queue empty */
     bool stopping;
     unsigned long aborts_asked, aborts_done; /* upstream_pool_abort() waits for done */
     /* the thread's own */
+    uint64_t now_ms;       /* the clock when the thread last woke: what calls are stamped with */
     uint64_t timer_due_ms; /* when libcurl wants its timeout action */
     lru_list active;       /* calls whose transfer runs */
     idle_easy idle[UPSTREAM_IDLE_HANDLES];
@@ -350,13 +352,15 @@ static void thread_wake(upstream_thread *t)
     /* EAGAIN: the counter is full of wake-ups already. */
 }
 
-/* Asks the call's thread for cmd. The thread takes the whole queue each
- * time it wakes, so only the command that finds the queue empty wakes it. */
+/* Asks the call's thread for cmd. A thread that is busy takes the queue
+ * before it sleeps again (thread_main()), so only the command that finds it
+ * sleeping wakes it: one wake-up for a burst of commands, none while it works. */
 static void post(upstream_call *call, unsigned cmd)
 {
     upstream_thread *t = call->thread;
     pthread_mutex_lock(&t->lock);
-    bool was_empty = t->queue_head == NULL;
+    bool wake = t->sleeping;
+    t->sleeping = false;
     call->cmds |= cmd;
     if (!call->queued) {
         call->queued = true;
@@ -369,15 +373,17 @@ static void post(upstream_call *call, unsigned cmd)
         t->queue_tail = call;
     }
     pthread_mutex_unlock(&t->lock);
-    if (was_empty)
+    if (wake)
         thread_wake(t);
 }
 
 /* ---- the transfer's callbacks (pool thread) ------------------------------- */
 
+/* Bytes moved: stamped with the thread's clock, read once a wake-up rather
+ * than at each of a transfer's callbacks. */
 static void touch(upstream_call *call)
 {
-    atomic_store_explicit(&call->active_ms, clock_mono_ms(), memory_order_relaxed);
+    atomic_store_explicit(&call->active_ms, call->thread->now_ms, memory_order_relaxed);
 }
 
 static int open_temp(const char *dir)
@@ -517,7 +523,7 @@ static int64_t content_length_of(const upstream_header_list *h)
 
 static void record_latency(upstream_call *call)
 {
-    uint64_t us = (clock_mono_ms() - call->started_ms) * 1000;
+    uint64_t us = (call->thread->now_ms - call->started_ms) * 1000;
     size_t b = 0;
     while (b < UPSTREAM_LATENCY_BUCKETS - 1 && us > latency_bound_us[b])
         b++;
@@ -833,7 +839,7 @@ static int begin(upstream_thread *t, upstream_call *call)
         SETOPT(easy, CURLOPT_READFUNCTION, on_send);
         SETOPT(easy, CURLOPT_READDATA, call);
     }
-    call->started_ms = clock_mono_ms();
+    call->started_ms = t->now_ms;
     touch(call);
     if (curl_multi_add_handle(t->multi, easy) != CURLM_OK)
         goto fail;
@@ -1000,7 +1006,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *cls)
 {
     upstream_thread *t = cls;
     (void)multi;
-    t->timer_due_ms = timeout_ms < 0 ? UPSTREAM_NO_TIMER : clock_mono_ms() + (uint64_t)timeout_ms;
+    t->timer_due_ms = timeout_ms < 0 ? UPSTREAM_NO_TIMER : t->now_ms + (uint64_t)timeout_ms;
     return 0;
 }
 
@@ -1034,7 +1040,8 @@ static void *thread_main(void *arg)
 {
     upstream_thread *t = arg;
     struct epoll_event events[UPSTREAM_EVENTS];
-    uint64_t next_tick = clock_mono_ms() + UPSTREAM_TICK_MS;
+    t->now_ms = clock_mono_ms();
+    uint64_t next_tick = t->now_ms + UPSTREAM_TICK_MS;
     for (;;) {
         bool stopping = false;
         run_queue(t, &stopping);
@@ -1042,20 +1049,30 @@ static void *thread_main(void *arg)
             abort_active(t);
             break;
         }
-        uint64_t now = clock_mono_ms();
-        if (t->timer_due_ms <= now) {
+        if (t->timer_due_ms <= t->now_ms) {
             t->timer_due_ms = UPSTREAM_NO_TIMER;
             socket_action(t, CURL_SOCKET_TIMEOUT, 0);
         }
         finish_transfers(t);
-        now = clock_mono_ms();
-        if (now >= next_tick) {
-            expire(t, now);
-            next_tick = now + UPSTREAM_TICK_MS;
+        if (t->now_ms >= next_tick) {
+            expire(t, t->now_ms);
+            next_tick = t->now_ms + UPSTREAM_TICK_MS;
         }
         uint64_t until = t->timer_due_ms < next_tick ? t->timer_due_ms : next_tick;
-        int wait_ms = until <= now ? 0 : (int)(until - now);
+        int wait_ms = until <= t->now_ms ? 0 : (int)(until - t->now_ms);
+        /* Commands that came while the thread worked woke nobody: look
+         * without sleeping. */
+        pthread_mutex_lock(&t->lock);
+        if (t->queue_head != NULL || t->stopping || t->aborts_asked != t->aborts_done)
+            wait_ms = 0;
+        else
+            t->sleeping = true;
+        pthread_mutex_unlock(&t->lock);
         int n = epoll_wait(t->epoll_fd, events, UPSTREAM_EVENTS, wait_ms);
+        pthread_mutex_lock(&t->lock);
+        t->sleeping = false;
+        pthread_mutex_unlock(&t->lock);
+        t->now_ms = clock_mono_ms();
         for (int i = 0; i < n; i++) {
             if (events[i].data.fd == t->wake_fd)
                 drain_wake(t); /* the queue is taken at the top */

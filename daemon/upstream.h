@@ -10,9 +10,9 @@
  *
  * Each thread waits in epoll for its transfers' sockets (libcurl's socket
  * interface: only the transfers whose sockets are ready run) and for an
- * eventfd that workers write when they queue a command; a worker writes it
- * only when it finds the queue empty, so a burst of commands costs the
- * thread one wake-up. Easy handles are kept for the next transfer with
+ * eventfd that workers write when they queue a command for it while it
+ * sleeps: a thread at work takes the queue before it sleeps again, so a
+ * burst of commands costs it one wake-up at most. Easy handles are kept for the next transfer with
  * their options, and each thread keeps up to UPSTREAM_KEEPALIVE connections
  * alive (libcurl's connection cache).
  *
