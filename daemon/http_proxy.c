@@ -519,10 +519,20 @@ static enum MHD_Result reply_failure(request *req, struct MHD_Connection *c, ups
     }
 }
 
-/* A complete answer that sits in the call's buffer, copied out whole:
- * cheaper than a callback response, whose block libmicrohttpd zeroes. */
+/* A complete answer, as one buffer: cheaper than a callback response,
+ * whose block libmicrohttpd zeroes. A short one came into a block of its
+ * own, taken as it is; else what sits in the call's buffer is copied out. */
 static struct MHD_Response *complete_response(upstream_call *call, uint64_t *len)
 {
+    upstream_body whole;
+    if (upstream_call_take_body(call, &whole) == 0) {
+        *len = whole.len;
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer_with_free_callback((size_t)whole.len, whole.data, free);
+        if (r == NULL)
+            free(whole.data);
+        return r;
+    }
     size_t n = upstream_call_buffered(call);
     char *body = n > 0 ? malloc(n) : NULL;
     if (n > 0 && (body == NULL || upstream_call_read(call, body, n) != (ssize_t)n)) {

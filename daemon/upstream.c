@@ -138,7 +138,8 @@ struct upstream_call {
     unsigned status;
     int64_t content_length;
     bool whole;
-    bool fits; /* streamed, but all of it fits the buffer: the worker waits for DONE */
+    bool fits;  /* streamed, but all of it fits the buffer: the worker waits for DONE */
+    bool small; /* such an answer with a body: read into mem, not the ring */
 
     /* Under lock. */
     upstream_waker waker;
@@ -152,6 +153,7 @@ struct upstream_call {
     bool send_waiting; /* the transfer paused for want of request body */
     bool recv_waiting; /* the transfer paused for want of room in down */
     uint64_t bytes_read;
+    size_t mem_read; /* of a small answer's body, by upstream_call_read() */
     bool body_taken;
 
     /* Under thread->lock. */
@@ -554,13 +556,18 @@ static bool answered(upstream_call *call)
         return true; /* the worker waits for DONE */
     }
     /* An answer that fits the buffer whole wakes the worker once, when it
-     * is complete: one resume of the connection less. */
+     * is complete: one resume of the connection less. Its body is read into
+     * one block of its length, which the worker takes as it is
+     * (upstream_call_take_body()); until then the call stays WAITING. */
     call->fits = call->head || call->status == 204 || call->status == 304 ||
                  (length >= 0 && length <= UPSTREAM_STREAM_BUFFER);
+    if (call->fits) {
+        call->small = length > 0 && !call->head && call->status != 204 && call->status != 304;
+        return true;
+    }
     pthread_mutex_lock(&call->lock);
     call->state = UPSTREAM_ANSWERED;
-    if (!call->fits)
-        wake_locked(call);
+    wake_locked(call);
     pthread_mutex_unlock(&call->lock);
     return true;
 }
@@ -615,6 +622,17 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *cls)
     }
     if (call->whole)
         return whole_append(call, data, n) ? n : 0;
+    if (call->small) {
+        /* The worker looks at it once DONE: no lock until then. */
+        if (call->mem_len + n > UPSTREAM_STREAM_BUFFER ||
+            !mem_reserve(call, n, UPSTREAM_STREAM_BUFFER)) {
+            call->hint = UPSTREAM_FAIL_INTERNAL;
+            return 0;
+        }
+        memcpy(call->mem + call->mem_len, data, n);
+        call->mem_len += n;
+        return n;
+    }
     pthread_mutex_lock(&call->lock);
     if (call->finished) {
         pthread_mutex_unlock(&call->lock);
@@ -1510,10 +1528,24 @@ bool upstream_call_whole(const upstream_call *call)
     return call->whole;
 }
 
+/* Of a small answer's body, once DONE: up to max bytes from where the last
+ * read ended. Caller holds call->lock. */
+static size_t mem_get(upstream_call *call, char *buf, size_t max)
+{
+    if (call->state != UPSTREAM_DONE || call->mem == NULL)
+        return 0;
+    size_t n = call->mem_len - call->mem_read;
+    if (n > max)
+        n = max;
+    memcpy(buf, call->mem + call->mem_read, n);
+    call->mem_read += n;
+    return n;
+}
+
 ssize_t upstream_call_read(upstream_call *call, char *buf, size_t max)
 {
     pthread_mutex_lock(&call->lock);
-    size_t n = ring_get(&call->down, buf, max);
+    size_t n = call->small ? mem_get(call, buf, max) : ring_get(&call->down, buf, max);
     if (n == 0) {
         ssize_t end = call->state == UPSTREAM_DONE     ? UPSTREAM_READ_END
                       : call->state == UPSTREAM_FAILED ? UPSTREAM_READ_ERROR
@@ -1535,7 +1567,9 @@ ssize_t upstream_call_read(upstream_call *call, char *buf, size_t max)
 size_t upstream_call_buffered(upstream_call *call)
 {
     pthread_mutex_lock(&call->lock);
-    size_t n = call->down.len;
+    size_t n = !call->small                   ? call->down.len
+               : call->state == UPSTREAM_DONE ? call->mem_len - call->mem_read
+                                              : 0;
     pthread_mutex_unlock(&call->lock);
     return n;
 }
@@ -1551,7 +1585,8 @@ uint64_t upstream_call_bytes_read(upstream_call *call)
 int upstream_call_take_body(upstream_call *call, upstream_body *out)
 {
     pthread_mutex_lock(&call->lock);
-    bool ok = call->state == UPSTREAM_DONE && call->whole && !call->body_taken;
+    bool ok = call->state == UPSTREAM_DONE && (call->whole || call->small) && !call->body_taken &&
+              call->mem_read == 0;
     call->body_taken = true;
     pthread_mutex_unlock(&call->lock);
     if (!ok)
@@ -1559,7 +1594,7 @@ int upstream_call_take_body(upstream_call *call, upstream_body *out)
     /* DONE: the pool thread is through with the body. */
     out->data = call->mem;
     out->fd = call->fd;
-    out->len = call->whole_len;
+    out->len = call->small ? call->mem_len : call->whole_len;
     out->hashed = call->fd >= 0;
     if (out->hashed)
         memcpy(out->sha256, call->digest, 32);

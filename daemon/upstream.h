@@ -142,7 +142,9 @@ typedef struct upstream_waker {
 
 typedef enum upstream_state {
     UPSTREAM_WAITING = 0, /* no answer yet                                   */
-    UPSTREAM_ANSWERED,    /* status and headers are here; a streamed body follows */
+    UPSTREAM_ANSWERED,    /* status and headers are here; a streamed body follows
+                           * (an answer that fits UPSTREAM_STREAM_BUFFER goes from
+                           * WAITING to DONE) */
     UPSTREAM_DONE,        /* complete (for a call that reads whole: the body too) */
     UPSTREAM_FAILED,      /* see upstream_call_failure()                     */
 } upstream_state;
@@ -229,7 +231,11 @@ typedef struct upstream_body {
     uint8_t sha256[32];
 } upstream_body;
 
-/* The body read whole, once DONE. Once only; -1 if there is none. */
+/* The body read whole, once DONE: a 200 of a call marked to be read whole,
+ * or a streamed answer that said its length and fits UPSTREAM_STREAM_BUFFER
+ * (it comes into one block of that length: taking it saves the copy that
+ * upstream_call_read() makes). Once only, and not after a read; -1 if
+ * there is none. */
 int upstream_call_take_body(upstream_call *call, upstream_body *out);
 
 /* A new reference. */
