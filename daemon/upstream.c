@@ -27,6 +27,7 @@
 #define UPSTREAM_EVENTS       64          /* epoll events taken at once */
 #define UPSTREAM_NO_TIMER     UINT64_MAX  /* libcurl wants no timeout */
 #define UPSTREAM_SPARE_BYTES  (16 * 1024) /* a spare call keeps buffers up to this each */
+#define UPSTREAM_LINES_FIRST  1024        /* a call's URL and request header lines */
 
 /* What a worker asks of a pool thread. */
 #define CMD_START       1u
@@ -1342,17 +1343,8 @@ static upstream_call *call_alloc(upstream_pool *p)
 /* Room for n more bytes of lines. */
 static bool lines_reserve(upstream_call *call, size_t n)
 {
-    if (call->lines_cap - call->lines_len >= n)
-        return true;
-    size_t cap = call->lines_cap != 0 ? call->lines_cap : 1024;
-    while (cap - call->lines_len < n)
-        cap *= 2;
-    char *lines = realloc(call->lines, cap);
-    if (lines == NULL)
-        return false;
-    call->lines = lines;
-    call->lines_cap = cap;
-    return true;
+    return upstream_buffer_reserve(&call->lines, &call->lines_cap, call->lines_len, n,
+                                   UPSTREAM_LINES_FIRST, SIZE_MAX / 2);
 }
 
 upstream_call *upstream_call_new(upstream_pool *p, const upstream_route *route, const char *method,
