@@ -1059,6 +1059,7 @@ static void *thread_main(void *arg)
 {
     upstream_thread *t = arg;
     struct epoll_event events[UPSTREAM_EVENTS];
+    pthread_setname_np(pthread_self(), "upstream"); /* for top -H, perf */
     t->now_ms = clock_mono_ms();
     uint64_t next_tick = t->now_ms + UPSTREAM_TICK_MS;
     for (;;) {
