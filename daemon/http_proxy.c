@@ -17,6 +17,7 @@
 #define PROXY_READ_BLOCK    (32 * 1024) /* bytes a streamed answer is sent in */
 #define PROXY_FORWARDED_MAX (LEDGER_ADDR_MAX + 2 * CONFIG_HOSTPORT_MAX + 64)
 #define PROXY_DISCARD_MAX   (1024 * 1024) /* request body read past an early end, then close */
+#define ELEMENT_LEN         (sizeof DELIVERY_ELEMENT - 1)
 
 struct http_proxy_state {
     upstream_call *call; /* NULL once given up (a body past the limit) */
@@ -105,23 +106,49 @@ static void quote(const char *in, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* An address as a Forwarded node: IPv6 in quoted brackets (RFC 7239 section 6). */
-static void forwarded_node(const char *addr, char *out, size_t cap)
+/* Text built in a buffer of the caller's; what does not fit marks it full. */
+typedef struct text {
+    char *s;
+    size_t len, cap;
+    bool full;
+} text;
+
+static void text_add(text *t, const char *s)
 {
-    if (strcmp(addr, "-") == 0)
-        snprintf(out, cap, "unknown");
-    else if (strchr(addr, ':') != NULL)
-        snprintf(out, cap, "\"[%s]\"", addr);
-    else
-        snprintf(out, cap, "%s", addr);
+    size_t n = strlen(s);
+    if (t->full || n >= t->cap - t->len) {
+        t->full = true;
+        return;
+    }
+    memcpy(t->s + t->len, s, n + 1);
+    t->len += n;
+}
+
+/* An address as a Forwarded node: IPv6 in quoted brackets (RFC 7239 section 6). */
+static void add_forwarded_node(text *t, const char *addr)
+{
+    if (strcmp(addr, "-") == 0) {
+        text_add(t, "unknown");
+    } else if (strchr(addr, ':') != NULL) {
+        text_add(t, "\"[");
+        text_add(t, addr);
+        text_add(t, "]\"");
+    } else {
+        text_add(t, addr);
+    }
 }
 
 /* "before, after", or after alone; -1 when it does not fit. */
 static int append_list(char *out, size_t cap, const char *before, const char *after)
 {
-    int n = before != NULL && before[0] != '\0' ? snprintf(out, cap, "%s, %s", before, after)
-                                                : snprintf(out, cap, "%s", after);
-    return n < 0 || (size_t)n >= cap ? -1 : 0;
+    text t = {out, 0, cap, false};
+    out[0] = '\0';
+    if (before != NULL && before[0] != '\0') {
+        text_add(&t, before);
+        text_add(&t, ", ");
+    }
+    text_add(&t, after);
+    return t.full ? -1 : 0;
 }
 
 /*
@@ -137,40 +164,48 @@ static int add_forwarded(http_context *ctx, upstream_call *call, const request *
                          const proxy_fields *in, const char *host)
 {
     const char *own_proto = ctx->https ? "https" : "http";
-    char peer[PROXY_ADDR_TEXT_MAX];
-    if (req->peer_is_ip)
-        proxy_addr_format(req->peer, peer);
-    else
-        snprintf(peer, sizeof peer, "-");
+    /* The peer's text: the client's already, unless a trusted proxy named another. */
+    char peer_text[PROXY_ADDR_TEXT_MAX];
+    const char *peer = "-";
+    if (req->peer_is_ip && memcmp(req->client, req->peer, sizeof req->peer) == 0) {
+        peer = req->client_addr;
+    } else if (req->peer_is_ip) {
+        proxy_addr_format(req->peer, peer_text);
+        peer = peer_text;
+    }
     const bool trusted = req->forwarded; /* and so its fields were well formed */
     const char *xff_in = trusted ? proxy_fields_value(in, PROXY_FIELD_X_FORWARDED_FOR) : NULL;
     const char *fwd_in = trusted ? proxy_fields_value(in, PROXY_FIELD_FORWARDED) : NULL;
     const char *host_in = trusted ? proxy_fields_value(in, PROXY_FIELD_X_FORWARDED_HOST) : NULL;
 
     /* A trusted proxy that used only the other field still named the client. */
-    char node[PROXY_ADDR_TEXT_MAX + 8], client_element[PROXY_ADDR_TEXT_MAX + 16];
-    forwarded_node(req->client_addr, node, sizeof node);
-    snprintf(client_element, sizeof client_element, "for=%s", node);
+    char client_element[PROXY_ADDR_TEXT_MAX + 16];
     if (trusted && xff_in == NULL)
         xff_in = req->client_addr;
-    if (trusted && fwd_in == NULL)
+    if (trusted && fwd_in == NULL) {
+        text t = {client_element, 0, sizeof client_element, false};
+        text_add(&t, "for=");
+        add_forwarded_node(&t, req->client_addr);
         fwd_in = client_element;
+    }
 
     char xff[PROXY_HEADER_MAX + PROXY_ADDR_TEXT_MAX + 4];
     if (append_list(xff, sizeof xff, xff_in, strcmp(peer, "-") == 0 ? "unknown" : peer) != 0)
         return -1;
 
     char element[PROXY_FORWARDED_MAX], host_quoted[2 * CONFIG_HOSTPORT_MAX + 3];
-    forwarded_node(peer, node, sizeof node);
-    int n = snprintf(element, sizeof element, "for=%s", node);
+    text e = {element, 0, sizeof element, false};
+    text_add(&e, "for=");
+    add_forwarded_node(&e, peer);
     if (host != NULL) {
         quote(host, host_quoted, sizeof host_quoted);
-        n += snprintf(element + n, sizeof element - (size_t)n, ";host=%s", host_quoted);
+        text_add(&e, ";host=");
+        text_add(&e, host_quoted);
     }
-    if ((size_t)n < sizeof element)
-        snprintf(element + n, sizeof element - (size_t)n, ";proto=%s", own_proto);
+    text_add(&e, ";proto=");
+    text_add(&e, own_proto);
     char fwd[PROXY_HEADER_MAX + PROXY_FORWARDED_MAX + 4];
-    if (append_list(fwd, sizeof fwd, fwd_in, element) != 0)
+    if (e.full || append_list(fwd, sizeof fwd, fwd_in, element) != 0)
         return -1;
 
     const char *proto = req->scheme == PROXY_SCHEME_HTTPS  ? "https"
@@ -258,7 +293,8 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     bool candidate =
         strcmp(req->method, "GET") == 0 && (http_deliver_decide(ctx, c, url, true, &kind) ||
                                             http_deliver_decide(ctx, c, url, false, &kind));
-    char content_path[TICKET_PATH_MAX + 1] = "";
+    char content_path[TICKET_PATH_MAX + 1];
+    size_t content_path_len = 0;
     if (candidate) {
         const char *query = strchr(req->uri, '?');
         int n = snprintf(content_path, sizeof content_path, "%s%s", url, query ? query : "");
@@ -266,9 +302,10 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
             return http_reply_error(req, c, 414, "uri_too_long",
                                     "The path and query of a tracked request are longer than a "
                                     "delivery's content may be.");
+        content_path_len = (size_t)n;
     }
 
-    http_proxy_state *ps = calloc(1, sizeof *ps);
+    http_proxy_state *ps = malloc(sizeof *ps);
     const upstream_waker waker = {suspend_connection, resume_connection, c};
     upstream_call *call =
         ps != NULL ? upstream_call_new(ctx->upstreams, req->upstream, req->method, target, &waker)
@@ -277,19 +314,22 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
         free(ps);
         return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
     }
-    ps->call = call;
-    ps->candidate = candidate;
-    memcpy(ps->content_path, content_path, sizeof content_path);
+    *ps = (http_proxy_state){.call = call, .candidate = candidate};
+    memcpy(ps->content_path, content_path, content_path_len);
+    ps->content_path[content_path_len] = '\0';
     req->proxy = ps;
+    /* Room for the agent element, injected in place (whole_response()). */
     if (candidate)
-        upstream_call_read_whole(call);
+        upstream_call_read_whole(call, ELEMENT_LEN);
 
     const char *client_host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-    header_pass hp = {
-        .call = call,
-        .connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection"),
-        .identity = candidate,
-    };
+    /* Not zeroed whole: the forwarding fields are large, and init empties them. */
+    header_pass hp;
+    hp.call = call;
+    hp.connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection");
+    hp.identity = candidate;
+    hp.has_accept = false;
+    hp.failed = false;
     proxy_fields_init(&hp.forwarding);
     MHD_get_connection_values(c, MHD_HEADER_KIND, pass_header, &hp);
     if (hp.failed ||
@@ -410,6 +450,9 @@ static size_t add_answer_headers(const http_context *ctx, struct MHD_Response *r
                                  const upstream_header_list *h, unsigned drop)
 {
     const char *connection = upstream_header_list_get(h, "Connection");
+    /* The usual value names no field but Keep-Alive, which is hop-by-hop anyway. */
+    if (connection != NULL && strcasecmp(connection, "keep-alive") == 0)
+        connection = NULL;
     size_t cursor = 0, bytes = 0;
     const char *value;
     for (const char *name; (name = upstream_header_list_next(h, &cursor, &value)) != NULL;) {
@@ -476,10 +519,20 @@ static enum MHD_Result reply_failure(request *req, struct MHD_Connection *c, ups
     }
 }
 
-/* A complete answer that sits in the call's buffer, copied out whole:
- * cheaper than a callback response, whose block libmicrohttpd zeroes. */
+/* A complete answer, as one buffer: cheaper than a callback response,
+ * whose block libmicrohttpd zeroes. A short one came into a block of its
+ * own, taken as it is; else what sits in the call's buffer is copied out. */
 static struct MHD_Response *complete_response(upstream_call *call, uint64_t *len)
 {
+    upstream_body whole;
+    if (upstream_call_take_body(call, &whole) == 0) {
+        *len = whole.len;
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer_with_free_callback((size_t)whole.len, whole.data, free);
+        if (r == NULL)
+            free(whole.data);
+        return r;
+    }
     size_t n = upstream_call_buffered(call);
     char *body = n > 0 ? malloc(n) : NULL;
     if (n > 0 && (body == NULL || upstream_call_read(call, body, n) != (ssize_t)n)) {
@@ -525,71 +578,136 @@ static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct M
 
 /* ---- an answer read whole: a delivery ----------------------------------------------- */
 
-/* A body read whole, kept alive while libmicrohttpd sends it. */
+/* A body read whole (upstream.h), and its file's mapping once one is needed. */
 typedef struct whole_body {
-    char *data; /* malloc'd; NULL when the body is in fd */
-    int fd;
-    uint64_t len;
-    void *map; /* fd mapped, to inject into it */
+    upstream_body b;
+    void *map;
 } whole_body;
+
+static void whole_body_release(whole_body *w)
+{
+    free(w->b.data);
+    w->b.data = NULL;
+    if (w->map != NULL)
+        munmap(w->map, (size_t)w->b.len);
+    w->map = NULL;
+    if (w->b.fd >= 0)
+        close(w->b.fd);
+    w->b.fd = -1;
+}
 
 static void whole_body_free(void *cls)
 {
-    whole_body *b = cls;
-    if (b == NULL)
-        return;
-    free(b->data);
-    if (b->map != NULL)
-        munmap(b->map, (size_t)b->len);
-    if (b->fd >= 0)
-        close(b->fd);
-    free(b);
+    whole_body_release(cls);
+    free(cls);
 }
 
 /* The body's bytes in memory (a file's mapped); NULL on failure. */
-static const uint8_t *whole_bytes(whole_body *b)
+static const uint8_t *whole_bytes(whole_body *w)
 {
     static const uint8_t empty[1];
-    if (b->len == 0)
+    if (w->b.len == 0)
         return empty;
-    if (b->data != NULL)
-        return (const uint8_t *)b->data;
-    if (b->map == NULL) {
-        void *m = mmap(NULL, (size_t)b->len, PROT_READ, MAP_PRIVATE, b->fd, 0);
+    if (w->b.data != NULL)
+        return (const uint8_t *)w->b.data;
+    if (w->map == NULL) {
+        void *m = mmap(NULL, (size_t)w->b.len, PROT_READ, MAP_PRIVATE, w->b.fd, 0);
         if (m == MAP_FAILED)
             return NULL;
-        b->map = m;
+        w->map = m;
     }
-    return b->map;
+    return w->map;
 }
 
-/* A response of the body as received, or with the element at at. Takes b. */
-static struct MHD_Response *whole_response(whole_body *b, bool inject, size_t at)
+/*
+ * The SHA-256 of the body as received and, with inject, where the element
+ * goes (*at) and the SHA-256 of the body with it. A body in memory is read
+ * once for both: the two forms share the bytes before at, so the state
+ * after them is copied. A body in a file was hashed as it arrived.
+ */
+static bool whole_digests(const EVP_MD *md, whole_body *w, bool inject, size_t *at,
+                          uint8_t sha256[32], uint8_t injected_sha256[32])
+{
+    *at = 0;
+    if (w->b.hashed)
+        memcpy(sha256, w->b.sha256, 32);
+    if (w->b.hashed && !inject)
+        return true;
+    const uint8_t *bytes = whole_bytes(w);
+    if (bytes == NULL)
+        return false;
+    size_t len = (size_t)w->b.len;
+    if (inject)
+        *at = content_inject_offset(bytes, len);
+    if (w->b.hashed)
+        return content_injected_sha256(md, bytes, len, *at, DELIVERY_ELEMENT, ELEMENT_LEN,
+                                       injected_sha256);
+    EVP_MD_CTX *plain = EVP_MD_CTX_new();
+    EVP_MD_CTX *with = inject ? EVP_MD_CTX_new() : NULL;
+    bool ok = plain != NULL && (!inject || with != NULL) &&
+              EVP_DigestInit_ex(plain, md, NULL) == 1 && EVP_DigestUpdate(plain, bytes, *at) == 1 &&
+              (!inject || (EVP_MD_CTX_copy_ex(with, plain) == 1 &&
+                           EVP_DigestUpdate(with, DELIVERY_ELEMENT, ELEMENT_LEN) == 1 &&
+                           EVP_DigestUpdate(with, bytes + *at, len - *at) == 1 &&
+                           EVP_DigestFinal_ex(with, injected_sha256, NULL) == 1)) &&
+              EVP_DigestUpdate(plain, bytes + *at, len - *at) == 1 &&
+              EVP_DigestFinal_ex(plain, sha256, NULL) == 1;
+    EVP_MD_CTX_free(plain);
+    EVP_MD_CTX_free(with);
+    return ok;
+}
+
+/*
+ * The response of the body as received, or with the element at at. A body
+ * in memory is one buffer, the element moved into the room the upstream
+ * call left after it (upstream_call_read_whole()): libmicrohttpd sends the
+ * header block and such a body in one system call, where a vector takes a
+ * second. A body in a file goes by sendfile, or, injected, as a vector over
+ * its mapping. Takes w.
+ */
+static struct MHD_Response *whole_response(whole_body *w, bool inject, size_t at)
 {
     struct MHD_Response *r = NULL;
-    if (inject) {
-        const uint8_t *bytes = whole_bytes(b);
-        if (bytes != NULL) {
-            struct MHD_IoVec iov[3] = {
-                {.iov_base = bytes, .iov_len = at},
-                {.iov_base = DELIVERY_ELEMENT, .iov_len = sizeof DELIVERY_ELEMENT - 1},
-                {.iov_base = bytes + at, .iov_len = (size_t)b->len - at},
-            };
-            r = MHD_create_response_from_iovec(iov, 3, whole_body_free, b);
+    size_t len = (size_t)w->b.len;
+    if (w->b.fd < 0) {
+        char *data = w->b.data;
+        w->b.data = NULL;
+        if (inject) {
+            if (data == NULL)
+                data = malloc(ELEMENT_LEN); /* an empty body */
+            if (data == NULL)
+                return NULL;
+            memmove(data + at + ELEMENT_LEN, data + at, len - at);
+            memcpy(data + at, DELIVERY_ELEMENT, ELEMENT_LEN);
+            len += ELEMENT_LEN;
         }
-    } else if (b->data == NULL && b->fd >= 0) {
-        /* Sent by sendfile; libmicrohttpd closes the file. */
-        r = MHD_create_response_from_fd(b->len, b->fd);
-        if (r != NULL)
-            b->fd = -1;
-        whole_body_free(b);
+        r = MHD_create_response_from_buffer_with_free_callback(len, data, free);
+        if (r == NULL)
+            free(data);
         return r;
-    } else {
-        r = MHD_create_response_from_buffer_with_free_callback_cls((size_t)b->len, b->data,
-                                                                   whole_body_free, b);
     }
-    if (r == NULL)
-        whole_body_free(b);
+    if (!inject) {
+        /* libmicrohttpd closes the file. */
+        r = MHD_create_response_from_fd(w->b.len, w->b.fd);
+        if (r != NULL)
+            w->b.fd = -1;
+        whole_body_release(w);
+        return r;
+    }
+    whole_body *kept = malloc(sizeof *kept);
+    const uint8_t *bytes = kept != NULL ? (*kept = *w, whole_bytes(kept)) : NULL;
+    if (kept == NULL)
+        whole_body_release(w);
+    if (bytes != NULL) {
+        struct MHD_IoVec iov[3] = {
+            {.iov_base = bytes, .iov_len = at},
+            {.iov_base = DELIVERY_ELEMENT, .iov_len = ELEMENT_LEN},
+            {.iov_base = bytes + at, .iov_len = len - at},
+        };
+        r = MHD_create_response_from_iovec(iov, 3, whole_body_free, kept);
+    }
+    if (r == NULL && kept != NULL)
+        whole_body_free(kept);
     return r;
 }
 
@@ -604,27 +722,21 @@ static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_
 {
     upstream_call *call = ps->call;
     const upstream_header_list *h = upstream_call_headers(call);
-    whole_body *b = calloc(1, sizeof *b);
-    uint8_t sha256[32];
-    if (b == NULL)
-        return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
-    b->fd = -1;
-    if (upstream_call_take_body(call, &b->data, &b->fd, &b->len, sha256) != 0) {
-        free(b);
+    whole_body w = {.map = NULL};
+    if (upstream_call_take_body(call, &w.b) != 0)
         return http_reply_error(req, c, 500, "internal_error",
                                 "The upstream's answer could not be kept.");
-    }
     const char *type = upstream_header_list_get(h, "Content-Type");
     const char *coding = upstream_header_list_get(h, "Content-Encoding");
     bool is_html = type != NULL && mime_is_html(type);
     ledger_kind kind;
     if (!http_deliver_decide(ctx, c, url, is_html, &kind)) {
         if (!answer_fits(ctx, c, h, 0, 0)) {
-            whole_body_free(b);
+            whole_body_release(&w);
             return reply_headers_too_large(req, c, call);
         }
-        uint64_t len = b->len;
-        struct MHD_Response *r = whole_response(b, false, 0);
+        uint64_t len = w.b.len;
+        struct MHD_Response *r = whole_response(&w, false, 0);
         if (r != NULL)
             add_answer_headers(ctx, r, h, 0);
         return http_reply_queue(req, c, 200, r, len);
@@ -634,44 +746,39 @@ static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_
     int has_key;
     enum MHD_Result ret;
     if (!http_deliver_client_key(ctx, req, c, &ck, &has_key, &ret)) {
-        whole_body_free(b);
+        whole_body_release(&w);
         return ret;
     }
-    bool injectable = is_html && ctx->cfg->inject && b->len <= CONTENT_HTML_MAX &&
+    bool injectable = is_html && ctx->cfg->inject && w.b.len <= CONTENT_HTML_MAX &&
                       (coding == NULL || strcasecmp(coding, "identity") == 0);
     bool inject = http_deliver_injects(kind, has_key, injectable);
     size_t path_len = strlen(ps->content_path);
     unsigned drop = ANSWER_DELIVERY | (inject ? ANSWER_INJECTED : 0);
     if (!answer_fits(ctx, c, h, drop, path_len)) {
-        whole_body_free(b);
+        whole_body_release(&w);
         return reply_headers_too_large(req, c, call);
     }
-    size_t at = 0;
-    uint8_t injected_sha256[32];
-    if (inject) {
-        const uint8_t *bytes = whole_bytes(b);
-        if (bytes == NULL ||
-            (at = content_inject_offset(bytes, (size_t)b->len),
-             !content_injected_sha256(NULL, bytes, (size_t)b->len, at, DELIVERY_ELEMENT,
-                                      sizeof DELIVERY_ELEMENT - 1, injected_sha256))) {
-            whole_body_free(b);
-            return http_reply_error(req, c, 500, "internal_error",
-                                    "The upstream's answer could not be read.");
-        }
+    size_t at;
+    uint8_t sha256[32], injected_sha256[32];
+    if (!whole_digests(upstream_pool_sha256(ctx->upstreams), &w, inject, &at, sha256,
+                       injected_sha256)) {
+        whole_body_release(&w);
+        return http_reply_error(req, c, 500, "internal_error",
+                                "The upstream's answer could not be read.");
     }
-    uint64_t body_len = b->len + (inject ? sizeof DELIVERY_ELEMENT - 1 : 0);
+    uint64_t body_len = w.b.len + (inject ? ELEMENT_LEN : 0);
     const delivery_content what = {
         .path = ps->content_path,
         .path_len = path_len,
         .kind = kind,
         .sha256 = sha256,
-        .size = b->len,
+        .size = w.b.len,
         .delivered_sha256 = inject ? injected_sha256 : sha256,
         .delivered_size = body_len,
     };
     http_delivery hd;
     if (!http_deliver_issue(ctx, req, c, &what, has_key ? &ck : NULL, false, &hd, &ret)) {
-        whole_body_free(b);
+        whole_body_release(&w);
         return ret;
     }
 
@@ -681,7 +788,7 @@ static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_
     bool no_store = cache != NULL && upstream_header_lists(cache, "no-store");
     char repr_digest[64];
     content_repr_digest(what.delivered_sha256, repr_digest);
-    struct MHD_Response *r = whole_response(b, inject, at);
+    struct MHD_Response *r = whole_response(&w, inject, at);
     if (r != NULL) {
         add_answer_headers(ctx, r, h, drop);
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #define UPSTREAM_TICK_MS      250 /* timeouts are checked this often */
@@ -22,6 +24,10 @@
 #define UPSTREAM_LOG_INTERVAL 1000
 #define UPSTREAM_ABORT_WAIT_S 5 /* a thread stuck longer than this in libcurl is not waited for */
 #define UPSTREAM_METHOD_MAX   16
+#define UPSTREAM_EVENTS       64          /* epoll events taken at once */
+#define UPSTREAM_NO_TIMER     UINT64_MAX  /* libcurl wants no timeout */
+#define UPSTREAM_SPARE_BYTES  (16 * 1024) /* a spare call keeps buffers up to this each */
+#define UPSTREAM_LINES_FIRST  1024        /* a call's URL and request header lines */
 
 /* What a worker asks of a pool thread. */
 #define CMD_START       1u
@@ -40,20 +46,32 @@ typedef struct ring {
     size_t head, len;
 } ring;
 
+/* An easy handle kept for the next transfer. One that did a plain GET keeps
+ * its options (set_common()); any other is reset first. */
+typedef struct idle_easy {
+    CURL *easy;
+    bool configured;
+} idle_easy;
+
 typedef struct upstream_thread {
     upstream_pool *pool;
     pthread_t thread;
     bool started;
     CURLM *multi;
     CURLSH *share;        /* TLS sessions and DNS, for this thread's handles only */
+    int epoll_fd;         /* the transfers' sockets and wake_fd */
+    int wake_fd;          /* eventfd: commands are queued, or an abort or stop is asked */
     pthread_mutex_t lock; /* the command queue and the fields below */
     pthread_cond_t aborted;
     upstream_call *queue_head, *queue_tail;
+    bool sleeping; /* in epoll_wait, or about to be, with the queue empty */
     bool stopping;
     unsigned long aborts_asked, aborts_done; /* upstream_pool_abort() waits for done */
     /* the thread's own */
-    lru_list active; /* calls whose transfer runs */
-    CURL *idle[UPSTREAM_IDLE_HANDLES];
+    uint64_t now_ms;       /* the clock when the thread last woke: what calls are stamped with */
+    uint64_t timer_due_ms; /* when libcurl wants its timeout action */
+    lru_list active;       /* calls whose transfer runs */
+    idle_easy idle[UPSTREAM_IDLE_HANDLES];
     size_t idle_count;
 } upstream_thread;
 
@@ -67,20 +85,34 @@ struct upstream_pool {
     atomic_bool stopping;
     EVP_MD *sha256;
     uint64_t timeout_ms;
+    pthread_mutex_t spare_lock;
+    upstream_call *spare; /* finished calls, kept with their buffers */
+    size_t spare_count;
 };
 
 struct upstream_call {
-    atomic_int refs;
+    /* Kept when the call is recycled (call_recycle()). */
     pthread_mutex_t lock;
+    upstream_call *next_spare;
+    char *lines; /* the URL, then the request's header lines, each NUL-ended */
+    size_t lines_len, lines_cap;
+    size_t *line_at; /* where each header line starts in lines */
+    size_t line_count, line_cap;
+    struct curl_slist *line_nodes; /* HTTPHEADER: made from line_at at the start */
+    size_t nodes_cap;
+    upstream_header_list headers; /* the answer's; memory kept, pairs forgotten */
+    EVP_MD_CTX *md;               /* hashes a body that goes to a file */
+
+    /* Everything from here on is zeroed for each call. */
+    atomic_int refs;
     upstream_pool *pool;
     upstream_thread *thread;
     upstream_route *route;
 
     /* Set before the start; read-only afterwards. */
-    char *url;
     char method[UPSTREAM_METHOD_MAX];
-    struct curl_slist *request_headers;
     int64_t body_length;
+    size_t slack; /* room kept after a body read whole into memory */
     bool has_body;
     bool want_whole;
     bool head;
@@ -97,19 +129,18 @@ struct upstream_call {
     char error[CURL_ERROR_SIZE]; /* libcurl's words for a failure */
     char why[128];               /* ours, when a callback stopped the transfer */
     /* reading whole */
-    EVP_MD_CTX *md;
     char *mem;
-    size_t mem_len, mem_cap;
+    size_t mem_len, mem_cap; /* mem_cap: without the slack */
     int fd;
     uint64_t whole_len;
     uint8_t digest[32];
 
     /* Written by the pool thread until answered, then read-only. */
-    upstream_header_list headers;
     unsigned status;
     int64_t content_length;
     bool whole;
-    bool fits; /* streamed, but all of it fits the buffer: the worker waits for DONE */
+    bool fits;  /* streamed, but all of it fits the buffer: the worker waits for DONE */
+    bool small; /* such an answer with a body: read into mem, not the ring */
 
     /* Under lock. */
     upstream_waker waker;
@@ -123,6 +154,7 @@ struct upstream_call {
     bool send_waiting; /* the transfer paused for want of request body */
     bool recv_waiting; /* the transfer paused for want of room in down */
     uint64_t bytes_read;
+    size_t mem_read; /* of a small answer's body, by upstream_call_read() */
     bool body_taken;
 
     /* Under thread->lock. */
@@ -254,20 +286,44 @@ static void wake_locked(upstream_call *call)
     }
 }
 
+/* Frees a call and the buffers it kept. */
+static void call_destroy(upstream_call *call)
+{
+    free(call->lines);
+    free(call->line_at);
+    free(call->line_nodes);
+    upstream_header_list_free(&call->headers);
+    EVP_MD_CTX_free(call->md);
+    pthread_mutex_destroy(&call->lock);
+    free(call);
+}
+
+/* The last reference went: what belongs to this request only is let go, and
+ * the call with its header buffers is kept for the next one while the pool
+ * has room for it and they are not outsized. */
 static void call_free(upstream_call *call)
 {
     assert(!call->in_multi && call->easy == NULL);
-    curl_slist_free_all(call->request_headers);
-    free(call->url);
-    upstream_header_list_free(&call->headers);
     free(call->up.buf);
     free(call->down.buf);
     free(call->mem);
     if (call->fd >= 0)
         close(call->fd);
-    EVP_MD_CTX_free(call->md);
-    pthread_mutex_destroy(&call->lock);
-    free(call);
+    upstream_pool *p = call->pool;
+    bool keep =
+        call->lines_cap <= UPSTREAM_SPARE_BYTES && call->headers.cap <= UPSTREAM_SPARE_BYTES;
+    if (keep) {
+        pthread_mutex_lock(&p->spare_lock);
+        keep = p->spare_count < UPSTREAM_SPARE_CALLS;
+        if (keep) {
+            call->next_spare = p->spare;
+            p->spare = call;
+            p->spare_count++;
+        }
+        pthread_mutex_unlock(&p->spare_lock);
+    }
+    if (!keep)
+        call_destroy(call);
 }
 
 upstream_call *upstream_call_ref(upstream_call *call)
@@ -288,11 +344,26 @@ void upstream_call_unref(upstream_call *call)
         call_free(call);
 }
 
-/* Asks the call's thread for cmd. */
+/* Wakes a pool thread out of epoll_wait. */
+static void thread_wake(upstream_thread *t)
+{
+    uint64_t one = 1;
+    ssize_t w;
+    do
+        w = write(t->wake_fd, &one, sizeof one);
+    while (w < 0 && errno == EINTR);
+    /* EAGAIN: the counter is full of wake-ups already. */
+}
+
+/* Asks the call's thread for cmd. A thread that is busy takes the queue
+ * before it sleeps again (thread_main()), so only the command that finds it
+ * sleeping wakes it: one wake-up for a burst of commands, none while it works. */
 static void post(upstream_call *call, unsigned cmd)
 {
     upstream_thread *t = call->thread;
     pthread_mutex_lock(&t->lock);
+    bool wake = t->sleeping;
+    t->sleeping = false;
     call->cmds |= cmd;
     if (!call->queued) {
         call->queued = true;
@@ -305,14 +376,17 @@ static void post(upstream_call *call, unsigned cmd)
         t->queue_tail = call;
     }
     pthread_mutex_unlock(&t->lock);
-    curl_multi_wakeup(t->multi);
+    if (wake)
+        thread_wake(t);
 }
 
 /* ---- the transfer's callbacks (pool thread) ------------------------------- */
 
+/* Bytes moved: stamped with the thread's clock, read once a wake-up rather
+ * than at each of a transfer's callbacks. */
 static void touch(upstream_call *call)
 {
-    atomic_store_explicit(&call->active_ms, clock_mono_ms(), memory_order_relaxed);
+    atomic_store_explicit(&call->active_ms, call->thread->now_ms, memory_order_relaxed);
 }
 
 static int open_temp(const char *dir)
@@ -346,6 +420,52 @@ static bool write_all(int fd, const char *data, size_t n)
     return true;
 }
 
+/* Room for n more bytes in memory, with the slack after them. The first
+ * block is as large as the announced length, so that a body that says its
+ * length is read into one block of the right size. */
+static bool mem_reserve(upstream_call *call, size_t n, size_t limit)
+{
+    if (call->mem_len + n <= call->mem_cap)
+        return true;
+    size_t cap = call->mem_cap;
+    if (cap == 0)
+        cap = call->content_length >= 0 && (uint64_t)call->content_length <= limit
+                  ? (size_t)call->content_length
+                  : UPSTREAM_WHOLE_FIRST;
+    while (cap < call->mem_len + n)
+        cap = cap < UPSTREAM_WHOLE_FIRST ? UPSTREAM_WHOLE_FIRST : cap * 2;
+    if (cap > limit)
+        cap = limit;
+    char *mem = realloc(call->mem, cap + call->slack);
+    if (mem == NULL)
+        return false;
+    call->mem = mem;
+    call->mem_cap = cap;
+    return true;
+}
+
+/* The body goes on in a temporary file, hashed from here on since its
+ * bytes leave memory. */
+static bool spill(upstream_call *call)
+{
+    const config *cfg = call->pool->cfg;
+    if (call->md == NULL && (call->md = EVP_MD_CTX_new()) == NULL)
+        return false;
+    if (EVP_DigestInit_ex(call->md, call->pool->sha256, NULL) != 1 ||
+        EVP_DigestUpdate(call->md, call->mem, call->mem_len) != 1)
+        return false;
+    call->fd = open_temp(cfg->temp_dir);
+    if (call->fd < 0 || !write_all(call->fd, call->mem, call->mem_len)) {
+        snprintf(call->why, sizeof call->why, "temporary file in %s: %s", cfg->temp_dir,
+                 strerror(errno));
+        return false;
+    }
+    free(call->mem);
+    call->mem = NULL;
+    call->mem_len = call->mem_cap = 0;
+    return true;
+}
+
 /* A piece of a body read whole: memory up to --proxy-buffer, then a file. */
 static bool whole_append(upstream_call *call, const char *data, size_t n)
 {
@@ -356,41 +476,23 @@ static bool whole_append(upstream_call *call, const char *data, size_t n)
         call->hint = UPSTREAM_FAIL_TOO_LARGE;
         return false;
     }
-    if (EVP_DigestUpdate(call->md, data, n) != 1) {
-        call->hint = UPSTREAM_FAIL_INTERNAL;
-        return false;
-    }
     call->whole_len += n;
     if (call->fd < 0 && call->mem_len + n <= cfg->proxy_buffer) {
-        if (call->mem_len + n > call->mem_cap) {
-            size_t cap = call->mem_cap != 0 ? call->mem_cap : UPSTREAM_WHOLE_FIRST;
-            while (cap < call->mem_len + n)
-                cap *= 2;
-            if (cap > cfg->proxy_buffer)
-                cap = cfg->proxy_buffer;
-            char *mem = realloc(call->mem, cap);
-            if (mem == NULL) {
-                call->hint = UPSTREAM_FAIL_INTERNAL;
-                return false;
-            }
-            call->mem = mem;
-            call->mem_cap = cap;
+        if (!mem_reserve(call, n, cfg->proxy_buffer)) {
+            call->hint = UPSTREAM_FAIL_INTERNAL;
+            return false;
         }
         memcpy(call->mem + call->mem_len, data, n);
         call->mem_len += n;
         return true;
     }
-    if (call->fd < 0) {
-        call->fd = open_temp(cfg->temp_dir);
-        if (call->fd < 0 || !write_all(call->fd, call->mem, call->mem_len)) {
-            snprintf(call->why, sizeof call->why, "temporary file in %s: %s", cfg->temp_dir,
-                     strerror(errno));
-            call->hint = UPSTREAM_FAIL_INTERNAL;
-            return false;
-        }
-        free(call->mem);
-        call->mem = NULL;
-        call->mem_len = call->mem_cap = 0;
+    if (call->fd < 0 && !spill(call)) {
+        call->hint = UPSTREAM_FAIL_INTERNAL;
+        return false;
+    }
+    if (EVP_DigestUpdate(call->md, data, n) != 1) {
+        call->hint = UPSTREAM_FAIL_INTERNAL;
+        return false;
     }
     if (!write_all(call->fd, data, n)) {
         snprintf(call->why, sizeof call->why, "temporary file in %s: %s", cfg->temp_dir,
@@ -424,7 +526,7 @@ static int64_t content_length_of(const upstream_header_list *h)
 
 static void record_latency(upstream_call *call)
 {
-    uint64_t us = (clock_mono_ms() - call->started_ms) * 1000;
+    uint64_t us = (call->thread->now_ms - call->started_ms) * 1000;
     size_t b = 0;
     while (b < UPSTREAM_LATENCY_BUCKETS - 1 && us > latency_bound_us[b])
         b++;
@@ -452,21 +554,21 @@ static bool answered(upstream_call *call)
             call->hint = UPSTREAM_FAIL_TOO_LARGE;
             return false;
         }
-        call->md = EVP_MD_CTX_new();
-        if (call->md == NULL || EVP_DigestInit_ex(call->md, call->pool->sha256, NULL) != 1) {
-            call->hint = UPSTREAM_FAIL_INTERNAL;
-            return false;
-        }
         return true; /* the worker waits for DONE */
     }
     /* An answer that fits the buffer whole wakes the worker once, when it
-     * is complete: one resume of the connection less. */
+     * is complete: one resume of the connection less. Its body is read into
+     * one block of its length, which the worker takes as it is
+     * (upstream_call_take_body()); until then the call stays WAITING. */
     call->fits = call->head || call->status == 204 || call->status == 304 ||
                  (length >= 0 && length <= UPSTREAM_STREAM_BUFFER);
+    if (call->fits) {
+        call->small = length > 0 && !call->head && call->status != 204 && call->status != 304;
+        return true;
+    }
     pthread_mutex_lock(&call->lock);
     call->state = UPSTREAM_ANSWERED;
-    if (!call->fits)
-        wake_locked(call);
+    wake_locked(call);
     pthread_mutex_unlock(&call->lock);
     return true;
 }
@@ -521,6 +623,17 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *cls)
     }
     if (call->whole)
         return whole_append(call, data, n) ? n : 0;
+    if (call->small) {
+        /* The worker looks at it once DONE: no lock until then. */
+        if (call->mem_len + n > UPSTREAM_STREAM_BUFFER ||
+            !mem_reserve(call, n, UPSTREAM_STREAM_BUFFER)) {
+            call->hint = UPSTREAM_FAIL_INTERNAL;
+            return 0;
+        }
+        memcpy(call->mem + call->mem_len, data, n);
+        call->mem_len += n;
+        return n;
+    }
     pthread_mutex_lock(&call->lock);
     if (call->finished) {
         pthread_mutex_unlock(&call->lock);
@@ -575,21 +688,36 @@ static size_t on_send(char *buf, size_t size, size_t nitems, void *cls)
 
 /* ---- the pool thread ------------------------------------------------------- */
 
-static CURL *easy_get(upstream_thread *t)
+/* Whether a transfer leaves its handle as set_common() made it, to be used
+ * again as it is: a GET without a body over TCP (nearly every request). */
+static bool leaves_handle_plain(const upstream_call *call)
+{
+    return strcmp(call->method, "GET") == 0 && !call->has_body && !call->head &&
+           call->route->url->scheme != UPSTREAM_UNIX;
+}
+
+static idle_easy easy_get(upstream_thread *t)
 {
     if (t->idle_count > 0)
         return t->idle[--t->idle_count];
-    return curl_easy_init();
+    return (idle_easy){curl_easy_init(), false};
 }
 
-static void easy_put(upstream_thread *t, CURL *easy)
+static void easy_put(upstream_thread *t, CURL *easy, bool plain)
 {
-    if (t->idle_count < UPSTREAM_IDLE_HANDLES) {
-        curl_easy_reset(easy);
-        t->idle[t->idle_count++] = easy;
-    } else {
+    if (t->idle_count >= UPSTREAM_IDLE_HANDLES) {
         curl_easy_cleanup(easy);
+        return;
     }
+    if (plain) {
+        /* Nothing of the call's stays reachable from the handle. */
+        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+    } else {
+        curl_easy_reset(easy);
+    }
+    t->idle[t->idle_count++] = (idle_easy){easy, plain};
 }
 
 /* The transfer is over: its result goes to the worker, the handle back. */
@@ -601,10 +729,11 @@ static void complete(upstream_thread *t, upstream_call *call, upstream_failure f
         call->in_multi = false;
     }
     if (call->easy != NULL) {
-        easy_put(t, call->easy);
+        easy_put(t, call->easy, leaves_handle_plain(call));
         call->easy = NULL;
     }
-    if (f == UPSTREAM_OK && call->whole && EVP_DigestFinal_ex(call->md, call->digest, NULL) != 1)
+    if (f == UPSTREAM_OK && call->whole && call->fd >= 0 &&
+        EVP_DigestFinal_ex(call->md, call->digest, NULL) != 1)
         f = UPSTREAM_FAIL_INTERNAL;
     note_failure(call->route, f, call->why[0] != '\0' ? call->why : call->error);
     pthread_mutex_lock(&call->lock);
@@ -653,17 +782,32 @@ static upstream_failure classify(upstream_call *call, CURLcode rc)
             goto fail;                                                                             \
     } while (0)
 
-/* Sets the transfer up and adds it to the multi handle. */
-static int begin(upstream_thread *t, upstream_call *call)
+/* The header lines as the list libcurl reads (struct curl_slist is public:
+ * nodes of our own, in one block, pointing into lines, which no longer
+ * moves). */
+static int link_lines(upstream_call *call)
+{
+    if (call->line_count == 0)
+        return 0;
+    if (call->line_count > call->nodes_cap) {
+        struct curl_slist *nodes = realloc(call->line_nodes, call->line_cap * sizeof *nodes);
+        if (nodes == NULL)
+            return -1;
+        call->line_nodes = nodes;
+        call->nodes_cap = call->line_cap;
+    }
+    for (size_t i = 0; i < call->line_count; i++) {
+        call->line_nodes[i].data = call->lines + call->line_at[i];
+        call->line_nodes[i].next = i + 1 < call->line_count ? &call->line_nodes[i + 1] : NULL;
+    }
+    return 0;
+}
+
+/* The options every transfer has; they stay on a handle between plain
+ * transfers (leaves_handle_plain()). */
+static int set_common(upstream_thread *t, CURL *easy)
 {
     const config *cfg = t->pool->cfg;
-    const upstream_url *u = call->route->url;
-    CURL *easy = easy_get(t);
-    if (easy == NULL)
-        return -1;
-    call->easy = easy;
-    SETOPT(easy, CURLOPT_PRIVATE, call);
-    SETOPT(easy, CURLOPT_URL, call->url);
     SETOPT(easy, CURLOPT_SHARE, t->share);
     SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
     /* Never through a proxy that the environment names (http_proxy). */
@@ -674,16 +818,33 @@ static int begin(upstream_thread *t, upstream_call *call)
     SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
     SETOPT(easy, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)t->pool->timeout_ms);
-    SETOPT(easy, CURLOPT_HTTPHEADER, call->request_headers);
     SETOPT(easy, CURLOPT_HEADERFUNCTION, on_header);
-    SETOPT(easy, CURLOPT_HEADERDATA, call);
     SETOPT(easy, CURLOPT_WRITEFUNCTION, on_body);
-    SETOPT(easy, CURLOPT_WRITEDATA, call);
-    SETOPT(easy, CURLOPT_ERRORBUFFER, call->error);
     SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
     SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
     if (cfg->upstream_ca != NULL)
         SETOPT(easy, CURLOPT_CAINFO, cfg->upstream_ca);
+    return 0;
+fail:
+    return -1;
+}
+
+/* Sets the transfer up and adds it to the multi handle. */
+static int begin(upstream_thread *t, upstream_call *call)
+{
+    const upstream_url *u = call->route->url;
+    idle_easy got = easy_get(t);
+    CURL *easy = got.easy;
+    if (easy == NULL)
+        return -1;
+    if ((!got.configured && set_common(t, easy) != 0) || link_lines(call) != 0)
+        goto fail;
+    SETOPT(easy, CURLOPT_PRIVATE, call);
+    SETOPT(easy, CURLOPT_URL, call->lines); /* the URL comes first */
+    SETOPT(easy, CURLOPT_HTTPHEADER, call->line_count > 0 ? call->line_nodes : NULL);
+    SETOPT(easy, CURLOPT_HEADERDATA, call);
+    SETOPT(easy, CURLOPT_WRITEDATA, call);
+    SETOPT(easy, CURLOPT_ERRORBUFFER, call->error);
     if (u->scheme == UPSTREAM_UNIX)
         SETOPT(easy, CURLOPT_UNIX_SOCKET_PATH, u->socket);
     if (call->head) {
@@ -697,14 +858,17 @@ static int begin(upstream_thread *t, upstream_call *call)
         SETOPT(easy, CURLOPT_READFUNCTION, on_send);
         SETOPT(easy, CURLOPT_READDATA, call);
     }
-    call->started_ms = clock_mono_ms();
+    call->started_ms = t->now_ms;
     touch(call);
     if (curl_multi_add_handle(t->multi, easy) != CURLM_OK)
         goto fail;
+    call->easy = easy;
     call->in_multi = true;
     lru_push_front(&t->active, &call->link);
     return 0;
 fail:
+    /* Half set up: not kept. */
+    curl_easy_cleanup(easy);
     snprintf(call->why, sizeof call->why, "the transfer could not be set up");
     return -1;
 }
@@ -829,10 +993,75 @@ static void expire(upstream_thread *t, uint64_t now)
     }
 }
 
+/* libcurl's socket callback: which of a transfer's sockets to wait for. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *cls, void *socketp)
+{
+    upstream_thread *t = cls;
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {
+        .events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u),
+        .data.fd = fd,
+    };
+    /* socketp marks a socket this thread has added already. A socket closed
+     * and opened again under the same number left epoll on its own. */
+    int op = socketp != NULL ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(t->epoll_fd, op, fd, &ev) != 0) {
+        op = errno == ENOENT ? EPOLL_CTL_ADD : errno == EEXIST ? EPOLL_CTL_MOD : -1;
+        if (op < 0 || epoll_ctl(t->epoll_fd, op, fd, &ev) != 0)
+            return -1; /* libcurl fails the transfer */
+    }
+    if (socketp == NULL)
+        curl_multi_assign(t->multi, fd, t);
+    return 0;
+}
+
+/* libcurl's timer callback: when it wants curl_multi_socket_action() with
+ * CURL_SOCKET_TIMEOUT (-1: never). */
+static int on_timer(CURLM *multi, long timeout_ms, void *cls)
+{
+    upstream_thread *t = cls;
+    (void)multi;
+    t->timer_due_ms = timeout_ms < 0 ? UPSTREAM_NO_TIMER : t->now_ms + (uint64_t)timeout_ms;
+    return 0;
+}
+
+static void socket_action(upstream_thread *t, curl_socket_t fd, int events)
+{
+    int running = 0;
+    curl_multi_socket_action(t->multi, fd, events, &running);
+}
+
+/* The flags for curl_multi_socket_action() of what epoll saw. An error or
+ * hang-up is passed as readable and writable, so that libcurl finds out
+ * which by reading or writing. */
+static int curl_events(uint32_t events)
+{
+    int flags = 0;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        flags |= CURL_CSELECT_IN;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        flags |= CURL_CSELECT_OUT;
+    return flags;
+}
+
+static void drain_wake(upstream_thread *t)
+{
+    uint64_t n;
+    while (read(t->wake_fd, &n, sizeof n) < 0 && errno == EINTR)
+        ;
+}
+
 static void *thread_main(void *arg)
 {
     upstream_thread *t = arg;
-    uint64_t next_tick = clock_mono_ms() + UPSTREAM_TICK_MS;
+    struct epoll_event events[UPSTREAM_EVENTS];
+    pthread_setname_np(pthread_self(), "upstream"); /* for top -H, perf */
+    t->now_ms = clock_mono_ms();
+    uint64_t next_tick = t->now_ms + UPSTREAM_TICK_MS;
     for (;;) {
         bool stopping = false;
         run_queue(t, &stopping);
@@ -840,15 +1069,37 @@ static void *thread_main(void *arg)
             abort_active(t);
             break;
         }
-        int running = 0;
-        curl_multi_perform(t->multi, &running);
-        finish_transfers(t);
-        uint64_t now = clock_mono_ms();
-        if (now >= next_tick) {
-            expire(t, now);
-            next_tick = now + UPSTREAM_TICK_MS;
+        if (t->timer_due_ms <= t->now_ms) {
+            t->timer_due_ms = UPSTREAM_NO_TIMER;
+            socket_action(t, CURL_SOCKET_TIMEOUT, 0);
         }
-        curl_multi_poll(t->multi, NULL, 0, UPSTREAM_TICK_MS, NULL);
+        finish_transfers(t);
+        if (t->now_ms >= next_tick) {
+            expire(t, t->now_ms);
+            next_tick = t->now_ms + UPSTREAM_TICK_MS;
+        }
+        uint64_t until = t->timer_due_ms < next_tick ? t->timer_due_ms : next_tick;
+        int wait_ms = until <= t->now_ms ? 0 : (int)(until - t->now_ms);
+        /* Commands that came while the thread worked woke nobody: look
+         * without sleeping. */
+        pthread_mutex_lock(&t->lock);
+        if (t->queue_head != NULL || t->stopping || t->aborts_asked != t->aborts_done)
+            wait_ms = 0;
+        else
+            t->sleeping = true;
+        pthread_mutex_unlock(&t->lock);
+        int n = epoll_wait(t->epoll_fd, events, UPSTREAM_EVENTS, wait_ms);
+        pthread_mutex_lock(&t->lock);
+        t->sleeping = false;
+        pthread_mutex_unlock(&t->lock);
+        t->now_ms = clock_mono_ms();
+        for (int i = 0; i < n; i++) {
+            if (events[i].data.fd == t->wake_fd)
+                drain_wake(t); /* the queue is taken at the top */
+            else
+                socket_action(t, events[i].data.fd, curl_events(events[i].events));
+        }
+        finish_transfers(t);
     }
     return NULL;
 }
@@ -858,14 +1109,30 @@ static void *thread_main(void *arg)
 static int thread_init(upstream_pool *p, upstream_thread *t)
 {
     t->pool = p;
+    t->epoll_fd = -1;
+    t->wake_fd = -1;
+    t->timer_due_ms = UPSTREAM_NO_TIMER;
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->aborted, NULL);
     t->multi = curl_multi_init();
     t->share = curl_share_init();
-    if (t->multi == NULL || t->share == NULL)
+    t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (t->multi == NULL || t->share == NULL || t->epoll_fd < 0 || t->wake_fd < 0)
+        return -1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = t->wake_fd};
+    if (epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, t->wake_fd, &ev) != 0)
         return -1;
     curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    if (curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+        curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t) != CURLM_OK ||
+        curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||
+        curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t) != CURLM_OK ||
+        /* Else libcurl keeps four per transfer running at the moment, and
+         * closes connections whenever few run. */
+        curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)UPSTREAM_KEEPALIVE) != CURLM_OK)
+        return -1;
     return 0;
 }
 
@@ -896,6 +1163,7 @@ upstream_pool *upstream_pool_new(const config *cfg, unsigned threads, char *err,
     }
     p->cfg = cfg;
     p->timeout_ms = (uint64_t)cfg->upstream_timeout_s * 1000;
+    pthread_mutex_init(&p->spare_lock, NULL);
     atomic_init(&p->stopping, false);
     atomic_init(&p->next_thread, 0);
     p->route_count = cfg->upstream_count;
@@ -952,7 +1220,7 @@ void upstream_pool_abort(upstream_pool *p)
         pthread_mutex_lock(&t->lock);
         asked[i] = ++t->aborts_asked;
         pthread_mutex_unlock(&t->lock);
-        curl_multi_wakeup(t->multi);
+        thread_wake(t);
     }
     /* Every worker waiting for an upstream is resumed before this returns:
      * the listener may not be stopped with a connection suspended. */
@@ -982,7 +1250,7 @@ void upstream_pool_free(upstream_pool *p)
             pthread_mutex_lock(&t->lock);
             t->stopping = true;
             pthread_mutex_unlock(&t->lock);
-            curl_multi_wakeup(t->multi);
+            thread_wake(t);
             pthread_join(t->thread, NULL);
         }
         /* Commands posted after the thread ended: nothing runs them now. */
@@ -994,14 +1262,25 @@ void upstream_pool_free(upstream_pool *p)
             call = next;
         }
         while (t->idle_count > 0)
-            curl_easy_cleanup(t->idle[--t->idle_count]);
+            curl_easy_cleanup(t->idle[--t->idle_count].easy);
+        /* Closing the cached connections may call on_socket: epoll last. */
         if (t->multi != NULL)
             curl_multi_cleanup(t->multi);
         if (t->share != NULL)
             curl_share_cleanup(t->share);
+        if (t->epoll_fd >= 0)
+            close(t->epoll_fd);
+        if (t->wake_fd >= 0)
+            close(t->wake_fd);
         pthread_cond_destroy(&t->aborted);
         pthread_mutex_destroy(&t->lock);
     }
+    while (p->spare != NULL) {
+        upstream_call *call = p->spare;
+        p->spare = call->next_spare;
+        call_destroy(call);
+    }
+    pthread_mutex_destroy(&p->spare_lock);
     EVP_MD_free(p->sha256);
     free(p);
 }
@@ -1018,6 +1297,11 @@ const upstream_route *upstream_pool_route(const upstream_pool *p, const char *pa
     return NULL;
 }
 
+const EVP_MD *upstream_pool_sha256(const upstream_pool *p)
+{
+    return p->sha256;
+}
+
 size_t upstream_pool_route_count(const upstream_pool *p)
 {
     return p != NULL ? p->route_count : 0;
@@ -1030,15 +1314,48 @@ const upstream_route *upstream_pool_route_at(const upstream_pool *p, size_t i)
 
 /* ---- calls (workers) ------------------------------------------------------- */
 
+/* A spare call, or a new one; its per-call fields zeroed. */
+static upstream_call *call_alloc(upstream_pool *p)
+{
+    pthread_mutex_lock(&p->spare_lock);
+    upstream_call *call = p->spare;
+    if (call != NULL) {
+        p->spare = call->next_spare;
+        p->spare_count--;
+    }
+    pthread_mutex_unlock(&p->spare_lock);
+    if (call == NULL) {
+        call = calloc(1, sizeof *call);
+        if (call == NULL)
+            return NULL;
+        pthread_mutex_init(&call->lock, NULL);
+        upstream_header_list_init(&call->headers, UPSTREAM_HEADERS_MAX);
+        return call;
+    }
+    const size_t from = offsetof(upstream_call, refs);
+    memset((char *)call + from, 0, sizeof *call - from);
+    call->next_spare = NULL;
+    call->lines_len = 0;
+    call->line_count = 0;
+    upstream_header_list_clear(&call->headers);
+    return call;
+}
+
+/* Room for n more bytes of lines. */
+static bool lines_reserve(upstream_call *call, size_t n)
+{
+    return upstream_buffer_reserve(&call->lines, &call->lines_cap, call->lines_len, n,
+                                   UPSTREAM_LINES_FIRST, SIZE_MAX / 2);
+}
+
 upstream_call *upstream_call_new(upstream_pool *p, const upstream_route *route, const char *method,
                                  const char *url, const upstream_waker *waker)
 {
-    upstream_call *call = calloc(1, sizeof *call);
+    upstream_call *call = call_alloc(p);
     if (call == NULL)
         return NULL;
     atomic_init(&call->refs, 1);
     atomic_init(&call->active_ms, 0);
-    pthread_mutex_init(&call->lock, NULL);
     call->pool = p;
     /* The routes are the pool's; the stats in them are atomics. */
     call->route = (upstream_route *)route;
@@ -1047,12 +1364,13 @@ upstream_call *upstream_call_new(upstream_pool *p, const upstream_route *route, 
     call->waker = *waker;
     snprintf(call->method, sizeof call->method, "%s", method);
     call->head = strcmp(method, "HEAD") == 0;
-    upstream_header_list_init(&call->headers, UPSTREAM_HEADERS_MAX);
-    call->url = strdup(url);
-    if (call->url == NULL) {
+    size_t url_len = strlen(url);
+    if (!lines_reserve(call, url_len + 1)) {
         call_free(call);
         return NULL;
     }
+    memcpy(call->lines, url, url_len + 1);
+    call->lines_len = url_len + 1;
     return call;
 }
 
@@ -1060,11 +1378,17 @@ int upstream_call_add_header(upstream_call *call, const char *name, const char *
 {
     size_t name_len = strlen(name);
     size_t value_len = value != NULL ? strlen(value) : 0;
-    size_t n = name_len + value_len + 3;
-    char stack[512];
-    char *line = n <= sizeof stack ? stack : malloc(n);
-    if (line == NULL)
+    if (call->line_count == call->line_cap) {
+        size_t cap = call->line_cap != 0 ? call->line_cap * 2 : 16;
+        size_t *at = realloc(call->line_at, cap * sizeof *at);
+        if (at == NULL)
+            return -1;
+        call->line_at = at;
+        call->line_cap = cap;
+    }
+    if (!lines_reserve(call, name_len + value_len + 3))
         return -1;
+    char *line = call->lines + call->lines_len;
     /* libcurl leaves out a header given as "Name:"; "Name;" sends it empty. */
     memcpy(line, name, name_len);
     size_t len = name_len;
@@ -1078,13 +1402,9 @@ int upstream_call_add_header(upstream_call *call, const char *name, const char *
         memcpy(line + len, value, value_len);
         len += value_len;
     }
-    line[len] = '\0';
-    struct curl_slist *list = curl_slist_append(call->request_headers, line);
-    if (line != stack)
-        free(line);
-    if (list == NULL)
-        return -1;
-    call->request_headers = list;
+    line[len++] = '\0';
+    call->line_at[call->line_count++] = call->lines_len;
+    call->lines_len += len;
     return 0;
 }
 
@@ -1094,9 +1414,10 @@ void upstream_call_expect_body(upstream_call *call, int64_t length)
     call->body_length = length;
 }
 
-void upstream_call_read_whole(upstream_call *call)
+void upstream_call_read_whole(upstream_call *call, size_t slack)
 {
     call->want_whole = true;
+    call->slack = slack;
 }
 
 int upstream_call_start(upstream_call *call)
@@ -1200,10 +1521,24 @@ bool upstream_call_whole(const upstream_call *call)
     return call->whole;
 }
 
+/* Of a small answer's body, once DONE: up to max bytes from where the last
+ * read ended. Caller holds call->lock. */
+static size_t mem_get(upstream_call *call, char *buf, size_t max)
+{
+    if (call->state != UPSTREAM_DONE || call->mem == NULL)
+        return 0;
+    size_t n = call->mem_len - call->mem_read;
+    if (n > max)
+        n = max;
+    memcpy(buf, call->mem + call->mem_read, n);
+    call->mem_read += n;
+    return n;
+}
+
 ssize_t upstream_call_read(upstream_call *call, char *buf, size_t max)
 {
     pthread_mutex_lock(&call->lock);
-    size_t n = ring_get(&call->down, buf, max);
+    size_t n = call->small ? mem_get(call, buf, max) : ring_get(&call->down, buf, max);
     if (n == 0) {
         ssize_t end = call->state == UPSTREAM_DONE     ? UPSTREAM_READ_END
                       : call->state == UPSTREAM_FAILED ? UPSTREAM_READ_ERROR
@@ -1225,7 +1560,9 @@ ssize_t upstream_call_read(upstream_call *call, char *buf, size_t max)
 size_t upstream_call_buffered(upstream_call *call)
 {
     pthread_mutex_lock(&call->lock);
-    size_t n = call->down.len;
+    size_t n = !call->small                   ? call->down.len
+               : call->state == UPSTREAM_DONE ? call->mem_len - call->mem_read
+                                              : 0;
     pthread_mutex_unlock(&call->lock);
     return n;
 }
@@ -1238,20 +1575,22 @@ uint64_t upstream_call_bytes_read(upstream_call *call)
     return n;
 }
 
-int upstream_call_take_body(upstream_call *call, char **data, int *fd, uint64_t *len,
-                            uint8_t sha256[32])
+int upstream_call_take_body(upstream_call *call, upstream_body *out)
 {
     pthread_mutex_lock(&call->lock);
-    bool ok = call->state == UPSTREAM_DONE && call->whole && !call->body_taken;
+    bool ok = call->state == UPSTREAM_DONE && (call->whole || call->small) && !call->body_taken &&
+              call->mem_read == 0;
     call->body_taken = true;
     pthread_mutex_unlock(&call->lock);
     if (!ok)
         return -1;
     /* DONE: the pool thread is through with the body. */
-    *data = call->mem;
-    *fd = call->fd;
-    *len = call->whole_len;
-    memcpy(sha256, call->digest, 32);
+    out->data = call->mem;
+    out->fd = call->fd;
+    out->len = call->small ? call->mem_len : call->whole_len;
+    out->hashed = call->fd >= 0;
+    if (out->hashed)
+        memcpy(out->sha256, call->digest, 32);
     call->mem = NULL;
     call->fd = -1;
     return 0;

@@ -8,15 +8,26 @@
  * handle: connections to an upstream are kept alive and reused across
  * requests. The listener's workers never block on an upstream.
  *
+ * Each thread waits in epoll for its transfers' sockets (libcurl's socket
+ * interface: only the transfers whose sockets are ready run) and for an
+ * eventfd that workers write when they queue a command for it while it
+ * sleeps: a thread at work takes the queue before it sleeps again, so a
+ * burst of commands costs it one wake-up at most. Easy handles are kept for the next transfer with
+ * their options, and each thread keeps up to UPSTREAM_KEEPALIVE connections
+ * alive (libcurl's connection cache).
+ *
  * A request in flight is an upstream_call, shared by the worker that serves
  * the client and the pool thread that talks to the upstream: reference
- * counted, its state behind its own mutex. Bodies stream both ways through
- * small bounded buffers, so memory per request stays constant: when the
- * client sends faster than the upstream takes, the worker waits; when the
- * upstream sends faster than the client reads, the transfer pauses. A call
- * marked with upstream_call_read_whole() reads a 200 whole instead (in
- * memory up to --proxy-buffer, then in an unnamed file in --temp-dir, up to
- * --proxy-max-body), hashing it as it arrives.
+ * counted, its state behind its own mutex. Calls are recycled with their
+ * buffers (up to UPSTREAM_SPARE_CALLS), so that a request that looks like
+ * the one before allocates nothing for its headers. Bodies stream both ways
+ * through small bounded buffers, so memory per request stays constant: when
+ * the client sends faster than the upstream takes, the worker waits; when
+ * the upstream sends faster than the client reads, the transfer pauses. A
+ * call marked with upstream_call_read_whole() reads a 200 whole instead (in
+ * memory up to --proxy-buffer, one buffer of the announced length when
+ * there is one, then in an unnamed file in --temp-dir, up to
+ * --proxy-max-body).
  *
  * Waiting: a worker never blocks. When it needs something that has not
  * happened, upstream_call_sleep() suspends its connection through the
@@ -35,6 +46,7 @@
 #include "daemon/upstream_header.h"
 #include "daemon/upstream_url.h"
 
+#include <openssl/types.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,6 +54,8 @@
 #include <sys/types.h>
 
 #define UPSTREAM_THREADS_MAX     16
+#define UPSTREAM_KEEPALIVE       128         /* connections a thread keeps open, idle or busy */
+#define UPSTREAM_SPARE_CALLS     64          /* finished calls kept for reuse, per pool */
 #define UPSTREAM_STREAM_BUFFER   (64 * 1024) /* each way, per streaming call */
 #define UPSTREAM_HEADERS_MAX     (32 * 1024) /* an answer's header fields */
 #define UPSTREAM_LATENCY_BUCKETS 12
@@ -109,6 +123,9 @@ void upstream_pool_free(upstream_pool *p);
 /* The upstream of path (decoded), longest prefix first; NULL if none. */
 const upstream_route *upstream_pool_route(const upstream_pool *p, const char *path);
 
+/* The SHA-256 the pool fetched once, for digests of the bodies it reads. */
+const EVP_MD *upstream_pool_sha256(const upstream_pool *p);
+
 /* The routes, for /metrics. */
 size_t upstream_pool_route_count(const upstream_pool *p);
 const upstream_route *upstream_pool_route_at(const upstream_pool *p, size_t i);
@@ -125,7 +142,9 @@ typedef struct upstream_waker {
 
 typedef enum upstream_state {
     UPSTREAM_WAITING = 0, /* no answer yet                                   */
-    UPSTREAM_ANSWERED,    /* status and headers are here; a streamed body follows */
+    UPSTREAM_ANSWERED,    /* status and headers are here; a streamed body follows
+                           * (an answer that fits UPSTREAM_STREAM_BUFFER goes from
+                           * WAITING to DONE) */
     UPSTREAM_DONE,        /* complete (for a call that reads whole: the body too) */
     UPSTREAM_FAILED,      /* see upstream_call_failure()                     */
 } upstream_state;
@@ -146,8 +165,9 @@ WARN_UNUSED_RESULT int upstream_call_add_header(upstream_call *call, const char 
 /* Before the start: the request has a body of length bytes (-1: unknown,
  * sent chunked), to come through upstream_call_send(). */
 void upstream_call_expect_body(upstream_call *call, int64_t length);
-/* Before the start: a 200 is read whole (and hashed) instead of streamed. */
-void upstream_call_read_whole(upstream_call *call);
+/* Before the start: a 200 is read whole instead of streamed; a body kept in
+ * memory has room for slack more bytes after it (upstream_body). */
+void upstream_call_read_whole(upstream_call *call, size_t slack);
 
 /* Hands the call to a pool thread. 0, or -1 if the pool is stopping (the
  * call is then failed with UPSTREAM_FAIL_SHUTDOWN). */
@@ -195,13 +215,28 @@ size_t upstream_call_buffered(upstream_call *call);
 uint64_t upstream_call_bytes_read(upstream_call *call);
 
 /*
- * A body read whole, once DONE: either in memory (*data, *len; the memory is
- * the caller's from now on, malloc'd) or in a file (*fd, which the caller
- * now owns, positioned nowhere in particular, holding *len bytes); and the
- * SHA-256 of its bytes. Once only; -1 if there is none.
+ * A body read whole: either in memory (data, len bytes in a malloc'd block
+ * of at least len + the slack of upstream_call_read_whole(), the caller's
+ * from now on) or in a file (fd, which the caller now owns, positioned
+ * nowhere in particular, holding len bytes). A body in a file was hashed as
+ * it arrived (hashed, sha256), since its bytes are gone from memory; one in
+ * memory is not: its reader hashes it as it reads it anyway (http_proxy
+ * hashes it and its injected form in one pass).
  */
-int upstream_call_take_body(upstream_call *call, char **data, int *fd, uint64_t *len,
-                            uint8_t sha256[32]);
+typedef struct upstream_body {
+    char *data;
+    int fd;
+    uint64_t len;
+    bool hashed;
+    uint8_t sha256[32];
+} upstream_body;
+
+/* The body read whole, once DONE: a 200 of a call marked to be read whole,
+ * or a streamed answer that said its length and fits UPSTREAM_STREAM_BUFFER
+ * (it comes into one block of that length: taking it saves the copy that
+ * upstream_call_read() makes). Once only, and not after a read; -1 if
+ * there is none. */
+int upstream_call_take_body(upstream_call *call, upstream_body *out);
 
 /* A new reference. */
 upstream_call *upstream_call_ref(upstream_call *call);

@@ -24,8 +24,13 @@ bool upstream_header_hop_by_hop(const char *name)
 
 bool upstream_header_named(const char *name, const char *const *names, size_t n)
 {
+    /* Every field of an answer is held against several lists: the first
+     * letter, compared without a call, rules out nearly every name. Equal
+     * letters in any case have equal low five bits, which keeps every
+     * match; what else passes, strcasecmp() decides. */
+    const unsigned first = (unsigned char)name[0] & 0x1f;
     for (size_t i = 0; i < n; i++) {
-        if (strcasecmp(name, names[i]) == 0)
+        if (((unsigned char)names[i][0] & 0x1f) == first && strcasecmp(name, names[i]) == 0)
             return true;
     }
     return false;
@@ -118,23 +123,30 @@ void upstream_header_list_free(upstream_header_list *l)
     l->len = l->cap = l->count = 0;
 }
 
+bool upstream_buffer_reserve(char **data, size_t *cap, size_t len, size_t more, size_t first,
+                             size_t max)
+{
+    if (more > max || len > max - more)
+        return false;
+    if (len + more <= *cap)
+        return true;
+    size_t grown = *cap != 0 ? *cap : first;
+    while (grown < len + more)
+        grown *= 2;
+    if (grown > max)
+        grown = max;
+    char *p = realloc(*data, grown);
+    if (p == NULL)
+        return false;
+    *data = p;
+    *cap = grown;
+    return true;
+}
+
 static bool reserve(upstream_header_list *l, size_t more)
 {
-    if (more > l->max || l->len > l->max - more)
-        return false;
-    if (l->len + more <= l->cap)
-        return true;
-    size_t cap = l->cap != 0 ? l->cap : UPSTREAM_HEADER_FIRST_CAP;
-    while (cap < l->len + more)
-        cap *= 2;
-    if (cap > l->max)
-        cap = l->max;
-    char *data = realloc(l->data, cap);
-    if (data == NULL)
-        return false;
-    l->data = data;
-    l->cap = cap;
-    return true;
+    return upstream_buffer_reserve(&l->data, &l->cap, l->len, more, UPSTREAM_HEADER_FIRST_CAP,
+                                   l->max);
 }
 
 static bool field_value_ok(const char *v, size_t n)
@@ -224,8 +236,9 @@ const char *upstream_header_list_get(const upstream_header_list *l, const char *
 {
     size_t cursor = 0;
     const char *value;
+    const unsigned first = (unsigned char)name[0] & 0x1f; /* as in upstream_header_named() */
     for (const char *n; (n = upstream_header_list_next(l, &cursor, &value)) != NULL;) {
-        if (strcasecmp(n, name) == 0)
+        if (((unsigned char)n[0] & 0x1f) == first && strcasecmp(n, name) == 0)
             return value;
     }
     return NULL;

@@ -37,6 +37,14 @@ bool upstream_header_lists(const char *value, const char *name);
  */
 int upstream_header_status_line(const char *line, size_t len, unsigned *status);
 
+/*
+ * The growth of the upstream modules' byte buffers: room for more bytes
+ * after len in *data (capacity *cap), doubling from first, never past max.
+ * false, and nothing changed, past max or out of memory.
+ */
+bool upstream_buffer_reserve(char **data, size_t *cap, size_t len, size_t more, size_t first,
+                             size_t max);
+
 typedef struct upstream_header_list {
     char *data; /* "name\0value\0" pairs, malloc'd */
     size_t len, cap;

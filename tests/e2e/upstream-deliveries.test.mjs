@@ -113,6 +113,50 @@ describe('deliveries through an upstream', () => {
     assert.equal(count(srv), before);
   });
 
+  test('kept handles and recycled calls carry nothing of one request into the next', { timeout: 30000 }, async () => {
+    const seen = (res) => {
+      const echo = JSON.parse(res.body);
+      return { ...echo, fields: Object.fromEntries(echo.headers.map(([k, v]) => [k.toLowerCase(), v])) };
+    };
+    /* A POST with a body and fields of its own, then a GET on what it leaves. */
+    const post = seen(await request(`${srv.url}/headers`, {
+      method: 'POST', headers: { 'X-Only-Post': 'p', 'Content-Type': 'text/plain' }, body: 'posted body',
+    }));
+    assert.equal(post.method, 'POST');
+    assert.equal(post.fields['x-only-post'], 'p');
+    const get = seen(await request(`${srv.url}/headers`, { headers: SUBRESOURCE }));
+    assert.equal(get.method, 'GET');
+    for (const gone of ['x-only-post', 'content-type', 'content-length', 'transfer-encoding'])
+      assert.equal(get.fields[gone], undefined, gone);
+    const head = await request(`${srv.url}/headers`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.body.length, 0);
+    const afterHead = await request(`${srv.url}/headers`, { headers: SUBRESOURCE });
+    assert.equal(seen(afterHead).method, 'GET', 'a GET after a HEAD has its body');
+
+    /* Many at once, each with a field of its own and from none to six more
+     * of different sizes; every other one read whole as a delivery, the
+     * rest streamed. Each answer is its own request's, whole. */
+    const many = await Promise.all(Array.from({ length: 120 }, (_, i) => {
+      const headers = { ...(i % 2 ? NAVIGATION : SUBRESOURCE), 'X-Request': String(i) };
+      for (let k = 0; k < i % 7; k++) headers[`X-Extra-${k}`] = `${i}.${k};`.repeat(1 + (i % 5) * 40);
+      return request(`${srv.url}/headers?i=${i}`, { headers }).then((res) => ({ i, res, headers }));
+    }));
+    for (const { i, res, headers } of many) {
+      assert.equal(res.status, 200, `request ${i}`);
+      assert.equal(Number(res.headers['content-length']), res.body.length, `request ${i}`);
+      const echo = seen(res);
+      assert.equal(echo.method, 'GET');
+      assert.equal(echo.path, `/headers?i=${i}`);
+      assert.equal(echo.fields['x-request'], String(i));
+      const extras = Object.keys(echo.fields).filter((k) => k.startsWith('x-extra-')).sort();
+      assert.deepEqual(extras, Array.from({ length: i % 7 }, (_, k) => `x-extra-${k}`), `request ${i}`);
+      for (let k = 0; k < i % 7; k++) assert.equal(echo.fields[`x-extra-${k}`], headers[`X-Extra-${k}`]);
+      assert.equal(Boolean(res.headers['receipt-delivery']), i % 2 === 1, `request ${i}`);
+      if (i % 2) assert.equal(res.headers['repr-digest'], `sha-256=:${sha256(res.body).toString('base64')}:`);
+    }
+  });
+
   test('a tracked request whose path and query pass a ticket\'s limit is 414, and goes nowhere', async () => {
     await settle();
     const before = count(srv);

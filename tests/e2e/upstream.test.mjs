@@ -221,6 +221,15 @@ describe('reverse proxy: passing through', () => {
     assert.equal(after.requests - before.requests, 21);
     assert.ok(after.connections - before.connections <= 2, `${after.connections - before.connections} new connections`);
   });
+
+  test('connections opened for a burst stay open for the next one', async () => {
+    const burst = () => Promise.all(Array.from({ length: 24 }, () => request(`${srv.url}/app/slow?ms=100`)));
+    for (const res of await burst()) assert.equal(res.status, 200);
+    const before = JSON.parse((await request(`${srv.url}/app/stats`)).body);
+    for (const res of await burst()) assert.equal(res.status, 200);
+    const after = JSON.parse((await request(`${srv.url}/app/stats`)).body);
+    assert.ok(after.connections - before.connections <= 2, `${after.connections - before.connections} new connections`);
+  });
 });
 
 describe('reverse proxy: forwarding fields behind trusted proxies and over TLS', () => {
