@@ -236,7 +236,12 @@ describe('browser agent in headless Chromium', () => {
       // The policy is in force: the page's inline script was refused, and
       // that is the only violation.
       assert.equal(await pg.title(), 't');
-      const { violations, confirmed } = await recorded(pg);
+      // The row is readable once its batch is committed, the agent's answer
+      // comes once it is durable (pipelined commits): wait for the answer.
+      const { violations, confirmed } = await csp.until(async () => {
+        const r = await recorded(pg);
+        return r.confirmed.length > 0 ? r : null;
+      }) ?? await recorded(pg);
       assert.equal(violations.length, 1, JSON.stringify(violations));
       assert.equal(violations[0].uri, 'inline');
       assert.equal(confirmed.length, 1);
