@@ -237,10 +237,11 @@ describe('browser agent in headless Chromium', () => {
       // that is the only violation.
       assert.equal(await pg.title(), 't');
       // The row is readable once its batch is committed, the agent's answer
-      // comes once it is durable (pipelined commits): wait for the answer.
+      // comes once it is durable (pipelined commits), and the violation
+      // event is dispatched asynchronously: wait for both before counting.
       const { violations, confirmed } = await csp.until(async () => {
         const r = await recorded(pg);
-        return r.confirmed.length > 0 ? r : null;
+        return r.confirmed.length > 0 && r.violations.length > 0 ? r : null;
       }) ?? await recorded(pg);
       assert.equal(violations.length, 1, JSON.stringify(violations));
       assert.equal(violations[0].uri, 'inline');
