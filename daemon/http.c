@@ -495,22 +495,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (req->upstream != NULL)
             req->route = METRICS_ROUTE_UPSTREAM;
         /* libmicrohttpd 0.9.75 closes the connection after a response
-         * queued on the first call of a request, so GET and HEAD are
-         * answered on the next call and keep the connection alive. Other
-         * methods carry a body: an early error is sent on the first call,
-         * before the body, which closes the connection and so never leaves
-         * an unread body to reset it. */
-        else if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
-            /* A body would still be arriving when the answer is due, and
-             * the answer could then not be sent: refuse it up front. */
+         * queued on the first call of a request, so GET, HEAD and a
+         * bodiless OPTIONS (a browser's preflight, followed at once by the
+         * request it clears) are answered on the next call and keep the
+         * connection alive. Other methods carry a body: an early error is
+         * sent on the first call, before the body, which closes the
+         * connection and so never leaves an unread body to reset it. */
+        else {
             const char *length =
                 MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if ((length != NULL && strcmp(length, "0") != 0) ||
-                MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                            MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL)
-                return http_reply_error(req, c, 400, "body_not_allowed",
-                                        "A GET or HEAD request carries no body.");
-            return MHD_YES;
+            bool bodiless = (length == NULL || strcmp(length, "0") == 0) &&
+                            MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                        MHD_HTTP_HEADER_TRANSFER_ENCODING) == NULL;
+            if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+                /* A body would still be arriving when the answer is due,
+                 * and the answer could then not be sent: refuse it up
+                 * front. */
+                if (!bodiless)
+                    return http_reply_error(req, c, 400, "body_not_allowed",
+                                            "A GET or HEAD request carries no body.");
+                return MHD_YES;
+            }
+            if (bodiless && strcmp(method, "OPTIONS") == 0)
+                return MHD_YES;
         }
     }
 

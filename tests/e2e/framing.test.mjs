@@ -186,3 +186,36 @@ test('request headers near --connection-memory: 200, or 431 while an answer stil
   assert.equal(srv.query('SELECT count(*) AS n FROM deliveries')[0].n, served);
   assert.equal((await srv.stop()).code, 0, srv.log());
 });
+
+test('a CORS preflight is answered and keeps its connection for the request it clears', async (t) => {
+  const srv = await startServer({ files: { 'a.txt': 'hello' } });
+  t.after(() => srv.kill());
+  const preflight = (path, extra = '') =>
+    `OPTIONS ${path} HTTP/1.1\r\nHost: x\r\nOrigin: https://pages.example\r\n` +
+    'Access-Control-Request-Method: POST\r\n' +
+    `Access-Control-Request-Headers: content-type, receipt-client-key\r\n${extra}\r\n`;
+  for (const [path, allow] of [['/_receipt/confirm', 'POST'], ['/_receipt/plugin/x', 'GET']]) {
+    // Both requests on one connection, as a browser sends them.
+    const out = await exchange(srv.port,
+      `${preflight(path)}GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    const lines = statusLines(out.text);
+    assert.equal(lines.length, 2, `${path}: both answered on one connection:\n${out.text}`);
+    assert.match(lines[0], /^HTTP\/1\.1 204 /, path);
+    assert.match(lines[1], /^HTTP\/1\.1 200 /, path);
+    const first = out.text.slice(0, out.text.indexOf(lines[1]));
+    assert.doesNotMatch(first, /\r\nConnection: close\r\n/i, `${path}: the preflight keeps the connection`);
+    assert.match(first, /\r\nAccess-Control-Allow-Origin: \*\r\n/i, path);
+    assert.match(first, new RegExp(`\\r\\nAccess-Control-Allow-Methods: ${allow}\\r\\n`, 'i'), path);
+    assert.match(first, /\r\nAccess-Control-Allow-Headers: [^\r]*Receipt-Client-Key/i, path);
+    assert.ok(out.text.endsWith('hello'), `${path}: the request after it is served`);
+  }
+  // A preflight with a body is still answered; its connection then closes,
+  // so that the body it did not read cannot become a request.
+  const withBody = await exchange(srv.port,
+    `${preflight('/_receipt/confirm', 'Content-Length: 36\r\n')}${smuggled}`);
+  const lines = statusLines(withBody.text);
+  assert.equal(lines.length, 1, withBody.text);
+  assert.match(lines[0], /^HTTP\/1\.1 204 /);
+  assert.equal(withBody.closed, true);
+  assert.equal((await srv.stop()).code, 0, srv.log());
+});
