@@ -201,11 +201,13 @@ static inline int ledger_sql_names(char *sql, size_t cap, size_t *len, const cha
  * Appends to sql (len bytes used of cap) the filter's status and kind
  * conditions, " AND status IN ('...') AND kind IN ('...')", the same SQL on
  * both backends: the names come from the fixed tables, never from the
- * caller, so they need no parameters. Returns 0, or -1 when cap is too
- * small.
+ * caller, so they need no parameters. status_column and kind_column are the
+ * expressions compared ("status" and "kind", or SQLite's "+status" to keep a
+ * term from choosing an index). Returns 0, or -1 when cap is too small.
  */
-static inline int ledger_filter_names_sql(const ledger_filter *f, char *sql, size_t cap,
-                                          size_t *len)
+static inline int ledger_filter_names_sql_as(const ledger_filter *f, char *sql, size_t cap,
+                                             size_t *len, const char *status_column,
+                                             const char *kind_column)
 {
     const char *statuses[LEDGER_CORRUPTED + 1];
     const char *kinds[LEDGER_KIND_COUNT];
@@ -213,13 +215,19 @@ static inline int ledger_filter_names_sql(const ledger_filter *f, char *sql, siz
         statuses[s] = ledger_status_name((ledger_status)s);
     for (unsigned k = 0; k < LEDGER_KIND_COUNT; k++)
         kinds[k] = ledger_kind_name((ledger_kind)k);
-    if (f->statuses != 0 &&
-        ledger_sql_names(sql, cap, len, "status", f->statuses, statuses, LEDGER_CORRUPTED + 1) != 0)
+    if (f->statuses != 0 && ledger_sql_names(sql, cap, len, status_column, f->statuses, statuses,
+                                             LEDGER_CORRUPTED + 1) != 0)
         return -1;
     if (f->kinds != 0 &&
-        ledger_sql_names(sql, cap, len, "kind", f->kinds, kinds, LEDGER_KIND_COUNT) != 0)
+        ledger_sql_names(sql, cap, len, kind_column, f->kinds, kinds, LEDGER_KIND_COUNT) != 0)
         return -1;
     return 0;
+}
+
+static inline int ledger_filter_names_sql(const ledger_filter *f, char *sql, size_t cap,
+                                          size_t *len)
+{
+    return ledger_filter_names_sql_as(f, sql, cap, len, "status", "kind");
 }
 
 extern const ledger_ops ledger_sqlite_ops;

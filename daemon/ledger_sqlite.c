@@ -889,8 +889,31 @@ static int sqlite_series(ledger *base, uint64_t since_ms, uint64_t until_ms, uin
     return for_each_row(lg, st, "series", series_row, &ctx, arg);
 }
 
-/* The query's statement is made for its filter: SQLite then picks the index
- * that fits (path, client, issued time, or the ID for plain pages). */
+/*
+ * The query's statement is made for its filter, and says which index reads
+ * the rows. SQLite keeps no statistics of the ledger (nothing runs ANALYZE),
+ * so it takes any equality for selective: given a status it reads the
+ * (status, kind) index and then sorts what it found by ID. Only corrupted
+ * rows are few by nature; issued, bound and confirmed rows are each a large
+ * share of a ledger, and reading them through that index reads much of the
+ * table out of order and sorts it, for a page of 50 as for a whole export
+ * (at 1 million deliveries, 0.6 s for the first page of the last day's
+ * pending deliveries, which walking the IDs answers in under a millisecond).
+ * So the (status, kind) index serves corrupted rows only; otherwise a unary
+ * + keeps the status and kind terms from choosing an index (SQLite's
+ * documented way), and the rest of the filter chooses:
+ *  - a client: its index;
+ *  - a page (a limit): the ID index from the newest end (UUIDv7: issue
+ *    order), which stops at the page's last row;
+ *  - a whole read bounded in time: the issued_ms index over the window, its
+ *    rows then sorted by ID (ORDER BY +id, for the same reason);
+ *  - any other whole read: the ID index, in order, with no sort.
+ * Only the plan changes: the rows and their order are the same.
+ */
+static bool status_index_fits(const ledger_filter *f)
+{
+    return f->statuses != 0 && (f->statuses & ~LEDGER_STATUS_BIT(LEDGER_CORRUPTED)) == 0;
+}
 typedef struct sqlite_cursor {
     ledger_cursor base; /* first: ledger.c dispatches through it */
     sqlite3_stmt *st;
@@ -935,9 +958,13 @@ static int build_query(const ledger_filter *f, char *sql, size_t cap)
         APPEND(" AND id < ?%d", QP_BEFORE);
     if (f->after_id != NULL && f->after_id[0] != '\0')
         APPEND(" AND id > ?%d", QP_AFTER);
-    if (ledger_filter_names_sql(f, sql, cap, &len) != 0)
+    bool by_status = status_index_fits(f);
+    if (ledger_filter_names_sql_as(f, sql, cap, &len, by_status ? "status" : "+status",
+                                   by_status ? "kind" : "+kind") != 0)
         return -1;
-    APPEND(" ORDER BY id %s", f->oldest_first ? "ASC" : "DESC");
+    bool window_then_sort =
+        !by_status && f->client == NULL && f->limit == 0 && (f->since_ms != 0 || f->until_ms != 0);
+    APPEND(" ORDER BY %sid %s", window_then_sort ? "+" : "", f->oldest_first ? "ASC" : "DESC");
     if (f->limit != 0)
         APPEND(" LIMIT ?%d", QP_LIMIT);
 #undef APPEND

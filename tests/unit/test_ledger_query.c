@@ -400,6 +400,120 @@ static void test_long_query(void **state)
     assert_int_equal(run_query(f->lg, &flt, &first, &last), (TEST_ROWS + MORE) / 2);
 }
 
+/* What a filter looks at, of one row. */
+typedef struct row_key {
+    unsigned num; /* make_id()'s number */
+    bool odd_path;
+    ledger_status status;
+    ledger_kind kind;
+    bool client_a;
+    uint64_t issued_ms;
+} row_key;
+
+static bool key_matches(const row_key *k, const ledger_filter *flt)
+{
+    return (flt->path == NULL || k->odd_path == (strcmp(flt->path, "/a.html") == 0)) &&
+           (flt->client == NULL || k->client_a) &&
+           (flt->statuses == 0 || (flt->statuses & LEDGER_STATUS_BIT(k->status)) != 0) &&
+           (flt->kinds == 0 || (flt->kinds & LEDGER_KIND_BIT(k->kind)) != 0) &&
+           (flt->since_ms == 0 || k->issued_ms >= flt->since_ms) &&
+           (flt->until_ms == 0 || k->issued_ms < flt->until_ms);
+}
+
+/*
+ * Every combination of filters returns what reading the whole ledger and
+ * filtering it returns, in the same order: the statement each filter makes
+ * chooses its index (the SQLite backend's depends on the filter), and no
+ * choice may change the rows.
+ */
+static void test_query_plans_keep_rows(void **state)
+{
+    fixture *f = *state;
+    enum { ROWS = 240, LIMIT = 7 };
+    static row_key all[ROWS];
+    ledger_delivery row;
+    ledger_filter flt;
+
+    assert_int_equal(ledger_begin(f->lg), 0);
+    for (unsigned n = TEST_ROWS + 1; n <= ROWS; n++)
+        add_row(f->lg, n);
+    assert_int_equal(ledger_commit(f->lg), 0);
+
+    /* Oldest first: all[i] is row i + 1. */
+    memset(&flt, 0, sizeof flt);
+    flt.oldest_first = true;
+    ledger_cursor *cur = ledger_query(f->lg, &flt);
+    assert_non_null(cur);
+    size_t count = 0;
+    while (ledger_cursor_next(cur, &row) == 1) {
+        assert_true(count < ROWS);
+        row_key *k = &all[count++];
+        k->num = (unsigned)strtoul(row.id + 24, NULL, 16);
+        k->odd_path = strcmp(row.path, "/a.html") == 0;
+        k->status = row.status;
+        k->kind = row.kind;
+        k->client_a = strcmp(row.client, CLIENT_A) == 0;
+        k->issued_ms = row.issued_ms;
+    }
+    ledger_cursor_free(cur);
+    assert_int_equal(count, ROWS);
+
+    const unsigned statuses[] = {
+        0,
+        LEDGER_STATUS_PENDING,
+        LEDGER_STATUS_BIT(LEDGER_CONFIRMED),
+        LEDGER_STATUS_BIT(LEDGER_CORRUPTED),
+        LEDGER_STATUS_BIT(LEDGER_CONFIRMED) | LEDGER_STATUS_BIT(LEDGER_CORRUPTED),
+    };
+    const unsigned kinds[] = {0, LEDGER_KIND_BIT(LEDGER_KIND_DEVICE) |
+                                     LEDGER_KIND_BIT(LEDGER_KIND_PAGE)};
+    const uint64_t windows[][2] = {
+        {0, 0},
+        {TEST_T0 + 100 * 1000, 0},
+        {0, TEST_T0 + 60 * 1000},
+        {TEST_T0 + 50 * 1000, TEST_T0 + 200 * 1000},
+    };
+    unsigned checked = 0;
+    for (size_t si = 0; si < sizeof statuses / sizeof statuses[0]; si++)
+        for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++)
+            for (size_t wi = 0; wi < sizeof windows / sizeof windows[0]; wi++)
+                for (unsigned other = 0; other < 16; other++) {
+                    memset(&flt, 0, sizeof flt);
+                    flt.statuses = statuses[si];
+                    flt.kinds = kinds[ki];
+                    flt.since_ms = windows[wi][0];
+                    flt.until_ms = windows[wi][1];
+                    flt.path = other & 1 ? "/a.html" : NULL;
+                    flt.client = other & 2 ? CLIENT_A : NULL;
+                    flt.limit = other & 4 ? LIMIT : 0;
+                    flt.oldest_first = (other & 8) != 0;
+
+                    cur = ledger_query(f->lg, &flt);
+                    assert_non_null(cur);
+                    size_t got = 0;
+                    for (size_t j = 0; j < ROWS; j++) {
+                        const row_key *k = &all[flt.oldest_first ? j : ROWS - 1 - j];
+                        if (!key_matches(k, &flt))
+                            continue;
+                        if (flt.limit != 0 && got == flt.limit)
+                            break;
+                        if (ledger_cursor_next(cur, &row) != 1)
+                            fail_msg("filter %zu/%zu/%zu/%u: row %u missing", si, ki, wi, other,
+                                     k->num);
+                        unsigned num = (unsigned)strtoul(row.id + 24, NULL, 16);
+                        if (num != k->num)
+                            fail_msg("filter %zu/%zu/%zu/%u: row %u where %u was due", si, ki, wi,
+                                     other, num, k->num);
+                        got++;
+                    }
+                    if (ledger_cursor_next(cur, &row) != 0)
+                        fail_msg("filter %zu/%zu/%zu/%u: a row too many", si, ki, wi, other);
+                    ledger_cursor_free(cur);
+                    checked++;
+                }
+    assert_int_equal(checked, 5 * 2 * 4 * 16);
+}
+
 static void test_parse_time(void **state)
 {
     uint64_t ms = 0;
@@ -494,7 +608,8 @@ static void test_pg_unavailable(void **state)
         cmocka_unit_test_setup_teardown(test_client_stats, setup, teardown),                       \
         cmocka_unit_test_setup_teardown(test_series, setup, teardown),                             \
         cmocka_unit_test_setup_teardown(test_query, setup, teardown),                              \
-        cmocka_unit_test_setup_teardown(test_long_query, setup, teardown)
+        cmocka_unit_test_setup_teardown(test_long_query, setup, teardown),                         \
+        cmocka_unit_test_setup_teardown(test_query_plans_keep_rows, setup, teardown)
 
 int main(void)
 {
