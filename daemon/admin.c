@@ -163,6 +163,10 @@ static enum MHD_Result reply_json(struct MHD_Connection *c, jbuf *b)
 static enum MHD_Result reply_ledger_error(admin_server *srv, struct MHD_Connection *c)
 {
     log_error("admin: %s", ledger_error(srv->lg));
+    if (ledger_timed_out(srv->lg))
+        return reply_error(c, 503, "ledger_timeout",
+                           "The ledger did not answer within its statement or lock timeout; "
+                           "retry, or narrow the query.");
     return reply_error(c, 500, "ledger_error", "The ledger could not be read.");
 }
 

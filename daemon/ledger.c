@@ -486,6 +486,11 @@ ledger_fault ledger_last_fault(const ledger *lg)
     return lg->ops->fault != NULL ? lg->ops->fault(lg) : LEDGER_FAULT_RETRY;
 }
 
+bool ledger_timed_out(const ledger *lg)
+{
+    return lg != NULL && lg->ops->timed_out != NULL && lg->ops->timed_out(lg);
+}
+
 int ledger_verify(ledger *lg)
 {
     if (lg == NULL)

@@ -273,6 +273,14 @@ typedef enum ledger_fault {
 ledger_fault ledger_last_fault(const ledger *lg);
 
 /*
+ * Did the last failure come from one of the ledger's own time limits (a
+ * statement or lock timeout: PostgreSQL's statement_timeout and
+ * lock_timeout) rather than from a fault? Such a read may succeed when
+ * retried, or narrowed. False for a backend without such limits.
+ */
+bool ledger_timed_out(const ledger *lg);
+
+/*
  * A full check of the store, which reads all of it (SQLite: PRAGMA
  * integrity_check); slow on a large ledger, so start-up does not run it and
  * --check does. Returns 0 sound, or -1 with the first problems in

@@ -53,6 +53,7 @@ typedef struct ledger_ops {
     int (*commit)(ledger *lg);
     int (*rollback)(ledger *lg);
     ledger_fault (*fault)(const ledger *lg); /* NULL: every failure is retried */
+    bool (*timed_out)(const ledger *lg);     /* NULL: no time limits of its own */
     int (*verify)(ledger *lg);               /* NULL: nothing to verify */
     /* hook may be NULL; see ledger_write_logged(). */
     int (*write)(ledger *lg, ledger_batch_entry *entries, size_t n, const ledger_log_hook *hook);

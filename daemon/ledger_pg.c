@@ -447,6 +447,7 @@ static void one_line(char *s)
 static void fail_conn(ledger_pg *lg, const char *what)
 {
     char msg[LEDGER_ERR_MAX];
+    lg->sqlstate[0] = '\0'; /* not the server's answer: no SQLSTATE */
     snprintf(msg, sizeof msg, "%s", lg->conn != NULL ? PQerrorMessage(lg->conn) : "no connection");
     one_line(msg);
     fail(lg, "ledger %s: %s", what, msg[0] ? msg : "the connection failed");
@@ -1696,6 +1697,13 @@ static bool sqlstate_retry(const char *state)
 static bool sqlstate_data(const char *state)
 {
     return strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0;
+}
+
+static bool pg_timed_out(const ledger *base)
+{
+    const char *state = ((const ledger_pg *)base)->sqlstate;
+    /* query_canceled (statement_timeout), lock_not_available (lock_timeout) */
+    return strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0;
 }
 
 #define LOG_LOCK_SQL "SELECT pg_advisory_xact_lock(8243103980183385091)" /* PG_LOCK_LOG */
@@ -3091,6 +3099,7 @@ const ledger_ops ledger_pg_ops = {
     .open = pg_open,
     .close = pg_close,
     .error = pg_error,
+    .timed_out = pg_timed_out,
     .set_lock_timeout = pg_set_lock_timeout,
     .begin = pg_begin,
     .apply = pg_apply,
