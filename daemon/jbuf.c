@@ -147,44 +147,120 @@ void jbuf_addf(jbuf *b, const char *fmt, ...)
 }
 
 /* Bytes that go into a JSON string as they are: printable ASCII but '"'
- * and '\'. */
+ * and '\\'. */
 static bool plain(unsigned char c)
 {
     return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
 }
 
-void jbuf_escaped(jbuf *b, const char *s, size_t n)
+size_t jbuf_plain_len(const char *s, size_t n)
+{
+    /* Eight bytes at a time: a word passes when none of its bytes is below
+     * 0x20, 0x7f or above, '"' or '\\' (the bit tricks of "Bit Twiddling
+     * Hacks": each test is exact for "some byte is", which is all that is
+     * asked; the word that fails is then looked at byte by byte). */
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    const uint64_t highs = UINT64_C(0x8080808080808080);
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        uint64_t quote = x ^ (ones * '"');
+        uint64_t backslash = x ^ (ones * '\\');
+        uint64_t stop = ((x - ones * 0x20) & ~x) | ((x + ones) | x) | ((quote - ones) & ~quote) |
+                        ((backslash - ones) & ~backslash);
+        stop &= highs;
+        if (stop != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            /* A false alarm can only come above a true one (carries and
+             * borrows run upwards), so the lowest flag is the first stop. */
+            return i + (size_t)__builtin_ctzll(stop) / 8;
+#else
+            break;
+#endif
+        }
+    }
+    while (i < n && plain((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
+/* Writes the escaped s at out, which has room for 6 n bytes; the end. */
+static char *escape_into(char *out, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
-    while (i < n && !b->failed) {
-        size_t run = i;
-        while (run < n && plain(p[run]))
-            run++;
-        if (run > i) {
-            jbuf_add(b, s + i, run - i);
-            i = run;
-            continue;
-        }
+    while (i < n) {
+        size_t run = jbuf_plain_len(s + i, n - i);
+        memcpy(out, s + i, run);
+        out += run;
+        i += run;
+        if (i == n)
+            break;
         if (p[i] == '"' || p[i] == '\\') {
-            char esc[2] = {'\\', (char)p[i]};
-            jbuf_add(b, esc, 2);
-            i++;
+            *out++ = '\\';
+            *out++ = (char)p[i++];
         } else if (p[i] < 0x80) { /* a control character or DEL */
-            char esc[6] = {'\\', 'u', '0', '0', hex[p[i] >> 4], hex[p[i] & 15]};
-            jbuf_add(b, esc, 6);
+            memcpy(out, "\\u00", 4);
+            out[4] = hex[p[i] >> 4];
+            out[5] = hex[p[i] & 15];
+            out += 6;
             i++;
         } else {
             uint32_t cp;
             size_t seq = unicode_decode(p + i, n - i, &cp);
             if (seq == 0) {
-                jbuf_add(b, replacement, sizeof replacement - 1);
+                memcpy(out, replacement, sizeof replacement - 1);
+                out += sizeof replacement - 1;
                 i++;
             } else {
-                jbuf_add(b, s + i, seq);
+                memcpy(out, s + i, seq);
+                out += seq;
                 i += seq;
             }
         }
+    }
+    return out;
+}
+
+#define ESCAPE_WORST 6 /* output bytes an input byte can become (\u00XX) */
+
+void jbuf_escaped(jbuf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    /* Room for the longest result, if the cap allows it: one reservation,
+     * then the text is written in place. */
+    if (n <= (SIZE_MAX - 1) / ESCAPE_WORST && n * ESCAPE_WORST <= b->cap - b->len) {
+        if (!reserve(b, n * ESCAPE_WORST))
+            return;
+        char *end = escape_into(b->data + b->len, s, n);
+        b->len = (size_t)(end - b->data);
+        b->data[b->len] = '\0';
+        return;
+    }
+    /* Near the cap: piece by piece, so that a text that fits is written
+     * whole and one that does not sets failed. */
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n && !b->failed) {
+        size_t run = jbuf_plain_len(s + i, n - i);
+        if (run > 0) {
+            jbuf_add(b, s + i, run);
+            i += run;
+            continue;
+        }
+        char esc[6];
+        size_t seq = 1;
+        if (p[i] >= 0x80) {
+            uint32_t cp;
+            seq = unicode_decode(p + i, n - i, &cp);
+            if (seq == 0)
+                seq = 1;
+        }
+        char *end = escape_into(esc, s + i, seq);
+        jbuf_add(b, esc, (size_t)(end - esc));
+        i += seq;
     }
 }
 

@@ -59,6 +59,9 @@ void jbuf_addf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3
 
 /* ---- JSON ---- */
 
+/* The length of the longest prefix of s (n bytes) that a JSON string holds
+ * as it is: printable ASCII but '"' and '\\'. Eight bytes a step. */
+size_t jbuf_plain_len(const char *s, size_t n);
 /* s (n bytes) as the inside of a JSON string, by the rule above. */
 void jbuf_escaped(jbuf *b, const char *s, size_t n);
 /* A JSON string: quotes around jbuf_escaped(). */

@@ -3,6 +3,7 @@
 #include "common/b64.h"
 #include "common/jcs.h"
 #include "common/unicode.h"
+#include "daemon/jbuf.h"
 
 #include <jansson.h>
 #include <openssl/sha.h>
@@ -12,7 +13,6 @@
 #include <string.h>
 
 #define JSON_SAFE_MAX ((UINT64_C(1) << 53) - 1) /* integers a double holds exactly */
-#define MEMBERS_MAX   40
 
 static const char *const type_names[] = {
     [TLOG_EVENT_ISSUED] = "issued",       [TLOG_EVENT_BOUND] = "bound",
@@ -25,6 +25,53 @@ const char *tlog_event_type_name(tlog_event_type type)
 {
     return (size_t)type < TYPE_COUNT ? type_names[type] : "unknown";
 }
+
+/* ---- the members an event has ---- */
+
+/*
+ * Every member name of every event, in RFC 8785's order (the names are
+ * ASCII, for which its UTF-16 order is byte order), so that an event is
+ * written in order by its members' places here rather than sorted each
+ * time. The unit tests check that every kind of event comes out canonical.
+ */
+#define EVENT_NAMES(X)                                                                             \
+    X(bound_addr)                                                                                  \
+    X(bound_ms)                                                                                    \
+    X(bound_node)                                                                                  \
+    X(client)                                                                                      \
+    X(client_addr)                                                                                 \
+    X(confirm_addr)                                                                                \
+    X(confirmed_ms)                                                                                \
+    X(confirmed_node)                                                                              \
+    X(delivered_sha256)                                                                            \
+    X(delivered_size)                                                                              \
+    X(delivery)                                                                                    \
+    X(issued_ms)                                                                                   \
+    X(issued_node)                                                                                 \
+    X(key)                                                                                         \
+    X(kind)                                                                                        \
+    X(path)                                                                                        \
+    X(previous)                                                                                    \
+    X(receipt_sha256)                                                                              \
+    X(received_at_ms)                                                                              \
+    X(received_sha256)                                                                             \
+    X(received_size)                                                                               \
+    X(server)                                                                                      \
+    X(sha256)                                                                                      \
+    X(size)                                                                                        \
+    X(status)                                                                                      \
+    X(time_ms)                                                                                     \
+    X(type)                                                                                        \
+    X(user_agent)                                                                                  \
+    X(v)
+
+#define NAME_ID(n) NAME_##n,
+typedef enum name_id { EVENT_NAMES(NAME_ID) NAME_COUNT } name_id;
+#define NAME_TEXT(n) {#n, sizeof #n - 1},
+static const struct {
+    const char *text;
+    size_t len;
+} names[NAME_COUNT] = {EVENT_NAMES(NAME_TEXT)};
 
 /* ---- the columns an event carries ---- */
 
@@ -44,7 +91,7 @@ enum {
 };
 
 typedef struct column {
-    const char *name; /* the ledger's column name, and the member's */
+    name_id name; /* the ledger's column name, and the member's */
     col_type type;
     size_t offset; /* in ledger_delivery */
     size_t cap;    /* of a text field, with its NUL */
@@ -53,20 +100,20 @@ typedef struct column {
 
 #define TEXT(field, set)                                                                           \
     {                                                                                              \
-#field, COL_TEXT, offsetof(ledger_delivery, field), sizeof(((ledger_delivery *)0)->field), \
-            set                                                                                    \
+        NAME_##field, COL_TEXT, offsetof(ledger_delivery, field),                                  \
+            sizeof(((ledger_delivery *)0)->field), set                                             \
     }
 #define U64(field, set)                                                                            \
     {                                                                                              \
-#field, COL_U64, offsetof(ledger_delivery, field), 0, set                                  \
+        NAME_##field, COL_U64, offsetof(ledger_delivery, field), 0, set                            \
     }
 
 static const column columns[] = {
-    {"delivery", COL_TEXT, offsetof(ledger_delivery, id), UUID7_STR_LEN + 1, SET_ISSUE},
+    {NAME_delivery, COL_TEXT, offsetof(ledger_delivery, id), UUID7_STR_LEN + 1, SET_ISSUE},
     TEXT(path, SET_ISSUE),
-    {"sha256", COL_SHA, offsetof(ledger_delivery, sha256), 0, SET_ISSUE},
-    {"kind", COL_KIND, offsetof(ledger_delivery, kind), 0, SET_ISSUE},
-    {"delivered_sha256", COL_SHA, offsetof(ledger_delivery, delivered_sha256), 0, SET_ISSUE},
+    {NAME_sha256, COL_SHA, offsetof(ledger_delivery, sha256), 0, SET_ISSUE},
+    {NAME_kind, COL_KIND, offsetof(ledger_delivery, kind), 0, SET_ISSUE},
+    {NAME_delivered_sha256, COL_SHA, offsetof(ledger_delivery, delivered_sha256), 0, SET_ISSUE},
     U64(delivered_size, SET_ISSUE),
     U64(size, SET_ISSUE),
     TEXT(server, SET_ISSUE),
@@ -80,7 +127,7 @@ static const column columns[] = {
     TEXT(bound_node, SET_BIND),
     U64(confirmed_ms, SET_CONFIRM),
     TEXT(confirm_addr, SET_CONFIRM),
-    {"received_sha256", COL_SHA_OPT, offsetof(ledger_delivery, received_sha256), 0, SET_CONFIRM},
+    {NAME_received_sha256, COL_SHA_OPT, offsetof(ledger_delivery, received_sha256), 0, SET_CONFIRM},
     U64(received_size, SET_CONFIRM),
     U64(received_at_ms, SET_CONFIRM),
     TEXT(confirmed_node, SET_CONFIRM),
@@ -107,58 +154,62 @@ static unsigned sets_of(tlog_event_type type, bool bound)
 
 /* ---- writing canonical JSON ---- */
 
-typedef enum member_kind { M_TEXT, M_U64, M_NULL } member_kind;
+typedef enum member_kind { M_NONE, M_TEXT, M_U64, M_NULL } member_kind;
 
 typedef struct member {
-    const char *name;
     member_kind kind;
     const char *text;
     size_t len;
     uint64_t u;
 } member;
 
+/* An event's members, each in its name's place (M_NONE: absent). */
 typedef struct members {
-    member m[MEMBERS_MAX];
-    size_t n;
+    member m[NAME_COUNT];
     bool bad;
     /* base64url texts of the digests, which members point into */
     char digests[4][48];
     size_t digest_count;
 } members;
 
-static void add_text(members *ms, const char *name, const char *text, size_t len)
+static member *slot(members *ms, name_id name)
 {
-    if (ms->n == MEMBERS_MAX) {
-        ms->bad = true;
-        return;
+    if (ms->m[name].kind != M_NONE) {
+        ms->bad = true; /* a member twice */
+        return NULL;
     }
-    ms->m[ms->n++] = (member){.name = name, .kind = M_TEXT, .text = text, .len = len};
+    return &ms->m[name];
 }
 
-static void add_str(members *ms, const char *name, const char *text)
+static void add_text(members *ms, name_id name, const char *text, size_t len)
+{
+    member *m = slot(ms, name);
+    if (m != NULL)
+        *m = (member){.kind = M_TEXT, .text = text, .len = len};
+}
+
+static void add_str(members *ms, name_id name, const char *text)
 {
     add_text(ms, name, text, strlen(text));
 }
 
-static void add_u64(members *ms, const char *name, uint64_t v)
+static void add_u64(members *ms, name_id name, uint64_t v)
 {
-    if (ms->n == MEMBERS_MAX || v > JSON_SAFE_MAX) {
+    member *m = slot(ms, name);
+    if (v > JSON_SAFE_MAX)
         ms->bad = true;
-        return;
-    }
-    ms->m[ms->n++] = (member){.name = name, .kind = M_U64, .u = v};
+    else if (m != NULL)
+        *m = (member){.kind = M_U64, .u = v};
 }
 
-static void add_null(members *ms, const char *name)
+static void add_null(members *ms, name_id name)
 {
-    if (ms->n == MEMBERS_MAX) {
-        ms->bad = true;
-        return;
-    }
-    ms->m[ms->n++] = (member){.name = name, .kind = M_NULL};
+    member *m = slot(ms, name);
+    if (m != NULL)
+        *m = (member){.kind = M_NULL};
 }
 
-static void add_digest(members *ms, const char *name, const uint8_t digest[32])
+static void add_digest(members *ms, name_id name, const uint8_t digest[32])
 {
     if (ms->digest_count == 4) {
         ms->bad = true;
@@ -167,12 +218,6 @@ static void add_digest(members *ms, const char *name, const uint8_t digest[32])
     char *text = ms->digests[ms->digest_count++];
     size_t len = b64url_encode(digest, 32, text);
     add_text(ms, name, text, len);
-}
-
-/* Member names are ASCII: RFC 8785's UTF-16 order is byte order for them. */
-static int member_cmp(const void *a, const void *b)
-{
-    return strcmp(((const member *)a)->name, ((const member *)b)->name);
 }
 
 typedef struct out_buf {
@@ -190,6 +235,18 @@ static void put(out_buf *o, const char *s, size_t n)
     }
     memcpy(o->p + o->len, s, n);
     o->len += n;
+}
+
+/* A number as RFC 8785 writes an integer below 2^53: plain decimal. */
+static void put_u64(out_buf *o, uint64_t v)
+{
+    char digits[20];
+    size_t n = sizeof digits;
+    do {
+        digits[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(o, digits + n, sizeof digits - n);
 }
 
 /*
@@ -223,40 +280,49 @@ static void put_string(out_buf *o, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     put(o, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[6];
+    size_t i = 0;
+    while (i < n) {
+        /* Runs of printable ASCII but '"' and '\\' eight bytes a step; DEL
+         * and the bytes of UTF-8 sequences, which stop a run, go as they
+         * are too. */
+        size_t run = jbuf_plain_len(s + i, n - i);
+        while (i + run < n && (unsigned char)s[i + run] >= 0x7f)
+            run++;
+        if (run > 0) {
+            put(o, s + i, run);
+            i += run;
+            continue;
+        }
+        unsigned char c = (unsigned char)s[i++];
+        char esc[6] = {'\\', (char)c};
         size_t esc_len = 2;
-        if (c == '"')
-            esc = "\\\"";
-        else if (c == '\\')
-            esc = "\\\\";
-        else if (c == '\b')
-            esc = "\\b";
-        else if (c == '\t')
-            esc = "\\t";
-        else if (c == '\n')
-            esc = "\\n";
-        else if (c == '\f')
-            esc = "\\f";
-        else if (c == '\r')
-            esc = "\\r";
-        else if (c < 0x20) {
-            memcpy(u, "\\u00", 4);
-            u[4] = hex[c >> 4];
-            u[5] = hex[c & 15];
-            esc = u;
+        switch (c) {
+        case '"':
+        case '\\':
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        default: /* another control character */
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
             esc_len = 6;
         }
-        if (esc == NULL)
-            continue;
-        put(o, s + run, i - run);
         put(o, esc, esc_len);
-        run = i + 1;
     }
-    put(o, s + run, n - run);
     put(o, "\"", 1);
 }
 
@@ -264,15 +330,19 @@ static size_t emit(members *ms, char *out, size_t cap)
 {
     if (ms->bad || cap == 0)
         return 0;
-    qsort(ms->m, ms->n, sizeof ms->m[0], member_cmp);
     out_buf o = {.p = out, .cap = cap};
     put(&o, "{", 1);
-    for (size_t i = 0; i < ms->n; i++) {
+    bool first = true;
+    for (size_t i = 0; i < NAME_COUNT; i++) {
         const member *m = &ms->m[i];
-        if (i > 0)
+        if (m->kind == M_NONE)
+            continue;
+        if (!first)
             put(&o, ",", 1);
-        put_string(&o, m->name, strlen(m->name));
-        put(&o, ":", 1);
+        first = false;
+        put(&o, "\"", 1);
+        put(&o, names[i].text, names[i].len); /* names need no escape */
+        put(&o, "\":", 2);
         if (m->kind == M_TEXT) {
             if (unicode_valid(m->text, m->len)) {
                 put_string(&o, m->text, m->len);
@@ -283,9 +353,7 @@ static size_t emit(members *ms, char *out, size_t cap)
                 put_string(&o, repaired, repair_utf8(m->text, m->len, repaired));
             }
         } else if (m->kind == M_U64) {
-            char num[24];
-            int len = snprintf(num, sizeof num, "%llu", (unsigned long long)m->u);
-            put(&o, num, (size_t)len);
+            put_u64(&o, m->u);
         } else {
             put(&o, "null", 4);
         }
@@ -334,18 +402,19 @@ void tlog_event_receipt_hash(const char *receipt, char out[TLOG_RECEIPT_HASH_LEN
 static size_t row_event(tlog_event_type type, const char *status, const ledger_delivery *row,
                         unsigned sets, char *out, size_t cap)
 {
-    members ms = {.n = 0};
+    members ms;
+    memset(&ms, 0, sizeof ms);
     char receipt_hash[TLOG_RECEIPT_HASH_LEN + 1] = "";
-    add_str(&ms, "type", tlog_event_type_name(type));
-    add_u64(&ms, "v", TLOG_EVENT_VERSION);
-    add_str(&ms, "status", status);
+    add_str(&ms, NAME_type, tlog_event_type_name(type));
+    add_u64(&ms, NAME_v, TLOG_EVENT_VERSION);
+    add_str(&ms, NAME_status, status);
     for (size_t i = 0; i < COLUMN_COUNT; i++)
         if ((columns[i].set & sets) != 0)
             add_column(&ms, &columns[i], row);
     if ((sets & SET_CONFIRM) != 0) {
         if (row->receipt[0] != '\0')
             tlog_event_receipt_hash(row->receipt, receipt_hash);
-        add_str(&ms, "receipt_sha256", receipt_hash);
+        add_str(&ms, NAME_receipt_sha256, receipt_hash);
     }
     return emit(&ms, out, cap);
 }
@@ -381,13 +450,14 @@ size_t tlog_event_existing(const ledger_delivery *row, char *out, size_t cap)
 size_t tlog_event_log_key(const char *key, const char *previous, uint64_t time_ms, char *out,
                           size_t cap)
 {
-    members ms = {.n = 0};
-    add_str(&ms, "type", tlog_event_type_name(TLOG_EVENT_LOG_KEY));
-    add_u64(&ms, "v", TLOG_EVENT_VERSION);
-    add_str(&ms, "key", key);
+    members ms;
+    memset(&ms, 0, sizeof ms);
+    add_str(&ms, NAME_type, tlog_event_type_name(TLOG_EVENT_LOG_KEY));
+    add_u64(&ms, NAME_v, TLOG_EVENT_VERSION);
+    add_str(&ms, NAME_key, key);
     if (previous != NULL)
-        add_str(&ms, "previous", previous);
-    add_u64(&ms, "time_ms", time_ms);
+        add_str(&ms, NAME_previous, previous);
+    add_u64(&ms, NAME_time_ms, time_ms);
     return emit(&ms, out, cap);
 }
 
@@ -410,7 +480,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 static bool read_column(const json_t *obj, const column *c, ledger_delivery *row)
 {
     char *base = (char *)row;
-    const json_t *v = json_object_get(obj, c->name);
+    const json_t *v = json_object_get(obj, names[c->name].text);
     switch (c->type) {
     case COL_TEXT: {
         if (!json_is_string(v) || json_string_length(v) >= c->cap)
@@ -536,7 +606,8 @@ int tlog_event_fold(const char *text, size_t n, tlog_event_info *info, tlog_even
             continue;
         expected++;
         if (!read_column(obj, &columns[i], ev)) {
-            set_err(err, errlen, "the event's %s is missing or malformed", columns[i].name);
+            set_err(err, errlen, "the event's %s is missing or malformed",
+                    names[columns[i].name].text);
             goto out;
         }
     }
@@ -680,7 +751,7 @@ bool tlog_event_row_matches(const tlog_event_row *state, const ledger_delivery *
             break;
         }
         if (!same)
-            note_diff(diff, difflen, &used, c->name);
+            note_diff(diff, difflen, &used, names[c->name].text);
     }
     if (want->status != row->status)
         note_diff(diff, difflen, &used, "status");

@@ -17,6 +17,7 @@
 #include "daemon/jbuf.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +58,125 @@ static void test_escaping_rule(void **state)
     ESCAPES_TO("\xf4\x90\x80\x80", "\"" FFFD FFFD FFFD FFFD "\""); /* past U+10FFFF */
     ESCAPES_TO("\xe2\x82", "\"" FFFD FFFD "\"");                   /* cut short */
     ESCAPES_TO("\x80z", "\"" FFFD "z\"");                          /* a lone continuation */
+}
+
+/* The byte-by-byte rule jbuf_plain_len() takes eight bytes at a time. */
+static size_t plain_len_slowly(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f && s[i] != '"' &&
+           s[i] != '\\')
+        i++;
+    return i;
+}
+
+/* The escaping rule spelled out byte by byte, for the fast paths to match. */
+static size_t escape_slowly(const unsigned char *s, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            o += (size_t)sprintf(out + o, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+            i++;
+        } else if (c < 0x80) {
+            out[o++] = (char)c;
+            i++;
+        } else {
+            /* the length of a valid sequence (RFC 3629), or 0 */
+            size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                         : c >= 0xe0 && c <= 0xef ? 3
+                         : c >= 0xf0 && c <= 0xf4 ? 4
+                                                  : 0;
+            if (len > n - i)
+                len = 0;
+            for (size_t k = 1; k < len; k++)
+                if ((s[i + k] & 0xc0) != 0x80)
+                    len = 0;
+            if (len >= 3) {
+                uint32_t cp = len == 3
+                                  ? (uint32_t)(c & 0x0f) << 12 | (uint32_t)(s[i + 1] & 0x3f) << 6 |
+                                        (s[i + 2] & 0x3f)
+                                  : (uint32_t)(c & 0x07) << 18 | (uint32_t)(s[i + 1] & 0x3f) << 12 |
+                                        (uint32_t)(s[i + 2] & 0x3f) << 6 | (s[i + 3] & 0x3f);
+                if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+                    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                    len = 0;
+            }
+            if (len == 0) {
+                memcpy(out + o, FFFD, 3);
+                o += 3;
+                i++;
+            } else {
+                memcpy(out + o, s + i, len);
+                o += len;
+                i += len;
+            }
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* Every byte value at every place of an eight-byte word, then random text
+ * of the bytes that matter: the fast paths against the rule byte by byte,
+ * in a buffer with room (written in place) and one that is nearly full
+ * (written piece by piece). */
+static void test_fast_paths(void **state)
+{
+    (void)state;
+    char text[64];
+    for (int c = 0; c < 256; c++) {
+        for (size_t at = 0; at < 24; at++) {
+            memset(text, 'a', sizeof text);
+            text[at] = (char)c;
+            assert_int_equal(jbuf_plain_len(text, 24), plain_len_slowly(text, 24));
+            assert_int_equal(jbuf_plain_len(text + 1, 23), plain_len_slowly(text + 1, 23));
+        }
+    }
+    static const unsigned char alphabet[] = {
+        'a',  'Z',  ' ',  '~',  '"',  '\\', 0x00, 0x1f, 0x7f, 0x80, 0xbf, 0xc2, 0xc3, 0xa9, 0xe2,
+        0x80, 0x94, 0xed, 0xa0, 0xf0, 0x9f, 0x98, 0x80, 0xf4, 0x90, 0xff, '\n', '/',  '0'};
+    unsigned seed = 12345;
+    unsigned char in[300];
+    static char want[6 * sizeof in + 1], roomy[8 * sizeof in], tight[6 * sizeof in + 1];
+    for (int round = 0; round < 3000; round++) {
+        size_t n = (size_t)(rand_r(&seed) % sizeof in);
+        for (size_t i = 0; i < n; i++) {
+            /* mostly printable runs, as in real text, and the odd byte */
+            in[i] = rand_r(&seed) % 4 == 0 ? alphabet[rand_r(&seed) % sizeof alphabet]
+                                           : (unsigned char)('a' + rand_r(&seed) % 26);
+        }
+        assert_int_equal(jbuf_plain_len((const char *)in, n),
+                         plain_len_slowly((const char *)in, n));
+        size_t want_len = escape_slowly(in, n, want);
+        jbuf b;
+        jbuf_init(&b, roomy, sizeof roomy);
+        jbuf_escaped(&b, (const char *)in, n);
+        assert_false(b.failed);
+        assert_string_equal(roomy, want);
+        /* exactly the room the text needs: less than six bytes an input byte */
+        jbuf_init(&b, tight, want_len + 1);
+        jbuf_escaped(&b, (const char *)in, n);
+        assert_false(b.failed);
+        assert_string_equal(tight, want);
+        if (want_len > 0) {
+            jbuf_init(&b, tight, want_len);
+            jbuf_escaped(&b, (const char *)in, n);
+            assert_true(b.failed);
+        }
+        /* a growing buffer, from nothing */
+        jbuf_init_growing(&b, NULL, 0, 1 << 16);
+        jbuf_escaped(&b, (const char *)in, n);
+        assert_false(b.failed);
+        assert_string_equal(b.data, want);
+        jbuf_free(&b);
+    }
 }
 
 static void test_values(void **state)
@@ -178,10 +298,9 @@ static void test_growing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_escaping_rule),
-        cmocka_unit_test(test_values),
-        cmocka_unit_test(test_fixed_cap),
-        cmocka_unit_test(test_growing),
+        cmocka_unit_test(test_escaping_rule), cmocka_unit_test(test_values),
+        cmocka_unit_test(test_fixed_cap),     cmocka_unit_test(test_growing),
+        cmocka_unit_test(test_fast_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

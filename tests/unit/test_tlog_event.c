@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ID       "01900000-0000-7000-8000-000000000001"
@@ -122,6 +123,48 @@ static void test_text_is_canonical(void **state)
     assert_int_equal(strlen(hash), TLOG_RECEIPT_HASH_LEN);
     assert_non_null(strstr(text, hash));
     assert_null(strstr(text, "eyJ.e30.sig"));
+}
+
+/* Texts of every kind of byte (quotes, backslashes, each control, DEL,
+ * UTF-8 and bytes that are none) in the members an event copies from a
+ * request: the event is canonical JSON, and the row it folds into is the
+ * event's. */
+static void test_text_of_any_bytes(void **state)
+{
+    (void)state;
+    static const unsigned char odd[] = {'"',  '\\', '\b', '\t', '\n', '\f', '\r', 0x01, 0x1f,
+                                        0x7f, 0xc3, 0xa9, 0xe2, 0x80, 0x94, 0xf0, 0x9f, 0x98,
+                                        0x80, 0xff, 0xc0, 0xed, 0xa0, '/',  ' '};
+    unsigned seed = 7;
+    for (int round = 0; round < 2000; round++) {
+        ledger_event ev;
+        fill_confirm(&ev, CLIENT_A, round % 2 == 0);
+        char *fields[] = {ev.row.path, ev.row.user_agent, ev.row.server};
+        size_t caps[] = {sizeof ev.row.path, sizeof ev.row.user_agent, sizeof ev.row.server};
+        for (size_t f = 0; f < 3; f++) {
+            /* short enough that each byte may become U+FFFD's three */
+            size_t n = (size_t)(rand_r(&seed) % 40) + 1;
+            if (3 * n >= caps[f])
+                n = caps[f] / 3 - 1;
+            for (size_t i = 0; i < n; i++) {
+                unsigned char c = rand_r(&seed) % 3 == 0
+                                      ? odd[rand_r(&seed) % sizeof odd]
+                                      : (unsigned char)('a' + rand_r(&seed) % 26);
+                fields[f][i] = c == 0 ? 'z' : (char)c;
+            }
+            fields[f][n] = '\0';
+        }
+        char text[TLOG_EVENT_MAX + 1];
+        size_t n = tlog_event_text(&ev, text, sizeof text);
+        assert_int_not_equal(n, 0);
+        assert_int_equal(n, strlen(text));
+        assert_true(jcs_is_canonical(text, n));
+        tlog_event_row folded = {0};
+        tlog_event_info info;
+        char err[256];
+        assert_int_equal(tlog_event_fold(text, n, &info, &folded, err, sizeof err), 0);
+        assert_true(tlog_event_row_matches(&folded, &ev.row, err, sizeof err));
+    }
 }
 
 /* issued, bound, confirmed: the row the ledger holds. */
@@ -273,8 +316,11 @@ static void test_fold_refuses(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_text_is_canonical),    cmocka_unit_test(test_fold_life),
-        cmocka_unit_test(test_fold_confirm_rebinds), cmocka_unit_test(test_log_key_and_existing),
+        cmocka_unit_test(test_text_is_canonical),
+        cmocka_unit_test(test_text_of_any_bytes),
+        cmocka_unit_test(test_fold_life),
+        cmocka_unit_test(test_fold_confirm_rebinds),
+        cmocka_unit_test(test_log_key_and_existing),
         cmocka_unit_test(test_fold_refuses),
     };
     return cmocka_run_group_tests_name("tlog_event", tests, NULL, NULL);
