@@ -39,11 +39,31 @@ static pthread_once_t jose_once = PTHREAD_ONCE_INIT;
 static EVP_CIPHER *jose_gcm;
 static EVP_MD *jose_sha256;
 static pthread_key_t jose_ctx_key;
+static pthread_key_t jose_signer_key;
 static bool jose_ready;
+
+/*
+ * A thread's ES256 signing context, for the key it last signed with.
+ * Making one (EVP_DigestSignInit(): fetching the algorithm, a context
+ * holding the key) was a sixth of a receipt's signature. The context holds
+ * a reference to its key, so that no other key can take its address while
+ * the context remembers it.
+ */
+typedef struct jose_signer {
+    const EVP_PKEY *key;
+    EVP_PKEY_CTX *ctx;
+} jose_signer;
 
 static void jose_ctx_destroy(void *ctx)
 {
     EVP_CIPHER_CTX_free(ctx);
+}
+
+static void jose_signer_destroy(void *arg)
+{
+    jose_signer *s = arg;
+    EVP_PKEY_CTX_free(s->ctx);
+    free(s);
 }
 
 static void jose_init(void)
@@ -51,7 +71,8 @@ static void jose_init(void)
     jose_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     jose_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
     jose_ready = jose_gcm != NULL && jose_sha256 != NULL &&
-                 pthread_key_create(&jose_ctx_key, jose_ctx_destroy) == 0;
+                 pthread_key_create(&jose_ctx_key, jose_ctx_destroy) == 0 &&
+                 pthread_key_create(&jose_signer_key, jose_signer_destroy) == 0;
 }
 
 static bool jose_setup(void)
@@ -76,6 +97,33 @@ static EVP_CIPHER_CTX *jose_cipher_ctx(void)
         ctx = NULL;
     }
     return ctx;
+}
+
+/* The thread's signing context for pkey, made when it signed with another. */
+static EVP_PKEY_CTX *jose_signer_ctx(EVP_PKEY *pkey)
+{
+    jose_signer *s = pthread_getspecific(jose_signer_key);
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        if (s == NULL)
+            return NULL;
+        if (pthread_setspecific(jose_signer_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->ctx != NULL && s->key == pkey)
+        return s->ctx;
+    EVP_PKEY_CTX_free(s->ctx);
+    s->ctx = EVP_PKEY_CTX_new(pkey, NULL);
+    s->key = pkey;
+    if (s->ctx == NULL || EVP_PKEY_sign_init(s->ctx) != 1 ||
+        EVP_PKEY_CTX_set_signature_md(s->ctx, jose_sha256) != 1) {
+        EVP_PKEY_CTX_free(s->ctx);
+        s->ctx = NULL;
+        s->key = NULL;
+    }
+    return s->ctx;
 }
 
 const char *jose_result_str(jose_result r)
@@ -413,19 +461,22 @@ out:
 jose_result jose_es256_sign(const eckey *key, const uint8_t *msg, size_t n,
                             uint8_t sig[JOSE_SIG_LEN])
 {
-    EVP_MD_CTX *mctx = NULL;
     ECDSA_SIG *esig = NULL;
+    uint8_t digest[32];
+    unsigned int digest_len = 0;
     uint8_t der[JOSE_DER_SIG_MAX];
     const unsigned char *p = der;
     size_t derlen = sizeof(der);
     const BIGNUM *r, *s;
+    EVP_PKEY_CTX *ctx;
     jose_result rc = JOSE_INTERNAL;
 
     if (!jose_setup() || !eckey_has_private(key))
         goto out;
-    mctx = EVP_MD_CTX_new();
-    if (mctx == NULL || EVP_DigestSignInit(mctx, NULL, jose_sha256, NULL, eckey_pkey(key)) != 1 ||
-        EVP_DigestSign(mctx, der, &derlen, msg, n) != 1)
+    ctx = jose_signer_ctx(eckey_pkey(key));
+    if (ctx == NULL || EVP_Digest(msg, n, digest, &digest_len, jose_sha256, NULL) != 1 ||
+        digest_len != sizeof(digest) ||
+        EVP_PKEY_sign(ctx, der, &derlen, digest, sizeof(digest)) != 1)
         goto out;
     esig = d2i_ECDSA_SIG(NULL, &p, (long)derlen);
     if (esig == NULL)
@@ -438,7 +489,6 @@ out:
     if (rc != JOSE_OK)
         ERR_clear_error();
     ECDSA_SIG_free(esig);
-    EVP_MD_CTX_free(mctx);
     return rc;
 }
 

@@ -14,6 +14,7 @@
 
 #include <cjose/cjose.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +304,56 @@ static void test_jws_round_trip(void **state)
     eckey_free(k);
     eckey_free(pub);
     eckey_free(other);
+}
+
+/*
+ * Each thread keeps a signing context for the key it last signed with:
+ * keys taken in turn on one thread, on several threads at once, and a key
+ * freed and another made in its place, each signature by the key asked for.
+ */
+typedef struct signing_run {
+    eckey *keys[2];
+    int failures;
+} signing_run;
+
+static void *sign_in_turn(void *arg)
+{
+    signing_run *run = arg;
+    uint8_t msg[64];
+    uint8_t sig[JOSE_SIG_LEN];
+    for (int i = 0; i < 40; i++) {
+        const eckey *k = run->keys[i % 2];
+        const eckey *wrong = run->keys[(i + 1) % 2];
+        memset(msg, i, sizeof msg);
+        if (jose_es256_sign(k, msg, sizeof msg, sig) != JOSE_OK ||
+            jose_es256_verify(k, msg, sizeof msg, sig) != JOSE_OK ||
+            jose_es256_verify(wrong, msg, sizeof msg, sig) == JOSE_OK)
+            run->failures++;
+    }
+    return NULL;
+}
+
+static void test_signing_contexts(void **state)
+{
+    (void)state;
+    signing_run run = {.keys = {eckey_generate(), eckey_generate()}};
+    assert_non_null(run.keys[0]);
+    assert_non_null(run.keys[1]);
+    sign_in_turn(&run);
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, sign_in_turn, &run), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(threads[i], NULL);
+    assert_int_equal(run.failures, 0);
+    /* A key replaced (as by a rotation): the new one signs, not the old. */
+    eckey_free(run.keys[0]);
+    run.keys[0] = eckey_generate();
+    assert_non_null(run.keys[0]);
+    sign_in_turn(&run);
+    assert_int_equal(run.failures, 0);
+    eckey_free(run.keys[0]);
+    eckey_free(run.keys[1]);
 }
 
 /* cjose decrypts what we encrypt. */
@@ -678,7 +729,7 @@ int main(void)
         cmocka_unit_test(test_jws_round_trip),      cmocka_unit_test(test_cjose_decrypts_ours),
         cmocka_unit_test(test_ours_decrypts_cjose), cmocka_unit_test(test_cjose_verifies_ours),
         cmocka_unit_test(test_hostile_jwe),         cmocka_unit_test(test_hostile_jwe_structure),
-        cmocka_unit_test(test_hostile_jws),
+        cmocka_unit_test(test_hostile_jws),         cmocka_unit_test(test_signing_contexts),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
