@@ -324,6 +324,8 @@ out:
     return r;
 }
 
+/* Splits a JWE and checks its shape; its header too unless header is NULL
+ * (jwe_decrypt_peeked(): jwe_peek() checked it). */
 static jose_result jwe_parse(const char *token, size_t n, jose_parts *parts, jose_header *header)
 {
     jose_result r;
@@ -333,9 +335,11 @@ static jose_result jwe_parse(const char *token, size_t n, jose_parts *parts, jos
     jose_split(token, n, parts);
     if (parts->count != 5)
         return JOSE_MALFORMED;
-    r = jose_parse_header(parts->p[0], parts->len[0], JOSE_SHAPE_JWE, header);
-    if (r != JOSE_OK)
-        return r;
+    if (header != NULL) {
+        r = jose_parse_header(parts->p[0], parts->len[0], JOSE_SHAPE_JWE, header);
+        if (r != JOSE_OK)
+            return r;
+    }
     /* "dir": the key is K itself, so the encrypted key must be empty. */
     if (parts->len[1] != 0 || parts->len[2] != JOSE_IV_B64_LEN || parts->len[4] != JOSE_TAG_B64_LEN)
         return JOSE_MALFORMED;
@@ -407,8 +411,25 @@ jose_result jwe_peek(const char *token, size_t n, jose_header *header)
     return jwe_parse(token, n, &parts, header);
 }
 
+static jose_result jwe_open(const uint8_t key[32], const char *token, size_t n, jose_header *header,
+                            uint8_t **plaintext, size_t *plaintext_len);
+
 jose_result jwe_decrypt(const uint8_t key[32], const char *token, size_t n, jose_header *header,
                         uint8_t **plaintext, size_t *plaintext_len)
+{
+    jose_header scratch;
+    return jwe_open(key, token, n, header != NULL ? header : &scratch, plaintext, plaintext_len);
+}
+
+jose_result jwe_decrypt_peeked(const uint8_t key[32], const char *token, size_t n,
+                               uint8_t **plaintext, size_t *plaintext_len)
+{
+    return jwe_open(key, token, n, NULL, plaintext, plaintext_len);
+}
+
+/* jwe_decrypt(), the header left unparsed when header is NULL. */
+static jose_result jwe_open(const uint8_t key[32], const char *token, size_t n, jose_header *header,
+                            uint8_t **plaintext, size_t *plaintext_len)
 {
     jose_parts parts;
     uint8_t iv[JOSE_IV_LEN];

@@ -49,7 +49,7 @@ int confirm_check(const confirm_check_keys *keys, const char *client_key, const 
     if (strcmp(jh.cty, JOSE_CTY_CONFIRM) != 0)
         FAIL(400, "bad_jose_header", "The JWE cty must be receipt-confirm+json.");
 
-    switch (jwe_decrypt(out->client.key, body, n, &jh, &plaintext, &plaintext_len)) {
+    switch (jwe_decrypt_peeked(out->client.key, body, n, &plaintext, &plaintext_len)) {
     case JOSE_OK:
         break;
     case JOSE_DECRYPT:

@@ -356,6 +356,50 @@ static void test_signing_contexts(void **state)
     eckey_free(run.keys[1]);
 }
 
+/* A token decrypted after jwe_peek() without its header parsed again: the
+ * same plaintext, and a header changed since (however well-formed) is
+ * still caught, by the cipher that takes it as additional data. */
+static void test_jwe_decrypt_peeked(void **state)
+{
+    (void)state;
+    const char *msg = "{\"v\":1}";
+    char *tok = NULL;
+    assert_int_equal(jwe_encrypt(key32, "kid-a", "skid", JOSE_CTY_CONFIRM, (const uint8_t *)msg,
+                                 strlen(msg), NULL, &tok),
+                     JOSE_OK);
+    jose_header h;
+    uint8_t *pt = NULL;
+    size_t n = 0;
+    assert_int_equal(jwe_peek(tok, strlen(tok), &h), JOSE_OK);
+    assert_int_equal(jwe_decrypt_peeked(key32, tok, strlen(tok), &pt, &n), JOSE_OK);
+    assert_int_equal(n, strlen(msg));
+    assert_string_equal((char *)pt, msg);
+    free(pt);
+    pt = NULL;
+
+    /* Another kid in a header that is just as valid, the rest unchanged. */
+    char *other = NULL;
+    assert_int_equal(jwe_encrypt(key32, "kid-b", "skid", JOSE_CTY_CONFIRM, (const uint8_t *)msg,
+                                 strlen(msg), NULL, &other),
+                     JOSE_OK);
+    const char *dot = strchr(other, '.');
+    const char *rest = strchr(tok, '.');
+    char forged[1024];
+    snprintf(forged, sizeof forged, "%.*s%s", (int)(dot - other), other, rest);
+    assert_int_equal(jwe_peek(forged, strlen(forged), &h), JOSE_OK);
+    assert_string_equal(h.kid, "kid-b");
+    assert_int_equal(jwe_decrypt_peeked(key32, forged, strlen(forged), &pt, &n), JOSE_DECRYPT);
+    assert_null(pt);
+    /* The wrong key, and a token of the wrong shape. */
+    uint8_t wrong[32];
+    memset(wrong, 8, sizeof wrong);
+    assert_int_equal(jwe_decrypt_peeked(wrong, tok, strlen(tok), &pt, &n), JOSE_DECRYPT);
+    assert_int_equal(jwe_decrypt_peeked(key32, tok, (size_t)(rest - tok), &pt, &n), JOSE_MALFORMED);
+    assert_null(pt);
+    free(other);
+    free(tok);
+}
+
 /* cjose decrypts what we encrypt. */
 static void test_cjose_decrypts_ours(void **state)
 {
@@ -730,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_ours_decrypts_cjose), cmocka_unit_test(test_cjose_verifies_ours),
         cmocka_unit_test(test_hostile_jwe),         cmocka_unit_test(test_hostile_jwe_structure),
         cmocka_unit_test(test_hostile_jws),         cmocka_unit_test(test_signing_contexts),
+        cmocka_unit_test(test_jwe_decrypt_peeked),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
