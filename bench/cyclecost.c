@@ -27,6 +27,7 @@
 #include "common/rnd.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -270,6 +271,14 @@ static double measure(const op *o, fixture *f, double seconds)
     return elapsed / (double)n * 1e6;
 }
 
+/* A number option; NaN (refused below) when it is none. */
+static double number(const char *s)
+{
+    char *end = NULL;
+    double v = strtod(s, &end);
+    return end == s || *end != '\0' ? NAN : v;
+}
+
 int main(int argc, char **argv)
 {
     double seconds = 0.5, batch = 20;
@@ -283,10 +292,10 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 's':
-            seconds = atof(optarg);
+            seconds = number(optarg);
             break;
         case 'b':
-            batch = atof(optarg);
+            batch = number(optarg);
             break;
         case 'j':
             json = true;
@@ -296,7 +305,7 @@ int main(int argc, char **argv)
             return c == 'h' ? 0 : 2;
         }
     }
-    if (seconds <= 0 || seconds > 60 || batch < 2 || batch > 100000) {
+    if (!(seconds > 0 && seconds <= 60 && batch >= 2 && batch <= 100000)) {
         fprintf(stderr, "cyclecost: --seconds in (0, 60], --batch in [2, 100000]\n");
         return 2;
     }

@@ -17,7 +17,6 @@
 #include "daemon/jbuf.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,7 +81,10 @@ static size_t escape_slowly(const unsigned char *s, size_t n, char *out)
             out[o++] = (char)c;
             i++;
         } else if (c < 0x20 || c == 0x7f) {
-            o += (size_t)sprintf(out + o, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
             i++;
         } else if (c < 0x80) {
             out[o++] = (char)c;
