@@ -477,17 +477,41 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* Reads one column's member into a row; false when it is not of its type. */
+/*
+ * An event's text member into a row's column of cap bytes. The event holds
+ * the row's text repaired (repair_utf8()): U+FFFD for each byte that was no
+ * UTF-8, up to three times the column's size. Each U+FFFD is kept as the
+ * single byte 0xFF, which is never UTF-8 and which repair_utf8() turns back
+ * into U+FFFD, so what the column held always fits, and
+ * tlog_event_row_matches() compares both sides repaired.
+ */
+static bool read_text(const json_t *v, char *out, size_t cap)
+{
+    if (!json_is_string(v))
+        return false;
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v), len = 0;
+    for (size_t i = 0; i < n; len++) {
+        if (len + 1 >= cap || s[i] == '\0')
+            return false;
+        if (n - i >= 3 && memcmp(s + i, "\xef\xbf\xbd", 3) == 0) {
+            out[len] = (char)0xff;
+            i += 3;
+        } else {
+            out[len] = s[i++];
+        }
+    }
+    out[len] = '\0';
+    return true;
+}
+
 static bool read_column(const json_t *obj, const column *c, ledger_delivery *row)
 {
     char *base = (char *)row;
     const json_t *v = json_object_get(obj, names[c->name].text);
     switch (c->type) {
-    case COL_TEXT: {
-        if (!json_is_string(v) || json_string_length(v) >= c->cap)
-            return false;
-        memcpy(base + c->offset, json_string_value(v), json_string_length(v) + 1);
-        return strlen(base + c->offset) == json_string_length(v);
-    }
+    case COL_TEXT:
+        return read_text(v, base + c->offset, c->cap);
     case COL_U64:
         if (!json_is_integer(v) || json_integer_value(v) < 0)
             return false;
@@ -707,6 +731,20 @@ static void note_diff(char *diff, size_t difflen, size_t *used, const char *name
         *used += (size_t)n < difflen - *used ? (size_t)n : difflen - *used - 1;
 }
 
+/* Whether two texts of a column (cap bytes) are the same as the log records
+ * them, repaired (read_text() keeps the event's side so). */
+static bool same_repaired(const char *a, const char *b, size_t cap)
+{
+    size_t an = strnlen(a, cap), bn = strnlen(b, cap);
+    if (unicode_valid(a, an) && unicode_valid(b, bn))
+        return an == bn && memcmp(a, b, an) == 0;
+    if (an > TLOG_EVENT_MAX || bn > TLOG_EVENT_MAX)
+        return false;
+    char ra[3 * TLOG_EVENT_MAX], rb[3 * TLOG_EVENT_MAX];
+    size_t ran = repair_utf8(a, an, ra), rbn = repair_utf8(b, bn, rb);
+    return ran == rbn && memcmp(ra, rb, ran) == 0;
+}
+
 bool tlog_event_row_matches(const tlog_event_row *state, const ledger_delivery *row, char *diff,
                             size_t difflen)
 {
@@ -724,18 +762,9 @@ bool tlog_event_row_matches(const tlog_event_row *state, const ledger_delivery *
         const char *b = (const char *)row + c->offset;
         bool same;
         switch (c->type) {
-        case COL_TEXT: {
-            /* The row's text as the event records it (repair_utf8()). */
-            size_t bn = strnlen(b, c->cap);
-            if (unicode_valid(b, bn)) {
-                same = strncmp(a, b, c->cap) == 0;
-            } else {
-                char repaired[3 * TLOG_EVENT_MAX];
-                size_t rn = bn <= TLOG_EVENT_MAX ? repair_utf8(b, bn, repaired) : 0;
-                same = rn > 0 && strnlen(a, c->cap) == rn && memcmp(a, repaired, rn) == 0;
-            }
+        case COL_TEXT:
+            same = same_repaired(a, b, c->cap);
             break;
-        }
         case COL_U64:
             same = memcmp(a, b, sizeof(uint64_t)) == 0;
             break;

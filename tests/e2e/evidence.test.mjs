@@ -528,9 +528,11 @@ describe(`receiptd ledger verify (${LEDGER})`, () => {
     for (let i = 0; i < 6; i++) ids.push((await deviceCycle(srv, jwks, c)).payload.delivery);
     await fetch(srv.url + '/page.html').then((r) => r.text()); // an issued row too
     // A user agent that is not UTF-8 (a client sends what it likes): logged
-    // with U+FFFD, and the ledger goes on.
+    // with U+FFFD for each byte, three times the column's bytes, and the
+    // ledger goes on and verifies.
+    const oddAgent = `odd${'\xff\xfe'.repeat(110)} agent`;
     const odd = await new Promise((resolve, reject) => {
-      const req = http.get(`${srv.url}/page.html`, { headers: { 'User-Agent': 'odd\xff\xfe agent' } }, (res) => {
+      const req = http.get(`${srv.url}/page.html`, { headers: { 'User-Agent': oddAgent } }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.headers['receipt-delivery']));
       });
