@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define TEST_DIR_MAX       64
-#define LEDGER_TEST_SCHEMA 5 /* the schema version this receiptd writes */
+#define LEDGER_TEST_SCHEMA 6 /* the schema version this receiptd writes */
 #define TEST_PATH_MAX      256
 
 typedef struct fixture {
@@ -166,6 +166,33 @@ static void raw_exec(const char *file, const char *sql)
     assert_int_equal(sqlite3_open(file, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
+}
+
+/* The text of the deliveries table in sqlite_schema, or "" if unreadable. */
+static void raw_table_sql(const char *file, char *out, size_t cap)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    out[0] = '\0';
+    if (sqlite3_open_v2(file, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema WHERE name = 'deliveries'", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+        snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Inserts a raw row with this status and kind on db; answers SQLite's code. */
+static int raw_insert(sqlite3 *db, unsigned n, const char *status, const char *kind)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO deliveries (id, path, sha256, size, server, client_addr, issued_ms,"
+             " status, kind) VALUES ('01900000-0000-7000-8000-%012x', '/raw.html', zeroblob(32),"
+             " 1, 'raw', '192.0.2.1', 1764000000000, '%s', '%s')",
+             n, status, kind);
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
 /* ---- names and URLs ---- */
@@ -374,6 +401,111 @@ static void test_migrates_version_1(void **state)
     assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
     assert_int_equal(ledger_get(f->lg, ev.row.id, &row), 1);
     assert_string_equal(row.confirmed_node, "node-c");
+}
+
+/*
+ * A ledger of schema 5 (CHECKs of status and kind as IN lists) migrates to
+ * 6: the same rows, the CHECKs as comparisons that accept and refuse the
+ * same values, on this connection and on one that was open before.
+ */
+static void test_migrates_version_5(void **state)
+{
+    fixture *f = *state;
+    char err[LEDGER_ERR_MAX];
+    char text[2048];
+    ledger_event ev;
+    ledger_delivery row;
+
+    fill_issue(&ev, 6);
+    assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
+    fill_confirm(&ev, 7, CLIENT_A, 1764200000000ull);
+    assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
+    ledger_close(f->lg);
+    f->lg = NULL;
+
+    /* Back to schema 5's text, as SQLite's documented procedure changes it. */
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(f->file, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA schema_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int cookie = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "BEGIN; PRAGMA writable_schema = ON;"
+             " UPDATE sqlite_schema SET sql = replace(replace(sql,"
+             " 'status = ''issued'' OR status = ''bound'' OR status = ''confirmed'' OR status ="
+             " ''corrupted''', 'status IN (''issued'', ''bound'', ''confirmed'', ''corrupted'')'),"
+             " 'kind = ''page'' OR kind = ''download'' OR kind = ''view'' OR kind = ''device'' OR"
+             " kind = ''tracked''', 'kind IN (''page'', ''download'', ''view'', ''device'',"
+             " ''tracked'')') WHERE name = 'deliveries';"
+             " PRAGMA schema_version = %d; PRAGMA user_version = 5; COMMIT;"
+             " PRAGMA writable_schema = RESET",
+             cookie + 1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    raw_table_sql(f->file, text, sizeof text);
+    assert_non_null(
+        strstr(text, "CHECK (status IN ('issued', 'bound', 'confirmed', 'corrupted'))"));
+    assert_non_null(
+        strstr(text, "CHECK (kind IN ('page', 'download', 'view', 'device', 'tracked'))"));
+    /* This connection stays open across the migration, its schema parsed. */
+    assert_int_equal(raw_insert(db, 100, "issued", "page"), SQLITE_OK);
+
+    f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
+    if (f->lg == NULL)
+        fail_msg("open: %s", err);
+    assert_int_equal(raw_user_version(f->file), LEDGER_TEST_SCHEMA);
+    raw_table_sql(f->file, text, sizeof text);
+    assert_null(strstr(text, " IN ("));
+    assert_non_null(strstr(text, "CHECK (status = 'issued' OR status = 'bound' OR status ="
+                                 " 'confirmed' OR status = 'corrupted')"));
+    assert_non_null(strstr(text, "CHECK (kind = 'page' OR kind = 'download' OR kind = 'view' OR"
+                                 " kind = 'device' OR kind = 'tracked')"));
+
+    /* The rows as they were, and the ledger still writes and reads. */
+    assert_int_equal(ledger_count(f->lg), 3);
+    make_id(row.id, 7);
+    assert_int_equal(ledger_get(f->lg, row.id, &row), 1);
+    assert_int_equal(row.status, LEDGER_CONFIRMED);
+    assert_int_equal(row.kind, LEDGER_KIND_DEVICE);
+    fill_issue(&ev, 8);
+    ev.row.kind = LEDGER_KIND_VIEW;
+    assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
+    ev.row.kind = (ledger_kind)LEDGER_KIND_COUNT; /* no such kind: the CHECK refuses it */
+    make_id(ev.row.id, 9);
+    assert_int_equal(apply_one(f->lg, &ev, NULL), LEDGER_APPLY_EVENT_FAILED);
+    ledger_summary s;
+    assert_int_equal(ledger_summary_read(f->lg, &s), 0);
+    assert_int_equal(s.kinds[LEDGER_KIND_DEVICE].deliveries, 2);
+    assert_int_equal(s.kinds[LEDGER_KIND_PAGE].deliveries, 1);
+    assert_int_equal(s.kinds[LEDGER_KIND_VIEW].deliveries, 1);
+    ledger_close(f->lg);
+    f->lg = NULL;
+
+    /* The old connection and a new one: every listed value in, nothing else. */
+    sqlite3 *fresh = NULL;
+    assert_int_equal(sqlite3_open(f->file, &fresh), SQLITE_OK);
+    sqlite3 *conns[] = {db, fresh};
+    static const char *const statuses[] = {"issued", "bound", "confirmed", "corrupted"};
+    static const char *const kinds[] = {"page", "download", "view", "device", "tracked"};
+    unsigned n = 200;
+    for (size_t c = 0; c < 2; c++) {
+        for (size_t i = 0; i < 4; i++)
+            assert_int_equal(raw_insert(conns[c], n++, statuses[i], "page"), SQLITE_OK);
+        for (size_t i = 0; i < 5; i++)
+            assert_int_equal(raw_insert(conns[c], n++, "issued", kinds[i]), SQLITE_OK);
+        assert_int_equal(raw_insert(conns[c], n++, "lost", "page"), SQLITE_CONSTRAINT);
+        assert_int_equal(raw_insert(conns[c], n++, "Issued", "page"), SQLITE_CONSTRAINT);
+        assert_int_equal(raw_insert(conns[c], n++, "issued", "other"), SQLITE_CONSTRAINT);
+        assert_int_equal(raw_insert(conns[c], n++, "issued", ""), SQLITE_CONSTRAINT);
+    }
+    assert_int_equal(sqlite3_prepare_v2(fresh, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    sqlite3_close(fresh);
+    sqlite3_close(db);
 }
 
 /* ---- events ---- */
@@ -767,6 +899,9 @@ static void test_migrate_from_1(void **state)
     if (f->lg == NULL)
         fail_msg("open: %s", err);
     assert_int_equal(raw_user_version(f->file), LEDGER_TEST_SCHEMA);
+    char text[2048];
+    raw_table_sql(f->file, text, sizeof text);
+    assert_null(strstr(text, " IN ("));
     ledger_delivery row;
     assert_int_equal(ledger_get(f->lg, "01900000-0000-7000-8000-0000000000aa", &row), 1);
     assert_int_equal(row.kind, LEDGER_KIND_TRACKED);
@@ -1017,6 +1152,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_version_1, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_1, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_version_5, setup_sqlite, teardown),
         BACKEND_TESTS(setup_sqlite),
     };
     const struct CMUnitTest pg[] = {BACKEND_TESTS(setup_pg)};
