@@ -54,9 +54,31 @@ typedef struct jose_signer {
     EVP_PKEY_CTX *ctx;
 } jose_signer;
 
-static void jose_ctx_destroy(void *ctx)
+/*
+ * A cipher context that keeps the key it was last set up with. Setting up
+ * AES-256-GCM for a key (its round keys and GHASH table) costs more than
+ * sealing a ticket, and a thread seals with the same key (the epoch's)
+ * request after request: with the key unchanged only the IV is set.
+ */
+typedef struct jose_gcm_ctx {
+    EVP_CIPHER_CTX *ctx;
+    uint8_t key[32];
+    bool keyed; /* ctx is set up for key, and no operation failed since */
+} jose_gcm_ctx;
+
+/* One for each direction, per thread, freed when the thread ends. */
+typedef struct jose_thread {
+    jose_gcm_ctx seal;
+    jose_gcm_ctx open;
+} jose_thread;
+
+static void jose_ctx_destroy(void *arg)
 {
-    EVP_CIPHER_CTX_free(ctx);
+    jose_thread *t = arg;
+    EVP_CIPHER_CTX_free(t->seal.ctx);
+    EVP_CIPHER_CTX_free(t->open.ctx);
+    OPENSSL_cleanse(t, sizeof *t);
+    free(t);
 }
 
 static void jose_signer_destroy(void *arg)
@@ -81,22 +103,43 @@ static bool jose_setup(void)
     return jose_ready;
 }
 
-/* One cipher context per thread, freed when the thread ends. */
-static EVP_CIPHER_CTX *jose_cipher_ctx(void)
+static jose_thread *jose_thread_get(void)
 {
-    EVP_CIPHER_CTX *ctx;
+    jose_thread *t;
 
     if (!jose_setup())
         return NULL;
-    ctx = pthread_getspecific(jose_ctx_key);
-    if (ctx != NULL)
-        return ctx;
-    ctx = EVP_CIPHER_CTX_new();
-    if (ctx != NULL && pthread_setspecific(jose_ctx_key, ctx) != 0) {
-        EVP_CIPHER_CTX_free(ctx);
-        ctx = NULL;
+    t = pthread_getspecific(jose_ctx_key);
+    if (t != NULL)
+        return t;
+    t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    t->seal.ctx = EVP_CIPHER_CTX_new();
+    t->open.ctx = EVP_CIPHER_CTX_new();
+    if (t->seal.ctx == NULL || t->open.ctx == NULL || pthread_setspecific(jose_ctx_key, t) != 0) {
+        jose_ctx_destroy(t);
+        return NULL;
     }
-    return ctx;
+    return t;
+}
+
+/* Sets g up for key and iv, encrypting or decrypting; keeps the key's setup
+ * when g already has it. The caller sets g->keyed once the operation worked. */
+static bool jose_gcm_init(jose_gcm_ctx *g, bool encrypt, const uint8_t key[32],
+                          const uint8_t iv[JOSE_IV_LEN])
+{
+    bool same = g->keyed && CRYPTO_memcmp(g->key, key, sizeof g->key) == 0;
+    const EVP_CIPHER *cipher = same ? NULL : jose_gcm;
+    const uint8_t *new_key = same ? NULL : key;
+
+    g->keyed = false;
+    if ((encrypt ? EVP_EncryptInit_ex2(g->ctx, cipher, new_key, iv, NULL)
+                 : EVP_DecryptInit_ex2(g->ctx, cipher, new_key, iv, NULL)) != 1)
+        return false;
+    if (!same)
+        memcpy(g->key, key, sizeof g->key);
+    return true;
 }
 
 /* The thread's signing context for pkey, made when it signed with another. */
@@ -147,12 +190,13 @@ jose_result jose_a256gcm_seal(const uint8_t key[32], const uint8_t iv[JOSE_IV_LE
                               const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t n,
                               uint8_t *ct, uint8_t tag[JOSE_TAG_LEN])
 {
-    EVP_CIPHER_CTX *ctx = jose_cipher_ctx();
+    jose_thread *t = jose_thread_get();
     int len;
 
-    if (ctx == NULL || aadlen > INT_MAX || n > INT_MAX)
+    if (t == NULL || aadlen > INT_MAX || n > INT_MAX)
         return JOSE_INTERNAL;
-    if (EVP_EncryptInit_ex2(ctx, jose_gcm, key, iv, NULL) != 1)
+    EVP_CIPHER_CTX *ctx = t->seal.ctx;
+    if (!jose_gcm_init(&t->seal, true, key, iv))
         goto fail;
     if (aadlen > 0 && EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1)
         goto fail;
@@ -161,6 +205,7 @@ jose_result jose_a256gcm_seal(const uint8_t key[32], const uint8_t iv[JOSE_IV_LE
     if (EVP_EncryptFinal_ex(ctx, ct + n, &len) != 1 || len != 0 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, JOSE_TAG_LEN, tag) != 1)
         goto fail;
+    t->seal.keyed = true;
     return JOSE_OK;
 fail:
     ERR_clear_error();
@@ -171,20 +216,23 @@ jose_result jose_a256gcm_open(const uint8_t key[32], const uint8_t iv[JOSE_IV_LE
                               const uint8_t *aad, size_t aadlen, const uint8_t *ct, size_t n,
                               const uint8_t tag[JOSE_TAG_LEN], uint8_t *pt)
 {
-    EVP_CIPHER_CTX *ctx = jose_cipher_ctx();
+    jose_thread *t = jose_thread_get();
     uint8_t tagbuf[JOSE_TAG_LEN];
     int len;
 
-    if (ctx == NULL || aadlen > INT_MAX || n > INT_MAX)
+    if (t == NULL || aadlen > INT_MAX || n > INT_MAX)
         return JOSE_INTERNAL;
+    EVP_CIPHER_CTX *ctx = t->open.ctx;
     memcpy(tagbuf, tag, sizeof(tagbuf));
-    if (EVP_DecryptInit_ex2(ctx, jose_gcm, key, iv, NULL) != 1 ||
+    if (!jose_gcm_init(&t->open, false, key, iv) ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, JOSE_TAG_LEN, tagbuf) != 1)
         goto internal;
     if (aadlen > 0 && EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1)
         goto internal;
     if (n > 0 && (EVP_DecryptUpdate(ctx, pt, &len, ct, (int)n) != 1 || (size_t)len != n))
         goto internal;
+    /* A wrong tag is the input's fault, not the context's: it stays keyed. */
+    t->open.keyed = true;
     if (EVP_DecryptFinal_ex(ctx, pt + n, &len) != 1) {
         ERR_clear_error();
         return JOSE_DECRYPT;

@@ -14,6 +14,7 @@
 
 #include <cjose/cjose.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +232,74 @@ static void test_rfc7516_a1(void **state)
     assert_int_equal(
         jose_a256gcm_open(cek, iv, (const uint8_t *)aad, strlen(aad), ct, n, tag, back),
         JOSE_DECRYPT);
+}
+
+/* AES-256-GCM as a fresh OpenSSL context computes it: the reference below. */
+static void reference_gcm(const uint8_t key[32], const uint8_t iv[12], const uint8_t *aad,
+                          size_t aadlen, const uint8_t *pt, size_t n, uint8_t *ct, uint8_t tag[16])
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int len;
+    assert_non_null(ctx);
+    assert_int_equal(EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, iv), 1);
+    assert_int_equal(EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)aadlen), 1);
+    assert_int_equal(EVP_EncryptUpdate(ctx, ct, &len, pt, (int)n), 1);
+    assert_int_equal(EVP_EncryptFinal_ex(ctx, ct + len, &len), 1);
+    assert_int_equal(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, tag), 1);
+    EVP_CIPHER_CTX_free(ctx);
+}
+
+/*
+ * A thread's contexts keep their key between calls: a new IV, another key,
+ * the first key again, and a forged tag in between each give what a fresh
+ * context gives, in both directions.
+ */
+static void test_gcm_context_reuse(void **state)
+{
+    static const char aad[] = "header";
+    static const char plain[] = "a ticket's claims, more or less";
+    const size_t n = sizeof plain - 1;
+    uint8_t keys[2][32], ivs[3][12];
+    uint8_t ct[64], tag[16], want_ct[64], want_tag[16], back[64];
+
+    (void)state;
+    for (size_t i = 0; i < 32; i++) {
+        keys[0][i] = (uint8_t)i;
+        keys[1][i] = (uint8_t)(0xa5 ^ i);
+    }
+    for (size_t i = 0; i < 12; i++) {
+        ivs[0][i] = (uint8_t)(i * 7);
+        ivs[1][i] = (uint8_t)(i * 7 + 1);
+        ivs[2][i] = (uint8_t)(0xff - i);
+    }
+    static const struct {
+        int key, iv;
+    } steps[] = {{0, 0}, {0, 1}, {1, 1}, {1, 2}, {0, 2}, {0, 0}, {1, 0}};
+    for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+        const uint8_t *key = keys[steps[s].key], *iv = ivs[steps[s].iv];
+        reference_gcm(key, iv, (const uint8_t *)aad, strlen(aad), (const uint8_t *)plain, n,
+                      want_ct, want_tag);
+        assert_int_equal(jose_a256gcm_seal(key, iv, (const uint8_t *)aad, strlen(aad),
+                                           (const uint8_t *)plain, n, ct, tag),
+                         JOSE_OK);
+        assert_memory_equal(ct, want_ct, n);
+        assert_memory_equal(tag, want_tag, 16);
+        /* The other key refuses it; a forged tag is refused; then it opens. */
+        const uint8_t *other = keys[1 - steps[s].key];
+        assert_int_equal(
+            jose_a256gcm_open(other, iv, (const uint8_t *)aad, strlen(aad), ct, n, tag, back),
+            JOSE_DECRYPT);
+        tag[0] ^= 0x80;
+        assert_int_equal(
+            jose_a256gcm_open(key, iv, (const uint8_t *)aad, strlen(aad), ct, n, tag, back),
+            JOSE_DECRYPT);
+        tag[0] ^= 0x80;
+        memset(back, 0, sizeof back);
+        assert_int_equal(
+            jose_a256gcm_open(key, iv, (const uint8_t *)aad, strlen(aad), ct, n, tag, back),
+            JOSE_OK);
+        assert_memory_equal(back, plain, n);
+    }
 }
 
 static eckey *a3_key(bool with_d)
@@ -774,7 +843,7 @@ int main(void)
         cmocka_unit_test(test_ours_decrypts_cjose), cmocka_unit_test(test_cjose_verifies_ours),
         cmocka_unit_test(test_hostile_jwe),         cmocka_unit_test(test_hostile_jwe_structure),
         cmocka_unit_test(test_hostile_jws),         cmocka_unit_test(test_signing_contexts),
-        cmocka_unit_test(test_jwe_decrypt_peeked),
+        cmocka_unit_test(test_jwe_decrypt_peeked),  cmocka_unit_test(test_gcm_context_reuse),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
