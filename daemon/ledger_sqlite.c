@@ -1381,8 +1381,8 @@ static int schema_text_changed(ledger_sqlite *lg)
     return exec(lg, sql);
 }
 
-/* Brings the schema up to SCHEMA_VERSION in one transaction. */
-static int migrate(ledger_sqlite *lg)
+/* Brings the schema up to SCHEMA_VERSION in one transaction (see migrate()). */
+static int migrate_steps(ledger_sqlite *lg)
 {
     int version = 0;
     char sql[64];
@@ -1422,6 +1422,22 @@ fail:
     sqlite3_exec(lg->db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_exec(lg->db, "PRAGMA writable_schema = OFF", NULL, NULL, NULL);
     return -1;
+}
+
+/* Brings the schema up to SCHEMA_VERSION, with the schema writable. */
+static int migrate(ledger_sqlite *lg)
+{
+    /* A build of SQLite that defends its schema by default would refuse
+     * step SCHEMA_CHECKS_VERSION: allowed for the migration, and only then. */
+    int defensive = 0;
+    if (sqlite3_db_config(lg->db, SQLITE_DBCONFIG_DEFENSIVE, -1, &defensive) != SQLITE_OK)
+        defensive = 0;
+    if (defensive)
+        sqlite3_db_config(lg->db, SQLITE_DBCONFIG_DEFENSIVE, 0, NULL);
+    int ret = migrate_steps(lg);
+    if (defensive)
+        sqlite3_db_config(lg->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+    return ret;
 }
 
 static int check_version(ledger_sqlite *lg)
