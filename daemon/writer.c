@@ -653,14 +653,15 @@ static void *sync_main(void *arg)
             break;
         }
         double now = now_ms();
-        const unsynced_batch *last = NULL;
+        /* Published before anyone is answered, so that a client that reads
+         * the log's checkpoint after its 200 finds its leaf in it. */
+        const unsynced_batch *last = &w->unsynced[(first + taken - 1) % UNSYNCED_MAX];
+        if (w->log != NULL && last->log_size > 0)
+            tlog_publish(w->log, last->log_size, last->note);
         for (size_t b = 0; b < taken; b++) {
             unsynced_batch *slot = &w->unsynced[(first + b) % UNSYNCED_MAX];
             batch_committed(w, slot->items, slot->n, now - slot->start_ms);
-            last = slot;
         }
-        if (w->log != NULL && last->log_size > 0)
-            tlog_publish(w->log, last->log_size, last->note);
 
         pthread_mutex_lock(&w->lock);
         w->unsynced_tail = (first + taken) % UNSYNCED_MAX;
