@@ -646,14 +646,34 @@ static uint64_t get_count(const PGresult *res, int row, int col)
     return v > (uint64_t)INT64_MAX ? 0 : v; /* never negative */
 }
 
+/*
+ * A text column into dst (cap bytes). The ledger stores text that was no
+ * UTF-8 with U+FFFD for each bad byte (elem_text()), up to three times the
+ * bytes of the row's field: such a text that does not fit is read with each
+ * U+FFFD as the single byte 0xFF, never UTF-8, which every reader repairs
+ * back to U+FFFD (as it does SQLite's stored bytes), so that it fits as the
+ * field it was written from did.
+ */
 static void get_text(const PGresult *res, int row, int col, char *dst, size_t cap)
 {
     size_t n = is_null(res, row, col) ? 0 : (size_t)PQgetlength(res, row, col);
-    if (n >= cap)
-        n = cap - 1;
-    if (n > 0)
-        memcpy(dst, PQgetvalue(res, row, col), n);
-    dst[n] = '\0';
+    const char *s = PQgetvalue(res, row, col);
+    if (n < cap) {
+        if (n > 0)
+            memcpy(dst, s, n);
+        dst[n] = '\0';
+        return;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < n && len + 1 < cap; len++) {
+        if (n - i >= 3 && memcmp(s + i, "\xef\xbf\xbd", 3) == 0) {
+            dst[len] = (char)0xff;
+            i += 3;
+        } else {
+            dst[len] = s[i++];
+        }
+    }
+    dst[len] = '\0';
 }
 
 static bool get_sha256(const PGresult *res, int row, int col, uint8_t out[32])
