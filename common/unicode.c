@@ -81,3 +81,40 @@ bool unicode_is_space(uint32_t cp)
         return cp >= 0x2000 && cp <= 0x200a;
     }
 }
+
+size_t unicode_repair(const char *s, size_t n, char *out)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t seq = unicode_decode(p + i, n - i, &cp);
+        if (seq == 0) {
+            memcpy(out + len, "\xef\xbf\xbd", 3);
+            len += 3;
+            i++;
+        } else {
+            memcpy(out + len, p + i, seq);
+            len += seq;
+            i += seq;
+        }
+    }
+    return len;
+}
+
+size_t unicode_fold_repaired(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; len++) {
+        if (len + 1 >= cap || s[i] == '\0')
+            return SIZE_MAX;
+        if (n - i >= 3 && memcmp(s + i, "\xef\xbf\xbd", 3) == 0) {
+            out[len] = (char)0xff;
+            i += 3;
+        } else {
+            out[len] = s[i++];
+        }
+    }
+    out[len] = '\0';
+    return len;
+}

@@ -24,6 +24,23 @@ size_t unicode_decode(const unsigned char *s, size_t n, uint32_t *cp);
 /* Whether all n bytes of s are valid UTF-8. */
 bool unicode_valid(const char *s, size_t n);
 
+/*
+ * Text made UTF-8 the way the ledger stores and logs it: each byte of s (n
+ * bytes) that is not part of a valid sequence replaced by U+FFFD. Writes
+ * into out, which must hold 3 n bytes; returns the length written.
+ */
+size_t unicode_repair(const char *s, size_t n, char *out);
+
+/*
+ * The inverse for storage in a fixed field: each U+FFFD of the UTF-8 text s
+ * (n bytes) written as the single byte 0xFF, which is never UTF-8 and which
+ * unicode_repair() turns back into U+FFFD, so that a repaired text fits the
+ * field it was repaired from. Writes at most cap - 1 bytes and a NUL into
+ * out (cap > 0); returns the length, or SIZE_MAX when it does not fit or s
+ * holds a NUL.
+ */
+size_t unicode_fold_repaired(const char *s, size_t n, char *out, size_t cap);
+
 /* Whether cp has the White_Space property (Unicode 15: 25 code points). */
 bool unicode_is_space(uint32_t cp);
 

@@ -568,20 +568,9 @@ static int elem_text(ledger_pg *lg, pg_buf *b, const char *s, size_t cap)
         return elem_bytes(b, s, n);
     pg_buf *fix = &lg->scratch;
     fix->len = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t seq = unicode_decode(p + i, n - i, &cp);
-        if (seq == 0) {
-            if (buf_put(fix, "\xef\xbf\xbd", 3) != 0)
-                return -1;
-            i++;
-        } else {
-            if (buf_put(fix, p + i, seq) != 0)
-                return -1;
-            i += seq;
-        }
-    }
+    if (n > SIZE_MAX / 3 || buf_reserve(fix, 3 * n) != 0)
+        return -1;
+    fix->len = unicode_repair(s, n, (char *)fix->data);
     return elem_bytes(b, fix->data, fix->len);
 }
 
@@ -664,16 +653,11 @@ static void get_text(const PGresult *res, int row, int col, char *dst, size_t ca
         dst[n] = '\0';
         return;
     }
-    size_t len = 0;
-    for (size_t i = 0; i < n && len + 1 < cap; len++) {
-        if (n - i >= 3 && memcmp(s + i, "\xef\xbf\xbd", 3) == 0) {
-            dst[len] = (char)0xff;
-            i += 3;
-        } else {
-            dst[len] = s[i++];
-        }
+    if (unicode_fold_repaired(s, n, dst, cap) == SIZE_MAX) {
+        /* Not written by this ledger: cut, as any text too long is. */
+        memcpy(dst, s, cap - 1);
+        dst[cap - 1] = '\0';
     }
-    dst[len] = '\0';
 }
 
 static bool get_sha256(const PGresult *res, int row, int col, uint8_t out[32])

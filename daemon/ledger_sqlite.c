@@ -1318,20 +1318,26 @@ out:
     return ret;
 }
 
-static int schema_version(ledger_sqlite *lg, int *out)
+/* An integer pragma's value (what names it in messages). */
+static int pragma_int(ledger_sqlite *lg, const char *pragma, const char *what, int *out)
 {
     char value[32];
-    if (pragma_value(lg, "PRAGMA user_version", value, sizeof value) != 0)
+    if (pragma_value(lg, pragma, value, sizeof value) != 0)
         return -1;
     char *end = NULL;
     errno = 0;
     long v = strtol(value, &end, 10);
     if (errno != 0 || end == value || *end != '\0' || v < INT_MIN || v > INT_MAX) {
-        fail(lg, "the schema version '%s' is not a number", value);
+        fail(lg, "the %s '%s' is not a number", what, value);
         return -1;
     }
     *out = (int)v;
     return 0;
+}
+
+static int schema_version(ledger_sqlite *lg, int *out)
+{
+    return pragma_int(lg, "PRAGMA user_version", "schema version", out);
 }
 
 static int configure(ledger_sqlite *lg)
@@ -1366,18 +1372,15 @@ static int configure(ledger_sqlite *lg)
  */
 static int schema_text_changed(ledger_sqlite *lg)
 {
-    char value[32];
+    int cookie;
     char sql[64];
-    if (pragma_value(lg, "PRAGMA schema_version", value, sizeof value) != 0)
+    if (pragma_int(lg, "PRAGMA schema_version", "schema cookie", &cookie) != 0)
         return -1;
-    char *end = NULL;
-    errno = 0;
-    long cookie = strtol(value, &end, 10);
-    if (errno != 0 || end == value || *end != '\0' || cookie < 0 || cookie >= INT_MAX) {
-        fail(lg, "the schema cookie '%s' is not a number", value);
+    if (cookie < 0 || cookie == INT_MAX) {
+        fail(lg, "the schema cookie %d cannot be incremented", cookie);
         return -1;
     }
-    snprintf(sql, sizeof sql, "PRAGMA schema_version = %ld", cookie + 1);
+    snprintf(sql, sizeof sql, "PRAGMA schema_version = %d", cookie + 1);
     return exec(lg, sql);
 }
 

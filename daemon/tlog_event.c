@@ -249,32 +249,6 @@ static void put_u64(out_buf *o, uint64_t v)
     put(o, digits + n, sizeof digits - n);
 }
 
-/*
- * Text as the log records it: UTF-8, each byte that is not part of a valid
- * sequence replaced by U+FFFD (as the PostgreSQL ledger stores it), so that
- * whatever bytes a client sent (a user agent) or a file name holds never
- * keep an event out of the log. Into out (3 n bytes suffice); its length.
- */
-static size_t repair_utf8(const char *s, size_t n, char *out)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = 0;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t seq = unicode_decode(p + i, n - i, &cp);
-        if (seq == 0) {
-            memcpy(out + len, "\xef\xbf\xbd", 3);
-            len += 3;
-            i++;
-        } else {
-            memcpy(out + len, p + i, seq);
-            len += seq;
-            i += seq;
-        }
-    }
-    return len;
-}
-
 /* A string as RFC 8785 writes it: only '"', '\\' and controls escaped. */
 static void put_string(out_buf *o, const char *s, size_t n)
 {
@@ -347,10 +321,12 @@ static size_t emit(members *ms, char *out, size_t cap)
             if (unicode_valid(m->text, m->len)) {
                 put_string(&o, m->text, m->len);
             } else {
+                /* As the PostgreSQL ledger stores it: whatever bytes a
+                 * client sent (a user agent) never keep an event out. */
                 char repaired[3 * TLOG_EVENT_MAX];
                 if (m->len > TLOG_EVENT_MAX)
                     return 0;
-                put_string(&o, repaired, repair_utf8(m->text, m->len, repaired));
+                put_string(&o, repaired, unicode_repair(m->text, m->len, repaired));
             }
         } else if (m->kind == M_U64) {
             put_u64(&o, m->u);
@@ -476,35 +452,19 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Reads one column's member into a row; false when it is not of its type. */
 /*
  * An event's text member into a row's column of cap bytes. The event holds
- * the row's text repaired (repair_utf8()): U+FFFD for each byte that was no
- * UTF-8, up to three times the column's size. Each U+FFFD is kept as the
- * single byte 0xFF, which is never UTF-8 and which repair_utf8() turns back
- * into U+FFFD, so what the column held always fits, and
+ * the row's text repaired, up to three times the column's bytes; folded
+ * back (unicode_fold_repaired()) it fits as the column's text did, and
  * tlog_event_row_matches() compares both sides repaired.
  */
 static bool read_text(const json_t *v, char *out, size_t cap)
 {
-    if (!json_is_string(v))
-        return false;
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v), len = 0;
-    for (size_t i = 0; i < n; len++) {
-        if (len + 1 >= cap || s[i] == '\0')
-            return false;
-        if (n - i >= 3 && memcmp(s + i, "\xef\xbf\xbd", 3) == 0) {
-            out[len] = (char)0xff;
-            i += 3;
-        } else {
-            out[len] = s[i++];
-        }
-    }
-    out[len] = '\0';
-    return true;
+    return json_is_string(v) &&
+           unicode_fold_repaired(json_string_value(v), json_string_length(v), out, cap) != SIZE_MAX;
 }
 
+/* Reads one column's member into a row; false when it is not of its type. */
 static bool read_column(const json_t *obj, const column *c, ledger_delivery *row)
 {
     char *base = (char *)row;
@@ -741,7 +701,7 @@ static bool same_repaired(const char *a, const char *b, size_t cap)
     if (an > TLOG_EVENT_MAX || bn > TLOG_EVENT_MAX)
         return false;
     char ra[3 * TLOG_EVENT_MAX], rb[3 * TLOG_EVENT_MAX];
-    size_t ran = repair_utf8(a, an, ra), rbn = repair_utf8(b, bn, rb);
+    size_t ran = unicode_repair(a, an, ra), rbn = unicode_repair(b, bn, rb);
     return ran == rbn && memcmp(ra, rb, ran) == 0;
 }
 
