@@ -62,33 +62,20 @@ static void copy_bounded(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-static enum MHD_Result collect_forwarding(void *cls, enum MHD_ValueKind kind, const char *name,
-                                          const char *value)
-{
-    (void)kind;
-    proxy_fields_add(cls, name, value);
-    return MHD_YES;
-}
-
 /*
- * Who the client is: the peer, or, when the peer is a trusted proxy, whom
- * its Forwarded or X-Forwarded-For header names (proxy.h). What became of
- * the headers is counted; a value too long to keep is malformed.
+ * Who the client is: the peer (set by on_uri), or, when the peer is a
+ * trusted proxy, whom its Forwarded or X-Forwarded-For header names
+ * (proxy.h). What became of the headers is counted; a value too long to
+ * keep is malformed.
  */
-static void resolve_client(http_server *srv, struct MHD_Connection *c, request *req)
+static void resolve_client(http_server *srv, request *req, const proxy_fields *f)
 {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (info == NULL || proxy_addr_from_sockaddr(info->client_addr, req->client) != 0)
-        return; /* not IP: client_addr stays "-" */
-    memcpy(req->peer, req->client, 16);
-    req->peer_is_ip = true;
-    proxy_fields f;
-    proxy_fields_init(&f);
-    MHD_get_connection_values(c, MHD_HEADER_KIND, collect_forwarding, &f);
-    proxy_headers h = {proxy_fields_value(&f, PROXY_FIELD_FORWARDED),
-                       proxy_fields_value(&f, PROXY_FIELD_X_FORWARDED_FOR),
-                       proxy_fields_value(&f, PROXY_FIELD_X_FORWARDED_PROTO)};
+    proxy_headers h = {proxy_fields_value(f, PROXY_FIELD_FORWARDED),
+                       proxy_fields_value(f, PROXY_FIELD_X_FORWARDED_FOR),
+                       proxy_fields_value(f, PROXY_FIELD_X_FORWARDED_PROTO)};
+    if (!req->peer_is_ip ||
+        (h.forwarded == NULL && h.x_forwarded_for == NULL && h.x_forwarded_proto == NULL))
+        return; /* no proxy spoke: the peer is the client */
     proxy_client pc;
     proxy_outcome o = proxy_resolve(&srv->ctx.cfg->trusted_proxies, req->peer, &h, &pc);
     if (o == PROXY_FORWARDED)
@@ -186,7 +173,24 @@ typedef struct http_conn {
     void *guard;  /* the slow-client guard's record of it (http_guard_conn) */
     uint8_t peer[16];
     bool counted; /* it counts in srv->peers */
+    /* The peer as every request of the connection names it, read and
+     * printed once: a keep-alive connection carries many requests. */
+    bool peer_is_ip; /* else a Unix socket: peer_text is "-" */
+    uint8_t peer_addr[16];
+    char peer_text[LEDGER_ADDR_MAX + 1];
 } http_conn;
+
+static void note_peer(http_conn *hc, const union MHD_ConnectionInfo *info)
+{
+    hc->peer_is_ip =
+        info != NULL && proxy_addr_from_sockaddr(info->client_addr, hc->peer_addr) == 0;
+    if (hc->peer_is_ip) {
+        proxy_addr_format(hc->peer_addr, hc->peer_text);
+    } else {
+        memset(hc->peer_addr, 0, sizeof hc->peer_addr);
+        copy_bounded(hc->peer_text, sizeof hc->peer_text, "-");
+    }
+}
 
 /* The peer of a connection that the per-address limit applies to. */
 static bool limited_peer(http_server *srv, const struct sockaddr *sa, uint8_t peer[16])
@@ -227,6 +231,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                 tls_conn_start(&hc->tls, srv->tls, c);
             const union MHD_ConnectionInfo *info =
                 MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+            note_peer(hc, info);
             if (info != NULL && limited_peer(srv, info->client_addr, hc->peer))
                 hc->counted = addrcount_take(srv->peers, hc->peer, UINT_MAX);
             /* From here the guard's header deadline runs: a TLS handshake
@@ -283,10 +288,18 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     memcpy(req->uri, uri, keep);
     req->uri[keep] = '\0';
     req->method[0] = req->version[0] = req->user_agent[0] = req->referer[0] = '\0';
-    req->client_addr[0] = '-';
-    req->client_addr[1] = '\0';
-    memset(req->client, 0, sizeof req->client);
-    req->forwarded = req->over_limit = req->limit_taken = req->peer_is_ip = false;
+    /* The client is the peer unless a trusted proxy names another
+     * (resolve_client). */
+    http_conn spare;
+    if (hc == NULL) {
+        hc = &spare;
+        note_peer(hc, MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS));
+    }
+    req->peer_is_ip = hc->peer_is_ip;
+    memcpy(req->peer, hc->peer_addr, sizeof req->peer);
+    memcpy(req->client, hc->peer_addr, sizeof req->client);
+    memcpy(req->client_addr, hc->peer_text, sizeof req->client_addr);
+    req->forwarded = req->over_limit = req->limit_taken = false;
     req->scheme = PROXY_SCHEME_NONE;
     /* libmicrohttpd decodes the path before we see it, and a decoded NUL
      * would silently cut it short: refuse %00 in the path here. */
@@ -332,70 +345,106 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 }
 
 /*
- * What decides where a request ends (RFC 9112 section 6) and which host it
- * is for, read from every header field in one pass. libmicrohttpd 0.9.75
- * frames a body by the first Content-Length or by Transfer-Encoding, keeps
- * the connection open in either case, and does not check Host: a request
- * whose framing two parsers could read differently is refused here, before
- * anything is routed or recorded, and its connection closed.
+ * What the server reads of a request's header fields, in one pass over
+ * them. What decides where a request ends (RFC 9112 section 6) and which
+ * host it is for: libmicrohttpd 0.9.75 frames a body by the first
+ * Content-Length or by Transfer-Encoding, keeps the connection open in
+ * either case, and does not check Host, so a request whose framing two
+ * parsers could read differently is refused before anything is routed or
+ * recorded, and its connection closed. Then what the access log and the
+ * ledger keep, and what a proxy says of the client.
  */
-typedef struct framing {
+typedef struct request_fields {
     unsigned lengths; /* Content-Length fields */
     const char *length;
     bool lengths_differ;
     unsigned codings;  /* Transfer-Encoding fields */
     bool chunked_only; /* exactly one, and it says "chunked" */
     unsigned hosts;
-    bool bare_cr; /* a CR not followed by LF, in a name or a value */
-} framing;
+    bool bare_cr;           /* a CR not followed by LF, in a name or a value */
+    const char *user_agent; /* the first of each, as a lookup would find */
+    const char *referer;
+    proxy_fields forwarding;
+} request_fields;
 
 static enum MHD_Result note_field(void *cls, enum MHD_ValueKind kind, const char *name,
                                   const char *value)
 {
-    framing *f = cls;
+    request_fields *f = cls;
     (void)kind;
     if (value == NULL)
         value = "";
     if (strchr(name, '\r') != NULL || strchr(value, '\r') != NULL)
         f->bare_cr = true;
-    if (strcasecmp(name, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
-        if (f->lengths++ == 0)
-            f->length = value;
-        else if (strcmp(f->length, value) != 0)
-            f->lengths_differ = true;
-    } else if (strcasecmp(name, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
-        f->chunked_only = f->codings++ == 0 && strcasecmp(value, "chunked") == 0;
-    } else if (strcasecmp(name, MHD_HTTP_HEADER_HOST) == 0) {
-        f->hosts++;
+    /* By the first letter: most fields are compared with one name or none. */
+    switch (name[0] | 0x20) {
+    case 'c':
+        if (strcasecmp(name, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+            if (f->lengths++ == 0)
+                f->length = value;
+            else if (strcmp(f->length, value) != 0)
+                f->lengths_differ = true;
+        }
+        break;
+    case 't':
+        if (strcasecmp(name, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+            f->chunked_only = f->codings++ == 0 && strcasecmp(value, "chunked") == 0;
+        break;
+    case 'h':
+        if (strcasecmp(name, MHD_HTTP_HEADER_HOST) == 0)
+            f->hosts++;
+        break;
+    case 'u':
+        if (f->user_agent == NULL && strcasecmp(name, MHD_HTTP_HEADER_USER_AGENT) == 0)
+            f->user_agent = value;
+        break;
+    case 'r':
+        if (f->referer == NULL && strcasecmp(name, MHD_HTTP_HEADER_REFERER) == 0)
+            f->referer = value;
+        break;
+    case 'f':
+    case 'x':
+        proxy_fields_add(&f->forwarding, name, value);
+        break;
+    default:
+        break;
     }
     return MHD_YES;
 }
 
+static void read_fields(struct MHD_Connection *c, request_fields *f)
+{
+    f->lengths = f->codings = f->hosts = 0;
+    f->length = f->user_agent = f->referer = NULL;
+    f->lengths_differ = f->chunked_only = f->bare_cr = false;
+    proxy_fields_init(&f->forwarding);
+    MHD_get_connection_values(c, MHD_HEADER_KIND, note_field, f);
+}
+
 /* Answers a request whose framing or Host is not sound; MHD_YES if it is. */
 static enum MHD_Result refuse_bad_framing(request *req, struct MHD_Connection *c,
-                                          const char *version, bool *refused)
+                                          const char *version, const request_fields *f,
+                                          bool *refused)
 {
-    framing f = {0};
-    MHD_get_connection_values(c, MHD_HEADER_KIND, note_field, &f);
     *refused = true;
-    if (f.bare_cr)
+    if (f->bare_cr)
         return http_reply_error_close(req, c, 400, "bad_header",
                                       "A header field holds a CR that does not end a line.");
-    if (f.lengths_differ)
+    if (f->lengths_differ)
         return http_reply_error_close(req, c, 400, "conflicting_length",
                                       "Content-Length is given more than once, with different "
                                       "values.");
-    if (f.lengths > 0 && f.codings > 0)
+    if (f->lengths > 0 && f->codings > 0)
         return http_reply_error_close(req, c, 400, "conflicting_length",
                                       "Content-Length and Transfer-Encoding cannot both frame "
                                       "a request.");
-    if (f.codings > 0 && !f.chunked_only)
+    if (f->codings > 0 && !f->chunked_only)
         return http_reply_error_close(req, c, 501, "unsupported_transfer_coding",
                                       "The only transfer coding understood is chunked.");
-    if (f.hosts != 1 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
+    if (f->hosts != 1 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
         return http_reply_error_close(req, c, 400, "bad_host",
-                                      f.hosts == 0 ? "An HTTP/1.1 request needs a Host header."
-                                                   : "Host is given more than once.");
+                                      f->hosts == 0 ? "An HTTP/1.1 request needs a Host header."
+                                                    : "Host is given more than once.");
     *refused = false;
     return MHD_YES;
 }
@@ -466,11 +515,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         req->route = route_of(url);
         copy_bounded(req->method, sizeof req->method, method);
         copy_bounded(req->version, sizeof req->version, version);
-        copy_bounded(req->user_agent, sizeof req->user_agent,
-                     MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent"));
-        copy_bounded(req->referer, sizeof req->referer,
-                     MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Referer"));
-        resolve_client(srv, c, req);
+        request_fields fields;
+        read_fields(c, &fields);
+        copy_bounded(req->user_agent, sizeof req->user_agent, fields.user_agent);
+        copy_bounded(req->referer, sizeof req->referer, fields.referer);
+        resolve_client(srv, req, &fields.forwarding);
         if (!request_leaves_room(c, srv->ctx.cfg->connection_memory,
                                  req->route == METRICS_ROUTE_CONTENT ? strlen(url) : 0))
             return http_reply_error_close(req, c, 431, "headers_too_large",
@@ -478,7 +527,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                           "for an answer in this server's per-connection memory "
                                           "(--connection-memory).");
         bool refused;
-        enum MHD_Result framing_answer = refuse_bad_framing(req, c, version, &refused);
+        enum MHD_Result framing_answer = refuse_bad_framing(req, c, version, &fields, &refused);
         if (refused)
             return framing_answer;
         /* Behind a trusted proxy, the per-address limit counts the
@@ -502,11 +551,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * sent on the first call, before the body, which closes the
          * connection and so never leaves an unread body to reset it. */
         else {
-            const char *length =
-                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-            bool bodiless = (length == NULL || strcmp(length, "0") == 0) &&
-                            MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                        MHD_HTTP_HEADER_TRANSFER_ENCODING) == NULL;
+            bool bodiless =
+                (fields.length == NULL || strcmp(fields.length, "0") == 0) && fields.codings == 0;
             if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
                 /* A body would still be arriving when the answer is due,
                  * and the answer could then not be sent: refuse it up
