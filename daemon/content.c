@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,14 +268,15 @@ static void fill_from_entry(const content_store *s, content_file *out, content_c
     memcpy(out->etag, e->etag, sizeof out->etag);
     memcpy(out->repr_digest, e->repr_digest, sizeof out->repr_digest);
     memcpy(out->last_modified, e->last_modified, sizeof out->last_modified);
-    out->data = e->data;
+    out->data = e->bytes;
     out->fd = -1;
+    out->snapshot_fd = e->snapshot_fd;
     out->priv = e;
     if (e->injectable) {
         out->injectable = true;
         out->inject_at = e->inject_at;
         out->injected_size = e->injected_size;
-        out->injected_data = e->data + e->id.size;
+        out->injected_data = e->bytes + e->id.size;
         out->element = s->element;
         out->element_len = s->element_len;
         memcpy(out->injected_sha256, e->injected_sha256, 32);
@@ -283,10 +285,78 @@ static void fill_from_entry(const content_store *s, content_file *out, content_c
     }
 }
 
+/* Snapshots open in the process, against CONTENT_SNAPSHOTS_MAX. */
+static atomic_uint content_snapshots;
+
+/*
+ * A new body whose bytes live in a memory file of size bytes, mapped
+ * writable at e->bytes (snapshot_seal() makes it read-only); NULL
+ * when the cap is reached or the system refuses (memfd_create can be
+ * filtered): the caller keeps the bytes in plain memory then.
+ */
+static content_cache_body *snapshot_body_new(uint64_t size)
+{
+    if (atomic_fetch_add_explicit(&content_snapshots, 1, memory_order_relaxed) >=
+        CONTENT_SNAPSHOTS_MAX) {
+        atomic_fetch_sub_explicit(&content_snapshots, 1, memory_order_relaxed);
+        return NULL;
+    }
+    content_cache_body *e = NULL;
+    void *map = MAP_FAILED;
+    int mfd = memfd_create("receiptd-body", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (mfd < 0 || ftruncate(mfd, (off_t)size) != 0)
+        goto fail;
+    map = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    if (map == MAP_FAILED)
+        goto fail;
+    e = content_cache_body_new(0);
+    if (e == NULL)
+        goto fail;
+    e->cost += (size_t)size;
+    e->id.size = size; /* what the mapping spans, for the body's unref */
+    e->bytes = map;
+    e->snapshot_fd = mfd;
+    e->snapshots = &content_snapshots;
+    return e;
+fail:
+    if (map != MAP_FAILED)
+        munmap(map, (size_t)size);
+    if (mfd >= 0)
+        close(mfd);
+    atomic_fetch_sub_explicit(&content_snapshots, 1, memory_order_relaxed);
+    return NULL;
+}
+
+/* Seals a snapshot's bytes as they are: no write, shrink or growth. */
+static bool snapshot_seal(content_cache_body *e)
+{
+    size_t size = (size_t)e->id.size;
+    /* A writable shared mapping would keep F_SEAL_WRITE from being set. */
+    munmap((void *)e->bytes, size);
+    e->bytes = NULL;
+    if (fcntl(e->snapshot_fd, F_ADD_SEALS,
+              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+        goto fail;
+    void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, e->snapshot_fd, 0);
+    if (map == MAP_FAILED)
+        goto fail;
+    e->bytes = map;
+    return true;
+fail:
+    /* Nothing mapped for the body's unref to undo. */
+    close(e->snapshot_fd);
+    e->snapshot_fd = -1;
+    atomic_fetch_sub_explicit(e->snapshots, 1, memory_order_relaxed);
+    e->snapshots = NULL;
+    return false;
+}
+
 /*
  * Reads a small file into a new entry with its digest taken from exactly
  * those bytes, and its injected form after them when it has one. Sets
- * *changed when the file changed while it was read.
+ * *changed when the file changed while it was read. A body sent as stored
+ * from CONTENT_SNAPSHOT_MIN bytes up goes into a snapshot when one can be
+ * had.
  */
 static content_status body_load(content_store *s, int fd, const content_cache_id *id,
                                 const char *path, size_t len, uint64_t h, uint64_t now,
@@ -296,12 +366,16 @@ static content_status body_load(content_store *s, int fd, const content_cache_id
     const char *mime = mime_lookup(s->mime, path);
     bool inject = injectable(s, mime, id->size);
     size_t room = id->size + (inject ? id->size + s->element_len : 0);
-    content_cache_body *e = content_cache_body_new(room);
+    content_cache_body *e =
+        !inject && id->size >= CONTENT_SNAPSHOT_MIN ? snapshot_body_new(id->size) : NULL;
+    if (!e)
+        e = content_cache_body_new(room);
     if (!e)
         goto done;
+    uint8_t *bytes = (uint8_t *)e->bytes;
     uint64_t off = 0;
     while (off < id->size) {
-        ssize_t got = pread(fd, e->data + off, id->size - off, (off_t)off);
+        ssize_t got = pread(fd, bytes + off, id->size - off, (off_t)off);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
@@ -315,7 +389,9 @@ static content_status body_load(content_store *s, int fd, const content_cache_id
         rc = CONTENT_OK;
         goto done;
     }
-    if (!EVP_Digest(e->data, id->size, e->sha256, NULL, s->md, NULL))
+    if (!EVP_Digest(bytes, id->size, e->sha256, NULL, s->md, NULL))
+        goto done;
+    if (e->snapshot_fd >= 0 && !snapshot_seal(e))
         goto done;
     e->hash = h;
     e->checked_ms = now;
@@ -326,11 +402,11 @@ static content_status body_load(content_store *s, int fd, const content_cache_id
     e->is_html = mime_is_html(e->mime);
     e->injectable = inject;
     if (inject) {
-        uint8_t *page = e->data + id->size;
-        size_t at = content_inject_offset(e->data, id->size);
-        memcpy(page, e->data, at);
+        uint8_t *page = bytes + id->size;
+        size_t at = content_inject_offset(bytes, id->size);
+        memcpy(page, bytes, at);
         memcpy(page + at, s->element, s->element_len);
-        memcpy(page + at + s->element_len, e->data + at, id->size - at);
+        memcpy(page + at + s->element_len, bytes + at, id->size - at);
         e->inject_at = at;
         e->injected_size = id->size + s->element_len;
         if (!EVP_Digest(page, e->injected_size, e->injected_sha256, NULL, s->md, NULL))
@@ -492,6 +568,7 @@ static void file_init(content_file *out)
     out->size = 0;
     out->data = NULL;
     out->fd = -1;
+    out->snapshot_fd = -1;
     out->injectable = false;
     out->injected_data = NULL;
     out->element = NULL;
@@ -638,6 +715,7 @@ void content_file_release(content_file *file)
         close(file->fd);
     file->priv = NULL;
     file->data = NULL;
+    file->snapshot_fd = -1;
     file->fd = -1;
 }
 

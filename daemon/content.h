@@ -51,6 +51,14 @@
 #define CONTENT_PATH_MAX    200 /* canonical path bytes that a ticket can carry (TICKET_PATH_MAX) */
 #define CONTENT_HTML_MAX    (16u * 1024 * 1024) /* larger HTML is not injected */
 #define CONTENT_ELEMENT_MAX 256                 /* bytes of an inject_element */
+/* A cached body of at least CONTENT_SNAPSHOT_MIN bytes that is sent as
+ * stored is kept in a sealed memory file, which sendfile sends without
+ * copying it through user space; below it one copy costs less than the
+ * descriptor. At most CONTENT_SNAPSHOTS_MAX such files are open in the
+ * process (out of main.c's reserve of descriptors); others stay plain
+ * memory. */
+#define CONTENT_SNAPSHOT_MIN  (16u * 1024)
+#define CONTENT_SNAPSHOTS_MAX 64u
 
 typedef struct content_options {
     size_t body_max;            /* largest file kept in memory (default 256 KiB) */
@@ -96,6 +104,10 @@ typedef struct content_file {
      * caller may take it with content_file_take_fd(). */
     const uint8_t *data;
     int fd;
+    /* With data, for a body of at least CONTENT_SNAPSHOT_MIN bytes: a
+     * sealed memory file of exactly those bytes (they cannot change), or
+     * -1. Borrowed: valid until release; dup() it to keep it longer. */
+    int snapshot_fd;
     /* The injected form, when injectable: injected_size bytes, in memory at
      * injected_data, or (injected_data NULL) data[0, inject_at), the
      * element, data[inject_at, size). The element is owned by the store. */

@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define CONTENT_CACHE_DIGEST_ENTRIES_MAX (1u << 24)
 #define CONTENT_CACHE_BODY_BUCKETS_MIN   256
@@ -162,6 +164,12 @@ void content_cache_body_unref(content_cache_body *e)
     assert(before > 0);
     if (before == 1) {
         assert(!e->cached); /* the cache holds a reference while it has it */
+        if (e->snapshot_fd >= 0) {
+            munmap((void *)e->bytes, (size_t)e->id.size);
+            close(e->snapshot_fd);
+            if (e->snapshots != NULL)
+                atomic_fetch_sub_explicit(e->snapshots, 1, memory_order_relaxed);
+        }
         free(e);
     }
 }
@@ -267,6 +275,9 @@ content_cache_body *content_cache_body_new(size_t size)
     e->hnext = NULL;
     e->lru = (lru_link){NULL, NULL};
     e->cost = sizeof *e + size;
+    e->bytes = e->data;
+    e->snapshot_fd = -1;
+    e->snapshots = NULL;
     return e;
 }
 

@@ -73,6 +73,14 @@ typedef struct content_cache_body {
     char injected_repr_digest[64];
     size_t path_len;
     char path[CONTENT_CACHE_PATH_MAX + 1];
+    /* The bytes: data, or (snapshot_fd >= 0) a read-only mapping of a
+     * sealed memory file that holds them, which the kernel can send
+     * without a copy and nobody can change. The body owns the mapping and
+     * the descriptor, and on its last reference unmaps and closes them and
+     * counts one snapshot fewer in *snapshots (when set). */
+    const uint8_t *bytes;
+    int snapshot_fd;
+    atomic_uint *snapshots;
     uint8_t data[];
 } content_cache_body;
 

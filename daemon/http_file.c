@@ -6,6 +6,7 @@
 #include "daemon/http_reply.h"
 #include "daemon/httpcond.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,9 +108,26 @@ static enum MHD_Result reply_not_modified(http_context *ctx, request *req, struc
     return http_reply_queue(req, c, 304, r, 0);
 }
 
-/* A response whose body is [start, start + len) of the file. Takes f. */
-static struct MHD_Response *file_response(content_file *f, uint64_t start, uint64_t len)
+/*
+ * A response whose body is [start, start + len) of the file. Takes f. On a
+ * plain connection a large enough body in a snapshot goes out by sendfile
+ * from a descriptor of its own (the library closes it), which spares the
+ * copy of every byte through user space; TLS needs the bytes in memory.
+ */
+static struct MHD_Response *file_response(const http_context *ctx, content_file *f, uint64_t start,
+                                          uint64_t len)
 {
+    if (f->data != NULL && f->snapshot_fd >= 0 && !ctx->https && len >= CONTENT_SNAPSHOT_MIN) {
+        int fd = fcntl(f->snapshot_fd, F_DUPFD_CLOEXEC, 0);
+        if (fd >= 0) {
+            content_file_release(f);
+            struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(len, fd, start);
+            if (r == NULL)
+                close(fd);
+            return r;
+        }
+        /* Out of descriptors: the bytes in memory still serve. */
+    }
     if (f->data == NULL) {
         int fd = content_file_take_fd(f);
         content_file_release(f);
@@ -204,7 +222,7 @@ static bool answer_partially(http_context *ctx, request *req, struct MHD_Connect
         snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)start,
                  (unsigned long long)(start + len - 1), (unsigned long long)f->size);
         content_file headers_of = *f; /* plain copy of the metadata for headers */
-        struct MHD_Response *r = file_response(f, start, len);
+        struct MHD_Response *r = file_response(ctx, f, start, len);
         if (r != NULL) {
             add_content_headers(ctx, r, &headers_of, false);
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
@@ -226,7 +244,7 @@ static enum MHD_Result serve_plain(http_context *ctx, request *req, struct MHD_C
         return ret;
     content_file headers_of = *f;
     uint64_t size = f->size;
-    struct MHD_Response *r = file_response(f, 0, size);
+    struct MHD_Response *r = file_response(ctx, f, 0, size);
     if (r != NULL) {
         add_content_headers(ctx, r, &headers_of, false);
         MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
@@ -301,7 +319,7 @@ enum MHD_Result http_file_serve(http_context *ctx, request *req, struct MHD_Conn
 
     content_file headers_of = f; /* plain copy of the metadata for headers */
     uint64_t body_len = inject ? f.injected_size : f.size;
-    struct MHD_Response *r = inject ? injected_response(&f) : file_response(&f, 0, f.size);
+    struct MHD_Response *r = inject ? injected_response(&f) : file_response(ctx, &f, 0, f.size);
     if (r != NULL) {
         add_content_headers(ctx, r, &headers_of, inject);
         if (!inject)

@@ -1059,6 +1059,76 @@ static void expect_injected(content_file *f, const char *html, size_t n)
     free(want);
 }
 
+/*
+ * A cached body sent as stored, from CONTENT_SNAPSHOT_MIN bytes up, comes
+ * with a sealed memory file of the same bytes: what sendfile sends is what
+ * the digest names, whatever happens to the file on disk. Smaller bodies
+ * and injected pages have none.
+ */
+static void test_snapshot_bodies(void **state)
+{
+    (void)state;
+    size_t n = CONTENT_SNAPSHOT_MIN + 123;
+    uint8_t *bytes = malloc(n);
+    assert_non_null(bytes);
+    for (size_t i = 0; i < n; i++)
+        bytes[i] = (uint8_t)(i * 7 + 1);
+    put("snap.bin", bytes, n);
+    put("under.bin", bytes, CONTENT_SNAPSHOT_MIN - 1);
+    content_store *s = store_with(4 * CONTENT_SNAPSHOT_MIN, 1024 * 1024, 64, 3600 * 1000);
+    content_file f;
+
+    assert_int_equal(open_str(s, "/snap.bin", &f), CONTENT_OK);
+    assert_true(f.snapshot_fd >= 0);
+    assert_memory_equal(f.data, bytes, n);
+    assert_sha(&f, bytes, n);
+    uint8_t *through_fd = malloc(n + 1);
+    assert_non_null(through_fd);
+    assert_int_equal(pread(f.snapshot_fd, through_fd, n + 1, 0), (ssize_t)n);
+    assert_memory_equal(through_fd, bytes, n);
+    /* Sealed: it can be neither written nor resized, by anyone holding it. */
+    assert_int_equal(pwrite(f.snapshot_fd, "x", 1, 0), -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_not_equal(ftruncate(f.snapshot_fd, 1), 0);
+    int kept = dup(f.snapshot_fd);
+    assert_true(kept >= 0);
+    content_file_release(&f);
+    assert_int_equal(f.snapshot_fd, -1);
+
+    /* The file rewritten in place: the snapshot a response holds keeps
+     * the version it was opened at. */
+    memset(bytes, 'z', n);
+    put("snap.bin", bytes, n);
+    memset(through_fd, 0, n);
+    assert_int_equal(pread(kept, through_fd, n, 0), (ssize_t)n);
+    assert_int_equal(through_fd[0], 1);
+    assert_int_equal(through_fd[n - 1], (uint8_t)((n - 1) * 7 + 1));
+    close(kept);
+    free(through_fd);
+
+    assert_int_equal(open_str(s, "/under.bin", &f), CONTENT_OK);
+    assert_int_equal(f.snapshot_fd, -1);
+    assert_non_null(f.data);
+    content_file_release(&f);
+    content_store_free(s);
+
+    /* An injected page is sent from memory in its injected form. */
+    char *html = malloc(n + 1);
+    assert_non_null(html);
+    memset(html, 'h', n);
+    memcpy(html + n - 15, "</body></html>\n", 15);
+    html[n] = '\0';
+    put("snap.html", html, n);
+    s = injecting_store(4 * CONTENT_SNAPSHOT_MIN);
+    assert_int_equal(open_str(s, "/snap.html", &f), CONTENT_OK);
+    assert_true(f.injectable);
+    assert_int_equal(f.snapshot_fd, -1);
+    content_file_release(&f);
+    content_store_free(s);
+    free(html);
+    free(bytes);
+}
+
 static void test_injected_forms(void **state)
 {
     (void)state;
@@ -1225,6 +1295,7 @@ int main(void)
         cmocka_unit_test(test_inject_offset),
         cmocka_unit_test(test_injected_forms),
         cmocka_unit_test(test_injected_vector),
+        cmocka_unit_test(test_snapshot_bodies),
     };
     return cmocka_run_group_tests_name("content", tests, group_setup, group_teardown);
 }
