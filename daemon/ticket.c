@@ -334,7 +334,7 @@ ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
     const uint8_t *key;
     uint64_t epoch64;
     uint32_t epoch;
-    size_t ptlen;
+    size_t ptlen = 0; /* bytes of pt that hold claims */
     ticket_result r = TICKET_INTERNAL;
 
     if (sealer == NULL || claims == NULL)
@@ -373,7 +373,7 @@ ticket_result ticket_seal(ticket_sealer *sealer, const ticket_claims *claims,
 out:
     if (r != TICKET_OK)
         ERR_clear_error();
-    OPENSSL_cleanse(pt, sizeof(pt));
+    OPENSSL_cleanse(pt, ptlen);
     return r;
 }
 
