@@ -69,6 +69,15 @@ void merkle_empty_root(merkle_hash *out)
     SHA256_Final(out->bytes, &c);
 }
 
+void merkle_sha256(const void *data, size_t n, merkle_hash *out)
+{
+    SHA256_CTX c;
+
+    SHA256_Init(&c);
+    SHA256_Update(&c, data, n);
+    SHA256_Final(out->bytes, &c);
+}
+
 void merkle_commitment(const uint8_t salt[MERKLE_SALT_LEN], const char *event, size_t n,
                        merkle_hash *out)
 {

@@ -82,6 +82,13 @@ void merkle_node_hash(const merkle_hash *left, const merkle_hash *right, merkle_
 void merkle_empty_root(merkle_hash *out);
 
 /*
+ * Plain SHA-256 of n bytes, for the digests the log's events name (a
+ * receipt's): without the digest lookup by name that OpenSSL 3's one-shot
+ * SHA256() does on every call, which costs more than hashing a receipt.
+ */
+void merkle_sha256(const void *data, size_t n, merkle_hash *out);
+
+/*
  * A log entry: SHA-256(salt || event), event being the canonical JSON text
  * (RFC 8785) of the ledger event, n bytes.
  */

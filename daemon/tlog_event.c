@@ -2,11 +2,11 @@
 
 #include "common/b64.h"
 #include "common/jcs.h"
+#include "common/merkle.h"
 #include "common/unicode.h"
 #include "daemon/jbuf.h"
 
 #include <jansson.h>
-#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,9 +370,9 @@ static void add_column(members *ms, const column *c, const ledger_delivery *row)
 
 void tlog_event_receipt_hash(const char *receipt, char out[TLOG_RECEIPT_HASH_LEN + 1])
 {
-    uint8_t digest[SHA256_DIGEST_LENGTH];
-    SHA256((const uint8_t *)receipt, strnlen(receipt, LEDGER_RECEIPT_MAX), digest);
-    b64url_encode(digest, sizeof digest, out);
+    merkle_hash digest;
+    merkle_sha256(receipt, strnlen(receipt, LEDGER_RECEIPT_MAX), &digest);
+    b64url_encode(digest.bytes, sizeof digest.bytes, out);
 }
 
 static size_t row_event(tlog_event_type type, const char *status, const ledger_delivery *row,

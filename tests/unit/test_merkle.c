@@ -652,6 +652,22 @@ static void test_commitment(void **state)
     assert_true(equal(&c, &want));
 }
 
+/* Plain SHA-256: FIPS 180-2's "abc" and a text longer than one block. */
+static void test_sha256(void **state)
+{
+    merkle_hash h, want;
+    char text[1000];
+
+    (void)state;
+    merkle_sha256("abc", 3, &h);
+    from_hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", &want);
+    assert_true(equal(&h, &want));
+    memset(text, 'a', sizeof text);
+    merkle_sha256(text, sizeof text, &h);
+    from_hex("41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3", &want);
+    assert_true(equal(&h, &want));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -663,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_edge_load_and_copy),
         cmocka_unit_test(test_commitment),
+        cmocka_unit_test(test_sha256),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
