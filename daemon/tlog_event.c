@@ -67,10 +67,13 @@ const char *tlog_event_type_name(tlog_event_type type)
 
 #define NAME_ID(n) NAME_##n,
 typedef enum name_id { EVENT_NAMES(NAME_ID) NAME_COUNT } name_id;
-#define NAME_TEXT(n) {#n, sizeof #n - 1},
+/* Each name, and as a member's start (`,"name":`; without the comma first). */
+#define NAME_TEXT(n) {#n, sizeof #n - 1, ",\"" #n "\":", sizeof #n + 3},
 static const struct {
     const char *text;
     size_t len;
+    const char *key;
+    size_t key_len;
 } names[NAME_COUNT] = {EVENT_NAMES(NAME_TEXT)};
 
 /* ---- the columns an event carries ---- */
@@ -253,6 +256,15 @@ static void put_u64(out_buf *o, uint64_t v)
 static void put_string(out_buf *o, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    /* Most texts need no escape: written with their quotes in one step. */
+    if (!o->full && n < o->cap - o->len && o->cap - o->len - n > 2 && jbuf_plain_len(s, n) == n) {
+        char *at = o->p + o->len;
+        at[0] = '"';
+        memcpy(at + 1, s, n);
+        at[n + 1] = '"';
+        o->len += n + 2;
+        return;
+    }
     put(o, "\"", 1);
     size_t i = 0;
     while (i < n) {
@@ -311,12 +323,9 @@ static size_t emit(members *ms, char *out, size_t cap)
         const member *m = &ms->m[i];
         if (m->kind == M_NONE)
             continue;
-        if (!first)
-            put(&o, ",", 1);
+        /* names need no escape */
+        put(&o, names[i].key + first, names[i].key_len - first);
         first = false;
-        put(&o, "\"", 1);
-        put(&o, names[i].text, names[i].len); /* names need no escape */
-        put(&o, "\":", 2);
         if (m->kind == M_TEXT) {
             if (unicode_valid(m->text, m->len)) {
                 put_string(&o, m->text, m->len);
