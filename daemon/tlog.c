@@ -858,7 +858,9 @@ bool tlog_prove(tlog *t, size_t i, ledger_proof *out)
         memcpy(out->hashes[k], hashes[k].bytes, MERKLE_HASH_LEN);
     memcpy(out->event, t->arena + leaf->event_at, leaf->event_len);
     out->event[leaf->event_len] = '\0';
-    snprintf(out->checkpoint, sizeof out->checkpoint, "%s", t->note);
+    size_t note_len = strnlen(t->note, LEDGER_NOTE_MAX);
+    memcpy(out->checkpoint, t->note, note_len);
+    out->checkpoint[note_len] = '\0';
     out->present = true;
     return true;
 }
