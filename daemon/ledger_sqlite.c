@@ -219,6 +219,7 @@ enum stmt_id {
     ST_CLIENT_STATS,
     ST_SERIES,
     ST_LOG_ENTRY,
+    ST_LOG_ENTRIES, /* LOG_ENTRY_ROWS of them */
     ST_LOG_TILE,
     ST_LOG_CHECKPOINT,
     ST_LOG_RANGE,
@@ -231,6 +232,16 @@ enum stmt_id {
     ST_LOG_TILE_GET,
     ST_COUNT_ALL, /* number of statements, not one */
 };
+
+/*
+ * A batch's leaves go in LOG_ENTRY_ROWS to a statement: each statement that
+ * may fail a CHECK runs as a sub-transaction of its own, whose opening and
+ * closing cost about as much as the row (callgrind: a fifth fewer
+ * instructions a row, the commit included, with eight).
+ */
+#define LOG_ENTRY_ROWS   8
+#define LOG_ENTRY_INSERT "INSERT INTO log_entries (leaf, delivery, salt, commitment, event) VALUES "
+#define LOG_ENTRY_VALUES "(?, ?, ?, ?, ?)"
 
 static const char *const stmt_sql[ST_COUNT_ALL] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -312,8 +323,10 @@ static const char *const stmt_sql[ST_COUNT_ALL] = {
                   " SELECT (confirmed_ms - ?1) / ?3, 0, status = 'confirmed', status = 'corrupted'"
                   "  FROM deliveries WHERE confirmed_ms >= ?1 AND confirmed_ms < ?2"
                   ") GROUP BY b ORDER BY b",
-    [ST_LOG_ENTRY] = "INSERT INTO log_entries (leaf, delivery, salt, commitment, event)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_LOG_ENTRY] = LOG_ENTRY_INSERT LOG_ENTRY_VALUES,
+    [ST_LOG_ENTRIES] = LOG_ENTRY_INSERT LOG_ENTRY_VALUES
+    "," LOG_ENTRY_VALUES "," LOG_ENTRY_VALUES "," LOG_ENTRY_VALUES "," LOG_ENTRY_VALUES
+    "," LOG_ENTRY_VALUES "," LOG_ENTRY_VALUES "," LOG_ENTRY_VALUES,
     [ST_LOG_TILE] = "INSERT INTO log_tiles (level, idx, hashes) VALUES (?1, ?2, ?3)"
                     " ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes",
     [ST_LOG_CHECKPOINT] = "INSERT INTO log_checkpoints (size, time_ms, note) VALUES (?1, ?2, ?3)",
@@ -1101,22 +1114,33 @@ static sqlite3_int64 clamp_i64(uint64_t v)
     return v > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
 }
 
+/* Binds entry e to the five parameters of st from first on. */
+static int bind_log_entry(sqlite3_stmt *st, int first, const ledger_log_entry *e)
+{
+    int rc = sqlite3_bind_int64(st, first, clamp_i64(e->leaf));
+    rc |= e->delivery != NULL ? sqlite3_bind_text(st, first + 1, e->delivery, -1, SQLITE_STATIC)
+                              : sqlite3_bind_null(st, first + 1);
+    rc |= sqlite3_bind_blob(st, first + 2, e->salt, LEDGER_SALT_LEN, SQLITE_STATIC);
+    rc |= sqlite3_bind_blob(st, first + 3, e->commitment, LEDGER_HASH_LEN, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, first + 4, e->event, (int)e->event_len, SQLITE_STATIC);
+    return rc;
+}
+
 static int sqlite_log_store(ledger *base, const ledger_log_write *w)
 {
     ledger_sqlite *lg = impl(base);
     sqlite3_stmt *st;
     int rc;
-    for (size_t i = 0; i < w->entry_count; i++) {
-        const ledger_log_entry *e = &w->entries[i];
-        st = lg->stmt[ST_LOG_ENTRY];
-        rc = sqlite3_bind_int64(st, 1, clamp_i64(e->leaf));
-        rc |= e->delivery != NULL ? sqlite3_bind_text(st, 2, e->delivery, -1, SQLITE_STATIC)
-                                  : sqlite3_bind_null(st, 2);
-        rc |= sqlite3_bind_blob(st, 3, e->salt, LEDGER_SALT_LEN, SQLITE_STATIC);
-        rc |= sqlite3_bind_blob(st, 4, e->commitment, LEDGER_HASH_LEN, SQLITE_STATIC);
-        rc |= sqlite3_bind_text(st, 5, e->event, (int)e->event_len, SQLITE_STATIC);
+    size_t stored = 0;
+    while (stored < w->entry_count) {
+        size_t rows = w->entry_count - stored >= LOG_ENTRY_ROWS ? LOG_ENTRY_ROWS : 1;
+        st = lg->stmt[rows == 1 ? ST_LOG_ENTRY : ST_LOG_ENTRIES];
+        rc = SQLITE_OK;
+        for (size_t r = 0; r < rows; r++)
+            rc |= bind_log_entry(st, (int)(5 * r + 1), &w->entries[stored + r]);
         if (rc != SQLITE_OK || (rc = run(st)) != SQLITE_OK)
             goto fail;
+        stored += rows;
     }
     for (size_t i = 0; i < w->tile_count; i++) {
         const ledger_log_tile *t = &w->tiles[i];
