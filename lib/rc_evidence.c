@@ -662,7 +662,7 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
 fail:
     r = RECEIPT_ERR_VERIFY;
 fail_r:
-    rc_fail(c, r, "the bundle%s%s: %s", delivery_or_empty(bundle) ? " of " : "",
+    rc_fail(c, r, "the bundle%s%s: %s", delivery_or_empty(bundle)[0] != '\0' ? " of " : "",
             delivery_or_empty(bundle), why);
 out:
     free(payload);
