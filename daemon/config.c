@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -1028,9 +1029,26 @@ static config_result config_finish(config *cfg, char *err, size_t errlen)
 
 /* ---- the configuration file ------------------------------------------------ */
 
-/* A URL with user:password@, or a libpq keyword string with password=. */
+/* A URL with user:password@, or a libpq keyword string with password=.
+ * What libpq accepts is read as libpq reads it (a key/value string may have
+ * spaces around its '=', "password = x"); a text it cannot read is judged
+ * by its look, erring on the side of a password. */
 static bool holds_password(const char *value)
 {
+    if (strncmp(value, "sqlite:", 7) != 0) {
+        char *perr = NULL;
+        PQconninfoOption *opts = PQconninfoParse(value, &perr);
+        PQfreemem(perr);
+        if (opts != NULL) {
+            bool found = false;
+            for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+                if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0')
+                    found = true;
+            PQconninfoFree(opts);
+            if (found)
+                return true;
+        }
+    }
     const char *scheme_end = strstr(value, "://");
     if (scheme_end != NULL) {
         const char *auth = scheme_end + 3;

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { runCli, ownTempDir, removeOwnTempDirs } from './lib/cli.mjs';
+import { runReceiptd } from './lib/server.mjs';
 
 describe('receipt verify --bundle on what is no bundle', () => {
   after(() => removeOwnTempDirs());
@@ -27,5 +28,35 @@ describe('receipt verify --bundle on what is no bundle', () => {
     const r = await runCli(['verify', '--bundle', file]);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /the bundle: it lacks a member/);
+  });
+});
+
+describe('receiptd --config and secrets', () => {
+  after(() => removeOwnTempDirs());
+
+  test('a libpq password written with spaces around its = is a password too', async () => {
+    const dir = ownTempDir('receipt-audit-');
+    const root = path.join(dir, 'root');
+    fs.mkdirSync(root);
+    const cases = [
+      'host=db.example user=receipt password = s3cret dbname=receipt',
+      'host=db.example password\t=s3cret',
+      "host=db.example password= 's3 cret'",
+    ];
+    for (const ledger of cases) {
+      const conf = path.join(dir, 'receiptd.conf');
+      fs.writeFileSync(conf, `root ${root}\nledger ${ledger}\n`);
+      fs.chmodSync(conf, 0o644);
+      const r = await runReceiptd(['--config', conf, '--check']);
+      assert.equal(r.code, 2, `${ledger}: ${r.stderr}`);
+      assert.match(r.stderr, /:2: ledger holds a password, and others may read the file \(mode 0644\)/, ledger);
+      assert.doesNotMatch(r.stderr, /s3/);
+    }
+    // Without a password the same file is read (and fails later, on the state directory).
+    const conf = path.join(dir, 'receiptd.conf');
+    fs.writeFileSync(conf, `root ${root}\nledger host=db.example passfile=/etc/receiptd/pgpass\n`);
+    fs.chmodSync(conf, 0o644);
+    const r = await runReceiptd(['--config', conf, '--check', '--state-dir', path.join(dir, 'none')]);
+    assert.doesNotMatch(r.stderr, /holds a password/);
   });
 });
