@@ -36,12 +36,14 @@ typedef void (*config_deriver)(config *cfg);
 typedef void (*config_clearer)(config *cfg);
 
 /* Flags of an option. */
-#define CONFIG_COMMAND_LINE 1u  /* not for a configuration file: help, version, check */
-#define CONFIG_REQUIRED     2u  /* must be given */
-#define CONFIG_MAY_BE_OFF   4u  /* an address that "off" switches off */
-#define CONFIG_REPEATABLE   8u  /* each time adds to a list (max: its length) */
-#define CONFIG_SECRET       16u /* its value may hold a password */
-#define CONFIG_TWO_WORDS    32u /* two words: on the command line, two arguments */
+#define CONFIG_COMMAND_LINE 1u   /* not for a configuration file: help, version, check */
+#define CONFIG_REQUIRED     2u   /* must be given */
+#define CONFIG_MAY_BE_OFF   4u   /* an address that "off" switches off */
+#define CONFIG_REPEATABLE   8u   /* each time adds to a list (max: its length) */
+#define CONFIG_SECRET       16u  /* its value may hold a password */
+#define CONFIG_TWO_WORDS    32u  /* two words: on the command line, two arguments */
+#define CONFIG_NAMES_DIR    64u  /* names a directory that must exist at start */
+#define CONFIG_NAMES_FILE   128u /* names a file that must exist at start */
 
 typedef enum config_section {
     SECTION_PROTOCOL,
@@ -111,7 +113,7 @@ static void derive_node_id(config *cfg);
 
 /* Every option of receiptd, in the order of --help and the man page. */
 static const config_option options[] = {
-    {"root", "DIR", SECTION_PROTOCOL, parse_string, AT(root),
+    {"root", "DIR", SECTION_PROTOCOL, parse_string, AT(root), .flags = CONFIG_NAMES_DIR,
      .help = "directory to serve (required unless an upstream is given)",
      .doc = "Directory to serve (required unless \\fB\\-\\-upstream\\fR or "
             "\\fB\\-\\-upstream\\-for\\fR is given; it then answers what no upstream claims). "
@@ -188,7 +190,7 @@ static const config_option options[] = {
      .doc = "Add a header to every content response, e.g. a Content-Security-Policy "
             "(repeatable, at most %M)."},
 
-    {"tls-cert", "FILE", SECTION_TLS, parse_string, AT(tls_cert),
+    {"tls-cert", "FILE", SECTION_TLS, parse_string, AT(tls_cert), .flags = CONFIG_NAMES_FILE,
      .help = "serve HTTPS with this PEM certificate, its chain after it (with --tls-key)",
      .doc =
          "Serve HTTPS on the public listener with this PEM certificate, followed by the "
@@ -199,7 +201,7 @@ static const config_option options[] = {
          "tickets. Read again on SIGHUP: new connections get the new pair (and new ticket "
          "keys), open ones keep theirs, and a pair that does not load is logged and the old "
          "one kept."},
-    {"tls-key", "FILE", SECTION_TLS, parse_string, AT(tls_key),
+    {"tls-key", "FILE", SECTION_TLS, parse_string, AT(tls_key), .flags = CONFIG_NAMES_FILE,
      .help = "the private key of --tls-cert (PEM, unencrypted, not readable by others)",
      .doc = "The private key of \\fB\\-\\-tls\\-cert\\fR (PEM, unencrypted). Refused when others "
             "may read it or group or others may change it: mode 0600, or 0640 with a group of "
@@ -211,12 +213,13 @@ static const config_option options[] = {
             "Permanent Redirect to the same path under the public URL (with "
             "\\fB\\-\\-tls\\-cert\\fR and an https public URL)."},
     {"admin-tls-cert", "FILE", SECTION_TLS, parse_string, AT(admin_tls_cert),
+     .flags = CONFIG_NAMES_FILE,
      .help = "serve the admin listener over HTTPS with this certificate (with --admin-tls-key)",
      .doc = "Serve the admin listener over HTTPS with this certificate and chain (with "
             "\\fB\\-\\-admin\\-tls\\-key\\fR), read again on SIGHUP like "
             "\\fB\\-\\-tls\\-cert\\fR."},
     {"admin-tls-key", "FILE", SECTION_TLS, parse_string, AT(admin_tls_key),
-     .help = "the private key of --admin-tls-cert",
+     .flags = CONFIG_NAMES_FILE, .help = "the private key of --admin-tls-cert",
      .doc = "The private key of \\fB\\-\\-admin\\-tls\\-cert\\fR, under the rules of "
             "\\fB\\-\\-tls\\-key\\fR."},
     {"trusted-proxy", "CIDR", SECTION_TLS, parse_trusted_proxy, .max = PROXY_SET_MAX,
@@ -262,6 +265,7 @@ static const config_option options[] = {
      .doc = "How long an upstream may take to accept the connection, and then to send the next "
             "bytes of its answer, before the request is answered 504 (default %D)."},
     {"upstream-ca", "FILE", SECTION_UPSTREAM, parse_string, AT(upstream_ca),
+     .flags = CONFIG_NAMES_FILE,
      .help = "certificate authorities for https upstreams, PEM (default: the system's)",
      .doc = "Certificate authorities, in PEM, that https upstreams' certificates are verified "
             "against (default: the system's)."},
@@ -277,6 +281,7 @@ static const config_option options[] = {
      .doc = "The largest tracked upstream answer, in MiB (default %D): a longer one is answered "
             "502. Request bodies passed to an upstream have the same limit (413)."},
     {"temp-dir", "DIR", SECTION_UPSTREAM, parse_string, AT(temp_dir), .value = "/var/tmp",
+     .flags = CONFIG_NAMES_DIR,
      .help = "where tracked upstream answers longer than --proxy-buffer are kept while they "
              "arrive (default %D)",
      .doc = "Where tracked upstream answers longer than \\fB\\-\\-proxy\\-buffer\\fR are "
@@ -1145,10 +1150,9 @@ static int apply_line(config *cfg, const char *path, unsigned line, char *text, 
  * option it names. A file that others may change is refused whatever it
  * holds: it decides what the server serves and where its keys are.
  */
-static int read_config_file(config *cfg, const char *path, uint64_t *file_given, char *err,
-                            size_t errlen)
+static int read_config_file(config *cfg, const char *path, uint64_t *file_given,
+                            unsigned lines[OPTION_COUNT], char *err, size_t errlen)
 {
-    unsigned lines[OPTION_COUNT] = {0};
     char *buf = NULL;
     size_t len = 0;
     mode_t mode = 0;
@@ -1196,6 +1200,39 @@ out:
     return rc;
 }
 
+/*
+ * The directories and files the file names (those of the options in given)
+ * exist, and are what they should be: a wrong path is a bad value, and its
+ * error names the file and line, as a parser's does. Whether they can be
+ * read is left to start-up, which may run as another user than --check.
+ */
+static int check_file_paths(const config *cfg, const char *path, uint64_t given,
+                            const unsigned lines[OPTION_COUNT], char *err, size_t errlen)
+{
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const config_option *o = &options[i];
+        if (!((given >> i) & 1) || !(o->flags & (CONFIG_NAMES_DIR | CONFIG_NAMES_FILE)))
+            continue;
+        const char *value = *(char *const *)((const char *)cfg + o->offset);
+        if (value == NULL)
+            continue;
+        struct stat st;
+        char why[CONFIG_ERR_MAX];
+        bool wants_dir = (o->flags & CONFIG_NAMES_DIR) != 0;
+        if (stat(value, &st) != 0)
+            snprintf(why, sizeof why, "%s %s: %s", o->name, value, strerror(errno));
+        else if (wants_dir && !S_ISDIR(st.st_mode))
+            snprintf(why, sizeof why, "%s %s is not a directory", o->name, value);
+        else if (!wants_dir && S_ISDIR(st.st_mode))
+            snprintf(why, sizeof why, "%s %s is a directory, not a file", o->name, value);
+        else
+            continue;
+        file_error(err, errlen, path, lines[i], why);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- the command line ------------------------------------------------------ */
 
 /* The options whose values go into the same list as o's (bits by index). */
@@ -1239,8 +1276,10 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
                  (options[opt - 256].flags & CONFIG_TWO_WORDS) && optind < argc)
             optind++; /* its second word */
     }
-    uint64_t file_given = 0, cleared = 0;
-    if (file != NULL && reads_file && read_config_file(cfg, file, &file_given, err, errlen) != 0)
+    uint64_t file_given = 0, cleared = 0, command_given = 0;
+    unsigned lines[OPTION_COUNT] = {0};
+    if (file != NULL && reads_file &&
+        read_config_file(cfg, file, &file_given, lines, err, errlen) != 0)
         return CONFIG_USAGE;
 
     /* "+": arguments are never reordered, so that the second word of a
@@ -1290,12 +1329,17 @@ config_result config_parse(config *cfg, int argc, char **argv, char *err, size_t
         }
         if (set(cfg, o, value, err, errlen) != 0)
             return CONFIG_USAGE;
+        command_given |= UINT64_C(1) << idx;
     }
     if (optind < argc) {
         snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
         return CONFIG_USAGE;
     }
-    return config_finish(cfg, err, errlen);
+    config_result r = config_finish(cfg, err, errlen);
+    if (r == CONFIG_OK && file != NULL && reads_file &&
+        check_file_paths(cfg, file, file_given & ~command_given, lines, err, errlen) != 0)
+        return CONFIG_USAGE;
+    return r;
 }
 
 /* Whether host (as in a URL; IPv6 in brackets) names this machine. */

@@ -60,3 +60,27 @@ describe('receiptd --config and secrets', () => {
     assert.doesNotMatch(r.stderr, /holds a password/);
   });
 });
+
+describe('receiptd --config: paths that name nothing', () => {
+  after(() => removeOwnTempDirs());
+
+  test('a root or certificate file that does not exist is an error that names the file and line', async () => {
+    const dir = ownTempDir('receipt-audit-');
+    const root = path.join(dir, 'root');
+    fs.mkdirSync(root);
+    const conf = path.join(dir, 'receiptd.conf');
+    fs.writeFileSync(conf, `# a site\nroot ${path.join(dir, 'no-such-root')}\n`);
+    let r = await runReceiptd(['--config', conf, '--check', '--state-dir', path.join(dir, 'state')]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.ok(r.stderr.startsWith(`receiptd: ${conf}:2: root ${path.join(dir, 'no-such-root')}: No such file or directory`), r.stderr);
+    // The command line replaces the file's value, and with it the error.
+    r = await runReceiptd(['--config', conf, '--root', root, '--check', '--state-dir', path.join(dir, 'state')]);
+    assert.doesNotMatch(r.stderr, /no-such-root/);
+
+    fs.writeFileSync(conf, `root ${root}\ntls-cert ${path.join(dir, 'cert.pem')}\ntls-key ${path.join(dir, 'key.pem')}\n`);
+    r = await runReceiptd(['--config', conf, '--check', '--state-dir', path.join(dir, 'state')]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.ok(r.stderr.startsWith(`receiptd: ${conf}:2: tls-cert ${path.join(dir, 'cert.pem')}: No such file or directory`), r.stderr);
+    assert.equal(fs.existsSync(path.join(dir, 'state')), false, 'nothing was made');
+  });
+});

@@ -447,7 +447,7 @@ static void test_file(void **state)
     char err[512] = "";
     char *path = config_file("# receiptd.conf\n"
                              "\n"
-                             "root /srv/www\n"
+                             "root /tmp\n"
                              "  listen   127.0.0.1:9001  \r\n"
                              "no-inject\n"
                              "add-header X-A: one two\n"
@@ -460,7 +460,7 @@ static void test_file(void **state)
     assert_int_equal(
         config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
         CONFIG_OK);
-    assert_string_equal(cfg.root, "/srv/www");
+    assert_string_equal(cfg.root, "/tmp");
     assert_string_equal(cfg.listen.text, "127.0.0.1:9001");
     assert_string_equal(cfg.public_url, "http://127.0.0.1:9001");
     assert_false(cfg.inject);
@@ -485,7 +485,7 @@ static void test_file(void **state)
     assert_string_equal(cfg.headers[0].name, "X-C");
     assert_string_equal(cfg.headers[1].name, "X-D");
     assert_int_equal(cfg.trusted_proxies.count, 2);
-    assert_string_equal(cfg.root, "/srv/www");
+    assert_string_equal(cfg.root, "/tmp");
     config_free(&cfg);
     assert_int_equal(config_parse(&cfg, ARGC("--config", path, "--trusted-proxy", "192.0.2.1"),
                                   ARGV("--config", path, "--trusted-proxy", "192.0.2.1"), err,
@@ -586,6 +586,13 @@ static void test_file_errors(void **state)
         {"root /srv\nredirect-http 127.0.0.1:80\n", 0644,
          "--redirect-http redirects to HTTPS: it needs --tls-cert"},
         {"root /srv\nadmin-tls-key /k\n", 0644, "--admin-tls-cert and --admin-tls-key go together"},
+        /* Paths that do not name what they should are bad values too. */
+        {"root /nonexistent-root\n", 0644, ":1: root /nonexistent-root: No such file or directory"},
+        {"root /etc/passwd\n", 0644, ":1: root /etc/passwd is not a directory"},
+        {"root /srv\ntls-cert /nonexistent.pem\ntls-key /etc/passwd\n", 0644,
+         ":2: tls-cert /nonexistent.pem: No such file or directory"},
+        {"root /srv\ntemp-dir /etc/passwd\n", 0644, ":2: temp-dir /etc/passwd is not a directory"},
+        {"root /srv\nupstream-ca /etc\n", 0644, ":2: upstream-ca /etc is a directory, not a file"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         config cfg;
