@@ -393,7 +393,7 @@ static const config_option options[] = {
      .doc = "Run the checks of start-up (root, state directory, keys, admin token, ledger "
             "ownership and schema, recovery file and its reservation) and a full integrity "
             "check of the ledger, and print start-up's warnings; create and change nothing; "
-            "exit 0 or 1."},
+            "exit 0, 1 when a check fails, or 2 for a usage error (in the file: FILE:LINE)."},
     {"help", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "this text",
      .doc = "Print the options."},
     {"version", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "the version",
