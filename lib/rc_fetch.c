@@ -382,7 +382,9 @@ static receipt_result rc_fetch_run(receipt_client *c, const char *url, rc_fetch_
     }
     if (plugin == NULL || plugin[0] == '\0') {
         r = rc_fail(c, RECEIPT_ERR_PROTOCOL,
-                    "%s: the answer carries no plug-in data (not a receipt server?)", url);
+                    "%s: the answer carries no plug-in data and no ticket: the server "
+                    "does not track this path (or is no receipt server); nothing was saved",
+                    url);
         goto out;
     }
     const char *delivery_header =

@@ -5,8 +5,8 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runCli, ownTempDir, removeOwnTempDirs } from './lib/cli.mjs';
-import { runReceiptd } from './lib/server.mjs';
+import { runCli, ownTempDir, removeOwnTempDirs, clientDirs } from './lib/cli.mjs';
+import { runReceiptd, startServer } from './lib/server.mjs';
 
 describe('receipt verify --bundle on what is no bundle', () => {
   after(() => removeOwnTempDirs());
@@ -82,5 +82,23 @@ describe('receiptd --config: paths that name nothing', () => {
     assert.equal(r.code, 2, r.stderr);
     assert.ok(r.stderr.startsWith(`receiptd: ${conf}:2: tls-cert ${path.join(dir, 'cert.pem')}: No such file or directory`), r.stderr);
     assert.equal(fs.existsSync(path.join(dir, 'state')), false, 'nothing was made');
+  });
+});
+
+describe('receipt fetch of a path the server does not track', () => {
+  after(() => removeOwnTempDirs());
+
+  test('says the path is not tracked, not only that the server may be no receipt server; saves nothing', async () => {
+    const srv = await startServer({ files: { '/kept.bin': 'bytes', '/free.bin': 'free' }, args: ['--untrack', '/free.bin', '--admin-listen', 'off'] });
+    try {
+      const c = await clientDirs();
+      const out = c.out('free.bin');
+      const r = await runCli(['fetch', `${srv.url}/free.bin`, '-o', out, ...c.args()]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /free\.bin: the answer carries no plug-in data and no ticket: the server does not track this path/);
+      assert.equal(fs.existsSync(out), false);
+    } finally {
+      await srv.stop();
+    }
   });
 });
