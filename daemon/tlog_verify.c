@@ -43,6 +43,7 @@ typedef struct verifier {
     uint64_t cp_after; /* checkpoints of larger sizes are read next */
     bool cp_started;
     bool cp_done;
+    uint64_t signed_size; /* the largest checkpoint size reached */
     uint8_t tile[VERIFY_LEVELS][TILES_WIDTH * MERKLE_HASH_LEN];
     uint64_t tile_index[VERIFY_LEVELS];
     unsigned tile_width[VERIFY_LEVELS];
@@ -119,6 +120,8 @@ static int check_checkpoints(verifier *v)
             return 0;
         v->cp_next++;
         v->out->checkpoints++;
+        if (p->size > v->signed_size)
+            v->signed_size = p->size;
         if (!p->opened) {
             problem(v, P_CHECKPOINT,
                     "the checkpoint of %llu leaves is not signed by the site's log keys",
@@ -222,6 +225,31 @@ static int verify_log(verifier *v)
             return -1;
         if (v->broken || v->out->leaves - before < VERIFY_ENTRY_CHUNK)
             break;
+    }
+    /* The writer signs a checkpoint in the transaction that adds a batch's
+     * leaves: leaves past the newest checkpoint were added, or their
+     * checkpoint removed, behind the server (whose next batch then cannot be
+     * written). The checkpoints were read in pages, perhaps before a running
+     * server's last batch: the newest is asked for once more, and one that
+     * covers every leaf read clears them. */
+    uint64_t leaves = merkle_edge_size(v->edge);
+    uint64_t newest = 0;
+    if (!v->broken && leaves > v->signed_size) {
+        if (ledger_log_size(v->lg, &newest) != 0) {
+            snprintf(v->err, sizeof v->err, "the log's newest checkpoint: %s", ledger_error(v->lg));
+            return -1;
+        }
+        if (newest < leaves && leaves == v->signed_size + 1)
+            problem(v, P_CHECKPOINT,
+                    "leaf %llu is in no checkpoint (the newest signs %llu leaves): a checkpoint "
+                    "was deleted, or a leaf was added behind the server",
+                    (unsigned long long)v->signed_size, (unsigned long long)v->signed_size);
+        else if (newest < leaves)
+            problem(v, P_CHECKPOINT,
+                    "leaves %llu to %llu are in no checkpoint (the newest signs %llu leaves): a "
+                    "checkpoint was deleted, or leaves were added behind the server",
+                    (unsigned long long)v->signed_size, (unsigned long long)leaves - 1,
+                    (unsigned long long)v->signed_size);
     }
     /* Checkpoints beyond the leaves there are. */
     for (;;) {

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { runCli, ownTempDir, removeOwnTempDirs, clientDirs } from './lib/cli.mjs';
-import { runReceiptd, startServer } from './lib/server.mjs';
+import { spawnSync } from 'node:child_process';
+import { runReceiptd, startServer, RECEIPTD, ledgerArgs } from './lib/server.mjs';
 
 describe('receipt verify --bundle on what is no bundle', () => {
   after(() => removeOwnTempDirs());
@@ -100,5 +101,25 @@ describe('receipt fetch of a path the server does not track', () => {
     } finally {
       await srv.stop();
     }
+  });
+});
+
+describe('receiptd ledger verify: leaves that no checkpoint signs', () => {
+  test('the newest checkpoint deleted behind the server is found (the server could not write its next batch)', async () => {
+    const srv = await startServer({ files: { '/a.html': '<p>a</p>' }, args: ['--admin-listen', 'off'] });
+    for (let i = 0; i < 3; i++) await fetch(`${srv.url}/a.html`).then((r) => r.text());
+    await srv.until(() => srv.query('SELECT count(*) AS n FROM log_entries')[0].n >= 4);
+    assert.equal((await srv.stop()).code, 0);
+    const verify = () => spawnSync(RECEIPTD, ['ledger', 'verify', '--state-dir', srv.stateDir, ...ledgerArgs(srv.stateDir)], { encoding: 'utf8', timeout: 30000 });
+    let r = verify();
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    const newest = Number(srv.query('SELECT max(size) AS n FROM log_checkpoints')[0].n);
+    const leaves = Number(srv.query('SELECT count(*) AS n FROM log_entries')[0].n);
+    assert.equal(newest, leaves, 'every leaf is signed');
+    srv.exec(`DELETE FROM log_checkpoints WHERE size = ${newest}`);
+    const before = Number(srv.query('SELECT max(size) AS n FROM log_checkpoints')[0].n);
+    r = verify();
+    assert.equal(r.status, 5, r.stderr + r.stdout);
+    assert.match(r.stderr, new RegExp(`leaves? ${before}( to ${leaves - 1})? (is|are) in no checkpoint \\(the newest signs ${before} leaves\\)`));
   });
 });
