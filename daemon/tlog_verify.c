@@ -17,8 +17,18 @@
 #define VERIFY_ROW_CHUNK        1000 /* delivery rows read at a time */
 #define VERIFY_LEVELS           8
 #define VERIFY_PROBLEM_MAX      512
+#define VERIFY_SUSPECTS_MAX     256 /* row problems of a page read again before they are told */
+#define VERIFY_READS_AGAIN      3   /* times a row and its events are read again */
 
 enum problem_kind { P_LEAF, P_CHECKPOINT, P_TILE, P_ROW, P_MISSING, P_KINDS };
+
+/* A row problem as first seen: read again before it is told, since a running
+ * server may have changed the row, or made it, between two reads. */
+typedef struct suspect {
+    char id[UUID7_STR_LEN + 1];
+    bool missing;  /* logged, but no row was read */
+    uint64_t leaf; /* missing: its first leaf seen */
+} suspect;
 
 typedef struct pending_checkpoint {
     uint64_t size;
@@ -59,6 +69,8 @@ typedef struct verifier {
     bool state_bad;
     char state_why[256];
     uint64_t state_events;
+    suspect suspects[VERIFY_SUSPECTS_MAX];
+    size_t suspect_count;
 } verifier;
 
 static void problem(verifier *v, enum problem_kind kind, const char *fmt, ...)
@@ -154,7 +166,11 @@ static void check_tile_hash(verifier *v, unsigned level, uint64_t n, const merkl
 {
     uint64_t index = n / TILES_WIDTH;
     unsigned at = (unsigned)(n % TILES_WIDTH);
-    if (!v->tile_loaded[level] || v->tile_index[level] != index) {
+    /* A partial tile read before a running server's later batches grew it
+     * is read again: the hashes it holds do not change, its width does. */
+    bool again =
+        v->tile_loaded[level] && v->tile_index[level] == index && at >= v->tile_width[level];
+    if (again || !v->tile_loaded[level] || v->tile_index[level] != index) {
         unsigned width = 0;
         if (ledger_log_read_tile(v->lg, level, index, v->tile[level], &width) != 0) {
             snprintf(v->err, sizeof v->err, "the log's tile %u/%llu: %s", level,
@@ -165,7 +181,7 @@ static void check_tile_hash(verifier *v, unsigned level, uint64_t n, const merkl
         v->tile_loaded[level] = true;
         v->tile_index[level] = index;
         v->tile_width[level] = width;
-        if (width > 0)
+        if (width > 0 && !again)
             v->out->tiles++;
     }
     if (at >= v->tile_width[level]) {
@@ -292,20 +308,45 @@ static void row_begin(verifier *v)
     v->state_events = 0;
 }
 
+/* Whether the folded events make row; when not, why says so (a whole
+ * problem's text). */
+static bool row_agrees(verifier *v, const ledger_delivery *row, char *why, size_t whylen)
+{
+    char diff[256];
+    if (v->state_events == 0)
+        snprintf(why, whylen, "delivery %s: its row is not in the log (inserted behind the server)",
+                 row->id);
+    else if (v->state_bad)
+        snprintf(why, whylen, "delivery %s: its logged events do not make a row: %s", row->id,
+                 v->state_why);
+    else if (!tlog_event_row_matches(&v->state, row, diff, sizeof diff))
+        snprintf(why, whylen, "delivery %s: its row differs from its logged events in: %s", row->id,
+                 diff);
+    else
+        return true;
+    return false;
+}
+
+/* A row problem: kept to be read again, or told at once when too many are. */
+static void suspect_add(verifier *v, const char *id, bool missing, uint64_t leaf, const char *why)
+{
+    if (v->suspect_count == VERIFY_SUSPECTS_MAX) {
+        problem(v, missing ? P_MISSING : P_ROW, "%s", why);
+        return;
+    }
+    suspect *s = &v->suspects[v->suspect_count++];
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->missing = missing;
+    s->leaf = leaf;
+}
+
 /* A row whose events were all folded: the row they make is compared. */
 static void row_end(verifier *v, const ledger_delivery *row)
 {
     v->out->rows++;
-    char diff[256];
-    if (v->state_events == 0)
-        problem(v, P_ROW, "delivery %s: its row is not in the log (inserted behind the server)",
-                row->id);
-    else if (v->state_bad)
-        problem(v, P_ROW, "delivery %s: its logged events do not make a row: %s", row->id,
-                v->state_why);
-    else if (!tlog_event_row_matches(&v->state, row, diff, sizeof diff))
-        problem(v, P_ROW, "delivery %s: its row differs from its logged events in: %s", row->id,
-                diff);
+    char why[VERIFY_PROBLEM_MAX];
+    if (!row_agrees(v, row, why, sizeof why))
+        suspect_add(v, row->id, false, 0, why);
     row_begin(v);
 }
 
@@ -320,10 +361,58 @@ static int merge_event(void *arg, const ledger_log_row *row)
         return fold_event(v, row);
     if (strcmp(v->missing, row->delivery) != 0) {
         snprintf(v->missing, sizeof v->missing, "%s", row->delivery);
-        problem(v, P_MISSING,
-                "delivery %s: logged (leaf %llu) but it has no row (deleted behind the server)",
-                row->delivery, (unsigned long long)row->leaf);
+        suspect_add(v, row->delivery, true, row->leaf, "");
     }
+    return 0;
+}
+
+/*
+ * The page's row problems, read again one by one now that the page's query
+ * is done: a row made since the page was read, or changed between the read
+ * of the rows and that of their events, is no problem; one that stays wrong
+ * is told. -1 when the ledger cannot be read.
+ */
+static int confirm_suspects(verifier *v)
+{
+    for (size_t i = 0; i < v->suspect_count; i++) {
+        const suspect *s = &v->suspects[i];
+        ledger_delivery row;
+        char why[VERIFY_PROBLEM_MAX] = "";
+        bool agrees = false;
+        for (int attempt = 0; attempt < VERIFY_READS_AGAIN && !agrees; attempt++) {
+            int found = ledger_get(v->lg, s->id, &row);
+            if (found < 0) {
+                snprintf(v->err, sizeof v->err, "the row of delivery %s: %s", s->id,
+                         ledger_error(v->lg));
+                return -1;
+            }
+            if (s->missing) {
+                agrees = found == 1;
+                snprintf(why, sizeof why,
+                         "delivery %s: logged (leaf %llu) but it has no row (deleted behind the "
+                         "server)",
+                         s->id, (unsigned long long)s->leaf);
+                break;
+            }
+            if (found == 0) {
+                snprintf(why, sizeof why, "delivery %s: its row went away while it was checked",
+                         s->id);
+                break;
+            }
+            row_begin(v);
+            if (ledger_log_entries(v->lg, LEDGER_LOG_DELIVERY, 0, 0, s->id, false, fold_event, v) !=
+                0) {
+                snprintf(v->err, sizeof v->err, "the log's events of delivery %s: %s", s->id,
+                         ledger_error(v->lg));
+                return -1;
+            }
+            agrees = row_agrees(v, &row, why, sizeof why);
+        }
+        if (!agrees)
+            problem(v, s->missing ? P_MISSING : P_ROW, "%s", why);
+    }
+    v->suspect_count = 0;
+    row_begin(v);
     return 0;
 }
 
@@ -347,7 +436,7 @@ static int check_page(verifier *v, const ledger_delivery *rows, size_t n, const 
     }
     while (v->page_at < v->page_count)
         row_end(v, &v->page[v->page_at++]);
-    return 0;
+    return confirm_suspects(v);
 }
 
 static int verify_rows(verifier *v)
