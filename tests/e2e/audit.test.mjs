@@ -4,6 +4,7 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { runCli, ownTempDir, removeOwnTempDirs, clientDirs } from './lib/cli.mjs';
 import { spawn, spawnSync } from 'node:child_process';
@@ -157,5 +158,27 @@ describe('receiptd ledger verify on a running server', () => {
     }
     assert.deepEqual(told, [], 'a live ledger verifies');
     assert.equal((await srv.stop()).code, 0);
+  });
+});
+
+describe('a Content-Length that is no number', () => {
+  test('gets libmicrohttpd\'s own 400 (status line and header fields twice), the connection closed, nothing recorded', { timeout: 30000 }, async () => {
+    const srv = await startServer({ files: { '/a.txt': 'hello' }, args: ['--admin-listen', 'off'] });
+    try {
+      const text = await new Promise((resolve, reject) => {
+        const sock = net.connect(srv.port, '127.0.0.1', () => sock.end('GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n'));
+        let got = '';
+        sock.on('data', (d) => (got += d));
+        sock.on('close', () => resolve(got));
+        sock.on('error', reject);
+        sock.setTimeout(5000, () => sock.destroy(new Error('timeout')));
+      });
+      const lines = text.split('\r\n').filter((l) => /^HTTP\/1\.1 \d{3} /.test(l));
+      assert.deepEqual(lines, ['HTTP/1.1 400 Bad Request', 'HTTP/1.1 400 Bad Request'], text);
+      assert.match(text, /Content-Length/);
+      assert.equal(Number(srv.query('SELECT count(*) AS n FROM deliveries')[0].n), 0);
+    } finally {
+      await srv.stop();
+    }
   });
 });
