@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define REDIRECT_MEMORY    8192 /* per connection: a request line and headers */
 #define REDIRECT_TIMEOUT_S 10
@@ -64,6 +65,16 @@ static void peer_address(struct MHD_Connection *c, char out[PROXY_ADDR_TEXT_MAX]
         proxy_addr_format(addr, out);
 }
 
+static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *name,
+                                  const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (strcasecmp(name, MHD_HTTP_HEADER_HOST) == 0)
+        (*(unsigned *)cls)++;
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
@@ -86,6 +97,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     unsigned status = MHD_HTTP_PERMANENT_REDIRECT;
     struct MHD_Response *resp = NULL;
     size_t body = 0;
+    unsigned hosts = 0;
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_host, &hosts);
     char location[CONFIG_URL_MAX + HTTP_RAW_URI_MAX + 1];
     if (rr->len > HTTP_RAW_URI_MAX) {
         status = 414;
@@ -95,6 +108,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         status = 400;
         resp =
             http_reply_error_response(status, "bad_path", "The request path is not valid.", &body);
+    } else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && hosts != 1) {
+        /* As the public listener answers it (RFC 9112 section 3.2). */
+        status = 400;
+        resp = http_reply_error_response(status, "bad_host",
+                                         hosts == 0 ? "An HTTP/1.1 request needs a Host header."
+                                                    : "Host is given more than once.",
+                                         &body);
     } else {
         snprintf(location, sizeof location, "%s%s", r->cfg->public_url, path);
         resp = http_reply_empty();

@@ -384,9 +384,18 @@ static void describe_certificate(metrics_listener which, tls_creds *t, const cha
     else if (info.not_before > now)
         log_error("%s listener: the certificate in %s is not valid yet: clients will refuse it",
                   listener, tls_creds_cert_file(t));
-    else if (info.not_after - now < MAIN_CERT_WARN_DAYS * 24 * 3600)
-        log_warn("%s listener: the certificate in %s expires in %lld days, on %s", listener,
-                 tls_creds_cert_file(t), (long long)((info.not_after - now) / 86400), until);
+    else if (info.not_after - now < MAIN_CERT_WARN_DAYS * 24 * 3600) {
+        /* In hours below two days: "0 days" would read as already expired. */
+        long long left = (long long)(info.not_after - now);
+        long long count = left < 2 * 86400 ? left / 3600 : left / 86400;
+        const char *unit = left < 2 * 86400 ? (count == 1 ? "hour" : "hours") : "days";
+        if (count == 0)
+            log_warn("%s listener: the certificate in %s expires in less than an hour, on %s",
+                     listener, tls_creds_cert_file(t), until);
+        else
+            log_warn("%s listener: the certificate in %s expires in %lld %s, on %s", listener,
+                     tls_creds_cert_file(t), count, unit, until);
+    }
 }
 
 /* Loads a listener's pair, if it has one; -1 with err on failure. */
@@ -434,6 +443,15 @@ static int run_check(const config *cfg)
     state st;
     int rc = start_state(cfg, true, NULL, NULL, &st, err, sizeof err);
     state_close(&st);
+    if (rc == 0 && cfg->access_log != NULL) {
+        /* Opened as the start opens it (created if missing), so that a
+         * reload's check does not pass what the next start refuses. */
+        accesslog *alog = accesslog_open(cfg->access_log, err, sizeof err);
+        rc = alog == NULL;
+        accesslog_close(alog);
+    }
+    if (rc == 0)
+        rc = upstream_check(cfg, err, sizeof err);
     tls_creds *pairs[2] = {NULL, NULL};
     if (rc == 0)
         rc = load_certificate(METRICS_LISTENER_PUBLIC, "tls-cert", cfg->tls_cert, cfg->tls_key,

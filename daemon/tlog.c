@@ -482,9 +482,43 @@ static int load_own(tlog *t, ledger *lg, char *err, size_t errlen)
     return 0;
 }
 
-int tlog_load(tlog *t, ledger *lg, char *err, size_t errlen)
+/*
+ * A leaf and the checkpoint that signs it are committed together, so a
+ * leaf past the newest checkpoint means that checkpoint's row was lost or
+ * deleted: every batch would then collide with that leaf. A leaf found
+ * there while another node commits is covered by the newer checkpoint a
+ * second read of the head gives; the same head twice is the damage.
+ */
+static int load_checked_head(tlog *t, ledger *lg, char *err, size_t errlen)
 {
     if (load_head(t, lg, err, errlen) != 0)
+        return -1;
+    for (;;) {
+        uint64_t size = merkle_edge_size(t->committed);
+        last_leaf past = {0};
+        if (ledger_log_entries(lg, LEDGER_LOG_RANGE, size, 1, NULL, true, take_last, &past) != 0) {
+            set_err(err, errlen, "the log's leaf %llu: %s", (unsigned long long)size,
+                    ledger_error(lg));
+            return -1;
+        }
+        if (!past.found)
+            return 0;
+        if (load_head(t, lg, err, errlen) != 0)
+            return -1;
+        if (merkle_edge_size(t->committed) == size) {
+            set_err(err, errlen,
+                    "the log is damaged: leaf %llu is stored, but its newest checkpoint signs "
+                    "%llu leaves (a checkpoint was deleted or lost): run receiptd ledger "
+                    "verify, and restore the ledger from a backup",
+                    (unsigned long long)size, (unsigned long long)size);
+            return -1;
+        }
+    }
+}
+
+int tlog_load(tlog *t, ledger *lg, char *err, size_t errlen)
+{
+    if (load_checked_head(t, lg, err, errlen) != 0)
         return -1;
     return load_own(t, lg, err, errlen);
 }

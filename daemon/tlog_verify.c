@@ -612,8 +612,8 @@ int tlog_verify_main(int argc, char **argv)
                (unsigned long long)r.tiles, (unsigned long long)r.rows,
                r.problems == 0 ? "the ledger and its log agree" : "PROBLEMS FOUND");
         if (r.problems > 0)
-            fprintf(stderr, "receiptd ledger verify: %llu problems\n",
-                    (unsigned long long)r.problems);
+            fprintf(stderr, "receiptd ledger verify: %llu %s\n", (unsigned long long)r.problems,
+                    r.problems == 1 ? "problem" : "problems");
         status = r.problems == 0 ? 0 : 5;
     }
     ledger_close(lg);

@@ -270,8 +270,9 @@ static void note_failure(upstream_route *r, upstream_failure f, const char *deta
     if (!atomic_compare_exchange_strong(&r->logged_ms, &last, now))
         return;
     unsigned long n = atomic_exchange(&r->failed_since_log, 0);
-    log_error("upstream %s %s%s%s; %lu failed requests since the last report", r->url->text,
-              failure_text(f), detail[0] != '\0' ? ": " : "", detail, n);
+    log_error("upstream %s %s%s%s; %lu failed %s since the last report", r->url->text,
+              failure_text(f), detail[0] != '\0' ? ": " : "", detail, n,
+              n == 1 ? "request" : "requests");
 }
 
 /* Caller holds call->lock. */
@@ -1147,6 +1148,11 @@ static int check_temp_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
+int upstream_check(const config *cfg, char *err, size_t errlen)
+{
+    return cfg->upstream_count == 0 ? 0 : check_temp_dir(cfg->temp_dir, err, errlen);
+}
+
 static int by_prefix_length(const void *a, const void *b)
 {
     size_t la = strlen(((const upstream_route *)a)->prefix);
@@ -1175,7 +1181,7 @@ upstream_pool *upstream_pool_new(const config *cfg, unsigned threads, char *err,
     if (p->route_count == 0)
         return p;
 
-    if (check_temp_dir(cfg->temp_dir, err, errlen) != 0)
+    if (upstream_check(cfg, err, errlen) != 0)
         goto fail;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "cannot initialise libcurl");

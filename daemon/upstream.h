@@ -111,6 +111,10 @@ typedef struct upstream_route {
  */
 upstream_pool *upstream_pool_new(const config *cfg, unsigned threads, char *err, size_t errlen);
 
+/* What upstream_pool_new() checks of cfg before it starts anything (for
+ * --check): 0, or -1 with err set. */
+int upstream_check(const config *cfg, char *err, size_t errlen);
+
 /* Fails every call in flight with UPSTREAM_FAIL_SHUTDOWN, refuses new ones,
  * and returns once each thread has done so (every worker waiting is then
  * resumed). NULL-safe. */

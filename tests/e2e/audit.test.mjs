@@ -9,6 +9,7 @@ import path from 'node:path';
 import { runCli, ownTempDir, removeOwnTempDirs, clientDirs } from './lib/cli.mjs';
 import { spawn, spawnSync } from 'node:child_process';
 import { runReceiptd, startServer, RECEIPTD, ledgerArgs } from './lib/server.mjs';
+import { makeCA } from './lib/tls.mjs';
 
 describe('receipt verify --bundle on what is no bundle', () => {
   after(() => removeOwnTempDirs());
@@ -122,6 +123,11 @@ describe('receiptd ledger verify: leaves that no checkpoint signs', () => {
     r = verify();
     assert.equal(r.status, 5, r.stderr + r.stdout);
     assert.match(r.stderr, new RegExp(`(leaf|leaves) ${before}( to ${leaves - 1})? (is|are) in no checkpoint \\(the newest signs ${before} leaves\\)`));
+    // The server refuses to start on it, instead of failing every batch.
+    const started = await runReceiptd(['--root', srv.root, '--listen', '127.0.0.1:0', '--admin-listen', 'off', '--state-dir', srv.stateDir, ...ledgerArgs(srv.stateDir)]);
+    assert.notEqual(started.code, 0, started.stderr);
+    assert.match(started.stderr, new RegExp(`the log is damaged: leaf ${before} is stored, but its newest checkpoint signs ${before} leaves`));
+    assert.equal(Number(srv.query('SELECT count(*) AS n FROM log_entries')[0].n), leaves, 'nothing written');
   });
 });
 
@@ -177,6 +183,46 @@ describe('a Content-Length that is no number', () => {
       assert.deepEqual(lines, ['HTTP/1.1 400 Bad Request', 'HTTP/1.1 400 Bad Request'], text);
       assert.match(text, /Content-Length/);
       assert.equal(Number(srv.query('SELECT count(*) AS n FROM deliveries')[0].n), 0);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
+describe('receiptd --check: what the start would refuse', () => {
+  after(() => removeOwnTempDirs());
+
+  test('an access log that cannot be opened and a temp-dir that takes no file fail the check', async () => {
+    const dir = ownTempDir('receipt-audit-');
+    const root = path.join(dir, 'root');
+    fs.mkdirSync(root);
+    const state = path.join(dir, 'state');
+    let r = await runReceiptd(['--root', root, '--state-dir', state, '--access-log', path.join(dir, 'no-dir', 'access.log'), '--check']);
+    assert.equal(r.code, 1, r.stderr + r.stdout);
+    assert.match(r.stderr, /cannot open access log .*no-dir\/access\.log: No such file or directory/);
+    assert.doesNotMatch(r.stdout, /configuration is valid/);
+    r = await runReceiptd(['--root', root, '--state-dir', state, '--access-log', path.join(dir, 'access.log'), '--check']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /configuration is valid/);
+    // An upstream's spill files go to --temp-dir: one that is no directory fails.
+    const notDir = path.join(dir, 'file');
+    fs.writeFileSync(notDir, '');
+    r = await runReceiptd(['--root', root, '--state-dir', state, '--upstream', 'http://127.0.0.1:9', '--temp-dir', notDir, '--check']);
+    assert.equal(r.code, 1, r.stderr + r.stdout);
+    assert.match(r.stderr, /--temp-dir .*file takes no temporary file/);
+  });
+});
+
+describe('a certificate that expires within two days', () => {
+  after(() => removeOwnTempDirs());
+
+  test('is logged in hours, not as "0 days"', async () => {
+    const ca = makeCA();
+    const pair = ca.issue({ notBefore: new Date(Date.now() - 3600 * 1000), notAfter: new Date(Date.now() + 30 * 3600 * 1000) });
+    const srv = await startServer({ files: { '/a.html': '<p>a</p>' }, https: true, logLevel: 'info', args: ['--tls-cert', pair.chain, '--tls-key', pair.key, '--admin-listen', 'off'] });
+    try {
+      await srv.until(() => /expires in/.test(srv.log()));
+      assert.match(srv.log(), /public listener: the certificate in .* expires in (29|30) hours, on /);
     } finally {
       await srv.stop();
     }

@@ -193,6 +193,8 @@ describe('receiptd over https', () => {
   });
 
   test('--redirect-http answers 308 to the https URL, path and query kept', async () => {
+    const delivered = () => Number(srv.query("SELECT count(*) AS n FROM deliveries WHERE path = '/a.html'")[0].n);
+    const before = delivered();
     const res = await new Promise((resolve, reject) => {
       http.get(`http://127.0.0.1:${redirectPort}/a.html?x=1&y=%20`, resolve).on('error', reject);
     });
@@ -207,8 +209,21 @@ describe('receiptd over https', () => {
     post.resume();
     assert.equal(post.statusCode, 308);
     assert.equal(post.headers.location, `${srv.url}/_receipt/confirm`);
+    // Without Host, HTTP/1.1 is refused as on the public listener; HTTP/1.0 needs none.
+    const raw = (request) => new Promise((resolve, reject) => {
+      const sock = net.connect(redirectPort, '127.0.0.1', () => sock.end(request));
+      let got = '';
+      sock.on('data', (d) => (got += d));
+      sock.on('end', () => resolve(got));
+      sock.on('error', reject);
+    });
+    const noHost = await raw('GET /a.html HTTP/1.1\r\n\r\n');
+    assert.match(noHost, /^HTTP\/1\.1 400 /);
+    assert.equal(JSON.parse(noHost.slice(noHost.indexOf('\r\n\r\n') + 4)).error, 'bad_host');
+    assert.match(await raw('GET /a.html HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'), /^HTTP\/1\.1 400 /);
+    assert.match(await raw('GET /a.html HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 308 /);
     // Nothing was delivered through it.
-    assert.equal(srv.query("SELECT count(*) AS n FROM deliveries WHERE path = '/a.html'")[0].n >= 0, true);
+    assert.equal(delivered(), before);
   });
 
   test('the admin listener serves its own certificate', async () => {

@@ -460,7 +460,7 @@ describe('reverse proxy: faults', () => {
     await sleep(100);
     const lines = srv.log().split('\n').filter((l) => l.includes(`upstream http://127.0.0.1:${downPort} cannot connect`));
     assert.ok(lines.length >= 1 && lines.length <= 2, lines.join('\n'));
-    assert.match(lines[0], /; 1 failed requests since the last report$/);
+    assert.match(lines[0], /; 1 failed request since the last report$/);
     await sleep(1000);
     await expectError('/down/x', 502, 'upstream_unavailable');
     const logged = () => srv.log().split('\n').filter((l) => l.includes(`upstream http://127.0.0.1:${downPort} cannot connect`));
