@@ -391,9 +391,11 @@ static const config_option options[] = {
      .help = "run start-up's checks of the configuration and state, and a full "
              "integrity check of the ledger; change nothing, then exit",
      .doc = "Run the checks of start-up (root, state directory, keys, admin token, ledger "
-            "ownership and schema, recovery file and its reservation) and a full integrity "
-            "check of the ledger, and print start-up's warnings; create and change nothing; "
-            "exit 0, 1 when a check fails, or 2 for a usage error (in the file: FILE:LINE)."},
+            "ownership and schema, recovery file and its reservation, the access log opened "
+            "for appending, the --temp-dir of upstreams, the certificates) and a full "
+            "integrity check of the ledger, and print start-up's warnings; change nothing but "
+            "the access log, which is created if missing, as start-up would; exit 0, 1 when a "
+            "check fails, or 2 for a usage error (in the file: FILE:LINE)."},
     {"help", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "this text",
      .doc = "Print the options."},
     {"version", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "the version",
