@@ -284,7 +284,25 @@ enum write_kind { WRITE_INSERT = 0, WRITE_UPSERT = 1 };
 #define GET_SQL  "SELECT " COLUMNS " FROM deliveries WHERE id = $1::uuid"
 #define GETS_SQL "SELECT " COLUMNS " FROM deliveries WHERE id = ANY($1::uuid[])"
 
-/* Prepared once per connection (and again after a reset). */
+/* The evidence log's part of a write: its lock, the stored tree's size
+ * (read after the lock, in a statement of its own), and its rows. */
+#define LOG_LOCK_SQL "SELECT pg_advisory_xact_lock(8243103980183385091)" /* PG_LOCK_LOG */
+#define LOG_HEAD_SQL "SELECT coalesce(max(size), 0)::int8 FROM log_checkpoints"
+_Static_assert(PG_LOCK_LOG == INT64_C(8243103980183385091), "LOG_LOCK_SQL names PG_LOCK_LOG");
+#define LOG_STORE_ENTRIES_SQL                                                                      \
+    "INSERT INTO log_entries (leaf, delivery, salt, commitment, event)"                            \
+    " SELECT * FROM unnest($1::int8[], $2::uuid[], $3::bytea[], $4::bytea[], $5::text[])"
+#define LOG_STORE_TILE_SQL                                                                         \
+    "INSERT INTO log_tiles (level, idx, hashes) VALUES ($1::int2, $2::int8, $3::bytea)"            \
+    " ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes"
+#define LOG_STORE_CHECKPOINT_SQL                                                                   \
+    "INSERT INTO log_checkpoints (size, time_ms, note) VALUES ($1::int8, $2::int8, $3::text)"
+
+/*
+ * Prepared once per connection (and again after a reset). Every statement
+ * of a batch is here: parsing and planning them again for each batch cost
+ * the server more than the small batches' rows in the log's statements.
+ */
 static const struct {
     const char *name;
     const char *sql;
@@ -293,6 +311,11 @@ static const struct {
     {"ledger_write", WRITE_SQL, true},
     {"ledger_get", GET_SQL, false},
     {"ledger_gets", GETS_SQL, false},
+    {"ledger_log_lock", LOG_LOCK_SQL, true},
+    {"ledger_log_head", LOG_HEAD_SQL, true},
+    {"ledger_log_entries", LOG_STORE_ENTRIES_SQL, true},
+    {"ledger_log_tile", LOG_STORE_TILE_SQL, true},
+    {"ledger_log_checkpoint", LOG_STORE_CHECKPOINT_SQL, true},
 };
 
 /* Rows by status and kind, and the times; no rows: no groups. */
@@ -1710,10 +1733,6 @@ static bool pg_timed_out(const ledger *base)
     return strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0;
 }
 
-#define LOG_LOCK_SQL "SELECT pg_advisory_xact_lock(8243103980183385091)" /* PG_LOCK_LOG */
-#define LOG_HEAD_SQL "SELECT coalesce(max(size), 0)::int8 FROM log_checkpoints"
-_Static_assert(PG_LOCK_LOG == INT64_C(8243103980183385091), "LOG_LOCK_SQL names PG_LOCK_LOG");
-
 /*
  * The whole transaction in one pipeline: BEGIN, the rounds, COMMIT. Returns
  * 0 once committed (rounds' answers taken), -1 otherwise (lg->sqlstate says
@@ -1749,8 +1768,8 @@ static int run_pipeline(ledger_pg *lg)
      * sees what the lock waited for) the stored tree's size; no COMMIT,
      * which comes once the log's writes are in. */
     if (lg->logging) {
-        sent = sent && PQsendQueryParams(c, LOG_LOCK_SQL, 0, NULL, NULL, NULL, NULL, 1) == 1;
-        sent = sent && PQsendQueryParams(c, LOG_HEAD_SQL, 0, NULL, NULL, NULL, NULL, 1) == 1;
+        sent = sent && PQsendQueryPrepared(c, "ledger_log_lock", 0, NULL, NULL, NULL, 1) == 1;
+        sent = sent && PQsendQueryPrepared(c, "ledger_log_head", 0, NULL, NULL, NULL, 1) == 1;
     } else {
         sent = sent && PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 1) == 1;
     }
@@ -2742,12 +2761,13 @@ static int pg_log_lock(ledger *base, uint64_t *size)
 {
     ledger_pg *lg = impl(base);
     if (!lg->log_locked) {
-        PGresult *res = run(lg, "log lock", NULL, LOG_LOCK_SQL, 0, NULL, NULL, PGRES_TUPLES_OK);
+        PGresult *res =
+            run(lg, "log lock", "ledger_log_lock", NULL, 0, NULL, NULL, PGRES_TUPLES_OK);
         if (res == NULL)
             return -1;
         PQclear(res);
         lg->log_locked = true;
-        res = run(lg, "log", NULL, LOG_HEAD_SQL, 0, NULL, NULL, PGRES_TUPLES_OK);
+        res = run(lg, "log", "ledger_log_head", NULL, 0, NULL, NULL, PGRES_TUPLES_OK);
         if (res == NULL)
             return -1;
         lg->log_head = PQntuples(res) == 1 ? get_count(res, 0, 0) : 0;
@@ -2757,22 +2777,14 @@ static int pg_log_lock(ledger *base, uint64_t *size)
     return 0;
 }
 
-#define LOG_STORE_ENTRIES_SQL                                                                      \
-    "INSERT INTO log_entries (leaf, delivery, salt, commitment, event)"                            \
-    " SELECT * FROM unnest($1::int8[], $2::uuid[], $3::bytea[], $4::bytea[], $5::text[])"
-#define LOG_STORE_TILE_SQL                                                                         \
-    "INSERT INTO log_tiles (level, idx, hashes) VALUES ($1::int2, $2::int8, $3::bytea)"            \
-    " ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes"
-#define LOG_STORE_CHECKPOINT_SQL                                                                   \
-    "INSERT INTO log_checkpoints (size, time_ms, note) VALUES ($1::int8, $2::int8, $3::text)"
-
-static int log_command(ledger_pg *lg, const char *sql, int nparams, const char *const *values,
+/* Runs one of the log's prepared statements (name), or sends it into the
+ * open pipeline (commit_logged()). */
+static int log_command(ledger_pg *lg, const char *name, int nparams, const char *const *values,
                        const int *lengths)
 {
     if (lg->log_pipeline) {
         /* libpq copies the parameters into its buffer now. */
-        if (PQsendQueryParams(lg->conn, sql, nparams, NULL, values, lengths, binary_formats, 1) !=
-            1) {
+        if (PQsendQueryPrepared(lg->conn, name, nparams, values, lengths, binary_formats, 1) != 1) {
             fail_conn(lg, "log");
             lg->broken = true;
             return -1;
@@ -2780,7 +2792,7 @@ static int log_command(ledger_pg *lg, const char *sql, int nparams, const char *
         lg->log_sent++;
         return 0;
     }
-    PGresult *res = run(lg, "log", NULL, sql, nparams, values, lengths, PGRES_COMMAND_OK);
+    PGresult *res = run(lg, "log", name, NULL, nparams, values, lengths, PGRES_COMMAND_OK);
     if (res == NULL)
         return -1;
     PQclear(res);
@@ -2820,7 +2832,7 @@ static int pg_log_store(ledger *base, const ledger_log_write *w)
             values[c] = (const char *)col[c].data;
             lengths[c] = (int)col[c].len;
         }
-        if (log_command(lg, LOG_STORE_ENTRIES_SQL, 5, values, lengths) != 0)
+        if (log_command(lg, "ledger_log_entries", 5, values, lengths) != 0)
             return -1;
     }
     for (size_t i = 0; i < w->tile_count; i++) {
@@ -2830,7 +2842,7 @@ static int pg_log_store(ledger *base, const ledger_log_write *w)
         put_be64(idx, t->index);
         const char *values[3] = {(const char *)level, (const char *)idx, (const char *)t->hashes};
         int lengths[3] = {2, 8, (int)(t->width * LEDGER_HASH_LEN)};
-        if (log_command(lg, LOG_STORE_TILE_SQL, 3, values, lengths) != 0)
+        if (log_command(lg, "ledger_log_tile", 3, values, lengths) != 0)
             return -1;
     }
     if (w->checkpoint == NULL)
@@ -2840,7 +2852,7 @@ static int pg_log_store(ledger *base, const ledger_log_write *w)
     put_be64(time_ms, w->time_ms);
     const char *values[3] = {(const char *)size, (const char *)time_ms, w->checkpoint};
     int lengths[3] = {8, 8, (int)strlen(w->checkpoint)};
-    return log_command(lg, LOG_STORE_CHECKPOINT_SQL, 3, values, lengths);
+    return log_command(lg, "ledger_log_checkpoint", 3, values, lengths);
 oom:
     fail(lg, "ledger log: out of memory");
     return -1;
