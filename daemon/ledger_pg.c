@@ -208,78 +208,186 @@ enum param {
     P_DELIVERY_KIND,
     P_DELIVERED_SHA256,
     P_DELIVERED_SIZE,
+    /* A merged row's issuance's binding (NULL in other rows). */
+    P_ISSUE_CLIENT,
+    P_ISSUE_BOUND_ADDR,
+    P_ISSUE_BOUND_MS,
+    P_ISSUE_BOUND_NODE,
     P_WANT_INSERTS, /* not an array: whether inserted rows are answered too */
     PARAM_COUNT,
 };
 #define ARRAY_PARAMS P_WANT_INSERTS
 
 static const unsigned param_elem_oid[ARRAY_PARAMS] = {
-    [P_KIND] = OID_INT2,           [P_ID] = OID_UUID,
-    [P_PATH] = OID_TEXT,           [P_SHA256] = OID_BYTEA,
-    [P_SIZE] = OID_INT8,           [P_SERVER] = OID_TEXT,
-    [P_CLIENT_ADDR] = OID_TEXT,    [P_USER_AGENT] = OID_TEXT,
-    [P_ISSUED_MS] = OID_INT8,      [P_STATUS] = OID_TEXT,
-    [P_CLIENT] = OID_TEXT,         [P_BOUND_ADDR] = OID_TEXT,
-    [P_BOUND_MS] = OID_INT8,       [P_CONFIRMED_MS] = OID_INT8,
-    [P_CONFIRM_ADDR] = OID_TEXT,   [P_RECEIVED_SHA256] = OID_BYTEA,
-    [P_RECEIVED_SIZE] = OID_INT8,  [P_RECEIVED_AT_MS] = OID_INT8,
-    [P_RECEIPT] = OID_TEXT,        [P_ISSUED_NODE] = OID_TEXT,
-    [P_BOUND_NODE] = OID_TEXT,     [P_CONFIRMED_NODE] = OID_TEXT,
-    [P_DELIVERY_KIND] = OID_TEXT,  [P_DELIVERED_SHA256] = OID_BYTEA,
+    [P_KIND] = OID_INT2,
+    [P_ID] = OID_UUID,
+    [P_PATH] = OID_TEXT,
+    [P_SHA256] = OID_BYTEA,
+    [P_SIZE] = OID_INT8,
+    [P_SERVER] = OID_TEXT,
+    [P_CLIENT_ADDR] = OID_TEXT,
+    [P_USER_AGENT] = OID_TEXT,
+    [P_ISSUED_MS] = OID_INT8,
+    [P_STATUS] = OID_TEXT,
+    [P_CLIENT] = OID_TEXT,
+    [P_BOUND_ADDR] = OID_TEXT,
+    [P_BOUND_MS] = OID_INT8,
+    [P_CONFIRMED_MS] = OID_INT8,
+    [P_CONFIRM_ADDR] = OID_TEXT,
+    [P_RECEIVED_SHA256] = OID_BYTEA,
+    [P_RECEIVED_SIZE] = OID_INT8,
+    [P_RECEIVED_AT_MS] = OID_INT8,
+    [P_RECEIPT] = OID_TEXT,
+    [P_ISSUED_NODE] = OID_TEXT,
+    [P_BOUND_NODE] = OID_TEXT,
+    [P_CONFIRMED_NODE] = OID_TEXT,
+    [P_DELIVERY_KIND] = OID_TEXT,
+    [P_DELIVERED_SHA256] = OID_BYTEA,
     [P_DELIVERED_SIZE] = OID_INT8,
+    [P_ISSUE_CLIENT] = OID_TEXT,
+    [P_ISSUE_BOUND_ADDR] = OID_TEXT,
+    [P_ISSUE_BOUND_MS] = OID_INT8,
+    [P_ISSUE_BOUND_NODE] = OID_TEXT,
 };
 
 /* Every parameter and every result in the binary format. */
-static const int binary_formats[PARAM_COUNT] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                                1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-_Static_assert(PARAM_COUNT == 26, "binary_formats has one 1 per parameter");
-
-/* How a round's row is written: insert or nothing, or a conditional upsert. */
-enum write_kind { WRITE_INSERT = 0, WRITE_UPSERT = 1 };
+static const int binary_formats[PARAM_COUNT] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+_Static_assert(PARAM_COUNT == 30, "binary_formats has one 1 per parameter");
 
 /*
- * One round: $1..$25 are arrays (kind, then the columns), $26 says whether
- * inserted rows are answered (their ord only). Upserted rows are answered
- * with the row they made, for the results of confirmations. Rows are
- * written in ID order, so that two nodes lock common rows in one order.
+ * How a round's row is written: insert or nothing, a conditional upsert,
+ * or an issuance merged with the binding or confirmation that follows it in
+ * the batch (merge_pairs()): inserted as the upsert would have left the
+ * row, or, when the row was there already (the issuance changes nothing
+ * then), upserted as the later event alone.
  */
+enum write_kind { WRITE_INSERT = 0, WRITE_UPSERT = 1, WRITE_MERGED = 2 };
+
+/*
+ * One round: $1..$29 are arrays (kind, the columns, a merged row's
+ * issuance's binding), $30 says whether inserted rows are answered (their
+ * ord only). Upserted rows, and merged rows either way, are answered with
+ * the row they made, for the results of confirmations, and whether they
+ * were inserted. Rows are written in ID order, so that two nodes lock
+ * common rows in one order.
+ *
+ * A merged row is inserted with the values the issuance's insert and the
+ * later event's update would have left (the update's CASE for the binding,
+ * with the issuance's row as d); where the row existed already, the
+ * insert does nothing and the upsert takes it, as the later event alone,
+ * exactly as two rounds would have.
+ */
+#define MERGED_BOUND(col)                                                                          \
+    "CASE WHEN write_kind = 2 AND NOT (status = 'bound' OR (bound_ms IS NOT NULL"                  \
+    " AND issue_client IS DISTINCT FROM client)) THEN issue_" col " ELSE " col " END"
+#define RETURNED_COLUMNS                                                                           \
+    "d.id, d.path, d.sha256, d.size, d.server, d.client_addr, d.user_agent, d.issued_ms,"          \
+    " d.status, d.client, d.bound_addr, d.bound_ms, d.confirmed_ms, d.confirm_addr,"               \
+    " d.received_sha256, d.received_size, d.received_at_ms, d.receipt, d.issued_node,"             \
+    " d.bound_node, d.confirmed_node, d.kind, d.delivered_sha256, d.delivered_size"
 #define WRITE_SQL                                                                                  \
     "WITH ev AS (SELECT * FROM unnest($1::int2[], $2::uuid[], $3::text[], $4::bytea[],"            \
     "   $5::int8[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[],"     \
     "   $12::text[], $13::int8[], $14::int8[], $15::text[], $16::bytea[], $17::int8[],"            \
     "   $18::int8[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],"             \
-    "   $24::bytea[], $25::int8[])"                                                                \
-    "   WITH ORDINALITY AS e(write_kind, " COLUMNS ", ord)),"                                      \
-    " ins AS (INSERT INTO deliveries (" COLUMNS ") SELECT " COLUMNS                                \
-    " FROM ev WHERE write_kind = 0"                                                                \
-    "   ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id),"                                    \
-    " ups AS (INSERT INTO deliveries AS d (" COLUMNS ") SELECT " COLUMNS                           \
-    " FROM ev WHERE write_kind = 1"                                                                \
-    "   ORDER BY id ON CONFLICT (id) DO UPDATE SET status = excluded.status,"                      \
-    "   client = excluded.client,"                                                                 \
-    "   bound_addr = CASE WHEN excluded.status = 'bound' OR (excluded.bound_ms IS NOT NULL"        \
-    "     AND d.client IS DISTINCT FROM excluded.client) THEN excluded.bound_addr"                 \
-    "     ELSE d.bound_addr END,"                                                                  \
-    "   bound_ms = CASE WHEN excluded.status = 'bound' OR (excluded.bound_ms IS NOT NULL"          \
-    "     AND d.client IS DISTINCT FROM excluded.client) THEN excluded.bound_ms"                   \
-    "     ELSE d.bound_ms END,"                                                                    \
-    "   bound_node = CASE WHEN excluded.status = 'bound' OR (excluded.bound_ms IS NOT NULL"        \
-    "     AND d.client IS DISTINCT FROM excluded.client) THEN excluded.bound_node"                 \
-    "     ELSE d.bound_node END,"                                                                  \
-    "   confirmed_node = excluded.confirmed_node,"                                                 \
-    "   confirmed_ms = excluded.confirmed_ms, confirm_addr = excluded.confirm_addr,"               \
-    "   received_sha256 = excluded.received_sha256, received_size = excluded.received_size,"       \
-    "   received_at_ms = excluded.received_at_ms, receipt = excluded.receipt"                      \
-    "   WHERE (excluded.status = 'bound' AND d.status = 'issued')"                                 \
-    "     OR (excluded.status IN ('confirmed', 'corrupted') AND d.status IN ('issued', 'bound'))"  \
-    "   RETURNING d.id, d.path, d.sha256, d.size, d.server, d.client_addr, d.user_agent,"          \
-    "     d.issued_ms, d.status, d.client, d.bound_addr, d.bound_ms, d.confirmed_ms,"              \
-    "     d.confirm_addr, d.received_sha256, d.received_size, d.received_at_ms, d.receipt,"        \
-    "     d.issued_node, d.bound_node, d.confirmed_node, d.kind, d.delivered_sha256,"              \
-    "     d.delivered_size)"                                                                       \
-    " SELECT ev.ord, u.* FROM ups u JOIN ev ON ev.id = u.id"                                       \
-    " UNION ALL SELECT ev.ord, " NULL_COLUMNS " FROM ev WHERE $26::bool"                           \
-    "   AND ev.id IN (SELECT id FROM ins)"
+    "   $24::bytea[], $25::int8[], $26::text[], $27::text[], $28::int8[], $29::text[])"            \
+    "   WITH ORDINALITY AS e(write_kind, " COLUMNS ", issue_client, issue_bound_addr,"             \
+    "   issue_bound_ms, issue_bound_node, ord)),"                                                  \
+    " ins AS (INSERT INTO deliveries AS d (" COLUMNS ") SELECT id, path, sha256, size, server,"    \
+    "   client_addr, user_agent, issued_ms, status, client, " MERGED_BOUND(                        \
+        "bound_addr") ", " MERGED_BOUND("bound_ms") ", confirmed_ms, confirm_addr, "               \
+                                                    "received_sha256, received_size,"              \
+                                                    "   received_at_ms, receipt, "                 \
+                                                    "issued_node, " MERGED_BOUND(                  \
+                                                        "bound_node") ", confirmed_node,"          \
+                                                                      "   kind, "                  \
+                                                                      "delivered_sha256, "         \
+                                                                      "delivered_size"             \
+                                                                      " FROM ev WHERE write_kind " \
+                                                                      "<> 1"                       \
+                                                                      "   ORDER BY id ON "         \
+                                                                      "CONFLICT (id) DO NOTHING "  \
+                                                                      "RETURNING"                  \
+                                                                      " " RETURNED_COLUMNS "),"    \
+                                                                      " ups AS (INSERT INTO "      \
+                                                                      "deliveries AS d (" COLUMNS  \
+                                                                      ") SELECT " COLUMNS          \
+                                                                      " FROM ev WHERE write_kind " \
+                                                                      "= 1 OR (write_kind = 2 "    \
+                                                                      "AND id NOT IN (SELECT id "  \
+                                                                      "FROM ins))"                 \
+                                                                      "   ORDER BY id ON "         \
+                                                                      "CONFLICT (id) DO UPDATE "   \
+                                                                      "SET status = "              \
+                                                                      "excluded.status,"           \
+                                                                      "   client = "               \
+                                                                      "excluded.client,"           \
+                                                                      "   bound_addr = CASE WHEN " \
+                                                                      "excluded.status = 'bound' " \
+                                                                      "OR (excluded.bound_ms IS "  \
+                                                                      "NOT NULL"                   \
+                                                                      "     AND d.client IS "      \
+                                                                      "DISTINCT FROM "             \
+                                                                      "excluded.client) THEN "     \
+                                                                      "excluded.bound_addr"        \
+                                                                      "     ELSE d.bound_addr "    \
+                                                                      "END,"                       \
+                                                                      "   bound_ms = CASE WHEN "   \
+                                                                      "excluded.status = 'bound' " \
+                                                                      "OR (excluded.bound_ms IS "  \
+                                                                      "NOT NULL"                   \
+                                                                      "     AND d.client IS "      \
+                                                                      "DISTINCT FROM "             \
+                                                                      "excluded.client) THEN "     \
+                                                                      "excluded.bound_ms"          \
+                                                                      "     ELSE d.bound_ms END,"  \
+                                                                      "   bound_node = CASE WHEN " \
+                                                                      "excluded.status = 'bound' " \
+                                                                      "OR (excluded.bound_ms IS "  \
+                                                                      "NOT NULL"                   \
+                                                                      "     AND d.client IS "      \
+                                                                      "DISTINCT FROM "             \
+                                                                      "excluded.client) THEN "     \
+                                                                      "excluded.bound_node"        \
+                                                                      "     ELSE d.bound_node "    \
+                                                                      "END,"                       \
+                                                                      "   confirmed_node = "       \
+                                                                      "excluded.confirmed_node,"   \
+                                                                      "   confirmed_ms = "         \
+                                                                      "excluded.confirmed_ms, "    \
+                                                                      "confirm_addr = "            \
+                                                                      "excluded.confirm_addr,"     \
+                                                                      "   received_sha256 = "      \
+                                                                      "excluded.received_sha256, " \
+                                                                      "received_size = "           \
+                                                                      "excluded.received_size,"    \
+                                                                      "   received_at_ms = "       \
+                                                                      "excluded.received_at_ms, "  \
+                                                                      "receipt = excluded.receipt" \
+                                                                      "   WHERE (excluded.status " \
+                                                                      "= 'bound' AND d.status = "  \
+                                                                      "'issued')"                  \
+                                                                      "     OR (excluded.status "  \
+                                                                      "IN ('confirmed', "          \
+                                                                      "'corrupted') AND d.status " \
+                                                                      "IN ('issued', 'bound'))"    \
+                                                                      "   "                        \
+                                                                      "RETURNING"                  \
+                                                                      " " RETURNED_COLUMNS ")"     \
+                                                                      " SELECT ev.ord, false, "    \
+                                                                      "u.* FROM ups u JOIN ev ON " \
+                                                                      "ev.id = u.id"               \
+                                                                      " UNION ALL SELECT ev.ord, " \
+                                                                      "true, i.* FROM ins i JOIN " \
+                                                                      "ev ON ev.id = i.id"         \
+                                                                      "   WHERE ev.write_kind = 2" \
+                                                                      " UNION ALL SELECT ev.ord, " \
+                                                                      "true, " NULL_COLUMNS        \
+                                                                      " FROM ev WHERE $30::bool"   \
+                                                                      "   AND ev.write_kind = 0 "  \
+                                                                      "AND ev.id IN (SELECT id "   \
+                                                                      "FROM ins)"
 
 #define GET_SQL  "SELECT " COLUMNS " FROM deliveries WHERE id = $1::uuid"
 #define GETS_SQL "SELECT " COLUMNS " FROM deliveries WHERE id = ANY($1::uuid[])"
@@ -383,15 +491,19 @@ typedef struct pg_round {
     pg_buf col[ARRAY_PARAMS]; /* binary arrays, the header written last */
     bool has_null[ARRAY_PARAMS];
     size_t n;
-    size_t *items; /* the round's events, in array order */
+    size_t *items;    /* the round's events, in array order */
+    size_t *partners; /* a merged row's issuance (else NO_PARTNER), in array order */
     size_t items_cap;
 } pg_round;
+
+#define NO_PARTNER SIZE_MAX
 
 /* ID -> how many events of the transaction had it (its next round). */
 typedef struct pg_slot {
     uint8_t id[16];
     uint32_t generation;
     uint32_t count;
+    size_t first; /* merge_pairs(): the entry of the ID's first event */
 } pg_slot;
 
 typedef struct ledger_pg {
@@ -417,6 +529,10 @@ typedef struct ledger_pg {
     size_t slot_used;
     uint32_t generation;
     pg_buf scratch; /* UTF-8 repairs */
+    /* write(): each entry's ID, and its merge (merge_pairs()). */
+    uint8_t (*entry_ids)[16];
+    size_t *merge;
+    size_t entry_cap;
 
     /* The evidence log's part of a write (ledger_write_logged()). */
     bool logging;      /* the write has a hook: inserts answered, no COMMIT */
@@ -1323,6 +1439,17 @@ static int pg_prepare(ledger *base, uint64_t first_ms, uint64_t last_ms)
 
 /* ---- the write statement's rounds ---- */
 
+/* Forgets every ID the slots hold. */
+static void slots_forget(ledger_pg *lg)
+{
+    lg->slot_used = 0;
+    if (++lg->generation == 0) { /* wrapped: forget every slot for real */
+        if (lg->slots != NULL)
+            memset(lg->slots, 0, lg->slot_cap * sizeof *lg->slots);
+        lg->generation = 1;
+    }
+}
+
 static void txn_reset(ledger_pg *lg)
 {
     lg->item_count = 0;
@@ -1335,12 +1462,7 @@ static void txn_reset(ledger_pg *lg)
         }
     }
     lg->round_count = 0;
-    lg->slot_used = 0;
-    if (++lg->generation == 0) { /* wrapped: forget every slot for real */
-        if (lg->slots != NULL)
-            memset(lg->slots, 0, lg->slot_cap * sizeof *lg->slots);
-        lg->generation = 1;
-    }
+    slots_forget(lg);
 }
 
 static uint32_t id_hash(const uint8_t id[16])
@@ -1352,14 +1474,14 @@ static uint32_t id_hash(const uint8_t id[16])
     return h;
 }
 
-/* Which round the ID's next event goes to; -1 out of memory. */
-static long id_round(ledger_pg *lg, const uint8_t id[16])
+/* The ID's slot, made (count 0) if the ID has none; NULL out of memory. */
+static pg_slot *id_slot(ledger_pg *lg, const uint8_t id[16])
 {
     if ((lg->slot_used + 1) * 2 > lg->slot_cap) {
         size_t cap = lg->slot_cap ? lg->slot_cap * 2 : 1024;
         pg_slot *grown = calloc(cap, sizeof *grown);
         if (grown == NULL)
-            return -1;
+            return NULL;
         for (size_t i = 0; i < lg->slot_cap; i++) {
             pg_slot *s = &lg->slots[i];
             if (s->generation != lg->generation)
@@ -1376,14 +1498,21 @@ static long id_round(ledger_pg *lg, const uint8_t id[16])
     size_t j = id_hash(id) & (lg->slot_cap - 1);
     while (lg->slots[j].generation == lg->generation) {
         if (memcmp(lg->slots[j].id, id, 16) == 0)
-            return (long)lg->slots[j].count++;
+            return &lg->slots[j];
         j = (j + 1) & (lg->slot_cap - 1);
     }
     memcpy(lg->slots[j].id, id, 16);
     lg->slots[j].generation = lg->generation;
-    lg->slots[j].count = 1;
+    lg->slots[j].count = 0;
     lg->slot_used++;
-    return 0;
+    return &lg->slots[j];
+}
+
+/* Which round the ID's next event goes to; -1 out of memory. */
+static long id_round(ledger_pg *lg, const uint8_t id[16])
+{
+    pg_slot *slot = id_slot(lg, id);
+    return slot != NULL ? (long)slot->count++ : -1;
 }
 
 static pg_round *round_get(ledger_pg *lg, size_t r)
@@ -1455,41 +1584,56 @@ static int put_null(pg_round *rd, int p)
     return elem_null(&rd->col[p]);
 }
 
-/* Appends the event's row to the round's arrays (what bind_row binds in
- * ledger_sqlite.c, the same way). */
-static int encode_event(ledger_pg *lg, pg_round *rd, const ledger_event *ev, const uint8_t id[16])
+/* The binding's columns of ev's row (client, bound_addr, bound_ms,
+ * bound_node, from p_client on), or NULLs where the event binds nothing. */
+static int encode_binding(ledger_pg *lg, pg_round *rd, const ledger_event *ev, int p_client,
+                          int p_addr, int p_ms, int p_node)
 {
     const ledger_delivery *row = &ev->row;
+    ledger_event_columns cols;
+    ledger_event_columns_of(ev, &cols);
+    if (!cols.binding) {
+        PUT(put_null(rd, p_client));
+        PUT(put_null(rd, p_addr));
+        PUT(put_null(rd, p_ms));
+        return put_null(rd, p_node);
+    }
+    PUT(put_opt_text(lg, rd, p_client, row->client, sizeof row->client));
+    PUT(put_opt_text(lg, rd, p_addr, row->bound_addr, sizeof row->bound_addr));
+    PUT(put_opt_i64(rd, p_ms, row->bound_ms));
+    return put_opt_text(lg, rd, p_node, row->bound_node, sizeof row->bound_node);
+}
+
+/*
+ * Appends a row to the round's arrays (what bind_row binds in
+ * ledger_sqlite.c, the same way): ev's, or for a merged row (issue not
+ * NULL) the issuance's columns of issue with the status, binding and
+ * confirmation of ev, and the issuance's binding apart.
+ */
+static int encode_event(ledger_pg *lg, pg_round *rd, const ledger_event *ev,
+                        const ledger_event *issue, const uint8_t id[16])
+{
+    const ledger_delivery *row = &ev->row;
+    const ledger_delivery *first = issue != NULL ? &issue->row : row;
     ledger_event_kind kind = ev->kind;
     ledger_event_columns cols;
     ledger_event_columns_of(ev, &cols);
     const char *status = cols.status;
-    bool bound = cols.binding;
     bool confirmed = cols.confirmation;
-    bool insert = cols.insert_only;
+    int write_kind = issue != NULL ? WRITE_MERGED : cols.insert_only ? WRITE_INSERT : WRITE_UPSERT;
 
-    PUT(elem_i16(&rd->col[P_KIND], insert ? WRITE_INSERT : WRITE_UPSERT));
+    PUT(elem_i16(&rd->col[P_KIND], (uint16_t)write_kind));
     PUT(elem_bytes(&rd->col[P_ID], id, 16));
-    PUT(elem_text(lg, &rd->col[P_PATH], row->path, sizeof row->path));
-    PUT(elem_bytes(&rd->col[P_SHA256], row->sha256, 32));
-    PUT(elem_i64(&rd->col[P_SIZE], row->size));
-    PUT(elem_text(lg, &rd->col[P_SERVER], row->server, sizeof row->server));
-    PUT(elem_text(lg, &rd->col[P_CLIENT_ADDR], row->client_addr, sizeof row->client_addr));
-    PUT(put_opt_text(lg, rd, P_USER_AGENT, row->user_agent, sizeof row->user_agent));
-    PUT(elem_i64(&rd->col[P_ISSUED_MS], row->issued_ms));
+    PUT(elem_text(lg, &rd->col[P_PATH], first->path, sizeof first->path));
+    PUT(elem_bytes(&rd->col[P_SHA256], first->sha256, 32));
+    PUT(elem_i64(&rd->col[P_SIZE], first->size));
+    PUT(elem_text(lg, &rd->col[P_SERVER], first->server, sizeof first->server));
+    PUT(elem_text(lg, &rd->col[P_CLIENT_ADDR], first->client_addr, sizeof first->client_addr));
+    PUT(put_opt_text(lg, rd, P_USER_AGENT, first->user_agent, sizeof first->user_agent));
+    PUT(elem_i64(&rd->col[P_ISSUED_MS], first->issued_ms));
     PUT(elem_bytes(&rd->col[P_STATUS], status, strlen(status)));
-    PUT(put_opt_text(lg, rd, P_ISSUED_NODE, row->issued_node, sizeof row->issued_node));
-    if (bound) {
-        PUT(put_opt_text(lg, rd, P_CLIENT, row->client, sizeof row->client));
-        PUT(put_opt_text(lg, rd, P_BOUND_ADDR, row->bound_addr, sizeof row->bound_addr));
-        PUT(put_opt_i64(rd, P_BOUND_MS, row->bound_ms));
-        PUT(put_opt_text(lg, rd, P_BOUND_NODE, row->bound_node, sizeof row->bound_node));
-    } else {
-        PUT(put_null(rd, P_CLIENT));
-        PUT(put_null(rd, P_BOUND_ADDR));
-        PUT(put_null(rd, P_BOUND_MS));
-        PUT(put_null(rd, P_BOUND_NODE));
-    }
+    PUT(put_opt_text(lg, rd, P_ISSUED_NODE, first->issued_node, sizeof first->issued_node));
+    PUT(encode_binding(lg, rd, ev, P_CLIENT, P_BOUND_ADDR, P_BOUND_MS, P_BOUND_NODE));
     if (confirmed) {
         PUT(put_opt_i64(rd, P_CONFIRMED_MS, row->confirmed_ms));
         PUT(put_opt_text(lg, rd, P_CONFIRM_ADDR, row->confirm_addr, sizeof row->confirm_addr));
@@ -1513,15 +1657,23 @@ static int encode_event(ledger_pg *lg, pg_round *rd, const ledger_event *ev, con
             PUT(put_null(rd, p));
         PUT(put_null(rd, P_CONFIRMED_NODE));
     }
-    const char *delivery_kind = ledger_kind_name(row->kind);
+    const char *delivery_kind = ledger_kind_name(first->kind);
     PUT(elem_bytes(&rd->col[P_DELIVERY_KIND], delivery_kind, strlen(delivery_kind)));
     /* The bytes sent are recorded where they are not the version's. */
-    if (row->delivered_size != row->size || memcmp(row->delivered_sha256, row->sha256, 32) != 0) {
-        PUT(elem_bytes(&rd->col[P_DELIVERED_SHA256], row->delivered_sha256, 32));
-        PUT(elem_i64(&rd->col[P_DELIVERED_SIZE], row->delivered_size));
+    if (first->delivered_size != first->size ||
+        memcmp(first->delivered_sha256, first->sha256, 32) != 0) {
+        PUT(elem_bytes(&rd->col[P_DELIVERED_SHA256], first->delivered_sha256, 32));
+        PUT(elem_i64(&rd->col[P_DELIVERED_SIZE], first->delivered_size));
     } else {
         PUT(put_null(rd, P_DELIVERED_SHA256));
         PUT(put_null(rd, P_DELIVERED_SIZE));
+    }
+    if (issue != NULL) {
+        PUT(encode_binding(lg, rd, issue, P_ISSUE_CLIENT, P_ISSUE_BOUND_ADDR, P_ISSUE_BOUND_MS,
+                           P_ISSUE_BOUND_NODE));
+    } else {
+        for (int p = P_ISSUE_CLIENT; p <= P_ISSUE_BOUND_NODE; p++)
+            PUT(put_null(rd, p));
     }
     rd->n++;
     return 0;
@@ -1529,15 +1681,35 @@ static int encode_event(ledger_pg *lg, pg_round *rd, const ledger_event *ev, con
 
 #undef PUT
 
-/* Queues a validated event into its round; returns 0 or -1 (out of memory). */
+/* A new item for ev (entry, result) in rd's array row n - 1 (main) or as
+ * its merged issuance; returns its index. The caller made room. */
+static size_t item_add(ledger_pg *lg, const ledger_event *ev, ledger_result *result, size_t entry)
+{
+    pg_item *item = &lg->items[lg->item_count];
+    item->event = ev;
+    item->result = result;
+    item->entry = entry;
+    item->answered = false;
+    item->changed = false;
+    if (result != NULL)
+        result->outcome = LEDGER_IGNORED; /* until its round says otherwise */
+    return lg->item_count++;
+}
+
+/*
+ * Queues a validated event into its round; with issue (its entry
+ * issue_entry), the issuance merged into it (merge_pairs()). Returns 0 or
+ * -1 (out of memory).
+ */
 static int add_event(ledger_pg *lg, const ledger_event *ev, const uint8_t id[16],
-                     ledger_result *result, size_t entry)
+                     ledger_result *result, size_t entry, const ledger_batch_entry *issue,
+                     size_t issue_entry)
 {
     long r = id_round(lg, id);
     pg_round *rd = r >= 0 ? round_get(lg, (size_t)r) : NULL;
     if (rd == NULL)
         goto oom;
-    if (lg->item_count == lg->item_cap) {
+    while (lg->item_count + 2 > lg->item_cap) {
         size_t cap = lg->item_cap ? lg->item_cap * 2 : 64;
         pg_item *grown = realloc(lg->items, cap * sizeof *grown);
         if (grown == NULL)
@@ -1551,19 +1723,17 @@ static int add_event(ledger_pg *lg, const ledger_event *ev, const uint8_t id[16]
         if (grown == NULL)
             goto oom;
         rd->items = grown;
+        grown = realloc(rd->partners, cap * sizeof *grown);
+        if (grown == NULL)
+            goto oom;
+        rd->partners = grown;
         rd->items_cap = cap;
     }
-    if (encode_event(lg, rd, ev, id) != 0)
+    if (encode_event(lg, rd, ev, issue != NULL ? issue->event : NULL, id) != 0)
         goto oom;
-    pg_item *item = &lg->items[lg->item_count];
-    item->event = ev;
-    item->result = result;
-    item->entry = entry;
-    item->answered = false;
-    item->changed = false;
-    rd->items[rd->n - 1] = lg->item_count++;
-    if (result != NULL)
-        result->outcome = LEDGER_IGNORED; /* until its round says otherwise */
+    rd->items[rd->n - 1] = item_add(lg, ev, result, entry);
+    rd->partners[rd->n - 1] =
+        issue != NULL ? item_add(lg, issue->event, issue->result, issue_entry) : NO_PARTNER;
     return 0;
 oom:
     fail(lg, "ledger event %s: out of memory", ev->row.id);
@@ -1608,9 +1778,21 @@ static int take_round(ledger_pg *lg, pg_round *rd, const PGresult *res)
     int rows = PQntuples(res);
     for (int i = 0; i < rows; i++) {
         uint64_t ord = get_i64(res, i, 0);
-        if (ord == 0 || ord > rd->n) {
+        if (ord == 0 || ord > rd->n || PQgetlength(res, i, 1) != 1) {
             fail(lg, "ledger write: an answer for event %" PRIu64 " of %zu", ord, rd->n);
             return -1;
+        }
+        /* A merged row that was inserted applied its issuance too; one
+         * that was upserted found the row there, and its issuance did
+         * nothing. */
+        bool inserted = PQgetvalue(res, i, 1)[0] != 0;
+        size_t partner = rd->partners[ord - 1];
+        if (inserted && partner != NO_PARTNER) {
+            pg_item *issue = &lg->items[partner];
+            issue->answered = true;
+            issue->changed = true;
+            if (issue->result != NULL)
+                issue->result->outcome = LEDGER_APPLIED;
         }
         pg_item *item = &lg->items[rd->items[ord - 1]];
         item->answered = true;
@@ -1619,7 +1801,7 @@ static int take_round(ledger_pg *lg, pg_round *rd, const PGresult *res)
             continue;
         item->result->outcome = LEDGER_APPLIED;
         if (item->event->kind == LEDGER_EVENT_CONFIRM &&
-            read_row(lg, res, i, 1, &item->result->row) != 0)
+            read_row(lg, res, i, 2, &item->result->row) != 0)
             return -1;
     }
     return 0;
@@ -2042,6 +2224,78 @@ fail:
     return -1;
 }
 
+#define NOT_MERGED          SIZE_MAX
+#define MERGED_INTO_EARLIER (SIZE_MAX - 1)
+
+/*
+ * Whether an issuance and the next event of its ID can be written as one
+ * row: a binding or confirmation that the upsert would apply to the row
+ * the issuance makes (its WHERE, with the issuance's status as d.status).
+ */
+static bool mergeable(const ledger_event *issue, const ledger_event *next)
+{
+    if (issue->kind != LEDGER_EVENT_ISSUE ||
+        (next->kind != LEDGER_EVENT_BIND && next->kind != LEDGER_EVENT_CONFIRM))
+        return false;
+    ledger_event_columns first, then;
+    ledger_event_columns_of(issue, &first);
+    ledger_event_columns_of(next, &then);
+    bool issued = strcmp(first.status, "issued") == 0;
+    bool pending = issued || strcmp(first.status, "bound") == 0;
+    if (strcmp(then.status, "bound") == 0)
+        return issued;
+    return pending &&
+           (strcmp(then.status, "confirmed") == 0 || strcmp(then.status, "corrupted") == 0);
+}
+
+/*
+ * Validates the entries (a refused one gets its status) and pairs each
+ * issuance with its ID's next event in the batch where they merge: the full
+ * cycle's issuance and confirmation often share a batch, and one row
+ * inserted as it ends up costs the database about half of an insert and an
+ * update of every index. lg->merge[i] is then that event's entry for the
+ * issuance, MERGED_INTO_EARLIER for the event, NOT_MERGED otherwise; an ID's
+ * third event is not merged. Returns 0, or -1 out of memory.
+ */
+static int merge_pairs(ledger_pg *lg, ledger_batch_entry *entries, size_t n)
+{
+    if (n > lg->entry_cap) {
+        uint8_t(*ids)[16] = realloc(lg->entry_ids, n * sizeof *ids);
+        if (ids != NULL)
+            lg->entry_ids = ids;
+        size_t *merge = ids != NULL ? realloc(lg->merge, n * sizeof *merge) : NULL;
+        if (merge == NULL) {
+            fail(lg, "ledger write: out of memory");
+            return -1;
+        }
+        lg->merge = merge;
+        lg->entry_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        entries[i].status = 0;
+        entries[i].why = NULL;
+        entries[i].outcome = LEDGER_IGNORED;
+        lg->merge[i] = NOT_MERGED;
+        if (!event_valid(lg, entries[i].event, lg->entry_ids[i])) {
+            entries[i].status = LEDGER_APPLY_EVENT_FAILED;
+            continue;
+        }
+        pg_slot *slot = id_slot(lg, lg->entry_ids[i]);
+        if (slot == NULL) {
+            fail(lg, "ledger write: out of memory");
+            return -1;
+        }
+        if (slot->count == 0)
+            slot->first = i;
+        else if (slot->count == 1 && mergeable(entries[slot->first].event, entries[i].event)) {
+            lg->merge[slot->first] = i;
+            lg->merge[i] = MERGED_INTO_EARLIER;
+        }
+        slot->count++;
+    }
+    return 0;
+}
+
 static int write_batch(ledger_pg *lg, ledger_batch_entry *entries, size_t n,
                        const ledger_log_hook *hook)
 {
@@ -2054,14 +2308,16 @@ static int write_batch(ledger_pg *lg, ledger_batch_entry *entries, size_t n,
             return -1;
         txn_reset(lg);
         lg->log_locked = false;
+        if (merge_pairs(lg, entries, n) != 0)
+            return -1;
+        slots_forget(lg); /* the rounds count IDs afresh */
         for (size_t i = 0; i < n; i++) {
-            uint8_t id[16];
-            entries[i].status = 0;
-            entries[i].why = NULL;
-            entries[i].outcome = LEDGER_IGNORED;
-            if (!event_valid(lg, entries[i].event, id))
-                entries[i].status = LEDGER_APPLY_EVENT_FAILED;
-            else if (add_event(lg, entries[i].event, id, entries[i].result, i) != 0)
+            size_t m = lg->merge[i];
+            if (entries[i].status != 0 || m == MERGED_INTO_EARLIER)
+                continue;
+            if (add_event(lg, entries[m == NOT_MERGED ? i : m].event, lg->entry_ids[i],
+                          entries[m == NOT_MERGED ? i : m].result, m == NOT_MERGED ? i : m,
+                          m == NOT_MERGED ? NULL : &entries[i], i) != 0)
                 return -1;
         }
         lg->err[0] = '\0';
@@ -2152,7 +2408,7 @@ static int apply_isolated(ledger_pg *lg, const ledger_event *ev, ledger_result *
         result = scratch;
     }
     txn_reset(lg);
-    if (add_event(lg, ev, id, result, 0) != 0)
+    if (add_event(lg, ev, id, result, 0, NULL, 0) != 0)
         goto out;
     if (exec(lg, "write", "SAVEPOINT ledger_event") != 0)
         goto out;
@@ -2734,6 +2990,7 @@ static void free_rounds(ledger_pg *lg)
         for (int c = 0; c < ARRAY_PARAMS; c++)
             free(lg->rounds[r].col[c].data);
         free(lg->rounds[r].items);
+        free(lg->rounds[r].partners);
     }
     free(lg->rounds);
 }
@@ -3025,6 +3282,8 @@ static void pg_close(ledger *base)
     free_rounds(lg);
     free(lg->items);
     free(lg->slots);
+    free(lg->entry_ids);
+    free(lg->merge);
     free(lg->scratch.data);
     for (size_t c = 0; c < sizeof lg->log_col / sizeof lg->log_col[0]; c++)
         free(lg->log_col[c].data);
