@@ -278,9 +278,9 @@ enum write_kind { WRITE_INSERT = 0, WRITE_UPSERT = 1, WRITE_MERGED = 2 };
  * insert does nothing and the upsert takes it, as the later event alone,
  * exactly as two rounds would have.
  */
-#define MERGED_BOUND(col)                                                                          \
-    "CASE WHEN write_kind = 2 AND NOT (status = 'bound' OR (bound_ms IS NOT NULL"                  \
-    " AND issue_client IS DISTINCT FROM client)) THEN issue_" col " ELSE " col " END"
+#define MERGED_KEEPS_BINDING                                                                       \
+    "write_kind = 2 AND NOT (status = 'bound' OR (bound_ms IS NOT NULL"                            \
+    " AND issue_client IS DISTINCT FROM client))"
 #define RETURNED_COLUMNS                                                                           \
     "d.id, d.path, d.sha256, d.size, d.server, d.client_addr, d.user_agent, d.issued_ms,"          \
     " d.status, d.client, d.bound_addr, d.bound_ms, d.confirmed_ms, d.confirm_addr,"               \
@@ -295,99 +295,40 @@ enum write_kind { WRITE_INSERT = 0, WRITE_UPSERT = 1, WRITE_MERGED = 2 };
     "   WITH ORDINALITY AS e(write_kind, " COLUMNS ", issue_client, issue_bound_addr,"             \
     "   issue_bound_ms, issue_bound_node, ord)),"                                                  \
     " ins AS (INSERT INTO deliveries AS d (" COLUMNS ") SELECT id, path, sha256, size, server,"    \
-    "   client_addr, user_agent, issued_ms, status, client, " MERGED_BOUND(                        \
-        "bound_addr") ", " MERGED_BOUND("bound_ms") ", confirmed_ms, confirm_addr, "               \
-                                                    "received_sha256, received_size,"              \
-                                                    "   received_at_ms, receipt, "                 \
-                                                    "issued_node, " MERGED_BOUND(                  \
-                                                        "bound_node") ", confirmed_node,"          \
-                                                                      "   kind, "                  \
-                                                                      "delivered_sha256, "         \
-                                                                      "delivered_size"             \
-                                                                      " FROM ev WHERE write_kind " \
-                                                                      "<> 1"                       \
-                                                                      "   ORDER BY id ON "         \
-                                                                      "CONFLICT (id) DO NOTHING "  \
-                                                                      "RETURNING"                  \
-                                                                      " " RETURNED_COLUMNS "),"    \
-                                                                      " ups AS (INSERT INTO "      \
-                                                                      "deliveries AS d (" COLUMNS  \
-                                                                      ") SELECT " COLUMNS          \
-                                                                      " FROM ev WHERE write_kind " \
-                                                                      "= 1 OR (write_kind = 2 "    \
-                                                                      "AND id NOT IN (SELECT id "  \
-                                                                      "FROM ins))"                 \
-                                                                      "   ORDER BY id ON "         \
-                                                                      "CONFLICT (id) DO UPDATE "   \
-                                                                      "SET status = "              \
-                                                                      "excluded.status,"           \
-                                                                      "   client = "               \
-                                                                      "excluded.client,"           \
-                                                                      "   bound_addr = CASE WHEN " \
-                                                                      "excluded.status = 'bound' " \
-                                                                      "OR (excluded.bound_ms IS "  \
-                                                                      "NOT NULL"                   \
-                                                                      "     AND d.client IS "      \
-                                                                      "DISTINCT FROM "             \
-                                                                      "excluded.client) THEN "     \
-                                                                      "excluded.bound_addr"        \
-                                                                      "     ELSE d.bound_addr "    \
-                                                                      "END,"                       \
-                                                                      "   bound_ms = CASE WHEN "   \
-                                                                      "excluded.status = 'bound' " \
-                                                                      "OR (excluded.bound_ms IS "  \
-                                                                      "NOT NULL"                   \
-                                                                      "     AND d.client IS "      \
-                                                                      "DISTINCT FROM "             \
-                                                                      "excluded.client) THEN "     \
-                                                                      "excluded.bound_ms"          \
-                                                                      "     ELSE d.bound_ms END,"  \
-                                                                      "   bound_node = CASE WHEN " \
-                                                                      "excluded.status = 'bound' " \
-                                                                      "OR (excluded.bound_ms IS "  \
-                                                                      "NOT NULL"                   \
-                                                                      "     AND d.client IS "      \
-                                                                      "DISTINCT FROM "             \
-                                                                      "excluded.client) THEN "     \
-                                                                      "excluded.bound_node"        \
-                                                                      "     ELSE d.bound_node "    \
-                                                                      "END,"                       \
-                                                                      "   confirmed_node = "       \
-                                                                      "excluded.confirmed_node,"   \
-                                                                      "   confirmed_ms = "         \
-                                                                      "excluded.confirmed_ms, "    \
-                                                                      "confirm_addr = "            \
-                                                                      "excluded.confirm_addr,"     \
-                                                                      "   received_sha256 = "      \
-                                                                      "excluded.received_sha256, " \
-                                                                      "received_size = "           \
-                                                                      "excluded.received_size,"    \
-                                                                      "   received_at_ms = "       \
-                                                                      "excluded.received_at_ms, "  \
-                                                                      "receipt = excluded.receipt" \
-                                                                      "   WHERE (excluded.status " \
-                                                                      "= 'bound' AND d.status = "  \
-                                                                      "'issued')"                  \
-                                                                      "     OR (excluded.status "  \
-                                                                      "IN ('confirmed', "          \
-                                                                      "'corrupted') AND d.status " \
-                                                                      "IN ('issued', 'bound'))"    \
-                                                                      "   "                        \
-                                                                      "RETURNING"                  \
-                                                                      " " RETURNED_COLUMNS ")"     \
-                                                                      " SELECT ev.ord, false, "    \
-                                                                      "u.* FROM ups u JOIN ev ON " \
-                                                                      "ev.id = u.id"               \
-                                                                      " UNION ALL SELECT ev.ord, " \
-                                                                      "true, i.* FROM ins i JOIN " \
-                                                                      "ev ON ev.id = i.id"         \
-                                                                      "   WHERE ev.write_kind = 2" \
-                                                                      " UNION ALL SELECT ev.ord, " \
-                                                                      "true, " NULL_COLUMNS        \
-                                                                      " FROM ev WHERE $30::bool"   \
-                                                                      "   AND ev.write_kind = 0 "  \
-                                                                      "AND ev.id IN (SELECT id "   \
-                                                                      "FROM ins)"
+    "   client_addr, user_agent, issued_ms, status, client,"                                       \
+    "   CASE WHEN " MERGED_KEEPS_BINDING " THEN issue_bound_addr ELSE bound_addr END,"             \
+    "   CASE WHEN " MERGED_KEEPS_BINDING " THEN issue_bound_ms ELSE bound_ms END,"                 \
+    "   confirmed_ms, confirm_addr, received_sha256, received_size, received_at_ms, receipt,"      \
+    "   issued_node,"                                                                              \
+    "   CASE WHEN " MERGED_KEEPS_BINDING " THEN issue_bound_node ELSE bound_node END,"             \
+    "   confirmed_node, kind, delivered_sha256, delivered_size"                                    \
+    " FROM ev WHERE write_kind <> 1"                                                               \
+    "   ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING " RETURNED_COLUMNS "),"                  \
+    " ups AS (INSERT INTO deliveries AS d (" COLUMNS ") SELECT " COLUMNS                           \
+    " FROM ev WHERE write_kind = 1 OR (write_kind = 2 AND id NOT IN (SELECT id FROM ins))"         \
+    "   ORDER BY id ON CONFLICT (id) DO UPDATE SET status = excluded.status,"                      \
+    "   client = excluded.client,"                                                                 \
+    "   bound_addr = CASE WHEN excluded.status = 'bound' OR (excluded.bound_ms IS NOT NULL"        \
+    "     AND d.client IS DISTINCT FROM excluded.client) THEN excluded.bound_addr"                 \
+    "     ELSE d.bound_addr END,"                                                                  \
+    "   bound_ms = CASE WHEN excluded.status = 'bound' OR (excluded.bound_ms IS NOT NULL"          \
+    "     AND d.client IS DISTINCT FROM excluded.client) THEN excluded.bound_ms"                   \
+    "     ELSE d.bound_ms END,"                                                                    \
+    "   bound_node = CASE WHEN excluded.status = 'bound' OR (excluded.bound_ms IS NOT NULL"        \
+    "     AND d.client IS DISTINCT FROM excluded.client) THEN excluded.bound_node"                 \
+    "     ELSE d.bound_node END,"                                                                  \
+    "   confirmed_node = excluded.confirmed_node,"                                                 \
+    "   confirmed_ms = excluded.confirmed_ms, confirm_addr = excluded.confirm_addr,"               \
+    "   received_sha256 = excluded.received_sha256, received_size = excluded.received_size,"       \
+    "   received_at_ms = excluded.received_at_ms, receipt = excluded.receipt"                      \
+    "   WHERE (excluded.status = 'bound' AND d.status = 'issued')"                                 \
+    "     OR (excluded.status IN ('confirmed', 'corrupted') AND d.status IN ('issued', 'bound'))"  \
+    "   RETURNING " RETURNED_COLUMNS ")"                                                           \
+    " SELECT ev.ord, false, u.* FROM ups u JOIN ev ON ev.id = u.id"                                \
+    " UNION ALL SELECT ev.ord, true, i.* FROM ins i JOIN ev ON ev.id = i.id"                       \
+    "   WHERE ev.write_kind = 2"                                                                   \
+    " UNION ALL SELECT ev.ord, true, " NULL_COLUMNS " FROM ev WHERE $30::bool"                     \
+    "   AND ev.write_kind = 0 AND ev.id IN (SELECT id FROM ins)"
 
 #define GET_SQL  "SELECT " COLUMNS " FROM deliveries WHERE id = $1::uuid"
 #define GETS_SQL "SELECT " COLUMNS " FROM deliveries WHERE id = ANY($1::uuid[])"
@@ -2343,6 +2284,7 @@ static int write_batch(ledger_pg *lg, ledger_batch_entry *entries, size_t n,
                         entries[item->entry].status = LEDGER_APPLY_EVENT_FAILED;
                 }
             }
+            set_outcomes(lg, entries);
             record_refusals(lg, entries, n);
             return 0;
         }

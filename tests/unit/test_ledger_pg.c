@@ -1,8 +1,9 @@
 /*
  * What only the PostgreSQL ledger does: connection strings and passwords,
  * migrations under a lock, monthly partitions, several connections racing
- * for one confirmation, lost connections, a batch with one bad row, and
- * reads that use indexes. On the server of tests/with-postgres.
+ * for one confirmation, lost connections, a batch with one bad row, an
+ * issuance written with the next event of its ID as one row, and reads
+ * that use indexes. On the server of tests/with-postgres.
  */
 #include "daemon/ledger.h"
 #include "daemon/ledger_pg.h"
@@ -15,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -453,6 +455,146 @@ static void test_one_bad_row(void **state)
 
 enum { RACE_IDS = 200 };
 
+/* ---- an issuance and the next event of its ID in one batch ---- */
+
+#define MERGE_CASES 10
+
+/*
+ * Case c's events for delivery n: an issuance (issued, or bound from the
+ * start as a device's), the next event (a binding or a confirmation, by the
+ * same client or another), and for some cases a third; *count says how many.
+ */
+static void merge_case(int c, uint64_t t, unsigned n, ledger_event ev[3], size_t *count)
+{
+    bool issued_bound = c == 1 || c == 2 || c == 5;
+    fill_issue(&ev[0], t, n);
+    if (issued_bound) {
+        ev[0].row.status = LEDGER_BOUND;
+        snprintf(ev[0].row.client, sizeof ev[0].row.client, "%s", CLIENT_A);
+        snprintf(ev[0].row.bound_addr, sizeof ev[0].row.bound_addr, "198.51.100.1");
+        ev[0].row.bound_ms = t;
+        snprintf(ev[0].row.bound_node, sizeof ev[0].row.bound_node, "node-1");
+    }
+    snprintf(ev[0].row.issued_node, sizeof ev[0].row.issued_node, "node-1");
+    snprintf(ev[0].row.user_agent, sizeof ev[0].row.user_agent, "agent/%u", n);
+    ev[0].row.kind = LEDGER_KIND_PAGE;
+    ev[0].row.delivered_size = ev[0].row.size + 7;
+    memset(ev[0].row.delivered_sha256, 0x17, 32);
+
+    const char *client = c == 2 ? CLIENT_B : CLIENT_A;
+    fill_confirm(&ev[1], t, n, client);
+    /* What the later event says of the issuance is not what the row keeps. */
+    snprintf(ev[1].row.path, sizeof ev[1].row.path, "/elsewhere");
+    snprintf(ev[1].row.client_addr, sizeof ev[1].row.client_addr, "203.0.113.9");
+    snprintf(ev[1].row.bound_addr, sizeof ev[1].row.bound_addr, "203.0.113.9");
+    snprintf(ev[1].row.bound_node, sizeof ev[1].row.bound_node, "node-2");
+    snprintf(ev[1].row.confirmed_node, sizeof ev[1].row.confirmed_node, "node-2");
+    snprintf(ev[1].row.confirm_addr, sizeof ev[1].row.confirm_addr, "203.0.113.9");
+    ev[1].row.received_has_sha256 = true;
+    memset(ev[1].row.received_sha256, 0x42, 32);
+    ev[1].row.received_size = ev[1].row.size;
+    ev[1].row.received_at_ms = t + 3;
+    if (c == 3 || c == 5) {
+        ev[1].kind = LEDGER_EVENT_BIND; /* c == 5: a binding of a bound row, no merge */
+        ev[1].row.status = LEDGER_BOUND;
+    }
+    if (c == 4) {
+        ev[1].row.status = LEDGER_CORRUPTED;
+        memset(ev[1].row.received_sha256, 0x43, 32);
+    }
+    *count = 2;
+    if (c >= 6 && c <= 8) {
+        /* A third event: the same client again, another client, a binding. */
+        fill_confirm(&ev[2], t, n, c == 6 ? CLIENT_A : CLIENT_B);
+        if (c == 8) {
+            ev[2].kind = LEDGER_EVENT_BIND;
+            ev[2].row.status = LEDGER_BOUND;
+        }
+        *count = 3;
+    }
+    if (c == 9) { /* a binding, then the confirmation by its client */
+        ev[1].kind = LEDGER_EVENT_BIND;
+        ev[1].row.status = LEDGER_BOUND;
+        fill_confirm(&ev[2], t, n, CLIENT_A);
+        *count = 3;
+    }
+}
+
+/* Two rows alike but for their IDs. */
+static void assert_rows_alike(const ledger_delivery *a, const ledger_delivery *b)
+{
+    ledger_delivery copy = *b;
+    memcpy(copy.id, a->id, sizeof copy.id);
+    if (memcmp(a, &copy, sizeof copy) != 0)
+        fail_msg("rows %s and %s differ (status %d/%d, client '%s'/'%s', bound '%s'/'%s' %" PRIu64
+                 "/%" PRIu64 ", receipt '%s'/'%s', path '%s'/'%s')",
+                 a->id, b->id, a->status, b->status, a->client, b->client, a->bound_addr,
+                 b->bound_addr, a->bound_ms, b->bound_ms, a->receipt, b->receipt, a->path, b->path);
+}
+
+/*
+ * Each case written two ways: every event in a batch of its own, and all of
+ * a case's events in one batch (where the issuance and the next event are
+ * one row). Rows, outcomes and answers are the same either way; and so
+ * when the issuance was committed already (the row is there: the merged
+ * row's insert does nothing), or the delivery was confirmed already.
+ */
+static void test_issuance_merged_with_next_event(void **state)
+{
+    fixture *f = *state;
+    ledger *lg = open_ok(f->url, false);
+    uint64_t t = now_ms();
+    for (int c = 0; c < MERGE_CASES; c++) {
+        for (int before = 0; before < 3; before++) {
+            /* before: 0 nothing, 1 the issuance, 2 the issuance and a
+             * confirmation by CLIENT_B, committed ahead of both ways. */
+            ledger_event apart[3], together[3], first[3];
+            ledger_result apart_res[3], together_res[3], first_res;
+            ledger_batch_entry e[3];
+            size_t count;
+            unsigned n = (unsigned)(c * 10 + before) * 2;
+            /* The same events but for the delivery's ID. */
+            merge_case(c, t, n, apart, &count);
+            merge_case(c, t, n, together, &count);
+            for (size_t i = 0; i < count; i++)
+                id_at(together[i].row.id, t, n + 1);
+            for (unsigned k = 0; k < 2 && before > 0; k++) {
+                size_t ignored;
+                merge_case(c, t, n, first, &ignored);
+                fill_confirm(&first[1], t, n, CLIENT_B);
+                id_at(first[0].row.id, t, n + k);
+                id_at(first[1].row.id, t, n + k);
+                assert_int_equal(write_one(lg, &first[0], &first_res), 0);
+                if (before == 2)
+                    assert_int_equal(write_one(lg, &first[1], &first_res), 0);
+            }
+            for (size_t i = 0; i < count; i++)
+                assert_int_equal(write_one(lg, &apart[i], &apart_res[i]), 0);
+            for (size_t i = 0; i < count; i++)
+                e[i] = (ledger_batch_entry){.event = &together[i], .result = &together_res[i]};
+            assert_int_equal(ledger_write(lg, e, count), 0);
+
+            ledger_delivery a, b;
+            assert_int_equal(ledger_get(lg, apart[0].row.id, &a), 1);
+            assert_int_equal(ledger_get(lg, together[0].row.id, &b), 1);
+            assert_rows_alike(&a, &b);
+            for (size_t i = 0; i < count; i++) {
+                assert_int_equal(e[i].status, 0);
+                if (apart_res[i].outcome != together_res[i].outcome)
+                    fail_msg("case %d (before %d), event %zu: outcome %d apart, %d together", c,
+                             before, i, apart_res[i].outcome, together_res[i].outcome);
+                assert_int_equal(e[i].outcome, together_res[i].outcome);
+                if (together[i].kind == LEDGER_EVENT_CONFIRM)
+                    assert_rows_alike(&apart_res[i].row, &together_res[i].row);
+            }
+            /* The issuance made the row exactly when nothing was there. */
+            assert_int_equal(together_res[0].outcome,
+                             before == 0 ? LEDGER_APPLIED : LEDGER_IGNORED);
+        }
+    }
+    ledger_close(lg);
+}
+
 typedef struct racer {
     ledger *lg;
     const char *client;
@@ -702,6 +844,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_bad_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_issuance_merged_with_next_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_confirmation_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_timeout, setup, teardown),
