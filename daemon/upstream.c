@@ -100,8 +100,10 @@ struct upstream_call {
     size_t line_count, line_cap;
     struct curl_slist *line_nodes; /* HTTPHEADER: made from line_at at the start */
     size_t nodes_cap;
-    upstream_header_list headers; /* the answer's; memory kept, pairs forgotten */
-    EVP_MD_CTX *md;               /* hashes a body that goes to a file */
+    upstream_header_list headers;    /* the answer's; memory kept, pairs forgotten */
+    EVP_MD_CTX *md;                  /* hashes a body that goes to a file */
+    CURLU *url;                      /* the URL as libcurl's handle (set_url()) */
+    const upstream_route *url_route; /* whose scheme, host and port url holds */
 
     /* Everything from here on is zeroed for each call. */
     atomic_int refs;
@@ -295,6 +297,7 @@ static void call_destroy(upstream_call *call)
     free(call->line_nodes);
     upstream_header_list_free(&call->headers);
     EVP_MD_CTX_free(call->md);
+    curl_url_cleanup(call->url);
     pthread_mutex_destroy(&call->lock);
     free(call);
 }
@@ -715,6 +718,7 @@ static void easy_put(upstream_thread *t, CURL *easy, bool plain)
         curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+        curl_easy_setopt(easy, CURLOPT_CURLU, NULL);
     } else {
         curl_easy_reset(easy);
     }
@@ -804,6 +808,53 @@ static int link_lines(upstream_call *call)
     return 0;
 }
 
+/*
+ * The URL as a handle of libcurl's: libcurl 7.88 parses a URL string again
+ * for every transfer and assembles it anew, where a handle given is only
+ * copied. Its scheme, host and port are parsed once for the route of the
+ * call (kept with the call); the path and the query are set as they are
+ * (upstream_url_target() made them, encoded: nothing is encoded again, nor
+ * dot segments removed, as CURLOPT_PATH_AS_IS does). libcurl 7.88 writes
+ * the hex digits of a %XX it is given in a part in lower case, though: a
+ * target with a '%' goes as a string, as does one that is not a path ("*"),
+ * so that the upstream gets the client's bytes.
+ */
+static int set_url(upstream_call *call, CURL *easy)
+{
+    const char *base = call->route->url->base;
+    size_t base_len = strlen(base);
+    const char *path = call->lines + base_len;
+    if (path[0] != '/' || strchr(path, '%') != NULL) {
+        SETOPT(easy, CURLOPT_CURLU, NULL);
+        SETOPT(easy, CURLOPT_URL, call->lines);
+        return 0;
+    }
+    if (call->url == NULL || call->url_route != call->route) {
+        call->url_route = NULL;
+        if (call->url == NULL && (call->url = curl_url()) == NULL)
+            goto fail;
+        if (curl_url_set(call->url, CURLUPART_URL, base, CURLU_PATH_AS_IS) != CURLUE_OK)
+            goto fail;
+        call->url_route = call->route;
+    }
+    char *query = strchr(path, '?');
+    if (query != NULL)
+        *query = '\0'; /* for a moment: the line is the URL alone */
+    CURLUcode uc = curl_url_set(call->url, CURLUPART_PATH, path, CURLU_PATH_AS_IS);
+    if (query != NULL)
+        *query = '?';
+    if (uc != CURLUE_OK ||
+        curl_url_set(call->url, CURLUPART_QUERY, query != NULL ? query + 1 : NULL, 0) != CURLUE_OK)
+        goto fail;
+    /* The handle is what the transfer uses; the string, what libcurl tells
+     * of it (else it would keep an earlier transfer's, or assemble one). */
+    SETOPT(easy, CURLOPT_URL, call->lines);
+    SETOPT(easy, CURLOPT_CURLU, call->url);
+    return 0;
+fail:
+    return -1;
+}
+
 /* The options every transfer has; they stay on a handle between plain
  * transfers (leaves_handle_plain()). */
 static int set_common(upstream_thread *t, CURL *easy)
@@ -841,7 +892,8 @@ static int begin(upstream_thread *t, upstream_call *call)
     if ((!got.configured && set_common(t, easy) != 0) || link_lines(call) != 0)
         goto fail;
     SETOPT(easy, CURLOPT_PRIVATE, call);
-    SETOPT(easy, CURLOPT_URL, call->lines); /* the URL comes first */
+    if (set_url(call, easy) != 0)
+        goto fail;
     SETOPT(easy, CURLOPT_HTTPHEADER, call->line_count > 0 ? call->line_nodes : NULL);
     SETOPT(easy, CURLOPT_HEADERDATA, call);
     SETOPT(easy, CURLOPT_WRITEDATA, call);

@@ -30,6 +30,8 @@ typedef struct peer {
     pthread_t thread;
     int held[16]; /* connections kept open without an answer */
     size_t held_count;
+    char seen[8][256]; /* the first request lines (read once the call is done) */
+    size_t seen_count;
 } peer;
 
 static void *peer_main(void *arg)
@@ -40,8 +42,12 @@ static void *peer_main(void *arg)
         if (fd < 0)
             return NULL;
         char buf[8192];
-        ssize_t n = read(fd, buf, sizeof buf); /* the request: small, one read */
-        (void)n;
+        ssize_t n = read(fd, buf, sizeof buf - 1); /* the request: small, one read */
+        if (n > 0 && p->seen_count < sizeof p->seen / sizeof p->seen[0]) {
+            buf[n] = '\0';
+            snprintf(p->seen[p->seen_count++], sizeof p->seen[0], "%.*s", (int)strcspn(buf, "\r\n"),
+                     buf);
+        }
         if (p->answer == NULL) {
             if (p->held_count < sizeof p->held / sizeof p->held[0])
                 p->held[p->held_count++] = fd;
@@ -416,13 +422,41 @@ static void test_failures(void **state)
     peer_stop(&p);
 }
 
+/* Each target reaches the upstream byte for byte, on handles and calls
+ * used again: a query or none, an empty one, percent-encoding in the case
+ * the client wrote it, dot segments left as they are. */
+static void test_targets(void **state)
+{
+    (void)state;
+    static const char *const targets[] = {
+        "/a?x=1", "/b", "/c?", "/h%3Fi?j=%2F", "/d/./e/../f", "/a?x=1",
+    };
+    peer p;
+    peer_start(&p, hello, sizeof hello - 1);
+    fixture f;
+    fixture_start(&f, p.port, NULL, NULL);
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        upstream_call *call = call_get(&f, targets[i]);
+        assert_int_equal(upstream_call_start(call), 0);
+        upstream_state s = wait_settled(call, &f.w);
+        assert_true(s == UPSTREAM_ANSWERED || s == UPSTREAM_DONE);
+        assert_int_equal(upstream_call_status(call), 200);
+        upstream_call_finish(call);
+        char line[256];
+        snprintf(line, sizeof line, "GET %s HTTP/1.1", targets[i]);
+        assert_int_equal(p.seen_count, i + 1);
+        assert_string_equal(p.seen[i], line);
+    }
+    fixture_stop(&f);
+    peer_stop(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_routes),
-        cmocka_unit_test(test_streamed),
-        cmocka_unit_test(test_whole),
-        cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_routes),  cmocka_unit_test(test_streamed),
+        cmocka_unit_test(test_whole),   cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_targets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
