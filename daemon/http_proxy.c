@@ -444,28 +444,59 @@ static bool answer_kept_back(const char *name, const char *connection, unsigned 
             upstream_header_named(name, validators, sizeof validators / sizeof *validators));
 }
 
-/* Adds the fields of the answer that pass, and --add-header's, to r (or,
- * with r NULL, only counts them); returns their bytes in a header block. */
-static size_t add_answer_headers(const http_context *ctx, struct MHD_Response *r,
-                                 const upstream_header_list *h, unsigned drop)
+/* Which of an answer's first 64 fields pass (bit i for the ith), as
+ * answer_fits() found them: adding them then judges no field again. */
+typedef uint64_t passing_fields;
+#define PASSING_KNOWN 64
+
+/* The connection's own field of an answer: what it names is hop-by-hop. */
+static const char *answer_connection(const upstream_header_list *h)
 {
     const char *connection = upstream_header_list_get(h, "Connection");
     /* The usual value names no field but Keep-Alive, which is hop-by-hop anyway. */
     if (connection != NULL && strcasecmp(connection, "keep-alive") == 0)
         connection = NULL;
-    size_t cursor = 0, bytes = 0;
+    return connection;
+}
+
+/* With r NULL, counts the bytes in a header block of the fields of the
+ * answer that pass and of --add-header's, noting in *passing which pass;
+ * else adds them to r, as *passing says. */
+static size_t add_answer_headers(const http_context *ctx, struct MHD_Response *r,
+                                 const upstream_header_list *h, unsigned drop,
+                                 passing_fields *passing)
+{
+    const char *connection = NULL;
+    bool connection_read = false;
+    if (r == NULL)
+        *passing = 0;
+    size_t cursor = 0, bytes = 0, i = 0;
     const char *value;
-    for (const char *name; (name = upstream_header_list_next(h, &cursor, &value)) != NULL;) {
-        if (answer_kept_back(name, connection, drop))
+    for (const char *name; (name = upstream_header_list_next(h, &cursor, &value)) != NULL; i++) {
+        bool pass;
+        if (r != NULL && i < PASSING_KNOWN) {
+            pass = (*passing >> i) & 1u;
+        } else {
+            if (!connection_read) {
+                connection = answer_connection(h);
+                connection_read = true;
+            }
+            pass = !answer_kept_back(name, connection, drop);
+            if (pass && i < PASSING_KNOWN)
+                *passing |= (passing_fields)1 << i;
+        }
+        if (!pass)
             continue;
-        bytes += strlen(name) + strlen(value) + 4; /* ": " and CRLF */
         if (r != NULL)
             MHD_add_response_header(r, name, value);
+        else
+            bytes += strlen(name) + strlen(value) + 4; /* ": " and CRLF */
     }
-    for (size_t i = 0; i < ctx->cfg->header_count; i++) {
-        bytes += strlen(ctx->cfg->headers[i].name) + strlen(ctx->cfg->headers[i].value) + 4;
+    for (size_t k = 0; k < ctx->cfg->header_count; k++) {
         if (r != NULL)
-            MHD_add_response_header(r, ctx->cfg->headers[i].name, ctx->cfg->headers[i].value);
+            MHD_add_response_header(r, ctx->cfg->headers[k].name, ctx->cfg->headers[k].value);
+        else
+            bytes += strlen(ctx->cfg->headers[k].name) + strlen(ctx->cfg->headers[k].value) + 4;
     }
     return bytes;
 }
@@ -473,10 +504,13 @@ static size_t add_answer_headers(const http_context *ctx, struct MHD_Response *r
 /* The header block is built in the connection's memory: one that does not
  * fit would close the connection unanswered (http_reply.h). */
 static bool answer_fits(const http_context *ctx, struct MHD_Connection *c,
-                        const upstream_header_list *h, unsigned drop, size_t content_path_len)
+                        const upstream_header_list *h, unsigned drop, size_t content_path_len,
+                        passing_fields *passing)
 {
     size_t room = http_reply_room(c, ctx->cfg->connection_memory);
-    return add_answer_headers(ctx, NULL, h, drop) + http_reply_headroom(content_path_len) <= room;
+    return add_answer_headers(ctx, NULL, h, drop, passing) +
+               http_reply_headroom(content_path_len) <=
+           room;
 }
 
 static enum MHD_Result reply_headers_too_large(request *req, struct MHD_Connection *c,
@@ -551,7 +585,8 @@ static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct M
                                        http_proxy_state *ps)
 {
     upstream_call *call = ps->call;
-    if (!answer_fits(ctx, c, upstream_call_headers(call), 0, 0))
+    passing_fields passing;
+    if (!answer_fits(ctx, c, upstream_call_headers(call), 0, 0, &passing))
         return reply_headers_too_large(req, c, call);
     unsigned status = upstream_call_status(call);
     int64_t length = upstream_call_content_length(call);
@@ -572,7 +607,7 @@ static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct M
         ps->streamed = !head;
     }
     if (r != NULL)
-        add_answer_headers(ctx, r, upstream_call_headers(call), 0);
+        add_answer_headers(ctx, r, upstream_call_headers(call), 0, &passing);
     return http_reply_queue(req, c, status, r, len);
 }
 
@@ -730,15 +765,16 @@ static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_
     const char *coding = upstream_header_list_get(h, "Content-Encoding");
     bool is_html = type != NULL && mime_is_html(type);
     ledger_kind kind;
+    passing_fields passing;
     if (!http_deliver_decide(ctx, c, url, is_html, &kind)) {
-        if (!answer_fits(ctx, c, h, 0, 0)) {
+        if (!answer_fits(ctx, c, h, 0, 0, &passing)) {
             whole_body_release(&w);
             return reply_headers_too_large(req, c, call);
         }
         uint64_t len = w.b.len;
         struct MHD_Response *r = whole_response(&w, false, 0);
         if (r != NULL)
-            add_answer_headers(ctx, r, h, 0);
+            add_answer_headers(ctx, r, h, 0, &passing);
         return http_reply_queue(req, c, 200, r, len);
     }
 
@@ -754,7 +790,7 @@ static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_
     bool inject = http_deliver_injects(kind, has_key, injectable);
     size_t path_len = strlen(ps->content_path);
     unsigned drop = ANSWER_DELIVERY | (inject ? ANSWER_INJECTED : 0);
-    if (!answer_fits(ctx, c, h, drop, path_len)) {
+    if (!answer_fits(ctx, c, h, drop, path_len, &passing)) {
         whole_body_release(&w);
         return reply_headers_too_large(req, c, call);
     }
@@ -790,7 +826,7 @@ static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_
     content_repr_digest(what.delivered_sha256, repr_digest);
     struct MHD_Response *r = whole_response(&w, inject, at);
     if (r != NULL) {
-        add_answer_headers(ctx, r, h, drop);
+        add_answer_headers(ctx, r, h, drop, &passing);
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
                                 no_store ? "private, no-store" : "private, no-cache");
         MHD_add_response_header(r, "Repr-Digest", repr_digest);
