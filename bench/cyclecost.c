@@ -23,7 +23,7 @@
 #include "common/jose.h"
 #include "common/kdf.h"
 #include "common/merkle.h"
-#include "common/note.h"
+#include "common/note_sign.h"
 #include "common/rnd.h"
 
 #include <getopt.h>

@@ -20,7 +20,7 @@
 #include "common/checkpoint.h"
 #include "common/jcs.h"
 #include "common/merkle.h"
-#include "common/note.h"
+#include "common/note_sign.h"
 #include "common/rnd.h"
 
 #include <inttypes.h>

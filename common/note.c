@@ -5,7 +5,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,21 +14,11 @@
 #define KEY_B64_LEN     44 /* base64 of the 33 bytes type || key */
 
 static const char em_dash_space[] = "\xe2\x80\x94 "; /* U+2014 U+0020 */
-static const char private_prefix[] = "PRIVATE+KEY+";
 
 struct note_verifier {
     char name[NOTE_NAME_MAX + 1];
     size_t name_len;
     uint32_t id;
-    uint8_t public_key[ED25519_KEY_LEN];
-    EVP_PKEY *pkey;
-};
-
-struct note_signer {
-    char name[NOTE_NAME_MAX + 1];
-    size_t name_len;
-    uint32_t id;
-    uint8_t seed[ED25519_KEY_LEN];
     uint8_t public_key[ED25519_KEY_LEN];
     EVP_PKEY *pkey;
 };
@@ -77,8 +66,7 @@ bool note_valid_name(const char *name, size_t n)
     return true;
 }
 
-/* Valid UTF-8 with no control character other than newline. */
-static bool valid_note_bytes(const char *s, size_t n)
+bool note_valid_text(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     uint32_t cp;
@@ -98,8 +86,7 @@ static bool valid_note_bytes(const char *s, size_t n)
     return true;
 }
 
-static note_result key_id(const char *name, size_t n, const uint8_t key[ED25519_KEY_LEN],
-                          uint32_t *id)
+note_result note_key_id(const char *name, size_t n, const uint8_t key[32], uint32_t *id)
 {
     uint8_t buf[NOTE_NAME_MAX + 2 + ED25519_KEY_LEN];
     uint8_t digest[EVP_MAX_MD_SIZE];
@@ -136,12 +123,8 @@ static bool parse_hex32(const char *s, uint32_t *out)
     return true;
 }
 
-/*
- * "<name>+<hex id>+<base64 type||key>" at text (n bytes): the pieces, with
- * the 32-byte key decoded. The type byte must be Ed25519's.
- */
-static note_result split_key_text(const char *text, size_t n, size_t *name_len, uint32_t *id,
-                                  uint8_t key[ED25519_KEY_LEN])
+note_result note_split_key_text(const char *text, size_t n, size_t *name_len, uint32_t *id,
+                                uint8_t key[32])
 {
     const char *plus = memchr(text, '+', n);
     uint8_t raw[1 + ED25519_KEY_LEN];
@@ -168,8 +151,8 @@ static note_result split_key_text(const char *text, size_t n, size_t *name_len, 
     return NOTE_OK;
 }
 
-static size_t format_key_text(const char *prefix, const char *name, uint32_t id,
-                              const uint8_t key[ED25519_KEY_LEN], char *out, size_t cap)
+size_t note_format_key_text(const char *prefix, const char *name, uint32_t id,
+                            const uint8_t key[32], char *out, size_t cap)
 {
     uint8_t raw[1 + ED25519_KEY_LEN];
     char b64[KEY_B64_LEN + 1];
@@ -201,7 +184,7 @@ note_result note_verifier_new(const char *name, size_t n, const uint8_t public_k
     memcpy(v->name, name, n);
     v->name_len = n;
     memcpy(v->public_key, public_key, ED25519_KEY_LEN);
-    r = key_id(name, n, public_key, &v->id);
+    r = note_key_id(name, n, public_key, &v->id);
     if (r == NOTE_OK) {
         v->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, public_key, ED25519_KEY_LEN);
         if (v->pkey == NULL)
@@ -225,7 +208,7 @@ note_result note_verifier_parse(const char *text, size_t n, note_verifier **out)
     *out = NULL;
     if (n >= NOTE_VKEY_MAX)
         return NOTE_MALFORMED;
-    r = split_key_text(text, n, &name_len, &id, key);
+    r = note_split_key_text(text, n, &name_len, &id, key);
     if (r != NOTE_OK)
         return r;
     r = note_verifier_new(text, name_len, key, out);
@@ -262,167 +245,10 @@ const uint8_t *note_verifier_public_key(const note_verifier *v)
 
 size_t note_verifier_text(const note_verifier *v, char out[NOTE_VKEY_MAX])
 {
-    return format_key_text("", v->name, v->id, v->public_key, out, NOTE_VKEY_MAX);
-}
-
-/* ---- signers ---- */
-
-note_result note_signer_new(const char *name, size_t n, const uint8_t seed[32], note_signer **out)
-{
-    note_signer *s;
-    size_t publen = ED25519_KEY_LEN;
-    note_result r = NOTE_INTERNAL;
-
-    *out = NULL;
-    if (!note_valid_name(name, n))
-        return NOTE_BAD_NAME;
-    s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return NOTE_INTERNAL;
-    memcpy(s->name, name, n);
-    s->name_len = n;
-    memcpy(s->seed, seed, ED25519_KEY_LEN);
-    s->pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, ED25519_KEY_LEN);
-    if (s->pkey == NULL || EVP_PKEY_get_raw_public_key(s->pkey, s->public_key, &publen) != 1 ||
-        publen != ED25519_KEY_LEN)
-        goto fail;
-    r = key_id(name, n, s->public_key, &s->id);
-    if (r != NOTE_OK)
-        goto fail;
-    *out = s;
-    return NOTE_OK;
-fail:
-    note_signer_free(s);
-    return r;
-}
-
-note_result note_signer_generate(const char *name, size_t n, note_signer **out)
-{
-    uint8_t seed[ED25519_KEY_LEN];
-    note_result r;
-
-    *out = NULL;
-    if (RAND_priv_bytes(seed, sizeof(seed)) != 1)
-        return NOTE_INTERNAL;
-    r = note_signer_new(name, n, seed, out);
-    OPENSSL_cleanse(seed, sizeof(seed));
-    return r;
-}
-
-note_result note_signer_parse(const char *text, size_t n, note_signer **out)
-{
-    const size_t plen = sizeof(private_prefix) - 1;
-    uint8_t seed[ED25519_KEY_LEN];
-    size_t name_len;
-    uint32_t id;
-    note_result r;
-
-    *out = NULL;
-    if (n >= NOTE_SKEY_MAX || n < plen || memcmp(text, private_prefix, plen) != 0)
-        return NOTE_MALFORMED;
-    r = split_key_text(text + plen, n - plen, &name_len, &id, seed);
-    if (r == NOTE_OK)
-        r = note_signer_new(text + plen, name_len, seed, out);
-    OPENSSL_cleanse(seed, sizeof(seed));
-    if (r == NOTE_OK && (*out)->id != id) {
-        note_signer_free(*out);
-        *out = NULL;
-        return NOTE_BAD_KEY_ID;
-    }
-    return r;
-}
-
-void note_signer_free(note_signer *s)
-{
-    if (s == NULL)
-        return;
-    EVP_PKEY_free(s->pkey);
-    OPENSSL_cleanse(s, sizeof(*s));
-    free(s);
-}
-
-const char *note_signer_name(const note_signer *s)
-{
-    return s->name;
-}
-
-uint32_t note_signer_id(const note_signer *s)
-{
-    return s->id;
-}
-
-size_t note_signer_text(const note_signer *s, char out[NOTE_SKEY_MAX])
-{
-    return format_key_text(private_prefix, s->name, s->id, s->seed, out, NOTE_SKEY_MAX);
-}
-
-note_verifier *note_signer_verifier(const note_signer *s)
-{
-    note_verifier *v = NULL;
-
-    note_verifier_new(s->name, s->name_len, s->public_key, &v);
-    return v;
+    return note_format_key_text("", v->name, v->id, v->public_key, out, NOTE_VKEY_MAX);
 }
 
 /* ---- notes ---- */
-
-note_result note_sign(const char *text, size_t n, note_signer *const *signers, size_t nsigners,
-                      char **out, size_t *out_len)
-{
-    /* a line: dash and space, name, space, base64 of 68 bytes (92), newline */
-    const size_t line_max = sizeof(em_dash_space) - 1 + NOTE_NAME_MAX + 1 + 92 + 1;
-    EVP_MD_CTX *mctx = NULL;
-    char *note = NULL;
-    size_t o, cap;
-    note_result r = NOTE_INTERNAL;
-
-    *out = NULL;
-    if (nsigners == 0 || nsigners > NOTE_MAX_SIGS)
-        return NOTE_BAD_TEXT;
-    if (n == 0 || text[n - 1] != '\n' || !valid_note_bytes(text, n) ||
-        n > NOTE_MAX_LEN - 1 - nsigners * line_max)
-        return NOTE_BAD_TEXT;
-    cap = n + 1 + nsigners * line_max + 1;
-    note = malloc(cap);
-    mctx = EVP_MD_CTX_new();
-    if (note == NULL || mctx == NULL)
-        goto out;
-    memcpy(note, text, n);
-    o = n;
-    note[o++] = '\n';
-    for (size_t i = 0; i < nsigners; i++) {
-        const note_signer *s = signers[i];
-        uint8_t sig[4 + ED25519_SIG_LEN];
-        size_t siglen = ED25519_SIG_LEN;
-
-        sig[0] = (uint8_t)(s->id >> 24);
-        sig[1] = (uint8_t)(s->id >> 16);
-        sig[2] = (uint8_t)(s->id >> 8);
-        sig[3] = (uint8_t)s->id;
-        if (EVP_MD_CTX_reset(mctx) != 1 ||
-            EVP_DigestSignInit(mctx, NULL, NULL, NULL, s->pkey) != 1 ||
-            EVP_DigestSign(mctx, sig + 4, &siglen, (const unsigned char *)text, n) != 1 ||
-            siglen != ED25519_SIG_LEN)
-            goto out;
-        memcpy(note + o, em_dash_space, sizeof(em_dash_space) - 1);
-        o += sizeof(em_dash_space) - 1;
-        memcpy(note + o, s->name, s->name_len);
-        o += s->name_len;
-        note[o++] = ' ';
-        o += b64std_encode(sig, sizeof(sig), note + o);
-        note[o++] = '\n';
-    }
-    note[o] = '\0';
-    *out = note;
-    note = NULL;
-    if (out_len != NULL)
-        *out_len = o;
-    r = NOTE_OK;
-out:
-    EVP_MD_CTX_free(mctx);
-    free(note);
-    return r;
-}
 
 static bool ed25519_verify(EVP_PKEY *pkey, const uint8_t *sig, const char *msg, size_t n,
                            note_result *err)
@@ -456,7 +282,7 @@ note_result note_open(const char *msg, size_t n, note_verifier *const *known, si
     }
     if (unknown != NULL)
         *unknown = 0;
-    if (n < 2 || n > NOTE_MAX_LEN || !valid_note_bytes(msg, n))
+    if (n < 2 || n > NOTE_MAX_LEN || !note_valid_text(msg, n))
         return NOTE_MALFORMED;
     /* The text ends at the last blank line; signature lines are never empty. */
     for (split = n - 1; split > 0 && !(msg[split - 1] == '\n' && msg[split] == '\n'); split--)

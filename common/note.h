@@ -27,8 +27,9 @@
  * bytes decoded (room for post-quantum ones, which are parsed and ignored).
  *
  * Handles are immutable once made and may be shared between threads; the
- * destructors are NULL-safe and wipe the private seed. Output notes are
- * malloc'd, NUL-terminated and owned by the caller.
+ * destructor is NULL-safe. Signing keys and signing are common/note_sign.h,
+ * a module of its own so that what only verifies (libreceipt, the receipt
+ * command) does not link the library that signs.
  */
 #ifndef RECEIPT_COMMON_NOTE_H
 #define RECEIPT_COMMON_NOTE_H
@@ -63,7 +64,6 @@ const char *note_result_str(note_result r);
 bool note_valid_name(const char *name, size_t n);
 
 typedef struct note_verifier note_verifier;
-typedef struct note_signer note_signer;
 
 /* ---- verifiers ---- */
 
@@ -84,40 +84,31 @@ const uint8_t *note_verifier_public_key(const note_verifier *v); /* 32 bytes */
 /* The verifier key text into out; its length. */
 size_t note_verifier_text(const note_verifier *v, char out[NOTE_VKEY_MAX]);
 
-/* ---- signers ---- */
+/* ---- keys as text, for note_sign ---- */
 
-/* A new key from the system's random generator, named name (n bytes). */
-note_result note_signer_generate(const char *name, size_t n, note_signer **out);
+/* Whether s (n bytes) is valid UTF-8 with no control character but newline. */
+bool note_valid_text(const char *s, size_t n);
 
-/* From signer key text (n bytes); the caller wipes its copy of the text. */
-note_result note_signer_parse(const char *text, size_t n, note_signer **out);
-
-/* From a name and a 32-byte Ed25519 seed (RFC 8032 private key). */
-note_result note_signer_new(const char *name, size_t n, const uint8_t seed[32], note_signer **out);
-
-void note_signer_free(note_signer *s);
-
-const char *note_signer_name(const note_signer *s);
-uint32_t note_signer_id(const note_signer *s);
+/* The key ID of an Ed25519 key named name (n bytes, a valid name). */
+note_result note_key_id(const char *name, size_t n, const uint8_t key[32], uint32_t *id);
 
 /*
- * The signer key text into out (secret: the caller wipes it with
- * OPENSSL_cleanse() when done); its length.
+ * "<name>+<hex id>+<base64 type||key>" at text (n bytes): the name's length,
+ * the ID as written, and the 32-byte key decoded. The type byte must be
+ * Ed25519's. Checks nothing else (the ID against the key: the caller).
  */
-size_t note_signer_text(const note_signer *s, char out[NOTE_SKEY_MAX]);
+note_result note_split_key_text(const char *text, size_t n, size_t *name_len, uint32_t *id,
+                                uint8_t key[32]);
 
-/* The verifier of the signer's key; NULL when out of memory. */
-note_verifier *note_signer_verifier(const note_signer *s);
+/*
+ * prefix, then "<name>+<hex id>+<base64 0x01||key>" into out (cap bytes),
+ * NUL-terminated; its length, 0 when it does not fit. The temporaries that
+ * held the key are wiped (the signer's text carries its seed).
+ */
+size_t note_format_key_text(const char *prefix, const char *name, uint32_t id,
+                            const uint8_t key[32], char *out, size_t cap);
 
 /* ---- notes ---- */
-
-/*
- * Signs text (n bytes; valid UTF-8, no control character but newline, ends
- * in a newline) with each of the nsigners (1 .. NOTE_MAX_SIGS) keys, in that
- * order. *out receives the note, *out_len (when not NULL) its length.
- */
-note_result note_sign(const char *text, size_t n, note_signer *const *signers, size_t nsigners,
-                      char **out, size_t *out_len);
 
 /*
  * Opens the signed note in msg (n bytes) with the known verifiers. On

@@ -28,7 +28,7 @@
 
 #include "common/compiler.h"
 #include "common/eckey.h"
-#include "common/note.h"
+#include "common/note_sign.h"
 #include "daemon/ticket.h"
 
 #include <stdbool.h>

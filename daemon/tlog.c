@@ -2,7 +2,7 @@
 
 #include "common/checkpoint.h"
 #include "common/merkle.h"
-#include "common/note.h"
+#include "common/note_sign.h"
 #include "common/rnd.h"
 #include "common/tiles.h"
 #include "daemon/clock.h"

@@ -3,7 +3,7 @@
  * only what holds, and text that can be signed opens again to the same
  * text, and fails once changed.
  */
-#include "common/note.h"
+#include "common/note_sign.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

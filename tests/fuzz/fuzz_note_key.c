@@ -2,7 +2,7 @@
  * note keys: verifier and signer key texts parse only when they are the one
  * spelling of a key, which is then written back byte for byte.
  */
-#include "common/note.h"
+#include "common/note_sign.h"
 
 #include <openssl/crypto.h>
 #include <stdlib.h>

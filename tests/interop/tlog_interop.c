@@ -30,7 +30,7 @@
 #include "common/b64.h"
 #include "common/checkpoint.h"
 #include "common/merkle.h"
-#include "common/note.h"
+#include "common/note_sign.h"
 #include "common/tiles.h"
 
 #include <inttypes.h>

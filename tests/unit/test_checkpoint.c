@@ -13,6 +13,7 @@
 #include "common/b64.h"
 #include "common/checkpoint.h"
 #include "common/jcs.h"
+#include "common/note_sign.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,7 +10,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "common/note.h"
+#include "common/b64.h"
+#include "common/note_sign.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,12 +384,118 @@ static void test_sign(void **state)
     note_verifier_free(vb);
 }
 
+/*
+ * One signature line of note, that of signer i (0-based) of those that
+ * signed it: the 64-byte signature, after checking the key ID before it.
+ */
+static void signature_of(const char *note, size_t len, size_t text_len, size_t i,
+                         const note_signer *s, uint8_t sig[64])
+{
+    const char *line = note + text_len + 1, *end = note + len;
+    uint8_t raw[4 + 64];
+    const char *b64, *eol;
+
+    for (; i > 0; i--) {
+        line = memchr(line, '\n', (size_t)(end - line));
+        assert_non_null(line);
+        line++;
+    }
+    eol = memchr(line, '\n', (size_t)(end - line));
+    b64 = memchr(line, ' ', (size_t)(eol - line)); /* after the dash */
+    b64 = memchr(b64 + 1, ' ', (size_t)(eol - b64 - 1)) + 1;
+    assert_int_equal(b64std_decode(b64, (size_t)(eol - b64), raw, sizeof(raw)), sizeof(raw));
+    assert_int_equal((uint32_t)raw[0] << 24 | (uint32_t)raw[1] << 16 | (uint32_t)raw[2] << 8 |
+                         raw[3],
+                     note_signer_id(s));
+    memcpy(sig, raw + 4, 64);
+}
+
+/*
+ * Signatures are libsodium's (note_sign.c) and verification OpenSSL's: the
+ * two agree byte for byte (Ed25519 is deterministic) on keys and texts of
+ * every size a note carries, and OpenSSL verifies every signature made.
+ */
+static void test_sign_as_openssl(void **state)
+{
+    static const size_t sizes[] = {1, 2, 63, 64, 65, 127, 128, 129, 300, 1000, 4096, 65000};
+    char *text = malloc(65000);
+
+    (void)state;
+    assert_non_null(text);
+    for (size_t k = 0; k < 8; k++) {
+        uint8_t seed[32], pub[32];
+        size_t publen = sizeof(pub);
+        note_signer *s = NULL, *both[2];
+        note_verifier *v;
+        EVP_PKEY *pkey;
+
+        /* the all-zero and all-0xff seeds, then random ones */
+        if (k < 2)
+            memset(seed, k == 0 ? 0x00 : 0xff, sizeof(seed));
+        else
+            assert_int_equal(RAND_bytes(seed, sizeof(seed)), 1);
+        assert_int_equal(note_signer_new("log.example/k", 13, seed, &s), NOTE_OK);
+        pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof(seed));
+        assert_non_null(pkey);
+        assert_int_equal(EVP_PKEY_get_raw_public_key(pkey, pub, &publen), 1);
+        v = note_signer_verifier(s);
+        assert_non_null(v);
+        assert_memory_equal(note_verifier_public_key(v), pub, sizeof(pub));
+        both[0] = s;
+        both[1] = s;
+        for (size_t t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
+            size_t n = sizes[t], len, text_len;
+            uint8_t expected[64], got[64];
+            size_t siglen = sizeof(expected);
+            EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+            char *note;
+
+            /* random printable text in lines of 60, ending in a newline */
+            assert_int_equal(RAND_bytes((unsigned char *)text, (int)n), 1);
+            for (size_t j = 0; j < n; j++)
+                text[j] = (j + 1) % 61 == 0 ? '\n' : (char)(' ' + (uint8_t)text[j] % 95);
+            text[n - 1] = '\n';
+            assert_non_null(mctx);
+            assert_int_equal(EVP_DigestSignInit(mctx, NULL, NULL, NULL, pkey), 1);
+            assert_int_equal(
+                EVP_DigestSign(mctx, expected, &siglen, (const unsigned char *)text, n), 1);
+            assert_int_equal(siglen, sizeof(expected));
+
+            assert_int_equal(note_sign(text, n, both, t % 2 ? 2 : 1, &note, &len), NOTE_OK);
+            assert_int_equal(note_open(note, len, &v, 1, &text_len, NULL, NULL), NOTE_OK);
+            assert_int_equal(text_len, n);
+            for (size_t i = 0; i < (t % 2 ? 2u : 1u); i++) {
+                signature_of(note, len, text_len, i, s, got);
+                assert_memory_equal(got, expected, sizeof(expected));
+                assert_int_equal(EVP_DigestVerifyInit(mctx, NULL, NULL, NULL, pkey), 1);
+                assert_int_equal(
+                    EVP_DigestVerify(mctx, got, sizeof(got), (const unsigned char *)text, n), 1);
+            }
+            /* and a signature OpenSSL refuses once one byte of it changes */
+            got[k % 64] ^= 0x01;
+            assert_int_equal(EVP_DigestVerifyInit(mctx, NULL, NULL, NULL, pkey), 1);
+            assert_int_not_equal(
+                EVP_DigestVerify(mctx, got, sizeof(got), (const unsigned char *)text, n), 1);
+            EVP_MD_CTX_free(mctx);
+            free(note);
+        }
+        EVP_PKEY_free(pkey);
+        note_verifier_free(v);
+        note_signer_free(s);
+    }
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_c2sp_example), cmocka_unit_test(test_go_example),
-        cmocka_unit_test(test_refusals),     cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_keys),         cmocka_unit_test(test_sign),
+        cmocka_unit_test(test_c2sp_example),
+        cmocka_unit_test(test_go_example),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_sign),
+        cmocka_unit_test(test_sign_as_openssl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,7 @@
  */
 #include "common/checkpoint.h"
 #include "common/merkle.h"
-#include "common/note.h"
+#include "common/note_sign.h"
 #include "common/tiles.h"
 #include "daemon/keystore.h"
 #include "daemon/ledger.h"
