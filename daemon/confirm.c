@@ -38,7 +38,7 @@ struct confirm_call {
     lru_link link; /* in the watchdog's list while pending (listed) */
     bool listed;
     writer_result refused; /* why the writer did not take it, if it did not */
-    ledger_result result;
+    ledger_result *result; /* the writer's, once it called back with ok */
 };
 
 struct confirm_waits {
@@ -58,6 +58,7 @@ static void call_unref(confirm_call *call)
     assert(before > 0);
     if (before == 1) {
         assert(!call->listed); /* the watchdog's list holds a reference */
+        writer_result_free(call->result);
         free(call);
     }
 }
@@ -194,11 +195,11 @@ static void settle(confirm_call *call, call_state state)
 }
 
 /* Writer thread: the batch holding the confirmation committed, or failed. */
-static void on_ledger_done(void *arg, bool ok, const ledger_result *result)
+static void on_ledger_done(void *arg, bool ok, ledger_result *result)
 {
     confirm_call *call = arg;
     if (ok)
-        call->result = *result;
+        call->result = result;
     /* When the watchdog answered 503 first, the row is written all the same,
      * and the client's retry gets it back unchanged. */
     settle(call, ok ? CALL_DONE : CALL_FAILED);
@@ -377,7 +378,7 @@ static enum MHD_Result answer(request *req, struct MHD_Connection *c)
         return http_reply_refused(req, c,
                                   call->refused != WRITER_OK ? call->refused : WRITER_FAILING);
     }
-    const ledger_result *res = &call->result;
+    const ledger_result *res = call->result;
     if (res->outcome == LEDGER_CONFLICT) {
         metrics_count_confirm(METRICS_CONFIRM_CONFLICT);
         return http_reply_error(req, c, 409, "already_confirmed",

@@ -8,29 +8,49 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 /*
- * One queued event, in one allocation with what only some events need:
- * room for the result, for events with a callback (the many issuances
- * without one do not pay for it), and the event's log leaf, made by the
- * submitting thread when there is a log (its text follows the result).
+ * One queued event, in one allocation sized to it: first the result, for
+ * events with a callback (the many issuances without one do not pay for
+ * it), then the item, whose event ends with its receipt's NUL (the rest of
+ * the receipt's room, most of the event and all of it for an issuance, is
+ * neither allocated nor copied), then the event's log leaf text, made by
+ * the submitting thread when there is a log.
+ *
+ * A result the callback is given is the start of the allocation, and the
+ * callback's to keep: the item is freed with it (writer_result_free()).
  */
 typedef struct writer_item {
-    ledger_event event;  /* first: save_all() takes the event for the item */
     writer_done_fn done; /* NULL once called */
     void *arg;
     ledger_result *result; /* NULL without a callback */
     int status;            /* of the last ledger_apply: 0 or LEDGER_APPLY_* */
     bool has_leaf;
     ledger_leaf leaf; /* when has_leaf; its text is in this allocation */
+    /* Last, and cut at the end of its receipt (the row's last member):
+     * never copy it whole. */
+    ledger_event event;
 } writer_item;
 
-_Static_assert(_Alignof(ledger_result) <= _Alignof(writer_item),
-               "a result can follow an item in its allocation");
+_Static_assert(sizeof(ledger_result) % _Alignof(writer_item) == 0,
+               "an item can follow a result in its allocation");
+
+/* The bytes of an item whose event's receipt is receipt_len bytes long. */
+static size_t item_size(size_t receipt_len)
+{
+    return offsetof(writer_item, event) + offsetof(ledger_event, row) +
+           offsetof(ledger_delivery, receipt) + receipt_len + 1;
+}
+
+static writer_item *item_of(const ledger_event *event)
+{
+    return (writer_item *)((char *)event - offsetof(writer_item, event));
+}
 
 struct writer {
     ledger *lg;
@@ -181,7 +201,13 @@ static const char *kind_name(ledger_event_kind kind)
 
 static void item_free(writer_item *item)
 {
-    free(item);
+    if (item != NULL)
+        free(item->result != NULL ? (void *)item->result : (void *)item);
+}
+
+void writer_result_free(ledger_result *result)
+{
+    free(result);
 }
 
 /* Tells a waiting client that its event is not committed (yet). */
@@ -287,8 +313,14 @@ static void batch_committed(writer *w, writer_item **items, size_t n, double lat
 
     for (size_t i = 0; i < n; i++) {
         writer_item *item = items[i];
+        if (item->done != NULL && item->status == 0) {
+            /* The result, and the item with it, are the callback's now:
+             * nothing is copied on the way to the answer. */
+            item->done(item->arg, true, item->result);
+            continue;
+        }
         if (item->done != NULL)
-            item->done(item->arg, item->status == 0, item->status == 0 ? item->result : NULL);
+            item->done(item->arg, false, NULL);
         else if (item->status != 0)
             log_error("ledger writer: %s event %s dropped: the ledger refused it",
                       kind_name(item->event.kind), item->event.row.id);
@@ -435,7 +467,7 @@ static void save_all(writer *w)
     const ledger_event **list = w->save_list;
     char err[RECOVERY_ERR_MAX] = "no recovery file";
 
-    /* The event is an item's first member: list[i] is the item too.
+    /* Each event's item is item_of() it.
      * Issuances and bindings first, then confirmations, each in order. */
     pthread_mutex_lock(&w->lock);
     w->closed = true;
@@ -465,7 +497,7 @@ static void save_all(writer *w)
     pthread_mutex_unlock(&w->lock);
 
     for (size_t i = 0; i < total; i++)
-        item_answer_failed((writer_item *)list[i]); /* outside the lock: it may call back */
+        item_answer_failed(item_of(list[i])); /* outside the lock: it may call back */
 
     if (w->recovery != NULL && total > 0)
         saved = recovery_save(w->recovery, list, total, err, sizeof err);
@@ -486,7 +518,7 @@ static void save_all(writer *w)
     pthread_mutex_unlock(&w->lock);
 
     for (size_t i = 0; i < total; i++)
-        item_free((writer_item *)list[i]);
+        item_free(item_of(list[i]));
 }
 
 /* ---- the thread ---- */
@@ -946,18 +978,21 @@ writer_result writer_submit(writer *w, const ledger_event *event, writer_done_fn
     ledger_leaf leaf;
     bool has_leaf = w->log != NULL && tlog_leaf_make(event, text, sizeof text, &leaf) == 0;
     size_t result_size = done != NULL ? sizeof(ledger_result) : 0;
+    size_t receipt_len = strnlen(event->row.receipt, sizeof event->row.receipt - 1);
+    size_t item_bytes = item_size(receipt_len);
     size_t text_size = has_leaf ? leaf.text_len + 1 : 0;
-    item = malloc(sizeof *item + result_size + text_size);
-    if (item == NULL)
+    char *block = malloc(result_size + item_bytes + text_size);
+    if (block == NULL)
         return refuse(w, WRITER_QUEUE_FULL);
-    char *tail = (char *)(item + 1);
-    item->result = done != NULL ? (ledger_result *)tail : NULL;
+    item = (writer_item *)(block + result_size);
+    item->result = done != NULL ? (ledger_result *)block : NULL;
     item->has_leaf = has_leaf;
     if (has_leaf) {
         item->leaf = leaf;
-        item->leaf.text = memcpy(tail + result_size, text, text_size);
+        item->leaf.text = memcpy((char *)item + item_bytes, text, text_size);
     }
-    memcpy(&item->event, event, sizeof item->event);
+    memcpy(&item->event, event, item_bytes - offsetof(writer_item, event) - 1);
+    item->event.row.receipt[receipt_len] = '\0';
     item->done = done;
     item->arg = arg;
     item->status = 0;

@@ -69,9 +69,11 @@ typedef struct writer writer;
 /*
  * Called on one of the writer's threads after the event's batch is
  * durable (ok true, result set) or failed (ok false, result NULL). Must
- * not block. Called once per event, in order.
+ * not block. Called once per event, in order. The callee takes the
+ * result (some 13 KB, handed over rather than copied) and releases it with
+ * writer_result_free(), on any thread.
  */
-typedef void (*writer_done_fn)(void *arg, bool ok, const ledger_result *result);
+typedef void (*writer_done_fn)(void *arg, bool ok, ledger_result *result);
 
 /* Called once, on the writer thread, after a fatal ledger failure. */
 typedef void (*writer_fatal_fn)(void *arg);
@@ -176,13 +178,17 @@ void writer_stop(writer *w, unsigned grace_ms);
 void writer_free(writer *w);
 
 /*
- * Copies the event into the queue. Returns WRITER_OK or why it was refused.
+ * Copies the event into the queue (up to its receipt's end: the row's
+ * receipt must be NUL-terminated within its room). Returns WRITER_OK or why it was refused.
  * When the queue is full and the writer thread runs, waits up to
  * WRITER_FULL_WAIT_MS for room first (backpressure: the caller's answer is
  * late rather than a 503).
  */
 WARN_UNUSED_RESULT writer_result writer_submit(writer *w, const ledger_event *event,
                                                writer_done_fn done, void *arg);
+
+/* Releases a result a writer_done_fn was given; NULL-safe. */
+void writer_result_free(ledger_result *result);
 
 void writer_get_stats(writer *w, writer_stats *out);
 

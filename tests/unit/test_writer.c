@@ -269,7 +269,7 @@ typedef struct confirm_arg {
     unsigned seq;
 } confirm_arg;
 
-static void on_confirm(void *arg, bool ok, const ledger_result *result)
+static void on_confirm(void *arg, bool ok, ledger_result *result)
 {
     confirm_arg *a = arg;
     confirm_ctx *ctx = a->ctx;
@@ -289,6 +289,7 @@ static void on_confirm(void *arg, bool ok, const ledger_result *result)
     if (ledger_get(ctx->reader, result->row.id, &row) == 1 && row.status == LEDGER_CONFIRMED &&
         strcmp(row.client, CLIENT_A) == 0)
         atomic_fetch_add(&ctx->visible, 1);
+    writer_result_free(result); /* the callback's to keep or release */
 }
 
 static void test_callbacks_after_commit(void **state)
@@ -428,12 +429,13 @@ static void test_bad_arguments(void **state)
 static atomic_int refused_ok;
 static atomic_int refused_failed;
 
-static void on_refused(void *arg, bool ok, const ledger_result *result)
+static void on_refused(void *arg, bool ok, ledger_result *result)
 {
     if (ok && result != NULL)
         atomic_fetch_add(&refused_ok, 1);
     if (!ok && result == NULL)
         atomic_fetch_add(&refused_failed, 1);
+    writer_result_free(result);
 }
 
 static void test_refused_event_alone(void **state)
@@ -469,17 +471,76 @@ static void test_refused_event_alone(void **state)
     assert_int_equal(count_rows(f), 2);
 }
 
+/*
+ * A queued event is copied up to its receipt's end only: receipts of every
+ * length (none, one byte, the longest) reach the ledger whole, and the
+ * answered row carries them.
+ */
+static ledger_result *kept_result;
+
+static void on_kept(void *arg, bool ok, ledger_result *result)
+{
+    (void)arg;
+    if (ok)
+        kept_result = result; /* released by the test */
+}
+
+static void test_event_copied_to_receipt_end(void **state)
+{
+    fixture *f = *state;
+    static const size_t lengths[] = {1, 2, 700, LEDGER_RECEIPT_MAX};
+    ledger_event ev;
+    ledger_delivery row;
+
+    writer *w = writer_new(open_ledger(f, false), 16, 16);
+    fill_issue(&ev, 10); /* an issuance: no receipt */
+    assert_int_equal(writer_submit(w, &ev, NULL, NULL), WRITER_OK);
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+        fill_confirm(&ev, 20 + (unsigned)i, CLIENT_A);
+        memset(ev.row.receipt, 'a' + (int)i, lengths[i]);
+        ev.row.receipt[lengths[i]] = '\0';
+        /* what lies past the receipt's end is not the event's */
+        if (lengths[i] + 1 < sizeof ev.row.receipt)
+            memset(ev.row.receipt + lengths[i] + 1, 'z', sizeof ev.row.receipt - lengths[i] - 1);
+        assert_int_equal(writer_submit(w, &ev, on_kept, NULL), WRITER_OK);
+        writer_stop(w, 0); /* drained on this thread: the callback has run */
+        writer_free(w);
+        assert_non_null(kept_result);
+        assert_int_equal(kept_result->outcome, LEDGER_APPLIED);
+        assert_int_equal(strlen(kept_result->row.receipt), lengths[i]);
+        assert_string_equal(kept_result->row.receipt, ev.row.receipt);
+        writer_result_free(kept_result);
+        kept_result = NULL;
+        w = writer_new(open_ledger(f, false), 16, 16);
+    }
+    writer_free(w);
+
+    ledger *lg = open_ledger(f, true);
+    fill_issue(&ev, 10);
+    assert_int_equal(ledger_get(lg, ev.row.id, &row), 1);
+    assert_string_equal(row.receipt, "");
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+        fill_issue(&ev, 20 + (unsigned)i);
+        assert_int_equal(ledger_get(lg, ev.row.id, &row), 1);
+        assert_int_equal(strlen(row.receipt), lengths[i]);
+        for (size_t k = 0; k < lengths[i]; k++)
+            assert_int_equal(row.receipt[k], 'a' + (int)i);
+    }
+    ledger_close(lg);
+}
+
 /* ---- a ledger that cannot commit ---- */
 
 static atomic_int failure_calls;
 static atomic_int failure_ok;
 
-static void on_failure_test(void *arg, bool ok, const ledger_result *result)
+static void on_failure_test(void *arg, bool ok, ledger_result *result)
 {
     atomic_fetch_add(&failure_calls, 1);
     /* No cmocka asserts here: they may not jump out of the writer thread. */
     if (ok || result != NULL)
         atomic_fetch_add(&failure_ok, 1);
+    writer_result_free(result);
 }
 
 static void wait_for(writer *w, uint64_t failed_commits)
@@ -753,6 +814,7 @@ static void test_pg_unavailable(void **state)
         cmocka_unit_test_setup_teardown(test_stop_drains_running, setup, teardown),                \
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),                      \
         cmocka_unit_test_setup_teardown(test_refused_event_alone, setup, teardown),                \
+        cmocka_unit_test_setup_teardown(test_event_copied_to_receipt_end, setup, teardown),        \
         cmocka_unit_test_setup_teardown(test_commit_failure_retries, setup, teardown),             \
         cmocka_unit_test_setup_teardown(test_stop_saves_what_the_ledger_refuses, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_stop_without_recovery_counts_the_lost, setup,         \
