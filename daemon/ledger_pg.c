@@ -1109,6 +1109,12 @@ static int configure_session(ledger_pg *lg)
     }
     if (lg->read_only && exec(lg, "settings", "SET default_transaction_read_only = on") != 0)
         return -1;
+    /* A batch's arrays hold 1 to 1,024 events. A generic plan takes each
+     * unnest() for 10 rows and joined a batch's events with its inserted
+     * rows in a nested loop: for 1,024 issuances, 84 ms of an 88 ms
+     * statement (auto_explain), against 21 ms planned for the arrays. */
+    if (!lg->read_only && exec(lg, "settings", "SET plan_cache_mode = force_custom_plan") != 0)
+        return -1;
     return 0;
 }
 
