@@ -3,7 +3,6 @@
 #include "common/b64.h"
 #include "common/jose.h"
 #include "common/merkle.h"
-#include "common/unicode.h"
 #include "common/uuid7.h"
 #include "daemon/clock.h"
 #include "daemon/tlog_read.h"
@@ -16,63 +15,30 @@
 
 #define EVIDENCE_CHUNK (64 * 1024) /* a bundle's first allocation */
 
-/* Base64 is plain JSON string text: added between quotes as it is. */
-static void hash_b64(jbuf *b, const uint8_t hash[LEDGER_HASH_LEN])
+/* Base64 text (n bytes at text + 1) closed in quotes: plain JSON string
+ * text, added as it is. text has room for n + 2 bytes. */
+static void quoted_b64(jbuf *b, char *text, size_t n)
 {
-    char text[48];
     text[0] = '"';
-    size_t n = b64std_encode(hash, LEDGER_HASH_LEN, text + 1);
     text[n + 1] = '"';
     jbuf_add(b, text, n + 2);
 }
 
-/*
- * An event's canonical text as a JSON string member. RFC 8785 text holds no
- * raw control character and the log's texts are valid UTF-8, so only '"'
- * and '\\' take a backslash: one pass, where jbuf_escaped() leaves its fast
- * path at each of the text's many quotes. Any other text goes the general
- * way; both write the same bytes.
- */
-static void event_member(jbuf *b, const char *text)
+static void hash_b64(jbuf *b, const uint8_t hash[LEDGER_HASH_LEN])
 {
-    size_t n = strnlen(text, LEDGER_EVENT_TEXT_MAX + 1);
-    char out[2 * LEDGER_EVENT_TEXT_MAX + 2];
-    size_t o = 0;
-    jbuf_key(b, "event");
-    if (n > LEDGER_EVENT_TEXT_MAX || !unicode_valid(text, n))
-        goto general;
-    out[o++] = '"';
-    const unsigned char *p = (const unsigned char *)text;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = p[i];
-        /* One test for the rare bytes: '"' 0x22, '\\' 0x5c, controls, DEL. */
-        if (__builtin_expect(c <= '"' || c == '\\' || c == 0x7f, 0)) {
-            if (c < 0x20 || c == 0x7f)
-                goto general;
-            if (c == '"' || c == '\\')
-                out[o++] = '\\';
-        }
-        out[o++] = (char)c;
-    }
-    out[o++] = '"';
-    jbuf_add(b, out, o);
-    return;
-general:
-    jbuf_string(b, text, n);
+    char text[48];
+    quoted_b64(b, text, b64std_encode(hash, LEDGER_HASH_LEN, text + 1));
 }
 
 static void leaf_json(jbuf *b, const ledger_proof *p)
 {
     char salt[48];
-    salt[0] = '"';
-    size_t n = b64url_encode(p->salt, LEDGER_SALT_LEN, salt + 1);
-    salt[n + 1] = '"';
     jbuf_member_u64(b, "index", p->index);
     jbuf_key(b, "leaf");
     jbuf_adds(b, "{");
     jbuf_key(b, "salt");
-    jbuf_add(b, salt, n + 2);
-    event_member(b, p->event);
+    quoted_b64(b, salt, b64url_encode(p->salt, LEDGER_SALT_LEN, salt + 1));
+    jbuf_member_str(b, "event", p->event);
     jbuf_adds(b, "}");
     jbuf_key(b, "hashes");
     jbuf_adds(b, "[");
