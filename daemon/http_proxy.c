@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define PROXY_READ_BLOCK    (32 * 1024) /* bytes a streamed answer is sent in */
@@ -407,8 +408,17 @@ static ssize_t read_answer(void *cls, uint64_t pos, char *buf, size_t max)
             return n;
         if (n == UPSTREAM_READ_END)
             return MHD_CONTENT_READER_END_OF_STREAM;
-        if (n == UPSTREAM_READ_ERROR)
-            return MHD_CONTENT_READER_END_WITH_ERROR; /* the client sees it cut too */
+        if (n == UPSTREAM_READ_ERROR) {
+            /* The client sees it cut too, and at once: libmicrohttpd closes
+             * a connection ended here when its loop next wakes for it, which
+             * may be --connection-timeout later (MHD_USE_TURBO leaves out
+             * the shutdown() it would make meanwhile). */
+            const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+                upstream_call_waker_cls(call), MHD_CONNECTION_INFO_CONNECTION_FD);
+            if (info != NULL)
+                shutdown(info->connect_fd, SHUT_WR);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         if (upstream_call_sleep(call))
             return 0;
     }

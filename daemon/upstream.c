@@ -1633,6 +1633,11 @@ uint64_t upstream_call_bytes_read(upstream_call *call)
     return n;
 }
 
+void *upstream_call_waker_cls(const upstream_call *call)
+{
+    return call->waker.cls; /* set once, before the call is shared */
+}
+
 int upstream_call_take_body(upstream_call *call, upstream_body *out)
 {
     pthread_mutex_lock(&call->lock);

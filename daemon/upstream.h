@@ -217,6 +217,8 @@ ssize_t upstream_call_read(upstream_call *call, char *buf, size_t max);
 size_t upstream_call_buffered(upstream_call *call);
 /* Bytes the worker has read so far (for the access log). */
 uint64_t upstream_call_bytes_read(upstream_call *call);
+/* The cls of the waker given to upstream_call_new() (the worker's). */
+void *upstream_call_waker_cls(const upstream_call *call);
 
 /*
  * A body read whole: either in memory (data, len bytes in a malloc'd block

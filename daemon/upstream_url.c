@@ -237,21 +237,40 @@ size_t upstream_url_target(const upstream_url *u, const char *prefix, const char
             return 0;
         return len;
     }
-    if (!append_target(out, cap, &len, u->path, strlen(u->path), false))
-        return 0;
+    const char *rest;
+    size_t rest_len;
+    bool encode_rest = false;
     if (raw_path_len >= prefix_len && memcmp(raw_target, prefix, prefix_len) == 0) {
-        if (!append_target(out, cap, &len, raw_target + prefix_len, raw_path_len - prefix_len,
-                           false))
-            return 0;
+        rest = raw_target + prefix_len;
+        rest_len = raw_path_len - prefix_len;
     } else {
         /* The client encoded what the prefix spells out: the rest of the
          * decoded path, encoded again. */
         size_t path_len = strlen(path);
         if (path_len < prefix_len || memcmp(path, prefix, prefix_len) != 0)
             return 0;
-        if (!append_target(out, cap, &len, path + prefix_len, path_len - prefix_len, true))
-            return 0;
+        rest = path + prefix_len;
+        rest_len = path_len - prefix_len;
+        encode_rest = true;
     }
+    /* The prefix and the URL's path are joined with one '/' between them
+     * whether either ends with one or not: "/" to http://h/app sends /x as
+     * /app/x (not /appx), "/api" to http://h/v1/ sends /api/x as /v1/x (not
+     * /v1//x). */
+    size_t path_len = strlen(u->path);
+    bool path_slash = u->path[path_len - 1] == '/';
+    bool prefix_slash = prefix_len > 0 && prefix[prefix_len - 1] == '/';
+    if (rest_len > 0 && path_slash && !prefix_slash && rest[0] == '/') {
+        rest++;
+        rest_len--;
+    }
+    if (!append_target(out, cap, &len, u->path, path_len, false))
+        return 0;
+    if (rest_len > 0 && !path_slash && prefix_slash &&
+        !append_target(out, cap, &len, "/", 1, false))
+        return 0;
+    if (!append_target(out, cap, &len, rest, rest_len, encode_rest))
+        return 0;
     if (query != NULL && !append_target(out, cap, &len, query, strlen(query), false))
         return 0;
     return len;

@@ -132,6 +132,15 @@ static void test_targets(void **state)
     expect_target("http://h:1/base/", "/", "/x", "/x", "http://h:1/base/x");
     expect_target("unix:/s.sock:/v1", "/api", "/api/items", "/api/items",
                   "http://localhost/v1/items");
+    /* One '/' between the URL's path and the rest, whichever ends with one. */
+    expect_target("http://h:1/base", "/", "/x?q=/", "/x", "http://h:1/base/x?q=/");
+    expect_target("http://h:1/base", "/", "/", "/", "http://h:1/base");
+    expect_target("http://h:1/base", "/", "//x", "//x", "http://h:1/base//x");
+    expect_target("http://h:1/base", "/app/", "/app/x/", "/app/x/", "http://h:1/base/x/");
+    expect_target("http://h:1/v1/", "/api", "/api/x", "/api/x", "http://h:1/v1/x");
+    expect_target("http://h:1/v1/", "/api", "/api?q", "/api", "http://h:1/v1/?q");
+    expect_target("http://h:1/v1", "/api", "/apix", "/apix", "http://h:1/v1x");
+    expect_target("http://h:1/base", "/app/", "/%61pp/a%20b", "/app/a b", "http://h:1/base/a%20b");
     /* The prefix percent-encoded by the client: the decoded path again. */
     expect_target("http://h:1/", "/app/", "/%61pp/a%20b?z", "/app/a b", "http://h:1/a%20b?z");
     expect_target("http://h:1/", "/app/", "/%61pp/100%25", "/app/100%", "http://h:1/100%25");
