@@ -8,7 +8,10 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,6 +267,7 @@ static void note_failure(upstream_route *r, upstream_failure f, const char *deta
     if (f == UPSTREAM_OK || f == UPSTREAM_FAIL_CANCELLED || f == UPSTREAM_FAIL_SHUTDOWN)
         return;
     count(&r->stats.failures[f]);
+    atomic_store(&r->last_failure, (int)f);
     atomic_fetch_add(&r->failed_since_log, 1);
     uint64_t now = clock_mono_ms();
     uint64_t last = atomic_load(&r->logged_ms);
@@ -275,6 +279,25 @@ static void note_failure(upstream_route *r, upstream_failure f, const char *deta
     log_error("upstream %s %s%s%s; %lu failed %s since the last report", r->url->text,
               failure_text(f), detail[0] != '\0' ? ": " : "", detail, n,
               n == 1 ? "request" : "requests");
+}
+
+/* Failures that came within a second of their upstream's last report and
+ * were only counted: reported once that second is over, so that the count
+ * of a burst that then stops is not lost. */
+static void report_failures(upstream_pool *p, uint64_t now)
+{
+    for (size_t i = 0; i < p->route_count; i++) {
+        upstream_route *r = &p->routes[i];
+        uint64_t last = atomic_load(&r->logged_ms);
+        if (atomic_load(&r->failed_since_log) == 0 || now - last < UPSTREAM_LOG_INTERVAL ||
+            !atomic_compare_exchange_strong(&r->logged_ms, &last, now))
+            continue;
+        unsigned long n = atomic_exchange(&r->failed_since_log, 0);
+        if (n > 0)
+            log_error("upstream %s %s; %lu failed %s since the last report", r->url->text,
+                      failure_text((upstream_failure)atomic_load(&r->last_failure)), n,
+                      n == 1 ? "request" : "requests");
+    }
 }
 
 /* Caller holds call->lock. */
@@ -1129,6 +1152,8 @@ static void *thread_main(void *arg)
         finish_transfers(t);
         if (t->now_ms >= next_tick) {
             expire(t, t->now_ms);
+            if (t == &t->pool->threads[0])
+                report_failures(t->pool, clock_mono_ms());
             next_tick = t->now_ms + UPSTREAM_TICK_MS;
         }
         uint64_t until = t->timer_due_ms < next_tick ? t->timer_due_ms : next_tick;
@@ -1200,9 +1225,37 @@ static int check_temp_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
+/* libcurl reads --upstream-ca at each handshake: a file it cannot use would
+ * fail every https request, so the start refuses it instead. */
+static int check_ca_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "--upstream-ca %s: %s", path, strerror(errno));
+        return -1;
+    }
+    unsigned certificates = 0;
+    X509 *x;
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        X509_free(x);
+        certificates++;
+    }
+    ERR_clear_error();
+    fclose(f);
+    if (certificates == 0) {
+        snprintf(err, errlen, "--upstream-ca %s holds no PEM certificate", path);
+        return -1;
+    }
+    return 0;
+}
+
 int upstream_check(const config *cfg, char *err, size_t errlen)
 {
-    return cfg->upstream_count == 0 ? 0 : check_temp_dir(cfg->temp_dir, err, errlen);
+    if (cfg->upstream_count == 0)
+        return 0;
+    if (cfg->upstream_ca != NULL && check_ca_file(cfg->upstream_ca, err, errlen) != 0)
+        return -1;
+    return check_temp_dir(cfg->temp_dir, err, errlen);
 }
 
 static int by_prefix_length(const void *a, const void *b)

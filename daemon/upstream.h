@@ -101,6 +101,7 @@ typedef struct upstream_route {
     /* once-a-second failure log */
     _Atomic unsigned long failed_since_log;
     _Atomic uint64_t logged_ms;
+    _Atomic int last_failure; /* an upstream_failure, for report_failures() */
 } upstream_route;
 
 /*
