@@ -243,7 +243,8 @@ static const config_option options[] = {
             "\\fBunix:\\fI/SOCKET\\fR[:\\fI/PATH\\fR]. A 200 to a GET is a delivery under "
             "the rules of a file's, its content the path with its query; everything else "
             "passes through untracked. With a "
-            "\\fIPATH\\fR, it replaces the matched prefix, as with nginx's proxy_pass."},
+            "\\fIPATH\\fR, it replaces the matched prefix, as with nginx's proxy_pass, "
+            "joined to the rest of the path by one / (/x goes to \\fI/PATH\\fR/x)."},
     {"upstream-for", "PREFIX URL", SECTION_UPSTREAM, parse_upstream_for,
      .max = CONFIG_UPSTREAMS_MAX, .flags = CONFIG_REPEATABLE | CONFIG_TWO_WORDS,
      .clear = clear_upstreams_for,
@@ -268,7 +269,8 @@ static const config_option options[] = {
      .flags = CONFIG_NAMES_FILE,
      .help = "certificate authorities for https upstreams, PEM (default: the system's)",
      .doc = "Certificate authorities, in PEM, that https upstreams' certificates are verified "
-            "against (default: the system's)."},
+            "against (default: the system's). A file that cannot be read or holds no "
+            "certificate stops the start."},
     {"proxy-buffer", "KIB", SECTION_UPSTREAM, NUMBER(4, 1024 * 1024), AT(proxy_buffer),
      .scale = 1024, .unit = "KiB", .value = "1024",
      .help = "memory per tracked upstream answer; beyond it, a file in --temp-dir (default %D)",
