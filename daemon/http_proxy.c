@@ -50,10 +50,55 @@ typedef struct header_pass {
     upstream_call *call;
     proxy_fields forwarding; /* the client's forwarding fields, for add_forwarded() */
     bool identity;           /* the answer is asked for uncompressed */
-    const char *connection;  /* the client's Connection field: what it names stays here */
+    struct MHD_Connection *c;
+    bool connection; /* the client sent a Connection field: what it names stays here */
     bool has_accept;
     bool failed;
 } header_pass;
+
+/* Whether the value of a client's Connection field (of several, maybe)
+ * names a field. */
+typedef struct connection_names {
+    const char *name;
+    bool found;
+} connection_names;
+
+static enum MHD_Result find_connection_name(void *cls, enum MHD_ValueKind kind, const char *name,
+                                            const char *value)
+{
+    connection_names *cn = cls;
+    (void)kind;
+    if (name != NULL && value != NULL && strcasecmp(name, "Connection") == 0 &&
+        upstream_header_lists(value, cn->name)) {
+        cn->found = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* Whether a Connection field may name a field: the usual keep-alive and
+ * close name none that is not hop-by-hop anyway. */
+static enum MHD_Result find_connection_names(void *cls, enum MHD_ValueKind kind, const char *name,
+                                             const char *value)
+{
+    bool *found = cls;
+    (void)kind;
+    if (name != NULL && value != NULL && strcasecmp(name, "Connection") == 0 &&
+        strcasecmp(value, "keep-alive") != 0 && strcasecmp(value, "close") != 0) {
+        *found = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static bool connection_names_field(const header_pass *hp, const char *name)
+{
+    if (!hp->connection)
+        return false;
+    connection_names cn = {name, false};
+    MHD_get_connection_values(hp->c, MHD_HEADER_KIND, find_connection_name, &cn);
+    return cn.found;
+}
 
 /* Fields receiptd writes itself, or that belong to this hop. */
 static bool kept_back(const header_pass *hp, const char *name)
@@ -68,8 +113,7 @@ static bool kept_back(const header_pass *hp, const char *name)
         "Forwarded",
     };
     return upstream_header_named(name, own, sizeof own / sizeof own[0]) ||
-           upstream_header_hop_by_hop(name) ||
-           (hp->connection != NULL && upstream_header_lists(hp->connection, name));
+           upstream_header_hop_by_hop(name) || connection_names_field(hp, name);
 }
 
 static enum MHD_Result pass_header(void *cls, enum MHD_ValueKind kind, const char *name,
@@ -327,7 +371,9 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     /* Not zeroed whole: the forwarding fields are large, and init empties them. */
     header_pass hp;
     hp.call = call;
-    hp.connection = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection");
+    hp.c = c;
+    hp.connection = false;
+    MHD_get_connection_values(c, MHD_HEADER_KIND, find_connection_names, &hp.connection);
     hp.identity = candidate;
     hp.has_accept = false;
     hp.failed = false;
@@ -435,7 +481,8 @@ static void drop_call(void *cls)
 
 /* Fields of the answer that stay here: this hop's, and those receiptd
  * writes itself (as nginx keeps back Date and Server). */
-static bool answer_kept_back(const char *name, const char *connection, unsigned drop)
+static bool answer_kept_back(const upstream_header_list *h, const char *name, bool connection,
+                             unsigned drop)
 {
     static const char *const own[] = {
         "Content-Length",   "Date",           "Server",         "X-Pad",
@@ -446,7 +493,7 @@ static bool answer_kept_back(const char *name, const char *connection, unsigned 
     static const char *const validators[] = {"ETag", "Last-Modified", "Accept-Ranges"};
     return upstream_header_named(name, own, sizeof own / sizeof own[0]) ||
            upstream_header_hop_by_hop(name) || strncasecmp(name, "X-Accel-", 8) == 0 ||
-           (connection != NULL && upstream_header_lists(connection, name)) ||
+           (connection && upstream_header_list_lists(h, "Connection", name)) ||
            ((drop & ANSWER_DELIVERY) &&
             upstream_header_named(name, delivery_own,
                                   sizeof delivery_own / sizeof *delivery_own)) ||
@@ -459,14 +506,18 @@ static bool answer_kept_back(const char *name, const char *connection, unsigned 
 typedef uint64_t passing_fields;
 #define PASSING_KNOWN 64
 
-/* The connection's own field of an answer: what it names is hop-by-hop. */
-static const char *answer_connection(const upstream_header_list *h)
+/* Whether the answer's Connection fields may name a field, which is then
+ * hop-by-hop. */
+static bool answer_connection(const upstream_header_list *h)
 {
-    const char *connection = upstream_header_list_get(h, "Connection");
-    /* The usual value names no field but Keep-Alive, which is hop-by-hop anyway. */
-    if (connection != NULL && strcasecmp(connection, "keep-alive") == 0)
-        connection = NULL;
-    return connection;
+    size_t cursor = 0;
+    const char *value;
+    for (const char *n; (n = upstream_header_list_next(h, &cursor, &value)) != NULL;) {
+        /* The usual value names no field but Keep-Alive, which is hop-by-hop anyway. */
+        if (strcasecmp(n, "Connection") == 0 && strcasecmp(value, "keep-alive") != 0)
+            return true;
+    }
+    return false;
 }
 
 /* With r NULL, counts the bytes in a header block of the fields of the
@@ -476,7 +527,7 @@ static size_t add_answer_headers(const http_context *ctx, struct MHD_Response *r
                                  const upstream_header_list *h, unsigned drop,
                                  passing_fields *passing)
 {
-    const char *connection = NULL;
+    bool connection = false;
     bool connection_read = false;
     if (r == NULL)
         *passing = 0;
@@ -491,7 +542,7 @@ static size_t add_answer_headers(const http_context *ctx, struct MHD_Response *r
                 connection = answer_connection(h);
                 connection_read = true;
             }
-            pass = !answer_kept_back(name, connection, drop);
+            pass = !answer_kept_back(h, name, connection, drop);
             if (pass && i < PASSING_KNOWN)
                 *passing |= (passing_fields)1 << i;
         }
@@ -830,8 +881,7 @@ static enum MHD_Result answer_whole(http_context *ctx, request *req, struct MHD_
 
     /* Every request for it must reach the server to be a delivery; an
      * upstream's no-store stays, being stronger. */
-    const char *cache = upstream_header_list_get(h, "Cache-Control");
-    bool no_store = cache != NULL && upstream_header_lists(cache, "no-store");
+    bool no_store = upstream_header_list_lists(h, "Cache-Control", "no-store");
     char repr_digest[64];
     content_repr_digest(what.delivered_sha256, repr_digest);
     struct MHD_Response *r = whole_response(&w, inject, at);

@@ -243,3 +243,14 @@ const char *upstream_header_list_get(const upstream_header_list *l, const char *
     }
     return NULL;
 }
+
+bool upstream_header_list_lists(const upstream_header_list *l, const char *name, const char *token)
+{
+    size_t cursor = 0;
+    const char *value;
+    for (const char *n; (n = upstream_header_list_next(l, &cursor, &value)) != NULL;) {
+        if (strcasecmp(n, name) == 0 && upstream_header_lists(value, token))
+            return true;
+    }
+    return false;
+}

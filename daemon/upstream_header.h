@@ -82,4 +82,8 @@ const char *upstream_header_list_next(const upstream_header_list *l, size_t *cur
 /* The first value of the field name (case-insensitive), or NULL. */
 const char *upstream_header_list_get(const upstream_header_list *l, const char *name);
 
+/* Whether any field name of l lists token (upstream_header_lists()): a list
+ * may be split over several fields (RFC 9110 section 5.3). */
+bool upstream_header_list_lists(const upstream_header_list *l, const char *name, const char *token);
+
 #endif
