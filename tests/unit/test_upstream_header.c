@@ -92,6 +92,13 @@ static void test_list(void **state)
     assert_string_equal(upstream_header_list_get(&l, "X-Folded"), "first second");
     assert_string_equal(upstream_header_list_get(&l, "X-Empty"), "");
     assert_null(upstream_header_list_get(&l, "Location"));
+    /* A list split over fields is read whole. */
+    add_ok(&l, "Cache-Control: max-age=60\r\n");
+    add_ok(&l, "cache-control: private, no-store\r\n");
+    assert_true(upstream_header_list_lists(&l, "Cache-Control", "no-store"));
+    assert_true(upstream_header_list_lists(&l, "Cache-Control", "max-age"));
+    assert_false(upstream_header_list_lists(&l, "Cache-Control", "no-cache"));
+    assert_false(upstream_header_list_lists(&l, "Pragma", "no-store"));
     /* Both cookies, in order. */
     size_t cursor = 0;
     const char *value;
