@@ -457,7 +457,7 @@ static ssize_t read_answer(void *cls, uint64_t pos, char *buf, size_t max)
         if (n == UPSTREAM_READ_ERROR) {
             /* The client sees it cut too, and at once: libmicrohttpd closes
              * a connection ended here when its loop next wakes for it, which
-             * may be --connection-timeout later (MHD_USE_TURBO leaves out
+             * may be --idle-timeout later (MHD_USE_TURBO leaves out
              * the shutdown() it would make meanwhile). */
             const union MHD_ConnectionInfo *info = MHD_get_connection_info(
                 upstream_call_waker_cls(call), MHD_CONNECTION_INFO_CONNECTION_FD);
