@@ -12,7 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
-#define REDIRECT_MEMORY    8192 /* per connection: a request line and headers */
+/* Per connection: a request line and headers, and a Location of up to three
+ * times the target (percent-encoded). */
+#define REDIRECT_MEMORY    32768
 #define REDIRECT_TIMEOUT_S 10
 
 struct http_redirect {
@@ -65,6 +67,27 @@ static void peer_address(struct MHD_Connection *c, char out[PROXY_ADDR_TEXT_MAX]
         proxy_addr_format(addr, out);
 }
 
+/* Appends target to out as a Location may carry it: the client's own
+ * spelling, but a byte no URL may hold (a control, a space, a quote, a
+ * byte past ASCII) percent-encoded rather than sent back raw in a header.
+ * out has room for three bytes per byte of target; returns the length. */
+static size_t location_target(char *out, const char *target)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)target; *p != '\0'; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '<' || *p == '>' || *p == '\\') {
+            out[n++] = '%';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 0x0f];
+        } else {
+            out[n++] = (char)*p;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
 static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *name,
                                   const char *value)
 {
@@ -87,19 +110,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (rr == NULL)
         return MHD_NO;
 
-    /* An absolute-form target (a request meant for a proxy) keeps its path. */
+    /* An absolute-form target (a request meant for a proxy) keeps its path
+     * and query; its scheme and authority are the client's to choose. */
     const char *path = rr->target;
-    if (strncmp(path, "http://", 7) == 0) {
-        path = strchr(path + 7, '/');
-        if (path == NULL)
+    const char *query = "";
+    size_t skip = strncasecmp(path, "http://", 7) == 0    ? 7
+                  : strncasecmp(path, "https://", 8) == 0 ? 8
+                                                          : 0;
+    if (skip > 0) {
+        path += skip + strcspn(path + skip, "/?");
+        if (path[0] != '/') {
+            query = path;
             path = "/";
+        }
     }
     unsigned status = MHD_HTTP_PERMANENT_REDIRECT;
     struct MHD_Response *resp = NULL;
     size_t body = 0;
     unsigned hosts = 0;
     MHD_get_connection_values(c, MHD_HEADER_KIND, count_host, &hosts);
-    char location[CONFIG_URL_MAX + HTTP_RAW_URI_MAX + 1];
+    char location[CONFIG_URL_MAX + 3 * HTTP_RAW_URI_MAX + 2];
     if (rr->len > HTTP_RAW_URI_MAX) {
         status = 414;
         resp = http_reply_error_response(status, "uri_too_long", "The request target is too long.",
@@ -116,7 +146,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                                     : "Host is given more than once.",
                                          &body);
     } else {
-        snprintf(location, sizeof location, "%s%s", r->cfg->public_url, path);
+        size_t n = (size_t)snprintf(location, sizeof location, "%s", r->cfg->public_url);
+        n += location_target(location + n, path);
+        location_target(location + n, query);
         resp = http_reply_empty();
         if (resp != NULL)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
