@@ -226,7 +226,8 @@ static const config_option options[] = {
      .flags = CONFIG_REPEATABLE, .clear = clear_trusted_proxies,
      .help = "believe Forwarded and X-Forwarded-For from peers in this network (repeatable)",
      .doc = "A network of reverse proxies (\\fIADDRESS\\fR or \\fIADDRESS\\fB/\\fIPREFIX\\fR, IPv4 "
-            "or IPv6) whose Forwarded (RFC 7239), or else X-Forwarded-For and "
+            "or IPv6; an IPv6 network such as ::/0 holds no IPv4 peer) whose Forwarded "
+            "(RFC 7239), or else X-Forwarded-For and "
             "X-Forwarded-Proto, headers are believed (repeatable, at most %M). The client is "
             "the right-most address in them that is not itself a trusted proxy: the ledger, "
             "plug-in data, the admin API and the access log record it. From any other peer "

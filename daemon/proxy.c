@@ -133,6 +133,11 @@ int proxy_set_add(proxy_set *s, const char *cidr, char *err, size_t errlen)
 
 static bool net_contains(const proxy_net *n, const uint8_t addr[16])
 {
+    /* IPv4 is held as ::ffff:a.b.c.d, inside such IPv6 networks as ::/0:
+     * a network shorter than /96 was written as IPv6 and trusts no IPv4
+     * peer (--trusted-proxy ::/0 is every IPv6 proxy, not every peer). */
+    if (n->prefix < 96 && memcmp(addr, v4_mapped_prefix, 12) == 0)
+        return false;
     unsigned full = n->prefix / 8, rest = n->prefix % 8;
     if (memcmp(n->addr, addr, full) != 0)
         return false;

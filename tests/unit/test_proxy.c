@@ -70,6 +70,19 @@ static void test_set(void **state)
     assert_true(proxy_set_contains(&odd, a));
     addr_of("2001:db8:7fff::1", a);
     assert_false(proxy_set_contains(&odd, a));
+
+    /* Every IPv6 peer is not every peer: ::/0 (or ::/64) holds no IPv4 one,
+     * while a network written in the mapped range does. */
+    proxy_set v6 = trusted((const char *const[]){"::/0", "::/64", NULL});
+    addr_of("2001:db8::1", a);
+    assert_true(proxy_set_contains(&v6, a));
+    addr_of("127.0.0.1", a);
+    assert_false(proxy_set_contains(&v6, a));
+    proxy_set mapped = trusted((const char *const[]){"::ffff:10.0.0.0/104", NULL});
+    addr_of("10.1.2.3", a);
+    assert_true(proxy_set_contains(&mapped, a));
+    addr_of("11.1.2.3", a);
+    assert_false(proxy_set_contains(&mapped, a));
 }
 
 static void test_set_errors(void **state)
