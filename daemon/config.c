@@ -1176,7 +1176,11 @@ static int read_config_file(config *cfg, const char *path, uint64_t *file_given,
     }
 
     unsigned number = 0;
-    for (char *p = buf; p < buf + len;) {
+    char *p = buf;
+    /* A byte order mark, as some editors write at the start of UTF-8 text. */
+    if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0)
+        p += 3;
+    while (p < buf + len) {
         char *end = memchr(p, '\n', (size_t)(buf + len - p));
         size_t n = end != NULL ? (size_t)(end - p) : (size_t)(buf + len - p);
         number++;

@@ -5,7 +5,8 @@
 // port, unknown and obfuscated nodes, several header lines, lists, mixed
 // case, trusted IPv6 networks in the chain) and the malformed ones, each
 // checked against the access log and the forwarded-headers counter; values
-// with spaces in a configuration file.
+// with spaces in a configuration file, and one that starts with a byte
+// order mark.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -167,7 +168,7 @@ describe('--trusted-proxy: Forwarded and X-Forwarded-For as proxies send them', 
   });
 });
 
-describe('--config: values with spaces', () => {
+describe('--config: values with spaces, a byte order mark', () => {
   after(() => {
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
   });
@@ -186,6 +187,10 @@ describe('--config: values with spaces', () => {
     } finally {
       await srv.stop();
     }
+    // A byte order mark, as some editors write, is not part of the first name.
+    fs.writeFileSync(conf, `\ufeffroot ${root}\nstate-dir ${path.join(dir('receipt-state-'), 'state')}\n`);
+    const bom = await runReceiptd(['--config', conf, '--check']);
+    assert.equal(bom.code, 0, bom.stderr);
     // Quotes are not taken away: a quoted header name is not a name.
     fs.writeFileSync(conf, `root ${root}\nadd-header "X-A: b"\n`);
     const r = await runReceiptd(['--config', conf, '--check']);
