@@ -419,9 +419,12 @@ static const char usage_head[] =
     "       receiptd keys show|export|import|rotate  (see receiptd keys --help)\n"
     "\n"
     "Serves the files under DIR, or stands in front of the application at URL, over\n"
-    "HTTP and records every delivery in a ledger.\n";
+    "HTTP or HTTPS and records every delivery in a ledger.\n";
 
 static const char usage_tail[] =
+    "\n"
+    "SIGHUP reads the TLS certificates and keys again and reopens the access log;\n"
+    "other changes need a restart (receiptd(8), SIGNALS).\n"
     "\n"
     "Exit status: 0 after a clean shutdown (SIGTERM, SIGINT) or a passing --check,\n"
     "1 when the server cannot start or the ledger failed for good, 2 for a usage\n"
