@@ -381,18 +381,6 @@ static int parse_list(const char *text, list_entry_fn take, void *user)
     }
 }
 
-static int take_xff(const char *v, size_t n, void *user)
-{
-    proxy_chain *chain = user;
-    if (chain->count >= PROXY_HOPS_MAX)
-        return -1;
-    proxy_hop hop = {0};
-    if (parse_xff_entry(v, n, &hop) != 0)
-        return -1;
-    chain->hops[chain->count++] = hop;
-    return 0;
-}
-
 typedef struct scheme_list {
     proxy_scheme schemes[PROXY_HOPS_MAX];
     size_t count;
@@ -434,6 +422,44 @@ static void pick_client(const proxy_set *s, const uint8_t peer[16], const proxy_
     }
 }
 
+/*
+ * pick_client() for X-Forwarded-For, read from the right: only the entries
+ * the walk reaches must be well-formed. Those left of the client are the
+ * client's own to write (nginx's $proxy_add_x_forwarded_for appends to
+ * what the client sent), so a client cannot, by sending garbage or a
+ * long list, have its proxy taken for it. count is the number of entries.
+ */
+static int pick_xff_client(const proxy_set *s, const uint8_t peer[16], const char *text,
+                           uint8_t client[16], size_t *index, size_t *count)
+{
+    const char *stop = text + strlen(text);
+    size_t entries = 1;
+    for (const char *c = text; (c = strchr(c, ',')) != NULL; c++)
+        entries++;
+    *count = entries;
+    uint8_t known[16];
+    memcpy(known, peer, 16);
+    for (size_t i = entries; i-- > 0;) {
+        const char *comma = i > 0 ? memrchr(text, ',', (size_t)(stop - text)) : NULL;
+        const char *first = skip_ows(comma != NULL ? comma + 1 : text, stop);
+        const char *last = stop;
+        while (last > first && (last[-1] == ' ' || last[-1] == '\t'))
+            last--;
+        proxy_hop hop = {0};
+        if (last == first || entries - i > PROXY_HOPS_MAX ||
+            parse_xff_entry(first, (size_t)(last - first), &hop) != 0)
+            return -1;
+        if (!hop.known || !proxy_set_contains(s, hop.addr) || i == 0) {
+            memcpy(client, hop.known ? hop.addr : known, 16);
+            *index = i;
+            return 0;
+        }
+        memcpy(known, hop.addr, 16);
+        stop = comma;
+    }
+    return -1;
+}
+
 proxy_outcome proxy_resolve(const proxy_set *s, const uint8_t peer[16], const proxy_headers *h,
                             proxy_client *out)
 {
@@ -456,20 +482,22 @@ proxy_outcome proxy_resolve(const proxy_set *s, const uint8_t peer[16], const pr
         return PROXY_FORWARDED;
     }
 
-    chain.count = 0;
-    if (h->x_forwarded_for != NULL && parse_list(h->x_forwarded_for, take_xff, &chain) != 0)
+    uint8_t client[16] = {0};
+    size_t count = 0;
+    if (h->x_forwarded_for != NULL &&
+        pick_xff_client(s, peer, h->x_forwarded_for, client, &index, &count) != 0)
         return PROXY_MALFORMED;
     scheme_list schemes = {.count = 0};
     if (h->x_forwarded_proto != NULL &&
         parse_list(h->x_forwarded_proto, take_scheme, &schemes) != 0)
         return PROXY_MALFORMED;
-    if (chain.count > 0)
-        pick_client(s, peer, &chain, out, &index);
+    if (count > 0)
+        memcpy(out->addr, client, 16);
     if (schemes.count > 0) {
         /* One scheme per address lines up with the chain; otherwise the
          * last, written by the proxy next to us, is the one to believe. */
-        out->scheme = schemes.count == chain.count ? schemes.schemes[index]
-                                                   : schemes.schemes[schemes.count - 1];
+        out->scheme =
+            schemes.count == count ? schemes.schemes[index] : schemes.schemes[schemes.count - 1];
     }
     return PROXY_FORWARDED;
 }
@@ -489,6 +517,32 @@ int proxy_join(char *buf, size_t cap, size_t *len, const char *value)
     *len += vlen;
     buf[*len] = '\0';
     return 0;
+}
+
+/*
+ * X-Forwarded-For past PROXY_HEADER_MAX: the client is read from the right,
+ * so the right-most entries that fit are kept, from the start of one; the
+ * rest is what a client wrote before its proxy appended (a long list sent
+ * to make the proxy's own entry unreadable).
+ */
+static void keep_right(char buf[PROXY_HEADER_MAX + 1], size_t *len, const char *value)
+{
+    size_t vlen = strlen(value);
+    if (vlen + 2 < PROXY_HEADER_MAX) {
+        size_t keep = *len < PROXY_HEADER_MAX - vlen - 2 ? *len : PROXY_HEADER_MAX - vlen - 2;
+        memmove(buf, buf + *len - keep, keep);
+        memcpy(buf + keep, ", ", 2);
+        memcpy(buf + keep + 2, value, vlen);
+        *len = keep + 2 + vlen;
+    } else {
+        memcpy(buf, value + vlen - PROXY_HEADER_MAX, PROXY_HEADER_MAX);
+        *len = PROXY_HEADER_MAX;
+    }
+    const char *comma = memchr(buf, ',', *len);
+    size_t from = comma != NULL ? (size_t)(comma - buf) + 1 : *len;
+    memmove(buf, buf + from, *len - from);
+    *len -= from;
+    buf[*len] = '\0';
 }
 
 void proxy_fields_init(proxy_fields *f)
@@ -511,8 +565,12 @@ bool proxy_fields_add(proxy_fields *f, const char *name, const char *value)
             continue;
         f->seen[i] = true;
         if (!f->too_long[i] &&
-            proxy_join(f->value[i], sizeof f->value[i], &f->len[i], value ? value : "") != 0)
-            f->too_long[i] = true;
+            proxy_join(f->value[i], sizeof f->value[i], &f->len[i], value ? value : "") != 0) {
+            if (i == PROXY_FIELD_X_FORWARDED_FOR)
+                keep_right(f->value[i], &f->len[i], value ? value : "");
+            else
+                f->too_long[i] = true;
+        }
         return true;
     }
     return false;

@@ -9,6 +9,9 @@
  * proxy, with the scheme that client used. From any other peer the headers
  * are ignored. A value that breaks the headers' grammar is not guessed at:
  * the peer is then the client, and the outcome says so (for a counter).
+ * X-Forwarded-For is read from the right, as far as the client: what lies
+ * left of it is the client's own writing, which proxies append to, and is
+ * not read (garbage there must not make the proxy the client).
  *
  * Addresses are held as 16 bytes, IPv4 as IPv4-mapped IPv6
  * (::ffff:a.b.c.d), so that one comparison serves both families; they are
@@ -104,7 +107,7 @@ typedef struct proxy_fields {
     char value[PROXY_FIELD_COUNT][PROXY_HEADER_MAX + 1];
     size_t len[PROXY_FIELD_COUNT];
     bool seen[PROXY_FIELD_COUNT];
-    bool too_long[PROXY_FIELD_COUNT]; /* past PROXY_HEADER_MAX: malformed */
+    bool too_long[PROXY_FIELD_COUNT]; /* past PROXY_HEADER_MAX: malformed (but X-Forwarded-For) */
 } proxy_fields;
 
 /* Empties f. */
@@ -115,7 +118,8 @@ void proxy_fields_init(proxy_fields *f);
 bool proxy_fields_add(proxy_fields *f, const char *name, const char *value);
 
 /* A field's value: NULL when absent, "" (malformed for every one of them)
- * when too long to keep. */
+ * when too long to keep; for X-Forwarded-For, its right-most entries that
+ * fit (the client is read from the right). */
 const char *proxy_fields_value(const proxy_fields *f, proxy_field which);
 
 /*

@@ -6,13 +6,16 @@
 // case, trusted IPv6 networks in the chain) and the malformed ones, each
 // checked against the access log and the forwarded-headers counter; values
 // with spaces in a configuration file, and one that starts with a byte
-// order mark.
+// order mark; behind nginx, garbage or a long list a client puts in
+// X-Forwarded-For does not make nginx the client.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import { startServer, runReceiptd, freePort, tempDir, rawRequest, statusOf } from './lib/server.mjs';
 import { makeCA } from './lib/tls.mjs';
+import { startNginx, nginxMissing, tlsServerLines } from './lib/nginx.mjs';
 
 const dirs = [];
 function dir(prefix) {
@@ -196,5 +199,69 @@ describe('--config: values with spaces, a byte order mark', () => {
     const r = await runReceiptd(['--config', conf, '--check']);
     assert.equal(r.code, 2);
     assert.ok(r.stderr.startsWith(`receiptd: ${conf}:2: add-header`), r.stderr);
+  });
+});
+
+describe('behind nginx (recipe 2): what a client writes in X-Forwarded-For', { skip: nginxMissing() || false }, () => {
+  let srv, nginx, front, ca0;
+  const CLIENT = '127.0.0.5';
+
+  before(async () => {
+    const ca = makeCA();
+    const pair = ca.issue();
+    ca0 = fs.readFileSync(ca.cert);
+    const port = await freePort();
+    front = `https://127.0.0.1:${port}`;
+    srv = await startServer({
+      files: { '/doc.bin': 'y'.repeat(100) },
+      args: ['--trusted-proxy', '127.0.0.1', '--trusted-proxy', '::1', '--public-url', front],
+    });
+    nginx = await startNginx({
+      ports: [port],
+      servers: `
+    server {
+        listen 127.0.0.1:${port} ssl;
+        ${tlsServerLines({ cert: pair.chain, key: pair.key })}
+        location / {
+            proxy_pass http://127.0.0.1:${srv.port};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Forwarded "";
+        }
+    }`,
+    });
+  });
+
+  after(async () => {
+    await nginx?.stop();
+    await srv?.stop();
+  });
+
+  function get(headers) {
+    return new Promise((resolve, reject) => {
+      https.get(`${front}/doc.bin`, { localAddress: CLIENT, ca: ca0, agent: false, headers }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res));
+      }).on('error', reject);
+    });
+  }
+
+  test('garbage or a long list before nginx\'s own entry does not make nginx the client', async () => {
+    const claims = [
+      'junk',
+      '"[::1',
+      Array.from({ length: 40 }, (_, i) => `198.51.100.${i + 1}`).join(', '),
+      '203.0.113.9,,',
+    ];
+    for (const claim of claims) {
+      const res = await get({ 'X-Forwarded-For': claim });
+      assert.equal(res.statusCode, 200, claim);
+      const id = res.headers['receipt-delivery'];
+      const row = await srv.until(() => srv.query(`SELECT client_addr FROM deliveries WHERE id = '${id}'`)[0]);
+      assert.deepEqual(row, { client_addr: CLIENT }, claim);
+    }
   });
 });

@@ -170,8 +170,15 @@ static void test_resolve(void **state)
         /* malformed X-Forwarded-* */
         {"127.0.0.1", NULL, "198.51.100.7 junk", NULL, M, NULL, N},
         {"127.0.0.1", NULL, "", NULL, M, NULL, N},
-        {"127.0.0.1", NULL, "1.2.3.4,,5.6.7.8", NULL, M, NULL, N},
         {"127.0.0.1", NULL, "1.2.3.4,", NULL, M, NULL, N},
+        {"127.0.0.1", NULL, "1.2.3.4, 10.1.1.1,, 10.2.2.2", NULL, M, NULL, N},
+        {"127.0.0.1", NULL, "1.2.3.4, junk, 10.1.1.1", NULL, M, NULL, N},
+        /* left of the client, what the client wrote itself is not read: a
+         * proxy appends to it, and garbage there must not make the proxy
+         * the client */
+        {"127.0.0.1", NULL, "1.2.3.4,,5.6.7.8", NULL, F, "5.6.7.8", N},
+        {"127.0.0.1", NULL, "junk, 198.51.100.7, 10.1.1.1", NULL, F, "198.51.100.7", N},
+        {"127.0.0.1", NULL, "\"x, [::1, 198.51.100.7", "https", F, "198.51.100.7", S},
         {"127.0.0.1", NULL, "1.2.3", NULL, M, NULL, N},
         {"127.0.0.1", NULL, "01.2.3.4", NULL, M, NULL, N},
         {"127.0.0.1", NULL, "1.2.3.4:99999", NULL, M, NULL, N},
@@ -244,9 +251,56 @@ static void test_hop_limit(void **state)
     }
     check(&s, &(resolve_case){"127.0.0.1", NULL, xff, NULL, PROXY_FORWARDED, "192.0.2.32",
                               PROXY_SCHEME_NONE});
+    /* More entries than the limit: the walk from the right reads one. */
     assert_int_equal(proxy_join(xff, sizeof xff, &len, "192.0.2.99"), 0);
+    check(&s, &(resolve_case){"127.0.0.1", NULL, xff, NULL, PROXY_FORWARDED, "192.0.2.99",
+                              PROXY_SCHEME_NONE});
+    /* More trusted hops to walk than the limit: malformed. */
+    len = 0;
+    xff[0] = '\0';
+    assert_int_equal(proxy_join(xff, sizeof xff, &len, "192.0.2.1"), 0);
+    for (int i = 0; i < PROXY_HOPS_MAX; i++)
+        assert_int_equal(proxy_join(xff, sizeof xff, &len, "127.0.0.1"), 0);
     check(&s,
           &(resolve_case){"127.0.0.1", NULL, xff, NULL, PROXY_MALFORMED, NULL, PROXY_SCHEME_NONE});
+}
+
+/* A long X-Forwarded-For keeps its right-most entries; other fields are
+ * malformed past the limit. */
+static void test_fields_too_long(void **state)
+{
+    (void)state;
+    static proxy_fields f;
+    proxy_set s = trusted((const char *const[]){"127.0.0.1", NULL});
+    char claim[3 * PROXY_HEADER_MAX];
+    size_t n = 0;
+    for (int i = 0; n + 16 < sizeof claim - 32; i++)
+        n += (size_t)snprintf(claim + n, sizeof claim - n, "198.51.%d.%d, ", i / 200, i % 200 + 1);
+    memcpy(claim + n, "203.0.113.9", sizeof "203.0.113.9");
+
+    /* One line, as nginx sends what it appended to. */
+    proxy_fields_init(&f);
+    assert_true(proxy_fields_add(&f, "X-Forwarded-For", claim));
+    const char *v = proxy_fields_value(&f, PROXY_FIELD_X_FORWARDED_FOR);
+    assert_true(strlen(v) <= PROXY_HEADER_MAX);
+    assert_true(v[0] != ',' && strstr(claim, v) != NULL);
+    check(&s, &(resolve_case){"127.0.0.1", NULL, v, NULL, PROXY_FORWARDED, "203.0.113.9",
+                              PROXY_SCHEME_NONE});
+
+    /* Many lines, the last one the proxy's. */
+    proxy_fields_init(&f);
+    for (int i = 0; i < 300; i++)
+        assert_true(proxy_fields_add(&f, "x-forwarded-for", "198.51.100.1, 198.51.100.2"));
+    assert_true(proxy_fields_add(&f, "X-Forwarded-For", "203.0.113.10"));
+    v = proxy_fields_value(&f, PROXY_FIELD_X_FORWARDED_FOR);
+    assert_true(strlen(v) <= PROXY_HEADER_MAX);
+    check(&s, &(resolve_case){"127.0.0.1", NULL, v, NULL, PROXY_FORWARDED, "203.0.113.10",
+                              PROXY_SCHEME_NONE});
+
+    /* Forwarded past the limit: "" (malformed). */
+    proxy_fields_init(&f);
+    assert_true(proxy_fields_add(&f, "Forwarded", claim));
+    assert_string_equal(proxy_fields_value(&f, PROXY_FIELD_FORWARDED), "");
 }
 
 static void test_join_and_format(void **state)
@@ -291,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_set_errors),
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_hop_limit),
+        cmocka_unit_test(test_fields_too_long),
         cmocka_unit_test(test_join_and_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
