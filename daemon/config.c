@@ -120,7 +120,10 @@ static const config_option options[] = {
             "Nothing outside it is ever served: paths resolve with openat2(2) and "
             "RESOLVE_BENEATH; dot segments and dotfiles answer 404."},
     {"listen", "HOST:PORT", SECTION_PROTOCOL, parse_address, AT(listen), .value = "127.0.0.1:8080",
-     .help = "public listener (default %D)", .doc = "Public listener (default %D)."},
+     .help = "public listener (default %D)",
+     .doc = "Public listener (default %D). \\fIHOST\\fR is an address (0.0.0.0 for every IPv4 "
+            "one) or a name (its first address); an IPv6 address, in brackets, takes "
+            "IPv6 clients only (\\fB[::]:443\\fR serves no IPv4 client)."},
     {"admin-listen", "HOST:PORT", SECTION_PROTOCOL, parse_address, AT(admin_listen),
      .value = "127.0.0.1:8091", .flags = CONFIG_MAY_BE_OFF,
      .help = "admin listener: dashboard, /metrics and the API (default %D; 'off' disables it)",
@@ -1000,6 +1003,12 @@ static config_result check_agreement(const config *cfg, char *err, size_t errlen
     }
     if ((cfg->admin_tls_cert == NULL) != (cfg->admin_tls_key == NULL)) {
         snprintf(err, errlen, "--admin-tls-cert and --admin-tls-key go together");
+        return CONFIG_USAGE;
+    }
+    if (cfg->admin_tls_cert != NULL && cfg->admin_listen.text[0] == '\0') {
+        snprintf(err, errlen,
+                 "--admin-tls-cert is for the admin listener, which --admin-listen "
+                 "off turns off");
         return CONFIG_USAGE;
     }
     if (cfg->redirect_http.text[0] != '\0') {

@@ -586,6 +586,8 @@ static void test_file_errors(void **state)
         {"root /srv\nredirect-http 127.0.0.1:80\n", 0644,
          "--redirect-http redirects to HTTPS: it needs --tls-cert"},
         {"root /srv\nadmin-tls-key /k\n", 0644, "--admin-tls-cert and --admin-tls-key go together"},
+        {"root /srv\nadmin-listen off\nadmin-tls-cert /etc/passwd\nadmin-tls-key /etc/passwd\n",
+         0644, "--admin-tls-cert is for the admin listener, which --admin-listen off turns off"},
         /* Paths that do not name what they should are bad values too. */
         {"root /nonexistent-root\n", 0644, ":1: root /nonexistent-root: No such file or directory"},
         {"root /etc/passwd\n", 0644, ":1: root /etc/passwd is not a directory"},
