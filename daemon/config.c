@@ -1044,8 +1044,15 @@ static config_result config_finish(config *cfg, char *err, size_t errlen)
     }
     cfg->admin_explicit = (cfg->given >> (option_named("admin-listen") - options)) & 1;
     if (cfg->root == NULL && cfg->upstream_count == 0) {
-        snprintf(err, errlen,
-                 "--root DIR, --upstream URL or --upstream-for PREFIX URL is required");
+        /* The shipped file names none: what to serve has no default. */
+        if (cfg->config_file != NULL)
+            snprintf(err, errlen,
+                     "--root DIR, --upstream URL or --upstream-for PREFIX URL is required: "
+                     "%s gives none (a line 'root DIR', say)",
+                     cfg->config_file);
+        else
+            snprintf(err, errlen,
+                     "--root DIR, --upstream URL or --upstream-for PREFIX URL is required");
         return CONFIG_USAGE;
     }
     return check_agreement(cfg, err, errlen);

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
-import { startServer, runReceiptd, freePort, tempDir, rawRequest, statusOf } from './lib/server.mjs';
+import { startServer, runReceiptd, freePort, tempDir, rawRequest, statusOf, repoRoot } from './lib/server.mjs';
 import { makeCA } from './lib/tls.mjs';
 import { startNginx, nginxMissing, tlsServerLines } from './lib/nginx.mjs';
 
@@ -194,6 +194,10 @@ describe('--config: values with spaces, a byte order mark', () => {
     fs.writeFileSync(conf, `\ufeffroot ${root}\nstate-dir ${path.join(dir('receipt-state-'), 'state')}\n`);
     const bom = await runReceiptd(['--config', conf, '--check']);
     assert.equal(bom.code, 0, bom.stderr);
+    // The shipped sample names nothing to serve: the error says where to.
+    const sample = await runReceiptd(['--config', path.join(repoRoot, 'dist', 'receiptd.conf'), '--check']);
+    assert.equal(sample.code, 2);
+    assert.match(sample.stderr, /is required: .*dist\/receiptd\.conf gives none \(a line 'root DIR', say\)/);
     // Quotes are not taken away: a quoted header name is not a name.
     fs.writeFileSync(conf, `root ${root}\nadd-header "X-A: b"\n`);
     const r = await runReceiptd(['--config', conf, '--check']);
