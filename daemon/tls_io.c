@@ -13,6 +13,11 @@
  * kept record. */
 #define TLS_IO_IOV_MAX 33
 
+/* What a plain HTTP request to the TLS port gets (answered_plain_http()). */
+#define PLAIN_HTTP_BODY                                                                            \
+    "{\"error\":\"plain_http\",\"message\":\"This port speaks HTTPS: make the request to an "      \
+    "https:// URL.\"}\n"
+
 struct tls_io {
     int fd;
     gnutls_session_t session;
@@ -23,7 +28,8 @@ struct tls_io {
     /* A record GnuTLS counts as written, not yet on the socket. */
     uint8_t *kept;
     size_t kept_at, kept_len;
-    bool join; /* keep the next record written */
+    bool join;    /* keep the next record written */
+    bool started; /* bytes have arrived */
 };
 
 /*
@@ -48,10 +54,35 @@ static ssize_t fail_with(tls_io *io, int err)
     return -1;
 }
 
+/*
+ * A TLS connection starts with a record type (0x16, a handshake); a plain
+ * HTTP request with its method. Such a client (an http:// URL with the
+ * HTTPS port) gets a plain 400 that says so, as nginx and Caddy answer it,
+ * rather than a connection closed without a word.
+ */
+static bool answered_plain_http(tls_io *io, const uint8_t *bytes, ssize_t n)
+{
+    if (io->started || n <= 0)
+        return false;
+    io->started = true;
+    if (bytes[0] < 'A' || bytes[0] > 'Z')
+        return false;
+    _Static_assert(sizeof PLAIN_HTTP_BODY - 1 == 96, "the Content-Length below");
+    static const char answer[] = "HTTP/1.1 400 Bad Request\r\n"
+                                 "Content-Type: application/json\r\n"
+                                 "Content-Length: 96\r\n"
+                                 "Connection: close\r\n"
+                                 "\r\n" PLAIN_HTTP_BODY;
+    (void)!send(io->fd, answer, sizeof answer - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return true;
+}
+
 static ssize_t recv_into(tls_io *io, void *buf, size_t len)
 {
     ssize_t n = recv(io->fd, buf, len, 0);
-    return n < 0 ? fail_with(io, errno) : n;
+    if (n < 0)
+        return fail_with(io, errno);
+    return answered_plain_http(io, buf, n) ? fail_with(io, ECONNRESET) : n;
 }
 
 static void drop_spill(tls_io *io)

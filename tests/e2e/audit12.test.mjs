@@ -1,13 +1,14 @@
 // The edges of --redirect-http, --trusted-proxy and --config, as a hostile
-// client or a careful operator meets them: request targets no URL may
-// carry literally, absolute-form targets and long ones; RFC 7239 Forwarded
-// and X-Forwarded-For in the shapes proxies send them (quoted IPv6 with a
-// port, unknown and obfuscated nodes, several header lines, lists, mixed
-// case, trusted IPv6 networks in the chain) and the malformed ones, each
-// checked against the access log and the forwarded-headers counter; values
-// with spaces in a configuration file, and one that starts with a byte
-// order mark; behind nginx, garbage or a long list a client puts in
-// X-Forwarded-For does not make nginx the client.
+// client or a careful operator meets them: a plain HTTP request to the
+// HTTPS port; request targets no URL may carry literally, absolute-form
+// targets and long ones; RFC 7239 Forwarded and X-Forwarded-For in the
+// shapes proxies send them (quoted IPv6 with a port, unknown and obfuscated
+// nodes, several header lines, lists, mixed case, trusted IPv6 networks in
+// the chain) and the malformed ones, each checked against the access log
+// and the forwarded-headers counter; values with spaces in a configuration
+// file, one that starts with a byte order mark, and the shipped sample,
+// which names nothing to serve; behind nginx, garbage or a long list a
+// client puts in X-Forwarded-For does not make nginx the client.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -29,11 +30,13 @@ function locationOf(raw) {
   return m ? m[1] : null;
 }
 
-describe('--redirect-http: what comes back in Location', () => {
-  let srv, redirectPort;
+describe('--redirect-http: what comes back in Location; plain HTTP on the HTTPS port', () => {
+  let srv, redirectPort, ca;
 
   before(async () => {
-    const pair = makeCA().issue();
+    const authority = makeCA();
+    ca = fs.readFileSync(authority.cert);
+    const pair = authority.issue();
     redirectPort = await freePort();
     srv = await startServer({
       https: true,
@@ -49,6 +52,23 @@ describe('--redirect-http: what comes back in Location', () => {
 
   const get = (target, method = 'GET') =>
     rawRequest(redirectPort, Buffer.from(`${method} ${target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`, 'latin1'));
+
+  test('a plain HTTP request to the HTTPS port gets a 400 that says so, not a closed connection', async () => {
+    const raw = await rawRequest(srv.port, 'GET /a.html HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(statusOf(raw), 400);
+    assert.match(raw, /\r\nConnection: close\r\n/);
+    const body = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4));
+    assert.equal(body.error, 'plain_http');
+    assert.match(body.message, /https:\/\//);
+    // TLS on the same port is unchanged.
+    const res = await new Promise((resolve, reject) => {
+      https.get(`${srv.url}/a.html`, { ca, agent: false }, (r) => {
+        r.resume();
+        r.on('end', () => resolve(r));
+      }).on('error', reject);
+    });
+    assert.equal(res.statusCode, 200);
+  });
 
   test('bytes a URL cannot hold are percent-encoded; the client\'s own escapes and query are kept', async () => {
     const cases = [
