@@ -404,6 +404,15 @@ static const config_option options[] = {
             "integrity check of the ledger, and print start-up's warnings; change nothing but "
             "the access log, which is created if missing, as start-up would; exit 0, 1 when a "
             "check fails, or 2 for a usage error (in the file: FILE:LINE)."},
+    {"check-config", NULL, SECTION_OPERATIONS, SETS(check_quick, true),
+     .flags = CONFIG_COMMAND_LINE,
+     .help = "run --check's checks but the ledger's full integrity check, which reads "
+             "all of it (the check before a reload); change nothing, then exit",
+     .doc = "Run the checks of \\fB--check\\fR but the full integrity check of the ledger, "
+            "which reads every page of it (minutes for a ledger of tens of gigabytes): the "
+            "ledger is opened and its schema and ownership checked, as start-up does. The "
+            "check that \\fBsystemctl reload\\fR runs before it signals receiptd (the "
+            "shipped unit's \\fBExecReload\\fR). Exit status as \\fB--check\\fR."},
     {"help", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "this text",
      .doc = "Print the options."},
     {"version", NULL, SECTION_OPERATIONS, .flags = CONFIG_COMMAND_LINE, .help = "the version",

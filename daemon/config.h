@@ -94,6 +94,7 @@ typedef struct config {
     size_t path_rule_count;
     bool evidence_log; /* keep the evidence log (tlog.h) */
     bool check_only;
+    bool check_quick; /* --check-config: --check without the ledger's full integrity check */
     log_level level;
     unsigned threads;
     unsigned max_connections;

@@ -228,3 +228,38 @@ describe('a certificate that expires within two days', () => {
     }
   });
 });
+
+describe('receiptd --check-config: the check before a reload', () => {
+  after(() => removeOwnTempDirs());
+
+  test('leaves out the ledger integrity check that --check runs, and still checks the rest', async () => {
+    // SQLite's integrity check is the one that reads the whole ledger; the
+    // index is made to disagree with its table as a damaged page would.
+    const srv = await startServer({ files: { '/a.html': '<p>a</p>' }, ledger: 'sqlite', args: ['--admin-listen', 'off'] });
+    const base = ['--root', srv.root, '--state-dir', srv.stateDir, '--admin-listen', 'off'];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const res = await fetch(`${srv.url}/a.html`, { headers: { 'Sec-Fetch-Dest': 'document', 'Sec-Fetch-Mode': 'navigate' } });
+        assert.equal(res.status, 200);
+        await res.arrayBuffer();
+      }
+      await srv.until(() => Number(srv.query('SELECT count(*) AS n FROM deliveries')[0].n) === 20);
+    } finally {
+      await srv.stop();
+    }
+    let r = await runReceiptd([...base, '--check-config']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /ledger sqlite opens \(its integrity is checked by --check\)/);
+    srv.exec("PRAGMA writable_schema=ON; UPDATE sqlite_schema SET sql = replace(sql, '(issued_ms)', '(issued_ms DESC)') WHERE name = 'deliveries_issued';");
+    r = await runReceiptd([...base, '--check']);
+    assert.equal(r.code, 1, r.stderr + r.stdout);
+    assert.match(r.stderr, /integrity check failed/);
+    r = await runReceiptd([...base, '--check-config']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /configuration is valid/);
+    // What start-up refuses, --check-config refuses too.
+    r = await runReceiptd([...base, '--tls-cert', path.join(srv.root, 'a.html'), '--tls-key', path.join(srv.root, 'a.html'), '--check-config']);
+    assert.equal(r.code, 1, r.stderr + r.stdout);
+    assert.doesNotMatch(r.stdout, /configuration is valid/);
+  });
+});
