@@ -141,7 +141,7 @@ int main(void)
       const lines = unit.split('\n').filter((l) => /^[A-Za-z]+=/.test(l));
       const has = (l) => assert.ok(lines.includes(l), `${l} in the unit`);
       has(`ExecStart=${bindir}/receiptd --config ${sysconfdir}/receiptd/receiptd.conf`);
-      has(`ExecReload=${bindir}/receiptd --config ${sysconfdir}/receiptd/receiptd.conf --check`);
+      has(`ExecReload=${bindir}/receiptd --config ${sysconfdir}/receiptd/receiptd.conf --check-config`);
       has('ExecReload=/bin/kill -HUP $MAINPID');
       has('User=receiptd');
       has('StateDirectory=receiptd');
