@@ -135,7 +135,8 @@ static const config_option options[] = {
      .help = "base URL clients reach this server at; the confirm URL in plug-in data is "
              "URL/_receipt/confirm (default %D)",
      .doc = "Base URL clients reach this server at; plug-in data names URL/_receipt/confirm "
-            "(default %D)."},
+            "(default %D; the port left out when it is the scheme's own, 80 or 443, and a "
+            "wildcard address replaced by the host name)."},
     {"server-id", "ID", SECTION_PROTOCOL, parse_server_id, AT(server_id),
      .derive = derive_server_id, .shown = "the host of the public URL",
      .help = "name of the site in the ledger, plug-in data and receipts: the same on every "
@@ -883,11 +884,16 @@ static void host_name(char *out, size_t cap, const char *fallback)
     out[cap - 1] = '\0';
 }
 
-/* http://LISTEN (https:// with TLS), with the host name for a wildcard address. */
+/*
+ * http://LISTEN (https:// with TLS), with the host name for a wildcard
+ * address, and without the port when it is the scheme's own (as browsers
+ * and URL parsers write it, and as the evidence log's origin takes it).
+ */
 static void derive_public_url(config *cfg)
 {
     const char *scheme = cfg->tls_cert != NULL ? "https" : "http";
     char host[NI_MAXHOST] = "127.0.0.1";
+    bool bracket = false;
     int port = 0;
     const struct sockaddr_storage *ss = &cfg->listen.addr;
     if (ss->ss_family == AF_INET) {
@@ -897,18 +903,21 @@ static void derive_public_url(config *cfg)
             inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
         else
             host_name(host, sizeof host, "localhost");
-        snprintf(cfg->public_url, sizeof cfg->public_url, "%s://%s:%d", scheme, host, port);
     } else {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
         port = ntohs(in6->sin6_port);
-        if (!IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr)) {
+        bracket = !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+        if (bracket)
             inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-            snprintf(cfg->public_url, sizeof cfg->public_url, "%s://[%s]:%d", scheme, host, port);
-        } else {
+        else
             host_name(host, sizeof host, "localhost");
-            snprintf(cfg->public_url, sizeof cfg->public_url, "%s://%s:%d", scheme, host, port);
-        }
     }
+    int default_port = cfg->tls_cert != NULL ? 443 : 80;
+    char port_text[8] = "";
+    if (port != default_port)
+        snprintf(port_text, sizeof port_text, ":%d", port);
+    snprintf(cfg->public_url, sizeof cfg->public_url, "%s://%s%s%s%s", scheme, bracket ? "[" : "",
+             host, bracket ? "]" : "", port_text);
 }
 
 /* The host name as an ID: what --node-id defaults to. */

@@ -676,6 +676,28 @@ static void test_tls_options(void **state)
     assert_string_equal(cfg.public_url, "https://127.0.0.1:8443");
     assert_string_equal(cfg.redirect_http.text, "127.0.0.1:8080");
     config_free(&cfg);
+    /* The scheme's own port is left out of the URL, as browsers write it. */
+    assert_int_equal(
+        config_parse(
+            &cfg,
+            ARGC("--root", "/srv", "--listen", "[::1]:443", "--tls-cert", "/c", "--tls-key", "/k"),
+            ARGV("--root", "/srv", "--listen", "[::1]:443", "--tls-cert", "/c", "--tls-key", "/k"),
+            err, sizeof err),
+        CONFIG_OK);
+    assert_string_equal(cfg.public_url, "https://[::1]");
+    config_free(&cfg);
+    assert_int_equal(config_parse(&cfg, ARGC("--root", "/srv", "--listen", "127.0.0.1:80"),
+                                  ARGV("--root", "/srv", "--listen", "127.0.0.1:80"), err,
+                                  sizeof err),
+                     CONFIG_OK);
+    assert_string_equal(cfg.public_url, "http://127.0.0.1");
+    config_free(&cfg);
+    assert_int_equal(config_parse(&cfg, ARGC("--root", "/srv", "--listen", "127.0.0.1:443"),
+                                  ARGV("--root", "/srv", "--listen", "127.0.0.1:443"), err,
+                                  sizeof err),
+                     CONFIG_OK);
+    assert_string_equal(cfg.public_url, "http://127.0.0.1:443");
+    config_free(&cfg);
     assert_int_equal(
         config_parse(&cfg,
                      ARGC("--root", "/srv", "--tls-cert", "/c", "--tls-key", "/k",
