@@ -99,7 +99,7 @@ static enum MHD_Result serve_jwks(http_server *srv, request *req, struct MHD_Con
     struct MHD_Response *r;
     unsigned status = 200;
     if (inm != NULL && httpcond_etag_matches(inm, srv->jwks_etag)) {
-        r = http_reply_empty();
+        r = http_reply_not_modified(srv->jwks_len);
         status = 304;
     } else {
         r = MHD_create_response_from_buffer(srv->jwks_len, srv->jwks, MHD_RESPMEM_PERSISTENT);
@@ -119,7 +119,7 @@ static enum MHD_Result serve_agent(http_server *srv, request *req, struct MHD_Co
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
     bool fresh = inm != NULL && httpcond_etag_matches(inm, srv->agent_etag);
     struct MHD_Response *r =
-        fresh ? http_reply_empty()
+        fresh ? http_reply_not_modified(web_agent_js_len)
               : MHD_create_response_from_buffer(web_agent_js_len, (void *)web_agent_js,
                                                 MHD_RESPMEM_PERSISTENT);
     if (r != NULL) {

@@ -97,7 +97,7 @@ static void add_content_headers(const http_context *ctx, struct MHD_Response *r,
 static enum MHD_Result reply_not_modified(http_context *ctx, request *req, struct MHD_Connection *c,
                                           content_file *f)
 {
-    struct MHD_Response *r = http_reply_empty();
+    struct MHD_Response *r = http_reply_not_modified(f->size);
     if (r != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, f->etag);
         MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, f->last_modified);

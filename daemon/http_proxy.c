@@ -654,7 +654,11 @@ static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct M
     bool head = strcmp(req->method, "HEAD") == 0;
     uint64_t len = 0;
     struct MHD_Response *r;
-    if (status == 204 || status == 304) {
+    if (status == 304) {
+        /* The upstream's length when it gave one; else 0, for want of better
+         * (see http_reply_not_modified()). */
+        r = http_reply_not_modified(length >= 0 ? (uint64_t)length : 0);
+    } else if (status == 204) {
         r = http_reply_empty();
     } else if (!head && upstream_call_state(call) == UPSTREAM_DONE) {
         r = complete_response(call, &len);

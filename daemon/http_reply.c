@@ -39,6 +39,21 @@ struct MHD_Response *http_reply_empty(void)
     return MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 }
 
+/* Never called: libmicrohttpd reads no body for a 304. */
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+struct MHD_Response *http_reply_not_modified(uint64_t length)
+{
+    return MHD_create_response_from_callback(length, 1, no_body, NULL, NULL);
+}
+
 /* The JSON error body of docs/protocol.md section 10, in out (HTTP_ERROR_BODY_MAX
  * bytes); returns its length. */
 static size_t error_body(const char *code, const char *message, char *out)

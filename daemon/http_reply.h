@@ -53,6 +53,16 @@ enum MHD_Result http_reply_queue(request *req, struct MHD_Connection *c, unsigne
 /* A response without a body (304, 301, 204). */
 struct MHD_Response *http_reply_empty(void);
 
+/*
+ * The response of a 304, with no body. libmicrohttpd (0.9.75) writes a
+ * Content-Length into every 304 from the response's size, and RFC 9110
+ * (8.6) forbids any value but the length of the 200's body: length is that
+ * length. Not MHD_SIZE_UNKNOWN: the library would then announce chunked
+ * and still send the last chunk, five bytes that the client would read as
+ * the start of the next response.
+ */
+struct MHD_Response *http_reply_not_modified(uint64_t length);
+
 /* The JSON error body of docs/protocol.md section 10, not queued; *len gets the
  * body length. For errors that need headers of their own (416). */
 struct MHD_Response *http_reply_error_response(unsigned status, const char *code,

@@ -166,6 +166,8 @@ describe('content and deliveries', () => {
     const notModified = await fetch(srv.url + '/blob.bin', { headers: { 'If-None-Match': etag } });
     assert.equal(notModified.status, 304);
     assert.equal(notModified.headers.get('receipt-delivery'), null);
+    // RFC 9110 8.6: a 304's Content-Length, if any, is the 200's.
+    assert.equal(notModified.headers.get('content-length'), String(BIN.length));
 
     const lm = bin.headers.get('last-modified');
     const ims = await fetch(srv.url + '/blob.bin', { headers: { 'If-Modified-Since': lm } });
