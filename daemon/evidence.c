@@ -119,7 +119,8 @@ static void sig_key_json(jbuf *b, const eckey *key, uint64_t since, uint64_t unt
     free(text);
 }
 
-/* The site's public keys, each with the time it was in use. */
+/* The site's public keys, each with the time it was in use: the members
+ * log and signing of the object "keys", left open. */
 static int keys_json(jbuf *b, const keystore *ks)
 {
     jbuf_key(b, "keys");
@@ -152,7 +153,6 @@ static int keys_json(jbuf *b, const keystore *ks)
         sig_key_json(b, ks->old_sig[i].key, ks->old_sig[i].since_ms, ks->old_sig[i].retired_ms);
     }
     jbuf_adds(b, "]");
-    jbuf_adds(b, "}");
     return 0;
 }
 
@@ -257,7 +257,27 @@ int evidence_bundle(ledger *lg, const keystore *ks, const char *id, jbuf *b, cha
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    jbuf_adds(b, "}");
+    /* The log's key changes, proved as the events are: a verifier who
+     * trusts one log key follows them to the keys that signed the other
+     * checkpoints (each change is in a checkpoint signed by both keys). */
+    leaves changes = {0};
+    if (ledger_log_entries(lg, LEDGER_LOG_OWN, 0, 0, NULL, true, take_leaf_number, &changes) != 0) {
+        snprintf(err, errlen, "%s", ledger_error(lg));
+        goto out;
+    }
+    if (changes.more) {
+        snprintf(err, errlen, "the log has more than %d key changes", EVIDENCE_EVENTS_MAX);
+        goto out;
+    }
+    jbuf_key(b, "log_changes");
+    jbuf_adds(b, "[");
+    for (size_t i = 0, written = 0; i < changes.count && changes.leaf[i] < size; i++) {
+        if (written++ > 0)
+            jbuf_adds(b, ",");
+        if (event_json(b, lg, changes.leaf[i], size, in_newest, in_batch, err, errlen) != 0)
+            goto out;
+    }
+    jbuf_adds(b, "]}}");
     if (b->failed) {
         snprintf(err, errlen, "the bundle is larger than %d bytes", EVIDENCE_BUNDLE_MAX);
         goto out;

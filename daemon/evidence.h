@@ -14,7 +14,9 @@
  * that checkpoint, for each event also the checkpoint of the batch that
  * appended it with a consistency proof to the newest (so that a proof given
  * out then, such as the receipt's, is tied to this one), the receipt, and
- * the public keys of the site with the time each was in use.
+ * the public keys of the site with the time each was in use, and the log's
+ * key changes, proved as the events are (so that a verifier who holds one
+ * log key reaches the others).
  *
  * Reads go through the ledger handle given, on the caller's thread.
  */

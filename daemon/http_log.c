@@ -15,6 +15,9 @@
 
 #define HTTP_LOG_KEYS_MAX  (256 * 1024) /* bytes of the keys document */
 #define HTTP_LOG_IMMUTABLE "public, max-age=31536000, immutable"
+/* A partial tile is transient: clients move on to wider ones as the log
+ * grows, and tlog-tiles lets a log drop it once the full tile exists. */
+#define HTTP_LOG_PARTIAL "public, max-age=60"
 /* How often, at most, the checkpoint is read from a ledger other nodes
  * append to: the bound on how stale another node's checkpoint is here. */
 #define HTTP_LOG_REFRESH_MS 1000
@@ -125,7 +128,8 @@ static enum MHD_Result serve_tile(http_context *ctx, request *req, struct MHD_Co
     } else if (found == 0) {
         rc = http_reply_error(req, c, 404, "not_found", "The log has no such tile (yet).");
     } else {
-        rc = send_copy(req, c, data, len, "application/octet-stream", HTTP_LOG_IMMUTABLE, head);
+        rc = send_copy(req, c, data, len, "application/octet-stream",
+                       tile.width == TILES_WIDTH ? HTTP_LOG_IMMUTABLE : HTTP_LOG_PARTIAL, head);
     }
     free(data);
     return rc;

@@ -54,6 +54,7 @@ typedef struct verifier {
     bool cp_started;
     bool cp_done;
     uint64_t signed_size; /* the largest checkpoint size reached */
+    uint64_t agreed_size; /* the largest checkpoint size whose tree the leaves make */
     uint8_t tile[VERIFY_LEVELS][TILES_WIDTH * MERKLE_HASH_LEN];
     uint64_t tile_index[VERIFY_LEVELS];
     unsigned tile_width[VERIFY_LEVELS];
@@ -147,11 +148,18 @@ static int check_checkpoints(verifier *v)
         }
         merkle_hash root;
         merkle_edge_root(v->edge, &root);
+        /* The checkpoint before it that agrees bounds the leaf changed
+         * from below: for the first that does not, the leaves between the
+         * two are the suspects, a single one when a leaf was moved. */
         if (p->size == size && memcmp(root.bytes, p->cp.root.bytes, MERKLE_HASH_LEN) != 0)
             problem(v, P_CHECKPOINT,
                     "the checkpoint of %llu leaves signs another tree than the stored leaves "
-                    "make: a leaf before it was altered, removed or inserted",
-                    (unsigned long long)p->size);
+                    "make: a leaf from %llu to %llu (the checkpoint of %llu agrees) was altered, "
+                    "moved, removed or inserted",
+                    (unsigned long long)p->size, (unsigned long long)v->agreed_size,
+                    (unsigned long long)p->size - 1, (unsigned long long)v->agreed_size);
+        else if (p->size == size)
+            v->agreed_size = size;
         if (p->size < size)
             problem(v, P_CHECKPOINT,
                     "the checkpoint of %llu leaves was not reached: a leaf is missing before it",

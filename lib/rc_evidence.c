@@ -420,6 +420,130 @@ static int bundle_log_keys(const json_t *bundle, const char *origin, const char 
     return 0;
 }
 
+/* Adds key (text) to the trusted log keys, with its time in use from the
+ * bundle's history. Returns 0, or -1 with why set. */
+static int trust_log_key(const json_t *bundle, const char *text, bundle_keys *keys, char *why,
+                         size_t whylen)
+{
+    const json_t *list = json_object_get(json_object_get(bundle, "keys"), "log");
+    if (keys->log_count == EVIDENCE_KEYS_MAX) {
+        snprintf(why, whylen, "the bundle names more than %d log keys", EVIDENCE_KEYS_MAX);
+        return -1;
+    }
+    key_window *w = &keys->log_window[keys->log_count];
+    *w = (key_window){0, 0};
+    for (size_t i = 0; json_is_array(list) && i < json_array_size(list); i++) {
+        const json_t *entry = json_array_get(list, i);
+        const char *known = sjson_string(entry, "key", NULL);
+        if (known != NULL && strcmp(known, text) == 0 && !window_parse(entry, w)) {
+            snprintf(why, whylen, "log key %zu of the bundle has no valid since_ms, until_ms",
+                     i + 1);
+            return -1;
+        }
+    }
+    if (note_verifier_parse(text, strlen(text), &keys->log[keys->log_count]) != NOTE_OK) {
+        snprintf(why, whylen, "%s is not a log's verifier key", text);
+        return -1;
+    }
+    keys->log_count++;
+    return 0;
+}
+
+static bool log_key_trusted(const bundle_keys *keys, const char *text)
+{
+    char known[NOTE_VKEY_MAX];
+    for (size_t i = 0; i < keys->log_count; i++) {
+        note_verifier_text(keys->log[i], known);
+        if (strcmp(known, text) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * One of the bundle's log key changes (keys.log_changes, proved as its
+ * events are), checked against the bundle's checkpoint newest, not yet
+ * opened: the log_key leaf is in newest's tree, and the checkpoint of its
+ * batch is signed by both the key it names and the one it replaces, and is
+ * consistent with newest. Sets *key and *previous (in *event). Returns 0,
+ * or -1 when it is no such change.
+ */
+static int log_change_check(const json_t *change, const checkpoint *newest, json_t **event,
+                            const char **key, const char **previous)
+{
+    char why[320];
+    uint64_t index = 0;
+    if (leaf_check(change, newest, event, &index, why, sizeof why) != 0)
+        return -1;
+    const char *type = sjson_string(*event, "type", NULL);
+    *key = sjson_string(*event, "key", NULL);
+    *previous = sjson_string(*event, "previous", NULL);
+    const json_t *batch = json_object_get(change, "batch");
+    const char *note = sjson_string(batch, "checkpoint", NULL);
+    merkle_hash proof[MERKLE_MAX_PROOF];
+    long count = hashes_parse(json_object_get(batch, "consistency"), proof);
+    if (type == NULL || strcmp(type, "log_key") != 0 || *key == NULL || *previous == NULL ||
+        note == NULL || count < 0)
+        return -1;
+    note_verifier *both[2] = {NULL, NULL};
+    checkpoint cp;
+    int rc = -1;
+    if (note_verifier_parse(*previous, strlen(*previous), &both[0]) == NOTE_OK &&
+        note_verifier_parse(*key, strlen(*key), &both[1]) == NOTE_OK &&
+        checkpoint_read(note, &both[0], 1, &cp, why, sizeof why) == 0 &&
+        checkpoint_read(note, &both[1], 1, &cp, why, sizeof why) == 0 && cp.size > index &&
+        cp.size <= newest->size &&
+        merkle_verify_consistency(cp.size, newest->size, &cp.root, &newest->root, proof,
+                                  (size_t)count) == MERKLE_OK)
+        rc = 0;
+    free_verifiers(both, 2);
+    return rc;
+}
+
+/*
+ * From the log key given (keys), the keys its changes reach: a change
+ * announced under both keys links them, forwards (the new key of a trusted
+ * one) and backwards (the key a trusted one replaced), so that an auditor
+ * who holds any one of the log's keys checks a bundle that spans a
+ * rotation. Returns 0, or -1 with why set.
+ */
+static int follow_log_changes(const json_t *bundle, const char *note, bundle_keys *keys, char *why,
+                              size_t whylen)
+{
+    const json_t *changes = json_object_get(json_object_get(bundle, "keys"), "log_changes");
+    checkpoint newest;
+    if (!json_is_array(changes) || json_array_size(changes) == 0)
+        return 0;
+    if (json_array_size(changes) > EVIDENCE_KEYS_MAX) {
+        snprintf(why, whylen, "the bundle names more than %d log key changes", EVIDENCE_KEYS_MAX);
+        return -1;
+    }
+    /* Opened with the keys reached at the end; until then only parsed. */
+    if (checkpoint_read(note, NULL, 0, &newest, why, whylen) != 0)
+        return -1;
+    for (bool grew = true; grew;) {
+        grew = false;
+        for (size_t i = 0; i < json_array_size(changes); i++) {
+            json_t *event = NULL;
+            const char *key = NULL, *previous = NULL;
+            int rc = 0;
+            if (log_change_check(json_array_get(changes, i), &newest, &event, &key, &previous) ==
+                0) {
+                bool has_key = log_key_trusted(keys, key);
+                bool has_previous = log_key_trusted(keys, previous);
+                if (has_key != has_previous) {
+                    rc = trust_log_key(bundle, has_key ? previous : key, keys, why, whylen);
+                    grew = true;
+                }
+            }
+            json_decref(event);
+            if (rc != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 /* The bundle's signing keys as a JWK Set. */
 static json_t *bundle_jwks(const json_t *bundle)
 {
@@ -585,7 +709,8 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
         goto fail;
     }
     receipt = json_is_string(receipt_v) ? json_string_value(receipt_v) : NULL;
-    if (bundle_log_keys(bundle, origin, log_key, &keys, why, sizeof why) != 0)
+    if (bundle_log_keys(bundle, origin, log_key, &keys, why, sizeof why) != 0 ||
+        (log_key != NULL && follow_log_changes(bundle, note, &keys, why, sizeof why) != 0))
         goto fail;
     if (checkpoint_read_signed(note, keys.log, keys.log_count, &newest, newest_signed_by, why,
                                sizeof why) != 0)

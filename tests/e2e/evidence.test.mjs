@@ -180,6 +180,14 @@ describe(`evidence log (${LEDGER})`, () => {
     assert.equal(full.status, 200);
     assert.equal((await full.arrayBuffer()).byteLength, 256 * 32);
     assert.match(full.headers.get('cache-control'), /immutable/);
+    // The partial tile of the last full checkpoint's tree, or of a smaller
+    // width when that tree ends on a full tile.
+    const width = Number(size) % 256 || 1;
+    const last = String(Math.floor(Number(size) / 256)).padStart(3, '0');
+    const partial = await fetch(`${srv.url}/_receipt/log/tile/0/${Number(size) % 256 ? last : '000'}.p/${width}`);
+    assert.equal(partial.status, 200);
+    assert.equal(partial.headers.get('cache-control'), 'public, max-age=60', 'a partial tile is not immutable');
+    assert.equal(cp.headers.get('cache-control'), 'no-cache');
     const entries = await fetch(srv.url + '/_receipt/log/tile/entries/000');
     assert.equal((await entries.arrayBuffer()).byteLength, 256 * 34);
     const head = await fetch(srv.url + '/_receipt/log/tile/0/000', { method: 'HEAD' });
@@ -372,6 +380,26 @@ describe(`receipt verify and audit (${LEDGER})`, () => {
     const old = fs.readdirSync(receipts).find((f) => f.endsWith('.jws'));
     r = cli(['verify', path.join(receipts, old), '--jwks', srv.url + '/_receipt/jwks.json', '--log-key', before.key]);
     assert.equal(r.status, 0, r.stderr);
+    // A bundle that spans the rotation verifies, with no network, with
+    // either key: it carries the change, signed by both; a key the log never
+    // had does not open it.
+    const made = spawnSync(RECEIPTD, ['evidence', '--state-dir', srv.stateDir, ...ledgerArgs(srv.stateDir),
+      old.replace(/\.jws$/, '')], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const bundle = JSON.parse(made.stdout);
+    assert.ok(bundle.keys.log_changes.some((c) => JSON.parse(c.leaf.event).previous === before.key));
+    const bundleFile = path.join(xdg, 'bundle-rotated.json');
+    fs.writeFileSync(bundleFile, made.stdout);
+    const offline = spawnSync('unshare', ['-n', 'true']).status === 0
+      ? (args) => spawnSync('unshare', ['-n', RECEIPT_CLI, ...args], { encoding: 'utf8', env: { ...process.env, XDG_STATE_HOME: xdg } })
+      : (args) => cli(args, { env: { http_proxy: 'http://127.0.0.1:9', https_proxy: 'http://127.0.0.1:9', ALL_PROXY: 'http://127.0.0.1:9' } });
+    for (const k of [before.key, newKey]) {
+      r = offline(['verify', '--bundle', bundleFile, '--log-key', k]);
+      assert.equal(r.status, 0, `${k}: ${r.stderr}`);
+    }
+    r = offline(['verify', '--bundle', bundleFile, '--log-key', otherLogKey(newKey)]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /does not open/);
     // A server with keys of its own at the same address: not the log pinned.
     assert.equal((await srv.stop()).code, 0);
     const stranger = await startServer({ root, port });
