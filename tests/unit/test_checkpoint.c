@@ -127,36 +127,50 @@ static void test_parse_strict(void **state)
 }
 
 /*
- * docs/evidence.md, "A worked example": three events of one delivery, each
- * committed with its salt, logged as leaves 0 to 2, and the checkpoint of
+ * docs/evidence.md, "A worked example": the first three leaves of a new
+ * log as receiptd wrote them (its log key, a device's delivery and its
+ * confirmation), each committed with a fixed salt, and the checkpoint of
  * the tree of size 3 signed by the example log key.
  */
 static const char *const example_events[3] = {
-    "{\"type\":\"issued\",\"delivery\":\"01890a5d-ac96-774b-bcce-b302099a8057\","
-    "\"path\":\"/notices/2026-03.pdf\",\"time\":1772366400000}",
-    "{\"type\":\"bound\",\"delivery\":\"01890a5d-ac96-774b-bcce-b302099a8057\","
-    "\"client\":\"NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs\",\"time\":1772366400120}",
-    "{\"type\":\"confirmed\",\"delivery\":\"01890a5d-ac96-774b-bcce-b302099a8057\","
-    "\"intact\":true,\"time\":1772366401350}",
+    "{\"key\":\"deliveries.example.com/_receipt/log+986b3c3d+AU/"
+    "QmczUfXiT3+nsJEFOyw2bVCAjKq0w2RxGW+M8vmXE\","
+    "\"time_ms\":1796187306876,\"type\":\"log_key\",\"v\":1}",
+    "{\"bound_addr\":\"198.51.100.7\",\"bound_ms\":1796187308644,"
+    "\"bound_node\":\"edge-1\",\"client\":\"VC6iDq8KKeDBClsAP54LCMhqW77ExCQqBLewDS4GUm8\","
+    "\"client_addr\":\"198.51.100.7\","
+    "\"delivered_sha256\":\"IYQqK2_3V1LhIR6_VCS3kFvSbFgNxqXMjoLkwqwO_No\","
+    "\"delivered_size\":24,\"delivery\":\"01a2351b-4264-7000-9c78-a85bf9802875\","
+    "\"issued_ms\":1796187308644,\"issued_node\":\"edge-1\",\"kind\":\"device\","
+    "\"path\":\"/notices/2026-03.pdf\",\"server\":\"deliveries.example.com\","
+    "\"sha256\":\"IYQqK2_3V1LhIR6_VCS3kFvSbFgNxqXMjoLkwqwO_No\",\"size\":24,"
+    "\"status\":\"bound\",\"type\":\"issued\",\"user_agent\":\"receipt/0.1\",\"v\":1}",
+    "{\"bound_addr\":\"\",\"bound_ms\":0,\"bound_node\":\"\","
+    "\"client\":\"VC6iDq8KKeDBClsAP54LCMhqW77ExCQqBLewDS4GUm8\",\"client_addr\":\"\","
+    "\"confirm_addr\":\"198.51.100.7\",\"confirmed_ms\":1796187308686,"
+    "\"confirmed_node\":\"edge-1\","
+    "\"delivered_sha256\":\"IYQqK2_3V1LhIR6_VCS3kFvSbFgNxqXMjoLkwqwO_No\","
+    "\"delivered_size\":24,\"delivery\":\"01a2351b-4264-7000-9c78-a85bf9802875\","
+    "\"issued_ms\":1796187308644,\"issued_node\":\"\",\"kind\":\"device\","
+    "\"path\":\"/notices/2026-03.pdf\","
+    "\"receipt_sha256\":\"Y8o1903MSg78aqP9OhPiHAXcNI6pBX-5apFlhMd1LS8\","
+    "\"received_at_ms\":1796187308666,"
+    "\"received_sha256\":\"IYQqK2_3V1LhIR6_VCS3kFvSbFgNxqXMjoLkwqwO_No\","
+    "\"received_size\":24,\"server\":\"deliveries.example.com\","
+    "\"sha256\":\"IYQqK2_3V1LhIR6_VCS3kFvSbFgNxqXMjoLkwqwO_No\",\"size\":24,"
+    "\"status\":\"confirmed\",\"type\":\"confirmed\",\"user_agent\":\"\",\"v\":1}",
 };
-static const char *const example_canonical[3] = {
-    "{\"delivery\":\"01890a5d-ac96-774b-bcce-b302099a8057\",\"path\":\"/notices/2026-03.pdf\","
-    "\"time\":1772366400000,\"type\":\"issued\"}",
-    "{\"client\":\"NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs\","
-    "\"delivery\":\"01890a5d-ac96-774b-bcce-b302099a8057\",\"time\":1772366400120,\"type\":"
-    "\"bound\"}",
-    "{\"delivery\":\"01890a5d-ac96-774b-bcce-b302099a8057\",\"intact\":true,"
-    "\"time\":1772366401350,\"type\":\"confirmed\"}",
-};
+/* The server's texts are canonical already. */
+static const char *const *const example_canonical = example_events;
 static const char *const example_commitments[3] = {
-    "61541c10a4c62d040e6d61cbe08d28b8c126ce314b05accbd4bdf9459bbd4a32",
-    "139302ad4a0948c758c6529b63a7f8d3b0f1fbe012071724a4b3843d10442c8f",
-    "da3b43d944d0a165b17bc247f8fab1f7a2a89c421b4b3c0dea4ff36b86b41bc5",
+    "5dd478eb7e7e799fba61fb9bb63564d969150093187a864a91b4320def2b21f0",
+    "a0ceecd894c7b1206f8936bc6e0d4d805687bb6e3b6a6749141f9b65872950ee",
+    "f4d963987eb450c0dbe9c6595369fc18d44b61278c9e5f7f7c31eaf061725c84",
 };
 static const char *const example_leaf_hashes[3] = {
-    "7649a02ac07483796ffe998517a7b931f0a08147b7e752bef5116d5ca30cf341",
-    "8ec8c8f866381be770808e4c536e88b8d1932f5b0e1dc67ef620d7b77043c938",
-    "0de61016b2a5678c238ce8e1eb3503df73d022a4f85e0403be2387e707543c85",
+    "060a679357d015e57ab486c086085ba3a61ac7b42692cd24e90a548bdd96809d",
+    "68c38a98ecb6de6b5493abf89e8961de5a7e3980281197f938d3723567807194",
+    "1b5451a8c50f7060f77ca1735f941835eef43e61423db8f64a28ec19e0d19279",
 };
 static const char example_origin[] = "deliveries.example.com/_receipt/log";
 static const char example_skey[] = "PRIVATE+KEY+deliveries.example.com/_receipt/log+986b3c3d+"
@@ -165,11 +179,11 @@ static const char example_vkey[] =
     "deliveries.example.com/_receipt/log+986b3c3d+AU/QmczUfXiT3+nsJEFOyw2bVCAjKq0w2RxGW+M8vmXE";
 static const char example_note[] = "deliveries.example.com/_receipt/log\n"
                                    "3\n"
-                                   "MYj40idSWcRnau2w9QN75Yr7tsu6XsZexWW+nDamP9E=\n"
+                                   "qgEMW+lEUm9EdeYClXMvENrSRRxZHZWxV7VUMOaT/cs=\n"
                                    "\n"
                                    "\xe2\x80\x94 deliveries.example.com/_receipt/log "
-                                   "mGs8PbQi4JBElUS7Uf3ShLhDeYMr3y8radQ5jkC1po6H4CsPGiJ6Ams0yyVxmet"
-                                   "Yb7iWXMfbZhJp394dFmuOUJp4MAA=\n";
+                                   "mGs8PTjrksNHe1j1IXhygn3cUq1u8OMSVSNcgJrDJSVBAik6uopHXtntjqAReQr"
+                                   "4dyau52h6qAQ5RrXxAYxPhL8k9AU=\n";
 
 static void test_worked_example(void **state)
 {
@@ -204,10 +218,10 @@ static void test_worked_example(void **state)
     }
     /* the inclusion proof of leaf 2 in the tree of 3 is the one hash HASH(leaf 0, leaf 1) */
     merkle_node_hash(&leaves[0], &leaves[1], &proof[0]);
-    from_hex("7c989e2c0b714a0b9519aead2e16fdedb85ceb0b5ef0473486fb915a4d515499", want.bytes, 32);
+    from_hex("24cf8fab699f79769d7abf101d3abd897c88ad7cf48392fb54b04d1f5a45654e", want.bytes, 32);
     assert_memory_equal(proof[0].bytes, want.bytes, 32);
     merkle_root_of(leaves, 3, &root);
-    from_hex("3188f8d2275259c4676aedb0f5037be58afbb6cbba5ec65ec565be9c36a63fd1", want.bytes, 32);
+    from_hex("aa010c5be944526f4475e60295732f10dad2451c591d95b157b55430e693fdcb", want.bytes, 32);
     assert_memory_equal(root.bytes, want.bytes, 32);
     assert_int_equal(merkle_verify_inclusion(2, 3, &leaves[2], proof, 1, &root), MERKLE_OK);
 
