@@ -924,13 +924,19 @@ static int cmd_audit(cli_opts *o, const char *url)
         goto out;
     }
     printf("%s\n", report);
-    if (!o->quiet && !o->json)
-        cli_err(strstr(report, "\"first_use\":true") != NULL
-                    ? "%s: first audit of this evidence log: its key is pinned and its "
-                      "checkpoint kept in %s"
-                    : "%s: the evidence log is consistent with the checkpoint the last audit "
-                      "saw (the new one kept in %s)",
+    if (!o->quiet && !o->json && strstr(report, "\"first_use\":true") != NULL)
+        cli_err("%s: first audit of this evidence log: its key is pinned and its checkpoint "
+                "kept in %s",
                 url, o->logs);
+    else if (!o->quiet && !o->json)
+        cli_err("%s: the evidence log is consistent with the checkpoint the last audit saw%s "
+                "(the new one kept in %s)",
+                url,
+                strstr(report, "\"key_changed\":true") != NULL
+                    ? "; its key changed, announced under the pinned key, and the new key is "
+                      "pinned"
+                    : "",
+                o->logs);
     rc = EXIT_CONFIRMED;
 out:
     receipt_free(report);
