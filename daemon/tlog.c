@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 _Static_assert(TLOG_EVENT_MAX == LEDGER_EVENT_TEXT_MAX, "one bound for event texts");
 _Static_assert(MERKLE_HASH_LEN == LEDGER_HASH_LEN && MERKLE_SALT_LEN == LEDGER_SALT_LEN,
@@ -307,16 +308,33 @@ bool tlog_durable(tlog *t, uint64_t leaves)
 int tlog_origin(const char *public_url, char *out, size_t cap)
 {
     const char *rest = strstr(public_url, "://");
+    size_t scheme = rest != NULL ? (size_t)(rest - public_url) : 0;
     rest = rest != NULL ? rest + 3 : public_url;
     size_t n = strlen(rest);
     while (n > 0 && rest[n - 1] == '/')
         n--;
-    int len = snprintf(out, cap, "%.*s/_receipt/log", (int)n, rest);
+    /* The host as a URL parser gives it, so that an auditor who derives the
+     * origin from the public URL gets this one: lower case, and without
+     * the scheme's default port. */
+    size_t host = strcspn(rest, "/");
+    if (host > n)
+        host = n;
+    size_t shown = host;
+    if ((scheme == 5 && strncasecmp(public_url, "https", 5) == 0 && host >= 4 &&
+         memcmp(rest + host - 4, ":443", 4) == 0) ||
+        (scheme == 4 && strncasecmp(public_url, "http", 4) == 0 && host >= 3 &&
+         memcmp(rest + host - 3, ":80", 3) == 0))
+        shown = host - (scheme == 5 ? 4 : 3);
+    int len =
+        snprintf(out, cap, "%.*s%.*s/_receipt/log", (int)shown, rest, (int)(n - host), rest + host);
     if (len < 0 || (size_t)len >= cap || !note_valid_name(out, (size_t)len)) {
         if (cap > 0)
             out[0] = '\0';
         return -1;
     }
+    for (size_t i = 0; i < shown; i++)
+        if (out[i] >= 'A' && out[i] <= 'Z')
+            out[i] = (char)(out[i] - 'A' + 'a');
     return 0;
 }
 

@@ -43,7 +43,9 @@ typedef struct tlog tlog;
 /*
  * The log's origin for a public URL: its host (and port) and path followed
  * by /_receipt/log ("https://example.com/site" gives
- * "example.com/site/_receipt/log"), into out (NOTE_NAME_MAX + 1 bytes).
+ * "example.com/site/_receipt/log"), the host in lower case and without the
+ * scheme's default port, as a URL parser gives them ("https://Example.COM:443"
+ * gives "example.com/_receipt/log"), into out (NOTE_NAME_MAX + 1 bytes).
  * Returns 0, or -1 when that is no valid key name (a space or a plus sign
  * in the path, or too long).
  */

@@ -252,6 +252,17 @@ static void test_origin(void **state)
     assert_string_equal(out, "example.com/site/_receipt/log");
     assert_int_equal(tlog_origin("http://127.0.0.1:8080", out, sizeof out), 0);
     assert_string_equal(out, "127.0.0.1:8080/_receipt/log");
+    /* the host as a URL parser gives it: lower case, no default port */
+    assert_int_equal(tlog_origin("https://Deliveries.Example.COM:443/Path/", out, sizeof out), 0);
+    assert_string_equal(out, "deliveries.example.com/Path/_receipt/log");
+    assert_int_equal(tlog_origin("http://Example.org:80", out, sizeof out), 0);
+    assert_string_equal(out, "example.org/_receipt/log");
+    assert_int_equal(tlog_origin("http://example.org:8080/x", out, sizeof out), 0);
+    assert_string_equal(out, "example.org:8080/x/_receipt/log");
+    assert_int_equal(tlog_origin("https://example.org:80/", out, sizeof out), 0);
+    assert_string_equal(out, "example.org:80/_receipt/log");
+    assert_int_equal(tlog_origin("https://[::1]:443/a", out, sizeof out), 0);
+    assert_string_equal(out, "[::1]/a/_receipt/log");
     assert_int_equal(tlog_origin("https://example.com/a+b", out, sizeof out), -1);
     assert_string_equal(out, "");
     assert_int_equal(tlog_origin("https://example.com/a b", out, sizeof out), -1);
