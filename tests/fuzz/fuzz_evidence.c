@@ -15,6 +15,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     "eyJhbGciOiJFUzI1NiJ9."                                                                        \
     "eyJkZWxpdmVyeSI6IjAxOTAwMDAwLTAwMDAtNzAwMC04MDAwLTAwMDAwMDAwMDAwMSJ9.c2ln"
 
+/* docs/evidence.md's example log key. */
+#define LOG_KEY                                                                                    \
+    "deliveries.example.com/_receipt/log+986b3c3d+AU/QmczUfXiT3+nsJEFOyw2bVCAjKq0w2RxGW+M8vmXE"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static receipt_client *c;
@@ -29,7 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text[size - 1] = '\0';
     char *report = NULL;
     if (data[0] & 1) {
-        receipt_result r = receipt_verify_bundle(c, text, NULL, &report);
+        /* With a log key given, the bundle's key changes are followed too. */
+        receipt_result r = receipt_verify_bundle(c, text, data[0] & 2 ? LOG_KEY : NULL, &report);
         /* A bundle must carry a receipt signed by a key it names, or none;
          * either way its checkpoints must open: random bytes never do. */
         if (r == RECEIPT_OK && report == NULL)

@@ -5,8 +5,10 @@
 // the checkpoint, rebuilds the tree from the entry bundles, and checks each
 // proof given on standard input (one JSON object per line, the "proof"
 // member of a confirmation's answer): the commitment, the inclusion proof in
-// the proof's own checkpoint, and that checkpoint's consistency with the
-// newest one.
+// the proof's own checkpoint (one proof in ten also made again from the
+// tiles of that checkpoint's tree, as a client that holds only it reads
+// them: partial tiles of its widths among them), and that checkpoint's
+// consistency with the newest one.
 //
 // It prints one line per check, "ok ..." or "not ok ...: why", and exits 1
 // when any check failed.
@@ -139,7 +141,7 @@ type proof struct {
 	Checkpoint string   `json:"checkpoint"`
 }
 
-func checkProof(line []byte, v note.Verifier, newest checkpoint, reader tlog.HashReader) error {
+func checkProof(line []byte, v note.Verifier, newest checkpoint, reader tlog.HashReader, tr *tiles, own bool) error {
 	var p proof
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
@@ -165,6 +167,18 @@ func checkProof(line []byte, v note.Verifier, newest checkpoint, reader tlog.Has
 	}
 	if err := tlog.CheckRecord(rp, cp.tree.N, cp.tree.Hash, p.Index, tlog.RecordHash(commitment[:])); err != nil {
 		return fmt.Errorf("inclusion in its checkpoint: %v", err)
+	}
+	// As a client that holds only this proof's checkpoint reads the log:
+	// the tiles of its tree, partial ones of its widths among them, which
+	// tlog-tiles requires a log to keep serving (or their full tiles).
+	if own {
+		rp1, err := tlog.ProveRecord(cp.tree.N, p.Index, tlog.TileHashReader(cp.tree, tr))
+		if err != nil {
+			return fmt.Errorf("the tiles of its checkpoint's tree: %v", err)
+		}
+		if fmt.Sprint(rp1) != fmt.Sprint(rp) {
+			return errors.New("its hashes are not the proof the tiles of its tree make")
+		}
 	}
 	if cp.tree.N > newest.tree.N {
 		return fmt.Errorf("its checkpoint (%d) is newer than the newest (%d)", cp.tree.N, newest.tree.N)
@@ -278,7 +292,8 @@ func main() {
 			continue
 		}
 		count++
-		check(fmt.Sprintf("proof %d", count), checkProof(in.Bytes(), v, newest, reader))
+		// One proof in ten is also proved again from its own tree's tiles.
+		check(fmt.Sprintf("proof %d", count), checkProof(in.Bytes(), v, newest, reader, tr, count%10 == 1))
 	}
 	fmt.Printf("# %d proofs, %d tiles fetched\n", count, tr.fetched)
 	if failed {
