@@ -79,9 +79,10 @@ static enum MHD_Result serve_key(http_context *ctx, request *req, struct MHD_Con
     note_verifier *v = note_signer_verifier(ctx->keys->log);
     if (v == NULL)
         return MHD_NO;
+    /* The key text alone, no newline: what note.NewVerifier() and the
+     * like take as it is. */
     size_t n = note_verifier_text(v, text);
     note_verifier_free(v);
-    text[n++] = '\n';
     return send_copy(req, c, text, n, "text/plain; charset=utf-8", "no-cache", head);
 }
 
