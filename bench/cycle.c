@@ -65,6 +65,7 @@
 #define JWKS_TIMEOUT_S   5
 #define STATUS_MAX       600
 #define CONNECT_PAUSE_NS (10 * 1000 * 1000)
+#define STALL_NS         (2000ull * 1000 * 1000) /* no answer for this long: say who waits */
 
 typedef enum err_kind {
     E_CONNECT,
@@ -157,6 +158,7 @@ typedef struct conn {
     char *in;
     size_t in_len;
     uint64_t started_ns;
+    uint64_t sent_ns;  /* when the request now on the wire was started */
     bool pending_post; /* the confirmation waits for a new connection */
     bool digest_sent;
     char delivery[UUID7_STR_LEN + 1];
@@ -170,6 +172,8 @@ typedef struct worker {
     size_t n;
     size_t next_client;
     uint64_t connect_failed_ns; /* last failure to connect */
+    uint64_t answered_ns;       /* last response of any connection */
+    bool stall_reported;        /* since that response */
     stats st;
     bool failed;
 } worker;
@@ -437,6 +441,7 @@ static void start_get(worker *w, conn *c)
     c->ph = PH_GET;
     c->st = ST_SEND;
     c->started_ns = now_ns();
+    c->sent_ns = c->started_ns;
     flush(w, c);
 }
 
@@ -447,6 +452,7 @@ static void on_connected(worker *w, conn *c)
         c->pending_post = false;
         c->ph = PH_POST;
         c->st = ST_SEND;
+        c->sent_ns = now_ns();
         c->out_off = 0;
         c->in_len = 0;
         flush(w, c);
@@ -688,6 +694,8 @@ cleanup:
 static void on_response(worker *w, conn *c, response *r)
 {
     int status = r->status < STATUS_MAX ? r->status : 0;
+    w->answered_ns = now_ns();
+    w->stall_reported = false;
     bool close_after = r->close;
     err_kind kind = E_KINDS;
 
@@ -712,6 +720,7 @@ static void on_response(worker *w, conn *c, response *r)
         }
         c->ph = PH_POST;
         c->st = ST_SEND;
+        c->sent_ns = now_ns();
         c->in_len = 0;
         flush(w, c);
         return;
@@ -801,6 +810,50 @@ static void on_event(worker *w, conn *c, uint32_t events)
         on_readable(w, c);
 }
 
+/*
+ * No connection of this thread has had an answer for STALL_NS: says on
+ * stderr, once per stall, what each connection waits for and since when, so
+ * that a server that stopped answering is told from a client that stopped
+ * asking (and the server's stacks can be taken while it lasts).
+ */
+static void report_stall(worker *w, uint64_t t)
+{
+    size_t connecting = 0, sending = 0, get = 0, post = 0, partial = 0, closed = 0;
+    uint64_t oldest = 0;
+    const conn *oldest_conn = NULL;
+    for (size_t i = 0; i < w->n; i++) {
+        const conn *c = &w->conns[i];
+        if (c->fd < 0) {
+            closed++;
+            continue;
+        }
+        connecting += c->st == ST_CONNECTING;
+        sending += c->st == ST_SEND;
+        if (c->st == ST_RECV) {
+            get += c->ph == PH_GET;
+            post += c->ph == PH_POST;
+            partial += c->in_len > 0;
+        }
+        if (c->st != ST_IDLE && t - c->sent_ns > oldest) {
+            oldest = t - c->sent_ns;
+            oldest_conn = c;
+        }
+    }
+    int port = 0;
+    if (oldest_conn != NULL) {
+        struct sockaddr_in local;
+        socklen_t len = sizeof local;
+        if (getsockname(oldest_conn->fd, (struct sockaddr *)&local, &len) == 0)
+            port = ntohs(local.sin_port);
+    }
+    fprintf(stderr,
+            "cycle: thread %zu: no answer for %.1f s; of %zu connections, %zu wait for a GET's "
+            "answer, %zu for a confirmation's (%zu with part of it read), %zu are sending, "
+            "%zu connecting, %zu closed; the oldest request (local port %d) is %.1f s old\n",
+            w->index, (double)(t - w->answered_ns) / 1e9, w->n, get, post, partial, sending,
+            connecting, closed, port, (double)oldest / 1e9);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -817,6 +870,7 @@ static void *worker_main(void *arg)
             goto cleanup;
         }
     }
+    w->answered_ns = now_ns();
     for (size_t i = 0; i < w->n; i++)
         conn_open(w, &w->conns[i]);
 
@@ -837,6 +891,10 @@ static void *worker_main(void *arg)
             on_event(w, c, evs[i].events);
         }
         uint64_t t = now_ns();
+        if (!w->stall_reported && t - w->answered_ns >= STALL_NS) {
+            report_stall(w, t);
+            w->stall_reported = true;
+        }
         if (t - w->connect_failed_ns < CONNECT_PAUSE_NS)
             continue;
         for (size_t i = 0; i < w->n && t < g.end_ns; i++) {
