@@ -33,6 +33,7 @@ struct confirm_call {
     atomic_int refs;
     atomic_int state;
     struct MHD_Connection *conn;
+    http_loop *loop; /* that resumes conn */
     confirm_waits *waits;
     uint64_t deadline_ms;
     lru_link link; /* in the watchdog's list while pending (listed) */
@@ -79,7 +80,7 @@ static bool finish(confirm_call *call, call_state state)
     int expected = CALL_PENDING;
     if (!atomic_compare_exchange_strong(&call->state, &expected, state))
         return false;
-    MHD_resume_connection(call->conn);
+    http_loop_resume(call->loop, call->conn);
     return true;
 }
 
@@ -316,6 +317,7 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     atomic_init(&call->refs, 3);
     atomic_init(&call->state, CALL_PENDING);
     call->conn = c;
+    call->loop = ctx->loop;
     call->waits = ctx->waits;
     call->deadline_ms = clock_mono_ms() + ctx->waits->timeout_ms;
     req->call = call;

@@ -7,6 +7,7 @@
 #include "daemon/http_file.h"
 #include "daemon/http_internal.h"
 #include "daemon/http_log.h"
+#include "daemon/http_loop.h"
 #include "daemon/http_proxy.h"
 #include "daemon/http_reply.h"
 #include "daemon/httpcond.h"
@@ -42,7 +43,6 @@ struct http_server {
      * exempt), and requests in progress per forwarded address. */
     addrcount *peers;
     addrcount *forwarded;
-    struct MHD_Daemon *mhd;
     atomic_long in_flight;
     char jwks[HTTP_JWKS_MAX];
     size_t jwks_len;
@@ -666,8 +666,7 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
     }
 
     const config *cfg = svc->cfg;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (cfg->listen.addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     http_guard_options gopts = {
@@ -682,32 +681,40 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
         snprintf(err, errlen, "cannot start the connection watchdog");
         goto fail;
     }
-    /* GnuTLS asks for the certificate at each handshake, so that a reload
-     * reaches new connections without touching open ones. */
-    struct MHD_OptionItem tls_options[] = {
-        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)tls_creds_retrieve},
+    if (srv->tls != NULL)
+        flags |= MHD_USE_TLS;
+    /* Callbacks with an argument go as (intptr_t)function, argument; see
+     * MHD_OPTION_ARRAY. GnuTLS asks for the certificate at each handshake,
+     * so that a reload reaches new connections without touching open ones. */
+    struct MHD_OptionItem options[] = {
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->idle_timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->connection_memory, NULL},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, srv},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv},
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_library, "http"},
+        {srv->tls != NULL ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0,
+         (void *)tls_creds_retrieve},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities},
         {MHD_OPTION_END, 0, NULL},
     };
-    if (srv->tls != NULL)
-        flags |= MHD_USE_TLS;
-    srv->mhd = MHD_start_daemon(
-        flags, 0, srv->peers != NULL ? on_accept : NULL, srv, on_request, srv, MHD_OPTION_SOCK_ADDR,
-        (const struct sockaddr *)&cfg->listen.addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        srv, MHD_OPTION_EXTERNAL_LOGGER, log_library, "http", MHD_OPTION_ARRAY,
-        srv->tls != NULL ? tls_options : tls_options + 2, MHD_OPTION_END);
-    if (srv->mhd == NULL) {
-        snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen.text,
-                 errno != 0 ? strerror(errno) : "the HTTP library refused the settings");
+    const http_loop_settings loop_settings = {
+        .threads = cfg->threads,
+        .flags = flags,
+        .listen = (const struct sockaddr *)&cfg->listen.addr,
+        .max_connections = cfg->max_connections,
+        .accept_policy = srv->peers != NULL ? on_accept : NULL,
+        .accept_policy_cls = srv,
+        .handler = on_request,
+        .handler_cls = srv,
+        .options = options,
+    };
+    char why[256];
+    if (http_loop_start(&loop_settings, &ctx->loop, why, sizeof why) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen.text, why);
         goto fail;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info != NULL ? info->port : 0;
+    srv->port = http_loop_port(ctx->loop);
     return srv;
 fail:
     http_server_free(srv);
@@ -742,11 +749,9 @@ static bool wait_idle(http_server *srv, unsigned timeout_ms)
 
 bool http_server_drain(http_server *srv, unsigned grace_ms)
 {
-    if (srv == NULL || srv->mhd == NULL)
+    if (srv == NULL || srv->ctx.loop == NULL)
         return true;
-    MHD_socket s = MHD_quiesce_daemon(srv->mhd);
-    if (s != MHD_INVALID_SOCKET)
-        close(s);
+    http_loop_quiesce(srv->ctx.loop);
     if (wait_idle(srv, grace_ms))
         return true;
     /* Keep-alive clients may still send: from now on a confirmation is
@@ -762,13 +767,13 @@ bool http_server_drain(http_server *srv, unsigned grace_ms)
 
 void http_server_stop(http_server *srv)
 {
-    if (srv == NULL || srv->mhd == NULL)
+    if (srv == NULL || srv->ctx.loop == NULL)
         return;
     atomic_store(&srv->ctx.stopping, true);
     confirm_waits_abort(srv->ctx.waits);
     upstream_pool_abort(srv->ctx.upstreams);
-    MHD_stop_daemon(srv->mhd);
-    srv->mhd = NULL;
+    http_loop_stop(srv->ctx.loop);
+    srv->ctx.loop = NULL;
 }
 
 void http_server_free(http_server *srv)

@@ -12,6 +12,7 @@
 
 #include "daemon/clientkeys.h"
 #include "daemon/http_guard.h"
+#include "daemon/http_loop.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
 #include "daemon/keystore.h"
@@ -58,6 +59,7 @@ typedef struct http_context {
     readpool *log_readers; /* the log's reads (NULL without it) */
     clientkeys *client_keys;
     confirm_waits *waits;
+    http_loop *loop;      /* the HTTP threads: resume suspended connections through it */
     atomic_bool stopping; /* draining: confirmations get 503 at once */
     bool https;           /* the public listener speaks TLS */
     char confirm_url[HTTP_CONFIRM_URL_MAX];

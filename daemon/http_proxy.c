@@ -21,8 +21,10 @@
 #define ELEMENT_LEN         (sizeof DELIVERY_ELEMENT - 1)
 
 struct http_proxy_state {
-    upstream_call *call; /* NULL once given up (a body past the limit) */
-    uint64_t body_bytes; /* of the request, so far */
+    upstream_call *call;         /* NULL once given up (a body past the limit) */
+    struct MHD_Connection *conn; /* suspended while the call waits */
+    http_loop *loop;             /* that resumes it */
+    uint64_t body_bytes;         /* of the request, so far */
     bool has_body;
     bool body_ended;
     bool too_large;                         /* the request body passed --proxy-max-body: 413 */
@@ -34,14 +36,18 @@ struct http_proxy_state {
 
 /* ---- waiting ---------------------------------------------------------------- */
 
+/* cls: the request's http_proxy_state, which outlives the call's waits
+ * (http_proxy_release() finishes the call before it frees it). */
 static void suspend_connection(void *cls)
 {
-    MHD_suspend_connection(cls);
+    const http_proxy_state *ps = cls;
+    MHD_suspend_connection(ps->conn);
 }
 
 static void resume_connection(void *cls)
 {
-    MHD_resume_connection(cls);
+    const http_proxy_state *ps = cls;
+    http_loop_resume(ps->loop, ps->conn);
 }
 
 /* ---- the request that goes upstream ------------------------------------------ */
@@ -351,7 +357,11 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     }
 
     http_proxy_state *ps = malloc(sizeof *ps);
-    const upstream_waker waker = {suspend_connection, resume_connection, c};
+    if (ps != NULL) {
+        ps->conn = c;
+        ps->loop = ctx->loop;
+    }
+    const upstream_waker waker = {suspend_connection, resume_connection, ps};
     upstream_call *call =
         ps != NULL ? upstream_call_new(ctx->upstreams, req->upstream, req->method, target, &waker)
                    : NULL;
@@ -359,7 +369,7 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
         free(ps);
         return http_reply_error(req, c, 500, "internal_error", "Out of memory.");
     }
-    *ps = (http_proxy_state){.call = call, .candidate = candidate};
+    *ps = (http_proxy_state){.call = call, .conn = c, .loop = ctx->loop, .candidate = candidate};
     memcpy(ps->content_path, content_path, content_path_len);
     ps->content_path[content_path_len] = '\0';
     req->proxy = ps;
@@ -459,8 +469,9 @@ static ssize_t read_answer(void *cls, uint64_t pos, char *buf, size_t max)
              * a connection ended here when its loop next wakes for it, which
              * may be --idle-timeout later (MHD_USE_TURBO leaves out
              * the shutdown() it would make meanwhile). */
-            const union MHD_ConnectionInfo *info = MHD_get_connection_info(
-                upstream_call_waker_cls(call), MHD_CONNECTION_INFO_CONNECTION_FD);
+            const http_proxy_state *ps = upstream_call_waker_cls(call);
+            const union MHD_ConnectionInfo *info =
+                MHD_get_connection_info(ps->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
             if (info != NULL)
                 shutdown(info->connect_fd, SHUT_WR);
             return MHD_CONTENT_READER_END_WITH_ERROR;
