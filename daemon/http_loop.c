@@ -118,6 +118,7 @@ static void *loop_main(void *arg)
         {.fd = t->epoll_fd, .events = POLLIN},
         {.fd = t->wake_fd, .events = POLLIN},
     };
+    unsigned open = 0; /* connections after the last turn */
     for (;;) {
         /* MHD_get_timeout() is 0 while the daemon holds work it has read
          * (its ready list), else the nearest connection timeout. */
@@ -136,14 +137,19 @@ static void *loop_main(void *arg)
         bool stop = (fds[1].revents & POLLIN) != 0 && take_wake(t) == LOOP_STOP;
         /* Every epoll_wait() inside takes a timeout of 0. Once more on the
          * way out: the answers of connections resumed just before. */
-        unsigned before = open_connections(t->mhd);
         MHD_run(t->mhd);
         /* At its connection limit the library takes the listening socket
          * out of the epoll set, and puts it back first thing in a turn once
          * below: after a turn that closed connections, a turn more, or
-         * new clients would wait for some other event. */
-        if (open_connections(t->mhd) < before)
+         * new clients would wait for some other event. Connections open
+         * and close only inside MHD_run(), so the count after a turn is
+         * the count before the next. */
+        unsigned after = open_connections(t->mhd);
+        if (after < open) {
             MHD_run(t->mhd);
+            after = open_connections(t->mhd);
+        }
+        open = after;
         if (stop)
             break;
     }

@@ -16,7 +16,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { startServer, runReceiptd, freePort, tempDir, rawRequest, statusOf, repoRoot } from './lib/server.mjs';
 import { makeCA } from './lib/tls.mjs';
-import { startNginx, nginxMissing, tlsServerLines } from './lib/nginx.mjs';
+import { startNginx, nginxMissing, tlsServerLines, forwardingLines } from './lib/nginx.mjs';
 
 const dirs = [];
 function dir(prefix) {
@@ -248,12 +248,7 @@ describe('behind nginx (recipe 2): what a client writes in X-Forwarded-For', { s
         ${tlsServerLines({ cert: pair.chain, key: pair.key })}
         location / {
             proxy_pass http://127.0.0.1:${srv.port};
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header Forwarded "";
+            ${forwardingLines()}
         }
     }`,
     });

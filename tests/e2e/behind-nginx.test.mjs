@@ -17,7 +17,7 @@ import { startServer, freePort, tempDir, pgCreateDatabase, pgUrl, pgQuery, RECEI
 import { newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, verifyReceipt } from './lib/client.mjs';
 import { runCli, clientDirs, removeOwnTempDirs, parseJsonLine } from './lib/cli.mjs';
 import { makeCA } from './lib/tls.mjs';
-import { startNginx, nginxMissing, tlsServerLines } from './lib/nginx.mjs';
+import { startNginx, nginxMissing, tlsServerLines, forwardingLines } from './lib/nginx.mjs';
 
 const CLIENT_ADDR = '127.0.0.5';
 const NO_CA_ENV = { CURL_CA_BUNDLE: '', SSL_CERT_FILE: '', SSL_CERT_DIR: '' };
@@ -89,12 +89,7 @@ describe('several receiptd behind one nginx upstream', { skip }, () => {
         ${tlsServerLines({ cert: pair.chain, key: pair.key })}
         location / {
             proxy_pass http://receiptd;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header Forwarded "";
+            ${forwardingLines()}
             proxy_next_upstream error timeout http_502 http_503;
             proxy_cache off;
             gzip off;

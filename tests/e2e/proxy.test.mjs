@@ -15,7 +15,7 @@ import path from 'node:path';
 import { startServer, freePort, tempDir, rawRequest, statusOf } from './lib/server.mjs';
 import { newClient, fetchJwks, openPlugin, confirmation, sealConfirmation } from './lib/client.mjs';
 import { makeCA } from './lib/tls.mjs';
-import { startNginx, nginxMissing, tlsServerLines } from './lib/nginx.mjs';
+import { startNginx, nginxMissing, tlsServerLines, forwardingLines } from './lib/nginx.mjs';
 
 const CLIENT_ADDR = '127.0.0.5';
 const STRANGER = '127.0.0.6';
@@ -80,12 +80,7 @@ describe('receiptd behind nginx with --trusted-proxy', { skip: nginxMissing() ||
         access_log ${path.dirname(accessLog)}/nginx.log proxied;
         location / {
             proxy_pass http://receiptd;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header Forwarded "";
+            ${forwardingLines()}
             proxy_cache off;
             gzip off;
         }

@@ -86,6 +86,22 @@ ${servers}
 }
 
 /** The TLS settings of a front proxy, the way an operator writes them. */
+/**
+ * The lines of a location that passes requests to receiptd as
+ * docs/deployment.md's recipes do: HTTP/1.1 keep-alive, the Host kept,
+ * the client's address appended to X-Forwarded-For, the scheme, and no
+ * Forwarded of the client's own.
+ */
+export function forwardingLines() {
+  return `
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Forwarded "";`;
+}
+
 export function tlsServerLines({ cert, key }) {
   return `
         ssl_certificate ${cert};
