@@ -928,15 +928,22 @@ static int cmd_audit(cli_opts *o, const char *url)
         cli_err("%s: first audit of this evidence log: its key is pinned and its checkpoint "
                 "kept in %s",
                 url, o->logs);
-    else if (!o->quiet && !o->json)
+    else if (!o->quiet && !o->json) {
+        const char *changes = strstr(report, "\"key_changes\":");
+        long count = changes != NULL ? strtol(changes + strlen("\"key_changes\":"), NULL, 10) : 0;
+        char times[32], changed[200] = "";
+        snprintf(times, sizeof times, "%ld times", count);
+        if (count > 0)
+            snprintf(changed, sizeof changed,
+                     "; its key changed %s, each change announced under the key before it, and "
+                     "the newest key is pinned",
+                     count == 1   ? "once"
+                     : count == 2 ? "twice"
+                                  : times);
         cli_err("%s: the evidence log is consistent with the checkpoint the last audit saw%s "
                 "(the new one kept in %s)",
-                url,
-                strstr(report, "\"key_changed\":true") != NULL
-                    ? "; its key changed, announced under the pinned key, and the new key is "
-                      "pinned"
-                    : "",
-                o->logs);
+                url, changed, o->logs);
+    }
     rc = EXIT_CONFIRMED;
 out:
     receipt_free(report);

@@ -21,11 +21,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define EVIDENCE_EVENTS_MAX 64   /* events of one delivery in a bundle */
-#define EVIDENCE_KEYS_MAX   64   /* log keys, and signing keys, of a bundle */
-#define AUDIT_TILE_CACHE    16   /* tiles an audit keeps in memory */
-#define AUDIT_PIN_MAX       4096 /* bytes of a pinned log's file */
-#define RECEIPT_HASH_LEN    43   /* base64url of SHA-256 */
+#define EVIDENCE_EVENTS_MAX 64           /* events of one delivery in a bundle */
+#define EVIDENCE_KEYS_MAX   64           /* log keys, and signing keys, of a bundle */
+#define AUDIT_TILE_CACHE    16           /* tiles an audit keeps in memory */
+#define AUDIT_PIN_MAX       4096         /* bytes of a pinned log's file */
+#define AUDIT_KEYS_MAX      (256 * 1024) /* bytes of the log's key changes */
+#define RECEIPT_HASH_LEN    43           /* base64url of SHA-256 */
 
 /* ---- pieces of proofs ---- */
 
@@ -93,11 +94,12 @@ static void receipt_hash(const char *receipt, char out[RECEIPT_HASH_LEN + 1])
 
 /*
  * One leaf: {"index", "leaf": {"salt", "event"}, "hashes"} proved in the
- * tree of cp. The event, parsed, into *event (a new reference).
+ * tree of cp. The event, parsed, into *event (a new reference); its leaf
+ * hash into *leaf_out (when not NULL).
  * Returns 0, or -1 with why set.
  */
 static int leaf_check(const json_t *obj, const checkpoint *cp, json_t **event, uint64_t *index,
-                      char *why, size_t whylen)
+                      merkle_hash *leaf_out, char *why, size_t whylen)
 {
     *event = NULL;
     const json_t *leaf = json_object_get(obj, "leaf");
@@ -138,6 +140,8 @@ static int leaf_check(const json_t *obj, const checkpoint *cp, json_t **event, u
                  (unsigned long long)*index, (unsigned long long)cp->size, merkle_result_str(mr));
         return -1;
     }
+    if (leaf_out != NULL)
+        *leaf_out = leaf_hash;
     *event = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(*event)) {
         json_decref(*event);
@@ -195,7 +199,7 @@ receipt_result rc_evidence_check_proof(receipt_client *c, const json_t *proof, c
         goto fail;
     }
     if (checkpoint_read(note, &key, key != NULL ? 1 : 0, &cp, why, sizeof why) != 0 ||
-        leaf_check(proof, &cp, &event, &index, why, sizeof why) != 0 ||
+        leaf_check(proof, &cp, &event, &index, NULL, why, sizeof why) != 0 ||
         event_names(event, delivery, receipt, why, sizeof why) != 0)
         goto fail;
     const char *type = sjson_string(event, "type", NULL);
@@ -473,7 +477,7 @@ static int log_change_check(const json_t *change, const checkpoint *newest, json
 {
     char why[320];
     uint64_t index = 0;
-    if (leaf_check(change, newest, event, &index, why, sizeof why) != 0)
+    if (leaf_check(change, newest, event, &index, NULL, why, sizeof why) != 0)
         return -1;
     const char *type = sjson_string(*event, "type", NULL);
     *key = sjson_string(*event, "key", NULL);
@@ -573,7 +577,7 @@ static receipt_result bundle_event(const json_t *obj, const checkpoint *newest,
                                    const bundle_keys *keys, json_t **event, uint64_t *index,
                                    char *why, size_t whylen)
 {
-    if (leaf_check(obj, newest, event, index, why, whylen) != 0)
+    if (leaf_check(obj, newest, event, index, NULL, why, whylen) != 0)
         return RECEIPT_ERR_VERIFY;
     const json_t *batch = json_object_get(obj, "batch");
     const char *note = sjson_string(batch, "checkpoint", NULL);
@@ -957,80 +961,241 @@ static receipt_result pin_save(receipt_client *c, const char *dir, const char *p
     return rc == 0 ? RECEIPT_OK : rc_fail(c, RECEIPT_ERR_IO, "%s", err);
 }
 
-/* A log key's announcement, followed by an audit: the checkpoint that
- * announced it, checked against the tree later. */
+/* One change of the log's key that an audit follows: the log_key leaf,
+ * the key it names, and the checkpoint that announced it (signed by the
+ * key it replaces and by the new one). */
 typedef struct rotation {
+    uint64_t leaf;
+    merkle_hash leaf_hash;
     char key[NOTE_VKEY_MAX];
     checkpoint announced;
 } rotation;
 
+/* The chain of changes from the pinned key to the newest key reached. */
+typedef struct rotations {
+    rotation link[EVIDENCE_KEYS_MAX];
+    size_t count;
+    char key[NOTE_VKEY_MAX];
+} rotations;
+
+/* "key change N (leaf L, to key K)", which names a link in messages. */
+static void link_name(const rotation *r, size_t n, char *out, size_t len)
+{
+    snprintf(out, len, "key change %zu (leaf %llu, to key %.*s)", n, (unsigned long long)r->leaf,
+             120, r->key);
+}
+
 /*
- * Follows the log's key changes from pinned (GET keys): each log_key leaf
- * whose "previous" is the key trusted so far must be in a checkpoint that
- * both that key and the new one sign. The newest key so reached goes to
- * *out (pinned itself when the log announced none). Returns 0, or -1 with
- * why set (no announcement signed by the pinned key).
+ * One link: the change (a proof of a log_key leaf in the checkpoint that
+ * announced it, as GET keys serves it) replaces trusted and is announced
+ * in a checkpoint that opens with trusted and with the new key alike.
+ * Fills *link. Returns 0, or -1 with why set.
  */
-static int follow_rotations(audit *a, const char *pinned, rotation *out, char *why, size_t whylen)
+static int rotation_check(const json_t *event, const char *note, const char *trusted,
+                          rotation *link, char *why, size_t whylen)
+{
+    const char *key = sjson_string(event, "key", NULL);
+    const char *previous = sjson_string(event, "previous", NULL);
+    note_verifier *old_key = NULL, *new_key = NULL;
+    checkpoint cp;
+    int rc = -1;
+    if (previous == NULL) {
+        snprintf(why, whylen, "it names no key that it replaces (a second first key)");
+        goto out;
+    }
+    if (strcmp(previous, trusted) != 0) {
+        snprintf(why, whylen,
+                 "it replaces key %.*s, which this audit never trusted (the key trusted then is "
+                 "%.*s)",
+                 120, previous, 120, trusted);
+        goto out;
+    }
+    if (note_verifier_parse(key, strlen(key), &new_key) != NOTE_OK ||
+        note_verifier_parse(previous, strlen(previous), &old_key) != NOTE_OK) {
+        snprintf(why, whylen, "it names no verifier key");
+        goto out;
+    }
+    note_result by_old = checkpoint_open(note, strlen(note), &old_key, 1, &cp, NULL);
+    note_result by_new = checkpoint_open(note, strlen(note), &new_key, 1, &link->announced, NULL);
+    if (by_old != NOTE_OK || by_new != NOTE_OK) {
+        snprintf(why, whylen,
+                 "the checkpoint that announces it is not signed by %s (%s): a change must be "
+                 "signed by the key it replaces and by the new one",
+                 by_old != NOTE_OK && by_new != NOTE_OK ? "either key"
+                 : by_old != NOTE_OK                    ? "the key it replaces"
+                                                        : "the new key",
+                 note_result_str(by_old != NOTE_OK ? by_old : by_new));
+        goto out;
+    }
+    if (strcmp(link->announced.origin, note_verifier_name(new_key)) != 0 ||
+        strcmp(note_verifier_name(old_key), note_verifier_name(new_key)) != 0) {
+        snprintf(why, whylen, "its key is not of the log %.*s", 255, note_verifier_name(old_key));
+        goto out;
+    }
+    snprintf(link->key, sizeof link->key, "%s", key);
+    rc = 0;
+out:
+    note_verifier_free(old_key);
+    note_verifier_free(new_key);
+    return rc;
+}
+
+/*
+ * Follows the log's key changes (GET keys) from the pinned key: the log's
+ * own leaves, in log order, each proved in the checkpoint that announced
+ * it. Every change after the one that named the pinned key must replace
+ * the key trusted so far and be announced in a checkpoint signed by both
+ * keys; each such link goes to out, and the newest key reached to
+ * out->key. The links' checkpoints are checked against the tree later
+ * (rotations_check). Returns 0, or -1 with why set: a forged or broken
+ * link, named; RECEIPT_ERR_HTTP in *r when the changes cannot be read.
+ */
+static int follow_rotations(audit *a, const char *pinned, rotations *out, receipt_result *r,
+                            char *why, size_t whylen)
 {
     rc_http_response resp;
     json_t *obj = NULL, *event = NULL;
-    note_verifier *keys[2] = {NULL, NULL};
+    bool reached = false;
     int rc = -1;
+    *r = RECEIPT_ERR_INCONSISTENT;
+    out->count = 0;
     snprintf(out->key, sizeof out->key, "%s", pinned);
-    if (audit_get(a, "keys", 64 * 1024, &resp) != RECEIPT_OK) {
+    if (audit_get(a, "keys", AUDIT_KEYS_MAX, &resp) != RECEIPT_OK) {
         snprintf(why, whylen, "its key changes cannot be read (%.200s)", a->c->errmsg);
+        *r = RECEIPT_ERR_HTTP;
         return -1;
     }
     char err[128];
     obj = sjson_parse_object(resp.body != NULL ? resp.body : "", resp.body_len, SJSON_MAX_DEPTH,
                              err, sizeof err);
     const json_t *list = json_object_get(obj, "keys");
-    if (!json_is_array(list)) {
-        snprintf(why, whylen, "its key changes are not a list of proofs");
+    if (!json_is_array(list) || json_array_size(list) > EVIDENCE_KEYS_MAX) {
+        snprintf(why, whylen, "its key changes are not a list of at most %d proofs",
+                 EVIDENCE_KEYS_MAX);
         goto out;
     }
     for (size_t i = 0; i < json_array_size(list); i++) {
         const json_t *proof = json_array_get(list, i);
         const char *note = sjson_string(proof, "checkpoint", NULL);
-        uint64_t index;
-        checkpoint cp, cp_new;
-        char sub[256];
+        rotation *link = &out->link[out->count];
+        checkpoint cp;
+        char sub[320];
         json_decref(event);
         event = NULL;
-        note_verifier_free(keys[0]);
-        note_verifier_free(keys[1]);
-        keys[0] = keys[1] = NULL;
         if (note == NULL || checkpoint_read(note, NULL, 0, &cp, sub, sizeof sub) != 0 ||
-            leaf_check(proof, &cp, &event, &index, sub, sizeof sub) != 0)
-            continue;
+            leaf_check(proof, &cp, &event, &link->leaf, &link->leaf_hash, sub, sizeof sub) != 0) {
+            snprintf(why, whylen, "its key change %zu (GET keys) is not proved: %s", i + 1,
+                     note == NULL ? "it has no checkpoint" : sub);
+            goto out;
+        }
         const char *key = sjson_string(event, "key", NULL);
-        const char *previous = sjson_string(event, "previous", NULL);
         const char *type = sjson_string(event, "type", NULL);
-        if (type == NULL || strcmp(type, "log_key") != 0 || key == NULL || previous == NULL ||
-            strcmp(previous, out->key) != 0)
+        if (type == NULL || strcmp(type, "log_key") != 0 || key == NULL) {
+            snprintf(why, whylen, "its key change %zu (leaf %llu) is no log_key leaf", i + 1,
+                     (unsigned long long)link->leaf);
+            goto out;
+        }
+        if (!reached) {
+            /* The history before the pinned key is not ours to check. */
+            reached = strcmp(key, pinned) == 0;
             continue;
-        if (note_verifier_parse(previous, strlen(previous), &keys[0]) != NOTE_OK ||
-            note_verifier_parse(key, strlen(key), &keys[1]) != NOTE_OK ||
-            checkpoint_read(note, &keys[0], 1, &cp, sub, sizeof sub) != 0 ||
-            checkpoint_read(note, &keys[1], 1, &cp_new, sub, sizeof sub) != 0) {
-            snprintf(why, whylen,
-                     "the log announces a new key (leaf %llu), but not in a checkpoint signed "
-                     "by both keys",
-                     (unsigned long long)index);
+        }
+        if (out->count > 0 && link->leaf <= out->link[out->count - 1].leaf) {
+            snprintf(why, whylen, "its key change %zu (leaf %llu) is not after the one before it",
+                     i + 1, (unsigned long long)link->leaf);
+            goto out;
+        }
+        snprintf(link->key, sizeof link->key, "%s", key);
+        char name[200];
+        link_name(link, out->count + 1, name, sizeof name);
+        if (rotation_check(event, note, out->key, link, sub, sizeof sub) != 0) {
+            snprintf(why, whylen, "%s: %.300s", name, sub);
             goto out;
         }
         snprintf(out->key, sizeof out->key, "%s", key);
-        out->announced = cp;
+        out->count++;
+    }
+    if (!reached) {
+        snprintf(why, whylen, "its key changes do not name the pinned key");
+        goto out;
     }
     rc = 0;
 out:
-    note_verifier_free(keys[0]);
-    note_verifier_free(keys[1]);
     json_decref(event);
     json_decref(obj);
     rc_http_response_clear(&resp);
     return rc;
+}
+
+/*
+ * Whether checkpoints x and y (either the larger) sign one tree, by a
+ * consistency proof computed from the tiles of the tree of a->size leaves,
+ * which holds both. Nothing is proved about the empty tree.
+ */
+static merkle_result audit_consistent(audit *a, const checkpoint *x, const checkpoint *y)
+{
+    const checkpoint *small = x->size <= y->size ? x : y;
+    const checkpoint *large = small == x ? y : x;
+    merkle_hash proof[MERKLE_MAX_PROOF];
+    size_t len = 0;
+    if (small->size == 0)
+        return MERKLE_OK;
+    if (large->size > a->size)
+        return MERKLE_RANGE;
+    merkle_result mr =
+        merkle_prove_consistency(small->size, large->size, audit_read, a, proof, &len);
+    if (mr != MERKLE_OK)
+        return mr;
+    return merkle_verify_consistency(small->size, large->size, &small->root, &large->root, proof,
+                                     len);
+}
+
+/*
+ * Each link of a followed chain against the tree of now (its tiles
+ * checked): the checkpoint that announced it is consistent with the
+ * checkpoint trusted before it (pinned first, then the link before) and
+ * with now, and its leaf is in now's tree. Returns RECEIPT_OK, or
+ * RECEIPT_ERR_INCONSISTENT (or RECEIPT_ERR_HTTP) with the link named.
+ */
+static receipt_result rotations_check(audit *a, const rotations *chain, const checkpoint *pinned,
+                                      const checkpoint *now)
+{
+    const checkpoint *prior = pinned;
+    for (size_t i = 0; i < chain->count; i++) {
+        const rotation *link = &chain->link[i];
+        char name[200];
+        link_name(link, i + 1, name, sizeof name);
+        merkle_result mr = audit_consistent(a, prior, &link->announced);
+        const char *against = "the checkpoint trusted before it";
+        uint64_t against_size = prior->size;
+        if (mr == MERKLE_OK) {
+            mr = audit_consistent(a, &link->announced, now);
+            against = "the log's checkpoint";
+            against_size = now->size;
+        }
+        if (mr != MERKLE_OK && a->fetch_failed)
+            return RECEIPT_ERR_HTTP;
+        if (mr != MERKLE_OK)
+            return rc_fail(a->c, RECEIPT_ERR_INCONSISTENT,
+                           "the log at %s: %s: the checkpoint that announced it (%llu leaves) is "
+                           "not consistent with %s (%llu leaves): the log was rewritten or forked",
+                           a->base, name, (unsigned long long)link->announced.size, against,
+                           (unsigned long long)against_size);
+        merkle_hash proof[MERKLE_MAX_PROOF];
+        size_t len = 0;
+        mr = merkle_prove_inclusion(link->leaf, now->size, audit_read, a, proof, &len);
+        if (mr != MERKLE_OK && a->fetch_failed)
+            return RECEIPT_ERR_HTTP;
+        if (mr == MERKLE_OK)
+            mr = merkle_verify_inclusion(link->leaf, now->size, &link->leaf_hash, proof, len,
+                                         &now->root);
+        if (mr != MERKLE_OK)
+            return rc_fail(a->c, RECEIPT_ERR_INCONSISTENT,
+                           "the log at %s: %s: its leaf is not in the tree of %llu leaves", a->base,
+                           name, (unsigned long long)now->size);
+        prior = &link->announced;
+    }
+    return RECEIPT_OK;
 }
 
 /* The body of a response as a trimmed string (in place). */
@@ -1059,7 +1224,7 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
     char *pinned_key = NULL, *pinned_note = NULL;
     note_verifier *key = NULL;
     char path[RC_URL_MAX + 64];
-    rotation rotated;
+    rotations *chain = NULL;
     bool key_changed = false;
     receipt_result r;
     size_t n = strlen(url);
@@ -1108,26 +1273,31 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
         goto out;
     }
     if (opened != 0) {
-        /* Not signed by the pinned key: a rotation the log announced, signed
-         * by both keys, is followed; anything else is a forged checkpoint
-         * or a log that changed hands. */
-        char rwhy[320] = "";
-        if (follow_rotations(&a, pinned_key, &rotated, rwhy, sizeof rwhy) != 0 ||
-            strcmp(rotated.key, pinned_key) == 0) {
-            r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+        /* Not signed by the pinned key: a chain of rotations the log
+         * announced, each signed by both keys, is followed; anything else
+         * is a forged checkpoint or a log that changed hands. */
+        char rwhy[512] = "";
+        if ((chain = calloc(1, sizeof *chain)) == NULL) {
+            r = rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        receipt_result fr;
+        if (follow_rotations(&a, pinned_key, chain, &fr, rwhy, sizeof rwhy) != 0 ||
+            chain->count == 0) {
+            r = rc_fail(c, fr == RECEIPT_ERR_HTTP ? RECEIPT_ERR_HTTP : RECEIPT_ERR_INCONSISTENT,
                         "the log at %s: its checkpoint is not signed by the pinned key, and %s",
                         a.base, rwhy[0] != '\0' ? rwhy : "it announces no new key signed by it");
             goto out;
         }
         note_verifier_free(key);
         key = NULL;
-        key_text = rotated.key;
+        key_text = chain->key;
         if (note_verifier_parse(key_text, strlen(key_text), &key) != NOTE_OK ||
             checkpoint_read(note, &key, 1, &now, why, sizeof why) != 0) {
             r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
                         "the log at %s: its checkpoint is signed neither by the pinned key nor "
-                        "by the key it announced",
-                        a.base);
+                        "by the newest key its changes announce (%s)",
+                        a.base, key_text);
             goto out;
         }
         key_changed = true;
@@ -1161,45 +1331,21 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
                         a.base, (unsigned long long)now.size, (unsigned long long)before.size);
             goto out;
         }
-        merkle_hash proof[MERKLE_MAX_PROOF];
-        size_t len = 0;
-        merkle_result mr = MERKLE_OK;
-        if (now.size > before.size && before.size > 0)
-            mr = merkle_prove_consistency(before.size, now.size, audit_read, &a, proof, &len);
+        merkle_result mr = audit_consistent(&a, &before, &now);
         if (mr != MERKLE_OK && a.fetch_failed) {
             r = RECEIPT_ERR_HTTP;
             goto out;
         }
-        if (before.size > 0 &&
-            (mr != MERKLE_OK || merkle_verify_consistency(before.size, now.size, &before.root,
-                                                          &now.root, proof, len) != MERKLE_OK)) {
+        if (mr != MERKLE_OK) {
             r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
                         "the log at %s is not consistent with the checkpoint of %llu leaves seen "
                         "before: it was rewritten or forked",
                         a.base, (unsigned long long)before.size);
             goto out;
         }
-        /* The checkpoint that announced the new key is part of this tree. */
-        if (key_changed) {
-            len = 0;
-            const checkpoint *ann = &rotated.announced;
-            mr = ann->size <= now.size && ann->size > 0
-                     ? merkle_prove_consistency(ann->size, now.size, audit_read, &a, proof, &len)
-                     : MERKLE_RANGE;
-            if (ann->size == now.size)
-                mr = memcmp(ann->root.bytes, now.root.bytes, MERKLE_HASH_LEN) == 0 ? MERKLE_OK
-                                                                                   : MERKLE_RANGE;
-            else if (mr == MERKLE_OK)
-                mr = merkle_verify_consistency(ann->size, now.size, &ann->root, &now.root, proof,
-                                               len);
-            if (mr != MERKLE_OK) {
-                r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
-                            "the log at %s: the checkpoint that announced its new key (%llu "
-                            "leaves) is not part of its tree",
-                            a.base, (unsigned long long)ann->size);
-                goto out;
-            }
-        }
+        /* Every link of the chain that led to the new key is of this tree. */
+        if (key_changed && (r = rotations_check(&a, chain, &before, &now)) != RECEIPT_OK)
+            goto out;
     }
     if ((r = pin_save(c, dir, path, key_text, note)) != RECEIPT_OK)
         goto out;
@@ -1207,9 +1353,10 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
         char root_b64[48];
         b64std_encode(now.root.bytes, MERKLE_HASH_LEN, root_b64);
         json_t *obj =
-            json_pack("{s:s,s:s,s:I,s:s,s:I,s:b,s:b}", "origin", now.origin, "key", key_text,
+            json_pack("{s:s,s:s,s:I,s:s,s:I,s:b,s:b,s:I}", "origin", now.origin, "key", key_text,
                       "size", (json_int_t)now.size, "root", root_b64, "previous",
-                      (json_int_t)previous, "first_use", pinned == 0, "key_changed", key_changed);
+                      (json_int_t)previous, "first_use", pinned == 0, "key_changed", key_changed,
+                      "key_changes", (json_int_t)(chain != NULL ? chain->count : 0));
         *report = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
         json_decref(obj);
         if (*report == NULL) {
@@ -1219,6 +1366,7 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
     }
     r = RECEIPT_OK;
 out:
+    free(chain);
     note_verifier_free(key);
     free(pinned_key);
     free(pinned_note);

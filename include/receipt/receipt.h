@@ -370,9 +370,14 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
  * checkpoint, opens it with the log key pinned in dir (the first audit pins
  * the key the server names), rebuilds its tree head from the tiles, and
  * checks that it is consistent with the checkpoint the last audit kept in
- * dir, which it then replaces. RECEIPT_ERR_INCONSISTENT: the log was
- * rewritten or forked (or its checkpoint is not signed by the pinned key).
- * On RECEIPT_OK *report (when not NULL) receives a JSON summary.
+ * dir, which it then replaces. A checkpoint signed by a newer log key is
+ * followed through the log's key changes, link by link from the pinned key
+ * (each announced under both keys, consistent with the checkpoint trusted
+ * before it and with the newest, its leaf in the tree), and the newest key
+ * reached is pinned. RECEIPT_ERR_INCONSISTENT: the log was rewritten or
+ * forked, or its checkpoint is not signed by the pinned key nor by a key a
+ * sound chain reaches (the message names the link that failed). On
+ * RECEIPT_OK *report (when not NULL) receives a JSON summary.
  */
 RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, const char *dir,
                                          char **report);

@@ -10,10 +10,17 @@
 // them: partial tiles of its widths among them), and that checkpoint's
 // consistency with the newest one.
 //
+// With -chain OLDKEY it also follows the log's key changes (GET keys) from
+// OLDKEY to -key: each change after the one that named OLDKEY replaces the
+// key reached so far, its checkpoint carries a verified signature by both
+// keys (note.Open with both, each among the signatures), its leaf is in that
+// checkpoint's tree and in the newest, and that checkpoint is consistent
+// with the newest.
+//
 // It prints one line per check, "ok ..." or "not ok ...: why", and exits 1
 // when any check failed.
 //
-// Usage: logcheck -url http://127.0.0.1:8080 -key 'name+id+key' < proofs
+// Usage: logcheck -url http://127.0.0.1:8080 -key 'name+id+key' [-chain 'name+id+key'] < proofs
 package main
 
 import (
@@ -39,6 +46,7 @@ import (
 var (
 	base    = flag.String("url", "", "the server's base URL")
 	keyText = flag.String("key", "", "the log's verifier key")
+	chain   = flag.String("chain", "", "an older verifier key of the log, to follow to -key")
 	failed  = false
 )
 
@@ -157,13 +165,9 @@ func checkProof(line []byte, v note.Verifier, newest checkpoint, reader tlog.Has
 		return errors.New("the salt is not 32 bytes of base64url")
 	}
 	commitment := sha256.Sum256(append(salt, []byte(p.Leaf.Event)...))
-	var rp tlog.RecordProof
-	for _, h := range p.Hashes {
-		hash, err := tlog.ParseHash(h)
-		if err != nil {
-			return err
-		}
-		rp = append(rp, hash)
+	rp, err := recordProof(p)
+	if err != nil {
+		return err
 	}
 	if err := tlog.CheckRecord(rp, cp.tree.N, cp.tree.Hash, p.Index, tlog.RecordHash(commitment[:])); err != nil {
 		return fmt.Errorf("inclusion in its checkpoint: %v", err)
@@ -183,6 +187,25 @@ func checkProof(line []byte, v note.Verifier, newest checkpoint, reader tlog.Has
 	if cp.tree.N > newest.tree.N {
 		return fmt.Errorf("its checkpoint (%d) is newer than the newest (%d)", cp.tree.N, newest.tree.N)
 	}
+	return stillInNewest(cp, newest, p.Index, tlog.RecordHash(commitment[:]), reader)
+}
+
+// recordProof parses a proof's hashes.
+func recordProof(p proof) (tlog.RecordProof, error) {
+	var rp tlog.RecordProof
+	for _, h := range p.Hashes {
+		hash, err := tlog.ParseHash(h)
+		if err != nil {
+			return nil, err
+		}
+		rp = append(rp, hash)
+	}
+	return rp, nil
+}
+
+// stillInNewest checks, from the tiles of the newest tree, that cp is
+// consistent with it and that leaf index is in it.
+func stillInNewest(cp, newest checkpoint, index int64, leaf tlog.Hash, reader tlog.HashReader) error {
 	tp, err := tlog.ProveTree(newest.tree.N, cp.tree.N, reader)
 	if err != nil {
 		return err
@@ -191,11 +214,11 @@ func checkProof(line []byte, v note.Verifier, newest checkpoint, reader tlog.Has
 		return fmt.Errorf("consistency with the newest checkpoint: %v", err)
 	}
 	// The same leaf, proved again from the tiles in the newest tree.
-	rp2, err := tlog.ProveRecord(newest.tree.N, p.Index, reader)
+	rp2, err := tlog.ProveRecord(newest.tree.N, index, reader)
 	if err != nil {
 		return err
 	}
-	return tlog.CheckRecord(rp2, newest.tree.N, newest.tree.Hash, p.Index, tlog.RecordHash(commitment[:]))
+	return tlog.CheckRecord(rp2, newest.tree.N, newest.tree.Hash, index, leaf)
 }
 
 func main() {
@@ -284,6 +307,10 @@ func main() {
 	}
 	check("the tree rebuilt from the entry bundles is the checkpoint's", rebuild())
 
+	if *chain != "" {
+		followChain(*chain, newest, reader)
+	}
+
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 64*1024), 1024*1024)
 	count := 0
@@ -299,4 +326,83 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// followChain checks the log's key changes from the key old to v, each
+// announced under both keys and part of the newest tree.
+func followChain(old string, newest checkpoint, reader tlog.HashReader) {
+	body, err := get("keys")
+	if !check("the key changes", err) {
+		return
+	}
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if !check("the key changes are JSON", json.Unmarshal(body, &doc)) {
+		return
+	}
+	trusted, reached, links := old, false, 0
+	for i, raw := range doc.Keys {
+		var p proof
+		var event struct {
+			Type     string `json:"type"`
+			Key      string `json:"key"`
+			Previous string `json:"previous"`
+		}
+		if err := json.Unmarshal(raw, &p); err != nil || json.Unmarshal([]byte(p.Leaf.Event), &event) != nil || event.Type != "log_key" {
+			check(fmt.Sprintf("key change %d", i+1), errors.New("not a proof of a log_key leaf"))
+			return
+		}
+		if !reached {
+			reached = event.Key == old
+			continue
+		}
+		links++
+		check(fmt.Sprintf("key change %d (leaf %d)", links, p.Index), func() error {
+			if event.Previous != trusted {
+				return fmt.Errorf("it replaces %q, not the key reached so far %q", event.Previous, trusted)
+			}
+			before, err1 := note.NewVerifier(event.Previous)
+			after, err2 := note.NewVerifier(event.Key)
+			if err1 != nil || err2 != nil {
+				return errors.New("not verifier keys")
+			}
+			n, err := note.Open([]byte(p.Checkpoint), note.VerifierList(before, after))
+			if err != nil {
+				return err
+			}
+			signed := map[uint32]bool{}
+			for _, sig := range n.Sigs {
+				signed[sig.Hash] = true
+			}
+			if !signed[before.KeyHash()] || !signed[after.KeyHash()] {
+				return fmt.Errorf("its checkpoint is signed by %d of the two keys", len(n.Sigs))
+			}
+			cp, err := openCheckpoint([]byte(p.Checkpoint), after)
+			if err != nil {
+				return err
+			}
+			salt, err := base64.RawURLEncoding.DecodeString(p.Leaf.Salt)
+			if err != nil {
+				return err
+			}
+			commitment := sha256.Sum256(append(salt, []byte(p.Leaf.Event)...))
+			leaf := tlog.RecordHash(commitment[:])
+			rp, err := recordProof(p)
+			if err != nil {
+				return err
+			}
+			if err := tlog.CheckRecord(rp, cp.tree.N, cp.tree.Hash, p.Index, leaf); err != nil {
+				return fmt.Errorf("its leaf in its checkpoint: %v", err)
+			}
+			return stillInNewest(cp, newest, p.Index, leaf, reader)
+		}())
+		trusted = event.Key
+	}
+	check("the chain reaches the key", func() error {
+		if !reached || trusted != *keyText {
+			return fmt.Errorf("it reaches %q", trusted)
+		}
+		return nil
+	}())
 }

@@ -1,0 +1,253 @@
+// A chain of log key rotations (docs/evidence.md, "Auditing" and "Keys"):
+// receipt audit, pinned on the first key, follows two and then three
+// rotations link by link, each change leaf in the tree and announced in a
+// checkpoint signed by the key it replaces and the new one, consistent with
+// the checkpoint trusted before it and with the newest; a forged link
+// (served through a proxy that edits GET keys) exits 5 and names the link.
+// Runs on both ledgers.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { startServer, tempDir, RECEIPTD, RECEIPT_CLI, LEDGER, ledgerArgs } from './lib/server.mjs';
+import { logcheckProgram } from './lib/logcheck.mjs';
+
+const BIN = crypto.randomBytes(1024);
+
+// ---- RFC 9162 hashing and C2SP signed notes, independently of receipt ----
+
+const sha256 = (...parts) => crypto.createHash('sha256').update(Buffer.concat(parts)).digest();
+const leafHash = (commitment) => sha256(Buffer.from([0]), commitment);
+const nodeHash = (l, r) => sha256(Buffer.from([1]), l, r);
+const split = (n) => 2 ** Math.floor(Math.log2(n - 1));
+
+function treeHash(leaves) {
+  if (leaves.length === 1) return leaves[0];
+  const k = split(leaves.length);
+  return nodeHash(treeHash(leaves.slice(0, k)), treeHash(leaves.slice(k)));
+}
+
+/** RFC 9162 section 2.1.3.1: the inclusion proof of leaf m, bottom up. */
+function inclusion(m, leaves) {
+  if (leaves.length === 1) return [];
+  const k = split(leaves.length);
+  return m < k ? [...inclusion(m, leaves.slice(0, k)), treeHash(leaves.slice(k))]
+    : [...inclusion(m - k, leaves.slice(k)), treeHash(leaves.slice(0, k))];
+}
+
+/** The Ed25519 key of a signer key text (PRIVATE+KEY+name+id+base64(0x01 || seed)). */
+function signerOf(text) {
+  const [, , name, id, ...rest] = text.split('+');
+  const blob = rest.join('+'); // base64 has '+' of its own
+  const seed = Buffer.from(blob, 'base64').subarray(1);
+  const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]);
+  return { name, id: Buffer.from(id, 'hex'), key: crypto.createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }) };
+}
+
+/** A signed note of text (ending in a newline) by the signers given. */
+function signNote(text, signers) {
+  const lines = signers.map((s) => `\u2014 ${s.name} ${Buffer.concat([s.id, crypto.sign(null, Buffer.from(text), s.key)]).toString('base64')}\n`);
+  return `${text}\n${lines.join('')}`;
+}
+
+/** The note without the signature of the verifier key given. */
+function withoutSignatureOf(note, verifierKey) {
+  const id = verifierKey.split('+')[1];
+  return note.split('\n').filter((l) => !(l.startsWith('\u2014 ') &&
+    Buffer.from(l.split(' ')[2], 'base64').subarray(0, 4).toString('hex') === id)).join('\n');
+}
+
+// ---- the server, its rotations, and a proxy in front of it ----
+
+describe(`a chain of log key rotations (${LEDGER})`, () => {
+  const xdg = tempDir('receipt-rotation-');
+  const cli = (args, env = {}) => spawnSync(RECEIPT_CLI, args, {
+    encoding: 'utf8', env: { ...process.env, XDG_STATE_HOME: xdg, ...env }, timeout: 30000,
+  });
+  /** The CLI without blocking this process, which runs the proxy too. */
+  const cliAsync = (args) => new Promise((resolve) => {
+    const child = spawn(RECEIPT_CLI, args, { env: { ...process.env, XDG_STATE_HOME: xdg } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+  const keys = [];    // verifier keys, K1 first
+  const signers = []; // signer key texts, K1 first
+  const pins = {};    // audit states pinned at K1, copied before any rotation
+  let srv;
+  let firstReceipt;
+  let proxy;
+  let proxyUrl;
+  let editKeys = null; // (document) => document, for GET /_receipt/log/keys
+
+  const logKey = async () => (await (await fetch(srv.url + '/_receipt/log/key')).text()).trim();
+  const serverKeys = () => JSON.parse(fs.readFileSync(path.join(srv.stateDir, 'server-keys.json'), 'utf8'));
+
+  function fetched() {
+    const r = cli(['fetch', srv.url + '/blob.bin', '-o', path.join(xdg, 'blob.bin'), '--json', '-q']);
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  }
+
+  /** Stops the server, rotates its log key, starts it, and logs a delivery
+   * (whose batch appends the change and signs under both keys). */
+  async function rotate() {
+    const { root, stateDir, port } = srv;
+    assert.equal((await srv.stop()).code, 0);
+    const r = spawnSync(RECEIPTD, ['keys', 'rotate', '--state-dir', stateDir, 'log'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const kept = JSON.parse(fs.readFileSync(path.join(stateDir, 'server-keys.json'), 'utf8'));
+    assert.equal(kept.log_previous, signers[signers.length - 1]);
+    signers.push(kept.log);
+    srv = await startServer({ root, stateDir, port });
+    keys.push(await logKey());
+    fetched();
+  }
+
+  /** An audit state directory pinned at K1 (a copy of the one kept). */
+  function pinnedAtFirst(url) {
+    const dir = tempDir('receipt-logs-');
+    const name = `${new URL(url).host.replace(/[^A-Za-z0-9.-]/g, '_')}__receipt_log.json`;
+    fs.writeFileSync(path.join(dir, name), pins.first);
+    return dir;
+  }
+
+  before(async () => {
+    srv = await startServer({ files: { 'blob.bin': BIN } });
+    keys.push(await logKey());
+    signers.push(serverKeys().log);
+    firstReceipt = fetched();
+    const logs = tempDir('receipt-logs-');
+    const r = cli(['audit', srv.url, '--logs', logs]);
+    assert.equal(r.status, 0, r.stderr);
+    pins.first = fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8');
+    assert.equal(JSON.parse(pins.first).key, keys[0]);
+    proxy = http.createServer((req, res) => {
+      const target = new URL(req.url, srv.url);
+      fetch(target).then(async (up) => {
+        let body = Buffer.from(await up.arrayBuffer());
+        if (req.url === '/_receipt/log/keys' && editKeys !== null) body = Buffer.from(JSON.stringify(editKeys(JSON.parse(body))));
+
+        res.writeHead(up.status, { 'Content-Type': up.headers.get('content-type') || 'application/octet-stream' });
+        res.end(body);
+      }).catch((e) => { res.writeHead(502); res.end(String(e)); });
+    });
+    await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    proxyUrl = `http://127.0.0.1:${proxy.address().port}`;
+  });
+  after(async () => {
+    if (proxy) proxy.close();
+    if (srv) assert.equal((await srv.stop()).code, 0, srv.log());
+  });
+
+  test('audit follows two rotations, link by link, and pins the newest key', async () => {
+    await rotate();
+    await rotate();
+    assert.equal(new Set(keys).size, 3);
+    const logs = pinnedAtFirst(srv.url);
+    let r = cli(['audit', srv.url, '--logs', logs]);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.key_changed, true);
+    assert.equal(report.key_changes, 2);
+    assert.equal(report.key, keys[2]);
+    assert.match(r.stderr, /its key changed twice/);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8')).key, keys[2]);
+    pins.second = logs;
+    // Go's sumdb/note and sumdb/tlog agree: each change's checkpoint opens
+    // with both keys, its leaf is in it, and it is consistent with the newest.
+    const go = spawnSync(logcheckProgram(), ['-url', srv.url, '-key', keys[2], '-chain', keys[0]], { encoding: 'utf8', input: '', timeout: 60000 });
+    assert.equal(go.status, 0, go.stdout + go.stderr);
+    assert.equal(go.stdout.split('\n').filter((l) => /^ok key change \d+ /.test(l)).length, 2, go.stdout);
+    // Again: nothing more to follow.
+    r = cli(['audit', srv.url, '--logs', logs]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).key_changed, false);
+  });
+
+  test('a forged link exits 5 and names the link', async () => {
+    const served = await (await fetch(srv.url + '/_receipt/log/keys')).json();
+    const changes = served.keys.map((p) => JSON.parse(p.leaf.event));
+    assert.deepEqual(changes.map((e) => e.key), keys);
+    const at = (k) => served.keys.findIndex((p) => JSON.parse(p.leaf.event).key === k);
+    const size = Number((await (await fetch(srv.url + '/_receipt/log/checkpoint')).text()).split('\n')[1]);
+
+    // A change announced in a checkpoint of another tree, signed by both
+    // keys (a fork shown only to auditors who follow the chain): the leaf
+    // is in that tree and both signatures hold, but it is not the log's.
+    const forkedFirstLink = (doc) => {
+      const p = doc.keys[at(keys[1])];
+      const salt = Buffer.from(p.leaf.salt, 'base64url');
+      const leaves = Array.from({ length: p.index + 1 }, () => crypto.randomBytes(32));
+      leaves[p.index] = leafHash(sha256(salt, Buffer.from(p.leaf.event)));
+      const origin = keys[0].split('+')[0];
+      const text = `${origin}\n${leaves.length}\n${treeHash(leaves).toString('base64')}\n`;
+      p.hashes = inclusion(p.index, leaves).map((h) => h.toString('base64'));
+      p.checkpoint = signNote(text, [signerOf(signers[0]), signerOf(signers[1])]);
+      return doc;
+    };
+    const cases = [
+      ['the first link announced in a forked tree', forkedFirstLink,
+        new RegExp(`key change 1 \\(leaf ${served.keys[at(keys[1])].index}, to key .*\\): the checkpoint that announced it \\(\\d+ leaves\\) is not consistent with the checkpoint trusted before it`)],
+      ['the second link signed only by the new key', (doc) => {
+        const p = doc.keys[at(keys[2])];
+        p.checkpoint = withoutSignatureOf(p.checkpoint, keys[1]);
+        return doc;
+      }, /key change 2 \(leaf \d+, to key .*\): the checkpoint that announces it is not signed by the key it replaces/],
+      ['the second link signed only by the old key', (doc) => {
+        const p = doc.keys[at(keys[2])];
+        p.checkpoint = withoutSignatureOf(p.checkpoint, keys[2]);
+        return doc;
+      }, /key change 2 .*: the checkpoint that announces it is not signed by the new key/],
+      ['the first link left out: the second replaces a key never trusted', (doc) => {
+        doc.keys.splice(at(keys[1]), 1);
+        return doc;
+      }, new RegExp(`key change 1 \\(leaf \\d+, to key .*\\): it replaces key ${keys[1].replace(/[+/]/g, '\\$&')}, which this audit never trusted \\(the key trusted then is ${keys[0].replace(/[+/]/g, '\\$&')}\\)`)],
+      ['a change leaf that is not in the tree', (doc) => {
+        const p = doc.keys[at(keys[1])];
+        p.leaf.salt = crypto.randomBytes(32).toString('base64url');
+        return doc;
+      }, new RegExp(`its key change ${at(keys[1]) + 1} \\(GET keys\\) is not proved: leaf ${served.keys[at(keys[1])].index} .*is not in the tree`)],
+      ['the key history without the pinned key', (doc) => {
+        doc.keys = doc.keys.filter((p) => JSON.parse(p.leaf.event).key !== keys[0]);
+        return doc;
+      }, /its key changes do not name the pinned key/],
+    ];
+    try {
+      for (const [name, edit, message] of cases) {
+        editKeys = edit;
+        const logs = pinnedAtFirst(proxyUrl);
+        const pinned = fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8');
+        const r = await cliAsync(['audit', proxyUrl, '--logs', logs]);
+        assert.equal(r.status, 5, `${name}: ${r.stderr}${r.stdout}`);
+        assert.match(r.stderr, message, name);
+        // Nothing is pinned from a forged chain.
+        assert.equal(fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8'), pinned, name);
+      }
+      // Through the proxy unedited, the same chain is followed.
+      editKeys = null;
+      const r = await cliAsync(['audit', proxyUrl, '--logs', pinnedAtFirst(proxyUrl)]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(JSON.parse(r.stdout).size >= size, true);
+    } finally {
+      editKeys = null;
+    }
+  });
+
+  test('a third rotation: followed from the first key and from the second pin', async () => {
+    await rotate();
+    let r = cli(['audit', srv.url, '--logs', pinnedAtFirst(srv.url)]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).key_changes, 3);
+    assert.equal(JSON.parse(r.stdout).key, keys[3]);
+    r = cli(['audit', srv.url, '--logs', pins.second]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).key_changes, 1);
+    assert.match(r.stderr, /its key changed once/);
+  });
+});
