@@ -37,6 +37,7 @@
 #define CLI_PATH_MAX             4096
 #define CLI_FILE_MAX             (64 * 1024) /* receipts and key sets read from files */
 #define CLI_PROGRESS_INTERVAL_MS 100
+#define CLI_LOG_KEYS_MAX         64 /* --log-key given again: the keys a log has had */
 
 static const char usage_text[] =
     "usage: receipt COMMAND [OPTIONS]\n"
@@ -78,7 +79,9 @@ static const char usage_text[] =
     "  --proof FILE        the receipt's proof (default: the receipt file's name\n"
     "                      with .proof.json for .jws, when that file exists)\n"
     "  --log-key KEY       the evidence log's verifier key (name+id+key): checkpoints\n"
-    "                      must be signed by it\n"
+    "                      must be signed by it; again for each older key of the log\n"
+    "                      you trust (a proof from before a key rotation is signed\n"
+    "                      by the key then)\n"
     "  --bundle FILE       an evidence bundle (receiptd evidence) to check\n"
     "  --logs DIR          pinned log keys and the checkpoints audits saw\n"
     "                      (default: STATE/logs)\n"
@@ -115,7 +118,8 @@ typedef struct cli_opts {
     const char *cacert;
     const char *capath;
     const char *proof;
-    const char *log_key;
+    char *log_keys; /* the --log-key values, one a line; NULL: none */
+    size_t log_key_count;
     const char *bundle;
     const char *logs;
     bool json;
@@ -173,6 +177,24 @@ static int cli_usage_error(const char *fmt, ...)
     cli_verr(fmt, ap, "\nTry 'receipt --help'.\n");
     va_end(ap);
     return EXIT_USAGE;
+}
+
+/* One more --log-key: the keys given, one a line, as libreceipt takes them. */
+static int cli_add_log_key(cli_opts *o, const char *key)
+{
+    size_t len = strlen(key), have = o->log_keys != NULL ? strlen(o->log_keys) : 0;
+    if (len == 0 || strchr(key, '\n') != NULL || o->log_key_count == CLI_LOG_KEYS_MAX ||
+        len > CLI_FILE_MAX)
+        return -1;
+    char *joined = realloc(o->log_keys, have + len + 2);
+    if (joined == NULL)
+        return -1;
+    if (have > 0)
+        joined[have++] = '\n';
+    memcpy(joined + have, key, len + 1);
+    o->log_keys = joined;
+    o->log_key_count++;
+    return 0;
 }
 
 static void cli_log(receipt_log_level level, const char *message, void *user)
@@ -846,19 +868,28 @@ static int cmd_verify(cli_opts *o, const char *file)
     if (proof_file != NULL) {
         if (cli_read_file(proof_file, &proof) != 0)
             goto out;
-        if (receipt_verify_proof(c, receipt, proof, o->log_key) != RECEIPT_OK) {
-            cli_err("%s: %s", proof_file, receipt_errmsg(c));
+        if (receipt_verify_proof(c, receipt, proof, o->log_keys) != RECEIPT_OK) {
+            const char *msg = receipt_errmsg(c);
+            cli_err("%s: %s%s", proof_file, msg,
+                    strstr(msg, "signed by another key") != NULL
+                        ? " (give --log-key once for each key you trust, such as those "
+                          "receipt audit pinned; a bundle from receiptd evidence: receipt "
+                          "verify --bundle FILE)"
+                        : "");
             goto out;
         }
     }
     printf("%s\n", payload);
     if (!o->quiet && !o->json)
         cli_err("%s: valid receipt, signed with a key of %s%s", file, source,
-                proof_file == NULL   ? ""
-                : o->log_key != NULL ? "; in the evidence log (its proof checks, its checkpoint "
-                                       "signed by the log key)"
-                                     : "; in the evidence log (its proof checks; give --log-key "
-                                       "to check its checkpoint's signature)");
+                proof_file == NULL ? ""
+                : o->log_key_count > 1
+                    ? "; in the evidence log (its proof checks, its checkpoint signed by one of "
+                      "the log keys given)"
+                : o->log_keys != NULL ? "; in the evidence log (its proof checks, its checkpoint "
+                                        "signed by the log key)"
+                                      : "; in the evidence log (its proof checks; give --log-key "
+                                        "to check its checkpoint's signature)");
     rc = EXIT_CONFIRMED;
 out:
     free(proof);
@@ -882,7 +913,7 @@ static int cmd_verify_bundle(cli_opts *o)
     char *text = NULL, *report = NULL;
     if (cli_read_file(o->bundle, &text) != 0)
         goto out;
-    receipt_result r = receipt_verify_bundle(c, text, o->log_key, &report);
+    receipt_result r = receipt_verify_bundle(c, text, o->log_keys, &report);
     if (r != RECEIPT_OK) {
         cli_err("%s: %s", o->bundle, receipt_errmsg(c));
         rc = r == RECEIPT_ERR_INCONSISTENT ? EXIT_INCONSISTENT : EXIT_FAILURE_OTHER;
@@ -891,9 +922,12 @@ static int cmd_verify_bundle(cli_opts *o)
     printf("%s\n", report);
     if (!o->quiet && !o->json)
         cli_err("%s: valid evidence bundle (%s)", o->bundle,
-                o->log_key != NULL ? "its checkpoints signed by the log key given"
-                                   : "its checkpoints signed by the log keys it names; give "
-                                     "--log-key to check them against one you trust");
+                o->log_key_count > 1  ? "its checkpoints signed by the log keys given, or by keys "
+                                        "their changes in the bundle reach"
+                : o->log_keys != NULL ? "its checkpoints signed by the log key given, or by keys "
+                                        "its changes in the bundle reach"
+                                      : "its checkpoints signed by the log keys it names; give "
+                                        "--log-key to check them against one you trust");
     rc = EXIT_CONFIRMED;
 out:
     receipt_free(report);
@@ -991,7 +1025,8 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    cli_opts o = {0};
+    /* Static: what it holds stays reachable until the process ends. */
+    static cli_opts o;
 
     if (argc < 2)
         return cli_usage_error("no command");
@@ -1049,7 +1084,10 @@ int main(int argc, char **argv)
             o.proof = optarg;
             break;
         case OPT_LOG_KEY:
-            o.log_key = optarg;
+            if (cli_add_log_key(&o, optarg) != 0)
+                return cli_usage_error("--log-key %s: one verifier key (name+id+key) each, at "
+                                       "most %d",
+                                       optarg, CLI_LOG_KEYS_MAX);
             break;
         case OPT_BUNDLE:
             o.bundle = optarg;

@@ -49,6 +49,91 @@ static long hashes_parse(const json_t *list, merkle_hash *out)
 }
 
 /*
+ * The trusted log keys in text: one verifier key, or several separated by
+ * newlines (the keys a log has had), all of one log. Returns how many went
+ * to out (at most max), or -1 with why set.
+ */
+static long log_keys_parse(const char *text, note_verifier **out, size_t max, char *why,
+                           size_t whylen)
+{
+    size_t count = 0;
+    for (const char *p = text; *p != '\0';) {
+        const char *end = strchr(p, '\n');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len > 0 && p[len - 1] == '\r')
+            len--;
+        if (len > 0) {
+            if (count == max) {
+                snprintf(why, whylen, "more than %zu log keys", max);
+                goto fail;
+            }
+            if (note_verifier_parse(p, len, &out[count]) != NOTE_OK) {
+                snprintf(why, whylen, "%.*s is not a log's verifier key",
+                         (int)(len > 300 ? 300 : len), p);
+                goto fail;
+            }
+            if (strcmp(note_verifier_name(out[count]), note_verifier_name(out[0])) != 0) {
+                snprintf(why, whylen, "the log keys given are of two logs, %.*s and %.*s", 200,
+                         note_verifier_name(out[0]), 200, note_verifier_name(out[count]));
+                count++;
+                goto fail;
+            }
+            count++;
+        }
+        p += end != NULL ? (size_t)(end - p) + 1 : strlen(p);
+    }
+    if (count == 0) {
+        snprintf(why, whylen, "no log key given");
+        return -1;
+    }
+    return (long)count;
+fail:
+    for (size_t i = 0; i < count; i++)
+        note_verifier_free(out[i]);
+    return -1;
+}
+
+/*
+ * Why a checkpoint does not open with the keys given: when its signatures
+ * are by other keys of the same log, names them (by key ID) and says what
+ * serves an auditor then. Else the reason note_open gave.
+ */
+static void signed_by_other(const char *note, note_verifier *const *known, size_t nknown,
+                            note_result nr, char *why, size_t whylen)
+{
+    const char *name = note_verifier_name(known[0]);
+    size_t name_len = strlen(name);
+    char ids[128] = "";
+    size_t found = 0;
+    const char *sigs = strstr(note, "\n\n");
+    for (const char *line = sigs != NULL ? sigs + 2 : ""; *line != '\0' && found < 8;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+        static const char dash[] = "\xe2\x80\x94 ";
+        const char *sig = line + sizeof dash - 1 + name_len + 1;
+        uint8_t blob[NOTE_SIG_MAX];
+        if (len > sizeof dash - 1 + name_len + 1 && memcmp(line, dash, sizeof dash - 1) == 0 &&
+            memcmp(line + sizeof dash - 1, name, name_len) == 0 && sig[-1] == ' ' &&
+            b64std_decode(sig, len - (size_t)(sig - line), blob, sizeof blob) >= 4) {
+            size_t at = strlen(ids);
+            snprintf(ids + at, sizeof ids - at, "%s%02x%02x%02x%02x", found > 0 ? ", " : "",
+                     blob[0], blob[1], blob[2], blob[3]);
+            found++;
+        }
+        line += end != NULL ? len + 1 : len;
+    }
+    if (nr != NOTE_UNVERIFIED || found == 0) {
+        snprintf(why, whylen, "its checkpoint does not open with the log's key (%s)",
+                 note_result_str(nr));
+        return;
+    }
+    snprintf(why, whylen,
+             "its checkpoint is signed by another key of log %.*s (key ID %.40s), not by the "
+             "key%s given",
+             120, name, ids, nknown > 1 ? "s" : "");
+}
+
+/*
  * A signed checkpoint: opened with the known keys when there are any, else
  * only parsed (its signature unchecked). Returns 0, or -1 with why set.
  */
@@ -59,8 +144,7 @@ static int checkpoint_read_signed(const char *note, note_verifier *const *known,
     if (nknown > 0) {
         note_result nr = checkpoint_open(note, n, known, nknown, cp, signed_by);
         if (nr != NOTE_OK) {
-            snprintf(why, whylen, "its checkpoint does not open with the log's key (%s)",
-                     note_result_str(nr));
+            signed_by_other(note, known, nknown, nr, why, whylen);
             return -1;
         }
     } else {
@@ -185,21 +269,31 @@ static void free_verifiers(note_verifier **v, size_t n)
 receipt_result rc_evidence_check_proof(receipt_client *c, const json_t *proof, const char *receipt,
                                        const char *delivery, const char *log_key)
 {
-    note_verifier *key = NULL;
+    note_verifier *keys[EVIDENCE_KEYS_MAX];
+    long nkeys = 0;
     json_t *event = NULL;
     checkpoint cp;
-    char why[384];
+    char why[640];
     uint64_t index = 0;
     receipt_result r = RECEIPT_ERR_VERIFY;
-    if (log_key != NULL && note_verifier_parse(log_key, strlen(log_key), &key) != NOTE_OK)
-        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "%s is not a log's verifier key", log_key);
+    if (log_key != NULL &&
+        (nkeys = log_keys_parse(log_key, keys, EVIDENCE_KEYS_MAX, why, sizeof why)) < 0)
+        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "%s", why);
     const char *note = sjson_string(proof, "checkpoint", NULL);
     if (!json_is_object(proof) || note == NULL || json_object_size(proof) != 4) {
         snprintf(why, sizeof why, "it is not a proof (index, leaf, hashes, checkpoint)");
         goto fail;
     }
-    if (checkpoint_read(note, &key, key != NULL ? 1 : 0, &cp, why, sizeof why) != 0 ||
-        leaf_check(proof, &cp, &event, &index, NULL, why, sizeof why) != 0 ||
+    if (checkpoint_read(note, keys, (size_t)nkeys, &cp, why, sizeof why) != 0) {
+        /* A proof is signed by the key in use when it was given: an older
+         * one than the log's key now, after a rotation. */
+        if (strstr(why, "signed by another key") != NULL)
+            snprintf(why + strlen(why), sizeof why - strlen(why), "%s",
+                     ": if the log's key has changed since, trust the older key too, or check "
+                     "the delivery's evidence bundle, which carries the log's key changes");
+        goto fail;
+    }
+    if (leaf_check(proof, &cp, &event, &index, NULL, why, sizeof why) != 0 ||
         event_names(event, delivery, receipt, why, sizeof why) != 0)
         goto fail;
     const char *type = sjson_string(event, "type", NULL);
@@ -213,7 +307,7 @@ fail:
     r = rc_fail(c, RECEIPT_ERR_VERIFY, "the proof of delivery %s: %s", delivery, why);
 out:
     json_decref(event);
-    note_verifier_free(key);
+    free_verifiers(keys, (size_t)nkeys);
     return r;
 }
 
@@ -375,21 +469,24 @@ static int bundle_log_keys(const json_t *bundle, const char *origin, const char 
 {
     const json_t *list = json_object_get(json_object_get(bundle, "keys"), "log");
     if (pinned != NULL) {
-        if (note_verifier_parse(pinned, strlen(pinned), &keys->log[0]) != NOTE_OK) {
-            snprintf(why, whylen, "%s is not a log's verifier key", pinned);
+        long n = log_keys_parse(pinned, keys->log, EVIDENCE_KEYS_MAX, why, whylen);
+        if (n < 0)
             return -1;
-        }
-        keys->log_window[0] = (key_window){0, 0};
-        keys->log_count = 1;
-        /* The pinned key's time in use, when the bundle's history has it. */
-        for (size_t i = 0; json_is_array(list) && i < json_array_size(list); i++) {
-            const json_t *entry = json_array_get(list, i);
-            const char *text = sjson_string(entry, "key", NULL);
-            if (text != NULL && strcmp(text, pinned) == 0 &&
-                !window_parse(entry, &keys->log_window[0])) {
-                snprintf(why, whylen, "log key %zu of the bundle has no valid since_ms, until_ms",
-                         i + 1);
-                return -1;
+        keys->log_count = (size_t)n;
+        /* Each trusted key's time in use, when the bundle's history has it. */
+        for (size_t k = 0; k < keys->log_count; k++) {
+            char text[NOTE_VKEY_MAX];
+            note_verifier_text(keys->log[k], text);
+            keys->log_window[k] = (key_window){0, 0};
+            for (size_t i = 0; json_is_array(list) && i < json_array_size(list); i++) {
+                const json_t *entry = json_array_get(list, i);
+                const char *known = sjson_string(entry, "key", NULL);
+                if (known != NULL && strcmp(known, text) == 0 &&
+                    !window_parse(entry, &keys->log_window[k])) {
+                    snprintf(why, whylen,
+                             "log key %zu of the bundle has no valid since_ms, until_ms", i + 1);
+                    return -1;
+                }
             }
         }
     } else {
@@ -679,7 +776,7 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
     uint64_t last_time = 0, made_ms = 0;
     json_t *bundle = NULL, *set = NULL, *event = NULL, *out = NULL, *types = NULL;
     char *payload = NULL;
-    char err[128] = "", why[384] = "";
+    char err[128] = "", why[768] = "";
     receipt_result r = RECEIPT_ERR_VERIFY;
     uint64_t version = 0, last_index = 0;
     const char *delivery = NULL, *origin = NULL, *note = NULL, *receipt = NULL;
@@ -791,6 +888,10 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
 fail:
     r = RECEIPT_ERR_VERIFY;
 fail_r:
+    if (log_key != NULL && strstr(why, "signed by another key") != NULL)
+        snprintf(why + strlen(why), sizeof why - strlen(why), "%s",
+                 ", nor by a key that the bundle's key changes (each in its tree, signed by both "
+                 "keys) link to them");
     rc_fail(c, r, "the bundle%s%s: %s", delivery_or_empty(bundle)[0] != '\0' ? " of " : "",
             delivery_or_empty(bundle), why);
 out:

@@ -346,8 +346,12 @@ RECEIPT_API receipt_result receipt_verify(receipt_client *c, const char *receipt
  * receipt: its event is canonical JSON naming the receipt's delivery and
  * the receipt by its SHA-256, and is the leaf of the proof's checkpoint
  * that the inclusion proof says. With log_key (the log's verifier key text,
- * name+id+key; NULL: none) the checkpoint must also be signed by it.
- * RECEIPT_ERR_VERIFY says what failed.
+ * name+id+key, or several separated by newlines: keys of one log that the
+ * caller trusts, such as the keys it had before and after a rotation;
+ * NULL: none) the checkpoint must also be signed by it, or by one of them.
+ * RECEIPT_ERR_VERIFY says what failed (a checkpoint signed by another key
+ * of the log names that key's ID); RECEIPT_ERR_ARGUMENT: log_key is not
+ * one or more verifier keys of one log.
  */
 RECEIPT_API receipt_result receipt_verify_proof(receipt_client *c, const char *receipt,
                                                 const char *proof, const char *log_key);
@@ -357,8 +361,10 @@ RECEIPT_API receipt_result receipt_verify_proof(receipt_client *c, const char *r
  * leaf in the bundle's checkpoint, the checkpoint of each event's batch
  * consistent with it, the events of the bundle's delivery in log order,
  * the receipt signed by one of the site's signing keys and named by the
- * confirmation's event. Checkpoints open with log_key when given, else with
- * the log keys the bundle carries. On RECEIPT_OK *report (when report is
+ * confirmation's event. Checkpoints open with log_key when given (one
+ * verifier key, or several of one log separated by newlines) and the keys
+ * that the bundle's key changes link to it, else with the log keys the
+ * bundle carries. On RECEIPT_OK *report (when report is
  * not NULL) receives a JSON summary. RECEIPT_ERR_INCONSISTENT: two of its
  * checkpoints are not consistent; RECEIPT_ERR_VERIFY: another check failed.
  */

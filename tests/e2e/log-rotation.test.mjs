@@ -4,7 +4,9 @@
 // checkpoint signed by the key it replaces and the new one, consistent with
 // the checkpoint trusted before it and with the newest; a forged link
 // (served through a proxy that edits GET keys) exits 5 and names the link.
-// Runs on both ledgers.
+// receipt verify takes several --log-key (the keys an auditor knows the log
+// had) for a proof signed before a rotation, and says what to pass when
+// none signed it; a bundle carries the chain. Runs on both ledgers.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -58,6 +60,14 @@ function withoutSignatureOf(note, verifierKey) {
   const id = verifierKey.split('+')[1];
   return note.split('\n').filter((l) => !(l.startsWith('\u2014 ') &&
     Buffer.from(l.split(' ')[2], 'base64').subarray(0, 4).toString('hex') === id)).join('\n');
+}
+
+/** A verifier key of the name given, of a fresh Ed25519 key. */
+function freshKey(name) {
+  const { publicKey } = crypto.generateKeyPairSync('ed25519');
+  const blob = Buffer.concat([Buffer.from([1]), publicKey.export({ format: 'der', type: 'spki' }).subarray(-32)]);
+  const id = sha256(Buffer.from(name + '\n'), blob).subarray(0, 4);
+  return `${name}+${id.toString('hex')}+${blob.toString('base64')}`;
 }
 
 // ---- the server, its rotations, and a proxy in front of it ----
@@ -249,5 +259,57 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     assert.equal(r.status, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).key_changes, 1);
     assert.match(r.stderr, /its key changed once/);
+  });
+
+  test('verify: a proof older than the key given names the key that signed it and what to pass', async () => {
+    const jwks = ['--jwks', srv.url + '/_receipt/jwks.json'];
+    const file = firstReceipt.receipt_file;
+    let r = cli(['verify', file, ...jwks, '--log-key', keys[3]]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`its checkpoint is signed by another key of log ${keys[0].split('+')[0].replace(/[+/.]/g, '\\$&')} \\(key ID ${keys[0].split('+')[1]}\\), not by the key given`));
+    assert.match(r.stderr, /--log-key/);
+    assert.match(r.stderr, /receipt verify --bundle/);
+    // The keys an auditor knows the log had: any of them may sign.
+    r = cli(['verify', file, ...jwks, '--log-key', keys[3], '--log-key', keys[0]]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /signed by one of the log keys given/);
+    r = cli(['verify', file, ...jwks, '--log-key', keys[1], '--log-key', keys[2]]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /not by the keys given/);
+    // Keys of two logs together: refused, named.
+    r = cli(['verify', file, ...jwks, '--log-key', keys[0], '--log-key', freshKey('other.example/_receipt/log')]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /the log keys given are of two logs/);
+  });
+
+  test('a bundle from before three rotations verifies offline with the first key or the newest', async () => {
+    const made = spawnSync(RECEIPTD, ['evidence', '--state-dir', srv.stateDir, ...ledgerArgs(srv.stateDir), firstReceipt.delivery], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const bundle = JSON.parse(made.stdout);
+    assert.equal(bundle.keys.log_changes.filter((c) => JSON.parse(c.leaf.event).previous).length, 3);
+    const file = path.join(xdg, 'bundle.json');
+    const offline = { http_proxy: 'http://127.0.0.1:9', https_proxy: 'http://127.0.0.1:9', ALL_PROXY: 'http://127.0.0.1:9' };
+    const verify = (b, args) => {
+      fs.writeFileSync(file, JSON.stringify(b));
+      return cli(['verify', '--bundle', file, ...args], offline);
+    };
+    for (const k of keys) {
+      const r = verify(bundle, ['--log-key', k]);
+      assert.equal(r.status, 0, `${k}: ${r.stderr}`);
+    }
+    // A link of the chain taken out: the newest key reaches no further back
+    // than the gap, and the event's checkpoint (signed by K1) does not open.
+    const broken = structuredClone(bundle);
+    broken.keys.log_changes = broken.keys.log_changes.filter((c) => JSON.parse(c.leaf.event).key !== keys[2]);
+    let r = verify(broken, ['--log-key', keys[3]]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`event 1: its checkpoint is signed by another key of log \\S+ \\(key ID ${keys[0].split('+')[1]}\\), not by the keys? given, nor by a key that the bundle's key changes .* link to`));
+    // A link whose checkpoint lost the old key's signature is not followed.
+    const unsigned = structuredClone(bundle);
+    const link = unsigned.keys.log_changes.find((c) => JSON.parse(c.leaf.event).key === keys[1]);
+    link.batch.checkpoint = withoutSignatureOf(link.batch.checkpoint, keys[0]);
+    r = verify(unsigned, ['--log-key', keys[3]]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /event 1: its checkpoint is signed by another key/);
   });
 });
