@@ -567,14 +567,14 @@ static bool log_key_trusted(const bundle_keys *keys, const char *text)
  * opened: the log_key leaf is in newest's tree, and the checkpoint of its
  * batch is signed by both the key it names and the one it replaces, and is
  * consistent with newest. Sets *key and *previous (in *event). Returns 0,
- * or -1 when it is no such change.
+ * 1 for the log's first key (no change), or -1 with why set when it is no
+ * such change.
  */
 static int log_change_check(const json_t *change, const checkpoint *newest, json_t **event,
-                            const char **key, const char **previous)
+                            const char **key, const char **previous, char *why, size_t whylen)
 {
-    char why[320];
     uint64_t index = 0;
-    if (leaf_check(change, newest, event, &index, NULL, why, sizeof why) != 0)
+    if (leaf_check(change, newest, event, &index, NULL, why, whylen) != 0)
         return -1;
     const char *type = sjson_string(*event, "type", NULL);
     *key = sjson_string(*event, "key", NULL);
@@ -583,33 +583,53 @@ static int log_change_check(const json_t *change, const checkpoint *newest, json
     const char *note = sjson_string(batch, "checkpoint", NULL);
     merkle_hash proof[MERKLE_MAX_PROOF];
     long count = hashes_parse(json_object_get(batch, "consistency"), proof);
-    if (type == NULL || strcmp(type, "log_key") != 0 || *key == NULL || *previous == NULL ||
-        note == NULL || count < 0)
+    if (type != NULL && strcmp(type, "log_key") == 0 && *key != NULL && *previous == NULL)
+        return 1; /* the log's first key: no change */
+    if (type == NULL || strcmp(type, "log_key") != 0 || *key == NULL || *previous == NULL) {
+        snprintf(why, whylen, "leaf %llu is no change of the log's key", (unsigned long long)index);
         return -1;
+    }
+    if (note == NULL || count < 0) {
+        snprintf(why, whylen, "it has no batch checkpoint with a consistency proof");
+        return -1;
+    }
     note_verifier *both[2] = {NULL, NULL};
     checkpoint cp;
     int rc = -1;
-    if (note_verifier_parse(*previous, strlen(*previous), &both[0]) == NOTE_OK &&
-        note_verifier_parse(*key, strlen(*key), &both[1]) == NOTE_OK &&
-        checkpoint_read(note, &both[0], 1, &cp, why, sizeof why) == 0 &&
-        checkpoint_read(note, &both[1], 1, &cp, why, sizeof why) == 0 && cp.size > index &&
-        cp.size <= newest->size &&
-        merkle_verify_consistency(cp.size, newest->size, &cp.root, &newest->root, proof,
-                                  (size_t)count) == MERKLE_OK)
+    if (note_verifier_parse(*previous, strlen(*previous), &both[0]) != NOTE_OK ||
+        note_verifier_parse(*key, strlen(*key), &both[1]) != NOTE_OK)
+        snprintf(why, whylen, "leaf %llu names no verifier keys", (unsigned long long)index);
+    else if (checkpoint_open(note, strlen(note), &both[0], 1, &cp, NULL) != NOTE_OK)
+        snprintf(why, whylen,
+                 "the checkpoint that announced leaf %llu is not signed by the key it replaces",
+                 (unsigned long long)index);
+    else if (checkpoint_open(note, strlen(note), &both[1], 1, &cp, NULL) != NOTE_OK)
+        snprintf(why, whylen,
+                 "the checkpoint that announced leaf %llu is not signed by the new key",
+                 (unsigned long long)index);
+    else if (cp.size <= index || cp.size > newest->size ||
+             merkle_verify_consistency(cp.size, newest->size, &cp.root, &newest->root, proof,
+                                       (size_t)count) != MERKLE_OK)
+        snprintf(why, whylen,
+                 "the checkpoint that announced leaf %llu (%llu leaves) is not consistent with "
+                 "the bundle's",
+                 (unsigned long long)index, (unsigned long long)cp.size);
+    else
         rc = 0;
     free_verifiers(both, 2);
     return rc;
 }
 
 /*
- * From the log key given (keys), the keys its changes reach: a change
+ * From the log keys given (keys), the keys their changes reach: a change
  * announced under both keys links them, forwards (the new key of a trusted
  * one) and backwards (the key a trusted one replaced), so that an auditor
  * who holds any one of the log's keys checks a bundle that spans a
- * rotation. Returns 0, or -1 with why set.
+ * rotation. A change that is not one is not followed; the first such goes
+ * to skipped (for a failure's message). Returns 0, or -1 with why set.
  */
-static int follow_log_changes(const json_t *bundle, const char *note, bundle_keys *keys, char *why,
-                              size_t whylen)
+static int follow_log_changes(const json_t *bundle, const char *note, bundle_keys *keys,
+                              char *skipped, size_t skippedlen, char *why, size_t whylen)
 {
     const json_t *changes = json_object_get(json_object_get(bundle, "keys"), "log_changes");
     checkpoint newest;
@@ -627,15 +647,20 @@ static int follow_log_changes(const json_t *bundle, const char *note, bundle_key
         for (size_t i = 0; i < json_array_size(changes); i++) {
             json_t *event = NULL;
             const char *key = NULL, *previous = NULL;
+            char sub[256];
             int rc = 0;
-            if (log_change_check(json_array_get(changes, i), &newest, &event, &key, &previous) ==
-                0) {
+            int checked = log_change_check(json_array_get(changes, i), &newest, &event, &key,
+                                           &previous, sub, sizeof sub);
+            if (checked == 0) {
                 bool has_key = log_key_trusted(keys, key);
                 bool has_previous = log_key_trusted(keys, previous);
                 if (has_key != has_previous) {
                     rc = trust_log_key(bundle, has_key ? previous : key, keys, why, whylen);
                     grew = true;
                 }
+            } else if (checked < 0 && skipped[0] == '\0') {
+                snprintf(skipped, skippedlen, "key change %zu of the bundle was not followed: %s",
+                         i + 1, sub);
             }
             json_decref(event);
             if (rc != 0)
@@ -776,7 +801,7 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
     uint64_t last_time = 0, made_ms = 0;
     json_t *bundle = NULL, *set = NULL, *event = NULL, *out = NULL, *types = NULL;
     char *payload = NULL;
-    char err[128] = "", why[768] = "";
+    char err[128] = "", why[768] = "", skipped[320] = "";
     receipt_result r = RECEIPT_ERR_VERIFY;
     uint64_t version = 0, last_index = 0;
     const char *delivery = NULL, *origin = NULL, *note = NULL, *receipt = NULL;
@@ -802,16 +827,21 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
         snprintf(why, sizeof why, "it is not an evidence bundle of version 1");
         goto fail;
     }
+    /* made_ms bounds the time the bundle's checkpoint was signed: without
+     * it, a key used after its time would pass. */
     if (delivery == NULL || origin == NULL || note == NULL || !json_is_array(events) ||
         json_array_size(events) == 0 || json_array_size(events) > EVIDENCE_EVENTS_MAX ||
-        !(json_is_null(receipt_v) || json_is_string(receipt_v))) {
+        !(json_is_null(receipt_v) || json_is_string(receipt_v)) ||
+        !sjson_uint(bundle, "made_ms", &made_ms) || made_ms == 0) {
         snprintf(why, sizeof why,
-                 "it lacks a member (delivery, origin, checkpoint, events, receipt, keys)");
+                 "it lacks a member (delivery, origin, made_ms, checkpoint, events, receipt, "
+                 "keys)");
         goto fail;
     }
     receipt = json_is_string(receipt_v) ? json_string_value(receipt_v) : NULL;
     if (bundle_log_keys(bundle, origin, log_key, &keys, why, sizeof why) != 0 ||
-        (log_key != NULL && follow_log_changes(bundle, note, &keys, why, sizeof why) != 0))
+        (log_key != NULL &&
+         follow_log_changes(bundle, note, &keys, skipped, sizeof skipped, why, sizeof why) != 0))
         goto fail;
     if (checkpoint_read_signed(note, keys.log, keys.log_count, &newest, newest_signed_by, why,
                                sizeof why) != 0)
@@ -849,10 +879,8 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
     r = RECEIPT_ERR_VERIFY;
     /* The bundle's checkpoint was signed after its events were recorded
      * and before the bundle was made. */
-    if (!sjson_uint(bundle, "made_ms", &made_ms))
-        made_ms = 0;
-    if (log_key_in_use(&keys, newest_signed_by, last_time, made_ms != 0 ? made_ms : UINT64_MAX,
-                       "its checkpoint", why, sizeof why) != 0)
+    if (log_key_in_use(&keys, newest_signed_by, last_time, made_ms, "its checkpoint", why,
+                       sizeof why) != 0)
         goto fail;
 
     /* The receipt: signed by one of the site's signing keys, of this
@@ -889,9 +917,9 @@ fail:
     r = RECEIPT_ERR_VERIFY;
 fail_r:
     if (log_key != NULL && strstr(why, "signed by another key") != NULL)
-        snprintf(why + strlen(why), sizeof why - strlen(why), "%s",
-                 ", nor by a key that the bundle's key changes (each in its tree, signed by both "
-                 "keys) link to them");
+        snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s%s",
+                 ", nor by a key that the bundle's key changes link to them",
+                 skipped[0] != '\0' ? "; " : "", skipped);
     rc_fail(c, r, "the bundle%s%s: %s", delivery_or_empty(bundle)[0] != '\0' ? " of " : "",
             delivery_or_empty(bundle), why);
 out:
