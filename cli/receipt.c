@@ -52,7 +52,7 @@ static const char usage_text[] =
     "        [--insecure-confirm] [--cacert FILE] [--capath DIR]\n"
     "                                     send spooled confirmations\n"
     "  verify RECEIPT_FILE [--jwks URL_OR_FILE] [--cacert FILE] [--capath DIR]\n"
-    "         [--proof FILE] [--log-key KEY]\n"
+    "         [--proof FILE] [--log-key KEY]... [--online | --log URL]\n"
     "                                     check a receipt (and its proof, kept beside\n"
     "                                     it as DELIVERY.proof.json) and print its payload\n"
     "  verify --bundle FILE [--log-key KEY]\n"
@@ -82,6 +82,11 @@ static const char usage_text[] =
     "                      must be signed by it; again for each older key of the log\n"
     "                      you trust (a proof from before a key rotation is signed\n"
     "                      by the key then)\n"
+    "  --online            verify: check the proof against the log of the server the\n"
+    "                      receipt names, as it is now (network): its checkpoint\n"
+    "                      consistent with the newest, and log keys followed along\n"
+    "                      the log's key changes from the ones given\n"
+    "  --log URL           the same against the log at URL (a server or a mirror)\n"
     "  --bundle FILE       an evidence bundle (receiptd evidence) to check\n"
     "  --logs DIR          pinned log keys and the checkpoints audits saw\n"
     "                      (default: STATE/logs)\n"
@@ -101,8 +106,8 @@ static const char usage_text[] =
     "  3  content saved, but the confirmation was spooled (run: receipt flush)\n"
     "  4  the bytes received differ from the content's digest: the delivery was\n"
     "     confirmed as corrupted and no file is left under the final name\n"
-    "  5  audit, verify --bundle: the evidence log is not consistent with what was\n"
-    "     seen before (or with itself): it was rewritten or forked\n";
+    "  5  audit, verify --bundle or --online: the evidence log is not consistent\n"
+    "     with what was seen before (or with itself): it was rewritten or forked\n";
 
 static volatile sig_atomic_t cli_interrupted;
 
@@ -122,6 +127,7 @@ typedef struct cli_opts {
     size_t log_key_count;
     const char *bundle;
     const char *logs;
+    const char *log_url; /* verify --log URL: the log to check the proof against */
     bool json;
     bool quiet;
     bool verbose;
@@ -129,6 +135,7 @@ typedef struct cli_opts {
     bool due;
     bool insecure;
     bool key_given;
+    bool online;
 } cli_opts;
 
 typedef struct cli_progress {
@@ -786,6 +793,16 @@ out:
     return rc;
 }
 
+/* A number member of one of the library's compact JSON summaries (0 when
+ * absent). */
+static long cli_report_number(const char *report, const char *member)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\":", member);
+    const char *at = strstr(report, key);
+    return at != NULL ? strtol(at + strlen(key), NULL, 10) : 0;
+}
+
 /* The receipt in a file: a compact JWS, or a JSON object (such as the
  * output of "receipt fetch --json") with a "receipt" member. */
 static char *cli_extract_receipt(char *text)
@@ -822,6 +839,7 @@ static int cmd_verify(cli_opts *o, const char *file)
         return EXIT_FAILURE_OTHER;
     int rc = EXIT_FAILURE_OTHER;
     char *text = NULL, *jwks = NULL, *payload = NULL, *named = NULL, *proof = NULL;
+    char *in_log = NULL;
     bool jwks_fetched = false;
     if (cli_read_file(file, &text) != 0)
         goto out;
@@ -865,11 +883,22 @@ static int cmd_verify(cli_opts *o, const char *file)
             (int)sizeof(beside) &&
         access(beside, F_OK) == 0)
         proof_file = beside;
+    if (proof_file == NULL && o->online) {
+        cli_err("%s: no proof to check against the log (give --proof FILE, or keep it beside "
+                "the receipt as DELIVERY.proof.json)",
+                file);
+        goto out;
+    }
     if (proof_file != NULL) {
         if (cli_read_file(proof_file, &proof) != 0)
             goto out;
-        if (receipt_verify_proof(c, receipt, proof, o->log_keys) != RECEIPT_OK) {
+        receipt_result pr = o->online ? receipt_verify_proof_in_log(c, receipt, proof, o->log_keys,
+                                                                    o->log_url, &in_log)
+                                      : receipt_verify_proof(c, receipt, proof, o->log_keys);
+        if (pr != RECEIPT_OK) {
             const char *msg = receipt_errmsg(c);
+            if (pr == RECEIPT_ERR_INCONSISTENT)
+                rc = EXIT_INCONSISTENT;
             cli_err("%s: %s%s", proof_file, msg,
                     strstr(msg, "signed by another key") != NULL
                         ? " (give --log-key once for each key you trust, such as those "
@@ -880,7 +909,14 @@ static int cmd_verify(cli_opts *o, const char *file)
         }
     }
     printf("%s\n", payload);
-    if (!o->quiet && !o->json)
+    if (!o->quiet && !o->json && in_log != NULL)
+        cli_err("%s: valid receipt, signed with a key of %s; in the evidence log (its proof "
+                "checks, its checkpoint signed by a log key given or one that the log's key "
+                "changes link to it (%ld followed), and consistent with the log's newest "
+                "checkpoint, of %ld leaves)",
+                file, source, cli_report_number(in_log, "keys_followed"),
+                cli_report_number(in_log, "size"));
+    else if (!o->quiet && !o->json)
         cli_err("%s: valid receipt, signed with a key of %s%s", file, source,
                 proof_file == NULL ? ""
                 : o->log_key_count > 1
@@ -892,6 +928,7 @@ static int cmd_verify(cli_opts *o, const char *file)
                                         "to check its checkpoint's signature)");
     rc = EXIT_CONFIRMED;
 out:
+    receipt_free(in_log);
     free(proof);
     receipt_free(named);
     receipt_free(payload);
@@ -963,8 +1000,7 @@ static int cmd_audit(cli_opts *o, const char *url)
                 "kept in %s",
                 url, o->logs);
     else if (!o->quiet && !o->json) {
-        const char *changes = strstr(report, "\"key_changes\":");
-        long count = changes != NULL ? strtol(changes + strlen("\"key_changes\":"), NULL, 10) : 0;
+        long count = cli_report_number(report, "key_changes");
         char times[32], changed[200] = "";
         snprintf(times, sizeof times, "%ld times", count);
         if (count > 0)
@@ -1001,7 +1037,9 @@ int main(int argc, char **argv)
         OPT_PROOF,
         OPT_LOG_KEY,
         OPT_BUNDLE,
-        OPT_LOGS
+        OPT_LOGS,
+        OPT_ONLINE,
+        OPT_LOG
     };
     static const struct option longopts[] = {
         {"key", required_argument, NULL, OPT_KEY},
@@ -1019,6 +1057,8 @@ int main(int argc, char **argv)
         {"log-key", required_argument, NULL, OPT_LOG_KEY},
         {"bundle", required_argument, NULL, OPT_BUNDLE},
         {"logs", required_argument, NULL, OPT_LOGS},
+        {"online", no_argument, NULL, OPT_ONLINE},
+        {"log", required_argument, NULL, OPT_LOG},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -1095,6 +1135,13 @@ int main(int argc, char **argv)
         case OPT_LOGS:
             o.logs = optarg;
             break;
+        case OPT_ONLINE:
+            o.online = true;
+            break;
+        case OPT_LOG:
+            o.log_url = optarg;
+            o.online = true;
+            break;
         case 'q':
             o.quiet = true;
             break;
@@ -1147,6 +1194,9 @@ int main(int argc, char **argv)
         }
         if (npos != 1)
             return cli_usage_error("verify takes one receipt file");
+        if (o.online && o.log_keys == NULL)
+            return cli_usage_error("verify --online needs --log-key: the log's key that you "
+                                   "trust (the server names it at URL/_receipt/log/key)");
         return cmd_verify(&o, pos[0]);
     }
     if (strcmp(cmd, "audit") == 0) {

@@ -12,6 +12,7 @@
 #include "lib/rc_confirm.h"
 #include "lib/rc_http.h"
 #include "lib/rc_jwks.h"
+#include "lib/rc_url.h"
 
 #include <errno.h>
 #include <openssl/sha.h>
@@ -311,8 +312,10 @@ out:
     return r;
 }
 
-/* The delivery a receipt's payload names (its signature not checked). */
-static int receipt_delivery_of(const char *receipt, char out[64])
+/* A string the receipt's payload names, as payload[object][member] (object
+ * NULL: payload[member]); its signature not checked. Returns 0, or -1. */
+static int receipt_claim(const char *receipt, const char *object, const char *member, char *out,
+                         size_t cap)
 {
     const char *dot = strchr(receipt, '.');
     const char *end = dot != NULL ? strchr(dot + 1, '.') : NULL;
@@ -323,12 +326,19 @@ static int receipt_delivery_of(const char *receipt, char out[64])
     if (n <= 0)
         return -1;
     json_t *obj = json_loadb((const char *)payload, (size_t)n, 0, NULL);
-    const char *id = sjson_string(obj, "delivery", NULL);
-    int rc = id != NULL && strlen(id) < 64 ? 0 : -1;
+    const char *value =
+        sjson_string(object != NULL ? json_object_get(obj, object) : obj, member, NULL);
+    int rc = value != NULL && strlen(value) < cap ? 0 : -1;
     if (rc == 0)
-        snprintf(out, 64, "%s", id);
+        snprintf(out, cap, "%s", value);
     json_decref(obj);
     return rc;
+}
+
+/* The delivery a receipt's payload names (its signature not checked). */
+static int receipt_delivery_of(const char *receipt, char out[64])
+{
+    return receipt_claim(receipt, NULL, "delivery", out, 64);
 }
 
 RECEIPT_API receipt_result receipt_verify_proof(receipt_client *c, const char *receipt,
@@ -1502,5 +1512,291 @@ out:
     rc_http_response_clear(&key_resp);
     rc_http_response_clear(&cp_resp);
     free(a.cache);
+    return r;
+}
+
+/* ---- a proof against the log online ---- */
+
+/* The trusted log keys of an online check, grown along the log's changes. */
+typedef struct trusted_keys {
+    note_verifier *key[EVIDENCE_KEYS_MAX];
+    size_t count;
+} trusted_keys;
+
+static bool trusted_has(const trusted_keys *t, const char *text)
+{
+    char known[NOTE_VKEY_MAX];
+    for (size_t i = 0; i < t->count; i++) {
+        note_verifier_text(t->key[i], known);
+        if (strcmp(known, text) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * One of the log's key changes (GET keys), checked against newest (its
+ * tiles checked): the leaf proved in the checkpoint that announced it,
+ * that checkpoint signed by the key it replaces and by the new one and
+ * consistent with newest, the leaf in newest's tree. *key and *previous
+ * point into *event. Returns 0, 1 for the log's first key (no change), or
+ * -1 with why set (RECEIPT_ERR_HTTP in *r when tiles could not be read).
+ */
+static int online_change_check(audit *a, const json_t *change, const checkpoint *newest,
+                               json_t **event, const char **key, const char **previous,
+                               receipt_result *r, char *why, size_t whylen)
+{
+    const char *note = sjson_string(change, "checkpoint", NULL);
+    rotation link;
+    checkpoint cp;
+    char sub[320];
+    *r = RECEIPT_ERR_INCONSISTENT;
+    if (note == NULL || checkpoint_read(note, NULL, 0, &cp, sub, sizeof sub) != 0 ||
+        leaf_check(change, &cp, event, &link.leaf, &link.leaf_hash, sub, sizeof sub) != 0) {
+        snprintf(why, whylen, "it is not proved: %s", note == NULL ? "it has no checkpoint" : sub);
+        return -1;
+    }
+    const char *type = sjson_string(*event, "type", NULL);
+    *key = sjson_string(*event, "key", NULL);
+    *previous = sjson_string(*event, "previous", NULL);
+    if (type == NULL || strcmp(type, "log_key") != 0 || *key == NULL) {
+        snprintf(why, whylen, "leaf %llu is no log_key leaf", (unsigned long long)link.leaf);
+        return -1;
+    }
+    if (*previous == NULL)
+        return 1;
+    /* Signed by both keys: rotation_check, with the key it replaces as the
+     * one trusted. */
+    if (rotation_check(*event, note, *previous, &link, why, whylen) != 0)
+        return -1;
+    merkle_result mr = audit_consistent(a, &link.announced, newest);
+    merkle_hash proof[MERKLE_MAX_PROOF];
+    size_t len = 0;
+    if (mr == MERKLE_OK)
+        mr = merkle_prove_inclusion(link.leaf, newest->size, audit_read, a, proof, &len);
+    if (mr == MERKLE_OK)
+        mr = merkle_verify_inclusion(link.leaf, newest->size, &link.leaf_hash, proof, len,
+                                     &newest->root);
+    if (mr != MERKLE_OK) {
+        *r = a->fetch_failed ? RECEIPT_ERR_HTTP : RECEIPT_ERR_INCONSISTENT;
+        snprintf(why, whylen,
+                 "the checkpoint that announced it (%llu leaves) is not consistent with the "
+                 "log's newest (%llu), or its leaf is not in it",
+                 (unsigned long long)link.announced.size, (unsigned long long)newest->size);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The keys the log's changes link to the trusted ones, forwards and
+ * backwards (each change checked by online_change_check, every one of them:
+ * the log serves them as its own). Returns RECEIPT_OK with *followed the
+ * number of keys added, or an error with the change named.
+ */
+static receipt_result online_follow(audit *a, const checkpoint *newest, trusted_keys *t,
+                                    size_t *followed)
+{
+    rc_http_response resp;
+    json_t *obj = NULL;
+    receipt_result r = audit_get(a, "keys", AUDIT_KEYS_MAX, &resp);
+    *followed = 0;
+    if (r != RECEIPT_OK)
+        return r;
+    char err[128];
+    obj = sjson_parse_object(resp.body != NULL ? resp.body : "", resp.body_len, SJSON_MAX_DEPTH,
+                             err, sizeof err);
+    const json_t *list = json_object_get(obj, "keys");
+    bool valid[EVIDENCE_KEYS_MAX] = {false};
+    if (!json_is_array(list) || json_array_size(list) > EVIDENCE_KEYS_MAX) {
+        r = rc_fail(a->c, RECEIPT_ERR_PROTOCOL,
+                    "the log at %s: its key changes are not a list of at most %d proofs", a->base,
+                    EVIDENCE_KEYS_MAX);
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *event = NULL;
+        const char *key = NULL, *previous = NULL;
+        char why[512];
+        int rc = online_change_check(a, json_array_get(list, i), newest, &event, &key, &previous,
+                                     &r, why, sizeof why);
+        json_decref(event);
+        if (rc < 0) {
+            r = rc_fail(a->c, r, "the log at %s: its key change %zu (GET keys): %s", a->base, i + 1,
+                        why);
+            goto out;
+        }
+        valid[i] = rc == 0;
+    }
+    for (bool grew = true; grew;) {
+        grew = false;
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            if (!valid[i])
+                continue;
+            json_t *event = json_loads(
+                sjson_string(json_object_get(json_array_get(list, i), "leaf"), "event", NULL), 0,
+                NULL);
+            const char *key = sjson_string(event, "key", NULL);
+            const char *previous = sjson_string(event, "previous", NULL);
+            bool has_key = key != NULL && trusted_has(t, key);
+            bool has_previous = previous != NULL && trusted_has(t, previous);
+            const char *add = has_key && !has_previous   ? previous
+                              : has_previous && !has_key ? key
+                                                         : NULL;
+            if (add != NULL && t->count < EVIDENCE_KEYS_MAX &&
+                note_verifier_parse(add, strlen(add), &t->key[t->count]) == NOTE_OK) {
+                t->count++;
+                (*followed)++;
+                grew = true;
+            }
+            json_decref(event);
+        }
+    }
+    r = RECEIPT_OK;
+out:
+    json_decref(obj);
+    rc_http_response_clear(&resp);
+    return r;
+}
+
+RECEIPT_API receipt_result receipt_verify_proof_in_log(receipt_client *c, const char *receipt,
+                                                       const char *proof, const char *log_key,
+                                                       const char *url, char **report)
+{
+    if (report != NULL)
+        *report = NULL;
+    if (c == NULL)
+        return RECEIPT_ERR_ARGUMENT;
+    if (receipt == NULL || proof == NULL || log_key == NULL)
+        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "a receipt, its proof and a log key are required");
+    c->errmsg[0] = '\0';
+    audit a = {.c = c};
+    trusted_keys t = {.count = 0};
+    rc_http_response cp_resp = {0};
+    json_t *obj = NULL;
+    char *keys_text = NULL;
+    char why[640], err[128], server[RC_URL_MAX], delivery[64];
+    checkpoint newest, given;
+    size_t followed = 0;
+    receipt_result r;
+    long n = log_keys_parse(log_key, t.key, EVIDENCE_KEYS_MAX, why, sizeof why);
+    if (n < 0)
+        return rc_fail(c, RECEIPT_ERR_ARGUMENT, "%s", why);
+    t.count = (size_t)n;
+    if (url == NULL && receipt_claim(receipt, "server", "url", server, sizeof server) != 0) {
+        r = rc_fail(c, RECEIPT_ERR_VERIFY, "the receipt names no server (server.url)");
+        goto out;
+    }
+    const char *base = url != NULL ? url : server;
+    size_t len = strlen(base);
+    while (len > 0 && base[len - 1] == '/')
+        len--;
+    if (rc_url_check(base, NULL, NULL) != RC_URL_OK ||
+        snprintf(a.base, sizeof a.base, "%.*s/_receipt/log", (int)len, base) >=
+            (int)sizeof a.base) {
+        r = rc_fail(c, RECEIPT_ERR_ARGUMENT, "%s is not an http or https URL", base);
+        goto out;
+    }
+    if (receipt_delivery_of(receipt, delivery) != 0) {
+        r = rc_fail(c, RECEIPT_ERR_VERIFY, "the receipt names no delivery");
+        goto out;
+    }
+    obj = sjson_parse_object(proof, strnlen(proof, RC_EVIDENCE_PROOF_MAX + 1), SJSON_MAX_DEPTH, err,
+                             sizeof err);
+    const char *proof_note = sjson_string(obj, "checkpoint", NULL);
+    if (obj == NULL || strlen(proof) > RC_EVIDENCE_PROOF_MAX || proof_note == NULL ||
+        checkpoint_read(proof_note, NULL, 0, &given, why, sizeof why) != 0) {
+        r = rc_fail(c, RECEIPT_ERR_VERIFY, "the proof is not one: %s",
+                    obj == NULL ? err : "it has no signed checkpoint");
+        goto out;
+    }
+    if ((a.cache = calloc(AUDIT_TILE_CACHE, sizeof *a.cache)) == NULL) {
+        r = rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    /* The log's newest checkpoint, its tree made by the tiles: opened at
+     * the end, with the keys its changes link to the ones given. */
+    if ((r = audit_get(&a, "checkpoint", 8192, &cp_resp)) != RECEIPT_OK)
+        goto out;
+    const char *note = cp_resp.body != NULL ? cp_resp.body : "";
+    if (checkpoint_read(note, NULL, 0, &newest, why, sizeof why) != 0) {
+        r = rc_fail(c, RECEIPT_ERR_PROTOCOL, "the log at %s: %s", a.base, why);
+        goto out;
+    }
+    a.size = newest.size;
+    merkle_hash root;
+    merkle_empty_root(&root);
+    merkle_result mr =
+        newest.size > 0 ? merkle_tree_hash(newest.size, audit_read, &a, &root) : MERKLE_OK;
+    if (mr != MERKLE_OK && a.fetch_failed) {
+        r = RECEIPT_ERR_HTTP;
+        goto out;
+    }
+    if (mr != MERKLE_OK || memcmp(root.bytes, newest.root.bytes, MERKLE_HASH_LEN) != 0) {
+        r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+                    "the log at %s: its tiles do not make the tree of %llu leaves that its "
+                    "checkpoint signs",
+                    a.base, (unsigned long long)newest.size);
+        goto out;
+    }
+    if ((r = online_follow(&a, &newest, &t, &followed)) != RECEIPT_OK)
+        goto out;
+    if (checkpoint_read(note, t.key, t.count, &newest, why, sizeof why) != 0) {
+        r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+                    "the log at %s: %s, nor by a key that the log's key changes link to it", a.base,
+                    why);
+        goto out;
+    }
+    /* The proof, with the keys so trusted. */
+    size_t cap = t.count * NOTE_VKEY_MAX;
+    if ((keys_text = calloc(1, cap)) == NULL) {
+        r = rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < t.count; i++) {
+        char text[NOTE_VKEY_MAX];
+        note_verifier_text(t.key[i], text);
+        snprintf(keys_text + strlen(keys_text), cap - strlen(keys_text), "%s%s", i > 0 ? "\n" : "",
+                 text);
+    }
+    if ((r = rc_evidence_check_proof(c, obj, receipt, delivery, keys_text)) != RECEIPT_OK)
+        goto out;
+    /* Step 4: the proof's checkpoint is of the log's tree. */
+    if (given.size > newest.size) {
+        r = rc_fail(c, RECEIPT_ERR_HTTP,
+                    "the log at %s serves a checkpoint of %llu leaves, older than the proof's "
+                    "(%llu): a node may lag a second behind another's; ask again",
+                    a.base, (unsigned long long)newest.size, (unsigned long long)given.size);
+        goto out;
+    }
+    mr = audit_consistent(&a, &given, &newest);
+    if (mr != MERKLE_OK) {
+        r = a.fetch_failed ? RECEIPT_ERR_HTTP
+                           : rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+                                     "the proof of delivery %s: its checkpoint (%llu leaves) is "
+                                     "not consistent with the newest of the log at %s (%llu): "
+                                     "the log was rewritten or forked",
+                                     delivery, (unsigned long long)given.size, a.base,
+                                     (unsigned long long)newest.size);
+        goto out;
+    }
+    if (report != NULL) {
+        json_t *out = json_pack("{s:s,s:s,s:I,s:I,s:I}", "log", a.base, "origin", newest.origin,
+                                "size", (json_int_t)newest.size, "proof_size",
+                                (json_int_t)given.size, "keys_followed", (json_int_t)followed);
+        *report = out != NULL ? json_dumps(out, JSON_COMPACT) : NULL;
+        json_decref(out);
+        if (*report == NULL) {
+            r = rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+    }
+    r = RECEIPT_OK;
+out:
+    free(keys_text);
+    json_decref(obj);
+    rc_http_response_clear(&cp_resp);
+    free(a.cache);
+    free_verifiers(t.key, t.count);
     return r;
 }

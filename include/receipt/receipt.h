@@ -357,6 +357,28 @@ RECEIPT_API receipt_result receipt_verify_proof(receipt_client *c, const char *r
                                                 const char *proof, const char *log_key);
 
 /*
+ * Checks a proof as receipt_verify_proof() does, and against the log as it
+ * is now (docs/evidence.md, step 4; uses the network): reads the evidence
+ * log of the server at url (NULL: the server the receipt names,
+ * server.url), its newest checkpoint (its tree made by the tiles) and its
+ * key changes (GET keys, each checked: its leaf in the tree, announced in a
+ * checkpoint signed by both keys and consistent with the newest). The keys
+ * given (log_key: one verifier key, or several of one log separated by
+ * newlines; required) and the keys the changes link to them, forwards and
+ * backwards, are trusted: the newest checkpoint and the proof's must be
+ * signed by one of them, and the proof's must be consistent with the
+ * newest. On RECEIPT_OK *report (when not NULL) receives a JSON summary.
+ * RECEIPT_ERR_INCONSISTENT: the log was rewritten or forked, a key change
+ * it serves does not check, or its newest checkpoint is signed by no key
+ * the ones given reach; RECEIPT_ERR_VERIFY: the proof does not check;
+ * RECEIPT_ERR_HTTP (and the network errors): the log could not be read,
+ * or serves an older checkpoint than the proof's (ask again).
+ */
+RECEIPT_API receipt_result receipt_verify_proof_in_log(receipt_client *c, const char *receipt,
+                                                       const char *proof, const char *log_key,
+                                                       const char *url, char **report);
+
+/*
  * Checks an evidence bundle (receiptd evidence) offline: every event's
  * leaf in the bundle's checkpoint, the checkpoint of each event's batch
  * consistent with it, the events of the bundle's delivery in log order,

@@ -14,7 +14,9 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { startServer, tempDir, RECEIPTD, RECEIPT_CLI, LEDGER, ledgerArgs } from './lib/server.mjs';
+import {
+  startServer, tempDir, RECEIPTD, RECEIPT_CLI, LEDGER, ledgerArgs, pgUrl, pgCreateDatabase,
+} from './lib/server.mjs';
 import { logcheckProgram } from './lib/logcheck.mjs';
 
 const BIN = crypto.randomBytes(1024);
@@ -94,6 +96,7 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
   let proxy;
   let proxyUrl;
   let editKeys = null; // (document) => document, for GET /_receipt/log/keys
+  let editCheckpoint = null; // (text) => text, for GET /_receipt/log/checkpoint
 
   const logKey = async () => (await (await fetch(srv.url + '/_receipt/log/key')).text()).trim();
   const serverKeys = () => JSON.parse(fs.readFileSync(path.join(srv.stateDir, 'server-keys.json'), 'utf8'));
@@ -142,6 +145,7 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
       fetch(target).then(async (up) => {
         let body = Buffer.from(await up.arrayBuffer());
         if (req.url === '/_receipt/log/keys' && editKeys !== null) body = Buffer.from(JSON.stringify(editKeys(JSON.parse(body))));
+        if (req.url === '/_receipt/log/checkpoint' && editCheckpoint !== null) body = Buffer.from(editCheckpoint(body.toString()));
 
         res.writeHead(up.status, { 'Content-Type': up.headers.get('content-type') || 'application/octet-stream' });
         res.end(body);
@@ -282,6 +286,50 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     assert.match(r.stderr, /the log keys given are of two logs/);
   });
 
+  test('verify --online: the proof against the log now, keys followed along its changes', async () => {
+    const jwks = ['--jwks', srv.url + '/_receipt/jwks.json'];
+    const file = firstReceipt.receipt_file;
+    // From the newest key back to the proof's, and from the first forwards.
+    for (const k of [keys[3], keys[0]]) {
+      const r = await cliAsync(['verify', file, ...jwks, '--log-key', k, '--online']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /its checkpoint signed by a log key given or one that the log's key changes link to it \(3 followed\), and consistent with the log's newest checkpoint, of \d+ leaves/);
+    }
+    let r = await cliAsync(['verify', file, ...jwks, '--online']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /--online needs --log-key/);
+    // A key the log never had reaches nothing: its newest checkpoint is not the key's.
+    r = await cliAsync(['verify', file, ...jwks, '--log-key', freshKey(keys[0].split('+')[0]), '--online']);
+    assert.equal(r.status, 5, r.stderr);
+    assert.match(r.stderr, /its checkpoint is signed by another key of log .*, nor by a key that the log's key changes link to it/);
+    // Through a proxy (--log URL: a mirror) that serves a forged change, or
+    // a checkpoint that its tiles do not make: exit 5, named.
+    const at = (doc, k) => doc.keys.findIndex((p) => JSON.parse(p.leaf.event).key === k);
+    try {
+      editKeys = (doc) => {
+        const p = doc.keys[at(doc, keys[2])];
+        p.checkpoint = withoutSignatureOf(p.checkpoint, keys[1]);
+        return doc;
+      };
+      r = await cliAsync(['verify', file, ...jwks, '--log-key', keys[3], '--log', proxyUrl]);
+      assert.equal(r.status, 5, r.stderr);
+      assert.match(r.stderr, /its key change 3 \(GET keys\): the checkpoint that announces it is not signed by the key it replaces/);
+      editKeys = null;
+      editCheckpoint = (text) => {
+        const [origin, size] = text.split('\n');
+        return signNote(`${origin}\n${size}\n${crypto.randomBytes(32).toString('base64')}\n`, [signerOf(signers[3])]);
+      };
+      r = await cliAsync(['verify', file, ...jwks, '--log-key', keys[3], '--log', proxyUrl]);
+      assert.equal(r.status, 5, r.stderr);
+      assert.match(r.stderr, /its tiles do not make the tree of \d+ leaves that its checkpoint signs/);
+    } finally {
+      editKeys = null;
+      editCheckpoint = null;
+    }
+    r = await cliAsync(['verify', file, ...jwks, '--log-key', keys[3], '--log', proxyUrl]);
+    assert.equal(r.status, 0, r.stderr);
+  });
+
   test('a bundle from before three rotations verifies offline with the first key or the newest', async () => {
     const made = spawnSync(RECEIPTD, ['evidence', '--state-dir', srv.stateDir, ...ledgerArgs(srv.stateDir), firstReceipt.delivery], { encoding: 'utf8' });
     assert.equal(made.status, 0, made.stderr);
@@ -318,5 +366,19 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     r = verify(unsigned, ['--log-key', keys[3]]);
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /event 1: its checkpoint is signed by another key .*; key change 2 of the bundle was not followed: the checkpoint that announced leaf \d+ is not signed by the key it replaces/);
+  });
+
+  test('verify --online: a proof is not consistent with a log begun again under the same keys', async () => {
+    const { root, stateDir, port } = srv;
+    assert.equal((await srv.stop()).code, 0);
+    srv = null;
+    const fresh = LEDGER === 'postgresql' ? pgUrl(pgCreateDatabase('rotation_fork'))
+      : `sqlite:${path.join(tempDir('receipt-fork-'), 'ledger.sqlite')}`;
+    srv = await startServer({ root, stateDir, port, args: ['--ledger', fresh] });
+    for (let i = 0; i < 3; i++) fetched();
+    const r = await cliAsync(['verify', firstReceipt.receipt_file, '--jwks', srv.url + '/_receipt/jwks.json',
+      '--log-key', keys[3], '--log-key', keys[0], '--online']);
+    assert.equal(r.status, 5, r.stderr);
+    assert.match(r.stderr, /its checkpoint \(\d+ leaves\) is not consistent with the newest of the log at .* \(\d+\): the log was rewritten or forked/);
   });
 });

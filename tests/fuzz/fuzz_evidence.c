@@ -1,7 +1,9 @@
 /*
  * Fuzzes what libreceipt reads of the evidence log from servers and files it
- * does not trust: a confirmation's proof and an evidence bundle. The first
- * byte picks which; neither may crash, and a made-up input never checks.
+ * does not trust: a confirmation's proof (whose checkpoint's signatures are
+ * read when a log key is given), an evidence bundle, and the log keys given
+ * to check them. The first byte picks which; none may crash, and a made-up
+ * input never checks.
  */
 #include "receipt/receipt.h"
 
@@ -39,7 +41,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * either way its checkpoints must open: random bytes never do. */
         if (r == RECEIPT_OK && report == NULL)
             abort();
-    } else if (receipt_verify_proof(c, RECEIPT, text, NULL) == RECEIPT_OK &&
+    } else if (data[0] & 4) {
+        /* The log keys given (one a line): never a proof of "{}". */
+        if (receipt_verify_proof(c, RECEIPT, "{}", text) == RECEIPT_OK)
+            abort();
+    } else if (receipt_verify_proof(c, RECEIPT, text, data[0] & 2 ? LOG_KEY "\n" LOG_KEY : NULL) ==
+                   RECEIPT_OK &&
                strstr(text, "checkpoint") == NULL) {
         abort();
     }
