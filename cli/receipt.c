@@ -55,7 +55,7 @@ static const char usage_text[] =
     "         [--proof FILE] [--log-key KEY]... [--online | --log URL]\n"
     "                                     check a receipt (and its proof, kept beside\n"
     "                                     it as DELIVERY.proof.json) and print its payload\n"
-    "  verify --bundle FILE [--log-key KEY]\n"
+    "  verify --bundle FILE [--log-key KEY]...\n"
     "                                     check an evidence bundle offline\n"
     "  audit URL [--logs DIR] [--cacert FILE] [--capath DIR]\n"
     "                                     check that the server's evidence log is\n"
@@ -1190,6 +1190,9 @@ int main(int argc, char **argv)
         if (o.bundle != NULL) {
             if (npos != 0)
                 return cli_usage_error("verify --bundle takes no receipt file");
+            if (o.online)
+                return cli_usage_error("verify --bundle is checked offline: --online and --log "
+                                       "are for a receipt's proof");
             return cmd_verify_bundle(&o);
         }
         if (npos != 1)

@@ -298,6 +298,9 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     let r = await cliAsync(['verify', file, ...jwks, '--online']);
     assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, /--online needs --log-key/);
+    r = await cliAsync(['verify', '--bundle', file, '--log-key', keys[3], '--online']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /verify --bundle is checked offline/);
     // A key the log never had reaches nothing: its newest checkpoint is not the key's.
     r = await cliAsync(['verify', file, ...jwks, '--log-key', freshKey(keys[0].split('+')[0]), '--online']);
     assert.equal(r.status, 5, r.stderr);
