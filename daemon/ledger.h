@@ -367,6 +367,11 @@ typedef struct ledger_log_entry {
     const uint8_t *commitment;
     const char *event;
     size_t event_len;
+    /* The event packed for storage (common/evpack.h), made ahead with its
+     * text, or NULL: the SQLite ledger stores it so (and packs the text
+     * itself without it); PostgreSQL stores the text. */
+    const uint8_t *packed;
+    size_t packed_len;
 } ledger_log_entry;
 
 /*
@@ -381,6 +386,8 @@ struct ledger_leaf {
     uint8_t commitment[LEDGER_HASH_LEN];
     const char *text;
     size_t text_len;
+    const uint8_t *packed; /* the text packed for storage (borrowed), or NULL */
+    size_t packed_len;
 };
 
 typedef struct ledger_log_tile {

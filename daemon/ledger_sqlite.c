@@ -8,6 +8,8 @@
  */
 #include "daemon/ledger_backend.h"
 
+#include "common/evpack.h"
+
 #include <sqlite3.h>
 
 #include <errno.h>
@@ -358,6 +360,10 @@ typedef struct ledger_sqlite {
     sqlite3_stmt *stmt[ST_COUNT_ALL];
     int fault_rc; /* result code of the last failed write step */
     char err[LEDGER_ERR_MAX];
+    /* The event texts of a statement's leaves, packed (common/evpack.h),
+     * and a read leaf's text unpacked. */
+    uint8_t packed[LOG_ENTRY_ROWS][EVPACK_MAX(LEDGER_EVENT_TEXT_MAX)];
+    char unpacked[LEDGER_EVENT_TEXT_MAX + 1];
 } ledger_sqlite;
 
 static ledger_sqlite *impl(ledger *lg)
@@ -1114,15 +1120,35 @@ static sqlite3_int64 clamp_i64(uint64_t v)
     return v > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
 }
 
-/* Binds entry e to the five parameters of st from first on. */
-static int bind_log_entry(sqlite3_stmt *st, int first, const ledger_log_entry *e)
+/*
+ * Binds entry e to the five parameters of st from first on. The event is
+ * stored packed (common/evpack.h) as a BLOB, about half the bytes of its
+ * text, which the WAL, the database, its checkpoints and the page cache
+ * all carry (docs/performance.md): as made ahead with the text (e->packed),
+ * or packed here into room (EVPACK_MAX(LEDGER_EVENT_TEXT_MAX) bytes) for
+ * the log's own events and copied logs. A TEXT (rows stored before, or a
+ * text too long to pack here) is read as it is: the column's type tells
+ * the two apart.
+ */
+static int bind_log_entry(sqlite3_stmt *st, int first, const ledger_log_entry *e, uint8_t *room)
 {
     int rc = sqlite3_bind_int64(st, first, clamp_i64(e->leaf));
     rc |= e->delivery != NULL ? sqlite3_bind_text(st, first + 1, e->delivery, -1, SQLITE_STATIC)
                               : sqlite3_bind_null(st, first + 1);
     rc |= sqlite3_bind_blob(st, first + 2, e->salt, LEDGER_SALT_LEN, SQLITE_STATIC);
     rc |= sqlite3_bind_blob(st, first + 3, e->commitment, LEDGER_HASH_LEN, SQLITE_STATIC);
-    rc |= sqlite3_bind_text(st, first + 4, e->event, (int)e->event_len, SQLITE_STATIC);
+    const uint8_t *packed = e->packed;
+    size_t n = e->packed_len;
+    if (packed == NULL || n == 0 || n > INT_MAX) {
+        packed = room;
+        n = e->event_len <= LEDGER_EVENT_TEXT_MAX
+                ? evpack_encode(e->event, e->event_len, room, EVPACK_MAX(LEDGER_EVENT_TEXT_MAX))
+                : 0;
+    }
+    if (n > 0)
+        rc |= sqlite3_bind_blob(st, first + 4, packed, (int)n, SQLITE_STATIC);
+    else
+        rc |= sqlite3_bind_text(st, first + 4, e->event, (int)e->event_len, SQLITE_STATIC);
     return rc;
 }
 
@@ -1137,7 +1163,7 @@ static int sqlite_log_store(ledger *base, const ledger_log_write *w)
         st = lg->stmt[rows == 1 ? ST_LOG_ENTRY : ST_LOG_ENTRIES];
         rc = SQLITE_OK;
         for (size_t r = 0; r < rows; r++)
-            rc |= bind_log_entry(st, (int)(5 * r + 1), &w->entries[stored + r]);
+            rc |= bind_log_entry(st, (int)(5 * r + 1), &w->entries[stored + r], lg->packed[r]);
         if (rc != SQLITE_OK || (rc = run(st)) != SQLITE_OK)
             goto fail;
         stored += rows;
@@ -1167,6 +1193,7 @@ fail:
 }
 
 typedef struct log_rows {
+    ledger_sqlite *lg;
     ledger_log_row_fn fn;
     void *arg;
 } log_rows;
@@ -1183,8 +1210,24 @@ static int log_entry_row(sqlite3_stmt *st, void *fn, void *arg)
     if (salt != NULL && sqlite3_column_bytes(st, 2) == LEDGER_SALT_LEN)
         memcpy(row.salt, salt, LEDGER_SALT_LEN);
     column_sha256(st, 3, row.commitment);
-    row.event = (const char *)sqlite3_column_text(st, 4);
-    row.event_len = row.event != NULL ? (size_t)sqlite3_column_bytes(st, 4) : 0;
+    if (sqlite3_column_type(st, 4) == SQLITE_BLOB) {
+        /* Packed. One that does not unpack (an edited row) goes to the
+         * reader as its stored bytes, which its commitment then refuses. */
+        const uint8_t *packed = sqlite3_column_blob(st, 4);
+        size_t len = (size_t)sqlite3_column_bytes(st, 4);
+        long n = evpack_decode(packed, len, rows->lg->unpacked, LEDGER_EVENT_TEXT_MAX);
+        if (n >= 0) {
+            rows->lg->unpacked[n] = '\0';
+            row.event = rows->lg->unpacked;
+            row.event_len = (size_t)n;
+        } else {
+            row.event = (const char *)sqlite3_column_text(st, 4);
+            row.event_len = row.event != NULL ? (size_t)sqlite3_column_bytes(st, 4) : 0;
+        }
+    } else {
+        row.event = (const char *)sqlite3_column_text(st, 4);
+        row.event_len = row.event != NULL ? (size_t)sqlite3_column_bytes(st, 4) : 0;
+    }
     return rows->fn(rows->arg, &row);
 }
 
@@ -1197,7 +1240,7 @@ static int log_rows_run(ledger_sqlite *lg, sqlite3_stmt *st, int rc, ledger_log_
         sqlite3_reset(st);
         return -1;
     }
-    log_rows rows = {.fn = fn, .arg = arg};
+    log_rows rows = {.lg = lg, .fn = fn, .arg = arg};
     return for_each_row(lg, st, "log", log_entry_row, NULL, &rows);
 }
 

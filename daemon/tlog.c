@@ -30,6 +30,8 @@ typedef struct tlog_leaf {
     size_t entry;    /* the batch entry it records; SIZE_MAX for the log's own */
     size_t event_at; /* offset of its text in the batch's arena */
     size_t event_len;
+    const uint8_t *packed; /* the text packed, made ahead with it; NULL: none */
+    size_t packed_len;
     const char *delivery;
     uint8_t salt[MERKLE_SALT_LEN];
     merkle_hash commitment;
@@ -577,6 +579,8 @@ static int append_leaf(tlog *t, size_t entry, const char *delivery, size_t event
     leaf->event_at = event_at;
     leaf->event_len = event_len;
     leaf->delivery = delivery;
+    leaf->packed = ahead != NULL ? ahead->packed : NULL;
+    leaf->packed_len = ahead != NULL ? ahead->packed_len : 0;
     if (ahead != NULL) {
         memcpy(leaf->salt, ahead->salt, sizeof leaf->salt);
         memcpy(leaf->commitment.bytes, ahead->commitment, sizeof leaf->commitment.bytes);
@@ -635,11 +639,15 @@ static int append_text(tlog *t, size_t entry, const char *delivery, size_t len,
     return append_leaf(t, entry, delivery, at, len, made);
 }
 
-int tlog_leaf_make(const ledger_event *ev, char *text, size_t cap, ledger_leaf *out)
+int tlog_leaf_make(const ledger_event *ev, char *text, size_t cap, uint8_t *packed,
+                   size_t packed_cap, ledger_leaf *out)
 {
-    size_t len = tlog_event_text(ev, text, cap);
+    size_t packed_len = 0;
+    size_t len = tlog_event_text_packed(ev, text, cap, packed, packed_cap, &packed_len);
     if (len == 0 || rnd_bytes(out->salt, sizeof out->salt) != 0)
         return -1;
+    out->packed = packed_len > 0 ? packed : NULL;
+    out->packed_len = packed_len;
     merkle_hash commitment;
     merkle_commitment(out->salt, text, len, &commitment);
     memcpy(out->commitment, commitment.bytes, sizeof out->commitment);
@@ -809,7 +817,9 @@ static int tlog_batch_hook(void *ctx, ledger *lg, uint64_t head, ledger_batch_en
                                         .salt = leaf->salt,
                                         .commitment = leaf->commitment.bytes,
                                         .event = t->arena + leaf->event_at,
-                                        .event_len = leaf->event_len};
+                                        .event_len = leaf->event_len,
+                                        .packed = leaf->packed,
+                                        .packed_len = leaf->packed_len};
     }
     t->old_edge_count = merkle_edge_subtrees(t->committed, t->old_edge, t->old_edge_index);
     t->batch_first_stored = merkle_stored_count(merkle_edge_size(t->committed));

@@ -89,13 +89,15 @@ const ledger_log_hook *tlog_hook(tlog *t);
 
 /*
  * Makes ahead the leaf that ev adds when it applies (ledger_leaf): its
- * canonical text into text (cap bytes, TLOG_EVENT_MAX + 1 suffice), a fresh
- * salt and the commitment. Any thread; no tlog needed. Returns 0, or -1
- * when the event cannot be written canonically (the writer then refuses
- * it as it would without the leaf) or no random bytes could be had.
+ * canonical text into text (cap bytes, TLOG_EVENT_MAX + 1 suffice), the
+ * text packed for storage into packed (packed_cap bytes, as many as text's
+ * suffice; out->packed is NULL when it did not fit), a fresh salt and the
+ * commitment. Any thread; no tlog needed. Returns 0, or -1 when the event
+ * cannot be written canonically (the writer then refuses it as it would
+ * without the leaf) or no random bytes could be had.
  */
 WARN_UNUSED_RESULT int tlog_leaf_make(const ledger_event *ev, char *text, size_t cap,
-                                      ledger_leaf *out);
+                                      uint8_t *packed, size_t packed_cap, ledger_leaf *out);
 
 /*
  * The proof of entry i's leaf (entries as given to the last committed

@@ -1,12 +1,14 @@
 #include "daemon/tlog_event.h"
 
 #include "common/b64.h"
+#include "common/evpack.h"
 #include "common/jcs.h"
 #include "common/merkle.h"
 #include "common/unicode.h"
 #include "daemon/jbuf.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +166,7 @@ typedef struct member {
     const char *text;
     size_t len;
     uint64_t u;
+    const uint8_t *digest; /* a digest's bytes, which text is the base64url of */
 } member;
 
 /* An event's members, each in its name's place (M_NONE: absent). */
@@ -221,6 +224,8 @@ static void add_digest(members *ms, name_id name, const uint8_t digest[32])
     char *text = ms->digests[ms->digest_count++];
     size_t len = b64url_encode(digest, 32, text);
     add_text(ms, name, text, len);
+    if (!ms->bad)
+        ms->m[name].digest = digest;
 }
 
 typedef struct out_buf {
@@ -312,10 +317,52 @@ static void put_string(out_buf *o, const char *s, size_t n)
     put(o, "\"", 1);
 }
 
-static size_t emit(members *ms, char *out, size_t cap)
+/*
+ * The packed piece (common/evpack.h) of each member's start, `,"name":`,
+ * and of the first member's, `{"name":` (-1: none).
+ */
+static struct {
+    int comma[NAME_COUNT];
+    int brace[NAME_COUNT];
+} name_pieces;
+static pthread_once_t name_pieces_once = PTHREAD_ONCE_INIT;
+
+static void name_pieces_make(void)
+{
+    for (size_t i = 0; i < NAME_COUNT; i++) {
+        char brace[32];
+        name_pieces.comma[i] = evpack_piece_number(names[i].key, names[i].key_len);
+        brace[0] = '{';
+        memcpy(brace + 1, names[i].key + 1, names[i].key_len - 1);
+        name_pieces.brace[i] = evpack_piece_number(brace, names[i].key_len);
+    }
+}
+
+/* A member's start into pk: its piece, or its text. */
+static void pack_start(evpack_out *pk, size_t name, bool first)
+{
+    int piece = first ? name_pieces.brace[name] : name_pieces.comma[name];
+    if (piece >= 0) {
+        evpack_put_piece(pk, piece);
+        return;
+    }
+    if (first)
+        evpack_put_text(pk, "{", 1);
+    evpack_put_text(pk, names[name].key + 1, names[name].key_len - 1);
+}
+
+/*
+ * The event's canonical text into out (cap bytes); its length, or 0. With
+ * pk, its packed form too, written member by member beside the text: each
+ * member's start, digest and number are known here, which spares the
+ * packer the search that evpack_encode() makes of a text.
+ */
+static size_t emit(members *ms, char *out, size_t cap, evpack_out *pk)
 {
     if (ms->bad || cap == 0)
         return 0;
+    if (pk != NULL)
+        pthread_once(&name_pieces_once, name_pieces_make);
     out_buf o = {.p = out, .cap = cap};
     put(&o, "{", 1);
     bool first = true;
@@ -325,7 +372,10 @@ static size_t emit(members *ms, char *out, size_t cap)
             continue;
         /* names need no escape */
         put(&o, names[i].key + first, names[i].key_len - first);
+        if (pk != NULL)
+            pack_start(pk, i, first);
         first = false;
+        size_t value_at = o.len;
         if (m->kind == M_TEXT) {
             if (unicode_valid(m->text, m->len)) {
                 put_string(&o, m->text, m->len);
@@ -337,13 +387,23 @@ static size_t emit(members *ms, char *out, size_t cap)
                     return 0;
                 put_string(&o, repaired, unicode_repair(m->text, m->len, repaired));
             }
+            if (pk != NULL && m->digest != NULL)
+                evpack_put_sha256(pk, m->digest);
+            else if (pk != NULL && !o.full)
+                evpack_put_string(pk, out + value_at, o.len - value_at);
         } else if (m->kind == M_U64) {
             put_u64(&o, m->u);
+            if (pk != NULL)
+                evpack_put_number(pk, m->u);
         } else {
             put(&o, "null", 4);
+            if (pk != NULL)
+                evpack_put_text(pk, "null", 4);
         }
     }
     put(&o, "}", 1);
+    if (pk != NULL)
+        evpack_put_text(pk, "}", 1);
     if (o.full)
         return 0;
     out[o.len] = '\0';
@@ -385,11 +445,11 @@ void tlog_event_receipt_hash(const char *receipt, char out[TLOG_RECEIPT_HASH_LEN
 }
 
 static size_t row_event(tlog_event_type type, const char *status, const ledger_delivery *row,
-                        unsigned sets, char *out, size_t cap)
+                        unsigned sets, char *out, size_t cap, evpack_out *pk)
 {
     members ms;
     memset(&ms, 0, sizeof ms);
-    char receipt_hash[TLOG_RECEIPT_HASH_LEN + 1] = "";
+    merkle_hash receipt_digest;
     add_str(&ms, NAME_type, tlog_event_type_name(type));
     add_u64(&ms, NAME_v, TLOG_EVENT_VERSION);
     add_str(&ms, NAME_status, status);
@@ -397,39 +457,59 @@ static size_t row_event(tlog_event_type type, const char *status, const ledger_d
         if ((columns[i].set & sets) != 0)
             add_column(&ms, &columns[i], row);
     if ((sets & SET_CONFIRM) != 0) {
-        if (row->receipt[0] != '\0')
-            tlog_event_receipt_hash(row->receipt, receipt_hash);
-        add_str(&ms, NAME_receipt_sha256, receipt_hash);
+        /* As tlog_event_receipt_hash() names it; "" for no receipt. */
+        if (row->receipt[0] != '\0') {
+            merkle_sha256(row->receipt, strnlen(row->receipt, LEDGER_RECEIPT_MAX), &receipt_digest);
+            add_digest(&ms, NAME_receipt_sha256, receipt_digest.bytes);
+        } else {
+            add_str(&ms, NAME_receipt_sha256, "");
+        }
     }
-    return emit(&ms, out, cap);
+    return emit(&ms, out, cap, pk);
 }
 
-size_t tlog_event_text(const ledger_event *ev, char *out, size_t cap)
+static size_t event_text(const ledger_event *ev, char *out, size_t cap, evpack_out *pk)
 {
     ledger_event_columns cols;
     ledger_event_columns_of(ev, &cols);
     switch (ev->kind) {
     case LEDGER_EVENT_ISSUE:
         return row_event(TLOG_EVENT_ISSUED, cols.status, &ev->row,
-                         sets_of(TLOG_EVENT_ISSUED, cols.binding), out, cap);
+                         sets_of(TLOG_EVENT_ISSUED, cols.binding), out, cap, pk);
     case LEDGER_EVENT_BIND:
         return row_event(TLOG_EVENT_BOUND, cols.status, &ev->row, sets_of(TLOG_EVENT_BOUND, true),
-                         out, cap);
+                         out, cap, pk);
     case LEDGER_EVENT_CONFIRM: {
         tlog_event_type type =
             ev->row.status == LEDGER_CORRUPTED ? TLOG_EVENT_CORRUPTED : TLOG_EVENT_CONFIRMED;
-        return row_event(type, cols.status, &ev->row, sets_of(type, true), out, cap);
+        return row_event(type, cols.status, &ev->row, sets_of(type, true), out, cap, pk);
     }
     case LEDGER_EVENT_COPY:
-        return tlog_event_existing(&ev->row, out, cap);
+        return row_event(TLOG_EVENT_EXISTING, ledger_status_name(ev->row.status), &ev->row,
+                         sets_of(TLOG_EVENT_EXISTING, true), out, cap, pk);
     }
     return 0;
+}
+
+size_t tlog_event_text(const ledger_event *ev, char *out, size_t cap)
+{
+    return event_text(ev, out, cap, NULL);
+}
+
+size_t tlog_event_text_packed(const ledger_event *ev, char *out, size_t cap, uint8_t *packed,
+                              size_t packed_cap, size_t *packed_len)
+{
+    evpack_out pk;
+    evpack_start(&pk, packed, packed_cap);
+    size_t len = event_text(ev, out, cap, &pk);
+    *packed_len = len > 0 ? evpack_end(&pk) : 0;
+    return len;
 }
 
 size_t tlog_event_existing(const ledger_delivery *row, char *out, size_t cap)
 {
     return row_event(TLOG_EVENT_EXISTING, ledger_status_name(row->status), row,
-                     sets_of(TLOG_EVENT_EXISTING, true), out, cap);
+                     sets_of(TLOG_EVENT_EXISTING, true), out, cap, NULL);
 }
 
 size_t tlog_event_log_key(const char *key, const char *previous, uint64_t time_ms, char *out,
@@ -443,7 +523,7 @@ size_t tlog_event_log_key(const char *key, const char *previous, uint64_t time_m
     if (previous != NULL)
         add_str(&ms, NAME_previous, previous);
     add_u64(&ms, NAME_time_ms, time_ms);
-    return emit(&ms, out, cap);
+    return emit(&ms, out, cap, NULL);
 }
 
 /* ---- reading ---- */

@@ -58,6 +58,15 @@ const char *tlog_event_type_name(tlog_event_type type);
  */
 size_t tlog_event_text(const ledger_event *ev, char *out, size_t cap);
 
+/*
+ * tlog_event_text(), and the text packed (common/evpack.h) into packed
+ * (packed_cap bytes; as many as the text's suffice, since a canonical text
+ * packs into no more than its length and one): *packed_len its length, 0
+ * when it did not fit. The SQLite ledger stores events so.
+ */
+size_t tlog_event_text_packed(const ledger_event *ev, char *out, size_t cap, uint8_t *packed,
+                              size_t packed_cap, size_t *packed_len);
+
 /* The "existing" event of a row as it stands; as tlog_event_text(). */
 size_t tlog_event_existing(const ledger_delivery *row, char *out, size_t cap);
 

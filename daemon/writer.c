@@ -31,7 +31,7 @@ typedef struct writer_item {
     ledger_result *result; /* NULL without a callback */
     int status;            /* of the last ledger_apply: 0 or LEDGER_APPLY_* */
     bool has_leaf;
-    ledger_leaf leaf; /* when has_leaf; its text is in this allocation */
+    ledger_leaf leaf; /* when has_leaf; its text and packed text are in this allocation */
     /* Last, and cut at the end of its receipt (the row's last member):
      * never copy it whole. */
     ledger_event event;
@@ -975,13 +975,16 @@ writer_result writer_submit(writer *w, const ledger_event *event, writer_done_fn
      * one thread that every event waits for.
      */
     char text[TLOG_EVENT_MAX + 1];
+    uint8_t packed[TLOG_EVENT_MAX + 1];
     ledger_leaf leaf;
-    bool has_leaf = w->log != NULL && tlog_leaf_make(event, text, sizeof text, &leaf) == 0;
+    bool has_leaf = w->log != NULL &&
+                    tlog_leaf_make(event, text, sizeof text, packed, sizeof packed, &leaf) == 0;
     size_t result_size = done != NULL ? sizeof(ledger_result) : 0;
     size_t receipt_len = strnlen(event->row.receipt, sizeof event->row.receipt - 1);
     size_t item_bytes = item_size(receipt_len);
     size_t text_size = has_leaf ? leaf.text_len + 1 : 0;
-    char *block = malloc(result_size + item_bytes + text_size);
+    size_t packed_size = has_leaf && leaf.packed != NULL ? leaf.packed_len : 0;
+    char *block = malloc(result_size + item_bytes + text_size + packed_size);
     if (block == NULL)
         return refuse(w, WRITER_QUEUE_FULL);
     item = (writer_item *)(block + result_size);
@@ -990,6 +993,8 @@ writer_result writer_submit(writer *w, const ledger_event *event, writer_done_fn
     if (has_leaf) {
         item->leaf = leaf;
         item->leaf.text = memcpy((char *)item + item_bytes, text, text_size);
+        if (packed_size > 0)
+            item->leaf.packed = memcpy((char *)item + item_bytes + text_size, packed, packed_size);
     }
     memcpy(&item->event, event, item_bytes - offsetof(writer_item, event) - 1);
     item->event.row.receipt[receipt_len] = '\0';

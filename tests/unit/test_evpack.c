@@ -40,11 +40,13 @@ static size_t round_trip_str(const char *text)
 
 /* Events as receiptd writes them (daemon/tlog_event.c). */
 static const char *const events[] = {
-    "{\"client_addr\":\"203.0.113.7\",\"delivered_sha256\":\"bW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW0\","
+    "{\"client_addr\":\"203.0.113.7\",\"delivered_sha256\":"
+    "\"bW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW0\","
     "\"delivered_size\":1073,\"delivery\":\"019a3f2e-7c41-7d2a-9b1e-0c5d2f8a6b31\","
     "\"issued_ms\":1764633600123,\"issued_node\":\"edge-1\",\"kind\":\"page\","
     "\"path\":\"/docs/page-17.html\",\"server\":\"docs.example.org\","
-    "\"sha256\":\"XFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFw\",\"size\":1024,\"status\":\"issued\","
+    "\"sha256\":\"XFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFw\",\"size\":1024,\"status\":"
+    "\"issued\","
     "\"type\":\"issued\",\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) "
     "Gecko/20100101 Firefox/128.0\",\"v\":1}",
     "{\"bound_addr\":\"2001:db8::1\",\"bound_ms\":1764633600456,\"bound_node\":\"edge-2\","
@@ -80,12 +82,12 @@ static void test_edges(void **state)
         ",",
         "{",
         ",\"",
-        ",\"delivery\"",        /* a piece cut short */
-        ",\"delivery\":",       /* a piece at the very end */
-        ",\"v\":1",             /* the longer piece's start only */
+        ",\"delivery\"",  /* a piece cut short */
+        ",\"delivery\":", /* a piece at the very end */
+        ",\"v\":1",       /* the longer piece's start only */
         ",\"v\":1}",
         ",\"v\":2}",
-        "\"issued",             /* a value without its closing quote */
+        "\"issued",                                 /* a value without its closing quote */
         "\"019A3F2E-7C41-7D2A-9B1E-0C5D2F8A6B31\"", /* UUID in capitals: kept as is */
         "\"019a3f2e-7c41-7d2a-9b1e-0c5d2f8a6b3\"",  /* one digit short */
         "\"019a3f2e-7c41-7d2a-9b1e-0c5d2f8a6b31",   /* no closing quote */
@@ -99,8 +101,8 @@ static void test_edges(void **state)
         "0123456789",
         "999",
         "1000",
-        "9999999999999999999",         /* 19 digits: the largest run packed whole */
-        "18446744073709551615",        /* 2^64 - 1 in 20 digits: 19 and 1 */
+        "9999999999999999999",  /* 19 digits: the largest run packed whole */
+        "18446744073709551615", /* 2^64 - 1 in 20 digits: 19 and 1 */
         "18446744073709551616",
         "100000000000000000000000000000000000000001",
         "1234\x01",
@@ -128,9 +130,25 @@ static void test_random(void **state)
 {
     (void)state;
     static const char *const parts[] = {
-        ",\"delivery\":", "\"issued\"", ",\"v\":1}", "{\"client_addr\":", "\"", ",", "{", ":",
-        "019a3f2e-7c41-7d2a-9b1e-0c5d2f8a6b31", "XFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFw",
-        "1764633600123", "0", "9", "\\u0000", "é", "\x1f", "\x00", "null", ",\"v\":",
+        ",\"delivery\":",
+        "\"issued\"",
+        ",\"v\":1}",
+        "{\"client_addr\":",
+        "\"",
+        ",",
+        "{",
+        ":",
+        "019a3f2e-7c41-7d2a-9b1e-0c5d2f8a6b31",
+        "XFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFw",
+        "1764633600123",
+        "0",
+        "9",
+        "\\u0000",
+        "é",
+        "\x1f",
+        "\x00",
+        "null",
+        ",\"v\":",
     };
     char text[TEXT_MAX];
     srand(20261202);
@@ -164,26 +182,35 @@ static void test_malformed(void **state)
         const char *packed;
         size_t len;
     } bad[] = {
-        {"", 0},                                 /* no format byte */
-        {"\x02" "abc", 4},                       /* another format */
-        {"a", 1},                                /* a text, not a packed one */
-        {"\x01" "a\x00" "b", 4},                 /* 0x00 is never a code */
-        {"\x01\x1b", 2},                         /* extended piece without its number */
-        {"\x01\x1b\xff", 3},                     /* a piece past the table */
-        {"\x01\x1c" "0123456789abcde", 17},      /* a UUID cut short */
-        {"\x01\x1d" "0123456789abcdef0123456789abcde", 33}, /* a digest cut short */
-        {"\x01\x1e", 2},                         /* a number without its bytes */
-        {"\x01\x1e\x80", 3},                     /* a number cut short */
+        {"", 0}, /* no format byte */
+        {"\x02"
+         "abc",
+         4},      /* another format */
+        {"a", 1}, /* a text, not a packed one */
+        {"\x01"
+         "a\x00"
+         "b",
+         4},                 /* 0x00 is never a code */
+        {"\x01\x1b", 2},     /* extended piece without its number */
+        {"\x01\x1b\xff", 3}, /* a piece past the table */
+        {"\x01\x1c"
+         "0123456789abcde",
+         17}, /* a UUID cut short */
+        {"\x01\x1d"
+         "0123456789abcdef0123456789abcde",
+         33},                                                     /* a digest cut short */
+        {"\x01\x1e", 2},                                          /* a number without its bytes */
+        {"\x01\x1e\x80", 3},                                      /* a number cut short */
         {"\x01\x1e\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 12}, /* 65 bits */
         {"\x01\x1e\xff\xff\xff\xff\xff\xff\xff\xff\xff\x81\x00", 13}, /* too long */
-        {"\x01\x1f", 2},                         /* an escape without its byte */
+        {"\x01\x1f", 2}, /* an escape without its byte */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(evpack_decode((const uint8_t *)bad[i].packed, bad[i].len, out, sizeof out),
                          -1);
     /* 2^64 - 1, the largest number, in ten bytes. */
-    static const uint8_t max[] = {0x01, 0x1e, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                  0xff, 0xff, 0xff, 0xff, 0x01};
+    static const uint8_t max[] = {0x01, 0x1e, 0xff, 0xff, 0xff, 0xff,
+                                  0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     assert_int_equal(evpack_decode(max, sizeof max, out, sizeof out), 20);
     assert_memory_equal(out, "18446744073709551615", 20);
     /* A format byte alone is the empty text. */

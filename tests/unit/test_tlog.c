@@ -7,6 +7,7 @@
  * altered refused, and a key rotation announced under both keys.
  */
 #include "common/checkpoint.h"
+#include "common/evpack.h"
 #include "common/merkle.h"
 #include "common/note_sign.h"
 #include "common/tiles.h"
@@ -15,6 +16,7 @@
 #include "daemon/tlog.h"
 #include "daemon/tlog_event.h"
 #include "daemon/tlog_read.h"
+#include "daemon/tlog_verify.h"
 #include "pgtest.h"
 
 #include <setjmp.h>
@@ -448,11 +450,22 @@ static void test_leaf_made_ahead(void **state)
     ledger_batch_entry entries[2];
     ledger_leaf leaf[2];
     char text[2][TLOG_EVENT_MAX + 1];
+    uint8_t packed[2][TLOG_EVENT_MAX + 1];
+    char unpacked[TLOG_EVENT_MAX];
     fill_issue(&ev[0], 1); /* issued again: ignored */
     fill_issue(&ev[1], 2);
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(tlog_leaf_make(&ev[i], text[i], sizeof text[i], &leaf[i]), 0);
+        assert_int_equal(
+            tlog_leaf_make(&ev[i], text[i], sizeof text[i], packed[i], sizeof packed[i], &leaf[i]),
+            0);
         assert_int_equal(leaf[i].text_len, strlen(text[i]));
+        /* Its packed form, made beside it, is the same text. */
+        assert_ptr_equal(leaf[i].packed, packed[i]);
+        assert_true(leaf[i].packed_len < leaf[i].text_len);
+        assert_int_equal(
+            evpack_decode(leaf[i].packed, leaf[i].packed_len, unpacked, sizeof unpacked),
+            (long)leaf[i].text_len);
+        assert_memory_equal(unpacked, text[i], leaf[i].text_len);
         entries[i] = (ledger_batch_entry){.event = &ev[i], .result = &res[i], .leaf = &leaf[i]};
     }
     assert_int_equal(ledger_write_logged(f->lg, entries, 2, tlog_hook(f->t)), 0);
@@ -475,6 +488,159 @@ static void test_leaf_made_ahead(void **state)
     merkle_commitment(leaf[1].salt, text[1], strlen(text[1]), &expect);
     assert_memory_equal(got.row.commitment, expect.bytes, sizeof expect.bytes);
     check_proof(f, &p);
+}
+
+#define PROBLEMS_MAX 2048
+
+static void count_problem(void *arg, const char *problem)
+{
+    char *all = arg;
+    size_t used = strlen(all);
+    snprintf(all + used, PROBLEMS_MAX - used, "%s\n", problem);
+}
+
+/* receiptd ledger verify on f's ledger: its problems, told into all. */
+static uint64_t verify_problems(fixture *f, char all[PROBLEMS_MAX])
+{
+    tlog_verify_result r;
+    char err[256];
+    all[0] = '\0';
+    assert_int_equal(tlog_verify_run(f->lg, f->ks, count_problem, all, &r, err, sizeof err), 0);
+    return r.problems;
+}
+
+typedef struct leaf_text {
+    uint64_t leaf;
+    char text[TLOG_EVENT_MAX + 1];
+    size_t len;
+    size_t total; /* of every leaf read */
+} leaf_text;
+
+static int take_text(void *arg, const ledger_log_row *row)
+{
+    leaf_text *t = arg;
+    t->total += row->event_len;
+    if (row->leaf == t->leaf) {
+        assert_true(row->event_len <= TLOG_EVENT_MAX);
+        memcpy(t->text, row->event, row->event_len);
+        t->text[row->event_len] = '\0';
+        t->len = row->event_len;
+    }
+    return 0;
+}
+
+/* Rewrites one stored event of the SQLite ledger: fn edits its bytes. */
+static void edit_stored_event(fixture *f, uint64_t leaf, void (*fn)(uint8_t *, int *))
+{
+    char file[128];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    uint8_t bytes[2 * TLOG_EVENT_MAX + 2];
+    int len;
+    snprintf(file, sizeof file, "%s/ledger.sqlite", f->dir);
+    assert_int_equal(sqlite3_open(file, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT event FROM log_entries WHERE leaf = ?1", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)leaf);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_type(st, 0), SQLITE_BLOB);
+    len = sqlite3_column_bytes(st, 0);
+    assert_true(len > 2 && (size_t)len <= sizeof bytes);
+    memcpy(bytes, sqlite3_column_blob(st, 0), (size_t)len);
+    sqlite3_finalize(st);
+    fn(bytes, &len);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "UPDATE log_entries SET event = ?1 WHERE leaf = ?2", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_blob(st, 1, bytes, len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)leaf);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* A byte of a delivery's UUID changed: it still unpacks, to another text. */
+static void flip_uuid_byte(uint8_t *b, int *len)
+{
+    for (int i = 1; i + 16 < *len; i++)
+        if (b[i] == 0x1c) { /* the UUID's code, then its 16 bytes */
+            b[i + 16] ^= 0x01;
+            return;
+        }
+    fail_msg("no packed UUID in the event");
+}
+
+/* A format that is not evpack's: the stored bytes go to verify as they are. */
+static void break_format(uint8_t *b, int *len)
+{
+    (void)len;
+    b[0] = 0x7f;
+}
+
+/*
+ * Events are stored packed on SQLite (evpack), both the ones made ahead
+ * and the ones the log writes itself, and read back as their texts; a row
+ * stored as TEXT before (or by another version) reads as it is; a packed
+ * row edited, so that it unpacks to another text or not at all, is found
+ * by `receiptd ledger verify`.
+ */
+static void test_stored_events(void **state)
+{
+    fixture *f = *state;
+    char last[PROBLEMS_MAX];
+    write_batch(f, 1, 20);
+    assert_int_equal(verify_problems(f, last), 0);
+    leaf_text t = {.leaf = 3};
+    assert_int_equal(
+        ledger_log_entries(f->lg, LEDGER_LOG_RANGE, 0, 100, NULL, false, take_text, &t), 0);
+    assert_true(t.len > 0 && t.total > 0);
+    if (f->pg)
+        return; /* PostgreSQL stores the texts as text: nothing packed to check */
+
+    char file[128];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(file, sizeof file, "%s/ledger.sqlite", f->dir);
+    assert_int_equal(sqlite3_open(file, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*), sum(typeof(event) = 'blob'),"
+                                        " sum(length(event)) FROM log_entries",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long rows = sqlite3_column_int64(st, 0);
+    assert_true(rows > 40);
+    assert_int_equal(sqlite3_column_int64(st, 1), rows);
+    /* Well under the texts' bytes. */
+    assert_true((uint64_t)sqlite3_column_int64(st, 2) * 10 < t.total * 7);
+    sqlite3_finalize(st);
+
+    /* A row of the form before: TEXT. */
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "UPDATE log_entries SET event = ?1 WHERE leaf = 3", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(st, 1, t.text, (int)t.len, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    leaf_text again = {.leaf = 3};
+    assert_int_equal(
+        ledger_log_entries(f->lg, LEDGER_LOG_RANGE, 0, 100, NULL, false, take_text, &again), 0);
+    assert_int_equal(again.len, t.len);
+    assert_string_equal(again.text, t.text);
+    assert_int_equal(again.total, t.total);
+    assert_int_equal(verify_problems(f, last), 0);
+
+    /* The one edited leaf names another delivery now: its row's events
+     * differ too. */
+    edit_stored_event(f, 5, flip_uuid_byte);
+    assert_true(verify_problems(f, last) >= 1);
+    assert_non_null(strstr(last, "leaf 5: its event or salt was altered"));
+    edit_stored_event(f, 8, break_format);
+    assert_true(verify_problems(f, last) >= 2);
+    assert_non_null(strstr(last, "leaf 5: its event or salt was altered"));
+    assert_non_null(strstr(last, "leaf 8: its event or salt was altered"));
 }
 
 /* A new tlog on the same ledger (a restart) carries on from the stored tree;
@@ -726,6 +892,7 @@ static void test_pg_unavailable(void **state)
         cmocka_unit_test_setup_teardown(test_batches_and_tiles, setup, teardown),                  \
         cmocka_unit_test_setup_teardown(test_no_leaf_without_change, setup, teardown),             \
         cmocka_unit_test_setup_teardown(test_leaf_made_ahead, setup, teardown),                    \
+        cmocka_unit_test_setup_teardown(test_stored_events, setup, teardown),                      \
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),                            \
         cmocka_unit_test_setup_teardown(test_altered_log_refused, setup, teardown),                \
         cmocka_unit_test_setup_teardown(test_altered_tile_refused, setup, teardown),               \

@@ -2,6 +2,7 @@
  * tlog_event: the canonical text of each ledger event, and rows rebuilt
  * from their events as the ledger applied them.
  */
+#include "common/evpack.h"
 #include "common/jcs.h"
 #include "daemon/tlog_event.h"
 
@@ -71,6 +72,54 @@ static int fold(const ledger_event *ev, tlog_event_row *state, tlog_event_info *
     size_t n = tlog_event_text(ev, text, sizeof text);
     assert_int_not_equal(n, 0);
     return tlog_event_fold(text, n, info, state, err, 256);
+}
+
+/* The event's packed form, made beside its text, unpacks to the same text,
+ * in fewer bytes; and too little room for it gives no packed form, not a
+ * wrong one. */
+static void check_packed(const ledger_event *ev)
+{
+    char text[TLOG_EVENT_MAX + 1], unpacked[TLOG_EVENT_MAX];
+    uint8_t packed[TLOG_EVENT_MAX + 1];
+    size_t packed_len = 0;
+    size_t n = tlog_event_text_packed(ev, text, sizeof text, packed, sizeof packed, &packed_len);
+    assert_int_not_equal(n, 0);
+    char plain[TLOG_EVENT_MAX + 1];
+    assert_int_equal(tlog_event_text(ev, plain, sizeof plain), n);
+    assert_string_equal(plain, text);
+    assert_true(packed_len > 0 && packed_len <= n + 1);
+    assert_int_equal(evpack_decode(packed, packed_len, unpacked, sizeof unpacked), (long)n);
+    assert_memory_equal(unpacked, text, n);
+    /* What the generic packer makes of the text unpacks the same. */
+    uint8_t again[EVPACK_MAX(TLOG_EVENT_MAX)];
+    size_t again_len = evpack_encode(text, n, again, sizeof again);
+    assert_int_equal(evpack_decode(again, again_len, unpacked, sizeof unpacked), (long)n);
+    assert_memory_equal(unpacked, text, n);
+    size_t small = 0;
+    assert_int_equal(tlog_event_text_packed(ev, text, sizeof text, packed, packed_len - 1, &small),
+                     n);
+    assert_int_equal(small, 0);
+}
+
+/* Every kind of event packs and unpacks to its text. */
+static void test_packed_forms(void **state)
+{
+    (void)state;
+    ledger_event ev;
+    fill_issue(&ev);
+    check_packed(&ev);
+    ev.kind = LEDGER_EVENT_BIND;
+    snprintf(ev.row.client, sizeof ev.row.client, "%s", CLIENT_A);
+    ev.row.status = LEDGER_BOUND;
+    check_packed(&ev);
+    fill_confirm(&ev, CLIENT_A, true);
+    check_packed(&ev);
+    fill_confirm(&ev, CLIENT_A, false);
+    check_packed(&ev);
+    ev.row.receipt[0] = '\0';
+    check_packed(&ev);
+    ev.kind = LEDGER_EVENT_COPY;
+    check_packed(&ev);
 }
 
 static void test_text_is_canonical(void **state)
@@ -187,6 +236,7 @@ static void test_text_of_any_bytes(void **state)
         char err[256];
         assert_int_equal(tlog_event_fold(text, n, &info, &folded, err, sizeof err), 0);
         assert_true(tlog_event_row_matches(&folded, &ev.row, err, sizeof err));
+        check_packed(&ev);
     }
 }
 
@@ -339,11 +389,9 @@ static void test_fold_refuses(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_text_is_canonical),
-        cmocka_unit_test(test_text_of_any_bytes),
-        cmocka_unit_test(test_fold_life),
-        cmocka_unit_test(test_fold_confirm_rebinds),
-        cmocka_unit_test(test_log_key_and_existing),
+        cmocka_unit_test(test_text_is_canonical),    cmocka_unit_test(test_packed_forms),
+        cmocka_unit_test(test_text_of_any_bytes),    cmocka_unit_test(test_fold_life),
+        cmocka_unit_test(test_fold_confirm_rebinds), cmocka_unit_test(test_log_key_and_existing),
         cmocka_unit_test(test_fold_refuses),
     };
     return cmocka_run_group_tests_name("tlog_event", tests, NULL, NULL);
