@@ -24,7 +24,10 @@
  * The pieces, by number. Append only: stored texts name them by number.
  * Each starts with `,"` or `{"` (a member's start) or `"` (a value).
  */
-#define PIECE(s) {s, sizeof s - 1}
+#define PIECE(s)                                                                                   \
+    {                                                                                              \
+        s, sizeof s - 1                                                                            \
+    }
 static const struct {
     const char *text;
     size_t len;
