@@ -40,26 +40,26 @@ static size_t round_trip_str(const char *text)
 
 /* Events as receiptd writes them (daemon/tlog_event.c). */
 static const char *const events[] = {
-    "{\"client_addr\":\"203.0.113.7\",\"delivered_sha256\":"
-    "\"bW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW0\","
-    "\"delivered_size\":1073,\"delivery\":\"019a3f2e-7c41-7d2a-9b1e-0c5d2f8a6b31\","
-    "\"issued_ms\":1764633600123,\"issued_node\":\"edge-1\",\"kind\":\"page\","
-    "\"path\":\"/docs/page-17.html\",\"server\":\"docs.example.org\","
-    "\"sha256\":\"XFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFw\",\"size\":1024,\"status\":"
-    "\"issued\","
-    "\"type\":\"issued\",\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) "
-    "Gecko/20100101 Firefox/128.0\",\"v\":1}",
-    "{\"bound_addr\":\"2001:db8::1\",\"bound_ms\":1764633600456,\"bound_node\":\"edge-2\","
-    "\"client\":\"device-0042\",\"client_addr\":\"2001:db8::1\",\"confirm_addr\":\"2001:db8::1\","
-    "\"confirmed_ms\":1764633601000,\"confirmed_node\":\"edge-2\","
-    "\"delivery\":\"019a3f2e-7c41-7d2a-9b1e-0c5d2f8a6b31\",\"issued_ms\":1764633600123,"
-    "\"kind\":\"device\",\"path\":\"/fw/\\u00e9t\\u00e9 \\\"1\\\".bin\","
-    "\"receipt_sha256\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\","
-    "\"received_at_ms\":1764633600999,\"received_sha256\":null,\"received_size\":0,"
-    "\"server\":\"fw\",\"sha256\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\",\"size\":0,"
-    "\"status\":\"corrupted\",\"type\":\"corrupted\",\"user_agent\":\"\",\"v\":1}",
-    "{\"key\":\"example.org/_receipt/log+0a1b2c3d+AbCdEf\",\"previous\":\"x\","
-    "\"time_ms\":1,\"type\":\"log_key\",\"v\":1}",
+    ("{\"client_addr\":\"203.0.113.7\",\"delivered_sha256\":"
+     "\"bW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW0\","
+     "\"delivered_size\":1073,\"delivery\":\"019a3f2e-7c41-7d2a-9b1e-0c5d2f8a6b31\","
+     "\"issued_ms\":1764633600123,\"issued_node\":\"edge-1\",\"kind\":\"page\","
+     "\"path\":\"/docs/page-17.html\",\"server\":\"docs.example.org\","
+     "\"sha256\":\"XFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFw\",\"size\":1024,\"status\":"
+     "\"issued\","
+     "\"type\":\"issued\",\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) "
+     "Gecko/20100101 Firefox/128.0\",\"v\":1}"),
+    ("{\"bound_addr\":\"2001:db8::1\",\"bound_ms\":1764633600456,\"bound_node\":\"edge-2\","
+     "\"client\":\"device-0042\",\"client_addr\":\"2001:db8::1\",\"confirm_addr\":\"2001:db8::1\","
+     "\"confirmed_ms\":1764633601000,\"confirmed_node\":\"edge-2\","
+     "\"delivery\":\"019a3f2e-7c41-7d2a-9b1e-0c5d2f8a6b31\",\"issued_ms\":1764633600123,"
+     "\"kind\":\"device\",\"path\":\"/fw/\\u00e9t\\u00e9 \\\"1\\\".bin\","
+     "\"receipt_sha256\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\","
+     "\"received_at_ms\":1764633600999,\"received_sha256\":null,\"received_size\":0,"
+     "\"server\":\"fw\",\"sha256\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\",\"size\":0,"
+     "\"status\":\"corrupted\",\"type\":\"corrupted\",\"user_agent\":\"\",\"v\":1}"),
+    ("{\"key\":\"example.org/_receipt/log+0a1b2c3d+AbCdEf\",\"previous\":\"x\","
+     "\"time_ms\":1,\"type\":\"log_key\",\"v\":1}"),
 };
 
 static void test_events(void **state)
