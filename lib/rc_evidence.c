@@ -22,12 +22,16 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define EVIDENCE_EVENTS_MAX 64           /* events of one delivery in a bundle */
-#define EVIDENCE_KEYS_MAX   64           /* log keys, and signing keys, of a bundle */
-#define AUDIT_TILE_CACHE    16           /* tiles an audit keeps in memory */
-#define AUDIT_PIN_MAX       4096         /* bytes of a pinned log's file */
-#define AUDIT_KEYS_MAX      (256 * 1024) /* bytes of the log's key changes */
-#define RECEIPT_HASH_LEN    43           /* base64url of SHA-256 */
+#define EVIDENCE_EVENTS_MAX  64           /* events of one delivery in a bundle */
+#define EVIDENCE_KEYS_MAX    64           /* log keys, and signing keys, of a bundle */
+#define AUDIT_TILE_CACHE     16           /* tiles an audit keeps in memory */
+#define AUDIT_CHECKPOINT_MAX 8192         /* bytes of a checkpoint, signatures and all */
+#define AUDIT_KEYS_MAX       (256 * 1024) /* bytes of the log's key changes */
+#define RECEIPT_HASH_LEN     43           /* base64url of SHA-256 */
+
+/* Bytes of a pinned log's file: its key and the checkpoint kept, whose
+ * newlines JSON doubles (a note has no other control character). */
+#define AUDIT_PIN_MAX (2 * AUDIT_CHECKPOINT_MAX + NOTE_VKEY_MAX + 256)
 
 /* ---- pieces of proofs ---- */
 
@@ -1061,14 +1065,21 @@ static int pin_load(receipt_client *c, const char *path, char **key, char **note
         rc_fail(c, RECEIPT_ERR_IO, "%s: %s", path, strerror(errno));
         return -1;
     }
-    char text[AUDIT_PIN_MAX + 1];
-    size_t n = fread(text, 1, sizeof text - 1, f);
+    char *text = malloc(AUDIT_PIN_MAX + 1);
+    if (text == NULL) {
+        fclose(f);
+        rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    size_t n = fread(text, 1, AUDIT_PIN_MAX + 1, f);
     fclose(f);
     char err[128];
-    json_t *obj = sjson_parse_object(text, n, SJSON_MAX_DEPTH, err, sizeof err);
+    json_t *obj =
+        n <= AUDIT_PIN_MAX ? sjson_parse_object(text, n, SJSON_MAX_DEPTH, err, sizeof err) : NULL;
+    free(text);
     const char *k = obj != NULL ? sjson_string(obj, "key", NULL) : NULL;
     const char *cp = obj != NULL ? sjson_string(obj, "checkpoint", NULL) : NULL;
-    if (k == NULL || cp == NULL || n == AUDIT_PIN_MAX) {
+    if (k == NULL || cp == NULL) {
         json_decref(obj);
         rc_fail(c, RECEIPT_ERR_IO,
                 "%s is not a pinned log (key, checkpoint): remove it to pin again", path);
@@ -1383,7 +1394,7 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
         r = RECEIPT_ERR_IO;
         goto out;
     }
-    if ((r = audit_get(&a, "checkpoint", 8192, &cp_resp)) != RECEIPT_OK)
+    if ((r = audit_get(&a, "checkpoint", AUDIT_CHECKPOINT_MAX, &cp_resp)) != RECEIPT_OK)
         goto out;
     const char *served_key = NULL;
     if (pinned == 0) {
@@ -1716,7 +1727,7 @@ RECEIPT_API receipt_result receipt_verify_proof_in_log(receipt_client *c, const 
     }
     /* The log's newest checkpoint, its tree made by the tiles: opened at
      * the end, with the keys its changes link to the ones given. */
-    if ((r = audit_get(&a, "checkpoint", 8192, &cp_resp)) != RECEIPT_OK)
+    if ((r = audit_get(&a, "checkpoint", AUDIT_CHECKPOINT_MAX, &cp_resp)) != RECEIPT_OK)
         goto out;
     const char *note = cp_resp.body != NULL ? cp_resp.body : "";
     if (checkpoint_read(note, NULL, 0, &newest, why, sizeof why) != 0) {

@@ -371,6 +371,30 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     assert.match(r.stderr, /event 1: its checkpoint is signed by another key .*; key change 2 of the bundle was not followed: the checkpoint that announced leaf \d+ is not signed by the key it replaces/);
   });
 
+  test('audit: a checkpoint with many cosignatures (witnesses) is kept, and audited again', async () => {
+    // Signatures by keys the audit does not know are ignored, as C2SP
+    // signed-note says; the checkpoint kept must still be read back.
+    const witnesses = Array.from({ length: 24 }, (_, i) => {
+      const name = `witness-${i}.example/${'w'.repeat(80)}`;
+      const { publicKey, privateKey } = crypto.generateKeyPairSync('ed25519');
+      const blob = Buffer.concat([Buffer.from([1]), publicKey.export({ format: 'der', type: 'spki' }).subarray(-32)]);
+      return { name, id: sha256(Buffer.from(name + '\n'), blob).subarray(0, 4), key: privateKey };
+    });
+    try {
+      editCheckpoint = (text) => `${text}${signNote(`${text.split('\n\n')[0]}\n`, witnesses).split('\n\n')[1]}`;
+      const logs = tempDir('receipt-logs-');
+      for (const first of [true, false]) {
+        const r = await cliAsync(['audit', proxyUrl, '--logs', logs]);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(JSON.parse(r.stdout).first_use, first);
+      }
+      const kept = JSON.parse(fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8'));
+      assert.ok(kept.checkpoint.length > 4096, String(kept.checkpoint.length));
+    } finally {
+      editCheckpoint = null;
+    }
+  });
+
   test('verify --online: a proof is not consistent with a log begun again under the same keys', async () => {
     const { root, stateDir, port } = srv;
     assert.equal((await srv.stop()).code, 0);
