@@ -580,16 +580,18 @@ static bool log_key_trusted(const bundle_keys *keys, const char *text)
  * events are), checked against the bundle's checkpoint newest, not yet
  * opened: the log_key leaf is in newest's tree, and the checkpoint of its
  * batch is signed by both the key it names and the one it replaces, and is
- * consistent with newest. Sets *key and *previous (in *event). Returns 0,
- * 1 for the log's first key (no change), or -1 with why set when it is no
- * such change.
+ * consistent with newest. Sets *key and *previous (in *event), and *leaf.
+ * Returns 0, 1 for the log's first key (no change), or -1 with why set when
+ * it is no such change.
  */
 static int log_change_check(const json_t *change, const checkpoint *newest, json_t **event,
-                            const char **key, const char **previous, char *why, size_t whylen)
+                            const char **key, const char **previous, uint64_t *leaf, char *why,
+                            size_t whylen)
 {
     uint64_t index = 0;
     if (leaf_check(change, newest, event, &index, NULL, why, whylen) != 0)
         return -1;
+    *leaf = index;
     const char *type = sjson_string(*event, "type", NULL);
     *key = sjson_string(*event, "key", NULL);
     *previous = sjson_string(*event, "previous", NULL);
@@ -634,17 +636,74 @@ static int log_change_check(const json_t *change, const checkpoint *newest, json
     return rc;
 }
 
+/* The event of a change (its leaf, checked before) and the keys it names. */
+static json_t *change_event(const json_t *change, const char **key, const char **previous)
+{
+    json_t *event = json_loads(sjson_string(json_object_get(change, "leaf"), "event", NULL),
+                               JSON_REJECT_DUPLICATES, NULL);
+    *key = sjson_string(event, "key", NULL);
+    *previous = sjson_string(event, "previous", NULL);
+    return event;
+}
+
+/*
+ * The log's key history as a chain: the changes (valid[i]), in log order
+ * (by leaf, leaf[i]), each replacing the key that the one before named. A
+ * change that replaces another key would be a second history of the log's
+ * keys (whoever holds a key that was replaced, often because it leaked,
+ * could announce a successor of their own under it): its valid[i] is
+ * cleared, the first such one's position goes to *forked (SIZE_MAX: none)
+ * and the key it should have replaced to expected. The key the chain ends
+ * at goes to current ("" when there is no change).
+ */
+static void changes_chain(const json_t *list, bool *valid, const uint64_t *leaf,
+                          char current[NOTE_VKEY_MAX], size_t *forked, char expected[NOTE_VKEY_MAX])
+{
+    size_t count = json_array_size(list);
+    bool done[EVIDENCE_KEYS_MAX] = {false};
+    current[0] = '\0';
+    expected[0] = '\0';
+    *forked = SIZE_MAX;
+    for (;;) {
+        size_t next = count;
+        for (size_t i = 0; i < count; i++)
+            if (valid[i] && !done[i] && (next == count || leaf[i] < leaf[next]))
+                next = i;
+        if (next == count)
+            return;
+        done[next] = true;
+        const char *key = NULL, *previous = NULL;
+        json_t *event = change_event(json_array_get(list, next), &key, &previous);
+        if (key != NULL && previous != NULL &&
+            (current[0] == '\0' || strcmp(previous, current) == 0)) {
+            snprintf(current, NOTE_VKEY_MAX, "%s", key);
+        } else {
+            valid[next] = false;
+            if (*forked == SIZE_MAX) {
+                *forked = next;
+                snprintf(expected, NOTE_VKEY_MAX, "%s", current);
+            }
+        }
+        json_decref(event);
+    }
+}
+
 /*
  * From the log keys given (keys), the keys their changes reach: a change
  * announced under both keys links them, forwards (the new key of a trusted
  * one) and backwards (the key a trusted one replaced), so that an auditor
  * who holds any one of the log's keys checks a bundle that spans a
- * rotation. A change that is not one is not followed; the first such goes
- * to skipped (for a failure's message). Returns 0, or -1 with why set.
+ * rotation. A change that is not one, or that is not of the chain of the
+ * log's key history (changes_chain), is not followed; the first such goes
+ * to skipped (for a failure's message). The key the chain ends at goes to
+ * current: the only key that signs a later tree. Returns 0, or -1 with why
+ * set.
  */
 static int follow_log_changes(const json_t *bundle, const char *note, bundle_keys *keys,
-                              char *skipped, size_t skippedlen, char *why, size_t whylen)
+                              char current[NOTE_VKEY_MAX], char *skipped, size_t skippedlen,
+                              char *why, size_t whylen)
 {
+    current[0] = '\0';
     const json_t *changes = json_object_get(json_object_get(bundle, "keys"), "log_changes");
     checkpoint newest;
     if (!json_is_array(changes) || json_array_size(changes) == 0)
@@ -656,25 +715,41 @@ static int follow_log_changes(const json_t *bundle, const char *note, bundle_key
     /* Opened with the keys reached at the end; until then only parsed. */
     if (checkpoint_read(note, NULL, 0, &newest, why, whylen) != 0)
         return -1;
+    bool valid[EVIDENCE_KEYS_MAX] = {false};
+    uint64_t leaf[EVIDENCE_KEYS_MAX] = {0};
+    for (size_t i = 0; i < json_array_size(changes); i++) {
+        json_t *event = NULL;
+        const char *key = NULL, *previous = NULL;
+        char sub[256];
+        int checked = log_change_check(json_array_get(changes, i), &newest, &event, &key, &previous,
+                                       &leaf[i], sub, sizeof sub);
+        valid[i] = checked == 0;
+        if (checked < 0 && skipped[0] == '\0')
+            snprintf(skipped, skippedlen, "key change %zu of the bundle was not followed: %s",
+                     i + 1, sub);
+        json_decref(event);
+    }
+    size_t forked;
+    char expected[NOTE_VKEY_MAX];
+    changes_chain(changes, valid, leaf, current, &forked, expected);
+    if (forked != SIZE_MAX && skipped[0] == '\0')
+        snprintf(skipped, skippedlen,
+                 "key change %zu of the bundle was not followed: it replaces another key than "
+                 "the log's key at leaf %llu, %.120s",
+                 forked + 1, (unsigned long long)leaf[forked], expected);
     for (bool grew = true; grew;) {
         grew = false;
         for (size_t i = 0; i < json_array_size(changes); i++) {
-            json_t *event = NULL;
+            if (!valid[i])
+                continue;
             const char *key = NULL, *previous = NULL;
-            char sub[256];
+            json_t *event = change_event(json_array_get(changes, i), &key, &previous);
+            bool has_key = log_key_trusted(keys, key);
+            bool has_previous = log_key_trusted(keys, previous);
             int rc = 0;
-            int checked = log_change_check(json_array_get(changes, i), &newest, &event, &key,
-                                           &previous, sub, sizeof sub);
-            if (checked == 0) {
-                bool has_key = log_key_trusted(keys, key);
-                bool has_previous = log_key_trusted(keys, previous);
-                if (has_key != has_previous) {
-                    rc = trust_log_key(bundle, has_key ? previous : key, keys, why, whylen);
-                    grew = true;
-                }
-            } else if (checked < 0 && skipped[0] == '\0') {
-                snprintf(skipped, skippedlen, "key change %zu of the bundle was not followed: %s",
-                         i + 1, sub);
+            if (has_key != has_previous) {
+                rc = trust_log_key(bundle, has_key ? previous : key, keys, why, whylen);
+                grew = true;
             }
             json_decref(event);
             if (rc != 0)
@@ -682,6 +757,33 @@ static int follow_log_changes(const json_t *bundle, const char *note, bundle_key
         }
     }
     return 0;
+}
+
+/*
+ * With keys given, whether the bundle's checkpoint (newest, signed_by the
+ * keys that signed it) is signed by the key its key history ends at
+ * (current; "": no change), the only one that signs after the last change:
+ * whoever holds a key that was replaced could sign a tree of their own
+ * with it, which the backward links would trust. Returns 0, or -1 with why
+ * set.
+ */
+static int bundle_newest_in_use(const bundle_keys *keys, const bool *signed_by,
+                                const checkpoint *newest, const char *current, char *why,
+                                size_t whylen)
+{
+    if (current[0] == '\0')
+        return 0;
+    for (size_t i = 0; i < keys->log_count; i++) {
+        char text[NOTE_VKEY_MAX];
+        note_verifier_text(keys->log[i], text);
+        if (signed_by[i] && strcmp(text, current) == 0)
+            return 0;
+    }
+    snprintf(why, whylen,
+             "its checkpoint (%llu leaves) is not signed by %.120s, the log's key since the last "
+             "key change in the bundle: a key that was replaced signs no later tree",
+             (unsigned long long)newest->size, current);
+    return -1;
 }
 
 /* The bundle's signing keys as a JWK Set. */
@@ -815,7 +917,7 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
     uint64_t last_time = 0, made_ms = 0;
     json_t *bundle = NULL, *set = NULL, *event = NULL, *out = NULL, *types = NULL;
     char *payload = NULL;
-    char err[128] = "", why[768] = "", skipped[320] = "";
+    char err[128] = "", why[768] = "", skipped[320] = "", current[NOTE_VKEY_MAX] = "";
     receipt_result r = RECEIPT_ERR_VERIFY;
     uint64_t version = 0, last_index = 0;
     const char *delivery = NULL, *origin = NULL, *note = NULL, *receipt = NULL;
@@ -854,11 +956,12 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
     }
     receipt = json_is_string(receipt_v) ? json_string_value(receipt_v) : NULL;
     if (bundle_log_keys(bundle, origin, log_key, &keys, why, sizeof why) != 0 ||
-        (log_key != NULL &&
-         follow_log_changes(bundle, note, &keys, skipped, sizeof skipped, why, sizeof why) != 0))
+        (log_key != NULL && follow_log_changes(bundle, note, &keys, current, skipped,
+                                               sizeof skipped, why, sizeof why) != 0))
         goto fail;
     if (checkpoint_read_signed(note, keys.log, keys.log_count, &newest, newest_signed_by, why,
-                               sizeof why) != 0)
+                               sizeof why) != 0 ||
+        bundle_newest_in_use(&keys, newest_signed_by, &newest, current, why, sizeof why) != 0)
         goto fail;
 
     /* Every event: in the newest tree, its batch consistent with it, of
@@ -930,10 +1033,15 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
 fail:
     r = RECEIPT_ERR_VERIFY;
 fail_r:
+    /* A key not reached, or not the last one reached: a change not
+     * followed may be why. */
     if (log_key != NULL && strstr(why, "signed by another key") != NULL)
-        snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s%s",
-                 ", nor by a key that the bundle's key changes link to them",
-                 skipped[0] != '\0' ? "; " : "", skipped);
+        snprintf(why + strlen(why), sizeof why - strlen(why), "%s",
+                 ", nor by a key that the bundle's key changes link to them");
+    if (log_key != NULL && skipped[0] != '\0' &&
+        (strstr(why, "signed by another key") != NULL ||
+         strstr(why, "signs no later tree") != NULL))
+        snprintf(why + strlen(why), sizeof why - strlen(why), "; %s", skipped);
     rc_fail(c, r, "the bundle%s%s: %s", delivery_or_empty(bundle)[0] != '\0' ? " of " : "",
             delivery_or_empty(bundle), why);
 out:
@@ -1550,12 +1658,13 @@ static bool trusted_has(const trusted_keys *t, const char *text)
  * tiles checked): the leaf proved in the checkpoint that announced it,
  * that checkpoint signed by the key it replaces and by the new one and
  * consistent with newest, the leaf in newest's tree. *key and *previous
- * point into *event. Returns 0, 1 for the log's first key (no change), or
- * -1 with why set (RECEIPT_ERR_HTTP in *r when tiles could not be read).
+ * point into *event, its leaf goes to *leaf. Returns 0, 1 for the log's
+ * first key (no change), or -1 with why set (RECEIPT_ERR_HTTP in *r when
+ * tiles could not be read).
  */
 static int online_change_check(audit *a, const json_t *change, const checkpoint *newest,
                                json_t **event, const char **key, const char **previous,
-                               receipt_result *r, char *why, size_t whylen)
+                               uint64_t *leaf, receipt_result *r, char *why, size_t whylen)
 {
     const char *note = sjson_string(change, "checkpoint", NULL);
     rotation link;
@@ -1567,6 +1676,7 @@ static int online_change_check(audit *a, const json_t *change, const checkpoint 
         snprintf(why, whylen, "it is not proved: %s", note == NULL ? "it has no checkpoint" : sub);
         return -1;
     }
+    *leaf = link.leaf;
     const char *type = sjson_string(*event, "type", NULL);
     *key = sjson_string(*event, "key", NULL);
     *previous = sjson_string(*event, "previous", NULL);
@@ -1602,11 +1712,13 @@ static int online_change_check(audit *a, const json_t *change, const checkpoint 
 /*
  * The keys the log's changes link to the trusted ones, forwards and
  * backwards (each change checked by online_change_check, every one of them:
- * the log serves them as its own). Returns RECEIPT_OK with *followed the
- * number of keys added, or an error with the change named.
+ * the log serves them as its own, and they must make one chain, as
+ * changes_chain says). The key the chain ends at goes to current ("": the
+ * log serves no change). Returns RECEIPT_OK with *followed the number of
+ * keys added, or an error with the change named.
  */
 static receipt_result online_follow(audit *a, const checkpoint *newest, trusted_keys *t,
-                                    size_t *followed)
+                                    char current[NOTE_VKEY_MAX], size_t *followed)
 {
     rc_http_response resp;
     json_t *obj = NULL;
@@ -1619,6 +1731,8 @@ static receipt_result online_follow(audit *a, const checkpoint *newest, trusted_
                              err, sizeof err);
     const json_t *list = json_object_get(obj, "keys");
     bool valid[EVIDENCE_KEYS_MAX] = {false};
+    uint64_t leaf[EVIDENCE_KEYS_MAX] = {0};
+    current[0] = '\0';
     if (!json_is_array(list) || json_array_size(list) > EVIDENCE_KEYS_MAX) {
         r = rc_fail(a->c, RECEIPT_ERR_PROTOCOL,
                     "the log at %s: its key changes are not a list of at most %d proofs", a->base,
@@ -1630,7 +1744,7 @@ static receipt_result online_follow(audit *a, const checkpoint *newest, trusted_
         const char *key = NULL, *previous = NULL;
         char why[512];
         int rc = online_change_check(a, json_array_get(list, i), newest, &event, &key, &previous,
-                                     &r, why, sizeof why);
+                                     &leaf[i], &r, why, sizeof why);
         json_decref(event);
         if (rc < 0) {
             r = rc_fail(a->c, r, "the log at %s: its key change %zu (GET keys): %s", a->base, i + 1,
@@ -1639,16 +1753,23 @@ static receipt_result online_follow(audit *a, const checkpoint *newest, trusted_
         }
         valid[i] = rc == 0;
     }
+    size_t forked;
+    char expected[NOTE_VKEY_MAX];
+    changes_chain(list, valid, leaf, current, &forked, expected);
+    if (forked != SIZE_MAX) {
+        r = rc_fail(a->c, RECEIPT_ERR_INCONSISTENT,
+                    "the log at %s: its key change %zu (GET keys, leaf %llu) replaces another key "
+                    "than the log's key then, %.120s: a second history of its keys",
+                    a->base, forked + 1, (unsigned long long)leaf[forked], expected);
+        goto out;
+    }
     for (bool grew = true; grew;) {
         grew = false;
         for (size_t i = 0; i < json_array_size(list); i++) {
             if (!valid[i])
                 continue;
-            json_t *event = json_loads(
-                sjson_string(json_object_get(json_array_get(list, i), "leaf"), "event", NULL), 0,
-                NULL);
-            const char *key = sjson_string(event, "key", NULL);
-            const char *previous = sjson_string(event, "previous", NULL);
+            const char *key = NULL, *previous = NULL;
+            json_t *event = change_event(json_array_get(list, i), &key, &previous);
             bool has_key = key != NULL && trusted_has(t, key);
             bool has_previous = previous != NULL && trusted_has(t, previous);
             const char *add = has_key && !has_previous   ? previous
@@ -1686,7 +1807,7 @@ RECEIPT_API receipt_result receipt_verify_proof_in_log(receipt_client *c, const 
     rc_http_response cp_resp = {0};
     json_t *obj = NULL;
     char *keys_text = NULL;
-    char why[640], err[128], server[RC_URL_MAX], delivery[64];
+    char why[640], err[128], server[RC_URL_MAX], delivery[64], current[NOTE_VKEY_MAX];
     checkpoint newest, given;
     size_t followed = 0;
     receipt_result r;
@@ -1750,13 +1871,31 @@ RECEIPT_API receipt_result receipt_verify_proof_in_log(receipt_client *c, const 
                     a.base, (unsigned long long)newest.size);
         goto out;
     }
-    if ((r = online_follow(&a, &newest, &t, &followed)) != RECEIPT_OK)
+    if ((r = online_follow(&a, &newest, &t, current, &followed)) != RECEIPT_OK)
         goto out;
     if (checkpoint_read(note, t.key, t.count, &newest, why, sizeof why) != 0) {
         r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
                     "the log at %s: %s, nor by a key that the log's key changes link to it", a.base,
                     why);
         goto out;
+    }
+    /* After its last change, only the key it names signs: whoever holds a
+     * key that was replaced (often because it leaked) could sign a tree of
+     * their own with it, which the backward links would trust. */
+    if (current[0] != '\0') {
+        note_verifier *now_key = NULL;
+        bool in_use = trusted_has(&t, current) &&
+                      note_verifier_parse(current, strlen(current), &now_key) == NOTE_OK &&
+                      checkpoint_read(note, &now_key, 1, &newest, why, sizeof why) == 0;
+        note_verifier_free(now_key);
+        if (!in_use) {
+            r = rc_fail(c, RECEIPT_ERR_INCONSISTENT,
+                        "the log at %s: its newest checkpoint (%llu leaves) is not signed by "
+                        "%.120s, its key since its last key change: a key that was replaced "
+                        "signs no later tree",
+                        a.base, (unsigned long long)newest.size, current);
+            goto out;
+        }
     }
     /* The proof, with the keys so trusted. */
     size_t cap = t.count * NOTE_VKEY_MAX;

@@ -64,13 +64,26 @@ function withoutSignatureOf(note, verifierKey) {
     Buffer.from(l.split(' ')[2], 'base64').subarray(0, 4).toString('hex') === id)).join('\n');
 }
 
-/** A verifier key of the name given, of a fresh Ed25519 key. */
-function freshKey(name) {
-  const { publicKey } = crypto.generateKeyPairSync('ed25519');
+/** A fresh Ed25519 key of the name given: its signer (for signNote) and verifier key. */
+function freshSigner(name) {
+  const { publicKey, privateKey } = crypto.generateKeyPairSync('ed25519');
   const blob = Buffer.concat([Buffer.from([1]), publicKey.export({ format: 'der', type: 'spki' }).subarray(-32)]);
   const id = sha256(Buffer.from(name + '\n'), blob).subarray(0, 4);
-  return `${name}+${id.toString('hex')}+${blob.toString('base64')}`;
+  return { signer: { name, id, key: privateKey }, verifier: `${name}+${id.toString('hex')}+${blob.toString('base64')}` };
 }
+
+/** A verifier key of the name given, of a fresh Ed25519 key. */
+const freshKey = (name) => freshSigner(name).verifier;
+
+/** RFC 9162 section 2.1.4.1: the consistency proof from m leaves to all of them. */
+function consistency(m, leaves, whole = true) {
+  if (m === leaves.length) return whole ? [] : [treeHash(leaves)];
+  const k = split(leaves.length);
+  return m <= k ? [...consistency(m, leaves.slice(0, k), whole), treeHash(leaves.slice(k))]
+    : [...consistency(m - k, leaves.slice(k), false), treeHash(leaves.slice(0, k))];
+}
+
+const b64 = (hashes) => hashes.map((h) => h.toString('base64'));
 
 // ---- the server, its rotations, and a proxy in front of it ----
 
@@ -97,6 +110,7 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
   let proxyUrl;
   let editKeys = null; // (document) => document, for GET /_receipt/log/keys
   let editCheckpoint = null; // (text) => text, for GET /_receipt/log/checkpoint
+  let served = {}; // path => body the proxy serves instead of the server's
 
   const logKey = async () => (await (await fetch(srv.url + '/_receipt/log/key')).text()).trim();
   const serverKeys = () => JSON.parse(fs.readFileSync(path.join(srv.stateDir, 'server-keys.json'), 'utf8'));
@@ -122,6 +136,28 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     fetched();
   }
 
+  /**
+   * A tree of its own, as whoever still holds the first log key (replaced
+   * three times since) could make: the log's first leaves as they are, then
+   * a change from the first key to a key of theirs, announced in a
+   * checkpoint of that tree signed by the first key and theirs. Returns
+   * the tree's leaf hashes, the change (a proof as GET keys serves one)
+   * and the checkpoint.
+   */
+  async function rogueSuccessor(size) {
+    const now = Number((await (await fetch(srv.url + '/_receipt/log/checkpoint')).text()).split('\n')[1]);
+    const entries = Buffer.from(await (await fetch(`${srv.url}/_receipt/log/tile/entries/000.p/${now}`)).arrayBuffer());
+    const leaves = Array.from({ length: size }, (_, i) => leafHash(entries.subarray(i * 34 + 2, i * 34 + 34)));
+    const origin = keys[0].split('+')[0];
+    const rogue = freshSigner(origin);
+    const event = JSON.stringify({ key: rogue.verifier, previous: keys[0], time_ms: Date.now(), type: 'log_key', v: 1 });
+    const salt = crypto.randomBytes(32);
+    leaves.push(leafHash(sha256(salt, Buffer.from(event))));
+    const checkpoint = signNote(`${origin}\n${leaves.length}\n${treeHash(leaves).toString('base64')}\n`, [signerOf(signers[0]), rogue.signer]);
+    const change = { index: size, leaf: { salt: salt.toString('base64url'), event }, hashes: b64(inclusion(size, leaves)), checkpoint };
+    return { leaves, change, checkpoint };
+  }
+
   /** An audit state directory pinned at K1 (a copy of the one kept). */
   function pinnedAtFirst(url) {
     const dir = tempDir('receipt-logs-');
@@ -141,6 +177,11 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     pins.first = fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8');
     assert.equal(JSON.parse(pins.first).key, keys[0]);
     proxy = http.createServer((req, res) => {
+      if (served[req.url] !== undefined) {
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+        res.end(served[req.url]);
+        return;
+      }
       const target = new URL(req.url, srv.url);
       fetch(target).then(async (up) => {
         let body = Buffer.from(await up.arrayBuffer());
@@ -325,9 +366,28 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
       r = await cliAsync(['verify', file, ...jwks, '--log-key', keys[3], '--log', proxyUrl]);
       assert.equal(r.status, 5, r.stderr);
       assert.match(r.stderr, /its tiles do not make the tree of \d+ leaves that its checkpoint signs/);
+      // The log's tree as it is, signed by its first key alone, which its
+      // first change retired: whoever still holds a retired key could sign
+      // any tree with it, so the keys reached backwards sign no later one.
+      editCheckpoint = (text) => signNote(`${text.split('\n\n')[0]}\n`, [signerOf(signers[0])]);
+      r = await cliAsync(['verify', file, ...jwks, '--log-key', keys[3], '--log', proxyUrl]);
+      assert.equal(r.status, 5, r.stderr);
+      assert.match(r.stderr, new RegExp(`its newest checkpoint \\(\\d+ leaves\\) is not signed by ${keys[3].replace(/[+/.]/g, '\\$&')}, its key since its last key change: a key that was replaced signs no later tree`));
+      // A successor of the first key announced again, in a tree of its own
+      // that extends the log, its tiles served: a second history of the
+      // log's keys, which the backward links must not reach.
+      const size = Number((await (await fetch(srv.url + '/_receipt/log/checkpoint')).text()).split('\n')[1]);
+      const rogue = await rogueSuccessor(size);
+      editCheckpoint = () => rogue.checkpoint;
+      editKeys = (doc) => { doc.keys.push(rogue.change); return doc; };
+      served = { [`/_receipt/log/tile/0/000.p/${rogue.leaves.length}`]: Buffer.concat(rogue.leaves) };
+      r = await cliAsync(['verify', file, ...jwks, '--log-key', keys[3], '--log', proxyUrl]);
+      assert.equal(r.status, 5, r.stderr);
+      assert.match(r.stderr, new RegExp(`its key change 5 \\(GET keys, leaf ${size}\\) replaces another key than the log's key then, ${keys[3].replace(/[+/.]/g, '\\$&')}: a second history of its keys`));
     } finally {
       editKeys = null;
       editCheckpoint = null;
+      served = {};
     }
     r = await cliAsync(['verify', file, ...jwks, '--log-key', keys[3], '--log', proxyUrl]);
     assert.equal(r.status, 0, r.stderr);
@@ -348,20 +408,51 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
       const r = verify(bundle, ['--log-key', k]);
       assert.equal(r.status, 0, `${k}: ${r.stderr}`);
     }
+    // Its checkpoint signed by the first key alone, which the first change
+    // retired long before that tree: refused, whatever the bundle's key
+    // history says of that key's time in use.
+    const resigned = structuredClone(bundle);
+    resigned.checkpoint = signNote(`${bundle.checkpoint.split('\n\n')[0]}\n`, [signerOf(signers[0])]);
+    resigned.keys.log.forEach((k) => { k.until_ms = null; });
+    let r = verify(resigned, ['--log-key', keys[3]]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`its checkpoint \\(\\d+ leaves\\) is not signed by ${keys[3].replace(/[+/.]/g, '\\$&')}, the log's key since the last key change in the bundle: a key that was replaced signs no later tree`));
+    // A successor of the first key announced again, in a tree of its own
+    // that extends the log up to the bundle's, with the bundle's proofs
+    // made again in it: not followed, and its key signs nothing.
+    const size = Number(bundle.checkpoint.split('\n')[1]);
+    const rogue = await rogueSuccessor(size);
+    const forged = structuredClone(bundle);
+    forged.checkpoint = rogue.checkpoint;
+    for (const e of [...forged.events, ...forged.keys.log_changes]) {
+      e.hashes = b64(inclusion(e.index, rogue.leaves));
+      e.batch.consistency = b64(consistency(Number(e.batch.checkpoint.split('\n')[1]), rogue.leaves));
+    }
+    const { checkpoint, ...change } = rogue.change;
+    forged.keys.log_changes.push({ ...change, batch: { checkpoint, consistency: [] } });
+    r = verify(forged, ['--log-key', keys[3]]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`its checkpoint \\(${size + 1} leaves\\) is not signed by ${keys[3].replace(/[+/.]/g, '\\$&')}, the log's key since`));
     // Without made_ms, the bundle's checkpoint's key could not be checked
     // against its time in use: refused.
     const undated = structuredClone(bundle);
     delete undated.made_ms;
-    let r = verify(undated, ['--log-key', keys[0]]);
+    r = verify(undated, ['--log-key', keys[0]]);
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /it lacks a member \(delivery, origin, made_ms,/);
-    // A link of the chain taken out: the newest key reaches no further back
-    // than the gap, and the event's checkpoint (signed by K1) does not open.
+    // A link of the chain taken out: the key history ends at the gap, the
+    // change after it is not followed and named, and the bundle's
+    // checkpoint (signed by the newest key) does not open with the first
+    // key, nor is it signed by the key the history ends at.
     const broken = structuredClone(bundle);
     broken.keys.log_changes = broken.keys.log_changes.filter((c) => JSON.parse(c.leaf.event).key !== keys[2]);
+    const gap = `key change \\d+ of the bundle was not followed: it replaces another key than the log's key at leaf \\d+, ${keys[1].replace(/[+/.]/g, '\\$&')}$`;
+    r = verify(broken, ['--log-key', keys[0]]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`its checkpoint is signed by another key of log \\S+ \\(key ID ${keys[3].split('+')[1]}\\), not by the keys? given, nor by a key that the bundle's key changes link to them; ${gap}`, 'm'));
     r = verify(broken, ['--log-key', keys[3]]);
     assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stderr, new RegExp(`event 1: its checkpoint is signed by another key of log \\S+ \\(key ID ${keys[0].split('+')[1]}\\), not by the keys? given, nor by a key that the bundle's key changes link to them$`, 'm'));
+    assert.match(r.stderr, new RegExp(`its checkpoint \\(\\d+ leaves\\) is not signed by ${keys[1].replace(/[+/.]/g, '\\$&')}, the log's key since the last key change in the bundle: a key that was replaced signs no later tree; ${gap}`, 'm'));
     // A link whose checkpoint lost the old key's signature is not followed.
     const unsigned = structuredClone(bundle);
     const link = unsigned.keys.log_changes.find((c) => JSON.parse(c.leaf.event).key === keys[1]);
