@@ -362,15 +362,18 @@ RECEIPT_API receipt_result receipt_verify_proof(receipt_client *c, const char *r
  * log of the server at url (NULL: the server the receipt names,
  * server.url), its newest checkpoint (its tree made by the tiles) and its
  * key changes (GET keys, each checked: its leaf in the tree, announced in a
- * checkpoint signed by both keys and consistent with the newest). The keys
+ * checkpoint signed by both keys and consistent with the newest; all of
+ * them one chain, each replacing the key the one before named). The keys
  * given (log_key: one verifier key, or several of one log separated by
  * newlines; required) and the keys the changes link to them, forwards and
- * backwards, are trusted: the newest checkpoint and the proof's must be
- * signed by one of them, and the proof's must be consistent with the
- * newest. On RECEIPT_OK *report (when not NULL) receives a JSON summary.
- * RECEIPT_ERR_INCONSISTENT: the log was rewritten or forked, a key change
- * it serves does not check, or its newest checkpoint is signed by no key
- * the ones given reach; RECEIPT_ERR_VERIFY: the proof does not check;
+ * backwards, are trusted: the newest checkpoint must be signed by the key
+ * the chain ends at (a key that was replaced signs no later tree), one of
+ * them, the proof's by one of them, and the proof's must be consistent
+ * with the newest. On RECEIPT_OK *report (when not NULL) receives a JSON
+ * summary. RECEIPT_ERR_INCONSISTENT: the log was rewritten or forked, a key
+ * change it serves does not check or forks the chain, or its newest
+ * checkpoint is not signed by the key the chain ends at, reached from the
+ * ones given; RECEIPT_ERR_VERIFY: the proof does not check;
  * RECEIPT_ERR_HTTP (and the network errors): the log could not be read,
  * or serves an older checkpoint than the proof's (ask again).
  */
@@ -385,7 +388,8 @@ RECEIPT_API receipt_result receipt_verify_proof_in_log(receipt_client *c, const 
  * the receipt signed by one of the site's signing keys and named by the
  * confirmation's event. Checkpoints open with log_key when given (one
  * verifier key, or several of one log separated by newlines) and the keys
- * that the bundle's key changes link to it, else with the log keys the
+ * that the bundle's key changes link to it (the bundle's own checkpoint by
+ * the key the chain of those changes ends at), else with the log keys the
  * bundle carries. On RECEIPT_OK *report (when report is
  * not NULL) receives a JSON summary. RECEIPT_ERR_INCONSISTENT: two of its
  * checkpoints are not consistent; RECEIPT_ERR_VERIFY: another check failed.
