@@ -115,11 +115,11 @@ static void signed_by_other(const char *note, note_verifier *const *known, size_
         const char *end = strchr(line, '\n');
         size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
         static const char dash[] = "\xe2\x80\x94 ";
-        const char *sig = line + sizeof dash - 1 + name_len + 1;
+        size_t prefix = sizeof dash - 1 + name_len + 1; /* "— name " */
         uint8_t blob[NOTE_SIG_MAX];
-        if (len > sizeof dash - 1 + name_len + 1 && memcmp(line, dash, sizeof dash - 1) == 0 &&
-            memcmp(line + sizeof dash - 1, name, name_len) == 0 && sig[-1] == ' ' &&
-            b64std_decode(sig, len - (size_t)(sig - line), blob, sizeof blob) >= 4) {
+        if (len > prefix && memcmp(line, dash, sizeof dash - 1) == 0 &&
+            memcmp(line + sizeof dash - 1, name, name_len) == 0 && line[prefix - 1] == ' ' &&
+            b64std_decode(line + prefix, len - prefix, blob, sizeof blob) >= 4) {
             size_t at = strlen(ids);
             snprintf(ids + at, sizeof ids - at, "%s%02x%02x%02x%02x", found > 0 ? ", " : "",
                      blob[0], blob[1], blob[2], blob[3]);
