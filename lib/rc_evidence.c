@@ -615,6 +615,10 @@ static int log_change_check(const json_t *change, const checkpoint *newest, json
     if (note_verifier_parse(*previous, strlen(*previous), &both[0]) != NOTE_OK ||
         note_verifier_parse(*key, strlen(*key), &both[1]) != NOTE_OK)
         snprintf(why, whylen, "leaf %llu names no verifier keys", (unsigned long long)index);
+    else if (strcmp(note_verifier_name(both[0]), newest->origin) != 0 ||
+             strcmp(note_verifier_name(both[1]), newest->origin) != 0)
+        snprintf(why, whylen, "leaf %llu names a key of another log than %.120s",
+                 (unsigned long long)index, newest->origin);
     else if (checkpoint_open(note, strlen(note), &both[0], 1, &cp, NULL) != NOTE_OK)
         snprintf(why, whylen,
                  "the checkpoint that announced leaf %llu is not signed by the key it replaces",
@@ -623,6 +627,9 @@ static int log_change_check(const json_t *change, const checkpoint *newest, json
         snprintf(why, whylen,
                  "the checkpoint that announced leaf %llu is not signed by the new key",
                  (unsigned long long)index);
+    else if (strcmp(cp.origin, newest->origin) != 0)
+        snprintf(why, whylen, "the checkpoint that announced leaf %llu is of another log, %.120s",
+                 (unsigned long long)index, cp.origin);
     else if (cp.size <= index || cp.size > newest->size ||
              merkle_verify_consistency(cp.size, newest->size, &cp.root, &newest->root, proof,
                                        (size_t)count) != MERKLE_OK)
@@ -1040,6 +1047,7 @@ fail_r:
                  ", nor by a key that the bundle's key changes link to them");
     if (log_key != NULL && skipped[0] != '\0' &&
         (strstr(why, "signed by another key") != NULL ||
+         strstr(why, "does not open with the log's key") != NULL ||
          strstr(why, "signs no later tree") != NULL))
         snprintf(why + strlen(why), sizeof why - strlen(why), "; %s", skipped);
     rc_fail(c, r, "the bundle%s%s: %s", delivery_or_empty(bundle)[0] != '\0' ? " of " : "",

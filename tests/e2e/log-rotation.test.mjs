@@ -138,24 +138,38 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
 
   /**
    * A tree of its own, as whoever still holds the first log key (replaced
-   * three times since) could make: the log's first leaves as they are, then
-   * a change from the first key to a key of theirs, announced in a
-   * checkpoint of that tree signed by the first key and theirs. Returns
-   * the tree's leaf hashes, the change (a proof as GET keys serves one)
-   * and the checkpoint.
+   * three times since), or the key from (an index into keys), could make:
+   * the log's first leaves as they are, then a change from that key to a
+   * key of theirs (named name, or as the log), announced in a checkpoint
+   * of that tree signed by both. Returns the tree's leaf hashes, the change
+   * (a proof as GET keys serves one), the checkpoint and their key.
    */
-  async function rogueSuccessor(size) {
+  async function rogueSuccessor(size, from = 0, name = null) {
     const now = Number((await (await fetch(srv.url + '/_receipt/log/checkpoint')).text()).split('\n')[1]);
     const entries = Buffer.from(await (await fetch(`${srv.url}/_receipt/log/tile/entries/000.p/${now}`)).arrayBuffer());
     const leaves = Array.from({ length: size }, (_, i) => leafHash(entries.subarray(i * 34 + 2, i * 34 + 34)));
     const origin = keys[0].split('+')[0];
-    const rogue = freshSigner(origin);
-    const event = JSON.stringify({ key: rogue.verifier, previous: keys[0], time_ms: Date.now(), type: 'log_key', v: 1 });
+    const rogue = freshSigner(name || origin);
+    const event = JSON.stringify({ key: rogue.verifier, previous: keys[from], time_ms: Date.now(), type: 'log_key', v: 1 });
     const salt = crypto.randomBytes(32);
     leaves.push(leafHash(sha256(salt, Buffer.from(event))));
-    const checkpoint = signNote(`${origin}\n${leaves.length}\n${treeHash(leaves).toString('base64')}\n`, [signerOf(signers[0]), rogue.signer]);
+    const checkpoint = signNote(`${origin}\n${leaves.length}\n${treeHash(leaves).toString('base64')}\n`, [signerOf(signers[from]), rogue.signer]);
     const change = { index: size, leaf: { salt: salt.toString('base64url'), event }, hashes: b64(inclusion(size, leaves)), checkpoint };
-    return { leaves, change, checkpoint };
+    return { leaves, change, checkpoint, signer: rogue.signer };
+  }
+
+  /** The bundle with its proofs made again in the rogue tree, the rogue
+   * change added to its key changes, and the checkpoint given. */
+  function remade(bundle, rogue, checkpoint) {
+    const b = structuredClone(bundle);
+    b.checkpoint = checkpoint;
+    for (const e of [...b.events, ...b.keys.log_changes]) {
+      e.hashes = b64(inclusion(e.index, rogue.leaves));
+      e.batch.consistency = b64(consistency(Number(e.batch.checkpoint.split('\n')[1]), rogue.leaves));
+    }
+    const { checkpoint: announced, ...change } = rogue.change;
+    b.keys.log_changes.push({ ...change, batch: { checkpoint: announced, consistency: [] } });
+    return b;
   }
 
   /** An audit state directory pinned at K1 (a copy of the one kept). */
@@ -422,17 +436,16 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     // made again in it: not followed, and its key signs nothing.
     const size = Number(bundle.checkpoint.split('\n')[1]);
     const rogue = await rogueSuccessor(size);
-    const forged = structuredClone(bundle);
-    forged.checkpoint = rogue.checkpoint;
-    for (const e of [...forged.events, ...forged.keys.log_changes]) {
-      e.hashes = b64(inclusion(e.index, rogue.leaves));
-      e.batch.consistency = b64(consistency(Number(e.batch.checkpoint.split('\n')[1]), rogue.leaves));
-    }
-    const { checkpoint, ...change } = rogue.change;
-    forged.keys.log_changes.push({ ...change, batch: { checkpoint, consistency: [] } });
-    r = verify(forged, ['--log-key', keys[3]]);
+    r = verify(remade(bundle, rogue, rogue.checkpoint), ['--log-key', keys[3]]);
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`its checkpoint \\(${size + 1} leaves\\) is not signed by ${keys[3].replace(/[+/.]/g, '\\$&')}, the log's key since`));
+    // A successor of the current key that is a key of another log (which
+    // audit and --online refuse): not followed, so the checkpoint that it
+    // alone signs is not the log's.
+    const other = await rogueSuccessor(size, 3, 'other.example/_receipt/log');
+    r = verify(remade(bundle, other, signNote(`${other.checkpoint.split('\n\n')[0]}\n`, [other.signer])), ['--log-key', keys[3]]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`its checkpoint does not open with the log's key .*; key change 5 of the bundle was not followed: leaf ${size} names a key of another log than ${keys[0].split('+')[0].replace(/[/.]/g, '\\$&')}$`, 'm'));
     // Without made_ms, the bundle's checkpoint's key could not be checked
     // against its time in use: refused.
     const undated = structuredClone(bundle);
