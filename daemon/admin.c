@@ -9,6 +9,7 @@
 #include "daemon/clock.h"
 #include "daemon/evidence.h"
 #include "daemon/export.h"
+#include "daemon/http_loop.h"
 #include "daemon/jbuf.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
@@ -50,8 +51,8 @@
 
 struct admin_server {
     admin_services svc;
-    struct MHD_Daemon *mhd;
-    ledger *lg; /* used only on the libmicrohttpd thread */
+    http_loop *loop;
+    ledger *lg; /* used only on the loop's thread */
     unsigned port;
     atomic_int exports;
     char token[ADMIN_TOKEN_MAX + 1];
@@ -891,33 +892,38 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
         goto fail;
     }
 
-    /* One internal thread and no pool: the ledger handle is single-threaded. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    /* One thread: the ledger handle is single-threaded. */
+    unsigned flags = MHD_USE_ERROR_LOG;
     if (cfg->admin_listen.addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    struct MHD_OptionItem tls_options[] = {
-        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)tls_creds_retrieve},
+    if (svc->tls != NULL)
+        flags |= MHD_USE_TLS;
+    struct MHD_OptionItem options[] = {
+        {MHD_OPTION_CONNECTION_TIMEOUT, ADMIN_IDLE_TIMEOUT_S, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, ADMIN_CONN_MEMORY, NULL},
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_library, "admin http"},
+        {svc->tls != NULL ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0,
+         (void *)tls_creds_retrieve},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)tls_conn_notify, svc->tls},
         {MHD_OPTION_END, 0, NULL},
     };
-    if (svc->tls != NULL)
-        flags |= MHD_USE_TLS;
-    srv->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-        (const struct sockaddr *)&cfg->admin_listen.addr, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)ADMIN_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)ADMIN_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)ADMIN_CONN_MEMORY, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-        MHD_OPTION_EXTERNAL_LOGGER, log_library, "admin http", MHD_OPTION_ARRAY,
-        svc->tls != NULL ? tls_options : tls_options + 3, MHD_OPTION_END);
-    if (srv->mhd == NULL) {
-        snprintf(err, errlen, "cannot listen on %s (admin): %s", cfg->admin_listen.text,
-                 errno != 0 ? strerror(errno) : "the HTTP library refused the settings");
+    const http_loop_settings settings = {
+        .name = "admin",
+        .threads = 1,
+        .flags = flags,
+        .listen = (const struct sockaddr *)&cfg->admin_listen.addr,
+        .max_connections = ADMIN_CONNECTIONS_MAX,
+        .handler = on_request,
+        .handler_cls = srv,
+        .options = options,
+    };
+    char why[256];
+    if (http_loop_start(&settings, &srv->loop, why, sizeof why) != 0) {
+        snprintf(err, errlen, "cannot listen on %s (admin): %s", cfg->admin_listen.text, why);
         goto fail;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info != NULL ? info->port : 0;
+    srv->port = http_loop_port(srv->loop);
     return srv;
 fail:
     ledger_close(srv->lg);
@@ -941,8 +947,7 @@ void admin_stop(admin_server *srv)
 {
     if (srv == NULL)
         return;
-    if (srv->mhd != NULL)
-        MHD_stop_daemon(srv->mhd); /* frees every export, closing their ledgers */
+    http_loop_stop(srv->loop); /* frees every export, closing their ledgers */
     ledger_close(srv->lg);
     admin_auth_free(srv->auth);
     OPENSSL_cleanse(srv->token, sizeof srv->token);

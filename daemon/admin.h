@@ -6,7 +6,7 @@
  * the dashboard's files and /metrics needs "Authorization: Bearer TOKEN",
  * where TOKEN is the content of STATE_DIR/admin-token (admin_token.h).
  *
- * One libmicrohttpd thread serves every admin request, with one read-only
+ * One thread (http_loop.h) serves every admin request, with one read-only
  * ledger connection of its own (SQLite connections are single-threaded);
  * each CSV or NDJSON export streams from a connection of its own, so that
  * memory stays constant and other requests go on. The services are borrowed

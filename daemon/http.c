@@ -693,17 +693,13 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv},
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_library, "http"},
-        /* receiptd ignores SIGPIPE (main.c). Driven from threads of its
-         * own, libmicrohttpd cannot know that and would otherwise give up
-         * sendfile() and vectored sends: a 100 KiB file went out a few KiB
-         * a turn, at a quarter of the rate. */
-        {MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, NULL},
         {srv->tls != NULL ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0,
          (void *)tls_creds_retrieve},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities},
         {MHD_OPTION_END, 0, NULL},
     };
     const http_loop_settings loop_settings = {
+        .name = "http",
         .threads = cfg->threads,
         .flags = flags,
         .listen = (const struct sockaddr *)&cfg->listen.addr,

@@ -36,6 +36,7 @@ typedef struct loop_thread {
 } loop_thread;
 
 struct http_loop {
+    char name[16]; /* the threads' */
     loop_thread *threads;
     size_t count; /* daemons started */
     MHD_socket listen_fd;
@@ -112,7 +113,7 @@ static void *loop_main(void *arg)
 {
     loop_thread *t = arg;
     bool poll_failed = false;
-    pthread_setname_np(pthread_self(), "http");
+    pthread_setname_np(pthread_self(), t->loop->name);
 
     struct pollfd fds[2] = {
         {.fd = t->epoll_fd, .events = POLLIN},
@@ -227,15 +228,18 @@ static struct MHD_Daemon *start_daemon(const http_loop_settings *s, http_loop *l
 {
     unsigned flags = s->flags | MHD_USE_EPOLL;
     unsigned limit = connection_share(s, i);
+    /* The threads take no signals (thread_start()): see the header. */
+    const int sigpipe_blocked = 1;
     if (i == 0)
         return MHD_start_daemon(
             flags, 0, s->accept_policy, s->accept_policy_cls, s->handler, s->handler_cls,
             MHD_OPTION_SOCK_ADDR, s->listen, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-            MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_ARRAY, s->options, MHD_OPTION_END);
+            MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, sigpipe_blocked,
+            MHD_OPTION_ARRAY, s->options, MHD_OPTION_END);
     return MHD_start_daemon(flags, 0, s->accept_policy, s->accept_policy_cls, s->handler,
                             s->handler_cls, MHD_OPTION_LISTEN_SOCKET, loop->listen_fd,
-                            MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_ARRAY, s->options,
-                            MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_SIGPIPE_HANDLED_BY_APP,
+                            sigpipe_blocked, MHD_OPTION_ARRAY, s->options, MHD_OPTION_END);
 }
 
 int http_loop_start(const http_loop_settings *s, http_loop **out, char *err, size_t errlen)
@@ -254,6 +258,7 @@ int http_loop_start(const http_loop_settings *s, http_loop **out, char *err, siz
         return -1;
     }
     loop->listen_fd = MHD_INVALID_SOCKET;
+    snprintf(loop->name, sizeof loop->name, "%s", s->name != NULL ? s->name : "http");
     pthread_mutex_init(&loop->lock, NULL);
     pthread_cond_init(&loop->acked_cond, NULL);
 

@@ -19,6 +19,17 @@
  *
  * The daemons share the first one's listening socket, as libmicrohttpd's
  * thread pool does: whichever thread is free accepts.
+ *
+ * Every listener of receiptd runs on such a loop: the public one with a
+ * thread per --threads, the --redirect-http and admin listeners with one.
+ *
+ * SIGPIPE: the threads are started with every signal blocked (thread.h),
+ * and the daemons are told so (MHD_OPTION_SIGPIPE_HANDLED_BY_APP), which
+ * lets the library use sendfile() and vectored sends; without it, driven
+ * from threads not its own, it gives them up (a 100 KiB file went out a few
+ * KiB a turn, at a quarter of the rate). http_loop_stop() closes
+ * connections on the caller's thread, which must ignore or block SIGPIPE
+ * too (receiptd ignores it).
  */
 #ifndef RECEIPT_DAEMON_HTTP_LOOP_H
 #define RECEIPT_DAEMON_HTTP_LOOP_H
@@ -32,6 +43,7 @@
 typedef struct http_loop http_loop;
 
 typedef struct http_loop_settings {
+    const char *name;              /* the threads' name (at most 15 bytes); NULL: "http" */
     unsigned threads;              /* daemons, one thread each: 1.. */
     unsigned flags;                /* MHD_USE_* without a polling mode: MHD_USE_EPOLL is added */
     const struct sockaddr *listen; /* where the first daemon binds (port 0: any) */
@@ -41,7 +53,8 @@ typedef struct http_loop_settings {
     MHD_AccessHandlerCallback handler;
     void *handler_cls;
     /* Every other option, for every daemon (borrowed; read during the call):
-     * no MHD_OPTION_SOCK_ADDR, LISTEN_SOCKET, THREAD_POOL_SIZE or CONNECTION_LIMIT. */
+     * no MHD_OPTION_SOCK_ADDR, LISTEN_SOCKET, THREAD_POOL_SIZE, CONNECTION_LIMIT,
+     * LISTENING_ADDRESS_REUSE or SIGPIPE_HANDLED_BY_APP, which the loop sets. */
     const struct MHD_OptionItem *options;
 } http_loop_settings;
 

@@ -1,11 +1,11 @@
 #include "daemon/http_redirect.h"
 
 #include "daemon/http_internal.h"
+#include "daemon/http_loop.h"
 #include "daemon/http_reply.h"
 #include "daemon/log.h"
 #include "daemon/proxy.h"
 
-#include <errno.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +20,7 @@
 struct http_redirect {
     const config *cfg;
     accesslog *access_log;
-    struct MHD_Daemon *mhd;
+    http_loop *loop;
     unsigned port;
 };
 
@@ -188,26 +188,37 @@ http_redirect *http_redirect_start(const config *cfg, accesslog *access_log, cha
     }
     r->cfg = cfg;
     r->access_log = access_log;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_ERROR_LOG;
     if (cfg->redirect_http.addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    r->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, r, MHD_OPTION_SOCK_ADDR,
-        (const struct sockaddr *)&cfg->redirect_http.addr, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)cfg->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)REDIRECT_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)REDIRECT_MEMORY,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, on_uri, r,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, r, MHD_OPTION_EXTERNAL_LOGGER, log_library,
-        "redirect", MHD_OPTION_END);
-    if (r->mhd == NULL) {
+    struct MHD_OptionItem options[] = {
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->per_ip_connections, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, REDIRECT_TIMEOUT_S, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, REDIRECT_MEMORY, NULL},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, r},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, r},
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_library, "redirect"},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    /* One thread: a 308 costs little, and the public listener has the rest. */
+    const http_loop_settings settings = {
+        .name = "redirect",
+        .threads = 1,
+        .flags = flags,
+        .listen = (const struct sockaddr *)&cfg->redirect_http.addr,
+        .max_connections = cfg->max_connections,
+        .handler = on_request,
+        .handler_cls = r,
+        .options = options,
+    };
+    char why[256];
+    if (http_loop_start(&settings, &r->loop, why, sizeof why) != 0) {
         snprintf(err, errlen, "cannot listen on %s (--redirect-http): %s", cfg->redirect_http.text,
-                 errno != 0 ? strerror(errno) : "the HTTP library refused the settings");
+                 why);
         free(r);
         return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(r->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    r->port = info != NULL ? info->port : 0;
+    r->port = http_loop_port(r->loop);
     return r;
 }
 
@@ -220,6 +231,6 @@ void http_redirect_stop(http_redirect *r)
 {
     if (r == NULL)
         return;
-    MHD_stop_daemon(r->mhd);
+    http_loop_stop(r->loop);
     free(r);
 }

@@ -6,7 +6,8 @@
  * protocol endpoint, no delivery. 308 keeps the method and body, so a
  * confirmation POSTed to http:// is re-sent to https:// by clients that
  * follow it. A request target that is not a path (or too long) gets the
- * JSON error of PROTOCOL.md section 6. The services are borrowed.
+ * JSON error of PROTOCOL.md section 6. One thread serves it (http_loop.h).
+ * The services are borrowed.
  */
 #ifndef RECEIPT_DAEMON_HTTP_REDIRECT_H
 #define RECEIPT_DAEMON_HTTP_REDIRECT_H
