@@ -7,10 +7,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <libpq-fe.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,8 +396,13 @@ static const config_option options[] = {
          "the command line replaces the file's value (for a repeatable option, the file's "
          "whole list; \\fBtrack\\fR and \\fBuntrack\\fR are one list). An unknown name, a value "
          "given twice or a bad value is an error that "
-         "names the file and the line. The file is refused when others may change it, or "
-         "read it while it holds a password. Changes take effect at restart."},
+         "names the file and the line. The file is refused when anyone but its owner may "
+         "change it: when it is writable by all, or by a group that holds another user than "
+         "its owner (\\fBchmod g\\-w,o\\-w\\fR \\fIFILE\\fR); a group of the owner alone, "
+         "as a umask of 002 leaves a user's files, is fine. It is refused too when others "
+         "may read it while it holds a password. The same checks run under "
+         "\\fB\\-\\-check\\fR and \\fB\\-\\-check\\-config\\fR. Changes take effect "
+         "at restart."},
     {"check", NULL, SECTION_OPERATIONS, SETS(check_only, true), .flags = CONFIG_COMMAND_LINE,
      .help = "run start-up's checks of the configuration and state, and a full "
              "integrity check of the ledger; change nothing, then exit",
@@ -1190,9 +1197,81 @@ static int apply_line(config *cfg, const char *path, unsigned line, char *text, 
 }
 
 /*
+ * Whether the group gid lets nobody but owner change a file: the owner is
+ * its only member, by the user and group databases (a user's own group,
+ * which a umask of 002 leaves group-writable, as Debian's OpenSSH allows
+ * for its own files). A group with no member at all is not such a group:
+ * it is a set-group-ID program's, or one whose members are not listed.
+ */
+static bool group_is_owners_alone(uid_t owner, gid_t gid)
+{
+    const struct passwd *pw = getpwuid(owner);
+    const struct group *gr = getgrgid(gid);
+    if (pw == NULL || gr == NULL)
+        return false;
+    char owner_name[256];
+    if (snprintf(owner_name, sizeof owner_name, "%s", pw->pw_name) >= (int)sizeof owner_name)
+        return false;
+    bool members = false;
+    for (char *const *m = gr->gr_mem; *m != NULL; m++) {
+        if (strcmp(*m, owner_name) != 0)
+            return false;
+        members = true;
+    }
+    /* Members by their primary group are in the user database only. */
+    setpwent();
+    for (const struct passwd *u = getpwent(); u != NULL; u = getpwent()) {
+        if (u->pw_gid != gid)
+            continue;
+        if (u->pw_uid != owner) {
+            members = false;
+            break;
+        }
+        members = true;
+    }
+    endpwent();
+    return members;
+}
+
+/*
+ * A file that others than its owner may change is refused whatever it
+ * holds: it decides what the server serves, where its keys are, which
+ * upstreams get requests and which proxies are believed. Writable by all,
+ * always; by its group, unless the group is its owner's alone.
+ */
+static int check_config_mode(const char *path, mode_t mode, char *err, size_t errlen)
+{
+    unsigned bits = (unsigned)(mode & 07777);
+    if (mode & S_IWOTH) {
+        snprintf(err, errlen, "--config %s may be changed by others (mode %04o): chmod g-w,o-w %s",
+                 path, bits, path);
+        return -1;
+    }
+    if (!(mode & S_IWGRP))
+        return 0;
+    /* The mode read with the text, and the owner and group of the same file. */
+    struct stat st;
+    bool known = stat(path, &st) == 0 && (st.st_mode & 07777) == bits;
+    if (known && group_is_owners_alone(st.st_uid, st.st_gid))
+        return 0;
+    char group[64] = "?";
+    if (known) {
+        const struct group *gr = getgrgid(st.st_gid);
+        if (gr != NULL)
+            snprintf(group, sizeof group, "%s", gr->gr_name);
+        else
+            snprintf(group, sizeof group, "%u", (unsigned)st.st_gid);
+    }
+    snprintf(err, errlen,
+             "--config %s may be changed by the group %s (mode %04o), which is not its owner's "
+             "alone: chmod g-w,o-w %s",
+             path, group, bits, path);
+    return -1;
+}
+
+/*
  * Sets the options of the file at path; file_given gets a bit for each
- * option it names. A file that others may change is refused whatever it
- * holds: it decides what the server serves and where its keys are.
+ * option it names, once check_config_mode() has passed.
  */
 static int read_config_file(config *cfg, const char *path, uint64_t *file_given,
                             unsigned lines[OPTION_COUNT], char *err, size_t errlen)
@@ -1206,11 +1285,8 @@ static int read_config_file(config *cfg, const char *path, uint64_t *file_given,
         snprintf(err, errlen, "--config: %s", why);
         return -1;
     }
-    if (mode & S_IWOTH) {
-        snprintf(err, errlen, "--config %s may be changed by others (mode %04o): chmod o-w %s",
-                 path, (unsigned)(mode & 07777), path);
+    if (check_config_mode(path, mode, err, errlen) != 0)
         goto out;
-    }
 
     unsigned number = 0;
     char *p = buf;

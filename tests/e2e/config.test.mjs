@@ -83,8 +83,34 @@ no-inject
     const open = writeConfig(`root ${root}\n`, 0o666);
     r = await runReceiptd(['--config', open, '--check']);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /may be changed by others \(mode 0666\): chmod o-w/);
+    assert.match(r.stderr, /may be changed by others \(mode 0666\): chmod g-w,o-w /);
   });
+
+  // As the packaged file is kept (root:receiptd, 0640): writable by its
+  // owner only. A group that holds other users may not change it; the
+  // checks before a start and a reload say so as start-up does.
+  test('a file its group may change is refused, by --check and --check-config too',
+    { skip: process.getuid() !== 0 && 'giving the file another group needs root' }, async () => {
+      const root = dir('receipt-root-');
+      const state = path.join(dir('receipt-state-'), 'state');
+      const file = writeConfig(`root ${root}\nstate-dir ${state}\n`, 0o664);
+      const nobody = fs.readFileSync('/etc/passwd', 'utf8').split('\n')
+        .map((l) => l.split(':')).find((f) => f[0] === 'nobody');
+      fs.chownSync(file, 0, Number(nobody[3]));
+      for (const mode of ['--check', '--check-config']) {
+        const r = await runReceiptd(['--config', file, mode]);
+        assert.equal(r.code, 2, `${mode}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`--config ${file} may be changed by the group \\S+ ` +
+          `\\(mode 0664\\), which is not its owner's alone: chmod g-w,o-w ${file}`));
+      }
+      const started = await runReceiptd(['--config', file]);
+      assert.equal(started.code, 2);
+      assert.match(started.stderr, /chmod g-w,o-w/);
+      assert.equal(fs.existsSync(state), false, 'nothing was made');
+      fs.chmodSync(file, 0o644);
+      const r = await runReceiptd(['--config', file, '--check']);
+      assert.equal(r.code, 0, r.stderr);
+    });
 
   test('--check validates a file, and the shipped sample is accepted as it is', async () => {
     const root = dir('receipt-root-');

@@ -7,6 +7,8 @@
 
 #include "daemon/config.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -557,6 +559,61 @@ typedef struct file_case {
     const char *error; /* after "PATH" */
 } file_case;
 
+/*
+ * A group-writable file: refused when its group holds another user than
+ * its owner, taken when the group is the owner's alone. Giving a file
+ * another group needs root (as CI runs).
+ */
+static void test_file_group_writable(void **state)
+{
+    (void)state;
+    const struct passwd *nobody = getpwnam("nobody");
+    if (geteuid() != 0 || nobody == NULL) {
+        print_message("skipped: giving the file another group needs root and a user nobody\n");
+        skip();
+    }
+    gid_t others = nobody->pw_gid; /* nobody's: a group with another member than root */
+    const struct group *gr = getgrgid(others);
+    assert_non_null(gr);
+    char want[256];
+    config cfg;
+    char err[512] = "";
+    char *path = config_file("root /srv\n", 0664);
+    assert_int_equal(chown(path, 0, others), 0);
+    snprintf(want, sizeof want,
+             "--config %s may be changed by the group %s (mode 0664), which is not its owner's "
+             "alone: chmod g-w,o-w %s",
+             path, gr->gr_name, path);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_USAGE);
+    assert_string_equal(err, want);
+    config_free(&cfg);
+
+    /* The fix the error names. */
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_OK);
+    config_free(&cfg);
+
+    /* root's own group, which holds root alone: the owner's alone. */
+    const struct group *root_group = getgrgid(0);
+    assert_non_null(root_group);
+    if (root_group->gr_mem[0] != NULL) {
+        unlink(path);
+        print_message("skipped: the group root lists members here\n");
+        skip();
+    }
+    assert_int_equal(chown(path, 0, 0), 0);
+    assert_int_equal(chmod(path, 0664), 0);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_OK);
+    config_free(&cfg);
+    unlink(path);
+}
+
 static void test_file_errors(void **state)
 {
     (void)state;
@@ -581,7 +638,8 @@ static void test_file_errors(void **state)
         {"root /srv\nledger host=db password=secret\n", 0604,
          ":2: ledger holds a password, and others may read the file (mode 0604)"},
         {"root /srv\nx\0y\n", 0644, ":2: a NUL byte"},
-        {"root /srv\n", 0646, " may be changed by others (mode 0646): chmod o-w "},
+        {"root /srv\n", 0646, " may be changed by others (mode 0646): chmod g-w,o-w "},
+        {"root /srv\n", 0666, " may be changed by others (mode 0666): chmod g-w,o-w "},
         {"root /srv\ntls-cert /etc/c.pem\n", 0644, "--tls-cert and --tls-key go together"},
         {"root /srv\nredirect-http 127.0.0.1:80\n", 0644,
          "--redirect-http redirects to HTTPS: it needs --tls-cert"},
@@ -777,12 +835,19 @@ static void test_sample(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_values),
-        cmocka_unit_test(test_refusals),     cmocka_unit_test(test_set_by_name),
-        cmocka_unit_test(test_help_and_man), cmocka_unit_test(test_file),
-        cmocka_unit_test(test_file_errors),  cmocka_unit_test(test_tls_options),
-        cmocka_unit_test(test_sample),       cmocka_unit_test(test_server_id_from_public_url),
-        cmocka_unit_test(test_path_rules),   cmocka_unit_test(test_warnings),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_set_by_name),
+        cmocka_unit_test(test_help_and_man),
+        cmocka_unit_test(test_file),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_file_group_writable),
+        cmocka_unit_test(test_tls_options),
+        cmocka_unit_test(test_sample),
+        cmocka_unit_test(test_server_id_from_public_url),
+        cmocka_unit_test(test_path_rules),
+        cmocka_unit_test(test_warnings),
         cmocka_unit_test(test_upstreams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
