@@ -10,6 +10,7 @@
 #include "daemon/evidence.h"
 #include "daemon/export.h"
 #include "daemon/http_loop.h"
+#include "daemon/http_target.h"
 #include "daemon/jbuf.h"
 #include "daemon/ledger.h"
 #include "daemon/log.h"
@@ -824,22 +825,63 @@ static enum MHD_Result serve_api(admin_server *srv, struct MHD_Connection *c, co
     return reply_error(c, 404, "not_found", "No such API endpoint.");
 }
 
+/* Per request: made when its request line arrives, freed when it ends. */
+typedef struct admin_request {
+    bool started;             /* its first call (the headers) was made */
+    size_t target_prefix;     /* an absolute-form target's bytes before its path */
+    const char *target_error; /* a target not taken: why */
+} admin_request;
+
+/* The target's form, read as received (http_target.h), as the public
+ * listener reads it: an absolute-form target's path is served. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    admin_request *ar = calloc(1, sizeof *ar);
+    if (ar == NULL)
+        return NULL;
+    http_target t;
+    http_target_parse(uri, &t);
+    ar->target_prefix = t.prefix_len;
+    ar->target_error = t.form == HTTP_TARGET_BAD ? t.reason : NULL;
+    return ar;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    free(*req_cls);
+    *req_cls = NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
 {
     admin_server *srv = cls;
+    admin_request *ar = *req_cls;
     (void)version;
     (void)upload_data;
-    if (*req_cls == NULL) {
+    if (ar == NULL)
+        return MHD_NO; /* out of memory: the library closes the connection */
+    if (!ar->started) {
         /* First call: headers only. Answer on the next, with any body read. */
-        *req_cls = srv;
+        ar->started = true;
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
         *upload_data_size = 0; /* the admin API takes no bodies: discard */
         return MHD_YES;
     }
+    if (ar->target_error != NULL)
+        return reply_error(c, 400, "bad_target", ar->target_error);
+    /* The prefix holds no '%': the library's decoding left it as it was. */
+    if (ar->target_prefix > 0)
+        url = url[ar->target_prefix] != '\0' ? url + ar->target_prefix : "/";
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return reply_error(c, 405, "method_not_allowed", "Use GET here.");
 
@@ -902,6 +944,8 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
         {MHD_OPTION_CONNECTION_TIMEOUT, ADMIN_IDLE_TIMEOUT_S, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, ADMIN_CONN_MEMORY, NULL},
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_library, "admin http"},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, srv},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
         {svc->tls != NULL ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0,
          (void *)tls_creds_retrieve},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities},

@@ -216,8 +216,10 @@ static const config_option options[] = {
      .flags = CONFIG_MAY_BE_OFF,
      .help = "also listen for plain HTTP here, answering 308 to the https URL (with --tls-cert)",
      .doc = "Also listen for plain HTTP on this address and answer every request with 308 "
-            "Permanent Redirect to the same path under the public URL (with "
-            "\\fB\\-\\-tls\\-cert\\fR and an https public URL)."},
+            "Permanent Redirect to the same path and query under the public URL (with "
+            "\\fB\\-\\-tls\\-cert\\fR and an https public URL); a request target in "
+            "absolute form (\\fBhttp://\\fIhost\\fB/\\fIpath\\fR) keeps its path and query. "
+            "One thread serves it."},
     {"admin-tls-cert", "FILE", SECTION_TLS, parse_string, AT(admin_tls_cert),
      .flags = CONFIG_NAMES_FILE,
      .help = "serve the admin listener over HTTPS with this certificate (with --admin-tls-key)",

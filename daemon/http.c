@@ -260,12 +260,58 @@ static http_conn *conn_of(struct MHD_Connection *c)
     return info != NULL ? info->socket_context : NULL;
 }
 
+/*
+ * The target's form (RFC 9112 section 3.2): an absolute-form target's
+ * path and query become req->target, written after req->uri (keep bytes),
+ * and its authority the request's Host.
+ */
+static void take_target(request *req, size_t keep)
+{
+    http_target t;
+    http_target_parse(req->uri, &t);
+    req->target = req->uri;
+    req->target_error = t.form == HTTP_TARGET_BAD ? t.reason : NULL;
+    req->target_prefix = 0;
+    req->host = NULL;
+    req->authority[0] = '\0';
+    if (t.form != HTTP_TARGET_ABSOLUTE)
+        return;
+    char *origin = req->uri + keep + 1;
+    size_t lead = t.empty_path ? 1 : 0;
+    origin[0] = '/';
+    memcpy(origin + lead, req->uri + t.prefix_len, keep - t.prefix_len);
+    origin[lead + keep - t.prefix_len] = '\0';
+    memcpy(req->authority, t.authority, t.authority_len);
+    req->authority[t.authority_len] = '\0';
+    req->target = origin;
+    req->target_prefix = t.prefix_len;
+}
+
+/*
+ * The decoded path of the request's origin form. For an absolute-form
+ * target the library decoded the whole target (without its query), whose
+ * first target_prefix bytes hold no '%' and so are as received.
+ */
+static const char *origin_path(request *req, const char *url)
+{
+    if (req->target_prefix == 0)
+        return url;
+    if (strncmp(url, req->uri, req->target_prefix) != 0) {
+        req->target_error = "The request target is not valid.";
+        return "/";
+    }
+    return url[req->target_prefix] != '\0' ? url + req->target_prefix : "/";
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
     http_server *srv = cls;
     size_t len = strlen(uri);
     size_t keep = len > HTTP_RAW_URI_MAX ? HTTP_RAW_URI_MAX : len;
-    request *req = malloc(sizeof *req + keep + 1);
+    /* Room for the target as received, and for its origin form: at most
+     * one byte longer ("/" before the query of an absolute form without a
+     * path). */
+    request *req = malloc(sizeof *req + 2 * (keep + 1) + 1);
     if (req == NULL)
         return NULL;
     req->ctx = &srv->ctx;
@@ -287,6 +333,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->uri_len = len;
     memcpy(req->uri, uri, keep);
     req->uri[keep] = '\0';
+    take_target(req, keep);
     req->method[0] = req->version[0] = req->user_agent[0] = req->referer[0] = '\0';
     /* The client is the peer unless a trusted proxy names another
      * (resolve_client). */
@@ -303,9 +350,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->scheme = PROXY_SCHEME_NONE;
     /* libmicrohttpd decodes the path before we see it, and a decoded NUL
      * would silently cut it short: refuse %00 in the path here. */
-    const char *query = strchr(req->uri, '?');
-    size_t path_len = query != NULL ? (size_t)(query - req->uri) : keep;
-    req->raw_path_has_nul = memmem(req->uri, path_len, "%00", 3) != NULL;
+    const char *query = strchr(req->target, '?');
+    size_t path_len = query != NULL ? (size_t)(query - req->target) : strlen(req->target);
+    req->raw_path_has_nul = memmem(req->target, path_len, "%00", 3) != NULL;
     atomic_fetch_add(&srv->in_flight, 1);
     return req;
 }
@@ -361,6 +408,7 @@ typedef struct request_fields {
     unsigned codings;  /* Transfer-Encoding fields */
     bool chunked_only; /* exactly one, and it says "chunked" */
     unsigned hosts;
+    const char *host;       /* the first */
     bool bare_cr;           /* a CR not followed by LF, in a name or a value */
     const char *user_agent; /* the first of each, as a lookup would find */
     const char *referer;
@@ -391,8 +439,8 @@ static enum MHD_Result note_field(void *cls, enum MHD_ValueKind kind, const char
             f->chunked_only = f->codings++ == 0 && strcasecmp(value, "chunked") == 0;
         break;
     case 'h':
-        if (strcasecmp(name, MHD_HTTP_HEADER_HOST) == 0)
-            f->hosts++;
+        if (strcasecmp(name, MHD_HTTP_HEADER_HOST) == 0 && f->hosts++ == 0)
+            f->host = value;
         break;
     case 'u':
         if (f->user_agent == NULL && strcasecmp(name, MHD_HTTP_HEADER_USER_AGENT) == 0)
@@ -415,7 +463,7 @@ static enum MHD_Result note_field(void *cls, enum MHD_ValueKind kind, const char
 static void read_fields(struct MHD_Connection *c, request_fields *f)
 {
     f->lengths = f->codings = f->hosts = 0;
-    f->length = f->user_agent = f->referer = NULL;
+    f->length = f->host = f->user_agent = f->referer = NULL;
     f->lengths_differ = f->chunked_only = f->bare_cr = false;
     proxy_fields_init(&f->forwarding);
     MHD_get_connection_values(c, MHD_HEADER_KIND, note_field, f);
@@ -502,6 +550,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     request *req = *req_cls;
     if (req == NULL)
         return MHD_NO;
+    url = origin_path(req, url);
 
     if (req->started) {
         if (*upload_data_size > 0)
@@ -517,6 +566,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         copy_bounded(req->version, sizeof req->version, version);
         request_fields fields;
         read_fields(c, &fields);
+        /* RFC 9112 section 3.2.2: an absolute-form target's authority
+         * replaces Host, which HTTP/1.1 still requires (checked below). */
+        req->host = req->authority[0] != '\0' ? req->authority : fields.host;
         copy_bounded(req->user_agent, sizeof req->user_agent, fields.user_agent);
         copy_bounded(req->referer, sizeof req->referer, fields.referer);
         resolve_client(srv, req, &fields.forwarding);
@@ -574,6 +626,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return reply_over_limit(req, c);
     if (req->uri_len > HTTP_RAW_URI_MAX)
         return http_reply_error(req, c, 414, "uri_too_long", "The request target is too long.");
+    if (req->target_error != NULL)
+        return http_reply_error(req, c, 400, "bad_target", req->target_error);
     if (req->raw_path_has_nul || url[0] != '/')
         return http_reply_error(req, c, 400, "bad_path", "The request path is not valid.");
 

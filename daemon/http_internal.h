@@ -13,6 +13,7 @@
 #include "daemon/clientkeys.h"
 #include "daemon/http_guard.h"
 #include "daemon/http_loop.h"
+#include "daemon/http_target.h"
 #include "daemon/config.h"
 #include "daemon/content.h"
 #include "daemon/keystore.h"
@@ -105,7 +106,17 @@ typedef struct request {
     char referer[HTTP_REFERER_MAX + 1];
     char method[16];
     char version[16];
-    char uri[]; /* as received, at most HTTP_RAW_URI_MAX bytes kept */
+    /* The request target (http_target.h): what routes and upstreams see is
+     * target, the origin form, which is uri itself, or for an absolute-form
+     * target its path and query (kept after uri). Its authority then stands
+     * for the Host header field: host is the one or the other, for every
+     * use of Host (NULL: neither). */
+    const char *target;
+    const char *target_error; /* a target this server does not take: why; else NULL */
+    size_t target_prefix;     /* bytes of uri, and of the decoded path, before the origin form */
+    const char *host;         /* set on the request's first call */
+    char authority[HTTP_TARGET_AUTHORITY_MAX + 1];
+    char uri[]; /* as received (the access log's), at most HTTP_RAW_URI_MAX bytes kept */
 } request;
 
 #endif

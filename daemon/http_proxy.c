@@ -332,7 +332,7 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
                                 "The request body is larger than this server passes on.");
 
     char target[UPSTREAM_TARGET_MAX];
-    if (upstream_url_target(req->upstream->url, req->upstream->prefix, req->uri, url, target,
+    if (upstream_url_target(req->upstream->url, req->upstream->prefix, req->target, url, target,
                             sizeof target) == 0)
         return http_reply_error(req, c, 414, "uri_too_long", "The request target is too long.");
 
@@ -347,7 +347,7 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     char content_path[TICKET_PATH_MAX + 1];
     size_t content_path_len = 0;
     if (candidate) {
-        const char *query = strchr(req->uri, '?');
+        const char *query = strchr(req->target, '?');
         int n = snprintf(content_path, sizeof content_path, "%s%s", url, query ? query : "");
         if (n < 0 || (size_t)n >= sizeof content_path)
             return http_reply_error(req, c, 414, "uri_too_long",
@@ -377,7 +377,7 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     if (candidate)
         upstream_call_read_whole(call, ELEMENT_LEN);
 
-    const char *client_host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    const char *client_host = req->host; /* an absolute-form target's authority, or Host */
     /* Not zeroed whole: the forwarding fields are large, and init empties them. */
     header_pass hp;
     hp.call = call;

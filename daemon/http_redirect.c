@@ -2,6 +2,7 @@
 
 #include "daemon/http_internal.h"
 #include "daemon/http_loop.h"
+#include "daemon/http_target.h"
 #include "daemon/http_reply.h"
 #include "daemon/log.h"
 #include "daemon/proxy.h"
@@ -110,20 +111,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (rr == NULL)
         return MHD_NO;
 
-    /* An absolute-form target (a request meant for a proxy) keeps its path
-     * and query; its scheme and authority are the client's to choose. */
-    const char *path = rr->target;
-    const char *query = "";
-    size_t skip = strncasecmp(path, "http://", 7) == 0    ? 7
-                  : strncasecmp(path, "https://", 8) == 0 ? 8
-                                                          : 0;
-    if (skip > 0) {
-        path += skip + strcspn(path + skip, "/?");
-        if (path[0] != '/') {
-            query = path;
-            path = "/";
-        }
-    }
+    /* An absolute-form target keeps its path and query (RFC 9112 section
+     * 3.2.2); its authority names the host the client asked for, and the
+     * Location names the public URL's, as for any target. */
+    http_target t;
+    http_target_parse(rr->target, &t);
+    const char *rest = rr->target + t.prefix_len;
+    const char *lead = t.form == HTTP_TARGET_ABSOLUTE && t.empty_path ? "/" : "";
     unsigned status = MHD_HTTP_PERMANENT_REDIRECT;
     struct MHD_Response *resp = NULL;
     size_t body = 0;
@@ -134,10 +128,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         status = 414;
         resp = http_reply_error_response(status, "uri_too_long", "The request target is too long.",
                                          &body);
-    } else if (path[0] != '/') {
+    } else if (t.form == HTTP_TARGET_BAD) {
         status = 400;
-        resp =
-            http_reply_error_response(status, "bad_path", "The request path is not valid.", &body);
+        resp = http_reply_error_response(status, "bad_target", t.reason, &body);
     } else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && hosts != 1) {
         /* As the public listener answers it (RFC 9112 section 3.2). */
         status = 400;
@@ -146,9 +139,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                                     : "Host is given more than once.",
                                          &body);
     } else {
-        size_t n = (size_t)snprintf(location, sizeof location, "%s", r->cfg->public_url);
-        n += location_target(location + n, path);
-        location_target(location + n, query);
+        size_t n = (size_t)snprintf(location, sizeof location, "%s%s", r->cfg->public_url, lead);
+        location_target(location + n, rest);
         resp = http_reply_empty();
         if (resp != NULL)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);

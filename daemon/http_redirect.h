@@ -5,8 +5,9 @@
  * query under the (https) public URL, and nothing else: no content, no
  * protocol endpoint, no delivery. 308 keeps the method and body, so a
  * confirmation POSTed to http:// is re-sent to https:// by clients that
- * follow it. A request target that is not a path (or too long) gets the
- * JSON error of PROTOCOL.md section 6. One thread serves it (http_loop.h).
+ * follow it. An absolute-form target's path and query are kept
+ * (http_target.h); a target that is neither (or too long) gets the JSON
+ * error of PROTOCOL.md section 6. One thread serves it (http_loop.h).
  * The services are borrowed.
  */
 #ifndef RECEIPT_DAEMON_HTTP_REDIRECT_H
