@@ -125,7 +125,9 @@ static const config_option options[] = {
      .help = "public listener (default %D)",
      .doc = "Public listener (default %D). \\fIHOST\\fR is an address (0.0.0.0 for every IPv4 "
             "one) or a name (its first address); an IPv6 address, in brackets, takes "
-            "IPv6 clients only (\\fB[::]:443\\fR serves no IPv4 client)."},
+            "IPv6 clients only (\\fB[::]:443\\fR serves no IPv4 client). An address another "
+            "process listens on is refused at start (\\fBAddress already in use\\fR), on "
+            "every listener: it is never shared with it."},
     {"admin-listen", "HOST:PORT", SECTION_PROTOCOL, parse_address, AT(admin_listen),
      .value = "127.0.0.1:8091", .flags = CONFIG_MAY_BE_OFF,
      .help = "admin listener: dashboard, /metrics and the API (default %D; 'off' disables it)",

@@ -228,14 +228,17 @@ static struct MHD_Daemon *start_daemon(const http_loop_settings *s, http_loop *l
 {
     unsigned flags = s->flags | MHD_USE_EPOLL;
     unsigned limit = connection_share(s, i);
-    /* The threads take no signals (thread_start()): see the header. */
+    /* The threads take no signals (thread_start()): see the header. The
+     * first daemon binds with the library's default, SO_REUSEADDR (a
+     * restart binds at once), not SO_REUSEPORT: an address another process
+     * listens on is refused, not shared with it. */
     const int sigpipe_blocked = 1;
     if (i == 0)
-        return MHD_start_daemon(
-            flags, 0, s->accept_policy, s->accept_policy_cls, s->handler, s->handler_cls,
-            MHD_OPTION_SOCK_ADDR, s->listen, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-            MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, sigpipe_blocked,
-            MHD_OPTION_ARRAY, s->options, MHD_OPTION_END);
+        return MHD_start_daemon(flags, 0, s->accept_policy, s->accept_policy_cls, s->handler,
+                                s->handler_cls, MHD_OPTION_SOCK_ADDR, s->listen,
+                                MHD_OPTION_CONNECTION_LIMIT, limit,
+                                MHD_OPTION_SIGPIPE_HANDLED_BY_APP, sigpipe_blocked,
+                                MHD_OPTION_ARRAY, s->options, MHD_OPTION_END);
     return MHD_start_daemon(flags, 0, s->accept_policy, s->accept_policy_cls, s->handler,
                             s->handler_cls, MHD_OPTION_LISTEN_SOCKET, loop->listen_fd,
                             MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_SIGPIPE_HANDLED_BY_APP,

@@ -54,7 +54,8 @@ typedef struct http_loop_settings {
     void *handler_cls;
     /* Every other option, for every daemon (borrowed; read during the call):
      * no MHD_OPTION_SOCK_ADDR, LISTEN_SOCKET, THREAD_POOL_SIZE, CONNECTION_LIMIT,
-     * LISTENING_ADDRESS_REUSE or SIGPIPE_HANDLED_BY_APP, which the loop sets. */
+     * LISTENING_ADDRESS_REUSE (the library's default, SO_REUSEADDR, is kept) or
+     * SIGPIPE_HANDLED_BY_APP, which the loop sets. */
     const struct MHD_OptionItem *options;
 } http_loop_settings;
 
