@@ -15,12 +15,15 @@
 #include "lib/rc_url.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define EVIDENCE_EVENTS_MAX  64           /* events of one delivery in a bundle */
 #define EVIDENCE_KEYS_MAX    64           /* log keys, and signing keys, of a bundle */
@@ -1155,20 +1158,101 @@ static int audit_read(void *ctx, const uint64_t *indexes, size_t count, merkle_h
     return 0;
 }
 
-/* The file that pins a log: dir/<its URL, made a file name>.json. */
-static int pin_path(const char *dir, const char *base, char *out, size_t cap)
+/* The readable part of a pin's name: the URL without its scheme, every
+ * byte but letters, digits, '.' and '-' made '_', cut at max bytes. */
+static size_t pin_readable(const char *base, size_t max, char *out)
 {
     const char *rest = strstr(base, "://");
     rest = rest != NULL ? rest + 3 : base;
-    char name[RC_URL_MAX];
     size_t k = 0;
-    for (; *rest != '\0' && k < 200; rest++)
-        name[k++] = (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-",
-                            *rest) != NULL)
-                        ? *rest
-                        : '_';
-    name[k] = '\0';
-    return snprintf(out, cap, "%s/%s.json", dir, name) < (int)cap ? 0 : -1;
+    for (; *rest != '\0' && k < max; rest++)
+        out[k++] = (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-",
+                           *rest) != NULL)
+                       ? *rest
+                       : '_';
+    out[k] = '\0';
+    return k;
+}
+
+int rc_evidence_pin_name(const char *base, char *out, size_t cap)
+{
+    char readable[RC_EVIDENCE_PIN_READABLE + 1];
+    pin_readable(base, RC_EVIDENCE_PIN_READABLE, readable);
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256((const uint8_t *)base, strlen(base), digest);
+    char hex[2 * SHA256_DIGEST_LENGTH + 1];
+    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    int n = snprintf(out, cap, "%s-%s.json", readable, hex);
+    return n >= 0 && (size_t)n < cap ? 0 : -1;
+}
+
+int rc_evidence_pin_legacy_name(const char *base, char *out, size_t cap)
+{
+    char readable[RC_EVIDENCE_PIN_LEGACY_READABLE + 1];
+    pin_readable(base, RC_EVIDENCE_PIN_LEGACY_READABLE, readable);
+    int n = snprintf(out, cap, "%s.json", readable);
+    return n >= 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* dir/name, or -1 when it does not fit. */
+static int pin_join(const char *dir, const char *name, const char *suffix, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/%s%s", dir, name, suffix);
+    return n >= 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* dir/NAME.lock beside dir/NAME.json. */
+static int pin_lock_path(const char *dir, const char *pin_name, char *out, size_t cap)
+{
+    size_t n = strlen(pin_name);
+    if (n > 5 && strcmp(pin_name + n - 5, ".json") == 0)
+        n -= 5;
+    int k = snprintf(out, cap, "%s/%.*s.lock", dir, (int)n, pin_name);
+    return k >= 0 && (size_t)k < cap ? 0 : -1;
+}
+
+/*
+ * Takes the lock of a log's pin (dir/NAME.lock, an flock held until
+ * *fd is closed): audits of one log run one after the other, each reading
+ * the pin the one before it saved. Waits for an audit that holds it.
+ */
+static receipt_result pin_lock(receipt_client *c, const char *dir, const char *lock_path,
+                               const char *base, int *fd)
+{
+    char err[256];
+    if (durable_mkdirs(dir, 0700, err, sizeof err) != 0)
+        return rc_fail(c, RECEIPT_ERR_IO, "%s", err);
+    *fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0)
+        return rc_fail(c, RECEIPT_ERR_IO, "%s: %s", lock_path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
+        return RECEIPT_OK;
+    if (errno == EWOULDBLOCK) {
+        rc_log(c, RECEIPT_LOG_INFO, "another audit of the log at %s is running: waiting for it",
+               base);
+        int rc;
+        while ((rc = flock(*fd, LOCK_EX)) != 0 && errno == EINTR)
+            ;
+        if (rc == 0)
+            return RECEIPT_OK;
+    }
+    receipt_result r = rc_fail(c, RECEIPT_ERR_IO, "%s: %s", lock_path, strerror(errno));
+    close(*fd);
+    *fd = -1;
+    return r;
+}
+
+/* The name a note's key or checkpoint gives its log: up to the first '+'
+ * of a verifier key, or the first line of a checkpoint. */
+static bool same_log_name(const char *key, const char *note)
+{
+    const char *plus = strchr(key, '+');
+    const char *eol = strchr(note, '\n');
+    if (plus == NULL || eol == NULL)
+        return false;
+    size_t n = (size_t)(plus - key);
+    return n == (size_t)(eol - note) && memcmp(key, note, n) == 0;
 }
 
 /* The pinned key and last checkpoint of a log; 1 found, 0 none, -1 bad. */
@@ -1489,7 +1573,10 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
     rc_http_response key_resp = {0}, cp_resp = {0};
     char *pinned_key = NULL, *pinned_note = NULL;
     note_verifier *key = NULL;
-    char path[RC_URL_MAX + 64];
+    char name[RC_URL_MAX + 16], path[RC_URL_MAX + 64], lock_path[RC_URL_MAX + 64],
+        legacy[RC_URL_MAX + 64];
+    int lock_fd = -1;
+    bool migrating = false;
     rotations *chain = NULL;
     bool key_changed = false;
     receipt_result r;
@@ -1501,17 +1588,43 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
         return rc_fail(c, RECEIPT_ERR_ARGUMENT, "%s is no URL of a server", url);
     if ((a.cache = calloc(AUDIT_TILE_CACHE, sizeof *a.cache)) == NULL)
         return rc_fail(c, RECEIPT_ERR_NOMEM, "out of memory");
-    if (pin_path(dir, a.base, path, sizeof path) != 0) {
+    if (rc_evidence_pin_name(a.base, name, sizeof name) != 0 ||
+        pin_join(dir, name, "", path, sizeof path) != 0 ||
+        pin_lock_path(dir, name, lock_path, sizeof lock_path) != 0 ||
+        rc_evidence_pin_legacy_name(a.base, name, sizeof name) != 0 ||
+        pin_join(dir, name, "", legacy, sizeof legacy) != 0) {
         r = rc_fail(c, RECEIPT_ERR_ARGUMENT, "the state directory's name is too long");
         goto out;
     }
+    /* Held from reading the pin to its rename: the checkpoint kept only
+     * grows, as each audit checks the one the audit before it saved. */
+    if ((r = pin_lock(c, dir, lock_path, a.base, &lock_fd)) != RECEIPT_OK)
+        goto out;
     int pinned = pin_load(c, path, &pinned_key, &pinned_note);
+    if (pinned == 0) {
+        /* A pin of an older version, named by a part of the URL that other
+         * URLs share: whether it is this log's is known from the log's
+         * checkpoint below. */
+        pinned = pin_load(c, legacy, &pinned_key, &pinned_note);
+        migrating = pinned > 0;
+    }
     if (pinned < 0) {
         r = RECEIPT_ERR_IO;
         goto out;
     }
     if ((r = audit_get(&a, "checkpoint", AUDIT_CHECKPOINT_MAX, &cp_resp)) != RECEIPT_OK)
         goto out;
+    if (migrating && !same_log_name(pinned_key, cp_resp.body != NULL ? cp_resp.body : "")) {
+        /* Another log's pin (a log's name is fixed with its first key and
+         * kept by every key after it): left for that log, never read. */
+        rc_log(c, RECEIPT_LOG_INFO, "%s pins another log than the one at %s: left alone", legacy,
+               a.base);
+        free(pinned_key);
+        free(pinned_note);
+        pinned_key = pinned_note = NULL;
+        pinned = 0;
+        migrating = false;
+    }
     const char *served_key = NULL;
     if (pinned == 0) {
         /* First use: the key the server names, from now on. */
@@ -1530,7 +1643,8 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
     const char *note = cp_resp.body != NULL ? cp_resp.body : "";
     /* The checkpoint seen last, signed by the pinned key. */
     if (pinned && checkpoint_read(pinned_note, &key, 1, &before, why, sizeof why) != 0) {
-        r = rc_fail(c, RECEIPT_ERR_IO, "%s: the checkpoint kept there: %s", path, why);
+        r = rc_fail(c, RECEIPT_ERR_IO, "%s: the checkpoint kept there: %s",
+                    migrating ? legacy : path, why);
         goto out;
     }
     int opened = checkpoint_read(note, &key, 1, &now, why, sizeof why);
@@ -1615,6 +1729,14 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
     }
     if ((r = pin_save(c, dir, path, key_text, note)) != RECEIPT_OK)
         goto out;
+    if (migrating) {
+        /* Saved under its own name: the older one is this log's no more. */
+        if (unlink(legacy) != 0 || durable_sync_parent(legacy) != 0)
+            rc_log(c, RECEIPT_LOG_WARN, "%s: %s (the pin is now %s)", legacy, strerror(errno),
+                   path);
+        else
+            rc_log(c, RECEIPT_LOG_INFO, "%s: moved to %s", legacy, path);
+    }
     if (report != NULL) {
         char root_b64[48];
         b64std_encode(now.root.bytes, MERKLE_HASH_LEN, root_b64);
@@ -1632,6 +1754,8 @@ RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, con
     }
     r = RECEIPT_OK;
 out:
+    if (lock_fd >= 0)
+        close(lock_fd);
     free(chain);
     note_verifier_free(key);
     free(pinned_key);

@@ -28,4 +28,27 @@
 receipt_result rc_evidence_check_proof(receipt_client *c, const json_t *proof, const char *receipt,
                                        const char *delivery, const char *log_key);
 
+/* Bytes of a log's URL that the name of its pin file shows. */
+#define RC_EVIDENCE_PIN_READABLE 64
+/* ... and that names of pin files before the hash showed. */
+#define RC_EVIDENCE_PIN_LEGACY_READABLE 200
+
+/*
+ * The name of the file that pins the log at base (its URL, ".../_receipt/
+ * log", as given but for trailing slashes): a readable part (the URL
+ * without its scheme, each byte but letters, digits, '.' and '-' made '_',
+ * at most RC_EVIDENCE_PIN_READABLE bytes), '-', the SHA-256 of base in
+ * lower-case hex, ".json". The hash makes it one name per URL: URLs that
+ * the readable part confuses (x_y and x/y, h:8443 and h_8443) differ.
+ * 0, or -1 when cap is too small.
+ */
+int rc_evidence_pin_name(const char *base, char *out, size_t cap);
+
+/*
+ * The name older versions gave that file: the readable part alone (up to
+ * RC_EVIDENCE_PIN_LEGACY_READABLE bytes) and ".json", shared by every URL
+ * that maps to it. 0, or -1 when cap is too small.
+ */
+int rc_evidence_pin_legacy_name(const char *base, char *out, size_t cap);
+
 #endif

@@ -6,7 +6,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -503,6 +503,129 @@ describe(`receipt verify and audit (${LEDGER})`, () => {
     assert.match(r.stderr, /signing key 1 of the bundle has no valid since_ms, until_ms/);
   });
 
+  const cliAsync = (args) => new Promise((resolve) => {
+    const child = spawn(RECEIPT_CLI, args, { env: { ...process.env, XDG_STATE_HOME: xdg } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+
+  /** A reverse proxy on loopback: route(req) gives the server and path to
+   * forward to, or answers itself (returns null). */
+  async function startProxy(route) {
+    const proxy = http.createServer((req, res) => {
+      const to = route(req, res);
+      if (to === null) return;
+      fetch(new URL(to.path, to.server.url)).then(async (up) => {
+        const body = Buffer.from(await up.arrayBuffer());
+        res.writeHead(up.status, { 'Content-Type': up.headers.get('content-type') || 'application/octet-stream' });
+        res.end(body);
+      }).catch((e) => { res.writeHead(502); res.end(String(e)); });
+    });
+    await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    return { url: `http://127.0.0.1:${proxy.address().port}`, close: () => proxy.close() };
+  }
+
+  const pinFiles = (logs) => fs.readdirSync(logs).filter((f) => f.endsWith('.json')).sort();
+  const keptSize = (file) => Number(JSON.parse(fs.readFileSync(file, 'utf8')).checkpoint.split('\n')[1]);
+
+  test('audit: logs at URLs that older versions gave one pin name keep a pin each', async () => {
+    // Two logs behind one host, at /x_y and at /x/y: older versions named
+    // both pins 127.0.0.1_PORT_x_y__receipt_log.json.
+    const other = await startServer({ files: { 'blob.bin': BIN } });
+    const proxy = await startProxy((req, res) => {
+      for (const [prefix, server] of [['/x_y/', srv], ['/x/y/', other]]) {
+        if (req.url.startsWith(prefix)) return { server, path: req.url.slice(prefix.length - 1) };
+      }
+      res.writeHead(404);
+      res.end();
+      return null;
+    });
+    try {
+      const a = `${proxy.url}/x_y`;
+      const b = `${proxy.url}/x/y`;
+      const logs = path.join(xdg, 'logs-collide');
+      for (const first of [true, false]) {
+        for (const url of [a, b]) {
+          const r = await cliAsync(['audit', url, '--logs', logs, '--json']);
+          assert.equal(r.status, 0, `${url}: ${r.stderr}${r.stdout}`);
+          assert.equal(JSON.parse(r.stdout).first_use, first, url);
+        }
+      }
+      const names = pinFiles(logs);
+      assert.equal(names.length, 2, names.join(' '));
+      for (const n of names) assert.match(n, /^127\.0\.0\.1_\d+_x_y__receipt_log-[0-9a-f]{64}\.json$/);
+      assert.ok(fs.existsSync(path.join(logs, `${names[0]}`.replace(/\.json$/, '.lock'))));
+
+      // A pin under the older name: the log it pins takes it over (and
+      // renames it); the other log never reads it.
+      const legacyDir = path.join(xdg, 'logs-legacy');
+      fs.mkdirSync(legacyDir);
+      const legacy = path.join(legacyDir, `127.0.0.1_${new URL(proxy.url).port}_x_y__receipt_log.json`);
+      const pinOfA = JSON.parse((await cliAsync(['audit', a, '--logs', path.join(xdg, 'logs-a'), '--json'])).stdout);
+      fs.writeFileSync(legacy, fs.readFileSync(path.join(xdg, 'logs-a', pinFiles(path.join(xdg, 'logs-a'))[0])));
+      const before = fs.readFileSync(legacy, 'utf8');
+      let r = await cliAsync(['audit', b, '--logs', legacyDir, '--json']);
+      assert.equal(r.status, 0, r.stderr + r.stdout);
+      assert.equal(JSON.parse(r.stdout).first_use, true);
+      assert.equal(fs.readFileSync(legacy, 'utf8'), before);
+      await fetched();
+      r = await cliAsync(['audit', a, '--logs', legacyDir, '--json']);
+      assert.equal(r.status, 0, r.stderr + r.stdout);
+      assert.equal(JSON.parse(r.stdout).first_use, false);
+      assert.equal(JSON.parse(r.stdout).previous, pinOfA.size);
+      assert.ok(JSON.parse(r.stdout).size > pinOfA.size);
+      assert.equal(fs.existsSync(legacy), false);
+      assert.equal(pinFiles(legacyDir).length, 2);
+    } finally {
+      proxy.close();
+      assert.equal((await other.stop()).code, 0, other.log());
+    }
+  });
+
+  test('audit: audits of one log at once run in turn, and the larger checkpoint stays pinned', async () => {
+    // The first checkpoint asked for is an older one (a cache that lags),
+    // answered late: an audit that read the pin before the others saved
+    // theirs would save it last.
+    let stale = null;
+    const proxy = await startProxy((req, res) => {
+      if (req.url === '/_receipt/log/checkpoint' && stale !== null) {
+        const body = stale;
+        stale = null;
+        setTimeout(() => {
+          res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
+          res.end(body);
+        }, 1500);
+        return null;
+      }
+      return { server: srv, path: req.url };
+    });
+    try {
+      const logs = path.join(xdg, 'logs-concurrent');
+      let r = await cliAsync(['audit', proxy.url, '--logs', logs]);
+      assert.equal(r.status, 0, r.stderr);
+      await fetched();
+      const older = await (await fetch(srv.url + '/_receipt/log/checkpoint')).text();
+      await fetched();
+      const newest = Number((await (await fetch(srv.url + '/_receipt/log/checkpoint')).text()).split('\n')[1]);
+      assert.ok(newest > Number(older.split('\n')[1]));
+      stale = older;
+      const runs = await Promise.all([0, 1, 2, 3].map(() => cliAsync(['audit', proxy.url, '--logs', logs, '--json'])));
+      for (const run of runs) assert.equal(run.status, 0, run.stderr + run.stdout);
+      assert.equal(stale, null);
+      const names = pinFiles(logs);
+      assert.equal(names.length, 1);
+      assert.equal(keptSize(path.join(logs, names[0])), newest);
+      // Each audit checked the checkpoint the one before it kept.
+      const previous = runs.map((run) => JSON.parse(run.stdout).previous).sort((x, y) => x - y);
+      assert.ok(previous.includes(Number(older.split('\n')[1])), previous.join(' '));
+    } finally {
+      proxy.close();
+    }
+  });
+
   test('audit pins the key, follows the log, and exits 5 on a rewritten log', async () => {
     const logs = path.join(xdg, 'logs-audit');
     let r = cli(['audit', srv.url, '--logs', logs]);
@@ -529,7 +652,7 @@ describe(`receipt verify and audit (${LEDGER})`, () => {
     assert.equal(r.status, 5, r.stderr + r.stdout);
     assert.match(r.stderr, /fewer than|rewritten|forked/);
     // Grown past the old size, it still is not the log seen before.
-    const target = JSON.parse(fs.readFileSync(fs.readdirSync(logs).map((f) => path.join(logs, f))[0], 'utf8')).checkpoint.split('\n')[1];
+    const target = JSON.parse(fs.readFileSync(fs.readdirSync(logs).filter((f) => f.endsWith('.json')).map((f) => path.join(logs, f))[0], 'utf8')).checkpoint.split('\n')[1];
     for (let i = 0; i < Number(target); i++) await fetched();
     r = cli(['audit', srv.url, '--logs', logs]);
     assert.equal(r.status, 5, r.stderr + r.stdout);

@@ -172,7 +172,15 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     return b;
   }
 
-  /** An audit state directory pinned at K1 (a copy of the one kept). */
+  /** The one pin file of an audit state directory (beside its lock). */
+  function pinOf(logs) {
+    const names = fs.readdirSync(logs).filter((n) => n.endsWith('.json'));
+    assert.equal(names.length, 1, names.join(' '));
+    return fs.readFileSync(path.join(logs, names[0]), 'utf8');
+  }
+
+  /** An audit state directory pinned at K1 (a copy of the one kept), under
+   * the name older versions gave the pin: the first audit migrates it. */
   function pinnedAtFirst(url) {
     const dir = tempDir('receipt-logs-');
     const name = `${new URL(url).host.replace(/[^A-Za-z0-9.-]/g, '_')}__receipt_log.json`;
@@ -188,7 +196,7 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     const logs = tempDir('receipt-logs-');
     const r = cli(['audit', srv.url, '--logs', logs]);
     assert.equal(r.status, 0, r.stderr);
-    pins.first = fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8');
+    pins.first = pinOf(logs);
     assert.equal(JSON.parse(pins.first).key, keys[0]);
     proxy = http.createServer((req, res) => {
       if (served[req.url] !== undefined) {
@@ -226,7 +234,7 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     assert.equal(report.key_changes, 2);
     assert.equal(report.key, keys[2]);
     assert.match(r.stderr, /its key changed twice/);
-    assert.equal(JSON.parse(fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8')).key, keys[2]);
+    assert.equal(JSON.parse(pinOf(logs)).key, keys[2]);
     pins.second = logs;
     // Go's sumdb/note and sumdb/tlog agree: each change's checkpoint opens
     // with both keys, its leaf is in it, and it is consistent with the newest.
@@ -291,12 +299,12 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
       for (const [name, edit, message] of cases) {
         editKeys = edit;
         const logs = pinnedAtFirst(proxyUrl);
-        const pinned = fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8');
+        const pinned = pinOf(logs);
         const r = await cliAsync(['audit', proxyUrl, '--logs', logs]);
         assert.equal(r.status, 5, `${name}: ${r.stderr}${r.stdout}`);
         assert.match(r.stderr, message, name);
         // Nothing is pinned from a forged chain.
-        assert.equal(fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8'), pinned, name);
+        assert.equal(pinOf(logs), pinned, name);
       }
       // Through the proxy unedited, the same chain is followed.
       editKeys = null;
@@ -492,7 +500,7 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
         assert.equal(r.status, 0, r.stderr);
         assert.equal(JSON.parse(r.stdout).first_use, first);
       }
-      const kept = JSON.parse(fs.readFileSync(path.join(logs, fs.readdirSync(logs)[0]), 'utf8'));
+      const kept = JSON.parse(pinOf(logs));
       assert.ok(kept.checkpoint.length > 4096, String(kept.checkpoint.length));
     } finally {
       editCheckpoint = null;

@@ -1,6 +1,7 @@
 /*
  * rc_evidence: a proof checked with the log keys given, one or several (the
- * keys a log has had), and what a proof signed by another key is told.
+ * keys a log has had), and what a proof signed by another key is told;
+ * the names of the files that pin audited logs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include "common/merkle.h"
 #include "common/note.h"
 #include "common/note_sign.h"
+#include "lib/rc_evidence.h"
 #include "receipt/receipt.h"
 
 #include <jansson.h>
@@ -186,6 +188,70 @@ static void test_keys_that_are_not(void **state)
     free(proof);
 }
 
+/* URLs that the readable part alone confuses get names of their own. */
+static void test_pin_names_differ(void **state)
+{
+    (void)state;
+    static const char *const pairs[][2] = {
+        {"https://h/x_y/_receipt/log", "https://h/x/y/_receipt/log"},
+        {"https://h:8443/_receipt/log", "https://h_8443/_receipt/log"},
+        {"http://h/_receipt/log", "https://h/_receipt/log"},
+        {"https://h/a%2Fb/_receipt/log", "https://h/a_2Fb/_receipt/log"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        char a[256], b[256], la[256], lb[256];
+        assert_int_equal(rc_evidence_pin_name(pairs[i][0], a, sizeof a), 0);
+        assert_int_equal(rc_evidence_pin_name(pairs[i][1], b, sizeof b), 0);
+        assert_string_not_equal(a, b);
+        /* The names older versions gave them were one. */
+        assert_int_equal(rc_evidence_pin_legacy_name(pairs[i][0], la, sizeof la), 0);
+        assert_int_equal(rc_evidence_pin_legacy_name(pairs[i][1], lb, sizeof lb), 0);
+        assert_string_equal(la, lb);
+    }
+}
+
+/* A readable part, '-', the SHA-256 of the URL: the same name each time. */
+static void test_pin_name_form(void **state)
+{
+    (void)state;
+    const char *base = "https://Deliveries.example:8443/x/_receipt/log";
+    char name[256], again[256], legacy[256];
+    assert_int_equal(rc_evidence_pin_name(base, name, sizeof name), 0);
+    assert_int_equal(rc_evidence_pin_name(base, again, sizeof again), 0);
+    assert_string_equal(name, again);
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256((const uint8_t *)base, strlen(base), digest);
+    char want[256];
+    int k = snprintf(want, sizeof want, "Deliveries.example_8443_x__receipt_log-");
+    for (size_t i = 0; i < sizeof digest; i++)
+        k += snprintf(want + k, sizeof want - (size_t)k, "%02x", digest[i]);
+    snprintf(want + k, sizeof want - (size_t)k, ".json");
+    assert_string_equal(name, want);
+    assert_int_equal(rc_evidence_pin_legacy_name(base, legacy, sizeof legacy), 0);
+    assert_string_equal(legacy, "Deliveries.example_8443_x__receipt_log.json");
+    /* Too small a buffer is said, not cut. */
+    assert_int_equal(rc_evidence_pin_name(base, name, 40), -1);
+}
+
+/* A long URL: the readable part is cut, the hash tells the URLs apart, and
+ * the name stays within a file name's 255 bytes. */
+static void test_pin_name_long(void **state)
+{
+    (void)state;
+    char a[1200], b[1200];
+    memset(a, 'a', sizeof a);
+    memcpy(a, "https://h/", 10);
+    memcpy(a + sizeof a - 14, "/_receipt/log", 14);
+    memcpy(b, a, sizeof b);
+    b[600] = 'b';
+    char na[512], nb[512];
+    assert_int_equal(rc_evidence_pin_name(a, na, sizeof na), 0);
+    assert_int_equal(rc_evidence_pin_name(b, nb, sizeof nb), 0);
+    assert_string_not_equal(na, nb);
+    assert_int_equal(strlen(na), RC_EVIDENCE_PIN_READABLE + 1 + 64 + 5);
+    assert_true(strlen(na) <= 255);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +259,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_signed_by_an_older_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cosigned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_that_are_not, setup, teardown),
+        cmocka_unit_test(test_pin_names_differ),
+        cmocka_unit_test(test_pin_name_form),
+        cmocka_unit_test(test_pin_name_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
