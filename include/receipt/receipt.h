@@ -410,6 +410,13 @@ RECEIPT_API receipt_result receipt_verify_bundle(receipt_client *c, const char *
  * forked, or its checkpoint is not signed by the pinned key nor by a key a
  * sound chain reaches (the message names the link that failed). On
  * RECEIPT_OK *report (when not NULL) receives a JSON summary.
+ *
+ * Each log URL has a pin file of its own in dir (a readable part of the
+ * URL and the SHA-256 of the whole, so that no two URLs share one), and
+ * audits of one log run one after the other: an audit holds a lock on the
+ * file beside the pin from reading the pin to replacing it, and one that
+ * finds it held waits. A pin kept under the name older versions gave it is
+ * taken over only when its key names the log's origin (docs/evidence.md).
  */
 RECEIPT_API receipt_result receipt_audit(receipt_client *c, const char *url, const char *dir,
                                          char **report);
