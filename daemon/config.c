@@ -25,6 +25,7 @@
 #define CONFIG_HELP_COLUMN 26 /* where the help of an option starts */
 #define CONFIG_HELP_LINE   160
 #define CONFIG_MAN_WIDTH   76     /* lines of the man page's source */
+#define CONFIG_MAN_TEXT    4096   /* an option's text in receiptd(8), at most */
 #define NO_BREAK           '\x01' /* a space --help does not wrap at */
 
 typedef struct config_option config_option;
@@ -403,8 +404,9 @@ static const config_option options[] = {
          "names the file and the line. The file is refused when anyone but its owner may "
          "change it: when it is writable by all, or by a group that holds another user than "
          "its owner (\\fBchmod g\\-w,o\\-w\\fR \\fIFILE\\fR); a group of the owner alone, "
-         "as a umask of 002 leaves a user's files, is fine. It is refused too when others "
-         "may read it while it holds a password. The same checks run under "
+         "as a umask of 002 leaves a user's files, is fine. It is refused when its owner is "
+         "neither root nor the user receiptd runs as (\\fBchown root\\fR \\fIFILE\\fR), "
+         "and when others may read it while it holds a password. The same checks run under "
          "\\fB\\-\\-check\\fR and \\fB\\-\\-check\\-config\\fR. Changes take effect "
          "at restart."},
     {"check", NULL, SECTION_OPERATIONS, SETS(check_only, true), .flags = CONFIG_COMMAND_LINE,
@@ -1241,7 +1243,10 @@ static bool group_is_owners_alone(uid_t owner, gid_t gid)
  * A file that others than its owner may change is refused whatever it
  * holds: it decides what the server serves, where its keys are, which
  * upstreams get requests and which proxies are believed. Writable by all,
- * always; by its group, unless the group is its owner's alone.
+ * always; by its group, unless the group is its owner's alone. And its
+ * owner must be root or the user receiptd runs as (as sshd's StrictModes
+ * asks of its files): any other owner may change the mode, and the file,
+ * whenever it likes.
  */
 static int check_config_mode(const char *path, mode_t mode, char *err, size_t errlen)
 {
@@ -1251,21 +1256,36 @@ static int check_config_mode(const char *path, mode_t mode, char *err, size_t er
                  path, bits, path);
         return -1;
     }
-    if (!(mode & S_IWGRP))
-        return 0;
     /* The mode read with the text, and the owner and group of the same file. */
     struct stat st;
     bool known = stat(path, &st) == 0 && (st.st_mode & 07777) == bits;
-    if (known && group_is_owners_alone(st.st_uid, st.st_gid))
-        return 0;
-    char group[64] = "?";
-    if (known) {
-        const struct group *gr = getgrgid(st.st_gid);
-        if (gr != NULL)
-            snprintf(group, sizeof group, "%s", gr->gr_name);
-        else
-            snprintf(group, sizeof group, "%u", (unsigned)st.st_gid);
+    if (!known) {
+        snprintf(err, errlen, "--config %s changed while it was read: try again", path);
+        return -1;
     }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        const struct passwd *pw = getpwuid(st.st_uid);
+        char owner[64];
+        if (pw != NULL)
+            snprintf(owner, sizeof owner, "%s", pw->pw_name);
+        else
+            snprintf(owner, sizeof owner, "%u", (unsigned)st.st_uid);
+        snprintf(err, errlen,
+                 "--config %s is owned by %s, who may change it, not by root or the user "
+                 "receiptd runs as: chown root %s",
+                 path, owner, path);
+        return -1;
+    }
+    if (!(mode & S_IWGRP))
+        return 0;
+    if (group_is_owners_alone(st.st_uid, st.st_gid))
+        return 0;
+    char group[64];
+    const struct group *gr = getgrgid(st.st_gid);
+    if (gr != NULL)
+        snprintf(group, sizeof group, "%s", gr->gr_name);
+    else
+        snprintf(group, sizeof group, "%u", (unsigned)st.st_gid);
     snprintf(err, errlen,
              "--config %s may be changed by the group %s (mode %04o), which is not its owner's "
              "alone: chmod g-w,o-w %s",
@@ -1544,7 +1564,11 @@ void config_free(config *cfg)
 
 /* ---- describing ----------------------------------------------------------- */
 
-/* text with %D and %M of option o filled in. */
+/*
+ * text with %D and %M of option o filled in. A text the buffer cannot hold
+ * is the table's fault, not the user's: it stops the program rather than
+ * print a sentence cut short (test_config prints every text).
+ */
 static void expand(const config_option *o, const char *text, char *out, size_t cap)
 {
     const char *shown = o->value != NULL ? o->value : o->shown != NULL ? o->shown : "";
@@ -1563,6 +1587,10 @@ static void expand(const config_option *o, const char *text, char *out, size_t c
         }
         out[len++] = *p;
         out[len] = '\0';
+    }
+    if (len + 1 >= cap) {
+        fprintf(stderr, "receiptd: the text of --%s is longer than %zu bytes\n", o->name, cap - 1);
+        abort();
     }
 }
 
@@ -1628,7 +1656,7 @@ static void man_name(FILE *f, const char *name)
 
 void config_print_man(FILE *f)
 {
-    char text[CONFIG_HELP_LINE * 4];
+    char text[CONFIG_MAN_TEXT];
     for (size_t i = 0; i < OPTION_COUNT; i++) {
         const config_option *o = &options[i];
         if (i == 0 || options[i - 1].section != o->section)

@@ -560,9 +560,40 @@ typedef struct file_case {
 } file_case;
 
 /*
+ * A file owned by another user than root or the one receiptd runs as:
+ * refused whatever its mode, since its owner may change that at will.
+ */
+static void file_other_owner(const struct passwd *nobody)
+{
+    char want[512];
+    config cfg;
+    char err[512] = "";
+    char *path = config_file("root /srv\n", 0644);
+    assert_int_equal(chown(path, nobody->pw_uid, 0), 0);
+    snprintf(want, sizeof want,
+             "--config %s is owned by nobody, who may change it, not by root or the user "
+             "receiptd runs as: chown root %s",
+             path, path);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_USAGE);
+    assert_string_equal(err, want);
+    config_free(&cfg);
+
+    /* The fix the error names. */
+    assert_int_equal(chown(path, 0, 0), 0);
+    assert_int_equal(
+        config_parse(&cfg, ARGC("--config", path), ARGV("--config", path), err, sizeof err),
+        CONFIG_OK);
+    config_free(&cfg);
+    unlink(path);
+}
+
+/*
  * A group-writable file: refused when its group holds another user than
- * its owner, taken when the group is the owner's alone. Giving a file
- * another group needs root (as CI runs).
+ * its owner, taken when the group is the owner's alone; and a file of
+ * another owner. Giving a file another group or owner needs root (as CI
+ * runs).
  */
 static void test_file_group_writable(void **state)
 {
@@ -572,6 +603,8 @@ static void test_file_group_writable(void **state)
         print_message("skipped: giving the file another group needs root and a user nobody\n");
         skip();
     }
+    file_other_owner(nobody);
+
     gid_t others = nobody->pw_gid; /* nobody's: a group with another member than root */
     const struct group *gr = getgrgid(others);
     assert_non_null(gr);
