@@ -1,6 +1,7 @@
 #include "common/evpack.h"
 
 #include "common/b64.h"
+#include "common/decimal.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -518,13 +519,10 @@ static bool put_uuid(unpacker *o, const uint8_t b[16])
 
 static bool put_number(unpacker *o, uint64_t v)
 {
-    char digits[20];
-    size_t n = sizeof digits;
-    do {
-        digits[--n] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return put(o, digits + n, sizeof digits - n);
+    char digits[DECIMAL_U64_MAX];
+    size_t n;
+    const char *first = decimal_u64(v, digits, &n);
+    return put(o, first, n);
 }
 
 long evpack_decode(const uint8_t *in, size_t len, char *out, size_t cap)

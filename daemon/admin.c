@@ -848,16 +848,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     return ar;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    (void)cls;
-    (void)c;
-    (void)toe;
-    free(*req_cls);
-    *req_cls = NULL;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
@@ -945,7 +935,7 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, ADMIN_CONN_MEMORY, NULL},
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_library, "admin http"},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, srv},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_loop_free_request, NULL},
         {svc->tls != NULL ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0,
          (void *)tls_creds_retrieve},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities},

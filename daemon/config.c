@@ -1239,6 +1239,15 @@ static bool group_is_owners_alone(uid_t owner, gid_t gid)
     return members;
 }
 
+/* A user's or group's name for a message, or its number when it has none. */
+static void id_name(char out[64], const char *name, unsigned id)
+{
+    if (name != NULL)
+        snprintf(out, 64, "%s", name);
+    else
+        snprintf(out, 64, "%u", id);
+}
+
 /*
  * A file that others than its owner may change is refused whatever it
  * holds: it decides what the server serves, where its keys are, which
@@ -1266,10 +1275,7 @@ static int check_config_mode(const char *path, mode_t mode, char *err, size_t er
     if (st.st_uid != 0 && st.st_uid != geteuid()) {
         const struct passwd *pw = getpwuid(st.st_uid);
         char owner[64];
-        if (pw != NULL)
-            snprintf(owner, sizeof owner, "%s", pw->pw_name);
-        else
-            snprintf(owner, sizeof owner, "%u", (unsigned)st.st_uid);
+        id_name(owner, pw != NULL ? pw->pw_name : NULL, st.st_uid);
         snprintf(err, errlen,
                  "--config %s is owned by %s, who may change it, not by root or the user "
                  "receiptd runs as: chown root %s",
@@ -1282,10 +1288,7 @@ static int check_config_mode(const char *path, mode_t mode, char *err, size_t er
         return 0;
     char group[64];
     const struct group *gr = getgrgid(st.st_gid);
-    if (gr != NULL)
-        snprintf(group, sizeof group, "%s", gr->gr_name);
-    else
-        snprintf(group, sizeof group, "%u", (unsigned)st.st_gid);
+    id_name(group, gr != NULL ? gr->gr_name : NULL, st.st_gid);
     snprintf(err, errlen,
              "--config %s may be changed by the group %s (mode %04o), which is not its owner's "
              "alone: chmod g-w,o-w %s",

@@ -312,3 +312,13 @@ fail:
     http_loop_stop(loop);
     return -1;
 }
+
+void http_loop_free_request(void *cls, struct MHD_Connection *c, void **req_cls,
+                            enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    free(*req_cls);
+    *req_cls = NULL;
+}

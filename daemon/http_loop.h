@@ -92,4 +92,12 @@ void http_loop_quiesce(http_loop *loop);
  */
 void http_loop_stop(http_loop *loop);
 
+/*
+ * An MHD_OPTION_NOTIFY_COMPLETED callback for a listener whose request
+ * context is one malloc()'d block (the admin and redirect listeners):
+ * frees it.
+ */
+void http_loop_free_request(void *cls, struct MHD_Connection *c, void **req_cls,
+                            enum MHD_RequestTerminationCode toe);
+
 #endif

@@ -47,16 +47,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     return rr;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    (void)cls;
-    (void)c;
-    (void)toe;
-    free(*req_cls);
-    *req_cls = NULL;
-}
-
 static void peer_address(struct MHD_Connection *c, char out[PROXY_ADDR_TEXT_MAX])
 {
     const union MHD_ConnectionInfo *info =
@@ -188,7 +178,7 @@ http_redirect *http_redirect_start(const config *cfg, accesslog *access_log, cha
         {MHD_OPTION_CONNECTION_TIMEOUT, REDIRECT_TIMEOUT_S, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, REDIRECT_MEMORY, NULL},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, r},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, r},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_loop_free_request, NULL},
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_library, "redirect"},
         {MHD_OPTION_END, 0, NULL},
     };

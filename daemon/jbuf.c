@@ -1,5 +1,6 @@
 #include "daemon/jbuf.h"
 
+#include "common/decimal.h"
 #include "common/unicode.h"
 
 #include <assert.h>
@@ -286,13 +287,10 @@ void jbuf_opt_str(jbuf *b, const char *s)
 
 void jbuf_u64(jbuf *b, uint64_t v)
 {
-    char text[24];
-    size_t n = 0;
-    do {
-        text[sizeof text - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    jbuf_add(b, text + sizeof text - n, n);
+    char digits[DECIMAL_U64_MAX];
+    size_t n;
+    const char *first = decimal_u64(v, digits, &n);
+    jbuf_add(b, first, n);
 }
 
 void jbuf_i64(jbuf *b, int64_t v)

@@ -1,6 +1,7 @@
 #include "daemon/tlog_event.h"
 
 #include "common/b64.h"
+#include "common/decimal.h"
 #include "common/evpack.h"
 #include "common/jcs.h"
 #include "common/merkle.h"
@@ -248,13 +249,10 @@ static void put(out_buf *o, const char *s, size_t n)
 /* A number as RFC 8785 writes an integer below 2^53: plain decimal. */
 static void put_u64(out_buf *o, uint64_t v)
 {
-    char digits[20];
-    size_t n = sizeof digits;
-    do {
-        digits[--n] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    put(o, digits + n, sizeof digits - n);
+    char digits[DECIMAL_U64_MAX];
+    size_t n;
+    const char *first = decimal_u64(v, digits, &n);
+    put(o, first, n);
 }
 
 /* A string as RFC 8785 writes it: only '"', '\\' and controls escaped. */

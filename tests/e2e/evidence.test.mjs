@@ -6,7 +6,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -16,6 +16,7 @@ import {
   newClient, fetchJwks, openPlugin, confirmation, sealConfirmation, postConfirm, sha256b64url,
 } from './lib/client.mjs';
 import { logcheck } from './lib/logcheck.mjs';
+import { runCli } from './lib/cli.mjs';
 
 const PAGE = '<!doctype html><html><body><h1>Notice</h1></body></html>';
 const BIN = crypto.randomBytes(2048);
@@ -503,14 +504,10 @@ describe(`receipt verify and audit (${LEDGER})`, () => {
     assert.match(r.stderr, /signing key 1 of the bundle has no valid since_ms, until_ms/);
   });
 
-  const cliAsync = (args) => new Promise((resolve) => {
-    const child = spawn(RECEIPT_CLI, args, { env: { ...process.env, XDG_STATE_HOME: xdg } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+  const cliAsync = async (args) => {
+    const r = await runCli(args, { env: { XDG_STATE_HOME: xdg } });
+    return { status: r.code, stdout: r.stdout, stderr: r.stderr };
+  };
 
   /** A reverse proxy on loopback: route(req) gives the server and path to
    * forward to, or answers itself (returns null). */

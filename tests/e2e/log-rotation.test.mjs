@@ -13,11 +13,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   startServer, tempDir, RECEIPTD, RECEIPT_CLI, LEDGER, ledgerArgs, pgUrl, pgCreateDatabase,
 } from './lib/server.mjs';
 import { logcheckProgram } from './lib/logcheck.mjs';
+import { runCli } from './lib/cli.mjs';
 
 const BIN = crypto.randomBytes(1024);
 
@@ -93,14 +94,10 @@ describe(`a chain of log key rotations (${LEDGER})`, () => {
     encoding: 'utf8', env: { ...process.env, XDG_STATE_HOME: xdg, ...env }, timeout: 30000,
   });
   /** The CLI without blocking this process, which runs the proxy too. */
-  const cliAsync = (args) => new Promise((resolve) => {
-    const child = spawn(RECEIPT_CLI, args, { env: { ...process.env, XDG_STATE_HOME: xdg } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+  const cliAsync = async (args) => {
+    const r = await runCli(args, { env: { XDG_STATE_HOME: xdg } });
+    return { status: r.code, stdout: r.stdout, stderr: r.stderr };
+  };
   const keys = [];    // verifier keys, K1 first
   const signers = []; // signer key texts, K1 first
   const pins = {};    // audit states pinned at K1, copied before any rotation
