@@ -154,27 +154,39 @@ static bool plain(unsigned char c)
     return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
 }
 
-size_t jbuf_plain_len(const char *s, size_t n)
+/*
+ * Eight bytes at a time: a word's flag bits (0x80 of a byte) are set when
+ * some byte is below 0x20, 0x7f or above, '"' or '\\' (the bit tricks of
+ * "Bit Twiddling Hacks": each test is exact for "some byte is"). A false
+ * alarm can only come above a true one (carries and borrows run upwards),
+ * so on a little-endian machine the lowest flag is the first stop.
+ */
+static uint64_t stops_of(uint64_t x)
 {
-    /* Eight bytes at a time: a word passes when none of its bytes is below
-     * 0x20, 0x7f or above, '"' or '\\' (the bit tricks of "Bit Twiddling
-     * Hacks": each test is exact for "some byte is", which is all that is
-     * asked; the word that fails is then looked at byte by byte). */
     const uint64_t ones = UINT64_C(0x0101010101010101);
     const uint64_t highs = UINT64_C(0x8080808080808080);
+    uint64_t quote = x ^ (ones * '"');
+    uint64_t backslash = x ^ (ones * '\\');
+    uint64_t stop = ((x - ones * 0x20) & ~x) | ((x + ones) | x) | ((quote - ones) & ~quote) |
+                    ((backslash - ones) & ~backslash);
+    return stop & highs;
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WORD_SCAN 1
+#else
+#define WORD_SCAN 0
+#endif
+
+size_t jbuf_plain_len(const char *s, size_t n)
+{
     size_t i = 0;
     for (; n - i >= 8; i += 8) {
         uint64_t x;
         memcpy(&x, s + i, 8);
-        uint64_t quote = x ^ (ones * '"');
-        uint64_t backslash = x ^ (ones * '\\');
-        uint64_t stop = ((x - ones * 0x20) & ~x) | ((x + ones) | x) | ((quote - ones) & ~quote) |
-                        ((backslash - ones) & ~backslash);
-        stop &= highs;
+        uint64_t stop = stops_of(x);
         if (stop != 0) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            /* A false alarm can only come above a true one (carries and
-             * borrows run upwards), so the lowest flag is the first stop. */
+#if WORD_SCAN
             return i + (size_t)__builtin_ctzll(stop) / 8;
 #else
             break;
@@ -186,40 +198,68 @@ size_t jbuf_plain_len(const char *s, size_t n)
     return i;
 }
 
-/* Writes the escaped s at out, which has room for 6 n bytes; the end. */
+/* The escape of s[i], a byte that is not plain, at out; the next byte's
+ * index (after a whole UTF-8 sequence) is put in *next. */
+static char *escape_one(char *out, const unsigned char *p, size_t i, size_t n, size_t *next)
+{
+    if (p[i] == '"' || p[i] == '\\') {
+        *out++ = '\\';
+        *out++ = (char)p[i];
+        *next = i + 1;
+    } else if (p[i] < 0x80) { /* a control character or DEL */
+        memcpy(out, "\\u00", 4);
+        out[4] = hex[p[i] >> 4];
+        out[5] = hex[p[i] & 15];
+        out += 6;
+        *next = i + 1;
+    } else {
+        uint32_t cp;
+        size_t seq = unicode_decode(p + i, n - i, &cp);
+        if (seq == 0) {
+            memcpy(out, replacement, sizeof replacement - 1);
+            out += sizeof replacement - 1;
+            *next = i + 1;
+        } else {
+            memcpy(out, p + i, seq);
+            out += seq;
+            *next = i + seq;
+        }
+    }
+    return out;
+}
+
+/*
+ * Writes the escaped s at out, which has room for 6 n bytes; the end.
+ * Whole words are stored before they are looked at, and only the plain
+ * bytes among them are kept: JSON texts quoted into JSON (an event in a
+ * proof) stop at every other member, so a stop must cost little. Storing
+ * eight bytes when fewer are plain stays within the room: with r >= 8
+ * bytes left to read, at least 6 r are left to write.
+ */
 static char *escape_into(char *out, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
-    while (i < n) {
-        size_t run = jbuf_plain_len(s + i, n - i);
-        memcpy(out, s + i, run);
-        out += run;
-        i += run;
-        if (i == n)
-            break;
-        if (p[i] == '"' || p[i] == '\\') {
-            *out++ = '\\';
-            *out++ = (char)p[i++];
-        } else if (p[i] < 0x80) { /* a control character or DEL */
-            memcpy(out, "\\u00", 4);
-            out[4] = hex[p[i] >> 4];
-            out[5] = hex[p[i] & 15];
-            out += 6;
-            i++;
-        } else {
-            uint32_t cp;
-            size_t seq = unicode_decode(p + i, n - i, &cp);
-            if (seq == 0) {
-                memcpy(out, replacement, sizeof replacement - 1);
-                out += sizeof replacement - 1;
-                i++;
-            } else {
-                memcpy(out, s + i, seq);
-                out += seq;
-                i += seq;
-            }
+#if WORD_SCAN
+    while (n - i >= 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        memcpy(out, &x, 8);
+        uint64_t stop = stops_of(x);
+        if (stop == 0) {
+            i += 8;
+            out += 8;
+            continue;
         }
+        size_t run = (size_t)__builtin_ctzll(stop) / 8;
+        out = escape_one(out + run, p, i + run, n, &i);
+    }
+#endif
+    while (i < n) {
+        if (plain(p[i]))
+            *out++ = (char)p[i++];
+        else
+            out = escape_one(out, p, i, n, &i);
     }
     return out;
 }
