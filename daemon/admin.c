@@ -9,6 +9,7 @@
 #include "daemon/clock.h"
 #include "daemon/evidence.h"
 #include "daemon/export.h"
+#include "daemon/http_framing.h"
 #include "daemon/http_loop.h"
 #include "daemon/http_target.h"
 #include "daemon/jbuf.h"
@@ -854,13 +855,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     admin_server *srv = cls;
     admin_request *ar = *req_cls;
-    (void)version;
     (void)upload_data;
     if (ar == NULL)
         return MHD_NO; /* out of memory: the library closes the connection */
     if (!ar->started) {
-        /* First call: headers only. Answer on the next, with any body read. */
         ar->started = true;
+        /* A request whose framing or Host is not sound is refused as the
+         * public listener refuses it, before its token is looked at, and
+         * its connection closed: nothing after it is read. */
+        http_framing framing;
+        http_framing_read(c, &framing);
+        const http_framing_fault *fault = http_framing_check(&framing, version);
+        if (fault != NULL) {
+            size_t len;
+            return queue(c, fault->status, http_framing_response(fault, &len));
+        }
+        /* Headers only: answer on the next call, with any body read. */
         return MHD_YES;
     }
     if (*upload_data_size != 0) {

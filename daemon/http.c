@@ -5,6 +5,7 @@
 #include "daemon/addrcount.h"
 #include "daemon/confirm.h"
 #include "daemon/http_file.h"
+#include "daemon/http_framing.h"
 #include "daemon/http_internal.h"
 #include "daemon/http_log.h"
 #include "daemon/http_loop.h"
@@ -393,23 +394,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 
 /*
  * What the server reads of a request's header fields, in one pass over
- * them. What decides where a request ends (RFC 9112 section 6) and which
- * host it is for: libmicrohttpd 0.9.75 frames a body by the first
- * Content-Length or by Transfer-Encoding, keeps the connection open in
- * either case, and does not check Host, so a request whose framing two
- * parsers could read differently is refused before anything is routed or
- * recorded, and its connection closed. Then what the access log and the
- * ledger keep, and what a proxy says of the client.
+ * them: what decides where a request ends and which host it is for
+ * (http_framing.h, checked as every listener checks it), then what the
+ * access log and the ledger keep, and what a proxy says of the client.
  */
 typedef struct request_fields {
-    unsigned lengths; /* Content-Length fields */
-    const char *length;
-    bool lengths_differ;
-    unsigned codings;  /* Transfer-Encoding fields */
-    bool chunked_only; /* exactly one, and it says "chunked" */
-    unsigned hosts;
-    const char *host;       /* the first */
-    bool bare_cr;           /* a CR not followed by LF, in a name or a value */
+    http_framing framing;
     const char *user_agent; /* the first of each, as a lookup would find */
     const char *referer;
     proxy_fields forwarding;
@@ -420,28 +410,10 @@ static enum MHD_Result note_field(void *cls, enum MHD_ValueKind kind, const char
 {
     request_fields *f = cls;
     (void)kind;
+    http_framing_note(&f->framing, name, value);
     if (value == NULL)
         value = "";
-    if (strchr(name, '\r') != NULL || strchr(value, '\r') != NULL)
-        f->bare_cr = true;
-    /* By the first letter: most fields are compared with one name or none. */
     switch (name[0] | 0x20) {
-    case 'c':
-        if (strcasecmp(name, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
-            if (f->lengths++ == 0)
-                f->length = value;
-            else if (strcmp(f->length, value) != 0)
-                f->lengths_differ = true;
-        }
-        break;
-    case 't':
-        if (strcasecmp(name, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
-            f->chunked_only = f->codings++ == 0 && strcasecmp(value, "chunked") == 0;
-        break;
-    case 'h':
-        if (strcasecmp(name, MHD_HTTP_HEADER_HOST) == 0 && f->hosts++ == 0)
-            f->host = value;
-        break;
     case 'u':
         if (f->user_agent == NULL && strcasecmp(name, MHD_HTTP_HEADER_USER_AGENT) == 0)
             f->user_agent = value;
@@ -462,39 +434,10 @@ static enum MHD_Result note_field(void *cls, enum MHD_ValueKind kind, const char
 
 static void read_fields(struct MHD_Connection *c, request_fields *f)
 {
-    f->lengths = f->codings = f->hosts = 0;
-    f->length = f->host = f->user_agent = f->referer = NULL;
-    f->lengths_differ = f->chunked_only = f->bare_cr = false;
+    http_framing_init(&f->framing);
+    f->user_agent = f->referer = NULL;
     proxy_fields_init(&f->forwarding);
     MHD_get_connection_values(c, MHD_HEADER_KIND, note_field, f);
-}
-
-/* Answers a request whose framing or Host is not sound; MHD_YES if it is. */
-static enum MHD_Result refuse_bad_framing(request *req, struct MHD_Connection *c,
-                                          const char *version, const request_fields *f,
-                                          bool *refused)
-{
-    *refused = true;
-    if (f->bare_cr)
-        return http_reply_error_close(req, c, 400, "bad_header",
-                                      "A header field holds a CR that does not end a line.");
-    if (f->lengths_differ)
-        return http_reply_error_close(req, c, 400, "conflicting_length",
-                                      "Content-Length is given more than once, with different "
-                                      "values.");
-    if (f->lengths > 0 && f->codings > 0)
-        return http_reply_error_close(req, c, 400, "conflicting_length",
-                                      "Content-Length and Transfer-Encoding cannot both frame "
-                                      "a request.");
-    if (f->codings > 0 && !f->chunked_only)
-        return http_reply_error_close(req, c, 501, "unsupported_transfer_coding",
-                                      "The only transfer coding understood is chunked.");
-    if (f->hosts != 1 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
-        return http_reply_error_close(req, c, 400, "bad_host",
-                                      f->hosts == 0 ? "An HTTP/1.1 request needs a Host header."
-                                                    : "Host is given more than once.");
-    *refused = false;
-    return MHD_YES;
 }
 
 /*
@@ -568,7 +511,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         read_fields(c, &fields);
         /* RFC 9112 section 3.2.2: an absolute-form target's authority
          * replaces Host, which HTTP/1.1 still requires (checked below). */
-        req->host = req->authority[0] != '\0' ? req->authority : fields.host;
+        req->host = req->authority[0] != '\0' ? req->authority : fields.framing.host;
         copy_bounded(req->user_agent, sizeof req->user_agent, fields.user_agent);
         copy_bounded(req->referer, sizeof req->referer, fields.referer);
         resolve_client(srv, req, &fields.forwarding);
@@ -578,10 +521,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                           "The request line and header fields leave no room "
                                           "for an answer in this server's per-connection memory "
                                           "(--connection-memory).");
-        bool refused;
-        enum MHD_Result framing_answer = refuse_bad_framing(req, c, version, &fields, &refused);
-        if (refused)
-            return framing_answer;
+        const http_framing_fault *fault = http_framing_check(&fields.framing, version);
+        if (fault != NULL) {
+            size_t len = 0;
+            struct MHD_Response *r = http_framing_response(fault, &len);
+            return http_reply_queue(req, c, fault->status, r, strcmp(method, "HEAD") == 0 ? 0 : len);
+        }
         /* Behind a trusted proxy, the per-address limit counts the
          * requests each forwarded address has in progress. */
         if (req->forwarded && srv->forwarded != NULL) {
@@ -604,7 +549,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * connection and so never leaves an unread body to reset it. */
         else {
             bool bodiless =
-                (fields.length == NULL || strcmp(fields.length, "0") == 0) && fields.codings == 0;
+                (fields.framing.length == NULL || strcmp(fields.framing.length, "0") == 0) &&
+                fields.framing.codings == 0;
             if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
                 /* A body would still be arriving when the answer is due,
                  * and the answer could then not be sent: refuse it up

@@ -1,5 +1,6 @@
 #include "daemon/http_redirect.h"
 
+#include "daemon/http_framing.h"
 #include "daemon/http_internal.h"
 #include "daemon/http_loop.h"
 #include "daemon/http_target.h"
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* Per connection: a request line and headers, and a Location of up to three
  * times the target (percent-encoded). */
@@ -79,16 +79,6 @@ static size_t location_target(char *out, const char *target)
     return n;
 }
 
-static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *name,
-                                  const char *value)
-{
-    (void)kind;
-    (void)value;
-    if (strcasecmp(name, MHD_HTTP_HEADER_HOST) == 0)
-        (*(unsigned *)cls)++;
-    return MHD_YES;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
@@ -111,23 +101,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     unsigned status = MHD_HTTP_PERMANENT_REDIRECT;
     struct MHD_Response *resp = NULL;
     size_t body = 0;
-    unsigned hosts = 0;
-    MHD_get_connection_values(c, MHD_HEADER_KIND, count_host, &hosts);
+    /* The public listener's checks first, with its answers. */
+    http_framing framing;
+    http_framing_read(c, &framing);
+    const http_framing_fault *fault = http_framing_check(&framing, version);
     char location[CONFIG_URL_MAX + 3 * HTTP_RAW_URI_MAX + 2];
-    if (rr->len > HTTP_RAW_URI_MAX) {
+    if (fault != NULL) {
+        status = fault->status;
+        resp = http_framing_response(fault, &body);
+    } else if (rr->len > HTTP_RAW_URI_MAX) {
         status = 414;
         resp = http_reply_error_response(status, "uri_too_long", "The request target is too long.",
                                          &body);
     } else if (t.form == HTTP_TARGET_BAD) {
         status = 400;
         resp = http_reply_error_response(status, "bad_target", t.reason, &body);
-    } else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && hosts != 1) {
-        /* As the public listener answers it (RFC 9112 section 3.2). */
-        status = 400;
-        resp = http_reply_error_response(status, "bad_host",
-                                         hosts == 0 ? "An HTTP/1.1 request needs a Host header."
-                                                    : "Host is given more than once.",
-                                         &body);
     } else {
         size_t n = (size_t)snprintf(location, sizeof location, "%s%s", r->cfg->public_url, lead);
         location_target(location + n, rest);
@@ -137,8 +125,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (resp == NULL)
         return MHD_NO;
-    /* Nothing more is served here: the client goes to https. */
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    /* Nothing more is served here: the client goes to https (a refusal
+     * says so already). */
+    if (fault == NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
 

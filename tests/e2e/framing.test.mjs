@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startServer } from './lib/server.mjs';
+import { freePort, startServer } from './lib/server.mjs';
+import { makeCA } from './lib/tls.mjs';
 
 // Sends bytes, reads until the server closes (or timeoutMs); says which.
 function exchange(port, bytes, timeoutMs = 3000) {
@@ -59,6 +60,18 @@ const refused = [
     `${confirmHead}Content-Length: 5\r\nReceipt-Client-Key: a\rb\r\n\r\nhello${smuggled}`],
 ];
 
+// The answer's status line and JSON body, and whether it says Connection: close.
+function refusal(out) {
+  const head = out.text.slice(0, out.text.indexOf('\r\n\r\n'));
+  return {
+    lines: statusLines(out.text),
+    close: /\r\nConnection: close\r\n/i.test(head),
+    body: out.text.slice(out.text.indexOf('\r\n\r\n') + 4),
+    // Every field but Date, in order: what a listener adds of its own shows.
+    fields: head.split('\r\n').slice(1).filter((f) => !/^Date:/i.test(f)),
+  };
+}
+
 // What libmicrohttpd 0.9.75 does before receiptd sees the request: the
 // status, whether the connection closes, and whether the request is served.
 const library = [
@@ -105,6 +118,53 @@ test('framing that could smuggle a request: refused, closed, nothing read after,
   assert.match(statusLines(sameTwice.text)[0], /^HTTP\/1\.1 400 /);
   assert.match(sameTwice.text, /"error":"missing_client_key"/, 'equal Content-Length values frame one body');
   assert.equal((await srv.stop()).code, 0, srv.log());
+});
+
+// The admin and --redirect-http listeners apply the same checks
+// (daemon/http_framing.c) with the same answers: the status, the JSON body
+// and Connection: close, before anything else is looked at (the admin
+// token, the redirect's target).
+test('the admin and redirect listeners refuse the same framing as the public one, with the same answer', async (t) => {
+  const plain = await startServer({ files: { 'a.txt': 'hello' } });
+  t.after(() => plain.kill());
+  const pair = makeCA().issue();
+  const redirectPort = await freePort();
+  const tls = await startServer({
+    https: true, files: { 'a.txt': 'hello' },
+    args: ['--tls-cert', pair.chain, '--tls-key', pair.key, '--redirect-http', `127.0.0.1:${redirectPort}`],
+  });
+  t.after(() => tls.kill());
+  // The admin API asks for a token: a malformed request is refused before that.
+  const toAdmin = (bytes) => bytes.replaceAll('/_receipt/confirm', '/api/summary').replaceAll('/a.txt', '/api/summary');
+  for (const [what, status, code, bytes] of refused) {
+    const pub = refusal(await exchange(plain.port, bytes));
+    assert.equal(pub.lines.length, 1, `public, ${what}`);
+    assert.match(pub.lines[0], new RegExp(`^HTTP/1\\.1 ${status} `), `public, ${what}`);
+    assert.equal(JSON.parse(pub.body).error, code, `public, ${what}`);
+    for (const [listener, port, sent] of [['admin', plain.adminPort, toAdmin(bytes)], ['redirect', redirectPort, bytes]]) {
+      const out = await exchange(port, sent);
+      const got = refusal(out);
+      const at = `${listener}, ${what}:\n${out.text}`;
+      assert.equal(got.lines.length, 1, `${at}: one answer, nothing read after it`);
+      assert.equal(got.lines[0], pub.lines[0], at);
+      assert.equal(got.body, pub.body, `${at}: the public listener's JSON body`);
+      assert.equal(got.close, true, `${at}: Connection: close`);
+      assert.equal(out.closed, true, `${at}: the connection is closed`);
+      // The redirect listener's answer is the public one's, field for field.
+      if (listener === 'redirect') assert.deepEqual(got.fields, pub.fields, at);
+    }
+  }
+  // What is sound is served as before: the checks refuse only what they say.
+  const token = plain.adminToken();
+  const ok = await exchange(plain.adminPort,
+    `GET /api/summary HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+  assert.match(statusLines(ok.text)[0], /^HTTP\/1\.1 200 /, ok.text);
+  const ok10 = await exchange(plain.adminPort, 'GET /api/summary HTTP/1.0\r\n\r\n');
+  assert.match(statusLines(ok10.text)[0], /^HTTP\/1\.1 401 /, 'HTTP/1.0 needs no Host; then the token is asked for');
+  const moved = await exchange(redirectPort, 'GET /a.txt HTTP/1.0\r\n\r\n');
+  assert.match(statusLines(moved.text)[0], /^HTTP\/1\.1 308 /, moved.text);
+  assert.equal((await plain.stop()).code, 0, plain.log());
+  assert.equal((await tls.stop()).code, 0, tls.log());
 });
 
 test('what libmicrohttpd 0.9.75 answers or rewrites itself (docs/operations.md)', async (t) => {
