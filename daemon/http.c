@@ -525,7 +525,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (fault != NULL) {
             size_t len = 0;
             struct MHD_Response *r = http_framing_response(fault, &len);
-            return http_reply_queue(req, c, fault->status, r, strcmp(method, "HEAD") == 0 ? 0 : len);
+            return http_reply_queue(req, c, fault->status, r,
+                                    strcmp(method, "HEAD") == 0 ? 0 : len);
         }
         /* Behind a trusted proxy, the per-address limit counts the
          * requests each forwarded address has in progress. */

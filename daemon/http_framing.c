@@ -55,8 +55,8 @@ void http_framing_read(struct MHD_Connection *c, http_framing *f)
     MHD_get_connection_values(c, MHD_HEADER_KIND, note_field, f);
 }
 
-static const http_framing_fault bare_cr = {
-    400, "bad_header", "A header field holds a CR that does not end a line."};
+static const http_framing_fault bare_cr = {400, "bad_header",
+                                           "A header field holds a CR that does not end a line."};
 static const http_framing_fault lengths_differ = {
     400, "conflicting_length", "Content-Length is given more than once, with different values."};
 static const http_framing_fault length_and_coding = {
@@ -84,7 +84,8 @@ const http_framing_fault *http_framing_check(const http_framing *f, const char *
 
 struct MHD_Response *http_framing_response(const http_framing_fault *fault, size_t *len)
 {
-    struct MHD_Response *r = http_reply_error_response(fault->status, fault->code, fault->message, len);
+    struct MHD_Response *r =
+        http_reply_error_response(fault->status, fault->code, fault->message, len);
     if (r != NULL)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     return r;
