@@ -665,22 +665,22 @@ static enum MHD_Result answer_streamed(http_context *ctx, request *req, struct M
     bool head = strcmp(req->method, "HEAD") == 0;
     uint64_t len = 0;
     struct MHD_Response *r;
-    if (status == 304) {
-        /* The upstream's length when it gave one; else 0, for want of better
-         * (see http_reply_not_modified()). */
-        r = http_reply_not_modified(length >= 0 ? (uint64_t)length : 0);
-    } else if (status == 204) {
-        r = http_reply_empty();
-    } else if (!head && upstream_call_state(call) == UPSTREAM_DONE) {
+    if (status == 204) {
+        r = http_reply_empty(); /* no Content-Length at all (RFC 9110 8.6) */
+    } else if (status == 304 || head) {
+        /* No body, and the upstream's Content-Length as it sent it: the
+         * length of the 200 (RFC 9110 8.6), which a cache updating its
+         * stored fields from a 304 takes (RFC 9111 4.3.4); none when it
+         * sent none, never a length this server made up. */
+        r = length >= 0 ? http_reply_not_modified((uint64_t)length) : http_reply_no_length();
+    } else if (upstream_call_state(call) == UPSTREAM_DONE) {
         r = complete_response(call, &len);
     } else {
-        /* HEAD reads nothing: the length is the upstream's, the block tiny. */
         r = MHD_create_response_from_callback(length >= 0 ? (uint64_t)length : MHD_SIZE_UNKNOWN,
-                                              head ? 16 : PROXY_READ_BLOCK, read_answer, call,
-                                              drop_call);
+                                              PROXY_READ_BLOCK, read_answer, call, drop_call);
         if (r != NULL)
             upstream_call_ref(call); /* the response's */
-        ps->streamed = !head;
+        ps->streamed = true;
     }
     if (r != NULL)
         add_answer_headers(ctx, r, upstream_call_headers(call), 0, &passing);

@@ -54,6 +54,18 @@ struct MHD_Response *http_reply_not_modified(uint64_t length)
     return MHD_create_response_from_callback(length, 1, no_body, NULL, NULL);
 }
 
+struct MHD_Response *http_reply_no_length(void)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1, no_body, NULL, NULL);
+    if (r != NULL &&
+        MHD_set_response_options(r, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END) != MHD_YES) {
+        MHD_destroy_response(r);
+        return NULL;
+    }
+    return r;
+}
+
 /* The JSON error body of docs/protocol.md section 10, in out (HTTP_ERROR_BODY_MAX
  * bytes); returns its length. */
 static size_t error_body(const char *code, const char *message, char *out)

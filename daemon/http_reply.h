@@ -63,6 +63,16 @@ struct MHD_Response *http_reply_empty(void);
  */
 struct MHD_Response *http_reply_not_modified(uint64_t length);
 
+/*
+ * The response of a 304, or of a HEAD, with no body and no length: for an
+ * upstream's that stated none (RFC 9110 8.6: the length, if any, is the
+ * 200's, which is not known here). libmicrohttpd 0.9.75 has no other way
+ * to send neither Content-Length nor chunked: in its HTTP/1.0-compatible
+ * mode the response says Connection: close (the status line stays
+ * HTTP/1.1), and the connection closes after the header block.
+ */
+struct MHD_Response *http_reply_no_length(void);
+
 /* The JSON error body of docs/protocol.md section 10, not queued; *len gets the
  * body length. For errors that need headers of their own (416). */
 struct MHD_Response *http_reply_error_response(unsigned status, const char *code,

@@ -121,6 +121,19 @@ describe('recipe 4: in front of an existing application', () => {
     assert.ok(id);
     const row = await srv.until(() => srv.query(`SELECT path, kind, lower(hex(sha256)) AS sha FROM deliveries WHERE id = '${id}'`)[0]);
     assert.deepEqual(row, { path: '/downloads/app.bin', kind: 'device', sha: sha256hex(firmware) });
+    /* Not injected: nginx's validators pass, and its 304 with them. nginx
+     * states no Content-Length in a 304, and neither does receiptd (RFC
+     * 9110 8.6: a length there would be the 200's, not 0); a HEAD's is
+     * nginx's, the file's. */
+    assert.ok(res.headers.etag, 'nginx\'s ETag');
+    const fresh = await get('/downloads/app.bin', { headers: { 'If-None-Match': res.headers.etag } });
+    assert.equal(fresh.status, 304);
+    assert.equal(fresh.headers['content-length'], undefined);
+    assert.equal(fresh.headers.etag, res.headers.etag);
+    assert.equal(fresh.headers['receipt-delivery'], undefined, 'a 304 is no delivery');
+    const head = await get('/downloads/app.bin', { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(firmware.length));
     const missing = await get('/downloads/none.bin');
     assert.equal(missing.status, 404);
   });

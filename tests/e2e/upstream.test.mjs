@@ -165,6 +165,57 @@ describe('reverse proxy: passing through', () => {
     assert.equal(head.body.length, 0);
   });
 
+  // RFC 9110 8.6 and 15.4.5: a 304's Content-Length, if any, is the
+  // length of the representation (a cache updating its stored fields from
+  // the 304, RFC 9111 4.3.4, takes it), as is a HEAD's; a 204 has none.
+  // Each is read over a raw socket with a second request behind it on the
+  // same connection: the exact header block, and nothing between the two
+  // answers (no stray last chunk that the client would read as the next).
+  test('304, 204 and HEAD: the upstream\'s Content-Length as it sent it, or none, and nothing after the header block', async () => {
+    const before = rows(srv);
+    const NAVIGATION = 'Sec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Site: none\r\n';
+    const cases = [
+      // [what, method, query, request fields, status, Content-Length sent on (null: none)]
+      ['a 304 with a length', 'GET', 'status=304&length=1234', '', 304, '1234'],
+      ['a 304 without one', 'GET', 'status=304', '', 304, null],
+      ['a 304 to a tracked page view, without one', 'GET', 'status=304', NAVIGATION, 304, null],
+      ['a 304 to a tracked page view, with one', 'GET', 'status=304&length=99', NAVIGATION, 304, '99'],
+      ['a 304 to a HEAD, with a length', 'HEAD', 'status=304&length=5', '', 304, '5'],
+      ['a 204', 'GET', 'status=204', '', 204, null],
+      ['a 204 that says Content-Length: 0', 'GET', 'status=204&length=0', '', 204, null],
+      ['a HEAD with a length', 'HEAD', 'status=200&length=777', '', 200, '777'],
+      ['a HEAD with Content-Length: 0', 'HEAD', 'status=200&length=0', '', 200, '0'],
+      ['a HEAD whose GET is chunked', 'HEAD', 'status=200&chunked=1', '', 200, null],
+      ['a HEAD without a length', 'HEAD', 'status=200', '', 200, null],
+    ];
+    const next = 'GET /app/api/items HTTP/1.1\r\nHost: x\r\nConnection: close\r\n' +
+      `${Object.entries(SUBRESOURCE).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+    for (const [what, method, query, fields, status, length] of cases) {
+      const raw = await rawRequest(srv.port,
+        `${method} /app/bodiless?${query} HTTP/1.1\r\nHost: x\r\n${fields}\r\n${next}`);
+      const end = raw.indexOf('\r\n\r\n') + 4;
+      assert.ok(end > 4, `${what}: ${JSON.stringify(raw)}`);
+      const head = raw.slice(0, end);
+      const rest = raw.slice(end);
+      const at = `${what}:\n${raw}`;
+      assert.equal(statusOf(head), status, at);
+      const lengths = head.match(/\r\nContent-Length: [^\r]*/gi) || [];
+      assert.deepEqual(lengths, length === null ? [] : [`\r\nContent-Length: ${length}`], at);
+      assert.doesNotMatch(head, /\r\nTransfer-Encoding:/i, at);
+      assert.match(head, /\r\nETag: "bodiless-1"\r\n/, at);
+      if (/\r\nConnection: close\r\n/i.test(head)) {
+        // Without a length to state, the connection ends with the header block.
+        assert.equal(length, null, `${at}: closed only for want of a length`);
+        assert.equal(rest, '', `${at}: nothing after the header block`);
+      } else {
+        assert.equal(statusOf(rest), 200, `${at}: the next answer, right after the header block`);
+        assert.ok(rest.endsWith('"notice"}]}'), at);
+      }
+    }
+    await sleep(200);
+    assert.equal(rows(srv), before, 'no 304, 204 or HEAD is a delivery');
+  });
+
   test('a prefix is replaced by the path of its URL, and kept by a URL without one', async () => {
     const res = await request(`${srv.url}/app/headers?x=1`);
     assert.equal(res.status, 200);

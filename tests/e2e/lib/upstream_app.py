@@ -18,6 +18,10 @@ application in front of which receiptd stands would:
   GET  /firmware.bin    64 KiB of deterministic bytes, with an ETag
   GET  /chunked.txt     a chunked body
   GET  /etag.txt        a text with an ETag; 304 to a matching If-None-Match
+  GET|HEAD /bodiless?status=S[&length=N][&chunked=1]
+                        status S (200 to HEAD, 204, 304) with no body, an ETag, and
+                        Content-Length: N only when length is given (Transfer-Encoding:
+                        chunked with chunked=1): what a 304 or a HEAD says of the 200
   GET  /slow?ms=N       answers after N milliseconds
   GET  /slow-body?ms=N  sends its headers, then the body after N milliseconds
   GET  /cut             declares 100000 bytes, sends 50000, closes
@@ -211,6 +215,15 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(304, b"", None, [("ETag", etag)])
                 return
             self.send(200, "versioned text\n", "text/plain", [("ETag", etag)])
+            return
+        if path == "/bodiless" and method in ("GET", "HEAD"):
+            self.send_response(int(query["status"][0]))
+            self.send_header("ETag", '"bodiless-1"')
+            if "length" in query:
+                self.send_header("Content-Length", query["length"][0])
+            if "chunked" in query:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
             return
         if path == "/slow" and method == "GET":
             time.sleep(int(query.get("ms", ["1000"])[0]) / 1000)
