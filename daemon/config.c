@@ -208,8 +208,10 @@ static const config_option options[] = {
          "ChaCha20-Poly1305. TLS 1.3 clients resume sessions with session tickets (a fresh "
          "ECDHE exchange each time), whose keys live in memory only; TLS 1.2 clients get no "
          "tickets. Read again on SIGHUP: new connections get the new pair (and new ticket "
-         "keys), open ones keep theirs, and a pair that does not load is logged and the old "
-         "one kept."},
+         "keys), open ones keep theirs, and a pair that does not load, or whose certificate "
+         "has expired or is not valid yet while the one in use is valid, is logged and the "
+         "old one kept. At start-up, a certificate that is not valid now is served, with an "
+         "error in the log."},
     {"tls-key", "FILE", SECTION_TLS, parse_string, AT(tls_key), .flags = CONFIG_NAMES_FILE,
      .help = "the private key of --tls-cert (PEM, unencrypted, not readable by others)",
      .doc = "The private key of \\fB\\-\\-tls\\-cert\\fR (PEM, unencrypted). Refused when others "

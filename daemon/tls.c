@@ -260,11 +260,48 @@ fail:
     return NULL;
 }
 
+static bool valid_at(const tls_cert_info *info, time_t now)
+{
+    return info->not_before <= now && now < info->not_after;
+}
+
+/*
+ * A reload that would put a certificate clients refuse in place of one
+ * they accept (an old backup restored, a copy of the wrong file, a clock
+ * ahead of the CA's) is refused: every new connection would fail until
+ * the next reload. When the one in use is no longer valid either, the new
+ * one is no worse, and is taken.
+ */
+static bool refuse_invalid(const tls_creds *t, const tls_pair *fresh, char *err, size_t errlen)
+{
+    time_t now = time(NULL);
+    const tls_cert_info *info = &fresh->info;
+    if (valid_at(info, now) || !valid_at(&t->current->info, now))
+        return false;
+    bool expired = info->not_after <= now;
+    char when[32] = "?";
+    struct tm tm;
+    if (gmtime_r(expired ? &info->not_after : &info->not_before, &tm) != NULL)
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    snprintf(err, errlen, "certificate file %s: its certificate (serial %s) %s %s", t->cert_file,
+             info->serial, expired ? "expired on" : "is not valid until", when);
+    return true;
+}
+
 int tls_creds_reload(tls_creds *t, char *err, size_t errlen)
 {
     tls_pair *fresh = pair_load(t->cert_file, t->key_file, err, errlen);
     if (fresh == NULL)
         return -1;
+    /* current changes only here, on this thread: read without the lock. */
+    if (memcmp(t->current->digest, fresh->digest, TLS_DIGEST_LEN) == 0) {
+        pair_free(fresh);
+        return 1;
+    }
+    if (refuse_invalid(t, fresh, err, errlen)) {
+        pair_free(fresh);
+        return -1;
+    }
     /* A new pair starts a new ticket key: no session of the old one resumes. */
     gnutls_datum_t key = {NULL, 0};
     if (gnutls_session_ticket_key_generate(&key) < 0) {
@@ -274,19 +311,12 @@ int tls_creds_reload(tls_creds *t, char *err, size_t errlen)
     }
     pthread_mutex_lock(&t->lock);
     tls_pair *old = t->current;
-    bool same = memcmp(old->digest, fresh->digest, TLS_DIGEST_LEN) == 0;
-    if (!same) {
-        t->current = fresh;
-        gnutls_datum_t swap = t->ticket_key;
-        t->ticket_key = key;
-        key = swap;
-    }
+    t->current = fresh;
+    gnutls_datum_t swap = t->ticket_key;
+    t->ticket_key = key;
+    key = swap;
     pthread_mutex_unlock(&t->lock);
     ticket_key_free(&key);
-    if (same) {
-        pair_free(fresh);
-        return 1;
-    }
     pair_release(old);
     return 0;
 }

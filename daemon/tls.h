@@ -72,7 +72,8 @@ tls_creds *tls_creds_load(const char *cert_file, const char *key_file, char *err
 /*
  * Reads the files again. Returns 0 when a new pair is now in use, 1 when
  * the files hold the pair already in use (nothing changes), -1 when the new
- * files do not load (the current pair stays; err says why).
+ * files do not load, or hold a certificate that has expired or is not valid
+ * yet while the one in use is valid (the current pair stays; err says why).
  */
 int tls_creds_reload(tls_creds *t, char *err, size_t errlen);
 

@@ -192,6 +192,29 @@ describe('receiptd over https', () => {
     installPair(second, certFile, keyFile);
   });
 
+  test('SIGHUP: a certificate that has expired or is not valid yet does not replace a valid one', async () => {
+    const trust = fs.readFileSync(ca.cert);
+    const inUse = (await handshake(srv.port, { ca: trust })).serial;
+    const DAY = 24 * 3600 * 1000;
+    // A backup restored by mistake, and a certificate dated in the future.
+    const expired = ca.issue({ notBefore: new Date(Date.now() - 60 * DAY), notAfter: new Date(Date.now() - DAY) });
+    const early = ca.issue({ notBefore: new Date(Date.now() + DAY), notAfter: new Date(Date.now() + 60 * DAY) });
+    for (const [pair, why] of [[expired, 'expired on'], [early, 'is not valid until']]) {
+      installPair(pair, certFile, keyFile);
+      srv.proc.kill('SIGHUP');
+      await untilLog(srv, new RegExp(`SIGHUP: public listener: certificate file .* \\(serial ${serialHex(pair.serial)}\\) ${why} \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC; the certificate in use \\(serial ${inUse}\\) stays`));
+      const now = await handshake(srv.port, { ca: trust });
+      assert.equal(now.serial, inUse);
+      assert.equal(now.authorized, true);
+    }
+    // A valid pair is taken again.
+    const fresh = ca.issue();
+    installPair(fresh, certFile, keyFile);
+    srv.proc.kill('SIGHUP');
+    await untilLog(srv, new RegExp(`public listener: reloaded certificate CN=127\\.0\\.0\\.1 \\(serial ${serialHex(fresh.serial)},`));
+    assert.equal((await handshake(srv.port, { ca: trust })).serial, serialHex(fresh.serial));
+  });
+
   test('--redirect-http answers 308 to the https URL, path and query kept', async () => {
     const delivered = () => Number(srv.query("SELECT count(*) AS n FROM deliveries WHERE path = '/a.html'")[0].n);
     const before = delivered();
