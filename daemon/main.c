@@ -388,7 +388,16 @@ static void describe_certificate(metrics_listener which, tls_creds *t, const cha
     else if (info.not_before > now)
         log_error("%s listener: the certificate in %s is not valid yet: clients will refuse it",
                   listener, tls_creds_cert_file(t));
-    else if (info.not_after - now < MAIN_CERT_WARN_DAYS * 24 * 3600) {
+    else if (info.chain_length == 1 && !info.self_issued)
+        /* A public CA's certificate always needs its intermediates, which
+         * browsers may fetch and curl, the receipt command and most
+         * devices do not; a private CA's issued by its root needs none. */
+        log_warn("%s listener: %s holds no certificate of the chain after the server's: "
+                 "clients that do not trust its issuer (%s) directly will refuse it (with "
+                 "certbot, give fullchain.pem, not cert.pem)",
+                 listener, tls_creds_cert_file(t), info.issuer);
+    if (info.not_after > now && info.not_before <= now &&
+        info.not_after - now < MAIN_CERT_WARN_DAYS * 24 * 3600) {
         /* In hours below two days: "0 days" would read as already expired. */
         long long left = (long long)(info.not_after - now);
         long long count = left < 2 * 86400 ? left / 3600 : left / 86400;

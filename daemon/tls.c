@@ -117,6 +117,9 @@ static void describe(tls_pair *p)
         size_t n = sizeof info->subject;
         if (gnutls_x509_crt_get_dn(crt, info->subject, &n) < 0)
             info->subject[0] = '\0';
+        n = sizeof info->issuer;
+        if (gnutls_x509_crt_get_issuer_dn(crt, info->issuer, &n) < 0)
+            info->issuer[0] = '\0';
         uint8_t serial[64];
         size_t slen = sizeof serial;
         if (gnutls_x509_crt_get_serial(crt, serial, &slen) >= 0 && slen > 0) {
@@ -131,6 +134,13 @@ static void describe(tls_pair *p)
             }
             info->serial[o] = '\0';
         }
+        gnutls_datum_t subject = {NULL, 0}, issuer = {NULL, 0};
+        if (gnutls_x509_crt_get_raw_dn(crt, &subject) >= 0 &&
+            gnutls_x509_crt_get_raw_issuer_dn(crt, &issuer) >= 0)
+            info->self_issued =
+                subject.size == issuer.size && memcmp(subject.data, issuer.data, subject.size) == 0;
+        gnutls_free(subject.data);
+        gnutls_free(issuer.data);
         info->not_before = gnutls_x509_crt_get_activation_time(crt);
         info->not_after = gnutls_x509_crt_get_expiration_time(crt);
     }

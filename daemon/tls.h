@@ -63,7 +63,9 @@ typedef struct tls_cert_info {
     char subject[TLS_SUBJECT_MAX]; /* RFC 4514 DN of the leaf certificate */
     char serial[TLS_SERIAL_MAX];   /* hex, upper case, no leading zeros */
     time_t not_before, not_after;
-    unsigned chain_length; /* certificates in the file, the leaf included */
+    unsigned chain_length;        /* certificates in the file, the leaf included */
+    char issuer[TLS_SUBJECT_MAX]; /* RFC 4514 DN of the leaf's issuer */
+    bool self_issued;             /* the leaf names itself as its issuer */
 } tls_cert_info;
 
 /* Loads the pair; NULL with err naming the file and the problem. */

@@ -320,4 +320,20 @@ describe('receiptd refuses a TLS set-up that cannot be right', () => {
     assert.equal(r.code, 1);
     fs.rmSync(root, { recursive: true, force: true });
   });
+
+  test('a certificate file without its intermediates is served with a warning that names its issuer', async () => {
+    const ca = makeCA();
+    const pair = ca.intermediate().issue();
+    const root = tempDir('receipt-root-');
+    const state = path.join(tempDir('receipt-state-'), 'state');
+    const base = ['--root', root, '--state-dir', state, '--listen', '127.0.0.1:0', '--admin-listen', 'off', '--check-config'];
+    // certbot's cert.pem where fullchain.pem belongs.
+    let r = await runReceiptd([...base, '--tls-cert', pair.cert, '--tls-key', pair.key]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warn  public listener: \S+ holds no certificate of the chain after the server's: clients that do not trust its issuer \(CN=receipt test intermediate CA\) directly will refuse it/);
+    r = await runReceiptd([...base, '--tls-cert', pair.chain, '--tls-key', pair.key]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /holds no certificate of the chain/);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
 });
