@@ -227,6 +227,12 @@ static unsigned connection_share(const http_loop_settings *s, unsigned i)
 static struct MHD_Daemon *start_daemon(const http_loop_settings *s, http_loop *loop, unsigned i)
 {
     unsigned flags = s->flags | MHD_USE_EPOLL;
+    /* MHD_USE_TURBO leaves out the library's close of a connection's write
+     * side, which over TLS is its close_notify (gnutls_bye()): without it
+     * every close is a bare TCP close, which RFC 8446 (6.1) forbids and
+     * which a client cannot tell from a truncation by the network. */
+    if (flags & MHD_USE_TLS)
+        flags &= ~(unsigned)MHD_USE_TURBO;
     unsigned limit = connection_share(s, i);
     /* The threads take no signals (thread_start()): see the header. The
      * first daemon binds with the library's default, SO_REUSEADDR (a

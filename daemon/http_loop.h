@@ -45,7 +45,7 @@ typedef struct http_loop http_loop;
 typedef struct http_loop_settings {
     const char *name;              /* the threads' name (at most 15 bytes); NULL: "http" */
     unsigned threads;              /* daemons, one thread each: 1.. */
-    unsigned flags;                /* MHD_USE_* without a polling mode: MHD_USE_EPOLL is added */
+    unsigned flags;                /* MHD_USE_* without a polling mode: see below */
     const struct sockaddr *listen; /* where the first daemon binds (port 0: any) */
     unsigned max_connections;      /* over all daemons, shared out as the thread pool does */
     MHD_AcceptPolicyCallback accept_policy; /* may be NULL */
@@ -58,6 +58,9 @@ typedef struct http_loop_settings {
      * SIGPIPE_HANDLED_BY_APP, which the loop sets. */
     const struct MHD_OptionItem *options;
 } http_loop_settings;
+/* To flags, the loop adds MHD_USE_EPOLL, and with MHD_USE_TLS takes away
+ * MHD_USE_TURBO, which would leave out the close_notify that ends a TLS
+ * connection. */
 
 /*
  * Starts the daemons and their threads: 0, or -1 with err set. *loop is set

@@ -3,9 +3,10 @@
 // HEAD, ranges, 304, errors, an empty file), requests pipelined and split
 // across TLS records in any way, a client that pipelines many requests and
 // reads slowly, and TLS 1.3 session resumption (none for TLS 1.2, none
-// across a certificate reload).
+// across a certificate reload), and a close_notify before every close.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -248,6 +249,20 @@ describe('responses over TLS', () => {
     } finally {
       done = true;
       c.close();
+    }
+  });
+
+  test('a connection the server closes ends with close_notify, not a bare TCP close', () => {
+    // OpenSSL's client exits 1 ("unexpected eof while reading") when the
+    // stream ends without the alert: a truncation it cannot tell from the
+    // end. HTTP/1.0 without a length is where the close ends the body.
+    for (const request of ['GET /p.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      'GET /s.css HTTP/1.0\r\n\r\n']) {
+      const r = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${srv.port}`, '-CAfile', ca.cert,
+        '-quiet', '-ign_eof'], { input: request, encoding: 'latin1', timeout: 10000 });
+      assert.match(r.stdout, /^HTTP\/1\.1 200 OK\r\n/, r.stderr);
+      assert.doesNotMatch(r.stderr, /unexpected eof/, request);
+      assert.equal(r.status, 0, r.stderr);
     }
   });
 
