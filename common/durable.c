@@ -205,7 +205,10 @@ int durable_read(const char *path, size_t cap, char **out, size_t *len, mode_t *
     *len = 0;
     char *buf = NULL;
     int rc = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: opening a FIFO to read otherwise waits for a writer, for
+     * ever (a certificate path made a FIFO would hang the thread that
+     * reloads it); a regular file reads the same either way. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         durable_err(err, errlen, "cannot open", path, errno);
         return -1;

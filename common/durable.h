@@ -60,7 +60,8 @@ WARN_UNUSED_RESULT int durable_mkdirs(const char *dir, mode_t mode, char *err, s
 /*
  * Reads a whole regular file of at most cap bytes into *out (malloc'd,
  * NUL-terminated). st_mode, when not NULL, receives the file's mode.
- * Returns 0, or -1 (missing: errno ENOENT; too large: EFBIG).
+ * Returns 0, or -1 (missing: errno ENOENT; too large: EFBIG; not a regular
+ * file: EINVAL, at once, a FIFO included).
  */
 WARN_UNUSED_RESULT int durable_read(const char *path, size_t cap, char **out, size_t *len,
                                     mode_t *st_mode, char *err, size_t errlen);

@@ -290,6 +290,45 @@ describe('a TLS handshake is part of the time to send headers', () => {
   });
 });
 
+describe('SIGHUP with a certificate or key path that is not a file', () => {
+  test('a FIFO in place of either file is refused at once, and the server still reloads and stops', { timeout: 30000 }, async () => {
+    const ca = makeCA();
+    const dir = tempDir('receipt-fifo-');
+    const certFile = path.join(dir, 'cert.pem');
+    const keyFile = path.join(dir, 'key.pem');
+    const first = ca.issue();
+    installPair(first, certFile, keyFile);
+    const srv = await startServer({ https: true, files: { '/a.txt': 'x' },
+      args: ['--tls-cert', certFile, '--tls-key', keyFile, '--admin-listen', 'off', '--log-level', 'info'] });
+    try {
+      // Opening a FIFO for reading waits for a writer: the reload must not.
+      for (const file of [certFile, keyFile]) {
+        const saved = fs.readFileSync(file);
+        fs.rmSync(file);
+        execFileSync('mkfifo', ['-m', '0600', file]);
+        srv.proc.kill('SIGHUP');
+        await untilLog(srv, new RegExp(`SIGHUP: public listener: (certificate|key) file: not a regular file: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*; the certificate in use \\(serial ${serialHex(first.serial)}\\) stays`));
+        fs.rmSync(file);
+        fs.writeFileSync(file, saved, { mode: 0o600 });
+      }
+      const second = ca.issue();
+      installPair(second, certFile, keyFile);
+      srv.proc.kill('SIGHUP');
+      await untilLog(srv, new RegExp(`reloaded certificate CN=127\\.0\\.0\\.1 \\(serial ${serialHex(second.serial)},`));
+      assert.equal((await handshake(srv.port, { ca: fs.readFileSync(ca.cert) })).serial, serialHex(second.serial));
+      srv.proc.kill('SIGTERM');
+      const code = await new Promise((resolve) => {
+        if (srv.proc.exitCode !== null) resolve(srv.proc.exitCode);
+        srv.proc.once('exit', (c) => resolve(c));
+      });
+      assert.equal(code, 0);
+    } finally {
+      await srv.kill();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('receiptd refuses a TLS set-up that cannot be right', () => {
   test('a key file others may read, a key of another certificate, a missing file', async () => {
     const ca = makeCA();
