@@ -341,6 +341,8 @@ static int write_one_by_one(ledger *lg, ledger_batch_entry *entries, size_t n,
     ledger_refusals_reset(lg);
     if (lg->ops->begin(lg) != 0)
         return -1;
+    if (hook != NULL && lg->ops->log_begin != NULL && lg->ops->log_begin(lg) != 0)
+        goto fail;
     for (size_t i = 0; i < n; i++) {
         ledger_result *result = entries[i].result;
         if (result == NULL && hook != NULL) {

@@ -415,7 +415,11 @@ typedef struct ledger_log_write {
  * (its newest checkpoint's, 0 for none). Returns 0 with *out the log's
  * writes for the batch (NULL: nothing to write; borrowed until the write
  * returns), or -1 with err set, which rolls the batch back (retried). May
- * read the log through lg.
+ * read the log through lg. The writes' entries are the log's own first,
+ * then one for each entry whose status is 0 and outcome LEDGER_APPLIED, in
+ * the batch's order, naming its delivery: the SQLite ledger numbers the
+ * leaves in the rows as it writes them, and refuses a batch whose entries
+ * are not so.
  */
 typedef struct ledger_log_hook {
     int (*batch)(void *ctx, ledger *lg, uint64_t head, ledger_batch_entry *entries, size_t n,
@@ -449,23 +453,27 @@ typedef int (*ledger_checkpoint_fn)(void *arg, uint64_t size, uint64_t time_ms, 
 
 typedef enum ledger_log_select {
     LEDGER_LOG_RANGE,    /* leaves first .. first + count - 1, in order */
-    LEDGER_LOG_DELIVERY, /* the entries naming one delivery, in order    */
+    LEDGER_LOG_DELIVERY, /* the entries of one delivery, in order (below) */
     LEDGER_LOG_OWN,      /* the log's own entries (key changes), in order */
 } ledger_log_select;
 
 /*
  * Each returns 0, or -1 (message in ledger_error()); a callback's stop is 0.
  * Entries come in leaf order. Commitments alone (for tiles and hashes)
- * skip the events: row->event is then NULL.
+ * skip the events: row->event is then NULL. A delivery's entries are those
+ * naming it; SQLite finds them from its row (the leaf numbers the row
+ * keeps), so a delivery without a row, or whose row's numbers were edited,
+ * has none there, where PostgreSQL finds them by an index of the log.
  */
 WARN_UNUSED_RESULT int ledger_log_entries(ledger *lg, ledger_log_select select, uint64_t first,
                                           uint64_t count, const char *delivery,
                                           bool commitments_only, ledger_log_row_fn fn, void *arg);
 /*
- * The entries naming deliveries whose IDs sort after after_id (NULL: from
- * the first) and up to last_id (inclusive; NULL: to the last), by delivery
- * then leaf: the events of a page of rows in one read, for a merge with the
- * rows read in ID order. 0, or -1 as above.
+ * The entries of the deliveries whose IDs sort after after_id (NULL: from
+ * the first) and up to last_id (inclusive; NULL: to the last), as
+ * LEDGER_LOG_DELIVERY finds them, by delivery then leaf: the events of a
+ * page of rows in one read, for a merge with the rows read in ID order.
+ * 0, or -1 as above.
  */
 WARN_UNUSED_RESULT int ledger_log_deliveries(ledger *lg, const char *after_id, const char *last_id,
                                              ledger_log_row_fn fn, void *arg);

@@ -71,6 +71,10 @@ typedef struct ledger_ops {
      * leave it NULL) and locking the log; and the reads of ledger.h. */
     int (*log_store)(ledger *lg, const ledger_log_write *w);
     int (*log_lock)(ledger *lg, uint64_t *size); /* NULL: the transaction is the lock */
+    /* NULL, or called by ledger.c's write right after begin when the
+     * batch is logged, before its events apply: the backend may then
+     * number the leaves of the events in their rows (ledger_sqlite.c). */
+    int (*log_begin)(ledger *lg);
     /* NULL: no pipelined commits (ledger_sync_begin() returns NULL). */
     ledger_sync *(*sync_begin)(ledger *lg, char *err, size_t errlen);
     int (*log_entries)(ledger *lg, ledger_log_select select, uint64_t first, uint64_t count,

@@ -72,6 +72,22 @@ typedef struct verifier {
     uint64_t state_events;
     suspect suspects[VERIFY_SUSPECTS_MAX];
     size_t suspect_count;
+
+    /*
+     * Every leaf that names a delivery must be found from that delivery's
+     * row. The leaves read in order count those that name one (named); the
+     * rows' reads count what they found, or named as having no row
+     * (accounted), both below the log's size as read (counted_size). A
+     * delivery's events come from its row on SQLite, and only those that
+     * name it, each once, so the two counts differ exactly when a row lost
+     * its way to one of its leaves (deleted, or its leaf numbers edited):
+     * the leaves are then read again to name them (name_unreached()).
+     */
+    uint64_t named;
+    uint64_t accounted;
+    uint64_t counted_size;
+    char told_ids[VERIFY_SUSPECTS_MAX][UUID7_STR_LEN + 1]; /* named unreached, recently */
+    size_t told_count;
 } verifier;
 
 static void problem(verifier *v, enum problem_kind kind, const char *fmt, ...)
@@ -215,6 +231,8 @@ static int take_leaf(void *arg, const ledger_log_row *row)
         return 1;
     }
     v->out->leaves++;
+    if (row->delivery[0] != '\0')
+        v->named++;
     merkle_hash commitment, leaf, made[MERKLE_MAX_WRITE];
     merkle_commitment(row->salt, row->event != NULL ? row->event : "", row->event_len, &commitment);
     if (memcmp(commitment.bytes, row->commitment, MERKLE_HASH_LEN) != 0)
@@ -363,6 +381,8 @@ static void row_end(verifier *v, const ledger_delivery *row)
 static int merge_event(void *arg, const ledger_log_row *row)
 {
     verifier *v = arg;
+    if (row->leaf < v->counted_size)
+        v->accounted++;
     while (v->page_at < v->page_count && strcmp(v->page[v->page_at].id, row->delivery) < 0)
         row_end(v, &v->page[v->page_at++]);
     if (v->page_at < v->page_count && strcmp(v->page[v->page_at].id, row->delivery) == 0)
@@ -488,6 +508,117 @@ out:
     return rc;
 }
 
+/* ---- leaves no row leads to ---- */
+
+typedef struct named_leaf {
+    char id[UUID7_STR_LEN + 1];
+    uint64_t leaf;
+} named_leaf;
+
+typedef struct leaf_chunk {
+    named_leaf *at;
+    size_t count;
+} leaf_chunk;
+
+static int take_named(void *arg, const ledger_log_row *row)
+{
+    leaf_chunk *c = arg;
+    if (row->delivery[0] != '\0') {
+        memcpy(c->at[c->count].id, row->delivery, sizeof c->at[c->count].id);
+        c->at[c->count].leaf = row->leaf;
+        c->count++;
+    }
+    return 0;
+}
+
+typedef struct reach {
+    uint64_t leaf;
+    bool found;
+} reach;
+
+static int take_reached(void *arg, const ledger_log_row *row)
+{
+    reach *r = arg;
+    r->found |= row->leaf == r->leaf;
+    return r->found;
+}
+
+/* Whether the delivery's problem was told already (recently: its leaves
+ * are near each other in the log); remembers it when not. */
+static bool told_before(verifier *v, const char *id)
+{
+    for (size_t i = 0; i < v->told_count && i < VERIFY_SUSPECTS_MAX; i++)
+        if (strcmp(v->told_ids[i], id) == 0)
+            return true;
+    snprintf(v->told_ids[v->told_count++ % VERIFY_SUSPECTS_MAX], UUID7_STR_LEN + 1, "%s", id);
+    return false;
+}
+
+/*
+ * The rows found fewer of the leaves below counted_size than name a
+ * delivery: the leaves are read again, in order, and each asked of its
+ * delivery's row, until every one of the difference is named. Only when
+ * the ledger was altered (a row deleted, a row's leaf numbers edited).
+ */
+static int name_unreached(verifier *v)
+{
+    uint64_t missing = v->named - v->accounted;
+    uint64_t found = 0;
+    leaf_chunk c = {.at = malloc(VERIFY_ENTRY_CHUNK * sizeof *c.at)};
+    int rc = -1;
+    if (c.at == NULL) {
+        snprintf(v->err, sizeof v->err, "out of memory");
+        return -1;
+    }
+    for (uint64_t first = 0; first < v->counted_size && found < missing;
+         first += VERIFY_ENTRY_CHUNK) {
+        uint64_t count = v->counted_size - first < VERIFY_ENTRY_CHUNK ? v->counted_size - first
+                                                                      : VERIFY_ENTRY_CHUNK;
+        c.count = 0;
+        if (ledger_log_entries(v->lg, LEDGER_LOG_RANGE, first, count, NULL, true, take_named, &c) !=
+            0) {
+            snprintf(v->err, sizeof v->err, "the log's leaves: %s", ledger_error(v->lg));
+            goto out;
+        }
+        for (size_t i = 0; i < c.count && found < missing; i++) {
+            const named_leaf *n = &c.at[i];
+            reach r = {.leaf = n->leaf};
+            ledger_delivery row;
+            if (ledger_log_entries(v->lg, LEDGER_LOG_DELIVERY, 0, 0, n->id, true, take_reached,
+                                   &r) != 0) {
+                snprintf(v->err, sizeof v->err, "the log's events of delivery %s: %s", n->id,
+                         ledger_error(v->lg));
+                goto out;
+            }
+            if (r.found)
+                continue;
+            found++;
+            if (told_before(v, n->id))
+                continue;
+            int got = ledger_get(v->lg, n->id, &row);
+            if (got < 0) {
+                snprintf(v->err, sizeof v->err, "the row of delivery %s: %s", n->id,
+                         ledger_error(v->lg));
+                goto out;
+            }
+            if (got == 0)
+                problem(v, P_MISSING,
+                        "delivery %s: logged (leaf %llu) but it has no row (deleted behind the "
+                        "server)",
+                        n->id, (unsigned long long)n->leaf);
+            else
+                problem(v, P_ROW,
+                        "delivery %s: its row does not lead to its logged event at leaf %llu "
+                        "(the row's leaf numbers were edited behind the server)",
+                        n->id, (unsigned long long)n->leaf);
+        }
+    }
+    rc = 0;
+out:
+    free(c.at);
+    return rc;
+}
+
 int tlog_verify_run(ledger *lg, const keystore *ks, tlog_verify_report_fn fn, void *arg,
                     tlog_verify_result *out, char *err, size_t errlen)
 {
@@ -518,7 +649,11 @@ int tlog_verify_run(ledger *lg, const keystore *ks, tlog_verify_report_fn fn, vo
         snprintf(err, errlen, "the server's keys hold no evidence log key");
         goto out;
     }
-    if (verify_log(v) != 0 || verify_rows(v) != 0) {
+    bool checked = verify_log(v) == 0;
+    v->counted_size = merkle_edge_size(v->edge);
+    checked =
+        checked && verify_rows(v) == 0 && (v->accounted >= v->named || name_unreached(v) == 0);
+    if (!checked) {
         snprintf(err, errlen, "%s", v->err);
         goto out;
     }
@@ -543,8 +678,9 @@ static const char verify_usage[] =
     "leaf's commitment is that of its stored event and salt, the leaves make the\n"
     "tree that each stored checkpoint signs with one of the site's log keys, the\n"
     "stored tiles hold that tree's hashes, every delivery row is the row its\n"
-    "logged events make, and every delivery the log names has a row. A row\n"
-    "edited, deleted or inserted behind the server, or a log altered, is named.\n"
+    "logged events make, and every delivery the log names has a row that leads\n"
+    "to each of its leaves. A row edited, deleted or inserted behind the server,\n"
+    "or a log altered, is named.\n"
     "Reads only: safe while receiptd runs (rows written meanwhile may be named).\n"
     "\n"
     "  --state-dir DIR   the server's state directory: its keys, and its\n"

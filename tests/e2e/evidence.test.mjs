@@ -718,6 +718,85 @@ describe(`receiptd ledger verify (${LEDGER})`, () => {
     }
   });
 
+  // SQLite keeps a delivery's leaf numbers in its row (docs/evidence.md,
+  // "Storage"): each edit of them is found, and named.
+  test('a row\'s leaf numbers edited are found (SQLite)', { skip: LEDGER !== 'sqlite' && 'the numbers are SQLite\'s' }, async () => {
+    const srv = await startServer({ files: { 'blob.bin': BIN } });
+    const jwks = await fetchJwks(srv.url);
+    const c = await newClient();
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push((await deviceCycle(srv, jwks, c)).payload.delivery);
+    assert.equal((await srv.stop()).code, 0);
+    let r = verify(srv);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    const leaves = (id) => srv.query(`SELECT log_leaf AS a, log_leaf_prev AS b FROM deliveries WHERE id = '${id}'`)[0];
+    const other = leaves(ids[4]);
+    const cases = [
+      ['a leaf dropped', `UPDATE deliveries SET log_leaf = NULL WHERE id = '${ids[0]}'`],
+      ['two leaves swapped', `UPDATE deliveries SET log_leaf = log_leaf_prev, log_leaf_prev = log_leaf WHERE id = '${ids[1]}'`],
+      ['another delivery\'s leaf', `UPDATE deliveries SET log_leaf = ${other.a} WHERE id = '${ids[2]}'`],
+      ['a leaf added', `UPDATE deliveries SET log_leaf_prev2 = ${other.b} WHERE id = '${ids[3]}'`],
+    ];
+    for (const [name, sql] of cases) {
+      const id = sql.match(/id = '([^']+)'/)[1];
+      srv.exec(sql);
+      r = verify(srv);
+      assert.equal(r.status, 5, `${name}: ${r.stderr}${r.stdout}`);
+      assert.match(r.stderr, new RegExp(`delivery ${id}: its row does not lead to its logged event at leaf \\d+`), name);
+      // Its evidence is refused rather than given short.
+      const bundle = spawnSync(RECEIPTD, ['evidence', '--state-dir', srv.stateDir, ...ledgerArgs(srv.stateDir), id], { encoding: 'utf8' });
+      assert.notEqual(bundle.status, 0, name);
+    }
+  });
+
+  // A ledger of schema 6 (its log indexed by delivery, no leaf numbers in
+  // the rows) migrates at start-up: its deliveries' bundles verify, a
+  // repeated confirmation gets the original proof, a delivery bound before
+  // and confirmed after has its three events, and the ledger verifies.
+  test('a ledger from before the leaf numbers in rows migrates (SQLite)', { skip: LEDGER !== 'sqlite' && 'the step is SQLite\'s' }, async () => {
+    const srv = await startServer({ files: { 'page.html': PAGE, 'blob.bin': BIN } });
+    const jwks = await fetchJwks(srv.url);
+    const key = (await (await fetch(srv.url + '/_receipt/log/key')).text()).trim();
+    const c = await newClient();
+    const cycles = [];
+    for (let i = 0; i < 4; i++) cycles.push(await deviceCycle(srv, jwks, c));
+    const bound = await tradeTicket(srv, c, jwks, await browserTicket(srv));
+    assert.ok(await srv.until(() => srv.query(`SELECT status FROM deliveries WHERE id = '${bound.delivery}'`)[0]?.status === 'bound'));
+    assert.equal((await srv.stop()).code, 0);
+    srv.exec(`ALTER TABLE deliveries DROP COLUMN log_leaf; ALTER TABLE deliveries DROP COLUMN log_leaf_prev;
+      ALTER TABLE deliveries DROP COLUMN log_leaf_prev2;
+      CREATE INDEX log_entries_delivery ON log_entries (delivery) WHERE delivery IS NOT NULL;
+      PRAGMA user_version = 6;`);
+    const moved = await startServer({ root: srv.root, stateDir: srv.stateDir, port: srv.port });
+    try {
+      assert.equal(moved.query('PRAGMA user_version')[0].user_version, 7);
+      assert.equal(moved.query("SELECT count(*) AS n FROM sqlite_schema WHERE name = 'log_entries_delivery'")[0].n, 0);
+      const again = await postConfirm(cycles[0].payload.server.confirm, c, cycles[0].jwe);
+      assert.equal(again.status, 200, again.text);
+      assert.equal(again.json.receipt, cycles[0].answer.json.receipt);
+      assert.equal(again.json.proof.index, cycles[0].answer.json.proof.index);
+      assert.deepEqual(again.json.proof.leaf, cycles[0].answer.json.proof.leaf);
+      const answer = await postConfirm(bound.server.confirm, c, await sealConfirmation(c, jwks, confirmation(bound)));
+      assert.equal(answer.status, 200, answer.text);
+      const dir = tempDir('receipt-migrated-');
+      for (const [id, types] of [[cycles[1].payload.delivery, ['issued', 'confirmed']],
+        [bound.delivery, ['issued', 'bound', 'confirmed']]]) {
+        const made = spawnSync(RECEIPTD, ['evidence', '--state-dir', moved.stateDir, id], { encoding: 'utf8' });
+        assert.equal(made.status, 0, made.stderr);
+        assert.deepEqual(JSON.parse(made.stdout).events.map((e) => JSON.parse(e.leaf.event).type), types);
+        const file = path.join(dir, `${id}.json`);
+        fs.writeFileSync(file, made.stdout);
+        const r = await runCli(['verify', '--bundle', file, '--log-key', key]);
+        assert.equal(r.code, 0, r.stderr);
+      }
+    } finally {
+      assert.equal((await moved.stop()).code, 0, moved.log());
+    }
+    const r = verify(moved);
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /5 rows: the ledger and its log agree/);
+  });
+
   test('thousands of rows are read in pages: rows edited or deleted at page boundaries are found', async () => {
     const srv = await startServer({ files: { 'page.html': PAGE, 'blob.bin': BIN } });
     const jwks = await fetchJwks(srv.url);

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define TEST_DIR_MAX       64
-#define LEDGER_TEST_SCHEMA 6 /* the schema version this receiptd writes */
+#define LEDGER_TEST_SCHEMA 7 /* the schema version this receiptd writes */
 #define TEST_PATH_MAX      256
 
 typedef struct fixture {
@@ -363,6 +363,18 @@ static void test_newer_schema_refused(void **state)
     assert_int_equal(raw_user_version(f->file), 99); /* and left alone */
 }
 
+/* Makes a ledger of this schema one of schema 6, as its steps left it: no
+ * leaf numbers in the rows, the log's index by delivery. */
+static void to_schema_6(const char *file)
+{
+    raw_exec(file, "ALTER TABLE deliveries DROP COLUMN log_leaf;"
+                   "ALTER TABLE deliveries DROP COLUMN log_leaf_prev;"
+                   "ALTER TABLE deliveries DROP COLUMN log_leaf_prev2;"
+                   "CREATE INDEX log_entries_delivery ON log_entries (delivery)"
+                   " WHERE delivery IS NOT NULL;"
+                   "PRAGMA user_version = 6");
+}
+
 /* A ledger of version 1 (before the node columns) migrates, rows kept; one
  * made before the application_id mark too (adopted, then migrated). */
 static void test_migrates_version_1(void **state)
@@ -385,6 +397,9 @@ static void test_migrates_version_1(void **state)
                       "ALTER TABLE deliveries DROP COLUMN issued_node;"
                       "ALTER TABLE deliveries DROP COLUMN bound_node;"
                       "ALTER TABLE deliveries DROP COLUMN confirmed_node;"
+                      "ALTER TABLE deliveries DROP COLUMN log_leaf;"
+                      "ALTER TABLE deliveries DROP COLUMN log_leaf_prev;"
+                      "ALTER TABLE deliveries DROP COLUMN log_leaf_prev2;"
                       "PRAGMA user_version = 1;"
                       "PRAGMA application_id = 0");
     assert_null(ledger_open(f->url, NULL, true, err, sizeof err));
@@ -423,7 +438,9 @@ static void test_migrates_version_5(void **state)
     ledger_close(f->lg);
     f->lg = NULL;
 
-    /* Back to schema 5's text, as SQLite's documented procedure changes it. */
+    /* Back to schema 6 (see to_schema_6()), then to schema 5's text, as
+     * SQLite's documented procedure changes it. */
+    to_schema_6(f->file);
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_open(f->file, &db), SQLITE_OK);
@@ -1113,6 +1130,231 @@ static void test_copy_rows(void **state)
     assert_int_equal(ledger_count(f->lg), 3);
 }
 
+/* ---- the evidence log's leaves, as the rows number them ---- */
+
+#define TEST_LEAVES_MAX 16
+
+/*
+ * A log hook of the test's own: a leaf for each event that changed its
+ * row, after `own` leaves of its own (naming own_delivery, or none), as
+ * daemon/tlog.c orders them; swapped, it gives the last two events each
+ * other's leaf, which the ledger must refuse.
+ */
+typedef struct test_log {
+    size_t own;
+    const char *own_delivery;
+    bool swap;
+    ledger_log_entry rows[TEST_LEAVES_MAX];
+    uint8_t salt[LEDGER_SALT_LEN];
+    uint8_t commitment[LEDGER_HASH_LEN];
+    char note[64];
+    ledger_log_write w;
+} test_log;
+
+static int test_log_batch(void *ctx, ledger *lg, uint64_t head, ledger_batch_entry *entries,
+                          size_t n, const ledger_log_write **out, char *err, size_t errlen)
+{
+    (void)lg;
+    (void)err;
+    (void)errlen;
+    test_log *t = ctx;
+    size_t k = 0;
+    *out = NULL;
+    for (size_t i = 0; i < t->own + n && k < TEST_LEAVES_MAX; i++) {
+        const char *delivery = t->own_delivery;
+        if (i >= t->own) {
+            const ledger_batch_entry *e = &entries[i - t->own];
+            if (e->status != 0 || e->outcome != LEDGER_APPLIED)
+                continue;
+            delivery = e->event->row.id;
+        }
+        t->rows[k] = (ledger_log_entry){.leaf = head + k,
+                                        .delivery = delivery,
+                                        .salt = t->salt,
+                                        .commitment = t->commitment,
+                                        .event = "{}",
+                                        .event_len = 2};
+        k++;
+    }
+    if (t->swap && k >= 2) {
+        const char *d = t->rows[k - 1].delivery;
+        t->rows[k - 1].delivery = t->rows[k - 2].delivery;
+        t->rows[k - 2].delivery = d;
+    }
+    if (k == 0)
+        return 0;
+    snprintf(t->note, sizeof t->note, "test checkpoint %llu\n", (unsigned long long)(head + k));
+    t->w = (ledger_log_write){.entries = t->rows,
+                              .entry_count = k,
+                              .size = head + k,
+                              .time_ms = 1,
+                              .checkpoint = t->note};
+    *out = &t->w;
+    return 0;
+}
+
+static int write_logged(ledger *lg, test_log *t, ledger_event *ev, size_t n)
+{
+    ledger_batch_entry entries[8];
+    ledger_result res[8];
+    ledger_log_hook hook = {.batch = test_log_batch, .ctx = t};
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++)
+        entries[i] = (ledger_batch_entry){.event = &ev[i], .result = &res[i]};
+    return ledger_write_logged(lg, entries, n, &hook);
+}
+
+typedef struct found_leaves {
+    uint64_t leaf[TEST_LEAVES_MAX];
+    size_t count;
+} found_leaves;
+
+static int take_found(void *arg, const ledger_log_row *row)
+{
+    found_leaves *f = arg;
+    if (f->count < TEST_LEAVES_MAX)
+        f->leaf[f->count++] = row->leaf;
+    return 0;
+}
+
+/* Asserts that delivery n's leaves are the count given, in order. */
+static void assert_leaves(ledger *lg, unsigned n, size_t count, ...)
+{
+    char id[UUID7_STR_LEN + 1];
+    found_leaves got = {.count = 0};
+    va_list ap;
+    make_id(id, n);
+    assert_int_equal(ledger_log_entries(lg, LEDGER_LOG_DELIVERY, 0, 0, id, true, take_found, &got),
+                     0);
+    assert_int_equal(got.count, count);
+    va_start(ap, count);
+    for (size_t i = 0; i < count; i++)
+        assert_int_equal(got.leaf[i], va_arg(ap, int));
+    va_end(ap);
+}
+
+/*
+ * A delivery's leaves are found from its row: numbered as the log's hook
+ * numbers them, also when the hook puts leaves of its own first (renumbered
+ * then, two events of one delivery in the batch among them), when a leaf
+ * of the log's own names a row (a row recorded as it stands), and left as
+ * they are by an event written without the log. On SQLite a hook whose
+ * leaves are not the batch's events in order is refused, and nothing of
+ * the batch is written.
+ */
+static void test_log_leaves_of_rows(void **state)
+{
+    fixture *f = *state;
+    test_log t = {.own = 0};
+    ledger_event ev[4];
+    uint64_t size = 0;
+
+    fill_issue(&ev[0], 1);
+    fill_issue(&ev[1], 2);
+    assert_int_equal(write_logged(f->lg, &t, ev, 2), 0);
+    assert_leaves(f->lg, 1, 1, 0);
+    assert_leaves(f->lg, 2, 1, 1);
+
+    t.own = 1; /* a key change first: leaf 2 */
+    fill_bind(&ev[0], 1, CLIENT_A);
+    fill_issue(&ev[1], 2); /* again: ignored, no leaf */
+    fill_issue(&ev[2], 3);
+    fill_confirm(&ev[3], 1, CLIENT_A, 1764200000000ull);
+    assert_int_equal(write_logged(f->lg, &t, ev, 4), 0);
+    assert_leaves(f->lg, 1, 3, 0, 3, 5);
+    assert_leaves(f->lg, 2, 1, 1);
+    assert_leaves(f->lg, 3, 1, 4);
+
+    /* A row written without the log, then recorded as it stands. */
+    fill_issue(&ev[0], 4);
+    assert_int_equal(apply_one(f->lg, &ev[0], NULL), 0);
+    assert_leaves(f->lg, 4, 0);
+    char four[UUID7_STR_LEN + 1];
+    make_id(four, 4);
+    t.own_delivery = four;
+    assert_int_equal(write_logged(f->lg, &t, NULL, 0), 0);
+    assert_leaves(f->lg, 4, 1, 6);
+    t.own = 0;
+    t.own_delivery = NULL;
+
+    /* Without the log, a binding leaves the row's leaves alone. */
+    fill_bind(&ev[0], 2, CLIENT_B);
+    assert_int_equal(apply_one(f->lg, &ev[0], NULL), 0);
+    assert_leaves(f->lg, 2, 1, 1);
+
+    /* Every leaf naming a delivery, by delivery then leaf. */
+    found_leaves all = {.count = 0};
+    assert_int_equal(ledger_log_deliveries(f->lg, NULL, NULL, take_found, &all), 0);
+    assert_int_equal(all.count, 6);
+    static const uint64_t by_delivery[] = {0, 3, 5, 1, 4, 6};
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(all.leaf[i], by_delivery[i]);
+    assert_int_equal(ledger_log_size(f->lg, &size), 0);
+    assert_int_equal(size, 7);
+    if (f->pg)
+        return; /* PostgreSQL finds a delivery's leaves by an index */
+
+    t.swap = true;
+    fill_issue(&ev[0], 5);
+    fill_issue(&ev[1], 6);
+    assert_int_equal(write_logged(f->lg, &t, ev, 2), -1);
+    assert_non_null(strstr(ledger_error(f->lg), "is not the event of delivery"));
+    ledger_delivery row;
+    assert_int_equal(ledger_get(f->lg, ev[0].row.id, &row), 0);
+    assert_int_equal(ledger_log_size(f->lg, &size), 0);
+    assert_int_equal(size, 7);
+}
+
+/*
+ * A ledger of schema 6 (the log indexed by delivery) migrates: each row
+ * gets the numbers of its leaves from that index, which goes; the ledger
+ * then finds the same leaves and numbers new ones after them.
+ */
+static void test_migrates_version_6(void **state)
+{
+    fixture *f = *state;
+    char err[LEDGER_ERR_MAX];
+    test_log t = {.own = 0};
+    ledger_event ev[4];
+
+    fill_issue(&ev[0], 1);
+    fill_issue(&ev[1], 2);
+    fill_issue(&ev[2], 3);
+    assert_int_equal(write_logged(f->lg, &t, ev, 3), 0);
+    fill_bind(&ev[0], 1, CLIENT_A);
+    fill_confirm(&ev[1], 1, CLIENT_A, 1764200000000ull);
+    fill_confirm(&ev[2], 3, CLIENT_B, 1764200000000ull);
+    assert_int_equal(write_logged(f->lg, &t, ev, 3), 0);
+    ledger_close(f->lg);
+    f->lg = NULL;
+    to_schema_6(f->file);
+
+    f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
+    if (f->lg == NULL)
+        fail_msg("open: %s", err);
+    assert_int_equal(raw_user_version(f->file), LEDGER_TEST_SCHEMA);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(f->file, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*) FROM sqlite_schema"
+                                        " WHERE name = 'log_entries_delivery'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_leaves(f->lg, 1, 3, 0, 3, 4);
+    assert_leaves(f->lg, 2, 1, 1);
+    assert_leaves(f->lg, 3, 2, 2, 5);
+
+    fill_bind(&ev[0], 2, CLIENT_A);
+    fill_confirm(&ev[1], 2, CLIENT_A, 1764200000000ull);
+    assert_int_equal(write_logged(f->lg, &t, ev, 2), 0);
+    assert_leaves(f->lg, 2, 3, 1, 6, 7);
+}
+
 static void test_pg_unavailable(void **state)
 {
     (void)state;
@@ -1136,6 +1378,7 @@ static void test_pg_unavailable(void **state)
         cmocka_unit_test_setup_teardown(test_write_batch, setup, teardown),                        \
         cmocka_unit_test_setup_teardown(test_write_large_batch, setup, teardown),                  \
         cmocka_unit_test_setup_teardown(test_copy_rows, setup, teardown),                          \
+        cmocka_unit_test_setup_teardown(test_log_leaves_of_rows, setup, teardown),                 \
         cmocka_unit_test_setup_teardown(test_kinds_and_delivered, setup, teardown)
 
 int main(void)
@@ -1153,6 +1396,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrates_version_1, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_1, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_version_5, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_version_6, setup_sqlite, teardown),
         BACKEND_TESTS(setup_sqlite),
     };
     const struct CMUnitTest pg[] = {BACKEND_TESTS(setup_pg)};

@@ -769,6 +769,112 @@ static void test_rotation(void **state)
     note_verifier_free(old_v);
 }
 
+/*
+ * A key change recorded in the same batch as events (the log's own leaf
+ * first, before the events' leaves were numbered): the rows lead to their
+ * leaves all the same, and the ledger verifies.
+ */
+static void test_rotation_with_events(void **state)
+{
+    fixture *f = *state;
+    char err[TLOG_ERR_MAX], all[PROBLEMS_MAX];
+    write_batch(f, 1, 2);
+    keystore *old = f->ks;
+    tlog_free(f->t);
+    f->ks = keystore_rotate(f->dir, KEYSTORE_LOG, T0 + 1000, err, sizeof err);
+    if (f->ks == NULL)
+        fail_msg("rotate: %s", err);
+    keystore_free(old);
+    f->t = tlog_new(f->ks);
+    assert_non_null(f->t);
+    assert_int_equal(tlog_load(f->t, f->lg, err, sizeof err), 0);
+    write_batch(f, 3, 2); /* the key change is leaf 5, the events 6 to 9 */
+    assert_true(tlog_previous_announced(f->t));
+    uint64_t leaf = 0;
+    char id[UUID7_STR_LEN + 1];
+    make_id(id, 4);
+    assert_int_equal(tlog_read_confirmation_leaf(f->lg, id, &leaf, err, sizeof err), 1);
+    assert_int_equal(leaf, 9);
+    assert_int_equal(verify_problems(f, all), 0);
+}
+
+/* The leaf numbers a row keeps (SQLite's), edited: `receiptd ledger verify`
+ * names the row, and a delivery whose row was deleted. */
+static void test_row_leaves_altered(void **state)
+{
+    fixture *f = *state;
+    char all[PROBLEMS_MAX], id[UUID7_STR_LEN + 1], sql[512];
+    write_batch(f, 1, 8); /* leaf 0 the key; delivery n issued at 2n - 1, confirmed at 2n */
+    assert_int_equal(verify_problems(f, all), 0);
+    static const struct {
+        unsigned n;
+        const char *set;
+    } edits[] = {
+        {1, "log_leaf = NULL"},                                    /* a leaf dropped */
+        {2, "log_leaf = log_leaf_prev, log_leaf_prev = log_leaf"}, /* reordered */
+        {3, "log_leaf = 999999"},                                  /* a leaf that is not there */
+        {4, "log_leaf_prev = 2"},                                  /* another delivery's leaf */
+        {5, "log_leaf_prev = log_leaf"},                           /* one leaf twice */
+        {6, "log_leaf_prev2 = 1"},                                 /* one more, not its own */
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        make_id(id, edits[i].n);
+        snprintf(sql, sizeof sql, "UPDATE deliveries SET %s WHERE id = '%s'", edits[i].set, id);
+        tamper(f, sql, NULL);
+        assert_true(verify_problems(f, all) >= 1);
+        char named[128];
+        snprintf(named, sizeof named, "delivery %s: ", id);
+        if (strstr(all, named) == NULL)
+            fail_msg("%s: not named in:\n%s", edits[i].set, all);
+    }
+    /* A deleted row, told once for its two leaves. */
+    make_id(id, 7);
+    snprintf(sql, sizeof sql, "DELETE FROM deliveries WHERE id = '%s'", id);
+    tamper(f, sql, NULL);
+    verify_problems(f, all);
+    snprintf(sql, sizeof sql, "delivery %s: logged (leaf 13) but it has no row", id);
+    assert_non_null(strstr(all, sql));
+    assert_null(strstr(strstr(all, sql) + strlen(sql), id));
+    /* Delivery 8, untouched: its confirmation is still found. */
+    make_id(id, 8);
+    uint64_t leaf = 0;
+    char err[256];
+    assert_int_equal(tlog_read_confirmation_leaf(f->lg, id, &leaf, err, sizeof err), 1);
+    assert_int_equal(leaf, 16);
+}
+
+/*
+ * A SQLite ledger of schema 6 (the log indexed by delivery) migrates: it verifies,
+ * its deliveries' confirmations are found, and the log goes on.
+ */
+static void test_migrated_ledger(void **state)
+{
+    fixture *f = *state;
+    char all[PROBLEMS_MAX], err[LEDGER_ERR_MAX], id[UUID7_STR_LEN + 1];
+    write_batch(f, 1, 10);
+    tlog_free(f->t);
+    f->t = NULL;
+    ledger_close(f->lg);
+    tamper(f,
+           "ALTER TABLE deliveries DROP COLUMN log_leaf;"
+           "ALTER TABLE deliveries DROP COLUMN log_leaf_prev;"
+           "ALTER TABLE deliveries DROP COLUMN log_leaf_prev2;"
+           "CREATE INDEX log_entries_delivery ON log_entries (delivery) WHERE delivery IS NOT NULL;"
+           "PRAGMA user_version = 6",
+           NULL);
+    f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
+    if (f->lg == NULL)
+        fail_msg("open: %s", err);
+    open_log(f);
+    assert_int_equal(verify_problems(f, all), 0);
+    uint64_t leaf = 0;
+    make_id(id, 4);
+    assert_int_equal(tlog_read_confirmation_leaf(f->lg, id, &leaf, err, sizeof err), 1);
+    assert_int_equal(leaf, 8);
+    write_batch(f, 11, 3);
+    assert_int_equal(verify_problems(f, all), 0);
+}
+
 /* ---- two nodes: one log ---- */
 
 typedef struct node {
@@ -898,12 +1004,17 @@ static void test_pg_unavailable(void **state)
         cmocka_unit_test_setup_teardown(test_altered_tile_refused, setup, teardown),               \
         cmocka_unit_test_setup_teardown(test_foreign_key_refused, setup, teardown),                \
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),                           \
+        cmocka_unit_test_setup_teardown(test_rotation_with_events, setup, teardown),               \
         cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest common[] = {cmocka_unit_test(test_origin)};
-    const struct CMUnitTest sqlite[] = {BACKEND_TESTS(setup_sqlite)};
+    const struct CMUnitTest sqlite[] = {
+        BACKEND_TESTS(setup_sqlite),
+        cmocka_unit_test_setup_teardown(test_row_leaves_altered, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_migrated_ledger, setup_sqlite, teardown),
+    };
     const struct CMUnitTest pg[] = {BACKEND_TESTS(setup_pg)};
     const struct CMUnitTest pg_missing[] = {cmocka_unit_test(test_pg_unavailable)};
     int failed = cmocka_run_group_tests_name("tlog", common, NULL, NULL);
