@@ -10,6 +10,7 @@
 #include "daemon/evidence.h"
 #include "daemon/export.h"
 #include "daemon/http_framing.h"
+#include "daemon/http_guard.h"
 #include "daemon/http_loop.h"
 #include "daemon/http_target.h"
 #include "daemon/jbuf.h"
@@ -29,6 +30,10 @@
 #include <time.h>
 
 #define ADMIN_CONNECTIONS_MAX 64 /* a handful of operators and a scraper */
+/* Per client address: a browser opens six connections to a host, so two or
+ * so operators behind one NAT and a scraper fit, while one address holds a
+ * quarter of the listener at most. */
+#define ADMIN_PER_ADDRESS_MAX 16
 #define ADMIN_IDLE_TIMEOUT_S  60
 #define ADMIN_CONN_MEMORY     (32 * 1024)
 #define ADMIN_AUTH_HEADER_MAX 512                 /* longer Authorization values: refused */
@@ -60,7 +65,8 @@ struct admin_server {
     char token[ADMIN_TOKEN_MAX + 1];
     uint8_t token_digest[SHA256_DIGEST_LENGTH];
     uint64_t started_ms;
-    admin_auth *auth; /* failed authentications; the listener's thread only */
+    admin_auth *auth;  /* failed authentications; the listener's thread only */
+    http_guard *guard; /* slow clients, as on the public listener */
 };
 
 /* ---- responses ------------------------------------------------------------ */
@@ -826,8 +832,52 @@ static enum MHD_Result serve_api(admin_server *srv, struct MHD_Connection *c, co
     return reply_error(c, 404, "not_found", "No such API endpoint.");
 }
 
+/* ---- connections ---------------------------------------------------------- */
+
+/* Per connection, made and freed by the library's connection notifications. */
+typedef struct admin_conn {
+    tls_conn tls; /* first: tls_creds_retrieve() finds it there */
+    void *guard;  /* the slow-client guard's record of it (http_guard_conn) */
+} admin_conn;
+
+/* --header-timeout and the per-address limit hold here as on the public
+ * listener: a client that trickles its headers would otherwise keep its
+ * connection for ever (each byte resets the idle timeout), and 64 of them
+ * keep every operator out without knowing the token. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    admin_server *srv = cls;
+    (void)addrlen;
+    return http_guard_admits(srv->guard, addr) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    admin_server *srv = cls;
+    admin_conn *ac = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        /* Without one, a TLS handshake finds no certificate and fails. */
+        ac = calloc(1, sizeof *ac);
+        if (ac != NULL) {
+            if (srv->svc.tls != NULL)
+                tls_conn_start(&ac->tls, srv->svc.tls, c);
+            http_guard_notify(srv->guard, c, &ac->guard, code);
+        }
+        *socket_context = ac;
+        return;
+    }
+    if (ac != NULL) {
+        http_guard_notify(srv->guard, c, &ac->guard, code);
+        tls_conn_close(&ac->tls);
+        free(ac);
+    }
+    *socket_context = NULL;
+}
+
 /* Per request: made when its request line arrives, freed when it ends. */
 typedef struct admin_request {
+    http_guard_conn *guard;   /* its connection's (may be NULL) */
     bool started;             /* its first call (the headers) was made */
     size_t target_prefix;     /* an absolute-form target's bytes before its path */
     const char *target_error; /* a target not taken: why */
@@ -838,10 +888,14 @@ typedef struct admin_request {
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
     (void)cls;
-    (void)c;
     admin_request *ar = calloc(1, sizeof *ar);
     if (ar == NULL)
         return NULL;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    admin_conn *ac = info != NULL ? info->socket_context : NULL;
+    ar->guard = ac != NULL ? ac->guard : NULL;
+    http_guard_request_line(ar->guard);
     http_target t;
     http_target_parse(uri, &t);
     ar->target_prefix = t.prefix_len;
@@ -860,6 +914,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_NO; /* out of memory: the library closes the connection */
     if (!ar->started) {
         ar->started = true;
+        http_guard_headers_done(ar->guard,
+                                strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0);
         /* A request whose framing or Host is not sound is refused as the
          * public listener refuses it, before its token is looked at, and
          * its connection closed: nothing after it is read. */
@@ -874,9 +930,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
+        http_guard_body(ar->guard, *upload_data_size);
         *upload_data_size = 0; /* the admin API takes no bodies: discard */
         return MHD_YES;
     }
+    http_guard_body_done(ar->guard);
     if (ar->target_error != NULL)
         return reply_error(c, 400, "bad_target", ar->target_error);
     /* The prefix holds no '%': the library's decoding left it as it was. */
@@ -902,6 +960,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return serve_api(srv, c, url + 5);
     }
     return reply_error(c, 404, "not_found", "Nothing here.");
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    admin_request *ar = *req_cls;
+    if (ar != NULL)
+        http_guard_request_done(ar->guard);
+    http_loop_free_request(cls, c, req_cls, toe);
 }
 
 admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
@@ -934,6 +1001,22 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
         goto fail;
     }
 
+    http_guard_options gopts = {
+        .name = "admin",
+        .header_timeout_ms = cfg->header_timeout_s * 1000,
+        .min_body_rate = cfg->min_body_rate,
+        .idle_timeout_ms = ADMIN_IDLE_TIMEOUT_S * 1000,
+        .max_connections = ADMIN_CONNECTIONS_MAX,
+        .threads = 1,
+        .per_address = ADMIN_PER_ADDRESS_MAX,
+        .exempt = &cfg->trusted_proxies,
+    };
+    srv->guard = http_guard_new(&gopts);
+    if (srv->guard == NULL) {
+        snprintf(err, errlen, "cannot start the admin connection watchdog");
+        goto fail;
+    }
+
     /* One thread: the ledger handle is single-threaded. */
     unsigned flags = MHD_USE_ERROR_LOG;
     if (cfg->admin_listen.addr.ss_family == AF_INET6)
@@ -945,11 +1028,12 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, ADMIN_CONN_MEMORY, NULL},
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_library, "admin http"},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, srv},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_loop_free_request, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv},
+        /* Without TLS, the options end here. */
         {svc->tls != NULL ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0,
          (void *)tls_creds_retrieve},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities},
-        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)tls_conn_notify, svc->tls},
         {MHD_OPTION_END, 0, NULL},
     };
     const http_loop_settings settings = {
@@ -958,6 +1042,8 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
         .flags = flags,
         .listen = (const struct sockaddr *)&cfg->admin_listen.addr,
         .max_connections = ADMIN_CONNECTIONS_MAX,
+        .accept_policy = on_accept,
+        .accept_policy_cls = srv,
         .handler = on_request,
         .handler_cls = srv,
         .options = options,
@@ -970,6 +1056,7 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
     srv->port = http_loop_port(srv->loop);
     return srv;
 fail:
+    http_guard_free(srv->guard);
     ledger_close(srv->lg);
     admin_auth_free(srv->auth);
     OPENSSL_cleanse(srv->token, sizeof srv->token);
@@ -991,7 +1078,8 @@ void admin_stop(admin_server *srv)
 {
     if (srv == NULL)
         return;
-    http_loop_stop(srv->loop); /* frees every export, closing their ledgers */
+    http_loop_stop(srv->loop);   /* frees every export, closing their ledgers */
+    http_guard_free(srv->guard); /* the library has closed every connection */
     ledger_close(srv->lg);
     admin_auth_free(srv->auth);
     OPENSSL_cleanse(srv->token, sizeof srv->token);

@@ -40,9 +40,8 @@ struct http_server {
     accesslog *access_log;
     http_guard *guard; /* slow clients */
     tls_creds *tls;
-    /* With --per-ip-connections: connections per peer (trusted proxies
-     * exempt), and requests in progress per forwarded address. */
-    addrcount *peers;
+    /* With --per-ip-connections: requests in progress per forwarded
+     * address (the guard counts connections per peer). */
     addrcount *forwarded;
     atomic_long in_flight;
     char jwks[HTTP_JWKS_MAX];
@@ -172,8 +171,6 @@ static enum MHD_Result serve_receipt_route(http_server *srv, request *req, struc
 typedef struct http_conn {
     tls_conn tls; /* first: tls_creds_retrieve() finds it there */
     void *guard;  /* the slow-client guard's record of it (http_guard_conn) */
-    uint8_t peer[16];
-    bool counted; /* it counts in srv->peers */
     /* The peer as every request of the connection names it, read and
      * printed once: a keep-alive connection carries many requests. */
     bool peer_is_ip; /* else a Unix socket: peer_text is "-" */
@@ -193,26 +190,12 @@ static void note_peer(http_conn *hc, const union MHD_ConnectionInfo *info)
     }
 }
 
-/* The peer of a connection that the per-address limit applies to. */
-static bool limited_peer(http_server *srv, const struct sockaddr *sa, uint8_t peer[16])
-{
-    return srv->peers != NULL && proxy_addr_from_sockaddr(sa, peer) == 0 &&
-           !proxy_set_contains(&srv->ctx.cfg->trusted_proxies, peer);
-}
-
-/*
- * --per-ip-connections, checked before the library takes a connection and
- * counted once it has (it notifies no close of one it refused after this
- * check). Accepts racing on several threads can pass the check together:
- * a peer may briefly hold one connection over its limit per thread.
- */
+/* --per-ip-connections (http_guard_admits()). */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     http_server *srv = cls;
-    uint8_t peer[16];
     (void)addrlen;
-    if (limited_peer(srv, addr, peer) &&
-        addrcount_get(srv->peers, peer) >= srv->ctx.cfg->per_ip_connections) {
+    if (!http_guard_admits(srv->guard, addr)) {
         metrics_count_limited(METRICS_LIMITED_CONNECTION);
         return MHD_NO;
     }
@@ -233,8 +216,6 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             const union MHD_ConnectionInfo *info =
                 MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
             note_peer(hc, info);
-            if (info != NULL && limited_peer(srv, info->client_addr, hc->peer))
-                hc->counted = addrcount_take(srv->peers, hc->peer, UINT_MAX);
             /* From here the guard's header deadline runs: a TLS handshake
              * is part of the time a client has to send its headers. */
             http_guard_notify(srv->guard, c, &hc->guard, code);
@@ -246,8 +227,6 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (hc != NULL) {
         http_guard_notify(srv->guard, c, &hc->guard, code);
         tls_conn_close(&hc->tls);
-        if (hc->counted)
-            addrcount_give_back(srv->peers, hc->peer);
         free(hc);
     }
     *socket_context = NULL;
@@ -651,10 +630,9 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
              svc->cfg->public_url);
     snprintf(ctx->jwks_url, sizeof ctx->jwks_url, "%s/_receipt/jwks.json", svc->cfg->public_url);
     if (svc->cfg->per_ip_connections > 0) {
-        /* One entry per connection or request in progress at most. */
-        srv->peers = addrcount_new(svc->cfg->max_connections);
+        /* One entry per request in progress at most. */
         srv->forwarded = addrcount_new(svc->cfg->max_connections);
-        if (srv->peers == NULL || srv->forwarded == NULL) {
+        if (srv->forwarded == NULL) {
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
@@ -676,6 +654,8 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
         .idle_timeout_ms = cfg->idle_timeout_s * 1000,
         .max_connections = cfg->max_connections,
         .threads = cfg->threads,
+        .per_address = cfg->per_ip_connections,
+        .exempt = &cfg->trusted_proxies,
     };
     srv->guard = http_guard_new(&gopts);
     if (srv->guard == NULL) {
@@ -705,7 +685,7 @@ http_server *http_server_start(const http_services *svc, char *err, size_t errle
         .flags = flags,
         .listen = (const struct sockaddr *)&cfg->listen.addr,
         .max_connections = cfg->max_connections,
-        .accept_policy = srv->peers != NULL ? on_accept : NULL,
+        .accept_policy = cfg->per_ip_connections > 0 ? on_accept : NULL,
         .accept_policy_cls = srv,
         .handler = on_request,
         .handler_cls = srv,
@@ -784,7 +764,6 @@ void http_server_free(http_server *srv)
         return;
     http_server_stop(srv);
     http_guard_free(srv->guard); /* the library has closed every connection */
-    addrcount_free(srv->peers);
     addrcount_free(srv->forwarded);
     confirm_waits_free(srv->ctx.waits);
     clientkeys_free(srv->ctx.client_keys);

@@ -1,9 +1,11 @@
 #include "daemon/http_guard.h"
 
+#include "daemon/addrcount.h"
 #include "daemon/clock.h"
 #include "daemon/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -24,6 +26,8 @@ struct http_guard_conn {
     http_guard_conn *prev, *next; /* the guard's list, oldest first; under lock */
     int fd;
     unsigned worker;
+    uint8_t peer[16];
+    bool counted;              /* it counts in the guard's peers */
     bool closing;              /* shut down by the watchdog; under lock */
     _Atomic uint64_t deadline; /* monotonic ms; 0: none */
     _Atomic int phase;
@@ -35,8 +39,9 @@ struct http_guard_conn {
 
 struct http_guard {
     http_guard_options opts;
-    unsigned high; /* a worker's connections past this: make room  */
-    unsigned low;  /* ... down to this                              */
+    unsigned high;    /* a worker's connections past this: make room  */
+    unsigned low;     /* ... down to this                              */
+    addrcount *peers; /* with a per-address limit */
 
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -68,6 +73,19 @@ static unsigned worker_index(http_guard *g)
     return g->nworkers++;
 }
 
+/* The peer of a connection that the per-address limit applies to. */
+static bool limited_peer(const http_guard *g, const struct sockaddr *sa, uint8_t peer[16])
+{
+    return g->peers != NULL && sa != NULL && proxy_addr_from_sockaddr(sa, peer) == 0 &&
+           (g->opts.exempt == NULL || !proxy_set_contains(g->opts.exempt, peer));
+}
+
+bool http_guard_admits(http_guard *g, const struct sockaddr *addr)
+{
+    uint8_t peer[16];
+    return !limited_peer(g, addr, peer) || addrcount_get(g->peers, peer) < g->opts.per_address;
+}
+
 void http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                        enum MHD_ConnectionNotificationCode code)
 {
@@ -83,6 +101,9 @@ void http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_contex
         }
         gc->guard = g;
         gc->fd = info->connect_fd;
+        info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (info != NULL && limited_peer(g, info->client_addr, gc->peer))
+            gc->counted = addrcount_take(g->peers, gc->peer, UINT_MAX);
         atomic_init(&gc->phase, PHASE_HEADERS);
         atomic_init(&gc->deadline, clock_mono_ms() + g->opts.header_timeout_ms);
         atomic_init(&gc->idle_since, 0);
@@ -116,6 +137,8 @@ void http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_contex
     g->count[gc->worker]--;
     g->stats.open--;
     pthread_mutex_unlock(&g->lock);
+    if (gc->counted)
+        addrcount_give_back(g->peers, gc->peer);
     free(gc);
     *socket_context = NULL;
 }
@@ -238,10 +261,10 @@ static void report(http_guard *g, uint64_t now)
     uint64_t idle = s.idle_closed - g->reported.idle_closed;
     if (headers + bodies + idle == 0)
         return;
-    log_warn("http: closed %llu connections with late headers, %llu with too slow a body, "
+    log_warn("%s: closed %llu connections with late headers, %llu with too slow a body, "
              "%llu idle ones to make room, since the last report (%llu open)",
-             (unsigned long long)headers, (unsigned long long)bodies, (unsigned long long)idle,
-             (unsigned long long)s.open);
+             g->opts.name, (unsigned long long)headers, (unsigned long long)bodies,
+             (unsigned long long)idle, (unsigned long long)s.open);
     g->reported = s;
     g->reported_ms = now;
 }
@@ -277,6 +300,16 @@ http_guard *http_guard_new(const http_guard_options *opts)
     if (g == NULL)
         return NULL;
     g->opts = *opts;
+    if (g->opts.name == NULL)
+        g->opts.name = "http";
+    if (opts->per_address > 0) {
+        /* One entry per connection at most. */
+        g->peers = addrcount_new(opts->max_connections);
+        if (g->peers == NULL) {
+            free(g);
+            return NULL;
+        }
+    }
     unsigned threads = opts->threads > 0 ? opts->threads : 1;
     unsigned share = opts->max_connections / threads;
     unsigned margin = share / 10 > 0 ? share / 10 : 1;
@@ -296,6 +329,7 @@ http_guard *http_guard_new(const http_guard_options *opts)
     if (rc != 0) {
         pthread_cond_destroy(&g->wake);
         pthread_mutex_destroy(&g->lock);
+        addrcount_free(g->peers);
         free(g);
         return NULL;
     }
@@ -314,6 +348,7 @@ void http_guard_free(http_guard *g)
     /* The library closed every connection, each notified: nothing is left. */
     pthread_cond_destroy(&g->wake);
     pthread_mutex_destroy(&g->lock);
+    addrcount_free(g->peers);
     free(g);
 }
 

@@ -1,5 +1,5 @@
 /*
- * http_guard: bounds on slow clients for the public listener.
+ * http_guard: bounds on slow clients, for the public and admin listeners.
  *
  * libmicrohttpd 0.9.75 has one timeout, for idleness, and every byte a
  * client trickles resets it: a client that sends one header line every few
@@ -18,7 +18,10 @@
  *  - room: when a worker thread's connections near its share of the
  *    connection limit (the library divides the limit evenly between its
  *    threads and stops accepting at it), idle keep-alive connections of
- *    that thread are closed, oldest first, so that new clients get in.
+ *    that thread are closed, oldest first, so that new clients get in;
+ *  - addresses: with per_address set, a client address holds that many
+ *    connections at most (http_guard_admits(), from the listener's accept
+ *    policy); addresses in exempt (trusted proxies) are not counted.
  *
  * Closing from outside a connection's thread: the watchdog shuts the socket
  * down (shutdown(2)), and the worker sees the end of the stream and closes
@@ -34,6 +37,7 @@
 #define RECEIPT_DAEMON_HTTP_GUARD_H
 
 #include "common/compiler.h"
+#include "daemon/proxy.h"
 
 #include <microhttpd.h>
 #include <stdbool.h>
@@ -48,11 +52,14 @@ typedef struct http_guard http_guard;
 typedef struct http_guard_conn http_guard_conn;
 
 typedef struct http_guard_options {
+    const char *name; /* the listener, in log lines */
     unsigned header_timeout_ms;
     unsigned min_body_rate; /* bytes per second; 0: no minimum */
     unsigned idle_timeout_ms;
     unsigned max_connections; /* the library's limit, all threads */
     unsigned threads;
+    unsigned per_address;    /* connections per client address; 0: no limit */
+    const proxy_set *exempt; /* borrowed; may be NULL */
 } http_guard_options;
 
 typedef struct http_guard_stats {
@@ -76,6 +83,15 @@ void http_guard_free(http_guard *g);
  */
 void http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                        enum MHD_ConnectionNotificationCode code);
+
+/*
+ * For the listener's accept policy: false when addr holds per_address
+ * connections already. Accepts racing on several threads can pass it
+ * together: an address may briefly hold one connection over the limit per
+ * thread. The connection counts once its notification has run (the library
+ * notifies no close of one it refused after this check).
+ */
+bool http_guard_admits(http_guard *g, const struct sockaddr *addr);
 
 /* The request line of a request arrived. */
 void http_guard_request_line(http_guard_conn *gc);

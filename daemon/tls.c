@@ -425,19 +425,3 @@ void tls_conn_close(tls_conn *tc)
     tls_io_free(tc->io);
     tc->io = NULL;
 }
-
-void tls_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
-                     enum MHD_ConnectionNotificationCode code)
-{
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        /* Without one, the handshake finds no certificate and fails. */
-        tls_conn *tc = calloc(1, sizeof *tc);
-        if (tc != NULL)
-            tls_conn_start(tc, cls, c);
-        *socket_context = tc;
-        return;
-    }
-    tls_conn_close(*socket_context);
-    free(*socket_context);
-    *socket_context = NULL;
-}

@@ -125,9 +125,4 @@ int tls_creds_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn
 /* Gives back the pair of a closed connection and frees its tls_io. NULL-safe. */
 void tls_conn_close(tls_conn *tc);
 
-/* MHD_OPTION_NOTIFY_CONNECTION for a listener whose socket context is a
- * tls_conn and nothing more; cls is its tls_creds. */
-void tls_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
-                     enum MHD_ConnectionNotificationCode code);
-
 #endif

@@ -5,17 +5,25 @@
 // served soon after the header timeout.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import tls from 'node:tls';
 import { startServer } from './lib/server.mjs';
+import { makeCA } from './lib/tls.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // A client that sends `head`, then one more piece every `everyMs`, until
 // the server closes the connection; resolves with the time it took.
-function trickler(port, head, piece, everyMs) {
+// With `tls` (options of tls.connect), it trickles over TLS once the
+// handshake is done; `localAddress` is the address it connects from.
+function trickler(port, head, piece, everyMs, { localAddress, tls: tlsOpts } = {}) {
   return new Promise((resolve) => {
     const started = Date.now();
-    const sock = net.connect(port, '127.0.0.1');
+    const where = { port, host: '127.0.0.1', localAddress };
+    const sock = tlsOpts ? tls.connect({ ...where, ...tlsOpts }) : net.connect(where);
     let timer = null;
     let answered = '';
     const end = () => {
@@ -23,7 +31,7 @@ function trickler(port, head, piece, everyMs) {
       sock.destroy();
       resolve({ ms: Date.now() - started, answered });
     };
-    sock.on('connect', () => {
+    sock.on(tlsOpts ? 'secureConnect' : 'connect', () => {
       sock.write(head);
       timer = setInterval(() => sock.write(piece), everyMs);
     });
@@ -143,5 +151,70 @@ test('near the connection limit, idle keep-alive connections make room', { timeo
   // The watchdog's report reaches the log (a pipe) a moment later.
   assert.ok(await srv.until(() => /\d+ idle ones to make room/.test(srv.log()), 3000), srv.log());
   for (const c of idle) c.sock.destroy();
+  assert.equal((await srv.stop()).code, 0, srv.log());
+});
+
+// The admin listener: 64 connections at most, 16 of them per client
+// address. Clients that trickle their headers from one address are closed
+// at --header-timeout (every byte used to reset the 60 s idle timeout, and
+// 64 of them shut the operators out); meanwhile an operator elsewhere is
+// answered at once.
+async function adminUnderSlowClients(srv, { tlsOpts, ca } = {}) {
+  const headerTimeout = 2000;
+  const started = Date.now();
+  const attackers = [];
+  for (let i = 0; i < 64; i++)
+    attackers.push(trickler(srv.adminPort, 'GET /api/summary HTTP/1.1\r\nHost: x\r\n',
+      'X-Slow: 1\r\n', 500, { localAddress: '127.0.0.2', tls: tlsOpts }));
+  await sleep(500); // every attacker has connected (or been refused)
+  const asked = Date.now();
+  const headers = { Authorization: `Bearer ${srv.adminToken()}` };
+  const res = await new Promise((resolve, reject) => {
+    const req = (tlsOpts ? https : http).get(`${srv.adminUrl}/api/summary`,
+      { headers, ca, agent: false, timeout: 10000 }, (r) => {
+        let body = '';
+        r.on('data', (d) => (body += d));
+        r.on('end', () => resolve({ status: r.statusCode, body }));
+      });
+    req.on('timeout', () => req.destroy(new Error('no answer in 10 s')));
+    req.on('error', reject);
+  });
+  const answeredAfter = Date.now() - asked;
+  assert.equal(res.status, 200, res.body);
+  JSON.parse(res.body);
+  assert.ok(Date.now() - started < headerTimeout,
+    `answered ${answeredAfter} ms after asking, ${Date.now() - started} ms into the attack`);
+
+  const ends = await Promise.all(attackers);
+  const refused = ends.filter((e) => e.ms < headerTimeout - 500).length;
+  const held = ends.filter((e) => e.ms >= headerTimeout - 500);
+  assert.equal(refused, 64 - 16, 'one address holds 16 admin connections at most');
+  for (const e of ends) {
+    assert.equal(e.answered, '', 'an attacker gets no answer');
+    assert.ok(e.ms < headerTimeout + 3000, `an attacker held on ${e.ms} ms`);
+  }
+  assert.equal(held.length, 16);
+  assert.ok(await srv.until(() => /admin: closed 16 connections with late headers/.test(srv.log()), 3000),
+    srv.log());
+}
+
+test('the admin listener: slow headers are closed at --header-timeout, an operator is served',
+  { timeout: 60000 }, async (t) => {
+    const srv = await startServer({ args: ['--header-timeout', '2', '--log-level', 'warn'] });
+    t.after(() => srv.kill()); // also when an assertion fails
+    await adminUnderSlowClients(srv);
+    assert.equal((await srv.stop()).code, 0, srv.log());
+  });
+
+test('the admin listener over TLS (--admin-tls-cert): the same bounds', { timeout: 60000 }, async (t) => {
+  const ca = makeCA({ name: 'receipt test admin CA' });
+  const pair = ca.issue();
+  const srv = await startServer({
+    adminHttps: true,
+    args: ['--admin-tls-cert', pair.chain, '--admin-tls-key', pair.key, '--header-timeout', '2',
+      '--log-level', 'warn'],
+  });
+  t.after(() => srv.kill()); // also when an assertion fails
+  await adminUnderSlowClients(srv, { tlsOpts: { rejectUnauthorized: false }, ca: fs.readFileSync(ca.cert) });
   assert.equal((await srv.stop()).code, 0, srv.log());
 });
