@@ -14,8 +14,11 @@
  *  - a CR that does not end a line, in a field's name or value: 400 bad_header;
  *  - Content-Length given more than once with different values, or
  *    together with Transfer-Encoding: 400 conflicting_length;
- *  - Transfer-Encoding other than one field saying exactly "chunked":
- *    501 unsupported_transfer_coding;
+ *  - Transfer-Encoding in an HTTP/1.0 request, or one whose codings do not
+ *    end in chunked (so nothing says where the body ends):
+ *    400 bad_transfer_coding;
+ *  - Transfer-Encoding that ends in chunked but is not one field saying
+ *    exactly "chunked" (gzip, chunked): 501 unsupported_transfer_coding;
  *  - an HTTP/1.1 request without Host, or with two: 400 bad_host.
  *
  * One module so that the listeners' rules cannot drift apart. A listener
@@ -35,8 +38,9 @@ typedef struct http_framing {
     unsigned lengths;   /* Content-Length fields */
     const char *length; /* the first */
     bool lengths_differ;
-    unsigned codings;  /* Transfer-Encoding fields */
-    bool chunked_only; /* exactly one, and it says "chunked" */
+    unsigned codings;   /* Transfer-Encoding fields */
+    bool chunked_only;  /* exactly one, and it says "chunked" */
+    bool chunked_final; /* the last coding of all the fields' list is chunked */
     unsigned hosts;
     const char *host; /* the first */
     bool bare_cr;     /* a CR not followed by LF, in a name or a value */

@@ -1,7 +1,8 @@
 /* Fuzzes the request checks of every listener: the first line is the HTTP
  * version, each further line a field ("name:value"). A request is refused
  * exactly when its fields break a rule of http_framing.h, and then with a
- * status of 400 or 501 and a code and message. */
+ * status of 400 or 501 (which of them, for Transfer-Encoding) and a code
+ * and message. */
 #include "daemon/http_framing.h"
 
 #include <stdbool.h>
@@ -47,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const http_framing_fault *fault = http_framing_check(&f, version);
 
     /* The rules, read again from the fields themselves. */
-    bool cr = false, lengths_differ = false;
+    bool cr = false, lengths_differ = false, chunked_last = false;
     unsigned lengths = 0, codings = 0, hosts = 0;
     const char *length = NULL, *coding = NULL;
     for (size_t i = 0; i < n; i++) {
@@ -59,15 +60,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             else if (strcmp(length, values[i]) != 0)
                 lengths_differ = true;
         }
-        if (strcasecmp(names[i], "Transfer-Encoding") == 0 && codings++ == 0)
-            coding = values[i];
+        if (strcasecmp(names[i], "Transfer-Encoding") == 0) {
+            if (codings++ == 0)
+                coding = values[i];
+            /* The field's last element that is not empty, if any, read forwards. */
+            const char *last = NULL;
+            size_t last_len = 0;
+            for (const char *e = values[i];;) {
+                size_t n = strcspn(e, ",");
+                size_t lead = strspn(e, " \t");
+                size_t len = n > lead ? n - lead : 0;
+                while (len > 0 && (e[lead + len - 1] == ' ' || e[lead + len - 1] == '\t'))
+                    len--;
+                if (len > 0) {
+                    last = e + lead;
+                    last_len = len;
+                }
+                if (e[n] == '\0')
+                    break;
+                e += n + 1;
+            }
+            if (last != NULL)
+                chunked_last = last_len == 7 && strncasecmp(last, "chunked", 7) == 0;
+        }
         if (strcasecmp(names[i], "Host") == 0)
             hosts++;
     }
-    bool bad = cr || lengths_differ || (lengths > 0 && codings > 0) ||
-               (codings > 0 && (codings > 1 || strcasecmp(coding, "chunked") != 0)) ||
-               (hosts != 1 && strcmp(version, "HTTP/1.1") == 0);
+    bool framing = cr || lengths_differ || (lengths > 0 && codings > 0);
+    bool unframed = codings > 0 && (strcmp(version, "HTTP/1.0") == 0 || !chunked_last);
+    bool not_understood = codings > 0 && (codings > 1 || strcasecmp(coding, "chunked") != 0);
+    bool bad =
+        framing || unframed || not_understood || (hosts != 1 && strcmp(version, "HTTP/1.1") == 0);
     if (bad != (fault != NULL))
+        abort();
+    /* A body whose end is unknown is a 400 (RFC 9112 6.1, 6.3 rule 4); a
+     * coding not understood where the end is known, a 501. */
+    if (!framing && (unframed || not_understood) && fault->status != (unframed ? 400u : 501u))
         abort();
     if (fault != NULL) {
         if ((fault->status != 400 && fault->status != 501) || fault->code == NULL ||

@@ -56,15 +56,62 @@ static void test_framing(void **state)
         400, "conflicting_length");
     assert_fault(CHECK("HTTP/1.0", {"Transfer-Encoding", "chunked"}, {"Content-Length", "4"}), 400,
                  "conflicting_length");
-    assert_fault(CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", "gzip"}), 501,
+    /* Chunked last: the body's end is known; the rest is not understood (RFC 9112 6.1). */
+    assert_fault(CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", "gzip, chunked"}), 501,
                  "unsupported_transfer_coding");
     assert_fault(CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", "chunked, chunked"}), 501,
                  "unsupported_transfer_coding");
     assert_fault(CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", "chunked"},
                        {"Transfer-Encoding", "chunked"}),
                  501, "unsupported_transfer_coding");
-    assert_fault(CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", ""}), 501,
+    assert_fault(CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", "gzip"},
+                       {"Transfer-Encoding", " CHUNKED\t"}),
+                 501, "unsupported_transfer_coding");
+    /* Empty list elements count for nothing (RFC 9110 5.6.1). */
+    assert_fault(CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", ", chunked ,"}), 501,
                  "unsupported_transfer_coding");
+    assert_fault(CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", "chunked"},
+                       {"Transfer-Encoding", ","}),
+                 501, "unsupported_transfer_coding");
+}
+
+/* Chunked not last: nothing says where the body ends (RFC 9112 6.3, rule 4). */
+static void test_chunked_not_final(void **state)
+{
+    (void)state;
+    static const char *const endings[] = {
+        "gzip", "chunked, gzip",    "identity", "xchunked", "chunkedx", "chunked;ext=1", "",
+        ",",    "gzip,chunked, br",
+    };
+    for (size_t i = 0; i < sizeof endings / sizeof *endings; i++)
+        assert_fault(CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", endings[i]}), 400,
+                     "bad_transfer_coding");
+    /* The fields form one list, in order. */
+    const http_framing_fault *split = CHECK(
+        "HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "gzip"});
+    assert_fault(split, 400, "bad_transfer_coding");
+    assert_fault(CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", NULL}), 400,
+                 "bad_transfer_coding");
+    /* Content-Length beside it is the older fault, and keeps its answer. */
+    assert_fault(
+        CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", "gzip"}, {"Content-Length", "4"}),
+        400, "conflicting_length");
+}
+
+/* Transfer-Encoding in HTTP/1.0: faulty framing, whatever its codings (RFC 9112 6.1). */
+static void test_coding_in_http10(void **state)
+{
+    (void)state;
+    const http_framing_fault *chunked = CHECK("HTTP/1.0", {"Transfer-Encoding", "chunked"});
+    assert_fault(chunked, 400, "bad_transfer_coding");
+    assert_fault(CHECK("HTTP/1.0", {"Host", "x"}, {"Transfer-Encoding", "gzip, chunked"}), 400,
+                 "bad_transfer_coding");
+    assert_fault(CHECK("HTTP/1.0", {"Transfer-Encoding", "gzip"}), 400, "bad_transfer_coding");
+    /* Its own message: the codings may be sound, the version is not. */
+    const http_framing_fault *unframed =
+        CHECK("HTTP/1.1", {"Host", "x"}, {"Transfer-Encoding", "gzip"});
+    assert_string_not_equal(chunked->message, unframed->message);
+    assert_null(CHECK("HTTP/1.0", {"Content-Length", "4"}));
 }
 
 static void test_host(void **state)
@@ -99,6 +146,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sound),
         cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_chunked_not_final),
+        cmocka_unit_test(test_coding_in_http10),
         cmocka_unit_test(test_host),
         cmocka_unit_test(test_bare_cr),
     };
