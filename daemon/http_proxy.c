@@ -56,6 +56,7 @@ typedef struct header_pass {
     upstream_call *call;
     proxy_fields forwarding; /* the client's forwarding fields, for add_forwarded() */
     bool identity;           /* the answer is asked for uncompressed */
+    bool unconditional;      /* the answer is asked for whole and unconditionally */
     struct MHD_Connection *c;
     bool connection; /* the client sent a Connection field: what it names stays here */
     bool has_accept;
@@ -106,6 +107,16 @@ static bool connection_names_field(const header_pass *hp, const char *name)
     return cn.found;
 }
 
+/* The fields that make a GET's answer a 304, a 206 or a 412. */
+static bool conditional_field(const char *name)
+{
+    static const char *const conditional[] = {
+        "If-None-Match",       "If-Modified-Since", "If-Match",
+        "If-Unmodified-Since", "If-Range",          "Range",
+    };
+    return upstream_header_named(name, conditional, sizeof conditional / sizeof *conditional);
+}
+
 /* Fields receiptd writes itself, or that belong to this hop. */
 static bool kept_back(const header_pass *hp, const char *name)
 {
@@ -131,6 +142,8 @@ static enum MHD_Result pass_header(void *cls, enum MHD_ValueKind kind, const cha
     if (strcasecmp(name, "Accept") == 0)
         hp->has_accept = true;
     if (hp->identity && strcasecmp(name, "Accept-Encoding") == 0)
+        return MHD_YES;
+    if (hp->unconditional && conditional_field(name))
         return MHD_YES;
     if (upstream_call_add_header(hp->call, name, value != NULL ? value : "") != 0) {
         hp->failed = true;
@@ -340,10 +353,26 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
      * digest, the agent element and the ledger need the bytes as sent. The
      * path rules look at the path; the delivery's content is the path with
      * its query, within a ticket's limit. */
+    bool get = strcmp(req->method, "GET") == 0;
     ledger_kind kind;
-    bool candidate =
-        strcmp(req->method, "GET") == 0 && (http_deliver_decide(ctx, c, url, true, &kind) ||
-                                            http_deliver_decide(ctx, c, url, false, &kind));
+    bool html_delivery = get && http_deliver_decide(ctx, c, url, true, &kind);
+    bool candidate = html_delivery || (get && http_deliver_decide(ctx, c, url, false, &kind));
+    /*
+     * A page view that would get the agent element, were the answer HTML,
+     * is asked for whole and unconditionally, as a file's injected page
+     * ignores conditional and range headers (docs/protocol.md section
+     * 5.4): the upstream's 304 or 206 would reach the browser without a
+     * delivery (its cached copy, with an old ticket or none), and a 206 is
+     * no page to inject. Every other request keeps them: a download and a
+     * device that names its key, as a file's answer that is not injected
+     * honours them (its 304 or 206 is no new delivery); and a device or
+     * script without a key, whose answer is as likely a binary it polls
+     * with If-None-Match, where a file's 304 is right, as a page, and only
+     * the answer tells which.
+     */
+    bool has_key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, CLIENTKEYS_HEADER) != NULL;
+    bool unconditional = html_delivery && kind == LEDGER_KIND_PAGE &&
+                         http_deliver_injects(kind, has_key, ctx->cfg->inject);
     char content_path[TICKET_PATH_MAX + 1];
     size_t content_path_len = 0;
     if (candidate) {
@@ -385,6 +414,7 @@ static enum MHD_Result start(http_context *ctx, request *req, struct MHD_Connect
     hp.connection = false;
     MHD_get_connection_values(c, MHD_HEADER_KIND, find_connection_names, &hp.connection);
     hp.identity = candidate;
+    hp.unconditional = unconditional;
     hp.has_accept = false;
     hp.failed = false;
     proxy_fields_init(&hp.forwarding);

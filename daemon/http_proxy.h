@@ -15,7 +15,9 @@
  * exception: its answer is asked for uncompressed and, when it is a 200,
  * read whole (upstream_call_read_whole()) before anything is sent, so that
  * http_deliver decides, injects and records it as it does a file's, with
- * the digest of the bytes sent (docs/protocol.md section 5.8).
+ * the digest of the bytes sent (docs/protocol.md section 5.8). A page view
+ * that would be injected, were the answer HTML, goes without the client's
+ * conditional and range fields, as an injected file ignores them.
  *
  * The worker never blocks: while the upstream or the client is slow, the
  * connection is suspended and the upstream's thread resumes it

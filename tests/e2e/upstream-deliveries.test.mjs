@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import { startServer } from './lib/server.mjs';
+import { startServer, rawRequest, statusOf } from './lib/server.mjs';
 import { startApp, pattern } from './lib/upstream.mjs';
 import { clientDirs, runCli, parseJsonLine, removeOwnTempDirs } from './lib/cli.mjs';
 import { launch, newContext, watch, recorded } from './lib/browser.mjs';
@@ -89,6 +89,61 @@ describe('deliveries through an upstream', () => {
     const sub = await request(`${srv.url}/headers`, { headers: { ...SUBRESOURCE, 'Accept-Encoding': 'gzip, br' } });
     const subSeen = Object.fromEntries(JSON.parse(sub.body).headers.map(([k, v]) => [k.toLowerCase(), v]));
     assert.equal(subSeen['accept-encoding'], 'gzip, br', 'what is no delivery passes as asked');
+  });
+
+  // As a file's injected page ignores them (docs/protocol.md 5.4), the
+  // upstream never sees a conditional or range field of a GET whose answer
+  // would get the agent element: its 304 or 206 would pass undelivered.
+  // What is no injected page keeps them, as a file's answer does.
+  test('conditional and range fields reach the upstream only for what is no injected page', async () => {
+    const CONDITIONAL = {
+      'If-None-Match': '"seen-1"',
+      'If-Modified-Since': 'Mon, 01 Dec 2025 10:00:00 GMT',
+      'If-Match': '"seen-1"',
+      'If-Unmodified-Since': 'Mon, 01 Dec 2035 10:00:00 GMT',
+      'If-Range': '"seen-1"',
+      'Range': 'bytes=0-9',
+    };
+    const names = Object.keys(CONDITIONAL).map((n) => n.toLowerCase());
+    const get = async (target, fields) => {
+      const text = await rawRequest(srv.port, `GET ${target} HTTP/1.1\r\nHost: x\r\n` +
+        Object.entries({ ...fields, ...CONDITIONAL }).map(([k, v]) => `${k}: ${v}\r\n`).join('') +
+        'Connection: close\r\n\r\n');
+      const at = text.indexOf('\r\n\r\n');
+      const delivery = /\r\nReceipt-Delivery: (\S+)\r\n/i.exec(text.slice(0, at));
+      return { text, status: statusOf(text), body: text.slice(at + 4), delivery: delivery && delivery[1] };
+    };
+    const seenIn = (json) => JSON.parse(json).headers.map(([k]) => k.toLowerCase()).filter((k) => names.includes(k));
+    const unescape = (s) => s.replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&amp;', '&');
+    const seenInPage = (body) => seenIn(unescape(/<pre id="seen">([^<]*)<\/pre>/.exec(body)[1]));
+
+    // A page view: 200, injected, a delivery; the upstream saw none of them.
+    const res = await get('/doc/headers?html=1', NAVIGATION);
+    assert.equal(res.status, 200, res.text);
+    assert.ok(res.body.includes(`${ELEMENT}</body>`));
+    assert.doesNotMatch(res.text.slice(0, res.text.indexOf('\r\n\r\n')), /\r\n(ETag|Content-Range|Accept-Ranges):/i);
+    assert.deepEqual(seenInPage(res.body), [], 'the upstream saw no conditional or range field');
+    assert.equal((await rowOf(srv, res.delivery)).kind, 'page');
+    // A subresource (an image, a stylesheet), a download by the agent and a
+    // device (which polls a binary with If-None-Match as well as it reads a
+    // page) are no injected page before the answer says so: every field
+    // reaches the upstream, and its 304 passes.
+    const IMAGE = { 'Sec-Fetch-Dest': 'image', 'Sec-Fetch-Mode': 'no-cors', 'Sec-Fetch-Site': 'same-origin' };
+    const STYLE = { 'Sec-Fetch-Dest': 'style', 'Sec-Fetch-Mode': 'no-cors', 'Sec-Fetch-Site': 'same-origin' };
+    for (const [what, fields, delivery] of [['an image', IMAGE, false], ['a stylesheet', STYLE, false],
+      ['a download', { 'Receipt-Fetch': 'download' }, true], ['a device', {}, true]]) {
+      const out = await get('/doc/headers', fields);
+      assert.equal(out.status, 200, `${what}:\n${out.text}`);
+      assert.deepEqual(seenIn(out.body).sort(), [...names].sort(), `${what}: the upstream saw every field`);
+      assert.equal(Boolean(out.delivery), delivery, what);
+    }
+    await settle();
+    const before = count(srv);
+    const notModified = await get('/doc/headers?html=1', IMAGE);
+    assert.equal(notModified.status, 304, notModified.text);
+    assert.equal(notModified.delivery, null);
+    await settle();
+    assert.equal(count(srv), before, 'a 304 is no delivery');
   });
 
   test('subresources, HEAD, POST, --untrack paths, redirects and 404s record nothing', async () => {

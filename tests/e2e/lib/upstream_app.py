@@ -30,12 +30,15 @@ application in front of which receiptd stands would:
   GET  /close           closes the connection without answering
   GET  /big-headers     an answer with 64 KiB of header fields
   GET  .../headers      JSON: the request line and every header field as received
+  GET  .../headers?html=1   the same JSON in an HTML page (<pre id="seen">), with an ETag;
+                        304 to a matching If-None-Match, 206 to Range: bytes=0-...
   GET  /stats           JSON: connections accepted and requests served so far
   anything else         404 (HTML)
 """
 
 import argparse
 import hashlib
+import html
 import json
 import os
 import socket
@@ -281,9 +284,23 @@ class Handler(BaseHTTPRequestHandler):
         if path.endswith("/headers") and method in ("GET", "POST", "HEAD"):
             if method == "POST":
                 self.body()
-            self.send(200, json.dumps({"method": method, "path": self.path,
-                                       "headers": [[k, v] for k, v in self.headers.items()]}),
-                      "application/json")
+            seen = json.dumps({"method": method, "path": self.path,
+                               "headers": [[k, v] for k, v in self.headers.items()]})
+            if "html" not in query:
+                self.send(200, seen, "application/json")
+                return
+            # A page that honours conditionals and ranges as an application would.
+            etag = '"seen-1"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send(304, b"", None, [("ETag", etag)])
+                return
+            body = self.page("Headers", "As received.",
+                             f'<pre id="seen">{html.escape(seen, quote=False)}</pre>\n').encode()
+            if (self.headers.get("Range") or "").startswith("bytes=0-"):
+                self.send(206, body[:10], "text/html; charset=utf-8",
+                          [("ETag", etag), ("Content-Range", f"bytes 0-9/{len(body)}")])
+                return
+            self.send(200, body, "text/html; charset=utf-8", [("ETag", etag)])
             return
         if path == "/stats" and method == "GET":
             with STATS_LOCK:
