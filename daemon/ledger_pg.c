@@ -60,7 +60,6 @@
 #define PG_QUERY_SQL_MAX             1024
 #define PG_PARTITION_LOCK_TIMEOUT_MS 1000
 #define PG_WHERE_MAX                 512
-#define PG_ROLLUP_MINUTE_MS          60000 /* the rollups' minute (migration 5) */
 
 /* Advisory lock keys: "receipt" and a number. */
 #define PG_LOCK_MIGRATE   INT64_C(0x7265636569707401)
@@ -166,145 +165,6 @@ static const char *const migrations[] = {
      * path it named. A report of one path reads the table.
      */
     "DROP INDEX IF EXISTS deliveries_path;",
-    /*
-     * 5: the rollups that the summary and the series read instead of the
-     * rows, as in ledger_sqlite.c (step 7): rows by status and kind, rows
-     * issued and confirmed per minute, the latest confirmation. Several
-     * nodes write one ledger, and a binding or confirmation must move the
-     * row from the status it had when it changed, which only the database
-     * sees: statement triggers take each statement's net change from its
-     * transition tables (the rows before and after), and keep it per
-     * transaction in unlogged tables of pending changes; a deferred
-     * trigger folds a transaction's pending changes into the rollups once,
-     * at its COMMIT, in a fixed order of rows (status and kind, then
-     * minutes, then the latest), so that two nodes' commits never wait for
-     * each other in a cycle. A statement or savepoint rolled back takes
-     * its pending changes with it. Writers are held off while the rollups
-     * are built from the rows.
-     */
-    "LOCK TABLE deliveries IN EXCLUSIVE MODE;"
-    "CREATE TABLE rollup_status ("
-    " status text COLLATE \"C\" NOT NULL, kind text COLLATE \"C\" NOT NULL, n bigint NOT NULL,"
-    " PRIMARY KEY (status, kind));"
-    "CREATE TABLE rollup_minutes ("
-    " minute bigint NOT NULL PRIMARY KEY,"
-    " issued bigint NOT NULL, confirmed bigint NOT NULL, corrupted bigint NOT NULL);"
-    "CREATE TABLE rollup_latest ("
-    " one int2 NOT NULL PRIMARY KEY CHECK (one = 1), confirmed_ms bigint);"
-    "CREATE UNLOGGED TABLE rollup_pending_status ("
-    " txid bigint NOT NULL, status text COLLATE \"C\" NOT NULL, kind text COLLATE \"C\" NOT NULL,"
-    " n bigint NOT NULL);"
-    "CREATE INDEX rollup_pending_status_txid ON rollup_pending_status (txid);"
-    "CREATE UNLOGGED TABLE rollup_pending_minutes ("
-    " txid bigint NOT NULL, minute bigint NOT NULL, issued bigint NOT NULL,"
-    " confirmed bigint NOT NULL, corrupted bigint NOT NULL, latest bigint);"
-    "CREATE INDEX rollup_pending_minutes_txid ON rollup_pending_minutes (txid);"
-    "CREATE UNLOGGED TABLE rollup_txn (txid bigint NOT NULL PRIMARY KEY,"
-    " latest_recount boolean NOT NULL DEFAULT false);"
-    "CREATE FUNCTION rollup_inserted() RETURNS trigger LANGUAGE plpgsql AS $f$"
-    " BEGIN"
-    "  INSERT INTO rollup_pending_status (txid, status, kind, n)"
-    "   SELECT txid_current(), status, kind, count(*) FROM rollup_new GROUP BY status, kind;"
-    "  IF NOT FOUND THEN RETURN NULL; END IF;"
-    "  INSERT INTO rollup_pending_minutes (txid, minute, issued, confirmed, corrupted, latest)"
-    "   SELECT txid_current(), m, sum(i), sum(c), sum(x), max(l) FROM ("
-    "    SELECT issued_ms / 60000 AS m, 1 AS i, 0 AS c, 0 AS x, NULL::bigint AS l FROM rollup_new"
-    "    UNION ALL SELECT confirmed_ms / 60000, 0, (status = 'confirmed')::int,"
-    "     (status = 'corrupted')::int, confirmed_ms FROM rollup_new"
-    "     WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')) s GROUP BY m;"
-    "  INSERT INTO rollup_txn (txid) VALUES (txid_current()) ON CONFLICT DO NOTHING;"
-    "  RETURN NULL;"
-    " END $f$;"
-    "CREATE FUNCTION rollup_updated() RETURNS trigger LANGUAGE plpgsql AS $f$"
-    " BEGIN"
-    "  INSERT INTO rollup_pending_status (txid, status, kind, n)"
-    "   SELECT txid_current(), status, kind, sum(n) FROM ("
-    "    SELECT status, kind, 1 AS n FROM rollup_new"
-    "    UNION ALL SELECT status, kind, -1 FROM rollup_old) s"
-    "   GROUP BY status, kind HAVING sum(n) <> 0;"
-    "  IF NOT FOUND THEN RETURN NULL; END IF;"
-    "  INSERT INTO rollup_pending_minutes (txid, minute, issued, confirmed, corrupted, latest)"
-    "   SELECT txid_current(), m, sum(i), sum(c), sum(x), max(l) FROM ("
-    "    SELECT confirmed_ms / 60000 AS m, 0 AS i, (status = 'confirmed')::int AS c,"
-    "     (status = 'corrupted')::int AS x, confirmed_ms AS l FROM rollup_new"
-    "     WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')"
-    "    UNION ALL SELECT confirmed_ms / 60000, 0, -(status = 'confirmed')::int,"
-    "     -(status = 'corrupted')::int, NULL FROM rollup_old"
-    "     WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')"
-    "    UNION ALL SELECT issued_ms / 60000, 1, 0, 0, NULL FROM rollup_new"
-    "    UNION ALL SELECT issued_ms / 60000, -1, 0, 0, NULL FROM rollup_old) s"
-    "   GROUP BY m HAVING sum(i) <> 0 OR sum(c) <> 0 OR sum(x) <> 0;"
-    "  INSERT INTO rollup_txn (txid) VALUES (txid_current()) ON CONFLICT DO NOTHING;"
-    "  RETURN NULL;"
-    " END $f$;"
-    "CREATE FUNCTION rollup_fold() RETURNS trigger LANGUAGE plpgsql AS $f$"
-    " BEGIN"
-    "  INSERT INTO rollup_status AS r (status, kind, n)"
-    "   SELECT status, kind, sum(n) FROM rollup_pending_status WHERE txid = NEW.txid"
-    "   GROUP BY status, kind HAVING sum(n) <> 0 ORDER BY status, kind"
-    "   ON CONFLICT (status, kind) DO UPDATE SET n = r.n + excluded.n;"
-    "  INSERT INTO rollup_minutes AS r (minute, issued, confirmed, corrupted)"
-    "   SELECT minute, sum(issued), sum(confirmed), sum(corrupted) FROM rollup_pending_minutes"
-    "   WHERE txid = NEW.txid GROUP BY minute"
-    "   HAVING sum(issued) <> 0 OR sum(confirmed) <> 0 OR sum(corrupted) <> 0 ORDER BY minute"
-    "   ON CONFLICT (minute) DO UPDATE SET issued = r.issued + excluded.issued,"
-    "    confirmed = r.confirmed + excluded.confirmed, corrupted = r.corrupted + "
-    "excluded.corrupted;"
-    "  IF (SELECT latest_recount FROM rollup_txn WHERE txid = NEW.txid) THEN"
-    "   UPDATE rollup_latest SET confirmed_ms = (SELECT max(confirmed_ms) FROM deliveries"
-    "    WHERE status IN ('confirmed', 'corrupted'));"
-    "  ELSE"
-    "   UPDATE rollup_latest SET confirmed_ms = greatest(confirmed_ms, p.latest)"
-    "    FROM (SELECT max(latest) AS latest FROM rollup_pending_minutes"
-    "    WHERE txid = NEW.txid) p WHERE p.latest IS NOT NULL;"
-    "  END IF;"
-    "  DELETE FROM rollup_pending_status WHERE txid = NEW.txid;"
-    "  DELETE FROM rollup_pending_minutes WHERE txid = NEW.txid;"
-    "  DELETE FROM rollup_txn WHERE txid = NEW.txid;"
-    "  RETURN NULL;"
-    " END $f$;"
-    /*
-     * Detaching a month (docs/operations.md) takes its rows out of the
-     * rollups in the same transaction: writers wait while its rows are
-     * counted, so that none changes between the count and the detach.
-     */
-    "CREATE FUNCTION rollup_detach(month regclass) RETURNS void LANGUAGE plpgsql AS $f$"
-    " BEGIN"
-    "  LOCK TABLE deliveries IN SHARE ROW EXCLUSIVE MODE;"
-    "  IF NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = month"
-    "   AND inhparent = 'deliveries'::regclass) THEN"
-    "   RAISE EXCEPTION '% is not a partition of deliveries', month;"
-    "  END IF;"
-    "  EXECUTE format('INSERT INTO rollup_pending_status (txid, status, kind, n)"
-    "   SELECT txid_current(), status, kind, -count(*) FROM %s GROUP BY status, kind', month);"
-    "  EXECUTE format('INSERT INTO rollup_pending_minutes"
-    "   (txid, minute, issued, confirmed, corrupted, latest)"
-    "   SELECT txid_current(), m, -sum(i), -sum(c), -sum(x), NULL FROM ("
-    "    SELECT issued_ms / 60000 AS m, 1 AS i, 0 AS c, 0 AS x FROM %s"
-    "    UNION ALL SELECT confirmed_ms / 60000, 0, (status = ''confirmed'')::int,"
-    "     (status = ''corrupted'')::int FROM %s WHERE confirmed_ms IS NOT NULL"
-    "     AND status IN (''confirmed'', ''corrupted'')) s GROUP BY m', month, month);"
-    "  INSERT INTO rollup_txn (txid, latest_recount) VALUES (txid_current(), true)"
-    "   ON CONFLICT (txid) DO UPDATE SET latest_recount = true;"
-    "  EXECUTE format('ALTER TABLE deliveries DETACH PARTITION %s', month);"
-    " END $f$;"
-    "CREATE TRIGGER deliveries_rollup_inserted AFTER INSERT ON deliveries"
-    " REFERENCING NEW TABLE AS rollup_new FOR EACH STATEMENT EXECUTE FUNCTION rollup_inserted();"
-    "CREATE TRIGGER deliveries_rollup_updated AFTER UPDATE ON deliveries"
-    " REFERENCING OLD TABLE AS rollup_old NEW TABLE AS rollup_new"
-    " FOR EACH STATEMENT EXECUTE FUNCTION rollup_updated();"
-    "CREATE CONSTRAINT TRIGGER rollup_txn_fold AFTER INSERT ON rollup_txn"
-    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION rollup_fold();"
-    "INSERT INTO rollup_status (status, kind, n)"
-    " SELECT status, kind, count(*) FROM deliveries GROUP BY status, kind;"
-    "INSERT INTO rollup_minutes (minute, issued, confirmed, corrupted)"
-    " SELECT m, sum(i), sum(c), sum(x) FROM ("
-    "  SELECT issued_ms / 60000 AS m, 1 AS i, 0 AS c, 0 AS x FROM deliveries"
-    "  UNION ALL SELECT confirmed_ms / 60000, 0, (status = 'confirmed')::int,"
-    "  (status = 'corrupted')::int FROM deliveries"
-    "  WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')) s GROUP BY m;"
-    "INSERT INTO rollup_latest (one, confirmed_ms) SELECT 1, max(confirmed_ms) FROM deliveries"
-    " WHERE status IN ('confirmed', 'corrupted');",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -507,43 +367,10 @@ static const struct {
     {"ledger_log_checkpoint", LOG_STORE_CHECKPOINT_SQL, true},
 };
 
-/* Rows by status and kind and the latest confirmation from the rollups, the
- * issue times from the ends of the issued index; no rows: no counts. */
+/* Rows by status and kind, and the times; no rows: no groups. */
 #define SUMMARY_SQL                                                                                \
-    "SELECT status, kind, n, (SELECT min(issued_ms) FROM deliveries),"                             \
-    " (SELECT max(issued_ms) FROM deliveries), (SELECT confirmed_ms FROM rollup_latest)"           \
-    " FROM rollup_status WHERE n <> 0"
-
-/* $1 since, $2 until (exclusive), $3 bucket width, in whole minutes. */
-#define SERIES_MINUTES_SQL                                                                         \
-    "SELECT (minute - $1::int8) / $3::int8, sum(issued)::int8, sum(confirmed)::int8,"              \
-    " sum(corrupted)::int8 FROM rollup_minutes WHERE minute >= $1::int8 AND minute < $2::int8"     \
-    " GROUP BY 1 ORDER BY 1"
-
-/*
- * The rollups against a recount of the rows, as in ledger_sqlite.c: each
- * difference as what differs, the recount and the rollup's figure.
- */
-#define ROLLUP_CHECK_SQL                                                                           \
-    "WITH c AS (SELECT status, kind, count(*) AS n FROM deliveries GROUP BY status, kind),"        \
-    " r AS (SELECT status, kind, n FROM rollup_status WHERE n <> 0),"                              \
-    " cm AS (SELECT m, sum(i) || '/' || sum(c) || '/' || sum(x) AS v FROM ("                       \
-    "  SELECT issued_ms / 60000 AS m, 1 AS i, 0 AS c, 0 AS x FROM deliveries"                      \
-    "  UNION ALL SELECT confirmed_ms / 60000, 0, (status = 'confirmed')::int,"                     \
-    "  (status = 'corrupted')::int FROM deliveries"                                                \
-    "  WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')) s GROUP BY m),"    \
-    " rm AS (SELECT minute AS m, issued || '/' || confirmed || '/' || corrupted AS v"              \
-    "  FROM rollup_minutes WHERE issued <> 0 OR confirmed <> 0 OR corrupted <> 0)"                 \
-    " SELECT 'deliveries ' || coalesce(c.status, r.status) || ' ' || coalesce(c.kind, r.kind),"    \
-    "  coalesce(c.n, 0)::text, r.n::text"                                                          \
-    " FROM c FULL JOIN r ON r.status = c.status AND r.kind = c.kind"                               \
-    " WHERE c.n IS DISTINCT FROM r.n"                                                              \
-    " UNION ALL SELECT 'minute ' || coalesce(cm.m, rm.m) || ' issued/confirmed/corrupted',"        \
-    "  cm.v, rm.v FROM cm FULL JOIN rm ON rm.m = cm.m WHERE cm.v IS DISTINCT FROM rm.v"            \
-    " UNION ALL SELECT 'latest confirmation', c::text, r::text FROM ("                             \
-    "  SELECT (SELECT max(confirmed_ms) FROM deliveries"                                           \
-    "   WHERE status IN ('confirmed', 'corrupted')) AS c,"                                         \
-    "  (SELECT confirmed_ms FROM rollup_latest) AS r) t WHERE c IS DISTINCT FROM r"
+    "SELECT status, kind, count(*), min(min(issued_ms)) OVER (), max(max(issued_ms)) OVER (),"     \
+    " max(max(confirmed_ms)) OVER () FROM deliveries GROUP BY status, kind"
 
 /* Nearest-rank percentiles in integers, as in ledger_sqlite.c. */
 #define CONTENT_STATS_SQL                                                                          \
@@ -2801,17 +2628,12 @@ static int pg_series(ledger *base, uint64_t since_ms, uint64_t until_ms, uint64_
         fail(lg, "ledger series: a time is out of range");
         return -1;
     }
-    /* Whole minutes from the per-minute rollup, other widths from the rows. */
-    bool minutes = since_ms % PG_ROLLUP_MINUTE_MS == 0 && until_ms % PG_ROLLUP_MINUTE_MS == 0 &&
-                   width_ms % PG_ROLLUP_MINUTE_MS == 0;
-    uint64_t unit = minutes ? PG_ROLLUP_MINUTE_MS : 1;
-    put_be64(p[0], since_ms / unit);
-    put_be64(p[1], until_ms / unit);
-    put_be64(p[2], width_ms / unit);
+    put_be64(p[0], since_ms);
+    put_be64(p[1], until_ms);
+    put_be64(p[2], width_ms);
     const char *values[3] = {(const char *)p[0], (const char *)p[1], (const char *)p[2]};
     int lengths[3] = {8, 8, 8};
-    PGresult *res = read_query(lg, "series", NULL, minutes ? SERIES_MINUTES_SQL : SERIES_SQL, 3,
-                               values, lengths);
+    PGresult *res = read_query(lg, "series", NULL, SERIES_SQL, 3, values, lengths);
     if (res == NULL)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -2826,24 +2648,6 @@ static int pg_series(ledger *base, uint64_t since_ms, uint64_t until_ms, uint64_
     }
     PQclear(res);
     return 0;
-}
-
-static long pg_rollups_check(ledger *base, ledger_problem_fn fn, void *arg)
-{
-    ledger_pg *lg = impl(base);
-    PGresult *res = read_query(lg, "rollups", NULL, ROLLUP_CHECK_SQL, 0, NULL, NULL);
-    if (res == NULL)
-        return -1;
-    long differences = PQntuples(res);
-    for (int i = 0; i < PQntuples(res); i++) {
-        char what[96], counted[64], kept[64];
-        get_text(res, i, 0, what, sizeof what);
-        get_text(res, i, 1, counted, sizeof counted);
-        get_text(res, i, 2, kept, sizeof kept);
-        ledger_rollup_problem(fn, arg, what, counted, kept);
-    }
-    PQclear(res);
-    return differences;
 }
 
 /* ---- queries ---- */
@@ -3539,7 +3343,6 @@ const ledger_ops ledger_pg_ops = {
     .content_stats = pg_content_stats,
     .client_stats = pg_client_stats,
     .series = pg_series,
-    .rollups_check = pg_rollups_check,
     .query = pg_query,
     .cursor_next = pg_cursor_next,
     .cursor_free = pg_cursor_free,

@@ -274,8 +274,6 @@ export async function startServer(opts = {}) {
     proc,
     log,
     ledgerFile,
-    /** 'sqlite' or 'postgresql'. */
-    backend: opts.ledger || LEDGER,
     exited,
     /** Sends a signal (SIGTERM by default) and resolves with {code, signal}. */
     async stop(signal = 'SIGTERM') {
