@@ -727,16 +727,11 @@ static void test_foreign_key_refused(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
-/* A rotated log key: the next batch announces it, its checkpoint signed by
- * both keys; from then on the new key alone signs. */
-static void test_rotation(void **state)
+/* A new log key for the site, and the log loaded again with it. */
+static void rotate_log_key(fixture *f)
 {
-    fixture *f = *state;
     char err[TLOG_ERR_MAX];
-    write_batch(f, 1, 2);
     keystore *old = f->ks;
-    note_verifier *old_v = note_signer_verifier(old->log);
-    assert_non_null(old_v);
     tlog_free(f->t);
     f->ks = keystore_rotate(f->dir, KEYSTORE_LOG, T0 + 1000, err, sizeof err);
     if (f->ks == NULL)
@@ -745,6 +740,18 @@ static void test_rotation(void **state)
     f->t = tlog_new(f->ks);
     assert_non_null(f->t);
     assert_int_equal(tlog_load(f->t, f->lg, err, sizeof err), 0);
+}
+
+/* A rotated log key: the next batch announces it, its checkpoint signed by
+ * both keys; from then on the new key alone signs. */
+static void test_rotation(void **state)
+{
+    fixture *f = *state;
+    char err[TLOG_ERR_MAX];
+    write_batch(f, 1, 2);
+    note_verifier *old_v = note_signer_verifier(f->ks->log);
+    assert_non_null(old_v);
+    rotate_log_key(f);
     assert_false(tlog_previous_announced(f->t));
     assert_int_equal(tlog_catch_up(f->t, f->lg, 100, err, sizeof err), 0);
     assert_true(tlog_previous_announced(f->t));
@@ -779,15 +786,7 @@ static void test_rotation_with_events(void **state)
     fixture *f = *state;
     char err[TLOG_ERR_MAX], all[PROBLEMS_MAX];
     write_batch(f, 1, 2);
-    keystore *old = f->ks;
-    tlog_free(f->t);
-    f->ks = keystore_rotate(f->dir, KEYSTORE_LOG, T0 + 1000, err, sizeof err);
-    if (f->ks == NULL)
-        fail_msg("rotate: %s", err);
-    keystore_free(old);
-    f->t = tlog_new(f->ks);
-    assert_non_null(f->t);
-    assert_int_equal(tlog_load(f->t, f->lg, err, sizeof err), 0);
+    rotate_log_key(f);
     write_batch(f, 3, 2); /* the key change is leaf 5, the events 6 to 9 */
     assert_true(tlog_previous_announced(f->t));
     uint64_t leaf = 0;
