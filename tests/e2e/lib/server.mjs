@@ -39,16 +39,32 @@ export function tempDir(prefix = 'receipt-e2e-') {
   return dir;
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
+// Ports come from below the kernel's ephemeral range (32768 and up), so
+// that no outgoing connection and no listen(0) of a parallel suite is
+// handed one between the check here and the server's own bind; each
+// process walks its own stretch of 10000-32767, chosen by its pid, and
+// skips a port that something already holds. startServer still retries a
+// start that lost a port race (see there).
+const PORT_LOW = 10000;
+const PORT_SPAN = 32768 - PORT_LOW;
+let nextPortOffset = (process.pid * 97) % PORT_SPAN;
+
+function portBindable(port) {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
+}
+
+export async function freePort() {
+  for (let tries = 0; tries < PORT_SPAN; tries++) {
+    const port = PORT_LOW + nextPortOffset;
+    nextPortOffset = (nextPortOffset + 1) % PORT_SPAN;
+    if (await portBindable(port)) return port;
+  }
+  throw new Error('freePort: no bindable loopback port in 10000-32767');
 }
 
 export function writeFiles(root, files) {
@@ -231,6 +247,24 @@ export async function startServer(opts = {}) {
   const root = opts.root || tempDir('receipt-root-');
   if (opts.files) writeFiles(root, opts.files);
   const stateDir = opts.stateDir || path.join(tempDir('receipt-state-'), 'state');
+  // A port found free can be taken by a parallel suite before receiptd
+  // binds it; a start that failed for that alone is tried again on fresh
+  // ports (only for ports chosen here, never for ones the caller named).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startServerOnce({ ...opts, root, stateDir, files: undefined });
+    } catch (err) {
+      const lost = (err.chosenPorts || []).some((p) =>
+        new RegExp(`cannot listen on 127\\.0\\.0\\.1:${p}( \\(admin\\))?: Address already in use`).test(err.message),
+      );
+      if (!lost || attempt >= 5) throw err;
+    }
+  }
+}
+
+async function startServerOnce(opts) {
+  const root = opts.root;
+  const stateDir = opts.stateDir;
   const port = opts.port || (await freePort());
   const extra = opts.args || [];
   const adminGiven = extra.includes('--admin-listen');
@@ -255,8 +289,14 @@ export async function startServer(opts = {}) {
   proc.stderr.on('data', (d) => (output += d));
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const log = () => output;
-  await waitListening(port, proc, log, opts.readyMs);
-  if (adminPort) await waitListening(adminPort, proc, log, opts.readyMs);
+  try {
+    await waitListening(port, proc, log, opts.readyMs);
+    if (adminPort) await waitListening(adminPort, proc, log, opts.readyMs);
+  } catch (err) {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    err.chosenPorts = [opts.port ? null : port, opts.adminPort ? null : adminPort].filter(Boolean);
+    throw err;
+  }
 
   const ledgerFile = path.join(stateDir, 'ledger.sqlite');
   const ledger = ledgerOf(stateDir, opts.ledger);
