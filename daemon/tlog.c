@@ -6,6 +6,7 @@
 #include "common/rnd.h"
 #include "common/tiles.h"
 #include "daemon/clock.h"
+#include "daemon/log.h"
 #include "daemon/tlog_event.h"
 #include "daemon/tlog_read.h"
 
@@ -929,10 +930,18 @@ bool tlog_prove(tlog *t, size_t i, ledger_proof *out)
 
 /* ---- catching up at start-up ---- */
 
+/* How often a long catch-up says how far it got. */
+#define CATCH_UP_REPORT_MS 10000
+
 int tlog_catch_up(tlog *t, ledger *lg, size_t batch, char *err, size_t errlen)
 {
     if (batch == 0)
         batch = 1;
+    /* Recording a large ledger's rows takes a while (about 40 s a million
+     * rows), and receiptd does not listen until it is done: say so. */
+    uint64_t adopted = 0;
+    uint64_t started_ms = clock_mono_ms();
+    uint64_t said_ms = started_ms;
     while (t->adopting || t->need_genesis || t->need_rotation) {
         t->adopt_count = 0;
         if (t->adopting) {
@@ -969,13 +978,27 @@ int tlog_catch_up(tlog *t, ledger *lg, size_t batch, char *err, size_t errlen)
                 return -1;
             }
         }
+        if (adopted == 0 && t->adopt_count > 0)
+            log_info("evidence log: recording the rows the ledger held before the log began, "
+                     "oldest first; receiptd listens once they are in");
         if (ledger_write_logged(lg, NULL, 0, &t->hook) != 0) {
             set_err(err, errlen, "%s", ledger_error(lg));
             free(t->adopt_rows);
             t->adopt_rows = NULL;
             return -1;
         }
+        adopted += t->adopt_count;
+        uint64_t now_ms = clock_mono_ms();
+        if (t->adopt_count > 0 && now_ms - said_ms >= CATCH_UP_REPORT_MS) {
+            log_info("evidence log: %llu rows held before the log recorded so far, in %llu s",
+                     (unsigned long long)adopted,
+                     (unsigned long long)((now_ms - started_ms) / 1000));
+            said_ms = now_ms;
+        }
     }
+    if (adopted > 0)
+        log_info("evidence log: the %llu rows held before the log recorded, in %.1f s",
+                 (unsigned long long)adopted, (double)(clock_mono_ms() - started_ms) / 1000.0);
     free(t->adopt_rows);
     t->adopt_rows = NULL;
     t->adopt_count = 0;

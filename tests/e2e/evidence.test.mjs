@@ -917,4 +917,37 @@ describe('--no-evidence-log (for measuring what the log costs)', () => {
       assert.equal((await srv.stop()).code, 0, srv.log());
     }
   });
+
+  test('rows kept without the log are recorded at the next start with it, and the log says so', async () => {
+    const files = { 'blob.bin': BIN };
+    const first = await startServer({ files, args: ['--no-evidence-log'] });
+    const ROWS = 25;
+    try {
+      for (let i = 0; i < ROWS; i++) {
+        const res = await fetch(`${first.url}/blob.bin`);
+        assert.equal(res.status, 200);
+        await res.arrayBuffer();
+      }
+      await first.until(() => first.query('SELECT count(*) AS n FROM deliveries')[0].n >= ROWS);
+    } finally {
+      assert.equal((await first.stop()).code, 0, first.log());
+    }
+    const again = await startServer({ root: first.root, stateDir: first.stateDir, logLevel: 'info' });
+    try {
+      assert.match(again.log(), /recording the rows the ledger held before the log began/);
+      assert.match(again.log(), new RegExp(`the ${ROWS} rows held before the log recorded, in [0-9.]+ s`));
+      // The log's first leaf names its key, then one leaf a row kept before it.
+      assert.equal(await checkpointSize(again), ROWS + 1);
+    } finally {
+      assert.equal((await again.stop()).code, 0, again.log());
+    }
+    // Nothing left to record: the next start says nothing of it.
+    const third = await startServer({ root: first.root, stateDir: first.stateDir, logLevel: 'info' });
+    try {
+      assert.doesNotMatch(third.log(), /held before the log/);
+      assert.equal(await checkpointSize(third), ROWS + 1);
+    } finally {
+      assert.equal((await third.stop()).code, 0, third.log());
+    }
+  });
 });
