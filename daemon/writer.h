@@ -89,7 +89,9 @@ typedef enum writer_result {
 
 /* Commit latency, ms: 1 2 5 10 25 50 100 250 500 1000 2500 +Inf. */
 #define WRITER_SLOW_COMMIT_MS  500 /* a commit this slow is logged */
-#define WRITER_LINGER_MS       5   /* issuances wait this long for company */
+#define WRITER_LINGER_MS       5   /* issuances wait this long for company, */
+#define WRITER_LINGER_ROWS     256 /* and on, while fewer are queued, */
+#define WRITER_LINGER_MAX_MS   15  /* up to this long in all (batch_fill() in writer.c) */
 #define WRITER_FULL_WAIT_MS    250 /* a submit to a full queue waits this long for room */
 #define WRITER_LATENCY_BUCKETS 12
 /* Batch size: 1 4 16 64 256 1024 4096 +Inf. */
