@@ -417,7 +417,8 @@ static const config_option options[] = {
      .doc = "Run the checks of start-up (root, state directory, keys, admin token, ledger "
             "ownership and schema, recovery file and its reservation, the access log opened "
             "for appending, the --temp-dir of upstreams, the certificates) and a full "
-            "integrity check of the ledger, and print start-up's warnings; change nothing but "
+            "integrity check of the ledger (its counts recounted from its rows too), and print "
+            "start-up's warnings; change nothing but "
             "the access log, which is created if missing, as start-up would; exit 0, 1 when a "
             "check fails, or 2 for a usage error (in the file: FILE:LINE)."},
     {"check-config", NULL, SECTION_OPERATIONS, SETS(check_quick, true),

@@ -493,11 +493,46 @@ bool ledger_timed_out(const ledger *lg)
     return lg != NULL && lg->ops->timed_out != NULL && lg->ops->timed_out(lg);
 }
 
+long ledger_rollups_check(ledger *lg, ledger_problem_fn fn, void *arg)
+{
+    if (lg == NULL || lg->ops->rollups_check == NULL)
+        return -1;
+    lg->hook_failed = false;
+    return lg->ops->rollups_check(lg, fn, arg);
+}
+
+static void first_problem(void *arg, const char *text)
+{
+    char *first = arg;
+    if (first[0] == '\0')
+        snprintf(first, LEDGER_ERR_MAX, "%s", text);
+}
+
 int ledger_verify(ledger *lg)
 {
+    char first[LEDGER_ERR_MAX] = "";
     if (lg == NULL)
         return -1;
-    return lg->ops->verify != NULL ? lg->ops->verify(lg) : 0;
+    lg->hook_failed = false;
+    if (lg->ops->verify != NULL && lg->ops->verify(lg) != 0)
+        return -1;
+    /* An auditor must not be shown counts that the rows do not support. */
+    long differences = ledger_rollups_check(lg, first_problem, first);
+    if (differences < 0)
+        return -1;
+    if (differences > 0) {
+        char why[LEDGER_ERR_MAX];
+        int n = snprintf(why, sizeof why,
+                         "%ld rollup figures differ from the rows; the first: ", differences);
+        if (n > 0 && (size_t)n < sizeof why) { /* the first, cut to the room left */
+            size_t len = strnlen(first, sizeof why - (size_t)n - 1);
+            memcpy(why + n, first, len);
+            why[(size_t)n + len] = '\0';
+        }
+        ledger_hook_failed(lg, why); /* the reason ledger_error() gives */
+        return -1;
+    }
+    return 0;
 }
 
 int ledger_get(ledger *lg, const char *id, ledger_delivery *out)

@@ -283,8 +283,9 @@ bool ledger_timed_out(const ledger *lg);
 /*
  * A full check of the store, which reads all of it (SQLite: PRAGMA
  * integrity_check); slow on a large ledger, so start-up does not run it and
- * --check does. Returns 0 sound, or -1 with the first problems in
- * ledger_error(). A backend without such a check returns 0.
+ * --check does; then the rollups against a recount of the rows
+ * (ledger_rollups_check()). Returns 0 sound, or -1 with the first problems
+ * in ledger_error().
  */
 int ledger_verify(ledger *lg);
 
@@ -628,6 +629,16 @@ WARN_UNUSED_RESULT int ledger_client_stats_read(ledger *lg, ledger_client_fn fn,
 /* Buckets of width_ms from since_ms up to until_ms; only non-empty ones. */
 WARN_UNUSED_RESULT int ledger_series_read(ledger *lg, uint64_t since_ms, uint64_t until_ms,
                                           uint64_t width_ms, ledger_bucket_fn fn, void *arg);
+
+/*
+ * The rollups that the summary and the series read (counts by status and
+ * kind, per minute, and the latest confirmation, kept by the writer in each
+ * batch's transaction) against a recount of the rows, which reads them all.
+ * Each difference goes to fn (may be NULL) as a sentence. Returns the
+ * number of differences, or -1 (message in ledger_error()).
+ */
+typedef void (*ledger_problem_fn)(void *arg, const char *text);
+WARN_UNUSED_RESULT long ledger_rollups_check(ledger *lg, ledger_problem_fn fn, void *arg);
 
 /*
  * A query's rows, one at a time: memory stays constant however many rows

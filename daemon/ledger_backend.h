@@ -66,6 +66,7 @@ typedef struct ledger_ops {
     int (*client_stats)(ledger *lg, ledger_client_fn fn, void *arg);
     int (*series)(ledger *lg, uint64_t since_ms, uint64_t until_ms, uint64_t width_ms,
                   ledger_bucket_fn fn, void *arg);
+    long (*rollups_check)(ledger *lg, ledger_problem_fn fn, void *arg);
     /* The evidence log: inside a transaction, storing a batch's writes
      * (ledger.c's write uses it; a backend with a write of its own may
      * leave it NULL) and locking the log; and the reads of ledger.h. */
@@ -233,6 +234,18 @@ static inline int ledger_filter_names_sql(const ledger_filter *f, char *sql, siz
                                           size_t *len)
 {
     return ledger_filter_names_sql_as(f, sql, cap, len, "status", "kind");
+}
+
+/* For rollups_check(): one difference, as a sentence to fn (may be NULL). */
+static inline void ledger_rollup_problem(ledger_problem_fn fn, void *arg, const char *what,
+                                         const char *counted, const char *kept)
+{
+    char text[LEDGER_ERR_MAX];
+    if (fn == NULL)
+        return;
+    snprintf(text, sizeof text, "rollup of %.96s: %.64s kept, the rows count %.64s", what,
+             kept[0] != '\0' ? kept : "none", counted[0] != '\0' ? counted : "none");
+    fn(arg, text);
 }
 
 extern const ledger_ops ledger_sqlite_ops;

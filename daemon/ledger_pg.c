@@ -60,11 +60,13 @@
 #define PG_QUERY_SQL_MAX             1024
 #define PG_PARTITION_LOCK_TIMEOUT_MS 1000
 #define PG_WHERE_MAX                 512
+#define PG_ROLLUP_MINUTE_MS          60000 /* the rollups' minute (migration 5) */
 
 /* Advisory lock keys: "receipt" and a number. */
 #define PG_LOCK_MIGRATE   INT64_C(0x7265636569707401)
 #define PG_LOCK_PARTITION INT64_C(0x7265636569707402)
 #define PG_LOCK_LOG       INT64_C(0x7265636569707403) /* appending to the evidence log */
+#define PG_LOCK_ROLLUP    INT64_C(0x7265636569707404) /* rollup_compact() (migration 5) */
 
 /* Built-in type OIDs (pg_type.dat; fixed since they were assigned). */
 #define OID_BYTEA 17
@@ -165,9 +167,175 @@ static const char *const migrations[] = {
      * path it named. A report of one path reads the table.
      */
     "DROP INDEX IF EXISTS deliveries_path;",
+    /*
+     * 5: the rollups that the summary and the series read instead of the
+     * rows, as in ledger_sqlite.c (step 7): rows by status and kind, rows
+     * issued and confirmed per minute, the latest confirmation. Several
+     * nodes write one ledger, and a binding or confirmation must move the
+     * row from the status it had when it changed, which only the database
+     * sees: statement triggers take each statement's net change from its
+     * transition tables (the rows before and after) and add it, in the
+     * statement, to the rollups' rows of the writing connection's own slot
+     * (its backend's pid). No two open transactions write one slot, so a
+     * writer never waits for another node's rollups, nor holds a row that
+     * another waits for: the rows are counters kept in shards, and a
+     * figure is the sum over the slots. A statement or savepoint rolled
+     * back takes its additions with it. rollup_compact() folds the slots
+     * of connections that are gone into slot 0, so the rollups stay as
+     * small as the connections are few. Writers are held off while the
+     * rollups are built from the rows.
+     */
+    "LOCK TABLE deliveries IN EXCLUSIVE MODE;"
+    "CREATE TABLE rollup_status ("
+    " status text COLLATE \"C\" NOT NULL, kind text COLLATE \"C\" NOT NULL, slot int4 NOT NULL,"
+    " n bigint NOT NULL, PRIMARY KEY (status, kind, slot));"
+    "CREATE TABLE rollup_minutes (minute bigint NOT NULL, slot int4 NOT NULL,"
+    " issued bigint NOT NULL, confirmed bigint NOT NULL, corrupted bigint NOT NULL,"
+    " PRIMARY KEY (minute, slot));"
+    "CREATE TABLE rollup_latest (slot int4 NOT NULL PRIMARY KEY, confirmed_ms bigint NOT NULL);"
+    "CREATE FUNCTION rollup_inserted() RETURNS trigger LANGUAGE plpgsql AS $f$"
+    " BEGIN"
+    "  IF NOT EXISTS (SELECT 1 FROM rollup_new) THEN RETURN NULL; END IF;"
+    "  INSERT INTO rollup_status AS r (status, kind, slot, n)"
+    "   SELECT status, kind, pg_backend_pid(), count(*) FROM rollup_new GROUP BY status, kind"
+    "   ORDER BY status, kind ON CONFLICT (status, kind, slot) DO UPDATE SET n = r.n + excluded.n;"
+    "  INSERT INTO rollup_minutes AS r (minute, slot, issued, confirmed, corrupted)"
+    "   SELECT m, pg_backend_pid(), sum(i), sum(c), sum(x) FROM ("
+    "    SELECT issued_ms / 60000 AS m, 1 AS i, 0 AS c, 0 AS x FROM rollup_new"
+    "    UNION ALL SELECT confirmed_ms / 60000, 0, (status = 'confirmed')::int,"
+    "     (status = 'corrupted')::int FROM rollup_new"
+    "     WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')) s"
+    "   GROUP BY m ORDER BY m ON CONFLICT (minute, slot) DO UPDATE SET"
+    "   issued = r.issued + excluded.issued, confirmed = r.confirmed + excluded.confirmed,"
+    "   corrupted = r.corrupted + excluded.corrupted;"
+    "  INSERT INTO rollup_latest AS r (slot, confirmed_ms)"
+    "   SELECT pg_backend_pid(), max(confirmed_ms) FROM rollup_new"
+    "   WHERE status IN ('confirmed', 'corrupted') HAVING max(confirmed_ms) IS NOT NULL"
+    "   ON CONFLICT (slot) DO UPDATE SET confirmed_ms = greatest(r.confirmed_ms,"
+    " excluded.confirmed_ms);"
+    "  RETURN NULL;"
+    " END $f$;"
+    /* A binding or confirmation changes a row only from issued or bound:
+     * never a final row, so the latest confirmation only grows. */
+    "CREATE FUNCTION rollup_updated() RETURNS trigger LANGUAGE plpgsql AS $f$"
+    " BEGIN"
+    "  IF NOT EXISTS (SELECT 1 FROM rollup_new) THEN RETURN NULL; END IF;"
+    "  INSERT INTO rollup_status AS r (status, kind, slot, n)"
+    "   SELECT status, kind, pg_backend_pid(), sum(n) FROM ("
+    "    SELECT status, kind, 1 AS n FROM rollup_new"
+    "    UNION ALL SELECT status, kind, -1 FROM rollup_old) s"
+    "   GROUP BY status, kind HAVING sum(n) <> 0 ORDER BY status, kind"
+    "   ON CONFLICT (status, kind, slot) DO UPDATE SET n = r.n + excluded.n;"
+    "  INSERT INTO rollup_minutes AS r (minute, slot, issued, confirmed, corrupted)"
+    "   SELECT m, pg_backend_pid(), sum(i), sum(c), sum(x) FROM ("
+    "    SELECT confirmed_ms / 60000 AS m, 0 AS i, (status = 'confirmed')::int AS c,"
+    "     (status = 'corrupted')::int AS x FROM rollup_new"
+    "     WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')"
+    "    UNION ALL SELECT confirmed_ms / 60000, 0, -(status = 'confirmed')::int,"
+    "     -(status = 'corrupted')::int FROM rollup_old"
+    "     WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')"
+    "    UNION ALL SELECT issued_ms / 60000, 1, 0, 0 FROM rollup_new"
+    "    UNION ALL SELECT issued_ms / 60000, -1, 0, 0 FROM rollup_old) s"
+    "   GROUP BY m HAVING sum(i) <> 0 OR sum(c) <> 0 OR sum(x) <> 0 ORDER BY m"
+    "   ON CONFLICT (minute, slot) DO UPDATE SET"
+    "   issued = r.issued + excluded.issued, confirmed = r.confirmed + excluded.confirmed,"
+    "   corrupted = r.corrupted + excluded.corrupted;"
+    "  INSERT INTO rollup_latest AS r (slot, confirmed_ms)"
+    "   SELECT pg_backend_pid(), max(confirmed_ms) FROM rollup_new"
+    "   WHERE status IN ('confirmed', 'corrupted') HAVING max(confirmed_ms) IS NOT NULL"
+    "   ON CONFLICT (slot) DO UPDATE SET confirmed_ms = greatest(r.confirmed_ms,"
+    " excluded.confirmed_ms);"
+    "  RETURN NULL;"
+    " END $f$;"
+    /*
+     * The slots of connections that are gone, folded into slot 0: one
+     * folding at a time (an advisory lock), and a slot whose pid a new
+     * connection took meanwhile is folded as it stands, which moves its
+     * figures without changing their sum.
+     */
+    "CREATE FUNCTION rollup_compact() RETURNS void LANGUAGE plpgsql AS $f$"
+    " BEGIN"
+    "  PERFORM pg_advisory_xact_lock(8243103980183385092);"
+    "  WITH gone AS (DELETE FROM rollup_status WHERE slot <> 0"
+    "   AND slot NOT IN (SELECT pid FROM pg_stat_activity) RETURNING status, kind, n)"
+    "  INSERT INTO rollup_status AS r (status, kind, slot, n)"
+    "   SELECT status, kind, 0, sum(n) FROM gone GROUP BY status, kind ORDER BY status, kind"
+    "   ON CONFLICT (status, kind, slot) DO UPDATE SET n = r.n + excluded.n;"
+    "  WITH gone AS (DELETE FROM rollup_minutes WHERE slot <> 0"
+    "   AND slot NOT IN (SELECT pid FROM pg_stat_activity)"
+    "   RETURNING minute, issued, confirmed, corrupted)"
+    "  INSERT INTO rollup_minutes AS r (minute, slot, issued, confirmed, corrupted)"
+    "   SELECT minute, 0, sum(issued), sum(confirmed), sum(corrupted) FROM gone"
+    "   GROUP BY minute ORDER BY minute ON CONFLICT (minute, slot) DO UPDATE SET"
+    "   issued = r.issued + excluded.issued, confirmed = r.confirmed + excluded.confirmed,"
+    "   corrupted = r.corrupted + excluded.corrupted;"
+    "  DELETE FROM rollup_minutes WHERE slot = 0 AND issued = 0 AND confirmed = 0"
+    "   AND corrupted = 0;"
+    "  WITH gone AS (DELETE FROM rollup_latest WHERE slot <> 0"
+    "   AND slot NOT IN (SELECT pid FROM pg_stat_activity) RETURNING confirmed_ms)"
+    "  INSERT INTO rollup_latest AS r (slot, confirmed_ms)"
+    "   SELECT 0, max(confirmed_ms) FROM gone HAVING max(confirmed_ms) IS NOT NULL"
+    "   ON CONFLICT (slot) DO UPDATE SET confirmed_ms = greatest(r.confirmed_ms,"
+    " excluded.confirmed_ms);"
+    " END $f$;"
+    /*
+     * Detaching a month (docs/operations.md) takes its rows out of the
+     * rollups in the same transaction: writers wait while its rows are
+     * counted, so that none changes between the count and the detach; the
+     * latest confirmation is then the latest of the rows left, with no
+     * rollup_compact() folding one in meanwhile.
+     */
+    "CREATE FUNCTION rollup_detach(month regclass) RETURNS void LANGUAGE plpgsql AS $f$"
+    " BEGIN"
+    "  PERFORM pg_advisory_xact_lock(8243103980183385092);"
+    "  LOCK TABLE deliveries IN SHARE ROW EXCLUSIVE MODE;"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = month"
+    "   AND inhparent = 'deliveries'::regclass) THEN"
+    "   RAISE EXCEPTION '% is not a partition of deliveries', month;"
+    "  END IF;"
+    "  EXECUTE format('INSERT INTO rollup_status AS r (status, kind, slot, n)"
+    "   SELECT status, kind, pg_backend_pid(), -count(*) FROM %s GROUP BY status, kind"
+    "   ORDER BY status, kind"
+    "   ON CONFLICT (status, kind, slot) DO UPDATE SET n = r.n + excluded.n', month);"
+    "  EXECUTE format('INSERT INTO rollup_minutes AS r (minute, slot, issued, confirmed,"
+    " corrupted)"
+    "   SELECT m, pg_backend_pid(), -sum(i), -sum(c), -sum(x) FROM ("
+    "    SELECT issued_ms / 60000 AS m, 1 AS i, 0 AS c, 0 AS x FROM %s"
+    "    UNION ALL SELECT confirmed_ms / 60000, 0, (status = ''confirmed'')::int,"
+    "     (status = ''corrupted'')::int FROM %s WHERE confirmed_ms IS NOT NULL"
+    "     AND status IN (''confirmed'', ''corrupted'')) s GROUP BY m ORDER BY m"
+    "   ON CONFLICT (minute, slot) DO UPDATE SET issued = r.issued + excluded.issued,"
+    "   confirmed = r.confirmed + excluded.confirmed,"
+    "   corrupted = r.corrupted + excluded.corrupted', month, month);"
+    "  EXECUTE format('ALTER TABLE deliveries DETACH PARTITION %s', month);"
+    "  DELETE FROM rollup_latest;"
+    "  INSERT INTO rollup_latest (slot, confirmed_ms) SELECT 0, max(confirmed_ms)"
+    "   FROM deliveries WHERE status IN ('confirmed', 'corrupted')"
+    "   HAVING max(confirmed_ms) IS NOT NULL;"
+    " END $f$;"
+    "CREATE TRIGGER deliveries_rollup_inserted AFTER INSERT ON deliveries"
+    " REFERENCING NEW TABLE AS rollup_new FOR EACH STATEMENT EXECUTE FUNCTION rollup_inserted();"
+    "CREATE TRIGGER deliveries_rollup_updated AFTER UPDATE ON deliveries"
+    " REFERENCING OLD TABLE AS rollup_old NEW TABLE AS rollup_new"
+    " FOR EACH STATEMENT EXECUTE FUNCTION rollup_updated();"
+    "INSERT INTO rollup_status (status, kind, slot, n)"
+    " SELECT status, kind, 0, count(*) FROM deliveries GROUP BY status, kind;"
+    "INSERT INTO rollup_minutes (minute, slot, issued, confirmed, corrupted)"
+    " SELECT m, 0, sum(i), sum(c), sum(x) FROM ("
+    "  SELECT issued_ms / 60000 AS m, 1 AS i, 0 AS c, 0 AS x FROM deliveries"
+    "  UNION ALL SELECT confirmed_ms / 60000, 0, (status = 'confirmed')::int,"
+    "  (status = 'corrupted')::int FROM deliveries"
+    "  WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')) s GROUP BY m;"
+    "INSERT INTO rollup_latest (slot, confirmed_ms) SELECT 0, max(confirmed_ms) FROM deliveries"
+    " WHERE status IN ('confirmed', 'corrupted') HAVING max(confirmed_ms) IS NOT NULL;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* rollup_compact() and rollup_detach() take this advisory lock by its number. */
+#define ROLLUP_COMPACT_SQL "SELECT rollup_compact()"
+_Static_assert(PG_LOCK_ROLLUP == INT64_C(8243103980183385092),
+               "rollup_compact() names PG_LOCK_ROLLUP");
 
 /* Column order of every INSERT and SELECT, as in ledger_sqlite.c. */
 #define COLUMNS                                                                                    \
@@ -367,10 +535,46 @@ static const struct {
     {"ledger_log_checkpoint", LOG_STORE_CHECKPOINT_SQL, true},
 };
 
-/* Rows by status and kind, and the times; no rows: no groups. */
+/* Rows by status and kind and the latest confirmation from the rollups, the
+ * issue times from the ends of the issued index; no rows: no counts. */
 #define SUMMARY_SQL                                                                                \
-    "SELECT status, kind, count(*), min(min(issued_ms)) OVER (), max(max(issued_ms)) OVER (),"     \
-    " max(max(confirmed_ms)) OVER () FROM deliveries GROUP BY status, kind"
+    "SELECT status, kind, n, (SELECT min(issued_ms) FROM deliveries),"                             \
+    " (SELECT max(issued_ms) FROM deliveries), (SELECT max(confirmed_ms) FROM rollup_latest)"      \
+    " FROM (SELECT status, kind, sum(n)::int8 AS n FROM rollup_status GROUP BY status, kind) r"    \
+    " WHERE n <> 0"
+
+/* $1 since, $2 until (exclusive), $3 bucket width, in whole minutes. */
+#define SERIES_MINUTES_SQL                                                                         \
+    "SELECT (minute - $1::int8) / $3::int8, sum(issued)::int8, sum(confirmed)::int8,"              \
+    " sum(corrupted)::int8 FROM rollup_minutes WHERE minute >= $1::int8 AND minute < $2::int8"     \
+    " GROUP BY 1 ORDER BY 1"
+
+/*
+ * The rollups against a recount of the rows, as in ledger_sqlite.c: each
+ * difference as what differs, the recount and the rollup's figure.
+ */
+#define ROLLUP_CHECK_SQL                                                                           \
+    "WITH c AS (SELECT status, kind, count(*) AS n FROM deliveries GROUP BY status, kind),"        \
+    " r AS (SELECT status, kind, sum(n) AS n FROM rollup_status GROUP BY status, kind"             \
+    "  HAVING sum(n) <> 0),"                                                                       \
+    " cm AS (SELECT m, sum(i) || '/' || sum(c) || '/' || sum(x) AS v FROM ("                       \
+    "  SELECT issued_ms / 60000 AS m, 1 AS i, 0 AS c, 0 AS x FROM deliveries"                      \
+    "  UNION ALL SELECT confirmed_ms / 60000, 0, (status = 'confirmed')::int,"                     \
+    "  (status = 'corrupted')::int FROM deliveries"                                                \
+    "  WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')) s GROUP BY m),"    \
+    " rm AS (SELECT minute AS m, sum(issued) || '/' || sum(confirmed) || '/' || sum(corrupted)"    \
+    "  AS v FROM rollup_minutes GROUP BY minute"                                                   \
+    "  HAVING sum(issued) <> 0 OR sum(confirmed) <> 0 OR sum(corrupted) <> 0)"                     \
+    " SELECT 'deliveries ' || coalesce(c.status, r.status) || ' ' || coalesce(c.kind, r.kind),"    \
+    "  coalesce(c.n, 0)::text, r.n::text"                                                          \
+    " FROM c FULL JOIN r ON r.status = c.status AND r.kind = c.kind"                               \
+    " WHERE c.n IS DISTINCT FROM r.n"                                                              \
+    " UNION ALL SELECT 'minute ' || coalesce(cm.m, rm.m) || ' issued/confirmed/corrupted',"        \
+    "  cm.v, rm.v FROM cm FULL JOIN rm ON rm.m = cm.m WHERE cm.v IS DISTINCT FROM rm.v"            \
+    " UNION ALL SELECT 'latest confirmation', c::text, r::text FROM ("                             \
+    "  SELECT (SELECT max(confirmed_ms) FROM deliveries"                                           \
+    "   WHERE status IN ('confirmed', 'corrupted')) AS c,"                                         \
+    "  (SELECT max(confirmed_ms) FROM rollup_latest) AS r) t WHERE c IS DISTINCT FROM r"
 
 /* Nearest-rank percentiles in integers, as in ledger_sqlite.c. */
 #define CONTENT_STATS_SQL                                                                          \
@@ -972,6 +1176,16 @@ static PGresult *query(ledger_pg *lg, const char *what, const char *sql)
     return run(lg, what, NULL, sql, 0, NULL, NULL, PGRES_TUPLES_OK);
 }
 
+/* rollup_compact(): the rollups' slots of connections gone, into slot 0. */
+static int compact_rollups(ledger_pg *lg, const char *what)
+{
+    PGresult *res = query(lg, what, ROLLUP_COMPACT_SQL);
+    if (res == NULL)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
 /* ---- connecting ---- */
 
 /*
@@ -1227,6 +1441,9 @@ static int migrate(ledger_pg *lg)
         if (exec(lg, "migrate", sql) != 0)
             goto fail;
     }
+    /* The rollups' slots of connections gone since (migration 5). */
+    if (compact_rollups(lg, "migrate") != 0)
+        goto fail;
     if (exec(lg, "migrate", "COMMIT") != 0)
         goto fail;
     return 0;
@@ -1381,6 +1598,9 @@ static int pg_prepare(ledger *base, uint64_t first_ms, uint64_t last_ms)
             year++;
         }
     }
+    /* Upkeep's other task: the rollups' slots of connections gone. */
+    if (compact_rollups(lg, "rollups") != 0)
+        return -1;
     return made;
 }
 
@@ -2628,12 +2848,17 @@ static int pg_series(ledger *base, uint64_t since_ms, uint64_t until_ms, uint64_
         fail(lg, "ledger series: a time is out of range");
         return -1;
     }
-    put_be64(p[0], since_ms);
-    put_be64(p[1], until_ms);
-    put_be64(p[2], width_ms);
+    /* Whole minutes from the per-minute rollup, other widths from the rows. */
+    bool minutes = since_ms % PG_ROLLUP_MINUTE_MS == 0 && until_ms % PG_ROLLUP_MINUTE_MS == 0 &&
+                   width_ms % PG_ROLLUP_MINUTE_MS == 0;
+    uint64_t unit = minutes ? PG_ROLLUP_MINUTE_MS : 1;
+    put_be64(p[0], since_ms / unit);
+    put_be64(p[1], until_ms / unit);
+    put_be64(p[2], width_ms / unit);
     const char *values[3] = {(const char *)p[0], (const char *)p[1], (const char *)p[2]};
     int lengths[3] = {8, 8, 8};
-    PGresult *res = read_query(lg, "series", NULL, SERIES_SQL, 3, values, lengths);
+    PGresult *res = read_query(lg, "series", NULL, minutes ? SERIES_MINUTES_SQL : SERIES_SQL, 3,
+                               values, lengths);
     if (res == NULL)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -2648,6 +2873,24 @@ static int pg_series(ledger *base, uint64_t since_ms, uint64_t until_ms, uint64_
     }
     PQclear(res);
     return 0;
+}
+
+static long pg_rollups_check(ledger *base, ledger_problem_fn fn, void *arg)
+{
+    ledger_pg *lg = impl(base);
+    PGresult *res = read_query(lg, "rollups", NULL, ROLLUP_CHECK_SQL, 0, NULL, NULL);
+    if (res == NULL)
+        return -1;
+    long differences = PQntuples(res);
+    for (int i = 0; i < PQntuples(res); i++) {
+        char what[96], counted[64], kept[64];
+        get_text(res, i, 0, what, sizeof what);
+        get_text(res, i, 1, counted, sizeof counted);
+        get_text(res, i, 2, kept, sizeof kept);
+        ledger_rollup_problem(fn, arg, what, counted, kept);
+    }
+    PQclear(res);
+    return differences;
 }
 
 /* ---- queries ---- */
@@ -3343,6 +3586,7 @@ const ledger_ops ledger_pg_ops = {
     .content_stats = pg_content_stats,
     .client_stats = pg_client_stats,
     .series = pg_series,
+    .rollups_check = pg_rollups_check,
     .query = pg_query,
     .cursor_next = pg_cursor_next,
     .cursor_free = pg_cursor_free,

@@ -168,7 +168,41 @@ static const char *const migrations[] = {
     "  GROUP BY delivery) AS c"
     " WHERE deliveries.id = c.delivery;"
     "DROP INDEX log_entries_delivery;",
+    /*
+     * 8: the rollups that the summary and the series read instead of the
+     * rows (docs/performance.md, "The summary and the series from rollups"):
+     * rows by status and kind, rows issued and confirmed per minute (of
+     * issued_ms, and of confirmed_ms for rows whose status is final), and
+     * the latest confirmation. The
+     * writer keeps them with each batch's net changes, in the batch's
+     * transaction (rollup_apply()); this step builds them from the rows.
+     */
+    "CREATE TABLE rollup_status ("
+    " status TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL,"
+    " PRIMARY KEY (status, kind)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE rollup_minutes ("
+    " minute INTEGER PRIMARY KEY,"
+    " issued INTEGER NOT NULL, confirmed INTEGER NOT NULL, corrupted INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE rollup_latest ("
+    " one INTEGER PRIMARY KEY CHECK (one = 1), confirmed_ms INTEGER"
+    ");"
+    "INSERT INTO rollup_status (status, kind, n)"
+    " SELECT status, kind, count(*) FROM deliveries GROUP BY status, kind;"
+    "INSERT INTO rollup_minutes (minute, issued, confirmed, corrupted)"
+    " SELECT m, sum(i), sum(c), sum(x) FROM ("
+    "  SELECT issued_ms / 60000 AS m, 1 AS i, 0 AS c, 0 AS x FROM deliveries"
+    "  UNION ALL SELECT confirmed_ms / 60000, 0, status = 'confirmed', status = 'corrupted'"
+    "  FROM deliveries WHERE confirmed_ms IS NOT NULL"
+    "  AND (status = 'confirmed' OR status = 'corrupted')"
+    " ) GROUP BY m;"
+    "INSERT INTO rollup_latest (one, confirmed_ms) SELECT 1, max(confirmed_ms) FROM deliveries"
+    " WHERE status = 'confirmed' OR status = 'corrupted';",
 };
+
+/* The first schema version with the rollups. */
+#define SCHEMA_ROLLUP_VERSION 8
 
 /* The step that rewrites the schema's text (see schema_text_changed()). */
 #define SCHEMA_CHECKS_VERSION 6
@@ -190,6 +224,7 @@ static const char *const migrations[] = {
  * the first one before SCHEMA_LOG_VERSION, all from it on. */
 static const char *const schema_tables[] = {"deliveries", "log_checkpoints", "log_entries",
                                             "log_tiles"};
+static const char *const rollup_tables[] = {"rollup_latest", "rollup_minutes", "rollup_status"};
 
 /* Column order of every INSERT and SELECT; the enum is the 0-based index. */
 #define COLUMNS                                                                                    \
@@ -273,6 +308,11 @@ enum stmt_id {
     ST_LOG_TILE_GET,
     ST_LOG_LINK,
     ST_LOG_RENUMBER,
+    ST_ROLLUP_STATUS,
+    ST_ROLLUP_MINUTE,
+    ST_ROLLUP_LATEST,
+    ST_SERIES_MINUTES,
+    ST_ROLLUP_CHECK,
     ST_COUNT_ALL, /* number of statements, not one */
 };
 
@@ -295,7 +335,7 @@ static const char *const stmt_sql[ST_COUNT_ALL] = {
     [ST_BIND] = UPSERT_ROW " status = excluded.status, client = excluded.client,"
                            " bound_addr = excluded.bound_addr, bound_ms = excluded.bound_ms,"
                            " bound_node = excluded.bound_node"
-                           " WHERE deliveries.status = 'issued'",
+                           " WHERE deliveries.status = 'issued' RETURNING kind",
     /*
      * The caller has read the row and knows it is not confirmed yet; the
      * WHERE keeps a final status final even so. A binding of another client
@@ -321,15 +361,15 @@ static const char *const stmt_sql[ST_COUNT_ALL] = {
     [ST_GET] = "SELECT " COLUMNS " FROM deliveries WHERE id = ?1",
     [ST_COUNT] = "SELECT count(*) FROM deliveries",
     /*
-     * One statement, so one snapshot. The counts by status and kind are
-     * answered from their covering index, the times from the issued index;
-     * only the latest confirmation needs a scan. No rows: no groups.
+     * One statement, so one snapshot: the counts and the latest
+     * confirmation from the rollups, the issue times from the ends of the
+     * issued index. No rows: no counts.
      */
-    [ST_SUMMARY] = "SELECT status, kind, count(*),"
+    [ST_SUMMARY] = "SELECT status, kind, n,"
                    " (SELECT min(issued_ms) FROM deliveries),"
                    " (SELECT max(issued_ms) FROM deliveries),"
-                   " (SELECT max(confirmed_ms) FROM deliveries)"
-                   " FROM deliveries GROUP BY status, kind",
+                   " (SELECT confirmed_ms FROM rollup_latest)"
+                   " FROM rollup_status WHERE n <> 0",
     /*
      * Per content version. Nearest-rank percentiles in integers: of n sorted
      * latencies the median is number (n + 1) / 2 = ceil(n / 2) and p95 is
@@ -415,10 +455,77 @@ static const char *const stmt_sql[ST_COUNT_ALL] = {
         " log_leaf_prev = CASE WHEN log_leaf_prev = ?2 THEN ?3 ELSE log_leaf_prev END,"
         " log_leaf_prev2 = CASE WHEN log_leaf_prev2 = ?2 THEN ?3 ELSE log_leaf_prev2 END"
         " WHERE id = ?1 AND ?2 IN (log_leaf, log_leaf_prev, log_leaf_prev2)",
+    /* A batch's net changes to the rollups (rollup_apply()). */
+    [ST_ROLLUP_STATUS] = "INSERT INTO rollup_status (status, kind, n) VALUES (?1, ?2, ?3)"
+                         " ON CONFLICT (status, kind) DO UPDATE SET n = n + excluded.n",
+    [ST_ROLLUP_MINUTE] = "INSERT INTO rollup_minutes (minute, issued, confirmed, corrupted)"
+                         " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (minute) DO UPDATE SET"
+                         " issued = issued + excluded.issued,"
+                         " confirmed = confirmed + excluded.confirmed,"
+                         " corrupted = corrupted + excluded.corrupted",
+    [ST_ROLLUP_LATEST] = "INSERT INTO rollup_latest (one, confirmed_ms) VALUES (1, ?1)"
+                         " ON CONFLICT (one) DO UPDATE SET"
+                         " confirmed_ms = max(coalesce(confirmed_ms, 0), excluded.confirmed_ms)",
+    /* ?1 since, ?2 until (exclusive), ?3 bucket width, in whole minutes. */
+    [ST_SERIES_MINUTES] = "SELECT (minute - ?1) / ?3, sum(issued), sum(confirmed), sum(corrupted)"
+                          " FROM rollup_minutes WHERE minute >= ?1 AND minute < ?2"
+                          " GROUP BY 1 ORDER BY 1",
+    /*
+     * The rollups against a recount of the rows: each difference as what
+     * differs, the recount and the rollup's figure (ledger_rollups_check()).
+     * Reads the whole table.
+     */
+    [ST_ROLLUP_CHECK] =
+        "WITH c(status, kind, n) AS (SELECT status, kind, count(*) FROM deliveries"
+        "  GROUP BY status, kind),"
+        " r(status, kind, n) AS (SELECT status, kind, n FROM rollup_status WHERE n <> 0),"
+        " cm(m, v) AS (SELECT m, sum(i) || '/' || sum(c) || '/' || sum(x) FROM ("
+        "  SELECT issued_ms / 60000 AS m, 1 AS i, 0 AS c, 0 AS x FROM deliveries"
+        "  UNION ALL SELECT confirmed_ms / 60000, 0, status = 'confirmed', status = 'corrupted'"
+        "  FROM deliveries WHERE confirmed_ms IS NOT NULL"
+        "  AND (status = 'confirmed' OR status = 'corrupted')) GROUP BY m),"
+        " rm(m, v) AS (SELECT minute, issued || '/' || confirmed || '/' || corrupted"
+        "  FROM rollup_minutes WHERE issued <> 0 OR confirmed <> 0 OR corrupted <> 0)"
+        " SELECT 'deliveries ' || status || ' ' || kind, n,"
+        "  (SELECT r.n FROM r WHERE r.status = c.status AND r.kind = c.kind) AS kept"
+        "  FROM c WHERE kept IS NOT n"
+        " UNION ALL SELECT 'deliveries ' || status || ' ' || kind, 0, n FROM r"
+        "  WHERE NOT EXISTS (SELECT 1 FROM c WHERE c.status = r.status AND c.kind = r.kind)"
+        " UNION ALL SELECT 'minute ' || m || ' issued/confirmed/corrupted', v,"
+        "  (SELECT rm.v FROM rm WHERE rm.m = cm.m) AS kept FROM cm WHERE kept IS NOT v"
+        " UNION ALL SELECT 'minute ' || m || ' issued/confirmed/corrupted', NULL, v FROM rm"
+        "  WHERE NOT EXISTS (SELECT 1 FROM cm WHERE cm.m = rm.m)"
+        " UNION ALL SELECT 'latest confirmation', c, r FROM ("
+        "  SELECT (SELECT max(confirmed_ms) FROM deliveries"
+        "   WHERE status = 'confirmed' OR status = 'corrupted') AS c,"
+        "  (SELECT confirmed_ms FROM rollup_latest) AS r) WHERE c IS NOT r",
 };
+
+/*
+ * A transaction's net changes to the rollups, written once before its
+ * COMMIT (rollup_apply()), so that a batch rolled back or tried again
+ * counts nothing. The minutes a batch touches are few (a batch spans a
+ * minute or two; a copied ledger's rows come in time order); when they
+ * fill ROLLUP_MINUTES_MAX they are written ahead, in the same transaction.
+ */
+#define ROLLUP_MINUTES_MAX 64
+#define ROLLUP_MINUTE_MS   60000
+
+typedef struct rollup_minute {
+    int64_t minute;
+    int64_t issued, confirmed, corrupted;
+} rollup_minute;
+
+typedef struct rollup_delta {
+    int64_t rows[LEDGER_CORRUPTED + 1][LEDGER_KIND_COUNT];
+    uint64_t latest_confirmed_ms; /* 0: no confirmation */
+    rollup_minute minutes[ROLLUP_MINUTES_MAX];
+    size_t minute_count;
+} rollup_delta;
 
 typedef struct ledger_sqlite {
     ledger base; /* first: ledger.c dispatches through it */
+    rollup_delta rollup;
     sqlite3 *db;
     bool read_only;
     char where[LEDGER_TARGET_MAX + 1];
@@ -666,21 +773,153 @@ static int run(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Inserts or upserts; *changed tells whether a row was written. */
-static int write_row(ledger_sqlite *lg, enum stmt_id id, const ledger_event *ev, bool *changed)
+/* The row's columns and, in a logged batch, the number of the leaf the
+ * row takes if the statement changes it (NULL otherwise). */
+static int bind_write(ledger_sqlite *lg, sqlite3_stmt *st, const ledger_event *ev)
 {
-    sqlite3_stmt *st = lg->stmt[id];
     int leaf_rc = lg->log_planned ? sqlite3_bind_int64(st, LEAF_PARAM,
                                                        clamp_i64(lg->log_head + lg->log_applied))
                                   : sqlite3_bind_null(st, LEAF_PARAM);
     if (bind_row(st, ev) != 0 || leaf_rc != SQLITE_OK) {
         fail(lg, "ledger bind %s: %s", ev->row.id, sqlite3_errmsg(lg->db));
-        return LEDGER_APPLY_EVENT_FAILED;
+        return -1;
     }
+    return 0;
+}
+
+/* Inserts or upserts; *changed tells whether a row was written. */
+static int write_row(ledger_sqlite *lg, enum stmt_id id, const ledger_event *ev, bool *changed)
+{
+    sqlite3_stmt *st = lg->stmt[id];
+    if (bind_write(lg, st, ev) != 0)
+        return LEDGER_APPLY_EVENT_FAILED;
     int rc = run(st);
     if (rc != SQLITE_OK)
         return write_error(lg, rc, "write", ev->row.id);
     *changed = sqlite3_changes(lg->db) > 0;
+    return 0;
+}
+
+/* ---- the rollups ---- */
+
+static void rollup_reset(ledger_sqlite *lg)
+{
+    memset(lg->rollup.rows, 0, sizeof lg->rollup.rows);
+    lg->rollup.latest_confirmed_ms = 0;
+    lg->rollup.minute_count = 0;
+}
+
+/* Writes the minutes held so far; 0, or an SQLite result code. */
+static int rollup_write_minutes(ledger_sqlite *lg)
+{
+    sqlite3_stmt *st = lg->stmt[ST_ROLLUP_MINUTE];
+    for (size_t i = 0; i < lg->rollup.minute_count; i++) {
+        const rollup_minute *m = &lg->rollup.minutes[i];
+        int rc = sqlite3_bind_int64(st, 1, m->minute);
+        rc |= sqlite3_bind_int64(st, 2, m->issued);
+        rc |= sqlite3_bind_int64(st, 3, m->confirmed);
+        rc |= sqlite3_bind_int64(st, 4, m->corrupted);
+        if (rc != SQLITE_OK || (rc = run(st)) != SQLITE_OK)
+            return rc != SQLITE_OK ? rc : SQLITE_ERROR;
+    }
+    lg->rollup.minute_count = 0;
+    return SQLITE_OK;
+}
+
+/* Adds to the minute of ms; 0, or an SQLite result code. */
+static int rollup_minute_add(ledger_sqlite *lg, uint64_t ms, int issued, int confirmed,
+                             int corrupted)
+{
+    int64_t minute = (int64_t)(ms / ROLLUP_MINUTE_MS);
+    rollup_delta *d = &lg->rollup;
+    rollup_minute *m = NULL;
+    for (size_t i = d->minute_count; i-- > 0;) {
+        if (d->minutes[i].minute == minute) {
+            m = &d->minutes[i];
+            break;
+        }
+    }
+    if (m == NULL) {
+        if (d->minute_count == ROLLUP_MINUTES_MAX) {
+            int rc = rollup_write_minutes(lg);
+            if (rc != SQLITE_OK)
+                return rc;
+        }
+        m = &d->minutes[d->minute_count++];
+        memset(m, 0, sizeof *m);
+        m->minute = minute;
+    }
+    m->issued += issued;
+    m->confirmed += confirmed;
+    m->corrupted += corrupted;
+    return SQLITE_OK;
+}
+
+/* The confirmation of a row that reached a final status, if it has one. */
+static int rollup_final(ledger_sqlite *lg, ledger_status status, uint64_t confirmed_ms)
+{
+    if ((status != LEDGER_CONFIRMED && status != LEDGER_CORRUPTED) || confirmed_ms == 0)
+        return SQLITE_OK;
+    if (confirmed_ms > lg->rollup.latest_confirmed_ms)
+        lg->rollup.latest_confirmed_ms = confirmed_ms;
+    return rollup_minute_add(lg, confirmed_ms, 0, status == LEDGER_CONFIRMED,
+                             status == LEDGER_CORRUPTED);
+}
+
+/*
+ * A row inserted at status (confirmed_ms 0: none), or one moved from
+ * (from, kind) to (status, kind). Returns 0, or LEDGER_APPLY_TXN_FAILED.
+ */
+static int rollup_inserted(ledger_sqlite *lg, ledger_status status, ledger_kind kind,
+                           uint64_t issued_ms, uint64_t confirmed_ms)
+{
+    lg->rollup.rows[status][kind]++;
+    int rc = rollup_minute_add(lg, issued_ms, 1, 0, 0);
+    if (rc == SQLITE_OK)
+        rc = rollup_final(lg, status, confirmed_ms);
+    return rc == SQLITE_OK ? 0 : write_error(lg, rc, "rollup", "minutes");
+}
+
+static int rollup_moved(ledger_sqlite *lg, ledger_status from, ledger_kind from_kind,
+                        ledger_status status, ledger_kind kind, uint64_t confirmed_ms)
+{
+    lg->rollup.rows[from][from_kind]--;
+    lg->rollup.rows[status][kind]++;
+    int rc = rollup_final(lg, status, confirmed_ms);
+    return rc == SQLITE_OK ? 0 : write_error(lg, rc, "rollup", "minutes");
+}
+
+/* The transaction's net changes, in the transaction: 0, or -1 (fault_rc set). */
+static int rollup_apply(ledger_sqlite *lg)
+{
+    const rollup_delta *d = &lg->rollup;
+    sqlite3_stmt *st = lg->stmt[ST_ROLLUP_STATUS];
+    int rc = SQLITE_OK;
+    for (unsigned s = 0; s <= LEDGER_CORRUPTED && rc == SQLITE_OK; s++) {
+        for (unsigned k = 0; k < LEDGER_KIND_COUNT && rc == SQLITE_OK; k++) {
+            if (d->rows[s][k] == 0)
+                continue;
+            rc = sqlite3_bind_text(st, 1, ledger_status_name((ledger_status)s), -1, SQLITE_STATIC);
+            rc |= sqlite3_bind_text(st, 2, ledger_kind_name((ledger_kind)k), -1, SQLITE_STATIC);
+            rc |= sqlite3_bind_int64(st, 3, d->rows[s][k]);
+            if (rc == SQLITE_OK)
+                rc = run(st);
+        }
+    }
+    if (rc == SQLITE_OK)
+        rc = rollup_write_minutes(lg);
+    if (rc == SQLITE_OK && d->latest_confirmed_ms != 0) {
+        st = lg->stmt[ST_ROLLUP_LATEST];
+        rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)d->latest_confirmed_ms);
+        if (rc == SQLITE_OK)
+            rc = run(st);
+    }
+    if (rc != SQLITE_OK) {
+        fail(lg, "ledger rollups: %s", sqlite3_errmsg(lg->db));
+        lg->fault_rc = rc;
+        return -1;
+    }
+    rollup_reset(lg);
     return 0;
 }
 
@@ -741,12 +980,19 @@ static int apply_confirm(ledger_sqlite *lg, const ledger_event *ev, ledger_resul
         fail(lg, "ledger confirm %s: the row did not change", ev->row.id);
         return LEDGER_APPLY_EVENT_FAILED;
     }
+    bool inserted = found == 0;
     found = get_row(lg, ev->row.id, &result->row);
     if (found != 1) {
         if (found == 0)
             fail(lg, "ledger confirm %s: the row vanished", ev->row.id);
         return LEDGER_APPLY_TXN_FAILED;
     }
+    const ledger_delivery *now = &result->row;
+    rc = inserted ? rollup_inserted(lg, now->status, now->kind, now->issued_ms, now->confirmed_ms)
+                  : rollup_moved(lg, stored.status, stored.kind, now->status, now->kind,
+                                 now->confirmed_ms);
+    if (rc != 0)
+        return rc;
     result->outcome = LEDGER_APPLIED;
     return 0;
 }
@@ -772,9 +1018,9 @@ static int leaf_taken(ledger_sqlite *lg, const ledger_event *ev)
 
 static int apply_event(ledger_sqlite *lg, const ledger_event *ev, ledger_result *result);
 
-static int sqlite_apply(ledger *base, const ledger_event *ev, ledger_result *result)
+/* An event, and in a logged batch the leaf it takes when it changes its row. */
+static int apply_logged(ledger_sqlite *lg, const ledger_event *ev, ledger_result *result)
 {
-    ledger_sqlite *lg = impl(base);
     ledger_result *scratch = NULL;
     if (lg->log_planned && result == NULL) {
         /* Whether the event changed its row decides its leaf. */
@@ -792,6 +1038,37 @@ static int sqlite_apply(ledger *base, const ledger_event *ev, ledger_result *res
     return rc;
 }
 
+/*
+ * A binding: the upsert answers the row's kind when it wrote the row, and
+ * leaves SQLite's last inserted rowid alone when it updated one (cleared
+ * here first), which tells an issued row bound from a row made by the
+ * binding of an issuance never written.
+ */
+static int apply_bind(ledger_sqlite *lg, const ledger_event *ev, bool *changed)
+{
+    sqlite3_stmt *st = lg->stmt[ST_BIND];
+    ledger_kind kind = ev->row.kind;
+    if (bind_write(lg, st, ev) != 0)
+        return LEDGER_APPLY_EVENT_FAILED;
+    sqlite3_set_last_insert_rowid(lg->db, 0);
+    int rc = sqlite3_step(st);
+    *changed = rc == SQLITE_ROW;
+    if (*changed) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (name == NULL || ledger_kind_parse(name, &kind) != 0)
+            kind = ev->row.kind; /* the CHECK allows no other */
+        rc = sqlite3_step(st);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return write_error(lg, rc, "write", ev->row.id);
+    if (!*changed)
+        return 0;
+    if (sqlite3_last_insert_rowid(lg->db) != 0)
+        return rollup_inserted(lg, LEDGER_BOUND, kind, ev->row.issued_ms, 0);
+    return rollup_moved(lg, LEDGER_ISSUED, kind, LEDGER_BOUND, kind, 0);
+}
+
 static int apply_event(ledger_sqlite *lg, const ledger_event *ev, ledger_result *result)
 {
     bool changed = false;
@@ -807,11 +1084,21 @@ static int apply_event(ledger_sqlite *lg, const ledger_event *ev, ledger_result 
 
     switch (ev->kind) {
     case LEDGER_EVENT_ISSUE:
-    case LEDGER_EVENT_COPY: /* the same INSERT; bind_row binds the whole row */
+    case LEDGER_EVENT_COPY: { /* the same INSERT; bind_row binds the whole row */
         rc = write_row(lg, ST_ISSUE, ev, &changed);
+        if (rc != 0 || !changed)
+            break;
+        /* The status ledger_event_columns_of() gives the row; only a copy
+         * carries a confirmation. */
+        bool copy = ev->kind == LEDGER_EVENT_COPY;
+        ledger_status status =
+            copy || ev->row.status == LEDGER_BOUND ? ev->row.status : LEDGER_ISSUED;
+        rc = rollup_inserted(lg, status, ev->row.kind, ev->row.issued_ms,
+                             copy ? ev->row.confirmed_ms : 0);
         break;
+    }
     case LEDGER_EVENT_BIND:
-        rc = write_row(lg, ST_BIND, ev, &changed);
+        rc = apply_bind(lg, ev, &changed);
         break;
     case LEDGER_EVENT_CONFIRM:
     default: {
@@ -833,6 +1120,31 @@ static int apply_event(ledger_sqlite *lg, const ledger_event *ev, ledger_result 
     return rc;
 }
 
+static int sqlite_begin(ledger *base);
+static int sqlite_commit(ledger *base);
+static int sqlite_rollback(ledger *base);
+
+static int sqlite_apply(ledger *base, const ledger_event *ev, ledger_result *result)
+{
+    ledger_sqlite *lg = impl(base);
+    if (lg->read_only || !sqlite3_get_autocommit(lg->db))
+        return apply_logged(lg, ev, result);
+    /* Outside a transaction: one of its own, so that the rollups are
+     * written with the row. */
+    if (sqlite_begin(base) != 0)
+        return LEDGER_APPLY_TXN_FAILED;
+    int rc = apply_logged(lg, ev, result);
+    if (rc == 0 && sqlite_commit(base) != 0)
+        rc = LEDGER_APPLY_TXN_FAILED;
+    if (rc != 0) {
+        char why[LEDGER_ERR_MAX];
+        snprintf(why, sizeof why, "%s", lg->err);
+        (void)sqlite_rollback(base);
+        snprintf(lg->err, sizeof lg->err, "%s", why);
+    }
+    return rc;
+}
+
 static int sqlite_begin(ledger *base)
 {
     ledger_sqlite *lg = impl(base);
@@ -842,6 +1154,7 @@ static int sqlite_begin(ledger *base)
     }
     lg->fault_rc = SQLITE_OK;
     lg->log_planned = false;
+    rollup_reset(lg);
     int rc = run(lg->stmt[ST_BEGIN]);
     if (rc != SQLITE_OK) {
         fail(lg, "ledger begin: %s", sqlite3_errmsg(lg->db));
@@ -866,6 +1179,8 @@ static int sqlite_commit(ledger *base)
         return -1;
     }
     lg->log_planned = false;
+    if (rollup_apply(lg) != 0)
+        return -1;
     int rc = run(lg->stmt[ST_COMMIT]);
     if (rc != SQLITE_OK) {
         fail(lg, "ledger commit: %s", sqlite3_errmsg(lg->db));
@@ -896,6 +1211,7 @@ static int sqlite_rollback(ledger *base)
 {
     ledger_sqlite *lg = impl(base);
     lg->log_planned = false;
+    rollup_reset(lg);
     if (sqlite3_get_autocommit(lg->db))
         return 0;
     int rc = run(lg->stmt[ST_ROLLBACK]);
@@ -1050,24 +1366,58 @@ static int series_row(sqlite3_stmt *st, void *fn, void *arg)
     return ctx->fn(arg, &row);
 }
 
+/*
+ * Whole minutes (what the dashboard asks for any range over 48 minutes)
+ * are read from the per-minute rollup, whatever the ledger's size; other
+ * widths from the rows in the range.
+ */
 static int sqlite_series(ledger *base, uint64_t since_ms, uint64_t until_ms, uint64_t width_ms,
                          ledger_bucket_fn fn, void *arg)
 {
     ledger_sqlite *lg = impl(base);
     sqlite3_stmt *st = lg->stmt[ST_SERIES];
     series_ctx ctx = {.fn = fn, .since_ms = since_ms, .width_ms = width_ms};
+    uint64_t unit = 1;
     if (!fits_int64(since_ms) || !fits_int64(until_ms) || !fits_int64(width_ms)) {
         fail(lg, "ledger series: a time is out of range");
         return -1;
     }
-    if (sqlite3_bind_int64(st, 1, (sqlite3_int64)since_ms) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)until_ms) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)width_ms) != SQLITE_OK) {
+    if (since_ms % ROLLUP_MINUTE_MS == 0 && until_ms % ROLLUP_MINUTE_MS == 0 &&
+        width_ms % ROLLUP_MINUTE_MS == 0) {
+        st = lg->stmt[ST_SERIES_MINUTES];
+        unit = ROLLUP_MINUTE_MS;
+    }
+    if (sqlite3_bind_int64(st, 1, (sqlite3_int64)(since_ms / unit)) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)(until_ms / unit)) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)(width_ms / unit)) != SQLITE_OK) {
         fail(lg, "ledger series: %s", sqlite3_errmsg(lg->db));
         sqlite3_clear_bindings(st);
         return -1;
     }
     return for_each_row(lg, st, "series", series_row, &ctx, arg);
+}
+
+static long sqlite_rollups_check(ledger *base, ledger_problem_fn fn, void *arg)
+{
+    ledger_sqlite *lg = impl(base);
+    sqlite3_stmt *st = lg->stmt[ST_ROLLUP_CHECK];
+    long differences = 0;
+    int rc;
+    lg->err[0] = '\0';
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char what[96], counted[64], kept[64];
+        column_text(st, 0, what, sizeof what);
+        column_text(st, 1, counted, sizeof counted);
+        column_text(st, 2, kept, sizeof kept);
+        ledger_rollup_problem(fn, arg, what, counted, kept);
+        differences++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        fail(lg, "ledger rollups: %s", sqlite3_errmsg(lg->db));
+        return -1;
+    }
+    return differences;
 }
 
 /*
@@ -1827,12 +2177,19 @@ static int schema_is_ours(ledger_sqlite *lg, int version, bool *ours)
         "log_leaf_prev2",
     };
     /* How many of them each schema version has (version 1 first). */
-    static const int columns_of_version[] = {18, 21, 24, 24, 24, 24, 27};
+    static const int columns_of_version[] = {18, 21, 24, 24, 24, 24, 27, 27};
     _Static_assert(sizeof columns_of_version / sizeof columns_of_version[0] == SCHEMA_VERSION,
                    "a column count for every schema version");
     char names[SCHEMA_NAMES_MAX][64];
-    int ntables =
-        version >= SCHEMA_LOG_VERSION ? (int)(sizeof schema_tables / sizeof schema_tables[0]) : 1;
+    const char *tables[sizeof schema_tables / sizeof schema_tables[0] +
+                       sizeof rollup_tables / sizeof rollup_tables[0]];
+    int ntables = 0;
+    for (size_t i = 0; i < sizeof schema_tables / sizeof schema_tables[0]; i++)
+        if (i == 0 || version >= SCHEMA_LOG_VERSION)
+            tables[ntables++] = schema_tables[i];
+    for (size_t i = 0; i < sizeof rollup_tables / sizeof rollup_tables[0]; i++)
+        if (version >= SCHEMA_ROLLUP_VERSION)
+            tables[ntables++] = rollup_tables[i];
     int ncolumns = columns_of_version[version - 1];
     *ours = false;
     int n = read_names(lg,
@@ -1844,7 +2201,7 @@ static int schema_is_ours(ledger_sqlite *lg, int version, bool *ours)
     if (n != ntables)
         return 0;
     for (int i = 0; i < ntables; i++)
-        if (strcmp(names[i], schema_tables[i]) != 0)
+        if (strcmp(names[i], tables[i]) != 0)
             return 0;
     n = read_names(lg, "SELECT name FROM pragma_table_info('deliveries') ORDER BY cid", names,
                    SCHEMA_NAMES_MAX);
@@ -2230,6 +2587,7 @@ const ledger_ops ledger_sqlite_ops = {
     .content_stats = sqlite_content_stats,
     .client_stats = sqlite_client_stats,
     .series = sqlite_series,
+    .rollups_check = sqlite_rollups_check,
     .query = sqlite_query,
     .cursor_next = sqlite_cursor_next,
     .cursor_free = sqlite_cursor_free,

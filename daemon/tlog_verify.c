@@ -680,7 +680,9 @@ static const char verify_usage[] =
     "stored tiles hold that tree's hashes, every delivery row is the row its\n"
     "logged events make, and every delivery the log names has a row that leads\n"
     "to each of its leaves. A row edited, deleted or inserted behind the server,\n"
-    "or a log altered, is named.\n"
+    "or a log altered, is named. Then the counts that the dashboard and the admin\n"
+    "API show (the ledger's rollups) against a recount of the rows: each\n"
+    "difference is named.\n"
     "Reads only: safe while receiptd runs (rows written meanwhile may be named).\n"
     "\n"
     "  --state-dir DIR   the server's state directory: its keys, and its\n"
@@ -747,9 +749,13 @@ int tlog_verify_main(int argc, char **argv)
     }
     tlog_verify_result r;
     int status = 1;
+    long rollup_problems = 0;
     if (tlog_verify_run(lg, ks, print_problem, NULL, &r, err, sizeof err) != 0) {
         fprintf(stderr, "receiptd ledger verify: %s\n", err);
+    } else if ((rollup_problems = ledger_rollups_check(lg, print_problem, NULL)) < 0) {
+        fprintf(stderr, "receiptd ledger verify: %s\n", ledger_error(lg));
     } else {
+        r.problems += (uint64_t)rollup_problems;
         printf("receiptd ledger verify: %s: %llu leaves, %llu checkpoints, %llu tiles, %llu "
                "rows: %s\n",
                ledger_where(lg), (unsigned long long)r.leaves, (unsigned long long)r.checkpoints,

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define TEST_DIR_MAX       64
-#define LEDGER_TEST_SCHEMA 7 /* the schema version this receiptd writes */
+#define LEDGER_TEST_SCHEMA 8 /* the schema version this receiptd writes */
 #define TEST_PATH_MAX      256
 
 typedef struct fixture {
@@ -364,7 +364,7 @@ static void test_newer_schema_refused(void **state)
 }
 
 /* Makes a ledger of this schema one of schema 6, as its steps left it: no
- * leaf numbers in the rows, the log's index by delivery. */
+ * leaf numbers in the rows, the log's index by delivery, no rollups. */
 static void to_schema_6(const char *file)
 {
     raw_exec(file, "ALTER TABLE deliveries DROP COLUMN log_leaf;"
@@ -372,6 +372,8 @@ static void to_schema_6(const char *file)
                    "ALTER TABLE deliveries DROP COLUMN log_leaf_prev2;"
                    "CREATE INDEX log_entries_delivery ON log_entries (delivery)"
                    " WHERE delivery IS NOT NULL;"
+                   "DROP TABLE rollup_status; DROP TABLE rollup_minutes;"
+                   " DROP TABLE rollup_latest;"
                    "PRAGMA user_version = 6");
 }
 
@@ -388,7 +390,9 @@ static void test_migrates_version_1(void **state)
     assert_int_equal(apply_one(f->lg, &ev, NULL), 0);
     ledger_close(f->lg);
     f->lg = NULL;
-    raw_exec(f->file, "DROP TABLE log_entries; DROP TABLE log_tiles; DROP TABLE log_checkpoints;"
+    raw_exec(f->file, "DROP TABLE rollup_status; DROP TABLE rollup_minutes;"
+                      "DROP TABLE rollup_latest;"
+                      "DROP TABLE log_entries; DROP TABLE log_tiles; DROP TABLE log_checkpoints;"
                       "DROP INDEX deliveries_status_kind;"
                       "CREATE INDEX deliveries_status ON deliveries (status);"
                       "ALTER TABLE deliveries DROP COLUMN kind;"
@@ -1355,6 +1359,303 @@ static void test_migrates_version_6(void **state)
     assert_leaves(f->lg, 2, 3, 1, 6, 7);
 }
 
+/* ---- the rollups ---- */
+
+#define ROLLUP_IDS     240
+#define ROLLUP_MINUTES 600              /* issue times over 4 hours, confirmations up to 6 later */
+#define ROLLUP_BASE_MS 1764100020000ull /* a whole minute */
+#define ROLLUP_MIN_MS  60000ull
+
+/* What the rollups must say, recounted from the rows through a cursor. */
+typedef struct recount {
+    ledger_summary s;
+    uint64_t issued[ROLLUP_MINUTES], confirmed[ROLLUP_MINUTES], corrupted[ROLLUP_MINUTES];
+} recount;
+
+static void recount_rows(ledger *lg, recount *r)
+{
+    ledger_delivery row;
+    memset(r, 0, sizeof *r);
+    ledger_cursor *cur = ledger_query(lg, NULL);
+    assert_non_null(cur);
+    int rc;
+    while ((rc = ledger_cursor_next(cur, &row)) == 1) {
+        ledger_summary_count(&r->s, row.status, row.kind, 1);
+        if (r->s.first_ms == 0 || row.issued_ms < r->s.first_ms)
+            r->s.first_ms = row.issued_ms;
+        if (row.issued_ms > r->s.last_ms)
+            r->s.last_ms = row.issued_ms;
+        uint64_t m = (row.issued_ms - ROLLUP_BASE_MS) / ROLLUP_MIN_MS;
+        assert_true(m < ROLLUP_MINUTES);
+        r->issued[m]++;
+        bool final = row.status == LEDGER_CONFIRMED || row.status == LEDGER_CORRUPTED;
+        if (!final || row.confirmed_ms == 0)
+            continue;
+        if (row.confirmed_ms > r->s.last_ms)
+            r->s.last_ms = row.confirmed_ms;
+        m = (row.confirmed_ms - ROLLUP_BASE_MS) / ROLLUP_MIN_MS;
+        assert_true(m < ROLLUP_MINUTES);
+        if (row.status == LEDGER_CONFIRMED)
+            r->confirmed[m]++;
+        else
+            r->corrupted[m]++;
+    }
+    assert_int_equal(rc, 0);
+    ledger_cursor_free(cur);
+}
+
+typedef struct series_seen {
+    const recount *r;
+    uint64_t since_ms, width_ms, next_ms;
+    unsigned buckets;
+} series_seen;
+
+/* Each bucket against the recount's minutes (or milliseconds) in it. */
+static int series_check(void *arg, const ledger_bucket *b)
+{
+    series_seen *seen = arg;
+    uint64_t d = 0, c = 0, x = 0;
+    assert_true(b->start_ms >= seen->next_ms);
+    assert_int_equal((b->start_ms - seen->since_ms) % seen->width_ms, 0);
+    for (uint64_t m = 0; m < ROLLUP_MINUTES; m++) {
+        uint64_t start = ROLLUP_BASE_MS + m * ROLLUP_MIN_MS;
+        if (start >= b->start_ms && start < b->start_ms + seen->width_ms) {
+            d += seen->r->issued[m];
+            c += seen->r->confirmed[m];
+            x += seen->r->corrupted[m];
+        }
+    }
+    assert_int_equal(b->deliveries, d);
+    assert_int_equal(b->confirmed, c);
+    assert_int_equal(b->corrupted, x);
+    assert_true(d + c + x > 0); /* only non-empty buckets */
+    seen->next_ms = b->start_ms + seen->width_ms;
+    seen->buckets++;
+    return 0;
+}
+
+static int series_sum(void *arg, const ledger_bucket *b)
+{
+    *(uint64_t *)arg += b->deliveries + b->confirmed + b->corrupted;
+    return 0;
+}
+
+static unsigned series_total(const recount *r, uint64_t width_ms)
+{
+    unsigned buckets = 0;
+    uint64_t last = UINT64_MAX;
+    for (uint64_t m = 0; m < ROLLUP_MINUTES; m++) {
+        uint64_t bucket = m * ROLLUP_MIN_MS / width_ms;
+        if (r->issued[m] + r->confirmed[m] + r->corrupted[m] > 0 && bucket != last) {
+            buckets++;
+            last = bucket;
+        }
+    }
+    return buckets;
+}
+
+/*
+ * The summary and the series (minute widths from the rollups, a width of
+ * seconds from the rows) equal the recount, and the ledger's own check of
+ * its rollups against SQL over the rows finds nothing.
+ */
+static void assert_rollups_agree(ledger *lg)
+{
+    recount r;
+    ledger_summary s;
+    recount_rows(lg, &r);
+    assert_int_equal(ledger_rollups_check(lg, NULL, NULL), 0);
+    assert_int_equal(ledger_verify(lg), 0);
+    assert_int_equal(ledger_summary_read(lg, &s), 0);
+    assert_memory_equal(&s, &r.s, sizeof s);
+    static const uint64_t widths[] = {ROLLUP_MIN_MS, 5 * ROLLUP_MIN_MS, 60 * ROLLUP_MIN_MS};
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        series_seen seen = {.r = &r, .since_ms = ROLLUP_BASE_MS, .width_ms = widths[i]};
+        seen.next_ms = seen.since_ms;
+        assert_int_equal(ledger_series_read(lg, ROLLUP_BASE_MS,
+                                            ROLLUP_BASE_MS + ROLLUP_MINUTES * ROLLUP_MIN_MS,
+                                            widths[i], series_check, &seen),
+                         0);
+        assert_int_equal(seen.buckets, series_total(&r, widths[i]));
+    }
+    /* Not whole minutes: from the rows, as before. */
+    uint64_t d = 0;
+    assert_int_equal(ledger_series_read(lg, ROLLUP_BASE_MS,
+                                        ROLLUP_BASE_MS + ROLLUP_MINUTES * ROLLUP_MIN_MS, 30000,
+                                        series_sum, &d),
+                     0);
+    assert_int_equal(d, r.s.deliveries + r.s.confirmed + r.s.corrupted);
+}
+
+/* A random event of the mix: every kind of event, repeats, conflicts,
+ * refusals, kinds that differ from the row's. */
+static void random_event(ledger_event *ev, unsigned *seed)
+{
+    unsigned n = (unsigned)rand_r(seed) % ROLLUP_IDS;
+    unsigned pick = (unsigned)rand_r(seed) % 100;
+    const char *client = rand_r(seed) % 3 == 0 ? CLIENT_B : CLIENT_A;
+    uint64_t issued = ROLLUP_BASE_MS + (uint64_t)n * 4 * ROLLUP_MIN_MS / ROLLUP_IDS * 60;
+    uint64_t later = issued + 1 + (uint64_t)(rand_r(seed) % (6 * 3600)) * 1000;
+    if (pick < 30) {
+        fill_issue(ev, n);
+        if (rand_r(seed) % 5 == 0) { /* a device that named its key */
+            ev->row.status = LEDGER_BOUND;
+            snprintf(ev->row.client, sizeof ev->row.client, "%s", client);
+            ev->row.bound_ms = issued;
+        }
+    } else if (pick < 55) {
+        fill_bind(ev, n, client);
+    } else if (pick < 85) {
+        fill_confirm(ev, n, client, later);
+        if (rand_r(seed) % 5 == 0)
+            ev->row.status = LEDGER_CORRUPTED;
+        if (rand_r(seed) % 2 == 0)
+            ev->row.bound_ms = 0; /* no binding of its own */
+    } else if (pick < 95) {
+        fill_confirm(ev, n, client, later);
+        ev->kind = LEDGER_EVENT_COPY;
+        ev->row.status = (ledger_status)(rand_r(seed) % 4);
+        if (ev->row.status == LEDGER_ISSUED || ev->row.status == LEDGER_BOUND) {
+            ev->row.confirmed_ms = 0;
+            ev->row.receipt[0] = '\0';
+        }
+        if (ev->row.status == LEDGER_ISSUED)
+            ev->row.client[0] = '\0';
+    } else {
+        fill_confirm(ev, n, client, later);
+        ev->row.status = LEDGER_ISSUED; /* refused: a confirmation must be final */
+    }
+    ev->row.issued_ms = issued;
+    if (ev->row.bound_ms != 0)
+        ev->row.bound_ms = issued + 1;
+    ev->row.kind = (ledger_kind)(rand_r(seed) % LEDGER_KIND_COUNT);
+}
+
+/*
+ * Random batches of the mix, written the writer's way (one ledger_write),
+ * event by event, rolled back, and written twice (a retried batch): after
+ * each, the rollups agree with the rows.
+ */
+static void test_rollups_random_mix(void **state)
+{
+    fixture *f = *state;
+    enum { BATCH_MAX = 48, BATCHES = 70 };
+    static ledger_event ev[BATCH_MAX];
+    static ledger_result res[BATCH_MAX];
+    ledger_batch_entry e[BATCH_MAX];
+    unsigned seed = 16;
+
+    assert_rollups_agree(f->lg); /* empty */
+    for (int b = 0; b < BATCHES; b++) {
+        size_t n = 1 + (size_t)rand_r(&seed) % BATCH_MAX;
+        for (size_t i = 0; i < n; i++) {
+            random_event(&ev[i], &seed);
+            e[i] = (ledger_batch_entry){.event = &ev[i], .result = i % 2 ? &res[i] : NULL};
+        }
+        switch (b % 5) {
+        case 0: /* applied one by one, then rolled back: nothing counts */
+            assert_int_equal(ledger_begin(f->lg), 0);
+            for (size_t i = 0; i < n; i++) {
+                int rc = ledger_apply(f->lg, &ev[i], &res[i]);
+                assert_true(rc == 0 || rc == LEDGER_APPLY_EVENT_FAILED);
+            }
+            assert_int_equal(ledger_rollback(f->lg), 0);
+            break;
+        case 1: /* one by one, committed */
+            assert_int_equal(ledger_begin(f->lg), 0);
+            for (size_t i = 0; i < n; i++) {
+                int rc = ledger_apply(f->lg, &ev[i], &res[i]);
+                assert_true(rc == 0 || rc == LEDGER_APPLY_EVENT_FAILED);
+            }
+            assert_int_equal(ledger_commit(f->lg), 0);
+            break;
+        case 2: /* the writer's batch, written again as a retry would */
+            assert_int_equal(ledger_write(f->lg, e, n), 0);
+            assert_int_equal(ledger_write(f->lg, e, n), 0);
+            break;
+        default:
+            assert_int_equal(ledger_write(f->lg, e, n), 0);
+            break;
+        }
+        assert_rollups_agree(f->lg);
+    }
+    recount r;
+    recount_rows(f->lg, &r);
+    /* The mix reached every status. */
+    assert_true(r.s.confirmed > 0 && r.s.corrupted > 0 && r.s.bound > 0);
+    assert_true(r.s.pending > r.s.bound);
+}
+
+static void problem_count(void *arg, const char *text)
+{
+    assert_non_null(strstr(text, "rollup of "));
+    (*(unsigned *)arg)++;
+}
+
+/* Runs sql on the fixture's ledger behind the ledger's back. */
+static void behind(fixture *f, const char *sqlite_sql, const char *pg_sql)
+{
+    if (f->pg)
+        assert_int_equal(pgtest_exec(f->db, pg_sql, NULL, 0), 0);
+    else
+        raw_exec(f->file, sqlite_sql);
+}
+
+/*
+ * A ledger of the schema before the rollups migrates: they are built from
+ * its rows. A row changed behind the ledger's back is then named by the
+ * check, and refused by --check's verify.
+ */
+static void test_rollups_migrate_and_check(void **state)
+{
+    fixture *f = *state;
+    char err[LEDGER_ERR_MAX];
+    static ledger_event ev[200];
+    ledger_batch_entry e[200];
+    unsigned seed = 7;
+
+    for (size_t i = 0; i < 200; i++) {
+        random_event(&ev[i], &seed);
+        e[i] = (ledger_batch_entry){.event = &ev[i]};
+    }
+    assert_int_equal(ledger_write(f->lg, e, 200), 0);
+    ledger_close(f->lg);
+    f->lg = NULL;
+    behind(f,
+           "DROP TABLE rollup_status; DROP TABLE rollup_minutes; DROP TABLE rollup_latest;"
+           "PRAGMA user_version = 7",
+           "DROP TRIGGER deliveries_rollup_inserted ON deliveries;"
+           "DROP TRIGGER deliveries_rollup_updated ON deliveries;"
+           "DROP TABLE rollup_status, rollup_minutes, rollup_latest;"
+           "DROP FUNCTION rollup_inserted(), rollup_updated(), rollup_compact(),"
+           " rollup_detach(regclass);"
+           "DELETE FROM ledger_schema WHERE version = 5");
+    f->lg = ledger_open(f->url, NULL, false, err, sizeof err);
+    if (f->lg == NULL)
+        fail_msg("open: %s", err);
+    assert_rollups_agree(f->lg);
+
+    /* More of the mix on the migrated ledger. */
+    for (size_t i = 0; i < 200; i++)
+        random_event(&ev[i], &seed);
+    assert_int_equal(ledger_write(f->lg, e, 200), 0);
+    assert_rollups_agree(f->lg);
+
+    /* One row's status changed behind the ledger: two counts and a
+     * minute's confirmations no longer hold. */
+    behind(f,
+           "UPDATE deliveries SET status = 'corrupted' WHERE status = 'confirmed'"
+           " AND rowid = (SELECT min(rowid) FROM deliveries WHERE status = 'confirmed')",
+           "SET session_replication_role = replica;"
+           "UPDATE deliveries SET status = 'corrupted' WHERE id ="
+           " (SELECT min(id::text)::uuid FROM deliveries WHERE status = 'confirmed')");
+    unsigned problems = 0;
+    assert_int_equal(ledger_rollups_check(f->lg, problem_count, &problems), 3);
+    assert_int_equal(problems, 3);
+    assert_int_equal(ledger_verify(f->lg), -1);
+    assert_non_null(strstr(ledger_error(f->lg), "rollup"));
+}
+
 static void test_pg_unavailable(void **state)
 {
     (void)state;
@@ -1379,7 +1680,9 @@ static void test_pg_unavailable(void **state)
         cmocka_unit_test_setup_teardown(test_write_large_batch, setup, teardown),                  \
         cmocka_unit_test_setup_teardown(test_copy_rows, setup, teardown),                          \
         cmocka_unit_test_setup_teardown(test_log_leaves_of_rows, setup, teardown),                 \
-        cmocka_unit_test_setup_teardown(test_kinds_and_delivered, setup, teardown)
+        cmocka_unit_test_setup_teardown(test_kinds_and_delivered, setup, teardown),                \
+        cmocka_unit_test_setup_teardown(test_rollups_random_mix, setup, teardown),                 \
+        cmocka_unit_test_setup_teardown(test_rollups_migrate_and_check, setup, teardown)
 
 int main(void)
 {

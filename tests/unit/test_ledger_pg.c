@@ -222,8 +222,8 @@ static void test_nodes_start_together(void **state)
     for (int i = 0; i < NODES; i++)
         ledger_close(open[i].lg);
     /* Each step ran once. */
-    assert_int_equal(query_number(f->db, "SELECT count(*) FROM ledger_schema"), 4);
-    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 4);
+    assert_int_equal(query_number(f->db, "SELECT count(*) FROM ledger_schema"), 5);
+    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 5);
 }
 
 static void test_schema_versions(void **state)
@@ -263,6 +263,11 @@ static void test_migrates_to_kinds(void **state)
     assert_int_equal(ledger_prepare(lg, t, t), 1);
     ledger_close(lg);
     assert_int_equal(pgtest_exec(f->db,
+                                 "DROP TRIGGER deliveries_rollup_inserted ON deliveries;"
+                                 "DROP TRIGGER deliveries_rollup_updated ON deliveries;"
+                                 "DROP TABLE rollup_status, rollup_minutes, rollup_latest;"
+                                 "DROP FUNCTION rollup_inserted(), rollup_updated(),"
+                                 " rollup_compact(), rollup_detach(regclass);"
                                  "ALTER TABLE deliveries DROP COLUMN kind,"
                                  " DROP COLUMN delivered_sha256, DROP COLUMN delivered_size;"
                                  "DROP TABLE log_entries, log_tiles, log_checkpoints;"
@@ -280,7 +285,7 @@ static void test_migrates_to_kinds(void **state)
     assert_null(ledger_open(f->url, NULL, true, err, sizeof err));
     assert_non_null(strstr(err, "migrate"));
     lg = open_ok(f->url, false);
-    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 4);
+    assert_int_equal(query_number(f->db, "SELECT max(version) FROM ledger_schema"), 5);
     assert_int_equal(query_number(f->db, "SELECT count(*) FROM deliveries WHERE kind = 'tracked'"
                                          " AND delivered_sha256 IS NULL"),
                      1);
@@ -827,6 +832,216 @@ static void test_reads_use_indexes(void **state)
     ledger_close(lg);
 }
 
+/* ---- the rollups, written by two nodes at once ---- */
+
+#define ROLLUP_NODE_BATCHES 40
+#define ROLLUP_NODE_BATCH   64
+#define ROLLUP_NODE_IDS     2000
+
+typedef struct rollup_node {
+    const char *url;
+    unsigned seed;
+    uint64_t t0;
+    pthread_barrier_t *start;
+    int failures; /* batches that failed (retried, as the writer does) */
+    int lost;     /* batches that never went in */
+} rollup_node;
+
+/* One event of a mix over IDs both nodes use: issues, bindings and
+ * confirmations of the same deliveries, racing. */
+static void node_event(ledger_event *ev, rollup_node *node)
+{
+    unsigned n = (unsigned)rand_r(&node->seed) % ROLLUP_NODE_IDS;
+    unsigned pick = (unsigned)rand_r(&node->seed) % 4;
+    const char *client = rand_r(&node->seed) % 2 ? CLIENT_A : CLIENT_B;
+    uint64_t t = node->t0 + n * 1000ull;
+    if (pick == 0) {
+        fill_issue(ev, t, n);
+    } else {
+        fill_confirm(ev, t, n, client);
+        ev->row.confirmed_ms = t + (uint64_t)(rand_r(&node->seed) % 600) * 1000;
+        if (pick == 1) {
+            ev->kind = LEDGER_EVENT_BIND;
+            ev->row.status = LEDGER_BOUND;
+        } else if (pick == 2 && rand_r(&node->seed) % 4 == 0) {
+            ev->row.status = LEDGER_CORRUPTED;
+        }
+    }
+    ev->row.kind = (ledger_kind)(n % LEDGER_KIND_COUNT);
+}
+
+static void *rollup_node_run(void *arg)
+{
+    rollup_node *node = arg;
+    static _Thread_local ledger_event ev[ROLLUP_NODE_BATCH];
+    ledger_batch_entry e[ROLLUP_NODE_BATCH];
+    char err[LEDGER_ERR_MAX];
+    ledger *lg = ledger_open(node->url, NULL, false, err, sizeof err);
+    if (lg == NULL) {
+        node->lost = -1;
+        return NULL;
+    }
+    pthread_barrier_wait(node->start);
+    for (int b = 0; b < ROLLUP_NODE_BATCHES; b++) {
+        size_t n = 1 + (size_t)rand_r(&node->seed) % ROLLUP_NODE_BATCH;
+        for (size_t i = 0; i < n; i++) {
+            node_event(&ev[i], node);
+            e[i] = (ledger_batch_entry){.event = &ev[i]};
+        }
+        int tries = 0;
+        while (ledger_write(lg, e, n) != 0 && ++tries < 10)
+            node->failures++;
+        if (tries == 10)
+            node->lost++;
+    }
+    ledger_close(lg);
+    return NULL;
+}
+
+/*
+ * Two nodes write one ledger at once, over the same deliveries: the
+ * rollups the triggers keep equal a recount of the rows, and the summary
+ * equals the recount.
+ */
+static void test_rollups_two_nodes(void **state)
+{
+    fixture *f = *state;
+    pthread_barrier_t start;
+    pthread_t threads[2];
+    rollup_node nodes[2];
+    uint64_t t0 = now_ms() / 60000 * 60000;
+    ledger *lg = open_ok(f->url, false);
+    assert_true(ledger_prepare(lg, t0, t0 + 3 * 3600000ull) >= 0);
+    pthread_barrier_init(&start, NULL, 2);
+    for (int i = 0; i < 2; i++) {
+        nodes[i] =
+            (rollup_node){.url = f->url, .seed = 100u + (unsigned)i, .t0 = t0, .start = &start};
+        assert_int_equal(pthread_create(&threads[i], NULL, rollup_node_run, &nodes[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(nodes[i].lost, 0);
+    printf("# batches retried: %d and %d\n", nodes[0].failures, nodes[1].failures);
+
+    assert_int_equal(ledger_rollups_check(lg, NULL, NULL), 0);
+    ledger_summary s;
+    assert_int_equal(ledger_summary_read(lg, &s), 0);
+    assert_int_equal(s.deliveries,
+                     (uint64_t)query_number(f->db, "SELECT count(*) FROM deliveries"));
+    assert_int_equal(s.confirmed, (uint64_t)query_number(f->db, "SELECT count(*) FROM deliveries"
+                                                                " WHERE status = 'confirmed'"));
+    assert_int_equal(s.corrupted, (uint64_t)query_number(f->db, "SELECT count(*) FROM deliveries"
+                                                                " WHERE status = 'corrupted'"));
+    assert_int_equal(s.bound, (uint64_t)query_number(f->db, "SELECT count(*) FROM deliveries"
+                                                            " WHERE status = 'bound'"));
+    assert_true(s.confirmed > 0 && s.bound > 0 && s.pending > s.bound);
+    /* The nodes' connections are gone: their slots fold into slot 0, and
+     * the figures stay. */
+    assert_true(query_number(f->db, "SELECT count(DISTINCT slot) FROM rollup_status") >= 2);
+    for (int i = 0; i < 200 && query_number(f->db, "SELECT count(*) FROM rollup_status WHERE"
+                                                   " slot IN (SELECT pid FROM pg_stat_activity)");
+         i++)
+        usleep(25000); /* until the servers' processes of the closed connections ended */
+    assert_int_equal(pgtest_exec(f->db, "SELECT rollup_compact()", NULL, 0), 0);
+    assert_int_equal(query_number(f->db, "SELECT count(*) FROM rollup_status WHERE slot <> 0"), 0);
+    assert_int_equal(query_number(f->db, "SELECT count(*) FROM rollup_minutes WHERE slot <> 0"), 0);
+    assert_int_equal(query_number(f->db, "SELECT count(*) FROM rollup_latest WHERE slot <> 0"), 0);
+    assert_int_equal(ledger_rollups_check(lg, NULL, NULL), 0);
+    ledger_close(lg);
+}
+
+/*
+ * A transaction left open on one connection, having written rows of every
+ * figure the rollups keep (a status and kind, a minute, the latest
+ * confirmation), holds up no other connection's batch: each connection
+ * adds to the rollups' rows of its own slot, never to a row another holds.
+ */
+static void test_rollups_open_transaction(void **state)
+{
+    fixture *f = *state;
+    ledger_event ev;
+    uint64_t t = now_ms() / 60000 * 60000 + 1000;
+    ledger *lg = open_ok(f->url, false);
+    assert_true(ledger_prepare(lg, t, t) >= 0);
+    assert_int_equal(ledger_set_lock_timeout(lg, 100), 0);
+    ledger *other = open_ok(f->url, false);
+    assert_int_equal(ledger_begin(other), 0);
+    fill_issue(&ev, t, 1);
+    assert_int_equal(ledger_apply(other, &ev, NULL), 0);
+    fill_confirm(&ev, t, 2, CLIENT_A);
+    ev.row.confirmed_ms = t + 500;
+    assert_int_equal(ledger_apply(other, &ev, NULL), 0);
+
+    fill_issue(&ev, t, 3);
+    assert_int_equal(write_one(lg, &ev, NULL), 0);
+    fill_confirm(&ev, t, 4, CLIENT_A);
+    ev.row.confirmed_ms = t + 900;
+    assert_int_equal(write_one(lg, &ev, NULL), 0);
+    fill_confirm(&ev, t, 3, CLIENT_B);
+    ev.row.confirmed_ms = t + 700;
+    assert_int_equal(write_one(lg, &ev, NULL), 0);
+
+    assert_int_equal(ledger_commit(other), 0);
+    assert_int_equal(ledger_rollups_check(lg, NULL, NULL), 0);
+    ledger_summary s;
+    assert_int_equal(ledger_summary_read(lg, &s), 0);
+    assert_int_equal(s.deliveries, 4);
+    assert_int_equal(s.confirmed, 3);
+    assert_int_equal(s.last_ms, t + 900);
+    ledger_close(other);
+    ledger_close(lg);
+}
+
+/*
+ * A month detached as docs/operations.md says leaves the rollups: they
+ * equal the rows still attached, the latest confirmation among them too.
+ */
+static void test_rollups_detach_month(void **state)
+{
+    fixture *f = *state;
+    const uint64_t day = 86400000;
+    uint64_t now = now_ms();
+    uint64_t old = now - 70 * day;
+    char name[TABLE_NAME_MAX], sql[TEST_SQL_MAX];
+    ledger_event ev[12];
+    ledger_batch_entry e[12];
+    ledger *lg = open_ok(f->url, false);
+    assert_true(ledger_prepare(lg, old, now) >= 2);
+    for (unsigned i = 0; i < 12; i++) {
+        uint64_t t = i < 6 ? old : now - 60000;
+        if (i % 3 == 0)
+            fill_issue(&ev[i], t, i);
+        else
+            fill_confirm(&ev[i], t, i, CLIENT_A);
+        /* The old month's confirmations are the latest. */
+        if (i % 3 != 0)
+            ev[i].row.confirmed_ms = i < 6 ? now + 1000 + i : now - 30000;
+        ev[i].row.kind = (ledger_kind)(i % LEDGER_KIND_COUNT);
+        e[i] = (ledger_batch_entry){.event = &ev[i]};
+    }
+    assert_int_equal(ledger_write(lg, e, 12), 0);
+    for (unsigned i = 0; i < 12; i++)
+        assert_int_equal(e[i].status, 0);
+    assert_int_equal(ledger_rollups_check(lg, NULL, NULL), 0);
+
+    month_name(old, name);
+    snprintf(sql, sizeof sql, "SELECT rollup_detach('%s')", name);
+    assert_int_equal(pgtest_exec(f->db, sql, NULL, 0), 0);
+    assert_int_equal(query_number(f->db, "SELECT count(*) FROM deliveries"), 6);
+    assert_int_equal(ledger_rollups_check(lg, NULL, NULL), 0);
+    ledger_summary s;
+    assert_int_equal(ledger_summary_read(lg, &s), 0);
+    assert_int_equal(s.deliveries, 6);
+    assert_int_equal(s.confirmed, 4);
+    assert_int_equal(s.last_ms, now - 30000);
+    /* Not a partition (any more): refused, nothing changed. */
+    assert_int_not_equal(pgtest_exec(f->db, sql, NULL, 0), 0);
+    assert_int_equal(ledger_rollups_check(lg, NULL, NULL), 0);
+    ledger_close(lg);
+}
+
 static void test_pg_unavailable(void **state)
 {
     (void)state;
@@ -848,7 +1063,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_first_confirmation_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollups_open_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_use_indexes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollups_two_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollups_detach_month, setup, teardown),
     };
     const struct CMUnitTest missing[] = {cmocka_unit_test(test_pg_unavailable)};
     if (pgtest_unavailable() != NULL)

@@ -859,6 +859,7 @@ static void test_migrated_ledger(void **state)
            "ALTER TABLE deliveries DROP COLUMN log_leaf_prev;"
            "ALTER TABLE deliveries DROP COLUMN log_leaf_prev2;"
            "CREATE INDEX log_entries_delivery ON log_entries (delivery) WHERE delivery IS NOT NULL;"
+           "DROP TABLE rollup_status; DROP TABLE rollup_minutes; DROP TABLE rollup_latest;"
            "PRAGMA user_version = 6",
            NULL);
     f->lg = ledger_open(f->url, NULL, false, err, sizeof err);

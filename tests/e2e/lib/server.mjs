@@ -314,6 +314,8 @@ async function startServerOnce(opts) {
     proc,
     log,
     ledgerFile,
+    /** 'sqlite' or 'postgresql'. */
+    backend: opts.ledger || LEDGER,
     exited,
     /** Sends a signal (SIGTERM by default) and resolves with {code, signal}. */
     async stop(signal = 'SIGTERM') {
