@@ -1003,6 +1003,7 @@ admin_server *admin_start(const admin_services *svc, char *err, size_t errlen)
 
     http_guard_options gopts = {
         .name = "admin",
+        .listener = METRICS_LISTENER_ADMIN,
         .header_timeout_ms = cfg->header_timeout_s * 1000,
         .min_body_rate = cfg->min_body_rate,
         .idle_timeout_ms = ADMIN_IDLE_TIMEOUT_S * 1000,

@@ -83,14 +83,23 @@ static void write_refused(jbuf *b, const metric *mt, const metric_values *v)
                   (unsigned long long)v->ws.refused[r]);
 }
 
+/* Every listener, even one not started: a series that exists from the
+ * start needs no special case in an alert on its increase. */
 static void write_closed(jbuf *b, const metric *mt, const metric_values *v)
 {
-    jbuf_addf(b, "%s{reason=\"slow_headers\"} %llu\n", mt->name,
-              (unsigned long long)v->conns.slow_headers);
-    jbuf_addf(b, "%s{reason=\"slow_body\"} %llu\n", mt->name,
-              (unsigned long long)v->conns.slow_bodies);
-    jbuf_addf(b, "%s{reason=\"idle_for_room\"} %llu\n", mt->name,
-              (unsigned long long)v->conns.idle_closed);
+    static const struct {
+        metrics_guard what;
+        const char *reason;
+    } reasons[] = {
+        {METRICS_GUARD_SLOW_HEADERS, "slow_headers"},
+        {METRICS_GUARD_SLOW_BODY, "slow_body"},
+        {METRICS_GUARD_IDLE_FOR_ROOM, "idle_for_room"},
+    };
+    for (int l = 0; l < METRICS_LISTENER_COUNT; l++)
+        for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+            jbuf_addf(b, "%s{listener=\"%s\",reason=\"%s\"} %llu\n", mt->name,
+                      metrics_listener_name((metrics_listener)l), reasons[i].reason,
+                      (unsigned long long)v->m.guard[l][reasons[i].what]);
 }
 
 static void write_start_time(jbuf *b, const metric *mt, const metric_values *v)
@@ -136,9 +145,14 @@ static void write_forwarded(jbuf *b, const metric *mt, const metric_values *v)
 
 static void write_limited(jbuf *b, const metric *mt, const metric_values *v)
 {
+    for (int l = 0; l < METRICS_LISTENER_COUNT; l++)
+        jbuf_addf(b, "%s{listener=\"%s\",kind=\"connection\"} %llu\n", mt->name,
+                  metrics_listener_name((metrics_listener)l),
+                  (unsigned long long)v->m.guard[l][METRICS_GUARD_PER_ADDRESS]);
+    /* Forwarded addresses are the public listener's only. */
     for (int k = 0; k < METRICS_LIMITED_COUNT; k++)
-        jbuf_addf(b, "%s{kind=\"%s\"} %llu\n", mt->name, metrics_limited_name((metrics_limited)k),
-                  (unsigned long long)v->m.limited[k]);
+        jbuf_addf(b, "%s{listener=\"public\",kind=\"%s\"} %llu\n", mt->name,
+                  metrics_limited_name((metrics_limited)k), (unsigned long long)v->m.limited[k]);
 }
 
 static void write_tls_reloads(jbuf *b, const metric *mt, const metric_values *v)
@@ -271,7 +285,8 @@ static const metric metrics_table[] = {
     {"receiptd_http_connections_open", "gauge", "Connections open on the public listener.",
      PLAIN(conns.open)},
     {"receiptd_http_connections_closed_total", "counter",
-     "Connections the listener closed: headers late, body too slow, idle to make room.",
+     "Connections a listener closed, by listener: headers late, body too slow, idle to make "
+     "room.",
      .write = write_closed},
     {"receiptd_admin_auth_failures_total", "counter",
      "Wrong admin tokens presented to the admin API.", PLAIN(auth.failures)},
@@ -286,7 +301,7 @@ static const metric metrics_table[] = {
      "Requests with Forwarded or X-Forwarded-* headers, by what became of them.",
      .write = write_forwarded},
     {"receiptd_per_address_limited_total", "counter",
-     "Connections and forwarded requests refused by the per-address limit.",
+     "Connections (by listener) and forwarded requests refused by the per-address limits.",
      .write = write_limited},
     {"receiptd_tls_reloads_total", "counter",
      "Certificate pairs read again on SIGHUP, by whether they loaded.", .write = write_tls_reloads},

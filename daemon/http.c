@@ -190,16 +190,12 @@ static void note_peer(http_conn *hc, const union MHD_ConnectionInfo *info)
     }
 }
 
-/* --per-ip-connections (http_guard_admits()). */
+/* --per-ip-connections (http_guard_admits(), which counts its refusals). */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     http_server *srv = cls;
     (void)addrlen;
-    if (!http_guard_admits(srv->guard, addr)) {
-        metrics_count_limited(METRICS_LIMITED_CONNECTION);
-        return MHD_NO;
-    }
-    return MHD_YES;
+    return http_guard_admits(srv->guard, addr) ? MHD_YES : MHD_NO;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,

@@ -39,9 +39,10 @@ struct http_guard_conn {
 
 struct http_guard {
     http_guard_options opts;
-    unsigned high;    /* a worker's connections past this: make room  */
-    unsigned low;     /* ... down to this                              */
-    addrcount *peers; /* with a per-address limit */
+    unsigned high;            /* a worker's connections past this: make room  */
+    unsigned low;             /* ... down to this                              */
+    addrcount *peers;         /* with a per-address limit */
+    _Atomic uint64_t refused; /* by http_guard_admits(), on the accepting threads */
 
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -83,7 +84,11 @@ static bool limited_peer(const http_guard *g, const struct sockaddr *sa, uint8_t
 bool http_guard_admits(http_guard *g, const struct sockaddr *addr)
 {
     uint8_t peer[16];
-    return !limited_peer(g, addr, peer) || addrcount_get(g->peers, peer) < g->opts.per_address;
+    if (!limited_peer(g, addr, peer) || addrcount_get(g->peers, peer) < g->opts.per_address)
+        return true;
+    atomic_fetch_add_explicit(&g->refused, 1, memory_order_relaxed);
+    metrics_count_guard(g->opts.listener, METRICS_GUARD_PER_ADDRESS);
+    return false;
 }
 
 void http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -224,10 +229,13 @@ static void sweep(http_guard *g, uint64_t now)
         if (deadline == 0 || now < deadline)
             continue;
         int phase = atomic_load_explicit(&gc->phase, memory_order_relaxed);
-        if (phase == PHASE_BODY)
+        if (phase == PHASE_BODY) {
             g->stats.slow_bodies++;
-        else
+            metrics_count_guard(g->opts.listener, METRICS_GUARD_SLOW_BODY);
+        } else {
             g->stats.slow_headers++;
+            metrics_count_guard(g->opts.listener, METRICS_GUARD_SLOW_HEADERS);
+        }
         close_conn(g, gc);
         closing[gc->worker]++;
     }
@@ -242,6 +250,7 @@ static void sweep(http_guard *g, uint64_t now)
                 atomic_load_explicit(&gc->phase, memory_order_relaxed) != PHASE_IDLE)
                 continue;
             g->stats.idle_closed++;
+            metrics_count_guard(g->opts.listener, METRICS_GUARD_IDLE_FOR_ROOM);
             close_conn(g, gc);
             excess--;
         }
@@ -253,18 +262,19 @@ static void report(http_guard *g, uint64_t now)
     if (now - g->reported_ms < HTTP_GUARD_REPORT_MS)
         return;
     http_guard_stats s;
-    pthread_mutex_lock(&g->lock);
-    s = g->stats;
-    pthread_mutex_unlock(&g->lock);
+    http_guard_get_stats(g, &s);
     uint64_t headers = s.slow_headers - g->reported.slow_headers;
     uint64_t bodies = s.slow_bodies - g->reported.slow_bodies;
     uint64_t idle = s.idle_closed - g->reported.idle_closed;
-    if (headers + bodies + idle == 0)
+    uint64_t refused = s.refused - g->reported.refused;
+    if (headers + bodies + idle + refused == 0)
         return;
     log_warn("%s: closed %llu connections with late headers, %llu with too slow a body, "
-             "%llu idle ones to make room, since the last report (%llu open)",
+             "%llu idle ones to make room, and refused %llu over the per-address limit (%u), "
+             "since the last report (%llu open)",
              g->opts.name, (unsigned long long)headers, (unsigned long long)bodies,
-             (unsigned long long)idle, (unsigned long long)s.open);
+             (unsigned long long)idle, (unsigned long long)refused, g->opts.per_address,
+             (unsigned long long)s.open);
     g->reported = s;
     g->reported_ms = now;
 }
@@ -300,6 +310,7 @@ http_guard *http_guard_new(const http_guard_options *opts)
     if (g == NULL)
         return NULL;
     g->opts = *opts;
+    atomic_init(&g->refused, 0);
     if (g->opts.name == NULL)
         g->opts.name = "http";
     if (opts->per_address > 0) {
@@ -357,4 +368,5 @@ void http_guard_get_stats(http_guard *g, http_guard_stats *out)
     pthread_mutex_lock(&g->lock);
     *out = g->stats;
     pthread_mutex_unlock(&g->lock);
+    out->refused = atomic_load_explicit(&g->refused, memory_order_relaxed);
 }

@@ -1,5 +1,6 @@
 /*
- * http_guard: bounds on slow clients, for the public and admin listeners.
+ * http_guard: bounds on slow clients, for the public, admin and redirect
+ * listeners.
  *
  * libmicrohttpd 0.9.75 has one timeout, for idleness, and every byte a
  * client trickles resets it: a client that sends one header line every few
@@ -37,6 +38,7 @@
 #define RECEIPT_DAEMON_HTTP_GUARD_H
 
 #include "common/compiler.h"
+#include "daemon/metrics.h"
 #include "daemon/proxy.h"
 
 #include <microhttpd.h>
@@ -52,7 +54,8 @@ typedef struct http_guard http_guard;
 typedef struct http_guard_conn http_guard_conn;
 
 typedef struct http_guard_options {
-    const char *name; /* the listener, in log lines */
+    const char *name;          /* the listener, in log lines */
+    metrics_listener listener; /* whose counters in /metrics it moves */
     unsigned header_timeout_ms;
     unsigned min_body_rate; /* bytes per second; 0: no minimum */
     unsigned idle_timeout_ms;
@@ -66,6 +69,7 @@ typedef struct http_guard_stats {
     uint64_t slow_headers; /* connections closed: headers late */
     uint64_t slow_bodies;  /* connections closed: body too slow */
     uint64_t idle_closed;  /* idle keep-alive connections closed to make room */
+    uint64_t refused;      /* connections refused: their address held per_address */
     uint64_t open;         /* connections open now */
 } http_guard_stats;
 
@@ -86,8 +90,8 @@ void http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_contex
 
 /*
  * For the listener's accept policy: false when addr holds per_address
- * connections already. Accepts racing on several threads can pass it
- * together: an address may briefly hold one connection over the limit per
+ * connections already (counted in the stats, /metrics and the log). Accepts racing on several
+ * threads can pass it together: an address may briefly hold one connection over the limit per
  * thread. The connection counts once its notification has run (the library
  * notifies no close of one it refused after this check).
  */

@@ -1,6 +1,7 @@
 #include "daemon/http_redirect.h"
 
 #include "daemon/http_framing.h"
+#include "daemon/http_guard.h"
 #include "daemon/http_internal.h"
 #include "daemon/http_loop.h"
 #include "daemon/http_target.h"
@@ -17,17 +18,24 @@
  * times the target (percent-encoded). */
 #define REDIRECT_MEMORY    32768
 #define REDIRECT_TIMEOUT_S 10
+/* Connections per client address when --per-ip-connections sets none: a
+ * redirect takes one short connection, so a busy NAT rarely holds more
+ * than a few at once, while one address cannot hold the whole listener
+ * with trickled headers. */
+#define REDIRECT_PER_ADDRESS_MAX 64
 
 struct http_redirect {
     const config *cfg;
     accesslog *access_log;
     http_loop *loop;
+    http_guard *guard; /* slow clients, as on the public and admin listeners */
     unsigned port;
 };
 
 /* The request target as received (the library hands the handler a decoded
  * path, and a redirect must keep the client's own spelling). */
 typedef struct redirect_request {
+    http_guard_conn *guard; /* its connection's (may be NULL) */
     size_t len;
     char target[]; /* at most HTTP_RAW_URI_MAX bytes kept */
 } redirect_request;
@@ -35,12 +43,16 @@ typedef struct redirect_request {
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
     (void)cls;
-    (void)c;
     size_t len = strlen(uri);
     size_t keep = len > HTTP_RAW_URI_MAX ? HTTP_RAW_URI_MAX : len;
     redirect_request *rr = malloc(sizeof *rr + keep + 1);
     if (rr == NULL)
         return NULL;
+    /* The guard keeps its record as the connection's socket context. */
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    rr->guard = info != NULL ? info->socket_context : NULL;
+    http_guard_request_line(rr->guard);
     rr->len = len;
     memcpy(rr->target, uri, keep);
     rr->target[keep] = '\0';
@@ -90,6 +102,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)upload_data_size;
     if (rr == NULL)
         return MHD_NO;
+    /* Answered from the headers alone: a body is never read, and the
+     * connection closes after the answer. */
+    http_guard_headers_done(rr->guard, false);
 
     /* An absolute-form target keeps its path and query (RFC 9112 section
      * 3.2.2); its authority names the host the client asked for, and the
@@ -150,6 +165,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return ret;
 }
 
+/* --header-timeout and a per-address limit hold here as on the other
+ * listeners: a client that trickles its headers would otherwise keep its
+ * connection for ever (each byte resets the idle timeout). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    http_redirect *r = cls;
+    (void)addrlen;
+    return http_guard_admits(r->guard, addr) ? MHD_YES : MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    redirect_request *rr = *req_cls;
+    if (rr != NULL)
+        http_guard_request_done(rr->guard);
+    http_loop_free_request(cls, c, req_cls, toe);
+}
+
 http_redirect *http_redirect_start(const config *cfg, accesslog *access_log, char *err,
                                    size_t errlen)
 {
@@ -160,15 +194,33 @@ http_redirect *http_redirect_start(const config *cfg, accesslog *access_log, cha
     }
     r->cfg = cfg;
     r->access_log = access_log;
+    http_guard_options gopts = {
+        .name = "redirect",
+        .listener = METRICS_LISTENER_REDIRECT,
+        .header_timeout_ms = cfg->header_timeout_s * 1000,
+        .min_body_rate = 0, /* no body is read */
+        .idle_timeout_ms = REDIRECT_TIMEOUT_S * 1000,
+        .max_connections = cfg->max_connections,
+        .threads = 1,
+        .per_address =
+            cfg->per_ip_connections > 0 ? cfg->per_ip_connections : REDIRECT_PER_ADDRESS_MAX,
+        .exempt = &cfg->trusted_proxies,
+    };
+    r->guard = http_guard_new(&gopts);
+    if (r->guard == NULL) {
+        snprintf(err, errlen, "cannot start the redirect connection watchdog");
+        free(r);
+        return NULL;
+    }
     unsigned flags = MHD_USE_ERROR_LOG;
     if (cfg->redirect_http.addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     struct MHD_OptionItem options[] = {
-        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->per_ip_connections, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, REDIRECT_TIMEOUT_S, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, REDIRECT_MEMORY, NULL},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, r},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_loop_free_request, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http_guard_notify, r->guard},
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)log_library, "redirect"},
         {MHD_OPTION_END, 0, NULL},
     };
@@ -179,6 +231,8 @@ http_redirect *http_redirect_start(const config *cfg, accesslog *access_log, cha
         .flags = flags,
         .listen = (const struct sockaddr *)&cfg->redirect_http.addr,
         .max_connections = cfg->max_connections,
+        .accept_policy = on_accept,
+        .accept_policy_cls = r,
         .handler = on_request,
         .handler_cls = r,
         .options = options,
@@ -187,6 +241,7 @@ http_redirect *http_redirect_start(const config *cfg, accesslog *access_log, cha
     if (http_loop_start(&settings, &r->loop, why, sizeof why) != 0) {
         snprintf(err, errlen, "cannot listen on %s (--redirect-http): %s", cfg->redirect_http.text,
                  why);
+        http_guard_free(r->guard);
         free(r);
         return NULL;
     }
@@ -204,5 +259,6 @@ void http_redirect_stop(http_redirect *r)
     if (r == NULL)
         return;
     http_loop_stop(r->loop);
+    http_guard_free(r->guard); /* the library has closed every connection */
     free(r);
 }

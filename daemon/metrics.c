@@ -8,6 +8,7 @@ static _Atomic uint64_t bindings;
 static _Atomic uint64_t confirms[METRICS_CONFIRM_COUNT];
 static _Atomic uint64_t forwarded[METRICS_FORWARDED_COUNT];
 static _Atomic uint64_t limited[METRICS_LIMITED_COUNT];
+static _Atomic uint64_t guard[METRICS_LISTENER_COUNT][METRICS_GUARD_COUNT];
 static _Atomic uint64_t tls_reloads_ok, tls_reloads_failed;
 static _Atomic int64_t tls_expiry[METRICS_LISTENER_COUNT];
 
@@ -59,6 +60,12 @@ void metrics_count_limited(metrics_limited kind)
         atomic_fetch_add_explicit(&limited[kind], 1, memory_order_relaxed);
 }
 
+void metrics_count_guard(metrics_listener listener, metrics_guard what)
+{
+    if ((unsigned)listener < METRICS_LISTENER_COUNT && (unsigned)what < METRICS_GUARD_COUNT)
+        atomic_fetch_add_explicit(&guard[listener][what], 1, memory_order_relaxed);
+}
+
 void metrics_count_tls_reload(int ok)
 {
     atomic_fetch_add_explicit(ok ? &tls_reloads_ok : &tls_reloads_failed, 1, memory_order_relaxed);
@@ -83,6 +90,9 @@ void metrics_snapshot_take(metrics_snapshot *out)
         out->forwarded[k] = atomic_load_explicit(&forwarded[k], memory_order_relaxed);
     for (int k = 0; k < METRICS_LIMITED_COUNT; k++)
         out->limited[k] = atomic_load_explicit(&limited[k], memory_order_relaxed);
+    for (int l = 0; l < METRICS_LISTENER_COUNT; l++)
+        for (int k = 0; k < METRICS_GUARD_COUNT; k++)
+            out->guard[l][k] = atomic_load_explicit(&guard[l][k], memory_order_relaxed);
     out->tls_reloads_ok = atomic_load_explicit(&tls_reloads_ok, memory_order_relaxed);
     out->tls_reloads_failed = atomic_load_explicit(&tls_reloads_failed, memory_order_relaxed);
     for (int k = 0; k < METRICS_LISTENER_COUNT; k++)
@@ -124,12 +134,12 @@ const char *metrics_forwarded_name(metrics_forwarded outcome)
 
 const char *metrics_limited_name(metrics_limited kind)
 {
-    static const char *const names[METRICS_LIMITED_COUNT] = {"connection", "forwarded_request"};
+    static const char *const names[METRICS_LIMITED_COUNT] = {"forwarded_request"};
     return (unsigned)kind < METRICS_LIMITED_COUNT ? names[kind] : "unknown";
 }
 
 const char *metrics_listener_name(metrics_listener listener)
 {
-    static const char *const names[METRICS_LISTENER_COUNT] = {"public", "admin"};
+    static const char *const names[METRICS_LISTENER_COUNT] = {"public", "admin", "redirect"};
     return (unsigned)listener < METRICS_LISTENER_COUNT ? names[listener] : "unknown";
 }

@@ -1,7 +1,7 @@
 /*
- * metrics: counters of the public listener, and of the TLS certificates of
- * both listeners, for GET /metrics on the admin listener. Lock-free
- * (relaxed atomics): a worker pays one atomic add per response.
+ * metrics: counters of the public listener, of every listener's
+ * slow-client guard, and of the TLS certificates of the listeners, for GET /metrics on the admin
+ * listener. Lock-free (relaxed atomics): a worker pays one atomic add per response.
  */
 #ifndef RECEIPT_DAEMON_METRICS_H
 #define RECEIPT_DAEMON_METRICS_H
@@ -55,18 +55,28 @@ typedef enum metrics_forwarded {
     METRICS_FORWARDED_COUNT,
 } metrics_forwarded;
 
-/* Refusals of the per-address limits. */
+/* Refusals of the per-address limits other than a listener's connections
+ * (those are METRICS_GUARD_PER_ADDRESS). */
 typedef enum metrics_limited {
-    METRICS_LIMITED_CONNECTION = 0, /* a connection over --per-ip-connections */
-    METRICS_LIMITED_FORWARDED,      /* a request over the limit of a forwarded address */
+    METRICS_LIMITED_FORWARDED = 0, /* a request over the limit of a forwarded address */
     METRICS_LIMITED_COUNT,
 } metrics_limited;
 
 typedef enum metrics_listener {
     METRICS_LISTENER_PUBLIC = 0,
     METRICS_LISTENER_ADMIN,
+    METRICS_LISTENER_REDIRECT, /* --redirect-http */
     METRICS_LISTENER_COUNT,
 } metrics_listener;
+
+/* What a listener's slow-client guard did to connections (http_guard.h). */
+typedef enum metrics_guard {
+    METRICS_GUARD_SLOW_HEADERS = 0, /* closed: headers late (--header-timeout) */
+    METRICS_GUARD_SLOW_BODY,        /* closed: body below --min-body-rate */
+    METRICS_GUARD_IDLE_FOR_ROOM,    /* closed idle near the connection limit */
+    METRICS_GUARD_PER_ADDRESS,      /* refused at accept: its address holds the most */
+    METRICS_GUARD_COUNT,
+} metrics_guard;
 
 typedef struct metrics_snapshot {
     uint64_t responses[METRICS_ROUTE_COUNT][METRICS_CODE_COUNT];
@@ -75,6 +85,7 @@ typedef struct metrics_snapshot {
     uint64_t confirms[METRICS_CONFIRM_COUNT];
     uint64_t forwarded[METRICS_FORWARDED_COUNT];
     uint64_t limited[METRICS_LIMITED_COUNT];
+    uint64_t guard[METRICS_LISTENER_COUNT][METRICS_GUARD_COUNT];
     uint64_t tls_reloads_ok, tls_reloads_failed;
     int64_t tls_expiry[METRICS_LISTENER_COUNT]; /* Unix seconds; 0: no TLS */
 } metrics_snapshot;
@@ -85,6 +96,7 @@ void metrics_count_binding(void);
 void metrics_count_confirm(metrics_confirm kind);
 void metrics_count_forwarded(metrics_forwarded outcome);
 void metrics_count_limited(metrics_limited kind);
+void metrics_count_guard(metrics_listener listener, metrics_guard what);
 void metrics_count_tls_reload(int ok);
 /* The expiry of the certificate a listener uses now. */
 void metrics_set_tls_expiry(metrics_listener listener, int64_t not_after);

@@ -243,6 +243,33 @@ fail:
     return NULL;
 }
 
+static bool valid_at(const tls_cert_info *info, time_t now)
+{
+    return info->not_before <= now && now < info->not_after;
+}
+
+static void utc_time(time_t t, char out[32])
+{
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, 32, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(out, 32, "?");
+}
+
+/* Why a certificate not valid at now is refused: the file, the serial, and
+ * the dates it is valid between. */
+static void invalid_message(const char *cert_file, const tls_cert_info *info, time_t now, char *err,
+                            size_t errlen)
+{
+    bool expired = info->not_after <= now;
+    char from[32], until[32];
+    utc_time(info->not_before, from);
+    utc_time(info->not_after, until);
+    snprintf(err, errlen,
+             "certificate file %s: its certificate (serial %s) %s %s (valid from %s until %s)",
+             cert_file, info->serial, expired ? "expired on" : "is not valid until",
+             expired ? until : from, from, until);
+}
+
 tls_creds *tls_creds_load(const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
     tls_creds *t = calloc(1, sizeof *t);
@@ -256,6 +283,13 @@ tls_creds *tls_creds_load(const char *cert_file, const char *key_file, char *err
     }
     if ((t->current = pair_load(cert_file, key_file, err, errlen)) == NULL)
         goto fail;
+    /* With no pair in use to keep, a start (or a check before a reload)
+     * refuses what a reload refuses: a certificate every client rejects. */
+    time_t now = time(NULL);
+    if (!valid_at(&t->current->info, now)) {
+        invalid_message(cert_file, &t->current->info, now, err, errlen);
+        goto fail;
+    }
     if (gnutls_session_ticket_key_generate(&t->ticket_key) < 0) {
         snprintf(err, errlen, "cannot make a session ticket key");
         goto fail;
@@ -270,11 +304,6 @@ fail:
     return NULL;
 }
 
-static bool valid_at(const tls_cert_info *info, time_t now)
-{
-    return info->not_before <= now && now < info->not_after;
-}
-
 /*
  * A reload that would put a certificate clients refuse in place of one
  * they accept (an old backup restored, a copy of the wrong file, a clock
@@ -285,16 +314,9 @@ static bool valid_at(const tls_cert_info *info, time_t now)
 static bool refuse_invalid(const tls_creds *t, const tls_pair *fresh, char *err, size_t errlen)
 {
     time_t now = time(NULL);
-    const tls_cert_info *info = &fresh->info;
-    if (valid_at(info, now) || !valid_at(&t->current->info, now))
+    if (valid_at(&fresh->info, now) || !valid_at(&t->current->info, now))
         return false;
-    bool expired = info->not_after <= now;
-    char when[32] = "?";
-    struct tm tm;
-    if (gmtime_r(expired ? &info->not_after : &info->not_before, &tm) != NULL)
-        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
-    snprintf(err, errlen, "certificate file %s: its certificate (serial %s) %s %s", t->cert_file,
-             info->serial, expired ? "expired on" : "is not valid until", when);
+    invalid_message(t->cert_file, &fresh->info, now, err, errlen);
     return true;
 }
 

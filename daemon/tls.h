@@ -68,7 +68,9 @@ typedef struct tls_cert_info {
     bool self_issued;             /* the leaf names itself as its issuer */
 } tls_cert_info;
 
-/* Loads the pair; NULL with err naming the file and the problem. */
+/* Loads the pair; NULL with err naming the file and the problem, which
+ * includes a certificate that has expired or is not valid yet (the error
+ * names its validity dates, as a reload's does). */
 tls_creds *tls_creds_load(const char *cert_file, const char *key_file, char *err, size_t errlen);
 
 /*

@@ -202,7 +202,7 @@ describe('receiptd over https', () => {
     for (const [pair, why] of [[expired, 'expired on'], [early, 'is not valid until']]) {
       installPair(pair, certFile, keyFile);
       srv.proc.kill('SIGHUP');
-      await untilLog(srv, new RegExp(`SIGHUP: public listener: certificate file .* \\(serial ${serialHex(pair.serial)}\\) ${why} \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC; the certificate in use \\(serial ${inUse}\\) stays`));
+      await untilLog(srv, new RegExp(`SIGHUP: public listener: certificate file .* \\(serial ${serialHex(pair.serial)}\\) ${why} \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC \\(valid from [^)]* until [^)]*\\); the certificate in use \\(serial ${inUse}\\) stays`));
       const now = await handshake(srv.port, { ca: trust });
       assert.equal(now.serial, inUse);
       assert.equal(now.authorized, true);
@@ -280,7 +280,7 @@ describe('a TLS handshake is part of the time to send headers', () => {
       });
       assert.ok(closedAfter >= 900 && closedAfter < 5000, `closed after ${closedAfter} ms`);
       const text = await (await fetch(`${srv.adminUrl}/metrics`)).text();
-      assert.match(text, /receiptd_http_connections_closed_total\{reason="slow_headers"\} [1-9]/);
+      assert.match(text, /receiptd_http_connections_closed_total\{listener="public",reason="slow_headers"\} [1-9]/);
       // A client that completes its handshake and asks in time is served.
       const ok = await get(`${srv.url}/a.txt`, { ca: fs.readFileSync(ca.cert) });
       assert.equal(ok.status, 200);
@@ -357,6 +357,41 @@ describe('receiptd refuses a TLS set-up that cannot be right', () => {
     assert.match(r.stdout, new RegExp(`public certificate CN=127\\.0\\.0\\.1, serial ${serialHex(a.serial)}`));
     r = await runReceiptd([...base, '--tls-cert', a.chain, '--tls-key', b.key, '--check']);
     assert.equal(r.code, 1);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  test('a certificate that has expired or is not valid yet: --check-config and the start refuse it, naming its dates', async () => {
+    const ca = makeCA();
+    const DAY = 24 * 3600 * 1000;
+    const t0 = Date.now();
+    const root = tempDir('receipt-root-');
+    const state = path.join(tempDir('receipt-state-'), 'state');
+    const base = ['--root', root, '--state-dir', state, '--listen', '127.0.0.1:0'];
+    const day = (d) => d.toISOString().slice(0, 10);
+    const expired = ca.issue({ notBefore: new Date(t0 - 60 * DAY), notAfter: new Date(t0 - DAY) });
+    const early = ca.issue({ notBefore: new Date(t0 + DAY), notAfter: new Date(t0 + 60 * DAY) });
+    const cases = [
+      [expired, 'expired on', t0 - DAY, t0 - 60 * DAY, t0 - DAY],
+      [early, 'is not valid until', t0 + DAY, t0 + DAY, t0 + 60 * DAY],
+    ];
+    for (const [pair, why, when, from, until] of cases) {
+      const message = new RegExp(`--(admin-)?tls-cert: certificate file ${pair.chain.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ` +
+        `its certificate \\(serial ${serialHex(pair.serial)}\\) ${why} ${day(new Date(when))} \\d\\d:\\d\\d:\\d\\d UTC ` +
+        `\\(valid from ${day(new Date(from))} \\d\\d:\\d\\d:\\d\\d UTC until ${day(new Date(until))} \\d\\d:\\d\\d:\\d\\d UTC\\)`);
+      for (const listener of [['--admin-listen', 'off', '--tls-cert', pair.chain, '--tls-key', pair.key],
+        ['--admin-listen', '127.0.0.1:0', '--admin-tls-cert', pair.chain, '--admin-tls-key', pair.key]]) {
+        // The check before a reload refuses what the start refuses ...
+        let r = await runReceiptd([...base, ...listener, '--check-config']);
+        assert.equal(r.code, 1, r.stdout + r.stderr);
+        assert.match(r.stderr, message);
+        assert.doesNotMatch(r.stdout, /configuration is valid/);
+        // ... and the start stops at once instead of serving a certificate every client rejects.
+        r = await runReceiptd([...base, ...listener]);
+        assert.equal(r.code, 1, r.stdout + r.stderr);
+        assert.match(r.stderr, message);
+        assert.doesNotMatch(r.stderr, /listening|serving/);
+      }
+    }
     fs.rmSync(root, { recursive: true, force: true });
   });
 

@@ -184,8 +184,8 @@ describe('receiptd behind nginx with --trusted-proxy', { skip: nginxMissing() ||
     const own = await Promise.all([1, 2, 3].map(() => request(`${srv.url}/doc.bin`)));
     assert.deepEqual(own.map((r) => r.status), [200, 200, 200]);
     const after = await metrics(srv);
-    assert.equal(after['receiptd_per_address_limited_total{kind="forwarded_request"}'],
-      before['receiptd_per_address_limited_total{kind="forwarded_request"}'] + 1);
+    assert.equal(after['receiptd_per_address_limited_total{listener="public",kind="forwarded_request"}'],
+      before['receiptd_per_address_limited_total{listener="public",kind="forwarded_request"}'] + 1);
     slow.destroy();
     await sleep(200);
     assert.equal((await request(`${srv.url}/doc.bin`, { headers: { 'X-Forwarded-For': '203.0.113.9' } })).status, 200);
@@ -201,6 +201,7 @@ describe('receiptd behind nginx with --trusted-proxy', { skip: nginxMissing() ||
     const again = await rawRequest(srv.port, 'GET /doc.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 5000, STRANGER);
     assert.equal(statusOf(again), 200);
     const final = await metrics(srv);
-    assert.ok(final['receiptd_per_address_limited_total{kind="connection"}'] >= 1);
+    assert.ok(final['receiptd_per_address_limited_total{listener="public",kind="connection"}'] >= 1);
+    assert.match(srv.log(), /http: closed 0 connections with late headers, 0 with too slow a body, 0 idle ones to make room, and refused [1-9]\d* over the per-address limit \(1\)/);
   });
 });

@@ -10,7 +10,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
-import { startServer } from './lib/server.mjs';
+import { startServer, freePort } from './lib/server.mjs';
 import { makeCA } from './lib/tls.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -39,6 +39,31 @@ function trickler(port, head, piece, everyMs, { localAddress, tls: tlsOpts } = {
     sock.on('end', end);
     sock.on('error', end);
     sock.on('close', end);
+  });
+}
+
+// The sums of a listener's guard report lines in the log.
+function guardReports(log, name) {
+  const sum = { headers: 0, bodies: 0, idle: 0, refused: 0 };
+  const re = new RegExp(`${name}: closed (\\d+) connections with late headers, (\\d+) with too slow a body, ` +
+    '(\\d+) idle ones to make room, and refused (\\d+) over the per-address limit \\(\\d+\\)', 'g');
+  for (const m of log.matchAll(re)) {
+    sum.headers += Number(m[1]);
+    sum.bodies += Number(m[2]);
+    sum.idle += Number(m[3]);
+    sum.refused += Number(m[4]);
+  }
+  return sum;
+}
+
+// GET /metrics of the admin listener (over TLS when ca is given).
+function adminMetrics(srv, ca) {
+  return new Promise((resolve, reject) => {
+    (ca ? https : http).get(`${srv.adminUrl}/metrics`, { ca, agent: false }, (r) => {
+      let body = '';
+      r.on('data', (d) => (body += d));
+      r.on('end', () => resolve(body));
+    }).on('error', reject);
   });
 }
 
@@ -96,7 +121,7 @@ test('slow headers and slow bodies above the connection limit: a normal client i
     }
     const metrics = await (await fetch(srv.adminUrl + '/metrics')).text();
     const closed = (reason) => Number(new RegExp(
-      `^receiptd_http_connections_closed_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(metrics)[1]);
+      `^receiptd_http_connections_closed_total\\{listener="public",reason="${reason}"\\} (\\d+)$`, 'm').exec(metrics)[1]);
     assert.ok(closed('slow_headers') >= 30, metrics);
     assert.ok(closed('slow_body') >= 30, metrics);
     const log = srv.log();
@@ -150,6 +175,8 @@ test('near the connection limit, idle keep-alive connections make room', { timeo
   assert.ok(closedSoon, 'an idle connection was closed to make room');
   // The watchdog's report reaches the log (a pipe) a moment later.
   assert.ok(await srv.until(() => /\d+ idle ones to make room/.test(srv.log()), 3000), srv.log());
+  const metrics = await (await fetch(srv.adminUrl + '/metrics')).text();
+  assert.match(metrics, /^receiptd_http_connections_closed_total\{listener="public",reason="idle_for_room"\} [1-9]/m);
   for (const c of idle) c.sock.destroy();
   assert.equal((await srv.stop()).code, 0, srv.log());
 });
@@ -196,6 +223,11 @@ async function adminUnderSlowClients(srv, { tlsOpts, ca } = {}) {
   assert.equal(held.length, 16);
   assert.ok(await srv.until(() => /admin: closed 16 connections with late headers/.test(srv.log()), 3000),
     srv.log());
+  assert.equal(guardReports(srv.log(), 'admin').refused, 48);
+  const metrics = await adminMetrics(srv, ca);
+  assert.match(metrics, /^receiptd_http_connections_closed_total\{listener="admin",reason="slow_headers"\} 16$/m);
+  assert.match(metrics, /^receiptd_per_address_limited_total\{listener="admin",kind="connection"\} 48$/m);
+  assert.match(metrics, /^receiptd_http_connections_closed_total\{listener="public",reason="slow_headers"\} 0$/m);
 }
 
 test('the admin listener: slow headers are closed at --header-timeout, an operator is served',
@@ -218,3 +250,55 @@ test('the admin listener over TLS (--admin-tls-cert): the same bounds', { timeou
   await adminUnderSlowClients(srv, { tlsOpts: { rejectUnauthorized: false }, ca: fs.readFileSync(ca.cert) });
   assert.equal((await srv.stop()).code, 0, srv.log());
 });
+
+// The --redirect-http listener: 64 connections per client address unless
+// --per-ip-connections sets another number, and headers due within
+// --header-timeout. Clients that trickle their headers from one address are
+// closed at the header timeout (every byte used to reset the idle timeout),
+// those past the cap are refused at once, and a client elsewhere gets its
+// 308 meanwhile. Each refusal and closing is counted in /metrics.
+test('the redirect listener: slow headers are closed at --header-timeout, one address holds 64 connections',
+  { timeout: 60000 }, async (t) => {
+    const ca = makeCA();
+    const pair = ca.issue();
+    const redirectPort = await freePort();
+    const srv = await startServer({
+      https: true,
+      args: ['--tls-cert', pair.chain, '--tls-key', pair.key, '--redirect-http', `127.0.0.1:${redirectPort}`,
+        '--header-timeout', '2', '--idle-timeout', '30', '--log-level', 'warn'],
+    });
+    t.after(() => srv.kill()); // also when an assertion fails
+    const headerTimeout = 2000;
+    const started = Date.now();
+    const attackers = [];
+    for (let i = 0; i < 72; i++)
+      attackers.push(trickler(redirectPort, 'GET /a.txt HTTP/1.1\r\nHost: x\r\n', 'X-Slow: 1\r\n', 500,
+        { localAddress: '127.0.0.2' }));
+    await sleep(500); // every attacker has connected (or been refused)
+    const res = await new Promise((resolve, reject) => {
+      const req = http.get(`http://127.0.0.1:${redirectPort}/a.txt?x=1`, { agent: false, timeout: 10000 }, resolve);
+      req.on('timeout', () => req.destroy(new Error('no answer in 10 s')));
+      req.on('error', reject);
+    });
+    res.resume();
+    assert.equal(res.statusCode, 308);
+    assert.equal(res.headers.location, `${srv.url}/a.txt?x=1`);
+    assert.ok(Date.now() - started < headerTimeout, `answered ${Date.now() - started} ms into the attack`);
+
+    const ends = await Promise.all(attackers);
+    const refused = ends.filter((e) => e.ms < headerTimeout - 500).length;
+    assert.equal(refused, 72 - 64, 'one address holds 64 redirect connections at most');
+    for (const e of ends) {
+      assert.equal(e.answered, '', 'an attacker gets no answer');
+      assert.ok(e.ms < headerTimeout + 3000, `an attacker held on ${e.ms} ms`);
+    }
+    assert.ok(await srv.until(() => guardReports(srv.log(), 'redirect').headers === 64, 3000), srv.log());
+    assert.equal(guardReports(srv.log(), 'redirect').refused, 8);
+    const metrics = await adminMetrics(srv);
+    assert.match(metrics, /^receiptd_http_connections_closed_total\{listener="redirect",reason="slow_headers"\} 64$/m);
+    assert.match(metrics, /^receiptd_per_address_limited_total\{listener="redirect",kind="connection"\} 8$/m);
+    // The public listener's counters are its own.
+    assert.match(metrics, /^receiptd_http_connections_closed_total\{listener="public",reason="slow_headers"\} 0$/m);
+    assert.match(metrics, /^receiptd_per_address_limited_total\{listener="public",kind="connection"\} 0$/m);
+    assert.equal((await srv.stop()).code, 0, srv.log());
+  });
