@@ -210,8 +210,9 @@ static const config_option options[] = {
          "tickets. Read again on SIGHUP: new connections get the new pair (and new ticket "
          "keys), open ones keep theirs, and a pair that does not load, or whose certificate "
          "has expired or is not valid yet while the one in use is valid, is logged and the "
-         "old one kept. At start-up, a certificate that is not valid now is served, with an "
-         "error in the log."},
+         "old one kept. At start-up, and with \\fB\\-\\-check\\fR and "
+         "\\fB\\-\\-check\\-config\\fR, a certificate that has expired or is not valid yet "
+         "is refused, with its file and validity dates."},
     {"tls-key", "FILE", SECTION_TLS, parse_string, AT(tls_key), .flags = CONFIG_NAMES_FILE,
      .help = "the private key of --tls-cert (PEM, unencrypted, not readable by others)",
      .doc = "The private key of \\fB\\-\\-tls\\-cert\\fR (PEM, unencrypted). Refused when others "
@@ -224,7 +225,9 @@ static const config_option options[] = {
             "Permanent Redirect to the same path and query under the public URL (with "
             "\\fB\\-\\-tls\\-cert\\fR and an https public URL); a request target in "
             "absolute form (\\fBhttp://\\fIhost\\fB/\\fIpath\\fR) keeps its path and query. "
-            "One thread serves it."},
+            "One thread serves it. \\fB\\-\\-header\\-timeout\\fR holds there, and a client "
+            "address holds \\fB\\-\\-per\\-ip\\-connections\\fR connections (64 when that "
+            "is 0; trusted proxies exempt)."},
     {"admin-tls-cert", "FILE", SECTION_TLS, parse_string, AT(admin_tls_cert),
      .flags = CONFIG_NAMES_FILE,
      .help = "serve the admin listener over HTTPS with this certificate (with --admin-tls-key)",
@@ -333,7 +336,8 @@ static const config_option options[] = {
              "requests in progress per forwarded address",
      .doc = "Connections per client address (default %D, no limit). Trusted proxies "
             "(\\fB\\-\\-trusted\\-proxy\\fR) are exempt; for the clients behind them, this many "
-            "requests in progress per forwarded address, and 429 past it."},
+            "requests in progress per forwarded address, and 429 past it. The "
+            "\\fB\\-\\-redirect\\-http\\fR listener takes it too (64 when it is 0)."},
     {"idle-timeout", "SECONDS", SECTION_LIMITS, NUMBER(1, 86400), AT(idle_timeout_s), .value = "30",
      .help = "close a connection idle this long (default %D)",
      .doc = "Close a connection idle this long (default %D)."},
@@ -343,7 +347,8 @@ static const config_option options[] = {
              "slowly they trickle (default %D)",
      .doc = "A request's headers must be complete within this time (default %D), counted from "
             "the connection's start for its first request and from the request line for a "
-            "later one; a client that trickles them is closed, whatever the idle timeout."},
+            "later one; a client that trickles them is closed, whatever the idle timeout. It "
+            "holds on every listener (public, admin, redirect)."},
     {"min-body-rate", "BYTES", SECTION_LIMITS, NUMBER(0, 1000000000), AT(min_body_rate),
      .value = "500",
      .help = "a request body must arrive at this many bytes per second on average, after a "
