@@ -21,8 +21,10 @@ typedef struct made {
     gnutls_x509_privkey_t key;
 } made;
 
-/* A P-256 certificate with this serial, signed by issuer (self-signed when NULL). */
-static made make_cert(const char *cn, unsigned serial, const made *issuer, bool ca)
+/* A P-256 certificate with this serial, valid between the two times, signed
+ * by issuer (self-signed when NULL). */
+static made make_cert_dated(const char *cn, unsigned serial, const made *issuer, bool ca,
+                            time_t not_before, time_t not_after)
 {
     made m;
     assert_int_equal(gnutls_x509_privkey_init(&m.key), 0);
@@ -36,15 +38,21 @@ static made make_cert(const char *cn, unsigned serial, const made *issuer, bool 
     assert_int_equal(gnutls_x509_crt_set_serial(m.crt, s, sizeof s), 0);
     assert_int_equal(
         gnutls_x509_crt_set_dn_by_oid(m.crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn, strlen(cn)), 0);
-    time_t now = time(NULL);
-    assert_int_equal(gnutls_x509_crt_set_activation_time(m.crt, now - 3600), 0);
-    assert_int_equal(gnutls_x509_crt_set_expiration_time(m.crt, now + 86400), 0);
+    assert_int_equal(gnutls_x509_crt_set_activation_time(m.crt, not_before), 0);
+    assert_int_equal(gnutls_x509_crt_set_expiration_time(m.crt, not_after), 0);
     assert_int_equal(gnutls_x509_crt_set_key(m.crt, m.key), 0);
     assert_int_equal(gnutls_x509_crt_set_basic_constraints(m.crt, ca, -1), 0);
     assert_int_equal(gnutls_x509_crt_sign2(m.crt, issuer ? issuer->crt : m.crt,
                                            issuer ? issuer->key : m.key, GNUTLS_DIG_SHA256, 0),
                      0);
     return m;
+}
+
+/* Valid from an hour ago for a day. */
+static made make_cert(const char *cn, unsigned serial, const made *issuer, bool ca)
+{
+    time_t now = time(NULL);
+    return make_cert_dated(cn, serial, issuer, ca, now - 3600, now + 86400);
 }
 
 static void made_free(made *m)
@@ -202,6 +210,35 @@ static void test_refused(void **state)
     made_free(&ca);
 }
 
+/* No pair in use to keep: a certificate that is not valid now is refused
+ * at load, with the words a reload uses and its validity dates. */
+static void test_refused_dates(void **state)
+{
+    (void)state;
+    made ca = make_cert("test CA", 1, NULL, true);
+    time_t day = 86400;
+    /* 2020-01-01 00:00:00 UTC to 2020-03-01 00:00:00 UTC */
+    made old = make_cert_dated("127.0.0.1", 0x2a, &ca, false, 1577836800, 1583020800);
+    time_t now = time(NULL);
+    made early = make_cert_dated("127.0.0.1", 0x2b, &ca, false, now + day, now + 60 * day);
+    const char *cert = path_of("dated.pem"), *key = path_of("dated.key");
+    write_cert(cert, &old, true);
+    write_key(key, &old, 0600);
+    char words[512];
+    snprintf(words, sizeof words,
+             "certificate file %s: its certificate (serial 2A) expired on 2020-03-01 00:00:00 UTC "
+             "(valid from 2020-01-01 00:00:00 UTC until 2020-03-01 00:00:00 UTC)",
+             cert);
+    expect_refused(cert, key, words);
+    write_cert(cert, &early, true);
+    write_key(key, &early, 0600);
+    expect_refused(cert, key, "its certificate (serial 2B) is not valid until ");
+    expect_refused(cert, key, " (valid from ");
+    made_free(&early);
+    made_free(&old);
+    made_free(&ca);
+}
+
 static void test_reload(void **state)
 {
     (void)state;
@@ -294,9 +331,8 @@ static void test_priorities(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_load),          cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_refused_dates), cmocka_unit_test(test_reload),
         cmocka_unit_test(test_priorities),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
