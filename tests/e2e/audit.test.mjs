@@ -132,7 +132,7 @@ describe('receiptd ledger verify: leaves that no checkpoint signs', () => {
 });
 
 describe('receiptd ledger verify on a running server', () => {
-  test('reads while deliveries are made: no problem is told that a second read clears', { timeout: 60000 }, async () => {
+  test('reads while deliveries are made: no problem is told that a second read clears', { timeout: 120000 }, async () => {
     const srv = await startServer({ files: { '/a.html': '<p>a</p>' }, args: ['--admin-listen', 'off'] });
     let stop = false;
     const load = async () => {
@@ -154,7 +154,10 @@ describe('receiptd ledger verify on a running server', () => {
     const told = [];
     try {
       await srv.until(() => srv.query('SELECT count(*) AS n FROM deliveries')[0].n >= 100);
-      for (let i = 0; i < 15; i++) {
+      // Up to 15 reads, within 30 s: a slow build (sanitizers) on a busy
+      // machine gets fewer, each of them still racing the writer.
+      const until = Date.now() + 30000;
+      for (let i = 0; i < 15 && (i < 3 || Date.now() < until); i++) {
         const r = await verifyOnce();
         if (r.code !== 0) told.push(r.err);
       }

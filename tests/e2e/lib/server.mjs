@@ -8,6 +8,7 @@
 // and change the ledger through the handle's query(), exec() and
 // lockLedger(), which speak to either.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { after } from 'node:test';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -30,6 +31,19 @@ process.on('exit', () => {
     } catch {
       // a mount point still in use, say: left for the system's cleaner
     }
+  }
+});
+
+// A test that timed out never reaches its own stop(): its receiptd would
+// then keep the suite's process (and the whole run) waiting on its pipes
+// for ever. Whatever is still running when the file's tests are done is
+// killed, and said so.
+const running = new Set();
+after(() => {
+  for (const proc of running) {
+    if (proc.exitCode !== null || proc.signalCode !== null) continue;
+    process.stderr.write(`e2e harness: receiptd ${proc.pid} was still running after the tests: killed\n`);
+    proc.kill('SIGKILL');
   }
 });
 
@@ -284,6 +298,8 @@ async function startServerOnce(opts) {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...(opts.env || {}) },
   });
+  running.add(proc);
+  proc.on('exit', () => running.delete(proc));
   let output = '';
   proc.stdout.on('data', (d) => (output += d));
   proc.stderr.on('data', (d) => (output += d));
