@@ -88,6 +88,15 @@
  * that are issued, read from the primary key. confirmed_ms has an index of
  * its own: the series of confirmations is a filter by time.
  */
+/* Both row triggers raise the connection's latest confirmation the same
+ * way, from the statement's new rows. */
+#define ROLLUP_LATEST_FROM_NEW                                                                     \
+    "  INSERT INTO rollup_latest AS r (slot, confirmed_ms)"                                        \
+    "   SELECT pg_backend_pid(), max(confirmed_ms) FROM rollup_new"                                \
+    "   WHERE status IN ('confirmed', 'corrupted') HAVING max(confirmed_ms) IS NOT NULL"           \
+    "   ON CONFLICT (slot) DO UPDATE SET confirmed_ms = greatest(r.confirmed_ms,"                  \
+    " excluded.confirmed_ms);"
+
 static const char *const migrations[] = {
     "CREATE TABLE deliveries ("
     " id uuid NOT NULL,"
@@ -207,13 +216,7 @@ static const char *const migrations[] = {
     "     WHERE confirmed_ms IS NOT NULL AND status IN ('confirmed', 'corrupted')) s"
     "   GROUP BY m ORDER BY m ON CONFLICT (minute, slot) DO UPDATE SET"
     "   issued = r.issued + excluded.issued, confirmed = r.confirmed + excluded.confirmed,"
-    "   corrupted = r.corrupted + excluded.corrupted;"
-    "  INSERT INTO rollup_latest AS r (slot, confirmed_ms)"
-    "   SELECT pg_backend_pid(), max(confirmed_ms) FROM rollup_new"
-    "   WHERE status IN ('confirmed', 'corrupted') HAVING max(confirmed_ms) IS NOT NULL"
-    "   ON CONFLICT (slot) DO UPDATE SET confirmed_ms = greatest(r.confirmed_ms,"
-    " excluded.confirmed_ms);"
-    "  RETURN NULL;"
+    "   corrupted = r.corrupted + excluded.corrupted;" ROLLUP_LATEST_FROM_NEW "  RETURN NULL;"
     " END $f$;"
     /* A binding or confirmation changes a row only from issued or bound:
      * never a final row, so the latest confirmation only grows. */
@@ -239,13 +242,7 @@ static const char *const migrations[] = {
     "   GROUP BY m HAVING sum(i) <> 0 OR sum(c) <> 0 OR sum(x) <> 0 ORDER BY m"
     "   ON CONFLICT (minute, slot) DO UPDATE SET"
     "   issued = r.issued + excluded.issued, confirmed = r.confirmed + excluded.confirmed,"
-    "   corrupted = r.corrupted + excluded.corrupted;"
-    "  INSERT INTO rollup_latest AS r (slot, confirmed_ms)"
-    "   SELECT pg_backend_pid(), max(confirmed_ms) FROM rollup_new"
-    "   WHERE status IN ('confirmed', 'corrupted') HAVING max(confirmed_ms) IS NOT NULL"
-    "   ON CONFLICT (slot) DO UPDATE SET confirmed_ms = greatest(r.confirmed_ms,"
-    " excluded.confirmed_ms);"
-    "  RETURN NULL;"
+    "   corrupted = r.corrupted + excluded.corrupted;" ROLLUP_LATEST_FROM_NEW "  RETURN NULL;"
     " END $f$;"
     /*
      * The slots of connections that are gone, folded into slot 0: one
