@@ -66,17 +66,33 @@ typedef struct jose_gcm_ctx {
     bool keyed; /* ctx is set up for key, and no operation failed since */
 } jose_gcm_ctx;
 
-/* One for each direction, per thread, freed when the thread ends. */
+/*
+ * Two contexts a direction: a request alternates between the ticket's key
+ * (the epoch's, the same for every request) and a client's K (the plug-in
+ * data sealed beside the ticket; the confirmation opened before its
+ * ticket). With one context each of those four operations of a cycle set
+ * up its key anew; with two, the epoch's key stays set up in one of them.
+ */
+#define JOSE_GCM_WAYS 2
+
+typedef struct jose_gcm_set {
+    jose_gcm_ctx way[JOSE_GCM_WAYS];
+    unsigned last; /* the way used last: the other is replaced first */
+} jose_gcm_set;
+
+/* One set for each direction, per thread, freed when the thread ends. */
 typedef struct jose_thread {
-    jose_gcm_ctx seal;
-    jose_gcm_ctx open;
+    jose_gcm_set seal;
+    jose_gcm_set open;
 } jose_thread;
 
 static void jose_ctx_destroy(void *arg)
 {
     jose_thread *t = arg;
-    EVP_CIPHER_CTX_free(t->seal.ctx);
-    EVP_CIPHER_CTX_free(t->open.ctx);
+    for (unsigned i = 0; i < JOSE_GCM_WAYS; i++) {
+        EVP_CIPHER_CTX_free(t->seal.way[i].ctx);
+        EVP_CIPHER_CTX_free(t->open.way[i].ctx);
+    }
     OPENSSL_cleanse(t, sizeof *t);
     free(t);
 }
@@ -115,13 +131,33 @@ static jose_thread *jose_thread_get(void)
     t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
-    t->seal.ctx = EVP_CIPHER_CTX_new();
-    t->open.ctx = EVP_CIPHER_CTX_new();
-    if (t->seal.ctx == NULL || t->open.ctx == NULL || pthread_setspecific(jose_ctx_key, t) != 0) {
+    bool made = true;
+    for (unsigned i = 0; i < JOSE_GCM_WAYS; i++) {
+        t->seal.way[i].ctx = EVP_CIPHER_CTX_new();
+        t->open.way[i].ctx = EVP_CIPHER_CTX_new();
+        made = made && t->seal.way[i].ctx != NULL && t->open.way[i].ctx != NULL;
+    }
+    if (!made || pthread_setspecific(jose_ctx_key, t) != 0) {
         jose_ctx_destroy(t);
         return NULL;
     }
     return t;
+}
+
+/* The context of set already set up for key, else the one used less
+ * recently (to be set up for it). */
+static jose_gcm_ctx *jose_gcm_pick(jose_gcm_set *set, const uint8_t key[32])
+{
+    unsigned pick = (set->last + 1) % JOSE_GCM_WAYS;
+    for (unsigned i = 0; i < JOSE_GCM_WAYS; i++) {
+        const jose_gcm_ctx *g = &set->way[i];
+        if (g->keyed && CRYPTO_memcmp(g->key, key, sizeof g->key) == 0) {
+            pick = i;
+            break;
+        }
+    }
+    set->last = pick;
+    return &set->way[pick];
 }
 
 /* Sets g up for key and iv, encrypting or decrypting; keeps the key's setup
@@ -195,8 +231,9 @@ jose_result jose_a256gcm_seal(const uint8_t key[32], const uint8_t iv[JOSE_IV_LE
 
     if (t == NULL || aadlen > INT_MAX || n > INT_MAX)
         return JOSE_INTERNAL;
-    EVP_CIPHER_CTX *ctx = t->seal.ctx;
-    if (!jose_gcm_init(&t->seal, true, key, iv))
+    jose_gcm_ctx *g = jose_gcm_pick(&t->seal, key);
+    EVP_CIPHER_CTX *ctx = g->ctx;
+    if (!jose_gcm_init(g, true, key, iv))
         goto fail;
     if (aadlen > 0 && EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1)
         goto fail;
@@ -205,7 +242,7 @@ jose_result jose_a256gcm_seal(const uint8_t key[32], const uint8_t iv[JOSE_IV_LE
     if (EVP_EncryptFinal_ex(ctx, ct + n, &len) != 1 || len != 0 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, JOSE_TAG_LEN, tag) != 1)
         goto fail;
-    t->seal.keyed = true;
+    g->keyed = true;
     return JOSE_OK;
 fail:
     ERR_clear_error();
@@ -222,9 +259,10 @@ jose_result jose_a256gcm_open(const uint8_t key[32], const uint8_t iv[JOSE_IV_LE
 
     if (t == NULL || aadlen > INT_MAX || n > INT_MAX)
         return JOSE_INTERNAL;
-    EVP_CIPHER_CTX *ctx = t->open.ctx;
+    jose_gcm_ctx *g = jose_gcm_pick(&t->open, key);
+    EVP_CIPHER_CTX *ctx = g->ctx;
     memcpy(tagbuf, tag, sizeof(tagbuf));
-    if (!jose_gcm_init(&t->open, false, key, iv) ||
+    if (!jose_gcm_init(g, false, key, iv) ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, JOSE_TAG_LEN, tagbuf) != 1)
         goto internal;
     if (aadlen > 0 && EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1)
@@ -232,7 +270,7 @@ jose_result jose_a256gcm_open(const uint8_t key[32], const uint8_t iv[JOSE_IV_LE
     if (n > 0 && (EVP_DecryptUpdate(ctx, pt, &len, ct, (int)n) != 1 || (size_t)len != n))
         goto internal;
     /* A wrong tag is the input's fault, not the context's: it stays keyed. */
-    t->open.keyed = true;
+    g->keyed = true;
     if (EVP_DecryptFinal_ex(ctx, pt + n, &len) != 1) {
         ERR_clear_error();
         return JOSE_DECRYPT;

@@ -250,22 +250,24 @@ static void reference_gcm(const uint8_t key[32], const uint8_t iv[12], const uin
 }
 
 /*
- * A thread's contexts keep their key between calls: a new IV, another key,
- * the first key again, and a forged tag in between each give what a fresh
- * context gives, in both directions.
+ * A thread's contexts keep their keys between calls: a new IV, another key,
+ * the first key again, a third key that evicts one of the two kept, and a
+ * forged tag in between each give what a fresh context gives, in both
+ * directions.
  */
 static void test_gcm_context_reuse(void **state)
 {
     static const char aad[] = "header";
     static const char plain[] = "a ticket's claims, more or less";
     const size_t n = sizeof plain - 1;
-    uint8_t keys[2][32], ivs[3][12];
+    uint8_t keys[3][32], ivs[3][12];
     uint8_t ct[64], tag[16], want_ct[64], want_tag[16], back[64];
 
     (void)state;
     for (size_t i = 0; i < 32; i++) {
         keys[0][i] = (uint8_t)i;
         keys[1][i] = (uint8_t)(0xa5 ^ i);
+        keys[2][i] = (uint8_t)(0x3c + i);
     }
     for (size_t i = 0; i < 12; i++) {
         ivs[0][i] = (uint8_t)(i * 7);
@@ -274,7 +276,8 @@ static void test_gcm_context_reuse(void **state)
     }
     static const struct {
         int key, iv;
-    } steps[] = {{0, 0}, {0, 1}, {1, 1}, {1, 2}, {0, 2}, {0, 0}, {1, 0}};
+    } steps[] = {{0, 0}, {0, 1}, {1, 1}, {1, 2}, {0, 2}, {0, 0}, {1, 0},
+                 {2, 1}, {0, 1}, {2, 2}, {1, 2}, {2, 0}, {2, 1}, {0, 0}};
     for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
         const uint8_t *key = keys[steps[s].key], *iv = ivs[steps[s].iv];
         reference_gcm(key, iv, (const uint8_t *)aad, strlen(aad), (const uint8_t *)plain, n,
@@ -285,7 +288,7 @@ static void test_gcm_context_reuse(void **state)
         assert_memory_equal(ct, want_ct, n);
         assert_memory_equal(tag, want_tag, 16);
         /* The other key refuses it; a forged tag is refused; then it opens. */
-        const uint8_t *other = keys[1 - steps[s].key];
+        const uint8_t *other = keys[(steps[s].key + 1) % 3];
         assert_int_equal(
             jose_a256gcm_open(other, iv, (const uint8_t *)aad, strlen(aad), ct, n, tag, back),
             JOSE_DECRYPT);
