@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,6 +30,10 @@ typedef struct loop_thread {
     struct MHD_Daemon *mhd;
     int epoll_fd; /* the daemon's */
     int wake_fd;  /* eventfd: a resumed connection, or a command */
+    /* Set by the first resume since the thread last took its wake-up:
+     * the ones after it find the thread woken already and write nothing
+     * (a batch's commit resumes its confirmations one after another). */
+    atomic_bool resume_pending;
     pthread_t thread;
     bool running;
     bool quiesced;     /* written by the thread while it runs, by the controller otherwise */
@@ -66,6 +71,12 @@ static loop_command take_wake(loop_thread *t)
     uint64_t n;
     if (read(t->wake_fd, &n, sizeof n) < 0 && errno != EAGAIN && errno != EINTR)
         log_error("http: reading the wake-up: %s", strerror(errno));
+    /* Cleared after the read, before the turn: a resume that found it set
+     * came before this exchange (which reads what it wrote), so the turn
+     * sees it; one after it finds it clear and writes again. Cleared
+     * before the read, a write made in between would be read here and its
+     * flag left set with nothing to read: every later resume would wait. */
+    (void)atomic_exchange(&t->resume_pending, false);
     pthread_mutex_lock(&loop->lock);
     loop_command cmd = loop->command;
     if (t->done != cmd) {
@@ -93,8 +104,12 @@ void http_loop_resume(http_loop *loop, struct MHD_Connection *connection)
     struct MHD_Daemon *daemon = info != NULL ? info->daemon : NULL;
     MHD_resume_connection(connection);
     for (size_t i = 0; i < loop->count; i++) {
-        if (loop->threads[i].mhd == daemon) {
-            wake(&loop->threads[i]);
+        loop_thread *t = &loop->threads[i];
+        if (t->mhd == daemon) {
+            /* After the resume: the thread that clears the flag runs its
+             * turn after clearing it, so it sees this resume. */
+            if (!atomic_exchange(&t->resume_pending, true))
+                wake(t);
             return;
         }
     }
@@ -274,6 +289,7 @@ int http_loop_start(const http_loop_settings *s, http_loop **out, char *err, siz
     for (unsigned i = 0; i < s->threads; i++) {
         loop_thread *t = &loop->threads[i];
         t->loop = loop;
+        atomic_init(&t->resume_pending, false);
         t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (t->wake_fd < 0) {
             snprintf(err, errlen, "eventfd: %s", strerror(errno));

@@ -74,7 +74,8 @@ WARN_UNUSED_RESULT int http_loop_start(const http_loop_settings *s, http_loop **
  * MHD_resume_connection(), and a wake-up of the thread whose daemon holds
  * the connection: without a polling thread of its own, libmicrohttpd (0.9.75)
  * has no wake-up channel, and a resume from another thread would wait for the
- * next event of that thread. Any thread; the connection must be suspended.
+ * next event of that thread. Resumes that find the thread woken and not yet
+ * turning write nothing more. Any thread; the connection must be suspended.
  */
 void http_loop_resume(http_loop *loop, struct MHD_Connection *connection);
 
