@@ -15,6 +15,232 @@
         goto out;                                                                                  \
     } while (0)
 
+/* ---- the payload ---------------------------------------------------------- */
+
+static bool json_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+typedef struct scan {
+    char *p, *end;
+} scan;
+
+static void skip_ws(scan *s)
+{
+    while (s->p < s->end && json_ws(*s->p))
+        s->p++;
+}
+
+static bool take(scan *s, char c)
+{
+    skip_ws(s);
+    if (s->p >= s->end || *s->p != c)
+        return false;
+    s->p++;
+    return true;
+}
+
+/*
+ * A string of printable ASCII without escapes, NUL-terminated in place (its
+ * closing quote becomes the NUL: nothing after it is read as part of it).
+ * Anything else (an escape, a control byte, UTF-8) is for the full parser.
+ */
+static bool take_plain_string(scan *s, const char **out, size_t *len)
+{
+    if (!take(s, '"'))
+        return false;
+    char *start = s->p;
+    while (s->p < s->end && *s->p != '"') {
+        unsigned char c = (unsigned char)*s->p;
+        if (c < 0x20 || c > 0x7e || c == '\\')
+            return false;
+        s->p++;
+    }
+    if (s->p >= s->end)
+        return false;
+    *s->p++ = '\0';
+    *out = start;
+    *len = (size_t)(s->p - 1 - start);
+    return true;
+}
+
+/* Digits alone, as JSON writes a whole number (no leading zero), at most 15
+ * of them: exactly what jansson reads as that integer. */
+static bool take_plain_uint(scan *s, uint64_t *out)
+{
+    skip_ws(s);
+    char *start = s->p;
+    uint64_t v = 0;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+        v = v * 10 + (uint64_t)(*s->p - '0');
+        s->p++;
+    }
+    size_t digits = (size_t)(s->p - start);
+    if (digits == 0 || digits > 15 || (digits > 1 && *start == '0'))
+        return false;
+    /* A fraction or an exponent makes a real, which is refused: by the full
+     * parser, with its own message. */
+    if (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E'))
+        return false;
+    *out = v;
+    return true;
+}
+
+typedef enum member_bit {
+    M_V = 1u << 0,
+    M_DELIVERY = 1u << 1,
+    M_TICKET = 1u << 2,
+    M_CLIENT = 1u << 3,
+    M_RECEIVED = 1u << 4,
+    M_ID = 1u << 5,
+    M_SHA256 = 1u << 6,
+    M_SIZE = 1u << 7,
+    M_AT_MS = 1u << 8,
+} member_bit;
+
+/* "{" members "}", each named once, values by member (the caller's). */
+typedef bool (*member_fn)(scan *s, const char *name, confirm_payload *pl, unsigned *seen);
+
+static bool take_object(scan *s, member_fn member, confirm_payload *pl, unsigned *seen)
+{
+    if (!take(s, '{'))
+        return false;
+    for (bool first = true;; first = false) {
+        if (take(s, '}'))
+            return !first; /* an empty object has none of the members: the full parser says so */
+        if (!first && !take(s, ','))
+            return false;
+        const char *name;
+        size_t len;
+        if (!take_plain_string(s, &name, &len) || !take(s, ':') || !member(s, name, pl, seen))
+            return false;
+    }
+}
+
+/* Names a member not seen before; a second is a duplicate, which the full
+ * parser refuses. */
+static bool first_time(unsigned *seen, unsigned bit)
+{
+    if (*seen & bit)
+        return false;
+    *seen |= bit;
+    return true;
+}
+
+static bool client_member(scan *s, const char *name, confirm_payload *pl, unsigned *seen)
+{
+    if (strcmp(name, "id") == 0)
+        return first_time(seen, M_ID) && take_plain_string(s, &pl->client_id, &pl->client_len);
+    return false;
+}
+
+static bool received_member(scan *s, const char *name, confirm_payload *pl, unsigned *seen)
+{
+    if (strcmp(name, "size") == 0)
+        return first_time(seen, M_SIZE) && (pl->has_size = take_plain_uint(s, &pl->size));
+    if (strcmp(name, "at_ms") == 0)
+        return first_time(seen, M_AT_MS) && (pl->has_at_ms = take_plain_uint(s, &pl->at_ms));
+    if (strcmp(name, "sha256") != 0 || !first_time(seen, M_SHA256))
+        return false;
+    skip_ws(s);
+    if (s->end - s->p >= 4 && memcmp(s->p, "null", 4) == 0) {
+        s->p += 4;
+        pl->sha256_kind = CONFIRM_SHA256_NULL;
+        return true;
+    }
+    pl->sha256_kind = CONFIRM_SHA256_STRING;
+    return take_plain_string(s, &pl->sha256, &pl->sha256_len);
+}
+
+static bool top_member(scan *s, const char *name, confirm_payload *pl, unsigned *seen)
+{
+    switch (name[0]) {
+    case 'v':
+        return name[1] == '\0' && first_time(seen, M_V) && (pl->has_v = take_plain_uint(s, &pl->v));
+    case 'd':
+        return strcmp(name, "delivery") == 0 && first_time(seen, M_DELIVERY) &&
+               take_plain_string(s, &pl->delivery, &pl->delivery_len);
+    case 't':
+        return strcmp(name, "ticket") == 0 && first_time(seen, M_TICKET) &&
+               take_plain_string(s, &pl->ticket, &pl->ticket_len);
+    case 'c':
+        return strcmp(name, "client") == 0 && first_time(seen, M_CLIENT) &&
+               take_object(s, client_member, pl, seen);
+    case 'r':
+        return strcmp(name, "received") == 0 && first_time(seen, M_RECEIVED) &&
+               (pl->has_received = take_object(s, received_member, pl, seen));
+    default:
+        return false;
+    }
+}
+
+/* The payload as confirmations are written (PROTOCOL.md section 6: those
+ * members and no others, strings of printable ASCII without escapes, whole
+ * numbers in digits), read without building a JSON tree; false for
+ * anything else, which the full parser then reads. */
+static bool parse_plain(char *text, size_t n, confirm_payload *pl)
+{
+    const unsigned all =
+        M_V | M_DELIVERY | M_TICKET | M_CLIENT | M_RECEIVED | M_ID | M_SHA256 | M_SIZE | M_AT_MS;
+    scan s = {text, text + n};
+    unsigned seen = 0;
+    if (!take_object(&s, top_member, pl, &seen))
+        return false;
+    skip_ws(&s);
+    return s.p == s.end && seen == all;
+}
+
+static void parse_tree(const json_t *msg, confirm_payload *pl)
+{
+    pl->delivery = sjson_string(msg, "delivery", &pl->delivery_len);
+    pl->ticket = sjson_string(msg, "ticket", &pl->ticket_len);
+    const json_t *client = sjson_object(msg, "client");
+    const json_t *received = sjson_object(msg, "received");
+    pl->client_id = client != NULL ? sjson_string(client, "id", &pl->client_len) : NULL;
+    pl->has_v = sjson_uint(msg, "v", &pl->v);
+    pl->has_received = received != NULL;
+    if (received == NULL)
+        return;
+    pl->has_size = sjson_uint(received, "size", &pl->size);
+    pl->has_at_ms = sjson_uint(received, "at_ms", &pl->at_ms);
+    const json_t *sha = json_object_get(received, "sha256");
+    if (sha == NULL || json_is_null(sha)) {
+        pl->sha256_kind = CONFIRM_SHA256_NULL;
+    } else if (json_is_string(sha)) {
+        pl->sha256_kind = CONFIRM_SHA256_STRING;
+        pl->sha256 = json_string_value(sha);
+        pl->sha256_len = json_string_length(sha);
+    } else {
+        pl->sha256_kind = CONFIRM_SHA256_OTHER;
+    }
+}
+
+int confirm_payload_parse(char *text, size_t n, bool plain, confirm_payload *pl, json_t **tree)
+{
+    *tree = NULL;
+    memset(pl, 0, sizeof *pl);
+    /* The plain reading writes NULs into the text: a text it gives up on
+     * goes to the full parser as it was, from a copy. */
+    if (plain && n <= CONFIRM_PLAIN_MAX) {
+        char copy[CONFIRM_PLAIN_MAX];
+        memcpy(copy, text, n);
+        if (parse_plain(text, n, pl)) {
+            explicit_bzero(copy, n);
+            return 0;
+        }
+        memcpy(text, copy, n);
+        explicit_bzero(copy, n);
+        memset(pl, 0, sizeof *pl);
+    }
+    char why[128];
+    *tree = sjson_parse_object(text, n, SJSON_MAX_DEPTH, why, sizeof why);
+    if (*tree == NULL)
+        return -1;
+    parse_tree(*tree, pl);
+    return 0;
+}
+
 int confirm_check(const confirm_check_keys *keys, const char *client_key, const char *body,
                   size_t n, uint64_t now_ms, confirm_check_result *out, confirm_check_failure *fail)
 {
@@ -60,39 +286,31 @@ int confirm_check(const confirm_check_keys *keys, const char *client_key, const 
         FAIL(400, "malformed_jose", "The body is not a JWE compact serialisation.");
     }
 
-    char why[128];
-    msg = sjson_parse_object((const char *)plaintext, plaintext_len, SJSON_MAX_DEPTH, why,
-                             sizeof why);
-    if (msg == NULL)
+    confirm_payload pl;
+    if (confirm_payload_parse((char *)plaintext, plaintext_len, true, &pl, &msg) != 0)
         FAIL(400, "malformed_json", "The confirmation payload is not a valid JSON object.");
-
-    uint64_t version;
-    size_t delivery_len, ticket_len, client_len;
-    const char *delivery_id = sjson_string(msg, "delivery", &delivery_len);
-    const char *ticket = sjson_string(msg, "ticket", &ticket_len);
-    const json_t *client = sjson_object(msg, "client");
-    const json_t *received = sjson_object(msg, "received");
-    const char *client_id = client != NULL ? sjson_string(client, "id", &client_len) : NULL;
-    if (!sjson_uint(msg, "v", &version) || delivery_id == NULL || ticket == NULL ||
-        client_id == NULL || received == NULL)
+    if (!pl.has_v || pl.delivery == NULL || pl.ticket == NULL || pl.client_id == NULL ||
+        !pl.has_received)
         FAIL(400, "bad_payload", "The confirmation lacks v, delivery, ticket, client or received.");
-    if (version != 1)
+    if (pl.v != 1)
         FAIL(400, "bad_version", "Only version 1 confirmations are understood.");
-    if (!sjson_uint(received, "size", &out->received_size) ||
-        !sjson_uint(received, "at_ms", &out->received_at_ms) ||
-        out->received_size > LEDGER_NUMBER_MAX || out->received_at_ms > LEDGER_NUMBER_MAX)
+    if (!pl.has_size || !pl.has_at_ms || pl.size > LEDGER_NUMBER_MAX ||
+        pl.at_ms > LEDGER_NUMBER_MAX)
         FAIL(400, "bad_payload",
              "received.size and received.at_ms must be whole numbers below 2^53.");
-    const json_t *sha = json_object_get(received, "sha256");
-    if (sha == NULL || json_is_null(sha)) {
+    out->received_size = pl.size;
+    out->received_at_ms = pl.at_ms;
+    if (pl.sha256_kind == CONFIRM_SHA256_NULL) {
         out->has_sha256 = false;
-    } else if (json_is_string(sha) &&
-               b64url_decode(json_string_value(sha), json_string_length(sha), out->received_sha256,
+    } else if (pl.sha256_kind == CONFIRM_SHA256_STRING &&
+               b64url_decode(pl.sha256, pl.sha256_len, out->received_sha256,
                              sizeof out->received_sha256) == 32) {
         out->has_sha256 = true;
     } else {
         FAIL(400, "bad_payload", "received.sha256 must be null or base64url of 32 bytes.");
     }
+    const char *client_id = pl.client_id, *delivery_id = pl.delivery, *ticket = pl.ticket;
+    size_t delivery_len = pl.delivery_len, ticket_len = pl.ticket_len;
     if (strcmp(client_id, out->client.id) != 0)
         FAIL(400, "client_mismatch", "client.id is not the thumbprint of Receipt-Client-Key.");
 

@@ -19,6 +19,7 @@
 #include "daemon/ledger.h"
 #include "daemon/ticket.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,6 +52,45 @@ typedef struct confirm_check_failure {
     const char *code;
     const char *message;
 } confirm_check_failure;
+
+/* received.sha256 as sent: null (or absent), a string, or another type. */
+typedef enum confirm_sha256_kind {
+    CONFIRM_SHA256_NULL = 0,
+    CONFIRM_SHA256_STRING,
+    CONFIRM_SHA256_OTHER,
+} confirm_sha256_kind;
+
+/* A confirmation payload's members (PROTOCOL.md section 6) as sent, before
+ * any check: strings point into the parsed text or its tree. A member that
+ * is absent or of another type is NULL or false. */
+typedef struct confirm_payload {
+    bool has_v;
+    uint64_t v;
+    const char *delivery, *ticket, *client_id; /* NUL-terminated */
+    size_t delivery_len, ticket_len, client_len;
+    bool has_received; /* received is an object */
+    bool has_size, has_at_ms;
+    uint64_t size, at_ms;
+    confirm_sha256_kind sha256_kind;
+    const char *sha256; /* when a string */
+    size_t sha256_len;
+} confirm_payload;
+
+/* Payloads up to this size are tried first without building a JSON tree. */
+#define CONFIRM_PLAIN_MAX 2048
+
+/*
+ * Reads the payload text (n bytes, not NUL-terminated) into *pl. With
+ * plain, a payload written as confirmations are (the members of section 6
+ * and no others, each once, strings of printable ASCII without escapes,
+ * whole numbers in at most 15 digits) is read in place, writing a NUL
+ * after each string it keeps; any other text is parsed whole (sjson) into
+ * *tree, which the strings then point into and which the caller frees
+ * with json_decref() (NULL when not made). Both readings give the same
+ * *pl for a text the plain one takes. Returns 0, or -1 when the text is
+ * not one JSON object.
+ */
+int confirm_payload_parse(char *text, size_t n, bool plain, confirm_payload *pl, json_t **tree);
 
 /*
  * Checks the n bytes of body (a JWE compact serialisation) sent with the

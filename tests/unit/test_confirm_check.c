@@ -344,6 +344,122 @@ static void test_refusals(void **state)
     free(good);
 }
 
+/* Both readings of a payload, compared member by member. */
+static void same_reading(const char *text, bool want_plain)
+{
+    char a[PAYLOAD], b[PAYLOAD];
+    size_t n = strlen(text);
+    confirm_payload pa, pb;
+    json_t *ta, *tb;
+    memcpy(a, text, n);
+    memcpy(b, text, n);
+    int ra = confirm_payload_parse(a, n, true, &pa, &ta);
+    int rb = confirm_payload_parse(b, n, false, &pb, &tb);
+    /* A text the plain reading takes makes no tree; one it leaves makes a
+     * tree, or fails to (not JSON). */
+    bool took_plain = ra == 0 && ta == NULL;
+    if (ra != rb || took_plain != want_plain)
+        fail_msg("%s: %d (%s) against %d", text, ra, took_plain ? "plain" : "tree", rb);
+    assert_int_equal(pa.has_v, pb.has_v);
+    assert_true(!pa.has_v || pa.v == pb.v);
+    const char *sa[] = {pa.delivery, pa.ticket, pa.client_id};
+    const char *sb[] = {pb.delivery, pb.ticket, pb.client_id};
+    size_t la[] = {pa.delivery_len, pa.ticket_len, pa.client_len};
+    size_t lb[] = {pb.delivery_len, pb.ticket_len, pb.client_len};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(sa[i] == NULL, sb[i] == NULL);
+        if (sa[i] != NULL) {
+            assert_int_equal(la[i], lb[i]);
+            assert_memory_equal(sa[i], sb[i], la[i]);
+            assert_int_equal(strlen(sa[i]), la[i]); /* NUL-terminated where it ends */
+        }
+    }
+    assert_int_equal(pa.has_received, pb.has_received);
+    assert_int_equal(pa.has_size, pb.has_size);
+    assert_int_equal(pa.has_at_ms, pb.has_at_ms);
+    assert_true(!pa.has_size || pa.size == pb.size);
+    assert_true(!pa.has_at_ms || pa.at_ms == pb.at_ms);
+    assert_int_equal(pa.sha256_kind, pb.sha256_kind);
+    if (pa.sha256_kind == CONFIRM_SHA256_STRING) {
+        assert_int_equal(pa.sha256_len, pb.sha256_len);
+        assert_memory_equal(pa.sha256, pb.sha256, pa.sha256_len);
+    }
+    /* A text given up on goes to the full parser unchanged. */
+    if (!took_plain)
+        assert_memory_equal(a, text, n);
+    json_decref(ta);
+    json_decref(tb);
+}
+
+/*
+ * The payload as clients write it is read without a JSON tree, and reads
+ * as the full parser reads it; every other text, valid or not, goes to the
+ * full parser (a duplicate, an escape, a real, a member more or less).
+ */
+static void test_payload_readings(void **state)
+{
+    (void)state;
+    static const char *plain[] = {
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1024,\"at_ms\":1764100001234}}",
+        " {\n\"received\" : {\"at_ms\":0 ,\"size\":999999999999999, \"sha256\":\"q-_A\"},\t"
+        "\"client\":{\"id\":\"\"},\"ticket\":\"x\",\"delivery\":\"y\",\"v\":7}\r\n",
+    };
+    static const char *tree[] = {
+        /* valid JSON the plain reading leaves to the full parser */
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1024,\"at_ms\":1}, \"extra\":true}",
+        "{\"\\u0076\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\\u00e9\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\xc3\xa9\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}}",
+        "{\"v\":1.0,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1e3,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":-1,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":9007199254740992,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"size\":1,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":7,\"size\":1,\"at_ms\":1}}",
+        "{\"v\":\"1\",\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{},\"received\":{}}",
+        "{\"v\":1}",
+        "{}",
+        /* not JSON, or not one the full parser takes */
+        "{\"v\":1,\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\",\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}}",
+        "{\"v\":01,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":nullx,\"size\":1,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}} x",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1},}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}",
+        "{\"v\":1,\"delivery\":\"d\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":12abc,\"at_ms\":1}}",
+        "{\"v\":1,\"delivery\":\"d\x01\",\"ticket\":\"t\",\"client\":{\"id\":\"c\"},"
+        "\"received\":{\"sha256\":null,\"size\":1,\"at_ms\":1}}",
+        "[1]",
+        "",
+    };
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        same_reading(plain[i], true);
+    for (size_t i = 0; i < sizeof tree / sizeof tree[0]; i++)
+        same_reading(tree[i], false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_corrupted_and_unknown_digest),
         cmocka_unit_test(test_injected_page),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_payload_readings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
