@@ -127,3 +127,72 @@ char *sjson_dump(const json_t *value)
         return NULL;
     return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
 }
+
+/* ---- the plain reader -------------------------------------------------- */
+
+static void plain_ws(sjson_plain *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+bool sjson_plain_take(sjson_plain *s, char c)
+{
+    plain_ws(s);
+    if (s->p >= s->end || *s->p != c)
+        return false;
+    s->p++;
+    return true;
+}
+
+bool sjson_plain_string(sjson_plain *s, const char **out, size_t *len)
+{
+    if (!sjson_plain_take(s, '"'))
+        return false;
+    char *start = s->p;
+    while (s->p < s->end && *s->p != '"') {
+        unsigned char c = (unsigned char)*s->p;
+        if (c < 0x20 || c > 0x7e || c == '\\')
+            return false; /* an escape, a control byte, UTF-8: the full parser's */
+        s->p++;
+    }
+    if (s->p >= s->end)
+        return false;
+    *s->p++ = '\0';
+    *out = start;
+    *len = (size_t)(s->p - 1 - start);
+    return true;
+}
+
+bool sjson_plain_uint(sjson_plain *s, uint64_t *out)
+{
+    plain_ws(s);
+    const char *start = s->p;
+    uint64_t v = 0;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+        v = v * 10 + (uint64_t)(*s->p - '0');
+        s->p++;
+    }
+    size_t digits = (size_t)(s->p - start);
+    if (digits == 0 || digits > 15 || (digits > 1 && *start == '0'))
+        return false;
+    if (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E'))
+        return false; /* a real: refused, by the full parser with its own message */
+    *out = v;
+    return true;
+}
+
+bool sjson_plain_null(sjson_plain *s)
+{
+    plain_ws(s);
+    if (s->end - s->p < 4 || memcmp(s->p, "null", 4) != 0)
+        return false;
+    s->p += 4;
+    return true;
+}
+
+bool sjson_plain_end(sjson_plain *s)
+{
+    plain_ws(s);
+    return s->p == s->end;
+}

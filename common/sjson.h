@@ -36,4 +36,31 @@ bool sjson_uint(const json_t *obj, const char *key, uint64_t *out);
 /* Compact serialisation with members in insertion order; malloc'd. */
 char *sjson_dump(const json_t *value);
 
+/*
+ * A reader of JSON as this project's own peers write it, for the hot paths
+ * that would otherwise build a jansson tree for a few known members: plain
+ * strings (printable ASCII without escapes) and whole numbers in digits.
+ * Each function consumes what it takes (whitespace before it included) and
+ * returns false on anything else, valid JSON or not: the caller then gives
+ * the whole text to the full parser, which decides. The text is mutable:
+ * a string taken is NUL-terminated in place of its closing quote, so a
+ * caller that falls back must parse an unchanged copy.
+ */
+typedef struct sjson_plain {
+    char *p, *end;
+} sjson_plain;
+
+/* The punctuation c ('{', '}', ',', ':'). */
+bool sjson_plain_take(sjson_plain *s, char c);
+/* A string of bytes 0x20 to 0x7e other than '"' and '\'; *out points at
+ * it, NUL-terminated, *len its length. */
+bool sjson_plain_string(sjson_plain *s, const char **out, size_t *len);
+/* Digits without a leading zero, at most 15 (exactly what jansson reads as
+ * that integer), not followed by a fraction or an exponent. */
+bool sjson_plain_uint(sjson_plain *s, uint64_t *out);
+/* The literal null. */
+bool sjson_plain_null(sjson_plain *s);
+/* Only whitespace is left. */
+bool sjson_plain_end(sjson_plain *s);
+
 #endif

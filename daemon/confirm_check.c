@@ -17,76 +17,6 @@
 
 /* ---- the payload ---------------------------------------------------------- */
 
-static bool json_ws(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-typedef struct scan {
-    char *p, *end;
-} scan;
-
-static void skip_ws(scan *s)
-{
-    while (s->p < s->end && json_ws(*s->p))
-        s->p++;
-}
-
-static bool take(scan *s, char c)
-{
-    skip_ws(s);
-    if (s->p >= s->end || *s->p != c)
-        return false;
-    s->p++;
-    return true;
-}
-
-/*
- * A string of printable ASCII without escapes, NUL-terminated in place (its
- * closing quote becomes the NUL: nothing after it is read as part of it).
- * Anything else (an escape, a control byte, UTF-8) is for the full parser.
- */
-static bool take_plain_string(scan *s, const char **out, size_t *len)
-{
-    if (!take(s, '"'))
-        return false;
-    char *start = s->p;
-    while (s->p < s->end && *s->p != '"') {
-        unsigned char c = (unsigned char)*s->p;
-        if (c < 0x20 || c > 0x7e || c == '\\')
-            return false;
-        s->p++;
-    }
-    if (s->p >= s->end)
-        return false;
-    *s->p++ = '\0';
-    *out = start;
-    *len = (size_t)(s->p - 1 - start);
-    return true;
-}
-
-/* Digits alone, as JSON writes a whole number (no leading zero), at most 15
- * of them: exactly what jansson reads as that integer. */
-static bool take_plain_uint(scan *s, uint64_t *out)
-{
-    skip_ws(s);
-    char *start = s->p;
-    uint64_t v = 0;
-    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
-        v = v * 10 + (uint64_t)(*s->p - '0');
-        s->p++;
-    }
-    size_t digits = (size_t)(s->p - start);
-    if (digits == 0 || digits > 15 || (digits > 1 && *start == '0'))
-        return false;
-    /* A fraction or an exponent makes a real, which is refused: by the full
-     * parser, with its own message. */
-    if (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E'))
-        return false;
-    *out = v;
-    return true;
-}
-
 typedef enum member_bit {
     M_V = 1u << 0,
     M_DELIVERY = 1u << 1,
@@ -100,20 +30,21 @@ typedef enum member_bit {
 } member_bit;
 
 /* "{" members "}", each named once, values by member (the caller's). */
-typedef bool (*member_fn)(scan *s, const char *name, confirm_payload *pl, unsigned *seen);
+typedef bool (*member_fn)(sjson_plain *s, const char *name, confirm_payload *pl, unsigned *seen);
 
-static bool take_object(scan *s, member_fn member, confirm_payload *pl, unsigned *seen)
+static bool take_object(sjson_plain *s, member_fn member, confirm_payload *pl, unsigned *seen)
 {
-    if (!take(s, '{'))
+    if (!sjson_plain_take(s, '{'))
         return false;
     for (bool first = true;; first = false) {
-        if (take(s, '}'))
+        if (sjson_plain_take(s, '}'))
             return !first; /* an empty object has none of the members: the full parser says so */
-        if (!first && !take(s, ','))
+        if (!first && !sjson_plain_take(s, ','))
             return false;
         const char *name;
         size_t len;
-        if (!take_plain_string(s, &name, &len) || !take(s, ':') || !member(s, name, pl, seen))
+        if (!sjson_plain_string(s, &name, &len) || !sjson_plain_take(s, ':') ||
+            !member(s, name, pl, seen))
             return false;
     }
 }
@@ -128,42 +59,41 @@ static bool first_time(unsigned *seen, unsigned bit)
     return true;
 }
 
-static bool client_member(scan *s, const char *name, confirm_payload *pl, unsigned *seen)
+static bool client_member(sjson_plain *s, const char *name, confirm_payload *pl, unsigned *seen)
 {
     if (strcmp(name, "id") == 0)
-        return first_time(seen, M_ID) && take_plain_string(s, &pl->client_id, &pl->client_len);
+        return first_time(seen, M_ID) && sjson_plain_string(s, &pl->client_id, &pl->client_len);
     return false;
 }
 
-static bool received_member(scan *s, const char *name, confirm_payload *pl, unsigned *seen)
+static bool received_member(sjson_plain *s, const char *name, confirm_payload *pl, unsigned *seen)
 {
     if (strcmp(name, "size") == 0)
-        return first_time(seen, M_SIZE) && (pl->has_size = take_plain_uint(s, &pl->size));
+        return first_time(seen, M_SIZE) && (pl->has_size = sjson_plain_uint(s, &pl->size));
     if (strcmp(name, "at_ms") == 0)
-        return first_time(seen, M_AT_MS) && (pl->has_at_ms = take_plain_uint(s, &pl->at_ms));
+        return first_time(seen, M_AT_MS) && (pl->has_at_ms = sjson_plain_uint(s, &pl->at_ms));
     if (strcmp(name, "sha256") != 0 || !first_time(seen, M_SHA256))
         return false;
-    skip_ws(s);
-    if (s->end - s->p >= 4 && memcmp(s->p, "null", 4) == 0) {
-        s->p += 4;
+    if (sjson_plain_null(s)) {
         pl->sha256_kind = CONFIRM_SHA256_NULL;
         return true;
     }
     pl->sha256_kind = CONFIRM_SHA256_STRING;
-    return take_plain_string(s, &pl->sha256, &pl->sha256_len);
+    return sjson_plain_string(s, &pl->sha256, &pl->sha256_len);
 }
 
-static bool top_member(scan *s, const char *name, confirm_payload *pl, unsigned *seen)
+static bool top_member(sjson_plain *s, const char *name, confirm_payload *pl, unsigned *seen)
 {
     switch (name[0]) {
     case 'v':
-        return name[1] == '\0' && first_time(seen, M_V) && (pl->has_v = take_plain_uint(s, &pl->v));
+        return name[1] == '\0' && first_time(seen, M_V) &&
+               (pl->has_v = sjson_plain_uint(s, &pl->v));
     case 'd':
         return strcmp(name, "delivery") == 0 && first_time(seen, M_DELIVERY) &&
-               take_plain_string(s, &pl->delivery, &pl->delivery_len);
+               sjson_plain_string(s, &pl->delivery, &pl->delivery_len);
     case 't':
         return strcmp(name, "ticket") == 0 && first_time(seen, M_TICKET) &&
-               take_plain_string(s, &pl->ticket, &pl->ticket_len);
+               sjson_plain_string(s, &pl->ticket, &pl->ticket_len);
     case 'c':
         return strcmp(name, "client") == 0 && first_time(seen, M_CLIENT) &&
                take_object(s, client_member, pl, seen);
@@ -183,12 +113,9 @@ static bool parse_plain(char *text, size_t n, confirm_payload *pl)
 {
     const unsigned all =
         M_V | M_DELIVERY | M_TICKET | M_CLIENT | M_RECEIVED | M_ID | M_SHA256 | M_SIZE | M_AT_MS;
-    scan s = {text, text + n};
+    sjson_plain s = {text, text + n};
     unsigned seen = 0;
-    if (!take_object(&s, top_member, pl, &seen))
-        return false;
-    skip_ws(&s);
-    return s.p == s.end && seen == all;
+    return take_object(&s, top_member, pl, &seen) && sjson_plain_end(&s) && seen == all;
 }
 
 static void parse_tree(const json_t *msg, confirm_payload *pl)

@@ -617,6 +617,24 @@ static const struct hostile hostile_jwe[] = {
      "{\"cty\":\"receipt-plugin+json\",\"kid\":\"k1\",\"skid\":\"s1\",\"enc\":\"A256GCM\","
      "\"alg\":\"dir\"}",
      "", 12, 16, JOSE_OK},
+    /* Valid headers the plain reading leaves to the allow-list: the same answer. */
+    {"whitespace around the members",
+     " {\n\"alg\" : \"dir\",\t\"enc\":\"A256GCM\",\"kid\":\"k1\",\"skid\":\"s1\",\"cty\":"
+     "\"receipt-plugin+json\"}\r\n",
+     "", 12, 16, JOSE_OK},
+    {"a member name escaped",
+     "{\"\\u0061lg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"k1\",\"skid\":\"s1\",\"cty\":"
+     "\"receipt-plugin+json\"}",
+     "", 12, 16, JOSE_OK},
+    {"a value escaped",
+     "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"\\u006b1\",\"skid\":\"s1\",\"cty\":"
+     "\"receipt-plugin+json\"}",
+     "", 12, 16, JOSE_OK},
+    {"a kid with a space",
+     "{\"alg\":\"dir\",\"enc\":\"A256GCM\",\"kid\":\"k 1\",\"skid\":\"s1\",\"cty\":"
+     "\"receipt-plugin+json\"}",
+     "", 12, 16, JOSE_BAD_HEADER},
+    {"text after the object", GOOD_HDR " x", "", 12, 16, JOSE_MALFORMED},
     {"wrong alg",
      "{\"alg\":\"A256KW\",\"enc\":\"A256GCM\",\"kid\":\"k1\",\"skid\":\"s1\",\"cty\":"
      "\"receipt-plugin+json\"}",
