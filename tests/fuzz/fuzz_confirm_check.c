@@ -6,7 +6,9 @@
  * The first byte picks what the rest is: 0, a Receipt-Client-Key value and
  * a body (split at the first newline), as they come off the wire; 1, the
  * payload of a confirmation sealed properly for a known client, so that the
- * JSON and the ticket checks behind the decryption get fuzzed too.
+ * JSON and the ticket checks behind the decryption get fuzzed too; 2, a
+ * payload text read both ways confirm_payload_parse() can (in place, and
+ * as a tree), which must agree on every text that either takes.
  */
 #include "common/jose.h"
 #include "common/kdf.h"
@@ -66,6 +68,54 @@ static void check(const fuzz_world *w, const char *header, const char *body, siz
     }
 }
 
+static bool same_string(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+static bool same_payload(const confirm_payload *a, const confirm_payload *b)
+{
+    if (a->has_v != b->has_v || (a->has_v && a->v != b->v))
+        return false;
+    if (!same_string(a->delivery, a->delivery_len, b->delivery, b->delivery_len) ||
+        !same_string(a->ticket, a->ticket_len, b->ticket, b->ticket_len) ||
+        !same_string(a->client_id, a->client_len, b->client_id, b->client_len))
+        return false;
+    if (a->has_received != b->has_received || a->has_size != b->has_size ||
+        a->has_at_ms != b->has_at_ms || a->sha256_kind != b->sha256_kind)
+        return false;
+    if ((a->has_size && a->size != b->size) || (a->has_at_ms && a->at_ms != b->at_ms))
+        return false;
+    return a->sha256_kind != CONFIRM_SHA256_STRING ||
+           same_string(a->sha256, a->sha256_len, b->sha256, b->sha256_len);
+}
+
+/* The plain reading either declines (the tree reads the text) or gives what
+ * the tree gives. */
+static void compare_readings(const char *text, size_t n)
+{
+    char *plain_text = malloc(n + 1), *tree_text = malloc(n + 1);
+    confirm_payload a, b;
+    json_t *a_tree = NULL, *b_tree = NULL;
+    if (plain_text == NULL || tree_text == NULL)
+        goto out;
+    memcpy(plain_text, text, n);
+    memcpy(tree_text, text, n);
+    int a_rc = confirm_payload_parse(plain_text, n, true, &a, &a_tree);
+    int b_rc = confirm_payload_parse(tree_text, n, false, &b, &b_tree);
+    if (a_rc != b_rc)
+        abort();
+    if (a_rc == 0 && !same_payload(&a, &b))
+        abort();
+out:
+    json_decref(a_tree);
+    json_decref(b_tree);
+    free(plain_text);
+    free(tree_text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const fuzz_world *w = world();
@@ -85,6 +135,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *body = nl != NULL ? nl + 1 : rest + n;
         check(w, header, body, (size_t)(rest + n - body));
         free(header);
+        return 0;
+    }
+
+    if (data[0] == 2) {
+        compare_readings(rest, n);
         return 0;
     }
 
