@@ -67,7 +67,15 @@ ${servers}
     }
     return text;
   };
-  for (const port of ports) await waitListening(port, proc, log, 10000, 'nginx');
+  try {
+    for (const port of ports) await waitListening(port, proc, log, 10000, 'nginx');
+  } catch (e) {
+    // Left running, it would hold the suite's process open after its tests.
+    // SIGTERM: the master stops its workers with it.
+    proc.kill('SIGTERM');
+    setTimeout(() => proc.kill('SIGKILL'), 5000).unref();
+    throw e;
+  }
   return {
     dir,
     conf,

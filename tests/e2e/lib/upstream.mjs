@@ -36,7 +36,13 @@ export function startApp(opts = {}) {
   proc.stderr.on('data', (d) => (err += d));
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`upstream app did not start: ${err}`)), 15000);
+    // Python's start can take long on a loaded machine. One that never says
+    // it listens is killed: left running, it would hold the suite's process
+    // open after its tests are done.
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`upstream app did not start within 60 s: ${err}`));
+    }, 60000);
     proc.on('exit', (code) => reject(new Error(`upstream app exited ${code}: ${err}`)));
     proc.stdout.on('data', (d) => {
       out += d;
