@@ -9,6 +9,7 @@
 #include "daemon/ledger_backend.h"
 
 #include "common/evpack.h"
+#include "daemon/walbuf.h"
 
 #include <sqlite3.h>
 
@@ -530,7 +531,8 @@ typedef struct ledger_sqlite {
     bool read_only;
     char where[LEDGER_TARGET_MAX + 1];
     sqlite3_stmt *stmt[ST_COUNT_ALL];
-    int fault_rc; /* result code of the last failed write step */
+    int fault_rc;       /* result code of the last failed write step */
+    bool wal_unwritten; /* a commit's WAL frames failed to write (walbuf_flush()) */
     /*
      * A logged batch (sqlite_log_begin()): each event that changes its row
      * writes there the number of the leaf it adds, log_head (the log's size
@@ -1187,12 +1189,23 @@ static int sqlite_commit(ledger *base)
         lg->fault_rc = rc;
         return -1;
     }
+    /* The commit wrote its frames (walbuf writes them with the frame that
+     * commits); this makes sure, before the caller asks for an fsync. */
+    if ((rc = walbuf_flush(lg->db)) != SQLITE_OK) {
+        fail(lg, "ledger commit: writing the WAL: %s", sqlite3_errstr(rc));
+        lg->fault_rc = rc;
+        lg->wal_unwritten = true;
+        return -1;
+    }
     return 0;
 }
 
 static ledger_fault sqlite_fault(const ledger *base)
 {
     int rc = ((const ledger_sqlite *)base)->fault_rc;
+    /* Committed, yet the WAL lacks its frames: a retry cannot mend that. */
+    if (((const ledger_sqlite *)base)->wal_unwritten)
+        return LEDGER_FAULT_FATAL;
     /* After a failed fsync the kernel may have dropped the dirty pages and
      * marked them clean: a retry could "succeed" without them. */
     if (rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC)
@@ -2331,6 +2344,8 @@ static int create_file(const char *path, char *err, size_t errlen)
 
 /* ---- pipelined commits (ledger.h) ---- */
 
+static const char *sqlite_vfs(void);
+
 /*
  * The writing handle commits with synchronous=NORMAL: a commit appends its
  * frames to the WAL and returns, unsynced. Durability comes from
@@ -2456,8 +2471,8 @@ static int sync_checkpoint(ledger_sync *base, char *err, size_t errlen)
     int frames = atomic_load_explicit(&s->frames, memory_order_relaxed);
     if (s->checkpointer == NULL) {
         sqlite3 *db = NULL;
-        if (sqlite3_open_v2(s->db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-                SQLITE_OK ||
+        if (sqlite3_open_v2(s->db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                            sqlite_vfs()) != SQLITE_OK ||
             sqlite3_exec(db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK) {
             snprintf(err, errlen, "checkpoint of %s: %s", s->db_path,
                      db != NULL ? sqlite3_errmsg(db) : "out of memory");
@@ -2509,6 +2524,13 @@ static void sqlite_setup(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* The WAL's frames written a transaction at a time (daemon/walbuf.h), or
+ * by SQLite's own VFS if that one cannot be set up. */
+static const char *sqlite_vfs(void)
+{
+    return walbuf_register() == SQLITE_OK ? WALBUF_VFS : NULL;
+}
+
 static ledger *sqlite_open(const char *target, bool read_only, bool *unreachable, char *err,
                            size_t errlen)
 {
@@ -2531,7 +2553,7 @@ static ledger *sqlite_open(const char *target, bool read_only, bool *unreachable
     snprintf(lg->where, sizeof lg->where, "%s", target);
 
     flags |= read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
-    int rc = sqlite3_open_v2(target, &lg->db, flags, NULL);
+    int rc = sqlite3_open_v2(target, &lg->db, flags, sqlite_vfs());
     if (rc != SQLITE_OK) {
         int sys = lg->db != NULL ? sqlite3_system_errno(lg->db) : 0;
         fail(lg, "%s%s%s%s", lg->db != NULL ? sqlite3_errmsg(lg->db) : sqlite3_errstr(rc),
