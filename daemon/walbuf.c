@@ -21,11 +21,11 @@
 #define WAL_FRAME_HEADER 24
 
 typedef struct walbuf_file {
-    sqlite3_file base; /* first: SQLite hands this to the methods */
+    sqlite3_file base;  /* first: SQLite hands this to the methods */
     sqlite3_file *real; /* the default VFS's file, in the same allocation */
     bool wal;
-    bool commit_next;    /* the buffered frame header is a commit's: its page ends it */
-    unsigned char *buf;  /* WAL only; WALBUF_MAX bytes, made at the first write */
+    bool commit_next;   /* the buffered frame header is a commit's: its page ends it */
+    unsigned char *buf; /* WAL only; WALBUF_MAX bytes, made at the first write */
     size_t len;
     sqlite3_int64 start; /* the file offset of buf[0] */
 } walbuf_file;
@@ -82,7 +82,8 @@ static int wb_write(sqlite3_file *file, const void *data, int n, sqlite3_int64 o
     if (f->buf == NULL && (f->buf = malloc(WALBUF_MAX)) == NULL)
         return f->real->pMethods->xWrite(f->real, data, n, off); /* unbuffered, then */
     /* Only a run of writes that follow each other is gathered. */
-    if (f->len > 0 && (off != f->start + (sqlite3_int64)f->len || (size_t)n > WALBUF_MAX - f->len)) {
+    if (f->len > 0 &&
+        (off != f->start + (sqlite3_int64)f->len || (size_t)n > WALBUF_MAX - f->len)) {
         bool commit_next = f->commit_next;
         if ((rc = flush(f)) != SQLITE_OK)
             return rc;
@@ -226,7 +227,8 @@ static const sqlite3_io_methods walbuf_methods = {
     .xUnfetch = wb_unfetch,
 };
 
-static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out_flags)
+static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags,
+                   int *out_flags)
 {
     (void)vfs;
     walbuf_file *f = (walbuf_file *)file;
@@ -244,9 +246,8 @@ static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
     /* Without powersafe overwrite SQLite pads a commit to the sector and
      * may split a frame's header at a sync point: its WAL goes unbuffered,
      * so that a commit's header is always seen whole. */
-    f->wal = (flags & SQLITE_OPEN_WAL) != 0 &&
-             (f->real->pMethods->xDeviceCharacteristics(f->real) &
-              SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0;
+    f->wal = (flags & SQLITE_OPEN_WAL) != 0 && (f->real->pMethods->xDeviceCharacteristics(f->real) &
+                                                SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0;
     f->base.pMethods = &walbuf_methods;
     return rc;
 }

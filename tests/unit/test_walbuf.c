@@ -52,8 +52,8 @@ static int teardown(void **state)
 static sqlite3 *open_db(const char *path, const char *vfs)
 {
     sqlite3 *db = NULL;
-    assert_int_equal(
-        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs), SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs),
+                     SQLITE_OK);
     /* As the ledger's writer: no automatic checkpoint (the frames stay in
      * the WAL, where the reader must find them), no sync in the commit. */
     assert_int_equal(sqlite3_exec(db,
@@ -94,9 +94,9 @@ static void test_commit_is_in_the_file(void **state)
 {
     fixture *f = *state;
     sqlite3 *w = open_db(f->db, WALBUF_VFS);
-    assert_int_equal(sqlite3_exec(w, "CREATE TABLE t (a INTEGER PRIMARY KEY, b BLOB)", NULL, NULL,
-                                  NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(w, "CREATE TABLE t (a INTEGER PRIMARY KEY, b BLOB)", NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3 *r = NULL;
     assert_int_equal(sqlite3_open_v2(f->db, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     char wal[128];
@@ -106,9 +106,9 @@ static void test_commit_is_in_the_file(void **state)
     long long rows = 0, bytes = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         sqlite3_stmt *st = NULL;
-        assert_int_equal(sqlite3_prepare_v2(w, "INSERT INTO t (b) VALUES (zeroblob(?1))", -1, &st,
-                                            NULL),
-                         SQLITE_OK);
+        assert_int_equal(
+            sqlite3_prepare_v2(w, "INSERT INTO t (b) VALUES (zeroblob(?1))", -1, &st, NULL),
+            SQLITE_OK);
         assert_int_equal(sqlite3_exec(w, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
         for (int k = 0; k < 3; k++) {
             sqlite3_bind_int(st, 1, sizes[i]);
